@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+} from 'fastify'
+import type { Config } from './config.ts'
+import type { Clock } from './core/clock.ts'
+import type { SecretBox } from './core/secret-box.ts'
+import type { Db } from './db/client.ts'
+import { registerAuth } from './http/auth.ts'
+import { ErrorResponse, registerErrorHandling } from './http/error-handler.ts'
+import { registerIdempotency } from './http/idempotency.ts'
+import { registerMetrics } from './http/metrics.ts'
+import type { Logger } from './logger.ts'
+import { apiKeyRoutes } from './modules/api-keys/routes.ts'
+import { operationsRoutes } from './modules/operations/routes.ts'
+
+/** Everything a request handler may need, built once per process and passed down. */
+export interface AppDeps {
+  config: Config
+  db: Db
+  logger: Logger
+  clock: Clock
+  secretBox: SecretBox
+}
+
+export interface BuildAppOptions {
+  /** More `/v1` routes (tests mount probes of the HTTP layer this way). */
+  extraRoutes?: FastifyPluginAsync
+}
+
+const BODY_LIMIT_BYTES = 1024 * 1024
+
+/**
+ * The Fastify app: request ids, logs, one error handler, auth, idempotency,
+ * metrics, OpenAPI, and every module's routes under `/v1` (also `/api/v1`).
+ *
+ * @example
+ * const app = await buildApp(deps)
+ * await app.listen({ port: 8080 })
+ */
+export async function buildApp(
+  deps: AppDeps,
+  options: BuildAppOptions = {},
+): Promise<FastifyInstance> {
+  const httpLogger: FastifyBaseLogger = deps.logger.child({ component: 'http' })
+  const app = Fastify({
+    loggerInstance: httpLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    genReqId: (request) => {
+      const incoming = request.headers['x-request-id']
+      return typeof incoming === 'string' && /^[\w.:-]{1,100}$/.test(incoming)
+        ? incoming
+        : `req_${randomUUID()}`
+    },
+    routerOptions: { ignoreTrailingSlash: true },
+    ajv: {
+      customOptions: {
+        coerceTypes: 'array',
+        useDefaults: true,
+        removeAdditional: false,
+        allErrors: false,
+      },
+    },
+  })
+
+  // JSON only; webhook routes add their own raw-body parsers where they need them.
+  app.removeContentTypeParser('text/plain')
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+
+  registerErrorHandling(app)
+  app.addSchema(ErrorResponse)
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Payrail API',
+        version: '1',
+        description:
+          'Self-hosted payments: customers, invoices, payments and gateways. Authenticate with `Authorization: Bearer sk_test_…` or `x-api-key`.',
+      },
+      servers: [{ url: deps.config.publicUrl }],
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer' },
+          apiKeyHeader: { type: 'apiKey', in: 'header', name: 'x-api-key' },
+        },
+      },
+      security: [{ bearerAuth: [] }, { apiKeyHeader: [] }],
+    },
+  })
+  // The API reference is public, like /openapi.json.
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/docs')) route.config = { ...route.config, auth: false }
+  })
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', deepLinking: true },
+  })
+
+  registerMetrics(app)
+  registerAuth(app, deps)
+  registerIdempotency(app, deps)
+
+  app.get('/openapi.json', { config: { auth: false }, schema: { hide: true } }, async () =>
+    app.swagger(),
+  )
+  await app.register(operationsRoutes(deps))
+
+  const v1: FastifyPluginAsync = async (api) => {
+    await api.register(apiKeyRoutes(deps))
+    if (options.extraRoutes) await api.register(options.extraRoutes)
+  }
+  await app.register(v1, { prefix: '/v1' })
+  // The same routes under /api/v1 for clients with Flexprice's base path; documented once.
+  await app.register(
+    async (alias) => {
+      alias.addHook('onRoute', (route) => {
+        route.schema = { ...route.schema, hide: true }
+      })
+      await alias.register(v1)
+    },
+    { prefix: '/api/v1' },
+  )
+  return app
+}

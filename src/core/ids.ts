@@ -1,0 +1,25 @@
+import { typeid } from 'typeid-js'
+
+/** Prefixes of Payrail's ids, TypeID style: `pay_01h…`, sortable by creation time. */
+export const ID_PREFIXES = {
+  tenant: 'ten',
+  environment: 'env',
+  apiKey: 'key',
+  customer: 'cus',
+  product: 'prod',
+  price: 'price',
+  discount: 'disc',
+  order: 'ord',
+  invoice: 'inv',
+  subscription: 'sub',
+  payment: 'pay',
+  refund: 're',
+  event: 'evt',
+  balanceTransaction: 'btxn',
+} as const
+
+export type IdKind = keyof typeof ID_PREFIXES
+
+export function newId(kind: IdKind): string {
+  return typeid(ID_PREFIXES[kind]).toString()
+}

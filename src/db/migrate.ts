@@ -1,0 +1,54 @@
+import { runMigrations as runWorkerMigrations, type Logger as WorkerLogger } from 'graphile-worker'
+import { type Migration, type MigrationProvider, Migrator } from 'kysely'
+import pg from 'pg'
+import type { Db } from './client.ts'
+import * as m0001 from './migrations/0001-foundation.ts'
+
+/** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001-foundation': m0001,
+}
+
+const migrationProvider: MigrationProvider = {
+  getMigrations: async () => MIGRATIONS,
+}
+
+/** Arbitrary but fixed: the session advisory lock that serialises migrations across processes. */
+const MIGRATION_LOCK_ID = 727_245_001
+
+export interface MigrateResult {
+  applied: string[]
+}
+
+/**
+ * Brings the database schema up to date: Payrail's tables, then graphile-worker's.
+ * Two processes starting at once queue on one advisory lock, so the second finds
+ * nothing left to do. `afterMigrate` runs under the same lock (bootstrap of the
+ * default tenant).
+ */
+export async function migrateToLatest<T>(
+  db: Db,
+  connectionString: string,
+  options: { workerLogger?: WorkerLogger; afterMigrate?: () => Promise<T> } = {},
+): Promise<MigrateResult & { after: T | undefined }> {
+  const lock = new pg.Client({ connectionString, application_name: 'payrail-migrate' })
+  lock.on('error', () => undefined)
+  await lock.connect()
+  try {
+    await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_ID])
+    const migrator = new Migrator({ db, provider: migrationProvider })
+    const { error, results } = await migrator.migrateToLatest()
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName
+      throw new Error(`Migration ${failed ?? '(unknown)'} failed: ${String(error)}`, {
+        cause: error,
+      })
+    }
+    await runWorkerMigrations({ connectionString, logger: options.workerLogger })
+    const after = options.afterMigrate ? await options.afterMigrate() : undefined
+    return { applied: (results ?? []).map((r) => r.migrationName), after }
+  } finally {
+    await lock.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => undefined)
+    await lock.end().catch(() => undefined)
+  }
+}

@@ -1,0 +1,125 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
+import { AppError, type ErrorCode, type ErrorDetails, httpStatusFor } from '../core/errors.ts'
+
+export const ErrorResponse = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String(),
+      message: Type.String(),
+      details: Type.Record(Type.String(), Type.Unknown()),
+    }),
+  },
+  {
+    $id: 'ErrorResponse',
+    description: 'Every error: a closed code, a message for humans, and details',
+  },
+)
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details: ErrorDetails }
+}
+
+/**
+ * Turns anything thrown into the one error shape. App errors pass through as they
+ * are; Fastify's own (bad JSON, wrong content type, too large, schema validation)
+ * get a code; anything else is a 500 `internal_error` whose detail stays in the log.
+ */
+export function toErrorBody(error: unknown): { status: number; body: ErrorBody } {
+  if (error instanceof AppError) {
+    return { status: error.status, body: errorBody(error.code, error.message, error.details) }
+  }
+  if (isFastifyError(error)) {
+    const mapped = mapFastifyError(error)
+    if (mapped)
+      return {
+        status: httpStatusFor(mapped.code),
+        body: errorBody(mapped.code, mapped.message, mapped.details),
+      }
+  }
+  return {
+    status: 500,
+    body: errorBody('internal_error', 'Something went wrong on our side; it has been logged'),
+  }
+}
+
+export function errorBody(code: ErrorCode, message: string, details: ErrorDetails = {}): ErrorBody {
+  return { error: { code, message, details } }
+}
+
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const { status, body } = toErrorBody(error)
+    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    else request.log.info({ code: body.error.code, message: body.error.message }, 'request refused')
+    return reply.code(status).type('application/json; charset=utf-8').send(body)
+  })
+  app.setNotFoundHandler((request, reply) => {
+    const body = errorBody(
+      'not_found',
+      `Unknown route: ${request.method} ${request.url.split('?')[0]}`,
+    )
+    return reply.code(404).type('application/json; charset=utf-8').send(body)
+  })
+}
+
+function mapFastifyError(
+  error: FastifyError,
+): { code: ErrorCode; message: string; details: ErrorDetails } | undefined {
+  if (error.validation) {
+    const errors = error.validation.map((issue) => ({
+      field: fieldOf(error.validationContext, issue.instancePath, issue.params),
+      message: issue.message ?? 'is invalid',
+    }))
+    const first = errors[0]
+    const message = first ? `${first.field} ${first.message}` : 'Invalid request'
+    return { code: 'validation_error', message, details: { errors } }
+  }
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return {
+        code: 'validation_error',
+        message: `Malformed JSON body: ${error.message}`,
+        details: {},
+      }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return {
+        code: 'unsupported_media_type',
+        message: 'Send the request body as JSON with Content-Type: application/json',
+        details: {},
+      }
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { code: 'payload_too_large', message: 'Request body is too large', details: {} }
+  }
+  const status = error.statusCode ?? 500
+  if (status === 413)
+    return { code: 'payload_too_large', message: 'Request body is too large', details: {} }
+  if (status === 415) return { code: 'unsupported_media_type', message: error.message, details: {} }
+  if (status === 404) return { code: 'not_found', message: error.message, details: {} }
+  if (status === 405) return { code: 'method_not_allowed', message: error.message, details: {} }
+  if (status === 429) return { code: 'rate_limited', message: error.message, details: {} }
+  if (status >= 400 && status < 500)
+    return { code: 'validation_error', message: error.message, details: {} }
+  return undefined
+}
+
+function fieldOf(
+  context: string | undefined,
+  instancePath: string,
+  params: Record<string, unknown>,
+): string {
+  const path = instancePath.replace(/^\//, '').replaceAll('/', '.')
+  const missing = typeof params.missingProperty === 'string' ? params.missingProperty : undefined
+  const extra =
+    typeof params.additionalProperty === 'string' ? params.additionalProperty : undefined
+  const leaf = [path, missing ?? extra].filter(Boolean).join('.')
+  return [context ?? 'body', leaf].filter(Boolean).join('.')
+}
+
+function isFastifyError(error: unknown): error is FastifyError {
+  return (
+    error instanceof Error && ('statusCode' in error || 'validation' in error || 'code' in error)
+  )
+}

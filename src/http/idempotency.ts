@@ -1,0 +1,227 @@
+import { createHash } from 'node:crypto'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Clock } from '../core/clock.ts'
+import { AppError, validationError } from '../core/errors.ts'
+import type { SecretBox } from '../core/secret-box.ts'
+import type { Db } from '../db/client.ts'
+import type { IdempotencyRecord } from '../db/database.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set while this request holds an idempotency key, so its response is stored. */
+    idempotency: { environmentId: string; key: string } | null
+  }
+}
+
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000
+/** A key held longer than this by a request that never finished (crashed process) can be taken over. */
+export const IDEMPOTENCY_LOCK_TIMEOUT_MS = 60 * 1000
+const MAX_KEY_LENGTH = 255
+
+interface IdempotencyDeps {
+  db: Db
+  clock: Clock
+  secretBox: SecretBox
+}
+
+/**
+ * `Idempotency-Key` on every POST, as Stripe does it: the first response is stored
+ * (encrypted) for 24 h and replayed for the same key and body; another body under
+ * the same key is 422 `idempotency_mismatch`; a request while the first is still
+ * running is 409 `idempotency_conflict`. 5xx responses are not stored, so a retry
+ * runs again. Records live in PostgreSQL, so the rules hold across processes.
+ */
+export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps): void {
+  app.decorateRequest('idempotency', null)
+
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.method !== 'POST' || !request.principal) return
+    const key = idempotencyKeyOf(request)
+    if (key === undefined) return
+    const environmentId = request.principal.environmentId
+    const requestHash = hashRequest(request)
+    const replay = await claimKey(deps, {
+      environmentId,
+      key,
+      method: request.method,
+      path: request.url,
+      requestHash,
+    })
+    if (replay === 'claimed') {
+      request.idempotency = { environmentId, key }
+      return
+    }
+    return sendReplay(reply, replay, deps.secretBox)
+  })
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    const held = request.idempotency
+    if (!held) return payload
+    request.idempotency = null
+    const where = (db: Db) =>
+      db
+        .deleteFrom('idempotency_keys')
+        .where('environment_id', '=', held.environmentId)
+        .where('key', '=', held.key)
+    if (reply.statusCode >= 500 || typeof payload !== 'string') {
+      await where(deps.db).execute()
+      return payload
+    }
+    await deps.db
+      .updateTable('idempotency_keys')
+      .set({
+        state: 'completed',
+        response_status: reply.statusCode,
+        response_body: deps.secretBox.seal(payload),
+        response_content_type: String(
+          reply.getHeader('content-type') ?? 'application/json; charset=utf-8',
+        ),
+      })
+      .where('environment_id', '=', held.environmentId)
+      .where('key', '=', held.key)
+      .execute()
+    return payload
+  })
+
+  // A client that hangs up does not leave its key locked until the timeout.
+  app.addHook('onRequestAbort', async (request) => {
+    const held = request.idempotency
+    if (!held) return
+    request.idempotency = null
+    await deps.db
+      .deleteFrom('idempotency_keys')
+      .where('environment_id', '=', held.environmentId)
+      .where('key', '=', held.key)
+      .where('state', '=', 'in_flight')
+      .execute()
+  })
+}
+
+interface ClaimInput {
+  environmentId: string
+  key: string
+  method: string
+  path: string
+  requestHash: string
+}
+
+/** Takes the key for this request, or returns the stored record to replay; throws on mismatch or conflict. */
+async function claimKey(
+  deps: IdempotencyDeps,
+  input: ClaimInput,
+): Promise<'claimed' | IdempotencyRecord> {
+  const now = deps.clock.now()
+  const inserted = await deps.db
+    .insertInto('idempotency_keys')
+    .values({
+      environment_id: input.environmentId,
+      key: input.key,
+      method: input.method,
+      path: input.path,
+      request_hash: input.requestHash,
+      state: 'in_flight',
+      locked_at: now,
+      expires_at: new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
+    })
+    .onConflict((oc) =>
+      // An expired record is as good as none: take it over in the same statement.
+      oc
+        .columns(['environment_id', 'key'])
+        .doUpdateSet({
+          method: input.method,
+          path: input.path,
+          request_hash: input.requestHash,
+          state: 'in_flight',
+          response_status: null,
+          response_body: null,
+          response_content_type: null,
+          locked_at: now,
+          expires_at: new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
+        })
+        .where('idempotency_keys.expires_at', '<=', now),
+    )
+    .returning('key')
+    .executeTakeFirst()
+  if (inserted) return 'claimed'
+
+  const existing = await deps.db
+    .selectFrom('idempotency_keys')
+    .selectAll()
+    .where('environment_id', '=', input.environmentId)
+    .where('key', '=', input.key)
+    .executeTakeFirst()
+  // Pruned between the two statements: try once more from the start.
+  if (!existing) return claimKey(deps, input)
+
+  if (existing.request_hash !== input.requestHash) {
+    throw new AppError(
+      'idempotency_mismatch',
+      'This Idempotency-Key was used with a different request; use a new key for a new request',
+      {
+        idempotency_key: input.key,
+        original_path: existing.path,
+        original_method: existing.method,
+      },
+    )
+  }
+  if (existing.state === 'completed') return existing
+
+  const staleBefore = new Date(now.getTime() - IDEMPOTENCY_LOCK_TIMEOUT_MS)
+  if (existing.locked_at.getTime() <= staleBefore.getTime()) {
+    const taken = await deps.db
+      .updateTable('idempotency_keys')
+      .set({ locked_at: now })
+      .where('environment_id', '=', input.environmentId)
+      .where('key', '=', input.key)
+      .where('state', '=', 'in_flight')
+      .where('locked_at', '=', existing.locked_at)
+      .returning('key')
+      .executeTakeFirst()
+    if (taken) return 'claimed'
+  }
+  throw new AppError(
+    'idempotency_conflict',
+    'A request with this Idempotency-Key is still being processed; retry after it completes',
+    { idempotency_key: input.key },
+  )
+}
+
+function sendReplay(reply: FastifyReply, record: IdempotencyRecord, secretBox: SecretBox) {
+  const body = record.response_body === null ? '' : secretBox.open(record.response_body)
+  return reply
+    .code(record.response_status ?? 200)
+    .header('content-type', record.response_content_type ?? 'application/json; charset=utf-8')
+    .header('idempotent-replayed', 'true')
+    .send(body)
+}
+
+function idempotencyKeyOf(request: FastifyRequest): string | undefined {
+  const header = request.headers['idempotency-key']
+  const value = (Array.isArray(header) ? header[0] : header)?.trim()
+  if (!value) return undefined
+  if (value.length > MAX_KEY_LENGTH) {
+    throw validationError(`Idempotency-Key must be at most ${MAX_KEY_LENGTH} characters`, {
+      length: value.length,
+    })
+  }
+  return value
+}
+
+/** Same method, path and body (key order ignored) give the same hash. */
+export function hashRequest(request: Pick<FastifyRequest, 'method' | 'url' | 'body'>): string {
+  return createHash('sha256')
+    .update(`${request.method} ${request.url}\n`)
+    .update(canonicalJson(request.body ?? null))
+    .digest('hex')
+}
+
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
+  }
+  return JSON.stringify(value) ?? 'null'
+}

@@ -1,0 +1,53 @@
+import { parseCronItems, type Runner, run, type TaskList } from 'graphile-worker'
+import type { Clock } from '../core/clock.ts'
+import type { Db } from '../db/client.ts'
+import type { Logger } from '../logger.ts'
+import { PRUNE_IDEMPOTENCY_KEYS, pruneIdempotencyKeys } from './tasks/prune-idempotency-keys.ts'
+import { workerLoggerFrom } from './worker-logger.ts'
+
+export interface WorkerDeps {
+  db: Db
+  clock: Clock
+  logger: Logger
+}
+
+/** Every job Payrail runs, by graphile-worker task identifier. */
+export function createTaskList(deps: WorkerDeps): TaskList {
+  return {
+    [PRUNE_IDEMPOTENCY_KEYS]: async (_payload, helpers) => {
+      const deleted = await pruneIdempotencyKeys(deps.db, deps.clock)
+      helpers.logger.info(`pruned ${deleted} expired idempotency records`)
+    },
+  }
+}
+
+export const CRON_ITEMS = parseCronItems([
+  // Hourly; backfill one run so a worker that was down catches up on start.
+  {
+    task: PRUNE_IDEMPOTENCY_KEYS,
+    match: '17 * * * *',
+    options: { backfillPeriod: 60 * 60 * 1000 },
+    identifier: PRUNE_IDEMPOTENCY_KEYS,
+  },
+])
+
+export interface StartWorkerOptions {
+  connectionString: string
+  concurrency?: number
+}
+
+/**
+ * Starts graphile-worker on Payrail's database: in-process with `serve`, alone
+ * with `payrail worker`. Stop it with `runner.stop()` before ending the pools.
+ */
+export async function startWorker(deps: WorkerDeps, options: StartWorkerOptions): Promise<Runner> {
+  return run({
+    connectionString: options.connectionString,
+    concurrency: options.concurrency ?? 4,
+    noHandleSignals: true,
+    pollInterval: 2000,
+    logger: workerLoggerFrom(deps.logger),
+    taskList: createTaskList(deps),
+    parsedCronItems: CRON_ITEMS,
+  })
+}

@@ -1,0 +1,265 @@
+import { parseArgs } from 'node:util'
+import { type Config, ConfigError, loadConfig } from './config.ts'
+import { systemClock } from './core/clock.ts'
+import { ENVIRONMENT_TYPES, type EnvironmentType } from './db/database.ts'
+import { type OpenDatabase, openDatabase } from './db/open-database.ts'
+import { startWorker } from './jobs/worker.ts'
+import { createLogger, type Logger } from './logger.ts'
+import { createApiKey, revokeKey } from './modules/api-keys/service.ts'
+import {
+  createTenant,
+  DEFAULT_TENANT_ID,
+  requireEnvironment,
+  requireTenant,
+} from './modules/tenants/service.ts'
+import { migrateAndBootstrap, startServer } from './server.ts'
+
+const USAGE = `Usage: payrail <command> [options]
+
+Commands:
+  serve [--port N] [--host H] [--no-worker]   migrate, then serve the API (and run jobs)
+  worker                                      run background jobs only
+  migrate                                     apply database migrations and exit
+  keys create [--tenant ID] [--environment test|live] [--role admin] [--json]
+                                              print a new secret API key
+  keys revoke KEY_ID [--tenant ID] [--environment test|live]
+                                              revoke an API key at once
+  tenants create --name NAME [--json]         create a tenant with test and live environments
+
+Environment: PORT, HOST, DATABASE_URL, PAYRAIL_DATA_DIR, PAYRAIL_SECRET_KEY,
+PAYRAIL_PUBLIC_URL, LOG_LEVEL (see README.md).`
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`)
+    return command === undefined ? 2 : 0
+  }
+  switch (command) {
+    case 'serve':
+      return serve(rest)
+    case 'worker':
+      return worker(rest)
+    case 'migrate':
+      return migrate(rest)
+    case 'keys':
+      return keys(rest)
+    case 'tenants':
+      return tenants(rest)
+    default:
+      throw new UsageError(`Unknown command '${command}'`)
+  }
+}
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'no-worker': { type: 'boolean' },
+    },
+  })
+  const config = loadConfig(process.env, { port: parsePortOption(values.port), host: values.host })
+  const logger = createLogger(config.logLevel)
+  const server = await startServer(config, logger, { worker: !values['no-worker'] })
+  process.stdout.write(`Payrail listening on ${server.url} (API reference: ${server.url}/docs)\n`)
+  if (server.bootstrapKey) {
+    process.stdout.write(
+      [
+        "Created tenant 'default' with environments test and live.",
+        'Test API key (role admin), shown once; store it now:',
+        `  ${server.bootstrapKey}`,
+        '',
+      ].join('\n'),
+    )
+  }
+  await waitForSignal(logger)
+  await server.close()
+  return 0
+}
+
+async function worker(args: string[]): Promise<number> {
+  parseArgs({ args, options: {} })
+  const config = loadConfig(process.env)
+  const logger = createLogger(config.logLevel)
+  const database = await openDatabase(config, logger)
+  try {
+    await migrateAndBootstrap(database, logger)
+    const runner = await startWorker(
+      { db: database.db, clock: systemClock, logger },
+      { connectionString: database.url },
+    )
+    logger.info('worker started')
+    await waitForSignal(logger)
+    await runner.stop()
+  } finally {
+    await database.shutdown()
+  }
+  return 0
+}
+
+async function migrate(args: string[]): Promise<number> {
+  parseArgs({ args, options: {} })
+  return withDatabase(async (database, logger) => {
+    const { applied } = await migrateAndBootstrap(database, logger, { bootstrap: false })
+    process.stdout.write(
+      applied.length > 0 ? `Applied ${applied.join(', ')}\n` : 'Database is up to date\n',
+    )
+    return 0
+  })
+}
+
+async function keys(args: string[]): Promise<number> {
+  const [sub, ...rest] = args
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      tenant: { type: 'string', default: DEFAULT_TENANT_ID },
+      environment: { type: 'string', default: 'test' },
+      role: { type: 'string', default: 'admin' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const environmentType = parseEnvironment(values.environment)
+  if (sub === 'create') {
+    if (values.role !== 'admin') {
+      throw new UsageError(
+        "--role must be 'admin'; customer tokens (role user) come from POST /v1/customers/:id/tokens",
+      )
+    }
+    return withDatabase(async (database, logger) => {
+      await migrateAndBootstrap(database, logger, { bootstrap: false })
+      const tenant = await requireTenantOrDefault(database, values.tenant)
+      const environment = await requireEnvironment(database.db, tenant.id, environmentType)
+      const { key } = await createApiKey(database.db, {
+        tenantId: tenant.id,
+        environmentId: environment.id,
+        role: 'admin',
+        name: 'Created with payrail keys create',
+      })
+      const out = { key, tenant_id: tenant.id, environment_id: environment.id, role: 'admin' }
+      process.stdout.write(values.json ? `${JSON.stringify(out)}\n` : `${key}\n`)
+      return 0
+    })
+  }
+  if (sub === 'revoke') {
+    const id = positionals[0]
+    if (!id) throw new UsageError('keys revoke needs the key id (key_…)')
+    return withDatabase(async (database) => {
+      const tenant = await requireTenant(database.db, values.tenant)
+      const environment = await requireEnvironment(database.db, tenant.id, environmentType)
+      await revokeKey(
+        database.db,
+        { tenantId: tenant.id, environmentId: environment.id },
+        id,
+        systemClock,
+      )
+      process.stdout.write(`Revoked ${id}\n`)
+      return 0
+    })
+  }
+  throw new UsageError("Use 'payrail keys create' or 'payrail keys revoke KEY_ID'")
+}
+
+async function tenants(args: string[]): Promise<number> {
+  const [sub, ...rest] = args
+  if (sub !== 'create') throw new UsageError("Use 'payrail tenants create --name NAME'")
+  const { values } = parseArgs({
+    args: rest,
+    options: { name: { type: 'string' }, json: { type: 'boolean', default: false } },
+  })
+  const name = values.name?.trim()
+  if (!name) throw new UsageError('tenants create needs --name NAME')
+  return withDatabase(async (database, logger) => {
+    await migrateAndBootstrap(database, logger, { bootstrap: false })
+    const { tenant, environments } = await createTenant(database.db, { name })
+    const out = {
+      id: tenant.id,
+      name: tenant.name,
+      environments: environments.map((e) => ({ id: e.id, type: e.type, name: e.name })),
+    }
+    if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`)
+    else {
+      process.stdout.write(`Created tenant ${tenant.id} (${tenant.name})\n`)
+      for (const e of out.environments) process.stdout.write(`  ${e.type}: ${e.id}\n`)
+      process.stdout.write(`Make a key with: payrail keys create --tenant ${tenant.id}\n`)
+    }
+    return 0
+  })
+}
+
+/** Runs a one-shot command against the database, logging to stderr so stdout stays clean for `--json`. */
+async function withDatabase(
+  run: (database: OpenDatabase, logger: Logger, config: Config) => Promise<number>,
+) {
+  const config = loadConfig(process.env)
+  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'stderr')
+  const database = await openDatabase(config, logger, { maxConnections: 4 })
+  try {
+    return await run(database, logger, config)
+  } finally {
+    await database.shutdown()
+  }
+}
+
+/** Tenant `default` is created on first use, so `keys create` works on a fresh database. */
+async function requireTenantOrDefault(database: OpenDatabase, id: string) {
+  if (id === DEFAULT_TENANT_ID) {
+    await createTenant(database.db, { id: DEFAULT_TENANT_ID, name: 'Default' }).catch(
+      () => undefined,
+    )
+  }
+  return requireTenant(database.db, id)
+}
+
+function parseEnvironment(value: string): EnvironmentType {
+  const found = ENVIRONMENT_TYPES.find((type) => type === value)
+  if (!found) throw new UsageError(`--environment must be one of ${ENVIRONMENT_TYPES.join(', ')}`)
+  return found
+}
+
+function parsePortOption(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const port = Number(value)
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port must be 0–65535, got '${value}'`)
+  return port
+}
+
+function waitForSignal(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, 'shutting down')
+      // A second signal means "now".
+      process.once('SIGINT', () => process.exit(130))
+      process.once('SIGTERM', () => process.exit(143))
+      resolve()
+    }
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+  })
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError || error instanceof UsageError) {
+      process.stderr.write(`payrail: ${error.message}\n`)
+      if (error instanceof UsageError) process.stderr.write(`\n${USAGE}\n`)
+      process.exit(2)
+    }
+    if (
+      error instanceof TypeError &&
+      (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
+      process.stderr.write(`payrail: ${error.message}\n\n${USAGE}\n`)
+      process.exit(2)
+    }
+    process.stderr.write(`payrail: ${error instanceof Error ? error.message : String(error)}\n`)
+    process.exit(1)
+  },
+)

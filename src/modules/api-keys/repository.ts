@@ -1,0 +1,76 @@
+import type { Db } from '../../db/client.ts'
+import type { ApiKey, EnvironmentType, NewApiKey, Role } from '../../db/database.ts'
+import type { Page } from '../../http/pagination.ts'
+
+export interface ApiKeyWithEnvironment extends ApiKey {
+  environment_type: EnvironmentType
+}
+
+export async function insertApiKey(db: Db, row: NewApiKey): Promise<ApiKey> {
+  return db.insertInto('api_keys').values(row).returningAll().executeTakeFirstOrThrow()
+}
+
+export async function findApiKeyByHash(
+  db: Db,
+  keyHash: string,
+): Promise<ApiKeyWithEnvironment | undefined> {
+  return db
+    .selectFrom('api_keys')
+    .innerJoin('environments', 'environments.id', 'api_keys.environment_id')
+    .selectAll('api_keys')
+    .select('environments.type as environment_type')
+    .where('api_keys.key_hash', '=', keyHash)
+    .executeTakeFirst()
+}
+
+export async function findApiKey(
+  db: Db,
+  environmentId: string,
+  id: string,
+): Promise<ApiKey | undefined> {
+  return db
+    .selectFrom('api_keys')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .executeTakeFirst()
+}
+
+export async function listApiKeys(
+  db: Db,
+  environmentId: string,
+  page: Page,
+): Promise<{ items: ApiKey[]; total: number }> {
+  const base = db
+    .selectFrom('api_keys')
+    .where('environment_id', '=', environmentId)
+    .where('role', '=', 'admin')
+  const [items, count] = await Promise.all([
+    base
+      .selectAll()
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(page.limit)
+      .offset(page.offset)
+      .execute(),
+    base.select((eb) => eb.fn.countAll<bigint>().as('n')).executeTakeFirstOrThrow(),
+  ])
+  return { items, total: Number(count.n) }
+}
+
+export async function revokeApiKey(
+  db: Db,
+  environmentId: string,
+  id: string,
+  role: Role,
+  at: Date,
+): Promise<ApiKey | undefined> {
+  return db
+    .updateTable('api_keys')
+    .set((eb) => ({ revoked_at: eb.fn.coalesce('revoked_at', eb.val(at)) }))
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .where('role', '=', role)
+    .returningAll()
+    .executeTakeFirst()
+}

@@ -1,0 +1,131 @@
+import { createHash, randomBytes } from 'node:crypto'
+import type { Clock } from '../../core/clock.ts'
+import { AppError, notFound } from '../../core/errors.ts'
+import { newId } from '../../core/ids.ts'
+import type { Principal, Scope } from '../../core/principal.ts'
+import type { Db } from '../../db/client.ts'
+import type { ApiKey, EnvironmentType, Role } from '../../db/database.ts'
+import type { Page } from '../../http/pagination.ts'
+import {
+  findApiKey,
+  findApiKeyByHash,
+  insertApiKey,
+  listApiKeys,
+  revokeApiKey,
+} from './repository.ts'
+
+export interface CreatedApiKey {
+  /** The secret, returned this once and never stored. */
+  key: string
+  record: ApiKey
+}
+
+export interface CreateApiKeyInput extends Scope {
+  role: Role
+  name?: string | null
+  customerId?: string | null
+  expiresAt?: Date | null
+}
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
+
+/**
+ * Creates an API key (`sk_test_…` / `sk_live_…`, role `admin`) or a customer token
+ * (`ct_test_…`, role `user`). Only its SHA-256 is stored.
+ *
+ * @example
+ * const { key } = await createApiKey(db, { tenantId, environmentId, role: 'admin' })
+ */
+export async function createApiKey(db: Db, input: CreateApiKeyInput): Promise<CreatedApiKey> {
+  const environment = await db
+    .selectFrom('environments')
+    .select('type')
+    .where('id', '=', input.environmentId)
+    .where('tenant_id', '=', input.tenantId)
+    .executeTakeFirst()
+  if (!environment) throw notFound('environment', input.environmentId)
+  const key = generateSecret(input.role, environment.type)
+  const record = await insertApiKey(db, {
+    id: newId('apiKey'),
+    tenant_id: input.tenantId,
+    environment_id: input.environmentId,
+    role: input.role,
+    key_hash: hashSecret(key),
+    key_prefix: key.slice(0, key.indexOf('_', 3) + 5),
+    last4: key.slice(-4),
+    name: input.name ?? null,
+    customer_id: input.customerId ?? null,
+    expires_at: input.expiresAt ?? null,
+  })
+  return { key, record }
+}
+
+export type AuthenticationFailure = 'unknown' | 'revoked' | 'expired'
+
+/**
+ * Resolves a presented secret to its principal, or says why it is refused.
+ * Unknown, revoked and expired keys all end as 401; the reason is for the message.
+ */
+export async function authenticate(
+  db: Db,
+  secret: string,
+  clock: Clock,
+): Promise<{ principal: Principal } | { failure: AuthenticationFailure }> {
+  const found = await findApiKeyByHash(db, hashSecret(secret))
+  if (!found) return { failure: 'unknown' }
+  if (found.revoked_at) return { failure: 'revoked' }
+  if (found.expires_at && found.expires_at.getTime() <= clock.now().getTime())
+    return { failure: 'expired' }
+  return {
+    principal: {
+      tenantId: found.tenant_id,
+      environmentId: found.environment_id,
+      environmentType: found.environment_type,
+      role: found.role,
+      keyId: found.id,
+      customerId: found.customer_id,
+    },
+  }
+}
+
+export async function listKeys(db: Db, scope: Scope, page: Page) {
+  return listApiKeys(db, scope.environmentId, page)
+}
+
+export async function getKey(db: Db, scope: Scope, id: string): Promise<ApiKey> {
+  const key = await findApiKey(db, scope.environmentId, id)
+  if (key?.role !== 'admin') throw notFound('api_key', id)
+  return key
+}
+
+/** Revokes a key at once for every process (keys are looked up per request, never cached). */
+export async function revokeKey(
+  db: Db,
+  scope: Scope,
+  id: string,
+  clock: Clock,
+  caller?: Principal,
+): Promise<ApiKey> {
+  if (caller?.keyId === id) {
+    throw new AppError('conflict', 'An API key cannot revoke itself; use another admin key', { id })
+  }
+  const key = await revokeApiKey(db, scope.environmentId, id, 'admin', clock.now())
+  if (!key) throw notFound('api_key', id)
+  return key
+}
+
+export function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex')
+}
+
+function generateSecret(role: Role, environment: EnvironmentType): string {
+  const prefix = role === 'admin' ? 'sk' : 'ct'
+  let body = ''
+  while (body.length < 40) {
+    for (const byte of randomBytes(48)) {
+      // Rejection sampling: 248 = 4 × 62, so bytes below it map to base62 without bias.
+      if (byte < 248 && body.length < 40) body += BASE62[byte % 62]
+    }
+  }
+  return `${prefix}_${environment}_${body}`
+}

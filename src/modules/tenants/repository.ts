@@ -1,0 +1,55 @@
+import type { Db } from '../../db/client.ts'
+import type { Environment, EnvironmentType, Tenant } from '../../db/database.ts'
+
+export async function insertTenantIfAbsent(
+  db: Db,
+  tenant: { id: string; name: string },
+): Promise<Tenant | undefined> {
+  return db
+    .insertInto('tenants')
+    .values(tenant)
+    .onConflict((oc) => oc.column('id').doNothing())
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function insertEnvironments(
+  db: Db,
+  environments: { id: string; tenant_id: string; type: EnvironmentType; name: string }[],
+): Promise<Environment[]> {
+  return db.insertInto('environments').values(environments).returningAll().execute()
+}
+
+export async function findTenant(db: Db, id: string): Promise<Tenant | undefined> {
+  return db.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
+export async function findEnvironmentByType(
+  db: Db,
+  tenantId: string,
+  type: EnvironmentType,
+): Promise<Environment | undefined> {
+  return db
+    .selectFrom('environments')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('type', '=', type)
+    .executeTakeFirst()
+}
+
+export async function listEnvironments(db: Db, tenantId: string): Promise<Environment[]> {
+  return db
+    .selectFrom('environments')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .orderBy('type', 'desc')
+    .execute()
+}
+
+export async function countTenants(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('tenants')
+    .select((eb) => eb.fn.countAll<bigint>().as('n'))
+    .executeTakeFirstOrThrow()
+  return Number(row.n)
+}

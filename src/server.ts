@@ -1,0 +1,79 @@
+import type { FastifyInstance } from 'fastify'
+import type { Runner } from 'graphile-worker'
+import { buildApp } from './app.ts'
+import { type Config, resolveSecretKey } from './config.ts'
+import { systemClock } from './core/clock.ts'
+import { SecretBox } from './core/secret-box.ts'
+import { migrateToLatest } from './db/migrate.ts'
+import { type OpenDatabase, openDatabase } from './db/open-database.ts'
+import { startWorker } from './jobs/worker.ts'
+import { workerLoggerFrom } from './jobs/worker-logger.ts'
+import type { Logger } from './logger.ts'
+import { bootstrapDefaultTenant, type TenantWithEnvironments } from './modules/tenants/service.ts'
+
+export interface RunningServer {
+  app: FastifyInstance
+  url: string
+  /** The bootstrap key, when this start created tenant `default`. */
+  bootstrapKey: string | undefined
+  bootstrapTenant: TenantWithEnvironments | undefined
+  /** Ordered shutdown: HTTP, worker, pools, embedded PostgreSQL. */
+  close(): Promise<void>
+}
+
+export interface StartServerOptions {
+  worker: boolean
+}
+
+/**
+ * `payrail serve`: opens the database, migrates (and bootstraps an empty one),
+ * starts the worker unless told not to, and listens.
+ */
+export async function startServer(
+  config: Config,
+  logger: Logger,
+  options: StartServerOptions,
+): Promise<RunningServer> {
+  const database = await openDatabase(config, logger)
+  let runner: Runner | undefined
+  let app: FastifyInstance | undefined
+  const close = async () => {
+    await app?.close()
+    await runner?.stop()
+    await database.shutdown()
+  }
+  try {
+    const { after: bootstrap } = await migrateAndBootstrap(database, logger)
+    const secretBox = new SecretBox(await resolveSecretKey(config))
+    const deps = { config, db: database.db, logger, clock: systemClock, secretBox }
+    if (options.worker) runner = await startWorker(deps, { connectionString: database.url })
+    app = await buildApp(deps)
+    const url = await app.listen({ port: config.port, host: config.host })
+    return {
+      app,
+      url,
+      bootstrapKey: bootstrap?.key.key,
+      bootstrapTenant: bootstrap,
+      close,
+    }
+  } catch (error) {
+    await close().catch((closeError) =>
+      logger.error({ err: closeError }, 'shutdown after a failed start failed'),
+    )
+    throw error
+  }
+}
+
+/** Migrates; with `bootstrap` (as `serve` does), also creates tenant `default` and its first key on an empty database. */
+export async function migrateAndBootstrap(
+  database: OpenDatabase,
+  logger: Logger,
+  options = { bootstrap: true },
+) {
+  const result = await migrateToLatest(database.db, database.url, {
+    workerLogger: workerLoggerFrom(logger),
+    afterMigrate: async () => (options.bootstrap ? bootstrapDefaultTenant(database.db) : undefined),
+  })
+  if (result.applied.length > 0) logger.info({ migrations: result.applied }, 'migrations applied')
+  return result
+}
