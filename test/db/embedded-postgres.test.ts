@@ -1,0 +1,52 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+import { afterAll, describe, expect, test } from 'vitest'
+import { ensureEmbeddedPostgres } from '../../src/db/embedded-postgres.ts'
+import { createLogger } from '../../src/logger.ts'
+
+const logger = createLogger('silent')
+const dirs: string[] = []
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true })
+})
+
+async function query(url: string, text: string) {
+  const client = new pg.Client({ connectionString: url })
+  client.on('error', () => undefined)
+  await client.connect()
+  try {
+    return (await client.query(text)).rows
+  } finally {
+    await client.end()
+  }
+}
+
+describe('embedded PostgreSQL', () => {
+  test('one server per data dir: the second caller connects to it, only the starter stops it, data persists', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'payrail-embedded-'))
+    dirs.push(dataDir)
+
+    const first = await ensureEmbeddedPostgres({ dataDir, logger })
+    expect(first.startedHere).toBe(true)
+    await query(first.url, 'create table kept (v int); insert into kept values (42)')
+
+    const second = await ensureEmbeddedPostgres({ dataDir, logger })
+    expect(second.startedHere).toBe(false)
+    expect(second.url).toBe(first.url)
+    await second.stop()
+    expect(await query(first.url, 'select v from kept')).toEqual([{ v: 42 }])
+
+    await first.stop()
+    await expect(query(first.url, 'select 1')).rejects.toThrow()
+
+    const again = await ensureEmbeddedPostgres({ dataDir, logger })
+    try {
+      expect(again.startedHere).toBe(true)
+      expect(await query(again.url, 'select v from kept')).toEqual([{ v: 42 }])
+    } finally {
+      await again.stop()
+    }
+  }, 120_000)
+})

@@ -1,0 +1,197 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { createApiKey, revokeKey } from '../../src/modules/api-keys/service.ts'
+import {
+  createTestContext,
+  type ErrorBody,
+  type TenantFixture,
+  type TestContext,
+} from '../harness.ts'
+
+interface ApiKeyBody {
+  id: string
+  environment_id: string
+}
+
+let ctx: TestContext
+let other: TenantFixture
+
+beforeAll(async () => {
+  ctx = await createTestContext()
+  other = await ctx.createTenantFixture('Other tenant')
+})
+afterAll(() => ctx.close())
+
+describe('authentication', () => {
+  test('no key is 401 in the error shape', async () => {
+    const res = await ctx.get<ErrorBody>('/v1/api_keys', { key: null })
+    expect(res.status).toBe(401)
+    expect(res.body).toEqual({
+      error: {
+        code: 'unauthorized',
+        message: expect.stringContaining('Missing API key'),
+        details: {},
+      },
+    })
+  })
+
+  test.each([
+    ['an unknown key', 'sk_test_doesnotexist'],
+    ['an empty bearer', ''],
+    ['a key with a typo', 'typo'],
+  ])('%s is 401', async (_name, key) => {
+    const res = await ctx.get<ErrorBody>('/v1/api_keys', {
+      key: null,
+      headers: { authorization: `Bearer ${key}` },
+    })
+    expect(res.status).toBe(401)
+    expect(res.body.error.code).toBe('unauthorized')
+  })
+
+  test.each([
+    ['Authorization: Bearer', (key: string) => ({ authorization: `Bearer ${key}` })],
+    ['x-api-key', (key: string) => ({ 'x-api-key': key })],
+    [
+      'Basic with the key as username',
+      (key: string) => ({ authorization: `Basic ${Buffer.from(`${key}:`).toString('base64')}` }),
+    ],
+  ])('accepts the key via %s', async (_name, headers) => {
+    const res = await ctx.get('/v1/api_keys', { key: null, headers: headers(ctx.main.key) })
+    expect(res.status).toBe(200)
+  })
+
+  test('a revoked key is 401 at once', async () => {
+    const { key, record } = await createApiKey(ctx.db, {
+      tenantId: ctx.main.tenant.id,
+      environmentId: ctx.main.test.id,
+      role: 'admin',
+    })
+    expect((await ctx.get('/v1/api_keys', { key })).status).toBe(200)
+    const revoked = await ctx.delete<{ revoked_at: string }>(`/v1/api_keys/${record.id}`)
+    expect(revoked.status).toBe(200)
+    expect(revoked.body.revoked_at).toBe(ctx.clock.now().toISOString())
+    const res = await ctx.get<ErrorBody>('/v1/api_keys', { key })
+    expect(res.status).toBe(401)
+    expect(res.body.error.message).toMatch(/revoked/)
+  })
+
+  test('an expired key is 401', async () => {
+    const { key } = await createApiKey(ctx.db, {
+      tenantId: ctx.main.tenant.id,
+      environmentId: ctx.main.test.id,
+      role: 'admin',
+      expiresAt: new Date(ctx.clock.now().getTime() + 60_000),
+    })
+    expect((await ctx.get('/v1/api_keys', { key })).status).toBe(200)
+    ctx.clock.advance(60_000)
+    const res = await ctx.get<ErrorBody>('/v1/api_keys', { key })
+    expect(res.status).toBe(401)
+    expect(res.body.error.message).toMatch(/expired/)
+  })
+
+  test('a key cannot revoke itself', async () => {
+    const self = await ctx.get<{ items: ApiKeyBody[] }>('/v1/api_keys')
+    const { key, record } = await createApiKey(ctx.db, {
+      tenantId: ctx.main.tenant.id,
+      environmentId: ctx.main.test.id,
+      role: 'admin',
+    })
+    expect(self.status).toBe(200)
+    const res = await ctx.delete<ErrorBody>(`/v1/api_keys/${record.id}`, { key })
+    expect(res.status).toBe(409)
+    expect(res.body.error.code).toBe('conflict')
+  })
+})
+
+describe('X-Environment-ID', () => {
+  test.each([
+    ['the environment id', () => ctx.main.test.id, 200],
+    ['the environment type', () => 'test', 200],
+    ['another environment of the same tenant', () => ctx.main.live.id, 403],
+    ['the other type', () => 'live', 403],
+    ['another tenant environment', () => other.test.id, 403],
+  ])('%s', async (_name, header, status) => {
+    const res = await ctx.get<ErrorBody>('/v1/api_keys', {
+      headers: { 'x-environment-id': header() },
+    })
+    expect(res.status).toBe(status)
+    if (status === 403) expect(res.body.error.code).toBe('forbidden')
+  })
+})
+
+describe('tenant and environment scoping', () => {
+  test("another tenant's object is a 404, never a 403", async () => {
+    const { record } = await createApiKey(ctx.db, {
+      tenantId: other.tenant.id,
+      environmentId: other.test.id,
+      role: 'admin',
+    })
+    const res = await ctx.get<ErrorBody>(`/v1/api_keys/${record.id}`)
+    expect(res.status).toBe(404)
+    expect(res.body.error.code).toBe('not_found')
+    const revoke = await ctx.delete<ErrorBody>(`/v1/api_keys/${record.id}`)
+    expect(revoke.status).toBe(404)
+    // And it still works for its owner.
+    expect((await ctx.get(`/v1/api_keys/${record.id}`, { key: other.key })).status).toBe(200)
+  })
+
+  test("the live environment's objects are invisible to a test key", async () => {
+    const { record } = await createApiKey(ctx.db, {
+      tenantId: ctx.main.tenant.id,
+      environmentId: ctx.main.live.id,
+      role: 'admin',
+    })
+    expect((await ctx.get(`/v1/api_keys/${record.id}`)).status).toBe(404)
+    expect((await ctx.get(`/v1/api_keys/${record.id}`, { key: ctx.main.liveKey })).status).toBe(200)
+    const list = await ctx.get<{ items: ApiKeyBody[] }>('/v1/api_keys')
+    expect(list.body.items.every((k) => k.environment_id === ctx.main.test.id)).toBe(true)
+  })
+})
+
+describe('roles', () => {
+  test('a customer token (role user) is refused on admin routes', async () => {
+    const { key } = await createApiKey(ctx.db, {
+      tenantId: ctx.main.tenant.id,
+      environmentId: ctx.main.test.id,
+      role: 'user',
+      customerId: 'cus_test',
+    })
+    expect(key.startsWith('ct_test_')).toBe(true)
+    const res = await ctx.get<ErrorBody>('/v1/api_keys', { key })
+    expect(res.status).toBe(403)
+    expect(res.body.error.code).toBe('forbidden')
+  })
+
+  test('secret keys carry their environment in the prefix', async () => {
+    expect(ctx.main.key).toMatch(/^sk_test_[0-9A-Za-z]{40}$/)
+    expect(ctx.main.liveKey).toMatch(/^sk_live_[0-9A-Za-z]{40}$/)
+  })
+
+  test('only a hash of the key is stored', async () => {
+    const rows = await ctx.db.selectFrom('api_keys').select(['key_hash', 'key_prefix']).execute()
+    for (const row of rows) {
+      expect(row.key_hash).toMatch(/^[0-9a-f]{64}$/)
+      expect(row.key_prefix.length).toBeLessThanOrEqual(12)
+    }
+    const serialized = JSON.stringify(rows)
+    expect(serialized).not.toContain(ctx.main.key)
+  })
+
+  test('revoking through the service refuses the caller key itself', async () => {
+    const { record } = await createApiKey(ctx.db, {
+      tenantId: ctx.main.tenant.id,
+      environmentId: ctx.main.test.id,
+      role: 'admin',
+    })
+    const principal = {
+      tenantId: ctx.main.tenant.id,
+      environmentId: ctx.main.test.id,
+      environmentType: 'test' as const,
+      role: 'admin' as const,
+      keyId: record.id,
+      customerId: null,
+    }
+    await expect(revokeKey(ctx.db, principal, record.id, ctx.clock, principal)).rejects.toThrow(
+      /cannot revoke itself/,
+    )
+  })
+})
