@@ -16,6 +16,8 @@ import { registerIdempotency } from './http/idempotency.ts'
 import { registerMetrics } from './http/metrics.ts'
 import type { Logger } from './logger.ts'
 import { apiKeyRoutes } from './modules/api-keys/routes.ts'
+import { customerRoutes } from './modules/customers/routes.ts'
+import { eventRoutes } from './modules/events/routes.ts'
 import { operationsRoutes } from './modules/operations/routes.ts'
 
 /** Everything a request handler may need, built once per process and passed down. */
@@ -114,6 +116,8 @@ export async function buildApp(
 
   const v1: FastifyPluginAsync = async (api) => {
     await api.register(apiKeyRoutes(deps))
+    await api.register(customerRoutes(deps))
+    await api.register(eventRoutes(deps))
     if (options.extraRoutes) await api.register(options.extraRoutes)
   }
   await app.register(v1, { prefix: '/v1' })

@@ -6,6 +6,7 @@ export const ID_PREFIXES = {
   environment: 'env',
   apiKey: 'key',
   customer: 'cus',
+  paymentMethod: 'pm',
   product: 'prod',
   price: 'price',
   discount: 'disc',
@@ -16,6 +17,9 @@ export const ID_PREFIXES = {
   refund: 're',
   event: 'evt',
   balanceTransaction: 'btxn',
+  invoiceLine: 'il',
+  discountRedemption: 'dred',
+  subscriptionSchedule: 'ssch',
 } as const
 
 export type IdKind = keyof typeof ID_PREFIXES

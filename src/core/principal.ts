@@ -13,3 +13,24 @@ export interface Principal extends Scope {
   keyId: string
   customerId: string | null
 }
+
+/**
+ * What a caller may see: an admin sees the whole environment (`customerId` null);
+ * a customer token sees only its own customer's objects.
+ */
+export interface Access extends Scope {
+  customerId: string | null
+}
+
+export function accessOf(principal: Principal): Access {
+  return {
+    tenantId: principal.tenantId,
+    environmentId: principal.environmentId,
+    customerId: principal.customerId,
+  }
+}
+
+/** Full access to an environment, for admin callers, jobs and the CLI. */
+export function adminAccess(scope: Scope): Access {
+  return { tenantId: scope.tenantId, environmentId: scope.environmentId, customerId: null }
+}

@@ -63,11 +63,318 @@ export interface IdempotencyKeyTable {
   expires_at: Timestamp
 }
 
+/** `updated_at`: set by the application on every update. */
+export type UpdatedAt = ColumnType<Date, Date | string | undefined, Date | string>
+/** jsonb columns: objects in and out (pg parses jsonb). */
+export type Json<T> = ColumnType<T, T | string, T | string>
+export type StringMap = Record<string, string>
+
+export interface Address {
+  line1?: string | null
+  line2?: string | null
+  city?: string | null
+  state?: string | null
+  postal_code?: string | null
+  country?: string | null
+}
+
+export interface CustomerTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  name: string
+  email: string | null
+  external_id: string | null
+  billing_address: Json<Address | null>
+  metadata: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  auto_pay: ColumnType<boolean, boolean | undefined, boolean>
+  default_payment_method_id: string | null
+  /** Per-gateway customer ids, e.g. `{"stripe":"cus_…"}`. */
+  gateway_customer_ids: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export interface PaymentMethodTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  customer_id: string
+  gateway: string
+  gateway_payment_method_id: string
+  type: ColumnType<string, string | undefined, string>
+  card_brand: string | null
+  card_last4: string | null
+  card_exp_month: number | null
+  card_exp_year: number | null
+  created_at: CreatedAt
+  detached_at: NullableTimestamp
+}
+
+export interface CustomerBalanceTable {
+  customer_id: string
+  currency: string
+  environment_id: string
+  balance: bigint
+  updated_at: UpdatedAt
+}
+
+export const BALANCE_TRANSACTION_TYPES = ['top_up', 'payment', 'refund', 'adjustment'] as const
+export type BalanceTransactionType = (typeof BALANCE_TRANSACTION_TYPES)[number]
+
+export interface BalanceTransactionTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  customer_id: string
+  type: BalanceTransactionType
+  /** Signed: credits are positive, debits negative. */
+  amount: bigint
+  currency: string
+  balance_after: bigint
+  source_type: string | null
+  source_id: string | null
+  description: string | null
+  created_at: CreatedAt
+}
+
+export const PRODUCT_TYPES = ['one_time', 'recurring', 'credit_top_up'] as const
+export type ProductType = (typeof PRODUCT_TYPES)[number]
+export const PRICE_INTERVALS = ['day', 'week', 'month', 'year'] as const
+export type PriceInterval = (typeof PRICE_INTERVALS)[number]
+
+export interface ProductTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  name: string
+  description: string | null
+  type: ProductType
+  active: ColumnType<boolean, boolean | undefined, boolean>
+  metadata: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export interface PriceTable {
+  id: string
+  environment_id: string
+  product_id: string
+  amount: bigint
+  currency: string
+  interval: PriceInterval | null
+  interval_count: ColumnType<number, number | undefined, number>
+  active: ColumnType<boolean, boolean | undefined, boolean>
+  created_at: CreatedAt
+}
+
+export interface DiscountTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  code: string
+  /** numeric(5,2), read as a string by pg: '12.50'. */
+  percent_off: string | null
+  amount_off: bigint | null
+  currency: string | null
+  max_redemptions: number | null
+  times_redeemed: ColumnType<number, number | undefined, number>
+  expires_at: NullableTimestamp
+  active: ColumnType<boolean, boolean | undefined, boolean>
+  metadata: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export interface DiscountRedemptionTable {
+  id: string
+  environment_id: string
+  discount_id: string
+  invoice_id: string
+  customer_id: string
+  amount: bigint
+  created_at: CreatedAt
+}
+
+export interface InvoiceSequenceTable {
+  environment_id: string
+  last_number: bigint
+}
+
+export const INVOICE_STATUSES = ['DRAFT', 'FINALIZED', 'VOIDED', 'UNCOLLECTIBLE'] as const
+export type InvoiceStatus = (typeof INVOICE_STATUSES)[number]
+export const INVOICE_PAYMENT_STATUSES = [
+  'PENDING',
+  'PROCESSING',
+  'SUCCEEDED',
+  'OVERPAID',
+  'FAILED',
+  'PARTIALLY_REFUNDED',
+  'REFUNDED',
+] as const
+export type InvoicePaymentStatus = (typeof INVOICE_PAYMENT_STATUSES)[number]
+export const COLLECTION_METHODS = ['charge_automatically', 'send_invoice'] as const
+export type CollectionMethod = (typeof COLLECTION_METHODS)[number]
+export const BILLING_REASONS = [
+  'manual',
+  'order',
+  'subscription_create',
+  'subscription_cycle',
+] as const
+export type BillingReason = (typeof BILLING_REASONS)[number]
+
+export interface InvoiceTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  customer_id: string
+  number: string | null
+  currency: string
+  invoice_status: InvoiceStatus
+  payment_status: InvoicePaymentStatus
+  collection_method: CollectionMethod
+  billing_reason: BillingReason
+  subtotal: bigint
+  total_discount: ColumnType<bigint, bigint | undefined, bigint>
+  total: bigint
+  amount_due: bigint
+  amount_paid: ColumnType<bigint, bigint | undefined, bigint>
+  amount_refunded: ColumnType<bigint, bigint | undefined, bigint>
+  amount_remaining: bigint
+  due_date: NullableTimestamp
+  payment_window_days: number | null
+  payment_window_ends_at: NullableTimestamp
+  discount_id: string | null
+  discount_code: string | null
+  order_id: string | null
+  subscription_id: string | null
+  period_start: NullableTimestamp
+  period_end: NullableTimestamp
+  source: ColumnType<'native' | 'stripe', 'native' | 'stripe' | undefined, 'native' | 'stripe'>
+  stripe_invoice_id: string | null
+  next_payment_attempt: NullableTimestamp
+  description: string | null
+  metadata: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  finalized_at: NullableTimestamp
+  paid_at: NullableTimestamp
+  voided_at: NullableTimestamp
+  marked_uncollectible_at: NullableTimestamp
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export interface InvoiceLineTable {
+  id: string
+  invoice_id: string
+  position: number
+  description: string
+  quantity: number
+  unit_amount: bigint
+  amount: bigint
+  price_id: string | null
+  period_start: NullableTimestamp
+  period_end: NullableTimestamp
+}
+
+export const ORDER_TYPES = ['SUBSCRIPTION', 'CREDIT_TOP_UP', 'ONE_TIME_PRODUCT'] as const
+export type OrderType = (typeof ORDER_TYPES)[number]
+export const ORDER_STATUSES = ['PENDING', 'FULFILLED', 'CANCELLED'] as const
+export type OrderStatus = (typeof ORDER_STATUSES)[number]
+
+export interface OrderTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  customer_id: string
+  type: OrderType
+  status: OrderStatus
+  product_id: string | null
+  price_id: string | null
+  quantity: ColumnType<number, number | undefined, number>
+  amount: bigint
+  currency: string
+  invoice_id: string
+  subscription_id: string | null
+  metadata: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  fulfilled_at: NullableTimestamp
+  cancelled_at: NullableTimestamp
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export const SUBSCRIPTION_STATUSES = ['incomplete', 'active', 'past_due', 'canceled'] as const
+export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number]
+
+export interface SubscriptionTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  customer_id: string
+  product_id: string
+  price_id: string
+  quantity: ColumnType<number, number | undefined, number>
+  status: SubscriptionStatus
+  currency: string
+  collection_method: CollectionMethod
+  current_period_start: NullableTimestamp
+  current_period_end: NullableTimestamp
+  cancel_at_period_end: ColumnType<boolean, boolean | undefined, boolean>
+  canceled_at: NullableTimestamp
+  ended_at: NullableTimestamp
+  started_at: NullableTimestamp
+  order_id: string | null
+  latest_invoice_id: string | null
+  metadata: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export const SCHEDULE_STATUSES = ['scheduled', 'applied', 'cancelled'] as const
+export type ScheduleStatus = (typeof SCHEDULE_STATUSES)[number]
+
+export interface SubscriptionScheduleTable {
+  id: string
+  environment_id: string
+  subscription_id: string
+  price_id: string
+  quantity: number | null
+  effective_at: Timestamp
+  status: ScheduleStatus
+  applied_at: NullableTimestamp
+  created_at: CreatedAt
+}
+
+export interface EventTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  type: string
+  object_type: string
+  object_id: string
+  data: Json<Record<string, unknown>>
+  created_at: CreatedAt
+}
+
 export interface Database {
   tenants: TenantTable
   environments: EnvironmentTable
   api_keys: ApiKeyTable
   idempotency_keys: IdempotencyKeyTable
+  customers: CustomerTable
+  payment_methods: PaymentMethodTable
+  customer_balances: CustomerBalanceTable
+  balance_transactions: BalanceTransactionTable
+  products: ProductTable
+  prices: PriceTable
+  discounts: DiscountTable
+  discount_redemptions: DiscountRedemptionTable
+  invoice_sequences: InvoiceSequenceTable
+  invoices: InvoiceTable
+  invoice_lines: InvoiceLineTable
+  orders: OrderTable
+  subscriptions: SubscriptionTable
+  subscription_schedules: SubscriptionScheduleTable
+  events: EventTable
 }
 
 export type Tenant = Selectable<TenantTable>
@@ -76,3 +383,15 @@ export type ApiKey = Selectable<ApiKeyTable>
 export type NewApiKey = Insertable<ApiKeyTable>
 export type ApiKeyUpdate = Updateable<ApiKeyTable>
 export type IdempotencyRecord = Selectable<IdempotencyKeyTable>
+export type Customer = Selectable<CustomerTable>
+export type PaymentMethod = Selectable<PaymentMethodTable>
+export type BalanceTransaction = Selectable<BalanceTransactionTable>
+export type Product = Selectable<ProductTable>
+export type Price = Selectable<PriceTable>
+export type Discount = Selectable<DiscountTable>
+export type Invoice = Selectable<InvoiceTable>
+export type InvoiceLine = Selectable<InvoiceLineTable>
+export type Order = Selectable<OrderTable>
+export type Subscription = Selectable<SubscriptionTable>
+export type SubscriptionSchedule = Selectable<SubscriptionScheduleTable>
+export type Event = Selectable<EventTable>

@@ -3,10 +3,12 @@ import { type Migration, type MigrationProvider, Migrator } from 'kysely'
 import pg from 'pg'
 import type { Db } from './client.ts'
 import * as m0001 from './migrations/0001-foundation.ts'
+import * as m0002 from './migrations/0002-billing.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001-foundation': m0001,
+  '0002-billing': m0002,
 }
 
 const migrationProvider: MigrationProvider = {

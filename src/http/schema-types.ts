@@ -1,8 +1,47 @@
 import { type TSchema, Type } from 'typebox'
 
-/** A key that is always present and `null` when empty (Flexprice's SDK rejects missing keys). */
+/**
+ * A key that is always present and `null` when empty (Flexprice's SDK rejects missing keys).
+ * `null` comes first: with type coercion on, ajv would otherwise turn a `null` into `""`.
+ */
 export function Nullable<T extends TSchema>(schema: T) {
-  return Type.Union([schema, Type.Null()])
+  return Type.Union([Type.Null(), schema])
 }
 
 export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601' })
+
+/** Metadata: a string-to-string map, at most 50 keys, as Stripe and Flexprice take it. */
+export const Metadata = Type.Record(
+  Type.String({ maxLength: 40 }),
+  Type.String({ maxLength: 500 }),
+  {
+    maxProperties: 50,
+    description: 'String-to-string map (at most 50 keys)',
+  },
+)
+
+/** A decimal amount at the API edge: "12.50" (numbers are accepted too, as Flexprice clients send them). */
+export const DecimalAmount = Type.Union([Type.String({ maxLength: 40 }), Type.Number()], {
+  description: 'Decimal amount in the currency, e.g. "12.50"',
+})
+
+export const CurrencyCode = Type.String({
+  minLength: 3,
+  maxLength: 3,
+  description: 'ISO 4217, e.g. usd',
+})
+
+export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) })
+
+/** Merges Stripe-style: keys set to "" are removed. */
+export function mergeMetadata(
+  current: Record<string, string>,
+  changes: Record<string, string>,
+): Record<string, string> {
+  const merged = { ...current }
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === '') delete merged[key]
+    else merged[key] = value
+  }
+  return merged
+}

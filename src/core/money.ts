@@ -1,0 +1,107 @@
+import { validationError } from './errors.ts'
+
+/** An amount in the currency's minor units (cents, yen, fils) with its lowercase ISO 4217 code. */
+export interface Money {
+  amount: bigint
+  currency: string
+}
+
+/** ISO 4217 currencies with no minor unit, as gateways (Stripe) treat them. */
+const ZERO_DECIMAL = new Set([
+  'bif',
+  'clp',
+  'djf',
+  'gnf',
+  'isk',
+  'jpy',
+  'kmf',
+  'krw',
+  'pyg',
+  'rwf',
+  'ugx',
+  'vnd',
+  'vuv',
+  'xaf',
+  'xof',
+  'xpf',
+])
+const THREE_DECIMAL = new Set(['bhd', 'iqd', 'jod', 'kwd', 'lyd', 'omr', 'tnd'])
+const KNOWN = new Set(Intl.supportedValuesOf('currency').map((code) => code.toLowerCase()))
+
+export function isCurrency(code: string): boolean {
+  return KNOWN.has(code.toLowerCase())
+}
+
+/** Lowercases and checks an ISO 4217 code; a 400 names the field otherwise. */
+export function normalizeCurrency(code: string, field = 'currency'): string {
+  const lower = code.trim().toLowerCase()
+  if (!KNOWN.has(lower))
+    throw validationError(`${field} must be an ISO 4217 currency code, got '${code}'`, { field })
+  return lower
+}
+
+export function minorUnitDigits(currency: string): number {
+  const lower = currency.toLowerCase()
+  if (ZERO_DECIMAL.has(lower)) return 0
+  if (THREE_DECIMAL.has(lower)) return 3
+  return 2
+}
+
+/**
+ * Parses a decimal amount from the API edge into minor units, exactly (no floats).
+ * Numbers are accepted as Flexprice clients send them, but must not carry more
+ * precision than the currency has.
+ *
+ * @example
+ * toMinorUnits('12.50', 'usd') // 1250n
+ * toMinorUnits('500', 'jpy')   // 500n
+ */
+export function toMinorUnits(value: string | number, currency: string, field = 'amount'): bigint {
+  const text = typeof value === 'number' ? numberToPlainString(value) : value.trim()
+  const match = /^(-)?(\d+)(?:\.(\d+))?$/.exec(text)
+  if (!match)
+    throw validationError(
+      `${field} must be a decimal number like "12.50", got '${String(value)}'`,
+      { field },
+    )
+  const [, sign, whole = '0', fraction = ''] = match
+  const digits = minorUnitDigits(currency)
+  const significant = fraction.replace(/0+$/, '')
+  if (significant.length > digits) {
+    throw validationError(
+      `${field} has more decimals than ${currency.toUpperCase()} allows (${digits})`,
+      {
+        field,
+        decimals: digits,
+      },
+    )
+  }
+  const minor = BigInt(whole + fraction.padEnd(digits, '0').slice(0, digits))
+  return sign ? -minor : minor
+}
+
+/**
+ * Formats minor units as the decimal string the API returns.
+ *
+ * @example
+ * formatMinorUnits(1250n, 'usd') // '12.50'
+ */
+export function formatMinorUnits(amount: bigint, currency: string): string {
+  const digits = minorUnitDigits(currency)
+  const negative = amount < 0n
+  const abs = (negative ? -amount : amount).toString()
+  if (digits === 0) return `${negative ? '-' : ''}${abs}`
+  const padded = abs.padStart(digits + 1, '0')
+  return `${negative ? '-' : ''}${padded.slice(0, -digits)}.${padded.slice(-digits)}`
+}
+
+/** `amount × percent / 100`, rounded half up, with percent given to two decimals (12.5 → 1250 hundredths). */
+export function percentOf(amount: bigint, percentHundredths: bigint): bigint {
+  return (amount * percentHundredths + 5000n) / 10000n
+}
+
+function numberToPlainString(value: number): string {
+  if (!Number.isFinite(value)) return String(value)
+  // Avoid exponent notation (1e-7) while keeping exactly what the client sent.
+  return value.toLocaleString('en-US', { useGrouping: false, maximumFractionDigits: 20 })
+}

@@ -1,0 +1,43 @@
+import { type SelectQueryBuilder, sql } from 'kysely'
+import type { ListRequest, TimeRange } from '../http/list-query.ts'
+import type { Database } from './database.ts'
+
+/**
+ * One page of a filtered query and the total it has, in two statements run side by
+ * side: the rows (sorted, ties broken by id so pages never overlap) and the count.
+ *
+ * @example
+ * const { items, total } = await fetchPage(db.selectFrom('customers').where(…), 'customers', request)
+ */
+export async function fetchPage<TB extends keyof Database & string, O, F extends string>(
+  filtered: SelectQueryBuilder<Database, TB, O>,
+  table: TB,
+  request: ListRequest<F>,
+): Promise<{ items: O[]; total: number }> {
+  const ranged = whereCreatedIn(filtered, `${table}.created_at`, request.created)
+  const direction = request.sort.direction
+  const [items, count] = await Promise.all([
+    ranged
+      .orderBy(
+        sql.ref(`${table}.${request.sort.field}`),
+        sql.raw(direction === 'desc' ? 'desc nulls last' : 'asc nulls first'),
+      )
+      .orderBy(sql.ref(`${table}.id`), direction)
+      .limit(request.page.limit)
+      .offset(request.page.offset)
+      .execute(),
+    ranged.clearSelect().select(sql<string>`count(*)`.as('total')).executeTakeFirstOrThrow(),
+  ])
+  return { items, total: Number(count.total) }
+}
+
+export function whereCreatedIn<TB extends keyof Database, O>(
+  qb: SelectQueryBuilder<Database, TB, O>,
+  column: string,
+  range: TimeRange,
+): SelectQueryBuilder<Database, TB, O> {
+  let out = qb
+  if (range.from) out = out.where(sql.ref(column), '>=', range.from)
+  if (range.to) out = out.where(sql.ref(column), '<=', range.to)
+  return out
+}

@@ -1,0 +1,92 @@
+import { type Static, type TProperties, Type } from 'typebox'
+import { validationError } from '../core/errors.ts'
+import { type Page, PaginationQuery, pageFrom } from './pagination.ts'
+
+/** The query every list accepts: both pagination styles, a creation-date range and a sort. */
+export const ListQueryFields = {
+  ...PaginationQuery.properties,
+  from_date: Type.Optional(
+    Type.String({ description: 'Created at or after: unix seconds or ISO 8601' }),
+  ),
+  to_date: Type.Optional(
+    Type.String({ description: 'Created at or before: unix seconds or ISO 8601' }),
+  ),
+  sort: Type.Optional(Type.String({ description: 'Field to sort by; `-field` for descending' })),
+}
+
+export function ListQuery<P extends TProperties>(filters: P) {
+  return Type.Object({ ...ListQueryFields, ...filters })
+}
+const BaseListQuery = Type.Object(ListQueryFields)
+export type BaseListQuery = Static<typeof BaseListQuery>
+
+export interface TimeRange {
+  from?: Date
+  to?: Date
+}
+
+export type SortDirection = 'asc' | 'desc'
+export interface Sort<F extends string> {
+  field: F
+  direction: SortDirection
+}
+
+export interface ListRequest<F extends string> {
+  page: Page
+  sort: Sort<F>
+  created: TimeRange
+}
+
+/**
+ * Reads pagination, `from_date`/`to_date` and `sort` (only the given fields;
+ * newest first by default).
+ *
+ * @example
+ * listRequestFrom({ sort: '-total', size: 10 }, ['created_at', 'total'])
+ */
+export function listRequestFrom<F extends string>(
+  query: BaseListQuery,
+  sortable: readonly F[],
+  fallback: Sort<F>,
+): ListRequest<F> {
+  const created: TimeRange = {}
+  if (query.from_date !== undefined) created.from = parseTimeBound(query.from_date, 'from_date')
+  if (query.to_date !== undefined) created.to = parseTimeBound(query.to_date, 'to_date')
+  if (created.from && created.to && created.from > created.to) {
+    throw validationError('from_date must not be after to_date', {
+      fields: ['from_date', 'to_date'],
+    })
+  }
+  return { page: pageFrom(query), sort: parseSort(query.sort, sortable, fallback), created }
+}
+
+/** Unix seconds (`1735689600`) or ISO 8601 (`2025-01-01`, `2025-01-01T00:00:00Z`). */
+export function parseTimeBound(raw: string, field: string): Date {
+  const value = raw.trim()
+  if (/^\d{1,12}$/.test(value)) return new Date(Number(value) * 1000)
+  if (/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value)) {
+    const date = new Date(value)
+    if (!Number.isNaN(date.getTime())) return date
+  }
+  throw validationError(`${field} must be unix seconds or an ISO 8601 date, got '${raw}'`, {
+    field,
+  })
+}
+
+function parseSort<F extends string>(
+  raw: string | undefined,
+  sortable: readonly F[],
+  fallback: Sort<F>,
+): Sort<F> {
+  if (raw === undefined || raw.trim() === '') return fallback
+  const descending = raw.startsWith('-')
+  const name = descending ? raw.slice(1) : raw
+  const field = sortable.find((f) => f === name)
+  if (!field) {
+    throw validationError(`sort must be one of ${sortable.join(', ')} (prefix - for descending)`, {
+      field: 'sort',
+      allowed: sortable,
+    })
+  }
+  return { field, direction: descending ? 'desc' : 'asc' }
+}

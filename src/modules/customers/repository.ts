@@ -1,0 +1,77 @@
+import type { Insertable, Updateable } from 'kysely'
+import type { Db } from '../../db/client.ts'
+import type { Customer, CustomerTable } from '../../db/database.ts'
+import { fetchPage } from '../../db/list.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+
+export type CustomerSortField = 'created_at' | 'name' | 'email'
+
+export interface CustomerFilters {
+  email?: string | undefined
+  externalId?: string | undefined
+  name?: string | undefined
+}
+
+export async function insertCustomer(db: Db, row: Insertable<CustomerTable>): Promise<Customer> {
+  return db.insertInto('customers').values(row).returningAll().executeTakeFirstOrThrow()
+}
+
+export async function findCustomer(
+  db: Db,
+  environmentId: string,
+  id: string,
+): Promise<Customer | undefined> {
+  return db
+    .selectFrom('customers')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .executeTakeFirst()
+}
+
+export async function lockCustomer(
+  db: Db,
+  environmentId: string,
+  id: string,
+): Promise<Customer | undefined> {
+  return db
+    .selectFrom('customers')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .forUpdate()
+    .executeTakeFirst()
+}
+
+export async function updateCustomer(
+  db: Db,
+  environmentId: string,
+  id: string,
+  changes: Updateable<CustomerTable>,
+): Promise<Customer | undefined> {
+  return db
+    .updateTable('customers')
+    .set(changes)
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function listCustomers(
+  db: Db,
+  environmentId: string,
+  filters: CustomerFilters,
+  request: ListRequest<CustomerSortField>,
+): Promise<{ items: Customer[]; total: number }> {
+  let query = db.selectFrom('customers').selectAll().where('environment_id', '=', environmentId)
+  if (filters.email)
+    query = query.where((eb) => eb(eb.fn('lower', ['email']), '=', filters.email?.toLowerCase()))
+  if (filters.externalId) query = query.where('external_id', '=', filters.externalId)
+  if (filters.name) query = query.where('name', 'ilike', `%${escapeLike(filters.name)}%`)
+  return fetchPage(query, 'customers', request)
+}
+
+function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (c) => `\\${c}`)
+}

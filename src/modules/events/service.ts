@@ -1,0 +1,52 @@
+import { notFound } from '../../core/errors.ts'
+import { newId } from '../../core/ids.ts'
+import type { Scope } from '../../core/principal.ts'
+import type { Db } from '../../db/client.ts'
+import type { Event } from '../../db/database.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+import { type EventFilters, findEvent, insertEvents, listEvents } from './repository.ts'
+
+export interface NewEvent {
+  type: string
+  objectType: string
+  objectId: string
+  /** The object as the API shows it at this moment. */
+  data: object
+}
+
+/**
+ * Writes events to the outbox in the caller's transaction, so an event exists if
+ * and only if the change it reports was committed.
+ *
+ * @example
+ * await recordEvents(trx, scope, [{ type: 'invoice.paid', objectType: 'invoice', objectId: id, data: body }])
+ */
+export async function recordEvents(db: Db, scope: Scope, events: NewEvent[]): Promise<void> {
+  await insertEvents(
+    db,
+    events.map((event) => ({
+      id: newId('event'),
+      tenant_id: scope.tenantId,
+      environment_id: scope.environmentId,
+      type: event.type,
+      object_type: event.objectType,
+      object_id: event.objectId,
+      data: JSON.stringify(event.data),
+    })),
+  )
+}
+
+export async function listEventsFor(
+  db: Db,
+  scope: Scope,
+  filters: EventFilters,
+  request: ListRequest<'created_at'>,
+) {
+  return listEvents(db, scope.environmentId, filters, request)
+}
+
+export async function getEvent(db: Db, scope: Scope, id: string): Promise<Event> {
+  const event = await findEvent(db, scope.environmentId, id)
+  if (!event) throw notFound('event', id)
+  return event
+}
