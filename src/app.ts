@@ -17,8 +17,13 @@ import { registerMetrics } from './http/metrics.ts'
 import type { Logger } from './logger.ts'
 import { apiKeyRoutes } from './modules/api-keys/routes.ts'
 import { customerRoutes } from './modules/customers/routes.ts'
+import { discountRoutes } from './modules/discounts/routes.ts'
 import { eventRoutes } from './modules/events/routes.ts'
+import { invoiceRoutes } from './modules/invoices/routes.ts'
 import { operationsRoutes } from './modules/operations/routes.ts'
+import { orderRoutes } from './modules/orders/routes.ts'
+import { productRoutes } from './modules/products/routes.ts'
+import { subscriptionRoutes } from './modules/subscriptions/routes.ts'
 
 /** Everything a request handler may need, built once per process and passed down. */
 export interface AppDeps {
@@ -118,6 +123,11 @@ export async function buildApp(
     await api.register(apiKeyRoutes(deps))
     await api.register(customerRoutes(deps))
     await api.register(eventRoutes(deps))
+    await api.register(productRoutes(deps))
+    await api.register(discountRoutes(deps))
+    await api.register(invoiceRoutes(deps))
+    await api.register(orderRoutes(deps))
+    await api.register(subscriptionRoutes(deps))
     if (options.extraRoutes) await api.register(options.extraRoutes)
   }
   await app.register(v1, { prefix: '/v1' })

@@ -316,8 +316,14 @@ export interface SubscriptionTable {
   status: SubscriptionStatus
   currency: string
   collection_method: CollectionMethod
-  current_period_start: NullableTimestamp
-  current_period_end: NullableTimestamp
+  interval: PriceInterval
+  interval_count: number
+  /** Price per period in minor units (price amount × quantity). */
+  amount: bigint
+  /** Periods are counted from here, so Jan 31 renews on Feb 28 and then Mar 31. */
+  billing_cycle_anchor: Timestamp
+  current_period_start: Timestamp
+  current_period_end: Timestamp
   cancel_at_period_end: ColumnType<boolean, boolean | undefined, boolean>
   canceled_at: NullableTimestamp
   ended_at: NullableTimestamp

@@ -2,8 +2,11 @@ import { parseCronItems, type Runner, run, type TaskList } from 'graphile-worker
 import type { Clock } from '../core/clock.ts'
 import type { Db } from '../db/client.ts'
 import type { Logger } from '../logger.ts'
+import { renewDueSubscriptions } from '../modules/subscriptions/service.ts'
 import { PRUNE_IDEMPOTENCY_KEYS, pruneIdempotencyKeys } from './tasks/prune-idempotency-keys.ts'
 import { workerLoggerFrom } from './worker-logger.ts'
+
+export const RENEW_SUBSCRIPTIONS = 'renew_subscriptions'
 
 export interface WorkerDeps {
   db: Db
@@ -17,6 +20,10 @@ export function createTaskList(deps: WorkerDeps): TaskList {
     [PRUNE_IDEMPOTENCY_KEYS]: async (_payload, helpers) => {
       const deleted = await pruneIdempotencyKeys(deps.db, deps.clock)
       helpers.logger.info(`pruned ${deleted} expired idempotency records`)
+    },
+    [RENEW_SUBSCRIPTIONS]: async (_payload, helpers) => {
+      const renewed = await renewDueSubscriptions(deps)
+      if (renewed > 0) helpers.logger.info(`renewed or ended ${renewed} subscription periods`)
     },
   }
 }

@@ -1,0 +1,120 @@
+import { type Insertable, sql, type Updateable } from 'kysely'
+import type { Db } from '../../db/client.ts'
+import type {
+  Invoice,
+  InvoiceLine,
+  InvoiceLineTable,
+  InvoicePaymentStatus,
+  InvoiceStatus,
+  InvoiceTable,
+} from '../../db/database.ts'
+import { fetchPage } from '../../db/list.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+
+export type InvoiceSortField = 'created_at' | 'due_date' | 'total' | 'number' | 'amount_remaining'
+
+export async function insertInvoice(db: Db, row: Insertable<InvoiceTable>): Promise<Invoice> {
+  return db.insertInto('invoices').values(row).returningAll().executeTakeFirstOrThrow()
+}
+
+export async function insertInvoiceLines(
+  db: Db,
+  rows: Insertable<InvoiceLineTable>[],
+): Promise<InvoiceLine[]> {
+  if (rows.length === 0) return []
+  return db.insertInto('invoice_lines').values(rows).returningAll().execute()
+}
+
+export async function findInvoice(
+  db: Db,
+  environmentId: string,
+  id: string,
+  customerId: string | null = null,
+): Promise<Invoice | undefined> {
+  let query = db
+    .selectFrom('invoices')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+  if (customerId !== null) query = query.where('customer_id', '=', customerId)
+  return query.executeTakeFirst()
+}
+
+/** The invoice row under `SELECT … FOR UPDATE`: every change to an invoice goes through this. */
+export async function lockInvoice(
+  db: Db,
+  environmentId: string,
+  id: string,
+): Promise<Invoice | undefined> {
+  return db
+    .selectFrom('invoices')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .forUpdate()
+    .executeTakeFirst()
+}
+
+export async function updateInvoice(
+  db: Db,
+  id: string,
+  changes: Updateable<InvoiceTable>,
+): Promise<Invoice> {
+  return db
+    .updateTable('invoices')
+    .set(changes)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}
+
+export async function linesOf(db: Db, invoiceIds: string[]): Promise<InvoiceLine[]> {
+  if (invoiceIds.length === 0) return []
+  return db
+    .selectFrom('invoice_lines')
+    .selectAll()
+    .where('invoice_id', 'in', invoiceIds)
+    .orderBy('invoice_id')
+    .orderBy('position')
+    .execute()
+}
+
+/** The next human-readable number of the environment; the counter row stays locked until commit, so numbers never repeat or skip. */
+export async function nextInvoiceNumber(db: Db, environmentId: string): Promise<bigint> {
+  const row = await db
+    .insertInto('invoice_sequences')
+    .values({ environment_id: environmentId, last_number: 1n })
+    .onConflict((oc) =>
+      oc
+        .column('environment_id')
+        .doUpdateSet({ last_number: sql<bigint>`invoice_sequences.last_number + 1` }),
+    )
+    .returning('last_number')
+    .executeTakeFirstOrThrow()
+  return row.last_number
+}
+
+export interface InvoiceFilters {
+  customerId?: string | undefined
+  subscriptionId?: string | undefined
+  invoiceStatus?: InvoiceStatus | undefined
+  paymentStatus?: InvoicePaymentStatus | undefined
+  currency?: string | undefined
+  source?: 'native' | 'stripe' | undefined
+}
+
+export async function listInvoices(
+  db: Db,
+  environmentId: string,
+  filters: InvoiceFilters,
+  request: ListRequest<InvoiceSortField>,
+): Promise<{ items: Invoice[]; total: number }> {
+  let query = db.selectFrom('invoices').selectAll().where('environment_id', '=', environmentId)
+  if (filters.customerId) query = query.where('customer_id', '=', filters.customerId)
+  if (filters.subscriptionId) query = query.where('subscription_id', '=', filters.subscriptionId)
+  if (filters.invoiceStatus) query = query.where('invoice_status', '=', filters.invoiceStatus)
+  if (filters.paymentStatus) query = query.where('payment_status', '=', filters.paymentStatus)
+  if (filters.currency) query = query.where('currency', '=', filters.currency)
+  if (filters.source) query = query.where('source', '=', filters.source)
+  return fetchPage(query, 'invoices', request)
+}

@@ -1,0 +1,483 @@
+import type { Clock } from '../../core/clock.ts'
+import { AppError, notFound, validationError } from '../../core/errors.ts'
+import { newId } from '../../core/ids.ts'
+import {
+  amountRemaining,
+  assertInvoiceTransition,
+  isPaidStatus,
+  paymentStatusFor,
+} from '../../core/invoice-state.ts'
+import { normalizeCurrency, toMinorUnits } from '../../core/money.ts'
+import type { Access, Scope } from '../../core/principal.ts'
+import type { Db } from '../../db/client.ts'
+import type {
+  BillingReason,
+  CollectionMethod,
+  Invoice,
+  InvoiceLine,
+  StringMap,
+} from '../../db/database.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+import { getCustomer } from '../customers/service.ts'
+import { discountAmount, findRedeemableDiscount, redeemDiscount } from '../discounts/service.ts'
+import { recordEvents } from '../events/service.ts'
+import {
+  findInvoice,
+  type InvoiceFilters,
+  type InvoiceSortField,
+  insertInvoice,
+  insertInvoiceLines,
+  linesOf,
+  listInvoices as listInvoiceRows,
+  lockInvoice,
+  nextInvoiceNumber,
+  updateInvoice,
+} from './repository.ts'
+import { type CreateInvoiceBody, toInvoiceResponse } from './schemas.ts'
+
+const DAY_MS = 24 * 60 * 60 * 1000
+
+export interface InvoiceWithLines {
+  invoice: Invoice
+  lines: InvoiceLine[]
+}
+
+export interface DraftLine {
+  description: string
+  quantity: number
+  unitAmount: bigint
+  priceId?: string | null
+  periodStart?: Date | null
+  periodEnd?: Date | null
+}
+
+export interface InvoiceDraft {
+  customerId: string
+  currency: string
+  lines: DraftLine[]
+  billingReason: BillingReason
+  collectionMethod?: CollectionMethod | undefined
+  dueDate?: Date | null | undefined
+  paymentWindowDays?: number | null | undefined
+  discountCode?: string | null | undefined
+  description?: string | null | undefined
+  metadata?: StringMap | undefined
+  orderId?: string | null | undefined
+  subscriptionId?: string | null | undefined
+  periodStart?: Date | null | undefined
+  periodEnd?: Date | null | undefined
+}
+
+/**
+ * Writes a DRAFT invoice with its lines in the caller's transaction: subtotal from
+ * the lines, a discount code applied (and one use of it taken) on the subtotal.
+ *
+ * @example
+ * const { invoice } = await insertDraftInvoice(trx, scope, { customerId, currency: 'usd', billingReason: 'manual',
+ *   lines: [{ description: 'Setup', quantity: 1, unitAmount: 5000n }] }, clock)
+ */
+export async function insertDraftInvoice(
+  trx: Db,
+  scope: Scope,
+  draft: InvoiceDraft,
+  clock: Clock,
+): Promise<InvoiceWithLines> {
+  const now = clock.now()
+  const id = newId('invoice')
+  const lineAmounts = draft.lines.map((line) => line.unitAmount * BigInt(line.quantity))
+  const subtotal = lineAmounts.reduce((sum, amount) => sum + amount, 0n)
+  const discount = draft.discountCode
+    ? await findRedeemableDiscount(trx, scope, draft.discountCode, now)
+    : undefined
+  const totalDiscount = discount ? discountAmount(discount, subtotal, draft.currency) : 0n
+  const total = subtotal - totalDiscount
+  const invoice = await insertInvoice(trx, {
+    id,
+    tenant_id: scope.tenantId,
+    environment_id: scope.environmentId,
+    customer_id: draft.customerId,
+    number: null,
+    currency: draft.currency,
+    invoice_status: 'DRAFT',
+    payment_status: 'PENDING',
+    collection_method: draft.collectionMethod ?? 'send_invoice',
+    billing_reason: draft.billingReason,
+    subtotal,
+    total_discount: totalDiscount,
+    total,
+    amount_due: total,
+    amount_remaining: total,
+    due_date: draft.dueDate ?? null,
+    payment_window_days: draft.paymentWindowDays ?? null,
+    discount_id: discount?.id ?? null,
+    discount_code: discount?.code ?? null,
+    order_id: draft.orderId ?? null,
+    subscription_id: draft.subscriptionId ?? null,
+    period_start: draft.periodStart ?? null,
+    period_end: draft.periodEnd ?? null,
+    description: draft.description ?? null,
+    metadata: JSON.stringify(draft.metadata ?? {}),
+    created_at: now,
+    updated_at: now,
+  })
+  const lines = await insertInvoiceLines(
+    trx,
+    draft.lines.map((line, index) => ({
+      id: newId('invoiceLine'),
+      invoice_id: id,
+      position: index,
+      description: line.description,
+      quantity: line.quantity,
+      unit_amount: line.unitAmount,
+      amount: lineAmounts[index] ?? 0n,
+      price_id: line.priceId ?? null,
+      period_start: line.periodStart ?? null,
+      period_end: line.periodEnd ?? null,
+    })),
+  )
+  if (discount) {
+    await redeemDiscount(
+      trx,
+      scope,
+      discount,
+      { invoiceId: id, customerId: draft.customerId, amount: totalDiscount },
+      now,
+    )
+  }
+  await recordEvents(trx, scope, [invoiceEvent('invoice.created', invoice, lines)])
+  return { invoice, lines }
+}
+
+/** `POST /v1/invoices`: a DRAFT invoice from decimal line amounts. */
+export async function createInvoice(
+  db: Db,
+  scope: Scope,
+  body: CreateInvoiceBody,
+  clock: Clock,
+): Promise<InvoiceWithLines> {
+  const currency = normalizeCurrency(body.currency)
+  const lines = body.lines.map((line, index) => {
+    const unitAmount = toMinorUnits(line.unit_amount, currency, `lines[${index}].unit_amount`)
+    if (unitAmount < 0n) {
+      throw validationError(`lines[${index}].unit_amount must not be negative`, {
+        field: `lines[${index}].unit_amount`,
+      })
+    }
+    return { description: line.description, quantity: line.quantity, unitAmount }
+  })
+  const dueDate = body.due_date ? new Date(body.due_date) : null
+  if (dueDate && dueDate.getTime() <= clock.now().getTime()) {
+    throw validationError('due_date must be in the future', { field: 'due_date' })
+  }
+  await getCustomer(db, scope, body.customer_id)
+  return db.transaction().execute((trx) =>
+    insertDraftInvoice(
+      trx,
+      scope,
+      {
+        customerId: body.customer_id,
+        currency,
+        lines,
+        billingReason: 'manual',
+        collectionMethod: body.collection_method,
+        dueDate,
+        paymentWindowDays: body.payment_window_days ?? null,
+        discountCode: body.discount_code ?? null,
+        description: body.description ?? null,
+        metadata: body.metadata,
+      },
+      clock,
+    ),
+  )
+}
+
+export interface InvoiceChange {
+  before: Invoice
+  invoice: Invoice
+  /** True when this change took the invoice from unpaid to SUCCEEDED/OVERPAID. */
+  becamePaid: boolean
+}
+
+/**
+ * DRAFT → FINALIZED on a locked invoice: takes the next number, opens the payment
+ * window. An invoice with nothing to pay is paid at once (`becamePaid`).
+ */
+export async function finalizeLocked(
+  trx: Db,
+  scope: Scope,
+  before: Invoice,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  assertInvoiceTransition(before.invoice_status, 'FINALIZED', before.id)
+  const now = clock.now()
+  const number = await nextInvoiceNumber(trx, scope.environmentId)
+  const paymentStatus = paymentStatusFor(
+    {
+      amountDue: before.amount_due,
+      amountPaid: before.amount_paid,
+      amountRefunded: before.amount_refunded,
+    },
+    before.payment_status,
+  )
+  const becamePaid = isPaidStatus(paymentStatus)
+  const invoice = await updateInvoice(trx, before.id, {
+    invoice_status: 'FINALIZED',
+    number: formatInvoiceNumber(number),
+    finalized_at: now,
+    payment_window_ends_at: before.payment_window_days
+      ? new Date(now.getTime() + before.payment_window_days * DAY_MS)
+      : null,
+    payment_status: paymentStatus,
+    paid_at: becamePaid ? now : null,
+    updated_at: now,
+  })
+  const lines = await linesOf(trx, [invoice.id])
+  await recordEvents(trx, scope, [
+    invoiceEvent('invoice.finalized', invoice, lines),
+    ...(becamePaid ? [invoiceEvent('invoice.paid', invoice, lines)] : []),
+  ])
+  return { before, invoice, becamePaid }
+}
+
+/** FINALIZED/UNCOLLECTIBLE → VOIDED; an invoice with money on it cannot be voided (refund it instead). */
+export async function voidLocked(
+  trx: Db,
+  scope: Scope,
+  before: Invoice,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  assertInvoiceTransition(before.invoice_status, 'VOIDED', before.id)
+  if (before.amount_paid > 0n) {
+    throw new AppError(
+      'invalid_state_transition',
+      `Invoice ${before.id} has payments; refund them instead of voiding`,
+      {
+        invoice_id: before.id,
+        amount_paid: String(before.amount_paid),
+      },
+    )
+  }
+  const now = clock.now()
+  const invoice = await updateInvoice(trx, before.id, {
+    invoice_status: 'VOIDED',
+    voided_at: now,
+    amount_remaining: 0n,
+    next_payment_attempt: null,
+    updated_at: now,
+  })
+  await recordEvents(trx, scope, [
+    invoiceEvent('invoice.voided', invoice, await linesOf(trx, [invoice.id])),
+  ])
+  return { before, invoice, becamePaid: false }
+}
+
+/** FINALIZED → UNCOLLECTIBLE: written off; only unpaid invoices. */
+export async function markUncollectibleLocked(
+  trx: Db,
+  scope: Scope,
+  before: Invoice,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  assertInvoiceTransition(before.invoice_status, 'UNCOLLECTIBLE', before.id)
+  if (isPaidStatus(before.payment_status)) {
+    throw new AppError('invalid_state_transition', `Invoice ${before.id} is paid`, {
+      invoice_id: before.id,
+    })
+  }
+  const now = clock.now()
+  const invoice = await updateInvoice(trx, before.id, {
+    invoice_status: 'UNCOLLECTIBLE',
+    marked_uncollectible_at: now,
+    next_payment_attempt: null,
+    updated_at: now,
+  })
+  await recordEvents(trx, scope, [
+    invoiceEvent('invoice.marked_uncollectible', invoice, await linesOf(trx, [invoice.id])),
+  ])
+  return { before, invoice, becamePaid: false }
+}
+
+/**
+ * Adds an applied payment to a locked invoice: `amount_paid`, `amount_remaining`
+ * and `payment_status` move together. Money that arrives is always recorded, even
+ * after the payment window closed or above the amount due (OVERPAID).
+ */
+export async function recordPaymentLocked(
+  trx: Db,
+  scope: Scope,
+  before: Invoice,
+  amount: bigint,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  if (amount <= 0n)
+    throw validationError('A payment amount must be positive', { amount: String(amount) })
+  if (before.invoice_status === 'DRAFT' || before.invoice_status === 'VOIDED') {
+    throw new AppError(
+      'invalid_state_transition',
+      `Invoice ${before.id} is ${before.invoice_status} and takes no payments`,
+      {
+        invoice_id: before.id,
+        invoice_status: before.invoice_status,
+      },
+    )
+  }
+  const now = clock.now()
+  const amountPaid = before.amount_paid + amount
+  const paymentStatus = paymentStatusFor(
+    { amountDue: before.amount_due, amountPaid, amountRefunded: before.amount_refunded },
+    before.payment_status,
+  )
+  const becamePaid =
+    isPaidStatus(paymentStatus) && !isPaidStatus(before.payment_status) && before.paid_at === null
+  const invoice = await updateInvoice(trx, before.id, {
+    amount_paid: amountPaid,
+    amount_remaining: amountRemaining(before.amount_due, amountPaid),
+    payment_status: paymentStatus,
+    paid_at: before.paid_at ?? (isPaidStatus(paymentStatus) ? now : null),
+    next_payment_attempt: isPaidStatus(paymentStatus) ? null : before.next_payment_attempt,
+    updated_at: now,
+  })
+  const lines = await linesOf(trx, [invoice.id])
+  await recordEvents(trx, scope, [
+    invoiceEvent(becamePaid ? 'invoice.paid' : 'invoice.payment_applied', invoice, lines),
+    ...(paymentStatus === 'OVERPAID' && before.payment_status !== 'OVERPAID'
+      ? [invoiceEvent('invoice.overpaid', invoice, lines)]
+      : []),
+  ])
+  return { before, invoice, becamePaid }
+}
+
+/** Adds a refund to a locked invoice; never more than was paid. */
+export async function recordRefundLocked(
+  trx: Db,
+  scope: Scope,
+  before: Invoice,
+  amount: bigint,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  if (amount <= 0n)
+    throw validationError('A refund amount must be positive', { amount: String(amount) })
+  const amountRefunded = before.amount_refunded + amount
+  if (amountRefunded > before.amount_paid) {
+    throw new AppError('conflict', `Refunds on invoice ${before.id} would exceed what was paid`, {
+      invoice_id: before.id,
+      amount_paid: String(before.amount_paid),
+      amount_refunded: String(before.amount_refunded),
+    })
+  }
+  const now = clock.now()
+  const paymentStatus = paymentStatusFor(
+    { amountDue: before.amount_due, amountPaid: before.amount_paid, amountRefunded },
+    before.payment_status,
+  )
+  const invoice = await updateInvoice(trx, before.id, {
+    amount_refunded: amountRefunded,
+    payment_status: paymentStatus,
+    updated_at: now,
+  })
+  await recordEvents(trx, scope, [
+    invoiceEvent('invoice.refunded', invoice, await linesOf(trx, [invoice.id])),
+  ])
+  return { before, invoice, becamePaid: false }
+}
+
+/**
+ * Refuses a new payment unless the invoice is FINALIZED, has something left to pay
+ * and its payment window is open.
+ */
+export function assertPayable(invoice: Invoice, now: Date): void {
+  if (invoice.invoice_status !== 'FINALIZED') {
+    throw new AppError(
+      'invalid_state_transition',
+      `Invoice ${invoice.id} is ${invoice.invoice_status}; only finalized invoices can be paid`,
+      {
+        invoice_id: invoice.id,
+        invoice_status: invoice.invoice_status,
+      },
+    )
+  }
+  if (isPaidStatus(invoice.payment_status) || invoice.amount_remaining === 0n) {
+    throw new AppError('conflict', `Invoice ${invoice.id} is already paid`, {
+      invoice_id: invoice.id,
+      payment_status: invoice.payment_status,
+    })
+  }
+  if (invoice.payment_window_ends_at && invoice.payment_window_ends_at.getTime() <= now.getTime()) {
+    throw new AppError(
+      'invalid_state_transition',
+      `The payment window of invoice ${invoice.id} has ended`,
+      {
+        invoice_id: invoice.id,
+        payment_window_ends_at: invoice.payment_window_ends_at.toISOString(),
+      },
+    )
+  }
+}
+
+/**
+ * Marks an invoice for the automatic charge (customer with `auto_pay` and a default
+ * payment method): the payments job charges invoices whose `next_payment_attempt` has come.
+ */
+export async function queueAutomaticPayment(trx: Db, invoiceId: string, at: Date): Promise<void> {
+  await updateInvoice(trx, invoiceId, { next_payment_attempt: at })
+}
+
+export async function lockInvoiceOrFail(trx: Db, scope: Scope, id: string): Promise<Invoice> {
+  const invoice = await lockInvoice(trx, scope.environmentId, id)
+  if (!invoice) throw notFound('invoice', id)
+  return invoice
+}
+
+/** An invoice the caller may see: a customer token sees only its customer's (others are 404). */
+export async function getInvoice(db: Db, access: Access, id: string): Promise<InvoiceWithLines> {
+  const invoice = await findInvoice(db, access.environmentId, id, access.customerId)
+  if (!invoice) throw notFound('invoice', id)
+  return { invoice, lines: await linesOf(db, [id]) }
+}
+
+export async function listInvoices(
+  db: Db,
+  access: Access,
+  filters: InvoiceFilters,
+  request: ListRequest<InvoiceSortField>,
+): Promise<{ items: InvoiceWithLines[]; total: number }> {
+  if (
+    access.customerId !== null &&
+    filters.customerId !== undefined &&
+    filters.customerId !== access.customerId
+  ) {
+    return { items: [], total: 0 }
+  }
+  const scoped =
+    access.customerId === null ? filters : { ...filters, customerId: access.customerId }
+  const { items, total } = await listInvoiceRows(db, access.environmentId, scoped, request)
+  return { items: await withLines(db, items), total }
+}
+
+export async function linesOfInvoice(db: Db, invoiceId: string): Promise<InvoiceLine[]> {
+  return linesOf(db, [invoiceId])
+}
+
+export async function withLines(db: Db, invoices: Invoice[]): Promise<InvoiceWithLines[]> {
+  const lines = await linesOf(
+    db,
+    invoices.map((i) => i.id),
+  )
+  const byInvoice = new Map<string, InvoiceLine[]>()
+  for (const line of lines)
+    byInvoice.set(line.invoice_id, [...(byInvoice.get(line.invoice_id) ?? []), line])
+  return invoices.map((invoice) => ({ invoice, lines: byInvoice.get(invoice.id) ?? [] }))
+}
+
+export function formatInvoiceNumber(sequence: bigint): string {
+  return `INV-${sequence.toString().padStart(6, '0')}`
+}
+
+function invoiceEvent(type: string, invoice: Invoice, lines: InvoiceLine[]) {
+  return {
+    type,
+    objectType: 'invoice',
+    objectId: invoice.id,
+    data: toInvoiceResponse(invoice, lines),
+  }
+}

@@ -1,0 +1,185 @@
+import type { Clock } from '../../core/clock.ts'
+import type { Scope } from '../../core/principal.ts'
+import type { Db } from '../../db/client.ts'
+import type { Invoice, Order } from '../../db/database.ts'
+import { applyBalanceChange } from '../balances/service.ts'
+import { recordEvents } from '../events/service.ts'
+import {
+  finalizeLocked,
+  type InvoiceChange,
+  lockInvoiceOrFail,
+  markUncollectibleLocked,
+  recordPaymentLocked,
+  recordRefundLocked,
+  voidLocked,
+} from '../invoices/service.ts'
+import { lockOrderByInvoice, updateOrder } from '../orders/repository.ts'
+import { toOrderResponse } from '../orders/schemas.ts'
+import { onSubscriptionInvoicePaid, onSubscriptionInvoiceVoided } from '../subscriptions/service.ts'
+
+/**
+ * What an invoice's lifecycle does to the things it bills for. Every function here
+ * runs in one transaction with the invoice row locked, so the invoice and its
+ * order, subscription and balance change together, exactly once.
+ */
+
+/**
+ * Fulfils what a newly paid invoice was for: a credit top-up credits the balance,
+ * a one-time order is fulfilled, a subscription order starts its subscription (and
+ * a renewal invoice brings a past-due subscription back to active). An order is
+ * fulfilled once: a second call finds it no longer PENDING and does nothing.
+ */
+export async function settlePaidInvoice(
+  trx: Db,
+  scope: Scope,
+  invoice: Invoice,
+  clock: Clock,
+): Promise<void> {
+  const order = await lockOrderByInvoice(trx, scope.environmentId, invoice.id)
+  if (order?.status === 'PENDING') await fulfilOrder(trx, scope, order, clock)
+  await onSubscriptionInvoicePaid(trx, scope, invoice, clock)
+}
+
+async function fulfilOrder(trx: Db, scope: Scope, order: Order, clock: Clock): Promise<void> {
+  if (order.type === 'CREDIT_TOP_UP') {
+    await applyBalanceChange(
+      trx,
+      scope,
+      {
+        customerId: order.customer_id,
+        currency: order.currency,
+        amount: order.amount,
+        type: 'top_up',
+        source: { type: 'order', id: order.id },
+        description: 'Credit top-up',
+      },
+      clock,
+    )
+  }
+  const now = clock.now()
+  const fulfilled = await updateOrder(trx, order.id, {
+    status: 'FULFILLED',
+    fulfilled_at: now,
+    updated_at: now,
+  })
+  await recordEvents(trx, scope, [
+    {
+      type: 'order.fulfilled',
+      objectType: 'order',
+      objectId: order.id,
+      data: toOrderResponse(fulfilled),
+    },
+  ])
+}
+
+/** `POST /v1/invoices/:id/finalize`. */
+export async function finalizeInvoice(
+  db: Db,
+  scope: Scope,
+  invoiceId: string,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  return db.transaction().execute(async (trx) => {
+    const change = await finalizeLocked(
+      trx,
+      scope,
+      await lockInvoiceOrFail(trx, scope, invoiceId),
+      clock,
+    )
+    if (change.becamePaid) await settlePaidInvoice(trx, scope, change.invoice, clock)
+    return change
+  })
+}
+
+/** `POST /v1/invoices/:id/void`: the invoice's pending order is cancelled and a never-started subscription ends. */
+export async function voidInvoice(
+  db: Db,
+  scope: Scope,
+  invoiceId: string,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  return db.transaction().execute(async (trx) => {
+    const change = await voidLocked(
+      trx,
+      scope,
+      await lockInvoiceOrFail(trx, scope, invoiceId),
+      clock,
+    )
+    const order = await lockOrderByInvoice(trx, scope.environmentId, invoiceId)
+    if (order?.status === 'PENDING') {
+      const now = clock.now()
+      const cancelled = await updateOrder(trx, order.id, {
+        status: 'CANCELLED',
+        cancelled_at: now,
+        updated_at: now,
+      })
+      await recordEvents(trx, scope, [
+        {
+          type: 'order.cancelled',
+          objectType: 'order',
+          objectId: order.id,
+          data: toOrderResponse(cancelled),
+        },
+      ])
+    }
+    await onSubscriptionInvoiceVoided(trx, scope, change.invoice, clock)
+    return change
+  })
+}
+
+/** `POST /v1/invoices/:id/mark_uncollectible`. */
+export async function markInvoiceUncollectible(
+  db: Db,
+  scope: Scope,
+  invoiceId: string,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  return db
+    .transaction()
+    .execute(async (trx) =>
+      markUncollectibleLocked(trx, scope, await lockInvoiceOrFail(trx, scope, invoiceId), clock),
+    )
+}
+
+/**
+ * Reconciles an applied payment with its invoice in the caller's transaction:
+ * amounts and status move, and if this payment completed the invoice, what it
+ * billed for is fulfilled.
+ *
+ * @example
+ * await db.transaction().execute((trx) => applyInvoicePayment(trx, scope, invoiceId, 1500n, clock))
+ */
+export async function applyInvoicePayment(
+  trx: Db,
+  scope: Scope,
+  invoiceId: string,
+  amount: bigint,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  const change = await recordPaymentLocked(
+    trx,
+    scope,
+    await lockInvoiceOrFail(trx, scope, invoiceId),
+    amount,
+    clock,
+  )
+  if (change.becamePaid) await settlePaidInvoice(trx, scope, change.invoice, clock)
+  return change
+}
+
+/** Reconciles an applied refund with its invoice in the caller's transaction. */
+export async function applyInvoiceRefund(
+  trx: Db,
+  scope: Scope,
+  invoiceId: string,
+  amount: bigint,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  return recordRefundLocked(
+    trx,
+    scope,
+    await lockInvoiceOrFail(trx, scope, invoiceId),
+    amount,
+    clock,
+  )
+}

@@ -1,0 +1,447 @@
+import { periodEndAfter } from '../../core/billing-period.ts'
+import type { Clock } from '../../core/clock.ts'
+import { AppError, notFound, validationError } from '../../core/errors.ts'
+import { newId } from '../../core/ids.ts'
+import type { Access, Scope } from '../../core/principal.ts'
+import type { Db } from '../../db/client.ts'
+import type {
+  CollectionMethod,
+  Invoice,
+  Price,
+  Product,
+  Subscription,
+  SubscriptionSchedule,
+} from '../../db/database.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+import { parseTimeBound } from '../../http/list-query.ts'
+import { mergeMetadata } from '../../http/schema-types.ts'
+import type { Logger } from '../../logger.ts'
+import { getCustomer } from '../customers/service.ts'
+import { recordEvents } from '../events/service.ts'
+import { finalizeLocked, insertDraftInvoice, queueAutomaticPayment } from '../invoices/service.ts'
+import { getPriceWithProduct } from '../products/service.ts'
+import {
+  countUnpaidInvoices,
+  dueSchedules,
+  findDueSubscriptions,
+  findSubscription,
+  insertSchedule,
+  insertSubscription,
+  listSubscriptions as listSubscriptionRows,
+  lockSubscription,
+  markSchedules,
+  type SubscriptionFilters,
+  schedulesOf,
+  updateSubscription,
+} from './repository.ts'
+import { toSubscriptionResponse, type UpdateSubscriptionBody } from './schemas.ts'
+
+export interface SubscriptionWithSchedules {
+  subscription: Subscription
+  schedules: SubscriptionSchedule[]
+}
+
+/**
+ * A subscription as an order creates it: `incomplete`, its first period running
+ * from `start`; paying the first invoice activates it.
+ */
+export async function insertIncompleteSubscription(
+  trx: Db,
+  scope: Scope,
+  input: {
+    id: string
+    customerId: string
+    price: Price
+    product: Product
+    quantity: number
+    collectionMethod: CollectionMethod
+    orderId: string
+    latestInvoiceId: string
+    start: Date
+    metadata?: Record<string, string> | undefined
+  },
+): Promise<Subscription> {
+  const { price } = input
+  if (!price.interval)
+    throw validationError(`Price ${price.id} is not recurring`, { field: 'price_id' })
+  const end = periodEndAfter(input.start, price.interval, price.interval_count, input.start)
+  const subscription = await insertSubscription(trx, {
+    id: input.id,
+    tenant_id: scope.tenantId,
+    environment_id: scope.environmentId,
+    customer_id: input.customerId,
+    product_id: input.product.id,
+    price_id: price.id,
+    quantity: input.quantity,
+    status: 'incomplete',
+    currency: price.currency,
+    collection_method: input.collectionMethod,
+    interval: price.interval,
+    interval_count: price.interval_count,
+    amount: price.amount * BigInt(input.quantity),
+    billing_cycle_anchor: input.start,
+    current_period_start: input.start,
+    current_period_end: end,
+    order_id: input.orderId,
+    latest_invoice_id: input.latestInvoiceId,
+    metadata: JSON.stringify(input.metadata ?? {}),
+    created_at: input.start,
+    updated_at: input.start,
+  })
+  await recordEvents(trx, scope, [subscriptionEvent('subscription.created', subscription)])
+  return subscription
+}
+
+/** The first period of a subscription, for its first invoice's line. */
+export function firstPeriod(price: Price, start: Date): { start: Date; end: Date } {
+  if (!price.interval)
+    throw validationError(`Price ${price.id} is not recurring`, { field: 'price_id' })
+  return { start, end: periodEndAfter(start, price.interval, price.interval_count, start) }
+}
+
+/**
+ * Called when one of the subscription's invoices is paid: an `incomplete`
+ * subscription starts, a `past_due` one becomes `active` once nothing else is unpaid.
+ */
+export async function onSubscriptionInvoicePaid(
+  trx: Db,
+  scope: Scope,
+  invoice: Invoice,
+  clock: Clock,
+): Promise<void> {
+  if (!invoice.subscription_id) return
+  const subscription = await lockSubscription(trx, scope.environmentId, invoice.subscription_id)
+  if (!subscription) return
+  const now = clock.now()
+  if (subscription.status === 'incomplete') {
+    const updated = await updateSubscription(trx, subscription.id, {
+      status: 'active',
+      started_at: now,
+      updated_at: now,
+    })
+    await recordEvents(trx, scope, [subscriptionEvent('subscription.activated', updated)])
+  } else if (
+    subscription.status === 'past_due' &&
+    (await countUnpaidInvoices(trx, subscription.id, invoice.id)) === 0
+  ) {
+    const updated = await updateSubscription(trx, subscription.id, {
+      status: 'active',
+      updated_at: now,
+    })
+    await recordEvents(trx, scope, [subscriptionEvent('subscription.updated', updated)])
+  }
+}
+
+/** Called when a subscription's first invoice is voided: it never started, so it ends. */
+export async function onSubscriptionInvoiceVoided(
+  trx: Db,
+  scope: Scope,
+  invoice: Invoice,
+  clock: Clock,
+): Promise<void> {
+  if (!invoice.subscription_id || invoice.billing_reason !== 'subscription_create') return
+  const subscription = await lockSubscription(trx, scope.environmentId, invoice.subscription_id)
+  if (subscription?.status !== 'incomplete') return
+  const now = clock.now()
+  const updated = await updateSubscription(trx, subscription.id, {
+    status: 'canceled',
+    canceled_at: now,
+    ended_at: now,
+    updated_at: now,
+  })
+  await recordEvents(trx, scope, [subscriptionEvent('subscription.canceled', updated)])
+}
+
+export interface RenewalDeps {
+  db: Db
+  clock: Clock
+  logger: Logger
+}
+
+/**
+ * The renewal job: every subscription whose period has ended gets its next period
+ * and that period's invoice, one period per transaction (a worker that was down
+ * catches up period by period). Returns how many periods were renewed or ended.
+ */
+export async function renewDueSubscriptions(deps: RenewalDeps, batchSize = 100): Promise<number> {
+  let handled = 0
+  for (;;) {
+    const due = await findDueSubscriptions(deps.db, deps.clock.now(), batchSize)
+    if (due.length === 0) return handled
+    for (const row of due) {
+      const scope = { tenantId: row.tenant_id, environmentId: row.environment_id }
+      try {
+        if (await deps.db.transaction().execute((trx) => renewOne(trx, scope, row.id, deps.clock)))
+          handled += 1
+      } catch (error) {
+        deps.logger.error({ err: error, subscription_id: row.id }, 'subscription renewal failed')
+        throw error
+      }
+    }
+  }
+}
+
+/** Renews (or ends) one due subscription under its row lock; false when another worker already did. */
+async function renewOne(trx: Db, scope: Scope, id: string, clock: Clock): Promise<boolean> {
+  const subscription = await lockSubscription(trx, scope.environmentId, id)
+  const now = clock.now()
+  if (!subscription || (subscription.status !== 'active' && subscription.status !== 'past_due'))
+    return false
+  if (subscription.current_period_end.getTime() > now.getTime()) return false
+
+  if (subscription.cancel_at_period_end) {
+    const ended = await updateSubscription(trx, id, {
+      status: 'canceled',
+      ended_at: subscription.current_period_end,
+      canceled_at: subscription.canceled_at ?? now,
+      updated_at: now,
+    })
+    await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
+    await recordEvents(trx, scope, [subscriptionEvent('subscription.canceled', ended)])
+    return true
+  }
+
+  const periodStart = subscription.current_period_end
+  const { price, product, quantity, applied } = await priceForPeriod(
+    trx,
+    scope,
+    subscription,
+    periodStart,
+  )
+  const periodEnd = periodEndAfter(
+    subscription.billing_cycle_anchor,
+    subscription.interval,
+    subscription.interval_count,
+    periodStart,
+  )
+  const customer = await getCustomer(trx, scope, subscription.customer_id)
+  const autoCharge =
+    subscription.collection_method === 'charge_automatically' &&
+    customer.auto_pay &&
+    customer.default_payment_method_id !== null
+
+  const { invoice: draft } = await insertDraftInvoice(
+    trx,
+    scope,
+    {
+      customerId: subscription.customer_id,
+      currency: subscription.currency,
+      billingReason: 'subscription_cycle',
+      collectionMethod: subscription.collection_method,
+      subscriptionId: id,
+      periodStart,
+      periodEnd,
+      lines: [
+        {
+          description: `${product.name} (${formatPeriod(periodStart, periodEnd)})`,
+          quantity,
+          unitAmount: price.amount,
+          priceId: price.id,
+          periodStart,
+          periodEnd,
+        },
+      ],
+    },
+    clock,
+  )
+  const { invoice } = await finalizeLocked(trx, scope, draft, clock)
+  if (autoCharge && invoice.amount_remaining > 0n) {
+    await queueAutomaticPayment(trx, invoice.id, now)
+  }
+  const previousUnpaid = await countUnpaidInvoices(trx, id, invoice.id)
+  const renewed = await updateSubscription(trx, id, {
+    current_period_start: periodStart,
+    current_period_end: periodEnd,
+    price_id: price.id,
+    product_id: product.id,
+    quantity,
+    amount: price.amount * BigInt(quantity),
+    latest_invoice_id: invoice.id,
+    status: previousUnpaid > 0 ? 'past_due' : subscription.status,
+    updated_at: now,
+  })
+  await markSchedules(
+    trx,
+    id,
+    applied.map((s) => s.id),
+    'applied',
+    now,
+  )
+  await recordEvents(trx, scope, [subscriptionEvent('subscription.renewed', renewed)])
+  return true
+}
+
+/** The price for a period starting at `periodStart`: the current one, or the last scheduled change due by then. */
+async function priceForPeriod(
+  trx: Db,
+  scope: Scope,
+  subscription: Subscription,
+  periodStart: Date,
+) {
+  const applied = await dueSchedules(trx, subscription.id, periodStart)
+  const last = applied.at(-1)
+  const { price, product } = await getPriceWithProduct(
+    trx,
+    scope,
+    last?.price_id ?? subscription.price_id,
+  )
+  const quantity = last?.quantity ?? subscription.quantity
+  return { price, product, quantity, applied }
+}
+
+export async function getSubscription(
+  db: Db,
+  access: Access,
+  id: string,
+): Promise<SubscriptionWithSchedules> {
+  const subscription = await findSubscription(db, access.environmentId, id, access.customerId)
+  if (!subscription) throw notFound('subscription', id)
+  return { subscription, schedules: await schedulesOf(db, [id]) }
+}
+
+export async function listSubscriptions(
+  db: Db,
+  access: Access,
+  filters: SubscriptionFilters,
+  request: ListRequest<'created_at' | 'current_period_end'>,
+): Promise<{ items: SubscriptionWithSchedules[]; total: number }> {
+  const scoped =
+    access.customerId === null ? filters : { ...filters, customerId: access.customerId }
+  const { items, total } = await listSubscriptionRows(db, access.environmentId, scoped, request)
+  const schedules = await schedulesOf(
+    db,
+    items.map((s) => s.id),
+  )
+  return {
+    items: items.map((subscription) => ({
+      subscription,
+      schedules: schedules.filter((s) => s.subscription_id === subscription.id),
+    })),
+    total,
+  }
+}
+
+/**
+ * Changes a subscription. A new price or quantity is scheduled (a subscription
+ * schedule), taking effect at the period end or at the first renewal on or after
+ * `change_at`; `cancel_at_period_end`, `collection_method` and `metadata` apply now.
+ */
+export async function updateSubscriptionSettings(
+  db: Db,
+  scope: Scope,
+  id: string,
+  body: UpdateSubscriptionBody,
+  clock: Clock,
+): Promise<SubscriptionWithSchedules> {
+  return db.transaction().execute(async (trx) => {
+    const current = await lockSubscription(trx, scope.environmentId, id)
+    if (!current) throw notFound('subscription', id)
+    if (current.status === 'canceled') {
+      throw new AppError('invalid_state_transition', `Subscription ${id} is canceled`, {
+        subscription_id: id,
+      })
+    }
+    const now = clock.now()
+    if (body.cancel_scheduled_changes)
+      await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
+    if (body.price_id !== undefined || body.quantity !== undefined) {
+      const priceId = body.price_id ?? current.price_id
+      const { price } = await getPriceWithProduct(trx, scope, priceId)
+      if (!price.interval || !price.active) {
+        throw validationError(`Price ${priceId} is not an active recurring price`, {
+          field: 'price_id',
+        })
+      }
+      if (price.currency !== current.currency) {
+        throw validationError(
+          `Price ${priceId} is in ${price.currency}, the subscription in ${current.currency}`,
+          {
+            field: 'price_id',
+          },
+        )
+      }
+      const effectiveAt = effectiveDate(body.change_at, current, now)
+      await insertSchedule(trx, {
+        id: newId('subscriptionSchedule'),
+        environment_id: scope.environmentId,
+        subscription_id: id,
+        price_id: priceId,
+        quantity: body.quantity ?? null,
+        effective_at: effectiveAt,
+        status: 'scheduled',
+        created_at: now,
+      })
+    }
+    const updated = await updateSubscription(trx, id, {
+      ...(body.cancel_at_period_end !== undefined && {
+        cancel_at_period_end: body.cancel_at_period_end,
+        canceled_at: body.cancel_at_period_end ? now : null,
+      }),
+      ...(body.collection_method !== undefined && { collection_method: body.collection_method }),
+      ...(body.metadata !== undefined && {
+        metadata: JSON.stringify(mergeMetadata(current.metadata, body.metadata)),
+      }),
+      updated_at: now,
+    })
+    await recordEvents(trx, scope, [subscriptionEvent('subscription.updated', updated)])
+    return { subscription: updated, schedules: await schedulesOf(trx, [id]) }
+  })
+}
+
+/** Cancels now (the subscription ends at once) or at the end of the current period. */
+export async function cancelSubscription(
+  db: Db,
+  scope: Scope,
+  id: string,
+  atPeriodEnd: boolean,
+  clock: Clock,
+): Promise<SubscriptionWithSchedules> {
+  return db.transaction().execute(async (trx) => {
+    const current = await lockSubscription(trx, scope.environmentId, id)
+    if (!current) throw notFound('subscription', id)
+    if (current.status === 'canceled') {
+      throw new AppError('invalid_state_transition', `Subscription ${id} is already canceled`, {
+        subscription_id: id,
+      })
+    }
+    const now = clock.now()
+    const updated = atPeriodEnd
+      ? await updateSubscription(trx, id, {
+          cancel_at_period_end: true,
+          canceled_at: now,
+          updated_at: now,
+        })
+      : await updateSubscription(trx, id, {
+          status: 'canceled',
+          canceled_at: now,
+          ended_at: now,
+          updated_at: now,
+        })
+    if (!atPeriodEnd) await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
+    await recordEvents(trx, scope, [
+      subscriptionEvent(atPeriodEnd ? 'subscription.updated' : 'subscription.canceled', updated),
+    ])
+    return { subscription: updated, schedules: await schedulesOf(trx, [id]) }
+  })
+}
+
+function effectiveDate(changeAt: string | undefined, subscription: Subscription, now: Date): Date {
+  if (changeAt === undefined || changeAt === 'period_end') return subscription.current_period_end
+  const date = parseTimeBound(changeAt, 'change_at')
+  if (date.getTime() <= now.getTime())
+    throw validationError('change_at must be in the future', { field: 'change_at' })
+  return date
+}
+
+function formatPeriod(start: Date, end: Date): string {
+  return `${start.toISOString().slice(0, 10)} – ${end.toISOString().slice(0, 10)}`
+}
+
+function subscriptionEvent(type: string, subscription: Subscription) {
+  return {
+    type,
+    objectType: 'subscription',
+    objectId: subscription.id,
+    data: toSubscriptionResponse(subscription, []),
+  }
+}
