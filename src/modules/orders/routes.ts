@@ -38,12 +38,10 @@ export function orderRoutes(deps: AppDeps): FastifyPluginAsync {
           request.body,
           deps.clock,
         )
-        return reply
-          .code(201)
-          .send({
-            ...toOrderResponse(order),
-            invoice: toInvoiceResponse(invoice.invoice, invoice.lines),
-          })
+        return reply.code(201).send({
+          ...toOrderResponse(order),
+          invoice: toInvoiceResponse(invoice.invoice, invoice.lines),
+        })
       },
     )
     app.get(

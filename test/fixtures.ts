@@ -1,0 +1,132 @@
+import { expect } from 'vitest'
+import type { TestContext } from './harness.ts'
+
+/** Small builders for tests that need billing objects; each goes through the public API. */
+
+export interface CustomerRef {
+  id: string
+}
+
+export async function createCustomer(
+  ctx: TestContext,
+  body: Record<string, unknown> = {},
+  key?: string,
+): Promise<CustomerRef> {
+  const res = await ctx.post<CustomerRef>(
+    '/v1/customers',
+    { name: 'Ada Lovelace', email: 'ada@example.com', ...body },
+    key === undefined ? {} : { key },
+  )
+  expect(res.status).toBe(201)
+  return res.body
+}
+
+export interface ProductRef {
+  id: string
+  prices: { id: string; amount: string; currency: string; interval: string | null }[]
+}
+
+export async function createProduct(
+  ctx: TestContext,
+  body: Record<string, unknown>,
+): Promise<ProductRef> {
+  const res = await ctx.post<ProductRef>('/v1/products', { name: 'Product', ...body })
+  expect(res.status).toBe(201)
+  return res.body
+}
+
+/** A recurring product with one price; returns its price id. */
+export async function recurringPrice(
+  ctx: TestContext,
+  amount = '20.00',
+  interval = 'month',
+  currency = 'usd',
+) {
+  const product = await createProduct(ctx, {
+    name: 'Pro plan',
+    type: 'recurring',
+    prices: [{ amount, currency, interval }],
+  })
+  return product.prices[0]!.id
+}
+
+export async function oneTimePrice(ctx: TestContext, amount = '99.00', currency = 'usd') {
+  const product = await createProduct(ctx, {
+    name: 'Onboarding package',
+    type: 'one_time',
+    prices: [{ amount, currency }],
+  })
+  return product.prices[0]!.id
+}
+
+export async function topUpPrice(ctx: TestContext, amount = '50.00', currency = 'usd') {
+  const product = await createProduct(ctx, {
+    name: 'API credits',
+    type: 'credit_top_up',
+    prices: [{ amount, currency }],
+  })
+  return product.prices[0]!.id
+}
+
+export interface InvoiceBody {
+  id: string
+  number: string | null
+  customer_id: string
+  currency: string
+  invoice_status: string
+  payment_status: string
+  collection_method: string
+  billing_reason: string
+  subtotal: string
+  total_discount: string
+  total: string
+  amount_due: string
+  amount_paid: string
+  amount_refunded: string
+  amount_remaining: string
+  payment_window_ends_at: string | null
+  subscription_id: string | null
+  order_id: string | null
+  period_start: string | null
+  period_end: string | null
+  next_payment_attempt: string | null
+  lines: {
+    description: string
+    quantity: number
+    unit_amount: string
+    amount: string
+    price_id: string | null
+  }[]
+  paid_at: string | null
+}
+
+export async function createInvoice(
+  ctx: TestContext,
+  customerId: string,
+  body: Record<string, unknown> = {},
+) {
+  const res = await ctx.post<InvoiceBody>('/v1/invoices', {
+    customer_id: customerId,
+    currency: 'usd',
+    lines: [{ description: 'Consulting', quantity: 2, unit_amount: '50.00' }],
+    ...body,
+  })
+  expect(res.status).toBe(201)
+  return res.body
+}
+
+export async function finalizedInvoice(
+  ctx: TestContext,
+  customerId: string,
+  body: Record<string, unknown> = {},
+) {
+  const invoice = await createInvoice(ctx, customerId, body)
+  const res = await ctx.post<InvoiceBody>(`/v1/invoices/${invoice.id}/finalize`)
+  expect(res.status).toBe(200)
+  return res.body
+}
+
+export interface List<T> {
+  items: T[]
+  pagination: { total: number; limit: number; offset: number }
+}

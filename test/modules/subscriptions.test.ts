@@ -1,0 +1,360 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
+import { applyInvoicePayment } from '../../src/modules/settlement/service.ts'
+import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
+import { createCustomer, createProduct, type InvoiceBody, type List } from '../fixtures.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+
+interface SubscriptionBody {
+  id: string
+  status: string
+  price_id: string
+  quantity: number
+  amount: string
+  current_period_start: string
+  current_period_end: string
+  cancel_at_period_end: boolean
+  canceled_at: string | null
+  ended_at: string | null
+  latest_invoice_id: string
+  scheduled_changes: {
+    price_id: string
+    quantity: number | null
+    effective_at: string
+    status: string
+  }[]
+}
+interface OrderBody {
+  invoice_id: string
+  subscription_id: string
+}
+
+let ctx: TestContext
+let scope: { tenantId: string; environmentId: string }
+const START = new Date('2025-01-31T09:00:00Z')
+
+beforeAll(async () => {
+  ctx = await createTestContext({ start: START })
+  scope = { tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id }
+})
+afterAll(() => ctx.close())
+
+const renew = () => renewDueSubscriptions({ db: ctx.db, clock: ctx.clock, logger: ctx.deps.logger })
+const pay = (invoiceId: string, amount: bigint) =>
+  ctx.db
+    .transaction()
+    .execute((trx) => applyInvoicePayment(trx, scope, invoiceId, amount, ctx.clock))
+const subscription = async (id: string) =>
+  (await ctx.get<SubscriptionBody>(`/v1/subscriptions/${id}`)).body
+const invoicesOf = async (subscriptionId: string) =>
+  (
+    await ctx.get<List<InvoiceBody>>(
+      `/v1/invoices?subscription_id=${subscriptionId}&sort=created_at&limit=100`,
+    )
+  ).body.items
+
+async function plan(amount = '20.00', interval = 'month', extra: Record<string, unknown> = {}) {
+  const product = await createProduct(ctx, {
+    name: 'Pro',
+    type: 'recurring',
+    prices: [{ amount, currency: 'usd', interval, ...extra }],
+  })
+  return product.prices[0]!.id
+}
+
+/** A subscription whose first invoice is paid, started at the clock's current time. */
+async function activeSubscription(priceId: string, customerBody: Record<string, unknown> = {}) {
+  const customer = await createCustomer(ctx, customerBody)
+  const res = await ctx.post<OrderBody>('/v1/orders', {
+    customer_id: customer.id,
+    type: 'SUBSCRIPTION',
+    price_id: priceId,
+  })
+  expect(res.status).toBe(201)
+  const invoice = (await ctx.get<InvoiceBody>(`/v1/invoices/${res.body.invoice_id}`)).body
+  await pay(invoice.id, BigInt(invoice.amount_due.replace('.', '')))
+  return { customerId: customer.id, id: res.body.subscription_id }
+}
+
+describe('renewals', () => {
+  test('twelve monthly periods from Jan 31 produce twelve paid-in-advance invoices on the anchor day', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('20.00'))
+    for (let month = 0; month < 12; month++) {
+      const current = await subscription(id)
+      ctx.clock.set(new Date(current.current_period_end))
+      expect(await renew()).toBeGreaterThanOrEqual(1)
+      const latest = (await subscription(id)).latest_invoice_id
+      const invoice = (await ctx.get<InvoiceBody>(`/v1/invoices/${latest}`)).body
+      await pay(invoice.id, 2000n)
+    }
+    const invoices = await invoicesOf(id)
+    expect(invoices).toHaveLength(13)
+    expect(invoices.map((i) => i.billing_reason)).toEqual([
+      'subscription_create',
+      ...Array(12).fill('subscription_cycle'),
+    ])
+    const starts = invoices.map((i) => i.period_start?.slice(0, 10))
+    expect(starts).toEqual([
+      '2025-01-31',
+      '2025-02-28',
+      '2025-03-31',
+      '2025-04-30',
+      '2025-05-31',
+      '2025-06-30',
+      '2025-07-31',
+      '2025-08-31',
+      '2025-09-30',
+      '2025-10-31',
+      '2025-11-30',
+      '2025-12-31',
+      '2026-01-31',
+    ])
+    for (const invoice of invoices) {
+      expect(invoice).toMatchObject({
+        total: '20.00',
+        payment_status: 'SUCCEEDED',
+        invoice_status: 'FINALIZED',
+      })
+      expect(invoice.lines[0]?.price_id).toBeTruthy()
+    }
+    // Each period starts where the previous ended.
+    for (let i = 1; i < invoices.length; i++)
+      expect(invoices[i]!.period_start).toBe(invoices[i - 1]!.period_end)
+    expect((await subscription(id)).status).toBe('active')
+  })
+
+  test('renewing is idempotent: running the job twice for one due period creates one invoice', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('5.00', 'week'))
+    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    await Promise.all([renew(), renew(), renew()])
+    await renew()
+    expect(await invoicesOf(id)).toHaveLength(2)
+  })
+
+  test('a worker that was down catches up period by period', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('1.00', 'day'))
+    ctx.clock.advance(5 * 86_400_000 + 1000)
+    await renew()
+    const invoices = await invoicesOf(id)
+    expect(invoices).toHaveLength(6)
+    expect(new Date((await subscription(id)).current_period_end).getTime()).toBeGreaterThan(
+      ctx.clock.now().getTime(),
+    )
+  })
+
+  test('an unpaid renewal makes the subscription past_due; paying it makes it active again', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('10.00'))
+    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    await renew()
+    const first = (await subscription(id)).latest_invoice_id
+    expect((await subscription(id)).status).toBe('active')
+    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    await renew()
+    const second = (await subscription(id)).latest_invoice_id
+    expect((await subscription(id)).status).toBe('past_due')
+    await pay(first, 1000n)
+    expect((await subscription(id)).status).toBe('past_due')
+    await pay(second, 1000n)
+    expect((await subscription(id)).status).toBe('active')
+  })
+
+  test('charge_automatically renewals of an auto_pay customer with a default card are queued for the charge', async () => {
+    ctx.clock.set(START)
+    const auto = await activeSubscription(await plan('30.00'), { auto_pay: true })
+    const card = await savePaymentMethod(ctx.db, scope, {
+      customerId: auto.customerId,
+      gateway: 'sandbox',
+      gatewayPaymentMethodId: `card_${auto.customerId}`,
+      last4: '4242',
+    })
+    await ctx.patch(`/v1/customers/${auto.customerId}`, { default_payment_method_id: card.id })
+    const manual = await activeSubscription(await plan('30.00'), { auto_pay: true })
+    ctx.clock.set(new Date((await subscription(auto.id)).current_period_end))
+    await renew()
+    const queued = await ctx.get<InvoiceBody>(
+      `/v1/invoices/${(await subscription(auto.id)).latest_invoice_id}`,
+    )
+    expect(queued.body).toMatchObject({
+      collection_method: 'charge_automatically',
+      next_payment_attempt: ctx.clock.now().toISOString(),
+    })
+    const waiting = await ctx.get<InvoiceBody>(
+      `/v1/invoices/${(await subscription(manual.id)).latest_invoice_id}`,
+    )
+    expect(waiting.body.next_payment_attempt).toBeNull()
+    await pay(queued.body.id, 3000n)
+    expect(
+      (await ctx.get<InvoiceBody>(`/v1/invoices/${queued.body.id}`)).body.next_payment_attempt,
+    ).toBeNull()
+  })
+})
+
+describe('cancellation', () => {
+  test('at period end: no more invoices, ends on the boundary', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan())
+    const res = await ctx.post<SubscriptionBody>(`/v1/subscriptions/${id}/cancel`, {
+      at_period_end: true,
+    })
+    expect(res.body).toMatchObject({
+      status: 'active',
+      cancel_at_period_end: true,
+      canceled_at: START.toISOString(),
+    })
+    const end = res.body.current_period_end
+    ctx.clock.set(new Date(end))
+    await renew()
+    expect(await subscription(id)).toMatchObject({ status: 'canceled', ended_at: end })
+    expect(await invoicesOf(id)).toHaveLength(1)
+  })
+
+  test('immediately: canceled now, renewals stop, cancelling again is 422', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan())
+    ctx.clock.advance(86_400_000)
+    const res = await ctx.post<SubscriptionBody>(`/v1/subscriptions/${id}/cancel`)
+    expect(res.body).toMatchObject({ status: 'canceled', ended_at: ctx.clock.now().toISOString() })
+    ctx.clock.advance(60 * 86_400_000)
+    await renew()
+    expect(await invoicesOf(id)).toHaveLength(1)
+    const again = await ctx.post<ErrorBody>(`/v1/subscriptions/${id}/cancel`)
+    expect(again.status).toBe(422)
+    expect(again.body.error.code).toBe('invalid_state_transition')
+    expect((await ctx.patch(`/v1/subscriptions/${id}`, { quantity: 2 })).status).toBe(422)
+  })
+
+  test('cancel_at_period_end can be undone with PATCH', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan())
+    await ctx.post(`/v1/subscriptions/${id}/cancel`, { at_period_end: true })
+    const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, {
+      cancel_at_period_end: false,
+    })
+    expect(res.body).toMatchObject({ cancel_at_period_end: false, canceled_at: null })
+    ctx.clock.set(new Date(res.body.current_period_end))
+    await renew()
+    expect((await subscription(id)).status).toBe('active')
+  })
+})
+
+describe('subscription schedules', () => {
+  test('a price change takes effect at the period end, and the next invoice uses it', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('20.00'))
+    const bigger = await plan('45.00')
+    const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, {
+      price_id: bigger,
+      quantity: 2,
+    })
+    expect(res.status).toBe(200)
+    expect(res.body.price_id).not.toBe(bigger)
+    expect(res.body.scheduled_changes).toEqual([
+      expect.objectContaining({
+        price_id: bigger,
+        quantity: 2,
+        effective_at: res.body.current_period_end,
+        status: 'scheduled',
+      }),
+    ])
+    ctx.clock.set(new Date(res.body.current_period_end))
+    await renew()
+    const after = await subscription(id)
+    expect(after).toMatchObject({ price_id: bigger, quantity: 2, amount: '90.00' })
+    expect(after.scheduled_changes[0]?.status).toBe('applied')
+    const latest = (await ctx.get<InvoiceBody>(`/v1/invoices/${after.latest_invoice_id}`)).body
+    expect(latest).toMatchObject({ total: '90.00' })
+  })
+
+  test('a change dated mid-period applies at the first renewal after it', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('20.00'))
+    const cheaper = await plan('15.00')
+    const sub = await subscription(id)
+    const secondEnd = new Date('2025-03-31T09:00:00Z')
+    await ctx.patch(`/v1/subscriptions/${id}`, {
+      price_id: cheaper,
+      change_at: '2025-03-10T00:00:00Z',
+    })
+    ctx.clock.set(new Date(sub.current_period_end))
+    await renew()
+    expect((await subscription(id)).amount).toBe('20.00')
+    ctx.clock.set(secondEnd)
+    await renew()
+    expect((await subscription(id)).amount).toBe('15.00')
+  })
+
+  test.each([
+    [{ price_id: 'price_nope' }, 404],
+    [{ price_id: 'EUR' }, 400],
+    [{ price_id: 'ONE_TIME' }, 400],
+    [{ quantity: 2, change_at: '2000-01-01' }, 400],
+    [{ quantity: 2, change_at: 'someday' }, 400],
+  ])('%j is %i', async (body, status) => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan())
+    const eur = (
+      await createProduct(ctx, {
+        name: 'EU',
+        type: 'recurring',
+        prices: [{ amount: '1', currency: 'eur', interval: 'month' }],
+      })
+    ).prices[0]!.id
+    const oneTime = (
+      await createProduct(ctx, {
+        name: 'Once',
+        type: 'one_time',
+        prices: [{ amount: '1', currency: 'usd' }],
+      })
+    ).prices[0]!.id
+    const resolved = {
+      ...body,
+      ...(body.price_id === 'EUR' && { price_id: eur }),
+      ...(body.price_id === 'ONE_TIME' && { price_id: oneTime }),
+    }
+    const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, resolved)
+    expect(res.status).toBe(status)
+  })
+
+  test('cancel_scheduled_changes drops pending changes', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('20.00'))
+    await ctx.patch(`/v1/subscriptions/${id}`, { quantity: 3 })
+    const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, {
+      cancel_scheduled_changes: true,
+    })
+    expect(res.body.scheduled_changes.map((s) => s.status)).toEqual(['cancelled'])
+    ctx.clock.set(new Date(res.body.current_period_end))
+    await renew()
+    expect((await subscription(id)).quantity).toBe(1)
+  })
+})
+
+describe('listing and access', () => {
+  test('filters by status and customer; customer tokens cannot use subscription routes', async () => {
+    ctx.clock.set(START)
+    const { id, customerId } = await activeSubscription(await plan())
+    const list = await ctx.get<List<SubscriptionBody>>(
+      `/v1/subscriptions?customer_id=${customerId}&status=active`,
+    )
+    expect(list.body.items.map((s) => s.id)).toEqual([id])
+    expect(
+      (
+        await ctx.get<List<SubscriptionBody>>(
+          `/v1/subscriptions?customer_id=${customerId}&status=canceled`,
+        )
+      ).body.items,
+    ).toEqual([])
+    const token = (await ctx.post<{ token: string }>(`/v1/customers/${customerId}/tokens`)).body
+      .token
+    expect((await ctx.get(`/v1/subscriptions/${id}`, { key: token })).status).toBe(403)
+    const other = await ctx.createTenantFixture('Other')
+    expect((await ctx.get(`/v1/subscriptions/${id}`, { key: other.key })).status).toBe(404)
+    expect((await ctx.post(`/v1/subscriptions/${id}/cancel`, {}, { key: other.key })).status).toBe(
+      404,
+    )
+  })
+})
