@@ -33,22 +33,20 @@ async function balance(customerId: string, currency: string) {
 }
 
 const debit = (customerId: string, amount: bigint, sourceId: string) =>
-  ctx.db
-    .transaction()
-    .execute((trx) =>
-      applyBalanceChange(
-        trx,
-        scope,
-        {
-          customerId,
-          currency: 'usd',
-          amount: -amount,
-          type: 'payment',
-          source: { type: 'payment', id: sourceId },
-        },
-        ctx.clock,
-      ),
-    )
+  ctx.db.transaction().execute((trx) =>
+    applyBalanceChange(
+      trx,
+      scope,
+      {
+        customerId,
+        currency: 'usd',
+        amount: -amount,
+        type: 'payment',
+        source: { type: 'payment', id: sourceId },
+      },
+      ctx.clock,
+    ),
+  )
 
 describe('account balance ledger', () => {
   test('50 concurrent debits against one balance never take it below zero; the ledger sums to it', async () => {
@@ -74,22 +72,20 @@ describe('account balance ledger', () => {
     const customer = await createCustomer(ctx)
     const jobs = Array.from({ length: 60 }, (_, i) =>
       i % 3 === 0
-        ? ctx.db
-            .transaction()
-            .execute((trx) =>
-              applyBalanceChange(
-                trx,
-                scope,
-                {
-                  customerId: customer.id,
-                  currency: 'usd',
-                  amount: 500n,
-                  type: 'top_up',
-                  source: { type: 'order', id: `ord_${i}` },
-                },
-                ctx.clock,
-              ),
-            )
+        ? ctx.db.transaction().execute((trx) =>
+            applyBalanceChange(
+              trx,
+              scope,
+              {
+                customerId: customer.id,
+                currency: 'usd',
+                amount: 500n,
+                type: 'top_up',
+                source: { type: 'order', id: `ord_${i}` },
+              },
+              ctx.clock,
+            ),
+          )
         : debit(customer.id, 200n, `pay_${i}`),
     )
     await Promise.all(jobs)
@@ -107,22 +103,20 @@ describe('account balance ledger', () => {
   test('the same source is applied once (a replayed top-up is refused by the ledger)', async () => {
     const customer = await createCustomer(ctx)
     const topUp = () =>
-      ctx.db
-        .transaction()
-        .execute((trx) =>
-          applyBalanceChange(
-            trx,
-            scope,
-            {
-              customerId: customer.id,
-              currency: 'usd',
-              amount: 1000n,
-              type: 'top_up',
-              source: { type: 'order', id: 'ord_same' },
-            },
-            ctx.clock,
-          ),
-        )
+      ctx.db.transaction().execute((trx) =>
+        applyBalanceChange(
+          trx,
+          scope,
+          {
+            customerId: customer.id,
+            currency: 'usd',
+            amount: 1000n,
+            type: 'top_up',
+            source: { type: 'order', id: 'ord_same' },
+          },
+          ctx.clock,
+        ),
+      )
     await topUp()
     await expect(topUp()).rejects.toThrow(/duplicate key/)
     expect(await balance(customer.id, 'usd')).toBe(1000n)

@@ -287,7 +287,7 @@ describe('subscription schedules', () => {
     expect((await subscription(id)).amount).toBe('15.00')
   })
 
-  test.each([
+  test.each<[{ price_id?: string; quantity?: number; change_at?: string }, number]>([
     [{ price_id: 'price_nope' }, 404],
     [{ price_id: 'EUR' }, 400],
     [{ price_id: 'ONE_TIME' }, 400],
