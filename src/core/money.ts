@@ -77,7 +77,7 @@ export function toMinorUnits(value: string | number, currency: string, field = '
     )
   }
   const minor = BigInt(whole + fraction.padEnd(digits, '0').slice(0, digits))
-  return sign ? -minor : minor
+  return assertWithinLimit(sign ? -minor : minor, field)
 }
 
 /**
@@ -93,6 +93,23 @@ export function formatMinorUnits(amount: bigint, currency: string): string {
   if (digits === 0) return `${negative ? '-' : ''}${abs}`
   const padded = abs.padStart(digits + 1, '0')
   return `${negative ? '-' : ''}${padded.slice(0, -digits)}.${padded.slice(-digits)}`
+}
+
+/**
+ * The largest amount Payrail takes, in minor units (10^15: ten trillion dollars),
+ * so sums of lines and quantities stay far inside PostgreSQL's bigint.
+ */
+export const MAX_MINOR_AMOUNT = 10n ** 15n
+
+/** Refuses an amount beyond `MAX_MINOR_AMOUNT` with a 400 naming the field. */
+export function assertWithinLimit(amount: bigint, field = 'amount'): bigint {
+  if (amount > MAX_MINOR_AMOUNT || amount < -MAX_MINOR_AMOUNT) {
+    throw validationError(`${field} is larger than Payrail accepts`, {
+      field,
+      max_minor_units: String(MAX_MINOR_AMOUNT),
+    })
+  }
+  return amount
 }
 
 /** `amount × percent / 100`, rounded half up, with percent given to two decimals (12.5 → 1250 hundredths). */

@@ -1,6 +1,13 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { AppError, type ErrorCode, type ErrorDetails, httpStatusFor } from '../core/errors.ts'
+import {
+  PG_DEADLOCK_DETECTED,
+  PG_FOREIGN_KEY_VIOLATION,
+  PG_SERIALIZATION_FAILURE,
+  PG_UNIQUE_VIOLATION,
+  pgErrorCode,
+} from '../db/errors.ts'
 
 export const ErrorResponse = Type.Object(
   {
@@ -29,6 +36,12 @@ export function toErrorBody(error: unknown): { status: number; body: ErrorBody }
   if (error instanceof AppError) {
     return { status: error.status, body: errorBody(error.code, error.message, error.details) }
   }
+  const database = mapDatabaseError(error)
+  if (database)
+    return {
+      status: httpStatusFor(database.code),
+      body: errorBody(database.code, database.message),
+    }
   if (isFastifyError(error)) {
     const mapped = mapFastifyError(error)
     if (mapped)
@@ -61,6 +74,34 @@ export function registerErrorHandling(app: FastifyInstance): void {
     )
     return reply.code(404).type('application/json; charset=utf-8').send(body)
   })
+}
+
+/**
+ * PostgreSQL refusals that come from what the caller sent, as a safety net behind
+ * the validation in front of them: bad values (class 22: text with NUL bytes,
+ * numbers out of range) are 400, a unique key taken is 409, and a lost
+ * serialization race or deadlock is a 409 the caller may retry.
+ */
+function mapDatabaseError(error: unknown): { code: ErrorCode; message: string } | undefined {
+  const code = pgErrorCode(error)
+  if (code === undefined) return undefined
+  if (code.startsWith('22'))
+    return {
+      code: 'validation_error',
+      message: 'A value in the request is out of range or not valid',
+    }
+  if (code === PG_UNIQUE_VIOLATION)
+    return { code: 'conflict', message: 'An object with these values already exists' }
+  if (code === PG_FOREIGN_KEY_VIOLATION) {
+    return {
+      code: 'validation_error',
+      message: 'The request refers to an object that does not exist',
+    }
+  }
+  if (code === PG_SERIALIZATION_FAILURE || code === PG_DEADLOCK_DETECTED) {
+    return { code: 'conflict', message: 'The request collided with a concurrent change; retry it' }
+  }
+  return undefined
 }
 
 function mapFastifyError(

@@ -412,3 +412,39 @@ describe('listing and access', () => {
     ).toBe('DRAFT')
   })
 })
+
+describe('hostile input never becomes a 500', () => {
+  test.each([
+    [
+      'a NUL byte in a description',
+      { lines: [{ description: 'bad\u0000text', quantity: 1, unit_amount: '1.00' }] },
+    ],
+    [
+      'an amount beyond any bigint',
+      { lines: [{ description: 'x', quantity: 1, unit_amount: '99999999999999999999999' }] },
+    ],
+    [
+      'lines whose sum overflows',
+      {
+        lines: Array.from({ length: 250 }, () => ({
+          description: 'x',
+          quantity: 1_000_000,
+          unit_amount: '9999999999999.99',
+        })),
+      },
+    ],
+    ['a NUL byte in metadata', { metadata: { note: 'a\u0000b' } }],
+  ])('%s is 400 and writes nothing', async (_name, body) => {
+    const customer = await createCustomer(ctx)
+    const before = (await ctx.db.selectFrom('invoices').select('id').execute()).length
+    const res = await ctx.post<ErrorBody>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'usd',
+      lines: [{ description: 'ok', quantity: 1, unit_amount: '1.00' }],
+      ...body,
+    })
+    expect(res.status).toBe(400)
+    expect(res.body.error.code).toBe('validation_error')
+    expect((await ctx.db.selectFrom('invoices').select('id').execute()).length).toBe(before)
+  })
+})

@@ -7,7 +7,7 @@ import {
   isPaidStatus,
   paymentStatusFor,
 } from '../../core/invoice-state.ts'
-import { normalizeCurrency, toMinorUnits } from '../../core/money.ts'
+import { assertWithinLimit, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
 import type { Access, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type {
@@ -85,7 +85,10 @@ export async function insertDraftInvoice(
   const now = clock.now()
   const id = newId('invoice')
   const lineAmounts = draft.lines.map((line) => line.unitAmount * BigInt(line.quantity))
-  const subtotal = lineAmounts.reduce((sum, amount) => sum + amount, 0n)
+  const subtotal = assertWithinLimit(
+    lineAmounts.reduce((sum, amount) => sum + amount, 0n),
+    'subtotal',
+  )
   const discount = draft.discountCode
     ? await findRedeemableDiscount(trx, scope, draft.discountCode, now)
     : undefined
