@@ -14,6 +14,7 @@ import { registerAuth } from './http/auth.ts'
 import { ErrorResponse, registerErrorHandling } from './http/error-handler.ts'
 import { registerIdempotency } from './http/idempotency.ts'
 import { registerMetrics } from './http/metrics.ts'
+import { registerValidation } from './http/validation.ts'
 import type { Logger } from './logger.ts'
 import { apiKeyRoutes } from './modules/api-keys/routes.ts'
 import { customerRoutes } from './modules/customers/routes.ts'
@@ -81,6 +82,7 @@ export async function buildApp(
   })
 
   registerErrorHandling(app)
+  registerValidation(app)
   app.addSchema(ErrorResponse)
   await app.register(swagger, {
     openapi: {

@@ -160,6 +160,8 @@ export interface PriceTable {
   id: string
   environment_id: string
   product_id: string
+  /** Order of the product's prices: new prices always come after existing ones. */
+  position: number
   amount: bigint
   currency: string
   interval: PriceInterval | null

@@ -89,6 +89,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       id text primary key,
       environment_id text not null references environments(id),
       product_id text not null references products(id),
+      position integer not null,
       amount bigint not null check (amount >= 0),
       currency text not null,
       interval text check (interval in ('day', 'week', 'month', 'year')),
@@ -96,7 +97,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       active boolean not null default true,
       created_at timestamptz not null default now()
     );
-    create index prices_product_idx on prices (product_id, created_at);
+    create unique index prices_product_position_key on prices (product_id, position);
 
     create table discounts (
       id text primary key,

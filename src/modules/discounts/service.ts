@@ -38,12 +38,7 @@ export async function createDiscount(
       fields: ['percent_off', 'amount_off'],
     })
   }
-  if (
-    body.percent_off !== undefined &&
-    Math.abs(body.percent_off * 100 - Math.round(body.percent_off * 100)) > 1e-6
-  ) {
-    throw validationError('percent_off takes at most two decimals', { field: 'percent_off' })
-  }
+  if (body.percent_off !== undefined) assertPercent(body.percent_off)
   let amountOff: bigint | null = null
   let currency: string | null = null
   if (body.amount_off !== undefined) {
@@ -133,6 +128,16 @@ export async function listDiscounts(
   request: ListRequest<'created_at' | 'code'>,
 ) {
   return listDiscountRows(db, scope.environmentId, filters, request)
+}
+
+/** A percentage Payrail can store exactly: 0.01 to 100, at most two decimals. */
+function assertPercent(percent: number): void {
+  const hundredths = Math.round(percent * 100)
+  if (Math.abs(percent * 100 - hundredths) > 1e-6 || hundredths < 1 || hundredths > 10_000) {
+    throw validationError('percent_off must be from 0.01 to 100 with at most two decimals', {
+      field: 'percent_off',
+    })
+  }
 }
 
 /**

@@ -58,10 +58,11 @@ export async function createProduct(
     })
     const inserted = await insertPrices(
       trx,
-      prices.map((price, i) => ({
+      prices.map((price, position) => ({
         ...price,
         product_id: product.id,
-        created_at: new Date(now.getTime() + i),
+        position,
+        created_at: now,
       })),
     )
     return { product, prices: inserted }
@@ -96,13 +97,10 @@ export async function updateProduct(
     const added = (body.add_prices ?? []).map((price, index) =>
       priceRow(scope, current.type, price, `add_prices[${index}]`),
     )
+    const next = existing.reduce((max, price) => Math.max(max, price.position + 1), 0)
     await insertPrices(
       trx,
-      added.map((price, i) => ({
-        ...price,
-        product_id: id,
-        created_at: new Date(now.getTime() + i),
-      })),
+      added.map((price, i) => ({ ...price, product_id: id, position: next + i, created_at: now })),
     )
     return { product, prices: await pricesOf(trx, [id]) }
   })
