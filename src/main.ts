@@ -3,6 +3,7 @@ import { type Config, ConfigError, loadConfig } from './config.ts'
 import { systemClock } from './core/clock.ts'
 import { ENVIRONMENT_TYPES, type EnvironmentType } from './db/database.ts'
 import { type OpenDatabase, openDatabase } from './db/open-database.ts'
+import { seedDemo } from './demo/seed-demo.ts'
 import { startWorker } from './jobs/worker.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createApiKey, revokeKey } from './modules/api-keys/service.ts'
@@ -25,6 +26,8 @@ Commands:
   keys revoke KEY_ID [--tenant ID] [--environment test|live]
                                               revoke an API key at once
   tenants create --name NAME [--json]         create a tenant with test and live environments
+  demo [--tenant ID] [--customers N] [--json] fill the tenant's test environment with a year of
+                                              realistic customers, orders, invoices and subscriptions
 
 Environment: PORT, HOST, DATABASE_URL, PAYRAIL_DATA_DIR, PAYRAIL_SECRET_KEY,
 PAYRAIL_PUBLIC_URL, LOG_LEVEL (see README.md).`
@@ -48,6 +51,8 @@ async function main(argv: string[]): Promise<number> {
       return keys(rest)
     case 'tenants':
       return tenants(rest)
+    case 'demo':
+      return demo(rest)
     default:
       throw new UsageError(`Unknown command '${command}'`)
   }
@@ -190,6 +195,53 @@ async function tenants(args: string[]): Promise<number> {
     }
     return 0
   })
+}
+
+async function demo(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      tenant: { type: 'string', default: DEFAULT_TENANT_ID },
+      customers: { type: 'string', default: '24' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const customers = Number(values.customers)
+  if (!Number.isInteger(customers) || customers < 8 || customers > 500) {
+    throw new UsageError('--customers must be an integer from 8 to 500')
+  }
+  return withDatabase(async (database, logger) => {
+    await migrateAndBootstrap(database, logger, { bootstrap: false })
+    const tenant = await requireTenantOrDefault(database, values.tenant)
+    const environment = await requireEnvironment(database.db, tenant.id, 'test')
+    const summary = await seedDemo(
+      { db: database.db, logger },
+      { tenantId: tenant.id, environmentId: environment.id },
+      { customers },
+    )
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(summary)}\n`)
+    } else {
+      process.stdout.write(
+        [
+          `Demo data for tenant ${tenant.id}, environment test (${environment.id}):`,
+          `  ${summary.customers} customers, ${summary.products} products, ${summary.discounts} discount codes`,
+          `  ${summary.orders.total} orders, ${summary.subscriptions.total} subscriptions, ${summary.renewals} renewals`,
+          `  ${summary.invoices.total} invoices: ${formatCounts(summary.invoices.byInvoiceStatus)}`,
+          `  payment status: ${formatCounts(summary.invoices.byPaymentStatus)}`,
+          '',
+        ].join('\n'),
+      )
+    }
+    return 0
+  })
+}
+
+function formatCounts(counts: Record<string, number>): string {
+  return Object.entries(counts)
+    .filter(([, n]) => n > 0)
+    .map(([status, n]) => `${n} ${status}`)
+    .join(', ')
 }
 
 /** Runs a one-shot command against the database, logging to stderr so stdout stays clean for `--json`. */

@@ -103,6 +103,20 @@ describe('payrail CLI', () => {
     expect(result.stderr).toMatch(message)
   })
 
+  test('demo fills the test environment once and refuses a second run', async () => {
+    const env = { DATABASE_URL: await freshDatabase() }
+    const first = await run(['demo', '--customers', '8', '--json'], env)
+    expect(first.code).toBe(0)
+    const summary = JSON.parse(first.stdout)
+    expect(summary.customers).toBe(8)
+    expect(summary.invoices.total).toBeGreaterThan(50)
+    expect(summary.subscriptions.byStatus.active).toBeGreaterThan(0)
+    const second = await run(['demo', '--customers', '8'], env)
+    expect(second.code).toBe(1)
+    expect(second.stderr).toMatch(/already/)
+    expect((await run(['demo', '--customers', '3'], env)).code).toBe(2)
+  }, 60_000)
+
   test('bad configuration fails fast with every problem listed', async () => {
     const result = await run(['migrate'], {
       PORT: 'eighty',

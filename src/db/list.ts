@@ -18,9 +18,8 @@ export async function fetchPage<TB extends keyof Database & string, O, F extends
   const direction = request.sort.direction
   const [items, count] = await Promise.all([
     ranged
-      .orderBy(
-        sql.ref(`${table}.${request.sort.field}`),
-        sql.raw(direction === 'desc' ? 'desc nulls last' : 'asc nulls first'),
+      .orderBy(sql.ref(`${table}.${request.sort.field}`), (ob) =>
+        direction === 'desc' ? ob.desc().nullsLast() : ob.asc().nullsFirst(),
       )
       .orderBy(sql.ref(`${table}.id`), direction)
       .limit(request.page.limit)

@@ -112,9 +112,6 @@ const RENEWAL_PAYMENT_DAY = 21
  * not the tenant's `test` one. Everything but ids is the same on every run with
  * the same `now` and `customers`.
  *
- * Note: the renewal job it drives (`renewDueSubscriptions`) renews every due
- * subscription in the database, not only this tenant's.
- *
  * @example
  * const summary = await seedDemo({ db, logger }, { tenantId, environmentId }, { customers: 12 })
  * logger.info(summary.invoices.byPaymentStatus, 'demo invoices by payment status')
@@ -191,6 +188,9 @@ interface Persona {
   onboarding: boolean
   topUpStep: number | null
 }
+
+/** What a customer does over the story, apart from who they are. */
+type Role = Omit<Persona, 'name' | 'contact' | 'email' | 'address' | 'currency'>
 
 interface Catalog {
   plans: Record<Tier, Record<BillingInterval, Record<DemoCurrency, Price>>>
@@ -335,11 +335,10 @@ async function playFinalStep(run: DemoRun): Promise<void> {
 }
 
 async function renewNow(run: DemoRun): Promise<void> {
-  run.renewals += await renewDueSubscriptions({
-    db: run.db,
-    clock: run.clock,
-    logger: run.logger,
-  })
+  run.renewals += await renewDueSubscriptions(
+    { db: run.db, clock: run.clock, logger: run.logger },
+    { environmentId: run.scope.environmentId },
+  )
 }
 
 // ---------------------------------------------------------------------------
@@ -571,7 +570,7 @@ function entry(
 }
 
 /** The scripted roles of the first eight customers (see `storyEvents`). */
-const STORY: readonly Omit<Persona, 'name' | 'contact' | 'email' | 'address' | 'currency'>[] = [
+const STORY: readonly Role[] = [
   // 0: pays every month on auto-pay; upgrades Pro → Team in month 6.
   scripted({ tier: 'pro', interval: 'month' }, { kind: 'reliable' }, { autoPay: true }),
   // 1: EUR, loyal Starter customer with a welcome discount; gets a goodwill credit.
@@ -607,7 +606,7 @@ function scripted(
   plan: PlanChoice | null,
   habit: PaymentHabit,
   extra: { autoPay?: boolean } = {},
-): Omit<Persona, 'name' | 'contact' | 'email' | 'address' | 'currency'> {
+): Role {
   return {
     autoPay: extra.autoPay ?? false,
     startStep: 0,
@@ -672,10 +671,7 @@ function currencyFor(country: string): DemoCurrency {
   return EURO_COUNTRIES.has(country) ? 'eur' : 'usd'
 }
 
-function randomRole(
-  random: () => number,
-  currency: DemoCurrency,
-): Omit<Persona, 'name' | 'contact' | 'email' | 'address' | 'currency'> {
+function randomRole(random: () => number, currency: DemoCurrency): Role {
   const startStep = Math.floor(random() * 10)
   const tierRoll = random()
   const tier: Tier = tierRoll < 0.5 ? 'starter' : tierRoll < 0.85 ? 'pro' : 'team'

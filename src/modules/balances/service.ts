@@ -75,7 +75,7 @@ export async function applyBalanceChange(
     description: change.description ?? null,
     created_at: at,
   })
-  await recordEvents(trx, scope, [
+  await recordEvents(trx, scope, clock.now(), [
     {
       type: 'customer.balance_transaction.created',
       objectType: 'balance_transaction',

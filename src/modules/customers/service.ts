@@ -55,7 +55,7 @@ export async function createCustomer(
         updated_at: now,
       }),
     )
-    await recordEvents(trx, scope, [customerEvent('customer.created', customer)])
+    await recordEvents(trx, scope, clock.now(), [customerEvent('customer.created', customer)])
     return customer
   })
 }
@@ -107,7 +107,7 @@ export async function updateCustomer(
       updateCustomerRow(trx, scope.environmentId, id, { ...changes, updated_at: clock.now() }),
     )
     if (!updated) throw notFound('customer', id)
-    await recordEvents(trx, scope, [customerEvent('customer.updated', updated)])
+    await recordEvents(trx, scope, clock.now(), [customerEvent('customer.updated', updated)])
     return updated
   })
 }

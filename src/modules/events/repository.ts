@@ -13,6 +13,7 @@ export async function insertEvents(
     object_type: string
     object_id: string
     data: string
+    created_at: Date
   }[],
 ): Promise<void> {
   if (events.length === 0) return

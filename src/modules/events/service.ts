@@ -19,9 +19,14 @@ export interface NewEvent {
  * and only if the change it reports was committed.
  *
  * @example
- * await recordEvents(trx, scope, [{ type: 'invoice.paid', objectType: 'invoice', objectId: id, data: body }])
+ * await recordEvents(trx, scope, clock.now(), [{ type: 'invoice.paid', objectType: 'invoice', objectId: id, data: body }])
  */
-export async function recordEvents(db: Db, scope: Scope, events: NewEvent[]): Promise<void> {
+export async function recordEvents(
+  db: Db,
+  scope: Scope,
+  at: Date,
+  events: NewEvent[],
+): Promise<void> {
   await insertEvents(
     db,
     events.map((event) => ({
@@ -32,6 +37,7 @@ export async function recordEvents(db: Db, scope: Scope, events: NewEvent[]): Pr
       object_type: event.objectType,
       object_id: event.objectId,
       data: JSON.stringify(event.data),
+      created_at: at,
     })),
   )
 }

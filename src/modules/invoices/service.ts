@@ -147,7 +147,7 @@ export async function insertDraftInvoice(
       now,
     )
   }
-  await recordEvents(trx, scope, [invoiceEvent('invoice.created', invoice, lines)])
+  await recordEvents(trx, scope, clock.now(), [invoiceEvent('invoice.created', invoice, lines)])
   return { invoice, lines }
 }
 
@@ -235,7 +235,7 @@ export async function finalizeLocked(
     updated_at: now,
   })
   const lines = await linesOf(trx, [invoice.id])
-  await recordEvents(trx, scope, [
+  await recordEvents(trx, scope, clock.now(), [
     invoiceEvent('invoice.finalized', invoice, lines),
     ...(becamePaid ? [invoiceEvent('invoice.paid', invoice, lines)] : []),
   ])
@@ -268,7 +268,7 @@ export async function voidLocked(
     next_payment_attempt: null,
     updated_at: now,
   })
-  await recordEvents(trx, scope, [
+  await recordEvents(trx, scope, clock.now(), [
     invoiceEvent('invoice.voided', invoice, await linesOf(trx, [invoice.id])),
   ])
   return { before, invoice, becamePaid: false }
@@ -294,7 +294,7 @@ export async function markUncollectibleLocked(
     next_payment_attempt: null,
     updated_at: now,
   })
-  await recordEvents(trx, scope, [
+  await recordEvents(trx, scope, clock.now(), [
     invoiceEvent('invoice.marked_uncollectible', invoice, await linesOf(trx, [invoice.id])),
   ])
   return { before, invoice, becamePaid: false }
@@ -341,7 +341,7 @@ export async function recordPaymentLocked(
     updated_at: now,
   })
   const lines = await linesOf(trx, [invoice.id])
-  await recordEvents(trx, scope, [
+  await recordEvents(trx, scope, clock.now(), [
     invoiceEvent(becamePaid ? 'invoice.paid' : 'invoice.payment_applied', invoice, lines),
     ...(paymentStatus === 'OVERPAID' && before.payment_status !== 'OVERPAID'
       ? [invoiceEvent('invoice.overpaid', invoice, lines)]
@@ -378,7 +378,7 @@ export async function recordRefundLocked(
     payment_status: paymentStatus,
     updated_at: now,
   })
-  await recordEvents(trx, scope, [
+  await recordEvents(trx, scope, clock.now(), [
     invoiceEvent('invoice.refunded', invoice, await linesOf(trx, [invoice.id])),
   ])
   return { before, invoice, becamePaid: false }

@@ -124,7 +124,7 @@ export async function createOrder(
         metadata: body.metadata,
       })
     }
-    await recordEvents(trx, scope, [
+    await recordEvents(trx, scope, clock.now(), [
       {
         type: 'order.created',
         objectType: 'order',

@@ -62,7 +62,7 @@ async function fulfilOrder(trx: Db, scope: Scope, order: Order, clock: Clock): P
     fulfilled_at: now,
     updated_at: now,
   })
-  await recordEvents(trx, scope, [
+  await recordEvents(trx, scope, clock.now(), [
     {
       type: 'order.fulfilled',
       objectType: 'order',
@@ -113,7 +113,7 @@ export async function voidInvoice(
         cancelled_at: now,
         updated_at: now,
       })
-      await recordEvents(trx, scope, [
+      await recordEvents(trx, scope, clock.now(), [
         {
           type: 'order.cancelled',
           objectType: 'order',

@@ -64,15 +64,15 @@ export async function findDueSubscriptions(
   db: Db,
   at: Date,
   limit: number,
+  environmentId?: string,
 ): Promise<{ id: string; tenant_id: string; environment_id: string }[]> {
-  return db
+  let query = db
     .selectFrom('subscriptions')
     .select(['id', 'tenant_id', 'environment_id'])
     .where('status', 'in', ['active', 'past_due'])
     .where('current_period_end', '<=', at)
-    .orderBy('current_period_end')
-    .limit(limit)
-    .execute()
+  if (environmentId) query = query.where('environment_id', '=', environmentId)
+  return query.orderBy('current_period_end').limit(limit).execute()
 }
 
 export interface SubscriptionFilters {

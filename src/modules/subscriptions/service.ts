@@ -88,7 +88,9 @@ export async function insertIncompleteSubscription(
     created_at: input.start,
     updated_at: input.start,
   })
-  await recordEvents(trx, scope, [subscriptionEvent('subscription.created', subscription)])
+  await recordEvents(trx, scope, input.start, [
+    subscriptionEvent('subscription.created', subscription),
+  ])
   return subscription
 }
 
@@ -119,7 +121,9 @@ export async function onSubscriptionInvoicePaid(
       started_at: now,
       updated_at: now,
     })
-    await recordEvents(trx, scope, [subscriptionEvent('subscription.activated', updated)])
+    await recordEvents(trx, scope, clock.now(), [
+      subscriptionEvent('subscription.activated', updated),
+    ])
   } else if (
     subscription.status === 'past_due' &&
     (await countUnpaidInvoices(trx, subscription.id, invoice.id)) === 0
@@ -128,7 +132,9 @@ export async function onSubscriptionInvoicePaid(
       status: 'active',
       updated_at: now,
     })
-    await recordEvents(trx, scope, [subscriptionEvent('subscription.updated', updated)])
+    await recordEvents(trx, scope, clock.now(), [
+      subscriptionEvent('subscription.updated', updated),
+    ])
   }
 }
 
@@ -149,7 +155,7 @@ export async function onSubscriptionInvoiceVoided(
     ended_at: now,
     updated_at: now,
   })
-  await recordEvents(trx, scope, [subscriptionEvent('subscription.canceled', updated)])
+  await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.canceled', updated)])
 }
 
 export interface RenewalDeps {
@@ -162,11 +168,20 @@ export interface RenewalDeps {
  * The renewal job: every subscription whose period has ended gets its next period
  * and that period's invoice, one period per transaction (a worker that was down
  * catches up period by period). Returns how many periods were renewed or ended.
+ * `environmentId` limits it to one environment (the demo seeder, tests).
  */
-export async function renewDueSubscriptions(deps: RenewalDeps, batchSize = 100): Promise<number> {
+export async function renewDueSubscriptions(
+  deps: RenewalDeps,
+  options: { batchSize?: number; environmentId?: string } = {},
+): Promise<number> {
   let handled = 0
   for (;;) {
-    const due = await findDueSubscriptions(deps.db, deps.clock.now(), batchSize)
+    const due = await findDueSubscriptions(
+      deps.db,
+      deps.clock.now(),
+      options.batchSize ?? 100,
+      options.environmentId,
+    )
     if (due.length === 0) return handled
     for (const row of due) {
       const scope = { tenantId: row.tenant_id, environmentId: row.environment_id }
@@ -197,7 +212,7 @@ async function renewOne(trx: Db, scope: Scope, id: string, clock: Clock): Promis
       updated_at: now,
     })
     await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
-    await recordEvents(trx, scope, [subscriptionEvent('subscription.canceled', ended)])
+    await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.canceled', ended)])
     return true
   }
 
@@ -267,7 +282,7 @@ async function renewOne(trx: Db, scope: Scope, id: string, clock: Clock): Promis
     'applied',
     now,
   )
-  await recordEvents(trx, scope, [subscriptionEvent('subscription.renewed', renewed)])
+  await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.renewed', renewed)])
   return true
 }
 
@@ -383,7 +398,9 @@ export async function updateSubscriptionSettings(
       }),
       updated_at: now,
     })
-    await recordEvents(trx, scope, [subscriptionEvent('subscription.updated', updated)])
+    await recordEvents(trx, scope, clock.now(), [
+      subscriptionEvent('subscription.updated', updated),
+    ])
     return { subscription: updated, schedules: await schedulesOf(trx, [id]) }
   })
 }
@@ -418,7 +435,7 @@ export async function cancelSubscription(
           updated_at: now,
         })
     if (!atPeriodEnd) await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
-    await recordEvents(trx, scope, [
+    await recordEvents(trx, scope, clock.now(), [
       subscriptionEvent(atPeriodEnd ? 'subscription.updated' : 'subscription.canceled', updated),
     ])
     return { subscription: updated, schedules: await schedulesOf(trx, [id]) }
