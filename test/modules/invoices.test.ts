@@ -253,10 +253,12 @@ describe('reconciliation of payments and refunds', () => {
       amount_paid: '100.00',
       amount_remaining: '0.00',
     })
-    const events = await ctx.get<List<{ type: string }>>(
+    const events = await ctx.get<List<{ type: string; created_at: string }>>(
       `/v1/events?object_id=${invoice.id}&type=invoice.paid`,
     )
     expect(events.body.items).toHaveLength(1)
+    // Events carry the time of the change they report (the service clock), not the database's.
+    expect(events.body.items[0]?.created_at).toBe(ctx.clock.now().toISOString())
   })
 
   test('paying more than due is OVERPAID, recorded in full', async () => {
