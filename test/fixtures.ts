@@ -1,4 +1,5 @@
 import { expect } from 'vitest'
+import { applyInvoicePayment } from '../src/modules/settlement/service.ts'
 import type { TestContext } from './harness.ts'
 
 /** Small builders for tests that need billing objects; each goes through the public API. */
@@ -129,4 +130,11 @@ export async function finalizedInvoice(
 export interface List<T> {
   items: T[]
   pagination: { total: number; limit: number; offset: number }
+}
+
+/** Applies money received to an invoice, as a payment rail's reconciliation does. */
+export function payInvoice(ctx: TestContext, invoiceId: string, amount: bigint) {
+  return ctx.db
+    .transaction()
+    .execute((trx) => applyInvoicePayment(trx, ctx.scope, invoiceId, amount, ctx.clock))
 }

@@ -4,6 +4,7 @@ import { inject } from 'vitest'
 import { type AppDeps, buildApp } from '../src/app.ts'
 import { type Config, loadConfig } from '../src/config.ts'
 import { ManualClock } from '../src/core/clock.ts'
+import type { Scope } from '../src/core/principal.ts'
 import { SecretBox } from '../src/core/secret-box.ts'
 import { createDbClient, type DbClient } from '../src/db/client.ts'
 import type { Environment, Tenant } from '../src/db/database.ts'
@@ -44,6 +45,8 @@ export interface TestContext extends DbClient {
   app: FastifyInstance
   /** Tenant created for this file, with test and live keys. */
   main: TenantFixture
+  /** The main tenant's test environment, for calling services directly. */
+  scope: Scope
   createTenantFixture(name?: string): Promise<TenantFixture>
   /** Another app on the same database: a second Payrail process, as far as PostgreSQL can tell. */
   buildSecondApp(options?: { extraRoutes?: FastifyPluginAsync }): Promise<FastifyInstance>
@@ -164,6 +167,7 @@ export async function createTestContext(options: TestContextOptions = {}): Promi
     deps,
     app,
     main,
+    scope: { tenantId: main.tenant.id, environmentId: main.test.id },
     createTenantFixture,
     buildSecondApp: (second = {}) => makeApp(second.extraRoutes),
     request,

@@ -4,11 +4,9 @@ import { createCustomer, type List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 
 let ctx: TestContext
-let scope: { tenantId: string; environmentId: string }
 
 beforeAll(async () => {
   ctx = await createTestContext()
-  scope = { tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id }
 })
 afterAll(() => ctx.close())
 
@@ -36,7 +34,7 @@ const debit = (customerId: string, amount: bigint, sourceId: string) =>
   ctx.db.transaction().execute((trx) =>
     applyBalanceChange(
       trx,
-      scope,
+      ctx.scope,
       {
         customerId,
         currency: 'usd',
@@ -75,7 +73,7 @@ describe('account balance ledger', () => {
         ? ctx.db.transaction().execute((trx) =>
             applyBalanceChange(
               trx,
-              scope,
+              ctx.scope,
               {
                 customerId: customer.id,
                 currency: 'usd',
@@ -106,7 +104,7 @@ describe('account balance ledger', () => {
       ctx.db.transaction().execute((trx) =>
         applyBalanceChange(
           trx,
-          scope,
+          ctx.scope,
           {
             customerId: customer.id,
             currency: 'usd',

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { assertPayable } from '../../src/modules/invoices/service.ts'
-import { applyInvoicePayment, applyInvoiceRefund } from '../../src/modules/settlement/service.ts'
+import { applyInvoiceRefund } from '../../src/modules/settlement/service.ts'
 import {
   createCustomer,
   createInvoice,
   finalizedInvoice,
   type InvoiceBody,
   type List,
+  payInvoice,
 } from '../fixtures.ts'
 import {
   createTestContext,
@@ -17,23 +18,18 @@ import {
 
 let ctx: TestContext
 let other: TenantFixture
-let scope: { tenantId: string; environmentId: string }
 
 beforeAll(async () => {
   ctx = await createTestContext()
   other = await ctx.createTenantFixture('Other')
-  scope = { tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id }
 })
 afterAll(() => ctx.close())
 
-const pay = (invoiceId: string, amount: bigint) =>
-  ctx.db
-    .transaction()
-    .execute((trx) => applyInvoicePayment(trx, scope, invoiceId, amount, ctx.clock))
+const pay = (invoiceId: string, amount: bigint) => payInvoice(ctx, invoiceId, amount)
 const refund = (invoiceId: string, amount: bigint) =>
   ctx.db
     .transaction()
-    .execute((trx) => applyInvoiceRefund(trx, scope, invoiceId, amount, ctx.clock))
+    .execute((trx) => applyInvoiceRefund(trx, ctx.scope, invoiceId, amount, ctx.clock))
 const getInvoice = async (id: string) => (await ctx.get<InvoiceBody>(`/v1/invoices/${id}`)).body
 
 describe('creating invoices', () => {

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { applyInvoicePayment } from '../../src/modules/settlement/service.ts'
 import {
   createCustomer,
   type InvoiceBody,
   type List,
   oneTimePrice,
+  payInvoice,
   recurringPrice,
   topUpPrice,
 } from '../fixtures.ts'
@@ -39,19 +39,14 @@ interface SubscriptionBody {
 
 let ctx: TestContext
 let other: TenantFixture
-let scope: { tenantId: string; environmentId: string }
 
 beforeAll(async () => {
   ctx = await createTestContext()
   other = await ctx.createTenantFixture('Other')
-  scope = { tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id }
 })
 afterAll(() => ctx.close())
 
-const pay = (invoiceId: string, amount: bigint) =>
-  ctx.db
-    .transaction()
-    .execute((trx) => applyInvoicePayment(trx, scope, invoiceId, amount, ctx.clock))
+const pay = (invoiceId: string, amount: bigint) => payInvoice(ctx, invoiceId, amount)
 
 async function order(body: Record<string, unknown>) {
   const res = await ctx.post<OrderBody>('/v1/orders', body)

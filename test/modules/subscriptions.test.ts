@@ -1,8 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
-import { applyInvoicePayment } from '../../src/modules/settlement/service.ts'
 import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
-import { createCustomer, createProduct, type InvoiceBody, type List } from '../fixtures.ts'
+import {
+  createCustomer,
+  createProduct,
+  type InvoiceBody,
+  type List,
+  payInvoice,
+} from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 
 interface SubscriptionBody {
@@ -30,20 +35,15 @@ interface OrderBody {
 }
 
 let ctx: TestContext
-let scope: { tenantId: string; environmentId: string }
 const START = new Date('2025-01-31T09:00:00Z')
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: START })
-  scope = { tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id }
 })
 afterAll(() => ctx.close())
 
 const renew = () => renewDueSubscriptions({ db: ctx.db, clock: ctx.clock, logger: ctx.deps.logger })
-const pay = (invoiceId: string, amount: bigint) =>
-  ctx.db
-    .transaction()
-    .execute((trx) => applyInvoicePayment(trx, scope, invoiceId, amount, ctx.clock))
+const pay = (invoiceId: string, amount: bigint) => payInvoice(ctx, invoiceId, amount)
 const subscription = async (id: string) =>
   (await ctx.get<SubscriptionBody>(`/v1/subscriptions/${id}`)).body
 const invoicesOf = async (subscriptionId: string) =>
@@ -165,7 +165,7 @@ describe('renewals', () => {
   test('charge_automatically renewals of an auto_pay customer with a default card are queued for the charge', async () => {
     ctx.clock.set(START)
     const auto = await activeSubscription(await plan('30.00'), { auto_pay: true })
-    const card = await savePaymentMethod(ctx.db, scope, {
+    const card = await savePaymentMethod(ctx.db, ctx.scope, {
       customerId: auto.customerId,
       gateway: 'sandbox',
       gatewayPaymentMethodId: `card_${auto.customerId}`,
