@@ -13,18 +13,24 @@ import type { Db } from './db/client.ts'
 import { registerAuth } from './http/auth.ts'
 import { ErrorResponse, registerErrorHandling } from './http/error-handler.ts'
 import { registerIdempotency } from './http/idempotency.ts'
+import type { Loopback } from './http/loopback.ts'
 import { registerMetrics } from './http/metrics.ts'
 import { registerValidation } from './http/validation.ts'
+import type { JobQueue } from './jobs/queue.ts'
 import type { Logger } from './logger.ts'
 import { apiKeyRoutes } from './modules/api-keys/routes.ts'
 import { customerRoutes } from './modules/customers/routes.ts'
 import { discountRoutes } from './modules/discounts/routes.ts'
 import { eventRoutes } from './modules/events/routes.ts'
+import { gatewayConnectionRoutes } from './modules/gateway-connections/routes.ts'
 import { invoiceRoutes } from './modules/invoices/routes.ts'
 import { operationsRoutes } from './modules/operations/routes.ts'
 import { orderRoutes } from './modules/orders/routes.ts'
+import { paymentRoutes } from './modules/payments/routes.ts'
 import { productRoutes } from './modules/products/routes.ts'
 import { subscriptionRoutes } from './modules/subscriptions/routes.ts'
+import { webhookRoutes } from './modules/webhooks/routes.ts'
+import { sandboxPages } from './web/sandbox-pages.ts'
 
 /** Everything a request handler may need, built once per process and passed down. */
 export interface AppDeps {
@@ -33,6 +39,9 @@ export interface AppDeps {
   logger: Logger
   clock: Clock
   secretBox: SecretBox
+  jobs: JobQueue
+  /** Payrail's own routes, for the sandbox gateway's webhooks; bound to this app by `buildApp`. */
+  loopback: Loopback
 }
 
 export interface BuildAppOptions {
@@ -120,6 +129,7 @@ export async function buildApp(
     app.swagger(),
   )
   await app.register(operationsRoutes(deps))
+  await app.register(sandboxPages(deps))
 
   const v1: FastifyPluginAsync = async (api) => {
     await api.register(apiKeyRoutes(deps))
@@ -130,6 +140,9 @@ export async function buildApp(
     await api.register(invoiceRoutes(deps))
     await api.register(orderRoutes(deps))
     await api.register(subscriptionRoutes(deps))
+    await api.register(gatewayConnectionRoutes(deps))
+    await api.register(paymentRoutes(deps))
+    await api.register(webhookRoutes(deps))
     if (options.extraRoutes) await api.register(options.extraRoutes)
   }
   await app.register(v1, { prefix: '/v1' })
@@ -143,5 +156,6 @@ export async function buildApp(
     },
     { prefix: '/api/v1' },
   )
+  deps.loopback.bind(app)
   return app
 }

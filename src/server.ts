@@ -6,6 +6,8 @@ import { systemClock } from './core/clock.ts'
 import { SecretBox } from './core/secret-box.ts'
 import { migrateToLatest } from './db/migrate.ts'
 import { type OpenDatabase, openDatabase } from './db/open-database.ts'
+import { Loopback } from './http/loopback.ts'
+import { createJobQueue } from './jobs/queue.ts'
 import { startWorker } from './jobs/worker.ts'
 import { workerLoggerFrom } from './jobs/worker-logger.ts'
 import type { Logger } from './logger.ts'
@@ -45,7 +47,15 @@ export async function startServer(
   try {
     const { after: bootstrap } = await migrateAndBootstrap(database, logger)
     const secretBox = new SecretBox(await resolveSecretKey(config))
-    const deps = { config, db: database.db, logger, clock: systemClock, secretBox }
+    const deps = {
+      config,
+      db: database.db,
+      logger,
+      clock: systemClock,
+      secretBox,
+      jobs: createJobQueue(database.db),
+      loopback: new Loopback(config.publicUrl),
+    }
     if (options.worker) runner = await startWorker(deps, { connectionString: database.url })
     app = await buildApp(deps)
     const url = await app.listen({ port: config.port, host: config.host })

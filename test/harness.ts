@@ -8,6 +8,8 @@ import type { Scope } from '../src/core/principal.ts'
 import { SecretBox } from '../src/core/secret-box.ts'
 import { createDbClient, type DbClient } from '../src/db/client.ts'
 import type { Environment, Tenant } from '../src/db/database.ts'
+import { Loopback } from '../src/http/loopback.ts'
+import { createJobQueue } from '../src/jobs/queue.ts'
 import { createLogger } from '../src/logger.ts'
 import { createApiKey } from '../src/modules/api-keys/service.ts'
 import { createTenant } from '../src/modules/tenants/service.ts'
@@ -104,6 +106,8 @@ export async function createTestContext(options: TestContextOptions = {}): Promi
     logger,
     clock,
     secretBox: new SecretBox(TEST_SECRET_KEY),
+    jobs: createJobQueue(client.db),
+    loopback: new Loopback(config.publicUrl),
   }
   const apps: FastifyInstance[] = []
   const makeApp = async (extraRoutes?: FastifyPluginAsync) => {

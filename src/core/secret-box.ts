@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto'
 
 const VERSION = 'v1'
 
@@ -28,6 +28,11 @@ export class SecretBox {
     return [VERSION, iv, tag, body]
       .map((part) => (typeof part === 'string' ? part : part.toString('base64url')))
       .join('.')
+  }
+
+  /** A secret derived from the key for one purpose (`label`), stable across restarts: HMAC-SHA256(key, label). */
+  derive(label: string): string {
+    return createHmac('sha256', this.#key).update(label).digest('hex')
   }
 
   open(sealed: string): string {

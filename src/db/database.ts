@@ -1,4 +1,5 @@
-import type { ColumnType, Insertable, Selectable, Updateable } from 'kysely'
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
+import type { PaymentStatus } from '../core/payment-state.ts'
 
 /** `timestamptz` columns: read as Date, written as Date or ISO string, defaulting in SQL. */
 export type CreatedAt = ColumnType<Date, Date | string | undefined, never>
@@ -363,6 +364,182 @@ export interface EventTable {
   created_at: CreatedAt
 }
 
+export const PAYMENT_METHOD_TYPES = [
+  'PAYMENT_LINK',
+  'CARD',
+  'CRYPTO',
+  'CREDITS',
+  'OFFLINE',
+  'EXTERNAL',
+] as const
+export type PaymentMethodType = (typeof PAYMENT_METHOD_TYPES)[number]
+export const DESTINATION_TYPES = ['INVOICE', 'ORDERS'] as const
+export type DestinationType = (typeof DESTINATION_TYPES)[number]
+
+export interface GatewayConnectionTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  gateway: string
+  /** The credentials as JSON, sealed with the secret box; never returned by the API. */
+  credentials: string
+  settings: ColumnType<
+    Record<string, string>,
+    Record<string, string> | string | undefined,
+    Record<string, string> | string
+  >
+  active: ColumnType<boolean, boolean | undefined, boolean>
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export interface PaymentTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  human_id: string
+  customer_id: string
+  destination_type: DestinationType
+  destination_id: string
+  subject: string | null
+  amount: bigint
+  amount_paid: ColumnType<bigint, bigint | undefined, bigint>
+  amount_reserved: ColumnType<bigint, bigint | undefined, bigint>
+  amount_refunded: ColumnType<bigint, bigint | undefined, bigint>
+  currency: string
+  payment_status: PaymentStatus
+  payment_method_type: PaymentMethodType
+  payment_method_id: string | null
+  payment_gateway: string | null
+  gateway_payment_id: string | null
+  gateway_tracking_id: string | null
+  payment_url: string | null
+  active: ColumnType<boolean, boolean | undefined, boolean>
+  payment_date: NullableTimestamp
+  billing_address: Json<Address | null>
+  description: string | null
+  metadata: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  gateway_metadata: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  status_code: string | null
+  error_message: string | null
+  success_url: string | null
+  cancel_url: string | null
+  save_card_and_make_default: ColumnType<boolean, boolean | undefined, boolean>
+  idempotency_key: string | null
+  track_attempts: ColumnType<boolean, boolean | undefined, boolean>
+  invoice_number: string | null
+  discount_code: string | null
+  created_by: string | null
+  updated_by: string | null
+  succeeded_at: NullableTimestamp
+  failed_at: NullableTimestamp
+  refunded_at: NullableTimestamp
+  cancelled_at: NullableTimestamp
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export interface PaymentAllocationTable {
+  payment_id: string
+  invoice_id: string
+  position: number
+  amount: bigint
+  /** What reconciliation has put on the invoice so far. */
+  applied_amount: ColumnType<bigint, bigint | undefined, bigint>
+}
+
+export interface PaymentAttemptTable {
+  id: string
+  payment_id: string
+  gateway: string
+  gateway_payment_id: string | null
+  gateway_tracking_id: string | null
+  status: string
+  error_code: string | null
+  error_message: string | null
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export const TRANSITION_CAUSES = ['api', 'webhook', 'job', 'gateway'] as const
+export type TransitionCause = (typeof TRANSITION_CAUSES)[number]
+
+export interface PaymentTransitionTable {
+  id: Generated<bigint>
+  payment_id: string
+  from_status: PaymentStatus | null
+  to_status: PaymentStatus
+  cause: TransitionCause
+  cause_id: string | null
+  note: string | null
+  created_at: CreatedAt
+}
+
+export const REFUND_STATUSES = ['pending', 'succeeded', 'failed', 'canceled'] as const
+export type RefundStatus = (typeof REFUND_STATUSES)[number]
+
+export interface RefundTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  payment_id: string
+  amount: bigint
+  currency: string
+  status: RefundStatus
+  reason: string | null
+  metadata: ColumnType<StringMap, StringMap | string | undefined, StringMap | string>
+  gateway_refund_id: string | null
+  failure_code: string | null
+  failure_message: string | null
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export interface WebhookEventTable {
+  id: Generated<bigint>
+  tenant_id: string
+  environment_id: string
+  gateway: string
+  event_id: string
+  event_type: string
+  payload: Json<unknown>
+  received_at: CreatedAt
+  handled_at: NullableTimestamp
+  outcome: string | null
+}
+
+export interface SandboxSessionTable {
+  id: string
+  environment_id: string
+  payment_id: string
+  customer_id: string
+  mode: 'card' | 'crypto'
+  status: 'open' | 'requires_action' | 'confirming' | 'complete' | 'expired'
+  amount: bigint
+  currency: string
+  save_card: ColumnType<boolean, boolean | undefined, boolean>
+  success_url: string | null
+  cancel_url: string | null
+  tenant_id: string
+  pending_card_number: string | null
+  amount_received: ColumnType<bigint, bigint | undefined, bigint>
+  expires_at: Timestamp
+  created_at: CreatedAt
+  updated_at: UpdatedAt
+}
+
+export interface SandboxCardTable {
+  id: string
+  environment_id: string
+  customer_id: string
+  number: string
+  brand: string
+  last4: string
+  exp_month: number
+  exp_year: number
+  created_at: CreatedAt
+}
+
 export interface Database {
   tenants: TenantTable
   environments: EnvironmentTable
@@ -383,6 +560,15 @@ export interface Database {
   subscriptions: SubscriptionTable
   subscription_schedules: SubscriptionScheduleTable
   events: EventTable
+  gateway_connections: GatewayConnectionTable
+  payments: PaymentTable
+  payment_allocations: PaymentAllocationTable
+  payment_attempts: PaymentAttemptTable
+  payment_transitions: PaymentTransitionTable
+  refunds: RefundTable
+  webhook_events: WebhookEventTable
+  sandbox_sessions: SandboxSessionTable
+  sandbox_cards: SandboxCardTable
 }
 
 export type Tenant = Selectable<TenantTable>
@@ -403,3 +589,11 @@ export type Order = Selectable<OrderTable>
 export type Subscription = Selectable<SubscriptionTable>
 export type SubscriptionSchedule = Selectable<SubscriptionScheduleTable>
 export type Event = Selectable<EventTable>
+export type GatewayConnection = Selectable<GatewayConnectionTable>
+export type Payment = Selectable<PaymentTable>
+export type PaymentAllocation = Selectable<PaymentAllocationTable>
+export type PaymentAttempt = Selectable<PaymentAttemptTable>
+export type PaymentTransition = Selectable<PaymentTransitionTable>
+export type Refund = Selectable<RefundTable>
+export type SandboxSession = Selectable<SandboxSessionTable>
+export type SandboxCard = Selectable<SandboxCardTable>

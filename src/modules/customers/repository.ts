@@ -75,3 +75,16 @@ export async function listCustomers(
 function escapeLike(value: string): string {
   return value.replace(/[\\%_]/g, (c) => `\\${c}`)
 }
+
+export async function setDefaultPaymentMethodRow(
+  db: Db,
+  customerId: string,
+  paymentMethodId: string,
+  at: Date,
+): Promise<void> {
+  await db
+    .updateTable('customers')
+    .set({ default_payment_method_id: paymentMethodId, updated_at: at })
+    .where('id', '=', customerId)
+    .execute()
+}

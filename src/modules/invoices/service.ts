@@ -385,6 +385,64 @@ export async function recordRefundLocked(
 }
 
 /**
+ * Applies a discount code to a locked, not yet paid invoice at payment time: the
+ * totals are recomputed from the subtotal and one use of the code is taken. The
+ * same code again is a no-op; another code on a discounted invoice is 409.
+ */
+export async function applyDiscountCode(
+  trx: Db,
+  scope: Scope,
+  invoice: Invoice,
+  code: string,
+  clock: Clock,
+): Promise<Invoice> {
+  if (invoice.discount_code?.toLowerCase() === code.toLowerCase()) return invoice
+  if (invoice.discount_id) {
+    throw new AppError(
+      'conflict',
+      `Invoice ${invoice.id} already has discount ${invoice.discount_code}`,
+      {
+        invoice_id: invoice.id,
+        discount_code: invoice.discount_code,
+      },
+    )
+  }
+  if (invoice.amount_paid > 0n) {
+    throw new AppError(
+      'invalid_state_transition',
+      `Invoice ${invoice.id} has payments; a discount applies only before the first`,
+      {
+        invoice_id: invoice.id,
+      },
+    )
+  }
+  const now = clock.now()
+  const discount = await findRedeemableDiscount(trx, scope, code, now)
+  const totalDiscount = discountAmount(discount, invoice.subtotal, invoice.currency)
+  const total = invoice.subtotal - totalDiscount
+  await redeemDiscount(
+    trx,
+    scope,
+    discount,
+    { invoiceId: invoice.id, customerId: invoice.customer_id, amount: totalDiscount },
+    now,
+  )
+  const updated = await updateInvoice(trx, invoice.id, {
+    discount_id: discount.id,
+    discount_code: discount.code,
+    total_discount: totalDiscount,
+    total,
+    amount_due: total,
+    amount_remaining: amountRemaining(total, invoice.amount_paid),
+    updated_at: now,
+  })
+  await recordEvents(trx, scope, now, [
+    invoiceEvent('invoice.updated', updated, await linesOf(trx, [invoice.id])),
+  ])
+  return updated
+}
+
+/**
  * Refuses a new payment unless the invoice is FINALIZED, has something left to pay
  * and its payment window is open.
  */

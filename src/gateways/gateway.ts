@@ -1,0 +1,192 @@
+import type { Clock } from '../core/clock.ts'
+import type { PaymentStatus } from '../core/payment-state.ts'
+import type { Scope } from '../core/principal.ts'
+import type { Db } from '../db/client.ts'
+import type { Payment, PaymentMethod, PaymentMethodType, Refund } from '../db/database.ts'
+import type { Loopback } from '../http/loopback.ts'
+import type { JobQueue } from '../jobs/queue.ts'
+
+export const GATEWAY_NAMES = [
+  'sandbox',
+  'platform',
+  'offline',
+  'external',
+  'stripe',
+  'bitpay',
+  'coinpayments',
+  'checkout',
+] as const
+export type GatewayName = (typeof GATEWAY_NAMES)[number]
+
+/** What a gateway can do; a route that needs a missing capability answers 422 `not_supported`. */
+export interface GatewayCapabilities {
+  /** A page the customer is sent to (`payment_url`). */
+  hostedCheckout: boolean
+  /** Charging a saved card without the customer present. */
+  savedMethodCharge: boolean
+  refund: boolean
+  /** Asking the provider for a payment's current status. */
+  statusSync: boolean
+  /** Signed (or re-fetched) notifications from the provider. */
+  webhookVerification: boolean
+  /** Which payment method types it takes. */
+  methodTypes: readonly PaymentMethodType[]
+  /** Money moves inside Payrail's own transaction (balance, offline), not at a provider. */
+  internal: boolean
+}
+
+/** Everything a gateway call may use: the tenant environment, its connection, where Payrail is reachable. */
+export interface GatewayContext {
+  scope: Scope
+  credentials: Record<string, string> | null
+  settings: Record<string, string>
+  publicUrl: string
+  clock: Clock
+  db: Db
+  jobs: JobQueue
+  loopback: Loopback
+}
+
+/** The payment as a gateway sees it; amounts in minor units. */
+export interface GatewayPaymentRequest {
+  payment: Payment
+  customer: {
+    id: string
+    name: string
+    email: string | null
+    gatewayCustomerIds: Record<string, string>
+  }
+  description: string
+}
+
+export type DeclineCode =
+  | 'card_declined'
+  | 'insufficient_funds'
+  | 'expired_card'
+  | 'authentication_required'
+  | 'no_default_payment_method'
+
+/** A decline is data, not an exception: Payrail records it and answers 402. */
+export interface Decline {
+  code: DeclineCode
+  message: string
+  declineCode?: string | undefined
+}
+
+export interface GatewayFailure {
+  code: string
+  message: string
+  /** Worth retrying with the same idempotency key (timeouts, 5xx). */
+  retryable: boolean
+}
+
+export type CheckoutResult =
+  | { ok: true; url: string | null; trackingId: string; gatewayPaymentId: string | null }
+  | { ok: false; failure: GatewayFailure }
+
+export interface CardDetails {
+  brand: string | null
+  last4: string | null
+  expMonth: number | null
+  expYear: number | null
+  gatewayPaymentMethodId: string
+}
+
+export type ChargeResult =
+  | {
+      outcome: 'succeeded'
+      gatewayPaymentId: string
+      trackingId: string
+      card?: CardDetails | undefined
+    }
+  | { outcome: 'processing'; gatewayPaymentId: string; trackingId: string }
+  | {
+      outcome: 'declined'
+      gatewayPaymentId: string | null
+      trackingId: string | null
+      decline: Decline
+    }
+  | { outcome: 'error'; failure: GatewayFailure }
+
+export type RefundResult =
+  | { status: 'succeeded' | 'pending'; gatewayRefundId: string }
+  | { status: 'failed'; failure: GatewayFailure }
+
+/**
+ * What a verified notification says should happen to a payment. `status` is the
+ * state it reports; the state machine decides whether that is a move, a repeat or
+ * refused. An attempt without a status change (a declined card on a hosted page
+ * that stays open) carries only `attempt`.
+ */
+export interface PaymentUpdate {
+  status?: PaymentStatus | undefined
+  /** Money actually received when it differs from the payment amount (crypto under/over payment). */
+  amountReceived?: bigint | undefined
+  gatewayPaymentId?: string | undefined
+  card?: CardDetails | undefined
+  error?: { code: string; message: string } | undefined
+  attempt?: { status: string; errorCode?: string | null; errorMessage?: string | null } | undefined
+  refund?:
+    | {
+        /** Payrail's refund id when the provider echoes it back (refund metadata). */
+        refundId?: string | undefined
+        gatewayRefundId: string
+        status: 'succeeded' | 'failed'
+        amount: bigint
+        failureMessage?: string | undefined
+      }
+    | undefined
+}
+
+/** One provider event, mapped: which payment it is about and what it reports. */
+export interface NormalizedEvent {
+  eventId: string
+  type: string
+  target: { paymentId?: string | undefined; trackingId?: string | undefined }
+  update: PaymentUpdate
+  payload: unknown
+}
+
+export type WebhookParse =
+  | { ok: true; events: NormalizedEvent[] }
+  | { ok: false; status: 400 | 401 | 404; reason: string }
+
+export interface RawWebhook {
+  body: Buffer
+  headers: Record<string, string | string[] | undefined>
+}
+
+/**
+ * A payment rail. Gateways map between Payrail's payment and the provider's
+ * objects; they never touch Payrail's tables (the sandbox keeps its own
+ * provider-side records, as a real provider would).
+ *
+ * @example
+ * const result = await gateway.createCheckout?.(ctx, { payment, customer, description: 'Invoice INV-000042' })
+ * if (result?.ok) console.log(result.url)
+ */
+export interface Gateway {
+  readonly name: GatewayName
+  readonly capabilities: GatewayCapabilities
+  createCheckout?(ctx: GatewayContext, request: GatewayPaymentRequest): Promise<CheckoutResult>
+  chargeSavedMethod?(
+    ctx: GatewayContext,
+    request: GatewayPaymentRequest,
+    method: PaymentMethod,
+  ): Promise<ChargeResult>
+  /** Starts a payment the provider completes later and reports by webhook (external systems, crypto). */
+  startAsync?(ctx: GatewayContext, request: GatewayPaymentRequest): Promise<CheckoutResult>
+  refund?(ctx: GatewayContext, payment: Payment, refund: Refund): Promise<RefundResult>
+  /**
+   * Internal rails (balance, offline) move money inside Payrail's transaction:
+   * `trx` is the transaction holding the payment's row lock.
+   */
+  settleInternal?(
+    trx: Db,
+    ctx: GatewayContext,
+    payment: Payment,
+  ): Promise<{ ok: true } | { ok: false; decline: Decline }>
+  refundInternal?(trx: Db, ctx: GatewayContext, payment: Payment, refund: Refund): Promise<void>
+  cancel?(ctx: GatewayContext, payment: Payment): Promise<void>
+  parseWebhook?(ctx: GatewayContext, raw: RawWebhook): Promise<WebhookParse>
+}

@@ -1,0 +1,495 @@
+import { randomBytes } from 'node:crypto'
+import { signWebhook } from '../../core/webhook-signature.ts'
+import type { Db } from '../../db/client.ts'
+import type { Payment, SandboxCard, SandboxSession } from '../../db/database.ts'
+import type { GatewayContext } from '../gateway.ts'
+import {
+  behaviourOf,
+  brandOf,
+  isValidCardNumber,
+  normalizeCardNumber,
+  type SandboxCryptoAction,
+} from './sandbox.transformers.ts'
+
+/**
+ * The sandbox's provider side: what Stripe or BitPay would hold on their servers
+ * (checkout sessions, saved cards, charges), kept in Payrail's database in tables of
+ * its own, and reported to Payrail only through signed webhooks, like a real
+ * provider. Nothing here reads or writes Payrail's payment tables.
+ */
+
+export const SANDBOX_SIGNATURE_HEADER = 'payrail-signature'
+export const SANDBOX_DELIVERY_TASK = 'deliver_sandbox_webhook'
+const SESSION_TTL_MS = 24 * 60 * 60 * 1000
+
+export interface SandboxEvent {
+  id: string
+  type: string
+  created: number
+  data: {
+    payment_id: string
+    session_id: string | null
+    charge_id: string | null
+    amount: number
+    amount_received: number
+    currency: string
+    card: {
+      id: string
+      brand: string
+      last4: string
+      exp_month: number
+      exp_year: number
+      saved: boolean
+    } | null
+    error: { code: string; message: string; decline_code: string | null } | null
+    refund_id: string | null
+    gateway_refund_id: string | null
+  }
+}
+
+export interface SessionInput {
+  payment: Payment
+  mode: 'card' | 'crypto'
+}
+
+export async function createSession(
+  ctx: GatewayContext,
+  input: SessionInput,
+): Promise<SandboxSession> {
+  const now = ctx.clock.now()
+  return ctx.db
+    .insertInto('sandbox_sessions')
+    .values({
+      id: providerId('sbs'),
+      environment_id: ctx.scope.environmentId,
+      tenant_id: ctx.scope.tenantId,
+      payment_id: input.payment.id,
+      customer_id: input.payment.customer_id,
+      mode: input.mode,
+      status: 'open',
+      amount: input.payment.amount,
+      currency: input.payment.currency,
+      save_card: input.payment.save_card_and_make_default,
+      success_url: input.payment.success_url,
+      cancel_url: input.payment.cancel_url,
+      expires_at: new Date(now.getTime() + SESSION_TTL_MS),
+      created_at: now,
+      updated_at: now,
+    })
+    .onConflict((oc) => oc.column('payment_id').doUpdateSet({ updated_at: now }))
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}
+
+export async function findSession(db: Db, id: string): Promise<SandboxSession | undefined> {
+  return db.selectFrom('sandbox_sessions').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
+export type CardSubmission =
+  | { kind: 'completed'; session: SandboxSession }
+  | { kind: 'declined'; session: SandboxSession; message: string }
+  | { kind: 'challenge'; session: SandboxSession }
+  | { kind: 'invalid'; session: SandboxSession; message: string }
+  | { kind: 'closed'; session: SandboxSession }
+
+/**
+ * The customer submits a card on the hosted page. A declined card leaves the
+ * session open for another try (an attempt is reported); the 3-D Secure card waits
+ * for the challenge; a good card completes the session.
+ */
+export async function submitCard(
+  ctx: GatewayContext,
+  session: SandboxSession,
+  card: { number: string; expMonth: number; expYear: number },
+): Promise<CardSubmission> {
+  if (!isOpen(session, ctx)) return { kind: 'closed', session }
+  const number = normalizeCardNumber(card.number)
+  if (!isValidCardNumber(number))
+    return { kind: 'invalid', session, message: 'Your card number is incorrect.' }
+  const now = ctx.clock.now()
+  if (
+    card.expYear < now.getUTCFullYear() ||
+    (card.expYear === now.getUTCFullYear() && card.expMonth < now.getUTCMonth() + 1)
+  ) {
+    return { kind: 'invalid', session, message: "Your card's expiration date is in the past." }
+  }
+  const behaviour = behaviourOf(number)
+  if (behaviour.kind === 'declines') {
+    await emit(
+      ctx,
+      session.payment_id,
+      'checkout.attempt_failed',
+      eventData(session, {
+        error: {
+          code: behaviour.decline.code,
+          message: behaviour.decline.message,
+          decline_code: behaviour.decline.declineCode ?? null,
+        },
+      }),
+    )
+    return { kind: 'declined', session, message: behaviour.decline.message }
+  }
+  if (behaviour.kind === 'requires_authentication') {
+    const waiting = await updateSession(ctx, session.id, {
+      status: 'requires_action',
+      pending_card_number: `${number}|${card.expMonth}|${card.expYear}`,
+    })
+    return { kind: 'challenge', session: waiting }
+  }
+  return completeWithCard(ctx, session, number, card.expMonth, card.expYear)
+}
+
+/** The 3-D Secure challenge page's answer. */
+export async function answerChallenge(
+  ctx: GatewayContext,
+  session: SandboxSession,
+  approve: boolean,
+): Promise<CardSubmission> {
+  if (session.status !== 'requires_action' || !session.pending_card_number)
+    return { kind: 'closed', session }
+  const [number = '', month = '0', year = '0'] = session.pending_card_number.split('|')
+  const reopened = await updateSession(ctx, session.id, {
+    status: 'open',
+    pending_card_number: null,
+  })
+  if (!approve) {
+    await emit(
+      ctx,
+      session.payment_id,
+      'checkout.attempt_failed',
+      eventData(reopened, {
+        error: {
+          code: 'authentication_required',
+          message: 'The card holder failed 3-D Secure authentication.',
+          decline_code: 'authentication_failed',
+        },
+      }),
+    )
+    return {
+      kind: 'declined',
+      session: reopened,
+      message: 'Authentication failed. Try again or use another card.',
+    }
+  }
+  return completeWithCard(ctx, reopened, number, Number(month), Number(year))
+}
+
+async function completeWithCard(
+  ctx: GatewayContext,
+  session: SandboxSession,
+  number: string,
+  expMonth: number,
+  expYear: number,
+): Promise<CardSubmission> {
+  const card = session.save_card
+    ? await saveCard(ctx, session.customer_id, number, expMonth, expYear)
+    : undefined
+  const completed = await updateSession(ctx, session.id, {
+    status: 'complete',
+    amount_received: session.amount,
+  })
+  await emit(
+    ctx,
+    session.payment_id,
+    'checkout.completed',
+    eventData(completed, {
+      amount_received: Number(session.amount),
+      card: {
+        id: card?.id ?? providerId('sbcard'),
+        brand: brandOf(number),
+        last4: number.slice(-4),
+        exp_month: expMonth,
+        exp_year: expYear,
+        saved: card !== undefined,
+      },
+    }),
+  )
+  return { kind: 'completed', session: completed }
+}
+
+/** The crypto page's buttons: pay (unconfirmed), confirm, under- or overpay, or let it expire. */
+export async function cryptoAction(
+  ctx: GatewayContext,
+  session: SandboxSession,
+  action: SandboxCryptoAction,
+): Promise<SandboxSession> {
+  if (!isOpen(session, ctx) && !(session.status === 'confirming' && action === 'confirm'))
+    return session
+  const amount = session.amount
+  switch (action) {
+    case 'pay': {
+      const paid = await updateSession(ctx, session.id, {
+        status: 'confirming',
+        amount_received: amount,
+      })
+      await emit(
+        ctx,
+        session.payment_id,
+        'crypto.paid',
+        eventData(paid, { amount_received: Number(amount) }),
+      )
+      return paid
+    }
+    case 'confirm':
+    case 'pay_and_confirm':
+    case 'underpay':
+    case 'overpay': {
+      const received =
+        action === 'underpay'
+          ? amount / 2n
+          : action === 'overpay'
+            ? (amount * 12n) / 10n
+            : session.amount_received > 0n
+              ? session.amount_received
+              : amount
+      if (action === 'pay_and_confirm') {
+        await emit(
+          ctx,
+          session.payment_id,
+          'crypto.paid',
+          eventData(session, { amount_received: Number(received) }),
+        )
+      }
+      const done = await updateSession(ctx, session.id, {
+        status: 'complete',
+        amount_received: received,
+      })
+      await emit(
+        ctx,
+        session.payment_id,
+        'crypto.confirmed',
+        eventData(done, { amount_received: Number(received) }),
+      )
+      return done
+    }
+    case 'expire':
+      return expireSession(ctx, session)
+  }
+}
+
+export async function expireSession(
+  ctx: GatewayContext,
+  session: SandboxSession,
+): Promise<SandboxSession> {
+  if (session.status === 'complete' || session.status === 'expired') return session
+  const expired = await updateSession(ctx, session.id, { status: 'expired' })
+  await emit(
+    ctx,
+    session.payment_id,
+    session.mode === 'crypto' ? 'crypto.expired' : 'checkout.expired',
+    eventData(expired, {}),
+  )
+  return expired
+}
+
+export type SandboxCharge =
+  | { kind: 'succeeded'; chargeId: string; card: SandboxCard }
+  | {
+      kind: 'declined'
+      chargeId: string
+      card: SandboxCard
+      code: string
+      message: string
+      declineCode: string | null
+    }
+  | { kind: 'unknown_card' }
+
+/** An off-session charge of a saved card (no customer present, so no 3-D Secure challenge is possible). */
+export async function chargeCard(
+  ctx: GatewayContext,
+  payment: Payment,
+  cardId: string,
+): Promise<SandboxCharge> {
+  const card = await ctx.db
+    .selectFrom('sandbox_cards')
+    .selectAll()
+    .where('id', '=', cardId)
+    .where('environment_id', '=', ctx.scope.environmentId)
+    .executeTakeFirst()
+  if (!card) return { kind: 'unknown_card' }
+  const chargeId = providerId('sbch')
+  const behaviour = behaviourOf(card.number)
+  const base = {
+    payment_id: payment.id,
+    session_id: null,
+    charge_id: chargeId,
+    amount: Number(payment.amount),
+    currency: payment.currency,
+  }
+  const cardData = {
+    id: card.id,
+    brand: card.brand,
+    last4: card.last4,
+    exp_month: card.exp_month,
+    exp_year: card.exp_year,
+    saved: true,
+  }
+  if (behaviour.kind === 'succeeds') {
+    await emit(ctx, payment.id, 'charge.succeeded', {
+      ...emptyData(),
+      ...base,
+      amount_received: Number(payment.amount),
+      card: cardData,
+    })
+    return { kind: 'succeeded', chargeId, card }
+  }
+  const decline =
+    behaviour.kind === 'declines'
+      ? behaviour.decline
+      : {
+          code: 'authentication_required' as const,
+          message: 'This payment requires the card holder to authenticate.',
+          declineCode: 'authentication_required',
+        }
+  await emit(ctx, payment.id, 'charge.failed', {
+    ...emptyData(),
+    ...base,
+    card: cardData,
+    error: {
+      code: decline.code,
+      message: decline.message,
+      decline_code: decline.declineCode ?? null,
+    },
+  })
+  return {
+    kind: 'declined',
+    chargeId,
+    card,
+    code: decline.code,
+    message: decline.message,
+    declineCode: decline.declineCode ?? null,
+  }
+}
+
+export async function refundPayment(
+  ctx: GatewayContext,
+  payment: Payment,
+  refundId: string,
+  amount: bigint,
+): Promise<string> {
+  const gatewayRefundId = providerId('sbre')
+  await emit(ctx, payment.id, 'refund.succeeded', {
+    ...emptyData(),
+    payment_id: payment.id,
+    amount: Number(amount),
+    currency: payment.currency,
+    refund_id: refundId,
+    gateway_refund_id: gatewayRefundId,
+  })
+  return gatewayRefundId
+}
+
+async function saveCard(
+  ctx: GatewayContext,
+  customerId: string,
+  number: string,
+  expMonth: number,
+  expYear: number,
+) {
+  return ctx.db
+    .insertInto('sandbox_cards')
+    .values({
+      id: providerId('sbcard'),
+      environment_id: ctx.scope.environmentId,
+      customer_id: customerId,
+      number,
+      brand: brandOf(number),
+      last4: number.slice(-4),
+      exp_month: expMonth,
+      exp_year: expYear,
+      created_at: ctx.clock.now(),
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}
+
+function isOpen(session: SandboxSession, ctx: GatewayContext): boolean {
+  return session.status === 'open' && session.expires_at.getTime() > ctx.clock.now().getTime()
+}
+
+async function updateSession(
+  ctx: GatewayContext,
+  id: string,
+  changes: Partial<Pick<SandboxSession, 'status' | 'pending_card_number' | 'amount_received'>>,
+): Promise<SandboxSession> {
+  return ctx.db
+    .updateTable('sandbox_sessions')
+    .set({ ...changes, updated_at: ctx.clock.now() })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}
+
+function emptyData(): SandboxEvent['data'] {
+  return {
+    payment_id: '',
+    session_id: null,
+    charge_id: null,
+    amount: 0,
+    amount_received: 0,
+    currency: '',
+    card: null,
+    error: null,
+    refund_id: null,
+    gateway_refund_id: null,
+  }
+}
+
+function eventData(
+  session: SandboxSession,
+  extra: Partial<SandboxEvent['data']>,
+): SandboxEvent['data'] {
+  return {
+    ...emptyData(),
+    payment_id: session.payment_id,
+    session_id: session.id,
+    amount: Number(session.amount),
+    amount_received: Number(session.amount_received),
+    currency: session.currency,
+    ...extra,
+  }
+}
+
+/**
+ * Signs and delivers an event to Payrail's inbound sandbox endpoint. A delivery
+ * that does not get a 2xx is retried by a job with backoff, as providers do.
+ */
+async function emit(
+  ctx: GatewayContext,
+  _paymentId: string,
+  type: string,
+  data: SandboxEvent['data'],
+): Promise<void> {
+  const event: SandboxEvent = {
+    id: providerId('sbevt'),
+    type,
+    created: Math.floor(ctx.clock.now().getTime() / 1000),
+    data,
+  }
+  const body = JSON.stringify(event)
+  const path = sandboxWebhookPath(ctx.scope.tenantId, ctx.scope.environmentId)
+  const delivered = await deliverSandboxEvent(ctx, path, body).catch(() => false)
+  if (!delivered) {
+    await ctx.jobs.add(SANDBOX_DELIVERY_TASK, { path, body }, { maxAttempts: 25 })
+  }
+}
+
+export async function deliverSandboxEvent(
+  ctx: Pick<GatewayContext, 'credentials' | 'clock' | 'loopback'>,
+  path: string,
+  body: string,
+): Promise<boolean> {
+  const secret = ctx.credentials?.webhook_secret
+  if (!secret) return false
+  const header = signWebhook(secret, body, Math.floor(ctx.clock.now().getTime() / 1000))
+  const status = await ctx.loopback.post(path, body, { [SANDBOX_SIGNATURE_HEADER]: header })
+  return status >= 200 && status < 300
+}
+
+export function sandboxWebhookPath(tenantId: string, environmentId: string): string {
+  return `/v1/webhooks/sandbox/${encodeURIComponent(tenantId)}/${encodeURIComponent(environmentId)}`
+}
+
+function providerId(prefix: string): string {
+  return `${prefix}_${randomBytes(12).toString('hex')}`
+}

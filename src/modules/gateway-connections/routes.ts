@@ -1,0 +1,95 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsync } from 'fastify'
+import type { AppDeps } from '../../app.ts'
+import { principalOf } from '../../http/auth.ts'
+import { ErrorResponse } from '../../http/error-handler.ts'
+import { PaginatedSchema, paginated } from '../../http/pagination.ts'
+import { IdParams } from '../../http/schema-types.ts'
+import {
+  ConnectionSchema,
+  CreateConnectionBody,
+  toConnectionResponse,
+  UpdateConnectionBody,
+} from './schemas.ts'
+import {
+  createConnection,
+  deleteGatewayConnection,
+  listGatewayConnections,
+  type OpenedConnection,
+  updateGatewayConnection,
+} from './service.ts'
+
+const tags = ['Gateway connections']
+const errors = { '4xx': ErrorResponse }
+
+export function gatewayConnectionRoutes(deps: AppDeps): FastifyPluginAsync {
+  return async (plugin) => {
+    const app = plugin.withTypeProvider<TypeBoxTypeProvider>()
+    const show = ({ connection, credentials }: OpenedConnection) =>
+      toConnectionResponse(connection, Object.keys(credentials).sort(), deps.config.publicUrl)
+
+    app.post(
+      '/gateway_connections',
+      {
+        schema: {
+          tags,
+          summary: 'Connect a gateway (credentials are write-only and encrypted at rest)',
+          body: CreateConnectionBody,
+          response: { 201: ConnectionSchema, ...errors },
+        },
+      },
+      async (request, reply) =>
+        reply
+          .code(201)
+          .send(show(await createConnection(deps, principalOf(request), request.body))),
+    )
+    app.get(
+      '/gateway_connections',
+      {
+        schema: {
+          tags,
+          summary: 'List gateway connections',
+          response: { 200: PaginatedSchema(ConnectionSchema), ...errors },
+        },
+      },
+      async (request) => {
+        const items = (await listGatewayConnections(deps, principalOf(request))).map(show)
+        return paginated(items, items.length, { limit: Math.max(items.length, 1), offset: 0 })
+      },
+    )
+    app.patch(
+      '/gateway_connections/:id',
+      {
+        schema: {
+          tags,
+          summary: 'Rotate credentials, change settings, or (de)activate',
+          params: IdParams,
+          body: UpdateConnectionBody,
+          response: { 200: ConnectionSchema, ...errors },
+        },
+      },
+      async (request) =>
+        show(
+          await updateGatewayConnection(
+            deps,
+            principalOf(request),
+            request.params.id,
+            request.body,
+          ),
+        ),
+    )
+    app.delete(
+      '/gateway_connections/:id',
+      {
+        schema: {
+          tags,
+          summary: 'Disconnect a gateway',
+          params: IdParams,
+          response: { 200: ConnectionSchema, ...errors },
+        },
+      },
+      async (request) =>
+        show(await deleteGatewayConnection(deps, principalOf(request), request.params.id)),
+    )
+  }
+}

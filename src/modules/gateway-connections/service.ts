@@ -1,0 +1,167 @@
+import type { Clock } from '../../core/clock.ts'
+import { AppError, notFound, validationError } from '../../core/errors.ts'
+import { newId } from '../../core/ids.ts'
+import type { Scope } from '../../core/principal.ts'
+import type { SecretBox } from '../../core/secret-box.ts'
+import type { Db } from '../../db/client.ts'
+import type { GatewayConnection } from '../../db/database.ts'
+import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
+import {
+  findActiveConnection,
+  findConnection,
+  insertConnection,
+  listConnections,
+  updateConnection,
+} from './repository.ts'
+import type { CreateConnectionBody, UpdateConnectionBody } from './schemas.ts'
+
+/** Credentials each connectable gateway needs; anything else is refused so typos surface at once. */
+export const REQUIRED_CREDENTIALS: Record<string, readonly string[]> = {
+  stripe: ['secret_key', 'webhook_secret'],
+  bitpay: ['token'],
+  coinpayments: ['public_key', 'private_key', 'ipn_secret', 'merchant_id'],
+  checkout: ['secret_key', 'signature_key'],
+  external: ['webhook_secret'],
+}
+
+export interface OpenedConnection {
+  connection: GatewayConnection
+  credentials: Record<string, string>
+}
+
+interface ConnectionDeps {
+  db: Db
+  clock: Clock
+  secretBox: SecretBox
+}
+
+/**
+ * Connects a gateway to the environment; credentials are sealed before they are
+ * stored and never returned. One active connection per gateway and environment.
+ */
+export async function createConnection(
+  deps: ConnectionDeps,
+  scope: Scope,
+  body: CreateConnectionBody,
+): Promise<OpenedConnection> {
+  const required = REQUIRED_CREDENTIALS[body.gateway]
+  if (!required) {
+    throw validationError(
+      `gateway must be one of ${Object.keys(REQUIRED_CREDENTIALS).join(', ')}`,
+      { field: 'gateway' },
+    )
+  }
+  assertCredentials(body.gateway, body.credentials)
+  const now = deps.clock.now()
+  try {
+    const connection = await insertConnection(deps.db, {
+      id: newId('gatewayConnection'),
+      tenant_id: scope.tenantId,
+      environment_id: scope.environmentId,
+      gateway: body.gateway,
+      credentials: deps.secretBox.seal(JSON.stringify(body.credentials)),
+      settings: JSON.stringify(body.settings ?? {}),
+      created_at: now,
+      updated_at: now,
+    })
+    return { connection, credentials: body.credentials }
+  } catch (error) {
+    if (isPgError(error, PG_UNIQUE_VIOLATION)) {
+      throw new AppError(
+        'conflict',
+        `This environment already has an active ${body.gateway} connection; update or delete it`,
+        {
+          gateway: body.gateway,
+        },
+      )
+    }
+    throw error
+  }
+}
+
+export async function updateGatewayConnection(
+  deps: ConnectionDeps,
+  scope: Scope,
+  id: string,
+  body: UpdateConnectionBody,
+): Promise<OpenedConnection> {
+  const current = await findConnection(deps.db, scope.environmentId, id)
+  if (!current) throw notFound('gateway_connection', id)
+  const credentials = { ...openCredentials(deps.secretBox, current), ...body.credentials }
+  assertCredentials(current.gateway, credentials)
+  try {
+    const connection = await updateConnection(deps.db, scope.environmentId, id, {
+      credentials: deps.secretBox.seal(JSON.stringify(credentials)),
+      ...(body.settings !== undefined && {
+        settings: JSON.stringify({ ...current.settings, ...body.settings }),
+      }),
+      ...(body.active !== undefined && { active: body.active }),
+      updated_at: deps.clock.now(),
+    })
+    if (!connection) throw notFound('gateway_connection', id)
+    return { connection, credentials }
+  } catch (error) {
+    if (isPgError(error, PG_UNIQUE_VIOLATION)) {
+      throw new AppError('conflict', `Another ${current.gateway} connection is already active`, {
+        gateway: current.gateway,
+      })
+    }
+    throw error
+  }
+}
+
+/** Deactivates the connection (kept for the history of payments that used it). */
+export async function deleteGatewayConnection(
+  deps: ConnectionDeps,
+  scope: Scope,
+  id: string,
+): Promise<OpenedConnection> {
+  return updateGatewayConnection(deps, scope, id, { active: false })
+}
+
+export async function listGatewayConnections(
+  deps: ConnectionDeps,
+  scope: Scope,
+): Promise<OpenedConnection[]> {
+  const rows = await listConnections(deps.db, scope.environmentId)
+  return rows.map((connection) => ({
+    connection,
+    credentials: openCredentials(deps.secretBox, connection),
+  }))
+}
+
+/** The environment's active connection for a gateway, credentials opened; `undefined` when not connected. */
+export async function activeConnection(
+  deps: Pick<ConnectionDeps, 'db' | 'secretBox'>,
+  scope: Scope,
+  gateway: string,
+): Promise<OpenedConnection | undefined> {
+  const connection = await findActiveConnection(deps.db, scope.environmentId, gateway)
+  return connection
+    ? { connection, credentials: openCredentials(deps.secretBox, connection) }
+    : undefined
+}
+
+function openCredentials(
+  secretBox: SecretBox,
+  connection: GatewayConnection,
+): Record<string, string> {
+  const parsed: unknown = JSON.parse(secretBox.open(connection.credentials))
+  const out: Record<string, string> = {}
+  if (parsed && typeof parsed === 'object') {
+    for (const [key, value] of Object.entries(parsed))
+      if (typeof value === 'string') out[key] = value
+  }
+  return out
+}
+
+function assertCredentials(gateway: string, credentials: Record<string, string>): void {
+  const required = REQUIRED_CREDENTIALS[gateway] ?? []
+  const missing = required.filter((key) => !credentials[key])
+  if (missing.length > 0) {
+    throw validationError(`${gateway} needs credentials ${missing.join(', ')}`, {
+      field: 'credentials',
+      missing,
+    })
+  }
+}

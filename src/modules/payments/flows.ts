@@ -1,0 +1,432 @@
+import { AppError, notFound, validationError } from '../../core/errors.ts'
+import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
+import type { Access, Principal, Scope } from '../../core/principal.ts'
+import type { PaymentMethodType } from '../../db/database.ts'
+import { availableGatewayNames, gatewayFor, isGatewayAvailable } from '../../gateways/registry.ts'
+import { balanceOf } from '../balances/service.ts'
+import { getCustomer } from '../customers/service.ts'
+import {
+  applyDiscountCode,
+  assertPayable,
+  getInvoice,
+  lockInvoiceOrFail,
+} from '../invoices/service.ts'
+import { getOrder } from '../orders/service.ts'
+import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
+import { openPaymentsForInvoice, setAllocationAmount, updatePayment } from './repository.ts'
+import type { CreatePaymentBody } from './schemas.ts'
+import {
+  createPaymentRecord,
+  getPayment,
+  type NewPayment,
+  type PaymentDeps,
+  type PaymentView,
+  processPayment,
+  withLockedPayment,
+} from './service.ts'
+import type { Cause } from './state.ts'
+
+/** Method types a customer token may pay with; recording money received offline is for admins. */
+const CUSTOMER_METHOD_TYPES: readonly PaymentMethodType[] = [
+  'PAYMENT_LINK',
+  'CARD',
+  'CRYPTO',
+  'CREDITS',
+  'EXTERNAL',
+]
+
+export function accessFor(principal: Principal): Access {
+  return {
+    tenantId: principal.tenantId,
+    environmentId: principal.environmentId,
+    customerId: principal.customerId,
+  }
+}
+
+function assertMethodAllowed(access: Access, methodType: PaymentMethodType): void {
+  if (access.customerId !== null && !CUSTOMER_METHOD_TYPES.includes(methodType)) {
+    throw new AppError('forbidden', `A customer token cannot create ${methodType} payments`, {
+      payment_method_type: methodType,
+    })
+  }
+}
+
+/**
+ * `POST /v1/payments` (Flexprice-compatible): create the payment, then process it
+ * unless `process_payment` is false. A decline is a 402 after the FAILED payment
+ * is saved.
+ */
+export async function createAndProcess(
+  deps: PaymentDeps,
+  access: Access,
+  body: CreatePaymentBody,
+  cause: Cause,
+): Promise<PaymentView> {
+  assertMethodAllowed(access, body.payment_method_type)
+  const currency = normalizeCurrency(body.currency)
+  const amount = toMinorUnits(body.amount, currency)
+  const view = await createPaymentRecord(deps, access, {
+    allocations: [{ invoiceId: body.destination_id, amount }],
+    destinationType: 'INVOICE',
+    destinationId: body.destination_id,
+    subject: null,
+    methodType: body.payment_method_type,
+    gateway: body.payment_gateway,
+    paymentMethodId: body.payment_method_id,
+    currency,
+    successUrl: body.success_url,
+    cancelUrl: body.cancel_url,
+    saveCard: body.save_card_and_make_default,
+    metadata: body.metadata,
+    idempotencyKey: body.idempotency_key,
+    description: body.description,
+    billingAddress: body.billing_address,
+    discountCode: body.discount_code,
+    paymentDate: body.payment_date ? new Date(body.payment_date) : undefined,
+    createdBy: cause.causeId,
+  })
+  if (body.process_payment === false || view.payment.payment_status !== 'INITIATED') return view
+  return processPayment(deps, scopeOf(access), view.payment.id, cause)
+}
+
+export interface PayInvoiceInput {
+  payment_method_type: PaymentMethodType
+  payment_gateway?: string | undefined
+  payment_method_id?: string | undefined
+  amount?: string | number | undefined
+  success_url?: string | undefined
+  cancel_url?: string | undefined
+  save_card_and_make_default?: boolean | undefined
+  discount_code?: string | undefined
+  metadata?: Record<string, string> | undefined
+}
+
+/** `POST /v1/invoices/:id/pay`: pay what is left (or `amount`) of an invoice with one method, now. */
+export async function payInvoice(
+  deps: PaymentDeps,
+  access: Access,
+  invoiceId: string,
+  input: PayInvoiceInput,
+  cause: Cause,
+): Promise<PaymentView> {
+  assertMethodAllowed(access, input.payment_method_type)
+  const { invoice } = await getInvoice(deps.db, access, invoiceId)
+  const view = await createPaymentRecord(deps, access, {
+    allocations: [
+      {
+        invoiceId,
+        amount:
+          input.amount === undefined
+            ? invoice.amount_remaining
+            : toMinorUnits(input.amount, invoice.currency),
+      },
+    ],
+    destinationType: 'INVOICE',
+    destinationId: invoiceId,
+    subject: null,
+    methodType: input.payment_method_type,
+    gateway: input.payment_gateway,
+    paymentMethodId: input.payment_method_id,
+    currency: invoice.currency,
+    successUrl: input.success_url,
+    cancelUrl: input.cancel_url,
+    saveCard: input.save_card_and_make_default,
+    metadata: input.metadata,
+    discountCode: input.discount_code,
+    createdBy: cause.causeId,
+  })
+  return processPayment(deps, scopeOf(access), view.payment.id, cause)
+}
+
+/** `POST /v1/orders/pay`: one payment for several pending orders of one customer, split over their invoices. */
+export async function payOrders(
+  deps: PaymentDeps,
+  access: Access,
+  orderIds: string[],
+  input: Omit<PayInvoiceInput, 'amount' | 'discount_code'>,
+  cause: Cause,
+): Promise<PaymentView> {
+  assertMethodAllowed(access, input.payment_method_type)
+  if (new Set(orderIds).size !== orderIds.length)
+    throw validationError('orders lists an order twice', { field: 'orders' })
+  const allocations: NewPayment['allocations'] = []
+  let currency: string | undefined
+  for (const id of orderIds) {
+    const order = await getOrder(deps.db, access, id)
+    if (order.status !== 'PENDING') {
+      throw new AppError(
+        'invalid_state_transition',
+        `Order ${id} is ${order.status}; only pending orders can be paid`,
+        {
+          order_id: id,
+          status: order.status,
+        },
+      )
+    }
+    const { invoice } = await getInvoice(deps.db, access, order.invoice_id)
+    currency ??= invoice.currency
+    if (invoice.currency !== currency)
+      throw validationError('All orders paid together must be in one currency', { field: 'orders' })
+    allocations.push({ invoiceId: invoice.id, amount: invoice.amount_remaining })
+  }
+  if (!currency) throw validationError('orders must list at least one order', { field: 'orders' })
+  const first = orderIds[0] ?? ''
+  const view = await createPaymentRecord(deps, access, {
+    allocations,
+    destinationType: 'ORDERS',
+    destinationId: first,
+    subject: first,
+    methodType: input.payment_method_type,
+    gateway: input.payment_gateway,
+    paymentMethodId: input.payment_method_id,
+    currency,
+    successUrl: input.success_url,
+    cancelUrl: input.cancel_url,
+    saveCard: input.save_card_and_make_default,
+    metadata: input.metadata,
+    createdBy: cause.causeId,
+  })
+  return processPayment(deps, scopeOf(access), view.payment.id, cause)
+}
+
+export const ON_RAMP_TYPES = ['PLATFORM', 'CHECKOUT', 'EXTERNAL'] as const
+export type OnRampType = (typeof ON_RAMP_TYPES)[number]
+
+export interface OnRampInput {
+  type: OnRampType
+  account_id?: string | undefined
+  some_data?: unknown
+  payment_id?: string | undefined
+  discount_code?: string | undefined
+  payment_gateway?: string | undefined
+  success_url?: string | undefined
+  cancel_url?: string | undefined
+}
+
+const ON_RAMP_METHOD: Record<OnRampType, PaymentMethodType> = {
+  PLATFORM: 'CREDITS',
+  CHECKOUT: 'PAYMENT_LINK',
+  EXTERNAL: 'EXTERNAL',
+}
+
+/**
+ * `PUT /v1/invoices/:id/payment`: the invoice's open payment of this type (or the
+ * one named by `payment_id`), or a new INITIATED one for what is left to pay.
+ * `created` tells the route whether to answer 201 or 200.
+ */
+export async function createOrRetrieveInvoicePayment(
+  deps: PaymentDeps,
+  access: Access,
+  invoiceId: string,
+  input: OnRampInput,
+  cause: Cause,
+): Promise<PaymentView & { created: boolean }> {
+  const { invoice } = await getInvoice(deps.db, access, invoiceId)
+  const methodType = ON_RAMP_METHOD[input.type]
+  if (input.type === 'PLATFORM') {
+    if (!input.account_id)
+      throw validationError('PLATFORM payments need account_id (the paying customer)', {
+        field: 'account_id',
+      })
+    if (input.account_id !== invoice.customer_id) {
+      throw validationError("account_id must be the invoice's customer", { field: 'account_id' })
+    }
+  }
+  const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
+  const existing = input.payment_id
+    ? open.find((p) => p.id === input.payment_id)
+    : open.find((p) => p.payment_method_type === methodType)
+  if (input.payment_id && !existing) throw notFound('payment', input.payment_id)
+  if (existing) return { ...(await getPayment(deps.db, access, existing.id)), created: false }
+  const view = await createPaymentRecord(deps, access, {
+    allocations: [{ invoiceId, amount: invoice.amount_remaining }],
+    destinationType: 'INVOICE',
+    destinationId: invoiceId,
+    subject: null,
+    methodType,
+    gateway: input.payment_gateway ?? (input.type === 'CHECKOUT' ? 'sandbox' : undefined),
+    currency: invoice.currency,
+    successUrl: input.success_url,
+    cancelUrl: input.cancel_url,
+    discountCode: input.discount_code,
+    gatewayMetadata:
+      input.some_data === undefined ? undefined : { some_data: JSON.stringify(input.some_data) },
+    createdBy: cause.causeId,
+  })
+  return { ...view, created: true }
+}
+
+/** `PATCH /v1/invoices/:id/payment`: change the open payment before it is confirmed (discount code, URLs, external data). */
+export async function updateInvoicePayment(
+  deps: PaymentDeps,
+  access: Access,
+  invoiceId: string,
+  input: Omit<OnRampInput, 'type'> & { type?: OnRampType | undefined },
+  cause: Cause,
+): Promise<PaymentView> {
+  const current = await openInvoicePayment(deps, access, invoiceId, input.payment_id)
+  if (current.payment_status !== 'INITIATED') {
+    throw new AppError(
+      'invalid_state_transition',
+      `Payment ${current.id} is ${current.payment_status}; only an unconfirmed payment can change`,
+      {
+        payment_id: current.id,
+      },
+    )
+  }
+  if (input.type && ON_RAMP_METHOD[input.type] !== current.payment_method_type) {
+    throw validationError(
+      'type cannot change on an existing payment; cancel it and PUT a new one',
+      { field: 'type' },
+    )
+  }
+  const scope = scopeOf(access)
+  return withLockedPayment(deps, scope, current.id, async (trx, locked) => {
+    let amount = locked.amount
+    if (input.discount_code) {
+      const invoice = await applyDiscountCode(
+        trx,
+        scope,
+        await lockInvoiceOrFail(trx, scope, invoiceId),
+        input.discount_code,
+        deps.clock,
+      )
+      assertPayable(invoice, deps.clock.now())
+      amount = invoice.amount_remaining
+      await setAllocationAmount(trx, locked.id, invoiceId, amount)
+    }
+    return updatePayment(trx, locked.id, {
+      amount,
+      ...(input.discount_code !== undefined && { discount_code: input.discount_code }),
+      ...(input.success_url !== undefined && { success_url: input.success_url }),
+      ...(input.cancel_url !== undefined && { cancel_url: input.cancel_url }),
+      ...(input.some_data !== undefined && {
+        gateway_metadata: JSON.stringify({
+          ...locked.gateway_metadata,
+          some_data: JSON.stringify(input.some_data),
+        }),
+      }),
+      updated_by: cause.causeId,
+      updated_at: deps.clock.now(),
+    })
+  })
+}
+
+/** `POST /v1/invoices/:id/payment/confirm`: process the invoice's open payment. */
+export async function confirmInvoicePayment(
+  deps: PaymentDeps,
+  access: Access,
+  invoiceId: string,
+  paymentId: string | undefined,
+  cause: Cause,
+): Promise<PaymentView> {
+  const payment = await openInvoicePayment(deps, access, invoiceId, paymentId)
+  if (payment.payment_status !== 'INITIATED') return getPayment(deps.db, access, payment.id)
+  return processPayment(deps, scopeOf(access), payment.id, cause)
+}
+
+async function openInvoicePayment(
+  deps: PaymentDeps,
+  access: Access,
+  invoiceId: string,
+  paymentId: string | undefined,
+) {
+  await getInvoice(deps.db, access, invoiceId)
+  const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
+  const payment = paymentId ? open.find((p) => p.id === paymentId) : open[0]
+  if (!payment) throw notFound('payment', paymentId ?? `for invoice ${invoiceId}`)
+  return payment
+}
+
+export interface PayOption {
+  payment_method_type: PaymentMethodType
+  payment_gateway: string
+  available: boolean
+  reason: string | null
+  payment_method_id: string | null
+  card: { brand: string | null; last4: string | null } | null
+  balance: string | null
+}
+
+/**
+ * `GET /v1/invoices/:id/pay_options`: what this customer can pay this invoice with
+ * right now: connected gateways' hosted pages, the saved default card, the account
+ * balance when it covers what is left, external and offline rails.
+ */
+export async function payOptions(deps: PaymentDeps, access: Access, invoiceId: string) {
+  const { invoice } = await getInvoice(deps.db, access, invoiceId)
+  const scope = scopeOf(access)
+  let payable = true
+  let reason: string | null = null
+  try {
+    assertPayable(invoice, deps.clock.now())
+  } catch (error) {
+    payable = false
+    reason = error instanceof Error ? error.message : 'not payable'
+  }
+  const customer = await getCustomer(deps.db, scope, invoice.customer_id)
+  const options: PayOption[] = []
+  const option = (
+    partial: Partial<PayOption> & Pick<PayOption, 'payment_method_type' | 'payment_gateway'>,
+  ): PayOption => ({
+    available: payable,
+    reason: payable ? null : reason,
+    payment_method_id: null,
+    card: null,
+    balance: null,
+    ...partial,
+  })
+  for (const name of availableGatewayNames()) {
+    if (!(await isGatewayAvailable(deps, scope, name))) continue
+    const gateway = gatewayFor(name)
+    for (const methodType of gateway.capabilities.methodTypes) {
+      if (methodType === 'CARD' || methodType === 'CREDITS') continue
+      if (methodType === 'OFFLINE' && access.customerId !== null) continue
+      options.push(option({ payment_method_type: methodType, payment_gateway: name }))
+    }
+  }
+  const method = customer.default_payment_method_id
+    ? await findCustomerPaymentMethod(
+        deps.db,
+        scope,
+        customer.id,
+        customer.default_payment_method_id,
+      )
+    : undefined
+  options.push(
+    option({
+      payment_method_type: 'CARD',
+      payment_gateway: method?.gateway ?? 'sandbox',
+      available: payable && method !== undefined,
+      reason: !payable ? reason : method ? null : 'no saved default card',
+      payment_method_id: method?.id ?? null,
+      card: method ? { brand: method.card_brand, last4: method.card_last4 } : null,
+    }),
+  )
+  const balance = await balanceOf(deps.db, customer.id, invoice.currency)
+  const covers = balance >= invoice.amount_remaining && invoice.amount_remaining > 0n
+  options.push(
+    option({
+      payment_method_type: 'CREDITS',
+      payment_gateway: 'platform',
+      available: payable && covers,
+      reason: !payable ? reason : covers ? null : 'the balance does not cover what is left to pay',
+      balance: formatMinorUnits(balance, invoice.currency),
+    }),
+  )
+  return {
+    object: 'pay_options' as const,
+    invoice_id: invoice.id,
+    customer_id: invoice.customer_id,
+    payable,
+    reason,
+    currency: invoice.currency,
+    amount_remaining: formatMinorUnits(invoice.amount_remaining, invoice.currency),
+    payment_window_ends_at: invoice.payment_window_ends_at?.toISOString() ?? null,
+    options,
+  }
+}
+
+function scopeOf(access: Access): Scope {
+  return { tenantId: access.tenantId, environmentId: access.environmentId }
+}

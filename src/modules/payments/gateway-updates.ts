@@ -1,0 +1,92 @@
+import type { Updateable } from 'kysely'
+import type { Scope } from '../../core/principal.ts'
+import type { Db } from '../../db/client.ts'
+import type { Payment, PaymentTable } from '../../db/database.ts'
+import type { PaymentUpdate } from '../../gateways/gateway.ts'
+import { completeRefundLocked } from './refunds.ts'
+import { findRefundByGatewayId, insertAttempt, refundsOf, updatePayment } from './repository.ts'
+import { attemptRow, type PaymentDeps, saveCardFromPayment } from './service.ts'
+import { type Cause, movePayment } from './state.ts'
+
+export type UpdateOutcome = 'applied' | 'repeat' | 'ignored' | 'attempt_recorded' | 'refund_applied'
+
+/**
+ * Applies what a verified gateway notification reports to a payment the caller
+ * holds locked. A repeated report changes nothing; one the state machine refuses
+ * (a late "pending" after success, say) is ignored and logged, never applied: a
+ * payment never moves backwards.
+ */
+export async function applyPaymentUpdate(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  update: PaymentUpdate,
+  cause: Cause,
+  deps: Pick<PaymentDeps, 'clock' | 'logger'>,
+): Promise<{ payment: Payment; outcome: UpdateOutcome }> {
+  let payment = locked
+  let outcome: UpdateOutcome = 'repeat'
+  const gateway = payment.payment_gateway ?? 'unknown'
+
+  if (update.attempt) {
+    await insertAttempt(
+      trx,
+      attemptRow(
+        payment,
+        gateway,
+        update.attempt.status,
+        update.gatewayPaymentId ?? null,
+        payment.gateway_tracking_id,
+        update.attempt.errorCode ?? null,
+        update.attempt.errorMessage ?? null,
+        deps.clock,
+      ),
+    )
+    outcome = 'attempt_recorded'
+  }
+
+  if (update.refund) {
+    const refund =
+      (update.refund.refundId
+        ? (await refundsOf(trx, payment.id)).find((r) => r.id === update.refund?.refundId)
+        : undefined) ??
+      (update.refund.gatewayRefundId
+        ? await findRefundByGatewayId(trx, payment.id, update.refund.gatewayRefundId)
+        : undefined)
+    if (refund && refund.status === 'pending' && update.refund.status === 'succeeded') {
+      const done = await completeRefundLocked(
+        trx,
+        scope,
+        payment,
+        refund,
+        update.refund.gatewayRefundId,
+        cause,
+        deps,
+      )
+      return { payment: done.payment, outcome: 'refund_applied' }
+    }
+    return { payment, outcome: refund ? 'repeat' : 'ignored' }
+  }
+
+  if (update.status) {
+    const received = update.amountReceived ?? payment.amount
+    const to =
+      update.status === 'SUCCEEDED' && received > payment.amount ? 'OVERPAID' : update.status
+    const changes: Updateable<PaymentTable> = {
+      ...(update.gatewayPaymentId && { gateway_payment_id: update.gatewayPaymentId }),
+      ...((to === 'SUCCEEDED' || to === 'OVERPAID') && { amount_paid: received }),
+      ...(to === 'RESERVED' && { amount_reserved: received }),
+      ...(to === 'FAILED' &&
+        update.error && { status_code: update.error.code, error_message: update.error.message }),
+    }
+    const moved = await movePayment(trx, scope, payment, to, changes, cause, deps)
+    payment = moved.payment
+    outcome = moved.kind === 'applied' ? 'applied' : moved.kind === 'repeat' ? 'repeat' : 'ignored'
+  }
+
+  if (update.card && outcome === 'applied') {
+    const method = await saveCardFromPayment(trx, scope, payment, update.card, deps.clock)
+    payment = await updatePayment(trx, payment.id, { payment_method_id: method.id })
+  }
+  return { payment, outcome }
+}

@@ -1,0 +1,253 @@
+import { AppError, notFound, validationError } from '../../core/errors.ts'
+import { newId } from '../../core/ids.ts'
+import { toMinorUnits } from '../../core/money.ts'
+import { isSettled } from '../../core/payment-state.ts'
+import type { Access, Scope } from '../../core/principal.ts'
+import type { Db } from '../../db/client.ts'
+import type { Payment, Refund } from '../../db/database.ts'
+import { gatewayContext, resolveGateway } from '../../gateways/registry.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+import { recordEvents } from '../events/service.ts'
+import {
+  findPayment,
+  findRefund,
+  insertRefund,
+  listRefunds as listRefundRows,
+  refundsOf,
+  updatePayment,
+  updateRefund,
+} from './repository.ts'
+import type { CreateRefundBody } from './schemas.ts'
+import { toRefundResponse } from './schemas.ts'
+import type { PaymentDeps } from './service.ts'
+import { withLockedPayment } from './service.ts'
+import { type Cause, movePayment, reconcileRefund } from './state.ts'
+
+/**
+ * Refunds a settled payment, fully (no amount: all that is still refundable) or in
+ * part. Under the payment's row lock the refundable amount counts refunds still
+ * pending, so concurrent refunds can never add up to more than was paid. Internal
+ * rails complete at once; a gateway refund is asked for after the lock is released
+ * and recorded when it answers (or when its webhook arrives).
+ *
+ * @example
+ * const refund = await createRefund(deps, access, paymentId, { amount: '5.00', reason: 'requested_by_customer' }, cause)
+ */
+export async function createRefund(
+  deps: PaymentDeps,
+  access: Access,
+  paymentId: string,
+  body: CreateRefundBody,
+  cause: Cause,
+): Promise<Refund> {
+  const scope: Scope = { tenantId: access.tenantId, environmentId: access.environmentId }
+  const existing = await findPayment(deps.db, scope.environmentId, paymentId, access.customerId)
+  if (!existing) throw notFound('payment', paymentId)
+  const gateway = resolveGateway(
+    existing.payment_method_type,
+    existing.payment_gateway ?? undefined,
+  )
+  if (!gateway.capabilities.refund) {
+    throw new AppError(
+      'not_supported',
+      `The ${gateway.name} gateway does not take refunds through Payrail`,
+      {
+        payment_gateway: gateway.name,
+      },
+    )
+  }
+  const ctx = await gatewayContext(deps, scope, gateway.name)
+  let created: Refund | undefined
+  await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    if (!isSettled(locked.payment_status) || locked.payment_status === 'REFUNDED') {
+      throw new AppError(
+        'invalid_state_transition',
+        `Payment ${locked.id} is ${locked.payment_status}; only received money can be refunded`,
+        {
+          payment_id: locked.id,
+          payment_status: locked.payment_status,
+        },
+      )
+    }
+    const pending = (await refundsOf(trx, locked.id))
+      .filter((r) => r.status === 'pending')
+      .reduce((sum, r) => sum + r.amount, 0n)
+    const refundable = locked.amount_paid - locked.amount_refunded - pending
+    const amount =
+      body.amount === undefined ? refundable : toMinorUnits(body.amount, locked.currency)
+    if (amount <= 0n) {
+      throw refundable <= 0n
+        ? new AppError('conflict', `Nothing is left to refund on payment ${locked.id}`, {
+            refundable: '0',
+          })
+        : validationError('amount must be greater than zero', { field: 'amount' })
+    }
+    if (amount > refundable) {
+      throw new AppError('conflict', `amount is more than the ${refundable} still refundable`, {
+        field: 'amount',
+        refundable: String(refundable),
+      })
+    }
+    const now = deps.clock.now()
+    const refund = await insertRefund(trx, {
+      id: newId('refund'),
+      tenant_id: scope.tenantId,
+      environment_id: scope.environmentId,
+      payment_id: locked.id,
+      amount,
+      currency: locked.currency,
+      status: 'pending',
+      reason: body.reason ?? null,
+      metadata: JSON.stringify(body.metadata ?? {}),
+      created_at: now,
+      updated_at: now,
+    })
+    await recordEvents(trx, scope, now, [refundEvent('refund.created', refund)])
+    if (gateway.capabilities.internal) {
+      await gateway.refundInternal?.(trx, ctx, locked, refund)
+      created = (await completeRefundLocked(trx, scope, locked, refund, null, cause, deps)).refund
+      return locked
+    }
+    created = refund
+    const moved = await movePayment(trx, scope, locked, 'PENDING_REFUND', {}, cause, deps)
+    return moved.payment
+  })
+  if (!created) throw new Error('refund not created')
+  if (gateway.capabilities.internal) return created
+  return askGateway(deps, scope, paymentId, created, cause)
+}
+
+async function askGateway(
+  deps: PaymentDeps,
+  scope: Scope,
+  paymentId: string,
+  refund: Refund,
+  cause: Cause,
+): Promise<Refund> {
+  const payment = await findPayment(deps.db, scope.environmentId, paymentId)
+  if (!payment) throw notFound('payment', paymentId)
+  const gateway = resolveGateway(payment.payment_method_type, payment.payment_gateway ?? undefined)
+  const ctx = await gatewayContext(deps, scope, gateway.name)
+  const result = await gateway.refund?.(ctx, payment, refund)
+  let out = refund
+  await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    const current = (await refundsOf(trx, locked.id)).find((r) => r.id === refund.id)
+    if (current?.status !== 'pending') {
+      // The provider's webhook got here first and settled it.
+      out = current ?? refund
+      return locked
+    }
+    if (result?.status === 'succeeded' || result?.status === 'pending') {
+      if (result.status === 'pending') {
+        out = await updateRefund(trx, refund.id, {
+          gateway_refund_id: result.gatewayRefundId,
+          updated_at: deps.clock.now(),
+        })
+        return locked
+      }
+      const done = await completeRefundLocked(
+        trx,
+        scope,
+        locked,
+        current,
+        result.gatewayRefundId,
+        cause,
+        deps,
+      )
+      out = done.refund
+      return done.payment
+    }
+    const failed = await failRefundLocked(
+      trx,
+      scope,
+      locked,
+      current,
+      result?.status === 'failed' ? result.failure.message : 'refund not supported',
+      cause,
+      deps,
+    )
+    out = failed.refund
+    return failed.payment
+  })
+  return out
+}
+
+/**
+ * Marks a pending refund succeeded on a locked payment: `amount_refunded` goes up,
+ * the payment moves to PARTIALLY_REFUNDED or REFUNDED, and the invoices are
+ * reconciled. A refund already succeeded is left alone (a repeated webhook).
+ */
+export async function completeRefundLocked(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  refund: Refund,
+  gatewayRefundId: string | null,
+  cause: Cause,
+  deps: Pick<PaymentDeps, 'clock' | 'logger'>,
+): Promise<{ payment: Payment; refund: Refund }> {
+  if (refund.status !== 'pending') return { payment: locked, refund }
+  const now = deps.clock.now()
+  const done = await updateRefund(trx, refund.id, {
+    status: 'succeeded',
+    gateway_refund_id: gatewayRefundId ?? refund.gateway_refund_id,
+    updated_at: now,
+  })
+  const refunded = locked.amount_refunded + refund.amount
+  const to = refunded >= locked.amount_paid ? 'REFUNDED' : 'PARTIALLY_REFUNDED'
+  const moved = await movePayment(
+    trx,
+    scope,
+    locked,
+    to,
+    { amount_refunded: refunded },
+    cause,
+    deps,
+  )
+  const payment =
+    moved.kind === 'applied'
+      ? moved.payment
+      : await updatePayment(trx, locked.id, { amount_refunded: refunded, updated_at: now })
+  await reconcileRefund(trx, scope, payment, refund.amount, deps.clock)
+  await recordEvents(trx, scope, now, [refundEvent('refund.succeeded', done)])
+  return { payment, refund: done }
+}
+
+export async function failRefundLocked(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  refund: Refund,
+  message: string,
+  cause: Cause,
+  deps: Pick<PaymentDeps, 'clock' | 'logger'>,
+): Promise<{ payment: Payment; refund: Refund }> {
+  const now = deps.clock.now()
+  const failed = await updateRefund(trx, refund.id, {
+    status: 'failed',
+    failure_message: message,
+    updated_at: now,
+  })
+  const moved = await movePayment(trx, scope, locked, 'REFUND_FAILED', {}, cause, deps)
+  await recordEvents(trx, scope, now, [refundEvent('refund.failed', failed)])
+  return { payment: moved.payment, refund: failed }
+}
+
+export async function getRefund(db: Db, access: Access, id: string): Promise<Refund> {
+  const refund = await findRefund(db, access.environmentId, id, access.customerId)
+  if (!refund) throw notFound('refund', id)
+  return refund
+}
+
+export async function listRefunds(
+  db: Db,
+  access: Access,
+  filters: { paymentId?: string | undefined; status?: Refund['status'] | undefined },
+  request: ListRequest<'created_at' | 'amount'>,
+) {
+  return listRefundRows(db, access.environmentId, filters, request)
+}
+
+function refundEvent(type: string, refund: Refund) {
+  return { type, objectType: 'refund', objectId: refund.id, data: toRefundResponse(refund) }
+}

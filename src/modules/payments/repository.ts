@@ -1,0 +1,306 @@
+import type { Insertable, Updateable } from 'kysely'
+import type { PaymentStatus } from '../../core/payment-state.ts'
+import type { Db } from '../../db/client.ts'
+import type {
+  Payment,
+  PaymentAllocation,
+  PaymentAllocationTable,
+  PaymentAttempt,
+  PaymentAttemptTable,
+  PaymentMethodType,
+  PaymentTable,
+  PaymentTransition,
+  PaymentTransitionTable,
+  Refund,
+  RefundTable,
+} from '../../db/database.ts'
+import { fetchPage } from '../../db/list.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+
+export type PaymentSortField = 'created_at' | 'amount' | 'updated_at'
+
+/** Inserts a payment; `undefined` when its `human_id` is already taken in the environment. */
+export async function insertPayment(
+  db: Db,
+  row: Insertable<PaymentTable>,
+): Promise<Payment | undefined> {
+  return db
+    .insertInto('payments')
+    .values(row)
+    .onConflict((oc) => oc.columns(['environment_id', 'human_id']).doNothing())
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function insertAllocations(
+  db: Db,
+  rows: Insertable<PaymentAllocationTable>[],
+): Promise<void> {
+  await db.insertInto('payment_allocations').values(rows).execute()
+}
+
+export async function findPayment(
+  db: Db,
+  environmentId: string,
+  id: string,
+  customerId: string | null = null,
+): Promise<Payment | undefined> {
+  let query = db
+    .selectFrom('payments')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+  if (customerId !== null) query = query.where('customer_id', '=', customerId)
+  return query.executeTakeFirst()
+}
+
+export async function findPaymentByIdempotencyKey(
+  db: Db,
+  environmentId: string,
+  key: string,
+): Promise<Payment | undefined> {
+  return db
+    .selectFrom('payments')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('idempotency_key', '=', key)
+    .executeTakeFirst()
+}
+
+/** The payment row under `SELECT … FOR UPDATE`: every state change goes through this. */
+export async function lockPayment(
+  db: Db,
+  environmentId: string,
+  id: string,
+): Promise<Payment | undefined> {
+  return db
+    .selectFrom('payments')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .forUpdate()
+    .executeTakeFirst()
+}
+
+export async function lockPaymentByTracking(
+  db: Db,
+  environmentId: string,
+  gateway: string,
+  trackingId: string,
+): Promise<Payment | undefined> {
+  return db
+    .selectFrom('payments')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('payment_gateway', '=', gateway)
+    .where('gateway_tracking_id', '=', trackingId)
+    .forUpdate()
+    .executeTakeFirst()
+}
+
+export async function updatePayment(
+  db: Db,
+  id: string,
+  changes: Updateable<PaymentTable>,
+): Promise<Payment> {
+  return db
+    .updateTable('payments')
+    .set(changes)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}
+
+export async function allocationsOf(db: Db, paymentIds: string[]): Promise<PaymentAllocation[]> {
+  if (paymentIds.length === 0) return []
+  return db
+    .selectFrom('payment_allocations')
+    .selectAll()
+    .where('payment_id', 'in', paymentIds)
+    .orderBy('payment_id')
+    .orderBy('position')
+    .execute()
+}
+
+export async function setAllocationApplied(
+  db: Db,
+  paymentId: string,
+  invoiceId: string,
+  applied: bigint,
+): Promise<void> {
+  await db
+    .updateTable('payment_allocations')
+    .set({ applied_amount: applied })
+    .where('payment_id', '=', paymentId)
+    .where('invoice_id', '=', invoiceId)
+    .execute()
+}
+
+export async function setAllocationAmount(
+  db: Db,
+  paymentId: string,
+  invoiceId: string,
+  amount: bigint,
+): Promise<void> {
+  await db
+    .updateTable('payment_allocations')
+    .set({ amount })
+    .where('payment_id', '=', paymentId)
+    .where('invoice_id', '=', invoiceId)
+    .execute()
+}
+
+export async function insertAttempt(
+  db: Db,
+  row: Insertable<PaymentAttemptTable>,
+): Promise<PaymentAttempt> {
+  return db.insertInto('payment_attempts').values(row).returningAll().executeTakeFirstOrThrow()
+}
+
+export async function attemptsOf(db: Db, paymentIds: string[]): Promise<PaymentAttempt[]> {
+  if (paymentIds.length === 0) return []
+  return db
+    .selectFrom('payment_attempts')
+    .selectAll()
+    .where('payment_id', 'in', paymentIds)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute()
+}
+
+export async function insertTransition(
+  db: Db,
+  row: Insertable<PaymentTransitionTable>,
+): Promise<void> {
+  await db.insertInto('payment_transitions').values(row).execute()
+}
+
+export async function transitionsOf(db: Db, paymentId: string): Promise<PaymentTransition[]> {
+  return db
+    .selectFrom('payment_transitions')
+    .selectAll()
+    .where('payment_id', '=', paymentId)
+    .orderBy('id')
+    .execute()
+}
+
+/** Payments of an invoice that may still take money: the on-ramp reuses one of these instead of creating another. */
+export async function openPaymentsForInvoice(
+  db: Db,
+  environmentId: string,
+  invoiceId: string,
+): Promise<Payment[]> {
+  return db
+    .selectFrom('payments')
+    .innerJoin('payment_allocations', 'payment_allocations.payment_id', 'payments.id')
+    .selectAll('payments')
+    .where('payments.environment_id', '=', environmentId)
+    .where('payment_allocations.invoice_id', '=', invoiceId)
+    .where('payments.active', '=', true)
+    .where('payments.payment_status', 'in', [
+      'INITIATED',
+      'PENDING',
+      'PROCESSING',
+      'RESERVED',
+      'ON_RETRY',
+    ])
+    .orderBy('payments.created_at', 'desc')
+    .execute()
+}
+
+export interface PaymentFilters {
+  status?: PaymentStatus | undefined
+  paymentMethodType?: PaymentMethodType | undefined
+  gateway?: string | undefined
+  destinationId?: string | undefined
+  customerId?: string | undefined
+  currency?: string | undefined
+  includeInactive?: boolean | undefined
+}
+
+export async function listPayments(
+  db: Db,
+  environmentId: string,
+  filters: PaymentFilters,
+  request: ListRequest<PaymentSortField>,
+): Promise<{ items: Payment[]; total: number }> {
+  let query = db.selectFrom('payments').selectAll().where('environment_id', '=', environmentId)
+  if (filters.status) query = query.where('payment_status', '=', filters.status)
+  if (filters.paymentMethodType)
+    query = query.where('payment_method_type', '=', filters.paymentMethodType)
+  if (filters.gateway) query = query.where('payment_gateway', '=', filters.gateway)
+  if (filters.destinationId) query = query.where('destination_id', '=', filters.destinationId)
+  if (filters.customerId) query = query.where('customer_id', '=', filters.customerId)
+  if (filters.currency) query = query.where('currency', '=', filters.currency)
+  if (!filters.includeInactive) query = query.where('active', '=', true)
+  return fetchPage(query, 'payments', request)
+}
+
+export async function insertRefund(db: Db, row: Insertable<RefundTable>): Promise<Refund> {
+  return db.insertInto('refunds').values(row).returningAll().executeTakeFirstOrThrow()
+}
+
+export async function updateRefund(
+  db: Db,
+  id: string,
+  changes: Updateable<RefundTable>,
+): Promise<Refund> {
+  return db
+    .updateTable('refunds')
+    .set(changes)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}
+
+export async function refundsOf(db: Db, paymentId: string): Promise<Refund[]> {
+  return db
+    .selectFrom('refunds')
+    .selectAll()
+    .where('payment_id', '=', paymentId)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute()
+}
+
+export async function findRefund(
+  db: Db,
+  environmentId: string,
+  id: string,
+  customerId: string | null = null,
+): Promise<Refund | undefined> {
+  let query = db
+    .selectFrom('refunds')
+    .innerJoin('payments', 'payments.id', 'refunds.payment_id')
+    .selectAll('refunds')
+    .where('refunds.environment_id', '=', environmentId)
+    .where('refunds.id', '=', id)
+  if (customerId !== null) query = query.where('payments.customer_id', '=', customerId)
+  return query.executeTakeFirst()
+}
+
+export async function findRefundByGatewayId(
+  db: Db,
+  paymentId: string,
+  gatewayRefundId: string,
+): Promise<Refund | undefined> {
+  return db
+    .selectFrom('refunds')
+    .selectAll()
+    .where('payment_id', '=', paymentId)
+    .where('gateway_refund_id', '=', gatewayRefundId)
+    .forUpdate()
+    .executeTakeFirst()
+}
+
+export async function listRefunds(
+  db: Db,
+  environmentId: string,
+  filters: { paymentId?: string | undefined; status?: Refund['status'] | undefined },
+  request: ListRequest<'created_at' | 'amount'>,
+): Promise<{ items: Refund[]; total: number }> {
+  let query = db.selectFrom('refunds').selectAll().where('environment_id', '=', environmentId)
+  if (filters.paymentId) query = query.where('payment_id', '=', filters.paymentId)
+  if (filters.status) query = query.where('status', '=', filters.status)
+  return fetchPage(query, 'refunds', request)
+}

@@ -1,0 +1,935 @@
+import { randomInt } from 'node:crypto'
+import type { Insertable, Updateable } from 'kysely'
+import type { Clock } from '../../core/clock.ts'
+import { AppError, type ErrorCode, notFound, validationError } from '../../core/errors.ts'
+import { newId } from '../../core/ids.ts'
+import { normalizeCurrency, toMinorUnits } from '../../core/money.ts'
+import { isSettled, type PaymentStatus } from '../../core/payment-state.ts'
+import type { Access, Scope } from '../../core/principal.ts'
+import type { SecretBox } from '../../core/secret-box.ts'
+import type { Db } from '../../db/client.ts'
+import type {
+  Invoice,
+  Payment,
+  PaymentMethod,
+  PaymentMethodType,
+  PaymentTable,
+  StringMap,
+} from '../../db/database.ts'
+import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
+import type { Decline, Gateway, GatewayPaymentRequest } from '../../gateways/gateway.ts'
+import { type GatewayDeps, gatewayContext, resolveGateway } from '../../gateways/registry.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+import { mergeMetadata } from '../../http/schema-types.ts'
+import type { Logger } from '../../logger.ts'
+import { setDefaultPaymentMethodRow } from '../customers/repository.ts'
+import { getCustomer } from '../customers/service.ts'
+import { applyDiscountCode, assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
+import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
+import {
+  allocationsOf,
+  attemptsOf,
+  findPayment,
+  findPaymentByIdempotencyKey,
+  insertAllocations,
+  insertAttempt,
+  insertPayment,
+  listPayments as listPaymentRows,
+  lockPayment,
+  type PaymentFilters,
+  type PaymentSortField,
+  updatePayment,
+} from './repository.ts'
+import type { UpdatePaymentBody } from './schemas.ts'
+import { type Cause, movePayment, recordCreation } from './state.ts'
+
+export interface PaymentDeps extends GatewayDeps {
+  logger: Logger
+  secretBox: SecretBox
+}
+
+export interface NewPayment {
+  /** Invoices this payment pays, with the amount meant for each (one for `INVOICE` payments). */
+  allocations: { invoiceId: string; amount: bigint }[]
+  destinationType: 'INVOICE' | 'ORDERS'
+  destinationId: string
+  subject: string | null
+  methodType: PaymentMethodType
+  gateway: string | undefined
+  paymentMethodId?: string | undefined
+  currency: string
+  successUrl?: string | undefined
+  cancelUrl?: string | undefined
+  saveCard?: boolean | undefined
+  metadata?: StringMap | undefined
+  gatewayMetadata?: StringMap | undefined
+  idempotencyKey?: string | undefined
+  description?: string | undefined
+  billingAddress?: object | undefined
+  discountCode?: string | undefined
+  paymentDate?: Date | undefined
+  createdBy: string | null
+}
+
+export interface PaymentView {
+  payment: Payment
+  invoiceIds: string[]
+}
+
+const HUMAN_ID_ALPHABET = '23456789ABCDEFGHJKMNPQRSTUVWXYZ'
+
+/**
+ * Writes a new INITIATED payment and its allocations, after checking each invoice
+ * under its row lock: finalized, unpaid, window open, same customer and currency,
+ * amount within what is left to pay. A discount code is applied to a single
+ * invoice first. A repeated `idempotency_key` returns the payment it made.
+ *
+ * @example
+ * const { payment } = await createPaymentRecord(deps, access, { allocations: [{ invoiceId, amount: 1500n }], … })
+ */
+export async function createPaymentRecord(
+  deps: PaymentDeps,
+  access: Access,
+  input: NewPayment,
+): Promise<PaymentView> {
+  const scope = scopeOf(access)
+  if (input.idempotencyKey) {
+    const existing = await findPaymentByIdempotencyKey(
+      deps.db,
+      scope.environmentId,
+      input.idempotencyKey,
+    )
+    if (existing) return replayByKey(deps, existing, input)
+  }
+  const gateway = resolveGateway(input.methodType, input.gateway)
+  try {
+    return await deps.db.transaction().execute(async (trx) => {
+      const invoices: Invoice[] = []
+      for (const allocation of input.allocations) {
+        let invoice = await lockInvoiceOrFail(trx, scope, allocation.invoiceId)
+        if (access.customerId !== null && invoice.customer_id !== access.customerId)
+          throw notFound('invoice', invoice.id)
+        if (input.discountCode && input.allocations.length === 1) {
+          invoice = await applyDiscountCode(trx, scope, invoice, input.discountCode, deps.clock)
+        }
+        assertPayable(invoice, deps.clock.now())
+        if (invoice.currency !== input.currency) {
+          throw validationError(
+            `currency must be the invoice's (${invoice.currency}), got '${input.currency}'`,
+            {
+              field: 'currency',
+              invoice_currency: invoice.currency,
+            },
+          )
+        }
+        invoices.push(invoice)
+      }
+      const first = invoices[0]
+      if (!first)
+        throw validationError('A payment needs an invoice to pay', { field: 'destination_id' })
+      if (invoices.some((i) => i.customer_id !== first.customer_id)) {
+        throw validationError('All invoices paid together must belong to one customer', {
+          field: 'orders',
+        })
+      }
+      const amounts = input.allocations.map((allocation, index) => {
+        const invoice = invoices[index]
+        if (!invoice) throw new Error('allocation without invoice')
+        const amount = allocation.amount
+        if (amount <= 0n)
+          throw validationError('amount must be greater than zero', { field: 'amount' })
+        if (amount > invoice.amount_remaining) {
+          throw validationError(
+            `amount is more than the ${invoice.amount_remaining} still owed on ${invoice.id}`,
+            {
+              field: 'amount',
+              amount_remaining: String(invoice.amount_remaining),
+            },
+          )
+        }
+        return amount
+      })
+      const method = await paymentMethodFor(trx, scope, first.customer_id, input)
+      const now = deps.clock.now()
+      const payment = await insertWithHumanId(trx, {
+        id: newId('payment'),
+        tenant_id: scope.tenantId,
+        environment_id: scope.environmentId,
+        customer_id: first.customer_id,
+        destination_type: input.destinationType,
+        destination_id: input.destinationId,
+        subject: input.subject ?? first.order_id ?? first.subscription_id ?? first.id,
+        amount: amounts.reduce((sum, a) => sum + a, 0n),
+        currency: input.currency,
+        payment_status: 'INITIATED',
+        payment_method_type: input.methodType,
+        payment_method_id: method?.id ?? null,
+        payment_gateway: gateway.name,
+        success_url: input.successUrl ?? null,
+        cancel_url: input.cancelUrl ?? null,
+        save_card_and_make_default: input.saveCard ?? false,
+        metadata: JSON.stringify(input.metadata ?? {}),
+        gateway_metadata: JSON.stringify(input.gatewayMetadata ?? {}),
+        idempotency_key: input.idempotencyKey ?? null,
+        description: input.description ?? null,
+        billing_address: input.billingAddress ? JSON.stringify(input.billingAddress) : null,
+        discount_code: input.discountCode ?? null,
+        payment_date: input.paymentDate ?? null,
+        invoice_number: first.number,
+        created_by: input.createdBy,
+        updated_by: input.createdBy,
+        created_at: now,
+        updated_at: now,
+      })
+      await insertAllocations(
+        trx,
+        invoices.map((invoice, position) => ({
+          payment_id: payment.id,
+          invoice_id: invoice.id,
+          position,
+          amount: amounts[position] ?? 0n,
+        })),
+      )
+      await recordCreation(
+        trx,
+        scope,
+        payment,
+        { cause: 'api', causeId: input.createdBy },
+        deps.clock,
+      )
+      return { payment, invoiceIds: invoices.map((i) => i.id) }
+    })
+  } catch (error) {
+    // Two requests with one idempotency_key raced: the loser returns the winner's payment.
+    if (
+      input.idempotencyKey &&
+      isPgError(error, PG_UNIQUE_VIOLATION) &&
+      error.constraint === 'payments_idempotency_key'
+    ) {
+      const existing = await findPaymentByIdempotencyKey(
+        deps.db,
+        scope.environmentId,
+        input.idempotencyKey,
+      )
+      if (existing) return replayByKey(deps, existing, input)
+    }
+    throw error
+  }
+}
+
+async function replayByKey(
+  deps: PaymentDeps,
+  existing: Payment,
+  input: NewPayment,
+): Promise<PaymentView> {
+  const allocations = await allocationsOf(deps.db, [existing.id])
+  const same =
+    existing.destination_id === input.destinationId &&
+    existing.payment_method_type === input.methodType &&
+    allocations.length === input.allocations.length &&
+    allocations.every(
+      (a, i) =>
+        a.invoice_id === input.allocations[i]?.invoiceId &&
+        a.amount === input.allocations[i]?.amount,
+    )
+  if (!same) {
+    throw new AppError(
+      'idempotency_mismatch',
+      'idempotency_key was already used for a different payment',
+      {
+        idempotency_key: existing.idempotency_key,
+        payment_id: existing.id,
+      },
+    )
+  }
+  return { payment: existing, invoiceIds: allocations.map((a) => a.invoice_id) }
+}
+
+async function paymentMethodFor(
+  db: Db,
+  scope: Scope,
+  customerId: string,
+  input: Pick<NewPayment, 'methodType' | 'paymentMethodId'>,
+): Promise<PaymentMethod | undefined> {
+  if (input.methodType !== 'CARD') return undefined
+  if (input.paymentMethodId) {
+    const method = await findCustomerPaymentMethod(db, scope, customerId, input.paymentMethodId)
+    if (!method) throw notFound('payment_method', input.paymentMethodId)
+    return method
+  }
+  const customer = await getCustomer(db, scope, customerId)
+  const method = customer.default_payment_method_id
+    ? await findCustomerPaymentMethod(db, scope, customerId, customer.default_payment_method_id)
+    : undefined
+  if (!method) {
+    throw new AppError(
+      'no_default_payment_method',
+      'The customer has no default payment method; give payment_method_id',
+      {
+        customer_id: customerId,
+      },
+    )
+  }
+  return method
+}
+
+/** Inserts with a random 6-character `human_id`, drawing again on the rare collision. */
+async function insertWithHumanId(
+  db: Db,
+  row: Omit<Insertable<PaymentTable>, 'human_id'>,
+): Promise<Payment> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const humanId = Array.from(
+      { length: 6 },
+      () => HUMAN_ID_ALPHABET[randomInt(HUMAN_ID_ALPHABET.length)],
+    ).join('')
+    const payment = await insertPayment(db, { ...row, human_id: humanId })
+    if (payment) return payment
+  }
+  throw new Error('Could not draw a unique human_id')
+}
+
+/**
+ * Starts or completes a payment at its gateway. Internal rails (balance, offline)
+ * settle in one transaction. Hosted rails get a page (PENDING with `payment_url`);
+ * a gateway failure leaves the payment INITIATED with the error recorded. Saved
+ * cards are charged off-session: a decline leaves it FAILED and answers 402.
+ */
+export async function processPayment(
+  deps: PaymentDeps,
+  scope: Scope,
+  paymentId: string,
+  cause: Cause,
+): Promise<PaymentView> {
+  const payment = await findPayment(deps.db, scope.environmentId, paymentId)
+  if (!payment) throw notFound('payment', paymentId)
+  const gateway = resolveGateway(payment.payment_method_type, payment.payment_gateway ?? undefined)
+  if (
+    payment.payment_status !== 'INITIATED' &&
+    payment.payment_status !== 'FAILED' &&
+    payment.payment_status !== 'ON_RETRY'
+  ) {
+    throw new AppError(
+      'invalid_state_transition',
+      `Payment ${paymentId} is ${payment.payment_status} and cannot be processed`,
+      {
+        payment_id: paymentId,
+        payment_status: payment.payment_status,
+      },
+    )
+  }
+  const ctx = await gatewayContext(deps, scope, gateway.name)
+  if (gateway.capabilities.internal)
+    return settleInternal(deps, scope, paymentId, gateway, ctx, cause)
+
+  const customer = await getCustomer(deps.db, scope, payment.customer_id)
+  const request: GatewayPaymentRequest = {
+    payment,
+    customer: {
+      id: customer.id,
+      name: customer.name,
+      email: customer.email,
+      gatewayCustomerIds: customer.gateway_customer_ids,
+    },
+    description:
+      payment.description ??
+      (payment.invoice_number ? `Invoice ${payment.invoice_number}` : 'Payment'),
+  }
+
+  if (payment.payment_method_type === 'CARD') {
+    return chargeCard(deps, scope, payment, gateway, ctx, request, cause)
+  }
+  const start =
+    payment.payment_method_type === 'PAYMENT_LINK' ? gateway.createCheckout : gateway.startAsync
+  if (!start) {
+    throw new AppError(
+      'not_supported',
+      `The ${gateway.name} gateway cannot take ${payment.payment_method_type} payments`,
+      {
+        payment_gateway: gateway.name,
+      },
+    )
+  }
+  const result = await start.call(gateway, ctx, request)
+  return withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    if (!result.ok) {
+      await insertAttempt(
+        trx,
+        attemptRow(
+          locked,
+          gateway.name,
+          'failed',
+          null,
+          null,
+          result.failure.code,
+          result.failure.message,
+          deps.clock,
+        ),
+      )
+      await updatePayment(trx, locked.id, {
+        status_code: result.failure.code,
+        error_message: result.failure.message,
+        updated_at: deps.clock.now(),
+      })
+      throw new AppError(
+        'gateway_error',
+        `The ${gateway.name} gateway failed: ${result.failure.message}`,
+        {
+          payment_id: locked.id,
+          retryable: result.failure.retryable,
+        },
+      )
+    }
+    await insertAttempt(
+      trx,
+      attemptRow(
+        locked,
+        gateway.name,
+        'pending',
+        result.gatewayPaymentId,
+        result.trackingId,
+        null,
+        null,
+        deps.clock,
+      ),
+    )
+    const moved = await movePayment(
+      trx,
+      scope,
+      await retryIfFailed(trx, scope, locked, cause, deps),
+      'PENDING',
+      {
+        payment_url: result.url,
+        gateway_tracking_id: result.trackingId,
+        gateway_payment_id: result.gatewayPaymentId,
+        status_code: null,
+        error_message: null,
+      },
+      cause,
+      deps,
+    )
+    return moved.payment
+  })
+}
+
+async function settleInternal(
+  deps: PaymentDeps,
+  scope: Scope,
+  paymentId: string,
+  gateway: Gateway,
+  ctx: Awaited<ReturnType<typeof gatewayContext>>,
+  cause: Cause,
+): Promise<PaymentView> {
+  let decline: Decline | undefined
+  const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    const current = await retryIfFailed(trx, scope, locked, cause, deps)
+    const settled = await gateway.settleInternal?.(trx, ctx, current)
+    if (!settled || settled.ok) {
+      const moved = await movePayment(
+        trx,
+        scope,
+        current,
+        'SUCCEEDED',
+        { amount_paid: current.amount },
+        cause,
+        deps,
+      )
+      if (moved.kind === 'illegal') throw illegal(moved.payment, 'SUCCEEDED', moved.reason)
+      return moved.payment
+    }
+    decline = settled.decline
+    await insertAttempt(
+      trx,
+      attemptRow(
+        current,
+        gateway.name,
+        'failed',
+        null,
+        null,
+        settled.decline.code,
+        settled.decline.message,
+        deps.clock,
+      ),
+    )
+    const moved = await movePayment(
+      trx,
+      scope,
+      current,
+      'FAILED',
+      { status_code: settled.decline.code, error_message: settled.decline.message },
+      cause,
+      deps,
+    )
+    return moved.payment
+  })
+  if (decline) throw declineError(decline, view.payment)
+  return view
+}
+
+async function chargeCard(
+  deps: PaymentDeps,
+  scope: Scope,
+  payment: Payment,
+  gateway: Gateway,
+  ctx: Awaited<ReturnType<typeof gatewayContext>>,
+  request: GatewayPaymentRequest,
+  cause: Cause,
+): Promise<PaymentView> {
+  if (!gateway.chargeSavedMethod) {
+    throw new AppError('not_supported', `The ${gateway.name} gateway cannot charge saved cards`, {
+      payment_gateway: gateway.name,
+    })
+  }
+  const method = payment.payment_method_id
+    ? await findCustomerPaymentMethod(
+        deps.db,
+        scope,
+        payment.customer_id,
+        payment.payment_method_id,
+      )
+    : undefined
+  if (!method) {
+    throw new AppError('no_default_payment_method', 'The payment has no saved card to charge', {
+      payment_id: payment.id,
+    })
+  }
+  if (method.gateway !== gateway.name) {
+    throw validationError(
+      `Card ${method.id} was saved with ${method.gateway}, not ${gateway.name}`,
+      { field: 'payment_gateway' },
+    )
+  }
+  // PROCESSING before the call: a crash mid-charge leaves a payment that says it was being charged.
+  await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
+    const current = await retryIfFailed(trx, scope, locked, cause, deps)
+    const moved = await movePayment(trx, scope, current, 'PROCESSING', {}, cause, deps)
+    if (moved.kind === 'illegal') throw illegal(moved.payment, 'PROCESSING', moved.reason)
+    return moved.payment
+  })
+  const result = await gateway.chargeSavedMethod(ctx, request, method)
+  let decline: Decline | undefined
+  let failure: string | undefined
+  const view = await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
+    switch (result.outcome) {
+      case 'succeeded': {
+        await insertAttempt(
+          trx,
+          attemptRow(
+            locked,
+            gateway.name,
+            'succeeded',
+            result.gatewayPaymentId,
+            result.trackingId,
+            null,
+            null,
+            deps.clock,
+          ),
+        )
+        const moved = await movePayment(
+          trx,
+          scope,
+          locked,
+          'SUCCEEDED',
+          {
+            amount_paid: locked.amount,
+            gateway_payment_id: result.gatewayPaymentId,
+            gateway_tracking_id: result.trackingId,
+          },
+          cause,
+          deps,
+        )
+        return moved.payment
+      }
+      case 'processing': {
+        await insertAttempt(
+          trx,
+          attemptRow(
+            locked,
+            gateway.name,
+            'processing',
+            result.gatewayPaymentId,
+            result.trackingId,
+            null,
+            null,
+            deps.clock,
+          ),
+        )
+        return updatePayment(trx, locked.id, {
+          gateway_payment_id: result.gatewayPaymentId,
+          gateway_tracking_id: result.trackingId,
+          updated_at: deps.clock.now(),
+        })
+      }
+      case 'declined': {
+        decline = result.decline
+        await insertAttempt(
+          trx,
+          attemptRow(
+            locked,
+            gateway.name,
+            'failed',
+            result.gatewayPaymentId,
+            result.trackingId,
+            result.decline.code,
+            result.decline.message,
+            deps.clock,
+          ),
+        )
+        const moved = await movePayment(
+          trx,
+          scope,
+          locked,
+          'FAILED',
+          {
+            status_code: result.decline.code,
+            error_message: result.decline.message,
+            gateway_payment_id: result.gatewayPaymentId,
+            gateway_tracking_id: result.trackingId,
+          },
+          cause,
+          deps,
+        )
+        return moved.payment
+      }
+      case 'error': {
+        failure = result.failure.message
+        await insertAttempt(
+          trx,
+          attemptRow(
+            locked,
+            gateway.name,
+            'failed',
+            null,
+            null,
+            result.failure.code,
+            result.failure.message,
+            deps.clock,
+          ),
+        )
+        const moved = await movePayment(
+          trx,
+          scope,
+          locked,
+          'FAILED',
+          { status_code: result.failure.code, error_message: result.failure.message },
+          cause,
+          deps,
+        )
+        return moved.payment
+      }
+    }
+  })
+  if (decline) throw declineError(decline, view.payment)
+  if (failure)
+    throw new AppError('gateway_error', `The ${gateway.name} gateway failed: ${failure}`, {
+      payment_id: payment.id,
+    })
+  return view
+}
+
+/** A FAILED payment processed again goes through ON_RETRY, as the state machine asks. */
+async function retryIfFailed(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  cause: Cause,
+  deps: PaymentDeps,
+): Promise<Payment> {
+  if (locked.payment_status !== 'FAILED') return locked
+  const moved = await movePayment(
+    trx,
+    scope,
+    locked,
+    'ON_RETRY',
+    { status_code: null, error_message: null },
+    cause,
+    deps,
+  )
+  if (moved.kind === 'illegal') throw illegal(locked, 'ON_RETRY', moved.reason)
+  if (moved.payment.payment_method_type === 'CARD') return moved.payment
+  // Only PROCESSING follows ON_RETRY; rails that go straight to a page or settle pass through it.
+  const processing = await movePayment(trx, scope, moved.payment, 'PROCESSING', {}, cause, deps)
+  return processing.payment
+}
+
+/** Cancels a payment that has not taken money: INITIATED, PENDING, RESERVED or ON_RETRY. */
+export async function cancelPayment(
+  deps: PaymentDeps,
+  access: Access,
+  paymentId: string,
+  cause: Cause,
+): Promise<PaymentView> {
+  const scope = scopeOf(access)
+  await requirePayment(deps.db, access, paymentId)
+  const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    const moved = await movePayment(trx, scope, locked, 'CANCELLED', {}, cause, deps)
+    if (moved.kind === 'illegal') throw illegal(locked, 'CANCELLED', moved.reason)
+    return moved.payment
+  })
+  const gateway = resolveGateway(
+    view.payment.payment_method_type,
+    view.payment.payment_gateway ?? undefined,
+  )
+  if (gateway.cancel && view.payment.gateway_tracking_id) {
+    const ctx = await gatewayContext(deps, scope, gateway.name)
+    await gateway
+      .cancel(ctx, view.payment)
+      .catch((error: unknown) =>
+        deps.logger.warn(
+          { err: error, payment_id: paymentId },
+          'gateway cancel failed; the payment is cancelled in Payrail',
+        ),
+      )
+  }
+  return view
+}
+
+/** Changes the editable fields. Method and card-saving choices only before the payment is processed. */
+export async function updatePaymentFields(
+  deps: PaymentDeps,
+  access: Access,
+  paymentId: string,
+  body: UpdatePaymentBody,
+  updatedBy: string | null,
+): Promise<PaymentView> {
+  const scope = scopeOf(access)
+  await requirePayment(deps.db, access, paymentId)
+  return withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    const beforeProcessing = locked.payment_status === 'INITIATED'
+    if (
+      !beforeProcessing &&
+      (body.payment_method_id !== undefined || body.save_card_and_make_default !== undefined)
+    ) {
+      throw new AppError(
+        'invalid_state_transition',
+        'payment_method_id and save_card_and_make_default change only before processing',
+        {
+          payment_id: locked.id,
+          payment_status: locked.payment_status,
+        },
+      )
+    }
+    if (body.payment_method_id) {
+      const method = await findCustomerPaymentMethod(
+        trx,
+        scope,
+        locked.customer_id,
+        body.payment_method_id,
+      )
+      if (!method) throw notFound('payment_method', body.payment_method_id)
+    }
+    const changes: Updateable<PaymentTable> = {
+      ...(body.description !== undefined && { description: body.description }),
+      ...(body.metadata !== undefined && {
+        metadata: JSON.stringify(mergeMetadata(locked.metadata, body.metadata)),
+      }),
+      ...(body.success_url !== undefined && { success_url: body.success_url }),
+      ...(body.cancel_url !== undefined && { cancel_url: body.cancel_url }),
+      ...(body.billing_address !== undefined && {
+        billing_address:
+          body.billing_address === null ? null : JSON.stringify(body.billing_address),
+      }),
+      ...(body.payment_method_id !== undefined && { payment_method_id: body.payment_method_id }),
+      ...(body.save_card_and_make_default !== undefined && {
+        save_card_and_make_default: body.save_card_and_make_default,
+      }),
+      ...(body.payment_date !== undefined && {
+        payment_date: body.payment_date === null ? null : new Date(body.payment_date),
+      }),
+      updated_by: updatedBy,
+      updated_at: deps.clock.now(),
+    }
+    return updatePayment(trx, locked.id, changes)
+  })
+}
+
+/** Hides a payment that never took money (INITIATED or FAILED); it stays retrievable, marked inactive. */
+export async function deletePayment(
+  deps: PaymentDeps,
+  access: Access,
+  paymentId: string,
+  updatedBy: string | null,
+): Promise<PaymentView> {
+  const scope = scopeOf(access)
+  await requirePayment(deps.db, access, paymentId)
+  return withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    if (locked.payment_status !== 'INITIATED' && locked.payment_status !== 'FAILED') {
+      throw new AppError(
+        'invalid_state_transition',
+        `Only INITIATED or FAILED payments can be deleted; this one is ${locked.payment_status}`,
+        {
+          payment_id: locked.id,
+          payment_status: locked.payment_status,
+        },
+      )
+    }
+    return updatePayment(trx, locked.id, {
+      active: false,
+      updated_by: updatedBy,
+      updated_at: deps.clock.now(),
+    })
+  })
+}
+
+export async function getPayment(db: Db, access: Access, paymentId: string): Promise<PaymentView> {
+  const payment = await requirePayment(db, access, paymentId)
+  const allocations = await allocationsOf(db, [payment.id])
+  return { payment, invoiceIds: allocations.map((a) => a.invoice_id) }
+}
+
+export async function listPayments(
+  db: Db,
+  access: Access,
+  filters: PaymentFilters,
+  request: ListRequest<PaymentSortField>,
+): Promise<{ items: PaymentView[]; total: number }> {
+  if (
+    access.customerId !== null &&
+    filters.customerId !== undefined &&
+    filters.customerId !== access.customerId
+  ) {
+    return { items: [], total: 0 }
+  }
+  const scoped =
+    access.customerId === null ? filters : { ...filters, customerId: access.customerId }
+  const { items, total } = await listPaymentRows(db, access.environmentId, scoped, request)
+  const allocations = await allocationsOf(
+    db,
+    items.map((p) => p.id),
+  )
+  return {
+    items: items.map((payment) => ({
+      payment,
+      invoiceIds: allocations.filter((a) => a.payment_id === payment.id).map((a) => a.invoice_id),
+    })),
+    total,
+  }
+}
+
+/** Attempts of many payments in one query, for responses. */
+export async function attemptsByPayment(db: Db, paymentIds: string[]) {
+  const attempts = await attemptsOf(db, paymentIds)
+  const out = new Map<string, typeof attempts>()
+  for (const attempt of attempts)
+    out.set(attempt.payment_id, [...(out.get(attempt.payment_id) ?? []), attempt])
+  return out
+}
+
+/**
+ * Runs `change` on the payment under its row lock, in one transaction, and returns
+ * the payment with its invoice ids. Every state change of a payment goes through here.
+ */
+export async function withLockedPayment(
+  deps: Pick<PaymentDeps, 'db'>,
+  scope: Scope,
+  paymentId: string,
+  change: (trx: Db, locked: Payment) => Promise<Payment>,
+): Promise<PaymentView> {
+  return deps.db.transaction().execute(async (trx) => {
+    const locked = await lockPayment(trx, scope.environmentId, paymentId)
+    if (!locked) throw notFound('payment', paymentId)
+    const payment = await change(trx, locked)
+    const allocations = await allocationsOf(trx, [payment.id])
+    return { payment, invoiceIds: allocations.map((a) => a.invoice_id) }
+  })
+}
+
+/** Records a saved card and, when the payment asked for it, makes it the customer's default. */
+export async function saveCardFromPayment(
+  trx: Db,
+  scope: Scope,
+  payment: Payment,
+  card: {
+    brand: string | null
+    last4: string | null
+    expMonth: number | null
+    expYear: number | null
+    gatewayPaymentMethodId: string
+  },
+  clock: Clock,
+): Promise<PaymentMethod> {
+  const method = await savePaymentMethod(trx, scope, {
+    customerId: payment.customer_id,
+    gateway: payment.payment_gateway ?? 'unknown',
+    gatewayPaymentMethodId: card.gatewayPaymentMethodId,
+    brand: card.brand,
+    last4: card.last4,
+    expMonth: card.expMonth,
+    expYear: card.expYear,
+  })
+  if (payment.save_card_and_make_default) {
+    await setDefaultPaymentMethodRow(trx, payment.customer_id, method.id, clock.now())
+  }
+  return method
+}
+
+async function requirePayment(db: Db, access: Access, paymentId: string): Promise<Payment> {
+  const payment = await findPayment(db, access.environmentId, paymentId, access.customerId)
+  if (!payment) throw notFound('payment', paymentId)
+  return payment
+}
+
+export function parsePaymentAmount(
+  amount: string | number,
+  currency: string,
+): { amount: bigint; currency: string } {
+  const normalized = normalizeCurrency(currency)
+  return { amount: toMinorUnits(amount, normalized), currency: normalized }
+}
+
+function declineError(decline: Decline, payment: Payment): AppError {
+  const code: ErrorCode = decline.code
+  return new AppError(code, decline.message, {
+    payment_id: payment.id,
+    payment_status: payment.payment_status,
+    decline_code: decline.declineCode ?? null,
+    ...(decline.code === 'authentication_required' && {
+      next_action: {
+        type: 'use_payment_link',
+        message:
+          'The card needs the customer to authenticate: create a PAYMENT_LINK payment and send them its payment_url',
+        payment_method_type: 'PAYMENT_LINK',
+        payment_gateway: payment.payment_gateway,
+      },
+    }),
+  })
+}
+
+function illegal(payment: Payment, to: PaymentStatus, reason: string): AppError {
+  return new AppError('invalid_state_transition', `Payment ${payment.id}: ${reason}`, {
+    payment_id: payment.id,
+    from: payment.payment_status,
+    to,
+  })
+}
+
+function attemptRow(
+  payment: Payment,
+  gateway: string,
+  status: string,
+  gatewayPaymentId: string | null,
+  trackingId: string | null,
+  errorCode: string | null,
+  errorMessage: string | null,
+  clock: Clock,
+) {
+  const now = clock.now()
+  return {
+    id: newId('paymentAttempt'),
+    payment_id: payment.id,
+    gateway,
+    gateway_payment_id: gatewayPaymentId,
+    gateway_tracking_id: trackingId,
+    status,
+    error_code: errorCode,
+    error_message: errorMessage,
+    created_at: now,
+    updated_at: now,
+  }
+}
+
+export { attemptRow, isSettled }
+
+function scopeOf(access: Access): Scope {
+  return { tenantId: access.tenantId, environmentId: access.environmentId }
+}

@@ -1,0 +1,51 @@
+import type { Db } from '../../db/client.ts'
+
+/**
+ * Records an inbound event once: the first delivery inserts it, every later one
+ * (a retry, a duplicate sent at the same moment) finds it and gets `false`.
+ */
+export async function recordInboundEvent(
+  db: Db,
+  row: {
+    tenant_id: string
+    environment_id: string
+    gateway: string
+    event_id: string
+    event_type: string
+    payload: string
+  },
+): Promise<boolean> {
+  const inserted = await db
+    .insertInto('webhook_events')
+    .values(row)
+    .onConflict((oc) => oc.columns(['environment_id', 'gateway', 'event_id']).doNothing())
+    .returning('id')
+    .executeTakeFirst()
+  return inserted !== undefined
+}
+
+export async function markInboundEventHandled(
+  db: Db,
+  environmentId: string,
+  gateway: string,
+  eventId: string,
+  outcome: string,
+  at: Date,
+): Promise<void> {
+  await db
+    .updateTable('webhook_events')
+    .set({ handled_at: at, outcome })
+    .where('environment_id', '=', environmentId)
+    .where('gateway', '=', gateway)
+    .where('event_id', '=', eventId)
+    .execute()
+}
+
+export async function environmentOfTenant(db: Db, tenantId: string, environmentId: string) {
+  return db
+    .selectFrom('environments')
+    .select(['id', 'tenant_id'])
+    .where('id', '=', environmentId)
+    .where('tenant_id', '=', tenantId)
+    .executeTakeFirst()
+}

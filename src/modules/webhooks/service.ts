@@ -1,0 +1,119 @@
+import { AppError, notFound } from '../../core/errors.ts'
+import type { Scope } from '../../core/principal.ts'
+import type { NormalizedEvent, RawWebhook } from '../../gateways/gateway.ts'
+import { gatewayContext, gatewayFor } from '../../gateways/registry.ts'
+import { applyPaymentUpdate } from '../payments/gateway-updates.ts'
+import { lockPayment, lockPaymentByTracking } from '../payments/repository.ts'
+import type { PaymentDeps } from '../payments/service.ts'
+import { environmentOfTenant, markInboundEventHandled, recordInboundEvent } from './repository.ts'
+
+export interface HandledEvent {
+  id: string
+  type: string
+  outcome: string
+}
+
+/**
+ * The inbound webhook pipeline every gateway shares: the raw body is verified by
+ * the gateway (signature, or a re-fetch from the provider for those that sign
+ * nothing), each event is recorded once by `(gateway, event_id)`, and applied to
+ * its payment under the payment's row lock in the same transaction. A duplicate
+ * delivery finds the event recorded and changes nothing; an unknown tenant,
+ * environment or gateway is 404; a bad signature is 400 and changes nothing.
+ *
+ * @example
+ * const handled = await handleInboundWebhook(deps, 'sandbox', tenantId, environmentId, { body, headers })
+ */
+export async function handleInboundWebhook(
+  deps: PaymentDeps,
+  gatewayName: string,
+  tenantId: string,
+  environmentId: string,
+  raw: RawWebhook,
+): Promise<HandledEvent[]> {
+  const environment = await environmentOfTenant(deps.db, tenantId, environmentId)
+  if (!environment) throw notFound('environment', `${tenantId}/${environmentId}`)
+  const scope: Scope = { tenantId, environmentId }
+  let gateway: ReturnType<typeof gatewayFor>
+  try {
+    gateway = gatewayFor(gatewayName)
+  } catch {
+    throw notFound('gateway', gatewayName)
+  }
+  if (!gateway.parseWebhook) throw notFound('webhook endpoint', gatewayName)
+  const ctx = await gatewayContext(deps, scope, gateway.name).catch(() => {
+    throw notFound('gateway connection', gatewayName)
+  })
+  const parsed = await gateway.parseWebhook(ctx, raw)
+  if (!parsed.ok) {
+    const code =
+      parsed.status === 404
+        ? 'not_found'
+        : parsed.status === 401
+          ? 'unauthorized'
+          : 'validation_error'
+    throw new AppError(code, `Webhook refused: ${parsed.reason}`, { gateway: gateway.name })
+  }
+  const handled: HandledEvent[] = []
+  for (const event of parsed.events) {
+    handled.push({
+      id: event.eventId,
+      type: event.type,
+      outcome: await applyEvent(deps, scope, gateway.name, event),
+    })
+  }
+  return handled
+}
+
+async function applyEvent(
+  deps: PaymentDeps,
+  scope: Scope,
+  gateway: string,
+  event: NormalizedEvent,
+): Promise<string> {
+  return deps.db.transaction().execute(async (trx) => {
+    const fresh = await recordInboundEvent(trx, {
+      tenant_id: scope.tenantId,
+      environment_id: scope.environmentId,
+      gateway,
+      event_id: event.eventId,
+      event_type: event.type,
+      payload: JSON.stringify(event.payload),
+    })
+    if (!fresh) return 'duplicate'
+    const locked =
+      (event.target.paymentId
+        ? await lockPayment(trx, scope.environmentId, event.target.paymentId)
+        : undefined) ??
+      (event.target.trackingId
+        ? await lockPaymentByTracking(trx, scope.environmentId, gateway, event.target.trackingId)
+        : undefined)
+    let outcome: string
+    if (!locked || (locked.payment_gateway !== null && locked.payment_gateway !== gateway)) {
+      outcome = 'unknown_payment'
+      deps.logger.warn(
+        { gateway, event_id: event.eventId, target: event.target },
+        'webhook for an unknown payment',
+      )
+    } else {
+      const result = await applyPaymentUpdate(
+        trx,
+        scope,
+        locked,
+        event.update,
+        { cause: 'webhook', causeId: event.eventId },
+        deps,
+      )
+      outcome = result.outcome
+    }
+    await markInboundEventHandled(
+      trx,
+      scope.environmentId,
+      gateway,
+      event.eventId,
+      outcome,
+      deps.clock.now(),
+    )
+    return outcome
+  })
+}

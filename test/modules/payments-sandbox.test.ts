@@ -1,0 +1,146 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import {
+  createPayment,
+  getInvoice,
+  getPayment,
+  invoiceToPay,
+  pagePost,
+  sessionOf,
+  submitCard,
+} from '../payments-helpers.ts'
+
+let ctx: TestContext
+
+beforeAll(async () => {
+  ctx = await createTestContext()
+})
+afterAll(() => ctx.close())
+
+describe('sandbox payment links', () => {
+  test('link → customer pays with 4242 → webhook → SUCCEEDED, invoice paid', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const created = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      amount: '100.00',
+      success_url: 'https://merchant.example/thanks',
+      cancel_url: 'https://merchant.example/cancel',
+    })
+    expect(created.status).toBe(201)
+    expect(created.body).toMatchObject({
+      payment_status: 'PENDING',
+      current_state: 'pending',
+      payment_gateway: 'sandbox',
+    })
+    const session = sessionOf(created.body)
+    expect(created.body.gateway_tracking_id).toBe(session)
+    const page = await ctx.app.inject({ method: 'GET', url: `/sandbox/checkout/${session}` })
+    expect(page.statusCode).toBe(200)
+    expect(page.body).toContain('100.00 USD')
+    const paid = await submitCard(ctx, session, '4242 4242 4242 4242')
+    expect(paid.statusCode).toBe(303)
+    expect(paid.headers.location).toBe('https://merchant.example/thanks')
+    const payment = await getPayment(ctx, created.body.id)
+    expect(payment).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_remaining: '0.00',
+    })
+  })
+
+  test.each([
+    ['4000000000000002', 'card_declined'],
+    ['4000000000009995', 'insufficient_funds'],
+    ['4000000000009987', 'card_declined'],
+    ['4000000000000069', 'expired_card'],
+  ])(
+    'card %s is declined on the page (%s); the link stays open and a good card then pays',
+    async (number, code) => {
+      const { invoice } = await invoiceToPay(ctx)
+      const created = await createPayment(ctx, {
+        destination_id: invoice.id,
+        payment_method_type: 'PAYMENT_LINK',
+        payment_gateway: 'sandbox',
+        amount: '100.00',
+      })
+      const session = sessionOf(created.body)
+      const declined = await submitCard(ctx, session, number)
+      expect(declined.statusCode).toBe(402)
+      const pending = await getPayment(ctx, created.body.id)
+      expect(pending.payment_status).toBe('PENDING')
+      expect(pending.attempts.at(-1)).toMatchObject({ status: 'failed', error_code: code })
+      expect((await submitCard(ctx, session, '4242424242424242')).statusCode).toBe(200)
+      expect((await getPayment(ctx, created.body.id)).payment_status).toBe('SUCCEEDED')
+    },
+  )
+
+  test('3-D Secure: challenge approved pays; failed keeps it open', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const created = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      amount: '100.00',
+    })
+    const session = sessionOf(created.body)
+    const challenge = await submitCard(ctx, session, '4000002760003184')
+    expect(challenge.statusCode).toBe(303)
+    expect(challenge.headers.location).toBe(`/sandbox/checkout/${session}/challenge`)
+    expect((await pagePost(ctx, `/sandbox/checkout/${session}/challenge`, 'fail')).statusCode).toBe(
+      402,
+    )
+    expect((await getPayment(ctx, created.body.id)).payment_status).toBe('PENDING')
+    await submitCard(ctx, session, '4000002760003184')
+    expect(
+      (await pagePost(ctx, `/sandbox/checkout/${session}/challenge`, 'approve')).statusCode,
+    ).toBe(200)
+    expect((await getPayment(ctx, created.body.id)).payment_status).toBe('SUCCEEDED')
+  })
+
+  test('saved card becomes the default and a CARD payment succeeds off-session', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const created = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      amount: '100.00',
+      save_card_and_make_default: true,
+    })
+    await submitCard(ctx, sessionOf(created.body), '4242424242424242')
+    const shown = await ctx.get<{ default_payment_method_id: string }>(
+      `/v1/customers/${customer.id}`,
+    )
+    expect(shown.body.default_payment_method_id).toMatch(/^pm_/)
+    const second = await ctx.post<{ id: string }>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'usd',
+      lines: [{ description: 'Next month', quantity: 1, unit_amount: '30.00' }],
+    })
+    await ctx.post(`/v1/invoices/${second.body.id}/finalize`)
+    const card = await createPayment(ctx, {
+      destination_id: second.body.id,
+      payment_method_type: 'CARD',
+      payment_gateway: 'sandbox',
+      amount: '30.00',
+    })
+    expect(card.status).toBe(201)
+    expect(card.body).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      payment_method_id: shown.body.default_payment_method_id,
+    })
+  })
+
+  test('CARD without a default payment method is 402 no_default_payment_method', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const res = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      payment_gateway: 'sandbox',
+      amount: '100.00',
+    })
+    expect(res.status).toBe(402)
+    expect((res.body as unknown as ErrorBody).error.code).toBe('no_default_payment_method')
+  })
+})

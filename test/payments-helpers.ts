@@ -1,0 +1,103 @@
+import { expect } from 'vitest'
+import { createCustomer, finalizedInvoice, type InvoiceBody } from './fixtures.ts'
+import type { TestContext } from './harness.ts'
+
+export interface PaymentBody {
+  id: string
+  human_id: string
+  customer_id: string
+  destination_type: string
+  destination_id: string
+  invoice_ids: string[]
+  amount: string
+  amount_paid: string
+  amount_refunded: string
+  currency: string
+  payment_status: string
+  current_state: string
+  payment_method_type: string
+  payment_method_id: string | null
+  payment_gateway: string | null
+  gateway_tracking_id: string | null
+  gateway_payment_id: string | null
+  payment_url: string | null
+  status_code: string | null
+  error_message: string | null
+  active: boolean
+  attempts: { status: string; error_code: string | null; error_message: string | null }[]
+  [key: string]: unknown
+}
+
+export interface RefundBody {
+  id: string
+  payment_id: string
+  amount: string
+  status: string
+}
+
+/** A customer with a finalized invoice of 100.00 usd (2 × 50.00). */
+export async function invoiceToPay(
+  ctx: TestContext,
+  customerBody: Record<string, unknown> = {},
+  invoiceBody: Record<string, unknown> = {},
+) {
+  const customer = await createCustomer(ctx, customerBody)
+  const invoice = await finalizedInvoice(ctx, customer.id, invoiceBody)
+  return { customer, invoice }
+}
+
+export async function createPayment(
+  ctx: TestContext,
+  body: Record<string, unknown>,
+  options: { key?: string | null } = {},
+) {
+  return ctx.post<PaymentBody>(
+    '/v1/payments',
+    { destination_type: 'INVOICE', currency: 'usd', ...body },
+    options,
+  )
+}
+
+/** The session id at the end of a sandbox `payment_url`. */
+export function sessionOf(payment: PaymentBody): string {
+  expect(payment.payment_url).toMatch(/\/sandbox\/(checkout|crypto)\/sbs_/)
+  return String(payment.payment_url?.split('/').pop())
+}
+
+/** Submits a test card on the sandbox hosted checkout page, as the customer's browser would. */
+export async function submitCard(
+  ctx: TestContext,
+  session: string,
+  number: string,
+  month = '12',
+  year = '2030',
+) {
+  return ctx.app.inject({
+    method: 'POST',
+    url: `/sandbox/checkout/${session}`,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({
+      card_number: number,
+      exp_month: month,
+      exp_year: year,
+      cvc: '123',
+    }).toString(),
+  })
+}
+
+export async function pagePost(ctx: TestContext, url: string, action: string) {
+  return ctx.app.inject({
+    method: 'POST',
+    url,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `action=${action}`,
+  })
+}
+
+export async function getPayment(ctx: TestContext, id: string) {
+  return (await ctx.get<PaymentBody>(`/v1/payments/${id}`)).body
+}
+
+export async function getInvoice(ctx: TestContext, id: string) {
+  return (await ctx.get<InvoiceBody>(`/v1/invoices/${id}`)).body
+}
