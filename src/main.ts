@@ -1,9 +1,12 @@
 import { parseArgs } from 'node:util'
-import { type Config, ConfigError, loadConfig } from './config.ts'
+import { type Config, ConfigError, loadConfig, resolveSecretKey } from './config.ts'
 import { systemClock } from './core/clock.ts'
+import { SecretBox } from './core/secret-box.ts'
 import { ENVIRONMENT_TYPES, type EnvironmentType } from './db/database.ts'
 import { type OpenDatabase, openDatabase } from './db/open-database.ts'
 import { seedDemo } from './demo/seed-demo.ts'
+import { Loopback } from './http/loopback.ts'
+import { createJobQueue } from './jobs/queue.ts'
 import { startWorker } from './jobs/worker.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createApiKey, revokeKey } from './modules/api-keys/service.ts'
@@ -93,10 +96,17 @@ async function worker(args: string[]): Promise<number> {
   const database = await openDatabase(config, logger)
   try {
     await migrateAndBootstrap(database, logger)
-    const runner = await startWorker(
-      { db: database.db, clock: systemClock, logger },
-      { connectionString: database.url },
-    )
+    const deps = {
+      config,
+      db: database.db,
+      clock: systemClock,
+      logger,
+      secretBox: new SecretBox(await resolveSecretKey(config)),
+      jobs: createJobQueue(database.db),
+      // No HTTP server in this process: retried sandbox notifications go to PAYRAIL_PUBLIC_URL.
+      loopback: new Loopback(config.publicUrl),
+    }
+    const runner = await startWorker(deps, { connectionString: database.url })
     logger.info('worker started')
     await waitForSignal(logger)
     await runner.stop()

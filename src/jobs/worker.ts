@@ -1,18 +1,14 @@
 import { parseCronItems, type Runner, run, type TaskList } from 'graphile-worker'
-import type { Clock } from '../core/clock.ts'
-import type { Db } from '../db/client.ts'
-import type { Logger } from '../logger.ts'
+import type { PaymentDeps } from '../modules/payments/service.ts'
 import { renewDueSubscriptions } from '../modules/subscriptions/service.ts'
+import { CHARGE_DUE_INVOICES, chargeDueInvoices } from './tasks/charge-due-invoices.ts'
+import { deliverSandboxWebhook, SANDBOX_DELIVERY_TASK } from './tasks/deliver-sandbox-webhook.ts'
 import { PRUNE_IDEMPOTENCY_KEYS, pruneIdempotencyKeys } from './tasks/prune-idempotency-keys.ts'
 import { workerLoggerFrom } from './worker-logger.ts'
 
 export const RENEW_SUBSCRIPTIONS = 'renew_subscriptions'
 
-export interface WorkerDeps {
-  db: Db
-  clock: Clock
-  logger: Logger
-}
+export type WorkerDeps = PaymentDeps
 
 /** Every job Payrail runs, by graphile-worker task identifier. */
 export function createTaskList(deps: WorkerDeps): TaskList {
@@ -21,6 +17,12 @@ export function createTaskList(deps: WorkerDeps): TaskList {
       const deleted = await pruneIdempotencyKeys(deps.db, deps.clock)
       helpers.logger.info(`pruned ${deleted} expired idempotency records`)
     },
+    [CHARGE_DUE_INVOICES]: async (_payload, helpers) => {
+      const { charged, failed } = await chargeDueInvoices(deps)
+      if (charged + failed > 0)
+        helpers.logger.info(`automatic charges: ${charged} succeeded, ${failed} did not`)
+    },
+    [SANDBOX_DELIVERY_TASK]: async (payload) => deliverSandboxWebhook(deps, payload),
     [RENEW_SUBSCRIPTIONS]: async (_payload, helpers) => {
       const renewed = await renewDueSubscriptions(deps)
       if (renewed > 0) helpers.logger.info(`renewed or ended ${renewed} subscription periods`)

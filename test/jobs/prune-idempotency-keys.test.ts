@@ -48,7 +48,7 @@ describe('prune_idempotency_keys', () => {
   test('runs as a graphile-worker job', async () => {
     ctx.clock.advance(2 * 3600_000)
     await quickAddJob({ connectionString: ctx.url }, PRUNE_IDEMPOTENCY_KEYS, {})
-    const deps = { db: ctx.db, clock: ctx.clock, logger: ctx.deps.logger }
+    const deps = ctx.deps
     await runOnce({
       connectionString: ctx.url,
       taskList: createTaskList(deps),

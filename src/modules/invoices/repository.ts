@@ -118,3 +118,32 @@ export async function listInvoices(
   if (filters.source) query = query.where('source', '=', filters.source)
   return fetchPage(query, 'invoices', request)
 }
+
+/**
+ * Takes the invoices whose automatic charge is due, clearing their attempt time in
+ * the same statement: two workers never charge one invoice at once.
+ */
+export async function claimDueAutomaticCharges(
+  db: Db,
+  at: Date,
+  limit: number,
+): Promise<{ id: string; tenant_id: string; environment_id: string; customer_id: string }[]> {
+  const result = await sql<{
+    id: string
+    tenant_id: string
+    environment_id: string
+    customer_id: string
+  }>`
+    update invoices set next_payment_attempt = null
+    where id in (
+      select id from invoices
+      where next_payment_attempt <= ${at} and invoice_status = 'FINALIZED'
+        and payment_status not in ('SUCCEEDED', 'OVERPAID', 'PARTIALLY_REFUNDED', 'REFUNDED')
+      order by next_payment_attempt
+      limit ${limit}
+      for update skip locked
+    )
+    returning id, tenant_id, environment_id, customer_id
+  `.execute(db)
+  return result.rows
+}

@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import {
+  chargeDueInvoices,
+  MAX_AUTOMATIC_ATTEMPTS,
+  RETRY_AFTER_MS,
+} from '../../src/jobs/tasks/charge-due-invoices.ts'
+import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
+import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
+import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
+import { createTestContext, type TestContext } from '../harness.ts'
+import { getInvoice, type PaymentBody } from '../payments-helpers.ts'
+
+let ctx: TestContext
+
+beforeAll(async () => {
+  ctx = await createTestContext()
+})
+afterAll(() => ctx.close())
+
+/** A customer whose default card (at the sandbox provider) is the given test number. */
+async function customerWithCard(number: string) {
+  const customer = await createCustomer(ctx, { auto_pay: true })
+  const card = await ctx.db
+    .insertInto('sandbox_cards')
+    .values({
+      id: `sbcard_${customer.id}`,
+      environment_id: ctx.main.test.id,
+      customer_id: customer.id,
+      number,
+      brand: 'visa',
+      last4: number.slice(-4),
+      exp_month: 12,
+      exp_year: 2030,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  const method = await savePaymentMethod(ctx.db, ctx.scope, {
+    customerId: customer.id,
+    gateway: 'sandbox',
+    gatewayPaymentMethodId: card.id,
+    last4: card.last4,
+  })
+  await ctx.patch(`/v1/customers/${customer.id}`, { default_payment_method_id: method.id })
+  return customer
+}
+
+const payments = async (invoiceId: string) =>
+  (await ctx.get<List<PaymentBody>>(`/v1/payments?destination_id=${invoiceId}&sort=created_at`))
+    .body.items
+
+describe('charge_due_invoices', () => {
+  test('charges the default card of a queued invoice off-session', async () => {
+    const customer = await customerWithCard('4242424242424242')
+    const invoice = await finalizedInvoice(ctx, customer.id, {
+      collection_method: 'charge_automatically',
+    })
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      next_payment_attempt: null,
+    })
+    const [payment] = await payments(invoice.id)
+    expect(payment).toMatchObject({
+      payment_method_type: 'CARD',
+      payment_status: 'SUCCEEDED',
+      metadata: { automatic_charge: 'true' },
+    })
+    // Claimed once: running again charges nothing.
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+  })
+
+  test('a declined card is retried three days later, up to the limit, then left to the customer', async () => {
+    const customer = await customerWithCard('4000000000000002')
+    const invoice = await finalizedInvoice(ctx, customer.id, {
+      collection_method: 'charge_automatically',
+    })
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    for (let attempt = 1; attempt <= MAX_AUTOMATIC_ATTEMPTS; attempt++) {
+      expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+      const shown = await getInvoice(ctx, invoice.id)
+      if (attempt < MAX_AUTOMATIC_ATTEMPTS) {
+        expect(shown.next_payment_attempt).toBe(
+          new Date(ctx.clock.now().getTime() + RETRY_AFTER_MS).toISOString(),
+        )
+        expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+        ctx.clock.advance(RETRY_AFTER_MS)
+      } else {
+        expect(shown.next_payment_attempt).toBeNull()
+      }
+    }
+    const attempts = await payments(invoice.id)
+    expect(attempts).toHaveLength(MAX_AUTOMATIC_ATTEMPTS)
+    expect(
+      attempts.every((p) => p.payment_status === 'FAILED' && p.status_code === 'card_declined'),
+    ).toBe(true)
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('PENDING')
+  })
+
+  test('invoices not yet due, paid or voided are not charged', async () => {
+    const customer = await customerWithCard('4242424242424242')
+    const later = await finalizedInvoice(ctx, customer.id)
+    await queueAutomaticPayment(ctx.db, later.id, new Date(ctx.clock.now().getTime() + 60_000))
+    const voided = await finalizedInvoice(ctx, customer.id)
+    await queueAutomaticPayment(ctx.db, voided.id, ctx.clock.now())
+    await ctx.post(`/v1/invoices/${voided.id}/void`)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+    ctx.clock.advance(60_000)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+  })
+})
