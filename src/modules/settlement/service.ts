@@ -2,7 +2,7 @@ import type { Clock } from '../../core/clock.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Invoice, Order } from '../../db/database.ts'
-import { applyBalanceChange } from '../balances/service.ts'
+import { applyBalanceChange, balanceOf } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
 import {
   finalizeLocked,
@@ -167,7 +167,12 @@ export async function applyInvoicePayment(
   return change
 }
 
-/** Reconciles an applied refund with its invoice in the caller's transaction. */
+/**
+ * Reconciles an applied refund with its invoice in the caller's transaction. A
+ * refunded credit top-up takes the credit back off the balance, as far as the
+ * balance still holds it (credits already spent cannot be taken back; the ledger
+ * shows what was).
+ */
 export async function applyInvoiceRefund(
   trx: Db,
   scope: Scope,
@@ -175,11 +180,26 @@ export async function applyInvoiceRefund(
   amount: bigint,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  return recordRefundLocked(
-    trx,
-    scope,
-    await lockInvoiceOrFail(trx, scope, invoiceId),
-    amount,
-    clock,
-  )
+  const change = await recordRefundLocked(trx, scope, await lockInvoiceOrFail(trx, scope, invoiceId), amount, clock)
+  const order = await lockOrderByInvoice(trx, scope.environmentId, invoiceId)
+  if (order?.type === 'CREDIT_TOP_UP' && order.status === 'FULFILLED') {
+    const available = await balanceOf(trx, order.customer_id, order.currency)
+    const takeBack = available < amount ? available : amount
+    if (takeBack > 0n) {
+      await applyBalanceChange(
+        trx,
+        scope,
+        {
+          customerId: order.customer_id,
+          currency: order.currency,
+          amount: -takeBack,
+          type: 'refund',
+          source: { type: 'invoice_refund', id: `${invoiceId}:${change.invoice.amount_refunded}` },
+          description: 'Refunded credit top-up',
+        },
+        clock,
+      )
+    }
+  }
+  return change
 }

@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { createCustomer, type List } from '../fixtures.ts'
+import { createTestContext, type TestContext } from '../harness.ts'
+import { createPayment, type PaymentBody } from '../payments-helpers.ts'
+
+interface OrderBody {
+  id: string
+  invoice_id: string
+  status: string
+}
+
+let ctx: TestContext
+
+beforeAll(async () => {
+  ctx = await createTestContext()
+})
+afterAll(() => ctx.close())
+
+const balance = async (customerId: string) =>
+  (await ctx.get<{ balances: Record<string, string> }>(`/v1/customers/${customerId}`)).body.balances
+
+describe('payments and what they pay for', () => {
+  test('a paid credit top-up credits the balance; refunding it takes the unspent credit back', async () => {
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<OrderBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'CREDIT_TOP_UP',
+      amount: '40.00',
+      currency: 'usd',
+    })
+    const payment = await createPayment(ctx, {
+      destination_id: order.body.invoice_id,
+      payment_method_type: 'OFFLINE',
+      amount: '40.00',
+    })
+    expect(payment.body.payment_status).toBe('SUCCEEDED')
+    expect(await balance(customer.id)).toEqual({ usd: '40.00' })
+    // 15.00 of the credit is spent before the refund.
+    await ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
+      amount: '-15.00',
+      currency: 'usd',
+    })
+    const refund = await ctx.post<{ status: string }>(`/v1/payments/${payment.body.id}/refunds`, {})
+    expect(refund.status).toBe(201)
+    expect(refund.body.status).toBe('succeeded')
+    expect(await balance(customer.id)).toEqual({ usd: '0.00' })
+    const ledger = await ctx.get<List<{ type: string; amount: string }>>(
+      `/v1/customers/${customer.id}/balance_transactions`,
+    )
+    expect(ledger.body.items.map((t) => [t.type, t.amount])).toEqual([
+      ['refund', '-25.00'],
+      ['adjustment', '-15.00'],
+      ['top_up', '40.00'],
+    ])
+  })
+
+  test('a subscription order paid from the balance, retried after a shortfall, activates the subscription', async () => {
+    const customer = await createCustomer(ctx)
+    const product = await ctx.post<{ prices: { id: string }[] }>('/v1/products', {
+      name: 'Pro',
+      type: 'recurring',
+      prices: [{ amount: '25.00', currency: 'usd', interval: 'month' }],
+    })
+    const order = await ctx.post<OrderBody & { subscription_id: string }>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'SUBSCRIPTION',
+      price_id: product.body.prices[0]?.id,
+    })
+    const payment = await createPayment(ctx, {
+      destination_id: order.body.invoice_id,
+      payment_method_type: 'CREDITS',
+      amount: '25.00',
+    })
+    expect(payment.status).toBe(402)
+    await ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
+      amount: '30.00',
+      currency: 'usd',
+    })
+    const paid = await ctx.post<PaymentBody>(
+      `/v1/payments/${(await failedPaymentId(order.body.invoice_id)) ?? ''}/process`,
+    )
+    expect(paid.body.payment_status).toBe('SUCCEEDED')
+    const subscription = await ctx.get<{ status: string }>(
+      `/v1/subscriptions/${order.body.subscription_id}`,
+    )
+    expect(subscription.body.status).toBe('active')
+    expect(await balance(customer.id)).toEqual({ usd: '5.00' })
+  })
+})
+
+async function failedPaymentId(invoiceId: string) {
+  const list = await ctx.get<List<PaymentBody>>(
+    `/v1/payments?destination_id=${invoiceId}&status=FAILED`,
+  )
+  return list.body.items[0]?.id
+}
