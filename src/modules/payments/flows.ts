@@ -43,7 +43,7 @@ export function accessFor(principal: Principal): Access {
   }
 }
 
-function assertMethodAllowed(access: Access, methodType: PaymentMethodType): void {
+export function assertMethodAllowed(access: Access, methodType: PaymentMethodType): void {
   if (access.customerId !== null && !CUSTOMER_METHOD_TYPES.includes(methodType)) {
     throw new AppError('forbidden', `A customer token cannot create ${methodType} payments`, {
       payment_method_type: methodType,

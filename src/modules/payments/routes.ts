@@ -10,6 +10,7 @@ import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import { DecimalAmount, IdParams, Metadata, Nullable } from '../../http/schema-types.ts'
 import {
   accessFor,
+  assertMethodAllowed,
   confirmInvoicePayment,
   createAndProcess,
   createOrRetrieveInvoicePayment,
@@ -268,7 +269,8 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
       },
       async (request) => {
         const access = accessFor(principalOf(request))
-        await getPayment(deps.db, access, request.params.id)
+        const { payment } = await getPayment(deps.db, access, request.params.id)
+        assertMethodAllowed(access, payment.payment_method_type)
         return show(await processPayment(deps, access, request.params.id, causeOf(request)))
       },
     )

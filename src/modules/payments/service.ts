@@ -99,9 +99,11 @@ export async function createPaymentRecord(
       scope.environmentId,
       input.idempotencyKey,
     )
-    if (existing) return replayByKey(deps, existing, input)
+    if (existing) return replayByKey(deps, access, existing, input)
   }
   const gateway = resolveGateway(input.methodType, input.gateway)
+  // A gateway that is not connected is refused before anything is written.
+  await gatewayContext(deps, scope, gateway.name)
   try {
     return await deps.db.transaction().execute(async (trx) => {
       const invoices: Invoice[] = []
@@ -211,21 +213,39 @@ export async function createPaymentRecord(
         scope.environmentId,
         input.idempotencyKey,
       )
-      if (existing) return replayByKey(deps, existing, input)
+      if (existing) return replayByKey(deps, access, existing, input)
     }
     throw error
   }
 }
 
+/**
+ * A payment made earlier with the same `idempotency_key`. Only the same request by
+ * the same caller gets it back; a customer token never learns of another
+ * customer's payment through a key.
+ */
 async function replayByKey(
   deps: PaymentDeps,
+  access: Access,
   existing: Payment,
   input: NewPayment,
 ): Promise<PaymentView> {
+  if (access.customerId !== null && existing.customer_id !== access.customerId) {
+    // Another customer's payment: its invoice does not exist for this caller, and the key reveals nothing.
+    if (existing.destination_id === input.destinationId)
+      throw notFound('invoice', input.destinationId)
+    throw new AppError(
+      'idempotency_mismatch',
+      'idempotency_key was already used for a different payment',
+      {},
+    )
+  }
   const allocations = await allocationsOf(deps.db, [existing.id])
   const same =
     existing.destination_id === input.destinationId &&
     existing.payment_method_type === input.methodType &&
+    existing.currency === input.currency &&
+    (input.gateway === undefined || existing.payment_gateway === input.gateway) &&
     allocations.length === input.allocations.length &&
     allocations.every(
       (a, i) =>
@@ -236,10 +256,9 @@ async function replayByKey(
     throw new AppError(
       'idempotency_mismatch',
       'idempotency_key was already used for a different payment',
-      {
-        idempotency_key: existing.idempotency_key,
-        payment_id: existing.id,
-      },
+      access.customerId === null
+        ? { idempotency_key: existing.idempotency_key, payment_id: existing.id }
+        : {},
     )
   }
   return { payment: existing, invoiceIds: allocations.map((a) => a.invoice_id) }
@@ -316,6 +335,16 @@ export async function processPayment(
         payment_id: paymentId,
         payment_status: payment.payment_status,
       },
+    )
+  }
+  const hosted = !gateway.capabilities.internal && payment.payment_method_type !== 'CARD'
+  if (hosted && payment.payment_status !== 'INITIATED') {
+    // Only PROCESSING follows ON_RETRY in the state machine, never a new page: a customer who
+    // let a hosted checkout fail or expire gets a new payment.
+    throw new AppError(
+      'invalid_state_transition',
+      `Payment ${paymentId} is ${payment.payment_status}; create a new payment for a new ${payment.payment_method_type}`,
+      { payment_id: paymentId, payment_status: payment.payment_status },
     )
   }
   const ctx = await gatewayContext(deps, scope, gateway.name)
@@ -396,7 +425,7 @@ export async function processPayment(
     const moved = await movePayment(
       trx,
       scope,
-      await retryIfFailed(trx, scope, locked, cause, deps),
+      locked,
       'PENDING',
       {
         payment_url: result.url,
@@ -408,6 +437,7 @@ export async function processPayment(
       cause,
       deps,
     )
+    if (moved.kind === 'illegal') throw illegal(locked, 'PENDING', moved.reason)
     return moved.payment
   })
 }

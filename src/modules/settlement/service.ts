@@ -180,7 +180,13 @@ export async function applyInvoiceRefund(
   amount: bigint,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  const change = await recordRefundLocked(trx, scope, await lockInvoiceOrFail(trx, scope, invoiceId), amount, clock)
+  const change = await recordRefundLocked(
+    trx,
+    scope,
+    await lockInvoiceOrFail(trx, scope, invoiceId),
+    amount,
+    clock,
+  )
   const order = await lockOrderByInvoice(trx, scope.environmentId, invoiceId)
   if (order?.type === 'CREDIT_TOP_UP' && order.status === 'FULFILLED') {
     const available = await balanceOf(trx, order.customer_id, order.currency)
