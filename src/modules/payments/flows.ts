@@ -116,9 +116,7 @@ export async function payInvoice(
       {
         invoiceId,
         amount:
-          input.amount === undefined
-            ? invoice.amount_remaining
-            : toMinorUnits(input.amount, invoice.currency),
+          input.amount === undefined ? 'remaining' : toMinorUnits(input.amount, invoice.currency),
       },
     ],
     destinationType: 'INVOICE',
@@ -167,7 +165,7 @@ export async function payOrders(
     currency ??= invoice.currency
     if (invoice.currency !== currency)
       throw validationError('All orders paid together must be in one currency', { field: 'orders' })
-    allocations.push({ invoiceId: invoice.id, amount: invoice.amount_remaining })
+    allocations.push({ invoiceId: invoice.id, amount: 'remaining' })
   }
   if (!currency) throw validationError('orders must list at least one order', { field: 'orders' })
   const first = orderIds[0] ?? ''
@@ -232,14 +230,16 @@ export async function createOrRetrieveInvoicePayment(
       throw validationError("account_id must be the invoice's customer", { field: 'account_id' })
     }
   }
-  const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
-  const existing = input.payment_id
-    ? open.find((p) => p.id === input.payment_id)
-    : open.find((p) => p.payment_method_type === methodType)
-  if (input.payment_id && !existing) throw notFound('payment', input.payment_id)
-  if (existing) return { ...(await getPayment(deps.db, access, existing.id)), created: false }
+  if (input.payment_id) {
+    const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
+    const named = open.find((p) => p.id === input.payment_id)
+    if (!named) throw notFound('payment', input.payment_id)
+    return { ...(await getPayment(deps.db, access, named.id)), created: false }
+  }
   const view = await createPaymentRecord(deps, access, {
-    allocations: [{ invoiceId, amount: invoice.amount_remaining }],
+    allocations: [{ invoiceId, amount: 'remaining' }],
+    // The open payment of this type is found under the invoice's row lock: concurrent PUTs make one payment.
+    reuseOpen: true,
     destinationType: 'INVOICE',
     destinationId: invoiceId,
     subject: null,
@@ -253,7 +253,7 @@ export async function createOrRetrieveInvoicePayment(
       input.some_data === undefined ? undefined : { some_data: JSON.stringify(input.some_data) },
     createdBy: cause.causeId,
   })
-  return { ...view, created: true }
+  return { ...view, created: !view.reused }
 }
 
 /** `PATCH /v1/invoices/:id/payment`: change the open payment before it is confirmed (discount code, URLs, external data). */

@@ -1,4 +1,5 @@
 import type { Updateable } from 'kysely'
+import { isSettled, isTerminal } from '../../core/payment-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, PaymentTable } from '../../db/database.ts'
@@ -27,23 +28,6 @@ export async function applyPaymentUpdate(
   let payment = locked
   let outcome: UpdateOutcome = 'repeat'
   const gateway = payment.payment_gateway ?? 'unknown'
-
-  if (update.attempt) {
-    await insertAttempt(
-      trx,
-      attemptRow(
-        payment,
-        gateway,
-        update.attempt.status,
-        update.gatewayPaymentId ?? null,
-        payment.gateway_tracking_id,
-        update.attempt.errorCode ?? null,
-        update.attempt.errorMessage ?? null,
-        deps.clock,
-      ),
-    )
-    outcome = 'attempt_recorded'
-  }
 
   if (update.refund) {
     const refund =
@@ -82,6 +66,28 @@ export async function applyPaymentUpdate(
     const moved = await movePayment(trx, scope, payment, to, changes, cause, deps)
     payment = moved.payment
     outcome = moved.kind === 'applied' ? 'applied' : moved.kind === 'repeat' ? 'repeat' : 'ignored'
+  }
+
+  // An attempt is recorded when it tells something new: with a move that took effect, or on
+  // its own (a declined card on a hosted page that stays open) while the payment is still open.
+  const attemptCounts = update.status
+    ? outcome === 'applied'
+    : !isSettled(payment.payment_status) && !isTerminal(payment.payment_status)
+  if (update.attempt && attemptCounts) {
+    await insertAttempt(
+      trx,
+      attemptRow(
+        payment,
+        gateway,
+        update.attempt.status,
+        update.gatewayPaymentId ?? null,
+        payment.gateway_tracking_id,
+        update.attempt.errorCode ?? null,
+        update.attempt.errorMessage ?? null,
+        deps.clock,
+      ),
+    )
+    if (!update.status) outcome = 'attempt_recorded'
   }
 
   if (update.card && outcome === 'applied') {

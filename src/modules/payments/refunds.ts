@@ -1,6 +1,6 @@
 import { AppError, notFound, validationError } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
-import { toMinorUnits } from '../../core/money.ts'
+import { formatMinorUnits, toMinorUnits } from '../../core/money.ts'
 import { isSettled } from '../../core/payment-state.ts'
 import type { Access, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
@@ -59,7 +59,12 @@ export async function createRefund(
   const ctx = await gatewayContext(deps, scope, gateway.name)
   let created: Refund | undefined
   await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
-    if (!isSettled(locked.payment_status) || locked.payment_status === 'REFUNDED') {
+    if (locked.payment_status === 'REFUNDED') {
+      throw new AppError('conflict', `Nothing is left to refund on payment ${locked.id}`, {
+        refundable: '0.00',
+      })
+    }
+    if (!isSettled(locked.payment_status)) {
       throw new AppError(
         'invalid_state_transition',
         `Payment ${locked.id} is ${locked.payment_status}; only received money can be refunded`,
@@ -78,14 +83,15 @@ export async function createRefund(
     if (amount <= 0n) {
       throw refundable <= 0n
         ? new AppError('conflict', `Nothing is left to refund on payment ${locked.id}`, {
-            refundable: '0',
+            refundable: formatMinorUnits(0n, locked.currency),
           })
         : validationError('amount must be greater than zero', { field: 'amount' })
     }
     if (amount > refundable) {
-      throw new AppError('conflict', `amount is more than the ${refundable} still refundable`, {
+      const shown = formatMinorUnits(refundable, locked.currency)
+      throw new AppError('conflict', `amount is more than the ${shown} still refundable`, {
         field: 'amount',
-        refundable: String(refundable),
+        refundable: shown,
       })
     }
     const now = deps.clock.now()

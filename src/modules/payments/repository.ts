@@ -304,3 +304,26 @@ export async function listRefunds(
   if (filters.status) query = query.where('status', '=', filters.status)
   return fetchPage(query, 'refunds', request)
 }
+
+/**
+ * Money other payments are taking from an invoice right now (card charges and
+ * crypto payments in PROCESSING): counted before another charge starts, so two
+ * charges at once cannot both take what is owed.
+ */
+export async function inFlightAmount(
+  db: Db,
+  invoiceId: string,
+  exceptPaymentId: string,
+): Promise<bigint> {
+  const row = await db
+    .selectFrom('payment_allocations')
+    .innerJoin('payments', 'payments.id', 'payment_allocations.payment_id')
+    .select((eb) =>
+      eb.fn.coalesce(eb.fn.sum<bigint>('payment_allocations.amount'), eb.val(0n)).as('total'),
+    )
+    .where('payment_allocations.invoice_id', '=', invoiceId)
+    .where('payments.id', '<>', exceptPaymentId)
+    .where('payments.payment_status', '=', 'PROCESSING')
+    .executeTakeFirst()
+  return BigInt(row?.total ?? 0n)
+}

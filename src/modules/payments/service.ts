@@ -3,7 +3,7 @@ import type { Insertable, Updateable } from 'kysely'
 import type { Clock } from '../../core/clock.ts'
 import { AppError, type ErrorCode, notFound, validationError } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
-import { normalizeCurrency, toMinorUnits } from '../../core/money.ts'
+import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
 import { isSettled, type PaymentStatus } from '../../core/payment-state.ts'
 import type { Access, Scope } from '../../core/principal.ts'
 import type { SecretBox } from '../../core/secret-box.ts'
@@ -31,11 +31,13 @@ import {
   attemptsOf,
   findPayment,
   findPaymentByIdempotencyKey,
+  inFlightAmount,
   insertAllocations,
   insertAttempt,
   insertPayment,
   listPayments as listPaymentRows,
   lockPayment,
+  openPaymentsForInvoice,
   type PaymentFilters,
   type PaymentSortField,
   updatePayment,
@@ -50,7 +52,9 @@ export interface PaymentDeps extends GatewayDeps {
 
 export interface NewPayment {
   /** Invoices this payment pays, with the amount meant for each (one for `INVOICE` payments). */
-  allocations: { invoiceId: string; amount: bigint }[]
+  allocations: { invoiceId: string; amount: bigint | 'remaining' }[]
+  /** Return the invoice's open payment of this method type instead of creating a second (the on-ramp). */
+  reuseOpen?: boolean | undefined
   destinationType: 'INVOICE' | 'ORDERS'
   destinationId: string
   subject: string | null
@@ -74,6 +78,8 @@ export interface NewPayment {
 export interface PaymentView {
   payment: Payment
   invoiceIds: string[]
+  /** True when an open payment was returned instead of a new one being created. */
+  reused?: boolean
 }
 
 const HUMAN_ID_ALPHABET = '23456789ABCDEFGHJKMNPQRSTUVWXYZ'
@@ -134,18 +140,25 @@ export async function createPaymentRecord(
           field: 'orders',
         })
       }
+      if (input.reuseOpen) {
+        const open = (await openPaymentsForInvoice(trx, scope.environmentId, first.id)).find(
+          (p) => p.payment_method_type === input.methodType,
+        )
+        if (open) return { payment: open, invoiceIds: invoices.map((i) => i.id), reused: true }
+      }
       const amounts = input.allocations.map((allocation, index) => {
         const invoice = invoices[index]
         if (!invoice) throw new Error('allocation without invoice')
-        const amount = allocation.amount
+        const amount =
+          allocation.amount === 'remaining' ? invoice.amount_remaining : allocation.amount
         if (amount <= 0n)
           throw validationError('amount must be greater than zero', { field: 'amount' })
         if (amount > invoice.amount_remaining) {
           throw validationError(
-            `amount is more than the ${invoice.amount_remaining} still owed on ${invoice.id}`,
+            `amount is more than the ${formatMinorUnits(invoice.amount_remaining, invoice.currency)} still owed on ${invoice.id}`,
             {
               field: 'amount',
-              amount_remaining: String(invoice.amount_remaining),
+              amount_remaining: formatMinorUnits(invoice.amount_remaining, invoice.currency),
             },
           )
         }
@@ -453,6 +466,7 @@ async function settleInternal(
   let decline: Decline | undefined
   const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
     const current = await retryIfFailed(trx, scope, locked, cause, deps)
+    await assertStillOwed(trx, scope, current, deps.clock)
     const settled = await gateway.settleInternal?.(trx, ctx, current)
     if (!settled || settled.ok) {
       const moved = await movePayment(
@@ -532,6 +546,7 @@ async function chargeCard(
   // PROCESSING before the call: a crash mid-charge leaves a payment that says it was being charged.
   await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
     const current = await retryIfFailed(trx, scope, locked, cause, deps)
+    await assertStillOwed(trx, scope, current, deps.clock)
     const moved = await movePayment(trx, scope, current, 'PROCESSING', {}, cause, deps)
     if (moved.kind === 'illegal') throw illegal(moved.payment, 'PROCESSING', moved.reason)
     return moved.payment
@@ -655,6 +670,31 @@ async function chargeCard(
       payment_id: payment.id,
     })
   return view
+}
+
+/**
+ * Checks, under each invoice's row lock, that the invoice still owes this payment's
+ * share before money moves: an invoice paid meanwhile, or charges already in
+ * flight for it, refuse the payment with 409 and nothing is taken.
+ */
+async function assertStillOwed(
+  trx: Db,
+  scope: Scope,
+  payment: Payment,
+  clock: Clock,
+): Promise<void> {
+  for (const allocation of await allocationsOf(trx, [payment.id])) {
+    const invoice = await lockInvoiceOrFail(trx, scope, allocation.invoice_id)
+    assertPayable(invoice, clock.now())
+    const owed = invoice.amount_remaining - (await inFlightAmount(trx, invoice.id, payment.id))
+    if (allocation.amount > owed) {
+      throw new AppError('conflict', `Invoice ${invoice.id} no longer owes this payment's amount`, {
+        invoice_id: invoice.id,
+        amount: formatMinorUnits(allocation.amount, invoice.currency),
+        still_owed: formatMinorUnits(owed > 0n ? owed : 0n, invoice.currency),
+      })
+    }
+  }
 }
 
 /** A FAILED payment processed again goes through ON_RETRY, as the state machine asks. */
