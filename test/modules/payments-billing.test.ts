@@ -88,6 +88,67 @@ describe('payments and what they pay for', () => {
   })
 })
 
+describe('concurrent confirmations', () => {
+  test('50 concurrent process calls on one balance payment apply it once: one debit, one event, invoice paid once', async () => {
+    const customer = await createCustomer(ctx)
+    await ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
+      amount: '500.00',
+      currency: 'usd',
+    })
+    const invoice = await ctx.post<{ id: string }>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'usd',
+      lines: [{ description: 'Seats', quantity: 1, unit_amount: '80.00' }],
+    })
+    await ctx.post(`/v1/invoices/${invoice.body.id}/finalize`)
+    const payment = await createPayment(ctx, {
+      destination_id: invoice.body.id,
+      payment_method_type: 'CREDITS',
+      amount: '80.00',
+      process_payment: false,
+    })
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        ctx.post<PaymentBody>(`/v1/payments/${payment.body.id}/process`),
+      ),
+    )
+    expect(results.filter((r) => r.status === 200)).toHaveLength(1)
+    expect(results.filter((r) => r.status !== 200).every((r) => r.status === 422)).toBe(true)
+    expect(await balance(customer.id)).toEqual({ usd: '420.00' })
+    const events = await ctx.get<List<unknown>>(
+      `/v1/events?object_id=${payment.body.id}&type=payment.succeeded`,
+    )
+    expect(events.body.items).toHaveLength(1)
+    const shown = await ctx.get<{ amount_paid: string; payment_status: string }>(
+      `/v1/invoices/${invoice.body.id}`,
+    )
+    expect(shown.body).toMatchObject({ amount_paid: '80.00', payment_status: 'SUCCEEDED' })
+  })
+
+  test('50 concurrent balance payments for one invoice take the money once', async () => {
+    const customer = await createCustomer(ctx)
+    await ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
+      amount: '1000.00',
+      currency: 'usd',
+    })
+    const invoice = await ctx.post<{ id: string }>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'usd',
+      lines: [{ description: 'Seats', quantity: 1, unit_amount: '100.00' }],
+    })
+    await ctx.post(`/v1/invoices/${invoice.body.id}/finalize`)
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        ctx.post(`/v1/invoices/${invoice.body.id}/pay`, { payment_method_type: 'CREDITS' }),
+      ),
+    )
+    expect(results.filter((r) => r.status === 201)).toHaveLength(1)
+    expect(await balance(customer.id)).toEqual({ usd: '900.00' })
+    const shown = await ctx.get<{ amount_paid: string }>(`/v1/invoices/${invoice.body.id}`)
+    expect(shown.body.amount_paid).toBe('100.00')
+  })
+})
+
 async function failedPaymentId(invoiceId: string) {
   const list = await ctx.get<List<PaymentBody>>(
     `/v1/payments?destination_id=${invoiceId}&status=FAILED`,

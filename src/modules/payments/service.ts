@@ -465,6 +465,7 @@ async function settleInternal(
 ): Promise<PaymentView> {
   let decline: Decline | undefined
   const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    assertProcessable(locked)
     const current = await retryIfFailed(trx, scope, locked, cause, deps)
     await assertStillOwed(trx, scope, current, deps.clock)
     const settled = await gateway.settleInternal?.(trx, ctx, current)
@@ -545,6 +546,7 @@ async function chargeCard(
   }
   // PROCESSING before the call: a crash mid-charge leaves a payment that says it was being charged.
   await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
+    assertProcessable(locked)
     const current = await retryIfFailed(trx, scope, locked, cause, deps)
     await assertStillOwed(trx, scope, current, deps.clock)
     const moved = await movePayment(trx, scope, current, 'PROCESSING', {}, cause, deps)
@@ -695,6 +697,24 @@ async function assertStillOwed(
       })
     }
   }
+}
+
+/** Re-checked under the row lock: a concurrent request may have processed the payment first. */
+function assertProcessable(locked: Payment): void {
+  if (
+    locked.payment_status === 'INITIATED' ||
+    locked.payment_status === 'FAILED' ||
+    locked.payment_status === 'ON_RETRY'
+  )
+    return
+  throw new AppError(
+    'invalid_state_transition',
+    `Payment ${locked.id} is ${locked.payment_status} and cannot be processed`,
+    {
+      payment_id: locked.id,
+      payment_status: locked.payment_status,
+    },
+  )
 }
 
 /** A FAILED payment processed again goes through ON_RETRY, as the state machine asks. */
