@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox'
 import { formatMinorUnits } from '../../core/money.ts'
-import { currentStateOf } from '../../core/payment-state.ts'
+import { currentStateOf, PAYMENT_STATUSES } from '../../core/payment-state.ts'
 import type { Payment, PaymentAttempt, Refund } from '../../db/database.ts'
 import { ListQuery } from '../../http/list-query.ts'
 import {
@@ -58,24 +58,7 @@ export const UpdatePaymentBody = Type.Object({
 })
 export type UpdatePaymentBody = Static<typeof UpdatePaymentBody>
 
-const PaymentStatusFilter = Type.Union(
-  [
-    'INITIATED',
-    'PENDING',
-    'PROCESSING',
-    'RESERVED',
-    'CAPTURED',
-    'SUCCEEDED',
-    'OVERPAID',
-    'FAILED',
-    'ON_RETRY',
-    'CANCELLED',
-    'PENDING_REFUND',
-    'PARTIALLY_REFUNDED',
-    'REFUNDED',
-    'REFUND_FAILED',
-  ].map((s) => Type.Literal(s)),
-)
+const PaymentStatusFilter = Type.Union(PAYMENT_STATUSES.map((status) => Type.Literal(status)))
 
 export const PaymentListQuery = ListQuery({
   status: Type.Optional(PaymentStatusFilter),

@@ -483,29 +483,7 @@ async function settleInternal(
       return moved.payment
     }
     decline = settled.decline
-    await insertAttempt(
-      trx,
-      attemptRow(
-        current,
-        gateway.name,
-        'failed',
-        null,
-        null,
-        settled.decline.code,
-        settled.decline.message,
-        deps.clock,
-      ),
-    )
-    const moved = await movePayment(
-      trx,
-      scope,
-      current,
-      'FAILED',
-      { status_code: settled.decline.code, error_message: settled.decline.message },
-      cause,
-      deps,
-    )
-    return moved.payment
+    return failWithAttempt(trx, scope, current, gateway.name, settled.decline, null, cause, deps)
   })
   if (decline) throw declineError(decline, view.payment)
   return view
@@ -609,60 +587,12 @@ async function chargeCard(
       }
       case 'declined': {
         decline = result.decline
-        await insertAttempt(
-          trx,
-          attemptRow(
-            locked,
-            gateway.name,
-            'failed',
-            result.gatewayPaymentId,
-            result.trackingId,
-            result.decline.code,
-            result.decline.message,
-            deps.clock,
-          ),
-        )
-        const moved = await movePayment(
-          trx,
-          scope,
-          locked,
-          'FAILED',
-          {
-            status_code: result.decline.code,
-            error_message: result.decline.message,
-            gateway_payment_id: result.gatewayPaymentId,
-            gateway_tracking_id: result.trackingId,
-          },
-          cause,
-          deps,
-        )
-        return moved.payment
+        const ids = { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
+        return failWithAttempt(trx, scope, locked, gateway.name, result.decline, ids, cause, deps)
       }
       case 'error': {
         failure = result.failure.message
-        await insertAttempt(
-          trx,
-          attemptRow(
-            locked,
-            gateway.name,
-            'failed',
-            null,
-            null,
-            result.failure.code,
-            result.failure.message,
-            deps.clock,
-          ),
-        )
-        const moved = await movePayment(
-          trx,
-          scope,
-          locked,
-          'FAILED',
-          { status_code: result.failure.code, error_message: result.failure.message },
-          cause,
-          deps,
-        )
-        return moved.payment
+        return failWithAttempt(trx, scope, locked, gateway.name, result.failure, null, cause, deps)
       }
     }
   })
@@ -697,6 +627,48 @@ async function assertStillOwed(
       })
     }
   }
+}
+
+/** Records a failed gateway attempt and moves the locked payment to FAILED with the error on it. */
+async function failWithAttempt(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  gateway: string,
+  error: { code: string; message: string },
+  ids: { gatewayPaymentId: string | null; trackingId: string | null } | null,
+  cause: Cause,
+  deps: PaymentDeps,
+): Promise<Payment> {
+  const gatewayPaymentId = ids?.gatewayPaymentId ?? null
+  const trackingId = ids?.trackingId ?? null
+  await insertAttempt(
+    trx,
+    attemptRow(
+      locked,
+      gateway,
+      'failed',
+      gatewayPaymentId,
+      trackingId,
+      error.code,
+      error.message,
+      deps.clock,
+    ),
+  )
+  const moved = await movePayment(
+    trx,
+    scope,
+    locked,
+    'FAILED',
+    {
+      status_code: error.code,
+      error_message: error.message,
+      ...(ids && { gateway_payment_id: gatewayPaymentId, gateway_tracking_id: trackingId }),
+    },
+    cause,
+    deps,
+  )
+  return moved.payment
 }
 
 /** Re-checked under the row lock: a concurrent request may have processed the payment first. */
