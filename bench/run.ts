@@ -1,0 +1,357 @@
+import { mkdir, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import { parseArgs } from 'node:util'
+import { SecretBox } from '../src/core/secret-box.ts'
+import { signWebhook } from '../src/core/webhook-signature.ts'
+import {
+  SANDBOX_SIGNATURE_HEADER,
+  sandboxWebhookPath,
+} from '../src/gateways/sandbox/sandbox-provider.ts'
+import {
+  type BenchDatabase,
+  provisionDatabase,
+  seedHistory,
+  seedInvoices,
+  seedPendingPayments,
+} from './database.ts'
+import { type LoadRequest, type LoadStats, round, runLoad } from './load.ts'
+import { runPgbench } from './pgbench.ts'
+import { type BenchServer, startServer } from './server.ts'
+
+/**
+ * `npm run bench`: Payrail against the physical limit of its database, in one run.
+ * A fresh database, a Payrail server in its own process, load from this process
+ * (autocannon) after a warm-up, and two baselines measured in the same run on the
+ * same machine: pgbench (TPC-B-like, same clients) for the write scenarios and a
+ * trivial route of the same server for the HTTP floor.
+ */
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    connections: { type: 'string', default: '10' },
+    seconds: { type: 'string' },
+    history: { type: 'string' },
+  },
+})
+const quick = values.quick ?? false
+const connections = Number(values.connections)
+const seconds = Number(values.seconds ?? (quick ? 2 : 15))
+const warmup = quick ? 1 : 3
+const historyRows = Number(values.history ?? (quick ? 20_000 : 1_000_000))
+const poolSize = quick ? 4_000 : 60_000
+const SECRET_KEY = 'b'.repeat(64)
+
+interface ScenarioResult extends LoadStats {
+  ratio_to_baseline: number | null
+  baseline: 'pgbench' | 'http_floor'
+  rss_peak_mb: number
+  [extra: string]: unknown
+}
+
+async function main() {
+  const started = Date.now()
+  log(
+    `Payrail bench (${quick ? 'quick' : 'full'}): ${connections} connections, ${seconds}s per scenario after ${warmup}s warm-up`,
+  )
+  const db = await provisionDatabase()
+  let server: BenchServer | undefined
+  try {
+    log('seeding invoices and pending payments')
+    const linkInvoices = await seedInvoices(db, 'link', poolSize)
+    const offlineInvoices = await seedInvoices(db, 'offline', poolSize)
+    const pending = await seedPendingPayments(db, 'hook', poolSize, 'W')
+    const storm = await seedPendingPayments(db, 'storm', 1, 'S')
+    const seedStart = Date.now()
+    await seedHistory(db, historyRows, (done) =>
+      progress('seeding payment history', done, historyRows),
+    )
+    process.stderr.write('\n')
+    const seedSeconds = (Date.now() - seedStart) / 1000
+    log(`seeded ${historyRows.toLocaleString('en')} payments in ${seedSeconds.toFixed(1)}s`)
+
+    log('baseline: pgbench')
+    const pgbench = await runPgbench(db.pgbenchUrl, connections, seconds)
+    server = await startServer({ DATABASE_URL: db.url, PAYRAIL_SECRET_KEY: SECRET_KEY })
+    const auth = { authorization: `Bearer ${db.key}`, 'content-type': 'application/json' }
+
+    const measure = async (
+      name: string,
+      next: () => LoadRequest,
+      baseline: 'pgbench' | 'http_floor',
+      base: number | undefined,
+    ) => {
+      if (!server) throw new Error('no server')
+      await runLoad({ url: server.url, connections, duration: warmup, next })
+      server.resetRssPeak()
+      const stats = await runLoad({ url: server.url, connections, duration: seconds, next })
+      const result: ScenarioResult = {
+        ...stats,
+        ratio_to_baseline: base ? round(stats.rps / base) : null,
+        baseline,
+        rss_peak_mb: server.rssPeakMb(),
+      }
+      log(
+        `${name}: ${stats.rps} req/s, p99 ${stats.p99_ms} ms, errors ${stats.errors}, non-2xx ${stats.non_2xx}`,
+      )
+      return result
+    }
+
+    const floor = await measure(
+      'http_floor',
+      () => ({ method: 'GET', path: '/health', headers: {} }),
+      'http_floor',
+      undefined,
+    )
+    const scenarios: Record<string, ScenarioResult> = {}
+
+    scenarios.create_link = await measure(
+      'create_link',
+      cycle(linkInvoices, (invoiceId) => ({
+        method: 'POST',
+        path: '/v1/payments',
+        headers: auth,
+        body: JSON.stringify({
+          destination_type: 'INVOICE',
+          destination_id: invoiceId,
+          payment_method_type: 'PAYMENT_LINK',
+          payment_gateway: 'sandbox',
+          amount: '10.00',
+          currency: 'usd',
+        }),
+      })),
+      'pgbench',
+      pgbench?.tps,
+    )
+
+    const secret = new SecretBox(Buffer.from(SECRET_KEY, 'hex')).derive(
+      `sandbox-webhook:${db.environmentId}`,
+    )
+    const hookPath = sandboxWebhookPath(db.tenantId, db.environmentId)
+    scenarios.webhook_apply = await measure(
+      'webhook_apply',
+      cycle(pending, (paymentId) => signedCompletion(secret, hookPath, paymentId)),
+      'pgbench',
+      pgbench?.tps,
+    )
+
+    scenarios.offline_pay = await measure(
+      'offline_pay',
+      cycle(offlineInvoices, (invoiceId) => ({
+        method: 'POST',
+        path: '/v1/payments',
+        headers: auth,
+        body: JSON.stringify({
+          destination_type: 'INVOICE',
+          destination_id: invoiceId,
+          payment_method_type: 'OFFLINE',
+          amount: '10.00',
+          currency: 'usd',
+        }),
+      })),
+      'pgbench',
+      pgbench?.tps,
+    )
+
+    const to = Math.floor(Date.now() / 1000)
+    const from = to - 30 * 86_400
+    scenarios.list = await measure(
+      'list',
+      () => ({
+        method: 'GET',
+        path: `/v1/payments?status=SUCCEEDED&from_date=${from}&to_date=${to}&limit=50`,
+        headers: { authorization: `Bearer ${db.key}` },
+      }),
+      'http_floor',
+      floor.rps,
+    )
+    scenarios.list.rows_in_table = historyRows + poolSize * 2
+
+    scenarios.duplicate_storm = await duplicateStorm(server, db, secret, hookPath, storm[0] ?? '')
+
+    const results = {
+      generated_at: new Date().toISOString(),
+      mode: quick ? 'quick' : 'full',
+      connections,
+      seconds_per_scenario: seconds,
+      scenarios,
+      baseline: {
+        pgbench: pgbench ?? null,
+        http_floor: {
+          rps: floor.rps,
+          p50_ms: floor.p50_ms,
+          p95_ms: floor.p95_ms,
+          p99_ms: floor.p99_ms,
+        },
+      },
+      seeding: {
+        rows: historyRows,
+        seconds: round(seedSeconds),
+        rows_per_second: Math.round(historyRows / seedSeconds),
+      },
+      machine: {
+        cpus: os.cpus().length,
+        cpu_model: os.cpus()[0]?.model ?? 'unknown',
+        memory_gb: Math.round(os.totalmem() / 2 ** 30),
+        node: process.version,
+        postgres: process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded',
+      },
+      total_seconds: round((Date.now() - started) / 1000),
+    }
+    await mkdir('bench/results', { recursive: true })
+    const file = quick ? 'bench/results/quick.json' : 'bench/results/latest.json'
+    await writeFile(file, `${JSON.stringify(results, null, 2)}\n`)
+    printTable(results.scenarios, results.baseline)
+    log(`wrote ${file}`)
+    const failed = Object.entries(scenarios).filter(
+      ([, s]) => s.errors > 0 || (s.statuses['500'] ?? 0) > 0,
+    )
+    if (!scenarios.duplicate_storm.applied_once || failed.length > 0) {
+      log(
+        `FAILED: ${failed.map(([n]) => n).join(', ') || 'duplicate_storm applied more than once'}`,
+      )
+      process.exitCode = 1
+    }
+  } finally {
+    await server?.stop()
+    await db.close()
+  }
+}
+
+/** The same signed completion webhook from 50 connections at once: it must apply exactly once. */
+async function duplicateStorm(
+  server: BenchServer,
+  db: BenchDatabase,
+  secret: string,
+  path: string,
+  paymentId: string,
+) {
+  const request = signedCompletion(secret, path, paymentId)
+  server.resetRssPeak()
+  const stats = await runLoad({
+    url: server.url,
+    connections: 50,
+    amount: 50 * 20,
+    next: () => request,
+  })
+  const pool = db.client.pool
+  const [events, transitions, invoice, notifications] = await Promise.all([
+    pool.query('select count(*)::int as n from webhook_events where event_id = $1', [
+      eventIdFor(paymentId),
+    ]),
+    pool.query(
+      `select count(*)::int as n from payment_transitions where payment_id = $1 and to_status = 'SUCCEEDED'`,
+      [paymentId],
+    ),
+    pool.query(
+      'select i.amount_paid::text as paid from invoices i join payment_allocations a on a.invoice_id = i.id where a.payment_id = $1',
+      [paymentId],
+    ),
+    pool.query(
+      `select count(*)::int as n from events where object_id = $1 and type = 'payment.succeeded'`,
+      [paymentId],
+    ),
+  ])
+  const appliedOnce =
+    events.rows[0]?.n === 1 &&
+    transitions.rows[0]?.n === 1 &&
+    invoice.rows[0]?.paid === '1000' &&
+    notifications.rows[0]?.n === 1
+  log(
+    `duplicate_storm: ${stats.requests} deliveries, applied once: ${appliedOnce}, 5xx: ${stats.statuses['500'] ?? 0}`,
+  )
+  return {
+    ...stats,
+    ratio_to_baseline: null,
+    baseline: 'pgbench' as const,
+    rss_peak_mb: server.rssPeakMb(),
+    applied_once: appliedOnce,
+  }
+}
+
+function eventIdFor(paymentId: string): string {
+  return `sbevt_bench_${paymentId}`
+}
+
+function signedCompletion(secret: string, path: string, paymentId: string): LoadRequest {
+  const session = paymentId.replace(/^pay_/, 'sbs_')
+  const body = JSON.stringify({
+    id: eventIdFor(paymentId),
+    type: 'checkout.completed',
+    created: Math.floor(Date.now() / 1000),
+    data: {
+      payment_id: paymentId,
+      session_id: session,
+      charge_id: null,
+      amount: 1000,
+      amount_received: 1000,
+      currency: 'usd',
+      card: null,
+      error: null,
+      refund_id: null,
+      gateway_refund_id: null,
+    },
+  })
+  return {
+    method: 'POST',
+    path,
+    headers: {
+      'content-type': 'application/json',
+      [SANDBOX_SIGNATURE_HEADER]: signWebhook(secret, body, Math.floor(Date.now() / 1000)),
+    },
+    body,
+  }
+}
+
+/** Hands out the items one by one (distinct invoices or payments per request), then wraps around. */
+function cycle<T>(items: T[], make: (item: T) => LoadRequest): () => LoadRequest {
+  let index = 0
+  return () => {
+    const item = items[index % items.length]
+    index += 1
+    if (item === undefined) throw new Error('empty pool')
+    return make(item)
+  }
+}
+
+function printTable(
+  scenarios: Record<string, ScenarioResult>,
+  baseline: { pgbench: { tps: number } | null; http_floor: { rps: number } },
+) {
+  const rows = Object.entries(scenarios).map(([name, s]) => [
+    name,
+    String(s.rps),
+    String(s.p50_ms),
+    String(s.p95_ms),
+    String(s.p99_ms),
+    String(s.errors + (s.statuses['500'] ?? 0)),
+    s.ratio_to_baseline === null ? '-' : `${s.ratio_to_baseline} × ${s.baseline}`,
+    String(s.rss_peak_mb),
+  ])
+  const header = ['scenario', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'ratio', 'RSS MB']
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')
+  process.stdout.write(`\n${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`)
+  for (const row of rows) process.stdout.write(`${line(row)}\n`)
+  process.stdout.write(
+    `\nbaselines: pgbench ${baseline.pgbench ? `${baseline.pgbench.tps} tps` : 'not installed'}, HTTP floor (GET /health) ${baseline.http_floor.rps} req/s\n`,
+  )
+}
+
+function progress(label: string, done: number, total: number) {
+  const width = 30
+  const filled = Math.round((done / total) * width)
+  process.stderr.write(
+    `\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done.toLocaleString('en')}/${total.toLocaleString('en')}`,
+  )
+}
+
+function log(message: string) {
+  process.stderr.write(`${message}\n`)
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  )
+  process.exit(1)
+})
