@@ -18,9 +18,8 @@ export async function fetchPage<TB extends keyof Database & string, O, F extends
   const direction = request.sort.direction
   const [items, count] = await Promise.all([
     ranged
-      .orderBy(sql.ref(`${table}.${request.sort.field}`), (ob) =>
-        direction === 'desc' ? ob.desc().nullsLast() : ob.asc().nullsFirst(),
-      )
+      // Plain asc/desc (no NULLS FIRST/LAST) so the order matches the (…, created_at desc, id desc) indexes.
+      .orderBy(sql.ref(`${table}.${request.sort.field}`), direction)
       .orderBy(sql.ref(`${table}.id`), direction)
       .limit(request.page.limit)
       .offset(request.page.offset)

@@ -71,8 +71,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     create unique index payments_idempotency_key on payments (environment_id, idempotency_key) where idempotency_key is not null;
     create unique index payments_tracking_key on payments (environment_id, payment_gateway, gateway_tracking_id)
       where gateway_tracking_id is not null;
-    create index payments_environment_created_idx on payments (environment_id, created_at desc, id desc);
-    create index payments_status_created_idx on payments (environment_id, payment_status, created_at desc, id desc);
+    -- Lists show active payments: partial indexes let counts run as index-only scans.
+    create index payments_environment_created_idx on payments (environment_id, created_at desc, id desc) where active;
+    create index payments_status_created_idx on payments (environment_id, payment_status, created_at desc, id desc) where active;
     create index payments_destination_idx on payments (environment_id, destination_id);
     create index payments_customer_idx on payments (environment_id, customer_id, created_at desc);
 
