@@ -30,6 +30,7 @@ import { paymentRoutes } from './modules/payments/routes.ts'
 import { productRoutes } from './modules/products/routes.ts'
 import { subscriptionRoutes } from './modules/subscriptions/routes.ts'
 import { webhookRoutes } from './modules/webhooks/routes.ts'
+import { paymentPages } from './web/payment-pages.ts'
 import { sandboxPages } from './web/sandbox-pages.ts'
 
 /** Everything a request handler may need, built once per process and passed down. */
@@ -130,6 +131,7 @@ export async function buildApp(
   )
   await app.register(operationsRoutes(deps))
   await app.register(sandboxPages(deps))
+  await app.register(paymentPages)
 
   const v1: FastifyPluginAsync = async (api) => {
     await api.register(apiKeyRoutes(deps))

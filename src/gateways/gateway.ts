@@ -81,7 +81,14 @@ export interface GatewayFailure {
 }
 
 export type CheckoutResult =
-  | { ok: true; url: string | null; trackingId: string; gatewayPaymentId: string | null }
+  | {
+      ok: true
+      url: string | null
+      trackingId: string
+      gatewayPaymentId: string | null
+      /** The customer's id at the provider, when the gateway created or used one (stored on the customer). */
+      gatewayCustomerId?: string | undefined
+    }
   | { ok: false; failure: GatewayFailure }
 
 export interface CardDetails {
@@ -98,6 +105,7 @@ export type ChargeResult =
       gatewayPaymentId: string
       trackingId: string
       card?: CardDetails | undefined
+      gatewayCustomerId?: string | undefined
     }
   | { outcome: 'processing'; gatewayPaymentId: string; trackingId: string }
   | {

@@ -12,12 +12,14 @@ import { GATEWAY_NAMES, type Gateway, type GatewayContext, type GatewayName } fr
 import { offlineGateway } from './offline/offline.gateway.ts'
 import { platformGateway } from './platform/platform.gateway.ts'
 import { sandboxGateway } from './sandbox/sandbox.gateway.ts'
+import { stripeGateway } from './stripe/stripe.gateway.ts'
 
 const GATEWAYS: Partial<Record<GatewayName, Gateway>> = {
   sandbox: sandboxGateway,
   platform: platformGateway,
   offline: offlineGateway,
   external: externalGateway,
+  stripe: stripeGateway,
 }
 
 /** The rail a method type uses when the request names none. */

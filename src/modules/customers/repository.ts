@@ -1,4 +1,4 @@
-import type { Insertable, Updateable } from 'kysely'
+import { type Insertable, sql, type Updateable } from 'kysely'
 import type { Db } from '../../db/client.ts'
 import type { Customer, CustomerTable } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
@@ -85,6 +85,24 @@ export async function setDefaultPaymentMethodRow(
   await db
     .updateTable('customers')
     .set({ default_payment_method_id: paymentMethodId, updated_at: at })
+    .where('id', '=', customerId)
+    .execute()
+}
+
+/** Remembers the customer's id at a gateway (`{"stripe":"cus_…"}`), created on first use. */
+export async function setGatewayCustomerId(
+  db: Db,
+  customerId: string,
+  gateway: string,
+  id: string,
+  at: Date,
+): Promise<void> {
+  await db
+    .updateTable('customers')
+    .set((eb) => ({
+      gateway_customer_ids: sql`${eb.ref('gateway_customer_ids')} || jsonb_build_object(${gateway}::text, ${id}::text)`,
+      updated_at: at,
+    }))
     .where('id', '=', customerId)
     .execute()
 }

@@ -22,7 +22,7 @@ import { type GatewayDeps, gatewayContext, resolveGateway } from '../../gateways
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
 import type { Logger } from '../../logger.ts'
-import { setDefaultPaymentMethodRow } from '../customers/repository.ts'
+import { setDefaultPaymentMethodRow, setGatewayCustomerId } from '../customers/repository.ts'
 import { getCustomer } from '../customers/service.ts'
 import { applyDiscountCode, assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
@@ -393,6 +393,8 @@ export async function processPayment(
     )
   }
   const result = await start.call(gateway, ctx, request)
+  if (result.ok && result.gatewayCustomerId)
+    await rememberGatewayCustomer(deps, customer, gateway.name, result.gatewayCustomerId)
   return withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
     if (!result.ok) {
       await insertAttempt(
@@ -532,6 +534,14 @@ async function chargeCard(
     return moved.payment
   })
   const result = await gateway.chargeSavedMethod(ctx, request, method)
+  if (result.outcome === 'succeeded' && result.gatewayCustomerId) {
+    await rememberGatewayCustomer(
+      deps,
+      { id: payment.customer_id, gateway_customer_ids: request.customer.gatewayCustomerIds },
+      gateway.name,
+      result.gatewayCustomerId,
+    )
+  }
   let decline: Decline | undefined
   let failure: string | undefined
   const view = await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
@@ -669,6 +679,16 @@ async function failWithAttempt(
     deps,
   )
   return moved.payment
+}
+
+async function rememberGatewayCustomer(
+  deps: PaymentDeps,
+  customer: { id: string; gateway_customer_ids: Record<string, string> },
+  gateway: string,
+  gatewayCustomerId: string,
+): Promise<void> {
+  if (customer.gateway_customer_ids[gateway] === gatewayCustomerId) return
+  await setGatewayCustomerId(deps.db, customer.id, gateway, gatewayCustomerId, deps.clock.now())
 }
 
 /** Re-checked under the row lock: a concurrent request may have processed the payment first. */

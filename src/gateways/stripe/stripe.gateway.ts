@@ -1,0 +1,204 @@
+import Stripe from 'stripe'
+import type { ChargeResult, Gateway, GatewayFailure, GatewayPaymentRequest } from '../gateway.ts'
+import { stripeClient } from './stripe.client.ts'
+import {
+  cardFromPaymentMethod,
+  checkoutSessionParams,
+  declineFromStripe,
+  PAYRAIL_PAYMENT_ID,
+  PAYRAIL_REFUND_ID,
+} from './stripe.transformers.ts'
+import { parseStripeWebhook } from './stripe.webhooks.ts'
+
+/**
+ * Stripe through the official SDK: hosted Checkout Sessions for payment links,
+ * off-session PaymentIntents for saved cards, refunds, and verified webhooks.
+ * Every create call carries a deterministic idempotency key derived from Payrail's
+ * ids, so a retry after a timeout never makes a second session, charge or refund.
+ */
+export const stripeGateway: Gateway = {
+  name: 'stripe',
+  capabilities: {
+    hostedCheckout: true,
+    savedMethodCharge: true,
+    refund: true,
+    statusSync: true,
+    webhookVerification: true,
+    methodTypes: ['PAYMENT_LINK', 'CARD'],
+    internal: false,
+  },
+  async createCheckout(ctx, request) {
+    const stripe = stripeClient(ctx)
+    try {
+      const customerId = await ensureCustomer(stripe, request)
+      const { payment } = request
+      const session = await stripe.checkout.sessions.create(
+        checkoutSessionParams(
+          payment,
+          customerId,
+          request.description,
+          {
+            success: payment.success_url ?? `${ctx.publicUrl}/pay/${payment.id}/complete`,
+            cancel: payment.cancel_url ?? `${ctx.publicUrl}/pay/${payment.id}/cancelled`,
+          },
+          Math.floor(ctx.clock.now().getTime() / 1000),
+        ),
+        { idempotencyKey: `payrail-checkout-${payment.id}` },
+      )
+      if (!session.url)
+        return {
+          ok: false,
+          failure: { code: 'no_url', message: 'Stripe returned no session URL', retryable: false },
+        }
+      return {
+        ok: true,
+        url: session.url,
+        trackingId: session.id,
+        gatewayPaymentId: null,
+        gatewayCustomerId: customerId,
+      }
+    } catch (error) {
+      return { ok: false, failure: failureOf(error) }
+    }
+  },
+  async chargeSavedMethod(ctx, request, method): Promise<ChargeResult> {
+    const stripe = stripeClient(ctx)
+    const { payment } = request
+    try {
+      const customerId = await ensureCustomer(stripe, request)
+      const intent = await stripe.paymentIntents.create(
+        {
+          amount: Number(payment.amount),
+          currency: payment.currency,
+          customer: customerId,
+          payment_method: method.gateway_payment_method_id,
+          off_session: true,
+          confirm: true,
+          description: request.description,
+          metadata: { [PAYRAIL_PAYMENT_ID]: payment.id },
+          expand: ['payment_method'],
+        },
+        { idempotencyKey: `payrail-charge-${payment.id}-${payment.updated_at.getTime()}` },
+      )
+      if (intent.status === 'succeeded') {
+        return {
+          outcome: 'succeeded',
+          gatewayPaymentId: intent.id,
+          trackingId: intent.id,
+          card: cardFromPaymentMethod(intent.payment_method),
+          gatewayCustomerId: customerId,
+        }
+      }
+      if (intent.status === 'processing')
+        return { outcome: 'processing', gatewayPaymentId: intent.id, trackingId: intent.id }
+      return {
+        outcome: 'declined',
+        gatewayPaymentId: intent.id,
+        trackingId: intent.id,
+        decline: {
+          code: 'authentication_required',
+          message: 'This payment needs the card holder to authenticate',
+        },
+      }
+    } catch (error) {
+      if (error instanceof Stripe.errors.StripeCardError) {
+        const intentId = error.payment_intent?.id ?? null
+        return {
+          outcome: 'declined',
+          gatewayPaymentId: intentId,
+          trackingId: intentId,
+          decline: declineFromStripe(error.code, error.decline_code, error.message),
+        }
+      }
+      return { outcome: 'error', failure: failureOf(error) }
+    }
+  },
+  async refund(ctx, payment, refund) {
+    const stripe = stripeClient(ctx)
+    try {
+      const intentId =
+        payment.gateway_payment_id ?? (await intentOfSession(stripe, payment.gateway_tracking_id))
+      if (!intentId)
+        return {
+          status: 'failed',
+          failure: {
+            code: 'no_payment_intent',
+            message: 'The payment has no Stripe PaymentIntent',
+            retryable: false,
+          },
+        }
+      const created = await stripe.refunds.create(
+        {
+          payment_intent: intentId,
+          amount: Number(refund.amount),
+          metadata: { [PAYRAIL_REFUND_ID]: refund.id, [PAYRAIL_PAYMENT_ID]: payment.id },
+        },
+        { idempotencyKey: `payrail-refund-${refund.id}` },
+      )
+      if (created.status === 'failed' || created.status === 'canceled') {
+        return {
+          status: 'failed',
+          failure: {
+            code: 'refund_failed',
+            message: created.failure_reason ?? 'Stripe refused the refund',
+            retryable: false,
+          },
+        }
+      }
+      return {
+        status: created.status === 'succeeded' ? 'succeeded' : 'pending',
+        gatewayRefundId: created.id,
+      }
+    } catch (error) {
+      return { status: 'failed', failure: failureOf(error) }
+    }
+  },
+  async cancel(ctx, payment) {
+    if (!payment.gateway_tracking_id?.startsWith('cs_')) return
+    await stripeClient(ctx).checkout.sessions.expire(payment.gateway_tracking_id)
+  },
+  async parseWebhook(ctx, raw) {
+    return parseStripeWebhook(ctx, raw)
+  },
+}
+
+/** The customer's Stripe id, creating the Stripe customer on first use (idempotently, by Payrail's id). */
+async function ensureCustomer(stripe: Stripe, request: GatewayPaymentRequest): Promise<string> {
+  const known = request.customer.gatewayCustomerIds.stripe
+  if (known) return known
+  const created = await stripe.customers.create(
+    {
+      name: request.customer.name,
+      ...(request.customer.email && { email: request.customer.email }),
+      metadata: { payrail_customer_id: request.customer.id },
+    },
+    { idempotencyKey: `payrail-customer-${request.customer.id}` },
+  )
+  return created.id
+}
+
+async function intentOfSession(
+  stripe: Stripe,
+  sessionId: string | null,
+): Promise<string | undefined> {
+  if (!sessionId?.startsWith('cs_')) return undefined
+  const session = await stripe.checkout.sessions.retrieve(sessionId)
+  return typeof session.payment_intent === 'string'
+    ? session.payment_intent
+    : session.payment_intent?.id
+}
+
+function failureOf(error: unknown): GatewayFailure {
+  if (error instanceof Stripe.errors.StripeError) {
+    const retryable =
+      error instanceof Stripe.errors.StripeConnectionError ||
+      error instanceof Stripe.errors.StripeAPIError ||
+      (error.statusCode !== undefined && error.statusCode >= 500)
+    return { code: error.code ?? error.type, message: error.message, retryable }
+  }
+  return {
+    code: 'stripe_error',
+    message: error instanceof Error ? error.message : String(error),
+    retryable: true,
+  }
+}

@@ -1,0 +1,114 @@
+import type Stripe from 'stripe'
+import type { Payment } from '../../db/database.ts'
+import type { CardDetails, Decline, DeclineCode, PaymentUpdate } from '../gateway.ts'
+
+/** Pure mappings between Payrail's payment and Stripe's objects. Amounts are already minor units on both sides. */
+
+export const PAYRAIL_PAYMENT_ID = 'payrail_payment_id'
+export const PAYRAIL_REFUND_ID = 'payrail_refund_id'
+export const PAYRAIL_SAVE_DEFAULT = 'payrail_save_default'
+const CHECKOUT_TTL_SECONDS = 24 * 60 * 60
+
+/** The Checkout Session for a payment link: one price_data line, the customer, 24 h to pay. */
+export function checkoutSessionParams(
+  payment: Payment,
+  stripeCustomerId: string,
+  description: string,
+  urls: { success: string; cancel: string },
+  nowSeconds: number,
+): Stripe.Checkout.SessionCreateParams {
+  const metadata = { [PAYRAIL_PAYMENT_ID]: payment.id }
+  return {
+    mode: 'payment',
+    customer: stripeCustomerId,
+    line_items: [
+      {
+        quantity: 1,
+        price_data: {
+          currency: payment.currency,
+          unit_amount: Number(payment.amount),
+          product_data: { name: description },
+        },
+      },
+    ],
+    success_url: urls.success,
+    cancel_url: urls.cancel,
+    metadata,
+    expires_at: nowSeconds + CHECKOUT_TTL_SECONDS,
+    payment_intent_data: {
+      metadata: {
+        ...metadata,
+        ...(payment.save_card_and_make_default && { [PAYRAIL_SAVE_DEFAULT]: 'true' }),
+      },
+      ...(payment.save_card_and_make_default && { setup_future_usage: 'off_session' as const }),
+    },
+  }
+}
+
+/** Stripe's card error codes, as the decline codes Payrail answers 402 with. */
+export function declineFromStripe(
+  code: string | undefined,
+  declineCode: string | undefined,
+  message: string,
+): Decline {
+  return { code: declineCodeOf(code, declineCode), message, declineCode: declineCode ?? code }
+}
+
+function declineCodeOf(code: string | undefined, declineCode: string | undefined): DeclineCode {
+  if (code === 'authentication_required' || declineCode === 'authentication_required')
+    return 'authentication_required'
+  if (code === 'expired_card' || declineCode === 'expired_card') return 'expired_card'
+  if (declineCode === 'insufficient_funds' || code === 'insufficient_funds')
+    return 'insufficient_funds'
+  return 'card_declined'
+}
+
+export function cardFromPaymentMethod(
+  method: Stripe.PaymentMethod | string | null | undefined,
+): CardDetails | undefined {
+  if (!method || typeof method === 'string' || !method.card) return undefined
+  return {
+    brand: method.card.brand,
+    last4: method.card.last4,
+    expMonth: method.card.exp_month,
+    expYear: method.card.exp_year,
+    gatewayPaymentMethodId: method.id,
+  }
+}
+
+/** What a PaymentIntent's status says about the payment (`undefined`: nothing to move). */
+export function updateFromPaymentIntent(intent: Stripe.PaymentIntent): PaymentUpdate | undefined {
+  switch (intent.status) {
+    case 'succeeded':
+      return {
+        status: 'SUCCEEDED',
+        amountReceived: BigInt(intent.amount_received),
+        gatewayPaymentId: intent.id,
+      }
+    case 'processing':
+      return { status: 'PROCESSING', gatewayPaymentId: intent.id }
+    case 'requires_capture':
+      return {
+        status: 'RESERVED',
+        amountReceived: BigInt(intent.amount_capturable),
+        gatewayPaymentId: intent.id,
+      }
+    case 'canceled':
+      return { status: 'CANCELLED', gatewayPaymentId: intent.id }
+    case 'requires_payment_method': {
+      const error = intent.last_payment_error
+      if (!error) return undefined
+      return {
+        status: 'FAILED',
+        gatewayPaymentId: intent.id,
+        error: {
+          code: declineFromStripe(error.code, error.decline_code, error.message ?? 'declined').code,
+          message: error.message ?? 'The card was declined',
+        },
+      }
+    }
+    case 'requires_action':
+    case 'requires_confirmation':
+      return undefined
+  }
+}

@@ -1,0 +1,180 @@
+import type Stripe from 'stripe'
+import type {
+  GatewayContext,
+  NormalizedEvent,
+  PaymentUpdate,
+  RawWebhook,
+  WebhookParse,
+} from '../gateway.ts'
+import { stripeClient } from './stripe.client.ts'
+import {
+  cardFromPaymentMethod,
+  PAYRAIL_PAYMENT_ID,
+  PAYRAIL_REFUND_ID,
+  PAYRAIL_SAVE_DEFAULT,
+  updateFromPaymentIntent,
+} from './stripe.transformers.ts'
+
+/** Stripe's signature tolerance, in seconds. */
+const TOLERANCE_SECONDS = 300
+
+/**
+ * Verifies `Stripe-Signature` with the SDK (300 s tolerance) and maps the event.
+ * A completed Checkout Session is confirmed by fetching its PaymentIntent, which
+ * also gives the card to save; a card saved for future use becomes the customer's
+ * default at Stripe too.
+ */
+export async function parseStripeWebhook(
+  ctx: GatewayContext,
+  raw: RawWebhook,
+): Promise<WebhookParse> {
+  const secret = ctx.credentials?.webhook_secret
+  if (!secret) return { ok: false, status: 404, reason: 'stripe is not connected' }
+  const header = raw.headers['stripe-signature']
+  const stripe = stripeClient(ctx)
+  let event: Stripe.Event
+  try {
+    event = stripe.webhooks.constructEvent(
+      raw.body,
+      (Array.isArray(header) ? header[0] : header) ?? '',
+      secret,
+      TOLERANCE_SECONDS,
+      undefined,
+      Math.floor(ctx.clock.now().getTime() / 1000),
+    )
+  } catch (error) {
+    return {
+      ok: false,
+      status: 400,
+      reason: error instanceof Error ? error.message : 'signature verification failed',
+    }
+  }
+  const events = await mapEvent(stripe, event)
+  return { ok: true, events }
+}
+
+async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<NormalizedEvent[]> {
+  const one = (
+    target: NormalizedEvent['target'],
+    update: PaymentUpdate | undefined,
+  ): NormalizedEvent[] =>
+    update ? [{ eventId: event.id, type: event.type, target, update, payload: event }] : []
+  switch (event.type) {
+    case 'checkout.session.completed':
+    case 'checkout.session.async_payment_succeeded': {
+      const session = event.data.object
+      const target = { paymentId: session.metadata?.[PAYRAIL_PAYMENT_ID], trackingId: session.id }
+      if (session.payment_status === 'unpaid') return one(target, { status: 'PROCESSING' })
+      const intentId =
+        typeof session.payment_intent === 'string'
+          ? session.payment_intent
+          : session.payment_intent?.id
+      if (!intentId)
+        return one(target, {
+          status: 'SUCCEEDED',
+          amountReceived: BigInt(session.amount_total ?? 0),
+        })
+      const intent = await stripe.paymentIntents.retrieve(intentId, { expand: ['payment_method'] })
+      const update = updateFromPaymentIntent(intent)
+      const card =
+        intent.setup_future_usage === 'off_session'
+          ? cardFromPaymentMethod(intent.payment_method)
+          : undefined
+      if (
+        card &&
+        intent.metadata?.[PAYRAIL_SAVE_DEFAULT] === 'true' &&
+        typeof intent.customer === 'string'
+      ) {
+        await stripe.customers.update(intent.customer, {
+          invoice_settings: { default_payment_method: card.gatewayPaymentMethodId },
+        })
+      }
+      return one(target, update && { ...update, card, attempt: { status: 'succeeded' } })
+    }
+    case 'checkout.session.async_payment_failed': {
+      const session = event.data.object
+      return one(
+        { paymentId: session.metadata?.[PAYRAIL_PAYMENT_ID], trackingId: session.id },
+        {
+          status: 'FAILED',
+          error: { code: 'async_payment_failed', message: 'The delayed payment failed' },
+        },
+      )
+    }
+    case 'checkout.session.expired': {
+      const session = event.data.object
+      return one(
+        { paymentId: session.metadata?.[PAYRAIL_PAYMENT_ID], trackingId: session.id },
+        {
+          status: 'FAILED',
+          error: {
+            code: 'expired',
+            message: 'The customer did not pay before the checkout expired',
+          },
+        },
+      )
+    }
+    case 'payment_intent.succeeded':
+    case 'payment_intent.payment_failed':
+    case 'payment_intent.processing':
+    case 'payment_intent.canceled':
+    case 'payment_intent.requires_action': {
+      const intent = event.data.object
+      return one(
+        { paymentId: intent.metadata?.[PAYRAIL_PAYMENT_ID] },
+        updateFromPaymentIntent(intent),
+      )
+    }
+    case 'charge.refunded': {
+      const charge = event.data.object
+      const paymentId = await paymentIdOfIntent(stripe, charge.payment_intent)
+      return (charge.refunds?.data ?? []).flatMap((refund) =>
+        refundEvent(event, `${event.id}:${refund.id}`, paymentId, refund),
+      )
+    }
+    case 'refund.created':
+    case 'refund.updated':
+    case 'refund.failed': {
+      const refund = event.data.object
+      const paymentId = await paymentIdOfIntent(stripe, refund.payment_intent)
+      return refundEvent(event, event.id, paymentId, refund)
+    }
+    default:
+      return []
+  }
+}
+
+function refundEvent(
+  event: Stripe.Event,
+  eventId: string,
+  paymentId: string | undefined,
+  refund: Stripe.Refund,
+): NormalizedEvent[] {
+  if (refund.status !== 'succeeded' && refund.status !== 'failed') return []
+  return [
+    {
+      eventId,
+      type: event.type,
+      target: { paymentId },
+      update: {
+        refund: {
+          refundId: refund.metadata?.[PAYRAIL_REFUND_ID],
+          gatewayRefundId: refund.id,
+          status: refund.status,
+          amount: BigInt(refund.amount),
+          failureMessage: refund.failure_reason ?? undefined,
+        },
+      },
+      payload: event,
+    },
+  ]
+}
+
+async function paymentIdOfIntent(
+  stripe: Stripe,
+  intent: string | Stripe.PaymentIntent | null,
+): Promise<string | undefined> {
+  if (!intent) return undefined
+  const object = typeof intent === 'string' ? await stripe.paymentIntents.retrieve(intent) : intent
+  return object.metadata?.[PAYRAIL_PAYMENT_ID]
+}
