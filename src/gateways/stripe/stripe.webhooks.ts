@@ -40,7 +40,7 @@ export async function parseStripeWebhook(
       secret,
       TOLERANCE_SECONDS,
       undefined,
-      Math.floor(ctx.clock.now().getTime() / 1000),
+      ctx.clock.now().getTime(),
     )
   } catch (error) {
     return {

@@ -90,7 +90,14 @@ export async function applyPaymentUpdate(
     if (!update.status) outcome = 'attempt_recorded'
   }
 
-  if (update.card && outcome === 'applied') {
+  // The card may come with a report that repeats the status (Stripe sends payment_intent.succeeded
+  // and checkout.session.completed in either order): save it once the payment has the money.
+  if (
+    update.card &&
+    outcome !== 'ignored' &&
+    isSettled(payment.payment_status) &&
+    payment.payment_method_id === null
+  ) {
     const method = await saveCardFromPayment(trx, scope, payment, update.card, deps.clock)
     payment = await updatePayment(trx, payment.id, { payment_method_id: method.id })
   }

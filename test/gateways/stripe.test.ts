@@ -1,0 +1,273 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
+import { startStripeEmulator } from '../emulators/stripe/server.ts'
+import { signatureHeader } from '../emulators/stripe/signing.ts'
+import type { TestCardAlias } from '../emulators/stripe/test-cards.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import {
+  createPayment,
+  getInvoice,
+  getPayment,
+  invoiceToPay,
+  type PaymentBody,
+} from '../payments-helpers.ts'
+
+let ctx: TestContext
+let emulator: StripeEmulator
+let webhookPath: string
+
+beforeAll(async () => {
+  ctx = await createTestContext({ start: new Date() })
+  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  webhookPath = `/v1/webhooks/stripe/${ctx.main.tenant.id}/${ctx.main.test.id}`
+  emulator = await startStripeEmulator({ clock: ctx.clock, webhookUrl: `${address}${webhookPath}` })
+  const connection = await ctx.post('/v1/gateway_connections', {
+    gateway: 'stripe',
+    credentials: { secret_key: emulator.secretKey, webhook_secret: emulator.webhookSecret },
+    settings: { base_url: emulator.url },
+  })
+  expect(connection.status).toBe(201)
+})
+afterAll(async () => {
+  await emulator?.close()
+  await ctx.close()
+})
+
+async function link(invoiceId: string, extra: Record<string, unknown> = {}) {
+  const res = await createPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'PAYMENT_LINK',
+    payment_gateway: 'stripe',
+    amount: '100.00',
+    success_url: 'https://merchant.example/thanks',
+    cancel_url: 'https://merchant.example/cancel',
+    ...extra,
+  })
+  expect(res.status, res.text).toBe(201)
+  return res.body
+}
+
+describe('Stripe payment links, through the official SDK and the emulator', () => {
+  test('link → session completed webhook → SUCCEEDED, invoice paid, card saved as default → CARD off-session', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id, { save_card_and_make_default: true })
+    expect(payment).toMatchObject({ payment_status: 'PENDING', payment_gateway: 'stripe' })
+    expect(payment.gateway_tracking_id).toMatch(/^cs_/)
+    expect(payment.payment_url).toContain(emulator.url.replace('http://', ''))
+    const session = emulator.state.checkoutSessions.get(String(payment.gateway_tracking_id))
+    expect(session).toMatchObject({
+      mode: 'payment',
+      metadata: { payrail_payment_id: payment.id },
+      successUrl: 'https://merchant.example/thanks',
+    })
+
+    emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
+      paymentMethod: 'pm_card_visa',
+    })
+    await emulator.waitForDeliveries()
+    const paid = await getPayment(ctx, payment.id)
+    expect(paid).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+    expect(paid.gateway_payment_id).toMatch(/^pi_/)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+    const shown = await ctx.get<{
+      default_payment_method_id: string
+      gateway_customer_ids: Record<string, string>
+    }>(`/v1/customers/${customer.id}`)
+    expect(shown.body.gateway_customer_ids.stripe).toMatch(/^cus_/)
+    expect(shown.body.default_payment_method_id).toMatch(/^pm_/)
+
+    const second = await ctx.post<{ id: string }>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'usd',
+      lines: [{ description: 'Next month', quantity: 1, unit_amount: '30.00' }],
+    })
+    await ctx.post(`/v1/invoices/${second.body.id}/finalize`)
+    const card = await createPayment(ctx, {
+      destination_id: second.body.id,
+      payment_method_type: 'CARD',
+      payment_gateway: 'stripe',
+      amount: '30.00',
+    })
+    expect(card.status, card.text).toBe(201)
+    expect(card.body).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      payment_method_id: shown.body.default_payment_method_id,
+    })
+  })
+
+  test('an expired session makes the payment FAILED (expired)', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    emulator.expireCheckoutSession(String(payment.gateway_tracking_id))
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'expired',
+    })
+  })
+
+  test('refunds go through Stripe, partial then full', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
+      paymentMethod: 'pm_card_visa',
+    })
+    await emulator.waitForDeliveries()
+    const partial = await ctx.post<{ status: string; gateway_refund_id: string }>(
+      `/v1/payments/${payment.id}/refunds`,
+      { amount: '40.00' },
+    )
+    expect(partial.status, partial.text).toBe(201)
+    expect(partial.body).toMatchObject({
+      status: 'succeeded',
+      gateway_refund_id: expect.stringMatching(/^re_/),
+    })
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PARTIALLY_REFUNDED')
+    await ctx.post(`/v1/payments/${payment.id}/refunds`, {})
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '100.00',
+    })
+  })
+
+  test('a Stripe timeout while creating the session leaves the payment INITIATED; a retry makes one session', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    emulator.timeoutNext({
+      count: 3,
+      mode: 'destroy',
+      pathPrefix: '/v1/checkout/sessions',
+      afterProcessing: true,
+    })
+    const failed = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'stripe',
+      amount: '100.00',
+    })
+    expect(failed.status).toBe(502)
+    const paymentId = String((failed.body as unknown as ErrorBody).error.details.payment_id)
+    expect(await getPayment(ctx, paymentId)).toMatchObject({ payment_status: 'INITIATED' })
+    emulator.clearFaults()
+    const retried = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(retried.status, retried.text).toBe(200)
+    expect(retried.body.payment_status).toBe('PENDING')
+    const sessions = [...emulator.state.checkoutSessions.values()].filter(
+      (s) => s.metadata.payrail_payment_id === paymentId,
+    )
+    expect(sessions).toHaveLength(1)
+  })
+})
+
+describe('Stripe saved-card charges', () => {
+  test.each<[TestCardAlias, string]>([
+    ['pm_card_visa_chargeDeclined', 'card_declined'],
+    ['pm_card_chargeDeclinedInsufficientFunds', 'insufficient_funds'],
+    ['pm_card_chargeDeclinedExpiredCard', 'expired_card'],
+    ['pm_card_chargeDeclinedLostCard', 'card_declined'],
+    ['pm_card_authenticationRequired', 'authentication_required'],
+  ])('%s is 402 %s and leaves the payment FAILED', async (alias, code) => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const stripeCustomer = emulator.seedCustomer({ email: 'card@example.com' })
+    const method = emulator.seedPaymentMethod(String(stripeCustomer.id), alias)
+    await ctx.db
+      .updateTable('customers')
+      .set({ gateway_customer_ids: JSON.stringify({ stripe: stripeCustomer.id }) })
+      .where('id', '=', customer.id)
+      .execute()
+    const saved = await ctx.db
+      .insertInto('payment_methods')
+      .values({
+        id: `pm_payrail_${customer.id}`,
+        tenant_id: ctx.main.tenant.id,
+        environment_id: ctx.main.test.id,
+        customer_id: customer.id,
+        gateway: 'stripe',
+        gateway_payment_method_id: String(method.id),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow()
+    const res = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      payment_gateway: 'stripe',
+      payment_method_id: saved.id,
+      amount: '100.00',
+    })
+    expect(res.status, res.text).toBe(402)
+    const error = (res.body as unknown as ErrorBody).error
+    expect(error.code).toBe(code)
+    const payment = await getPayment(ctx, String(error.details.payment_id))
+    expect(payment).toMatchObject({ payment_status: 'FAILED', status_code: code })
+    if (code === 'authentication_required')
+      expect(error.details.next_action).toMatchObject({ payment_method_type: 'PAYMENT_LINK' })
+  })
+})
+
+describe('Stripe webhooks', () => {
+  async function deliver(body: string, signature: string, path = webhookPath) {
+    return ctx.app.inject({
+      method: 'POST',
+      url: path,
+      headers: { 'content-type': 'application/json', 'stripe-signature': signature },
+      payload: body,
+    })
+  }
+
+  test('bad signature, stale timestamp and unknown tenant change nothing', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    const body = JSON.stringify({
+      id: 'evt_forged',
+      object: 'event',
+      type: 'checkout.session.completed',
+      data: { object: { id: payment.gateway_tracking_id } },
+    })
+    const now = Math.floor(ctx.clock.now().getTime() / 1000)
+    expect((await deliver(body, `t=${now},v1=${'0'.repeat(64)}`)).statusCode).toBe(400)
+    const stale = emulatorSignature(body, now - 301)
+    expect((await deliver(body, stale)).statusCode).toBe(400)
+    expect(
+      (
+        await deliver(
+          body,
+          emulatorSignature(body, now),
+          `/v1/webhooks/stripe/ten_nobody/${ctx.main.test.id}`,
+        )
+      ).statusCode,
+    ).toBe(404)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+  })
+
+  test('the same event delivered 20 times at once applies once', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    emulator.setWebhookDelivery('manual')
+    emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
+      paymentMethod: 'pm_card_visa',
+    })
+    emulator.setWebhookDelivery('auto')
+    const completed = emulator.listEvents('checkout.session.completed').at(-1)
+    expect(completed).toBeDefined()
+    const body = JSON.stringify(completed)
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        deliver(body, emulatorSignature(body, Math.floor(ctx.clock.now().getTime() / 1000))),
+      ),
+    )
+    expect(results.every((r) => r.statusCode === 200)).toBe(true)
+    const outcomes = results.map(
+      (r) => (r.json() as { events: { outcome: string }[] }).events[0]?.outcome,
+    )
+    expect(outcomes.filter((o) => o === 'applied')).toHaveLength(1)
+    const events = await ctx.get<{ items: unknown[] }>(
+      `/v1/events?object_id=${payment.id}&type=payment.succeeded`,
+    )
+    expect(events.body.items).toHaveLength(1)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+})
+
+function emulatorSignature(body: string, timestamp: number): string {
+  return signatureHeader(body, emulator.webhookSecret, timestamp)
+}
