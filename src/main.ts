@@ -10,6 +10,7 @@ import { createJobQueue } from './jobs/queue.ts'
 import { startWorker } from './jobs/worker.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createApiKey, revokeKey } from './modules/api-keys/service.ts'
+import { backfillStripe } from './modules/stripe-sync/backfill.ts'
 import {
   createTenant,
   DEFAULT_TENANT_ID,
@@ -31,6 +32,8 @@ Commands:
   tenants create --name NAME [--json]         create a tenant with test and live environments
   demo [--tenant ID] [--customers N] [--json] fill the tenant's test environment with a year of
                                               realistic customers, orders, invoices and subscriptions
+  sync stripe [--tenant ID] [--environment test|live] [--json]
+                                              copy the connected Stripe account's billing objects
 
 Environment: PORT, HOST, DATABASE_URL, PAYRAIL_DATA_DIR, PAYRAIL_SECRET_KEY,
 PAYRAIL_PUBLIC_URL, LOG_LEVEL (see README.md).`
@@ -56,6 +59,8 @@ async function main(argv: string[]): Promise<number> {
       return tenants(rest)
     case 'demo':
       return demo(rest)
+    case 'sync':
+      return sync(rest)
     default:
       throw new UsageError(`Unknown command '${command}'`)
   }
@@ -243,6 +248,43 @@ async function demo(args: string[]): Promise<number> {
         ].join('\n'),
       )
     }
+    return 0
+  })
+}
+
+async function sync(args: string[]): Promise<number> {
+  const [source, ...rest] = args
+  if (source !== 'stripe') throw new UsageError("Use 'payrail sync stripe'")
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      tenant: { type: 'string', default: DEFAULT_TENANT_ID },
+      environment: { type: 'string', default: 'test' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const environmentType = parseEnvironment(values.environment)
+  return withDatabase(async (database, logger, config) => {
+    await migrateAndBootstrap(database, logger, { bootstrap: false })
+    const tenant = await requireTenant(database.db, values.tenant)
+    const environment = await requireEnvironment(database.db, tenant.id, environmentType)
+    const deps = {
+      config,
+      db: database.db,
+      clock: systemClock,
+      secretBox: new SecretBox(await resolveSecretKey(config)),
+      jobs: createJobQueue(database.db),
+      loopback: new Loopback(config.publicUrl),
+    }
+    const counts = await backfillStripe(
+      deps,
+      { tenantId: tenant.id, environmentId: environment.id },
+      (type, done) => {
+        if (!values.json) process.stderr.write(`\rsyncing ${type.padEnd(22)} ${done}`)
+      },
+    )
+    if (values.json) process.stdout.write(`${JSON.stringify(counts)}\n`)
+    else process.stderr.write(`\nSynced ${formatCounts(counts)}\n`)
     return 0
   })
 }

@@ -540,6 +540,15 @@ export interface SandboxCardTable {
   created_at: CreatedAt
 }
 
+export interface StripeReplicaTable {
+  environment_id: string
+  object_type: string
+  stripe_id: string
+  data: Json<unknown>
+  stripe_created: NullableTimestamp
+  synced_at: Timestamp
+}
+
 export interface Database {
   tenants: TenantTable
   environments: EnvironmentTable
@@ -569,6 +578,7 @@ export interface Database {
   webhook_events: WebhookEventTable
   sandbox_sessions: SandboxSessionTable
   sandbox_cards: SandboxCardTable
+  stripe_replicas: StripeReplicaTable
 }
 
 export type Tenant = Selectable<TenantTable>

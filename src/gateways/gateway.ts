@@ -146,12 +146,25 @@ export interface PaymentUpdate {
     | undefined
 }
 
+/** A provider's billing object to mirror locally (Stripe Billing sync), rather than a payment update. */
+export interface BillingObject {
+  objectType:
+    | 'invoice'
+    | 'subscription'
+    | 'subscription_schedule'
+    | 'product'
+    | 'price'
+    | 'balance_transaction'
+  object: { id: string; created?: number | null | undefined }
+}
+
 /** One provider event, mapped: which payment it is about and what it reports. */
 export interface NormalizedEvent {
   eventId: string
   type: string
   target: { paymentId?: string | undefined; trackingId?: string | undefined }
   update: PaymentUpdate
+  billingObject?: BillingObject | undefined
   payload: unknown
 }
 

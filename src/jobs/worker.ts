@@ -4,6 +4,7 @@ import { renewDueSubscriptions } from '../modules/subscriptions/service.ts'
 import { CHARGE_DUE_INVOICES, chargeDueInvoices } from './tasks/charge-due-invoices.ts'
 import { deliverSandboxWebhook, SANDBOX_DELIVERY_TASK } from './tasks/deliver-sandbox-webhook.ts'
 import { PRUNE_IDEMPOTENCY_KEYS, pruneIdempotencyKeys } from './tasks/prune-idempotency-keys.ts'
+import { markStripeInvoicePaid, STRIPE_PAID_OUT_OF_BAND } from './tasks/stripe-paid-out-of-band.ts'
 import { workerLoggerFrom } from './worker-logger.ts'
 
 export const RENEW_SUBSCRIPTIONS = 'renew_subscriptions'
@@ -23,6 +24,9 @@ export function createTaskList(deps: WorkerDeps): TaskList {
         helpers.logger.info(`automatic charges: ${charged} succeeded, ${failed} did not`)
     },
     [SANDBOX_DELIVERY_TASK]: async (payload) => deliverSandboxWebhook(deps, payload),
+    [STRIPE_PAID_OUT_OF_BAND]: async (payload, helpers) => {
+      helpers.logger.info(`stripe invoice: ${await markStripeInvoicePaid(deps, payload)}`)
+    },
     [RENEW_SUBSCRIPTIONS]: async (_payload, helpers) => {
       const renewed = await renewDueSubscriptions(deps)
       if (renewed > 0) helpers.logger.info(`renewed or ended ${renewed} subscription periods`)

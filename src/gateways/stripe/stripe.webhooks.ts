@@ -1,5 +1,6 @@
 import type Stripe from 'stripe'
 import type {
+  BillingObject,
   GatewayContext,
   NormalizedEvent,
   PaymentUpdate,
@@ -139,9 +140,44 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
       const paymentId = await paymentIdOfIntent(stripe, refund.payment_intent)
       return refundEvent(event, event.id, paymentId, refund)
     }
-    default:
-      return []
+    default: {
+      const billing = billingObjectOf(event)
+      return billing
+        ? [
+            {
+              eventId: event.id,
+              type: event.type,
+              target: {},
+              update: {},
+              billingObject: billing,
+              payload: event,
+            },
+          ]
+        : []
+    }
   }
+}
+
+const BILLING_PREFIXES: readonly [string, BillingObject['objectType']][] = [
+  ['invoice.', 'invoice'],
+  ['customer.subscription.', 'subscription'],
+  ['subscription_schedule.', 'subscription_schedule'],
+  ['product.', 'product'],
+  ['price.', 'price'],
+]
+
+/** Stripe Billing events (`invoice.*`, `customer.subscription.*`, …): the object to mirror locally. */
+function billingObjectOf(event: Stripe.Event): BillingObject | undefined {
+  const match = BILLING_PREFIXES.find(([prefix]) => event.type.startsWith(prefix))
+  const object: unknown = event.data.object
+  if (
+    !match ||
+    typeof object !== 'object' ||
+    object === null ||
+    typeof (object as { id?: unknown }).id !== 'string'
+  )
+    return undefined
+  return { objectType: match[1], object: object as BillingObject['object'] }
 }
 
 function refundEvent(

@@ -2,6 +2,8 @@ import type { Clock } from '../../core/clock.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Invoice, Order } from '../../db/database.ts'
+import { createJobQueue } from '../../jobs/queue.ts'
+import { STRIPE_PAID_OUT_OF_BAND } from '../../jobs/tasks/stripe-paid-out-of-band.ts'
 import { applyBalanceChange, balanceOf } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
 import {
@@ -38,6 +40,18 @@ export async function settlePaidInvoice(
   const order = await lockOrderByInvoice(trx, scope.environmentId, invoice.id)
   if (order?.status === 'PENDING') await fulfilOrder(trx, scope, order, clock)
   await onSubscriptionInvoicePaid(trx, scope, invoice, clock)
+  if (invoice.source === 'stripe' && invoice.stripe_invoice_id) {
+    // Stripe issued it and still tries to collect it: tell Stripe, once the payment commits.
+    await createJobQueue(trx).add(
+      STRIPE_PAID_OUT_OF_BAND,
+      {
+        tenantId: scope.tenantId,
+        environmentId: scope.environmentId,
+        stripeInvoiceId: invoice.stripe_invoice_id,
+      },
+      { jobKey: `stripe-oob-${invoice.id}`, maxAttempts: 25 },
+    )
+  }
 }
 
 async function fulfilOrder(trx: Db, scope: Scope, order: Order, clock: Clock): Promise<void> {

@@ -5,6 +5,7 @@ import { gatewayContext, gatewayFor } from '../../gateways/registry.ts'
 import { applyPaymentUpdate } from '../payments/gateway-updates.ts'
 import { lockPayment, lockPaymentByTracking } from '../payments/repository.ts'
 import type { PaymentDeps } from '../payments/service.ts'
+import { applyBillingObject } from '../stripe-sync/service.ts'
 import { environmentOfTenant, markInboundEventHandled, recordInboundEvent } from './repository.ts'
 
 export interface HandledEvent {
@@ -81,6 +82,18 @@ async function applyEvent(
       payload: JSON.stringify(event.payload),
     })
     if (!fresh) return 'duplicate'
+    if (event.billingObject) {
+      const outcome = await applyBillingObject(trx, scope, event.billingObject, deps.clock)
+      await markInboundEventHandled(
+        trx,
+        scope.environmentId,
+        gateway,
+        event.eventId,
+        outcome,
+        deps.clock.now(),
+      )
+      return outcome
+    }
     const locked =
       (event.target.paymentId
         ? await lockPayment(trx, scope.environmentId, event.target.paymentId)

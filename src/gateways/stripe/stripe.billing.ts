@@ -1,0 +1,58 @@
+import type { BillingObject, GatewayContext } from '../gateway.ts'
+import { stripeClient } from './stripe.client.ts'
+
+export const BILLING_OBJECT_TYPES = [
+  'product',
+  'price',
+  'subscription',
+  'subscription_schedule',
+  'invoice',
+  'balance_transaction',
+] as const satisfies readonly BillingObject['objectType'][]
+
+/**
+ * Pages through every object of a type in the connected Stripe account (the SDK's
+ * auto-pagination), handing each to `each` in order.
+ */
+export async function eachBillingObject(
+  ctx: GatewayContext,
+  objectType: BillingObject['objectType'],
+  each: (object: BillingObject) => Promise<void>,
+): Promise<void> {
+  const stripe = stripeClient(ctx)
+  const list = (() => {
+    switch (objectType) {
+      case 'product':
+        return stripe.products.list({ limit: 100 })
+      case 'price':
+        return stripe.prices.list({ limit: 100 })
+      case 'subscription':
+        return stripe.subscriptions.list({ limit: 100, status: 'all' })
+      case 'subscription_schedule':
+        return stripe.subscriptionSchedules.list({ limit: 100 })
+      case 'invoice':
+        return stripe.invoices.list({ limit: 100 })
+      case 'balance_transaction':
+        return stripe.balanceTransactions.list({ limit: 100 })
+    }
+  })()
+  for await (const object of list) {
+    await each({ objectType, object })
+  }
+}
+
+/** Tells Stripe an invoice was paid outside it (another Payrail rail took the money). */
+export async function markInvoicePaidOutOfBand(
+  ctx: GatewayContext,
+  stripeInvoiceId: string,
+): Promise<'marked' | 'already_paid'> {
+  const stripe = stripeClient(ctx)
+  const invoice = await stripe.invoices.retrieve(stripeInvoiceId)
+  if (invoice.status === 'paid') return 'already_paid'
+  await stripe.invoices.pay(
+    stripeInvoiceId,
+    { paid_out_of_band: true },
+    { idempotencyKey: `payrail-oob-${stripeInvoiceId}` },
+  )
+  return 'marked'
+}

@@ -1,0 +1,47 @@
+import { gatewayContext } from '../../gateways/registry.ts'
+import { markInvoicePaidOutOfBand } from '../../gateways/stripe/stripe.billing.ts'
+import type { PaymentDeps } from '../../modules/payments/service.ts'
+
+export const STRIPE_PAID_OUT_OF_BAND = 'stripe_invoice_paid_out_of_band'
+
+export interface OutOfBandJob {
+  tenantId: string
+  environmentId: string
+  stripeInvoiceId: string
+}
+
+/**
+ * Tells Stripe that an invoice it issued was paid through another Payrail rail, so
+ * Stripe stops collecting it. Throwing lets graphile-worker retry with backoff.
+ */
+export async function markStripeInvoicePaid(
+  deps: PaymentDeps,
+  payload: unknown,
+): Promise<'marked' | 'already_paid'> {
+  const job = parseJob(payload)
+  const ctx = await gatewayContext(
+    deps,
+    { tenantId: job.tenantId, environmentId: job.environmentId },
+    'stripe',
+  )
+  return markInvoicePaidOutOfBand(ctx, job.stripeInvoiceId)
+}
+
+function parseJob(payload: unknown): OutOfBandJob {
+  const p = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<
+    string,
+    unknown
+  >
+  if (
+    typeof p.tenantId !== 'string' ||
+    typeof p.environmentId !== 'string' ||
+    typeof p.stripeInvoiceId !== 'string'
+  ) {
+    throw new Error(`${STRIPE_PAID_OUT_OF_BAND} needs {tenantId, environmentId, stripeInvoiceId}`)
+  }
+  return {
+    tenantId: p.tenantId,
+    environmentId: p.environmentId,
+    stripeInvoiceId: p.stripeInvoiceId,
+  }
+}

@@ -1,0 +1,74 @@
+import { sql } from 'kysely'
+import type { Db } from '../../db/client.ts'
+import type { Customer, Invoice } from '../../db/database.ts'
+
+export async function upsertReplica(
+  db: Db,
+  row: {
+    environmentId: string
+    objectType: string
+    stripeId: string
+    data: unknown
+    stripeCreated: Date | null
+    at: Date
+  },
+): Promise<void> {
+  await db
+    .insertInto('stripe_replicas')
+    .values({
+      environment_id: row.environmentId,
+      object_type: row.objectType,
+      stripe_id: row.stripeId,
+      data: JSON.stringify(row.data),
+      stripe_created: row.stripeCreated,
+      synced_at: row.at,
+    })
+    .onConflict((oc) =>
+      oc.columns(['environment_id', 'object_type', 'stripe_id']).doUpdateSet({
+        data: JSON.stringify(row.data),
+        synced_at: row.at,
+      }),
+    )
+    .execute()
+}
+
+export async function countReplicas(
+  db: Db,
+  environmentId: string,
+  objectType: string,
+): Promise<number> {
+  const row = await db
+    .selectFrom('stripe_replicas')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('environment_id', '=', environmentId)
+    .where('object_type', '=', objectType)
+    .executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
+export async function lockInvoiceByStripeId(
+  db: Db,
+  environmentId: string,
+  stripeInvoiceId: string,
+): Promise<Invoice | undefined> {
+  return db
+    .selectFrom('invoices')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('stripe_invoice_id', '=', stripeInvoiceId)
+    .forUpdate()
+    .executeTakeFirst()
+}
+
+export async function findCustomerByStripeId(
+  db: Db,
+  environmentId: string,
+  stripeCustomerId: string,
+): Promise<Customer | undefined> {
+  return db
+    .selectFrom('customers')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where(sql`gateway_customer_ids ->> 'stripe'`, '=', stripeCustomerId)
+    .executeTakeFirst()
+}

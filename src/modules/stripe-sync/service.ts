@@ -1,0 +1,255 @@
+import type { Clock } from '../../core/clock.ts'
+import { newId } from '../../core/ids.ts'
+import type { Scope } from '../../core/principal.ts'
+import type { Db } from '../../db/client.ts'
+import type { Invoice, InvoiceStatus } from '../../db/database.ts'
+import type { BillingObject } from '../../gateways/gateway.ts'
+import { insertCustomer } from '../customers/repository.ts'
+import { recordEvents } from '../events/service.ts'
+import {
+  insertInvoice,
+  insertInvoiceLines,
+  linesOf,
+  updateInvoice,
+} from '../invoices/repository.ts'
+import { toInvoiceResponse } from '../invoices/schemas.ts'
+import { findCustomerByStripeId, lockInvoiceByStripeId, upsertReplica } from './repository.ts'
+
+/**
+ * Mirrors a Stripe billing object in the caller's transaction: every object is kept
+ * as Stripe shows it (`stripe_replicas`), and an invoice also becomes a Payrail
+ * invoice (source `stripe`, linked by `stripe_invoice_id`) that other rails can pay.
+ * Applying the same object twice changes nothing; money Payrail already recorded is
+ * never lowered by an older Stripe view.
+ *
+ * @example
+ * await applyBillingObject(trx, scope, { objectType: 'invoice', object: stripeInvoice }, clock)
+ */
+export async function applyBillingObject(
+  trx: Db,
+  scope: Scope,
+  billing: BillingObject,
+  clock: Clock,
+): Promise<string> {
+  const created =
+    typeof billing.object.created === 'number' ? new Date(billing.object.created * 1000) : null
+  await upsertReplica(trx, {
+    environmentId: scope.environmentId,
+    objectType: billing.objectType,
+    stripeId: billing.object.id,
+    data: billing.object,
+    stripeCreated: created,
+    at: clock.now(),
+  })
+  if (billing.objectType !== 'invoice') return 'synced'
+  const invoice = readStripeInvoice(billing.object)
+  if (!invoice) return 'synced'
+  await mirrorInvoice(trx, scope, invoice, clock)
+  return 'synced'
+}
+
+/** The fields Payrail reads from a Stripe invoice, checked rather than assumed. */
+export interface StripeInvoiceView {
+  id: string
+  customer: string
+  customerName: string | null
+  customerEmail: string | null
+  currency: string
+  number: string | null
+  status: 'draft' | 'open' | 'paid' | 'void' | 'uncollectible'
+  collectionMethod: 'charge_automatically' | 'send_invoice'
+  subtotal: bigint
+  total: bigint
+  amountDue: bigint
+  amountPaid: bigint
+  amountRemaining: bigint
+  dueDate: Date | null
+  periodStart: Date | null
+  periodEnd: Date | null
+  billingReason: string | null
+  lines: { description: string; quantity: number; amount: bigint }[]
+}
+
+export function readStripeInvoice(object: unknown): StripeInvoiceView | undefined {
+  if (typeof object !== 'object' || object === null) return undefined
+  const o = object as Record<string, unknown>
+  const customer =
+    typeof o.customer === 'string' ? o.customer : (o.customer as { id?: unknown } | null)?.id
+  const status = o.status
+  if (typeof o.id !== 'string' || typeof customer !== 'string' || typeof o.currency !== 'string')
+    return undefined
+  if (
+    status !== 'draft' &&
+    status !== 'open' &&
+    status !== 'paid' &&
+    status !== 'void' &&
+    status !== 'uncollectible'
+  )
+    return undefined
+  const lines = (
+    ((o.lines as { data?: unknown } | undefined)?.data as unknown[] | undefined) ?? []
+  ).map((line) => {
+    const l = line as Record<string, unknown>
+    return {
+      description:
+        typeof l.description === 'string' && l.description ? l.description : 'Stripe invoice line',
+      quantity: typeof l.quantity === 'number' && l.quantity > 0 ? l.quantity : 1,
+      amount: BigInt(typeof l.amount === 'number' ? l.amount : 0),
+    }
+  })
+  const int = (value: unknown) => BigInt(typeof value === 'number' ? value : 0)
+  const date = (value: unknown) => (typeof value === 'number' ? new Date(value * 1000) : null)
+  return {
+    id: o.id,
+    customer,
+    customerName: typeof o.customer_name === 'string' ? o.customer_name : null,
+    customerEmail: typeof o.customer_email === 'string' ? o.customer_email : null,
+    currency: o.currency.toLowerCase(),
+    number: typeof o.number === 'string' ? o.number : null,
+    status,
+    collectionMethod:
+      o.collection_method === 'charge_automatically' ? 'charge_automatically' : 'send_invoice',
+    subtotal: int(o.subtotal),
+    total: int(o.total),
+    amountDue: int(o.amount_due),
+    amountPaid: int(o.amount_paid),
+    amountRemaining: int(o.amount_remaining),
+    dueDate: date(o.due_date),
+    periodStart: date(o.period_start),
+    periodEnd: date(o.period_end),
+    billingReason: typeof o.billing_reason === 'string' ? o.billing_reason : null,
+    lines,
+  }
+}
+
+const STATUS: Record<StripeInvoiceView['status'], InvoiceStatus> = {
+  draft: 'DRAFT',
+  open: 'FINALIZED',
+  paid: 'FINALIZED',
+  void: 'VOIDED',
+  uncollectible: 'UNCOLLECTIBLE',
+}
+
+async function mirrorInvoice(
+  trx: Db,
+  scope: Scope,
+  stripe: StripeInvoiceView,
+  clock: Clock,
+): Promise<Invoice> {
+  const now = clock.now()
+  const existing = await lockInvoiceByStripeId(trx, scope.environmentId, stripe.id)
+  const paidAtStripe = stripe.status === 'paid'
+  if (existing) {
+    const amountPaid =
+      existing.amount_paid > stripe.amountPaid ? existing.amount_paid : stripe.amountPaid
+    const paid =
+      paidAtStripe ||
+      existing.payment_status === 'SUCCEEDED' ||
+      existing.payment_status === 'OVERPAID'
+    const updated = await updateInvoice(trx, existing.id, {
+      invoice_status:
+        existing.invoice_status === 'FINALIZED' && stripe.status === 'draft'
+          ? existing.invoice_status
+          : STATUS[stripe.status],
+      number: stripe.number ?? existing.number,
+      amount_due: stripe.amountDue,
+      amount_paid: amountPaid,
+      amount_remaining: paid
+        ? 0n
+        : stripe.amountDue > amountPaid
+          ? stripe.amountDue - amountPaid
+          : 0n,
+      payment_status: paid
+        ? existing.payment_status === 'OVERPAID'
+          ? 'OVERPAID'
+          : 'SUCCEEDED'
+        : existing.payment_status,
+      paid_at: paid ? (existing.paid_at ?? now) : null,
+      updated_at: now,
+    })
+    await recordEvents(trx, scope, now, [
+      {
+        type: 'invoice.updated',
+        objectType: 'invoice',
+        objectId: updated.id,
+        data: toInvoiceResponse(updated, await linesOf(trx, [updated.id])),
+      },
+    ])
+    return updated
+  }
+  const customerId = await customerFor(trx, scope, stripe, now)
+  const invoice = await insertInvoice(trx, {
+    id: newId('invoice'),
+    tenant_id: scope.tenantId,
+    environment_id: scope.environmentId,
+    customer_id: customerId,
+    number: stripe.number,
+    currency: stripe.currency,
+    invoice_status: STATUS[stripe.status],
+    payment_status: paidAtStripe ? 'SUCCEEDED' : 'PENDING',
+    collection_method: stripe.collectionMethod,
+    billing_reason:
+      stripe.billingReason === 'subscription_cycle' ||
+      stripe.billingReason === 'subscription_create'
+        ? stripe.billingReason
+        : 'manual',
+    subtotal: stripe.subtotal,
+    total_discount: stripe.subtotal > stripe.total ? stripe.subtotal - stripe.total : 0n,
+    total: stripe.total,
+    amount_due: stripe.amountDue,
+    amount_paid: stripe.amountPaid,
+    amount_remaining: paidAtStripe ? 0n : stripe.amountRemaining,
+    due_date: stripe.dueDate,
+    period_start: stripe.periodStart,
+    period_end: stripe.periodEnd,
+    source: 'stripe',
+    stripe_invoice_id: stripe.id,
+    finalized_at: stripe.status === 'draft' ? null : now,
+    paid_at: paidAtStripe ? now : null,
+    created_at: now,
+    updated_at: now,
+  })
+  const lines = await insertInvoiceLines(
+    trx,
+    stripe.lines.map((line, position) => ({
+      id: newId('invoiceLine'),
+      invoice_id: invoice.id,
+      position,
+      description: line.description,
+      quantity: line.quantity,
+      unit_amount: line.amount / BigInt(line.quantity),
+      amount: line.amount,
+    })),
+  )
+  await recordEvents(trx, scope, now, [
+    {
+      type: 'invoice.created',
+      objectType: 'invoice',
+      objectId: invoice.id,
+      data: toInvoiceResponse(invoice, lines),
+    },
+  ])
+  return invoice
+}
+
+/** The Payrail customer linked to the Stripe customer, created from the invoice's details when none is. */
+async function customerFor(
+  trx: Db,
+  scope: Scope,
+  stripe: StripeInvoiceView,
+  now: Date,
+): Promise<string> {
+  const found = await findCustomerByStripeId(trx, scope.environmentId, stripe.customer)
+  if (found) return found.id
+  const customer = await insertCustomer(trx, {
+    id: newId('customer'),
+    tenant_id: scope.tenantId,
+    environment_id: scope.environmentId,
+    name: stripe.customerName ?? stripe.customerEmail ?? stripe.customer,
+    email: stripe.customerEmail,
+    gateway_customer_ids: JSON.stringify({ stripe: stripe.customer }),
+    created_at: now,
+    updated_at: now,
+  })
+  return customer.id
+}

@@ -1,0 +1,158 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import {
+  markStripeInvoicePaid,
+  STRIPE_PAID_OUT_OF_BAND,
+} from '../../src/jobs/tasks/stripe-paid-out-of-band.ts'
+import { backfillStripe } from '../../src/modules/stripe-sync/backfill.ts'
+import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
+import { startStripeEmulator } from '../emulators/stripe/server.ts'
+import type { InvoiceBody, List } from '../fixtures.ts'
+import { createTestContext, type TestContext } from '../harness.ts'
+import { getPayment, type PaymentBody, pagePost, sessionOf } from '../payments-helpers.ts'
+
+let ctx: TestContext
+let emulator: StripeEmulator
+
+beforeAll(async () => {
+  ctx = await createTestContext({ start: new Date() })
+  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  emulator = await startStripeEmulator({
+    clock: ctx.clock,
+    webhookUrl: `${address}/v1/webhooks/stripe/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+  })
+  await ctx.post('/v1/gateway_connections', {
+    gateway: 'stripe',
+    credentials: { secret_key: emulator.secretKey, webhook_secret: emulator.webhookSecret },
+    settings: { base_url: emulator.url },
+  })
+})
+afterAll(async () => {
+  await emulator?.close()
+  await ctx.close()
+})
+
+async function mirroredInvoice(stripeInvoiceId: string) {
+  const list = await ctx.get<List<InvoiceBody & { stripe_invoice_id: string; source: string }>>(
+    '/v1/invoices?source=stripe&limit=1000',
+  )
+  return list.body.items.find((i) => i.stripe_invoice_id === stripeInvoiceId)
+}
+
+describe('Stripe Billing sync', () => {
+  test('an open Stripe invoice is mirrored; paid with the sandbox crypto rail, it is marked paid out of band in Stripe', async () => {
+    const customer = emulator.seedCustomer({
+      name: 'Stripe Co',
+      email: 'billing@stripe-co.example',
+    })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      amountDue: 4500,
+      status: 'open',
+      number: 'STR-0001',
+    })
+    emulator.sendEvent('invoice.finalized', String(invoice.id))
+    await emulator.waitForDeliveries()
+    const mirrored = await mirroredInvoice(String(invoice.id))
+    expect(mirrored).toMatchObject({
+      source: 'stripe',
+      invoice_status: 'FINALIZED',
+      payment_status: 'PENDING',
+      total: '45.00',
+      number: 'STR-0001',
+    })
+
+    const payment = await ctx.post<PaymentBody>('/v1/payments', {
+      destination_type: 'INVOICE',
+      destination_id: mirrored?.id,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'sandbox',
+      amount: '45.00',
+      currency: 'usd',
+    })
+    expect(payment.status, payment.text).toBe(201)
+    await pagePost(ctx, `/sandbox/crypto/${sessionOf(payment.body)}`, 'pay_and_confirm')
+    expect((await getPayment(ctx, payment.body.id)).payment_status).toBe('SUCCEEDED')
+
+    const jobs = await ctx.pool.query<{ payload: unknown }>(
+      `select payload from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = $1`,
+      [STRIPE_PAID_OUT_OF_BAND],
+    )
+    const job = jobs.rows.find((row) => JSON.stringify(row.payload).includes(String(invoice.id)))
+    expect(job).toBeDefined()
+    expect(await markStripeInvoicePaid(ctx.deps, job?.payload)).toBe('marked')
+    const atStripe = emulator.state.invoices.get(String(invoice.id))
+    expect(atStripe?.status).toBe('paid')
+    expect(await markStripeInvoicePaid(ctx.deps, job?.payload)).toBe('already_paid')
+  })
+
+  test('a charge_automatically Stripe invoice is marked paid when Stripe collects it', async () => {
+    const customer = emulator.seedCustomer({ email: 'auto@stripe-co.example' })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      amountDue: 2000,
+      status: 'open',
+      collectionMethod: 'charge_automatically',
+    })
+    emulator.sendEvent('invoice.finalized', String(invoice.id))
+    await emulator.waitForDeliveries()
+    expect((await mirroredInvoice(String(invoice.id)))?.payment_status).toBe('PENDING')
+    const paid = { ...invoice, status: 'paid', amount_paid: 2000, amount_remaining: 0 }
+    emulator.sendEvent('invoice.paid', paid)
+    await emulator.waitForDeliveries()
+    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_remaining: '0.00',
+    })
+  })
+
+  test('product, price and subscription webhooks are replicated', async () => {
+    const product = emulator.seedProduct({ name: 'Stripe Pro' })
+    emulator.sendEvent('product.created', String(product.id))
+    const price = emulator.seedPrice({
+      product: String(product.id),
+      unitAmount: 1500,
+      recurring: { interval: 'month', intervalCount: 1 },
+    })
+    emulator.sendEvent('price.created', String(price.id))
+    const customer = emulator.seedCustomer({})
+    const subscription = emulator.seedSubscription({
+      customer: String(customer.id),
+      items: [{ price: String(price.id) }],
+    })
+    emulator.sendEvent('customer.subscription.created', String(subscription.id))
+    await emulator.waitForDeliveries()
+    const rows = await ctx.db
+      .selectFrom('stripe_replicas')
+      .select(['object_type', 'stripe_id'])
+      .execute()
+    expect(rows).toEqual(
+      expect.arrayContaining([
+        { object_type: 'product', stripe_id: product.id },
+        { object_type: 'price', stripe_id: price.id },
+        { object_type: 'subscription', stripe_id: subscription.id },
+      ]),
+    )
+  })
+
+  test('payrail sync stripe backfills every object type, and running it again changes nothing', async () => {
+    const product = emulator.seedProduct({ name: 'Backfilled' })
+    emulator.seedPrice({ product: String(product.id), unitAmount: 900 })
+    const customer = emulator.seedCustomer({ email: 'old@stripe-co.example' })
+    for (let i = 0; i < 3; i++)
+      emulator.seedInvoice({ customer: String(customer.id), amountDue: 1000 + i, status: 'paid' })
+    const progress: string[] = []
+    const first = await backfillStripe(ctx.deps, ctx.scope, (type) => progress.push(type))
+    expect(first.product).toBeGreaterThanOrEqual(1)
+    expect(first.invoice).toBeGreaterThanOrEqual(3)
+    expect(progress).toContain('invoice')
+    const count = async () =>
+      (await ctx.db.selectFrom('stripe_replicas').select('stripe_id').execute()).length
+    const invoices = async () =>
+      (await ctx.db.selectFrom('invoices').select('id').where('source', '=', 'stripe').execute())
+        .length
+    const [replicas, mirrored] = [await count(), await invoices()]
+    await backfillStripe(ctx.deps, ctx.scope)
+    expect(await count()).toBe(replicas)
+    expect(await invoices()).toBe(mirrored)
+  })
+})
