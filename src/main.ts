@@ -266,7 +266,7 @@ async function sync(args: string[]): Promise<number> {
   const environmentType = parseEnvironment(values.environment)
   return withDatabase(async (database, logger, config) => {
     await migrateAndBootstrap(database, logger, { bootstrap: false })
-    const tenant = await requireTenant(database.db, values.tenant)
+    const tenant = await requireTenantOrDefault(database, values.tenant)
     const environment = await requireEnvironment(database.db, tenant.id, environmentType)
     const deps = {
       config,

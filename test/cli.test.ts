@@ -97,6 +97,7 @@ describe('payrail CLI', () => {
     [['tenants', 'create'], /needs --name/],
     [['frobnicate'], /Unknown command 'frobnicate'/],
     [['keys', 'create', '--bogus'], /Unknown option '--bogus'/],
+    [['sync', 'paypal'], /payrail sync stripe/],
   ])('%j is a usage error (exit 2)', async (args, message) => {
     const result = await run(args, { DATABASE_URL: 'postgres://127.0.0.1:1/never' })
     expect(result.code).toBe(2)
@@ -116,6 +117,15 @@ describe('payrail CLI', () => {
     expect(second.stderr).toMatch(/already/)
     expect((await run(['demo', '--customers', '3'], env)).code).toBe(2)
   }, 60_000)
+
+  test('sync stripe without a Stripe connection says so', async () => {
+    const result = await run(['sync', 'stripe'], {
+      DATABASE_URL: await freshDatabase(),
+      PAYRAIL_SECRET_KEY: 'ef'.repeat(32),
+    })
+    expect(result.code).toBe(1)
+    expect(result.stderr).toMatch(/stripe gateway is not connected/)
+  })
 
   test('bad configuration fails fast with every problem listed', async () => {
     const result = await run(['migrate'], {

@@ -76,7 +76,9 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     expect(shown.body.gateway_customer_ids.stripe).toMatch(/^cus_/)
     expect(shown.body.default_payment_method_id).toMatch(/^pm_/)
     // …and the card is the default at Stripe too.
-    const stripeCustomer = emulator.state.customers.get(shown.body.gateway_customer_ids.stripe ?? '')
+    const stripeCustomer = emulator.state.customers.get(
+      shown.body.gateway_customer_ids.stripe ?? '',
+    )
     expect(stripeCustomer?.defaultPaymentMethod).toMatch(/^pm_/)
 
     const second = await ctx.post<{ id: string }>('/v1/invoices', {
