@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify'
-import type { Runner } from 'graphile-worker'
 import { buildApp } from './app.ts'
 import { type Config, resolveSecretKey } from './config.ts'
 import { systemClock } from './core/clock.ts'
@@ -8,7 +7,7 @@ import { migrateToLatest } from './db/migrate.ts'
 import { type OpenDatabase, openDatabase } from './db/open-database.ts'
 import { Loopback } from './http/loopback.ts'
 import { createJobQueue } from './jobs/queue.ts'
-import { startWorker } from './jobs/worker.ts'
+import { type RunningWorker, startWorker } from './jobs/worker.ts'
 import { workerLoggerFrom } from './jobs/worker-logger.ts'
 import type { Logger } from './logger.ts'
 import { bootstrapDefaultTenant, type TenantWithEnvironments } from './modules/tenants/service.ts'
@@ -37,7 +36,7 @@ export async function startServer(
   options: StartServerOptions,
 ): Promise<RunningServer> {
   const database = await openDatabase(config, logger)
-  let runner: Runner | undefined
+  let runner: RunningWorker | undefined
   let app: FastifyInstance | undefined
   const close = async () => {
     await app?.close()

@@ -1,4 +1,5 @@
 import { parseCronItems, type Runner, run, type TaskList } from 'graphile-worker'
+import pg from 'pg'
 import type { PaymentDeps } from '../modules/payments/service.ts'
 import { renewDueSubscriptions } from '../modules/subscriptions/service.ts'
 import { CHARGE_DUE_INVOICES, chargeDueInvoices } from './tasks/charge-due-invoices.ts'
@@ -49,18 +50,47 @@ export interface StartWorkerOptions {
   concurrency?: number
 }
 
+export interface RunningWorker {
+  runner: Runner
+  /** Stops taking jobs, waits for running ones, then ends the worker's own pool. */
+  stop(): Promise<void>
+}
+
 /**
  * Starts graphile-worker on Payrail's database: in-process with `serve`, alone
- * with `payrail worker`. Stop it with `runner.stop()` before ending the pools.
+ * with `payrail worker`. The worker gets a pool of its own with an `error`
+ * listener: when PostgreSQL goes away first (embedded shutdown, failover), a dead
+ * idle connection is logged instead of crashing the process. Stop it before
+ * ending Payrail's pools.
  */
-export async function startWorker(deps: WorkerDeps, options: StartWorkerOptions): Promise<Runner> {
-  return run({
+export async function startWorker(
+  deps: WorkerDeps,
+  options: StartWorkerOptions,
+): Promise<RunningWorker> {
+  const concurrency = options.concurrency ?? 4
+  const pool = new pg.Pool({
     connectionString: options.connectionString,
-    concurrency: options.concurrency ?? 4,
+    max: concurrency + 2,
+    application_name: 'payrail-worker',
+  })
+  pool.on('error', (error) =>
+    deps.logger.warn({ err: error, component: 'worker' }, 'idle worker connection failed'),
+  )
+  const runner = await run({
+    pgPool: pool,
+    concurrency,
     noHandleSignals: true,
     pollInterval: 2000,
     logger: workerLoggerFrom(deps.logger),
     taskList: createTaskList(deps),
     parsedCronItems: CRON_ITEMS,
   })
+  let stopped: Promise<void> | undefined
+  return {
+    runner,
+    stop() {
+      stopped ??= runner.stop().then(() => pool.end())
+      return stopped
+    },
+  }
 }
