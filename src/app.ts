@@ -19,6 +19,7 @@ import { registerValidation } from './http/validation.ts'
 import type { JobQueue } from './jobs/queue.ts'
 import type { Logger } from './logger.ts'
 import { apiKeyRoutes } from './modules/api-keys/routes.ts'
+import { checkoutRedirectRoutes } from './modules/checkout-redirects/routes.ts'
 import { customerRoutes } from './modules/customers/routes.ts'
 import { discountRoutes } from './modules/discounts/routes.ts'
 import { eventRoutes } from './modules/events/routes.ts'
@@ -145,6 +146,7 @@ export async function buildApp(
     await api.register(gatewayConnectionRoutes(deps))
     await api.register(paymentRoutes(deps))
     await api.register(webhookRoutes(deps))
+    await api.register(checkoutRedirectRoutes(deps))
     if (options.extraRoutes) await api.register(options.extraRoutes)
   }
   await app.register(v1, { prefix: '/v1' })

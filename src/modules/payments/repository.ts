@@ -327,3 +327,8 @@ export async function inFlightAmount(
     .executeTakeFirst()
   return BigInt(row?.total ?? 0n)
 }
+
+/** A payment by id in any environment: only for redirects that carry Payrail's payment id back from a hosted page. */
+export async function findPaymentById(db: Db, id: string): Promise<Payment | undefined> {
+  return db.selectFrom('payments').selectAll().where('id', '=', id).executeTakeFirst()
+}

@@ -1,0 +1,160 @@
+import type { Gateway, GatewayFailure } from '../gateway.ts'
+import { checkoutClient, plain } from './checkout.client.ts'
+import { declineCodeOf, PAYRAIL_PAYMENT_ID, readCheckoutPayment } from './checkout.transformers.ts'
+import { parseCheckoutWebhook } from './checkout.webhooks.ts'
+
+/**
+ * Checkout.com through the official `checkout-sdk-node`: hosted payments pages for
+ * payment links (returning through Payrail's `/v1/checkout/success|failure`, which
+ * verify with the API before believing the redirect), off-session card payments on
+ * a stored source, refunds with `Cko-Idempotency-Key`, and signed webhooks.
+ */
+export const checkoutGateway: Gateway = {
+  name: 'checkout',
+  capabilities: {
+    hostedCheckout: true,
+    savedMethodCharge: true,
+    refund: true,
+    statusSync: true,
+    webhookVerification: true,
+    methodTypes: ['PAYMENT_LINK', 'CARD'],
+    internal: false,
+  },
+  async createCheckout(ctx, request) {
+    const { payment } = request
+    const back = (outcome: 'success' | 'failure') =>
+      `${ctx.publicUrl}/v1/checkout/${outcome}?payment_id=${encodeURIComponent(payment.id)}`
+    try {
+      const created = plain(
+        await checkoutClient(ctx).hostedPayments.create({
+          amount: Number(payment.amount),
+          currency: payment.currency.toUpperCase(),
+          reference: payment.id,
+          description: request.description,
+          customer: {
+            name: request.customer.name,
+            ...(request.customer.email && { email: request.customer.email }),
+          },
+          billing: {
+            address: { country: payment.billing_address?.country?.toUpperCase() ?? 'US' },
+          },
+          success_url: back('success'),
+          failure_url: back('failure'),
+          cancel_url: back('failure'),
+          metadata: { [PAYRAIL_PAYMENT_ID]: payment.id },
+        }),
+      ) as { id?: unknown; _links?: { redirect?: { href?: unknown } } }
+      const url = created._links?.redirect?.href
+      if (typeof created.id !== 'string' || typeof url !== 'string') {
+        return {
+          ok: false,
+          failure: {
+            code: 'bad_response',
+            message: 'Checkout.com returned no hosted page',
+            retryable: false,
+          },
+        }
+      }
+      return { ok: true, url, trackingId: created.id, gatewayPaymentId: null }
+    } catch (error) {
+      return { ok: false, failure: failureOf(error) }
+    }
+  },
+  async chargeSavedMethod(ctx, request, method) {
+    const { payment } = request
+    try {
+      const answer = readCheckoutPayment(
+        plain(
+          await checkoutClient(ctx).payments.request(
+            {
+              source: { type: 'id', id: method.gateway_payment_method_id },
+              amount: Number(payment.amount),
+              currency: payment.currency.toUpperCase(),
+              reference: payment.id,
+              payment_type: 'Unscheduled',
+              merchant_initiated: true,
+              capture: true,
+              metadata: { [PAYRAIL_PAYMENT_ID]: payment.id },
+            },
+            `payrail-charge-${payment.id}-${payment.updated_at.getTime()}`,
+          ),
+        ),
+      )
+      if (!answer)
+        return {
+          outcome: 'error',
+          failure: {
+            code: 'bad_response',
+            message: 'Unreadable Checkout.com payment',
+            retryable: false,
+          },
+        }
+      if (answer.status === 'Captured' || answer.status === 'Paid') {
+        return { outcome: 'succeeded', gatewayPaymentId: answer.id, trackingId: answer.id }
+      }
+      if (answer.status === 'Pending' || answer.status === 'Authorized') {
+        return { outcome: 'processing', gatewayPaymentId: answer.id, trackingId: answer.id }
+      }
+      return {
+        outcome: 'declined',
+        gatewayPaymentId: answer.id,
+        trackingId: answer.id,
+        decline: {
+          code: declineCodeOf(answer.responseCode),
+          message: answer.responseSummary ?? 'Declined',
+          declineCode: answer.responseCode ?? undefined,
+        },
+      }
+    } catch (error) {
+      return { outcome: 'error', failure: failureOf(error) }
+    }
+  },
+  async refund(ctx, payment, refund) {
+    if (!payment.gateway_payment_id) {
+      return {
+        status: 'failed',
+        failure: {
+          code: 'no_payment',
+          message: 'The payment has no Checkout.com payment id',
+          retryable: false,
+        },
+      }
+    }
+    try {
+      const answer = plain(
+        await checkoutClient(ctx).payments.refund(
+          payment.gateway_payment_id,
+          { amount: Number(refund.amount), reference: refund.id },
+          `payrail-refund-${refund.id}`,
+        ),
+      ) as { action_id?: unknown }
+      if (typeof answer.action_id !== 'string') {
+        return {
+          status: 'failed',
+          failure: {
+            code: 'bad_response',
+            message: 'Checkout.com returned no action id',
+            retryable: false,
+          },
+        }
+      }
+      // 202 Accepted: the refund completes when the payment_refunded webhook arrives.
+      return { status: 'pending', gatewayRefundId: answer.action_id }
+    } catch (error) {
+      return { status: 'failed', failure: failureOf(error) }
+    }
+  },
+  async parseWebhook(ctx, raw) {
+    return parseCheckoutWebhook(ctx.credentials?.signature_key, raw)
+  },
+}
+
+function failureOf(error: unknown): GatewayFailure {
+  const status = (error as { http_code?: unknown } | null)?.http_code
+  const retryable = typeof status !== 'number' || status >= 500 || status === 429
+  return {
+    code: 'checkout_error',
+    message: error instanceof Error ? error.message : String(error),
+    retryable,
+  }
+}
