@@ -130,6 +130,8 @@ export interface PaymentUpdate {
   status?: PaymentStatus | undefined
   /** Money actually received when it differs from the payment amount (crypto under/over payment). */
   amountReceived?: bigint | undefined
+  /** The share of the payment received, when the provider counts in another unit (coins paid of coins due). */
+  receivedShare?: { paid: bigint; due: bigint } | undefined
   gatewayPaymentId?: string | undefined
   card?: CardDetails | undefined
   error?: { code: string; message: string } | undefined

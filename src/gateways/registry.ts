@@ -7,6 +7,7 @@ import type { PaymentMethodType } from '../db/database.ts'
 import type { Loopback } from '../http/loopback.ts'
 import type { JobQueue } from '../jobs/queue.ts'
 import { activeConnection } from '../modules/gateway-connections/service.ts'
+import { bitpayGateway } from './bitpay/bitpay.gateway.ts'
 import { checkoutGateway } from './checkout/checkout.gateway.ts'
 import { externalGateway } from './external/external.gateway.ts'
 import { GATEWAY_NAMES, type Gateway, type GatewayContext, type GatewayName } from './gateway.ts'
@@ -22,6 +23,7 @@ const GATEWAYS: Partial<Record<GatewayName, Gateway>> = {
   external: externalGateway,
   stripe: stripeGateway,
   checkout: checkoutGateway,
+  bitpay: bitpayGateway,
 }
 
 /** The rail a method type uses when the request names none. */

@@ -53,7 +53,10 @@ export async function applyPaymentUpdate(
   }
 
   if (update.status) {
-    const received = update.amountReceived ?? payment.amount
+    const share = update.receivedShare
+    const received =
+      update.amountReceived ??
+      (share && share.due > 0n ? (payment.amount * share.paid) / share.due : payment.amount)
     const to =
       update.status === 'SUCCEEDED' && received > payment.amount ? 'OVERPAID' : update.status
     const changes: Updateable<PaymentTable> = {

@@ -1,0 +1,129 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import type { BitpayEmulator } from '../emulators/bitpay/emulator.ts'
+import { startBitpayEmulator } from '../emulators/bitpay/server.ts'
+import { createTestContext, type TestContext } from '../harness.ts'
+import { createPayment, getInvoice, getPayment, invoiceToPay } from '../payments-helpers.ts'
+
+let ctx: TestContext
+let bitpay: BitpayEmulator
+let address: string
+
+beforeAll(async () => {
+  ctx = await createTestContext({ start: new Date() })
+  address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  // BitPay posts IPNs to the URL Payrail gives it, built from the public URL.
+  ctx.deps.config.publicUrl = address
+  bitpay = await startBitpayEmulator({ clock: ctx.clock })
+  const connection = await ctx.post('/v1/gateway_connections', {
+    gateway: 'bitpay',
+    credentials: { token: bitpay.token },
+    settings: { base_url: bitpay.url },
+  })
+  expect(connection.status, connection.text).toBe(201)
+})
+afterAll(async () => {
+  await bitpay?.close()
+  await ctx.close()
+})
+
+async function cryptoPayment(invoiceId: string) {
+  const res = await createPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'CRYPTO',
+    payment_gateway: 'bitpay',
+    amount: '100.00',
+  })
+  expect(res.status, res.text).toBe(201)
+  expect(res.body.payment_status).toBe('PENDING')
+  expect(res.body.payment_url).toContain(bitpay.url)
+  return res.body
+}
+
+describe('BitPay, against the emulator', () => {
+  test('paid → PROCESSING, confirmed → SUCCEEDED and the invoice reconciled, re-fetching on every IPN', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    bitpay.pay(String(payment.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
+    bitpay.confirm(String(payment.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+  })
+
+  test('paidOver is OVERPAID; expiry is FAILED', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const over = await cryptoPayment(invoice.id)
+    bitpay.pay(String(over.gateway_tracking_id), { fraction: 1.2 })
+    bitpay.confirm(String(over.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect(await getPayment(ctx, over.id)).toMatchObject({
+      payment_status: 'OVERPAID',
+      amount_paid: '120.00',
+    })
+    const { invoice: other } = await invoiceToPay(ctx)
+    const late = await cryptoPayment(other.id)
+    bitpay.expire(String(late.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect(await getPayment(ctx, late.id)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'expired',
+    })
+  })
+
+  test('paidPartial records the money received and leaves the invoice partly unpaid', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const partial = await cryptoPayment(invoice.id)
+    bitpay.pay(String(partial.gateway_tracking_id), { fraction: 0.5 })
+    bitpay.expire(String(partial.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect(await getPayment(ctx, partial.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '50.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_remaining: '50.00',
+    })
+  })
+
+  test('a forged IPN claiming confirmed for an unpaid invoice changes nothing', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    const forged = await bitpay.sendForgedIpn(
+      `${address}/v1/webhooks/bitpay/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+      {
+        id: payment.gateway_tracking_id,
+        status: 'confirmed',
+        orderId: payment.id,
+        price: 100,
+        currency: 'USD',
+      },
+    )
+    expect(forged.status).toBe(200)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '0.00',
+    })
+  })
+
+  test('duplicate and out-of-order IPNs leave the same final state', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    bitpay.duplicateNext(2)
+    bitpay.deliverOutOfOrder(2)
+    bitpay.pay(String(payment.gateway_tracking_id))
+    bitpay.confirm(String(payment.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+})
