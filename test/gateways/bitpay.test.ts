@@ -105,6 +105,7 @@ describe('BitPay, against the emulator', () => {
       },
     )
     expect(forged.status).toBe(200)
+    expect(forged.body).toBe('')
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
       payment_status: 'PENDING',

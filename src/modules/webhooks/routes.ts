@@ -38,10 +38,14 @@ export function webhookRoutes(deps: AppDeps): FastifyPluginAsync {
           summary:
             'Inbound notifications from payment gateways (verified, deduplicated, applied once)',
           params: Params,
-          response: { 200: Received, '4xx': ErrorResponse, '5xx': ErrorResponse },
+          response: {
+            200: Type.Union([Received, Type.Literal('')]),
+            '4xx': ErrorResponse,
+            '5xx': ErrorResponse,
+          },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
         const events = await handleInboundWebhook(
           deps,
@@ -53,6 +57,8 @@ export function webhookRoutes(deps: AppDeps): FastifyPluginAsync {
             headers: request.headers,
           },
         )
+        // BitPay expects a bare 200 with an empty body; everyone else gets what was done with each event.
+        if (request.params.gateway === 'bitpay') return reply.code(200).type('text/plain').send('')
         return { received: true, events }
       },
     )
