@@ -132,6 +132,8 @@ export interface PaymentUpdate {
   amountReceived?: bigint | undefined
   /** The share of the payment received, when the provider counts in another unit (coins paid of coins due). */
   receivedShare?: { paid: bigint; due: bigint } | undefined
+  /** The notification applies only if the payment has this currency and decimal amount (else it is ignored). */
+  mustMatch?: { currency: string; amount: string } | undefined
   gatewayPaymentId?: string | undefined
   card?: CardDetails | undefined
   error?: { code: string; message: string } | undefined

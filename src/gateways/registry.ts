@@ -9,6 +9,7 @@ import type { JobQueue } from '../jobs/queue.ts'
 import { activeConnection } from '../modules/gateway-connections/service.ts'
 import { bitpayGateway } from './bitpay/bitpay.gateway.ts'
 import { checkoutGateway } from './checkout/checkout.gateway.ts'
+import { coinpaymentsGateway } from './coinpayments/coinpayments.gateway.ts'
 import { externalGateway } from './external/external.gateway.ts'
 import { GATEWAY_NAMES, type Gateway, type GatewayContext, type GatewayName } from './gateway.ts'
 import { offlineGateway } from './offline/offline.gateway.ts'
@@ -24,6 +25,7 @@ const GATEWAYS: Partial<Record<GatewayName, Gateway>> = {
   stripe: stripeGateway,
   checkout: checkoutGateway,
   bitpay: bitpayGateway,
+  coinpayments: coinpaymentsGateway,
 }
 
 /** The rail a method type uses when the request names none. */

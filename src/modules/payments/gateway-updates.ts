@@ -1,4 +1,5 @@
 import type { Updateable } from 'kysely'
+import { toMinorUnits } from '../../core/money.ts'
 import { isSettled, isTerminal } from '../../core/payment-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
@@ -26,6 +27,13 @@ export async function applyPaymentUpdate(
   deps: Pick<PaymentDeps, 'clock' | 'logger'>,
 ): Promise<{ payment: Payment; outcome: UpdateOutcome }> {
   let payment = locked
+  if (update.mustMatch && !matches(locked, update.mustMatch)) {
+    deps.logger.warn(
+      { payment_id: locked.id, reported: update.mustMatch },
+      'notification amount or currency does not match the payment; ignored',
+    )
+    return { payment, outcome: 'ignored' }
+  }
   let outcome: UpdateOutcome = 'repeat'
   const gateway = payment.payment_gateway ?? 'unknown'
 
@@ -105,4 +113,19 @@ export async function applyPaymentUpdate(
     payment = await updatePayment(trx, payment.id, { payment_method_id: method.id })
   }
   return { payment, outcome }
+}
+
+/** The provider's decimal amount and currency against the payment's (`10.00000000` equals `10.00`). */
+function matches(payment: Payment, expected: { currency: string; amount: string }): boolean {
+  if (expected.currency.toLowerCase() !== payment.currency) return false
+  try {
+    return (
+      toMinorUnits(
+        expected.amount.replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, ''),
+        payment.currency,
+      ) === payment.amount
+    )
+  } catch {
+    return false
+  }
 }

@@ -1,0 +1,127 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { formatMinorUnits } from '../../core/money.ts'
+import type { Gateway, GatewayContext, NormalizedEvent } from '../gateway.ts'
+import { readIpn, updateFromIpn } from './coinpayments.transformers.ts'
+
+const DEFAULT_BASE_URL = 'https://www.coinpayments.net'
+
+/**
+ * CoinPayments' legacy API for `CRYPTO` payments: `create_transaction` gives the
+ * checkout page; IPNs are trusted only with a matching `HMAC` (HMAC-SHA512 of the
+ * raw body with the IPN secret), `ipn_mode=hmac`, our merchant id, and the
+ * payment's own currency and amount.
+ */
+export const coinpaymentsGateway: Gateway = {
+  name: 'coinpayments',
+  capabilities: {
+    hostedCheckout: true,
+    savedMethodCharge: false,
+    refund: false,
+    statusSync: true,
+    webhookVerification: true,
+    methodTypes: ['CRYPTO'],
+    internal: false,
+  },
+  async startAsync(ctx, request) {
+    const { payment } = request
+    const ipnUrl = `${ctx.publicUrl}/v1/webhooks/coinpayments/${ctx.scope.tenantId}/${ctx.scope.environmentId}`
+    try {
+      const result = await call(ctx, 'create_transaction', {
+        amount: formatMinorUnits(payment.amount, payment.currency),
+        currency1: payment.currency.toUpperCase(),
+        currency2: ctx.settings.currency2 ?? 'BTC',
+        buyer_email: request.customer.email ?? 'customer@example.invalid',
+        buyer_name: request.customer.name,
+        item_name: request.description,
+        invoice: payment.id,
+        custom: payment.id,
+        ipn_url: ipnUrl,
+        ...(payment.success_url && { success_url: payment.success_url }),
+        ...(payment.cancel_url && { cancel_url: payment.cancel_url }),
+      })
+      const txnId = result?.txn_id
+      const url = result?.checkout_url
+      if (typeof txnId !== 'string' || typeof url !== 'string') {
+        return {
+          ok: false,
+          failure: {
+            code: 'coinpayments_error',
+            message: 'CoinPayments returned no transaction',
+            retryable: false,
+          },
+        }
+      }
+      return { ok: true, url, trackingId: txnId, gatewayPaymentId: txnId }
+    } catch (error) {
+      return {
+        ok: false,
+        failure: {
+          code: 'coinpayments_error',
+          message: error instanceof Error ? error.message : String(error),
+          retryable: true,
+        },
+      }
+    }
+  },
+  async parseWebhook(ctx, raw) {
+    const secret = ctx.credentials?.ipn_secret
+    if (!secret) return { ok: false, status: 404, reason: 'coinpayments is not connected' }
+    const header = raw.headers.hmac
+    const given = Buffer.from((Array.isArray(header) ? header[0] : header) ?? '', 'hex')
+    const expected = createHmac('sha512', secret).update(raw.body).digest()
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      return { ok: false, status: 400, reason: 'HMAC signature does not match' }
+    }
+    const ipn = readIpn(new URLSearchParams(raw.body.toString('utf8')))
+    if (!ipn) return { ok: false, status: 400, reason: 'not a CoinPayments IPN' }
+    if (ipn.merchant !== ctx.credentials?.merchant_id)
+      return { ok: false, status: 400, reason: 'IPN for another merchant' }
+    const update = updateFromIpn(ipn)
+    if (!update) return { ok: true, events: [] }
+    const event: NormalizedEvent = {
+      eventId: ipn.ipnId,
+      type: `status.${ipn.status}`,
+      target: { trackingId: ipn.txnId },
+      update,
+      payload: ipn,
+    }
+    return { ok: true, events: [event] }
+  },
+}
+
+/** One call of the legacy API: a form body signed with HMAC-SHA512 of the exact bytes with the private key. */
+async function call(
+  ctx: GatewayContext,
+  cmd: string,
+  params: Record<string, string>,
+): Promise<Record<string, unknown> | undefined> {
+  const publicKey = ctx.credentials?.public_key
+  const privateKey = ctx.credentials?.private_key
+  if (!publicKey || !privateKey) throw new Error('CoinPayments connection has no keys')
+  const body = new URLSearchParams({
+    version: '1',
+    key: publicKey,
+    cmd,
+    format: 'json',
+    ...params,
+  }).toString()
+  const base = (ctx.settings.base_url ?? DEFAULT_BASE_URL).replace(/\/+$/, '')
+  const response = await fetch(`${base}/api.php`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      hmac: createHmac('sha512', privateKey).update(body).digest('hex'),
+    },
+    body,
+    signal: AbortSignal.timeout(15_000),
+  })
+  const answer = (await response.json().catch(() => null)) as {
+    error?: unknown
+    result?: unknown
+  } | null
+  if (!response.ok || answer?.error !== 'ok')
+    throw new Error(`CoinPayments: ${String(answer?.error ?? response.status)}`)
+  return typeof answer.result === 'object' && answer.result !== null
+    ? (answer.result as Record<string, unknown>)
+    : undefined
+}

@@ -1,0 +1,123 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import type { CoinpaymentsEmulator } from '../emulators/coinpayments/emulator.ts'
+import { startCoinpaymentsEmulator } from '../emulators/coinpayments/server.ts'
+import { createTestContext, type TestContext } from '../harness.ts'
+import { createPayment, getInvoice, getPayment, invoiceToPay } from '../payments-helpers.ts'
+
+let ctx: TestContext
+let cp: CoinpaymentsEmulator
+
+beforeAll(async () => {
+  ctx = await createTestContext({ start: new Date() })
+  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  // CoinPayments posts IPNs to the URL Payrail gives it, built from the public URL.
+  ctx.deps.config.publicUrl = address
+  cp = await startCoinpaymentsEmulator({ clock: ctx.clock })
+  const connection = await ctx.post('/v1/gateway_connections', {
+    gateway: 'coinpayments',
+    credentials: {
+      public_key: cp.publicKey,
+      private_key: cp.privateKey,
+      ipn_secret: cp.ipnSecret,
+      merchant_id: cp.merchantId,
+    },
+    settings: { base_url: cp.url },
+  })
+  expect(connection.status, connection.text).toBe(201)
+})
+afterAll(async () => {
+  await cp?.close()
+  await ctx.close()
+})
+
+async function cryptoPayment(invoiceId: string) {
+  const res = await createPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'CRYPTO',
+    payment_gateway: 'coinpayments',
+    amount: '100.00',
+  })
+  expect(res.status, res.text).toBe(201)
+  expect(res.body).toMatchObject({
+    payment_status: 'PENDING',
+    gateway_tracking_id: expect.stringMatching(/^CP/),
+  })
+  return res.body
+}
+
+describe('CoinPayments, against the emulator', () => {
+  test('coins received → PROCESSING, complete → SUCCEEDED and the invoice reconciled', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    cp.receive(String(payment.gateway_tracking_id))
+    await cp.waitForNotifications()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
+    cp.confirm(String(payment.gateway_tracking_id))
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+  })
+
+  test('underpayment and overpayment by received_amount; cancellation is FAILED', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const under = await cryptoPayment(invoice.id)
+    cp.receive(String(under.gateway_tracking_id), { fraction: 0.5 })
+    cp.confirm(String(under.gateway_tracking_id))
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, under.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '50.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_remaining: '50.00' })
+    const { invoice: second } = await invoiceToPay(ctx)
+    const over = await cryptoPayment(second.id)
+    cp.receive(String(over.gateway_tracking_id), { fraction: 1.2 })
+    cp.confirm(String(over.gateway_tracking_id))
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, over.id)).toMatchObject({
+      payment_status: 'OVERPAID',
+      amount_paid: '120.00',
+    })
+    const { invoice: third } = await invoiceToPay(ctx)
+    const cancelled = await cryptoPayment(third.id)
+    cp.cancel(String(cancelled.gateway_tracking_id))
+    await cp.waitForNotifications()
+    expect((await getPayment(ctx, cancelled.id)).payment_status).toBe('FAILED')
+  })
+
+  test('an IPN with a bad HMAC or another merchant id is refused and changes nothing', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    cp.setNotificationRetry({ maxAttempts: 1, backoffMs: 1, timeoutMs: 2000 })
+    cp.badSignatureNext(1)
+    cp.confirm(String(payment.gateway_tracking_id))
+    await cp.waitForNotifications()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+    const { invoice: other } = await invoiceToPay(ctx)
+    const second = await cryptoPayment(other.id)
+    cp.wrongMerchantNext(1)
+    cp.confirm(String(second.gateway_tracking_id))
+    await cp.waitForNotifications()
+    expect((await getPayment(ctx, second.id)).payment_status).toBe('PENDING')
+    expect(cp.deliveries.slice(-2).every((d) => d.status === 400)).toBe(true)
+  })
+
+  test('duplicate and out-of-order IPNs leave the same final state', async () => {
+    cp.setNotificationRetry({ maxAttempts: 5, backoffMs: 5, timeoutMs: 2000 })
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    cp.duplicateNext(2)
+    cp.deliverOutOfOrder(2)
+    cp.receive(String(payment.gateway_tracking_id))
+    cp.confirm(String(payment.gateway_tracking_id))
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+})
