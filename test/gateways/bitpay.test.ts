@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import {
+  markStripeInvoicePaid,
+  STRIPE_PAID_OUT_OF_BAND,
+} from '../../src/jobs/tasks/stripe-paid-out-of-band.ts'
 import type { BitpayEmulator } from '../emulators/bitpay/emulator.ts'
 import { startBitpayEmulator } from '../emulators/bitpay/server.ts'
+import { startStripeEmulator } from '../emulators/stripe/server.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { createPayment, getInvoice, getPayment, invoiceToPay } from '../payments-helpers.ts'
 
@@ -126,5 +131,48 @@ describe('BitPay, against the emulator', () => {
       amount_paid: '100.00',
     })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+
+  test('a Stripe-sourced invoice paid through BitPay is marked paid out of band in Stripe', async () => {
+    const stripe = await startStripeEmulator({
+      clock: ctx.clock,
+      webhookUrl: `${address}/v1/webhooks/stripe/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+    })
+    try {
+      await ctx.post('/v1/gateway_connections', {
+        gateway: 'stripe',
+        credentials: { secret_key: stripe.secretKey, webhook_secret: stripe.webhookSecret },
+        settings: { base_url: stripe.url },
+      })
+      const customer = stripe.seedCustomer({ email: 'crypto@stripe-co.example' })
+      const stripeInvoice = stripe.seedInvoice({
+        customer: String(customer.id),
+        amountDue: 10000,
+        status: 'open',
+      })
+      stripe.sendEvent('invoice.finalized', String(stripeInvoice.id))
+      await stripe.waitForDeliveries()
+      const mirrored = await ctx.db
+        .selectFrom('invoices')
+        .select('id')
+        .where('stripe_invoice_id', '=', String(stripeInvoice.id))
+        .executeTakeFirstOrThrow()
+      const payment = await cryptoPayment(mirrored.id)
+      bitpay.pay(String(payment.gateway_tracking_id))
+      bitpay.confirm(String(payment.gateway_tracking_id))
+      await bitpay.waitForNotifications()
+      expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
+      const jobs = await ctx.pool.query<{ payload: unknown }>(
+        `select payload from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = $1`,
+        [STRIPE_PAID_OUT_OF_BAND],
+      )
+      const job = jobs.rows.find((row) =>
+        JSON.stringify(row.payload).includes(String(stripeInvoice.id)),
+      )
+      expect(await markStripeInvoicePaid(ctx.deps, job?.payload)).toBe('marked')
+      expect(stripe.state.invoices.get(String(stripeInvoice.id))?.status).toBe('paid')
+    } finally {
+      await stripe.close()
+    }
   })
 })

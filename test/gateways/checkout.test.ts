@@ -144,4 +144,28 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     })
     expect(tampered.statusCode).toBe(400)
   })
+
+  test('duplicated and reordered webhooks leave the same final state', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await hostedPayment(invoice.id)
+    emulator.holdWebhooks()
+    emulator.duplicateNext(2)
+    emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
+      card: '4242424242424242',
+    })
+    await emulator.releaseWebhooks({ order: 'reverse' })
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    const events = await ctx.get<{ items: unknown[] }>(
+      `/v1/events?object_id=${payment.id}&type=payment.succeeded`,
+    )
+    expect(events.body.items).toHaveLength(1)
+  })
 })

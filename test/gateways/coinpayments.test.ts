@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { CoinpaymentsEmulator } from '../emulators/coinpayments/emulator.ts'
 import { startCoinpaymentsEmulator } from '../emulators/coinpayments/server.ts'
@@ -119,5 +120,37 @@ describe('CoinPayments, against the emulator', () => {
       amount_paid: '100.00',
     })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+
+  test("an IPN whose currency or amount is not the payment's is ignored", async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    const body = new URLSearchParams({
+      ipn_version: '1.0',
+      ipn_type: 'api',
+      ipn_mode: 'hmac',
+      ipn_id: 'ipn_mismatch_1',
+      merchant: cp.merchantId,
+      txn_id: String(payment.gateway_tracking_id),
+      status: '1',
+      status_text: 'We have confirmed coin reception from the buyer',
+      currency1: 'USD',
+      currency2: 'BTC',
+      amount1: '1.00',
+      amount2: '0.00002000',
+      received_amount: '0.00002000',
+    }).toString()
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: `/v1/webhooks/coinpayments/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        hmac: createHmac('sha512', cp.ipnSecret).update(body).digest('hex'),
+      },
+      payload: body,
+    })
+    expect(res.statusCode).toBe(200)
+    expect(res.json().events[0].outcome).toBe('ignored')
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
   })
 })

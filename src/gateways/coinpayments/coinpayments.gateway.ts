@@ -78,6 +78,17 @@ export const coinpaymentsGateway: Gateway = {
       return { ok: false, status: 400, reason: 'IPN for another merchant' }
     const update = updateFromIpn(ipn)
     if (!update) return { ok: true, events: [] }
+    if (update.status === 'SUCCEEDED' || update.status === 'OVERPAID') {
+      // Before money is counted as received, CoinPayments' own view must agree (get_tx_info).
+      const info = await call(ctx, 'get_tx_info', { txid: ipn.txnId }).catch(() => undefined)
+      const status = Number(info?.status)
+      if (!(status >= 100 || status === 2))
+        return {
+          ok: false,
+          status: 400,
+          reason: 'CoinPayments does not report this transaction complete',
+        }
+    }
     const event: NormalizedEvent = {
       eventId: ipn.ipnId,
       type: `status.${ipn.status}`,

@@ -44,7 +44,15 @@ export async function applyPaymentUpdate(
         : undefined) ??
       (update.refund.gatewayRefundId
         ? await findRefundByGatewayId(trx, payment.id, update.refund.gatewayRefundId)
-        : undefined)
+        : undefined) ??
+      // The provider's webhook can arrive while Payrail is still waiting for the refund call to
+      // answer, before the provider's id is stored: then it is the oldest pending refund of that amount.
+      (await refundsOf(trx, payment.id)).find(
+        (r) =>
+          r.status === 'pending' &&
+          r.gateway_refund_id === null &&
+          r.amount === update.refund?.amount,
+      )
     if (refund && refund.status === 'pending' && update.refund.status === 'succeeded') {
       const done = await completeRefundLocked(
         trx,
