@@ -353,6 +353,48 @@ describe('card payments', () => {
     ])
   })
 
+  test('deferCaptureNext: a capture: true payment answers Authorized until capturePayment', async () => {
+    const sourceId = emulator.seedCardSource()
+    emulator.deferCaptureNext()
+    const answer = asObject(
+      await cko.payments.request({
+        source: { type: 'id', id: sourceId },
+        amount: 1200,
+        currency: 'USD',
+        payment_type: 'Unscheduled',
+        merchant_initiated: true,
+        capture: true,
+      }),
+    )
+    expect(answer).toMatchObject({ status: 'Authorized', approved: true })
+    const id = text(answer, 'id')
+    expect(emulator.deferredCaptures).toEqual([id])
+    expect(asObject(await cko.payments.get(id))).toMatchObject({
+      status: 'Authorized',
+      balances: { total_captured: 0, available_to_capture: 1200 },
+    })
+    await emulator.waitForDeliveries()
+    expect(receiver.types()).toEqual(['payment_approved'])
+
+    const actionId = emulator.capturePayment(id)
+    expect(actionId).toMatch(/^act_/)
+    expect(emulator.deferredCaptures).toEqual([])
+    expect(asObject(await cko.payments.get(id)).status).toBe('Captured')
+    await emulator.waitForDeliveries()
+    expect(receiver.types()).toEqual(['payment_approved', 'payment_captured'])
+    expect(receiver.received[1]?.event.data).toMatchObject({ action_id: actionId, amount: 1200 })
+
+    // The switch was for one payment: the next is captured at once.
+    const next = asObject(
+      await cko.payments.request({
+        source: { type: 'id', id: sourceId },
+        amount: 100,
+        currency: 'USD',
+      }),
+    )
+    expect(next.status).toBe('Captured')
+  })
+
   test('refunds honour Cko-Idempotency-Key and end Refunded', async () => {
     const { paymentId } = await payHostedPage()
     const first = asObject(
@@ -426,6 +468,35 @@ describe('webhooks', () => {
     const tampered = good.body.replace('"amount":2500', '"amount":1')
     expect(tampered).not.toBe(good.body)
     expect(verifyCkoSignature(tampered, signature, emulator.signatureKey)).toBe(false)
+  })
+
+  test('event data is shaped like Checkout.com’s: no status; only authorization events carry the card', async () => {
+    const { paymentId } = await payHostedPage()
+    await emulator.waitForDeliveries()
+    const [approved, captured] = receiver.received.map((webhook) => webhook.event)
+    if (approved === undefined || captured === undefined) throw new Error('no webhooks')
+    expect(approved).toMatchObject({
+      type: 'payment_approved',
+      data: {
+        id: paymentId,
+        action_id: expect.stringMatching(/^act_/),
+        payment_type: 'Regular',
+        auth_code: expect.any(String),
+        source: { id: expect.stringMatching(/^src_/), last_4: '4242', scheme: 'Visa' },
+        balances: { total_captured: 0 },
+      },
+    })
+    expect(captured).toMatchObject({
+      type: 'payment_captured',
+      data: { id: paymentId, amount: 2500, balances: { total_captured: 2500 } },
+    })
+    for (const event of [approved, captured]) {
+      expect(field(event, 'data', 'status')).toBeUndefined()
+      expect(field(event, 'data', 'approved')).toBeUndefined()
+    }
+    expect(field(captured, 'data', 'source')).toBeUndefined()
+    // listEvents gives the bodies as they were sent, not the payment as it is now.
+    expect(emulator.listEvents('payment_approved')[0]).toEqual(approved)
   })
 
   test('a delivery is retried with the same body until a 2xx', async () => {

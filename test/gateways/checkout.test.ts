@@ -1,18 +1,31 @@
+import { Checkout } from 'checkout-sdk-node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { CheckoutEmulator } from '../emulators/checkout/emulator.ts'
-import { startCheckoutEmulator } from '../emulators/checkout/server.ts'
-import { createTestContext, type TestContext } from '../harness.ts'
-import { createPayment, getInvoice, getPayment, invoiceToPay } from '../payments-helpers.ts'
+import {
+  type CheckoutTestCard,
+  ckoSignature,
+  startCheckoutEmulator,
+} from '../emulators/checkout/server.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import {
+  createPayment,
+  getInvoice,
+  getPayment,
+  invoiceToPay,
+  type PaymentBody,
+} from '../payments-helpers.ts'
 
 let ctx: TestContext
 let emulator: CheckoutEmulator
+let webhookPath: string
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: new Date() })
   const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  webhookPath = `/v1/webhooks/checkout/${ctx.main.tenant.id}/${ctx.main.test.id}`
   emulator = await startCheckoutEmulator({
     clock: ctx.clock,
-    webhookUrl: `${address}/v1/webhooks/checkout/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+    webhookUrl: `${address}${webhookPath}`,
   })
   const connection = await ctx.post('/v1/gateway_connections', {
     gateway: 'checkout',
@@ -43,6 +56,40 @@ async function hostedPayment(invoiceId: string) {
   return res.body
 }
 
+interface PaymentMethodBody {
+  id: string
+  gateway: string
+  gateway_payment_method_id: string
+  card: { brand: string | null; last4: string | null } | null
+  is_default: boolean
+}
+
+async function savedMethods(customerId: string) {
+  const res = await ctx.get<{ items: PaymentMethodBody[] }>(
+    `/v1/customers/${customerId}/payment_methods`,
+  )
+  expect(res.status, res.text).toBe(200)
+  return res.body.items
+}
+
+async function eventCount(paymentId: string, type: string) {
+  const res = await ctx.get<{ items: unknown[] }>(`/v1/events?object_id=${paymentId}&type=${type}`)
+  return res.body.items.length
+}
+
+/** Posts a webhook body signed as Checkout.com signs it. */
+async function deliverSigned(body: string) {
+  return ctx.app.inject({
+    method: 'POST',
+    url: webhookPath,
+    headers: {
+      'content-type': 'application/json',
+      'cko-signature': ckoSignature(body, emulator.signatureKey),
+    },
+    payload: body,
+  })
+}
+
 /** Follows Checkout.com's redirect back to Payrail, as the customer's browser would. */
 async function followReturn(redirectUrl: string) {
   const url = new URL(redirectUrl)
@@ -51,7 +98,7 @@ async function followReturn(redirectUrl: string) {
 
 describe('Checkout.com hosted payments, through checkout-sdk-node and the emulator', () => {
   test('paid on the hosted page → return verified with the API → SUCCEEDED, redirected to success_url', async () => {
-    const { invoice } = await invoiceToPay(ctx)
+    const { customer, invoice } = await invoiceToPay(ctx)
     const payment = await hostedPayment(invoice.id)
     const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
       card: '4242424242424242',
@@ -65,20 +112,37 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
       gateway_payment_id: completion.paymentId,
     })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+    // Nobody asked to save the card: none is kept.
+    expect(await savedMethods(customer.id)).toEqual([])
   })
 
-  test('a declined card comes back through failure_url: FAILED with the decline code', async () => {
+  test('a declined card is an attempt: the page stays open, and a second card pays it', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await hostedPayment(invoice.id)
-    const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
+    const declined = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
       card: '4544249167673670',
     })
-    const back = await followReturn(completion.redirectUrl)
+    const back = await followReturn(declined.redirectUrl)
     expect(back.headers.location).toBe('https://merchant.example/cancel')
     await emulator.waitForDeliveries()
+    const open = await getPayment(ctx, payment.id)
+    expect(open.payment_status).toBe('PENDING')
+    expect(open.attempts.filter((a) => a.status === 'failed')).toEqual([
+      expect.objectContaining({ error_code: 'insufficient_funds' }),
+    ])
+    // Checkout.com keeps the page open: the customer's next card is money received.
+    const paid = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
+      card: '4242424242424242',
+    })
+    await emulator.waitForDeliveries()
     expect(await getPayment(ctx, payment.id)).toMatchObject({
-      payment_status: 'FAILED',
-      status_code: 'insufficient_funds',
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      gateway_payment_id: paid.paymentId,
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
     })
   })
 
@@ -134,7 +198,7 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('FAILED')
     const tampered = await ctx.app.inject({
       method: 'POST',
-      url: `/v1/webhooks/checkout/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+      url: webhookPath,
       headers: { 'content-type': 'application/json', 'cko-signature': '00'.repeat(32) },
       payload: JSON.stringify({
         id: 'evt_forged',
@@ -167,5 +231,316 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
       `/v1/events?object_id=${payment.id}&type=payment.succeeded`,
     )
     expect(events.body.items).toHaveLength(1)
+  })
+})
+
+describe('Checkout.com webhooks are read by their type', () => {
+  test('an event type Payrail does not act on is acknowledged and changes nothing', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await hostedPayment(invoice.id)
+    const body = JSON.stringify({
+      id: 'evt_dispute_1',
+      type: 'dispute_evidence_required',
+      data: { id: 'dsp_1', amount: 10000, currency: 'USD', payment_id: 'pay_1' },
+    })
+    const res = await deliverSigned(body)
+    expect(res.statusCode, res.body).toBe(200)
+    expect(res.json()).toMatchObject({ received: true, events: [] })
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+  })
+})
+
+/** A card stored at Checkout.com (`src_…`) and saved in Payrail as the customer's default. */
+async function defaultCheckoutCard(customerId: string, card: CheckoutTestCard) {
+  const sourceId = emulator.seedCardSource(card)
+  const method = await ctx.db
+    .insertInto('payment_methods')
+    .values({
+      id: `pm_cko_${sourceId.slice(4, 16)}`,
+      tenant_id: ctx.main.tenant.id,
+      environment_id: ctx.main.test.id,
+      customer_id: customerId,
+      gateway: 'checkout',
+      gateway_payment_method_id: sourceId,
+      type: 'card',
+      card_brand: 'visa',
+      card_last4: card.slice(-4),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  const made = await ctx.post(`/v1/customers/${customerId}/payment_methods/${method.id}/default`)
+  expect(made.status, made.text).toBe(200)
+  return { methodId: method.id, sourceId }
+}
+
+async function cardPayment(invoiceId: string, extra: Record<string, unknown> = {}) {
+  return createPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'CARD',
+    payment_gateway: 'checkout',
+    amount: '100.00',
+    ...extra,
+  })
+}
+
+/** The `POST /payments` requests the emulator received for this Payrail payment. */
+function chargeRequests(paymentId: string) {
+  return emulator.requests.filter(
+    (entry) =>
+      entry.method === 'POST' && entry.path === '/payments' && entry.body?.reference === paymentId,
+  )
+}
+
+describe('Checkout.com CARD payments: merchant-initiated, on a stored source', () => {
+  test('the default card is charged off-session: SUCCEEDED, the invoice paid once', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const { methodId, sourceId } = await defaultCheckoutCard(customer.id, '4242424242424242')
+    const res = await cardPayment(invoice.id)
+    expect(res.status, res.text).toBe(201)
+    expect(res.body).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      payment_method_type: 'CARD',
+      payment_gateway: 'checkout',
+      payment_method_id: methodId,
+      amount_paid: '100.00',
+      gateway_payment_id: expect.stringMatching(/^pay_/),
+    })
+    const [charge, ...more] = chargeRequests(res.body.id)
+    expect(more).toHaveLength(0)
+    expect(charge?.idempotencyKey).toMatch(new RegExp(`^payrail-charge-${res.body.id}-`))
+    expect(charge?.body).toMatchObject({
+      source: { type: 'id', id: sourceId },
+      amount: 10000,
+      currency: 'USD',
+      merchant_initiated: true,
+      payment_type: 'Unscheduled',
+      capture: true,
+    })
+    // payment_approved and payment_captured follow; the payment has its money already.
+    await emulator.waitForDeliveries()
+    expect(
+      emulator.deliveries.filter((d) => d.body.includes(String(res.body.gateway_payment_id))),
+    ).toEqual([
+      expect.objectContaining({ type: 'payment_approved', status: 200 }),
+      expect.objectContaining({ type: 'payment_captured', status: 200 }),
+    ])
+    expect(await getPayment(ctx, res.body.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_remaining: '0.00',
+    })
+    expect(await eventCount(res.body.id, 'payment.succeeded')).toBe(1)
+  })
+
+  test.each<[CheckoutTestCard, string, string]>([
+    ['4544249167673670', 'insufficient_funds', '20051'],
+    ['4724117215951699', 'expired_card', '20054'],
+    ['4000000000000002', 'card_declined', '20005'],
+  ])(
+    'card %s is declined: 402 %s, the payment FAILED, the invoice unpaid',
+    async (card, code, responseCode) => {
+      const { customer, invoice } = await invoiceToPay(ctx)
+      await defaultCheckoutCard(customer.id, card)
+      const res = await cardPayment(invoice.id)
+      expect(res.status, res.text).toBe(402)
+      const error = (res.body as unknown as ErrorBody).error
+      expect(error).toMatchObject({
+        code,
+        details: { payment_status: 'FAILED', decline_code: responseCode },
+      })
+      await emulator.waitForDeliveries()
+      const payment = await getPayment(ctx, String(error.details.payment_id))
+      expect(payment).toMatchObject({
+        payment_status: 'FAILED',
+        status_code: code,
+        gateway_payment_id: expect.stringMatching(/^pay_/),
+      })
+      // The payment_declined webhook repeats what the answer said: one attempt, not two.
+      expect(payment.attempts).toEqual([
+        expect.objectContaining({ status: 'failed', error_code: code }),
+      ])
+      expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+        payment_status: 'PENDING',
+        amount_paid: '0.00',
+      })
+    },
+  )
+
+  test('a card saved from a hosted payment (save_card_and_make_default) is the default a CARD payment charges', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const link = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'checkout',
+      amount: '100.00',
+      save_card_and_make_default: true,
+    })
+    expect(link.status, link.text).toBe(201)
+    const completion = emulator.completeHostedPayment(String(link.body.gateway_tracking_id), {
+      card: '5436031030606378',
+    })
+    // The customer closes the tab before the redirect: the webhooks alone save the card.
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, link.body.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+    const sourceId = emulator.payment(completion.paymentId)?.card.sourceId
+    expect(sourceId).toMatch(/^src_/)
+    const [saved, ...others] = await savedMethods(customer.id)
+    expect(others).toHaveLength(0)
+    expect(saved).toMatchObject({
+      gateway: 'checkout',
+      gateway_payment_method_id: sourceId,
+      card: { brand: 'mastercard', last4: '6378' },
+      is_default: true,
+    })
+    // The return that comes late changes nothing and saves nothing twice.
+    await followReturn(completion.redirectUrl)
+    expect(await savedMethods(customer.id)).toHaveLength(1)
+
+    const second = await ctx.post<{ id: string }>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'usd',
+      lines: [{ description: 'Next month', quantity: 1, unit_amount: '30.00' }],
+    })
+    await ctx.post(`/v1/invoices/${second.body.id}/finalize`)
+    const card = await cardPayment(second.body.id, { amount: '30.00' })
+    expect(card.status, card.text).toBe(201)
+    expect(card.body).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      payment_method_id: saved?.id,
+      amount_paid: '30.00',
+    })
+    expect(chargeRequests(card.body.id)[0]?.body).toMatchObject({
+      source: { type: 'id', id: sourceId },
+      amount: 3000,
+      merchant_initiated: true,
+    })
+    expect(await getInvoice(ctx, second.body.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+  })
+
+  test('without a saved card a CARD payment is 402 no_default_payment_method', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const res = await cardPayment(invoice.id)
+    expect(res.status, res.text).toBe(402)
+    expect((res.body as unknown as ErrorBody).error.code).toBe('no_default_payment_method')
+  })
+})
+
+describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
+  /** A CARD payment Checkout.com answers `Authorized`, its capture still to come. */
+  async function authorizedCharge() {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    await defaultCheckoutCard(customer.id, '4242424242424242')
+    emulator.deferCaptureNext()
+    const res = await cardPayment(invoice.id)
+    expect(res.status, res.text).toBe(201)
+    const checkoutId = String(res.body.gateway_payment_id)
+    expect(emulator.payment(checkoutId)?.status).toBe('Authorized')
+    return { invoice, payment: res.body, checkoutId }
+  }
+
+  test('payment_approved holds the funds (RESERVED, invoice unpaid); payment_captured pays the invoice once', async () => {
+    emulator.holdWebhooks()
+    const { invoice, payment, checkoutId } = await authorizedCharge()
+    expect(payment).toMatchObject({ payment_status: 'PROCESSING', amount_paid: '0.00' })
+    await emulator.releaseWebhooks()
+    await emulator.waitForDeliveries()
+    const reserved = await getPayment(ctx, payment.id)
+    expect(reserved).toMatchObject({
+      payment_status: 'RESERVED',
+      current_state: 'reserved',
+      amount_reserved: '100.00',
+      amount_paid: '0.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '0.00',
+      amount_remaining: '100.00',
+    })
+
+    emulator.capturePayment(checkoutId)
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_remaining: '0.00',
+    })
+
+    // Checkout.com delivers again (same event ids), and a late payment_approved arrives again.
+    const events = emulator.listEvents().filter((e) => JSON.stringify(e).includes(checkoutId))
+    expect(events.map((e) => e.type)).toEqual(['payment_approved', 'payment_captured'])
+    for (const event of events) {
+      const again = await deliverSigned(JSON.stringify(event))
+      expect(again.statusCode).toBe(200)
+      expect(again.json()).toMatchObject({ events: [{ outcome: 'duplicate' }] })
+    }
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+    expect(await eventCount(payment.id, 'payment.reserved')).toBe(1)
+    expect(await eventCount(payment.id, 'payment.succeeded')).toBe(1)
+  })
+
+  test('duplicated and reversed payment_approved / payment_captured leave the same final state', async () => {
+    emulator.holdWebhooks()
+    emulator.duplicateNext(2)
+    const { invoice, payment, checkoutId } = await authorizedCharge()
+    emulator.capturePayment(checkoutId)
+    expect(emulator.heldWebhooks.map((d) => d.type)).toEqual([
+      'payment_approved',
+      'payment_approved',
+      'payment_captured',
+      'payment_captured',
+    ])
+    await emulator.releaseWebhooks({ order: 'reverse' })
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_remaining: '0.00',
+    })
+    expect(await eventCount(payment.id, 'payment.succeeded')).toBe(1)
+    // The approval that arrives after the capture would move the payment backwards: refused.
+    expect(await eventCount(payment.id, 'payment.reserved')).toBe(0)
+  })
+
+  test('cancelling the RESERVED payment in Payrail voids the authorization: nothing is captured', async () => {
+    const { invoice, payment, checkoutId } = await authorizedCharge()
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('RESERVED')
+    const cancelled = await ctx.post<PaymentBody>(`/v1/payments/${payment.id}/cancel`)
+    expect(cancelled.status, cancelled.text).toBe(200)
+    expect(cancelled.body.payment_status).toBe('CANCELLED')
+    expect(emulator.payment(checkoutId)?.status).toBe('Voided')
+    expect(emulator.deferredCaptures).not.toContain(checkoutId)
+    expect(
+      emulator.requests.find(
+        (r) => r.method === 'POST' && r.path === `/payments/${checkoutId}/voids`,
+      )?.idempotencyKey,
+    ).toBe(`payrail-void-${payment.id}`)
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('CANCELLED')
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      amount_paid: '0.00',
+      amount_remaining: '100.00',
+    })
+  })
+
+  test('an authorization voided at Checkout.com (payment_voided) CANCELS the RESERVED payment', async () => {
+    const { invoice, payment, checkoutId } = await authorizedCharge()
+    await emulator.waitForDeliveries()
+    await new Checkout(emulator.secretKey, emulator.sdkOptions()).payments.void(checkoutId)
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('CANCELLED')
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '0.00' })
   })
 })

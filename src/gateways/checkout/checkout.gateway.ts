@@ -1,13 +1,22 @@
-import type { Gateway, GatewayFailure } from '../gateway.ts'
+import { assertNever } from '../../core/errors.ts'
+import type { ChargeResult, Gateway, GatewayFailure } from '../gateway.ts'
 import { checkoutClient, plain } from './checkout.client.ts'
-import { declineCodeOf, PAYRAIL_PAYMENT_ID, readCheckoutPayment } from './checkout.transformers.ts'
+import {
+  type CheckoutPaymentView,
+  declineCodeOf,
+  PAYRAIL_OFF_SESSION,
+  PAYRAIL_PAYMENT_ID,
+  PAYRAIL_SAVE_CARD,
+  readCheckoutPayment,
+} from './checkout.transformers.ts'
 import { parseCheckoutWebhook } from './checkout.webhooks.ts'
 
 /**
  * Checkout.com through the official `checkout-sdk-node`: hosted payments pages for
  * payment links (returning through Payrail's `/v1/checkout/success|failure`, which
  * verify with the API before believing the redirect), off-session card payments on
- * a stored source, refunds with `Cko-Idempotency-Key`, and signed webhooks.
+ * a stored source, voids of a cancelled authorization, refunds with
+ * `Cko-Idempotency-Key`, and signed webhooks read by their event type.
  */
 export const checkoutGateway: Gateway = {
   name: 'checkout',
@@ -41,7 +50,10 @@ export const checkoutGateway: Gateway = {
           success_url: back('success'),
           failure_url: back('failure'),
           cancel_url: back('failure'),
-          metadata: { [PAYRAIL_PAYMENT_ID]: payment.id },
+          metadata: {
+            [PAYRAIL_PAYMENT_ID]: payment.id,
+            ...(payment.save_card_and_make_default && { [PAYRAIL_SAVE_CARD]: 'true' }),
+          },
         }),
       ) as { id?: unknown; _links?: { redirect?: { href?: unknown } } }
       const url = created._links?.redirect?.href
@@ -74,7 +86,7 @@ export const checkoutGateway: Gateway = {
               payment_type: 'Unscheduled',
               merchant_initiated: true,
               capture: true,
-              metadata: { [PAYRAIL_PAYMENT_ID]: payment.id },
+              metadata: { [PAYRAIL_PAYMENT_ID]: payment.id, [PAYRAIL_OFF_SESSION]: 'true' },
             },
             `payrail-charge-${payment.id}-${payment.updated_at.getTime()}`,
           ),
@@ -89,22 +101,7 @@ export const checkoutGateway: Gateway = {
             retryable: false,
           },
         }
-      if (answer.status === 'Captured' || answer.status === 'Paid') {
-        return { outcome: 'succeeded', gatewayPaymentId: answer.id, trackingId: answer.id }
-      }
-      if (answer.status === 'Pending' || answer.status === 'Authorized') {
-        return { outcome: 'processing', gatewayPaymentId: answer.id, trackingId: answer.id }
-      }
-      return {
-        outcome: 'declined',
-        gatewayPaymentId: answer.id,
-        trackingId: answer.id,
-        decline: {
-          code: declineCodeOf(answer.responseCode),
-          message: answer.responseSummary ?? 'Declined',
-          declineCode: answer.responseCode ?? undefined,
-        },
-      }
+      return chargeOutcome(answer)
     } catch (error) {
       return { outcome: 'error', failure: failureOf(error) }
     }
@@ -144,9 +141,65 @@ export const checkoutGateway: Gateway = {
       return { status: 'failed', failure: failureOf(error) }
     }
   },
-  async parseWebhook(ctx, raw) {
-    return parseCheckoutWebhook(ctx.credentials?.signature_key, raw)
+  async cancel(ctx, payment) {
+    // Only an authorization holds the customer's funds (and would still be captured); a
+    // hosted page has nothing to cancel at Checkout.com.
+    const id = payment.gateway_payment_id
+    if (!id?.startsWith('pay_')) return
+    const client = checkoutClient(ctx)
+    const current = readCheckoutPayment(plain(await client.payments.get(id)))
+    if (current?.status !== 'Authorized') return
+    await client.payments.void(id, { reference: payment.id }, `payrail-void-${payment.id}`)
   },
+  async parseWebhook(ctx, raw) {
+    return parseCheckoutWebhook(ctx.credentials?.signature_key, raw, async (id) =>
+      readCheckoutPayment(plain(await checkoutClient(ctx).payments.get(id))),
+    )
+  },
+}
+
+/**
+ * The answer to an off-session payment. Checkout.com captures a `capture: true` payment
+ * after answering, so the answer is often `Authorized`: the payment stays PROCESSING here,
+ * and the `payment_approved` webhook makes it RESERVED, `payment_captured` SUCCEEDED.
+ */
+function chargeOutcome(answer: CheckoutPaymentView): ChargeResult {
+  const ids = { gatewayPaymentId: answer.id, trackingId: answer.id }
+  switch (answer.status) {
+    case 'Captured':
+    case 'Paid':
+      return { outcome: 'succeeded', ...ids }
+    case 'Authorized':
+    case 'Pending':
+      return { outcome: 'processing', ...ids }
+    case 'Declined':
+      return {
+        outcome: 'declined',
+        ...ids,
+        decline: {
+          code: declineCodeOf(answer.responseCode),
+          message: answer.responseSummary ?? 'Declined',
+          declineCode: answer.responseCode ?? undefined,
+        },
+      }
+    case 'Card Verified':
+    case 'Partially Captured':
+    case 'Expired':
+    case 'Canceled':
+    case 'Voided':
+    case 'Refunded':
+    case 'Partially Refunded':
+      return {
+        outcome: 'error',
+        failure: {
+          code: 'bad_response',
+          message: `Checkout.com answered a new payment with status ${answer.status}`,
+          retryable: false,
+        },
+      }
+    default:
+      return assertNever(answer.status)
+  }
 }
 
 function failureOf(error: unknown): GatewayFailure {

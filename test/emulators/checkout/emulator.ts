@@ -2,8 +2,8 @@ import type { RequestLogEntry, SavedResponse } from './api.ts'
 import { renderWebhookEvent } from './events.ts'
 import { type FailOptions, FaultInjector, type TimeoutOptions } from './faults.ts'
 import { newId } from './ids.ts'
-import type { JsonObject } from './json.ts'
-import { endPayment, storeCard } from './payments.ts'
+import { isJsonObject, type JsonObject, type JsonValue } from './json.ts'
+import { capturePayment, endPayment, storeCard } from './payments.ts'
 import {
   type CompleteSessionOptions,
   cancelSessionUrl,
@@ -69,6 +69,7 @@ export class CheckoutEmulator {
   readonly idempotency = new Map<string, SavedResponse>()
   readonly requestLog: RequestLogEntry[] = []
   private readonly webhooks: WebhookOutbox
+  private readonly eventBodies = new Map<string, string>()
   private address = { host: '127.0.0.1', port: 0 }
   private closeServer: () => Promise<void> = async () => {}
 
@@ -84,13 +85,12 @@ export class CheckoutEmulator {
       options.webhookAuthorization ?? null,
     )
     this.webhooks.url = options.webhookUrl ?? null
-    this.state.onEvent((event) =>
-      this.webhooks.accept({
-        id: event.id,
-        type: event.type,
-        body: JSON.stringify(renderWebhookEvent(this.state, event)),
-      }),
-    )
+    this.state.onEvent((event) => {
+      // The body is the payment as it was when the event happened, whenever it is delivered.
+      const body = JSON.stringify(renderWebhookEvent(this.state, event))
+      this.eventBodies.set(event.id, body)
+      this.webhooks.accept({ id: event.id, type: event.type, body })
+    })
   }
 
   /** Called by `startCheckoutEmulator` once the server listens. */
@@ -149,6 +149,33 @@ export class CheckoutEmulator {
   /** A `Pending` or `Authorized` payment expires (`payment_expired`). */
   expirePayment(paymentId: string): void {
     endPayment(this.state, this.requirePayment(paymentId), 'Expired')
+  }
+
+  /**
+   * The next `count` payments requested with `capture: true` answer `Authorized` (and send
+   * `payment_approved`) without being captured, as when Checkout.com processes the automatic
+   * capture after answering; `capturePayment` then captures them.
+   */
+  deferCaptureNext(count = 1): void {
+    this.state.capturesToDefer += count
+  }
+
+  /** Payments whose deferred capture has not happened yet, oldest first. */
+  get deferredCaptures(): readonly string[] {
+    return [...this.state.deferredCaptures]
+  }
+
+  /**
+   * Captures an `Authorized` payment (all of it, or `amount`), as its automatic capture or
+   * a capture in the Dashboard would: `Captured` (or `Partially Captured`) and
+   * `payment_captured`. Returns the capture's action id.
+   */
+  capturePayment(paymentId: string, options: { amount?: number } = {}): string {
+    const payment = this.requirePayment(paymentId)
+    return capturePayment(this.state, payment, {
+      amount: options.amount ?? null,
+      reference: payment.reference,
+    }).id
   }
 
   /** A stored card (`src_…`) for `source: {type: 'id', id}` payments. */
@@ -227,7 +254,13 @@ export class CheckoutEmulator {
   listEvents(type?: CheckoutWebhookEventType): JsonObject[] {
     return this.state.events
       .filter((event) => type === undefined || event.type === type)
-      .map((event) => renderWebhookEvent(this.state, event))
+      .map((event) => {
+        const body = this.eventBodies.get(event.id)
+        const parsed: JsonValue =
+          body === undefined ? renderWebhookEvent(this.state, event) : JSON.parse(body)
+        if (!isJsonObject(parsed)) throw new Error(`Event ${event.id} is not an object`)
+        return parsed
+      })
   }
 
   waitForDeliveries(): Promise<void> {
@@ -253,6 +286,7 @@ export class CheckoutEmulator {
   /** Forgets every object, event, idempotency key, fault, held delivery and logged request. */
   reset(): void {
     this.state.clear()
+    this.eventBodies.clear()
     this.idempotency.clear()
     this.faults.clear()
     this.webhooks.clear()

@@ -9,7 +9,7 @@ export function renderWebhookEvent(state: CheckoutState, event: EmittedEvent): J
     type: event.type,
     version: '1.0.33',
     created_on: event.createdOn.toISOString(),
-    data: renderEventData(event.payment, event.action),
+    data: renderEventData(event.type, event.payment, event.action),
     _links: {
       self: { href: `${state.baseUrl}/workflows/events/${event.id}` },
       subject: { href: `${state.baseUrl}/workflows/events/subject/${event.payment.id}` },

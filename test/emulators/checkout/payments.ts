@@ -95,7 +95,15 @@ export function authorizePayment(state: CheckoutState, input: NewPayment): Payme
     return payment
   }
   emit(state, 'payment_approved', payment, authorization)
-  if (input.capture) capturePayment(state, payment, { amount: null, reference: input.reference })
+  if (!input.capture) return payment
+  if (state.capturesToDefer > 0) {
+    // Checkout.com processes the automatic capture after answering: the payment is
+    // `Authorized` until `payment_captured` follows.
+    state.capturesToDefer -= 1
+    state.deferredCaptures.add(payment.id)
+    return payment
+  }
+  capturePayment(state, payment, { amount: null, reference: input.reference })
   return payment
 }
 
@@ -149,6 +157,7 @@ export function capturePayment(
   const amount = request.amount ?? payment.amount
   if (amount === 0 || amount > payment.amount) throw requestInvalid('amount_invalid')
   const action = addAction(state, payment, 'Capture', amount, request)
+  state.deferredCaptures.delete(payment.id)
   payment.status = amount < payment.amount ? 'Partially Captured' : 'Captured'
   emit(state, 'payment_captured', payment, action)
   return action
@@ -179,6 +188,7 @@ export function voidPayment(
 ): ActionRecord {
   if (payment.status !== 'Authorized') throw actionNotAllowed('payment_not_voidable')
   const action = addAction(state, payment, 'Void', payment.amount, request)
+  state.deferredCaptures.delete(payment.id)
   payment.status = 'Voided'
   emit(state, 'payment_voided', payment, action)
   return action
@@ -193,6 +203,7 @@ export function endPayment(
   if (payment.status !== 'Pending' && payment.status !== 'Authorized') {
     throw new Error(`Payment ${payment.id} is ${payment.status}; it cannot become ${status}`)
   }
+  state.deferredCaptures.delete(payment.id)
   payment.status = status
   emit(state, status === 'Expired' ? 'payment_expired' : 'payment_canceled', payment, null)
 }
@@ -409,23 +420,51 @@ export function renderActions(payment: PaymentRecord): JsonObject[] {
   )
 }
 
-/** The `data` of a webhook about this payment (and the action that caused it). */
-export function renderEventData(payment: PaymentRecord, action: ActionRecord | null): JsonObject {
+/**
+ * Events about an authorization carry the card, customer and payment type; the others
+ * (captures, refunds, voids, expiry) only the payment's ids, amounts and balances, as in
+ * Checkout.com's examples (https://www.checkout.com/docs/developer-resources/event-notifications/event-types).
+ */
+const AUTHORIZATION_EVENTS: ReadonlySet<CheckoutWebhookEventType> = new Set([
+  'payment_approved',
+  'payment_pending',
+  'payment_declined',
+])
+
+/**
+ * The `data` of a webhook about this payment (and the action that caused it), as it is at
+ * the moment of the event. Like Checkout.com's, it has no `status` or `approved`: the event
+ * `type` says what happened.
+ */
+export function renderEventData(
+  type: CheckoutWebhookEventType,
+  payment: PaymentRecord,
+  action: ActionRecord | null,
+): JsonObject {
+  const approved = action?.approved ?? payment.approved
+  const authorization = AUTHORIZATION_EVENTS.has(type)
   return compact({
     id: payment.id,
     action_id: action?.id,
-    payment_type: payment.paymentType,
+    reference: payment.reference ?? undefined,
     amount: action?.amount ?? payment.amount,
     currency: payment.currency,
-    approved: action?.approved ?? payment.approved,
-    status: payment.status,
+    processed_on: (action?.processedOn ?? payment.requestedOn).toISOString(),
     response_code: action?.responseCode ?? payment.responseCode,
     response_summary: action?.responseSummary ?? payment.responseSummary,
-    reference: payment.reference ?? undefined,
-    metadata: payment.metadata,
     balances: balances(payment),
-    source: renderSource(payment.card),
-    customer: renderCustomer(payment.customer),
-    processed_on: (action?.processedOn ?? payment.requestedOn).toISOString(),
+    metadata: payment.metadata,
+    auth_code: authorization && approved ? '770687' : undefined,
+    payment_type: authorization ? payment.paymentType : undefined,
+    customer: authorization ? renderCustomer(payment.customer) : undefined,
+    risk: authorization ? { flagged: false, score: 0 } : undefined,
+    scheme_id: authorization ? '114041110000' : undefined,
+    source: authorization ? renderEventSource(payment.card) : undefined,
   })
+}
+
+/** The card as webhooks show it: `last_4` where the API says `last4`. */
+function renderEventSource(card: StoredCard): JsonObject {
+  const { last4, ...rest } = renderSource(card)
+  return { ...rest, last_4: last4 ?? null }
 }

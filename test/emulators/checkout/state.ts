@@ -127,6 +127,10 @@ export class CheckoutState {
   readonly cards = new Map<string, StoredCard>()
   readonly customers = new Map<string, CustomerRef>()
   readonly events: EmittedEvent[] = []
+  /** Payments requested with `capture: true` whose capture the emulator holds back (`deferCaptureNext`). */
+  readonly deferredCaptures = new Set<string>()
+  /** How many of the next `capture: true` payments answer `Authorized` and wait for `capturePayment`. */
+  capturesToDefer = 0
   baseUrl = 'http://127.0.0.1'
   private listener: (event: EmittedEvent) => void = () => {}
 
@@ -154,5 +158,7 @@ export class CheckoutState {
     this.cards.clear()
     this.customers.clear()
     this.events.length = 0
+    this.deferredCaptures.clear()
+    this.capturesToDefer = 0
   }
 }
