@@ -113,9 +113,9 @@ export async function seedPendingPayments(
   await seedInvoices(db, prefix, count)
   await db.client.pool.query(
     `insert into payments (id, tenant_id, environment_id, human_id, customer_id, destination_type, destination_id, amount,
-       currency, payment_status, payment_method_type, payment_gateway, gateway_tracking_id)
+       currency, payment_status, payment_method_type, payment_gateway, gateway_tracking_id, invoice_ids)
      select 'pay_' || $4 || '_' || g, $1, $2, $6 || lpad(to_hex(g), 5, '0'), $3, 'INVOICE', 'inv_' || $4 || '_' || g, 1000,
-       'usd', 'PENDING', 'PAYMENT_LINK', 'sandbox', 'sbs_' || $4 || '_' || g
+       'usd', 'PENDING', 'PAYMENT_LINK', 'sandbox', 'sbs_' || $4 || '_' || g, array['inv_' || $4 || '_' || g]
      from generate_series(1, $5::int) g`,
     [db.tenantId, db.environmentId, db.customerId, prefix, count, humanIdLetter],
   )

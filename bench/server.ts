@@ -12,10 +12,13 @@ export interface BenchServer {
 }
 
 /** Starts `payrail serve` as its own process, so the load generator and the server do not share an event loop. */
-export async function startServer(env: Record<string, string>): Promise<BenchServer> {
+export async function startServer(
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+): Promise<BenchServer> {
   const child: ChildProcess = spawn(
     process.execPath,
-    [path.resolve('bin/payrail.js'), 'serve', '--port', '0', '--no-worker'],
+    [...nodeArgs, path.resolve('bin/payrail.js'), 'serve', '--port', '0', '--no-worker'],
     {
       env: { ...process.env, LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env },
       stdio: ['ignore', 'pipe', 'inherit'],

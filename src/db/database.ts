@@ -429,6 +429,8 @@ export interface PaymentTable {
   track_attempts: ColumnType<boolean, boolean | undefined, boolean>
   invoice_number: string | null
   discount_code: string | null
+  /** The invoices the payment pays, in allocation order; fixed at creation. */
+  invoice_ids: ColumnType<string[], string[] | undefined, never>
   created_by: string | null
   updated_by: string | null
   succeeded_at: NullableTimestamp

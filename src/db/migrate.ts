@@ -6,6 +6,7 @@ import * as m0001 from './migrations/0001-foundation.ts'
 import * as m0002 from './migrations/0002-billing.ts'
 import * as m0003 from './migrations/0003-payments.ts'
 import * as m0004 from './migrations/0004-stripe-replicas.ts'
+import * as m0005 from './migrations/0005-payment-invoice-ids.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -13,6 +14,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002-billing': m0002,
   '0003-payments': m0003,
   '0004-stripe-replicas': m0004,
+  '0005-payment-invoice-ids': m0005,
 }
 
 const migrationProvider: MigrationProvider = {

@@ -12,6 +12,7 @@ import type {
   Price,
   SubscriptionStatus,
 } from '../db/database.ts'
+import { inTransaction } from '../db/transaction.ts'
 import type { ListRequest, TimeRange } from '../http/list-query.ts'
 import type { Logger } from '../logger.ts'
 import { listTransactions } from '../modules/balances/service.ts'
@@ -841,9 +842,9 @@ async function placeOrder(run: DemoRun, body: CreateOrderBody) {
 
 /** Records money received for an invoice, as a payment rail's reconciliation would. */
 async function pay(run: DemoRun, invoiceId: string, amount: bigint): Promise<Invoice> {
-  const change = await run.db
-    .transaction()
-    .execute((trx) => applyInvoicePayment(trx, run.scope, invoiceId, amount, run.clock))
+  const change = await inTransaction(run.db, (trx) =>
+    applyInvoicePayment(trx, run.scope, invoiceId, amount, run.clock),
+  )
   return change.invoice
 }
 
@@ -1134,9 +1135,9 @@ async function uncollectibleNoted(run: DemoRun, note: string): Promise<void> {
 
 async function refundNoted(run: DemoRun, note: string, amount: bigint): Promise<void> {
   const invoiceId = noted(run, note)
-  await run.db
-    .transaction()
-    .execute((trx) => applyInvoiceRefund(trx, run.scope, invoiceId, amount, run.clock))
+  await inTransaction(run.db, (trx) =>
+    applyInvoiceRefund(trx, run.scope, invoiceId, amount, run.clock),
+  )
 }
 
 async function voidSubscriptionCheckout(run: DemoRun, note: string): Promise<void> {

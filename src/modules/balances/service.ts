@@ -33,7 +33,7 @@ export interface BalanceChange {
  * and returns `undefined`.
  *
  * @example
- * await db.transaction().execute((trx) =>
+ * await inTransaction(db, (trx) =>
  *   applyBalanceChange(trx, scope, { customerId, currency: 'usd', amount: 5000n, type: 'top_up' }, clock))
  */
 export async function applyBalanceChange(

@@ -7,6 +7,7 @@ import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { BalanceTransaction, Customer, CustomerTable } from '../../db/database.ts'
 import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
 import { createApiKey } from '../api-keys/service.ts'
@@ -39,7 +40,7 @@ export async function createCustomer(
   clock: Clock,
 ): Promise<Customer> {
   const now = clock.now()
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const customer = await withExternalIdConflict(body.external_id, () =>
       insertCustomer(trx, {
         id: newId('customer'),
@@ -83,7 +84,7 @@ export async function updateCustomer(
   body: UpdateCustomerBody,
   clock: Clock,
 ): Promise<Customer> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const current = await lockCustomer(trx, scope.environmentId, id)
     if (!current) throw notFound('customer', id)
     const changes: Updateable<CustomerTable> = {}
@@ -176,7 +177,7 @@ export async function adjustBalance(
   const currency = normalizeCurrency(input.currency)
   const amount = toMinorUnits(input.amount, currency)
   if (amount === 0n) throw validationError('amount must not be zero', { field: 'amount' })
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const customer = await lockCustomer(trx, scope.environmentId, customerId)
     if (!customer) throw notFound('customer', customerId)
     return requireBalanceChange(

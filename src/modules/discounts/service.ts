@@ -6,6 +6,7 @@ import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Discount } from '../../db/database.ts'
 import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
 import {
@@ -87,7 +88,7 @@ export async function updateDiscount(
   body: UpdateDiscountBody,
   clock: Clock,
 ): Promise<Discount> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const current = await lockDiscount(trx, scope.environmentId, id)
     if (!current) throw notFound('discount', id)
     if (body.max_redemptions != null && body.max_redemptions < current.times_redeemed) {

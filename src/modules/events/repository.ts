@@ -1,6 +1,7 @@
 import type { Db } from '../../db/client.ts'
 import type { Event } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
+import { appendRows } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 
 export async function insertEvents(
@@ -16,8 +17,7 @@ export async function insertEvents(
     created_at: Date
   }[],
 ): Promise<void> {
-  if (events.length === 0) return
-  await db.insertInto('events').values(events).execute()
+  await appendRows(db, 'events', events)
 }
 
 export interface EventFilters {

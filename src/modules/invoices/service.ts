@@ -17,6 +17,7 @@ import type {
   InvoiceLine,
   StringMap,
 } from '../../db/database.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { getCustomer } from '../customers/service.ts'
 import { discountAmount, findRedeemableDiscount, redeemDiscount } from '../discounts/service.ts'
@@ -173,7 +174,7 @@ export async function createInvoice(
     throw validationError('due_date must be in the future', { field: 'due_date' })
   }
   await getCustomer(db, scope, body.customer_id)
-  return db.transaction().execute((trx) =>
+  return inTransaction(db, (trx) =>
     insertDraftInvoice(
       trx,
       scope,

@@ -5,6 +5,7 @@ import { normalizeCurrency, toMinorUnits } from '../../core/money.ts'
 import type { Access, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Order, OrderType, Price, Product } from '../../db/database.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { getCustomer } from '../customers/service.ts'
 import { recordEvents } from '../events/service.ts'
@@ -72,7 +73,7 @@ export async function createOrder(
     periodEnd: period?.end ?? null,
   }
 
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const { invoice: draft } = await insertDraftInvoice(
       trx,
       scope,

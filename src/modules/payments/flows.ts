@@ -84,9 +84,10 @@ export async function createAndProcess(
     discountCode: body.discount_code,
     paymentDate: body.payment_date ? new Date(body.payment_date) : undefined,
     createdBy: cause.causeId,
+    settleWith: body.process_payment === false ? undefined : cause,
   })
   if (body.process_payment === false || view.payment.payment_status !== 'INITIATED') return view
-  return processPayment(deps, scopeOf(access), view.payment.id, cause)
+  return processPayment(deps, scopeOf(access), view.payment, cause)
 }
 
 export interface PayInvoiceInput {
@@ -132,8 +133,9 @@ export async function payInvoice(
     metadata: input.metadata,
     discountCode: input.discount_code,
     createdBy: cause.causeId,
+    settleWith: cause,
   })
-  return processPayment(deps, scopeOf(access), view.payment.id, cause)
+  return processUnlessSettled(deps, access, view, cause)
 }
 
 /** `POST /v1/orders/pay`: one payment for several pending orders of one customer, split over their invoices. */
@@ -183,8 +185,20 @@ export async function payOrders(
     saveCard: input.save_card_and_make_default,
     metadata: input.metadata,
     createdBy: cause.causeId,
+    settleWith: cause,
   })
-  return processPayment(deps, scopeOf(access), view.payment.id, cause)
+  return processUnlessSettled(deps, access, view, cause)
+}
+
+/** Internal rails settled the payment as they created it; every other rail is processed now. */
+function processUnlessSettled(
+  deps: PaymentDeps,
+  access: Access,
+  view: PaymentView,
+  cause: Cause,
+): Promise<PaymentView> | PaymentView {
+  if (view.payment.payment_status !== 'INITIATED') return view
+  return processPayment(deps, scopeOf(access), view.payment, cause)
 }
 
 export const ON_RAMP_TYPES = ['PLATFORM', 'CHECKOUT', 'EXTERNAL'] as const

@@ -15,21 +15,32 @@ import type {
   RefundTable,
 } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
+import { appendRows, MemoKey, recall, remember } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 
 export type PaymentSortField = 'created_at' | 'amount' | 'updated_at'
 
 /** Inserts a payment; `undefined` when its `human_id` is already taken in the environment. */
+/** The attempts of a payment created in the current transaction: none until it inserts some. */
+const NEW_PAYMENT_ATTEMPTS = new MemoKey<PaymentAttempt[]>('new_payment_attempts')
+
 export async function insertPayment(
   db: Db,
   row: Insertable<PaymentTable>,
 ): Promise<Payment | undefined> {
-  return db
+  const payment = await db
     .insertInto('payments')
     .values(row)
     .onConflict((oc) => oc.columns(['environment_id', 'human_id']).doNothing())
     .returningAll()
     .executeTakeFirst()
+  if (payment) remember(db, NEW_PAYMENT_ATTEMPTS, payment.id, [])
+  return payment
+}
+
+/** The attempts of a payment this transaction created, known without a query; else undefined. */
+export function attemptsOfNewPayment(db: Db, paymentId: string): PaymentAttempt[] | undefined {
+  return recall(db, NEW_PAYMENT_ATTEMPTS, paymentId)
 }
 
 export async function insertAllocations(
@@ -154,11 +165,21 @@ export async function insertAttempt(
   db: Db,
   row: Insertable<PaymentAttemptTable>,
 ): Promise<PaymentAttempt> {
-  return db.insertInto('payment_attempts').values(row).returningAll().executeTakeFirstOrThrow()
+  const attempt = await db
+    .insertInto('payment_attempts')
+    .values(row)
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  const known = recall(db, NEW_PAYMENT_ATTEMPTS, attempt.payment_id)
+  if (known) remember(db, NEW_PAYMENT_ATTEMPTS, attempt.payment_id, [...known, attempt])
+  return attempt
 }
 
 export async function attemptsOf(db: Db, paymentIds: string[]): Promise<PaymentAttempt[]> {
   if (paymentIds.length === 0) return []
+  const [only] = paymentIds
+  const known = paymentIds.length === 1 && only ? recall(db, NEW_PAYMENT_ATTEMPTS, only) : undefined
+  if (known) return known
   return db
     .selectFrom('payment_attempts')
     .selectAll()
@@ -172,7 +193,7 @@ export async function insertTransition(
   db: Db,
   row: Insertable<PaymentTransitionTable>,
 ): Promise<void> {
-  await db.insertInto('payment_transitions').values(row).execute()
+  await appendRows(db, 'payment_transitions', [row])
 }
 
 export async function transitionsOf(db: Db, paymentId: string): Promise<PaymentTransition[]> {

@@ -124,8 +124,11 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
   return async (plugin) => {
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>()
     const show = async (view: PaymentView) => {
-      const attempts = await attemptsByPayment(deps.db, [view.payment.id])
-      return toPaymentResponse(view.payment, attempts.get(view.payment.id) ?? [], view.invoiceIds)
+      const attempts =
+        view.attempts ??
+        (await attemptsByPayment(deps.db, [view.payment.id])).get(view.payment.id) ??
+        []
+      return toPaymentResponse(view.payment, attempts, view.invoiceIds)
     }
 
     app.post(

@@ -11,13 +11,20 @@ import type { Db } from '../../db/client.ts'
 import type {
   Invoice,
   Payment,
+  PaymentAttempt,
   PaymentMethod,
   PaymentMethodType,
   PaymentTable,
   StringMap,
 } from '../../db/database.ts'
 import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
-import type { Decline, Gateway, GatewayPaymentRequest } from '../../gateways/gateway.ts'
+import { inTransaction } from '../../db/transaction.ts'
+import type {
+  Decline,
+  Gateway,
+  GatewayContext,
+  GatewayPaymentRequest,
+} from '../../gateways/gateway.ts'
 import { type GatewayDeps, gatewayContext, resolveGateway } from '../../gateways/registry.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
@@ -29,6 +36,7 @@ import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods
 import {
   allocationsOf,
   attemptsOf,
+  attemptsOfNewPayment,
   findPayment,
   findPaymentByIdempotencyKey,
   inFlightAmount,
@@ -73,11 +81,18 @@ export interface NewPayment {
   discountCode?: string | undefined
   paymentDate?: Date | undefined
   createdBy: string | null
+  /**
+   * Settle at once on an internal rail (balance, offline), in the transaction that
+   * creates the payment, with this cause. Other rails ignore it and are processed after.
+   */
+  settleWith?: Cause | undefined
 }
 
 export interface PaymentView {
   payment: Payment
   invoiceIds: string[]
+  /** The payment's attempts when the transaction that produced the view knows them. */
+  attempts?: PaymentAttempt[] | undefined
   /** True when an open payment was returned instead of a new one being created. */
   reused?: boolean
 }
@@ -109,9 +124,9 @@ export async function createPaymentRecord(
   }
   const gateway = resolveGateway(input.methodType, input.gateway)
   // A gateway that is not connected is refused before anything is written.
-  await gatewayContext(deps, scope, gateway.name)
+  const ctx = await gatewayContext(deps, scope, gateway.name)
   try {
-    return await deps.db.transaction().execute(async (trx) => {
+    const view = await inTransaction(deps.db, async (trx): Promise<SettledView> => {
       const invoices: Invoice[] = []
       for (const allocation of input.allocations) {
         let invoice = await lockInvoiceOrFail(trx, scope, allocation.invoiceId)
@@ -191,6 +206,7 @@ export async function createPaymentRecord(
         discount_code: input.discountCode ?? null,
         payment_date: input.paymentDate ?? null,
         invoice_number: first.number,
+        invoice_ids: invoices.map((invoice) => invoice.id),
         created_by: input.createdBy,
         updated_by: input.createdBy,
         created_at: now,
@@ -212,8 +228,28 @@ export async function createPaymentRecord(
         { cause: 'api', causeId: input.createdBy },
         deps.clock,
       )
-      return { payment, invoiceIds: invoices.map((i) => i.id) }
+      if (input.settleWith && gateway.capabilities.internal) {
+        const shares = invoices.map((invoice, i) => ({ invoice, amount: amounts[i] ?? 0n }))
+        const settled = await settleLocked(
+          trx,
+          scope,
+          payment,
+          gateway,
+          ctx,
+          input.settleWith,
+          deps,
+          shares,
+        )
+        return { ...settled, attempts: attemptsOfNewPayment(trx, payment.id) }
+      }
+      return {
+        payment,
+        invoiceIds: payment.invoice_ids,
+        attempts: attemptsOfNewPayment(trx, payment.id),
+      }
     })
+    if (view.decline) throw declineError(view.decline, view.payment)
+    return view
   } catch (error) {
     // Two requests with one idempotency_key raced: the loser returns the winner's payment.
     if (
@@ -330,11 +366,14 @@ async function insertWithHumanId(
 export async function processPayment(
   deps: PaymentDeps,
   scope: Scope,
-  paymentId: string,
+  target: string | Payment,
   cause: Cause,
 ): Promise<PaymentView> {
-  const payment = await findPayment(deps.db, scope.environmentId, paymentId)
-  if (!payment) throw notFound('payment', paymentId)
+  // A payment the caller just wrote is used as it is: every change below re-reads it under its lock.
+  const payment =
+    typeof target === 'string' ? await findPayment(deps.db, scope.environmentId, target) : target
+  if (!payment) throw notFound('payment', String(target))
+  const paymentId = payment.id
   const gateway = resolveGateway(payment.payment_method_type, payment.payment_gateway ?? undefined)
   if (
     payment.payment_status !== 'INITIATED' &&
@@ -462,33 +501,68 @@ async function settleInternal(
   scope: Scope,
   paymentId: string,
   gateway: Gateway,
-  ctx: Awaited<ReturnType<typeof gatewayContext>>,
+  ctx: GatewayContext,
   cause: Cause,
 ): Promise<PaymentView> {
   let decline: Decline | undefined
   const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
-    assertProcessable(locked)
-    const current = await retryIfFailed(trx, scope, locked, cause, deps)
-    await assertStillOwed(trx, scope, current, deps.clock)
-    const settled = await gateway.settleInternal?.(trx, ctx, current)
-    if (!settled || settled.ok) {
-      const moved = await movePayment(
-        trx,
-        scope,
-        current,
-        'SUCCEEDED',
-        { amount_paid: current.amount },
-        cause,
-        deps,
-      )
-      if (moved.kind === 'illegal') throw illegal(moved.payment, 'SUCCEEDED', moved.reason)
-      return moved.payment
-    }
+    const settled = await settleLocked(trx, scope, locked, gateway, ctx, cause, deps)
     decline = settled.decline
-    return failWithAttempt(trx, scope, current, gateway.name, settled.decline, null, cause, deps)
+    return settled.payment
   })
   if (decline) throw declineError(decline, view.payment)
   return view
+}
+
+interface SettledView extends PaymentView {
+  /** Set when the rail refused the money (the payment is FAILED, and the caller answers 402). */
+  decline?: Decline | undefined
+}
+
+/**
+ * Settles a locked payment on an internal rail in the caller's transaction: checks
+ * the invoices still owe it, lets the rail move the money, then SUCCEEDED (or
+ * FAILED with the decline). `shares` are the invoices the caller already holds
+ * locked with this payment's amount for each, so they need not be read again.
+ */
+async function settleLocked(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  gateway: Gateway,
+  ctx: GatewayContext,
+  cause: Cause,
+  deps: PaymentDeps,
+  shares?: InvoiceShare[],
+): Promise<SettledView> {
+  assertProcessable(locked)
+  const current = await retryIfFailed(trx, scope, locked, cause, deps)
+  await assertStillOwed(trx, scope, current, deps.clock, shares)
+  const settled = await gateway.settleInternal?.(trx, ctx, current)
+  if (!settled || settled.ok) {
+    const moved = await movePayment(
+      trx,
+      scope,
+      current,
+      'SUCCEEDED',
+      { amount_paid: current.amount },
+      cause,
+      deps,
+    )
+    if (moved.kind === 'illegal') throw illegal(moved.payment, 'SUCCEEDED', moved.reason)
+    return { payment: moved.payment, invoiceIds: moved.payment.invoice_ids }
+  }
+  const failed = await failWithAttempt(
+    trx,
+    scope,
+    current,
+    gateway.name,
+    settled.decline,
+    null,
+    cause,
+    deps,
+  )
+  return { payment: failed, invoiceIds: failed.invoice_ids, decline: settled.decline }
 }
 
 async function chargeCard(
@@ -496,7 +570,7 @@ async function chargeCard(
   scope: Scope,
   payment: Payment,
   gateway: Gateway,
-  ctx: Awaited<ReturnType<typeof gatewayContext>>,
+  ctx: GatewayContext,
   request: GatewayPaymentRequest,
   cause: Cause,
 ): Promise<PaymentView> {
@@ -614,6 +688,11 @@ async function chargeCard(
   return view
 }
 
+interface InvoiceShare {
+  invoice: Invoice
+  amount: bigint
+}
+
 /**
  * Checks, under each invoice's row lock, that the invoice still owes this payment's
  * share before money moves: an invoice paid meanwhile, or charges already in
@@ -624,19 +703,30 @@ async function assertStillOwed(
   scope: Scope,
   payment: Payment,
   clock: Clock,
+  lockedShares?: InvoiceShare[],
 ): Promise<void> {
-  for (const allocation of await allocationsOf(trx, [payment.id])) {
-    const invoice = await lockInvoiceOrFail(trx, scope, allocation.invoice_id)
+  const shares = lockedShares ?? (await sharesOf(trx, scope, payment))
+  for (const { invoice, amount } of shares) {
     assertPayable(invoice, clock.now())
     const owed = invoice.amount_remaining - (await inFlightAmount(trx, invoice.id, payment.id))
-    if (allocation.amount > owed) {
+    if (amount > owed) {
       throw new AppError('conflict', `Invoice ${invoice.id} no longer owes this payment's amount`, {
         invoice_id: invoice.id,
-        amount: formatMinorUnits(allocation.amount, invoice.currency),
+        amount: formatMinorUnits(amount, invoice.currency),
         still_owed: formatMinorUnits(owed > 0n ? owed : 0n, invoice.currency),
       })
     }
   }
+}
+
+/** The payment's invoices, each locked, with the amount allocated to it. */
+async function sharesOf(trx: Db, scope: Scope, payment: Payment): Promise<InvoiceShare[]> {
+  const shares: InvoiceShare[] = []
+  for (const allocation of await allocationsOf(trx, [payment.id])) {
+    const invoice = await lockInvoiceOrFail(trx, scope, allocation.invoice_id)
+    shares.push({ invoice, amount: allocation.amount })
+  }
+  return shares
 }
 
 /** Records a failed gateway attempt and moves the locked payment to FAILED with the error on it. */
@@ -855,8 +945,7 @@ export async function deletePayment(
 
 export async function getPayment(db: Db, access: Access, paymentId: string): Promise<PaymentView> {
   const payment = await requirePayment(db, access, paymentId)
-  const allocations = await allocationsOf(db, [payment.id])
-  return { payment, invoiceIds: allocations.map((a) => a.invoice_id) }
+  return { payment, invoiceIds: payment.invoice_ids }
 }
 
 export async function listPayments(
@@ -875,17 +964,7 @@ export async function listPayments(
   const scoped =
     access.customerId === null ? filters : { ...filters, customerId: access.customerId }
   const { items, total } = await listPaymentRows(db, access.environmentId, scoped, request)
-  const allocations = await allocationsOf(
-    db,
-    items.map((p) => p.id),
-  )
-  return {
-    items: items.map((payment) => ({
-      payment,
-      invoiceIds: allocations.filter((a) => a.payment_id === payment.id).map((a) => a.invoice_id),
-    })),
-    total,
-  }
+  return { items: items.map((payment) => ({ payment, invoiceIds: payment.invoice_ids })), total }
 }
 
 /** Attempts of many payments in one query, for responses. */
@@ -907,12 +986,11 @@ export async function withLockedPayment(
   paymentId: string,
   change: (trx: Db, locked: Payment) => Promise<Payment>,
 ): Promise<PaymentView> {
-  return deps.db.transaction().execute(async (trx) => {
+  return inTransaction(deps.db, async (trx) => {
     const locked = await lockPayment(trx, scope.environmentId, paymentId)
     if (!locked) throw notFound('payment', paymentId)
     const payment = await change(trx, locked)
-    const allocations = await allocationsOf(trx, [payment.id])
-    return { payment, invoiceIds: allocations.map((a) => a.invoice_id) }
+    return { payment, invoiceIds: payment.invoice_ids }
   })
 }
 

@@ -187,20 +187,13 @@ export async function recordPaymentEvent(
   type: string,
   clock: Clock,
 ): Promise<void> {
-  const [attempts, allocations] = await Promise.all([
-    attemptsOf(trx, [payment.id]),
-    allocationsOf(trx, [payment.id]),
-  ])
+  const attempts = await attemptsOf(trx, [payment.id])
   await recordEvents(trx, scope, clock.now(), [
     {
       type,
       objectType: 'payment',
       objectId: payment.id,
-      data: toPaymentResponse(
-        payment,
-        attempts,
-        allocations.map((a) => a.invoice_id),
-      ),
+      data: toPaymentResponse(payment, attempts, payment.invoice_ids),
     },
   ])
 }

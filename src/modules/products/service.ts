@@ -5,6 +5,7 @@ import { normalizeCurrency, toMinorUnits } from '../../core/money.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Price, Product, ProductType } from '../../db/database.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
 import {
@@ -43,7 +44,7 @@ export async function createProduct(
   const prices = body.prices.map((price, index) =>
     priceRow(scope, body.type, price, `prices[${index}]`),
   )
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const product = await insertProduct(trx, {
       id: newId('product'),
       tenant_id: scope.tenantId,
@@ -76,7 +77,7 @@ export async function updateProduct(
   body: UpdateProductBody,
   clock: Clock,
 ): Promise<ProductWithPrices> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const current = await lockProduct(trx, scope.environmentId, id)
     if (!current) throw notFound('product', id)
     const existing = await pricesOf(trx, [id])

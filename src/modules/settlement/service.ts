@@ -2,6 +2,7 @@ import type { Clock } from '../../core/clock.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Invoice, Order } from '../../db/database.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
 import { STRIPE_PAID_OUT_OF_BAND } from '../../jobs/tasks/stripe-paid-out-of-band.ts'
 import { applyBalanceChange, balanceOf } from '../balances/service.ts'
@@ -37,7 +38,10 @@ export async function settlePaidInvoice(
   invoice: Invoice,
   clock: Clock,
 ): Promise<void> {
-  const order = await lockOrderByInvoice(trx, scope.environmentId, invoice.id)
+  // An order's invoice carries its order_id; an invoice without one has no order to fulfil.
+  const order = invoice.order_id
+    ? await lockOrderByInvoice(trx, scope.environmentId, invoice.id)
+    : undefined
   if (order?.status === 'PENDING') await fulfilOrder(trx, scope, order, clock)
   await onSubscriptionInvoicePaid(trx, scope, invoice, clock)
   if (invoice.source === 'stripe' && invoice.stripe_invoice_id) {
@@ -93,7 +97,7 @@ export async function finalizeInvoice(
   invoiceId: string,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const change = await finalizeLocked(
       trx,
       scope,
@@ -112,7 +116,7 @@ export async function voidInvoice(
   invoiceId: string,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const change = await voidLocked(
       trx,
       scope,
@@ -148,11 +152,9 @@ export async function markInvoiceUncollectible(
   invoiceId: string,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  return db
-    .transaction()
-    .execute(async (trx) =>
-      markUncollectibleLocked(trx, scope, await lockInvoiceOrFail(trx, scope, invoiceId), clock),
-    )
+  return inTransaction(db, async (trx) =>
+    markUncollectibleLocked(trx, scope, await lockInvoiceOrFail(trx, scope, invoiceId), clock),
+  )
 }
 
 /**
@@ -161,7 +163,7 @@ export async function markInvoiceUncollectible(
  * billed for is fulfilled.
  *
  * @example
- * await db.transaction().execute((trx) => applyInvoicePayment(trx, scope, invoiceId, 1500n, clock))
+ * await inTransaction(db, (trx) => applyInvoicePayment(trx, scope, invoiceId, 1500n, clock))
  */
 export async function applyInvoicePayment(
   trx: Db,

@@ -1,4 +1,5 @@
 import type { Scope } from '../../core/principal.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import type { BillingObject } from '../../gateways/gateway.ts'
 import { type GatewayDeps, gatewayContext } from '../../gateways/registry.ts'
 import { BILLING_OBJECT_TYPES, eachBillingObject } from '../../gateways/stripe/stripe.billing.ts'
@@ -27,9 +28,7 @@ export async function backfillStripe(
   }
   for (const objectType of BILLING_OBJECT_TYPES) {
     await eachBillingObject(ctx, objectType, async (billing) => {
-      await deps.db
-        .transaction()
-        .execute((trx) => applyBillingObject(trx, scope, billing, deps.clock))
+      await inTransaction(deps.db, (trx) => applyBillingObject(trx, scope, billing, deps.clock))
       counts[objectType] += 1
       onProgress(objectType, counts[objectType])
     })

@@ -12,6 +12,7 @@ import type {
   Subscription,
   SubscriptionSchedule,
 } from '../../db/database.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { parseTimeBound } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
@@ -186,7 +187,7 @@ export async function renewDueSubscriptions(
     for (const row of due) {
       const scope = { tenantId: row.tenant_id, environmentId: row.environment_id }
       try {
-        if (await deps.db.transaction().execute((trx) => renewOne(trx, scope, row.id, deps.clock)))
+        if (await inTransaction(deps.db, (trx) => renewOne(trx, scope, row.id, deps.clock)))
           handled += 1
       } catch (error) {
         deps.logger.error({ err: error, subscription_id: row.id }, 'subscription renewal failed')
@@ -348,7 +349,7 @@ export async function updateSubscriptionSettings(
   body: UpdateSubscriptionBody,
   clock: Clock,
 ): Promise<SubscriptionWithSchedules> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const current = await lockSubscription(trx, scope.environmentId, id)
     if (!current) throw notFound('subscription', id)
     if (current.status === 'canceled') {
@@ -413,7 +414,7 @@ export async function cancelSubscription(
   atPeriodEnd: boolean,
   clock: Clock,
 ): Promise<SubscriptionWithSchedules> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const current = await lockSubscription(trx, scope.environmentId, id)
     if (!current) throw notFound('subscription', id)
     if (current.status === 'canceled') {

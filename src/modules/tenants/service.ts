@@ -1,6 +1,7 @@
 import { newId } from '../../core/ids.ts'
 import type { Db } from '../../db/client.ts'
 import { ENVIRONMENT_TYPES, type Environment, type Tenant } from '../../db/database.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import { type CreatedApiKey, createApiKey } from '../api-keys/service.ts'
 import {
   countTenants,
@@ -27,7 +28,7 @@ export async function createTenant(
   db: Db,
   input: { name: string; id?: string },
 ): Promise<TenantWithEnvironments> {
-  const created = await db.transaction().execute((trx) => insertTenantWithEnvironments(trx, input))
+  const created = await inTransaction(db, (trx) => insertTenantWithEnvironments(trx, input))
   if (!created) throw new Error(`Tenant '${input.id}' already exists`)
   return created
 }
@@ -62,7 +63,7 @@ export async function bootstrapDefaultTenant(
   db: Db,
 ): Promise<(TenantWithEnvironments & { key: CreatedApiKey }) | undefined> {
   if ((await countTenants(db)) > 0) return undefined
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const created = await insertTenantWithEnvironments(trx, {
       id: DEFAULT_TENANT_ID,
       name: 'Default',

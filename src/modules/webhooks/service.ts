@@ -1,5 +1,6 @@
 import { AppError, notFound } from '../../core/errors.ts'
 import type { Scope } from '../../core/principal.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import type { NormalizedEvent, RawWebhook } from '../../gateways/gateway.ts'
 import { gatewayContext, gatewayFor } from '../../gateways/registry.ts'
 import { applyPaymentUpdate } from '../payments/gateway-updates.ts'
@@ -72,7 +73,7 @@ async function applyEvent(
   gateway: string,
   event: NormalizedEvent,
 ): Promise<string> {
-  return deps.db.transaction().execute(async (trx) => {
+  return inTransaction(deps.db, async (trx) => {
     const fresh = await recordInboundEvent(trx, {
       tenant_id: scope.tenantId,
       environment_id: scope.environmentId,

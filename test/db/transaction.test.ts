@@ -1,0 +1,192 @@
+import { sql } from 'kysely'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { newId } from '../../src/core/ids.ts'
+import { appendRows, inTransaction, MemoKey, recall, remember } from '../../src/db/transaction.ts'
+import { createTestContext, type TestContext } from '../harness.ts'
+import { createPayment, invoiceToPay, type PaymentBody } from '../payments-helpers.ts'
+
+let ctx: TestContext
+let paymentId: string
+
+beforeAll(async () => {
+  ctx = await createTestContext()
+  const { invoice } = await invoiceToPay(ctx)
+  const res = await createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'OFFLINE',
+    amount: '100.00',
+    process_payment: false,
+  })
+  expect(res.status).toBe(201)
+  paymentId = res.body.id
+})
+afterAll(() => ctx.close())
+
+function eventRow(type: string) {
+  return {
+    id: newId('event'),
+    tenant_id: ctx.scope.tenantId,
+    environment_id: ctx.scope.environmentId,
+    type,
+    object_type: 'probe',
+    object_id: paymentId,
+    data: JSON.stringify({ type }),
+    created_at: ctx.clock.now(),
+  }
+}
+
+function transitionRow(note: string) {
+  return {
+    payment_id: paymentId,
+    from_status: 'INITIATED' as const,
+    to_status: 'INITIATED' as const,
+    cause: 'api' as const,
+    cause_id: note,
+    note,
+    created_at: ctx.clock.now(),
+  }
+}
+
+async function countEvents(type: string): Promise<number> {
+  const { rows } = await ctx.pool.query<{ n: number }>(
+    'select count(*)::int as n from events where type = $1',
+    [type],
+  )
+  return rows[0]?.n ?? -1
+}
+
+async function notes(prefix: string): Promise<string[]> {
+  const { rows } = await ctx.pool.query<{ note: string; cause_id: string }>(
+    'select note, cause_id from payment_transitions where note like $1 order by id',
+    [`${prefix}%`],
+  )
+  for (const row of rows) expect(row.cause_id).toBe(row.note)
+  return rows.map((r) => r.note)
+}
+
+describe('inTransaction and appendRows', () => {
+  test('appended rows are held until the commit, then written, every value in its own column', async () => {
+    let seenBeforeCommit = -1
+    await inTransaction(ctx.db, async (trx) => {
+      await appendRows(trx, 'events', [eventRow('probe.held.a'), eventRow('probe.held.b')])
+      await appendRows(trx, 'payment_transitions', [transitionRow('held-1')])
+      await appendRows(trx, 'events', [eventRow('probe.held.a')])
+      await appendRows(trx, 'payment_transitions', [transitionRow('held-2')])
+      // Not even this transaction has written them yet.
+      const { rows } = await ctx.pool.query<{ n: number }>(
+        `select count(*)::int as n from events where type like 'probe.held.%'`,
+      )
+      seenBeforeCommit = rows[0]?.n ?? -1
+    })
+    expect(seenBeforeCommit).toBe(0)
+    expect(await countEvents('probe.held.a')).toBe(2)
+    expect(await countEvents('probe.held.b')).toBe(1)
+    expect(await notes('held-')).toEqual(['held-1', 'held-2'])
+  })
+
+  test('an error rolls the held rows back with everything else', async () => {
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        await appendRows(trx, 'events', [eventRow('probe.rolled_back')])
+        await appendRows(trx, 'payment_transitions', [transitionRow('rolled-back')])
+        throw new Error('boom')
+      }),
+    ).rejects.toThrow('boom')
+    expect(await countEvents('probe.rolled_back')).toBe(0)
+    expect(await notes('rolled-back')).toEqual([])
+  })
+
+  test('a bad held row fails the commit and nothing of the transaction stays', async () => {
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        await appendRows(trx, 'events', [eventRow('probe.orphaned')])
+        await appendRows(trx, 'payment_transitions', [
+          { ...transitionRow('orphan'), payment_id: 'pay_missing' },
+        ])
+      }),
+    ).rejects.toThrow()
+    expect(await countEvents('probe.orphaned')).toBe(0)
+  })
+
+  test('outside inTransaction, rows are written at once', async () => {
+    await appendRows(ctx.db, 'events', [eventRow('probe.direct')])
+    expect(await countEvents('probe.direct')).toBe(1)
+    await ctx.db.transaction().execute(async (trx) => {
+      await appendRows(trx, 'events', [eventRow('probe.plain_transaction')])
+      const { rows } = await sql<{
+        n: number
+      }>`select count(*)::int as n from events where type = 'probe.plain_transaction'`.execute(trx)
+      expect(rows[0]?.n).toBe(1)
+    })
+  })
+})
+
+describe('remember and recall', () => {
+  const KEY = new MemoKey<string[]>('probe')
+
+  test('last as long as the transaction, and only inside inTransaction', async () => {
+    await inTransaction(ctx.db, async (trx) => {
+      expect(recall(trx, KEY, 'a')).toBeUndefined()
+      remember(trx, KEY, 'a', ['x'])
+      expect(recall(trx, KEY, 'a')).toEqual(['x'])
+      expect(recall(ctx.db, KEY, 'a')).toBeUndefined()
+    })
+    remember(ctx.db, KEY, 'b', ['y'])
+    expect(recall(ctx.db, KEY, 'b')).toBeUndefined()
+  })
+})
+
+describe('internal rails settle in the transaction that creates the payment', () => {
+  test('an offline payment: created and settled at once, its whole history and events written', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const res = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'OFFLINE',
+      amount: '100.00',
+    })
+    expect(res.status).toBe(201)
+    const payment: PaymentBody = res.body
+    expect(payment.payment_status).toBe('SUCCEEDED')
+    expect(payment.invoice_ids).toEqual([invoice.id])
+    expect(payment.attempts).toEqual([])
+    const { rows: history } = await ctx.pool.query<{ from_status: string | null; to: string }>(
+      'select from_status, to_status as to from payment_transitions where payment_id = $1 order by id',
+      [payment.id],
+    )
+    expect(history).toEqual([
+      { from_status: null, to: 'INITIATED' },
+      { from_status: 'INITIATED', to: 'SUCCEEDED' },
+    ])
+    const { rows: events } = await ctx.pool.query<{ type: string }>(
+      'select type from events where object_id in ($1, $2) order by id',
+      [payment.id, invoice.id],
+    )
+    expect(events.map((e) => e.type)).toEqual([
+      'invoice.created',
+      'invoice.finalized',
+      'payment.created',
+      'invoice.paid',
+      'payment.succeeded',
+    ])
+    const after = await ctx.get<{ payment_status: string; amount_remaining: string }>(
+      `/v1/invoices/${invoice.id}`,
+    )
+    expect(after.body).toMatchObject({ payment_status: 'SUCCEEDED', amount_remaining: '0.00' })
+  })
+
+  test('a balance payment the balance cannot cover is FAILED and kept, with its attempt, and answers 402', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const res = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CREDITS',
+      amount: '100.00',
+    })
+    expect(res.status).toBe(402)
+    const { rows } = await ctx.pool.query<{ payment_status: string; attempts: number }>(
+      `select payment_status, (select count(*)::int from payment_attempts a where a.payment_id = p.id) as attempts
+       from payments p where destination_id = $1`,
+      [invoice.id],
+    )
+    expect(rows).toEqual([{ payment_status: 'FAILED', attempts: 1 }])
+  })
+})
