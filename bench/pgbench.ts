@@ -12,7 +12,9 @@ export interface PgbenchResult {
 /**
  * The database's own ceiling on this machine: pgbench's TPC-B-like transaction
  * (5 statements, 3 updates) with the same client count as the HTTP load, on the
- * same server. `undefined` when pgbench is not installed.
+ * same server. The scale factor equals the client count, as pgbench's manual
+ * asks: at scale 1 every client updates the one branch row and they queue on its
+ * lock, which would understate the ceiling. `undefined` when pgbench is not installed.
  */
 export async function runPgbench(
   url: string,
@@ -20,7 +22,7 @@ export async function runPgbench(
   seconds: number,
 ): Promise<PgbenchResult | undefined> {
   try {
-    await run('pgbench', ['-i', '-s', '1', '-q', url], { maxBuffer: 1 << 24 })
+    await run('pgbench', ['-i', '-s', String(clients), '-q', url], { maxBuffer: 1 << 24 })
     const { stdout } = await run(
       'pgbench',
       ['-c', String(clients), '-j', '2', '-T', String(seconds), '-n', url],

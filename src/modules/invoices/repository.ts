@@ -9,6 +9,7 @@ import type {
   InvoiceTable,
 } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
+import { MemoKey, recall, remember } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 
 export type InvoiceSortField = 'created_at' | 'due_date' | 'total' | 'number' | 'amount_remaining'
@@ -40,19 +41,30 @@ export async function findInvoice(
   return query.executeTakeFirst()
 }
 
+/**
+ * Invoices the current transaction holds locked (by `SELECT … FOR UPDATE` or an
+ * UPDATE), as it last wrote or read them: no other transaction can change them
+ * until it ends, so locking one again needs no query.
+ */
+const LOCKED_INVOICES = new MemoKey<Invoice>('locked_invoices')
+
 /** The invoice row under `SELECT … FOR UPDATE`: every change to an invoice goes through this. */
 export async function lockInvoice(
   db: Db,
   environmentId: string,
   id: string,
 ): Promise<Invoice | undefined> {
-  return db
+  const held = recall(db, LOCKED_INVOICES, id)
+  if (held?.environment_id === environmentId) return { ...held }
+  const invoice = await db
     .selectFrom('invoices')
     .selectAll()
     .where('environment_id', '=', environmentId)
     .where('id', '=', id)
     .forUpdate()
     .executeTakeFirst()
+  if (invoice) remember(db, LOCKED_INVOICES, id, invoice)
+  return invoice
 }
 
 export async function updateInvoice(
@@ -60,12 +72,14 @@ export async function updateInvoice(
   id: string,
   changes: Updateable<InvoiceTable>,
 ): Promise<Invoice> {
-  return db
+  const invoice = await db
     .updateTable('invoices')
     .set(changes)
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow()
+  remember(db, LOCKED_INVOICES, id, invoice)
+  return invoice
 }
 
 export async function linesOf(db: Db, invoiceIds: string[]): Promise<InvoiceLine[]> {

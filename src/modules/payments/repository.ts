@@ -43,11 +43,18 @@ export function attemptsOfNewPayment(db: Db, paymentId: string): PaymentAttempt[
   return recall(db, NEW_PAYMENT_ATTEMPTS, paymentId)
 }
 
+/** The allocations of a payment created in the current transaction, as this transaction left them. */
+const NEW_PAYMENT_ALLOCATIONS = new MemoKey<PaymentAllocation[]>('new_payment_allocations')
+
 export async function insertAllocations(
   db: Db,
   rows: Insertable<PaymentAllocationTable>[],
 ): Promise<void> {
-  await db.insertInto('payment_allocations').values(rows).execute()
+  if (rows.length === 0) return
+  const inserted = await db.insertInto('payment_allocations').values(rows).returningAll().execute()
+  const [first] = inserted
+  if (first && inserted.every((a) => a.payment_id === first.payment_id))
+    remember(db, NEW_PAYMENT_ALLOCATIONS, first.payment_id, inserted)
 }
 
 export async function findPayment(
@@ -124,6 +131,10 @@ export async function updatePayment(
 
 export async function allocationsOf(db: Db, paymentIds: string[]): Promise<PaymentAllocation[]> {
   if (paymentIds.length === 0) return []
+  const [only] = paymentIds
+  const known =
+    paymentIds.length === 1 && only ? recall(db, NEW_PAYMENT_ALLOCATIONS, only) : undefined
+  if (known) return known.map((a) => ({ ...a }))
   return db
     .selectFrom('payment_allocations')
     .selectAll()
@@ -145,6 +156,14 @@ export async function setAllocationApplied(
     .where('payment_id', '=', paymentId)
     .where('invoice_id', '=', invoiceId)
     .execute()
+  const known = recall(db, NEW_PAYMENT_ALLOCATIONS, paymentId)
+  if (known)
+    remember(
+      db,
+      NEW_PAYMENT_ALLOCATIONS,
+      paymentId,
+      known.map((a) => (a.invoice_id === invoiceId ? { ...a, applied_amount: applied } : a)),
+    )
 }
 
 export async function setAllocationAmount(
@@ -159,6 +178,14 @@ export async function setAllocationAmount(
     .where('payment_id', '=', paymentId)
     .where('invoice_id', '=', invoiceId)
     .execute()
+  const known = recall(db, NEW_PAYMENT_ALLOCATIONS, paymentId)
+  if (known)
+    remember(
+      db,
+      NEW_PAYMENT_ALLOCATIONS,
+      paymentId,
+      known.map((a) => (a.invoice_id === invoiceId ? { ...a, amount: amount } : a)),
+    )
 }
 
 export async function insertAttempt(
