@@ -57,14 +57,23 @@ export interface GatewayPaymentRequest {
     gatewayCustomerIds: Record<string, string>
   }
   description: string
+  /**
+   * The idempotency key for a charge of this payment at the provider. It stays the
+   * same across retries after an error or timeout (the provider replays what it did,
+   * so money is never taken twice) and changes only after a decline, a definitive
+   * answer that a new attempt must not replay.
+   */
+  chargeKey: string
 }
 
-export type DeclineCode =
-  | 'card_declined'
-  | 'insufficient_funds'
-  | 'expired_card'
-  | 'authentication_required'
-  | 'no_default_payment_method'
+export const DECLINE_CODES = [
+  'card_declined',
+  'insufficient_funds',
+  'expired_card',
+  'authentication_required',
+  'no_default_payment_method',
+] as const
+export type DeclineCode = (typeof DECLINE_CODES)[number]
 
 /** A decline is data, not an exception: Payrail records it and answers 402. */
 export interface Decline {

@@ -209,6 +209,68 @@ describe('Stripe saved-card charges', () => {
   })
 })
 
+describe('Stripe saved-card retries', () => {
+  test('a charge that times out after Stripe took it is replayed on retry, never taken twice', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const stripeCustomer = emulator.seedCustomer({ email: 'retry@example.com' })
+    const method = emulator.seedPaymentMethod(String(stripeCustomer.id), 'pm_card_visa')
+    await ctx.db
+      .updateTable('customers')
+      .set({ gateway_customer_ids: JSON.stringify({ stripe: stripeCustomer.id }) })
+      .where('id', '=', customer.id)
+      .execute()
+    const saved = await ctx.db
+      .insertInto('payment_methods')
+      .values({
+        id: `pm_payrail_retry_${customer.id}`,
+        tenant_id: ctx.main.tenant.id,
+        environment_id: ctx.main.test.id,
+        customer_id: customer.id,
+        gateway: 'stripe',
+        gateway_payment_method_id: String(method.id),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow()
+    const intentsBefore = emulator.state.paymentIntents.size
+    // No webhooks for now: only the retry can learn what Stripe did.
+    emulator.setWebhookDelivery('manual')
+    // Stripe confirms the PaymentIntent, but every answer is lost (stripe-node's own retries too).
+    emulator.timeoutNext({
+      count: 3,
+      mode: 'destroy',
+      pathPrefix: '/v1/payment_intents',
+      afterProcessing: true,
+    })
+    const created = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      payment_gateway: 'stripe',
+      payment_method_id: saved.id,
+      amount: '100.00',
+      process_payment: false,
+    })
+    expect(created.status, created.text).toBe(201)
+    const paymentId = created.body.id
+    ctx.clock.advance(5_000)
+    const failed = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(failed.status, failed.text).toBe(502)
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('FAILED')
+    emulator.clearFaults()
+    ctx.clock.advance(60_000)
+    const retried = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(retried.status, retried.text).toBe(200)
+    expect(retried.body).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+    const intents = [...emulator.state.paymentIntents.values()].slice(intentsBefore)
+    expect(intents.filter((pi) => pi.status === 'succeeded')).toHaveLength(1)
+    // The webhooks of that one charge arrive late: they change nothing more.
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    const after = await ctx.get<{ amount_paid: string }>(`/v1/invoices/${invoice.id}`)
+    expect(after.body.amount_paid).toBe('100.00')
+    expect((await getPayment(ctx, paymentId)).amount_paid).toBe('100.00')
+  })
+})
+
 describe('Stripe webhooks', () => {
   async function deliver(body: string, signature: string, path = webhookPath) {
     return ctx.app.inject({

@@ -88,7 +88,7 @@ export const checkoutGateway: Gateway = {
               capture: true,
               metadata: { [PAYRAIL_PAYMENT_ID]: payment.id, [PAYRAIL_OFF_SESSION]: 'true' },
             },
-            `payrail-charge-${payment.id}-${payment.updated_at.getTime()}`,
+            request.chargeKey,
           ),
         ),
       )

@@ -78,7 +78,7 @@ export const stripeGateway: Gateway = {
           metadata: { [PAYRAIL_PAYMENT_ID]: payment.id },
           expand: ['payment_method'],
         },
-        { idempotencyKey: `payrail-charge-${payment.id}-${payment.updated_at.getTime()}` },
+        { idempotencyKey: request.chargeKey },
       )
       if (intent.status === 'succeeded') {
         return {

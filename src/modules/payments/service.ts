@@ -19,11 +19,12 @@ import type {
 } from '../../db/database.ts'
 import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
 import { inTransaction } from '../../db/transaction.ts'
-import type {
-  Decline,
-  Gateway,
-  GatewayContext,
-  GatewayPaymentRequest,
+import {
+  DECLINE_CODES,
+  type Decline,
+  type Gateway,
+  type GatewayContext,
+  type GatewayPaymentRequest,
 } from '../../gateways/gateway.ts'
 import { type GatewayDeps, gatewayContext, resolveGateway } from '../../gateways/registry.ts'
 import type { ListRequest } from '../../http/list-query.ts'
@@ -415,6 +416,7 @@ export async function processPayment(
     description:
       payment.description ??
       (payment.invoice_number ? `Invoice ${payment.invoice_number}` : 'Payment'),
+    chargeKey: await chargeKeyFor(deps.db, payment),
   }
 
   if (payment.payment_method_type === 'CARD') {
@@ -779,6 +781,23 @@ async function rememberGatewayCustomer(
 ): Promise<void> {
   if (customer.gateway_customer_ids[gateway] === gatewayCustomerId) return
   await setGatewayCustomerId(deps.db, customer.id, gateway, gatewayCustomerId, deps.clock.now())
+}
+
+/**
+ * `payrail-charge-<payment>-<declines so far>`: a retry after a timeout or provider
+ * error sends the key of the attempt it retries, so a charge that went through is
+ * replayed, not taken again; only a decline (a definitive answer) starts a new key.
+ */
+async function chargeKeyFor(db: Db, payment: Payment): Promise<string> {
+  if (payment.payment_method_type !== 'CARD') return `payrail-charge-${payment.id}-0`
+  const declined = (await attemptsOf(db, [payment.id])).filter(
+    (a) => a.status === 'failed' && isDeclineCode(a.error_code),
+  ).length
+  return `payrail-charge-${payment.id}-${declined}`
+}
+
+function isDeclineCode(code: string | null): boolean {
+  return DECLINE_CODES.some((decline) => decline === code)
 }
 
 /** Re-checked under the row lock: a concurrent request may have processed the payment first. */
