@@ -551,6 +551,15 @@ export interface StripeReplicaTable {
   synced_at: Timestamp
 }
 
+/** Active payments per environment, status and UTC day, in shards; kept by triggers (migration 0006). */
+export interface PaymentDailyCountTable {
+  environment_id: string
+  payment_status: string
+  day: ColumnType<Date, string, string>
+  shard: number
+  n: ColumnType<bigint, bigint | number, bigint | number>
+}
+
 export interface Database {
   tenants: TenantTable
   environments: EnvironmentTable
@@ -576,6 +585,7 @@ export interface Database {
   payment_allocations: PaymentAllocationTable
   payment_attempts: PaymentAttemptTable
   payment_transitions: PaymentTransitionTable
+  payment_daily_counts: PaymentDailyCountTable
   refunds: RefundTable
   webhook_events: WebhookEventTable
   sandbox_sessions: SandboxSessionTable

@@ -13,6 +13,8 @@ export async function fetchPage<TB extends keyof Database & string, O, F extends
   filtered: SelectQueryBuilder<Database, TB, O>,
   table: TB,
   request: ListRequest<F>,
+  /** Counts the total some faster way than `count(*)` over the filtered rows (it must be exact). */
+  countTotal?: (range: TimeRange) => Promise<number>,
 ): Promise<{ items: O[]; total: number }> {
   const ranged = whereCreatedIn(filtered, `${table}.created_at`, request.created)
   const direction = request.sort.direction
@@ -24,9 +26,15 @@ export async function fetchPage<TB extends keyof Database & string, O, F extends
       .limit(request.page.limit)
       .offset(request.page.offset)
       .execute(),
-    ranged.clearSelect().select(sql<string>`count(*)`.as('total')).executeTakeFirstOrThrow(),
+    countTotal
+      ? countTotal(request.created)
+      : ranged
+          .clearSelect()
+          .select(sql<string>`count(*)`.as('total'))
+          .executeTakeFirstOrThrow()
+          .then((row) => Number(row.total)),
   ])
-  return { items, total: Number(count.total) }
+  return { items, total: count }
 }
 
 export function whereCreatedIn<TB extends keyof Database, O>(

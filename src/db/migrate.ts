@@ -7,6 +7,7 @@ import * as m0002 from './migrations/0002-billing.ts'
 import * as m0003 from './migrations/0003-payments.ts'
 import * as m0004 from './migrations/0004-stripe-replicas.ts'
 import * as m0005 from './migrations/0005-payment-invoice-ids.ts'
+import * as m0006 from './migrations/0006-payment-daily-counts.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -15,6 +16,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003-payments': m0003,
   '0004-stripe-replicas': m0004,
   '0005-payment-invoice-ids': m0005,
+  '0006-payment-daily-counts': m0006,
 }
 
 const migrationProvider: MigrationProvider = {

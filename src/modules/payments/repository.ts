@@ -1,4 +1,4 @@
-import type { Insertable, Updateable } from 'kysely'
+import { type Insertable, sql, type Updateable } from 'kysely'
 import type { PaymentStatus } from '../../core/payment-state.ts'
 import type { Db } from '../../db/client.ts'
 import type {
@@ -16,7 +16,7 @@ import type {
 } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
 import { appendRows, MemoKey, recall, remember } from '../../db/transaction.ts'
-import type { ListRequest } from '../../http/list-query.ts'
+import type { ListRequest, TimeRange } from '../../http/list-query.ts'
 
 export type PaymentSortField = 'created_at' | 'amount' | 'updated_at'
 
@@ -281,7 +281,70 @@ export async function listPayments(
   if (filters.customerId) query = query.where('customer_id', '=', filters.customerId)
   if (filters.currency) query = query.where('currency', '=', filters.currency)
   if (!filters.includeInactive) query = query.where('active', '=', true)
-  return fetchPage(query, 'payments', request)
+  const countable =
+    !filters.includeInactive &&
+    !filters.paymentMethodType &&
+    !filters.gateway &&
+    !filters.destinationId &&
+    !filters.customerId &&
+    !filters.currency
+  return fetchPage(
+    query,
+    'payments',
+    request,
+    countable
+      ? (range) => countActivePayments(db, environmentId, filters.status, range)
+      : undefined,
+  )
+}
+
+const DAY_MS = 86_400_000
+
+/**
+ * How many active payments (of `status`, if given) were created in `range`, exactly:
+ * the days the range covers whole from `payment_daily_counts`, the partial day at
+ * each end counted on the payments index. One statement, whatever the range.
+ */
+export async function countActivePayments(
+  db: Db,
+  environmentId: string,
+  status: PaymentStatus | undefined,
+  range: TimeRange,
+): Promise<number> {
+  const fromDay = range.from ? utcDay(range.from) : undefined
+  const toDay = range.to ? utcDay(range.to) : undefined
+  const byStatus = status ? sql`and payment_status = ${status}` : sql``
+  const exact = (from: Date | undefined, to: Date | undefined, toInclusive: boolean) => sql`
+    (select count(*) from payments
+      where environment_id = ${environmentId} ${byStatus} and active
+      ${from ? sql`and created_at >= ${from}` : sql``}
+      ${to ? (toInclusive ? sql`and created_at <= ${to}` : sql`and created_at < ${to}`) : sql``})`
+  if (fromDay !== undefined && toDay !== undefined && fromDay.getTime() >= toDay.getTime()) {
+    // Within one day: count it exactly.
+    const { rows } = await sql<{ total: string }>`
+      select ${exact(range.from, range.to, true)} as total`.execute(db)
+    return Number(rows[0]?.total ?? 0)
+  }
+  // Whole days: after the day `from` falls in, before the day `to` falls in.
+  const firstWhole = fromDay ? isoDay(new Date(fromDay.getTime() + DAY_MS)) : '-infinity'
+  const endWhole = toDay ? isoDay(toDay) : 'infinity'
+  const { rows } = await sql<{ total: string }>`
+    select
+      (select coalesce(sum(n), 0) from payment_daily_counts
+        where environment_id = ${environmentId} ${byStatus}
+          and day >= ${firstWhole}::date and day < ${endWhole}::date)
+      ${fromDay ? sql`+ ${exact(range.from, new Date(fromDay.getTime() + DAY_MS), false)}` : sql``}
+      ${toDay ? sql`+ ${exact(toDay, range.to, true)}` : sql``}
+      as total`.execute(db)
+  return Number(rows[0]?.total ?? 0)
+}
+
+function utcDay(at: Date): Date {
+  return new Date(Math.floor(at.getTime() / DAY_MS) * DAY_MS)
+}
+
+function isoDay(day: Date): string {
+  return day.toISOString().slice(0, 10)
 }
 
 export async function insertRefund(db: Db, row: Insertable<RefundTable>): Promise<Refund> {
