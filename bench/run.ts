@@ -7,6 +7,7 @@ import {
   SANDBOX_SIGNATURE_HEADER,
   sandboxWebhookPath,
 } from '../src/gateways/sandbox/sandbox-provider.ts'
+import { postgresCpuSeconds, processCpuSeconds } from './cpu.ts'
 import {
   type BenchDatabase,
   provisionDatabase,
@@ -31,10 +32,13 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '10' },
     seconds: { type: 'string' },
     history: { type: 'string' },
+    workers: { type: 'string' },
   },
 })
 const quick = values.quick ?? false
 const connections = Number(values.connections)
+/** HTTP processes of the server (`payrail serve --workers N`). */
+const workers = Number(values.workers ?? 1)
 const seconds = Number(values.seconds ?? (quick ? 2 : 15))
 const warmup = quick ? 1 : 3
 const stormSeconds = quick ? 1 : 3
@@ -46,6 +50,9 @@ interface ScenarioResult extends LoadStats {
   ratio_to_baseline: number | null
   baseline: 'pgbench' | 'http_floor'
   rss_peak_mb: number
+  /** CPU the Payrail process and all of PostgreSQL spent per request: what limits the scenario. */
+  server_cpu_ms_per_request: number
+  postgres_cpu_ms_per_request: number
   [extra: string]: unknown
 }
 
@@ -71,8 +78,18 @@ async function main() {
     log(`seeded ${historyRows.toLocaleString('en')} payments in ${seedSeconds.toFixed(1)}s`)
 
     log('baseline: pgbench')
-    const pgbench = await runPgbench(db.pgbenchUrl, connections, seconds)
-    server = await startServer({ DATABASE_URL: db.url, PAYRAIL_SECRET_KEY: SECRET_KEY })
+    const pgbenchCpu = await postgresCpuSeconds()
+    const measured = await runPgbench(db.pgbenchUrl, connections, seconds)
+    const pgbench = measured && {
+      ...measured,
+      postgres_cpu_ms_per_transaction: round(
+        (((await postgresCpuSeconds()) - pgbenchCpu) * 1000) / Math.max(1, measured.tps * seconds),
+      ),
+    }
+    server = await startServer(
+      { DATABASE_URL: db.url, PAYRAIL_SECRET_KEY: SECRET_KEY },
+      { workers },
+    )
     const auth = { authorization: `Bearer ${db.key}`, 'content-type': 'application/json' }
 
     const measure = async (
@@ -87,6 +104,7 @@ async function main() {
       const warmupShare = distinct === 1 ? 1 : Math.ceil((distinct * warmup) / (warmup + seconds))
       await runLoad({ url: server.url, connections, duration: warmup, next, distinct: warmupShare })
       server.resetRssPeak()
+      const cpu = await cpuMeter(server)
       const stats = await runLoad({
         url: server.url,
         connections,
@@ -99,6 +117,7 @@ async function main() {
         ratio_to_baseline: base ? round(stats.rps / base) : null,
         baseline,
         rss_peak_mb: server.rssPeakMb(),
+        ...(await cpu.perRequest(stats.requests)),
       }
       log(
         `${name}: ${stats.rps} req/s, p99 ${stats.p99_ms} ms, errors ${stats.errors}, non-2xx ${stats.non_2xx}`,
@@ -187,6 +206,8 @@ async function main() {
       generated_at: new Date().toISOString(),
       mode: quick ? 'quick' : 'full',
       connections,
+      server_workers: workers,
+      load_generator: scenarios.create_link.generator,
       seconds_per_scenario: seconds,
       scenarios,
       baseline: {
@@ -240,6 +261,7 @@ async function duplicateStorm(
 ) {
   const request = signedCompletion(secret, path, paymentId)
   server.resetRssPeak()
+  const cpu = await cpuMeter(server)
   const stats = await runLoad({
     url: server.url,
     connections: 50,
@@ -278,7 +300,28 @@ async function duplicateStorm(
     ratio_to_baseline: null,
     baseline: 'pgbench' as const,
     rss_peak_mb: server.rssPeakMb(),
+    ...(await cpu.perRequest(stats.requests)),
     applied_once: appliedOnce,
+  }
+}
+
+/** Starts counting the CPU of the server process and of PostgreSQL; `perRequest` divides what was spent. */
+async function cpuMeter(server: BenchServer) {
+  const serverCpu = async () => {
+    let total = 0
+    for (const pid of await server.pids()) total += await processCpuSeconds(pid)
+    return total
+  }
+  const [server0, postgres0] = [await serverCpu(), await postgresCpuSeconds()]
+  return {
+    async perRequest(requests: number) {
+      const [server1, postgres1] = [await serverCpu(), await postgresCpuSeconds()]
+      const per = (seconds: number) => round((seconds * 1000) / Math.max(1, requests))
+      return {
+        server_cpu_ms_per_request: per(server1 - server0),
+        postgres_cpu_ms_per_request: per(postgres1 - postgres0),
+      }
+    },
   }
 }
 
@@ -329,7 +372,10 @@ function cycle<T>(items: T[], make: (item: T) => LoadRequest): () => LoadRequest
 
 function printTable(
   scenarios: Record<string, ScenarioResult>,
-  baseline: { pgbench: { tps: number } | null; http_floor: { rps: number } },
+  baseline: {
+    pgbench: { tps: number; postgres_cpu_ms_per_transaction: number } | null
+    http_floor: { rps: number }
+  },
 ) {
   const rows = Object.entries(scenarios).map(([name, s]) => [
     name,
@@ -340,14 +386,27 @@ function printTable(
     String(s.errors + s.non_2xx),
     s.ratio_to_baseline === null ? '-' : `${s.ratio_to_baseline} × ${s.baseline}`,
     String(s.rss_peak_mb),
+    String(s.server_cpu_ms_per_request),
+    String(s.postgres_cpu_ms_per_request),
   ])
-  const header = ['scenario', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'ratio', 'RSS MB']
+  const header = [
+    'scenario',
+    'req/s',
+    'p50 ms',
+    'p95 ms',
+    'p99 ms',
+    'errors',
+    'ratio',
+    'RSS MB',
+    'server CPU ms/req',
+    'PG CPU ms/req',
+  ]
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')
   process.stdout.write(`\n${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`)
   for (const row of rows) process.stdout.write(`${line(row)}\n`)
   process.stdout.write(
-    `\nbaselines: pgbench ${baseline.pgbench ? `${baseline.pgbench.tps} tps` : 'not installed'}, HTTP floor (GET /health) ${baseline.http_floor.rps} req/s\n`,
+    `\nbaselines: pgbench ${baseline.pgbench ? `${baseline.pgbench.tps} tps (PG CPU ${baseline.pgbench.postgres_cpu_ms_per_transaction} ms/txn)` : 'not installed'}, HTTP floor (GET /health) ${baseline.http_floor.rps} req/s\n`,
   )
 }
 

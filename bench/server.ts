@@ -1,11 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 
 export interface BenchServer {
   url: string
   pid: number
-  /** Highest resident memory seen so far (MB), sampled every 200 ms. */
+  /** The server's processes: `payrail serve` and, with `--workers N`, its HTTP processes. */
+  pids(): Promise<number[]>
+  /** Highest resident memory of all its processes together seen so far (MB), sampled every 200 ms. */
   rssPeakMb(): number
   resetRssPeak(): void
   stop(): Promise<void>
@@ -14,11 +16,20 @@ export interface BenchServer {
 /** Starts `payrail serve` as its own process, so the load generator and the server do not share an event loop. */
 export async function startServer(
   env: Record<string, string>,
-  nodeArgs: string[] = [],
+  options: { workers?: number; nodeArgs?: string[] } = {},
 ): Promise<BenchServer> {
   const child: ChildProcess = spawn(
     process.execPath,
-    [...nodeArgs, path.resolve('bin/payrail.js'), 'serve', '--port', '0', '--no-worker'],
+    [
+      ...(options.nodeArgs ?? []),
+      path.resolve('bin/payrail.js'),
+      'serve',
+      '--port',
+      '0',
+      '--no-worker',
+      '--workers',
+      String(options.workers ?? 1),
+    ],
     {
       env: { ...process.env, LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -39,13 +50,16 @@ export async function startServer(
   })
   const pid = child.pid ?? 0
   let peak = 0
+  const pids = async () => [pid, ...(await childrenOf(pid))]
   const sampler = setInterval(async () => {
-    const mb = await rssMb(pid)
+    let mb = 0
+    for (const p of await pids()) mb += await rssMb(p)
     if (mb > peak) peak = mb
   }, 200)
   return {
     url,
     pid,
+    pids,
     rssPeakMb: () => Math.round(peak),
     resetRssPeak: () => {
       peak = 0
@@ -56,6 +70,28 @@ export async function startServer(
       await new Promise((resolve) => child.once('exit', resolve))
     },
   }
+}
+
+/** Direct children of `pid`, from each process's parent id in /proc. */
+async function childrenOf(pid: number): Promise<number[]> {
+  const out: number[] = []
+  let entries: string[] = []
+  try {
+    entries = await readdir('/proc')
+  } catch {
+    return out
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === pid) out.push(Number(entry))
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return out
 }
 
 async function rssMb(pid: number): Promise<number> {

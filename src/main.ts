@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { isClusterWorker, runClusterWorker, startCluster } from './cluster.ts'
 import { type Config, ConfigError, loadConfig, resolveSecretKey } from './config.ts'
 import { systemClock } from './core/clock.ts'
 import { SecretBox } from './core/secret-box.ts'
@@ -22,7 +23,9 @@ import { migrateAndBootstrap, startServer } from './server.ts'
 const USAGE = `Usage: payrail <command> [options]
 
 Commands:
-  serve [--port N] [--host H] [--no-worker]   migrate, then serve the API (and run jobs)
+  serve [--port N] [--host H] [--no-worker] [--workers N]
+                                              migrate, then serve the API (and run jobs);
+                                              --workers N: N HTTP processes on one port
   worker                                      run background jobs only
   migrate                                     apply database migrations and exit
   keys create [--tenant ID] [--environment test|live] [--role admin] [--json]
@@ -73,11 +76,17 @@ async function serve(args: string[]): Promise<number> {
       port: { type: 'string' },
       host: { type: 'string' },
       'no-worker': { type: 'boolean' },
+      workers: { type: 'string' },
     },
   })
   const config = loadConfig(process.env, { port: parsePortOption(values.port), host: values.host })
   const logger = createLogger(config.logLevel)
-  const server = await startServer(config, logger, { worker: !values['no-worker'] })
+  if (isClusterWorker()) return runClusterWorker(config, logger)
+  const workers = parseWorkersOption(values.workers)
+  const server =
+    workers > 1
+      ? await startCluster(config, logger, { workers, worker: !values['no-worker'] })
+      : await startServer(config, logger, { worker: !values['no-worker'] })
   process.stdout.write(`Payrail listening on ${server.url} (API reference: ${server.url}/docs)\n`)
   if (server.bootstrapKey) {
     process.stdout.write(
@@ -324,6 +333,14 @@ function parseEnvironment(value: string): EnvironmentType {
   const found = ENVIRONMENT_TYPES.find((type) => type === value)
   if (!found) throw new UsageError(`--environment must be one of ${ENVIRONMENT_TYPES.join(', ')}`)
   return found
+}
+
+function parseWorkersOption(value: string | undefined): number {
+  if (value === undefined) return 1
+  const workers = Number(value)
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+    throw new UsageError(`--workers must be 1–64, got '${value}'`)
+  return workers
 }
 
 function parsePortOption(value: string | undefined): number | undefined {

@@ -24,6 +24,8 @@ export interface RunningServer {
 
 export interface StartServerOptions {
   worker: boolean
+  /** Migrate (and bootstrap) before serving; false where another process already did. */
+  migrate?: boolean
 }
 
 /**
@@ -44,7 +46,8 @@ export async function startServer(
     await database.shutdown()
   }
   try {
-    const { after: bootstrap } = await migrateAndBootstrap(database, logger)
+    const bootstrap =
+      options.migrate === false ? undefined : (await migrateAndBootstrap(database, logger)).after
     const secretBox = new SecretBox(await resolveSecretKey(config))
     const deps = {
       config,

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import path from 'node:path'
@@ -171,6 +171,42 @@ describe('payrail CLI', () => {
     const exits = await Promise.all(servers.map((s) => s.done()))
     expect(exits.map((e) => e.code)).toEqual([0, 0])
   })
+
+  test('serve --workers 2: two HTTP processes on one port, a dead one replaced, SIGTERM stops all and exits 0', async () => {
+    const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: 'ef'.repeat(32) }
+    const server = payrail(['serve', '--port', '0', '--workers', '2'], env)
+    const [, url] = await waitForOutput(() => server.output().stdout, /listening on (http:\/\/\S+)/)
+    const key = server.output().stdout.match(/(sk_test_\w+)/)?.[1]
+    expect(key).toBeDefined()
+    const primary = server.child.pid ?? 0
+    const httpProcesses = () =>
+      execFileSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean)
+        .map(Number)
+    const first = httpProcesses()
+    expect(first).toHaveLength(2)
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        fetch(`${url}/v1/api_keys`, { headers: { authorization: `Bearer ${key}` } }),
+      ),
+    )
+    expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200))
+    process.kill(first[0] ?? 0, 'SIGKILL')
+    const deadline = Date.now() + 30_000
+    let now = httpProcesses()
+    while ((now.length < 2 || now.includes(first[0] ?? 0)) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      now = httpProcesses()
+    }
+    expect(now).toHaveLength(2)
+    expect(now).not.toContain(first[0])
+    await waitForOutput(() => server.output().stdout, /HTTP process died/)
+    expect((await fetch(`${url}/ready`)).status).toBe(200)
+    server.child.kill('SIGTERM')
+    expect((await server.done()).code).toBe(0)
+    for (const pid of now) expect(() => process.kill(pid, 0)).toThrow()
+  }, 90_000)
 
   test('serve with the worker runs and stops cleanly; migrate reports an up-to-date database', async () => {
     const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: 'cd'.repeat(32) }
