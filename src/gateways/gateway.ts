@@ -75,6 +75,8 @@ export const DECLINE_CODES = [
 ] as const
 export type DeclineCode = (typeof DECLINE_CODES)[number]
 
+export type CancelResult = { ok: true } | { ok: false; taken: string }
+
 /** A decline is data, not an exception: Payrail records it and answers 402. */
 export interface Decline {
   code: DeclineCode
@@ -221,6 +223,12 @@ export interface Gateway {
     payment: Payment,
   ): Promise<{ ok: true } | { ok: false; decline: Decline }>
   refundInternal?(trx: Db, ctx: GatewayContext, payment: Payment, refund: Refund): Promise<void>
-  cancel?(ctx: GatewayContext, payment: Payment): Promise<void>
+  /**
+   * Stops what the payment started at the provider (expires a hosted page, voids an
+   * authorization) before Payrail marks it CANCELLED. `taken` when the provider has
+   * already taken the money: the payment is then not cancelled, and the provider's
+   * report of the charge reconciles it.
+   */
+  cancel?(ctx: GatewayContext, payment: Payment): Promise<CancelResult>
   parseWebhook?(ctx: GatewayContext, raw: RawWebhook): Promise<WebhookParse>
 }

@@ -535,6 +535,30 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
     })
   })
 
+  test('cancelling after Checkout.com already captured is 409 and changes nothing; the capture then pays the invoice', async () => {
+    const { invoice, payment, checkoutId } = await authorizedCharge()
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('RESERVED')
+    // Captured at Checkout.com; its payment_captured webhook has not arrived yet.
+    emulator.holdWebhooks()
+    emulator.capturePayment(checkoutId)
+    const refused = await ctx.post<ErrorBody>(`/v1/payments/${payment.id}/cancel`)
+    expect(refused.status, refused.text).toBe(409)
+    expect(refused.body.error.code).toBe('conflict')
+    expect(emulator.payment(checkoutId)?.status).toBe('Captured')
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('RESERVED')
+    await emulator.releaseWebhooks()
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_remaining: '0.00',
+    })
+  })
+
   test('an authorization voided at Checkout.com (payment_voided) CANCELS the RESERVED payment', async () => {
     const { invoice, payment, checkoutId } = await authorizedCharge()
     await emulator.waitForDeliveries()

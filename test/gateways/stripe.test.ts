@@ -209,6 +209,38 @@ describe('Stripe saved-card charges', () => {
   })
 })
 
+describe('Stripe cancellation', () => {
+  test('cancelling a link the customer has already paid is 409; the late webhook then pays the invoice', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    emulator.setWebhookDelivery('manual')
+    emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
+      paymentMethod: 'pm_card_visa',
+    })
+    const refused = await ctx.post<ErrorBody>(`/v1/payments/${payment.id}/cancel`)
+    expect(refused.status, refused.text).toBe(409)
+    expect(refused.body.error.code).toBe('conflict')
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+
+  test('cancelling an open link expires its Checkout Session', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    const cancelled = await ctx.post<PaymentBody>(`/v1/payments/${payment.id}/cancel`)
+    expect(cancelled.status, cancelled.text).toBe(200)
+    expect(cancelled.body.payment_status).toBe('CANCELLED')
+    expect(emulator.state.checkoutSessions.get(String(payment.gateway_tracking_id))?.status).toBe(
+      'expired',
+    )
+  })
+})
+
 describe('Stripe saved-card retries', () => {
   test('a charge that times out after Stripe took it is replayed on retry, never taken twice', async () => {
     const { customer, invoice } = await invoiceToPay(ctx)

@@ -55,6 +55,16 @@ function ranges(): TimeRange[] {
     { from: at(6), to: at(2) },
     { from: at(-30), to: at(30) },
     { from: at(4.999), to: at(5.001) },
+    // Ends near the start or the end of their day: counted directly or by complement.
+    { from: at(0.1) },
+    { from: at(0.9) },
+    { to: at(5.95) },
+    { to: at(5.05) },
+    { from: at(2.9), to: at(3.05) },
+    { from: at(3.01), to: at(3.99) },
+    { from: at(1.2), to: at(6.8) },
+    { from: at(1.6), to: at(6.4) },
+    { from: at(3), to: at(4) },
   ]
 }
 

@@ -2,6 +2,7 @@ import { assertNever } from '../../core/errors.ts'
 import type { ChargeResult, Gateway, GatewayFailure } from '../gateway.ts'
 import { checkoutClient, plain } from './checkout.client.ts'
 import {
+  type CheckoutPaymentStatus,
   type CheckoutPaymentView,
   declineCodeOf,
   PAYRAIL_OFF_SESSION,
@@ -145,11 +146,14 @@ export const checkoutGateway: Gateway = {
     // Only an authorization holds the customer's funds (and would still be captured); a
     // hosted page has nothing to cancel at Checkout.com.
     const id = payment.gateway_payment_id
-    if (!id?.startsWith('pay_')) return
+    if (!id?.startsWith('pay_')) return { ok: true }
     const client = checkoutClient(ctx)
     const current = readCheckoutPayment(plain(await client.payments.get(id)))
-    if (current?.status !== 'Authorized') return
+    if (current && MONEY_TAKEN.some((status) => status === current.status))
+      return { ok: false, taken: `Checkout.com already captured payment ${id} (${current.status})` }
+    if (current?.status !== 'Authorized') return { ok: true }
     await client.payments.void(id, { reference: payment.id }, `payrail-void-${payment.id}`)
+    return { ok: true }
   },
   async parseWebhook(ctx, raw) {
     return parseCheckoutWebhook(ctx.credentials?.signature_key, raw, async (id) =>
@@ -157,6 +161,15 @@ export const checkoutGateway: Gateway = {
     )
   },
 }
+
+/** Statuses in which Checkout.com has taken the customer's money: nothing left to void. */
+const MONEY_TAKEN: CheckoutPaymentStatus[] = [
+  'Captured',
+  'Partially Captured',
+  'Paid',
+  'Refunded',
+  'Partially Refunded',
+]
 
 /**
  * The answer to an off-session payment. Checkout.com captures a `capture: true` payment

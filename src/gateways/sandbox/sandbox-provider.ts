@@ -282,6 +282,19 @@ export async function expireSession(
   return expired
 }
 
+/**
+ * Closes a session the merchant cancelled: the page refuses cards from now on. No
+ * webhook: Payrail cancelled the payment itself, as a provider does not report back
+ * a cancellation its merchant asked for.
+ */
+export async function closeSession(
+  ctx: GatewayContext,
+  session: SandboxSession,
+): Promise<SandboxSession> {
+  if (session.status === 'complete' || session.status === 'expired') return session
+  return updateSession(ctx, session.id, { status: 'expired' })
+}
+
 export type SandboxCharge =
   | { kind: 'succeeded'; chargeId: string; card: SandboxCard }
   | {

@@ -2,8 +2,8 @@ import type { Gateway, GatewayContext, GatewayPaymentRequest } from '../gateway.
 import { parseSandboxWebhook } from './sandbox.webhooks.ts'
 import {
   chargeCard,
+  closeSession,
   createSession,
-  expireSession,
   findSession,
   refundPayment,
 } from './sandbox-provider.ts'
@@ -75,9 +75,12 @@ export const sandboxGateway: Gateway = {
     }
   },
   async cancel(ctx, payment) {
-    if (!payment.gateway_tracking_id) return
+    if (!payment.gateway_tracking_id) return { ok: true }
     const session = await findSession(ctx.db, payment.gateway_tracking_id)
-    if (session) await expireSession(ctx, session)
+    if (session?.status === 'complete')
+      return { ok: false, taken: 'The customer completed the sandbox checkout' }
+    if (session) await closeSession(ctx, session)
+    return { ok: true }
   },
   async parseWebhook(ctx, raw) {
     return parseSandboxWebhook(ctx.credentials?.webhook_secret, raw, ctx.clock.now())

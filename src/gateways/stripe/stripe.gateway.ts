@@ -154,8 +154,21 @@ export const stripeGateway: Gateway = {
     }
   },
   async cancel(ctx, payment) {
-    if (!payment.gateway_tracking_id?.startsWith('cs_')) return
-    await stripeClient(ctx).checkout.sessions.expire(payment.gateway_tracking_id)
+    const sessionId = payment.gateway_tracking_id
+    if (!sessionId?.startsWith('cs_')) return { ok: true }
+    const stripe = stripeClient(ctx)
+    try {
+      await stripe.checkout.sessions.expire(sessionId)
+      return { ok: true }
+    } catch (error) {
+      // Only an open session can be expired: find out whether the customer already paid.
+      if (!(error instanceof Stripe.errors.StripeInvalidRequestError)) throw error
+      const session = await stripe.checkout.sessions.retrieve(sessionId)
+      if (session.status === 'expired') return { ok: true }
+      if (session.status === 'complete')
+        return { ok: false, taken: 'The customer completed the Stripe Checkout Session' }
+      throw error
+    }
   },
   async parseWebhook(ctx, raw) {
     return parseStripeWebhook(ctx, raw)

@@ -1,4 +1,4 @@
-import { type Insertable, sql, type Updateable } from 'kysely'
+import { type Insertable, type RawBuilder, sql, type Updateable } from 'kysely'
 import type { PaymentStatus } from '../../core/payment-state.ts'
 import type { Db } from '../../db/client.ts'
 import type {
@@ -301,9 +301,12 @@ export async function listPayments(
 const DAY_MS = 86_400_000
 
 /**
- * How many active payments (of `status`, if given) were created in `range`, exactly:
- * the days the range covers whole from `payment_daily_counts`, the partial day at
- * each end counted on the payments index. One statement, whatever the range.
+ * How many active payments (of `status`, if given) were created in `range`, exactly,
+ * in one statement: the per-day counts of `payment_daily_counts` for the days the range
+ * covers, corrected at each end by an index count of the smaller side of the partial
+ * day: the rows of the day inside the range, or the day's count less the rows outside
+ * it. A range that ends now counts the rest of today (nothing yet) instead of today's
+ * newest rows, which are the ones not yet all-visible and dearest to count.
  */
 export async function countActivePayments(
   db: Db,
@@ -311,31 +314,62 @@ export async function countActivePayments(
   status: PaymentStatus | undefined,
   range: TimeRange,
 ): Promise<number> {
-  const fromDay = range.from ? utcDay(range.from) : undefined
-  const toDay = range.to ? utcDay(range.to) : undefined
+  const { from, to } = range
+  if (from && to && from.getTime() > to.getTime()) return 0
   const byStatus = status ? sql`and payment_status = ${status}` : sql``
-  const exact = (from: Date | undefined, to: Date | undefined, toInclusive: boolean) => sql`
-    (select count(*) from payments
-      where environment_id = ${environmentId} ${byStatus} and active
-      ${from ? sql`and created_at >= ${from}` : sql``}
-      ${to ? (toInclusive ? sql`and created_at <= ${to}` : sql`and created_at < ${to}`) : sql``})`
-  if (fromDay !== undefined && toDay !== undefined && fromDay.getTime() >= toDay.getTime()) {
-    // Within one day: count it exactly.
-    const { rows } = await sql<{ total: string }>`
-      select ${exact(range.from, range.to, true)} as total`.execute(db)
-    return Number(rows[0]?.total ?? 0)
+  const rowsIn = (bounds: RawBuilder<unknown>[]) => sql`(select count(*) from payments
+      where environment_id = ${environmentId} ${byStatus} and active ${sql.join(bounds, sql` `)})`
+  // Whole days [first, end) taken from the per-day counts, and the exact corrections.
+  let first: Date | undefined
+  let end: Date | undefined
+  const plus: RawBuilder<unknown>[] = []
+  const minus: RawBuilder<unknown>[] = []
+  const fromDay = from && utcDay(from)
+  const toDay = to && utcDay(to)
+  if (from && to && fromDay && toDay && fromDay.getTime() === toDay.getTime()) {
+    const dayEnd = new Date(fromDay.getTime() + DAY_MS)
+    if (to.getTime() - from.getTime() <= DAY_MS / 2) {
+      plus.push(rowsIn([sql`and created_at >= ${from}`, sql`and created_at <= ${to}`]))
+    } else {
+      first = fromDay
+      end = dayEnd
+      minus.push(rowsIn([sql`and created_at >= ${fromDay}`, sql`and created_at < ${from}`]))
+      minus.push(rowsIn([sql`and created_at > ${to}`, sql`and created_at < ${dayEnd}`]))
+    }
+  } else {
+    if (from && fromDay) {
+      const next = new Date(fromDay.getTime() + DAY_MS)
+      if (from.getTime() - fromDay.getTime() <= DAY_MS / 2) {
+        first = fromDay
+        minus.push(rowsIn([sql`and created_at >= ${fromDay}`, sql`and created_at < ${from}`]))
+      } else {
+        first = next
+        plus.push(rowsIn([sql`and created_at >= ${from}`, sql`and created_at < ${next}`]))
+      }
+    }
+    if (to && toDay) {
+      const next = new Date(toDay.getTime() + DAY_MS)
+      if (next.getTime() - to.getTime() <= DAY_MS / 2) {
+        end = next
+        minus.push(rowsIn([sql`and created_at > ${to}`, sql`and created_at < ${next}`]))
+      } else {
+        end = toDay
+        plus.push(rowsIn([sql`and created_at >= ${toDay}`, sql`and created_at <= ${to}`]))
+      }
+    }
   }
-  // Whole days: after the day `from` falls in, before the day `to` falls in.
-  const firstWhole = fromDay ? isoDay(new Date(fromDay.getTime() + DAY_MS)) : '-infinity'
-  const endWhole = toDay ? isoDay(toDay) : 'infinity'
-  const { rows } = await sql<{ total: string }>`
-    select
-      (select coalesce(sum(n), 0) from payment_daily_counts
-        where environment_id = ${environmentId} ${byStatus}
-          and day >= ${firstWhole}::date and day < ${endWhole}::date)
-      ${fromDay ? sql`+ ${exact(range.from, new Date(fromDay.getTime() + DAY_MS), false)}` : sql``}
-      ${toDay ? sql`+ ${exact(toDay, range.to, true)}` : sql``}
-      as total`.execute(db)
+  const days =
+    first === undefined && end === undefined && from && to
+      ? sql`0`
+      : sql`(select coalesce(sum(n), 0) from payment_daily_counts
+          where environment_id = ${environmentId} ${byStatus}
+            and day >= ${first ? isoDay(first) : '-infinity'}::date
+            and day < ${end ? isoDay(end) : 'infinity'}::date)`
+  const total = sql.join(
+    [days, ...plus.map((term) => sql`+ ${term}`), ...minus.map((term) => sql`- ${term}`)],
+    sql` `,
+  )
+  const { rows } = await sql<{ total: string }>`select ${total} as total`.execute(db)
   return Number(rows[0]?.total ?? 0)
 }
 

@@ -4,7 +4,7 @@ import type { Clock } from '../../core/clock.ts'
 import { AppError, type ErrorCode, notFound, validationError } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
 import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
-import { isSettled, type PaymentStatus } from '../../core/payment-state.ts'
+import { checkTransition, isSettled, type PaymentStatus } from '../../core/payment-state.ts'
 import type { Access, Scope } from '../../core/principal.ts'
 import type { SecretBox } from '../../core/secret-box.ts'
 import type { Db } from '../../db/client.ts'
@@ -20,6 +20,7 @@ import type {
 import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import {
+  type CancelResult,
   DECLINE_CODES,
   type Decline,
   type Gateway,
@@ -843,7 +844,13 @@ async function retryIfFailed(
   return processing.payment
 }
 
-/** Cancels a payment that has not taken money: INITIATED, PENDING, RESERVED or ON_RETRY. */
+/**
+ * Cancels a payment that has not taken money: INITIATED, PENDING, RESERVED or ON_RETRY.
+ * What it started at the provider is stopped first (a hosted page expired, an
+ * authorization voided); if the provider has already taken the money, the payment is
+ * not cancelled (409) and the provider's report of the charge reconciles it, so money
+ * taken is never left on a CANCELLED payment.
+ */
 export async function cancelPayment(
   deps: PaymentDeps,
   access: Access,
@@ -851,28 +858,38 @@ export async function cancelPayment(
   cause: Cause,
 ): Promise<PaymentView> {
   const scope = scopeOf(access)
-  await requirePayment(deps.db, access, paymentId)
-  const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+  const payment = await requirePayment(deps.db, access, paymentId)
+  const check = checkTransition(payment.payment_status, 'CANCELLED')
+  if (check.kind === 'illegal') throw illegal(payment, 'CANCELLED', check.reason)
+  const gateway = resolveGateway(payment.payment_method_type, payment.payment_gateway ?? undefined)
+  if (gateway.cancel && payment.gateway_tracking_id && check.kind === 'apply') {
+    const ctx = await gatewayContext(deps, scope, gateway.name)
+    let stopped: CancelResult
+    try {
+      stopped = await gateway.cancel(ctx, payment)
+    } catch (error) {
+      deps.logger.warn({ err: error, payment_id: paymentId }, 'gateway cancel failed')
+      throw new AppError(
+        'gateway_error',
+        `The ${gateway.name} gateway could not cancel the payment; it is unchanged`,
+        { payment_id: paymentId },
+      )
+    }
+    if (!stopped.ok) {
+      throw new AppError(
+        'conflict',
+        `${stopped.taken}: the payment is not cancelled, and is reconciled when ${gateway.name} reports the charge`,
+        { payment_id: paymentId, payment_status: payment.payment_status },
+      )
+    }
+  }
+  return withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    // The provider's report of the expiry we just caused can land first: closed either way.
+    if (locked.payment_status === 'FAILED' && payment.payment_status !== 'FAILED') return locked
     const moved = await movePayment(trx, scope, locked, 'CANCELLED', {}, cause, deps)
     if (moved.kind === 'illegal') throw illegal(locked, 'CANCELLED', moved.reason)
     return moved.payment
   })
-  const gateway = resolveGateway(
-    view.payment.payment_method_type,
-    view.payment.payment_gateway ?? undefined,
-  )
-  if (gateway.cancel && view.payment.gateway_tracking_id) {
-    const ctx = await gatewayContext(deps, scope, gateway.name)
-    await gateway
-      .cancel(ctx, view.payment)
-      .catch((error: unknown) =>
-        deps.logger.warn(
-          { err: error, payment_id: paymentId },
-          'gateway cancel failed; the payment is cancelled in Payrail',
-        ),
-      )
-  }
-  return view
 }
 
 /** Changes the editable fields. Method and card-saving choices only before the payment is processed. */
