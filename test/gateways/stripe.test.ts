@@ -164,6 +164,31 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
   })
 })
 
+/** A customer with a finalized invoice and a saved Stripe card of the test `alias`. */
+async function invoiceWithSavedCard(alias: TestCardAlias) {
+  const { customer, invoice } = await invoiceToPay(ctx)
+  const stripeCustomer = emulator.seedCustomer({ email: 'card@example.com' })
+  const method = emulator.seedPaymentMethod(String(stripeCustomer.id), alias)
+  await ctx.db
+    .updateTable('customers')
+    .set({ gateway_customer_ids: JSON.stringify({ stripe: stripeCustomer.id }) })
+    .where('id', '=', customer.id)
+    .execute()
+  const saved = await ctx.db
+    .insertInto('payment_methods')
+    .values({
+      id: `pm_payrail_${customer.id}`,
+      tenant_id: ctx.main.tenant.id,
+      environment_id: ctx.main.test.id,
+      customer_id: customer.id,
+      gateway: 'stripe',
+      gateway_payment_method_id: String(method.id),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  return { invoice, saved }
+}
+
 describe('Stripe saved-card charges', () => {
   test.each<[TestCardAlias, string]>([
     ['pm_card_visa_chargeDeclined', 'card_declined'],
@@ -172,26 +197,7 @@ describe('Stripe saved-card charges', () => {
     ['pm_card_chargeDeclinedLostCard', 'card_declined'],
     ['pm_card_authenticationRequired', 'authentication_required'],
   ])('%s is 402 %s and leaves the payment FAILED', async (alias, code) => {
-    const { customer, invoice } = await invoiceToPay(ctx)
-    const stripeCustomer = emulator.seedCustomer({ email: 'card@example.com' })
-    const method = emulator.seedPaymentMethod(String(stripeCustomer.id), alias)
-    await ctx.db
-      .updateTable('customers')
-      .set({ gateway_customer_ids: JSON.stringify({ stripe: stripeCustomer.id }) })
-      .where('id', '=', customer.id)
-      .execute()
-    const saved = await ctx.db
-      .insertInto('payment_methods')
-      .values({
-        id: `pm_payrail_${customer.id}`,
-        tenant_id: ctx.main.tenant.id,
-        environment_id: ctx.main.test.id,
-        customer_id: customer.id,
-        gateway: 'stripe',
-        gateway_payment_method_id: String(method.id),
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow()
+    const { invoice, saved } = await invoiceWithSavedCard(alias)
     const res = await createPayment(ctx, {
       destination_id: invoice.id,
       payment_method_type: 'CARD',
@@ -243,26 +249,7 @@ describe('Stripe cancellation', () => {
 
 describe('Stripe saved-card retries', () => {
   test('a charge that times out after Stripe took it is replayed on retry, never taken twice', async () => {
-    const { customer, invoice } = await invoiceToPay(ctx)
-    const stripeCustomer = emulator.seedCustomer({ email: 'retry@example.com' })
-    const method = emulator.seedPaymentMethod(String(stripeCustomer.id), 'pm_card_visa')
-    await ctx.db
-      .updateTable('customers')
-      .set({ gateway_customer_ids: JSON.stringify({ stripe: stripeCustomer.id }) })
-      .where('id', '=', customer.id)
-      .execute()
-    const saved = await ctx.db
-      .insertInto('payment_methods')
-      .values({
-        id: `pm_payrail_retry_${customer.id}`,
-        tenant_id: ctx.main.tenant.id,
-        environment_id: ctx.main.test.id,
-        customer_id: customer.id,
-        gateway: 'stripe',
-        gateway_payment_method_id: String(method.id),
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow()
+    const { invoice, saved } = await invoiceWithSavedCard('pm_card_visa')
     const intentsBefore = emulator.state.paymentIntents.size
     // No webhooks for now: only the retry can learn what Stripe did.
     emulator.setWebhookDelivery('manual')

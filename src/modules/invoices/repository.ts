@@ -1,4 +1,5 @@
 import { type Insertable, sql, type Updateable } from 'kysely'
+import { BoundedCache } from '../../core/bounded-cache.ts'
 import type { Db } from '../../db/client.ts'
 import type {
   Invoice,
@@ -82,15 +83,24 @@ export async function updateInvoice(
   return invoice
 }
 
+/** Lines are written with their invoice and never changed, so a read one stays true. */
+const LINES = new BoundedCache<string, InvoiceLine[]>(10_000)
+
 export async function linesOf(db: Db, invoiceIds: string[]): Promise<InvoiceLine[]> {
   if (invoiceIds.length === 0) return []
-  return db
+  const [only] = invoiceIds
+  const known = invoiceIds.length === 1 && only ? LINES.get(only) : undefined
+  if (known) return known.map((line) => ({ ...line }))
+  const lines = await db
     .selectFrom('invoice_lines')
     .selectAll()
     .where('invoice_id', 'in', invoiceIds)
     .orderBy('invoice_id')
     .orderBy('position')
     .execute()
+  // Not before the lines exist: an invoice is created with its lines, in one transaction.
+  if (only && invoiceIds.length === 1 && lines.length > 0) LINES.set(only, lines)
+  return lines
 }
 
 /** The next human-readable number of the environment; the counter row stays locked until commit, so numbers never repeat or skip. */

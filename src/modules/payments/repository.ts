@@ -150,20 +150,7 @@ export async function setAllocationApplied(
   invoiceId: string,
   applied: bigint,
 ): Promise<void> {
-  await db
-    .updateTable('payment_allocations')
-    .set({ applied_amount: applied })
-    .where('payment_id', '=', paymentId)
-    .where('invoice_id', '=', invoiceId)
-    .execute()
-  const known = recall(db, NEW_PAYMENT_ALLOCATIONS, paymentId)
-  if (known)
-    remember(
-      db,
-      NEW_PAYMENT_ALLOCATIONS,
-      paymentId,
-      known.map((a) => (a.invoice_id === invoiceId ? { ...a, applied_amount: applied } : a)),
-    )
+  await updateAllocation(db, paymentId, invoiceId, { applied_amount: applied })
 }
 
 export async function setAllocationAmount(
@@ -172,20 +159,26 @@ export async function setAllocationAmount(
   invoiceId: string,
   amount: bigint,
 ): Promise<void> {
+  await updateAllocation(db, paymentId, invoiceId, { amount })
+}
+
+async function updateAllocation(
+  db: Db,
+  paymentId: string,
+  invoiceId: string,
+  changes: { amount?: bigint; applied_amount?: bigint },
+): Promise<void> {
   await db
     .updateTable('payment_allocations')
-    .set({ amount })
+    .set(changes)
     .where('payment_id', '=', paymentId)
     .where('invoice_id', '=', invoiceId)
     .execute()
   const known = recall(db, NEW_PAYMENT_ALLOCATIONS, paymentId)
-  if (known)
-    remember(
-      db,
-      NEW_PAYMENT_ALLOCATIONS,
-      paymentId,
-      known.map((a) => (a.invoice_id === invoiceId ? { ...a, amount: amount } : a)),
-    )
+  if (known) {
+    const updated = known.map((a) => (a.invoice_id === invoiceId ? { ...a, ...changes } : a))
+    remember(db, NEW_PAYMENT_ALLOCATIONS, paymentId, updated)
+  }
 }
 
 export async function insertAttempt(

@@ -1,3 +1,4 @@
+import { BoundedCache } from '../../core/bounded-cache.ts'
 import type { Db } from '../../db/client.ts'
 
 /**
@@ -41,11 +42,19 @@ export async function markInboundEventHandled(
     .execute()
 }
 
+/** Environments are never changed or deleted: one that was found stays found. */
+const KNOWN_ENVIRONMENTS = new BoundedCache<string, { id: string; tenant_id: string }>(10_000)
+
 export async function environmentOfTenant(db: Db, tenantId: string, environmentId: string) {
-  return db
+  const key = `${tenantId}/${environmentId}`
+  const known = KNOWN_ENVIRONMENTS.get(key)
+  if (known) return known
+  const found = await db
     .selectFrom('environments')
     .select(['id', 'tenant_id'])
     .where('id', '=', environmentId)
     .where('tenant_id', '=', tenantId)
     .executeTakeFirst()
+  if (found) KNOWN_ENVIRONMENTS.set(key, found)
+  return found
 }
