@@ -119,6 +119,8 @@ export type ChargeResult =
       gatewayCustomerId?: string | undefined
     }
   | { outcome: 'processing'; gatewayPaymentId: string; trackingId: string }
+  /** Authorized: the funds are held and captured later (the provider reports the capture). */
+  | { outcome: 'reserved'; gatewayPaymentId: string; trackingId: string; amountReserved: bigint }
   | {
       outcome: 'declined'
       gatewayPaymentId: string | null

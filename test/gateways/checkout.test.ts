@@ -445,7 +445,12 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
   test('payment_approved holds the funds (RESERVED, invoice unpaid); payment_captured pays the invoice once', async () => {
     emulator.holdWebhooks()
     const { invoice, payment, checkoutId } = await authorizedCharge()
-    expect(payment).toMatchObject({ payment_status: 'PROCESSING', amount_paid: '0.00' })
+    // The answer itself says Authorized: RESERVED at once, before any webhook.
+    expect(payment).toMatchObject({
+      payment_status: 'RESERVED',
+      amount_reserved: '100.00',
+      amount_paid: '0.00',
+    })
     await emulator.releaseWebhooks()
     await emulator.waitForDeliveries()
     const reserved = await getPayment(ctx, payment.id)
@@ -509,8 +514,9 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
       amount_remaining: '0.00',
     })
     expect(await eventCount(payment.id, 'payment.succeeded')).toBe(1)
-    // The approval that arrives after the capture would move the payment backwards: refused.
-    expect(await eventCount(payment.id, 'payment.reserved')).toBe(0)
+    // RESERVED once, from the charge's answer; the approvals that arrive after the capture
+    // would move the payment backwards: refused.
+    expect(await eventCount(payment.id, 'payment.reserved')).toBe(1)
   })
 
   test('cancelling the RESERVED payment in Payrail voids the authorization: nothing is captured', async () => {

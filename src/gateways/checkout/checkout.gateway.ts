@@ -173,8 +173,8 @@ const MONEY_TAKEN: CheckoutPaymentStatus[] = [
 
 /**
  * The answer to an off-session payment. Checkout.com captures a `capture: true` payment
- * after answering, so the answer is often `Authorized`: the payment stays PROCESSING here,
- * and the `payment_approved` webhook makes it RESERVED, `payment_captured` SUCCEEDED.
+ * after answering, so the answer is often `Authorized`: the payment is RESERVED at once
+ * (its `payment_approved` webhook is then a repeat), and `payment_captured` makes it SUCCEEDED.
  */
 function chargeOutcome(answer: CheckoutPaymentView): ChargeResult {
   const ids = { gatewayPaymentId: answer.id, trackingId: answer.id }
@@ -183,6 +183,7 @@ function chargeOutcome(answer: CheckoutPaymentView): ChargeResult {
     case 'Paid':
       return { outcome: 'succeeded', ...ids }
     case 'Authorized':
+      return { outcome: 'reserved', ...ids, amountReserved: answer.amount }
     case 'Pending':
       return { outcome: 'processing', ...ids }
     case 'Declined':

@@ -672,6 +672,35 @@ async function chargeCard(
           updated_at: deps.clock.now(),
         })
       }
+      case 'reserved': {
+        await insertAttempt(
+          trx,
+          attemptRow(
+            locked,
+            gateway.name,
+            'reserved',
+            result.gatewayPaymentId,
+            result.trackingId,
+            null,
+            null,
+            deps.clock,
+          ),
+        )
+        const moved = await movePayment(
+          trx,
+          scope,
+          locked,
+          'RESERVED',
+          {
+            amount_reserved: result.amountReserved,
+            gateway_payment_id: result.gatewayPaymentId,
+            gateway_tracking_id: result.trackingId,
+          },
+          cause,
+          deps,
+        )
+        return moved.payment
+      }
       case 'declined': {
         decline = result.decline
         const ids = { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
