@@ -2,6 +2,7 @@ import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { newId } from '../../src/core/ids.ts'
 import { appendRows, inTransaction, MemoKey, recall, remember } from '../../src/db/transaction.ts'
+import { allocationsOf, insertPayment } from '../../src/modules/payments/repository.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { createPayment, invoiceToPay, type PaymentBody } from '../payments-helpers.ts'
 
@@ -188,5 +189,46 @@ describe('internal rails settle in the transaction that creates the payment', ()
       [invoice.id],
     )
     expect(rows).toEqual([{ payment_status: 'FAILED', attempts: 1 }])
+  })
+})
+
+describe('insertPayment', () => {
+  test('writes the payment and its allocations in one statement; a taken human_id writes neither', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const row = (id: string) => ({
+      id,
+      tenant_id: ctx.main.tenant.id,
+      environment_id: ctx.main.test.id,
+      human_id: 'TAKEN1',
+      customer_id: invoice.customer_id,
+      destination_type: 'INVOICE' as const,
+      destination_id: invoice.id,
+      amount: 10000n,
+      currency: 'usd',
+      payment_status: 'INITIATED' as const,
+      payment_method_type: 'OFFLINE' as const,
+      invoice_ids: [invoice.id],
+    })
+    const allocations = [{ invoice_id: invoice.id, position: 0, amount: 10000n }]
+    const results = await inTransaction(ctx.db, async (trx) => {
+      const first = await insertPayment(trx, row('pay_insert_first'), allocations)
+      const second = await insertPayment(trx, row('pay_insert_second'), allocations)
+      return { first, second, known: await allocationsOf(trx, ['pay_insert_first']) }
+    })
+    expect(results.first?.id).toBe('pay_insert_first')
+    expect(results.second).toBeUndefined()
+    expect(results.known).toEqual([
+      {
+        payment_id: 'pay_insert_first',
+        invoice_id: invoice.id,
+        position: 0,
+        amount: 10000n,
+        applied_amount: 0n,
+      },
+    ])
+    const { rows } = await ctx.pool.query<{ payment_id: string; amount: string }>(
+      `select payment_id, amount::text from payment_allocations where payment_id like 'pay_insert_%'`,
+    )
+    expect(rows).toEqual([{ payment_id: 'pay_insert_first', amount: '10000' }])
   })
 })

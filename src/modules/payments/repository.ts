@@ -24,17 +24,51 @@ export type PaymentSortField = 'created_at' | 'amount' | 'updated_at'
 /** The attempts of a payment created in the current transaction: none until it inserts some. */
 const NEW_PAYMENT_ATTEMPTS = new MemoKey<PaymentAttempt[]>('new_payment_attempts')
 
+/**
+ * Inserts a payment and its allocations in one statement (the allocations as a
+ * data-modifying CTE that writes only when the payment did). `undefined`, and nothing
+ * written, when the `human_id` is taken: the caller draws another.
+ */
 export async function insertPayment(
   db: Db,
   row: Insertable<PaymentTable>,
+  allocations: Omit<Insertable<PaymentAllocationTable>, 'payment_id'>[],
 ): Promise<Payment | undefined> {
+  const rows = allocations.map((a) => ({ ...a, payment_id: row.id }))
+  const values = sql.join(
+    rows.map(
+      (a) => sql`(${a.payment_id}, ${a.invoice_id}, ${a.position}::int, ${a.amount}::bigint)`,
+    ),
+  )
   const payment = await db
-    .insertInto('payments')
-    .values(row)
-    .onConflict((oc) => oc.columns(['environment_id', 'human_id']).doNothing())
-    .returningAll()
+    .with('p', (qb) =>
+      qb
+        .insertInto('payments')
+        .values(row)
+        .onConflict((oc) => oc.columns(['environment_id', 'human_id']).doNothing())
+        .returningAll(),
+    )
+    .with('a', (qb) =>
+      qb
+        .insertInto('payment_allocations')
+        .columns(['payment_id', 'invoice_id', 'position', 'amount'])
+        .expression(
+          sql`select v.payment_id, v.invoice_id, v.position, v.amount
+              from (values ${values}) as v(payment_id, invoice_id, position, amount)
+              where exists (select 1 from p)`,
+        ),
+    )
+    .selectFrom('p')
+    .selectAll()
     .executeTakeFirst()
-  if (payment) remember(db, NEW_PAYMENT_ATTEMPTS, payment.id, [])
+  if (!payment) return undefined
+  remember(db, NEW_PAYMENT_ATTEMPTS, payment.id, [])
+  remember(
+    db,
+    NEW_PAYMENT_ALLOCATIONS,
+    payment.id,
+    rows.map((a) => ({ ...a, applied_amount: 0n })),
+  )
   return payment
 }
 
@@ -45,17 +79,6 @@ export function attemptsOfNewPayment(db: Db, paymentId: string): PaymentAttempt[
 
 /** The allocations of a payment created in the current transaction, as this transaction left them. */
 const NEW_PAYMENT_ALLOCATIONS = new MemoKey<PaymentAllocation[]>('new_payment_allocations')
-
-export async function insertAllocations(
-  db: Db,
-  rows: Insertable<PaymentAllocationTable>[],
-): Promise<void> {
-  if (rows.length === 0) return
-  const inserted = await db.insertInto('payment_allocations').values(rows).returningAll().execute()
-  const [first] = inserted
-  if (first && inserted.every((a) => a.payment_id === first.payment_id))
-    remember(db, NEW_PAYMENT_ALLOCATIONS, first.payment_id, inserted)
-}
 
 export async function findPayment(
   db: Db,

@@ -42,7 +42,6 @@ import {
   findPayment,
   findPaymentByIdempotencyKey,
   inFlightAmount,
-  insertAllocations,
   insertAttempt,
   insertPayment,
   listPayments as listPaymentRows,
@@ -183,41 +182,40 @@ export async function createPaymentRecord(
       })
       const method = await paymentMethodFor(trx, scope, first.customer_id, input)
       const now = deps.clock.now()
-      const payment = await insertWithHumanId(trx, {
-        id: newId('payment'),
-        tenant_id: scope.tenantId,
-        environment_id: scope.environmentId,
-        customer_id: first.customer_id,
-        destination_type: input.destinationType,
-        destination_id: input.destinationId,
-        subject: input.subject ?? first.order_id ?? first.subscription_id ?? first.id,
-        amount: amounts.reduce((sum, a) => sum + a, 0n),
-        currency: input.currency,
-        payment_status: 'INITIATED',
-        payment_method_type: input.methodType,
-        payment_method_id: method?.id ?? null,
-        payment_gateway: gateway.name,
-        success_url: input.successUrl ?? null,
-        cancel_url: input.cancelUrl ?? null,
-        save_card_and_make_default: input.saveCard ?? false,
-        metadata: JSON.stringify(input.metadata ?? {}),
-        gateway_metadata: JSON.stringify(input.gatewayMetadata ?? {}),
-        idempotency_key: input.idempotencyKey ?? null,
-        description: input.description ?? null,
-        billing_address: input.billingAddress ? JSON.stringify(input.billingAddress) : null,
-        discount_code: input.discountCode ?? null,
-        payment_date: input.paymentDate ?? null,
-        invoice_number: first.number,
-        invoice_ids: invoices.map((invoice) => invoice.id),
-        created_by: input.createdBy,
-        updated_by: input.createdBy,
-        created_at: now,
-        updated_at: now,
-      })
-      await insertAllocations(
+      const payment = await insertWithHumanId(
         trx,
+        {
+          id: newId('payment'),
+          tenant_id: scope.tenantId,
+          environment_id: scope.environmentId,
+          customer_id: first.customer_id,
+          destination_type: input.destinationType,
+          destination_id: input.destinationId,
+          subject: input.subject ?? first.order_id ?? first.subscription_id ?? first.id,
+          amount: amounts.reduce((sum, a) => sum + a, 0n),
+          currency: input.currency,
+          payment_status: 'INITIATED',
+          payment_method_type: input.methodType,
+          payment_method_id: method?.id ?? null,
+          payment_gateway: gateway.name,
+          success_url: input.successUrl ?? null,
+          cancel_url: input.cancelUrl ?? null,
+          save_card_and_make_default: input.saveCard ?? false,
+          metadata: JSON.stringify(input.metadata ?? {}),
+          gateway_metadata: JSON.stringify(input.gatewayMetadata ?? {}),
+          idempotency_key: input.idempotencyKey ?? null,
+          description: input.description ?? null,
+          billing_address: input.billingAddress ? JSON.stringify(input.billingAddress) : null,
+          discount_code: input.discountCode ?? null,
+          payment_date: input.paymentDate ?? null,
+          invoice_number: first.number,
+          invoice_ids: invoices.map((invoice) => invoice.id),
+          created_by: input.createdBy,
+          updated_by: input.createdBy,
+          created_at: now,
+          updated_at: now,
+        },
         invoices.map((invoice, position) => ({
-          payment_id: payment.id,
           invoice_id: invoice.id,
           position,
           amount: amounts[position] ?? 0n,
@@ -343,17 +341,18 @@ async function paymentMethodFor(
   return method
 }
 
-/** Inserts with a random 6-character `human_id`, drawing again on the rare collision. */
+/** Inserts with a random 6-character `human_id` (and the allocations), drawing again on the rare collision. */
 async function insertWithHumanId(
   db: Db,
   row: Omit<Insertable<PaymentTable>, 'human_id'>,
+  allocations: Parameters<typeof insertPayment>[2],
 ): Promise<Payment> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const humanId = Array.from(
       { length: 6 },
       () => HUMAN_ID_ALPHABET[randomInt(HUMAN_ID_ALPHABET.length)],
     ).join('')
-    const payment = await insertPayment(db, { ...row, human_id: humanId })
+    const payment = await insertPayment(db, { ...row, human_id: humanId }, allocations)
     if (payment) return payment
   }
   throw new Error('Could not draw a unique human_id')
