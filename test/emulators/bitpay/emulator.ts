@@ -1,6 +1,6 @@
+import { ApiFaults, type FailOptions, type TimeoutOptions } from '../shared/api-faults.ts'
 import type { BitpayApiContext, NewBitpayInvoice } from './api.ts'
 import { type Clock, SYSTEM_CLOCK } from './clock.ts'
-import { ApiFaults, type FailOptions, type TimeoutOptions } from './faults.ts'
 import { newInvoiceId, randomBase58 } from './ids.ts'
 import {
   type BitpayInvoiceRecord,

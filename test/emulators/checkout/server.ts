@@ -1,4 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { startHttpServer } from '../shared/http-server.ts'
+import { readBody } from '../shared/read-body.ts'
 import { type ApiDependencies, handleApiRequest } from './api.ts'
 import { CheckoutEmulator, type CheckoutEmulatorOptions } from './emulator.ts'
 import { handleHostedPage, isHostedPagePath, type PageAnswer } from './hosted-page.ts'
@@ -15,8 +17,6 @@ export { PAYMENT_STATUSES, WEBHOOK_EVENT_TYPES } from './state.ts'
 export type { CheckoutTestCard } from './test-cards.ts'
 export { CHECKOUT_TEST_CARDS } from './test-cards.ts'
 export type { DeliveryAttempt, PendingDelivery, RetryPolicy } from './webhooks.ts'
-
-const MAX_BODY_BYTES = 1024 * 1024
 
 /**
  * Starts a local stand-in for `https://api.sandbox.checkout.com` on `127.0.0.1` and a free
@@ -45,22 +45,10 @@ export async function startCheckoutEmulator(
     idempotency: emulator.idempotency,
     requestLog: emulator.requestLog,
   }
-  const server = createServer((request, response) => {
-    void serve(emulator, deps, request, response)
-  })
-  const host = options.host ?? '127.0.0.1'
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const address = server.address()
-  if (address === null || typeof address === 'string') {
-    throw new Error('The Checkout.com emulator did not get a TCP port')
-  }
-  emulator.bind({ host, port: address.port }, () => closeServer(server))
+  const server = await startHttpServer('Checkout.com', options, (request, response) =>
+    serve(emulator, deps, request, response),
+  )
+  emulator.bind(server.address, server.close)
   return emulator
 }
 
@@ -93,19 +81,6 @@ async function serve(
   }
 }
 
-/** The whole body as text; null when it exceeds `MAX_BODY_BYTES`. */
-async function readBody(request: IncomingMessage): Promise<string | null> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of request) {
-    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk))
-    size += buffer.length
-    if (size > MAX_BODY_BYTES) return null
-    chunks.push(buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
-
 function writePage(response: ServerResponse, answer: PageAnswer): void {
   const requestId = newId('request')
   if (answer.kind === 'redirect') {
@@ -118,12 +93,4 @@ function writePage(response: ServerResponse, answer: PageAnswer): void {
       'cko-request-id': requestId,
     })
     .end(answer.html)
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.close((error) => (error === undefined ? resolve() : reject(error)))
-    // Keep-alive sockets and held (timed-out) requests would stall close().
-    server.closeAllConnections()
-  })
 }

@@ -1,14 +1,9 @@
+import { DeliveryRunner, type RetryPolicy } from '../shared/delivery-runner.ts'
 import { ckoSignature } from './signing.ts'
 
-export interface RetryPolicy {
-  /** Attempts per delivery, the first included, until one answers 2xx (default 5). */
-  maxAttempts: number
-  /** Wait before the 2nd attempt; doubles after each failure (default 20 ms). */
-  backoffMs: number
-  /** How long one attempt waits for the endpoint's answer (default 5 s). */
-  timeoutMs: number
-}
+export type { RetryPolicy } from '../shared/delivery-runner.ts'
 
+/** Defaults: 5 attempts, 20 ms before the 2nd (doubling), 5 s per attempt. */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 5, backoffMs: 20, timeoutMs: 5_000 }
 
 export const RELEASE_ORDERS = ['fifo', 'reverse'] as const
@@ -53,11 +48,8 @@ export class WebhookOutbox {
   private readonly held: PendingDelivery[] = []
   private duplicatesLeft = 0
   private badSignaturesLeft = 0
-  private readonly inFlight = new Set<Promise<unknown>>()
-  private readonly cancellers = new Set<() => void>()
-  private chain: Promise<unknown> = Promise.resolve()
+  private readonly runner = new DeliveryRunner(() => this.retry)
   private sequence = 0
-  private closed = false
 
   constructor(
     private readonly signatureKey: string,
@@ -85,7 +77,7 @@ export class WebhookOutbox {
         badSignature,
       }
       if (this.holding) this.held.push(delivery)
-      else this.track(this.inOrder(delivery))
+      else void this.runner.track(this.inOrder(delivery))
     }
   }
 
@@ -114,12 +106,12 @@ export class WebhookOutbox {
     const taken = this.held.splice(0)
     if (order === 'reverse') taken.reverse()
     const made: DeliveryAttempt[] = []
-    for (const delivery of taken) made.push(...(await this.track(this.inOrder(delivery))))
+    for (const delivery of taken) made.push(...(await this.runner.track(this.inOrder(delivery))))
     return made
   }
 
-  async whenIdle(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight])
+  whenIdle(): Promise<void> {
+    return this.runner.whenIdle()
   }
 
   clear(): void {
@@ -131,28 +123,16 @@ export class WebhookOutbox {
   }
 
   close(): void {
-    this.closed = true
-    for (const cancel of this.cancellers) cancel()
-    this.cancellers.clear()
+    this.runner.close()
   }
 
   private inOrder(delivery: PendingDelivery): Promise<DeliveryAttempt[]> {
-    const run = this.chain.then(() => this.deliver(delivery))
-    this.chain = run.catch(() => undefined)
-    return run
-  }
-
-  private async deliver(delivery: PendingDelivery): Promise<DeliveryAttempt[]> {
-    const made: DeliveryAttempt[] = []
-    for (let attempt = 1; attempt <= this.retry.maxAttempts && !this.closed; attempt++) {
-      const result = await this.attempt(delivery, attempt)
-      made.push(result)
-      this.attempts.push(result)
-      if (result.ok) break
-      if (attempt < this.retry.maxAttempts)
-        await this.sleep(this.retry.backoffMs * 2 ** (attempt - 1))
-    }
-    return made
+    return this.runner.inLine(() =>
+      this.runner.retry(
+        (attempt) => this.attempt(delivery, attempt),
+        (made) => this.attempts.push(made),
+      ),
+    )
   }
 
   private async attempt(delivery: PendingDelivery, attempt: number): Promise<DeliveryAttempt> {
@@ -166,57 +146,13 @@ export class WebhookOutbox {
       signature,
       body: delivery.body,
     }
-    const controller = new AbortController()
-    const timer = setTimeout(() => controller.abort(), this.retry.timeoutMs)
-    const cancel = () => controller.abort()
-    this.cancellers.add(cancel)
-    try {
-      const headers: Record<string, string> = {
-        'content-type': 'application/json; charset=utf-8',
-        'cko-signature': signature,
-        'user-agent': 'checkout-webhooks/1.0 (payrail emulator)',
-      }
-      if (this.authorization !== null) headers.authorization = this.authorization
-      const response = await fetch(delivery.url, {
-        method: 'POST',
-        headers,
-        body: delivery.body,
-        signal: controller.signal,
-      })
-      await response.arrayBuffer()
-      const ok = response.status >= 200 && response.status < 300
-      return { ...base, ok, status: response.status, error: ok ? null : `HTTP ${response.status}` }
-    } catch (error) {
-      return { ...base, ok: false, status: null, error: describe(error) }
-    } finally {
-      clearTimeout(timer)
-      this.cancellers.delete(cancel)
+    const headers: Record<string, string> = {
+      'content-type': 'application/json; charset=utf-8',
+      'cko-signature': signature,
+      'user-agent': 'checkout-webhooks/1.0 (payrail emulator)',
     }
+    if (this.authorization !== null) headers.authorization = this.authorization
+    const outcome = await this.runner.post(delivery.url, { headers, body: delivery.body })
+    return { ...base, ...outcome }
   }
-
-  private track<T>(promise: Promise<T>): Promise<T> {
-    this.inFlight.add(promise)
-    void promise.finally(() => this.inFlight.delete(promise))
-    return promise
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer)
-        this.cancellers.delete(wake)
-        resolve()
-      }
-      const timer = setTimeout(wake, ms)
-      this.cancellers.add(wake)
-    })
-  }
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : ''
-    return `${error.name}: ${error.message}${cause}`
-  }
-  return String(error)
 }

@@ -1,7 +1,7 @@
+import { ApiFaults, type FailOptions, type TimeoutOptions } from '../shared/api-faults.ts'
 import { convertAmount, DEFAULT_USD_RATES, scaleAmount } from './amounts.ts'
 import type { CoinpaymentsApiContext, NewCoinpaymentsTransaction, TransactionUrls } from './api.ts'
 import { type Clock, SYSTEM_CLOCK } from './clock.ts'
-import { ApiFaults, type FailOptions, type TimeoutOptions } from './faults.ts'
 import { newAddress, newTxnId, randomHex } from './ids.ts'
 import { ipnForm } from './ipn.ts'
 import type { JsonObject } from './json.ts'

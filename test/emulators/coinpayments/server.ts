@@ -1,9 +1,13 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { HeldRequests } from '../shared/held-requests.ts'
+import { startHttpServer } from '../shared/http-server.ts'
+import { readBody } from '../shared/read-body.ts'
 import { apiError, handleApiRequest } from './api.ts'
 import { CoinpaymentsEmulator, type CoinpaymentsEmulatorOptions } from './emulator.ts'
 import { renderHostedPage } from './hosted-page.ts'
 import type { JsonObject } from './json.ts'
 
+export type { FailOptions, TimeoutOptions } from '../shared/api-faults.ts'
 export { DEFAULT_USD_RATES, formatAmount, parseAmount } from './amounts.ts'
 export type { NewCoinpaymentsTransaction, TransactionUrls } from './api.ts'
 export type { Clock } from './clock.ts'
@@ -13,14 +17,11 @@ export type {
   ConfirmOptions,
   ReceiveOptions,
 } from './emulator.ts'
-export type { FailOptions, TimeoutOptions } from './faults.ts'
 export type { JsonObject, JsonValue } from './json.ts'
 export type { DeliveryAttempt, RetryPolicy } from './notifier.ts'
 export { coinpaymentsHmac, verifyCoinpaymentsHmac } from './signing.ts'
 export type { CoinpaymentsStatus } from './transaction.ts'
 export { COINPAYMENTS_STATUS_TEXT, COINPAYMENTS_STATUSES } from './transaction.ts'
-
-const MAX_BODY_BYTES = 1024 * 1024
 
 /**
  * Starts a local stand-in for CoinPayments' legacy API (`https://www.coinpayments.net/api.php`)
@@ -37,29 +38,16 @@ export async function startCoinpaymentsEmulator(
   options: CoinpaymentsEmulatorOptions = {},
 ): Promise<CoinpaymentsEmulator> {
   const emulator = new CoinpaymentsEmulator(options)
-  const timers = new Set<NodeJS.Timeout>()
-  const server = createServer((request, response) => {
-    void serve(emulator, timers, request, response)
-  })
-  const host = options.host ?? '127.0.0.1'
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const address = server.address()
-  if (address === null || typeof address === 'string') {
-    throw new Error('The CoinPayments emulator did not get a TCP port')
-  }
-  emulator.bind({ host, port: address.port }, () => closeServer(server, timers))
+  const server = await startHttpServer('CoinPayments', options, (request, response, held) =>
+    serve(emulator, held, request, response),
+  )
+  emulator.bind(server.address, server.close)
   return emulator
 }
 
 async function serve(
   emulator: CoinpaymentsEmulator,
-  timers: Set<NodeJS.Timeout>,
+  held: HeldRequests,
   request: IncomingMessage,
   response: ServerResponse,
 ): Promise<void> {
@@ -87,11 +75,7 @@ async function serve(
       return
     }
     if (fault?.kind === 'timeout') {
-      const timer = setTimeout(() => {
-        timers.delete(timer)
-        request.socket.destroy()
-      }, fault.ms)
-      timers.add(timer)
+      held.resetAfter(request, fault.ms)
       return
     }
     const answer = handleApiRequest(emulator, {
@@ -112,27 +96,4 @@ function writeJson(response: ServerResponse, status: number, body: JsonObject): 
   response
     .writeHead(status, { 'content-type': 'application/json; charset=utf-8' })
     .end(JSON.stringify(body))
-}
-
-/** The whole body as text; null when it exceeds `MAX_BODY_BYTES`. */
-async function readBody(request: IncomingMessage): Promise<string | null> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of request) {
-    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk))
-    size += buffer.length
-    if (size > MAX_BODY_BYTES) return null
-    chunks.push(buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
-
-function closeServer(server: Server, timers: Set<NodeJS.Timeout>): Promise<void> {
-  for (const timer of timers) clearTimeout(timer)
-  timers.clear()
-  return new Promise((resolve, reject) => {
-    server.close((error) => (error === undefined ? resolve() : reject(error)))
-    // Held (timed-out) requests and keep-alive sockets would otherwise stall close().
-    server.closeAllConnections()
-  })
 }

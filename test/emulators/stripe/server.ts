@@ -1,4 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { startHttpServer } from '../shared/http-server.ts'
+import { readBody } from '../shared/read-body.ts'
 import { type ApiDependencies, handleApiRequest } from './api.ts'
 import { type ControlResponse, handleControlRequest, isControlPath } from './controls.ts'
 import { StripeEmulator, type StripeEmulatorOptions } from './emulator.ts'
@@ -17,8 +19,6 @@ export type { CheckoutCompletion, CompleteCheckoutOptions } from './resources/ch
 export type { TestCardAlias } from './test-cards.ts'
 export { TEST_CARD_ALIASES } from './test-cards.ts'
 export type { DeliveryAttempt, PendingDelivery, RetryPolicy } from './webhooks.ts'
-
-const MAX_BODY_BYTES = 1024 * 1024
 
 /**
  * Starts a local stand-in for `https://api.stripe.com` on `127.0.0.1` and a free port.
@@ -48,22 +48,10 @@ export async function startStripeEmulator(
     secretKey: emulator.secretKey,
     requestLog: emulator.requestLog,
   }
-  const server = createServer((request, response) => {
-    void serve(emulator, deps, request, response)
-  })
-  const host = options.host ?? '127.0.0.1'
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const address = server.address()
-  if (address === null || typeof address === 'string') {
-    throw new Error('The Stripe emulator did not get a TCP port')
-  }
-  emulator.bind({ host, port: address.port }, () => closeServer(server))
+  const server = await startHttpServer('Stripe', options, (request, response) =>
+    serve(emulator, deps, request, response),
+  )
+  emulator.bind(server.address, server.close)
   return emulator
 }
 
@@ -103,19 +91,6 @@ async function serve(
   }
 }
 
-/** The whole body as text; null when it exceeds `MAX_BODY_BYTES`. */
-async function readBody(request: IncomingMessage): Promise<string | null> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of request) {
-    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk))
-    size += buffer.length
-    if (size > MAX_BODY_BYTES) return null
-    chunks.push(buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
-
 function writeControlResponse(response: ServerResponse, answer: ControlResponse): void {
   switch (answer.kind) {
     case 'json':
@@ -132,12 +107,4 @@ function writeControlResponse(response: ServerResponse, answer: ControlResponse)
       response.writeHead(303, { location: answer.location }).end()
       return
   }
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.close((error) => (error === undefined ? resolve() : reject(error)))
-    // Keep-alive sockets (the SDK's agent keeps them) and held requests would stall close().
-    server.closeAllConnections()
-  })
 }

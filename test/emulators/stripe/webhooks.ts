@@ -1,3 +1,4 @@
+import { DeliveryRunner, type RetryPolicy } from '../shared/delivery-runner.ts'
 import type { DeliveryOptions, EventRecord } from './events.ts'
 import { renderEvent } from './events.ts'
 import { signatureHeader } from './signing.ts'
@@ -10,15 +11,9 @@ export type DeliveryMode = (typeof DELIVERY_MODES)[number]
 export const DELIVERY_ORDERS = ['fifo', 'reverse', 'shuffle'] as const
 export type DeliveryOrder = (typeof DELIVERY_ORDERS)[number]
 
-export interface RetryPolicy {
-  /** Attempts per delivery, the first included, until one answers 2xx (default 3). */
-  maxAttempts: number
-  /** Wait before the 2nd attempt; doubles after each failure (default 50 ms). */
-  backoffMs: number
-  /** How long one attempt waits for the endpoint's answer (default 10 s). */
-  timeoutMs: number
-}
+export type { RetryPolicy } from '../shared/delivery-runner.ts'
 
+/** Defaults: 3 attempts, 50 ms before the 2nd (doubling), 10 s per attempt. */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   maxAttempts: 3,
   backoffMs: 50,
@@ -71,12 +66,8 @@ export class WebhookOutbox {
   readonly attempts: DeliveryAttempt[] = []
   private endpoint: Endpoint | null = null
   private readonly queue: PendingDelivery[] = []
-  private readonly inFlight = new Set<Promise<unknown>>()
-  /** Pending sleeps and requests, so `close()` can cut them short. */
-  private readonly cancellers = new Set<() => void>()
-  private closed = false
   /** Auto mode sends one delivery after another, so arrival order is emission order. */
-  private chain: Promise<unknown> = Promise.resolve()
+  private readonly runner = new DeliveryRunner(() => this.retry)
   private deliverySeq = 0
 
   constructor(
@@ -115,8 +106,8 @@ export class WebhookOutbox {
         timestampOffsetSeconds: options.timestampOffsetSeconds ?? 0,
       }
       if (this.mode === 'manual') this.queue.push(delivery)
-      else if (delivery.delayMs > 0) this.track(this.deliver(delivery))
-      else this.track(this.enqueueInOrder(delivery))
+      else if (delivery.delayMs > 0) void this.runner.track(this.deliver(delivery))
+      else void this.runner.track(this.runner.inLine(() => this.deliver(delivery)))
     }
   }
 
@@ -138,13 +129,13 @@ export class WebhookOutbox {
     )
     const ordered = arrange(expanded, options.order ?? 'fifo')
     const made: DeliveryAttempt[] = []
-    for (const delivery of ordered) made.push(...(await this.track(this.deliver(delivery))))
+    for (const delivery of ordered) made.push(...(await this.runner.track(this.deliver(delivery))))
     return made
   }
 
   /** Resolves once no delivery (or retry) is under way. */
-  async whenIdle(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight])
+  whenIdle(): Promise<void> {
+    return this.runner.whenIdle()
   }
 
   clear(): void {
@@ -153,34 +144,19 @@ export class WebhookOutbox {
   }
 
   close(): void {
-    this.closed = true
-    for (const cancel of this.cancellers) cancel()
-    this.cancellers.clear()
+    this.runner.close()
   }
 
   /**
-   * Waits for the deliveries before it (their retries included), then sends. A delayed
-   * delivery skips this line on purpose: it is meant to arrive after later events.
+   * A delayed delivery waits first and skips the line on purpose: it is meant to arrive
+   * after later events; the others wait for the deliveries before them (see `accept`).
    */
-  private enqueueInOrder(delivery: PendingDelivery): Promise<DeliveryAttempt[]> {
-    const run = this.chain.then(() => this.deliver(delivery))
-    this.chain = run.catch(() => undefined)
-    return run
-  }
-
   private async deliver(delivery: PendingDelivery): Promise<DeliveryAttempt[]> {
-    const made: DeliveryAttempt[] = []
-    if (delivery.delayMs > 0) await this.sleep(delivery.delayMs)
-    for (let attempt = 1; attempt <= this.retry.maxAttempts; attempt++) {
-      if (this.closed) break
-      const result = await this.attempt(delivery, attempt)
-      made.push(result)
-      this.attempts.push(result)
-      if (result.ok) break
-      if (attempt < this.retry.maxAttempts)
-        await this.sleep(this.retry.backoffMs * 2 ** (attempt - 1))
-    }
-    return made
+    if (delivery.delayMs > 0) await this.runner.sleep(delivery.delayMs)
+    return this.runner.retry(
+      (attempt) => this.attempt(delivery, attempt),
+      (made) => this.attempts.push(made),
+    )
   }
 
   private async attempt(delivery: PendingDelivery, attempt: number): Promise<DeliveryAttempt> {
@@ -197,50 +173,17 @@ export class WebhookOutbox {
       signature,
       at: this.clock.now(),
     }
-    const controller = new AbortController()
-    const timeout = setTimeout(() => controller.abort(), this.retry.timeoutMs)
-    const cancel = () => controller.abort()
-    this.cancellers.add(cancel)
-    try {
-      const response = await fetch(delivery.url, {
-        method: 'POST',
-        headers: {
-          accept: '*/*; q=0.5, application/xml',
-          'cache-control': 'no-cache',
-          'content-type': 'application/json; charset=utf-8',
-          'stripe-signature': signature,
-          'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)',
-        },
-        body: delivery.payload,
-        signal: controller.signal,
-      })
-      await response.arrayBuffer()
-      const ok = response.status >= 200 && response.status < 300
-      return { ...base, ok, status: response.status, error: ok ? null : `HTTP ${response.status}` }
-    } catch (error) {
-      return { ...base, ok: false, status: null, error: describe(error) }
-    } finally {
-      clearTimeout(timeout)
-      this.cancellers.delete(cancel)
-    }
-  }
-
-  private track<T>(promise: Promise<T>): Promise<T> {
-    this.inFlight.add(promise)
-    void promise.finally(() => this.inFlight.delete(promise))
-    return promise
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer)
-        this.cancellers.delete(wake)
-        resolve()
-      }
-      const timer = setTimeout(wake, ms)
-      this.cancellers.add(wake)
+    const outcome = await this.runner.post(delivery.url, {
+      headers: {
+        accept: '*/*; q=0.5, application/xml',
+        'cache-control': 'no-cache',
+        'content-type': 'application/json; charset=utf-8',
+        'stripe-signature': signature,
+        'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)',
+      },
+      body: delivery.payload,
     })
+    return { ...base, ...outcome }
   }
 }
 
@@ -265,12 +208,4 @@ function arrange<T>(items: T[], order: DeliveryOrder): T[] {
       return shuffled
     }
   }
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : ''
-    return `${error.name}: ${error.message}${cause}`
-  }
-  return String(error)
 }

@@ -1,4 +1,4 @@
-/** How the next API requests misbehave, queued by a test. */
+/** How the next API requests misbehave, queued by a test (every API request, in turn). */
 export interface FailOptions {
   /** The HTTP status answered (500, 502, 503, 429…). */
   status: number
