@@ -7,7 +7,6 @@ import {
   SANDBOX_SIGNATURE_HEADER,
   sandboxWebhookPath,
 } from '../src/gateways/sandbox/sandbox-provider.ts'
-import { postgresCpuSeconds, processCpuSeconds } from './cpu.ts'
 import {
   type BenchDatabase,
   provisionDatabase,
@@ -17,6 +16,7 @@ import {
 } from './database.ts'
 import { type LoadRequest, type LoadStats, round, runLoad } from './load.ts'
 import { runPgbench } from './pgbench.ts'
+import { postgresCpuSeconds, processCpuSeconds } from './proc.ts'
 import { type BenchServer, startServer } from './server.ts'
 
 /**

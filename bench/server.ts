@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
+import { childrenOf, rssMb } from './proc.ts'
 
 export interface BenchServer {
   url: string
@@ -69,37 +69,5 @@ export async function startServer(
       child.kill('SIGTERM')
       await new Promise((resolve) => child.once('exit', resolve))
     },
-  }
-}
-
-/** Direct children of `pid`, from each process's parent id in /proc. */
-async function childrenOf(pid: number): Promise<number[]> {
-  const out: number[] = []
-  let entries: string[] = []
-  try {
-    entries = await readdir('/proc')
-  } catch {
-    return out
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      if (ppid === pid) out.push(Number(entry))
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return out
-}
-
-async function rssMb(pid: number): Promise<number> {
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8')
-    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
-    return kb / 1024
-  } catch {
-    return 0
   }
 }

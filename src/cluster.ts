@@ -1,14 +1,9 @@
 import cluster, { type Worker } from 'node:cluster'
 import type { Config } from './config.ts'
-import { resolveSecretKey } from './config.ts'
-import { systemClock } from './core/clock.ts'
-import { SecretBox } from './core/secret-box.ts'
 import { openDatabase } from './db/open-database.ts'
-import { Loopback } from './http/loopback.ts'
-import { createJobQueue } from './jobs/queue.ts'
 import { type RunningWorker, startWorker } from './jobs/worker.ts'
 import type { Logger } from './logger.ts'
-import { migrateAndBootstrap, type RunningServer, startServer } from './server.ts'
+import { migrateAndBootstrap, processDeps, type RunningServer, startServer } from './server.ts'
 
 /** Messages between the primary and its HTTP processes. */
 type ClusterMessage = { type: 'listening'; url: string } | { type: 'shutdown' }
@@ -53,15 +48,7 @@ export async function startCluster(
   try {
     const { after: bootstrap } = await migrateAndBootstrap(database, logger)
     if (options.worker) {
-      const deps = {
-        config,
-        db: database.db,
-        logger,
-        clock: systemClock,
-        secretBox: new SecretBox(await resolveSecretKey(config)),
-        jobs: createJobQueue(database.db),
-        loopback: new Loopback(config.publicUrl),
-      }
+      const deps = await processDeps(config, database, logger)
       runner = await startWorker(deps, { connectionString: database.url })
     }
     const env = { DATABASE_URL: database.url, PAYRAIL_CLUSTER_WORKER: '1' }

@@ -1,13 +1,10 @@
 import { parseArgs } from 'node:util'
 import { isClusterWorker, runClusterWorker, startCluster } from './cluster.ts'
-import { type Config, ConfigError, loadConfig, resolveSecretKey } from './config.ts'
+import { type Config, ConfigError, loadConfig } from './config.ts'
 import { systemClock } from './core/clock.ts'
-import { SecretBox } from './core/secret-box.ts'
 import { ENVIRONMENT_TYPES, type EnvironmentType } from './db/database.ts'
 import { type OpenDatabase, openDatabase } from './db/open-database.ts'
 import { seedDemo } from './demo/seed-demo.ts'
-import { Loopback } from './http/loopback.ts'
-import { createJobQueue } from './jobs/queue.ts'
 import { startWorker } from './jobs/worker.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createApiKey, revokeKey } from './modules/api-keys/service.ts'
@@ -18,7 +15,7 @@ import {
   requireEnvironment,
   requireTenant,
 } from './modules/tenants/service.ts'
-import { migrateAndBootstrap, startServer } from './server.ts'
+import { migrateAndBootstrap, processDeps, startServer } from './server.ts'
 
 const USAGE = `Usage: payrail <command> [options]
 
@@ -110,16 +107,8 @@ async function worker(args: string[]): Promise<number> {
   const database = await openDatabase(config, logger)
   try {
     await migrateAndBootstrap(database, logger)
-    const deps = {
-      config,
-      db: database.db,
-      clock: systemClock,
-      logger,
-      secretBox: new SecretBox(await resolveSecretKey(config)),
-      jobs: createJobQueue(database.db),
-      // No HTTP server in this process: retried sandbox notifications go to PAYRAIL_PUBLIC_URL.
-      loopback: new Loopback(config.publicUrl),
-    }
+    // No HTTP server in this process: retried sandbox notifications go to PAYRAIL_PUBLIC_URL.
+    const deps = await processDeps(config, database, logger)
     const runner = await startWorker(deps, { connectionString: database.url })
     logger.info('worker started')
     await waitForSignal(logger)
@@ -277,14 +266,7 @@ async function sync(args: string[]): Promise<number> {
     await migrateAndBootstrap(database, logger, { bootstrap: false })
     const tenant = await requireTenantOrDefault(database, values.tenant)
     const environment = await requireEnvironment(database.db, tenant.id, environmentType)
-    const deps = {
-      config,
-      db: database.db,
-      clock: systemClock,
-      secretBox: new SecretBox(await resolveSecretKey(config)),
-      jobs: createJobQueue(database.db),
-      loopback: new Loopback(config.publicUrl),
-    }
+    const deps = await processDeps(config, database, logger)
     const counts = await backfillStripe(
       deps,
       { tenantId: tenant.id, environmentId: environment.id },

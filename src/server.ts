@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from './app.ts'
+import { type AppDeps, buildApp } from './app.ts'
 import { type Config, resolveSecretKey } from './config.ts'
 import { systemClock } from './core/clock.ts'
 import { SecretBox } from './core/secret-box.ts'
@@ -48,16 +48,7 @@ export async function startServer(
   try {
     const bootstrap =
       options.migrate === false ? undefined : (await migrateAndBootstrap(database, logger)).after
-    const secretBox = new SecretBox(await resolveSecretKey(config))
-    const deps = {
-      config,
-      db: database.db,
-      logger,
-      clock: systemClock,
-      secretBox,
-      jobs: createJobQueue(database.db),
-      loopback: new Loopback(config.publicUrl),
-    }
+    const deps = await processDeps(config, database, logger)
     if (options.worker) runner = await startWorker(deps, { connectionString: database.url })
     app = await buildApp(deps)
     const url = await app.listen({ port: config.port, host: config.host })
@@ -73,6 +64,27 @@ export async function startServer(
       logger.error({ err: closeError }, 'shutdown after a failed start failed'),
     )
     throw error
+  }
+}
+
+/**
+ * What a process's handlers and jobs share, built once: the database, the system
+ * clock, the secret box, the job queue, and the loopback that sandbox notifications
+ * take (to `PAYRAIL_PUBLIC_URL` where this process serves no HTTP).
+ */
+export async function processDeps(
+  config: Config,
+  database: OpenDatabase,
+  logger: Logger,
+): Promise<AppDeps> {
+  return {
+    config,
+    db: database.db,
+    logger,
+    clock: systemClock,
+    secretBox: new SecretBox(await resolveSecretKey(config)),
+    jobs: createJobQueue(database.db),
+    loopback: new Loopback(config.publicUrl),
   }
 }
 

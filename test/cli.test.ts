@@ -98,6 +98,8 @@ describe('payrail CLI', () => {
     [['frobnicate'], /Unknown command 'frobnicate'/],
     [['keys', 'create', '--bogus'], /Unknown option '--bogus'/],
     [['sync', 'paypal'], /payrail sync stripe/],
+    [['serve', '--workers', '0'], /--workers must be 1–64, got '0'/],
+    [['serve', '--workers', 'two'], /--workers must be 1–64, got 'two'/],
   ])('%j is a usage error (exit 2)', async (args, message) => {
     const result = await run(args, { DATABASE_URL: 'postgres://127.0.0.1:1/never' })
     expect(result.code).toBe(2)

@@ -235,6 +235,20 @@ describe('Stripe cancellation', () => {
     })
   })
 
+  test('Stripe unreachable while cancelling: 502, the payment unchanged and its session still open', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    emulator.failNext({ status: 500, count: 5, pathPrefix: '/v1/checkout/sessions' })
+    const refused = await ctx.post<ErrorBody>(`/v1/payments/${payment.id}/cancel`)
+    emulator.clearFaults()
+    expect(refused.status, refused.text).toBe(502)
+    expect(refused.body.error.code).toBe('gateway_error')
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+    expect(emulator.state.checkoutSessions.get(String(payment.gateway_tracking_id))?.status).toBe(
+      'open',
+    )
+  })
+
   test('cancelling an open link expires its Checkout Session', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await link(invoice.id)

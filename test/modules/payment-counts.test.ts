@@ -119,6 +119,24 @@ describe('list totals from daily counts', () => {
     await expectExact('after concurrent changes')
   })
 
+  test("another tenant's payments never count", async () => {
+    const before = await countActivePayments(ctx.db, ctx.main.test.id, undefined, {})
+    const other = await ctx.createTenantFixture('Counts elsewhere')
+    const otherCustomer = await createCustomer(ctx, {}, other.key)
+    await sql`
+      insert into payments (id, tenant_id, environment_id, human_id, customer_id, destination_type,
+        destination_id, amount, currency, payment_status, payment_method_type)
+      select 'pay_cnt_other_' || g, ${other.tenant.id}, ${other.test.id}, 'O' || lpad(to_hex(g), 5, '0'),
+        ${otherCustomer.id}, 'INVOICE', 'inv_' || g, 100, 'usd', 'SUCCEEDED', 'OFFLINE'
+      from generate_series(1, 25) g`.execute(ctx.db)
+    expect(await countActivePayments(ctx.db, ctx.main.test.id, undefined, {})).toBe(before)
+    expect(await countActivePayments(ctx.db, other.test.id, 'SUCCEEDED', {})).toBe(25)
+    const list = await ctx.get<List<PaymentBody>>('/v1/payments?status=SUCCEEDED&limit=1', {
+      key: other.key,
+    })
+    expect(list.body.pagination.total).toBe(25)
+  })
+
   test('GET /v1/payments reports the exact total for a status and a date range', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const paid = await createPayment(ctx, {

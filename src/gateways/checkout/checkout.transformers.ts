@@ -133,16 +133,11 @@ export function updateFromStatus(payment: CheckoutPaymentView): PaymentUpdate | 
   switch (payment.status) {
     case 'Authorized':
     case 'Card Verified':
-      return { status: 'RESERVED', amountReceived: payment.amount, gatewayPaymentId: payment.id }
+      return reservedUpdate(payment)
     case 'Captured':
     case 'Partially Captured':
     case 'Paid':
-      return {
-        status: 'SUCCEEDED',
-        amountReceived: payment.totalCaptured ?? payment.amount,
-        gatewayPaymentId: payment.id,
-        card: cardToSave(payment),
-      }
+      return capturedUpdate(payment)
     case 'Declined':
       return undefined
     case 'Expired':
@@ -203,6 +198,21 @@ export function readCheckoutEvent(value: unknown): CheckoutEventView | null | un
   return { id: body.id, type, data }
 }
 
+/** Authorized: the funds are held, the authorized amount reserved. */
+function reservedUpdate(payment: Omit<CheckoutPaymentView, 'status'>): PaymentUpdate {
+  return { status: 'RESERVED', amountReceived: payment.amount, gatewayPaymentId: payment.id }
+}
+
+/** Captured: what has been captured is received, and the card saved if the page asked. */
+function capturedUpdate(payment: Omit<CheckoutPaymentView, 'status'>): PaymentUpdate {
+  return {
+    status: 'SUCCEEDED',
+    amountReceived: payment.totalCaptured ?? payment.amount,
+    gatewayPaymentId: payment.id,
+    card: cardToSave(payment),
+  }
+}
+
 /**
  * What an event says about the payment: `payment_approved` is RESERVED (funds held, the
  * authorized amount); `payment_captured` (or `payment_paid`) SUCCEEDED with what has been
@@ -215,15 +225,10 @@ export function updateFromEvent(event: CheckoutEventView): PaymentUpdate | undef
   const { data } = event
   switch (event.type) {
     case 'payment_approved':
-      return { status: 'RESERVED', amountReceived: data.amount, gatewayPaymentId: data.id }
+      return reservedUpdate(data)
     case 'payment_captured':
     case 'payment_paid':
-      return {
-        status: 'SUCCEEDED',
-        amountReceived: data.totalCaptured ?? data.amount,
-        gatewayPaymentId: data.id,
-        card: cardToSave(data),
-      }
+      return capturedUpdate(data)
     case 'payment_declined':
       // An off-session charge's answer already made the payment FAILED with this decline.
       if (data.offSession) return undefined

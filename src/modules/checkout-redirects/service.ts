@@ -1,7 +1,6 @@
 import type { Scope } from '../../core/principal.ts'
 import { checkoutClient, plain } from '../../gateways/checkout/checkout.client.ts'
 import {
-  type CheckoutPaymentView,
   readCheckoutPayment,
   updateFromStatus,
 } from '../../gateways/checkout/checkout.transformers.ts'
@@ -24,29 +23,6 @@ export interface CheckoutReturn {
  * currency (a forged `cko-payment-id` changes nothing). Returns where to send the
  * customer next: the payment's own `success_url` or `cancel_url`.
  */
-/**
- * `GET /payments/{id}` carries no response code; a decline's reason is on its
- * newest action, so read it there.
- */
-async function withDeclineReason(
-  client: ReturnType<typeof checkoutClient>,
-  payment: CheckoutPaymentView | undefined,
-): Promise<CheckoutPaymentView | undefined> {
-  if (payment?.status !== 'Declined' || payment.responseCode) return payment
-  const actions = plain(await client.payments.getActions(payment.id).catch(() => []))
-  const newest = Array.isArray(actions)
-    ? (actions[0] as { response_code?: unknown; response_summary?: unknown } | undefined)
-    : undefined
-  return {
-    ...payment,
-    responseCode: newest?.response_code === undefined ? null : String(newest.response_code),
-    responseSummary:
-      typeof newest?.response_summary === 'string'
-        ? newest.response_summary
-        : payment.responseSummary,
-  }
-}
-
 export async function handleCheckoutReturn(
   deps: PaymentDeps,
   outcome: 'success' | 'failure',
@@ -63,10 +39,9 @@ export async function handleCheckoutReturn(
   if (ckoId) {
     const ctx = await gatewayContext(deps, scope, 'checkout')
     const client = checkoutClient(ctx)
-    const fetched = await withDeclineReason(
-      client,
-      readCheckoutPayment(plain(await client.payments.get(ckoId).catch(() => null))),
-    )
+    // A decline changes nothing here (the page stays open for another card), so its
+    // reason, which only the payment's actions carry, is not fetched.
+    const fetched = readCheckoutPayment(plain(await client.payments.get(ckoId).catch(() => null)))
     const genuine =
       fetched !== undefined &&
       fetched.paymentId === payment.id &&

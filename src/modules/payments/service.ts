@@ -465,23 +465,12 @@ export async function processPayment(
         },
       )
     }
-    await insertAttempt(
-      trx,
-      attemptRow(
-        locked,
-        gateway.name,
-        'pending',
-        result.gatewayPaymentId,
-        result.trackingId,
-        null,
-        null,
-        deps.clock,
-      ),
-    )
-    const moved = await movePayment(
+    const ids = { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
+    const moved = await moveWithAttempt(
       trx,
       scope,
       locked,
+      { gateway: gateway.name, status: 'pending', ...ids },
       'PENDING',
       {
         payment_url: result.url,
@@ -621,31 +610,19 @@ async function chargeCard(
   let decline: Decline | undefined
   let failure: string | undefined
   const view = await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
+    const ids =
+      result.outcome === 'error'
+        ? { gatewayPaymentId: null, trackingId: null }
+        : { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
     switch (result.outcome) {
       case 'succeeded': {
-        await insertAttempt(
-          trx,
-          attemptRow(
-            locked,
-            gateway.name,
-            'succeeded',
-            result.gatewayPaymentId,
-            result.trackingId,
-            null,
-            null,
-            deps.clock,
-          ),
-        )
-        const moved = await movePayment(
+        const moved = await moveWithAttempt(
           trx,
           scope,
           locked,
+          { gateway: gateway.name, status: 'succeeded', ...ids },
           'SUCCEEDED',
-          {
-            amount_paid: locked.amount,
-            gateway_payment_id: result.gatewayPaymentId,
-            gateway_tracking_id: result.trackingId,
-          },
+          { amount_paid: locked.amount },
           cause,
           deps,
         )
@@ -672,29 +649,13 @@ async function chargeCard(
         })
       }
       case 'reserved': {
-        await insertAttempt(
-          trx,
-          attemptRow(
-            locked,
-            gateway.name,
-            'reserved',
-            result.gatewayPaymentId,
-            result.trackingId,
-            null,
-            null,
-            deps.clock,
-          ),
-        )
-        const moved = await movePayment(
+        const moved = await moveWithAttempt(
           trx,
           scope,
           locked,
+          { gateway: gateway.name, status: 'reserved', ...ids },
           'RESERVED',
-          {
-            amount_reserved: result.amountReserved,
-            gateway_payment_id: result.gatewayPaymentId,
-            gateway_tracking_id: result.trackingId,
-          },
+          { amount_reserved: result.amountReserved },
           cause,
           deps,
         )
@@ -702,7 +663,6 @@ async function chargeCard(
       }
       case 'declined': {
         decline = result.decline
-        const ids = { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
         return failWithAttempt(trx, scope, locked, gateway.name, result.decline, ids, cause, deps)
       }
       case 'error': {
@@ -771,35 +731,74 @@ async function failWithAttempt(
   cause: Cause,
   deps: PaymentDeps,
 ): Promise<Payment> {
-  const gatewayPaymentId = ids?.gatewayPaymentId ?? null
-  const trackingId = ids?.trackingId ?? null
-  await insertAttempt(
-    trx,
-    attemptRow(
-      locked,
-      gateway,
-      'failed',
-      gatewayPaymentId,
-      trackingId,
-      error.code,
-      error.message,
-      deps.clock,
-    ),
-  )
-  const moved = await movePayment(
+  const moved = await moveWithAttempt(
     trx,
     scope,
     locked,
-    'FAILED',
     {
-      status_code: error.code,
-      error_message: error.message,
-      ...(ids && { gateway_payment_id: gatewayPaymentId, gateway_tracking_id: trackingId }),
+      gateway,
+      status: 'failed',
+      gatewayPaymentId: ids?.gatewayPaymentId ?? null,
+      trackingId: ids?.trackingId ?? null,
+      error,
     },
+    'FAILED',
+    { status_code: error.code, error_message: error.message },
     cause,
     deps,
   )
   return moved.payment
+}
+
+/**
+ * Records what the gateway answered as an attempt, then moves the locked payment,
+ * keeping the gateway's ids on it when the answer carried any.
+ */
+async function moveWithAttempt(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  attempt: {
+    gateway: string
+    status: string
+    gatewayPaymentId: string | null
+    trackingId: string | null
+    error?: { code: string; message: string }
+  },
+  to: PaymentStatus,
+  changes: Updateable<PaymentTable>,
+  cause: Cause,
+  deps: PaymentDeps,
+) {
+  await insertAttempt(
+    trx,
+    attemptRow(
+      locked,
+      attempt.gateway,
+      attempt.status,
+      attempt.gatewayPaymentId,
+      attempt.trackingId,
+      attempt.error?.code ?? null,
+      attempt.error?.message ?? null,
+      deps.clock,
+    ),
+  )
+  const hasIds = attempt.gatewayPaymentId !== null || attempt.trackingId !== null
+  return movePayment(
+    trx,
+    scope,
+    locked,
+    to,
+    {
+      ...changes,
+      ...(hasIds && {
+        gateway_payment_id: attempt.gatewayPaymentId,
+        gateway_tracking_id: attempt.trackingId,
+      }),
+    },
+    cause,
+    deps,
+  )
 }
 
 async function rememberGatewayCustomer(

@@ -18,24 +18,51 @@ export async function processCpuSeconds(pid: number): Promise<number> {
  */
 export async function postgresCpuSeconds(): Promise<number> {
   let total = 0
+  for (const { stat } of await processStats()) {
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    if (name === 'postgres' || name.startsWith('postgres:'))
+      total += ticksToSeconds(stat) + reapedChildrenSeconds(stat)
+  }
+  return total
+}
+
+/** Direct children of `pid`, from each process's parent id in /proc. */
+export async function childrenOf(pid: number): Promise<number[]> {
+  const out: number[] = []
+  for (const { pid: child, stat } of await processStats()) {
+    if (Number(statFields(stat)[1]) === pid) out.push(child)
+  }
+  return out
+}
+
+/** Resident memory of a process in MB; 0 once it is gone. */
+export async function rssMb(pid: number): Promise<number> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8')
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024
+  } catch {
+    return 0
+  }
+}
+
+/** Every process's /proc/<pid>/stat line; empty where /proc is absent. */
+async function processStats(): Promise<{ pid: number; stat: string }[]> {
   let entries: string[]
   try {
     entries = await readdir('/proc')
   } catch {
-    return 0
+    return []
   }
+  const out: { pid: number; stat: string }[] = []
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue
     try {
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8')
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
-      if (name === 'postgres' || name.startsWith('postgres:'))
-        total += ticksToSeconds(stat) + reapedChildrenSeconds(stat)
+      out.push({ pid: Number(entry), stat: await readFile(`/proc/${entry}/stat`, 'utf8') })
     } catch {
       // The process ended while we looked.
     }
   }
-  return total
+  return out
 }
 
 function statFields(stat: string): string[] {
