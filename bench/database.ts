@@ -27,7 +27,8 @@ export interface BenchDatabase {
  * A fresh database for the run: on `DATABASE_URL`'s server when set, else an
  * embedded PostgreSQL in a temp dir. Migrated, with a tenant, a key and a customer.
  */
-export async function provisionDatabase(): Promise<BenchDatabase> {
+/** `keep`: leave the databases (and an embedded server's files) behind for inspection. */
+export async function provisionDatabase(options: { keep?: boolean } = {}): Promise<BenchDatabase> {
   const logger = createLogger('warn', 'stderr')
   let serverUrl = process.env.DATABASE_URL
   let cleanup = async () => undefined
@@ -74,6 +75,10 @@ export async function provisionDatabase(): Promise<BenchDatabase> {
     key,
     async close() {
       await client.close()
+      if (options.keep) {
+        process.stderr.write(`kept databases ${names.payrail} and ${names.pgbench} at ${finalServer}\n`)
+        return
+      }
       await admin(finalServer, async (c) => {
         await c.query(`drop database if exists ${names.payrail} with (force)`)
         await c.query(`drop database if exists ${names.pgbench} with (force)`)
