@@ -18,6 +18,7 @@ import { registerMetrics } from './http/metrics.ts'
 import { registerValidation } from './http/validation.ts'
 import type { JobQueue } from './jobs/queue.ts'
 import type { Logger } from './logger.ts'
+import type { ApiKeyCache } from './modules/api-keys/cache.ts'
 import { apiKeyRoutes } from './modules/api-keys/routes.ts'
 import { checkoutRedirectRoutes } from './modules/checkout-redirects/routes.ts'
 import { customerRoutes } from './modules/customers/routes.ts'
@@ -44,6 +45,8 @@ export interface AppDeps {
   jobs: JobQueue
   /** Payrail's own routes, for the sandbox gateway's webhooks; bound to this app by `buildApp`. */
   loopback: Loopback
+  /** API keys seen by this process, dropped on every change; without it, every request looks its key up. */
+  apiKeys?: ApiKeyCache
 }
 
 export interface BuildAppOptions {

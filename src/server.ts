@@ -10,6 +10,7 @@ import { createJobQueue } from './jobs/queue.ts'
 import { type RunningWorker, startWorker } from './jobs/worker.ts'
 import { workerLoggerFrom } from './jobs/worker-logger.ts'
 import type { Logger } from './logger.ts'
+import { ApiKeyCache } from './modules/api-keys/cache.ts'
 import { bootstrapDefaultTenant, type TenantWithEnvironments } from './modules/tenants/service.ts'
 
 export interface RunningServer {
@@ -40,15 +41,18 @@ export async function startServer(
   const database = await openDatabase(config, logger)
   let runner: RunningWorker | undefined
   let app: FastifyInstance | undefined
+  const apiKeys = new ApiKeyCache()
   const close = async () => {
     await app?.close()
     await runner?.stop()
+    await apiKeys.stop()
     await database.shutdown()
   }
   try {
     const bootstrap =
       options.migrate === false ? undefined : (await migrateAndBootstrap(database, logger)).after
-    const deps = await processDeps(config, database, logger)
+    const deps = { ...(await processDeps(config, database, logger)), apiKeys }
+    apiKeys.start(database.url, logger)
     if (options.worker) runner = await startWorker(deps, { connectionString: database.url })
     app = await buildApp(deps)
     const url = await app.listen({ port: config.port, host: config.host })

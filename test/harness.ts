@@ -11,6 +11,7 @@ import type { Environment, Tenant } from '../src/db/database.ts'
 import { Loopback } from '../src/http/loopback.ts'
 import { createJobQueue } from '../src/jobs/queue.ts'
 import { createLogger } from '../src/logger.ts'
+import { ApiKeyCache } from '../src/modules/api-keys/cache.ts'
 import { createApiKey } from '../src/modules/api-keys/service.ts'
 import { createTenant } from '../src/modules/tenants/service.ts'
 import { createDatabaseFromTemplate, testDatabasePrefix } from './test-database.ts'
@@ -110,8 +111,15 @@ export async function createTestContext(options: TestContextOptions = {}): Promi
     loopback: new Loopback(config.publicUrl),
   }
   const apps: FastifyInstance[] = []
+  const caches: ApiKeyCache[] = []
+  /** Each app has its own API key cache, as each process does. */
   const makeApp = async (extraRoutes?: FastifyPluginAsync) => {
-    const app = await buildApp(deps, { extraRoutes })
+    const apiKeys = new ApiKeyCache()
+    apiKeys.start(url, logger)
+    caches.push(apiKeys)
+    // The first app's cache is `ctx.deps.apiKeys`.
+    if (apps.length === 0) deps.apiKeys = apiKeys
+    const app = await buildApp(apps.length === 0 ? deps : { ...deps, apiKeys }, { extraRoutes })
     await app.ready()
     apps.push(app)
     return app
@@ -182,6 +190,7 @@ export async function createTestContext(options: TestContextOptions = {}): Promi
     delete: (path, o) => request('DELETE', path, undefined, o),
     async close() {
       await Promise.all(apps.map((a) => a.close()))
+      await Promise.all(caches.map((c) => c.stop()))
       await client.close()
     },
   }

@@ -8,6 +8,7 @@ import * as m0003 from './migrations/0003-payments.ts'
 import * as m0004 from './migrations/0004-stripe-replicas.ts'
 import * as m0005 from './migrations/0005-payment-invoice-ids.ts'
 import * as m0006 from './migrations/0006-payment-daily-counts.ts'
+import * as m0007 from './migrations/0007-api-key-notify.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004-stripe-replicas': m0004,
   '0005-payment-invoice-ids': m0005,
   '0006-payment-daily-counts': m0006,
+  '0007-api-key-notify': m0007,
 }
 
 const migrationProvider: MigrationProvider = {

@@ -4,6 +4,7 @@ import { AppError } from '../core/errors.ts'
 import type { Principal } from '../core/principal.ts'
 import type { Db } from '../db/client.ts'
 import type { Role } from '../db/database.ts'
+import type { ApiKeyCache } from '../modules/api-keys/cache.ts'
 import { authenticate } from '../modules/api-keys/service.ts'
 
 declare module 'fastify' {
@@ -29,7 +30,10 @@ const FAILURE_MESSAGES = {
  * `Authorization: Bearer KEY` or `x-api-key: KEY`, then the `X-Environment-ID`
  * rule, then the route's roles.
  */
-export function registerAuth(app: FastifyInstance, deps: { db: Db; clock: Clock }): void {
+export function registerAuth(
+  app: FastifyInstance,
+  deps: { db: Db; clock: Clock; apiKeys?: ApiKeyCache },
+): void {
   app.decorateRequest('principal', null)
   app.addHook('onRequest', async (request) => {
     if (request.is404 || request.routeOptions.config.auth === false) return
@@ -40,7 +44,7 @@ export function registerAuth(app: FastifyInstance, deps: { db: Db; clock: Clock 
         "Missing API key: send 'Authorization: Bearer KEY' or 'x-api-key: KEY'",
       )
     }
-    const result = await authenticate(deps.db, secret, deps.clock)
+    const result = await authenticate(deps.db, secret, deps.clock, deps.apiKeys)
     if ('failure' in result) throw new AppError('unauthorized', FAILURE_MESSAGES[result.failure])
     const { principal } = result
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { createApiKey, revokeKey } from '../../src/modules/api-keys/service.ts'
+import { createApiKey, hashSecret, revokeKey } from '../../src/modules/api-keys/service.ts'
 import {
   createTestContext,
   type ErrorBody,
@@ -193,5 +193,105 @@ describe('roles', () => {
     await expect(revokeKey(ctx.db, principal, record.id, ctx.clock, principal)).rejects.toThrow(
       /cannot revoke itself/,
     )
+  })
+})
+
+describe('API key cache', () => {
+  const newKey = () =>
+    createApiKey(ctx.db, {
+      tenantId: ctx.main.tenant.id,
+      environmentId: ctx.main.test.id,
+      role: 'admin',
+    })
+  const cache = () => {
+    const apiKeys = ctx.deps.apiKeys
+    if (!apiKeys) throw new Error('the harness starts an API key cache')
+    return apiKeys
+  }
+  const untilLive = async () => {
+    for (let i = 0; i < 200 && !cache().live; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(cache().live).toBe(true)
+  }
+  /** The status a request with `key` gets, polled until it is `expected` or 2 s pass. */
+  const statusSoon = async (key: string, expected: number) => {
+    let status = 0
+    for (let i = 0; i < 200; i++) {
+      status = (await ctx.get('/v1/api_keys', { key })).status
+      if (status === expected) break
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    return status
+  }
+
+  test('a key is looked up once, then served from the cache', async () => {
+    await untilLive()
+    const { key, record } = await newKey()
+    const before = cache().size
+    expect((await ctx.get('/v1/api_keys', { key })).status).toBe(200)
+    expect(cache().size).toBe(before + 1)
+    // A cached key does not read api_keys: a row changed without the trigger stays cached.
+    await ctx.pool.query('alter table api_keys disable trigger api_keys_notify')
+    try {
+      await ctx.pool.query('update api_keys set revoked_at = now() where id = $1', [record.id])
+      expect((await ctx.get('/v1/api_keys', { key })).status).toBe(200)
+    } finally {
+      await ctx.pool.query('alter table api_keys enable trigger api_keys_notify')
+    }
+  })
+
+  test('a key revoked in SQL, by another process, is refused once the notification arrives', async () => {
+    await untilLive()
+    const { key, record } = await newKey()
+    expect((await ctx.get('/v1/api_keys', { key })).status).toBe(200)
+    await ctx.pool.query('update api_keys set revoked_at = now() where id = $1', [record.id])
+    expect(await statusSoon(key, 401)).toBe(401)
+  })
+
+  test('a key revoked through a second process is refused by the first', async () => {
+    await untilLive()
+    const second = await ctx.buildSecondApp()
+    const { key, record } = await newKey()
+    expect((await ctx.get('/v1/api_keys', { key })).status).toBe(200)
+    const revoked = await second.inject({
+      method: 'DELETE',
+      url: `/v1/api_keys/${record.id}`,
+      headers: { authorization: `Bearer ${ctx.main.key}` },
+    })
+    expect(revoked.statusCode).toBe(200)
+    expect(await statusSoon(key, 401)).toBe(401)
+  })
+
+  test('a lookup that raced a change is not cached', async () => {
+    await untilLive()
+    const { key } = await newKey()
+    const hash = hashSecret(key)
+    const before = cache().size
+    const lookup = cache().lookup(ctx.db, hash)
+    cache().forget(hash)
+    expect(await lookup).toBeDefined()
+    expect(cache().size).toBe(before)
+  })
+
+  test('while the notification connection is down, every request reads its key', async () => {
+    await untilLive()
+    const { key, record } = await newKey()
+    expect((await ctx.get('/v1/api_keys', { key })).status).toBe(200)
+    await ctx.pool.query(
+      `select pg_terminate_backend(pid) from pg_stat_activity
+       where datname = current_database() and application_name = 'payrail-payrail_api_keys'`,
+    )
+    for (let i = 0; i < 200 && cache().live; i++) await new Promise((r) => setTimeout(r, 5))
+    // Revoked with the trigger off: no notification could tell the cache.
+    await ctx.pool.query('alter table api_keys disable trigger api_keys_notify')
+    try {
+      await ctx.pool.query('update api_keys set revoked_at = now() where id = $1', [record.id])
+    } finally {
+      await ctx.pool.query('alter table api_keys enable trigger api_keys_notify')
+    }
+    // Down or back (and emptied), the cache cannot serve the revoked key.
+    expect((await ctx.get('/v1/api_keys', { key })).status).toBe(401)
+    await untilLive()
+    expect((await ctx.get('/v1/api_keys', { key })).status).toBe(401)
+    expect((await ctx.get('/v1/api_keys')).status).toBe(200)
   })
 })

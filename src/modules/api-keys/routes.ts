@@ -90,7 +90,14 @@ export function apiKeyRoutes(deps: AppDeps): FastifyPluginAsync {
       async (request) => {
         const principal = principalOf(request)
         return toApiKeyResponse(
-          await revokeKey(deps.db, principal, request.params.id, deps.clock, principal),
+          await revokeKey(
+            deps.db,
+            principal,
+            request.params.id,
+            deps.clock,
+            principal,
+            deps.apiKeys,
+          ),
         )
       },
     )

@@ -6,6 +6,7 @@ import type { Principal, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { ApiKey, EnvironmentType, Role } from '../../db/database.ts'
 import type { Page } from '../../http/pagination.ts'
+import type { ApiKeyCache } from './cache.ts'
 import {
   findApiKey,
   findApiKeyByHash,
@@ -70,8 +71,10 @@ export async function authenticate(
   db: Db,
   secret: string,
   clock: Clock,
+  cache?: ApiKeyCache,
 ): Promise<{ principal: Principal } | { failure: AuthenticationFailure }> {
-  const found = await findApiKeyByHash(db, hashSecret(secret))
+  const keyHash = hashSecret(secret)
+  const found = cache ? await cache.lookup(db, keyHash) : await findApiKeyByHash(db, keyHash)
   if (!found) return { failure: 'unknown' }
   if (found.revoked_at) return { failure: 'revoked' }
   if (found.expires_at && found.expires_at.getTime() <= clock.now().getTime())
@@ -98,19 +101,25 @@ export async function getKey(db: Db, scope: Scope, id: string): Promise<ApiKey> 
   return key
 }
 
-/** Revokes a key at once for every process (keys are looked up per request, never cached). */
+/**
+ * Revokes a key: at once in this process (`cache`), and in every other process as
+ * soon as the change's notification reaches it, milliseconds after the commit
+ * (see `ApiKeyCache`).
+ */
 export async function revokeKey(
   db: Db,
   scope: Scope,
   id: string,
   clock: Clock,
   caller?: Principal,
+  cache?: ApiKeyCache,
 ): Promise<ApiKey> {
   if (caller?.keyId === id) {
     throw new AppError('conflict', 'An API key cannot revoke itself; use another admin key', { id })
   }
   const key = await revokeApiKey(db, scope.environmentId, id, 'admin', clock.now())
   if (!key) throw notFound('api_key', id)
+  cache?.forget(key.key_hash)
   return key
 }
 
