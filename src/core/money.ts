@@ -7,7 +7,7 @@ export interface Money {
 }
 
 /** ISO 4217 currencies with no minor unit, as gateways (Stripe) treat them. */
-const ZERO_DECIMAL = new Set([
+export const ZERO_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set([
   'bif',
   'clp',
   'djf',
@@ -25,7 +25,16 @@ const ZERO_DECIMAL = new Set([
   'xof',
   'xpf',
 ])
-const THREE_DECIMAL = new Set(['bhd', 'iqd', 'jod', 'kwd', 'lyd', 'omr', 'tnd'])
+/** ISO 4217 currencies with three decimals. */
+export const THREE_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set([
+  'bhd',
+  'iqd',
+  'jod',
+  'kwd',
+  'lyd',
+  'omr',
+  'tnd',
+])
 const KNOWN = new Set(Intl.supportedValuesOf('currency').map((code) => code.toLowerCase()))
 
 export function isCurrency(code: string): boolean {
@@ -42,8 +51,8 @@ export function normalizeCurrency(code: string, field = 'currency'): string {
 
 export function minorUnitDigits(currency: string): number {
   const lower = currency.toLowerCase()
-  if (ZERO_DECIMAL.has(lower)) return 0
-  if (THREE_DECIMAL.has(lower)) return 3
+  if (ZERO_DECIMAL_CURRENCIES.has(lower)) return 0
+  if (THREE_DECIMAL_CURRENCIES.has(lower)) return 3
   return 2
 }
 

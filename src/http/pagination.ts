@@ -1,3 +1,4 @@
+import type { FastifyReply } from 'fastify'
 import { type Static, type TSchema, Type } from 'typebox'
 import { validationError } from '../core/errors.ts'
 
@@ -54,6 +55,23 @@ export interface Paginated<T> {
 
 export function paginated<T>(items: T[], total: number, page: Page): Paginated<T> {
   return { items, pagination: { total, limit: page.limit, offset: page.offset } }
+}
+
+/**
+ * Sends `paginated` for items that are already a JSON array's text (built by
+ * PostgreSQL), as is: Fastify does not serialize a string sent as JSON.
+ */
+export function sendPaginatedJson(
+  reply: FastifyReply,
+  itemsJson: string,
+  total: number,
+  page: Page,
+): FastifyReply {
+  return reply
+    .type('application/json; charset=utf-8')
+    .send(
+      `{"items":${itemsJson},"pagination":{"total":${total},"limit":${page.limit},"offset":${page.offset}}}`,
+    )
 }
 
 /** The response schema of a list: `{"items":[...],"pagination":{"total","limit","offset"}}`. */

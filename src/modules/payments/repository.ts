@@ -14,9 +14,10 @@ import type {
   Refund,
   RefundTable,
 } from '../../db/database.ts'
-import { fetchPage } from '../../db/list.ts'
+import { fetchPage, whereCreatedIn } from '../../db/list.ts'
 import { appendRows, MemoKey, recall, remember } from '../../db/transaction.ts'
 import type { ListRequest, TimeRange } from '../../http/list-query.ts'
+import { paymentJson } from './json.ts'
 
 export type PaymentSortField = 'created_at' | 'amount' | 'updated_at'
 
@@ -282,13 +283,9 @@ export interface PaymentFilters {
   includeInactive?: boolean | undefined
 }
 
-export async function listPayments(
-  db: Db,
-  environmentId: string,
-  filters: PaymentFilters,
-  request: ListRequest<PaymentSortField>,
-): Promise<{ items: Payment[]; total: number }> {
-  let query = db.selectFrom('payments').selectAll().where('environment_id', '=', environmentId)
+/** The payments of an environment that `filters` select, for a page or a total. */
+function filteredPayments(db: Db, environmentId: string, filters: PaymentFilters) {
+  let query = db.selectFrom('payments').where('environment_id', '=', environmentId)
   if (filters.status) query = query.where('payment_status', '=', filters.status)
   if (filters.paymentMethodType)
     query = query.where('payment_method_type', '=', filters.paymentMethodType)
@@ -297,21 +294,72 @@ export async function listPayments(
   if (filters.customerId) query = query.where('customer_id', '=', filters.customerId)
   if (filters.currency) query = query.where('currency', '=', filters.currency)
   if (!filters.includeInactive) query = query.where('active', '=', true)
-  const countable =
+  return query
+}
+
+/** Filters the daily counts can total (only status and the date range). */
+function countable(filters: PaymentFilters): boolean {
+  return (
     !filters.includeInactive &&
     !filters.paymentMethodType &&
     !filters.gateway &&
     !filters.destinationId &&
     !filters.customerId &&
     !filters.currency
+  )
+}
+
+export async function listPayments(
+  db: Db,
+  environmentId: string,
+  filters: PaymentFilters,
+  request: ListRequest<PaymentSortField>,
+): Promise<{ items: Payment[]; total: number }> {
   return fetchPage(
-    query,
+    filteredPayments(db, environmentId, filters).selectAll(),
     'payments',
     request,
-    countable
+    countable(filters)
       ? (range) => countActivePayments(db, environmentId, filters.status, range)
       : undefined,
   )
+}
+
+/**
+ * A page of payments as the API's JSON array (`paymentJson`, attempts included) and
+ * the total, in one statement: the page is built by PostgreSQL and passed through.
+ */
+export async function listPaymentsJson(
+  db: Db,
+  environmentId: string,
+  filters: PaymentFilters,
+  request: ListRequest<PaymentSortField>,
+): Promise<{ items: string; total: number }> {
+  const ranged = whereCreatedIn(
+    filteredPayments(db, environmentId, filters),
+    'payments.created_at',
+    request.created,
+  )
+  const { field, direction } = request.sort
+  const order = direction === 'asc' ? sql`asc` : sql`desc`
+  const page = ranged
+    .select([
+      sql.ref(`payments.${field}`).as('sort_key'),
+      'payments.id as sort_id',
+      paymentJson('payments').as('j'),
+    ])
+    .orderBy(sql.ref(`payments.${field}`), direction)
+    .orderBy('payments.id', direction)
+    .limit(request.page.limit)
+    .offset(request.page.offset)
+  const total = countable(filters)
+    ? activePaymentsTotal(environmentId, filters.status, request.created)
+    : sql`(select count(*) from (${ranged.select(sql.lit(1).as('one'))}) counted)`
+  const { rows } = await sql<{ total: string; items: string }>`select ${total} as total,
+    (select coalesce(json_agg(page.j order by page.sort_key ${order}, page.sort_id ${order}), '[]')
+      from (${page}) page)::text as items`.execute(db)
+  const row = rows[0]
+  return { items: row?.items ?? '[]', total: Number(row?.total ?? 0) }
 }
 
 const DAY_MS = 86_400_000
@@ -330,8 +378,19 @@ export async function countActivePayments(
   status: PaymentStatus | undefined,
   range: TimeRange,
 ): Promise<number> {
+  const total = activePaymentsTotal(environmentId, status, range)
+  const { rows } = await sql<{ total: string }>`select ${total} as total`.execute(db)
+  return Number(rows[0]?.total ?? 0)
+}
+
+/** `countActivePayments` as an SQL expression, to count inside another statement. */
+function activePaymentsTotal(
+  environmentId: string,
+  status: PaymentStatus | undefined,
+  range: TimeRange,
+): RawBuilder<unknown> {
   const { from, to } = range
-  if (from && to && from.getTime() > to.getTime()) return 0
+  if (from && to && from.getTime() > to.getTime()) return sql`0`
   const byStatus = status ? sql`and payment_status = ${status}` : sql``
   const rowsIn = (bounds: RawBuilder<unknown>[]) => sql`(select count(*) from payments
       where environment_id = ${environmentId} ${byStatus} and active ${sql.join(bounds, sql` `)})`
@@ -381,12 +440,10 @@ export async function countActivePayments(
           where environment_id = ${environmentId} ${byStatus}
             and day >= ${first ? isoDay(first) : '-infinity'}::date
             and day < ${end ? isoDay(end) : 'infinity'}::date)`
-  const total = sql.join(
+  return sql`(${sql.join(
     [days, ...plus.map((term) => sql`+ ${term}`), ...minus.map((term) => sql`- ${term}`)],
     sql` `,
-  )
-  const { rows } = await sql<{ total: string }>`select ${total} as total`.execute(db)
-  return Number(rows[0]?.total ?? 0)
+  )})`
 }
 
 function utcDay(at: Date): Date {

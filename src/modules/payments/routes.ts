@@ -6,7 +6,7 @@ import { normalizeCurrency } from '../../core/money.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
 import { listRequestFrom } from '../../http/list-query.ts'
-import { PaginatedSchema, paginated } from '../../http/pagination.ts'
+import { PaginatedSchema, paginated, sendPaginatedJson } from '../../http/pagination.ts'
 import { DecimalAmount, IdParams, Metadata, Nullable } from '../../http/schema-types.ts'
 import {
   accessFor,
@@ -37,7 +37,7 @@ import {
   cancelPayment,
   deletePayment,
   getPayment,
-  listPayments,
+  listPaymentsJson,
   type PaymentView,
   processPayment,
   updatePaymentFields,
@@ -165,13 +165,14 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
           response: { 200: PaginatedSchema(PaymentSchema), ...errors },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const { query } = request
         const list = listRequestFrom(query, ['created_at', 'amount', 'updated_at'] as const, {
           field: 'created_at',
           direction: 'desc',
         })
-        const { items, total } = await listPayments(
+        // The page comes from PostgreSQL as JSON text (payments/json.ts) and is sent as is.
+        const { items, total } = await listPaymentsJson(
           deps.db,
           accessFor(principalOf(request)),
           {
@@ -185,17 +186,7 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
           },
           list,
         )
-        const attempts = await attemptsByPayment(
-          deps.db,
-          items.map((v) => v.payment.id),
-        )
-        return paginated(
-          items.map((v) =>
-            toPaymentResponse(v.payment, attempts.get(v.payment.id) ?? [], v.invoiceIds),
-          ),
-          total,
-          list.page,
-        )
+        return sendPaginatedJson(reply, items, total, list.page)
       },
     )
 

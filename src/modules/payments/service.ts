@@ -44,6 +44,7 @@ import {
   inFlightAmount,
   insertAttempt,
   insertPayment,
+  listPaymentsJson as listPaymentPageJson,
   listPayments as listPaymentRows,
   lockPayment,
   openPaymentsForInvoice,
@@ -1017,17 +1018,29 @@ export async function listPayments(
   filters: PaymentFilters,
   request: ListRequest<PaymentSortField>,
 ): Promise<{ items: PaymentView[]; total: number }> {
-  if (
-    access.customerId !== null &&
-    filters.customerId !== undefined &&
-    filters.customerId !== access.customerId
-  ) {
-    return { items: [], total: 0 }
-  }
-  const scoped =
-    access.customerId === null ? filters : { ...filters, customerId: access.customerId }
+  const scoped = scopedFilters(access, filters)
+  if (!scoped) return { items: [], total: 0 }
   const { items, total } = await listPaymentRows(db, access.environmentId, scoped, request)
   return { items: items.map((payment) => ({ payment, invoiceIds: payment.invoice_ids })), total }
+}
+
+/** `listPayments` with the page as the API's JSON array, built by PostgreSQL (`GET /v1/payments`). */
+export async function listPaymentsJson(
+  db: Db,
+  access: Access,
+  filters: PaymentFilters,
+  request: ListRequest<PaymentSortField>,
+): Promise<{ items: string; total: number }> {
+  const scoped = scopedFilters(access, filters)
+  if (!scoped) return { items: '[]', total: 0 }
+  return listPaymentPageJson(db, access.environmentId, scoped, request)
+}
+
+/** A customer token sees only its customer's payments: `undefined` when it asked for another's. */
+function scopedFilters(access: Access, filters: PaymentFilters): PaymentFilters | undefined {
+  if (access.customerId === null) return filters
+  if (filters.customerId !== undefined && filters.customerId !== access.customerId) return undefined
+  return { ...filters, customerId: access.customerId }
 }
 
 /** Attempts of many payments in one query, for responses. */

@@ -1,0 +1,182 @@
+import { sql } from 'kysely'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { PAYMENT_STATUSES } from '../../src/core/payment-state.ts'
+import type { ListRequest } from '../../src/http/list-query.ts'
+import { paginated } from '../../src/http/pagination.ts'
+import { paymentJson } from '../../src/modules/payments/json.ts'
+import {
+  listPayments,
+  type PaymentFilters,
+  type PaymentSortField,
+} from '../../src/modules/payments/repository.ts'
+import { toPaymentResponse } from '../../src/modules/payments/schemas.ts'
+import { attemptsByPayment } from '../../src/modules/payments/service.ts'
+import { createCustomer } from '../fixtures.ts'
+import { createTestContext, type TestContext } from '../harness.ts'
+
+/**
+ * `GET /v1/payments` is built by PostgreSQL (payments/json.ts); every other payment
+ * response by `toPaymentResponse`. The two must give the same objects.
+ */
+let ctx: TestContext
+let customers: string[]
+const COUNT = 60
+const CURRENCIES = ['usd', 'jpy', 'kwd', 'eur', 'clp', 'bhd']
+
+beforeAll(async () => {
+  ctx = await createTestContext()
+  customers = [(await createCustomer(ctx)).id, (await createCustomer(ctx)).id]
+  const statuses = sql.raw(`array[${PAYMENT_STATUSES.map((s) => `'${s}'`).join(',')}]`)
+  const currencies = sql.raw(`array[${CURRENCIES.map((c) => `'${c}'`).join(',')}]`)
+  await sql`
+    insert into payments (id, tenant_id, environment_id, human_id, customer_id, destination_type,
+      destination_id, subject, invoice_ids, amount, amount_paid, amount_reserved, amount_refunded,
+      currency, payment_status, payment_method_type, payment_method_id, payment_gateway,
+      gateway_payment_id, gateway_tracking_id, gateway_metadata, payment_url, active, payment_date,
+      billing_address, description, metadata, status_code, error_message, success_url, cancel_url,
+      save_card_and_make_default, idempotency_key, track_attempts, invoice_number, discount_code,
+      created_by, updated_by, succeeded_at, failed_at, refunded_at, cancelled_at, created_at, updated_at)
+    select 'pay_json_' || g, ${ctx.main.tenant.id}, ${ctx.main.test.id}, 'J' || lpad(g::text, 5, '0'),
+      (${sql.val(customers)}::text[])[1 + g % 2], 'INVOICE', 'inv_json_' || (g % 7),
+      case when g % 3 = 0 then 'Subject "' || g || '" é ✓' end,
+      case when g % 4 = 0 then array[]::text[] else array['inv_json_' || (g % 7), 'inv_x' || g] end,
+      1 + g * 12345, (g * 3) % 1000, case when g % 5 = 0 then 7 else 0 end, g % 2,
+      (${currencies})[1 + g % ${CURRENCIES.length}], (${statuses})[1 + g % ${PAYMENT_STATUSES.length}],
+      (array['PAYMENT_LINK','CARD','CRYPTO','CREDITS','OFFLINE','EXTERNAL'])[1 + g % 6],
+      case when g % 2 = 0 then 'pm_' || g end, case when g % 3 <> 1 then 'sandbox' end,
+      case when g % 2 = 1 then 'gp_' || g end, case when g % 3 = 2 then 'gt_' || g end,
+      case when g % 4 = 1 then jsonb_build_object('k', g, 'nested', jsonb_build_object('a', array[1, 2])) else '{}'::jsonb end,
+      case when g % 2 = 0 then 'https://pay.example/' || g end,
+      g % 9 <> 0,
+      case when g % 3 = 0 then timestamptz '2026-03-01 10:00:00.123456+00' + g * interval '1 hour 17.000321 seconds' end,
+      case g % 4 when 0 then null when 1 then '{"line1":"1 Main St","city":"Oslo","country":"NO"}'::jsonb
+        when 2 then '{"line1":null,"line2":"Apt \\"2\\"","state":"CA","postal_code":"94000","extra":"x"}'::jsonb
+        else 'null'::jsonb end,
+      case when g % 2 = 0 then E'line\nbreak\ttab \\ back' end,
+      case when g % 3 = 0 then jsonb_build_object('order', 'o_' || g, 'empty', '') else '{}'::jsonb end,
+      case when g % 5 = 1 then 'card_declined' end, case when g % 5 = 1 then 'Declined: "no"' end,
+      case when g % 2 = 0 then 'https://ok.example/' || g end, case when g % 2 = 1 then 'https://no.example' end,
+      g % 2 = 0, case when g % 3 = 0 then 'idem_' || g end, g % 4 <> 3,
+      case when g % 2 = 0 then 'INV-' || g end, case when g % 6 = 0 then 'SAVE10' end,
+      'api', case when g % 2 = 0 then 'webhook' end,
+      case when g % 2 = 0 then timestamptz '2026-03-02 00:00:00.999999+00' + g * interval '1 minute' end,
+      case when g % 5 = 3 then now() end, case when g % 7 = 2 then timestamptz '2026-03-03 12:00:00.0005+00' end,
+      case when g % 8 = 5 then now() end,
+      timestamptz '2026-03-01 00:00:00.000001+00' + g * interval '5 hours 3.000457 seconds',
+      timestamptz '2026-03-05 00:00:00+00' + (g % 5) * interval '1 second'
+    from generate_series(1, ${COUNT}::int) g`.execute(ctx.db)
+  await sql`
+    insert into payment_attempts (id, payment_id, gateway, gateway_payment_id, gateway_tracking_id,
+      status, error_code, error_message, created_at, updated_at)
+    select 'att_json_' || g || '_' || n, 'pay_json_' || g, 'sandbox',
+      case when n = 1 then 'gp_' || g end, null, case when n = 1 then 'failed' else 'succeeded' end,
+      case when n = 1 then 'card_declined' end, case when n = 1 then 'Declined' end,
+      timestamptz '2026-03-01 00:00:00.000777+00' + (g * 10 + n) * interval '1 second', now()
+    from generate_series(1, ${COUNT}::int) g, generate_series(1, 3) n where n <= g % 4`.execute(
+    ctx.db,
+  )
+})
+afterAll(() => ctx.close())
+
+/** What `toPaymentResponse` gives for these rows, through JSON as a response would be. */
+async function expectedPage(filters: PaymentFilters, request: ListRequest<PaymentSortField>) {
+  const { items, total } = await listPayments(ctx.db, ctx.main.test.id, filters, request)
+  const attempts = await attemptsByPayment(
+    ctx.db,
+    items.map((p) => p.id),
+  )
+  const body = paginated(
+    items.map((p) => toPaymentResponse(p, attempts.get(p.id) ?? [], p.invoice_ids)),
+    total,
+    request.page,
+  )
+  return JSON.parse(JSON.stringify(body))
+}
+
+describe('payments as JSON from PostgreSQL', () => {
+  test('every payment: the SQL object equals toPaymentResponse', async () => {
+    const { rows } = await sql<{ id: string; j: unknown }>`
+      select p.id, ${paymentJson('p')} as j from payments p where p.id like 'pay_json_%'`.execute(
+      ctx.db,
+    )
+    expect(rows).toHaveLength(COUNT)
+    const payments = await ctx.db
+      .selectFrom('payments')
+      .selectAll()
+      .where('id', 'like', 'pay_json_%')
+      .execute()
+    const attempts = await attemptsByPayment(
+      ctx.db,
+      payments.map((p) => p.id),
+    )
+    const byId = new Map(payments.map((p) => [p.id, p]))
+    for (const row of rows) {
+      const payment = byId.get(row.id)
+      if (!payment) throw new Error(`no payment ${row.id}`)
+      const expected = toPaymentResponse(payment, attempts.get(row.id) ?? [], payment.invoice_ids)
+      expect(row.j, row.id).toEqual(JSON.parse(JSON.stringify(expected)))
+    }
+  })
+
+  test.each([
+    ['no filter', '', {}],
+    ['a status', '?status=SUCCEEDED', { status: 'SUCCEEDED' }],
+    ['a customer (counted with count(*))', '?customer_id=CUSTOMER', { customerId: 'CUSTOMER' }],
+    ['inactive too', '?include_inactive=true', { includeInactive: true }],
+    ['a currency', '?currency=JPY', { currency: 'jpy' }],
+  ] as const)(
+    'GET /v1/payments with %s equals the objects of toPaymentResponse',
+    async (_name, query, filters) => {
+      const customer = customers[0] ?? ''
+      const resolved: PaymentFilters = {
+        ...filters,
+        ...('customerId' in filters ? { customerId: customer } : {}),
+      }
+      const cases: [string, ListRequest<PaymentSortField>][] = [
+        [
+          '',
+          {
+            sort: { field: 'created_at', direction: 'desc' },
+            page: { limit: 50, offset: 0 },
+            created: {},
+          },
+        ],
+        [
+          'limit=7&offset=3&sort=amount',
+          {
+            sort: { field: 'amount', direction: 'asc' },
+            page: { limit: 7, offset: 3 },
+            created: {},
+          },
+        ],
+        [
+          'from_date=2026-03-03T05:00:00Z&to_date=2026-03-08T00:00:00Z&sort=-updated_at',
+          {
+            sort: { field: 'updated_at', direction: 'desc' },
+            page: { limit: 50, offset: 0 },
+            created: {
+              from: new Date('2026-03-03T05:00:00Z'),
+              to: new Date('2026-03-08T00:00:00Z'),
+            },
+          },
+        ],
+      ]
+      for (const [extra, request] of cases) {
+        const path = `/v1/payments${query.replace('CUSTOMER', customer)}${extra ? `${query ? '&' : '?'}${extra}` : ''}`
+        const res = await ctx.get(path)
+        expect(res.status, path).toBe(200)
+        expect(res.headers['content-type']).toMatch(/^application\/json/)
+        expect(res.body, path).toEqual(await expectedPage(resolved, request))
+      }
+    },
+  )
+
+  test('a page past the end is empty with the total', async () => {
+    const res = await ctx.get<{ items: unknown[]; pagination: { total: number } }>(
+      '/v1/payments?offset=1000&include_inactive=true',
+    )
+    expect(res.status).toBe(200)
+    expect(res.body.items).toEqual([])
+    expect(res.body.pagination.total).toBe(COUNT)
+  })
+})
