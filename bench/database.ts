@@ -76,7 +76,9 @@ export async function provisionDatabase(options: { keep?: boolean } = {}): Promi
     async close() {
       await client.close()
       if (options.keep) {
-        process.stderr.write(`kept databases ${names.payrail} and ${names.pgbench} at ${finalServer}\n`)
+        process.stderr.write(
+          `kept databases ${names.payrail} and ${names.pgbench} at ${finalServer}\n`,
+        )
         return
       }
       await admin(finalServer, async (c) => {

@@ -9,6 +9,7 @@ import {
 } from 'kysely'
 import pg from 'pg'
 import type { Database } from './database.ts'
+import { heldBefore } from './transaction.ts'
 
 export type Db = Kysely<Database>
 
@@ -75,7 +76,7 @@ function preparingPool(pool: pg.Pool): PostgresPool {
   return {
     async connect(): Promise<PostgresPoolClient> {
       const client = await pool.connect()
-      const query = async <R>(text: string, values: ReadonlyArray<unknown>) => {
+      const run = async <R>(text: string, values: ReadonlyArray<unknown>) => {
         const name = statementName(text)
         if (!name) return asResult<R>(await client.query(text, [...values]))
         try {
@@ -87,6 +88,13 @@ function preparingPool(pool: pg.Pool): PostgresPool {
           unpreparable.add(text)
           return asResult<R>(await client.query(text, [...values]))
         }
+      }
+      // Updates the transaction held back go first when this statement could read them.
+      const query = <R>(text: string, values: ReadonlyArray<unknown>) => {
+        const held = heldBefore(client, text)
+        if (!held) return run<R>(text, values)
+        const first = run(held.sql, held.parameters)
+        return first.then(() => run<R>(text, values))
       }
       return {
         query: query as PostgresPoolClient['query'],

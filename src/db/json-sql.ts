@@ -1,4 +1,12 @@
-import { type RawBuilder, sql } from 'kysely'
+import {
+  DummyDriver,
+  Kysely,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  type RawBuilder,
+  sql,
+} from 'kysely'
 import { THREE_DECIMAL_CURRENCIES, ZERO_DECIMAL_CURRENCIES } from '../core/money.ts'
 
 /**
@@ -42,4 +50,32 @@ export function jsonObject(fields: [string, RawBuilder<unknown>][]) {
     throw new Error(`json_build_object takes at most ${MAX_FIELDS} fields, got ${fields.length}`)
   }
   return sql`json_build_object(${sql.join(fields.map(([key, value]) => sql`${sql.lit(key)}, ${value}`))})`
+}
+
+/** Compiles SQL without a database, for `compiledOnce`. */
+const compiler = new Kysely<unknown>({
+  dialect: {
+    createAdapter: () => new PostgresAdapter(),
+    createDriver: () => new DummyDriver(),
+    createIntrospector: (db) => new PostgresIntrospector(db),
+    createQueryCompiler: () => new PostgresQueryCompiler(),
+  },
+})
+
+/**
+ * An expression without parameters (literals and references only), compiled to SQL
+ * text once and reused as `sql.raw`, so a request does not rebuild and recompile a
+ * large constant expression such as a JSON object of fifty fields.
+ */
+export function compiledOnce(build: () => RawBuilder<unknown>): () => RawBuilder<unknown> {
+  let text: string | undefined
+  return () => {
+    if (text === undefined) {
+      const compiled = build().compile(compiler)
+      if (compiled.parameters.length > 0)
+        throw new Error('compiledOnce: the expression has parameters')
+      text = compiled.sql
+    }
+    return sql.raw(text)
+  }
 }

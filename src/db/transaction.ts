@@ -1,14 +1,69 @@
-import { CompiledQuery, type Insertable } from 'kysely'
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { CompiledQuery, type Insertable, type Updateable } from 'kysely'
 import type { Db } from './client.ts'
 import type { Database } from './database.ts'
 
 /** Append-only tables whose rows nothing reads back inside the transaction that writes them. */
 export type AppendOnlyTable = 'events' | 'payment_transitions'
 
+/** Tables whose row updates a transaction may hold back until its next statement on them. */
+export type HeldTable = 'payments' | 'invoices' | 'payment_allocations'
+
 type PendingRows = { [T in AppendOnlyTable]: Insertable<Database[T]>[] }
 
-const pending = new WeakMap<Db, PendingRows>()
-const memos = new WeakMap<Db, Map<MemoKey<unknown>, Map<string, unknown>>>()
+interface HeldUpdate {
+  table: HeldTable
+  key: Record<string, string>
+  changes: Record<string, unknown>
+}
+
+interface TransactionState {
+  trx: Db | undefined
+  /** The pg client the transaction runs on: the one that sent its `begin`. */
+  connection: unknown
+  ended: boolean
+  rows: PendingRows
+  /** By table and key, merged: one row is updated at most once per statement. */
+  updates: Map<string, HeldUpdate>
+  memo: Map<MemoKey<unknown>, Map<string, unknown>>
+}
+
+const context = new AsyncLocalStorage<TransactionState>()
+const states = new WeakMap<Db, TransactionState>()
+/** For each held table: how a statement names it, and its columns that need care in memory. */
+const HELD_TABLES: Record<HeldTable, { named: RegExp; json: string[]; timestamps: string[] }> = {
+  payments: {
+    named: /\bpayments\b/i,
+    json: ['billing_address', 'metadata', 'gateway_metadata'],
+    timestamps: [
+      'payment_date',
+      'succeeded_at',
+      'failed_at',
+      'refunded_at',
+      'cancelled_at',
+      'created_at',
+      'updated_at',
+    ],
+  },
+  invoices: {
+    named: /\binvoices\b/i,
+    json: ['metadata'],
+    timestamps: [
+      'due_date',
+      'payment_window_ends_at',
+      'period_start',
+      'period_end',
+      'next_payment_attempt',
+      'finalized_at',
+      'paid_at',
+      'voided_at',
+      'marked_uncollectible_at',
+      'created_at',
+      'updated_at',
+    ],
+  },
+  payment_allocations: { named: /\bpayment_allocations\b/i, json: [], timestamps: [] },
+}
 
 /** Names one kind of fact a transaction may remember about the rows it wrote. */
 export class MemoKey<V> {
@@ -17,10 +72,15 @@ export class MemoKey<V> {
 }
 
 /**
- * Runs `run` in one transaction. Rows appended with `appendRows` (history entries,
- * outbox events) are held back and written just before the commit in a single
- * statement, so a state change costs one round trip for its log rows however many
- * it writes. An error rolls everything back, held rows included.
+ * Runs `run` in one transaction, with fewer round trips than statements:
+ *
+ * - Rows appended with `appendRows` (history entries, outbox events) are held back
+ *   and written just before the commit.
+ * - Updates held with `holdUpdate` wait until the next statement of the transaction
+ *   that names their table (which could read them), or the commit, and go with it.
+ *
+ * What is still held at the end goes in one statement, as data-modifying CTEs, before
+ * the commit. An error rolls everything back, held writes included.
  *
  * @example
  * await inTransaction(db, async (trx) => {
@@ -29,19 +89,83 @@ export class MemoKey<V> {
  * })
  */
 export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
-  return db.transaction().execute(async (trx) => {
-    const rows: PendingRows = { events: [], payment_transitions: [] }
-    pending.set(trx, rows)
-    memos.set(trx, new Map())
-    try {
-      const result = await run(trx)
-      await writeRows(trx, rows)
-      return result
-    } finally {
-      pending.delete(trx)
-      memos.delete(trx)
-    }
-  })
+  const state: TransactionState = {
+    trx: undefined,
+    connection: undefined,
+    ended: false,
+    rows: { events: [], payment_transitions: [] },
+    updates: new Map(),
+    memo: new Map(),
+  }
+  return context.run(state, () =>
+    db.transaction().execute(async (trx) => {
+      state.trx = trx
+      states.set(trx, state)
+      try {
+        const result = await run(trx)
+        const last = takeHeld(state, true)
+        if (last) await trx.executeQuery(last)
+        return result
+      } finally {
+        state.ended = true
+        state.updates.clear()
+        states.delete(trx)
+      }
+    }),
+  )
+}
+
+/**
+ * For the pool's connections (`src/db/client.ts`), before each statement: the held
+ * updates that must go first, when `connection` runs the current transaction and
+ * `text` names a table they touch. Binds the transaction to the connection that
+ * sends its `begin`.
+ */
+export function heldBefore(connection: unknown, text: string): CompiledQuery | undefined {
+  const state = context.getStore()
+  if (!state || state.ended) return undefined
+  if (state.connection === undefined) {
+    if (/^\s*begin\b/i.test(text)) state.connection = connection
+    return undefined
+  }
+  if (state.connection !== connection || state.updates.size === 0) return undefined
+  for (const held of state.updates.values()) {
+    if (HELD_TABLES[held.table].named.test(text)) return takeHeld(state, false)
+  }
+  return undefined
+}
+
+/**
+ * Holds an update of one row (`key` its primary key) until the transaction's next
+ * statement on its table, or its commit. Returns the changes as the row will read
+ * them (JSON given as text parsed, `undefined` left out), for the caller to apply to
+ * the row it holds. `undefined`, and nothing held, outside a transaction of
+ * `inTransaction`, or when a value is an SQL expression or a timestamp given as
+ * text (the row it makes is then only known by reading it): the caller runs it.
+ */
+export function holdUpdate<T extends HeldTable>(
+  db: Db,
+  table: T,
+  key: Record<string, string>,
+  changes: Updateable<Database[T]>,
+): Record<string, unknown> | undefined {
+  const state = states.get(db)
+  if (!state || state.ended) return undefined
+  const { json, timestamps } = HELD_TABLES[table]
+  const values: Record<string, unknown> = {}
+  const read: Record<string, unknown> = {}
+  for (const [column, value] of Object.entries(changes)) {
+    if (value === undefined) continue
+    if (!isPlainValue(value)) return undefined
+    if (typeof value === 'string' && timestamps.includes(column)) return undefined
+    values[column] = value
+    read[column] = typeof value === 'string' && json.includes(column) ? JSON.parse(value) : value
+  }
+  const id = `${table}\u0000${Object.values(key).join('\u0000')}`
+  const held = state.updates.get(id)
+  if (held) Object.assign(held.changes, values)
+  else state.updates.set(id, { table, key, changes: values })
+  return read
 }
 
 /**
@@ -54,9 +178,9 @@ export async function appendRows<T extends AppendOnlyTable>(
   rows: Insertable<Database[T]>[],
 ): Promise<void> {
   if (rows.length === 0) return
-  const held = pending.get(db)
-  if (held) {
-    const list: Insertable<Database[T]>[] = held[table]
+  const state = states.get(db)
+  if (state && !state.ended) {
+    const list: Insertable<Database[T]>[] = state.rows[table]
     list.push(...rows)
     return
   }
@@ -66,11 +190,11 @@ export async function appendRows<T extends AppendOnlyTable>(
 /**
  * Remembers `value` for `id` until the transaction `db` ends. Only for facts no
  * other transaction can change meanwhile, such as the children of a row this
- * transaction inserted (invisible to others until it commits). A no-op outside
- * a transaction opened by `inTransaction`.
+ * transaction inserted (invisible to others until it commits) or a row it holds
+ * locked. A no-op outside a transaction opened by `inTransaction`.
  */
 export function remember<V>(db: Db, key: MemoKey<V>, id: string, value: V): void {
-  const memo = memos.get(db)
+  const memo = states.get(db)?.memo
   if (!memo) return
   let values = memo.get(key)
   if (!values) {
@@ -82,30 +206,50 @@ export function remember<V>(db: Db, key: MemoKey<V>, id: string, value: V): void
 
 /** What `remember` stored for `id` in this transaction, if anything. */
 export function recall<V>(db: Db, key: MemoKey<V>, id: string): V | undefined {
-  return memos.get(db)?.get(key)?.get(id) as V | undefined
+  return states.get(db)?.memo.get(key)?.get(id) as V | undefined
 }
 
-/** Writes every held row in one statement: the inserts chained as data-modifying CTEs. */
-async function writeRows(trx: Db, rows: PendingRows): Promise<void> {
-  const inserts: CompiledQuery[] = []
-  if (rows.payment_transitions.length > 0)
-    inserts.push(trx.insertInto('payment_transitions').values(rows.payment_transitions).compile())
-  if (rows.events.length > 0) inserts.push(trx.insertInto('events').values(rows.events).compile())
-  rows.payment_transitions = []
-  rows.events = []
-  const last = inserts.pop()
-  if (!last) return
-  if (inserts.length === 0) {
-    await trx.executeQuery(last)
-    return
+function isPlainValue(value: unknown): boolean {
+  if (value === null || value instanceof Date) return true
+  const type = typeof value
+  if (type === 'string' || type === 'number' || type === 'boolean' || type === 'bigint') return true
+  // JSON columns: plain objects and arrays; Kysely expressions have `toOperationNode`.
+  return type === 'object' && !('toOperationNode' in (value as object))
+}
+
+/**
+ * The held updates (and, at the commit, the appended rows) as one statement, taken
+ * out of the state: the writes chained as data-modifying CTEs.
+ */
+function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | undefined {
+  const trx = state.trx
+  if (!trx) return undefined
+  const writes: CompiledQuery[] = []
+  for (const { table, key, changes } of state.updates.values()) {
+    let update = trx.updateTable(table).set(changes as never)
+    for (const [column, value] of Object.entries(key)) {
+      update = update.where(column as never, '=', value as never)
+    }
+    writes.push(update.compile())
   }
+  state.updates.clear()
+  if (withRows) {
+    const { rows } = state
+    if (rows.payment_transitions.length > 0)
+      writes.push(trx.insertInto('payment_transitions').values(rows.payment_transitions).compile())
+    if (rows.events.length > 0) writes.push(trx.insertInto('events').values(rows.events).compile())
+    rows.payment_transitions = []
+    rows.events = []
+  }
+  const last = writes.pop()
+  if (!last || writes.length === 0) return last
   const parameters: unknown[] = []
   const renumber = (query: CompiledQuery) => {
     const offset = parameters.length
     parameters.push(...query.parameters)
-    // Kysely's compiled inserts hold only quoted identifiers and $n placeholders.
+    // Kysely's compiled writes hold only quoted identifiers and $n placeholders.
     return query.sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`)
   }
-  const ctes = inserts.map((query, index) => `w${index} as (${renumber(query)})`)
-  await trx.executeQuery(CompiledQuery.raw(`with ${ctes.join(', ')} ${renumber(last)}`, parameters))
+  const ctes = writes.map((query, index) => `w${index} as (${renumber(query)})`)
+  return CompiledQuery.raw(`with ${ctes.join(', ')} ${renumber(last)}`, parameters)
 }

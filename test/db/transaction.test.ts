@@ -1,8 +1,14 @@
 import { sql } from 'kysely'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { newId } from '../../src/core/ids.ts'
 import { appendRows, inTransaction, MemoKey, recall, remember } from '../../src/db/transaction.ts'
-import { allocationsOf, insertPayment } from '../../src/modules/payments/repository.ts'
+import {
+  allocationsOf,
+  insertPayment,
+  lockPayment,
+  updatePayment,
+} from '../../src/modules/payments/repository.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { createPayment, invoiceToPay, type PaymentBody } from '../payments-helpers.ts'
 
@@ -230,5 +236,146 @@ describe('insertPayment', () => {
       `select payment_id, amount::text from payment_allocations where payment_id like 'pay_insert_%'`,
     )
     expect(rows).toEqual([{ payment_id: 'pay_insert_first', amount: '10000' }])
+  })
+})
+
+describe('held updates', () => {
+  /** Every statement the pool's connections send while `run` runs, in order. */
+  async function statementsOf(run: () => Promise<unknown>): Promise<string[]> {
+    const texts: string[] = []
+    const original = pg.Client.prototype.query
+    const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
+      this: pg.Client,
+      ...args: unknown[]
+    ) {
+      const [first] = args
+      texts.push(typeof first === 'string' ? first : String((first as { text: string }).text))
+      return Reflect.apply(original, this, args)
+    } as never)
+    try {
+      await run()
+    } finally {
+      spy.mockRestore()
+    }
+    return texts.map((t) => t.replace(/\s+/g, ' ').trim().slice(0, 80))
+  }
+
+  test('wait for the next statement on their table, which then reads them', async () => {
+    const description = `held-${newId('event')}`
+    let read: string | null | undefined
+    await inTransaction(ctx.db, async (trx) => {
+      const locked = await lockPayment(trx, ctx.scope.environmentId, paymentId)
+      expect(locked).toBeDefined()
+      const updated = await updatePayment(trx, paymentId, { description })
+      expect(updated.description).toBe(description)
+      // Not yet written: another connection and this one see the old row...
+      const seen = await ctx.db
+        .selectFrom('payments')
+        .select('description')
+        .where('id', '=', paymentId)
+        .executeTakeFirst()
+      expect(seen?.description).not.toBe(description)
+      // ...until this transaction's next statement on payments, which goes after them.
+      read = (
+        await trx
+          .selectFrom('payments')
+          .select('description')
+          .where('id', '=', paymentId)
+          .executeTakeFirst()
+      )?.description
+    })
+    expect(read).toBe(description)
+  })
+
+  test('two updates of one row are merged, and a rollback drops them', async () => {
+    await inTransaction(ctx.db, async (trx) => {
+      await lockPayment(trx, ctx.scope.environmentId, paymentId)
+      await updatePayment(trx, paymentId, { description: 'merged' })
+      const second = await updatePayment(trx, paymentId, {
+        metadata: JSON.stringify({ merged: 'yes' }),
+      })
+      // JSON given as text reads back as the object.
+      expect(second.metadata).toEqual({ merged: 'yes' })
+      expect(second.description).toBe('merged')
+    })
+    const after = await ctx.db
+      .selectFrom('payments')
+      .selectAll()
+      .where('id', '=', paymentId)
+      .executeTakeFirstOrThrow()
+    expect(after.description).toBe('merged')
+    expect(after.metadata).toEqual({ merged: 'yes' })
+
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        await lockPayment(trx, ctx.scope.environmentId, paymentId)
+        await updatePayment(trx, paymentId, { description: 'rolled back' })
+        throw new Error('boom')
+      }),
+    ).rejects.toThrow('boom')
+    const kept = await ctx.db
+      .selectFrom('payments')
+      .select('description')
+      .where('id', '=', paymentId)
+      .executeTakeFirstOrThrow()
+    expect(kept.description).toBe('merged')
+  })
+
+  test('go with the commit in one statement; statements on other tables do not wait for them', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const texts = await statementsOf(() =>
+      inTransaction(ctx.db, async (trx) => {
+        await lockPayment(trx, ctx.scope.environmentId, paymentId)
+        await updatePayment(trx, paymentId, { description: 'with the commit' })
+        await sql`select count(*) from invoice_lines where invoice_id = ${invoice.id}`.execute(trx)
+        await appendRows(trx, 'payment_transitions', [transitionRow('with-commit')])
+      }),
+    )
+    expect(texts[0]).toBe('begin')
+    expect(texts[1]).toMatch(/^select \* from "payments"/)
+    expect(texts[2]).toMatch(/^select count\(\*\) from invoice_lines/)
+    expect(texts[3]).toMatch(/^with w0 as \(update "payments" set "description"/)
+    expect(texts[4]).toBe('commit')
+    expect(texts).toHaveLength(5)
+    expect(await notes('with-commit')).toEqual(['with-commit'])
+  })
+
+  test('an SQL expression or a timestamp as text is written at once', async () => {
+    await inTransaction(ctx.db, async (trx) => {
+      await lockPayment(trx, ctx.scope.environmentId, paymentId)
+      const texts = await statementsOf(async () => {
+        const updated = await updatePayment(trx, paymentId, {
+          payment_date: '2026-02-01T00:00:00Z',
+        })
+        expect(updated.payment_date).toEqual(new Date('2026-02-01T00:00:00Z'))
+        await updatePayment(trx, paymentId, {
+          description: sql<string>`'from sql'` as unknown as string,
+        })
+      })
+      expect(texts).toHaveLength(2)
+      expect(texts.every((t) => t.startsWith('update "payments"'))).toBe(true)
+    })
+  })
+
+  test('never reach a connection after their transaction ended', async () => {
+    // The pool hands the same connection to the next transaction: nothing held before may leak into it.
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        await lockPayment(trx, ctx.scope.environmentId, paymentId)
+        await updatePayment(trx, paymentId, { description: 'leaked' })
+        throw new Error('boom')
+      }),
+    ).rejects.toThrow('boom')
+    for (let i = 0; i < 12; i++) {
+      await inTransaction(ctx.db, (trx) =>
+        trx.selectFrom('payments').select('id').where('id', '=', paymentId).execute(),
+      )
+    }
+    const row = await ctx.db
+      .selectFrom('payments')
+      .select('description')
+      .where('id', '=', paymentId)
+      .executeTakeFirstOrThrow()
+    expect(row.description).not.toBe('leaked')
   })
 })

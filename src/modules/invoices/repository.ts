@@ -10,7 +10,7 @@ import type {
   InvoiceTable,
 } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
-import { MemoKey, recall, remember } from '../../db/transaction.ts'
+import { holdUpdate, MemoKey, recall, remember } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 
 export type InvoiceSortField = 'created_at' | 'due_date' | 'total' | 'number' | 'amount_remaining'
@@ -65,14 +65,25 @@ export async function lockInvoice(
     .forUpdate()
     .executeTakeFirst()
   if (invoice) remember(db, LOCKED_INVOICES, id, invoice)
-  return invoice
+  return invoice ? { ...invoice } : undefined
 }
 
+/**
+ * Updates an invoice. One this transaction holds locked is updated in memory and
+ * written with the transaction's next statement on invoices or its commit.
+ */
 export async function updateInvoice(
   db: Db,
   id: string,
   changes: Updateable<InvoiceTable>,
 ): Promise<Invoice> {
+  const held = recall(db, LOCKED_INVOICES, id)
+  const read = held && holdUpdate(db, 'invoices', { id }, changes)
+  if (held && read) {
+    const invoice: Invoice = { ...held, ...read }
+    remember(db, LOCKED_INVOICES, id, invoice)
+    return { ...invoice }
+  }
   const invoice = await db
     .updateTable('invoices')
     .set(changes)
@@ -80,7 +91,7 @@ export async function updateInvoice(
     .returningAll()
     .executeTakeFirstOrThrow()
   remember(db, LOCKED_INVOICES, id, invoice)
-  return invoice
+  return { ...invoice }
 }
 
 /** Lines are written with their invoice and never changed, so a read one stays true. */

@@ -14,8 +14,9 @@ import type {
   Refund,
   RefundTable,
 } from '../../db/database.ts'
+import { compiledOnce } from '../../db/json-sql.ts'
 import { fetchPage, whereCreatedIn } from '../../db/list.ts'
-import { appendRows, MemoKey, recall, remember } from '../../db/transaction.ts'
+import { appendRows, holdUpdate, MemoKey, recall, remember } from '../../db/transaction.ts'
 import type { ListRequest, TimeRange } from '../../http/list-query.ts'
 import { paymentJson } from './json.ts'
 
@@ -24,6 +25,8 @@ export type PaymentSortField = 'created_at' | 'amount' | 'updated_at'
 /** Inserts a payment; `undefined` when its `human_id` is already taken in the environment. */
 /** The attempts of a payment created in the current transaction: none until it inserts some. */
 const NEW_PAYMENT_ATTEMPTS = new MemoKey<PaymentAttempt[]>('new_payment_attempts')
+/** Payments this transaction holds: locked, updated or inserted by it, so no one else can change them. */
+const HELD_PAYMENTS = new MemoKey<Payment>('held_payments')
 
 /**
  * Inserts a payment and its allocations in one statement (the allocations as a
@@ -63,6 +66,7 @@ export async function insertPayment(
     .selectAll()
     .executeTakeFirst()
   if (!payment) return undefined
+  remember(db, HELD_PAYMENTS, payment.id, payment)
   remember(db, NEW_PAYMENT_ATTEMPTS, payment.id, [])
   remember(
     db,
@@ -115,13 +119,17 @@ export async function lockPayment(
   environmentId: string,
   id: string,
 ): Promise<Payment | undefined> {
-  return db
+  const held = recall(db, HELD_PAYMENTS, id)
+  if (held?.environment_id === environmentId) return { ...held }
+  const payment = await db
     .selectFrom('payments')
     .selectAll()
     .where('environment_id', '=', environmentId)
     .where('id', '=', id)
     .forUpdate()
     .executeTakeFirst()
+  if (payment) remember(db, HELD_PAYMENTS, payment.id, payment)
+  return payment ? { ...payment } : undefined
 }
 
 export async function lockPaymentByTracking(
@@ -130,7 +138,7 @@ export async function lockPaymentByTracking(
   gateway: string,
   trackingId: string,
 ): Promise<Payment | undefined> {
-  return db
+  const payment = await db
     .selectFrom('payments')
     .selectAll()
     .where('environment_id', '=', environmentId)
@@ -138,19 +146,36 @@ export async function lockPaymentByTracking(
     .where('gateway_tracking_id', '=', trackingId)
     .forUpdate()
     .executeTakeFirst()
+  if (payment) remember(db, HELD_PAYMENTS, payment.id, payment)
+  return payment ? { ...payment } : undefined
 }
 
+/**
+ * Updates a payment. One this transaction holds (`lockPayment`, `insertPayment`) is
+ * updated in memory and written with the transaction's next statement on payments
+ * or its commit (`holdUpdate`).
+ */
 export async function updatePayment(
   db: Db,
   id: string,
   changes: Updateable<PaymentTable>,
 ): Promise<Payment> {
-  return db
+  const held = recall(db, HELD_PAYMENTS, id)
+  const read = held && holdUpdate(db, 'payments', { id }, changes)
+  if (held && read) {
+    const payment: Payment = { ...held, ...read }
+    remember(db, HELD_PAYMENTS, id, payment)
+    return { ...payment }
+  }
+  const payment = await db
     .updateTable('payments')
     .set(changes)
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow()
+  // The update locked the row: no one else can change it until this transaction ends.
+  remember(db, HELD_PAYMENTS, id, payment)
+  return { ...payment }
 }
 
 export async function allocationsOf(db: Db, paymentIds: string[]): Promise<PaymentAllocation[]> {
@@ -192,12 +217,21 @@ async function updateAllocation(
   invoiceId: string,
   changes: { amount?: bigint; applied_amount?: bigint },
 ): Promise<void> {
-  await db
-    .updateTable('payment_allocations')
-    .set(changes)
-    .where('payment_id', '=', paymentId)
-    .where('invoice_id', '=', invoiceId)
-    .execute()
+  if (
+    !holdUpdate(
+      db,
+      'payment_allocations',
+      { payment_id: paymentId, invoice_id: invoiceId },
+      changes,
+    )
+  ) {
+    await db
+      .updateTable('payment_allocations')
+      .set(changes)
+      .where('payment_id', '=', paymentId)
+      .where('invoice_id', '=', invoiceId)
+      .execute()
+  }
   const known = recall(db, NEW_PAYMENT_ALLOCATIONS, paymentId)
   if (known) {
     const updated = known.map((a) => (a.invoice_id === invoiceId ? { ...a, ...changes } : a))
@@ -346,7 +380,7 @@ export async function listPaymentsJson(
     .select([
       sql.ref(`payments.${field}`).as('sort_key'),
       'payments.id as sort_id',
-      paymentJson('payments').as('j'),
+      paymentsRowJson().as('j'),
     ])
     .orderBy(sql.ref(`payments.${field}`), direction)
     .orderBy('payments.id', direction)
@@ -361,6 +395,9 @@ export async function listPaymentsJson(
   const row = rows[0]
   return { items: row?.items ?? '[]', total: Number(row?.total ?? 0) }
 }
+
+/** `paymentJson` of the `payments` row, compiled once. */
+const paymentsRowJson = compiledOnce(() => paymentJson('payments'))
 
 const DAY_MS = 86_400_000
 
