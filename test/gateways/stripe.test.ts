@@ -1,4 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { gatewayContext } from '../../src/gateways/registry.ts'
+import { stripeGateway } from '../../src/gateways/stripe/stripe.gateway.ts'
+import { withLockedPayment } from '../../src/modules/payments/service.ts'
+import { movePayment } from '../../src/modules/payments/state.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import { startStripeEmulator } from '../emulators/stripe/server.ts'
 import { signatureHeader } from '../emulators/stripe/signing.ts'
@@ -287,7 +291,11 @@ describe('Stripe saved-card retries', () => {
     ctx.clock.advance(5_000)
     const failed = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
     expect(failed.status, failed.text).toBe(502)
-    expect((await getPayment(ctx, paymentId)).payment_status).toBe('FAILED')
+    // Whether Stripe charged is unknown: PROCESSING, never FAILED, so its report could still settle it.
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'PROCESSING',
+      amount_paid: '0.00',
+    })
     emulator.clearFaults()
     ctx.clock.advance(60_000)
     const retried = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
@@ -301,6 +309,79 @@ describe('Stripe saved-card retries', () => {
     const after = await ctx.get<{ amount_paid: string }>(`/v1/invoices/${invoice.id}`)
     expect(after.body.amount_paid).toBe('100.00')
     expect((await getPayment(ctx, paymentId)).amount_paid).toBe('100.00')
+  })
+
+  test('a charge cut off by a dead process is asked again once stale, never beside a call still running', async () => {
+    const { invoice, saved } = await invoiceWithSavedCard('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    const created = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      payment_gateway: 'stripe',
+      payment_method_id: saved.id,
+      amount: '100.00',
+      process_payment: false,
+    })
+    expect(created.status, created.text).toBe(201)
+    const paymentId = created.body.id
+    // What the process did before it died: PROCESSING, then the charge at Stripe, then nothing.
+    const { payment } = await withLockedPayment(
+      ctx.deps,
+      ctx.scope,
+      paymentId,
+      async (trx, locked) => {
+        const moved = await movePayment(
+          trx,
+          ctx.scope,
+          locked,
+          'PROCESSING',
+          {},
+          { cause: 'api', causeId: null },
+          ctx.deps,
+        )
+        return moved.payment
+      },
+    )
+    const customer = await ctx.db
+      .selectFrom('customers')
+      .selectAll()
+      .where('id', '=', payment.customer_id)
+      .executeTakeFirstOrThrow()
+    const method = await ctx.db
+      .selectFrom('payment_methods')
+      .selectAll()
+      .where('id', '=', saved.id)
+      .executeTakeFirstOrThrow()
+    const taken = await stripeGateway.chargeSavedMethod?.(
+      await gatewayContext(ctx.deps, ctx.scope, 'stripe'),
+      {
+        payment,
+        customer: {
+          id: customer.id,
+          name: customer.name,
+          email: customer.email,
+          gatewayCustomerIds: customer.gateway_customer_ids,
+        },
+        description: `Invoice ${payment.invoice_number}`,
+        chargeKey: `payrail-charge-${paymentId}-0`,
+      },
+      method,
+    )
+    expect(taken?.outcome).toBe('succeeded')
+    // While the call could still be running, /process does not make another beside it.
+    const early = await ctx.post<ErrorBody>(`/v1/payments/${paymentId}/process`)
+    expect(early.status, early.text).toBe(422)
+    ctx.clock.advance(5 * 60_000 + 1)
+    const resumed = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(resumed.status, resumed.text).toBe(200)
+    expect(resumed.body).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+    const intents = [...emulator.state.paymentIntents.values()].filter(
+      (pi) => pi.metadata.payrail_payment_id === paymentId,
+    )
+    expect(intents.map((pi) => pi.status)).toEqual(['succeeded'])
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
   })
 })
 

@@ -1,22 +1,37 @@
 import { AppError } from '../../core/errors.ts'
-import { adminAccess } from '../../core/principal.ts'
+import { type Access, adminAccess } from '../../core/principal.ts'
 import { claimDueAutomaticCharges } from '../../modules/invoices/repository.ts'
-import { queueAutomaticPayment } from '../../modules/invoices/service.ts'
+import { queueAutomaticPayment, stopAutomaticPayment } from '../../modules/invoices/service.ts'
 import {
   countAutomaticAttempts,
   payInvoiceAutomatically,
+  unansweredAutomaticCharge,
 } from '../../modules/payments/automatic.ts'
 import type { PaymentDeps } from '../../modules/payments/service.ts'
 
 export const CHARGE_DUE_INVOICES = 'charge_due_invoices'
 /** Attempts per invoice before Payrail stops and leaves it to the customer, like Stripe's retry schedule. */
 export const MAX_AUTOMATIC_ATTEMPTS = 4
+/** After a decline, the next attempt (a new payment) comes three days later. */
 export const RETRY_AFTER_MS = 3 * 24 * 60 * 60 * 1000
+/**
+ * After a charge whose outcome is unknown, the same payment is asked again an hour later:
+ * soon, because only while the provider remembers the idempotency key is a retry a replay.
+ * A claimed invoice is also held this long, so one whose worker died comes due again.
+ */
+export const UNKNOWN_OUTCOME_RETRY_AFTER_MS = 60 * 60 * 1000
 
 /**
  * Charges the default card of every invoice queued for an automatic charge
- * (renewals of `auto_pay` customers). A declined charge is retried three days
- * later, up to four attempts; every attempt is a payment with its own history.
+ * (renewals of `auto_pay` customers). Up to four attempts per invoice; an attempt is
+ * one charge that did not succeed, a decline or an error, counted across payments:
+ *
+ * - a decline is retried three days later on a new payment;
+ * - a charge with no answer (timeout, 5xx, network error, a worker that died) leaves its
+ *   payment PROCESSING and is retried an hour later on that same payment, with the same
+ *   idempotency key: the provider replays a charge it took, so the customer is charged
+ *   once. If the provider reports the charge first, the invoice is paid and not tried again;
+ * - anything else (no default card, invoice no longer payable) is not retried.
  */
 export async function chargeDueInvoices(
   deps: PaymentDeps,
@@ -25,7 +40,13 @@ export async function chargeDueInvoices(
   let charged = 0
   let failed = 0
   for (;;) {
-    const due = await claimDueAutomaticCharges(deps.db, deps.clock.now(), batchSize)
+    const now = deps.clock.now()
+    const due = await claimDueAutomaticCharges(
+      deps.db,
+      now,
+      batchSize,
+      new Date(now.getTime() + UNKNOWN_OUTCOME_RETRY_AFTER_MS),
+    )
     if (due.length === 0) return { charged, failed }
     for (const invoice of due) {
       const access = adminAccess({
@@ -38,25 +59,52 @@ export async function chargeDueInvoices(
           causeId: CHARGE_DUE_INVOICES,
         })
         charged += 1
+        await stopAutomaticPayment(deps.db, invoice.id)
       } catch (error) {
         failed += 1
-        const attempts = await countAutomaticAttempts(deps.db, invoice.id)
-        const retryable =
-          error instanceof AppError &&
-          error.status === 402 &&
-          error.code !== 'no_default_payment_method'
-        if (retryable && attempts < MAX_AUTOMATIC_ATTEMPTS) {
-          await queueAutomaticPayment(
-            deps.db,
-            invoice.id,
-            new Date(deps.clock.now().getTime() + RETRY_AFTER_MS),
-          )
-        }
-        deps.logger.info(
-          { invoice_id: invoice.id, attempts, err: error },
-          'automatic charge did not succeed',
-        )
+        await scheduleAfterFailure(deps, access, invoice.id, error)
       }
     }
   }
+}
+
+/** Queues the invoice's next attempt after one that did not succeed, or stops its automatic charges. */
+async function scheduleAfterFailure(
+  deps: PaymentDeps,
+  access: Access,
+  invoiceId: string,
+  error: unknown,
+): Promise<void> {
+  const attempts = await countAutomaticAttempts(deps.db, access, invoiceId)
+  const unanswered = await unansweredAutomaticCharge(deps.db, access, invoiceId)
+  const retryAfter = retryDelayAfter(error, unanswered !== undefined)
+  const log = { invoice_id: invoiceId, attempts, payment_id: unanswered?.id, err: error }
+  if (retryAfter !== undefined && attempts < MAX_AUTOMATIC_ATTEMPTS) {
+    await queueAutomaticPayment(
+      deps.db,
+      invoiceId,
+      new Date(deps.clock.now().getTime() + retryAfter),
+    )
+    deps.logger.info(log, 'automatic charge did not succeed; retry queued')
+    return
+  }
+  await stopAutomaticPayment(deps.db, invoiceId)
+  if (unanswered) {
+    deps.logger.warn(
+      log,
+      'automatic charge left PROCESSING with an unknown outcome; the provider report settles it',
+    )
+  } else {
+    deps.logger.info(log, 'automatic charge did not succeed; no further attempt')
+  }
+}
+
+/** How long until the next attempt after `error`, or `undefined` when there is none to make. */
+function retryDelayAfter(error: unknown, leftProcessing: boolean): number | undefined {
+  // The charge call itself failed (or something after it did): the provider may hold the money.
+  if (leftProcessing && (!(error instanceof AppError) || error.code === 'gateway_error'))
+    return UNKNOWN_OUTCOME_RETRY_AFTER_MS
+  const declined =
+    error instanceof AppError && error.status === 402 && error.code !== 'no_default_payment_method'
+  return declined ? RETRY_AFTER_MS : undefined
 }

@@ -155,13 +155,16 @@ export async function listInvoices(
 }
 
 /**
- * Takes the invoices whose automatic charge is due, clearing their attempt time in
- * the same statement: two workers never charge one invoice at once.
+ * Takes the invoices whose automatic charge is due, moving their attempt time to
+ * `holdUntil` in the same statement: two workers never charge one invoice at once, and
+ * an invoice whose worker dies mid-charge comes due again then instead of being forgotten.
+ * The worker sets the real next attempt (or none) when the charge has an answer.
  */
 export async function claimDueAutomaticCharges(
   db: Db,
   at: Date,
   limit: number,
+  holdUntil: Date,
 ): Promise<{ id: string; tenant_id: string; environment_id: string; customer_id: string }[]> {
   const result = await sql<{
     id: string
@@ -169,7 +172,7 @@ export async function claimDueAutomaticCharges(
     environment_id: string
     customer_id: string
   }>`
-    update invoices set next_payment_attempt = null
+    update invoices set next_payment_attempt = ${holdUntil}
     where id in (
       select id from invoices
       where next_payment_attempt <= ${at} and invoice_status = 'FINALIZED'

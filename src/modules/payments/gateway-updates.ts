@@ -77,7 +77,12 @@ export async function applyPaymentUpdate(
       update.status === 'SUCCEEDED' && received > payment.amount ? 'OVERPAID' : update.status
     const changes: Updateable<PaymentTable> = {
       ...(update.gatewayPaymentId && { gateway_payment_id: update.gatewayPaymentId }),
-      ...((to === 'SUCCEEDED' || to === 'OVERPAID') && { amount_paid: received }),
+      // Money received ends the story: an error left by a charge call whose answer was lost goes.
+      ...((to === 'SUCCEEDED' || to === 'OVERPAID') && {
+        amount_paid: received,
+        status_code: null,
+        error_message: null,
+      }),
       ...(to === 'RESERVED' && { amount_reserved: received }),
       ...(to === 'FAILED' &&
         update.error && { status_code: update.error.code, error_message: update.error.message }),

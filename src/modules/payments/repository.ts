@@ -307,6 +307,54 @@ export async function openPaymentsForInvoice(
     .execute()
 }
 
+/**
+ * The newest active payment of an invoice whose `metadata[flag]` is `'true'`: the
+ * latest automatic charge, when `flag` is the automatic-charge flag.
+ */
+export async function newestFlaggedPayment(
+  db: Db,
+  environmentId: string,
+  invoiceId: string,
+  flag: string,
+): Promise<Payment | undefined> {
+  return db
+    .selectFrom('payments')
+    .innerJoin('payment_allocations', 'payment_allocations.payment_id', 'payments.id')
+    .selectAll('payments')
+    .where('payments.environment_id', '=', environmentId)
+    .where('payment_allocations.invoice_id', '=', invoiceId)
+    .where('payments.active', '=', true)
+    .where(sql<string>`payments.metadata ->> ${flag}`, '=', 'true')
+    .orderBy('payments.created_at', 'desc')
+    .orderBy('payments.id', 'desc')
+    .limit(1)
+    .executeTakeFirst()
+}
+
+/**
+ * How many gateway attempts of an invoice's payments flagged `metadata[flag] = 'true'`
+ * failed: each decline, and each call that got no answer, is one. A payment asked again
+ * after an unknown outcome has several; a successful attempt is not counted.
+ */
+export async function countFailedFlaggedAttempts(
+  db: Db,
+  environmentId: string,
+  invoiceId: string,
+  flag: string,
+): Promise<number> {
+  const row = await db
+    .selectFrom('payment_attempts')
+    .innerJoin('payments', 'payments.id', 'payment_attempts.payment_id')
+    .innerJoin('payment_allocations', 'payment_allocations.payment_id', 'payments.id')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('payments.environment_id', '=', environmentId)
+    .where('payment_allocations.invoice_id', '=', invoiceId)
+    .where(sql<string>`payments.metadata ->> ${flag}`, '=', 'true')
+    .where('payment_attempts.status', '=', 'failed')
+    .executeTakeFirst()
+  return Number(row?.n ?? 0)
+}
+
 export interface PaymentFilters {
   status?: PaymentStatus | undefined
   paymentMethodType?: PaymentMethodType | undefined

@@ -25,6 +25,7 @@ import {
   type Decline,
   type Gateway,
   type GatewayContext,
+  type GatewayFailure,
   type GatewayPaymentRequest,
 } from '../../gateways/gateway.ts'
 import { type GatewayDeps, gatewayContext, resolveGateway } from '../../gateways/registry.ts'
@@ -363,7 +364,10 @@ async function insertWithHumanId(
  * Starts or completes a payment at its gateway. Internal rails (balance, offline)
  * settle in one transaction. Hosted rails get a page (PENDING with `payment_url`);
  * a gateway failure leaves the payment INITIATED with the error recorded. Saved
- * cards are charged off-session: a decline leaves it FAILED and answers 402.
+ * cards are charged off-session: a decline leaves it FAILED and answers 402. A charge
+ * whose outcome is unknown (timeout, 5xx, network error) leaves it PROCESSING and
+ * answers 502; processing it again asks the provider again with the same idempotency
+ * key, so a charge that went through is replayed, never taken twice.
  */
 export async function processPayment(
   deps: PaymentDeps,
@@ -377,20 +381,7 @@ export async function processPayment(
   if (!payment) throw notFound('payment', String(target))
   const paymentId = payment.id
   const gateway = resolveGateway(payment.payment_method_type, payment.payment_gateway ?? undefined)
-  if (
-    payment.payment_status !== 'INITIATED' &&
-    payment.payment_status !== 'FAILED' &&
-    payment.payment_status !== 'ON_RETRY'
-  ) {
-    throw new AppError(
-      'invalid_state_transition',
-      `Payment ${paymentId} is ${payment.payment_status} and cannot be processed`,
-      {
-        payment_id: paymentId,
-        payment_status: payment.payment_status,
-      },
-    )
-  }
+  assertProcessable(payment, deps.clock.now())
   const hosted = !gateway.capabilities.internal && payment.payment_method_type !== 'CARD'
   if (hosted && payment.payment_status !== 'INITIATED') {
     // Only PROCESSING follows ON_RETRY in the state machine, never a new page: a customer who
@@ -527,7 +518,7 @@ async function settleLocked(
   deps: PaymentDeps,
   shares?: InvoiceShare[],
 ): Promise<SettledView> {
-  assertProcessable(locked)
+  assertProcessable(locked, deps.clock.now())
   const current = await retryIfFailed(trx, scope, locked, cause, deps)
   await assertStillOwed(trx, scope, current, deps.clock, shares)
   const settled = await gateway.settleInternal?.(trx, ctx, current)
@@ -591,8 +582,11 @@ async function chargeCard(
     )
   }
   // PROCESSING before the call: a crash mid-charge leaves a payment that says it was being charged.
+  let resumed = false
   await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
-    assertProcessable(locked)
+    assertProcessable(locked, deps.clock.now())
+    // Already PROCESSING: an earlier call's outcome is unknown, and this one asks again with its key.
+    resumed = locked.payment_status === 'PROCESSING'
     const current = await retryIfFailed(trx, scope, locked, cause, deps)
     await assertStillOwed(trx, scope, current, deps.clock)
     const moved = await movePayment(trx, scope, current, 'PROCESSING', {}, cause, deps)
@@ -609,7 +603,7 @@ async function chargeCard(
     )
   }
   let decline: Decline | undefined
-  let failure: string | undefined
+  let failure: GatewayFailure | undefined
   const view = await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
     const ids =
       result.outcome === 'error'
@@ -623,7 +617,8 @@ async function chargeCard(
           locked,
           { gateway: gateway.name, status: 'succeeded', ...ids },
           'SUCCEEDED',
-          { amount_paid: locked.amount },
+          // A replayed charge clears the error its lost first answer left.
+          { amount_paid: locked.amount, status_code: null, error_message: null },
           cause,
           deps,
         )
@@ -667,17 +662,52 @@ async function chargeCard(
         return failWithAttempt(trx, scope, locked, gateway.name, result.decline, ids, cause, deps)
       }
       case 'error': {
-        failure = result.failure.message
+        failure = result.failure
+        // The provider's report of this charge moved the payment while the call was failing.
+        if (locked.payment_status !== 'PROCESSING') {
+          if (isSettled(locked.payment_status)) failure = undefined
+          return locked
+        }
+        // A timeout, a 5xx or a reset connection says nothing of the charge, and neither does any
+        // error while an earlier call's outcome is still unknown: the provider may have taken the
+        // money. The payment stays PROCESSING, where the provider's report can still settle it and
+        // a retry sends the same key; only an error that is a definitive refusal makes it FAILED.
+        if (result.failure.retryable || resumed)
+          return recordUnknownOutcome(trx, locked, gateway.name, result.failure, deps)
         return failWithAttempt(trx, scope, locked, gateway.name, result.failure, null, cause, deps)
       }
     }
   })
   if (decline) throw declineError(decline, view.payment)
   if (failure)
-    throw new AppError('gateway_error', `The ${gateway.name} gateway failed: ${failure}`, {
+    throw new AppError('gateway_error', `The ${gateway.name} gateway failed: ${failure.message}`, {
       payment_id: payment.id,
+      payment_status: view.payment.payment_status,
+      retryable: view.payment.payment_status === 'PROCESSING',
     })
   return view
+}
+
+/**
+ * Records a charge attempt that got no usable answer on the locked PROCESSING payment,
+ * with the error on it, and leaves its status alone: whether money moved is unknown.
+ */
+async function recordUnknownOutcome(
+  trx: Db,
+  locked: Payment,
+  gateway: string,
+  error: { code: string; message: string },
+  deps: PaymentDeps,
+): Promise<Payment> {
+  await insertAttempt(
+    trx,
+    attemptRow(locked, gateway, 'failed', null, null, error.code, error.message, deps.clock),
+  )
+  return updatePayment(trx, locked.id, {
+    status_code: error.code,
+    error_message: error.message,
+    updated_at: deps.clock.now(),
+  })
 }
 
 interface InvoiceShare {
@@ -825,16 +855,42 @@ async function chargeKeyFor(db: Db, payment: Payment): Promise<string> {
   return `payrail-charge-${payment.id}-${declined}`
 }
 
-function isDeclineCode(code: string | null): boolean {
+/** A card decline (a definitive answer), as opposed to an error that says nothing of the charge. */
+export function isDeclineCode(code: string | null): boolean {
   return DECLINE_CODES.some((decline) => decline === code)
 }
 
-/** Re-checked under the row lock: a concurrent request may have processed the payment first. */
-function assertProcessable(locked: Payment): void {
+/**
+ * Longer than a charge call can take (the SDKs' timeouts and retries): a card charge
+ * PROCESSING for longer, with no answer recorded, was cut off by a process that died.
+ */
+const CHARGE_CALL_LIMIT_MS = 5 * 60 * 1000
+
+/**
+ * A card charge left PROCESSING without an answer: its call failed with an unknown
+ * outcome (the error is on the payment), or the process making it died. A charge still
+ * within its call is not asked again beside it.
+ */
+function isUnansweredCharge(payment: Payment, now: Date): boolean {
+  if (payment.payment_status !== 'PROCESSING' || payment.payment_method_type !== 'CARD')
+    return false
+  return (
+    payment.status_code !== null ||
+    now.getTime() - payment.updated_at.getTime() > CHARGE_CALL_LIMIT_MS
+  )
+}
+
+/**
+ * INITIATED, FAILED and ON_RETRY payments can be processed, and an unanswered card
+ * charge asked again. Re-checked under the row lock: a concurrent request may have
+ * processed the payment first.
+ */
+function assertProcessable(locked: Payment, now: Date): void {
   if (
     locked.payment_status === 'INITIATED' ||
     locked.payment_status === 'FAILED' ||
-    locked.payment_status === 'ON_RETRY'
+    locked.payment_status === 'ON_RETRY' ||
+    isUnansweredCharge(locked, now)
   )
     return
   throw new AppError(

@@ -1,0 +1,311 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { adminAccess } from '../../src/core/principal.ts'
+import {
+  CHARGE_DUE_INVOICES,
+  chargeDueInvoices,
+  MAX_AUTOMATIC_ATTEMPTS,
+  RETRY_AFTER_MS,
+  UNKNOWN_OUTCOME_RETRY_AFTER_MS,
+} from '../../src/jobs/tasks/charge-due-invoices.ts'
+import { claimDueAutomaticCharges } from '../../src/modules/invoices/repository.ts'
+import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
+import { payInvoiceAutomatically } from '../../src/modules/payments/automatic.ts'
+import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
+import { startStripeEmulator } from '../emulators/stripe/server.ts'
+import type { TestCardAlias } from '../emulators/stripe/test-cards.ts'
+import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
+import { createTestContext, type TestContext } from '../harness.ts'
+import { getInvoice, type PaymentBody } from '../payments-helpers.ts'
+
+/**
+ * Automatic charges through the Stripe SDK and the emulator, with the faults a real
+ * network has: an answer lost after Stripe took the money, a 5xx before it did, a
+ * worker that dies mid-charge. Whatever happens, the customer is charged at most once.
+ */
+
+let ctx: TestContext
+let emulator: StripeEmulator
+
+beforeAll(async () => {
+  ctx = await createTestContext({ start: new Date() })
+  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  emulator = await startStripeEmulator({
+    clock: ctx.clock,
+    webhookUrl: `${address}/v1/webhooks/stripe/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+  })
+  const connection = await ctx.post('/v1/gateway_connections', {
+    gateway: 'stripe',
+    credentials: { secret_key: emulator.secretKey, webhook_secret: emulator.webhookSecret },
+    settings: { base_url: emulator.url },
+  })
+  expect(connection.status).toBe(201)
+})
+afterEach(async () => {
+  emulator.clearFaults()
+  emulator.setWebhookDelivery('auto')
+  await emulator.deliverOutbox()
+})
+afterAll(async () => {
+  await emulator?.close()
+  await ctx.close()
+})
+
+/** An `auto_pay` customer whose default card is a Stripe test card, and a due 100.00 usd invoice of theirs. */
+async function dueInvoice(card: TestCardAlias) {
+  const customer = await createCustomer(ctx, { auto_pay: true })
+  const stripeCustomer = emulator.seedCustomer({ email: 'auto@example.com' })
+  const stripeCustomerId = String(stripeCustomer.id)
+  const method = emulator.seedPaymentMethod(stripeCustomerId, card)
+  await ctx.db
+    .updateTable('customers')
+    .set({ gateway_customer_ids: JSON.stringify({ stripe: stripeCustomerId }) })
+    .where('id', '=', customer.id)
+    .execute()
+  const saved = await ctx.db
+    .insertInto('payment_methods')
+    .values({
+      id: `pm_payrail_${customer.id}`,
+      tenant_id: ctx.main.tenant.id,
+      environment_id: ctx.main.test.id,
+      customer_id: customer.id,
+      gateway: 'stripe',
+      gateway_payment_method_id: String(method.id),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  const patched = await ctx.patch(`/v1/customers/${customer.id}`, {
+    default_payment_method_id: saved.id,
+  })
+  expect(patched.status, patched.text).toBe(200)
+  const invoice = await finalizedInvoice(ctx, customer.id, {
+    collection_method: 'charge_automatically',
+  })
+  await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+  return { invoice, stripeCustomerId }
+}
+
+/** What Stripe actually took from the customer: their succeeded charges. */
+const chargesTaken = (stripeCustomerId: string) =>
+  [...emulator.state.charges.values()].filter(
+    (charge) => charge.customer === stripeCustomerId && charge.status === 'succeeded',
+  )
+
+const paymentsOf = async (invoiceId: string) =>
+  (await ctx.get<List<PaymentBody>>(`/v1/payments?destination_id=${invoiceId}&sort=created_at`))
+    .body.items
+
+const inMs = (ms: number) => new Date(ctx.clock.now().getTime() + ms).toISOString()
+
+/** Stripe confirms the PaymentIntent, but every answer is lost (stripe-node's own retries too). */
+function loseEveryAnswer() {
+  emulator.timeoutNext({
+    count: 3,
+    mode: 'destroy',
+    pathPrefix: '/v1/payment_intents',
+    afterProcessing: true,
+  })
+}
+
+describe('charge_due_invoices when the outcome of a charge is unknown', () => {
+  test('Stripe took the money but the answer was lost: the retry replays that charge, never takes a second', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    loseEveryAnswer()
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    // Not dropped: asked again soon, well inside the time Stripe keeps the idempotency key.
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(
+      inMs(UNKNOWN_OUTCOME_RETRY_AFTER_MS),
+    )
+    const [pending] = await paymentsOf(invoice.id)
+    expect(pending).toMatchObject({ payment_status: 'PROCESSING', amount_paid: '0.00' })
+
+    emulator.clearFaults()
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    const payments = await paymentsOf(invoice.id)
+    expect(payments).toHaveLength(1)
+    expect(payments[0]).toMatchObject({
+      id: pending?.id,
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_remaining: '0.00',
+      next_payment_attempt: null,
+    })
+    // The webhooks of that one charge arrive late and change nothing.
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
+  })
+
+  test('an invoice queued again while the outcome is unknown still gets one charge', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    loseEveryAnswer()
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    emulator.clearFaults()
+    // An operator (or any other path) queues the invoice again right away.
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    await chargeDueInvoices(ctx.deps)
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    expect(await paymentsOf(invoice.id)).toHaveLength(1)
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
+  })
+
+  test("Stripe's late webhook settles the charge: the invoice is paid once and no further attempt is made", async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    loseEveryAnswer()
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    emulator.clearFaults()
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      next_payment_attempt: null,
+    })
+    const requestsBefore = emulator.requests.length
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+    expect(emulator.requests.length).toBe(requestsBefore)
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    const payments = await paymentsOf(invoice.id)
+    expect(payments).toHaveLength(1)
+    expect(payments[0]).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+  })
+
+  test('the worker dies after Stripe took the money: the claim expires, and the next run replays the charge', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    // The job's first step, as it runs it: the claim holds the invoice for a while, it does not forget it.
+    const claimed = await claimDueAutomaticCharges(
+      ctx.db,
+      ctx.clock.now(),
+      50,
+      new Date(ctx.clock.now().getTime() + UNKNOWN_OUTCOME_RETRY_AFTER_MS),
+    )
+    expect(claimed.map((c) => c.id)).toContain(invoice.id)
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(
+      inMs(UNKNOWN_OUTCOME_RETRY_AFTER_MS),
+    )
+    // The charge goes through at Stripe; the worker never hears back and never gets to requeue.
+    loseEveryAnswer()
+    await expect(
+      payInvoiceAutomatically(
+        ctx.deps,
+        adminAccess({ tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id }),
+        invoice.id,
+        { cause: 'job', causeId: CHARGE_DUE_INVOICES },
+      ),
+    ).rejects.toThrow()
+    emulator.clearFaults()
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    expect(await paymentsOf(invoice.id)).toHaveLength(1)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+
+  test('a 5xx before Stripe charged anything: the retry charges once and pays the invoice', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    emulator.failNext({ status: 500, count: 3, pathPrefix: '/v1/payment_intents' })
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(0)
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(
+      inMs(UNKNOWN_OUTCOME_RETRY_AFTER_MS),
+    )
+    emulator.clearFaults()
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    const payments = await paymentsOf(invoice.id)
+    expect(payments).toHaveLength(1)
+    expect(payments[0]?.attempts.map((a) => a.status)).toEqual(['failed', 'succeeded'])
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      next_payment_attempt: null,
+    })
+  })
+})
+
+describe('charge_due_invoices attempt counting', () => {
+  test('errors and declines each count as one attempt; declines follow the schedule and stop at the limit', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa_chargeDeclined')
+    // Attempt 1: Stripe answers 5xx, nothing is charged; asked again soon on the same payment.
+    emulator.failNext({ status: 500, count: 3, pathPrefix: '/v1/payment_intents' })
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    emulator.clearFaults()
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(
+      inMs(UNKNOWN_OUTCOME_RETRY_AFTER_MS),
+    )
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    // Attempts 2 to 4: declines, three days apart, each on a payment of its own after the first.
+    for (let attempt = 2; attempt <= MAX_AUTOMATIC_ATTEMPTS; attempt++) {
+      expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+      const next = (await getInvoice(ctx, invoice.id)).next_payment_attempt
+      if (attempt < MAX_AUTOMATIC_ATTEMPTS) {
+        expect(next).toBe(inMs(RETRY_AFTER_MS))
+        ctx.clock.advance(RETRY_AFTER_MS - 1)
+        expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+        ctx.clock.advance(1)
+      } else {
+        expect(next).toBeNull()
+      }
+    }
+    const payments = await paymentsOf(invoice.id)
+    expect(payments).toHaveLength(MAX_AUTOMATIC_ATTEMPTS - 1)
+    expect(payments.map((p) => p.attempts.map((a) => a.error_code))).toEqual([
+      ['StripeAPIError', 'card_declined'],
+      ['card_declined'],
+      ['card_declined'],
+    ])
+    expect(payments.every((p) => p.payment_status === 'FAILED')).toBe(true)
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(0)
+    // Done: later runs leave the invoice to the customer.
+    ctx.clock.advance(RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('PENDING')
+  })
+
+  test('answers lost on every attempt stop at the limit, and the charge Stripe took is still one', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    for (let attempt = 1; attempt <= MAX_AUTOMATIC_ATTEMPTS; attempt++) {
+      loseEveryAnswer()
+      expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+      emulator.clearFaults()
+      const next = (await getInvoice(ctx, invoice.id)).next_payment_attempt
+      expect(next).toBe(
+        attempt < MAX_AUTOMATIC_ATTEMPTS ? inMs(UNKNOWN_OUTCOME_RETRY_AFTER_MS) : null,
+      )
+      ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    }
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    const payments = await paymentsOf(invoice.id)
+    expect(payments).toHaveLength(1)
+    expect(payments[0]?.attempts).toHaveLength(MAX_AUTOMATIC_ATTEMPTS)
+    // Left PROCESSING, not FAILED: Stripe's report of the charge still settles it.
+    expect(payments[0]?.payment_status).toBe('PROCESSING')
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+})
