@@ -43,6 +43,9 @@ export const CRON_ITEMS = parseCronItems([
     options: { backfillPeriod: 60 * 60 * 1000 },
     identifier: PRUNE_IDEMPOTENCY_KEYS,
   },
+  // Every minute; each run takes everything due, so a missed minute needs no backfill.
+  { task: RENEW_SUBSCRIPTIONS, match: '* * * * *', identifier: RENEW_SUBSCRIPTIONS },
+  { task: CHARGE_DUE_INVOICES, match: '* * * * *', identifier: CHARGE_DUE_INVOICES },
 ])
 
 export interface StartWorkerOptions {

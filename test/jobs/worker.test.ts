@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { startWorker } from '../../src/jobs/worker.ts'
+import { CHARGE_DUE_INVOICES } from '../../src/jobs/tasks/charge-due-invoices.ts'
+import { PRUNE_IDEMPOTENCY_KEYS } from '../../src/jobs/tasks/prune-idempotency-keys.ts'
+import {
+  CRON_ITEMS,
+  createTaskList,
+  RENEW_SUBSCRIPTIONS,
+  startWorker,
+} from '../../src/jobs/worker.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 
 let ctx: TestContext
@@ -20,5 +27,29 @@ describe('worker', () => {
     expect(rows[0]?.n).toBeGreaterThan(0)
     await new Promise((resolve) => setTimeout(resolve, 300))
     await expect(worker.stop()).resolves.toBeUndefined()
+  })
+})
+
+describe('schedule', () => {
+  test('renewals and automatic charges run every minute, pruning hourly, each a task the worker has', async () => {
+    const tasks = createTaskList(ctx.deps)
+    const everyMinute = CRON_ITEMS.filter((item) =>
+      [0, 7, 31, 59].every((min) => item.match({ min, hour: 13, date: 2, month: 3, dow: 1 })),
+    ).map((item) => item.task)
+    expect(everyMinute.sort()).toEqual([CHARGE_DUE_INVOICES, RENEW_SUBSCRIPTIONS].sort())
+    for (const item of CRON_ITEMS) expect(tasks[item.task]).toBeTypeOf('function')
+
+    // The worker registers them with graphile-worker's scheduler when it starts.
+    const worker = await startWorker(ctx.deps, { connectionString: ctx.url, concurrency: 1 })
+    try {
+      const { rows } = await ctx.pool.query<{ identifier: string }>(
+        'select identifier from graphile_worker._private_known_crontabs order by identifier',
+      )
+      expect(rows.map((r) => r.identifier)).toEqual(
+        [CHARGE_DUE_INVOICES, PRUNE_IDEMPOTENCY_KEYS, RENEW_SUBSCRIPTIONS].sort(),
+      )
+    } finally {
+      await worker.stop()
+    }
   })
 })
