@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
+import { stat, utimes } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, describe, expect, inject, test } from 'vitest'
 import { createEmptyDatabase, testDatabasePrefix } from './test-database.ts'
@@ -219,5 +220,22 @@ describe('payrail CLI', () => {
     expect(migrate.stdout).toContain('Database is up to date')
     server.child.kill('SIGINT')
     expect((await server.done()).code).toBe(0)
+  })
+})
+
+describe('bin/payrail.js', () => {
+  const bundle = path.resolve('node_modules/.cache/payrail/payrail.mjs')
+
+  test('runs a bundle of src/, bundled again when a source is newer, and only then', async () => {
+    expect((await run(['--help'], {})).code).toBe(0)
+    const old = new Date('2020-01-01T00:00:00Z')
+    await utimes(bundle, old, old)
+    const help = await run(['--help'], {})
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain('Usage: payrail')
+    const rebuilt = (await stat(bundle)).mtimeMs
+    expect(rebuilt).toBeGreaterThan(old.getTime())
+    expect((await run(['--help'], {})).code).toBe(0)
+    expect((await stat(bundle)).mtimeMs).toBe(rebuilt)
   })
 })

@@ -375,7 +375,8 @@ function filteredPayments(db: Db, environmentId: string, filters: PaymentFilters
   if (filters.destinationId) query = query.where('destination_id', '=', filters.destinationId)
   if (filters.customerId) query = query.where('customer_id', '=', filters.customerId)
   if (filters.currency) query = query.where('currency', '=', filters.currency)
-  if (!filters.includeInactive) query = query.where('active', '=', true)
+  // A literal, not a parameter: a generic plan can then use the partial (WHERE active) indexes.
+  if (!filters.includeInactive) query = query.where('active', '=', sql.lit(true))
   return query
 }
 
