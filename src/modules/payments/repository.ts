@@ -23,8 +23,11 @@ import { paymentJson } from './json.ts'
 export type PaymentSortField = 'created_at' | 'amount' | 'updated_at'
 
 /** Inserts a payment; `undefined` when its `human_id` is already taken in the environment. */
-/** The attempts of a payment created in the current transaction: none until it inserts some. */
-const NEW_PAYMENT_ATTEMPTS = new MemoKey<PaymentAttempt[]>('new_payment_attempts')
+/**
+ * The attempts of a payment the current transaction holds: none for one it created, else
+ * as first read; kept current by `insertAttempt`.
+ */
+const HELD_PAYMENT_ATTEMPTS = new MemoKey<PaymentAttempt[]>('held_payment_attempts')
 /** Payments this transaction holds: locked, updated or inserted by it, so no one else can change them. */
 const HELD_PAYMENTS = new MemoKey<Payment>('held_payments')
 
@@ -67,7 +70,7 @@ export async function insertPayment(
     .executeTakeFirst()
   if (!payment) return undefined
   remember(db, HELD_PAYMENTS, payment.id, payment)
-  remember(db, NEW_PAYMENT_ATTEMPTS, payment.id, [])
+  remember(db, HELD_PAYMENT_ATTEMPTS, payment.id, [])
   remember(
     db,
     NEW_PAYMENT_ALLOCATIONS,
@@ -77,9 +80,9 @@ export async function insertPayment(
   return payment
 }
 
-/** The attempts of a payment this transaction created, known without a query; else undefined. */
-export function attemptsOfNewPayment(db: Db, paymentId: string): PaymentAttempt[] | undefined {
-  return recall(db, NEW_PAYMENT_ATTEMPTS, paymentId)
+/** The attempts of a payment this transaction holds, when known without a query; else undefined. */
+export function attemptsOfHeldPayment(db: Db, paymentId: string): PaymentAttempt[] | undefined {
+  return recall(db, HELD_PAYMENT_ATTEMPTS, paymentId)
 }
 
 /** The allocations of a payment created in the current transaction, as this transaction left them. */
@@ -239,32 +242,62 @@ async function updateAllocation(
   }
 }
 
+/**
+ * Records an attempt. Attempts are only written under their payment's row lock, so while
+ * this transaction holds the payment its attempts are known: a first insert reads the
+ * earlier ones in the same statement, and later reads cost no query.
+ */
 export async function insertAttempt(
   db: Db,
   row: Insertable<PaymentAttemptTable>,
 ): Promise<PaymentAttempt> {
-  const attempt = await db
-    .insertInto('payment_attempts')
-    .values(row)
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  const known = recall(db, NEW_PAYMENT_ATTEMPTS, attempt.payment_id)
-  if (known) remember(db, NEW_PAYMENT_ATTEMPTS, attempt.payment_id, [...known, attempt])
+  const paymentId = row.payment_id
+  const known = recall(db, HELD_PAYMENT_ATTEMPTS, paymentId)
+  if (known || !recall(db, HELD_PAYMENTS, paymentId)) {
+    const attempt = await db
+      .insertInto('payment_attempts')
+      .values(row)
+      .returningAll()
+      .executeTakeFirstOrThrow()
+    if (known) remember(db, HELD_PAYMENT_ATTEMPTS, paymentId, [...known, attempt])
+    return attempt
+  }
+  // The earlier attempts come from the statement's snapshot, which cannot see the new one.
+  const rows = await db
+    .with('inserted', (qb) => qb.insertInto('payment_attempts').values(row).returningAll())
+    .selectFrom('payment_attempts')
+    .selectAll()
+    .where('payment_id', '=', paymentId)
+    .unionAll((qb) => qb.selectFrom('inserted').selectAll())
+    .execute()
+  const attempt = rows.at(-1)
+  if (!attempt) throw new Error('attempt insert returned no row')
+  // In the order `attemptsOf` reads them.
+  const all = rows.sort(
+    (a, b) =>
+      a.created_at.getTime() - b.created_at.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+  )
+  remember(db, HELD_PAYMENT_ATTEMPTS, paymentId, all)
   return attempt
 }
 
+/** The attempts of payments, oldest first; one this transaction holds is read at most once. */
 export async function attemptsOf(db: Db, paymentIds: string[]): Promise<PaymentAttempt[]> {
   if (paymentIds.length === 0) return []
   const [only] = paymentIds
-  const known = paymentIds.length === 1 && only ? recall(db, NEW_PAYMENT_ATTEMPTS, only) : undefined
+  const single = paymentIds.length === 1 ? only : undefined
+  const known = single ? recall(db, HELD_PAYMENT_ATTEMPTS, single) : undefined
   if (known) return known
-  return db
+  const attempts = await db
     .selectFrom('payment_attempts')
     .selectAll()
     .where('payment_id', 'in', paymentIds)
     .orderBy('created_at')
     .orderBy('id')
     .execute()
+  if (single && recall(db, HELD_PAYMENTS, single))
+    remember(db, HELD_PAYMENT_ATTEMPTS, single, attempts)
+  return attempts
 }
 
 export async function insertTransition(

@@ -39,7 +39,7 @@ import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods
 import {
   allocationsOf,
   attemptsOf,
-  attemptsOfNewPayment,
+  attemptsOfHeldPayment,
   findPayment,
   findPaymentByIdempotencyKey,
   inFlightAmount,
@@ -242,12 +242,12 @@ export async function createPaymentRecord(
           deps,
           shares,
         )
-        return { ...settled, attempts: attemptsOfNewPayment(trx, payment.id) }
+        return { ...settled, attempts: attemptsOfHeldPayment(trx, payment.id) }
       }
       return {
         payment,
         invoiceIds: payment.invoice_ids,
-        attempts: attemptsOfNewPayment(trx, payment.id),
+        attempts: attemptsOfHeldPayment(trx, payment.id),
       }
     })
     if (view.decline) throw declineError(view.decline, view.payment)
@@ -1122,7 +1122,11 @@ export async function withLockedPayment(
     const locked = await lockPayment(trx, scope.environmentId, paymentId)
     if (!locked) throw notFound('payment', paymentId)
     const payment = await change(trx, locked)
-    return { payment, invoiceIds: payment.invoice_ids }
+    return {
+      payment,
+      invoiceIds: payment.invoice_ids,
+      attempts: attemptsOfHeldPayment(trx, payment.id),
+    }
   })
 }
 
