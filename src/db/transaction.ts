@@ -7,7 +7,7 @@ import type { Database } from './database.ts'
 export type AppendOnlyTable = 'events' | 'payment_transitions'
 
 /** Tables whose row updates a transaction may hold back until its next statement on them. */
-export type HeldTable = 'payments' | 'invoices' | 'payment_allocations'
+export type HeldTable = 'payments' | 'invoices' | 'payment_allocations' | 'webhook_events'
 
 type PendingRows = { [T in AppendOnlyTable]: Insertable<Database[T]>[] }
 
@@ -63,6 +63,11 @@ const HELD_TABLES: Record<HeldTable, { named: RegExp; json: string[]; timestamps
     ],
   },
   payment_allocations: { named: /\bpayment_allocations\b/i, json: [], timestamps: [] },
+  webhook_events: {
+    named: /\bwebhook_events\b/i,
+    json: ['payload'],
+    timestamps: ['received_at', 'handled_at'],
+  },
 }
 
 /** Names one kind of fact a transaction may remember about the rows it wrote. */

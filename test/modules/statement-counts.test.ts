@@ -1,7 +1,12 @@
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { signWebhook } from '../../src/core/webhook-signature.ts'
+import {
+  SANDBOX_SIGNATURE_HEADER,
+  sandboxWebhookPath,
+} from '../../src/gateways/sandbox/sandbox-provider.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
-import { createPayment, invoiceToPay } from '../payments-helpers.ts'
+import { createPayment, getPayment, invoiceToPay, sessionOf } from '../payments-helpers.ts'
 
 /**
  * The round trips of the hot paths, as docs/architecture.md and docs/performance.md count
@@ -70,6 +75,58 @@ describe('statements per request', () => {
     })
     expect(texts.filter((t) => t === 'begin')).toHaveLength(2)
     expect(texts, texts.join('\n')).toHaveLength(12)
+  })
+
+  test('a signed sandbox completion webhook settling a payment: 9, in one transaction', async () => {
+    const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
+    const completeNewLink = async () => {
+      const { invoice } = await invoiceToPay(ctx)
+      const link = await createPayment(ctx, {
+        destination_id: invoice.id,
+        payment_method_type: 'PAYMENT_LINK',
+        payment_gateway: 'sandbox',
+        amount: invoice.amount_due,
+      })
+      expect(link.status).toBe(201)
+      const cents = Math.round(Number(invoice.amount_due) * 100)
+      const body = JSON.stringify({
+        id: `sbevt_count_${link.body.id}`,
+        type: 'checkout.completed',
+        created: Math.floor(ctx.clock.now().getTime() / 1000),
+        data: {
+          payment_id: link.body.id,
+          session_id: sessionOf(link.body),
+          charge_id: null,
+          amount: cents,
+          amount_received: cents,
+          currency: 'usd',
+          card: null,
+          error: null,
+          refund_id: null,
+          gateway_refund_id: null,
+        },
+      })
+      const signature = signWebhook(secret, body, Math.floor(ctx.clock.now().getTime() / 1000))
+      return {
+        payment: link.body.id,
+        deliver: async () => {
+          const res = await ctx.app.inject({
+            method: 'POST',
+            url: sandboxWebhookPath(ctx.main.tenant.id, ctx.main.test.id),
+            headers: { 'content-type': 'application/json', [SANDBOX_SIGNATURE_HEADER]: signature },
+            payload: body,
+          })
+          expect(res.statusCode).toBe(200)
+        },
+      }
+    }
+    // The first webhook of an environment in a process also looks the environment up.
+    await (await completeNewLink()).deliver()
+    const second = await completeNewLink()
+    const texts = await statementsOf(second.deliver)
+    expect((await getPayment(ctx, second.payment)).payment_status).toBe('SUCCEEDED')
+    expect(texts.filter((t) => t === 'begin')).toHaveLength(1)
+    expect(texts, texts.join('\n')).toHaveLength(9)
   })
 
   test('GET /v1/payments: 1', async () => {

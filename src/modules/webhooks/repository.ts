@@ -1,5 +1,6 @@
 import { BoundedCache } from '../../core/bounded-cache.ts'
 import type { Db } from '../../db/client.ts'
+import { holdUpdate } from '../../db/transaction.ts'
 
 /**
  * Records an inbound event once: the first delivery inserts it, every later one
@@ -33,9 +34,13 @@ export async function markInboundEventHandled(
   outcome: string,
   at: Date,
 ): Promise<void> {
+  const changes = { handled_at: at, outcome }
+  const key = { environment_id: environmentId, gateway, event_id: eventId }
+  // Nothing reads it back: in a transaction, it goes with the commit.
+  if (holdUpdate(db, 'webhook_events', key, changes)) return
   await db
     .updateTable('webhook_events')
-    .set({ handled_at: at, outcome })
+    .set(changes)
     .where('environment_id', '=', environmentId)
     .where('gateway', '=', gateway)
     .where('event_id', '=', eventId)
