@@ -19,7 +19,7 @@ interface HeldUpdate {
 
 interface TransactionState {
   trx: Db | undefined
-  /** The pg client the transaction runs on: the one that sent its `begin`. */
+  /** The pg client the transaction runs on: the one that sent its first statement, `begin`. */
   connection: unknown
   ended: boolean
   rows: PendingRows
@@ -124,13 +124,15 @@ export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<
  * For the pool's connections (`src/db/client.ts`), before each statement: the held
  * updates that must go first, when `connection` runs the current transaction and
  * `text` names a table they touch. Binds the transaction to the connection that
- * sends its `begin`.
+ * sends its first statement (`begin`).
  */
 export function heldBefore(connection: unknown, text: string): CompiledQuery | undefined {
   const state = context.getStore()
   if (!state || state.ended) return undefined
   if (state.connection === undefined) {
-    if (/^\s*begin\b/i.test(text)) state.connection = connection
+    // Nothing else runs in this context before the transaction's callback: the first
+    // statement is the one that starts the transaction (`begin`).
+    state.connection = connection
     return undefined
   }
   if (state.connection !== connection || state.updates.size === 0) return undefined
