@@ -61,9 +61,10 @@ export interface RunningWorker {
 
 /**
  * Starts graphile-worker on Payrail's database: in-process with `serve`, alone
- * with `payrail worker`. The worker gets a pool of its own with an `error`
- * listener: when PostgreSQL goes away first (embedded shutdown, failover), a dead
- * idle connection is logged instead of crashing the process. Stop it before
+ * with `payrail worker`. The worker gets a pool of its own with `error` listeners on
+ * the pool and on each connection: when PostgreSQL goes away first (embedded
+ * shutdown, failover), a dead connection, idle or busy, is logged instead of
+ * crashing the process. Stop it before
  * ending Payrail's pools.
  */
 export async function startWorker(
@@ -79,6 +80,13 @@ export async function startWorker(
   pool.on('error', (error) =>
     deps.logger.warn({ err: error, component: 'worker' }, 'idle worker connection failed'),
   )
+  // A connection that fails while checked out fails its query; without a listener, its
+  // client's 'error' event would also crash the process.
+  pool.on('connect', (client) => {
+    client.on('error', (error) =>
+      deps.logger.warn({ err: error, component: 'worker' }, 'worker connection failed'),
+    )
+  })
   const runner = await run({
     pgPool: pool,
     concurrency,

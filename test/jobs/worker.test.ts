@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { CHARGE_DUE_INVOICES } from '../../src/jobs/tasks/charge-due-invoices.ts'
 import { PRUNE_IDEMPOTENCY_KEYS } from '../../src/jobs/tasks/prune-idempotency-keys.ts'
 import {
@@ -18,7 +18,11 @@ afterAll(() => ctx.close())
 
 describe('worker', () => {
   test('keeps running when PostgreSQL cuts its idle connections (shutdown, failover) and stops cleanly', async () => {
+    const warn = vi.spyOn(console, 'warn')
     const worker = await startWorker(ctx.deps, { connectionString: ctx.url, concurrency: 1 })
+    // graphile-worker checks that its pool and each of its connections have error listeners.
+    expect(warn.mock.calls.flat().join(' ')).not.toMatch(/error handlers/)
+    warn.mockRestore()
     await new Promise((resolve) => setTimeout(resolve, 300))
     const { rows } = await ctx.pool.query<{ n: number }>(
       `select count(pg_terminate_backend(pid))::int as n from pg_stat_activity
