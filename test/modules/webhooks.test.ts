@@ -29,6 +29,7 @@ interface EventBody {
   id: string
   type: string
   object_id: string
+  data: { object: unknown }
 }
 
 interface Delivery {
@@ -217,7 +218,10 @@ describe('inbound sandbox webhooks: applying events', () => {
     const paid = await getPayment(ctx, payment.id)
     expect(paid).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
     expect(paid.attempts.filter((a) => a.status === 'succeeded')).toHaveLength(1)
-    expect(await eventsOf(payment.id, 'payment.succeeded')).toHaveLength(1)
+    const succeeded = await eventsOf(payment.id, 'payment.succeeded')
+    expect(succeeded).toHaveLength(1)
+    // The event shows the payment as GET does, with the attempt that completed it.
+    expect(succeeded[0]?.data).toEqual({ object: paid })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',

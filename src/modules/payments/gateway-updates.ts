@@ -1,6 +1,6 @@
 import type { Updateable } from 'kysely'
 import { toMinorUnits } from '../../core/money.ts'
-import { isSettled, isTerminal } from '../../core/payment-state.ts'
+import { checkTransition, isSettled, isTerminal } from '../../core/payment-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, PaymentTable } from '../../db/database.ts'
@@ -36,6 +36,20 @@ export async function applyPaymentUpdate(
   }
   let outcome: UpdateOutcome = 'repeat'
   const gateway = payment.payment_gateway ?? 'unknown'
+  const recordAttempt = (current: Payment) =>
+    insertAttempt(
+      trx,
+      attemptRow(
+        current,
+        gateway,
+        update.attempt?.status ?? 'unknown',
+        update.gatewayPaymentId ?? null,
+        current.gateway_tracking_id,
+        update.attempt?.errorCode ?? null,
+        update.attempt?.errorMessage ?? null,
+        deps.clock,
+      ),
+    )
 
   if (update.refund) {
     const refund =
@@ -87,31 +101,22 @@ export async function applyPaymentUpdate(
       ...(to === 'FAILED' &&
         update.error && { status_code: update.error.code, error_message: update.error.message }),
     }
+    // An attempt that comes with a move that takes effect is recorded first, so the move's
+    // event shows the payment with it (as moveWithAttempt does).
+    if (update.attempt && checkTransition(payment.payment_status, to).kind === 'apply') {
+      await recordAttempt(payment)
+    }
     const moved = await movePayment(trx, scope, payment, to, changes, cause, deps)
     payment = moved.payment
     outcome = moved.kind === 'applied' ? 'applied' : moved.kind === 'repeat' ? 'repeat' : 'ignored'
-  }
-
-  // An attempt is recorded when it tells something new: with a move that took effect, or on
-  // its own (a declined card on a hosted page that stays open) while the payment is still open.
-  const attemptCounts = update.status
-    ? outcome === 'applied'
-    : !isSettled(payment.payment_status) && !isTerminal(payment.payment_status)
-  if (update.attempt && attemptCounts) {
-    await insertAttempt(
-      trx,
-      attemptRow(
-        payment,
-        gateway,
-        update.attempt.status,
-        update.gatewayPaymentId ?? null,
-        payment.gateway_tracking_id,
-        update.attempt.errorCode ?? null,
-        update.attempt.errorMessage ?? null,
-        deps.clock,
-      ),
-    )
-    if (!update.status) outcome = 'attempt_recorded'
+  } else if (
+    update.attempt &&
+    !isSettled(payment.payment_status) &&
+    !isTerminal(payment.payment_status)
+  ) {
+    // On its own (a declined card on a hosted page that stays open), while the payment is open.
+    await recordAttempt(payment)
+    outcome = 'attempt_recorded'
   }
 
   // The card may come with a report that repeats the status (Stripe sends payment_intent.succeeded
