@@ -99,6 +99,19 @@ async function main() {
       { workers, nodeArgs },
     )
     const auth = { authorization: `Bearer ${db.key}`, 'content-type': 'application/json' }
+    /** `POST /v1/payments` paying a whole 10.00 usd invoice the way `method` says. */
+    const payInvoice = (invoiceId: string, method: Record<string, string>): LoadRequest => ({
+      method: 'POST',
+      path: '/v1/payments',
+      headers: auth,
+      body: JSON.stringify({
+        destination_type: 'INVOICE',
+        destination_id: invoiceId,
+        ...method,
+        amount: '10.00',
+        currency: 'usd',
+      }),
+    })
 
     const measure = async (
       name: string,
@@ -145,19 +158,12 @@ async function main() {
     if (runs('create_link')) {
       scenarios.create_link = await measure(
         'create_link',
-        cycle(linkInvoices, (invoiceId) => ({
-          method: 'POST',
-          path: '/v1/payments',
-          headers: auth,
-          body: JSON.stringify({
-            destination_type: 'INVOICE',
-            destination_id: invoiceId,
+        cycle(linkInvoices, (invoiceId) =>
+          payInvoice(invoiceId, {
             payment_method_type: 'PAYMENT_LINK',
             payment_gateway: 'sandbox',
-            amount: '10.00',
-            currency: 'usd',
           }),
-        })),
+        ),
         poolSize,
         'pgbench',
         pgbench?.tps,
@@ -181,18 +187,9 @@ async function main() {
     if (runs('offline_pay')) {
       scenarios.offline_pay = await measure(
         'offline_pay',
-        cycle(offlineInvoices, (invoiceId) => ({
-          method: 'POST',
-          path: '/v1/payments',
-          headers: auth,
-          body: JSON.stringify({
-            destination_type: 'INVOICE',
-            destination_id: invoiceId,
-            payment_method_type: 'OFFLINE',
-            amount: '10.00',
-            currency: 'usd',
-          }),
-        })),
+        cycle(offlineInvoices, (invoiceId) =>
+          payInvoice(invoiceId, { payment_method_type: 'OFFLINE' }),
+        ),
         poolSize,
         'pgbench',
         pgbench?.tps,

@@ -176,6 +176,27 @@ export function holdUpdate<T extends HeldTable>(
 }
 
 /**
+ * Updates the row `id` of `table` (a payments or invoices row): one this transaction
+ * holds (remembered under `memo`) is updated in memory and its update held
+ * (`holdUpdate`); any other is updated by `write` at once. Either way the row is then
+ * remembered as this transaction's, since an update locks it until the transaction ends.
+ */
+export async function updateHeldRow<R extends object, T extends 'payments' | 'invoices'>(
+  db: Db,
+  table: T,
+  memo: MemoKey<R>,
+  id: string,
+  changes: Updateable<Database[T]>,
+  write: () => Promise<R>,
+): Promise<R> {
+  const held = recall(db, memo, id)
+  const read = held && holdUpdate(db, table, { id }, changes)
+  const row: R = held && read ? { ...held, ...read } : await write()
+  remember(db, memo, id, row)
+  return { ...row }
+}
+
+/**
  * Appends rows to an append-only table: held until the commit when `db` is a
  * transaction opened by `inTransaction`, written at once otherwise.
  */

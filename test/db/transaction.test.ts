@@ -1,6 +1,5 @@
 import { sql } from 'kysely'
-import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { newId } from '../../src/core/ids.ts'
 import { appendRows, inTransaction, MemoKey, recall, remember } from '../../src/db/transaction.ts'
 import {
@@ -11,6 +10,7 @@ import {
 } from '../../src/modules/payments/repository.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { createPayment, invoiceToPay, type PaymentBody } from '../payments-helpers.ts'
+import { statementsOf } from '../statements.ts'
 
 let ctx: TestContext
 let paymentId: string
@@ -240,26 +240,6 @@ describe('insertPayment', () => {
 })
 
 describe('held updates', () => {
-  /** Every statement the pool's connections send while `run` runs, in order. */
-  async function statementsOf(run: () => Promise<unknown>): Promise<string[]> {
-    const texts: string[] = []
-    const original = pg.Client.prototype.query
-    const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
-      this: pg.Client,
-      ...args: unknown[]
-    ) {
-      const [first] = args
-      texts.push(typeof first === 'string' ? first : String((first as { text: string }).text))
-      return Reflect.apply(original, this, args)
-    } as never)
-    try {
-      await run()
-    } finally {
-      spy.mockRestore()
-    }
-    return texts.map((t) => t.replace(/\s+/g, ' ').trim().slice(0, 80))
-  }
-
   test('wait for the next statement on their table, which then reads them', async () => {
     const description = `held-${newId('event')}`
     let read: string | null | undefined

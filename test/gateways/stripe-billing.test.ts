@@ -5,26 +5,17 @@ import {
 } from '../../src/jobs/tasks/stripe-paid-out-of-band.ts'
 import { backfillStripe } from '../../src/modules/stripe-sync/backfill.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
-import { startStripeEmulator } from '../emulators/stripe/server.ts'
 import type { InvoiceBody, List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { getPayment, type PaymentBody, pagePost, sessionOf } from '../payments-helpers.ts'
+import { connectStripeEmulator } from '../stripe-helpers.ts'
 
 let ctx: TestContext
 let emulator: StripeEmulator
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: new Date() })
-  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
-  emulator = await startStripeEmulator({
-    clock: ctx.clock,
-    webhookUrl: `${address}/v1/webhooks/stripe/${ctx.main.tenant.id}/${ctx.main.test.id}`,
-  })
-  await ctx.post('/v1/gateway_connections', {
-    gateway: 'stripe',
-    credentials: { secret_key: emulator.secretKey, webhook_secret: emulator.webhookSecret },
-    settings: { base_url: emulator.url },
-  })
+  emulator = await connectStripeEmulator(ctx)
 })
 afterAll(async () => {
   await emulator?.close()

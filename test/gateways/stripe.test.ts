@@ -4,7 +4,6 @@ import { stripeGateway } from '../../src/gateways/stripe/stripe.gateway.ts'
 import { withLockedPayment } from '../../src/modules/payments/service.ts'
 import { movePayment } from '../../src/modules/payments/state.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
-import { startStripeEmulator } from '../emulators/stripe/server.ts'
 import { signatureHeader } from '../emulators/stripe/signing.ts'
 import type { TestCardAlias } from '../emulators/stripe/test-cards.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
@@ -15,6 +14,7 @@ import {
   invoiceToPay,
   type PaymentBody,
 } from '../payments-helpers.ts'
+import { connectStripeEmulator, saveStripeCard, stripeWebhookPath } from '../stripe-helpers.ts'
 
 let ctx: TestContext
 let emulator: StripeEmulator
@@ -22,15 +22,8 @@ let webhookPath: string
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: new Date() })
-  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
-  webhookPath = `/v1/webhooks/stripe/${ctx.main.tenant.id}/${ctx.main.test.id}`
-  emulator = await startStripeEmulator({ clock: ctx.clock, webhookUrl: `${address}${webhookPath}` })
-  const connection = await ctx.post('/v1/gateway_connections', {
-    gateway: 'stripe',
-    credentials: { secret_key: emulator.secretKey, webhook_secret: emulator.webhookSecret },
-    settings: { base_url: emulator.url },
-  })
-  expect(connection.status).toBe(201)
+  webhookPath = stripeWebhookPath(ctx)
+  emulator = await connectStripeEmulator(ctx)
 })
 afterAll(async () => {
   await emulator?.close()
@@ -171,26 +164,8 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
 /** A customer with a finalized invoice and a saved Stripe card of the test `alias`. */
 async function invoiceWithSavedCard(alias: TestCardAlias) {
   const { customer, invoice } = await invoiceToPay(ctx)
-  const stripeCustomer = emulator.seedCustomer({ email: 'card@example.com' })
-  const method = emulator.seedPaymentMethod(String(stripeCustomer.id), alias)
-  await ctx.db
-    .updateTable('customers')
-    .set({ gateway_customer_ids: JSON.stringify({ stripe: stripeCustomer.id }) })
-    .where('id', '=', customer.id)
-    .execute()
-  const saved = await ctx.db
-    .insertInto('payment_methods')
-    .values({
-      id: `pm_payrail_${customer.id}`,
-      tenant_id: ctx.main.tenant.id,
-      environment_id: ctx.main.test.id,
-      customer_id: customer.id,
-      gateway: 'stripe',
-      gateway_payment_method_id: String(method.id),
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow()
-  return { invoice, saved }
+  const { paymentMethodId } = await saveStripeCard(ctx, emulator, customer.id, alias)
+  return { invoice, saved: { id: paymentMethodId } }
 }
 
 describe('Stripe saved-card charges', () => {

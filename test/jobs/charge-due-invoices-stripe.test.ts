@@ -11,11 +11,11 @@ import { claimDueAutomaticCharges } from '../../src/modules/invoices/repository.
 import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { payInvoiceAutomatically } from '../../src/modules/payments/automatic.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
-import { startStripeEmulator } from '../emulators/stripe/server.ts'
 import type { TestCardAlias } from '../emulators/stripe/test-cards.ts'
 import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { getInvoice, type PaymentBody } from '../payments-helpers.ts'
+import { connectStripeEmulator, saveStripeCard } from '../stripe-helpers.ts'
 
 /**
  * Automatic charges through the Stripe SDK and the emulator, with the faults a real
@@ -28,17 +28,7 @@ let emulator: StripeEmulator
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: new Date() })
-  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
-  emulator = await startStripeEmulator({
-    clock: ctx.clock,
-    webhookUrl: `${address}/v1/webhooks/stripe/${ctx.main.tenant.id}/${ctx.main.test.id}`,
-  })
-  const connection = await ctx.post('/v1/gateway_connections', {
-    gateway: 'stripe',
-    credentials: { secret_key: emulator.secretKey, webhook_secret: emulator.webhookSecret },
-    settings: { base_url: emulator.url },
-  })
-  expect(connection.status).toBe(201)
+  emulator = await connectStripeEmulator(ctx)
 })
 afterEach(async () => {
   emulator.clearFaults()
@@ -53,28 +43,15 @@ afterAll(async () => {
 /** An `auto_pay` customer whose default card is a Stripe test card, and a due 100.00 usd invoice of theirs. */
 async function dueInvoice(card: TestCardAlias) {
   const customer = await createCustomer(ctx, { auto_pay: true })
-  const stripeCustomer = emulator.seedCustomer({ email: 'auto@example.com' })
-  const stripeCustomerId = String(stripeCustomer.id)
-  const method = emulator.seedPaymentMethod(stripeCustomerId, card)
-  await ctx.db
-    .updateTable('customers')
-    .set({ gateway_customer_ids: JSON.stringify({ stripe: stripeCustomerId }) })
-    .where('id', '=', customer.id)
-    .execute()
-  const saved = await ctx.db
-    .insertInto('payment_methods')
-    .values({
-      id: `pm_payrail_${customer.id}`,
-      tenant_id: ctx.main.tenant.id,
-      environment_id: ctx.main.test.id,
-      customer_id: customer.id,
-      gateway: 'stripe',
-      gateway_payment_method_id: String(method.id),
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow()
+  const { paymentMethodId, stripeCustomerId } = await saveStripeCard(
+    ctx,
+    emulator,
+    customer.id,
+    card,
+    'auto@example.com',
+  )
   const patched = await ctx.patch(`/v1/customers/${customer.id}`, {
-    default_payment_method_id: saved.id,
+    default_payment_method_id: paymentMethodId,
   })
   expect(patched.status, patched.text).toBe(200)
   const invoice = await finalizedInvoice(ctx, customer.id, {

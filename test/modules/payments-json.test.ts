@@ -171,6 +171,33 @@ describe('payments as JSON from PostgreSQL', () => {
     },
   )
 
+  test("another tenant's key, and the live key, list none of these payments", async () => {
+    const other = await ctx.createTenantFixture('Other tenant')
+    for (const key of [other.key, ctx.main.liveKey]) {
+      const res = await ctx.get<{ items: { id: string }[]; pagination: { total: number } }>(
+        '/v1/payments?include_inactive=true',
+        { key },
+      )
+      expect(res.status).toBe(200)
+      expect(res.body.items.filter((p) => p.id.startsWith('pay_json_'))).toEqual([])
+      expect(res.body.pagination.total).toBe(0)
+    }
+  })
+
+  test.each([
+    ['an unknown status', '?status=BOGUS'],
+    ['a bad date', '?from_date=yesterday'],
+    [
+      'a range that ends before it starts',
+      '?from_date=2026-03-05T00:00:00Z&to_date=2026-03-01T00:00:00Z',
+    ],
+    ['an unknown sort field', '?sort=customer_id'],
+  ])('%s is a 400 in the error shape', async (_name, query) => {
+    const res = await ctx.get<{ error: { code: string } }>(`/v1/payments${query}`)
+    expect(res.status).toBe(400)
+    expect(res.body.error.code).toBe('validation_error')
+  })
+
   test('a page past the end is empty with the total', async () => {
     const res = await ctx.get<{ items: unknown[]; pagination: { total: number } }>(
       '/v1/payments?offset=1000&include_inactive=true',

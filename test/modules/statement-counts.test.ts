@@ -1,5 +1,4 @@
-import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { signWebhook } from '../../src/core/webhook-signature.ts'
 import {
   SANDBOX_SIGNATURE_HEADER,
@@ -7,6 +6,7 @@ import {
 } from '../../src/gateways/sandbox/sandbox-provider.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { createPayment, getPayment, invoiceToPay, sessionOf } from '../payments-helpers.ts'
+import { statementsOf } from '../statements.ts'
 
 /**
  * The round trips of the hot paths, as docs/architecture.md and docs/performance.md count
@@ -22,26 +22,6 @@ beforeAll(async () => {
   expect((await ctx.get('/v1/payments?limit=1')).status).toBe(200)
 })
 afterAll(() => ctx.close())
-
-async function statementsOf(run: () => Promise<unknown>): Promise<string[]> {
-  const texts: string[] = []
-  const original = pg.Client.prototype.query
-  const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
-    this: pg.Client,
-    ...args: unknown[]
-  ) {
-    const [first] = args
-    const text = typeof first === 'string' ? first : String((first as { text: string }).text)
-    texts.push(text.replace(/\s+/g, ' ').trim().slice(0, 60))
-    return Reflect.apply(original, this, args)
-  } as never)
-  try {
-    await run()
-  } finally {
-    spy.mockRestore()
-  }
-  return texts
-}
 
 describe('statements per request', () => {
   // The invoice's lines are already in this process's cache (it wrote them); cold, add one read.

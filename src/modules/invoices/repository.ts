@@ -10,7 +10,7 @@ import type {
   InvoiceTable,
 } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
-import { holdUpdate, MemoKey, recall, remember } from '../../db/transaction.ts'
+import { MemoKey, recall, remember, updateHeldRow } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 
 export type InvoiceSortField = 'created_at' | 'due_date' | 'total' | 'number' | 'amount_remaining'
@@ -77,21 +77,14 @@ export async function updateInvoice(
   id: string,
   changes: Updateable<InvoiceTable>,
 ): Promise<Invoice> {
-  const held = recall(db, LOCKED_INVOICES, id)
-  const read = held && holdUpdate(db, 'invoices', { id }, changes)
-  if (held && read) {
-    const invoice: Invoice = { ...held, ...read }
-    remember(db, LOCKED_INVOICES, id, invoice)
-    return { ...invoice }
-  }
-  const invoice = await db
-    .updateTable('invoices')
-    .set(changes)
-    .where('id', '=', id)
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  remember(db, LOCKED_INVOICES, id, invoice)
-  return { ...invoice }
+  return updateHeldRow(db, 'invoices', LOCKED_INVOICES, id, changes, () =>
+    db
+      .updateTable('invoices')
+      .set(changes)
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow(),
+  )
 }
 
 /** Lines are written with their invoice and never changed, so a read one stays true. */

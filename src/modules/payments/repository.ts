@@ -16,7 +16,14 @@ import type {
 } from '../../db/database.ts'
 import { compiledOnce } from '../../db/json-sql.ts'
 import { fetchPage, whereCreatedIn } from '../../db/list.ts'
-import { appendRows, holdUpdate, MemoKey, recall, remember } from '../../db/transaction.ts'
+import {
+  appendRows,
+  holdUpdate,
+  MemoKey,
+  recall,
+  remember,
+  updateHeldRow,
+} from '../../db/transaction.ts'
 import type { ListRequest, TimeRange } from '../../http/list-query.ts'
 import { paymentJson } from './json.ts'
 
@@ -163,22 +170,14 @@ export async function updatePayment(
   id: string,
   changes: Updateable<PaymentTable>,
 ): Promise<Payment> {
-  const held = recall(db, HELD_PAYMENTS, id)
-  const read = held && holdUpdate(db, 'payments', { id }, changes)
-  if (held && read) {
-    const payment: Payment = { ...held, ...read }
-    remember(db, HELD_PAYMENTS, id, payment)
-    return { ...payment }
-  }
-  const payment = await db
-    .updateTable('payments')
-    .set(changes)
-    .where('id', '=', id)
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  // The update locked the row: no one else can change it until this transaction ends.
-  remember(db, HELD_PAYMENTS, id, payment)
-  return { ...payment }
+  return updateHeldRow(db, 'payments', HELD_PAYMENTS, id, changes, () =>
+    db
+      .updateTable('payments')
+      .set(changes)
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow(),
+  )
 }
 
 export async function allocationsOf(db: Db, paymentIds: string[]): Promise<PaymentAllocation[]> {
@@ -316,12 +315,8 @@ export async function transitionsOf(db: Db, paymentId: string): Promise<PaymentT
     .execute()
 }
 
-/** Payments of an invoice that may still take money: the on-ramp reuses one of these instead of creating another. */
-export async function openPaymentsForInvoice(
-  db: Db,
-  environmentId: string,
-  invoiceId: string,
-): Promise<Payment[]> {
+/** The active payments allocated to an invoice, as a query to narrow. */
+function activePaymentsOfInvoice(db: Db, environmentId: string, invoiceId: string) {
   return db
     .selectFrom('payments')
     .innerJoin('payment_allocations', 'payment_allocations.payment_id', 'payments.id')
@@ -329,6 +324,15 @@ export async function openPaymentsForInvoice(
     .where('payments.environment_id', '=', environmentId)
     .where('payment_allocations.invoice_id', '=', invoiceId)
     .where('payments.active', '=', true)
+}
+
+/** Payments of an invoice that may still take money: the on-ramp reuses one of these instead of creating another. */
+export async function openPaymentsForInvoice(
+  db: Db,
+  environmentId: string,
+  invoiceId: string,
+): Promise<Payment[]> {
+  return activePaymentsOfInvoice(db, environmentId, invoiceId)
     .where('payments.payment_status', 'in', [
       'INITIATED',
       'PENDING',
@@ -350,13 +354,7 @@ export async function newestFlaggedPayment(
   invoiceId: string,
   flag: string,
 ): Promise<Payment | undefined> {
-  return db
-    .selectFrom('payments')
-    .innerJoin('payment_allocations', 'payment_allocations.payment_id', 'payments.id')
-    .selectAll('payments')
-    .where('payments.environment_id', '=', environmentId)
-    .where('payment_allocations.invoice_id', '=', invoiceId)
-    .where('payments.active', '=', true)
+  return activePaymentsOfInvoice(db, environmentId, invoiceId)
     .where(sql<string>`payments.metadata ->> ${flag}`, '=', 'true')
     .orderBy('payments.created_at', 'desc')
     .orderBy('payments.id', 'desc')

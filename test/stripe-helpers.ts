@@ -1,0 +1,62 @@
+import { expect } from 'vitest'
+import type { StripeEmulator } from './emulators/stripe/emulator.ts'
+import { startStripeEmulator } from './emulators/stripe/server.ts'
+import type { TestCardAlias } from './emulators/stripe/test-cards.ts'
+import type { TestContext } from './harness.ts'
+
+/** Where the emulator posts the main tenant's test-environment webhooks. */
+export function stripeWebhookPath(ctx: TestContext): string {
+  return `/v1/webhooks/stripe/${ctx.main.tenant.id}/${ctx.main.test.id}`
+}
+
+/**
+ * Serves the app on a port, starts the Stripe emulator with its webhooks pointed at
+ * the app, and connects the main tenant's test environment to it.
+ */
+export async function connectStripeEmulator(ctx: TestContext): Promise<StripeEmulator> {
+  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  const emulator = await startStripeEmulator({
+    clock: ctx.clock,
+    webhookUrl: `${address}${stripeWebhookPath(ctx)}`,
+  })
+  const connection = await ctx.post('/v1/gateway_connections', {
+    gateway: 'stripe',
+    credentials: { secret_key: emulator.secretKey, webhook_secret: emulator.webhookSecret },
+    settings: { base_url: emulator.url },
+  })
+  expect(connection.status, connection.text).toBe(201)
+  return emulator
+}
+
+/**
+ * Gives a Payrail customer a Stripe customer with a saved test card of `alias`, and
+ * records that card as the customer's payment method (not yet the default).
+ */
+export async function saveStripeCard(
+  ctx: TestContext,
+  emulator: StripeEmulator,
+  customerId: string,
+  alias: TestCardAlias,
+  email = 'card@example.com',
+): Promise<{ paymentMethodId: string; stripeCustomerId: string }> {
+  const stripeCustomerId = String(emulator.seedCustomer({ email }).id)
+  const method = emulator.seedPaymentMethod(stripeCustomerId, alias)
+  await ctx.db
+    .updateTable('customers')
+    .set({ gateway_customer_ids: JSON.stringify({ stripe: stripeCustomerId }) })
+    .where('id', '=', customerId)
+    .execute()
+  const saved = await ctx.db
+    .insertInto('payment_methods')
+    .values({
+      id: `pm_payrail_${customerId}`,
+      tenant_id: ctx.main.tenant.id,
+      environment_id: ctx.main.test.id,
+      customer_id: customerId,
+      gateway: 'stripe',
+      gateway_payment_method_id: String(method.id),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  return { paymentMethodId: saved.id, stripeCustomerId }
+}
