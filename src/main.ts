@@ -84,17 +84,20 @@ async function serve(args: string[]): Promise<number> {
     workers > 1
       ? await startCluster(config, logger, { workers, worker: !values['no-worker'] })
       : await startServer(config, logger, { worker: !values['no-worker'] })
-  process.stdout.write(`Payrail listening on ${server.url} (API reference: ${server.url}/docs)\n`)
-  if (server.bootstrapKey) {
-    process.stdout.write(
-      [
-        "Created tenant 'default' with environments test and live.",
-        'Test API key (role admin), shown once; store it now:',
-        `  ${server.bootstrapKey}`,
-        '',
-      ].join('\n'),
-    )
-  }
+  // One write: whoever reads the listening line has the bootstrap key with it.
+  process.stdout.write(
+    [
+      `Payrail listening on ${server.url} (API reference: ${server.url}/docs)`,
+      ...(server.bootstrapKey
+        ? [
+            "Created tenant 'default' with environments test and live.",
+            'Test API key (role admin), shown once; store it now:',
+            `  ${server.bootstrapKey}`,
+          ]
+        : []),
+      '',
+    ].join('\n'),
+  )
   await waitForSignal(logger)
   await server.close()
   return 0

@@ -179,7 +179,7 @@ describe('payrail CLI', () => {
     const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: 'ef'.repeat(32) }
     const server = payrail(['serve', '--port', '0', '--workers', '2'], env)
     const [, url] = await waitForOutput(() => server.output().stdout, /listening on (http:\/\/\S+)/)
-    const key = server.output().stdout.match(/(sk_test_\w+)/)?.[1]
+    const key = (await waitForOutput(() => server.output().stdout, /(sk_test_\w+)/))[1]
     expect(key).toBeDefined()
     const primary = server.child.pid ?? 0
     const httpProcesses = () =>
