@@ -39,6 +39,8 @@ import { sandboxPages } from './web/sandbox-pages.ts'
 export interface AppDeps {
   config: Config
   db: Db
+  /** `DbClient.genericPlans`: for the statements that plan best once for any values. Without it, `db`. */
+  genericPlans?: Db
   logger: Logger
   clock: Clock
   secretBox: SecretBox

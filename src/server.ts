@@ -84,6 +84,7 @@ export async function processDeps(
   return {
     config,
     db: database.db,
+    genericPlans: database.genericPlans,
     logger,
     clock: systemClock,
     secretBox: new SecretBox(await resolveSecretKey(config)),

@@ -104,6 +104,7 @@ export async function createTestContext(options: TestContextOptions = {}): Promi
   const deps: AppDeps = {
     config: { ...config, secretKey: TEST_SECRET_KEY },
     db: client.db,
+    genericPlans: client.genericPlans,
     logger,
     clock,
     secretBox: new SecretBox(TEST_SECRET_KEY),

@@ -15,6 +15,14 @@ export type Db = Kysely<Database>
 
 export interface DbClient {
   db: Db
+  /**
+   * The same database on a few connections of their own that plan every prepared
+   * statement once, for any values (`plan_cache_mode=force_generic_plan`). Only for
+   * statements whose best plan does not depend on their values: PostgreSQL then skips
+   * planning them on every execution, which for a large statement costs more than
+   * running it.
+   */
+  genericPlans: Db
   pool: pg.Pool
   /** Ends the pool; safe to call twice. */
   close(): Promise<void>
@@ -39,22 +47,33 @@ const payrailTypes = {
   },
 } as pg.CustomTypesConfig
 
+/** Connections of `genericPlans`: at most this many run such statements at once. */
+const GENERIC_PLAN_CONNECTIONS = 4
+
 export function createDbClient(connectionString: string, options: DbClientOptions = {}): DbClient {
-  const pool = new pg.Pool({
-    connectionString,
-    max: options.max ?? 20,
-    types: payrailTypes,
-    application_name: 'payrail',
-  })
-  // An idle client whose server went away must not crash the process.
-  pool.on('error', (error) => options.onError?.(error))
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) })
+  const connect = (max: number, settings?: string) => {
+    const pool = new pg.Pool({
+      connectionString,
+      max,
+      types: payrailTypes,
+      application_name: 'payrail',
+      ...(settings ? { options: settings } : {}),
+    })
+    // An idle client whose server went away must not crash the process.
+    pool.on('error', (error) => options.onError?.(error))
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) })
+    return { pool, db }
+  }
+  const main = connect(options.max ?? 20)
+  // pg opens connections on demand: a process that never runs such a statement opens none.
+  const generic = connect(GENERIC_PLAN_CONNECTIONS, '-c plan_cache_mode=force_generic_plan')
   let closed: Promise<void> | undefined
   return {
-    db,
-    pool,
+    db: main.db,
+    genericPlans: generic.db,
+    pool: main.pool,
     close() {
-      closed ??= db.destroy()
+      closed ??= Promise.all([main.db.destroy(), generic.db.destroy()]).then(() => undefined)
       return closed
     },
   }

@@ -1,5 +1,6 @@
 import { sql } from 'kysely'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { PAYMENT_STATUSES } from '../../src/core/payment-state.ts'
 import type { ListRequest } from '../../src/http/list-query.ts'
 import { paginated } from '../../src/http/pagination.ts'
@@ -150,6 +151,17 @@ describe('payments as JSON from PostgreSQL', () => {
           },
         ],
         [
+          'from_date=2026-03-02T20:00:00Z&to_date=2026-03-04T03:00:00Z',
+          {
+            sort: { field: 'created_at', direction: 'desc' },
+            page: { limit: 50, offset: 0 },
+            created: {
+              from: new Date('2026-03-02T20:00:00Z'),
+              to: new Date('2026-03-04T03:00:00Z'),
+            },
+          },
+        ],
+        [
           'from_date=2026-03-03T05:00:00Z&to_date=2026-03-08T00:00:00Z&sort=-updated_at',
           {
             sort: { field: 'updated_at', direction: 'desc' },
@@ -170,6 +182,47 @@ describe('payments as JSON from PostgreSQL', () => {
       }
     },
   )
+
+  test('newest first by a status and dates: one plan for any values; other lists plan for theirs', async () => {
+    const settingsOf = async (path: string) => {
+      const seen: string[] = []
+      const original = pg.Client.prototype.query
+      const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
+        this: pg.Client,
+        ...args: unknown[]
+      ) {
+        const options = (this as unknown as { connectionParameters: { options?: string } })
+          .connectionParameters.options
+        seen.push(options ?? '')
+        return Reflect.apply(original, this, args)
+      } as never)
+      try {
+        expect((await ctx.get(path)).status, path).toBe(200)
+      } finally {
+        spy.mockRestore()
+      }
+      return seen
+    }
+    const generic = ['-c plan_cache_mode=force_generic_plan']
+    expect(await settingsOf('/v1/payments')).toEqual(generic)
+    expect(
+      await settingsOf(
+        '/v1/payments?status=FAILED&from_date=2026-03-02T20:00:00Z&to_date=2026-03-04T03:00:00Z&sort=created_at',
+      ),
+    ).toEqual(generic)
+    for (const path of [
+      `/v1/payments?customer_id=${customers[0]}`,
+      '/v1/payments?currency=usd',
+      '/v1/payments?include_inactive=true',
+      '/v1/payments?sort=amount',
+    ]) {
+      expect(await settingsOf(path), path).toEqual([''])
+    }
+    const { rows } = await sql<{
+      mode: string
+    }>`select current_setting('plan_cache_mode') as mode`.execute(ctx.deps.genericPlans ?? ctx.db)
+    expect(rows[0]?.mode).toBe('force_generic_plan')
+  })
 
   test("another tenant's key, and the live key, list none of these payments", async () => {
     const other = await ctx.createTenantFixture('Other tenant')

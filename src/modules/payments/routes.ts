@@ -185,6 +185,7 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
             includeInactive: query.include_inactive,
           },
           list,
+          deps.genericPlans,
         )
         return sendPaginatedJson(reply, items, total, list.page)
       },

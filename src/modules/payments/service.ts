@@ -1086,10 +1086,11 @@ export async function listPaymentsJson(
   access: Access,
   filters: PaymentFilters,
   request: ListRequest<PaymentSortField>,
+  genericPlans: Db = db,
 ): Promise<{ items: string; total: number }> {
   const scoped = scopedFilters(access, filters)
   if (!scoped) return { items: '[]', total: 0 }
-  return listPaymentPageJson(db, access.environmentId, scoped, request)
+  return listPaymentPageJson(db, access.environmentId, scoped, request, genericPlans)
 }
 
 /** A customer token sees only its customer's payments: `undefined` when it asked for another's. */
