@@ -97,7 +97,7 @@ async function expectedPage(filters: PaymentFilters, request: ListRequest<Paymen
 describe('payments as JSON from PostgreSQL', () => {
   test('every payment: the SQL object equals toPaymentResponse', async () => {
     const { rows } = await sql<{ id: string; j: unknown }>`
-      select p.id, ${paymentJson('p')} as j from payments p where p.id like 'pay_json_%'`.execute(
+      select p.id, ${paymentJson('p').json}::json as j from payments p where p.id like 'pay_json_%'`.execute(
       ctx.db,
     )
     expect(rows).toHaveLength(COUNT)

@@ -1,6 +1,14 @@
 import { type RawBuilder, sql } from 'kysely'
 import { CURRENT_STATES } from '../../core/payment-state.ts'
-import { isoTimestamp, jsonObject, lookup, minorUnitsText } from '../../db/json-sql.ts'
+import {
+  isoTimestamp,
+  type JsonText,
+  jsonArray,
+  jsonObject,
+  jsonText,
+  lookup,
+  minorUnitsText,
+} from '../../db/json-sql.ts'
 
 /**
  * A payment's API object (`toPaymentResponse`) built by PostgreSQL as JSON, for the
@@ -9,7 +17,7 @@ import { isoTimestamp, jsonObject, lookup, minorUnitsText } from '../../db/json-
  * turned into objects and serialized again. `test/modules/payments-json.test.ts`
  * holds both to the same output.
  */
-export function paymentJson(alias: string): RawBuilder<unknown> {
+export function paymentJson(alias: string): JsonText {
   const c = (column: string) => sql.ref(`${alias}.${column}`)
   const money = (column: string) => minorUnitsText(c(column), c('currency'))
   const address = (field: string) => sql`${c('billing_address')} -> ${sql.lit(field)}`
@@ -27,7 +35,7 @@ export function paymentJson(alias: string): RawBuilder<unknown> {
   ])
   return jsonObject([
     ['id', c('id')],
-    ['object', sql`'payment'`],
+    ['object', sql`'payment'::text`],
     ['human_id', c('human_id')],
     ['tenant_id', c('tenant_id')],
     ['environment_id', c('environment_id')],
@@ -54,12 +62,16 @@ export function paymentJson(alias: string): RawBuilder<unknown> {
     ['payment_date', isoTimestamp(c('payment_date'))],
     [
       'billing_address',
-      sql`case when jsonb_typeof(${c('billing_address')}) = 'object' then ${jsonObject(
-        ['line1', 'line2', 'city', 'state', 'postal_code', 'country'].map((field) => [
-          field,
-          address(field),
-        ]),
-      )} end`,
+      jsonText(
+        sql`case when jsonb_typeof(${c('billing_address')}) = 'object' then ${
+          jsonObject(
+            ['line1', 'line2', 'city', 'state', 'postal_code', 'country'].map((field) => [
+              field,
+              address(field),
+            ]),
+          ).json
+        } end`,
+      ),
     ],
     ['description', c('description')],
     ['metadata', c('metadata')],
@@ -74,8 +86,11 @@ export function paymentJson(alias: string): RawBuilder<unknown> {
     ['track_attempts', c('track_attempts')],
     [
       'attempts',
-      sql`coalesce((select json_agg(${attempts} order by a.created_at, a.id)
-        from payment_attempts a where a.payment_id = ${c('id')}), '[]'::json)`,
+      jsonArray(
+        attempts,
+        sql`a.created_at, a.id`,
+        sql`payment_attempts a where a.payment_id = ${c('id')}`,
+      ),
     ],
     ['created_by', c('created_by')],
     ['updated_by', c('updated_by')],

@@ -477,14 +477,14 @@ export async function listPaymentsJson(
   // cost). Other filters (a customer's few payments, a gateway's) need the values to choose.
   const runner = countable(filters) && field === 'created_at' ? genericPlans : db
   const { rows } = await sql<{ total: string; items: string }>`select ${total} as total,
-    (select coalesce(json_agg(page.j order by page.sort_key ${order}, page.sort_id ${order}), '[]')
-      from (${page}) page)::text as items`.execute(runner)
+    (select coalesce('[' || string_agg(page.j, ',' order by page.sort_key ${order}, page.sort_id ${order}) || ']', '[]')
+      from (${page}) page) as items`.execute(runner)
   const row = rows[0]
   return { items: row?.items ?? '[]', total: Number(row?.total ?? 0) }
 }
 
 /** `paymentJson` of the `payments` row, compiled once. */
-const paymentsRowJson = compiledOnce(() => paymentJson('payments'))
+const paymentsRowJson = compiledOnce(() => paymentJson('payments').json)
 
 const DAY_MS = 86_400_000
 
