@@ -1,4 +1,4 @@
-import { type RawBuilder, sql } from 'kysely'
+import { sql } from 'kysely'
 import { CURRENT_STATES } from '../../core/payment-state.ts'
 import {
   isoTimestamp,
