@@ -122,6 +122,45 @@ describe('charge_due_invoices when the outcome of a charge is unknown', () => {
     expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
   })
 
+  test('while the outcome is unknown, the invoice takes no other payment that could pay it twice', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    loseEveryAnswer()
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    const [pending] = await paymentsOf(invoice.id)
+    expect(pending?.payment_status).toBe('PROCESSING')
+
+    for (const method of [
+      { payment_method_type: 'PAYMENT_LINK', payment_gateway: 'sandbox' },
+      { payment_method_type: 'OFFLINE' },
+    ]) {
+      const res = await ctx.post<{ error: { code: string; details: Record<string, unknown> } }>(
+        '/v1/payments',
+        {
+          destination_type: 'INVOICE',
+          destination_id: invoice.id,
+          amount: '100.00',
+          currency: 'usd',
+          ...method,
+        },
+      )
+      expect(res.status, res.text).toBe(409)
+      expect(res.body.error.code).toBe('conflict')
+      expect(res.body.error.details).toMatchObject({ invoice_id: invoice.id, still_owed: '0.00' })
+    }
+    // Refused before anything was written: the charge in flight is the invoice's only payment.
+    expect((await paymentsOf(invoice.id)).map((p) => p.id)).toEqual([pending?.id])
+
+    emulator.clearFaults()
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+
   test('an invoice queued again while the outcome is unknown still gets one charge', async () => {
     const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
     emulator.setWebhookDelivery('manual')

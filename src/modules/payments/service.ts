@@ -223,6 +223,12 @@ export async function createPaymentRecord(
           amount: amounts[position] ?? 0n,
         })),
       )
+      const shares = invoices.map((invoice, i) => ({ invoice, amount: amounts[i] ?? 0n }))
+      const settlesNow = input.settleWith !== undefined && gateway.capabilities.internal
+      // Charges in flight (an automatic card charge whose outcome is not known yet, a crypto
+      // payment awaiting confirmations) still count against what the invoice owes: a link
+      // opened beside one could pay the invoice twice. Settling now checks it as it settles.
+      if (!settlesNow) await assertStillOwed(trx, scope, payment, deps.clock, shares)
       await recordCreation(
         trx,
         scope,
@@ -230,8 +236,7 @@ export async function createPaymentRecord(
         { cause: 'api', causeId: input.createdBy },
         deps.clock,
       )
-      if (input.settleWith && gateway.capabilities.internal) {
-        const shares = invoices.map((invoice, i) => ({ invoice, amount: amounts[i] ?? 0n }))
+      if (input.settleWith && settlesNow) {
         const settled = await settleLocked(
           trx,
           scope,
