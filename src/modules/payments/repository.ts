@@ -315,6 +315,17 @@ export async function transitionsOf(db: Db, paymentId: string): Promise<PaymentT
     .execute()
 }
 
+/** When the payment last moved to PROCESSING (its current charge began then), if it did. */
+export async function processingSince(db: Db, paymentId: string): Promise<Date | undefined> {
+  const row = await db
+    .selectFrom('payment_transitions')
+    .select((eb) => eb.fn.max('created_at').as('since'))
+    .where('payment_id', '=', paymentId)
+    .where('to_status', '=', 'PROCESSING')
+    .executeTakeFirst()
+  return row?.since ?? undefined
+}
+
 /** The active payments allocated to an invoice, as a query to narrow. */
 function activePaymentsOfInvoice(db: Db, environmentId: string, invoiceId: string) {
   return db

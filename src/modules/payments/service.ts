@@ -51,6 +51,7 @@ import {
   openPaymentsForInvoice,
   type PaymentFilters,
   type PaymentSortField,
+  processingSince,
   updatePayment,
 } from './repository.ts'
 import type { UpdatePaymentBody } from './schemas.ts'
@@ -592,6 +593,7 @@ async function chargeCard(
     assertProcessable(locked, deps.clock.now())
     // Already PROCESSING: an earlier call's outcome is unknown, and this one asks again with its key.
     resumed = locked.payment_status === 'PROCESSING'
+    if (resumed) await assertStillReplayable(trx, locked, deps.clock.now())
     const current = await retryIfFailed(trx, scope, locked, cause, deps)
     await assertStillOwed(trx, scope, current, deps.clock)
     const moved = await movePayment(trx, scope, current, 'PROCESSING', {}, cause, deps)
@@ -863,6 +865,29 @@ async function chargeKeyFor(db: Db, payment: Payment): Promise<string> {
 /** A card decline (a definitive answer), as opposed to an error that says nothing of the charge. */
 export function isDeclineCode(code: string | null): boolean {
   return DECLINE_CODES.some((decline) => decline === code)
+}
+
+/**
+ * How long after its charge began a charge whose outcome is unknown is still asked again.
+ * The retry is safe only while the provider still replays its idempotency key (Stripe
+ * keeps a key at least 24 hours: https://docs.stripe.com/api/idempotent_requests);
+ * later, the same key could be taken for a new charge.
+ */
+export const UNKNOWN_OUTCOME_RETRY_WINDOW_MS = 12 * 60 * 60 * 1000
+
+/**
+ * A charge left PROCESSING is asked again only while the provider surely remembers its
+ * key: counted from its move to PROCESSING, when the key was first sent. Later, 409, and
+ * the provider's report (or a person who checks with the provider) settles it.
+ */
+async function assertStillReplayable(db: Db, payment: Payment, now: Date): Promise<void> {
+  const since = (await processingSince(db, payment.id)) ?? payment.created_at
+  if (now.getTime() - since.getTime() <= UNKNOWN_OUTCOME_RETRY_WINDOW_MS) return
+  throw new AppError(
+    'conflict',
+    `The outcome of payment ${payment.id} is unknown and too old to ask the provider again; its report settles it`,
+    { payment_id: payment.id, payment_status: payment.payment_status },
+  )
 }
 
 /**
