@@ -4,6 +4,7 @@ import {
   SANDBOX_SIGNATURE_HEADER,
   sandboxWebhookPath,
 } from '../../src/gateways/sandbox/sandbox-provider.ts'
+import { forgetInvoiceLines } from '../../src/modules/invoices/repository.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { createPayment, getPayment, invoiceToPay, sessionOf } from '../payments-helpers.ts'
 import { statementsOf } from '../statements.ts'
@@ -39,6 +40,33 @@ describe('statements per request', () => {
     expect(texts.filter((t) => t === 'begin')).toHaveLength(1)
     expect(texts.filter((t) => t === 'commit')).toHaveLength(1)
     expect(texts, texts.join('\n')).toHaveLength(6)
+  })
+
+  test('the same for an invoice this process has never read: its lines come with the lock', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    forgetInvoiceLines()
+    const texts = await statementsOf(async () => {
+      const res = await createPayment(ctx, {
+        destination_id: invoice.id,
+        payment_method_type: 'OFFLINE',
+        amount: invoice.amount_due,
+      })
+      expect(res.status).toBe(201)
+    })
+    expect(texts, texts.join('\n')).toHaveLength(6)
+    expect(texts.filter((t) => /^select .* from "invoice_lines"/.test(t))).toEqual([])
+    expect(texts.filter((t) => /"line_id"/.test(t))).toHaveLength(1)
+    // invoice.paid carries them, as GET /v1/invoices/:id shows them.
+    const shown = await ctx.get<{ lines: unknown[] }>(`/v1/invoices/${invoice.id}`)
+    const paid = await ctx.db
+      .selectFrom('events')
+      .select('data')
+      .where('object_id', '=', invoice.id)
+      .where('type', '=', 'invoice.paid')
+      .execute()
+    expect(paid).toHaveLength(1)
+    expect(shown.body.lines.length).toBeGreaterThan(0)
+    expect((paid[0]?.data as { lines: unknown[] }).lines).toEqual(shown.body.lines)
   })
 
   // One of them sums the invoice's charges in flight, which the link must leave room for.
