@@ -24,19 +24,23 @@ beforeAll(async () => {
 })
 afterAll(() => ctx.close())
 
+/** The statements of an OFFLINE payment of `invoice` in full, which succeeds. */
+const payOffline = (invoice: { id: string; amount_due: string }) =>
+  statementsOf(async () => {
+    const res = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'OFFLINE',
+      amount: invoice.amount_due,
+    })
+    expect(res.status).toBe(201)
+    expect(res.body.payment_status).toBe('SUCCEEDED')
+  })
+
 describe('statements per request', () => {
-  // The invoice's lines are already in this process's cache (it wrote them); cold, add one read.
+  // The invoice's lines are in this process's cache (it wrote them): the lock reads the invoice alone.
   test('an OFFLINE payment of an invoice in full: 6, in one transaction', async () => {
     const { invoice } = await invoiceToPay(ctx)
-    const texts = await statementsOf(async () => {
-      const res = await createPayment(ctx, {
-        destination_id: invoice.id,
-        payment_method_type: 'OFFLINE',
-        amount: invoice.amount_due,
-      })
-      expect(res.status).toBe(201)
-      expect(res.body.payment_status).toBe('SUCCEEDED')
-    })
+    const texts = await payOffline(invoice)
     expect(texts.filter((t) => t === 'begin')).toHaveLength(1)
     expect(texts.filter((t) => t === 'commit')).toHaveLength(1)
     expect(texts, texts.join('\n')).toHaveLength(6)
@@ -45,14 +49,7 @@ describe('statements per request', () => {
   test('the same for an invoice this process has never read: its lines come with the lock', async () => {
     const { invoice } = await invoiceToPay(ctx)
     forgetInvoiceLines()
-    const texts = await statementsOf(async () => {
-      const res = await createPayment(ctx, {
-        destination_id: invoice.id,
-        payment_method_type: 'OFFLINE',
-        amount: invoice.amount_due,
-      })
-      expect(res.status).toBe(201)
-    })
+    const texts = await payOffline(invoice)
     expect(texts, texts.join('\n')).toHaveLength(6)
     expect(texts.filter((t) => /^select .* from "invoice_lines"/.test(t))).toEqual([])
     expect(texts.filter((t) => /"line_id"/.test(t))).toHaveLength(1)
