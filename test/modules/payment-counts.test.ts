@@ -105,6 +105,36 @@ describe('list totals from daily counts', () => {
     await expectExact('after deletes')
   })
 
+  test('ranges that end now, at any hour of the day, count exactly (today by its complement)', async () => {
+    await sql`
+      insert into payments (id, tenant_id, environment_id, human_id, customer_id, destination_type,
+        destination_id, amount, currency, payment_status, payment_method_type, created_at, updated_at)
+      select 'pay_cnt_now_' || g, ${ctx.main.tenant.id}, ${ctx.main.test.id}, 'N' || lpad(to_hex(g), 5, '0'),
+        ${customerId}, 'INVOICE', 'inv_' || g, 100, 'usd',
+        (array['SUCCEEDED', 'FAILED', 'PENDING'])[1 + g % 3], 'OFFLINE',
+        now() - (g * 431 || ' seconds')::interval, now()
+      from generate_series(1, 400) g`.execute(ctx.db)
+    const now = Date.now()
+    const today = Math.floor(now / DAY) * DAY
+    const recent: TimeRange[] = [
+      { to: new Date(now) },
+      { from: new Date(now - 3_600_000), to: new Date(now) },
+      { from: new Date(today + 60_000), to: new Date(now + 60_000) },
+      { from: new Date(now - 30 * 3_600_000), to: new Date(now) },
+      { from: new Date(now - 120_000) },
+      { from: new Date(today - DAY + 1_000), to: new Date(today + 1_000) },
+    ]
+    for (const range of recent) {
+      for (const status of [undefined, 'SUCCEEDED', 'PENDING'] as const) {
+        const fast = await countActivePayments(ctx.db, ctx.main.test.id, status, range)
+        expect(fast, `${status ?? 'any'} ${JSON.stringify(range)}`).toBe(
+          await exactCount(status, range),
+        )
+      }
+    }
+    await sql`delete from payments where id like 'pay_cnt_now_%'`.execute(ctx.db)
+  })
+
   test('concurrent state changes from many connections keep the totals exact', async () => {
     await seed('pay_cnt_b_', 'B', 200)
     const statuses: PaymentStatus[] = PAYMENT_STATUSES.filter((s) => s !== 'INITIATED')

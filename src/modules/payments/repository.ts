@@ -504,8 +504,10 @@ const DAY_MS = 86_400_000
  * in one statement: the per-day counts of `payment_daily_counts` for the days the range
  * covers, corrected at each end by an index count of the smaller side of the partial
  * day: the rows of the day inside the range, or the day's count less the rows outside
- * it. A range that ends now counts the rest of today (nothing yet) instead of today's
- * newest rows, which are the ones not yet all-visible and dearest to count.
+ * it. Which side is smaller is judged by the time each spans, up to now at most (no
+ * payment is created later): a range that ends now, at any hour, counts the rest of
+ * today (nothing yet) instead of today's rows so far, the newest, which are not yet
+ * all-visible and dearest to count. Either side gives the same, exact count.
  */
 export async function countActivePayments(
   db: Db,
@@ -536,9 +538,14 @@ function activePaymentsTotal(
   const minus: RawBuilder<unknown>[] = []
   const fromDay = from && utcDay(from)
   const toDay = to && utcDay(to)
+  // How long the rows from `at` to the day's end `next` have had to be created.
+  const now = Date.now()
+  const spanAfter = (at: Date, next: Date) =>
+    Math.max(0, Math.min(next.getTime(), now) - at.getTime())
   if (from && to && fromDay && toDay && fromDay.getTime() === toDay.getTime()) {
     const dayEnd = new Date(fromDay.getTime() + DAY_MS)
-    if (to.getTime() - from.getTime() <= DAY_MS / 2) {
+    const outside = from.getTime() - fromDay.getTime() + spanAfter(to, dayEnd)
+    if (to.getTime() - from.getTime() <= outside) {
       plus.push(rowsIn([sql`and created_at >= ${from}`, sql`and created_at <= ${to}`]))
     } else {
       first = fromDay
@@ -549,7 +556,7 @@ function activePaymentsTotal(
   } else {
     if (from && fromDay) {
       const next = new Date(fromDay.getTime() + DAY_MS)
-      if (from.getTime() - fromDay.getTime() <= DAY_MS / 2) {
+      if (from.getTime() - fromDay.getTime() <= spanAfter(from, next)) {
         first = fromDay
         minus.push(rowsIn([sql`and created_at >= ${fromDay}`, sql`and created_at < ${from}`]))
       } else {
@@ -559,7 +566,7 @@ function activePaymentsTotal(
     }
     if (to && toDay) {
       const next = new Date(toDay.getTime() + DAY_MS)
-      if (next.getTime() - to.getTime() <= DAY_MS / 2) {
+      if (spanAfter(to, next) <= to.getTime() - toDay.getTime()) {
         end = next
         minus.push(rowsIn([sql`and created_at > ${to}`, sql`and created_at < ${next}`]))
       } else {
