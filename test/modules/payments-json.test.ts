@@ -1,7 +1,8 @@
-import { sql } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { PAYMENT_STATUSES } from '../../src/core/payment-state.ts'
+import { type JsonText, jsonObject, jsonText } from '../../src/db/json-sql.ts'
 import type { ListRequest } from '../../src/http/list-query.ts'
 import { paginated } from '../../src/http/pagination.ts'
 import { paymentJson } from '../../src/modules/payments/json.ts'
@@ -116,6 +117,28 @@ describe('payments as JSON from PostgreSQL', () => {
       if (!payment) throw new Error(`no payment ${row.id}`)
       const expected = toPaymentResponse(payment, attempts.get(row.id) ?? [], payment.invoice_ids)
       expect(row.j, row.id).toEqual(JSON.parse(JSON.stringify(expected)))
+    }
+  })
+
+  test('jsonObject writes compact JSON for any number of fields, past the 100 arguments of one concat', async () => {
+    const values = (n: number) =>
+      Array.from({ length: n }, (_, i): [string, unknown] => [
+        `k${i}`,
+        [null, i, `text "${i}" \\ é\n`, i % 2 === 0, [i, 'x'], { nested: i }][i % 6] ?? null,
+      ])
+    for (const count of [0, 1, 47, 60, 130]) {
+      const fields = values(count)
+      const object = jsonObject(
+        fields.map(([key, value]): [string, RawBuilder<unknown> | JsonText] => [
+          key,
+          value !== null && typeof value === 'object'
+            ? jsonText(sql`${JSON.stringify(value)}::text`)
+            : sql`${value === null ? null : JSON.stringify(value)}::jsonb`,
+        ]),
+      )
+      const { rows } = await sql<{ text: string }>`select ${object.json} as text`.execute(ctx.db)
+      const text = rows[0]?.text ?? ''
+      expect(text, `${count} fields`).toBe(JSON.stringify(Object.fromEntries(fields)))
     }
   })
 
