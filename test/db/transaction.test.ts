@@ -221,7 +221,8 @@ describe('insertPayment', () => {
       const second = await insertPayment(trx, row('pay_insert_second'), allocations)
       return { first, second, known: await allocationsOf(trx, ['pay_insert_first']) }
     })
-    expect(results.first?.id).toBe('pay_insert_first')
+    expect(results.first?.payment.id).toBe('pay_insert_first')
+    expect(results.first?.inFlight).toEqual(new Map([[invoice.id, 0n]]))
     expect(results.second).toBeUndefined()
     expect(results.known).toEqual([
       {

@@ -214,6 +214,41 @@ describe('sandbox CRYPTO', () => {
     expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
   })
 
+  test('a payment awaiting confirmations holds its share: other payments fit only beside it', async () => {
+    const { invoice, payment, page } = await cryptoPayment({ amount: '60.00' })
+    expect((await pagePost(ctx, page, 'pay')).statusCode).toBe(200)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
+    const pay = (amount: string, method: Record<string, string>) =>
+      createPayment(ctx, { destination_id: invoice.id, amount, ...method })
+    const offline = { payment_method_type: 'OFFLINE' }
+    const link = { payment_method_type: 'PAYMENT_LINK', payment_gateway: 'sandbox' }
+    for (const method of [offline, link]) {
+      const refused = await pay('40.01', method)
+      expect(refused.status, refused.text).toBe(409)
+      expect((refused.body as unknown as ErrorBody).error).toMatchObject({
+        code: 'conflict',
+        details: { invoice_id: invoice.id, still_owed: '40.00' },
+      })
+    }
+    const fits = await pay('40.00', offline)
+    expect(fits.status, fits.text).toBe(201)
+    expect(fits.body.payment_status).toBe('SUCCEEDED')
+    const none = await pay('0.01', link)
+    expect(none.status, none.text).toBe(409)
+    expect((none.body as unknown as ErrorBody).error.details).toMatchObject({ still_owed: '0.00' })
+    // Refused ones wrote nothing: the crypto payment and the offline one are the invoice's only.
+    const listed = await ctx.get<List<PaymentBody>>(
+      `/v1/payments?destination_id=${invoice.id}&include_inactive=true`,
+    )
+    expect(listed.body.items.map((p) => p.id).sort()).toEqual([payment.id, fits.body.id].sort())
+    expect((await pagePost(ctx, page, 'confirm')).statusCode).toBe(200)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_remaining: '0.00',
+    })
+  })
+
   test('underpay: the payment records half, the invoice still owes the other half', async () => {
     const { invoice, payment, page } = await cryptoPayment()
     await pagePost(ctx, page, 'underpay')

@@ -38,23 +38,34 @@ const HELD_PAYMENT_ATTEMPTS = new MemoKey<PaymentAttempt[]>('held_payment_attemp
 /** Payments this transaction holds: locked, updated or inserted by it, so no one else can change them. */
 const HELD_PAYMENTS = new MemoKey<Payment>('held_payments')
 
+/** A payment just inserted, and the charges in flight on its invoices as the insert found them. */
+export interface InsertedPayment {
+  payment: Payment
+  /** `inFlightAmount` of each of the payment's invoices, read by the insert statement. */
+  inFlight: Map<string, bigint>
+}
+
 /**
  * Inserts a payment and its allocations in one statement (the allocations as a
  * data-modifying CTE that writes only when the payment did). `undefined`, and nothing
  * written, when the `human_id` is taken: the caller draws another.
+ *
+ * The same statement sums the other charges in flight on each invoice (`inFlightAmount`),
+ * from its own snapshot: taken after the caller locked the invoices, so as fresh as a
+ * statement of its own would be, and blind to this payment, which it inserts.
  */
 export async function insertPayment(
   db: Db,
   row: Insertable<PaymentTable>,
   allocations: Omit<Insertable<PaymentAllocationTable>, 'payment_id'>[],
-): Promise<Payment | undefined> {
+): Promise<InsertedPayment | undefined> {
   const rows = allocations.map((a) => ({ ...a, payment_id: row.id }))
   const values = sql.join(
     rows.map(
       (a) => sql`(${a.payment_id}, ${a.invoice_id}, ${a.position}::int, ${a.amount}::bigint)`,
     ),
   )
-  const payment = await db
+  const inserted = await db
     .with('p', (qb) =>
       qb
         .insertInto('payments')
@@ -74,8 +85,16 @@ export async function insertPayment(
     )
     .selectFrom('p')
     .selectAll()
+    .select(
+      sql<Record<string, string> | null>`(select json_object_agg(f.invoice_id, f.total::text)
+        from (${inFlightTotals(db, [...new Set(rows.map((a) => a.invoice_id))])}) f)`.as(
+        'in_flight',
+      ),
+    )
     .executeTakeFirst()
-  if (!payment) return undefined
+  if (!inserted) return undefined
+  const { in_flight: totals, ...payment } = inserted
+  const inFlight = new Map(rows.map((a) => [a.invoice_id, BigInt(totals?.[a.invoice_id] ?? 0)]))
   remember(db, HELD_PAYMENTS, payment.id, payment)
   remember(db, HELD_PAYMENT_ATTEMPTS, payment.id, [])
   remember(
@@ -84,7 +103,7 @@ export async function insertPayment(
     payment.id,
     rows.map((a) => ({ ...a, applied_amount: 0n })),
   )
-  return payment
+  return { payment, inFlight }
 }
 
 /** The attempts of a payment this transaction holds, when known without a query; else undefined. */
@@ -675,17 +694,24 @@ export async function inFlightAmount(
   invoiceId: string,
   exceptPaymentId: string,
 ): Promise<bigint> {
-  const row = await db
-    .selectFrom('payment_allocations')
-    .innerJoin('payments', 'payments.id', 'payment_allocations.payment_id')
-    .select((eb) =>
-      eb.fn.coalesce(eb.fn.sum<bigint>('payment_allocations.amount'), eb.val(0n)).as('total'),
-    )
-    .where('payment_allocations.invoice_id', '=', invoiceId)
+  const row = await inFlightTotals(db, [invoiceId])
     .where('payments.id', '<>', exceptPaymentId)
-    .where('payments.payment_status', '=', 'PROCESSING')
     .executeTakeFirst()
   return BigInt(row?.total ?? 0n)
+}
+
+/** The amounts of PROCESSING payments allocated to each of `invoiceIds` (none: no row). */
+function inFlightTotals(db: Db, invoiceIds: string[]) {
+  return db
+    .selectFrom('payment_allocations')
+    .innerJoin('payments', 'payments.id', 'payment_allocations.payment_id')
+    .select((eb) => [
+      'payment_allocations.invoice_id',
+      eb.fn.sum<bigint>('payment_allocations.amount').as('total'),
+    ])
+    .where('payment_allocations.invoice_id', 'in', invoiceIds)
+    .where('payments.payment_status', '=', 'PROCESSING')
+    .groupBy('payment_allocations.invoice_id')
 }
 
 /** A payment by id in any environment: only for redirects that carry Payrail's payment id back from a hosted page. */

@@ -42,6 +42,7 @@ import {
   attemptsOfHeldPayment,
   findPayment,
   findPaymentByIdempotencyKey,
+  type InsertedPayment,
   inFlightAmount,
   insertAttempt,
   insertPayment,
@@ -185,7 +186,7 @@ export async function createPaymentRecord(
       })
       const method = await paymentMethodFor(trx, scope, first.customer_id, input)
       const now = deps.clock.now()
-      const payment = await insertWithHumanId(
+      const { payment, inFlight } = await insertWithHumanId(
         trx,
         {
           id: newId('payment'),
@@ -224,7 +225,12 @@ export async function createPaymentRecord(
           amount: amounts[position] ?? 0n,
         })),
       )
-      const shares = invoices.map((invoice, i) => ({ invoice, amount: amounts[i] ?? 0n }))
+      // Nothing has moved a payment since the insert read the charges in flight.
+      const shares = invoices.map((invoice, i) => ({
+        invoice,
+        amount: amounts[i] ?? 0n,
+        inFlight: inFlight.get(invoice.id) ?? 0n,
+      }))
       const settlesNow = input.settleWith !== undefined && gateway.capabilities.internal
       // Charges in flight (an automatic card charge whose outcome is not known yet, a crypto
       // payment awaiting confirmations) still count against what the invoice owes: a link
@@ -354,14 +360,14 @@ async function insertWithHumanId(
   db: Db,
   row: Omit<Insertable<PaymentTable>, 'human_id'>,
   allocations: Parameters<typeof insertPayment>[2],
-): Promise<Payment> {
+): Promise<InsertedPayment> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const humanId = Array.from(
       { length: 6 },
       () => HUMAN_ID_ALPHABET[randomInt(HUMAN_ID_ALPHABET.length)],
     ).join('')
-    const payment = await insertPayment(db, { ...row, human_id: humanId }, allocations)
-    if (payment) return payment
+    const inserted = await insertPayment(db, { ...row, human_id: humanId }, allocations)
+    if (inserted) return inserted
   }
   throw new Error('Could not draw a unique human_id')
 }
@@ -720,6 +726,11 @@ async function recordUnknownOutcome(
 interface InvoiceShare {
   invoice: Invoice
   amount: bigint
+  /**
+   * The other charges in flight on the invoice, when read under its lock by the statement
+   * that created the payment, with no payment moved since (`insertPayment`); else read.
+   */
+  inFlight?: bigint
 }
 
 /**
@@ -735,9 +746,10 @@ async function assertStillOwed(
   lockedShares?: InvoiceShare[],
 ): Promise<void> {
   const shares = lockedShares ?? (await sharesOf(trx, scope, payment))
-  for (const { invoice, amount } of shares) {
+  for (const { invoice, amount, inFlight } of shares) {
     assertPayable(invoice, clock.now())
-    const owed = invoice.amount_remaining - (await inFlightAmount(trx, invoice.id, payment.id))
+    const owed =
+      invoice.amount_remaining - (inFlight ?? (await inFlightAmount(trx, invoice.id, payment.id)))
     if (amount > owed) {
       throw new AppError('conflict', `Invoice ${invoice.id} no longer owes this payment's amount`, {
         invoice_id: invoice.id,
