@@ -51,22 +51,28 @@ const payrailTypes = {
 const GENERIC_PLAN_CONNECTIONS = 4
 
 export function createDbClient(connectionString: string, options: DbClientOptions = {}): DbClient {
-  const connect = (max: number, settings?: string) => {
+  const connect = (max: number, setup?: string) => {
     const pool = new pg.Pool({
       connectionString,
       max,
       types: payrailTypes,
       application_name: 'payrail',
-      ...(settings ? { options: settings } : {}),
     })
     // An idle client whose server went away must not crash the process.
     pool.on('error', (error) => options.onError?.(error))
+    // A `SET` on each new connection, queued before anything else it runs (not a startup
+    // parameter, which poolers such as PgBouncer refuse). One that fails only costs the setting.
+    if (setup) {
+      pool.on('connect', (client) => {
+        client.query(setup).catch((error: Error) => options.onError?.(error))
+      })
+    }
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) })
     return { pool, db }
   }
   const main = connect(options.max ?? 20)
   // pg opens connections on demand: a process that never runs such a statement opens none.
-  const generic = connect(GENERIC_PLAN_CONNECTIONS, '-c plan_cache_mode=force_generic_plan')
+  const generic = connect(GENERIC_PLAN_CONNECTIONS, 'set plan_cache_mode = force_generic_plan')
   let closed: Promise<void> | undefined
   return {
     db: main.db,
