@@ -5,6 +5,13 @@ import { AppError, validationError } from '../core/errors.ts'
 import type { SecretBox } from '../core/secret-box.ts'
 import type { Db } from '../db/client.ts'
 import type { IdempotencyRecord } from '../db/database.ts'
+import {
+  completeClaim,
+  findRecord,
+  insertClaim,
+  releaseClaim,
+  takeStaleClaim,
+} from './idempotency-records.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -58,28 +65,15 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
     const held = request.idempotency
     if (!held) return payload
     request.idempotency = null
-    const where = (db: Db) =>
-      db
-        .deleteFrom('idempotency_keys')
-        .where('environment_id', '=', held.environmentId)
-        .where('key', '=', held.key)
     if (reply.statusCode >= 500 || typeof payload !== 'string') {
-      await where(deps.db).execute()
+      await releaseClaim(deps.db, held)
       return payload
     }
-    await deps.db
-      .updateTable('idempotency_keys')
-      .set({
-        state: 'completed',
-        response_status: reply.statusCode,
-        response_body: deps.secretBox.seal(payload),
-        response_content_type: String(
-          reply.getHeader('content-type') ?? 'application/json; charset=utf-8',
-        ),
-      })
-      .where('environment_id', '=', held.environmentId)
-      .where('key', '=', held.key)
-      .execute()
+    await completeClaim(deps.db, held, {
+      status: reply.statusCode,
+      body: deps.secretBox.seal(payload),
+      contentType: String(reply.getHeader('content-type') ?? 'application/json; charset=utf-8'),
+    })
     return payload
   })
 
@@ -88,12 +82,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
     const held = request.idempotency
     if (!held) return
     request.idempotency = null
-    await deps.db
-      .deleteFrom('idempotency_keys')
-      .where('environment_id', '=', held.environmentId)
-      .where('key', '=', held.key)
-      .where('state', '=', 'in_flight')
-      .execute()
+    await releaseClaim(deps.db, held, { inFlightOnly: true })
   })
 }
 
@@ -111,45 +100,14 @@ async function claimKey(
   input: ClaimInput,
 ): Promise<'claimed' | IdempotencyRecord> {
   const now = deps.clock.now()
-  const inserted = await deps.db
-    .insertInto('idempotency_keys')
-    .values({
-      environment_id: input.environmentId,
-      key: input.key,
-      method: input.method,
-      path: input.path,
-      request_hash: input.requestHash,
-      state: 'in_flight',
-      locked_at: now,
-      expires_at: new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
-    })
-    .onConflict((oc) =>
-      // An expired record is as good as none: take it over in the same statement.
-      oc
-        .columns(['environment_id', 'key'])
-        .doUpdateSet({
-          method: input.method,
-          path: input.path,
-          request_hash: input.requestHash,
-          state: 'in_flight',
-          response_status: null,
-          response_body: null,
-          response_content_type: null,
-          locked_at: now,
-          expires_at: new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
-        })
-        .where('idempotency_keys.expires_at', '<=', now),
-    )
-    .returning('key')
-    .executeTakeFirst()
-  if (inserted) return 'claimed'
+  const claimed = await insertClaim(deps.db, {
+    ...input,
+    now,
+    expiresAt: new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
+  })
+  if (claimed) return 'claimed'
 
-  const existing = await deps.db
-    .selectFrom('idempotency_keys')
-    .selectAll()
-    .where('environment_id', '=', input.environmentId)
-    .where('key', '=', input.key)
-    .executeTakeFirst()
+  const existing = await findRecord(deps.db, input)
   // Pruned between the two statements: try once more from the start.
   if (!existing) return claimKey(deps, input)
 
@@ -167,17 +125,11 @@ async function claimKey(
   if (existing.state === 'completed') return existing
 
   const staleBefore = new Date(now.getTime() - IDEMPOTENCY_LOCK_TIMEOUT_MS)
-  if (existing.locked_at.getTime() <= staleBefore.getTime()) {
-    const taken = await deps.db
-      .updateTable('idempotency_keys')
-      .set({ locked_at: now })
-      .where('environment_id', '=', input.environmentId)
-      .where('key', '=', input.key)
-      .where('state', '=', 'in_flight')
-      .where('locked_at', '=', existing.locked_at)
-      .returning('key')
-      .executeTakeFirst()
-    if (taken) return 'claimed'
+  if (
+    existing.locked_at.getTime() <= staleBefore.getTime() &&
+    (await takeStaleClaim(deps.db, input, existing.locked_at, now))
+  ) {
+    return 'claimed'
   }
   throw new AppError(
     'idempotency_conflict',

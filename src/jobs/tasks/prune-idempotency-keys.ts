@@ -1,6 +1,6 @@
-import { sql } from 'kysely'
 import type { Clock } from '../../core/clock.ts'
 import type { Db } from '../../db/client.ts'
+import { deleteExpired } from '../../http/idempotency-records.ts'
 
 export const PRUNE_IDEMPOTENCY_KEYS = 'prune_idempotency_keys'
 
@@ -12,11 +12,7 @@ export async function pruneIdempotencyKeys(
 ): Promise<number> {
   let total = 0
   for (;;) {
-    const result = await sql`
-      delete from idempotency_keys
-      where ctid in (select ctid from idempotency_keys where expires_at <= ${clock.now()} limit ${batchSize})
-    `.execute(db)
-    const deleted = Number(result.numAffectedRows ?? 0n)
+    const deleted = await deleteExpired(db, clock.now(), batchSize)
     total += deleted
     if (deleted < batchSize) return total
   }

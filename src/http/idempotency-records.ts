@@ -1,0 +1,124 @@
+import { sql } from 'kysely'
+import type { Db } from '../db/client.ts'
+import type { IdempotencyRecord } from '../db/database.ts'
+
+/** The SQL of `Idempotency-Key` records (`idempotency.ts`) and of their pruning job. */
+
+export interface KeyOf {
+  environmentId: string
+  key: string
+}
+
+export interface NewClaim extends KeyOf {
+  method: string
+  path: string
+  requestHash: string
+  now: Date
+  expiresAt: Date
+}
+
+const byKey = (db: Db, { environmentId, key }: KeyOf) =>
+  db
+    .deleteFrom('idempotency_keys')
+    .where('environment_id', '=', environmentId)
+    .where('key', '=', key)
+
+/**
+ * Writes a new in-flight record for the key, or takes over an expired one in the same
+ * statement. False when a live record holds the key.
+ */
+export async function insertClaim(db: Db, claim: NewClaim): Promise<boolean> {
+  const fresh = {
+    method: claim.method,
+    path: claim.path,
+    request_hash: claim.requestHash,
+    state: 'in_flight' as const,
+    locked_at: claim.now,
+    expires_at: claim.expiresAt,
+  }
+  const inserted = await db
+    .insertInto('idempotency_keys')
+    .values({ environment_id: claim.environmentId, key: claim.key, ...fresh })
+    .onConflict((oc) =>
+      // An expired record is as good as none.
+      oc
+        .columns(['environment_id', 'key'])
+        .doUpdateSet({
+          ...fresh,
+          response_status: null,
+          response_body: null,
+          response_content_type: null,
+        })
+        .where('idempotency_keys.expires_at', '<=', claim.now),
+    )
+    .returning('key')
+    .executeTakeFirst()
+  return inserted !== undefined
+}
+
+export async function findRecord(db: Db, key: KeyOf): Promise<IdempotencyRecord | undefined> {
+  return db
+    .selectFrom('idempotency_keys')
+    .selectAll()
+    .where('environment_id', '=', key.environmentId)
+    .where('key', '=', key.key)
+    .executeTakeFirst()
+}
+
+/** Takes over an in-flight record still locked at `lockedAt` (its holder died); false if another did first. */
+export async function takeStaleClaim(
+  db: Db,
+  key: KeyOf,
+  lockedAt: Date,
+  now: Date,
+): Promise<boolean> {
+  const taken = await db
+    .updateTable('idempotency_keys')
+    .set({ locked_at: now })
+    .where('environment_id', '=', key.environmentId)
+    .where('key', '=', key.key)
+    .where('state', '=', 'in_flight')
+    .where('locked_at', '=', lockedAt)
+    .returning('key')
+    .executeTakeFirst()
+  return taken !== undefined
+}
+
+/** Stores the response (sealed) to replay for the key. */
+export async function completeClaim(
+  db: Db,
+  key: KeyOf,
+  response: { status: number; body: string; contentType: string },
+): Promise<void> {
+  await db
+    .updateTable('idempotency_keys')
+    .set({
+      state: 'completed',
+      response_status: response.status,
+      response_body: response.body,
+      response_content_type: response.contentType,
+    })
+    .where('environment_id', '=', key.environmentId)
+    .where('key', '=', key.key)
+    .execute()
+}
+
+/** Drops the key's record (a 5xx is not replayed); with `inFlightOnly`, only one never completed. */
+export async function releaseClaim(
+  db: Db,
+  key: KeyOf,
+  options: { inFlightOnly?: boolean } = {},
+): Promise<void> {
+  let query = byKey(db, key)
+  if (options.inFlightOnly) query = query.where('state', '=', 'in_flight')
+  await query.execute()
+}
+
+/** Deletes up to `batchSize` records expired at `now`; returns how many. */
+export async function deleteExpired(db: Db, now: Date, batchSize: number): Promise<number> {
+  const result = await sql`
+    delete from idempotency_keys
+    where ctid in (select ctid from idempotency_keys where expires_at <= ${now} limit ${batchSize})
+  `.execute(db)
+  return Number(result.numAffectedRows ?? 0n)
+}
