@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { gatewayContext } from '../../src/gateways/registry.ts'
 import { stripeGateway } from '../../src/gateways/stripe/stripe.gateway.ts'
-import { withLockedPayment } from '../../src/modules/payments/service.ts'
+import { gatewayRequestFor, withLockedPayment } from '../../src/modules/payments/service.ts'
 import { movePayment } from '../../src/modules/payments/state.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import { signatureHeader } from '../emulators/stripe/signing.ts'
@@ -168,6 +168,20 @@ async function invoiceWithSavedCard(alias: TestCardAlias) {
   return { invoice, saved: { id: paymentMethodId } }
 }
 
+/** A 100.00 Stripe card payment of `invoice` with the saved card, left INITIATED for `/process`: its id. */
+async function cardPaymentToProcess(invoice: { id: string }, saved: { id: string }) {
+  const created = await createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'CARD',
+    payment_gateway: 'stripe',
+    payment_method_id: saved.id,
+    amount: '100.00',
+    process_payment: false,
+  })
+  expect(created.status, created.text).toBe(201)
+  return created.body.id
+}
+
 describe('Stripe saved-card charges', () => {
   test.each<[TestCardAlias, string]>([
     ['pm_card_visa_chargeDeclined', 'card_declined'],
@@ -253,16 +267,7 @@ describe('Stripe saved-card retries', () => {
       pathPrefix: '/v1/payment_intents',
       afterProcessing: true,
     })
-    const created = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'CARD',
-      payment_gateway: 'stripe',
-      payment_method_id: saved.id,
-      amount: '100.00',
-      process_payment: false,
-    })
-    expect(created.status, created.text).toBe(201)
-    const paymentId = created.body.id
+    const paymentId = await cardPaymentToProcess(invoice, saved)
     ctx.clock.advance(5_000)
     const failed = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
     expect(failed.status, failed.text).toBe(502)
@@ -289,16 +294,7 @@ describe('Stripe saved-card retries', () => {
   test('a charge cut off by a dead process is asked again once stale, never beside a call still running', async () => {
     const { invoice, saved } = await invoiceWithSavedCard('pm_card_visa')
     emulator.setWebhookDelivery('manual')
-    const created = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'CARD',
-      payment_gateway: 'stripe',
-      payment_method_id: saved.id,
-      amount: '100.00',
-      process_payment: false,
-    })
-    expect(created.status, created.text).toBe(201)
-    const paymentId = created.body.id
+    const paymentId = await cardPaymentToProcess(invoice, saved)
     // What the process did before it died: PROCESSING, then the charge at Stripe, then nothing.
     const { payment } = await withLockedPayment(
       ctx.deps,
@@ -317,29 +313,15 @@ describe('Stripe saved-card retries', () => {
         return moved.payment
       },
     )
-    const customer = await ctx.db
-      .selectFrom('customers')
-      .selectAll()
-      .where('id', '=', payment.customer_id)
-      .executeTakeFirstOrThrow()
     const method = await ctx.db
       .selectFrom('payment_methods')
       .selectAll()
       .where('id', '=', saved.id)
       .executeTakeFirstOrThrow()
+    // The request /process would have sent: same customer, same idempotency key.
     const taken = await stripeGateway.chargeSavedMethod?.(
       await gatewayContext(ctx.deps, ctx.scope, 'stripe'),
-      {
-        payment,
-        customer: {
-          id: customer.id,
-          name: customer.name,
-          email: customer.email,
-          gatewayCustomerIds: customer.gateway_customer_ids,
-        },
-        description: `Invoice ${payment.invoice_number}`,
-        chargeKey: `payrail-charge-${paymentId}-0`,
-      },
+      await gatewayRequestFor(ctx.deps, ctx.scope, payment),
       method,
     )
     expect(taken?.outcome).toBe('succeeded')

@@ -36,6 +36,15 @@ const payOffline = (invoice: { id: string; amount_due: string }) =>
     expect(res.body.payment_status).toBe('SUCCEEDED')
   })
 
+/** A sandbox PAYMENT_LINK paying `invoice` in full. */
+const sandboxLink = (invoice: { id: string; amount_due: string }) =>
+  createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'PAYMENT_LINK',
+    payment_gateway: 'sandbox',
+    amount: invoice.amount_due,
+  })
+
 describe('statements per request', () => {
   // The invoice's lines are in this process's cache (it wrote them): the lock reads the invoice alone.
   test('an OFFLINE payment of an invoice in full: 5, in one transaction', async () => {
@@ -71,12 +80,7 @@ describe('statements per request', () => {
   test('a sandbox PAYMENT_LINK: 12, in two transactions around the gateway call', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const texts = await statementsOf(async () => {
-      const res = await createPayment(ctx, {
-        destination_id: invoice.id,
-        payment_method_type: 'PAYMENT_LINK',
-        payment_gateway: 'sandbox',
-        amount: invoice.amount_due,
-      })
+      const res = await sandboxLink(invoice)
       expect(res.status).toBe(201)
       expect(res.body.payment_url).toMatch(/^http/)
     })
@@ -88,12 +92,7 @@ describe('statements per request', () => {
     const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
     const completeNewLink = async () => {
       const { invoice } = await invoiceToPay(ctx)
-      const link = await createPayment(ctx, {
-        destination_id: invoice.id,
-        payment_method_type: 'PAYMENT_LINK',
-        payment_gateway: 'sandbox',
-        amount: invoice.amount_due,
-      })
+      const link = await sandboxLink(invoice)
       expect(link.status).toBe(201)
       const cents = Math.round(Number(invoice.amount_due) * 100)
       const body = JSON.stringify({

@@ -47,7 +47,6 @@ import {
   insertAttempt,
   insertPayment,
   listPaymentsJson as listPaymentPageJson,
-  listPayments as listPaymentRows,
   lockPayment,
   openPaymentsForInvoice,
   type PaymentFilters,
@@ -408,21 +407,7 @@ export async function processPayment(
   if (gateway.capabilities.internal)
     return settleInternal(deps, scope, paymentId, gateway, ctx, cause)
 
-  const customer = await getCustomer(deps.db, scope, payment.customer_id)
-  const request: GatewayPaymentRequest = {
-    payment,
-    customer: {
-      id: customer.id,
-      name: customer.name,
-      email: customer.email,
-      gatewayCustomerIds: customer.gateway_customer_ids,
-    },
-    description:
-      payment.description ??
-      (payment.invoice_number ? `Invoice ${payment.invoice_number}` : 'Payment'),
-    chargeKey: await chargeKeyFor(deps.db, payment),
-  }
-
+  const request = await gatewayRequestFor(deps, scope, payment)
   if (payment.payment_method_type === 'CARD') {
     return chargeCard(deps, scope, payment, gateway, ctx, request, cause)
   }
@@ -439,7 +424,7 @@ export async function processPayment(
   }
   const result = await start.call(gateway, ctx, request)
   if (result.ok && result.gatewayCustomerId)
-    await rememberGatewayCustomer(deps, customer, gateway.name, result.gatewayCustomerId)
+    await rememberGatewayCustomer(deps, request.customer, gateway.name, result.gatewayCustomerId)
   return withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
     if (!result.ok) {
       await insertAttempt(
@@ -608,12 +593,7 @@ async function chargeCard(
   })
   const result = await gateway.chargeSavedMethod(ctx, request, method)
   if (result.outcome === 'succeeded' && result.gatewayCustomerId) {
-    await rememberGatewayCustomer(
-      deps,
-      { id: payment.customer_id, gateway_customer_ids: request.customer.gatewayCustomerIds },
-      gateway.name,
-      result.gatewayCustomerId,
-    )
+    await rememberGatewayCustomer(deps, request.customer, gateway.name, result.gatewayCustomerId)
   }
   let decline: Decline | undefined
   let failure: GatewayFailure | undefined
@@ -853,11 +833,11 @@ async function moveWithAttempt(
 
 async function rememberGatewayCustomer(
   deps: PaymentDeps,
-  customer: { id: string; gateway_customer_ids: Record<string, string> },
+  customer: GatewayPaymentRequest['customer'],
   gateway: string,
   gatewayCustomerId: string,
 ): Promise<void> {
-  if (customer.gateway_customer_ids[gateway] === gatewayCustomerId) return
+  if (customer.gatewayCustomerIds[gateway] === gatewayCustomerId) return
   await setGatewayCustomerId(deps.db, customer.id, gateway, gatewayCustomerId, deps.clock.now())
 }
 
@@ -866,6 +846,28 @@ async function rememberGatewayCustomer(
  * error sends the key of the attempt it retries, so a charge that went through is
  * replayed, not taken again; only a decline (a definitive answer) starts a new key.
  */
+/** What a gateway is asked for `payment`: its customer, a description, and the charge's idempotency key. */
+export async function gatewayRequestFor(
+  deps: PaymentDeps,
+  scope: Scope,
+  payment: Payment,
+): Promise<GatewayPaymentRequest> {
+  const customer = await getCustomer(deps.db, scope, payment.customer_id)
+  return {
+    payment,
+    customer: {
+      id: customer.id,
+      name: customer.name,
+      email: customer.email,
+      gatewayCustomerIds: customer.gateway_customer_ids,
+    },
+    description:
+      payment.description ??
+      (payment.invoice_number ? `Invoice ${payment.invoice_number}` : 'Payment'),
+    chargeKey: await chargeKeyFor(deps.db, payment),
+  }
+}
+
 async function chargeKeyFor(db: Db, payment: Payment): Promise<string> {
   if (payment.payment_method_type !== 'CARD') return `payrail-charge-${payment.id}-0`
   const declined = (await attemptsOf(db, [payment.id])).filter(
@@ -1110,19 +1112,7 @@ export async function getPayment(db: Db, access: Access, paymentId: string): Pro
   return { payment, invoiceIds: payment.invoice_ids }
 }
 
-export async function listPayments(
-  db: Db,
-  access: Access,
-  filters: PaymentFilters,
-  request: ListRequest<PaymentSortField>,
-): Promise<{ items: PaymentView[]; total: number }> {
-  const scoped = scopedFilters(access, filters)
-  if (!scoped) return { items: [], total: 0 }
-  const { items, total } = await listPaymentRows(db, access.environmentId, scoped, request)
-  return { items: items.map((payment) => ({ payment, invoiceIds: payment.invoice_ids })), total }
-}
-
-/** `listPayments` with the page as the API's JSON array, built by PostgreSQL (`GET /v1/payments`). */
+/** The payments `access` may see, as the API's JSON array built by PostgreSQL (`GET /v1/payments`). */
 export async function listPaymentsJson(
   db: Db,
   access: Access,
