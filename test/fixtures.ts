@@ -138,3 +138,20 @@ export function payInvoice(ctx: TestContext, invoiceId: string, amount: bigint) 
     .transaction()
     .execute((trx) => applyInvoicePayment(trx, ctx.scope, invoiceId, amount, ctx.clock))
 }
+
+export interface EventBody {
+  id: string
+  type: string
+  object_type: string
+  object_id: string
+  data: { object: Record<string, unknown> }
+}
+
+/** The events about `objectId` (only of `type`, when given), as `GET /v1/events` lists them. */
+export async function eventsOf(ctx: TestContext, objectId: string, type?: string) {
+  const query = new URLSearchParams({ object_id: objectId, limit: '1000' })
+  if (type) query.set('type', type)
+  const res = await ctx.get<List<EventBody>>(`/v1/events?${query}`)
+  expect(res.status).toBe(200)
+  return res.body.items
+}

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   createCustomer,
+  eventsOf,
   finalizedInvoice,
   type InvoiceBody,
   type List,
@@ -52,12 +53,6 @@ interface OrderBody {
   fulfilled_at: string | null
 }
 
-interface EventBody {
-  id: string
-  type: string
-  object_id: string
-}
-
 let ctx: TestContext
 
 beforeAll(async () => {
@@ -92,13 +87,6 @@ async function customerToken(customerId: string) {
   const res = await ctx.post<{ token: string }>(`/v1/customers/${customerId}/tokens`)
   expect(res.status).toBe(201)
   return res.body.token
-}
-
-async function eventsOf(objectId: string, type: string) {
-  const res = await ctx.get<List<EventBody>>(
-    `/v1/events?object_id=${objectId}&type=${type}&limit=1000`,
-  )
-  return res.body.items
 }
 
 function onRamp(invoiceId: string, body: Record<string, unknown>, key?: string) {
@@ -182,9 +170,9 @@ describe('sandbox CRYPTO', () => {
       amount_paid: '100.00',
       amount_remaining: '0.00',
     })
-    expect(await eventsOf(payment.id, 'payment.processing')).toHaveLength(1)
-    expect(await eventsOf(payment.id, 'payment.succeeded')).toHaveLength(1)
-    expect(await eventsOf(invoice.id, 'invoice.paid')).toHaveLength(1)
+    expect(await eventsOf(ctx, payment.id, 'payment.processing')).toHaveLength(1)
+    expect(await eventsOf(ctx, payment.id, 'payment.succeeded')).toHaveLength(1)
+    expect(await eventsOf(ctx, invoice.id, 'invoice.paid')).toHaveLength(1)
     // The invoice page is closed now: pressing the button again pays nothing twice.
     await pagePost(ctx, page, 'pay_and_confirm')
     expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
@@ -262,7 +250,7 @@ describe('sandbox CRYPTO', () => {
       amount_paid: '50.00',
       amount_remaining: '50.00',
     })
-    expect(await eventsOf(invoice.id, 'invoice.paid')).toHaveLength(0)
+    expect(await eventsOf(ctx, invoice.id, 'invoice.paid')).toHaveLength(0)
     // The rest can be paid with another payment.
     const rest = await ctx.post<PaymentBody>(`/v1/invoices/${invoice.id}/pay`, {
       payment_method_type: 'OFFLINE',
@@ -289,8 +277,8 @@ describe('sandbox CRYPTO', () => {
       amount_paid: '120.00',
       amount_remaining: '0.00',
     })
-    expect(await eventsOf(invoice.id, 'invoice.overpaid')).toHaveLength(1)
-    expect(await eventsOf(invoice.id, 'invoice.paid')).toHaveLength(1)
+    expect(await eventsOf(ctx, invoice.id, 'invoice.overpaid')).toHaveLength(1)
+    expect(await eventsOf(ctx, invoice.id, 'invoice.paid')).toHaveLength(1)
   })
 
   test('expire: FAILED, the invoice still unpaid', async () => {
@@ -873,7 +861,7 @@ describe('POST /v1/orders/pay', () => {
     expect(await getOrder(topUp.id)).toMatchObject({ status: 'FULFILLED' })
     expect(await getOrder(product.id)).toMatchObject({ status: 'FULFILLED' })
     expect(await balanceOf(customer.id)).toBe('50.00')
-    expect(await eventsOf(topUp.id, 'order.fulfilled')).toHaveLength(1)
+    expect(await eventsOf(ctx, topUp.id, 'order.fulfilled')).toHaveLength(1)
   })
 
   test('a refund of an orders payment comes off the last invoice first', async () => {

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { SandboxEvent } from '../../src/gateways/sandbox/sandbox-provider.ts'
-import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
+import { createCustomer, eventsOf, finalizedInvoice, type List } from '../fixtures.ts'
 import {
   createTestContext,
   type ErrorBody,
@@ -31,14 +31,6 @@ interface RefundResponse extends RefundBody {
   updated_at: string
 }
 
-interface EventBody {
-  id: string
-  type: string
-  object_type: string
-  object_id: string
-  data: { object: Record<string, unknown> }
-}
-
 interface BalanceTransactionBody {
   type: string
   amount: string
@@ -66,14 +58,6 @@ function refund(paymentId: string, body: Record<string, unknown> = {}, key?: str
 
 function errorOf(res: { body: unknown }): ErrorBody['error'] {
   return (res.body as ErrorBody).error
-}
-
-async function eventsOf(objectId: string, type?: string) {
-  const query = new URLSearchParams({ object_id: objectId, limit: '1000' })
-  if (type) query.set('type', type)
-  const res = await ctx.get<List<EventBody>>(`/v1/events?${query}`)
-  expect(res.status).toBe(200)
-  return res.body.items
 }
 
 async function refundsOfPayment(paymentId: string) {
@@ -240,8 +224,8 @@ describe('POST /v1/payments/:id/refunds', () => {
   test('more than is still refundable is 409 and writes nothing', async () => {
     const { invoice, payment } = await offlinePayment()
     expect((await refund(payment.id, { amount: '60.00' })).status).toBe(201)
-    const eventsBefore = await eventsOf(payment.id)
-    const invoiceEventsBefore = await eventsOf(invoice.id)
+    const eventsBefore = await eventsOf(ctx, payment.id)
+    const invoiceEventsBefore = await eventsOf(ctx, invoice.id)
 
     const res = await refund(payment.id, { amount: '40.01' })
     expect(res.status).toBe(409)
@@ -253,8 +237,8 @@ describe('POST /v1/payments/:id/refunds', () => {
       amount_refunded: '60.00',
     })
     expect((await getInvoice(ctx, invoice.id)).amount_refunded).toBe('60.00')
-    expect(await eventsOf(payment.id)).toHaveLength(eventsBefore.length)
-    expect(await eventsOf(invoice.id)).toHaveLength(invoiceEventsBefore.length)
+    expect(await eventsOf(ctx, payment.id)).toHaveLength(eventsBefore.length)
+    expect(await eventsOf(ctx, invoice.id)).toHaveLength(invoiceEventsBefore.length)
     // Exactly what is left still goes through.
     expect((await refund(payment.id, { amount: '40.00' })).status).toBe(201)
   })
@@ -426,7 +410,7 @@ describe('refunds by rail', () => {
       amount_refunded: '25.00',
     })
     expect((await getInvoice(ctx, invoice.id)).amount_refunded).toBe('25.00')
-    expect(await eventsOf(res.body.id, 'refund.succeeded')).toHaveLength(1)
+    expect(await eventsOf(ctx, res.body.id, 'refund.succeeded')).toHaveLength(1)
 
     // The provider's refund.succeeded notification reached Payrail's inbound route.
     const received = await ctx.db
@@ -455,7 +439,7 @@ describe('refunds by rail', () => {
       amount_refunded: '25.00',
     })
     expect((await getInvoice(ctx, invoice.id)).amount_refunded).toBe('25.00')
-    expect(await eventsOf(res.body.id, 'refund.succeeded')).toHaveLength(1)
+    expect(await eventsOf(ctx, res.body.id, 'refund.succeeded')).toHaveLength(1)
 
     const rest = await refund(payment.id)
     expect(rest.body).toMatchObject({ status: 'succeeded', amount: '75.00' })
@@ -573,35 +557,35 @@ describe('refund events', () => {
   test('refund.created and refund.succeeded per refund; payment.partially_refunded then payment.refunded', async () => {
     const { invoice, payment } = await offlinePayment()
     const partial = await refund(payment.id, { amount: '10.00' })
-    const created = await eventsOf(partial.body.id, 'refund.created')
+    const created = await eventsOf(ctx, partial.body.id, 'refund.created')
     expect(created).toHaveLength(1)
     expect(created[0]).toMatchObject({
       object_type: 'refund',
       object_id: partial.body.id,
       data: { object: { id: partial.body.id, amount: '10.00', payment_id: payment.id } },
     })
-    const succeeded = await eventsOf(partial.body.id, 'refund.succeeded')
+    const succeeded = await eventsOf(ctx, partial.body.id, 'refund.succeeded')
     expect(succeeded).toHaveLength(1)
     expect(succeeded[0]?.data.object).toMatchObject({ status: 'succeeded' })
 
-    const partially = await eventsOf(payment.id, 'payment.partially_refunded')
+    const partially = await eventsOf(ctx, payment.id, 'payment.partially_refunded')
     expect(partially).toHaveLength(1)
     expect(partially[0]?.data.object).toMatchObject({
       id: payment.id,
       payment_status: 'PARTIALLY_REFUNDED',
       amount_refunded: '10.00',
     })
-    expect(await eventsOf(payment.id, 'payment.refunded')).toHaveLength(0)
+    expect(await eventsOf(ctx, payment.id, 'payment.refunded')).toHaveLength(0)
 
     await refund(payment.id)
-    const refunded = await eventsOf(payment.id, 'payment.refunded')
+    const refunded = await eventsOf(ctx, payment.id, 'payment.refunded')
     expect(refunded).toHaveLength(1)
     expect(refunded[0]?.data.object).toMatchObject({
       payment_status: 'REFUNDED',
       amount_refunded: '100.00',
     })
-    expect(await eventsOf(invoice.id, 'invoice.refunded')).toHaveLength(2)
-    expect(await eventsOf(payment.id, 'refund.created')).toHaveLength(0)
+    expect(await eventsOf(ctx, invoice.id, 'invoice.refunded')).toHaveLength(2)
+    expect(await eventsOf(ctx, payment.id, 'refund.created')).toHaveLength(0)
   })
 })
 
@@ -630,8 +614,8 @@ describe('concurrent refunds', () => {
       payment_status: 'REFUNDED',
       amount_refunded: '100.00',
     })
-    expect(await eventsOf(payment.id, 'payment.partially_refunded')).toHaveLength(9)
-    expect(await eventsOf(payment.id, 'payment.refunded')).toHaveLength(1)
+    expect(await eventsOf(ctx, payment.id, 'payment.partially_refunded')).toHaveLength(9)
+    expect(await eventsOf(ctx, payment.id, 'payment.refunded')).toHaveLength(1)
   })
 
   test('20 concurrent full refunds: exactly one succeeds', async () => {

@@ -5,6 +5,7 @@ import {
   sandboxWebhookPath,
 } from '../../src/gateways/sandbox/sandbox-provider.ts'
 import { forgetInvoiceLines } from '../../src/modules/invoices/repository.ts'
+import { eventsOf } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { createPayment, getPayment, invoiceToPay, sessionOf } from '../payments-helpers.ts'
 import { statementsOf } from '../statements.ts'
@@ -64,16 +65,10 @@ describe('statements per request', () => {
     expect(texts.filter((t) => /"line_id"/.test(t))).toHaveLength(1)
     // invoice.paid carries them, as GET /v1/invoices/:id shows them.
     const shown = await ctx.get<{ lines: unknown[] }>(`/v1/invoices/${invoice.id}`)
-    const paid = await ctx.db
-      .selectFrom('events')
-      .select('data')
-      .where('object_id', '=', invoice.id)
-      .where('type', '=', 'invoice.paid')
-      .execute()
+    const paid = await eventsOf(ctx, invoice.id, 'invoice.paid')
     expect(paid).toHaveLength(1)
     expect(shown.body.lines.length).toBeGreaterThan(0)
-    const [event] = paid
-    expect((event?.data as { lines?: unknown[] } | undefined)?.lines).toEqual(shown.body.lines)
+    expect(paid[0]?.data.object.lines).toEqual(shown.body.lines)
   })
 
   // The insert also sums the invoice's charges in flight, which the link must leave room for.

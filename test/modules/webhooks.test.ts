@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { PaymentStatus } from '../../src/core/payment-state.ts'
 import type { SandboxEvent } from '../../src/gateways/sandbox/sandbox-provider.ts'
-import type { List } from '../fixtures.ts'
+import { eventsOf, type List } from '../fixtures.ts'
 import {
   createTestContext,
   type ErrorBody,
@@ -23,13 +23,6 @@ import {
 interface Received {
   received: boolean
   events: { id: string; type: string; outcome: string }[]
-}
-
-interface EventBody {
-  id: string
-  type: string
-  object_id: string
-  data: { object: unknown }
 }
 
 interface Delivery {
@@ -141,14 +134,6 @@ async function pendingSandboxPayment(methodType: 'PAYMENT_LINK' | 'CRYPTO' = 'PA
   return { customer, invoice, payment: res.body }
 }
 
-async function eventsOf(objectId: string, type: string) {
-  const res = await ctx.get<List<EventBody>>(
-    `/v1/events?object_id=${objectId}&type=${type}&limit=1000`,
-  )
-  expect(res.status).toBe(200)
-  return res.body.items
-}
-
 async function inboundRows(eventId: string) {
   return ctx.db
     .selectFrom('webhook_events')
@@ -218,7 +203,7 @@ describe('inbound sandbox webhooks: applying events', () => {
     const paid = await getPayment(ctx, payment.id)
     expect(paid).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
     expect(paid.attempts.filter((a) => a.status === 'succeeded')).toHaveLength(1)
-    const succeeded = await eventsOf(payment.id, 'payment.succeeded')
+    const succeeded = await eventsOf(ctx, payment.id, 'payment.succeeded')
     expect(succeeded).toHaveLength(1)
     // The event shows the payment as GET does, with the attempt that completed it.
     expect(succeeded[0]?.data).toEqual({ object: paid })
@@ -227,7 +212,7 @@ describe('inbound sandbox webhooks: applying events', () => {
       amount_paid: '100.00',
       amount_remaining: '0.00',
     })
-    expect(await eventsOf(invoice.id, 'invoice.paid')).toHaveLength(1)
+    expect(await eventsOf(ctx, invoice.id, 'invoice.paid')).toHaveLength(1)
     expect(await inboundRows(event.id)).toHaveLength(1)
     expect(await transitionsTo(payment.id, 'SUCCEEDED')).toHaveLength(1)
   })
@@ -244,7 +229,7 @@ describe('inbound sandbox webhooks: applying events', () => {
       events: [{ id: event.id, type: 'checkout.completed', outcome: 'duplicate' }],
     })
     expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
-    expect(await eventsOf(payment.id, 'payment.succeeded')).toHaveLength(1)
+    expect(await eventsOf(ctx, payment.id, 'payment.succeeded')).toHaveLength(1)
     expect(await inboundRows(event.id)).toHaveLength(1)
   })
 
@@ -258,7 +243,7 @@ describe('inbound sandbox webhooks: applying events', () => {
     const after = await getPayment(ctx, payment.id)
     expect(after.payment_status).toBe('SUCCEEDED')
     expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
-    expect(await eventsOf(payment.id, 'payment.succeeded')).toHaveLength(1)
+    expect(await eventsOf(ctx, payment.id, 'payment.succeeded')).toHaveLength(1)
     // A repeat writes nothing: not even another attempt.
     expect(after.attempts).toHaveLength(before.attempts.length)
   })
@@ -279,8 +264,8 @@ describe('inbound sandbox webhooks: applying events', () => {
       failed_at: null,
     })
     expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
-    expect(await eventsOf(payment.id, 'payment.processing')).toHaveLength(0)
-    expect(await eventsOf(payment.id, 'payment.failed')).toHaveLength(0)
+    expect(await eventsOf(ctx, payment.id, 'payment.processing')).toHaveLength(0)
+    expect(await eventsOf(ctx, payment.id, 'payment.failed')).toHaveLength(0)
     expect((await inboundRows(latePaid.id))[0]?.outcome).toBe('ignored')
   })
 
@@ -649,7 +634,7 @@ describe('two Payrail processes', () => {
       expect(results.every((r) => r.status === 200)).toBe(true)
       expect(results.filter((r) => r.body.events[0]?.outcome === 'applied')).toHaveLength(1)
       expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
-      expect(await eventsOf(invoice.id, 'invoice.paid')).toHaveLength(1)
+      expect(await eventsOf(ctx, invoice.id, 'invoice.paid')).toHaveLength(1)
     } finally {
       ctx.deps.loopback.bind(ctx.app)
     }
