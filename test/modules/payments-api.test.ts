@@ -1,6 +1,14 @@
 import { createHmac, randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { createCustomer, createInvoice, finalizedInvoice, type List } from '../fixtures.ts'
+import { inTransaction } from '../../src/db/transaction.ts'
+import { forgetInvoiceLines, lockInvoice } from '../../src/modules/invoices/repository.ts'
+import {
+  createCustomer,
+  createInvoice,
+  eventsOf,
+  finalizedInvoice,
+  type List,
+} from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createPayment,
@@ -1335,6 +1343,52 @@ describe('security', () => {
       active: true,
     })
     expect(await paymentRowsFor(invoice.id)).toHaveLength(1)
+  })
+
+  test('another tenant cannot pay an invoice whose lines the process has not read (they come with the lock)', async () => {
+    const other = await ctx.createTenantFixture('Other tenant, cold lines')
+    const { invoice } = await invoiceToPay(ctx)
+    forgetInvoiceLines()
+    expectError(
+      await postPayment(
+        flexpriceBody(invoice.id, { payment_method_type: 'OFFLINE', payment_gateway: undefined }),
+        other.key,
+      ),
+      404,
+      'not_found',
+    )
+    forgetInvoiceLines()
+    expectError(
+      await ctx.post(
+        '/v1/payments',
+        {
+          destination_type: 'INVOICE',
+          destination_id: invoice.id,
+          amount: '100.00',
+          currency: 'usd',
+          payment_method_type: 'OFFLINE',
+        },
+        { key: ctx.main.liveKey },
+      ),
+      404,
+      'not_found',
+    )
+    const listed = await ctx.get<List<PaymentBody>>(`/v1/payments?destination_id=${invoice.id}`)
+    expect(listed.body.items).toEqual([])
+    // The lock itself finds nothing from another environment, and keeps no lines for it.
+    for (const environmentId of [other.test.id, ctx.main.live.id]) {
+      forgetInvoiceLines()
+      const locked = await inTransaction(ctx.db, (trx) =>
+        lockInvoice(trx, environmentId, invoice.id),
+      )
+      expect(locked).toBeUndefined()
+    }
+    // The owner's payment, on the same cold path, still pays it with its lines.
+    forgetInvoiceLines()
+    const own = await offlinePayment(invoice.id, '100.00')
+    expect(own.payment_status).toBe('SUCCEEDED')
+    const paid = await eventsOf(ctx, invoice.id, 'invoice.paid')
+    expect(paid[0]?.data.object.lines).toEqual(expect.arrayContaining([expect.anything()]))
   })
 
   test("another tenant's payment is 404 on GET, PATCH, PUT, DELETE, process, cancel and refunds", async () => {
