@@ -1,12 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { parseArgs } from 'node:util'
-import { SecretBox } from '../src/core/secret-box.ts'
-import { signWebhook } from '../src/core/webhook-signature.ts'
-import {
-  SANDBOX_SIGNATURE_HEADER,
-  sandboxWebhookPath,
-} from '../src/gateways/sandbox/sandbox-provider.ts'
 import {
   type BenchDatabase,
   provisionDatabase,
@@ -17,6 +11,7 @@ import {
 import { type LoadRequest, type LoadStats, round, runLoad } from './load.ts'
 import { runPgbench } from './pgbench.ts'
 import { postgresCpuSeconds, processCpuSeconds } from './proc.ts'
+import { completionEventId, invoicePayment, SECRET_KEY, sandboxCompletions } from './requests.ts'
 import { type BenchServer, startServer } from './server.ts'
 
 /**
@@ -47,7 +42,6 @@ const warmup = quick ? 1 : 3
 const stormSeconds = quick ? 1 : 3
 const historyRows = Number(values.history ?? (quick ? 20_000 : 1_000_000))
 const poolSize = quick ? 4_000 : 60_000
-const SECRET_KEY = 'b'.repeat(64)
 /** `--only create_link,list`: run just these scenarios (the baselines always run). */
 const only = values.only ? new Set(values.only.split(',')) : undefined
 const runs = (name: string) => !only || only.has(name)
@@ -86,32 +80,20 @@ async function main() {
     log(`seeded ${historyRows.toLocaleString('en')} payments in ${seedSeconds.toFixed(1)}s`)
 
     log('baseline: pgbench')
-    const pgbenchCpu = await postgresCpuSeconds()
+    const pgbenchCpu = postgresCpuSeconds()
     const measured = await runPgbench(db.pgbenchUrl, connections, seconds)
     const pgbench = measured && {
       ...measured,
       postgres_cpu_ms_per_transaction: round(
-        (((await postgresCpuSeconds()) - pgbenchCpu) * 1000) / Math.max(1, measured.tps * seconds),
+        ((postgresCpuSeconds() - pgbenchCpu) * 1000) / Math.max(1, measured.tps * seconds),
       ),
     }
     server = await startServer(
       { DATABASE_URL: db.url, PAYRAIL_SECRET_KEY: SECRET_KEY },
       { workers, nodeArgs },
     )
-    const auth = { authorization: `Bearer ${db.key}`, 'content-type': 'application/json' }
-    /** `POST /v1/payments` paying a whole 10.00 usd invoice the way `method` says. */
-    const payInvoice = (invoiceId: string, method: Record<string, string>): LoadRequest => ({
-      method: 'POST',
-      path: '/v1/payments',
-      headers: auth,
-      body: JSON.stringify({
-        destination_type: 'INVOICE',
-        destination_id: invoiceId,
-        ...method,
-        amount: '10.00',
-        currency: 'usd',
-      }),
-    })
+    const payInvoice = (invoiceId: string, method: Record<string, string>) =>
+      invoicePayment(db.key, invoiceId, method)
 
     const measure = async (
       name: string,
@@ -125,7 +107,7 @@ async function main() {
       const warmupShare = distinct === 1 ? 1 : Math.ceil((distinct * warmup) / (warmup + seconds))
       await runLoad({ url: server.url, connections, duration: warmup, next, distinct: warmupShare })
       server.resetRssPeak()
-      const cpu = await cpuMeter(server)
+      const cpu = cpuMeter(server)
       const stats = await runLoad({
         url: server.url,
         connections,
@@ -138,7 +120,7 @@ async function main() {
         ratio_to_baseline: base ? round(stats.rps / base) : null,
         baseline,
         rss_peak_mb: server.rssPeakMb(),
-        ...(await cpu.perRequest(stats.requests)),
+        ...cpu.perRequest(stats.requests),
       }
       log(
         `${name}: ${stats.rps} req/s, p99 ${stats.p99_ms} ms, errors ${stats.errors}, non-2xx ${stats.non_2xx}`,
@@ -170,14 +152,11 @@ async function main() {
       )
     }
 
-    const secret = new SecretBox(Buffer.from(SECRET_KEY, 'hex')).derive(
-      `sandbox-webhook:${db.environmentId}`,
-    )
-    const hookPath = sandboxWebhookPath(db.tenantId, db.environmentId)
+    const completion = sandboxCompletions(db.tenantId, db.environmentId)
     if (runs('webhook_apply')) {
       scenarios.webhook_apply = await measure(
         'webhook_apply',
-        cycle(pending, (paymentId) => signedCompletion(secret, hookPath, paymentId)),
+        cycle(pending, completion),
         poolSize,
         'pgbench',
         pgbench?.tps,
@@ -214,7 +193,7 @@ async function main() {
     }
 
     if (runs('duplicate_storm')) {
-      scenarios.duplicate_storm = await duplicateStorm(server, db, secret, hookPath, storm[0] ?? '')
+      scenarios.duplicate_storm = await duplicateStorm(server, db, completion, storm[0] ?? '')
     }
 
     const results = {
@@ -270,13 +249,12 @@ async function main() {
 async function duplicateStorm(
   server: BenchServer,
   db: BenchDatabase,
-  secret: string,
-  path: string,
+  completion: (paymentId: string) => LoadRequest,
   paymentId: string,
 ) {
-  const request = signedCompletion(secret, path, paymentId)
+  const request = completion(paymentId)
   server.resetRssPeak()
-  const cpu = await cpuMeter(server)
+  const cpu = cpuMeter(server)
   const stats = await runLoad({
     url: server.url,
     connections: 50,
@@ -287,7 +265,7 @@ async function duplicateStorm(
   const pool = db.client.pool
   const [events, transitions, invoice, notifications] = await Promise.all([
     pool.query('select count(*)::int as n from webhook_events where event_id = $1', [
-      eventIdFor(paymentId),
+      completionEventId(paymentId),
     ]),
     pool.query(
       `select count(*)::int as n from payment_transitions where payment_id = $1 and to_status = 'SUCCEEDED'`,
@@ -315,62 +293,28 @@ async function duplicateStorm(
     ratio_to_baseline: null,
     baseline: 'pgbench' as const,
     rss_peak_mb: server.rssPeakMb(),
-    ...(await cpu.perRequest(stats.requests)),
+    ...cpu.perRequest(stats.requests),
     applied_once: appliedOnce,
   }
 }
 
 /** Starts counting the CPU of the server process and of PostgreSQL; `perRequest` divides what was spent. */
-async function cpuMeter(server: BenchServer) {
-  const serverCpu = async () => {
+function cpuMeter(server: BenchServer) {
+  const serverCpu = () => {
     let total = 0
-    for (const pid of await server.pids()) total += await processCpuSeconds(pid)
+    for (const pid of server.pids()) total += processCpuSeconds(pid)
     return total
   }
-  const [server0, postgres0] = [await serverCpu(), await postgresCpuSeconds()]
+  const [server0, postgres0] = [serverCpu(), postgresCpuSeconds()]
   return {
-    async perRequest(requests: number) {
-      const [server1, postgres1] = [await serverCpu(), await postgresCpuSeconds()]
+    perRequest(requests: number) {
+      const [server1, postgres1] = [serverCpu(), postgresCpuSeconds()]
       const per = (seconds: number) => round((seconds * 1000) / Math.max(1, requests))
       return {
         server_cpu_ms_per_request: per(server1 - server0),
         postgres_cpu_ms_per_request: per(postgres1 - postgres0),
       }
     },
-  }
-}
-
-function eventIdFor(paymentId: string): string {
-  return `sbevt_bench_${paymentId}`
-}
-
-function signedCompletion(secret: string, path: string, paymentId: string): LoadRequest {
-  const session = paymentId.replace(/^pay_/, 'sbs_')
-  const body = JSON.stringify({
-    id: eventIdFor(paymentId),
-    type: 'checkout.completed',
-    created: Math.floor(Date.now() / 1000),
-    data: {
-      payment_id: paymentId,
-      session_id: session,
-      charge_id: null,
-      amount: 1000,
-      amount_received: 1000,
-      currency: 'usd',
-      card: null,
-      error: null,
-      refund_id: null,
-      gateway_refund_id: null,
-    },
-  })
-  return {
-    method: 'POST',
-    path,
-    headers: {
-      'content-type': 'application/json',
-      [SANDBOX_SIGNATURE_HEADER]: signWebhook(secret, body, Math.floor(Date.now() / 1000)),
-    },
-    body,
   }
 }
 

@@ -6,7 +6,7 @@ export interface BenchServer {
   url: string
   pid: number
   /** The server's processes: `payrail serve` and, with `--workers N`, its HTTP processes. */
-  pids(): Promise<number[]>
+  pids(): number[]
   /** Highest resident memory of all its processes together seen so far (MB), sampled every 200 ms. */
   rssPeakMb(): number
   resetRssPeak(): void
@@ -52,10 +52,12 @@ export async function startServer(
   })
   const pid = child.pid ?? 0
   let peak = 0
-  const pids = async () => [pid, ...(await childrenOf(pid))]
-  const sampler = setInterval(async () => {
+  // Its HTTP processes are all up once it listens (one that dies is replaced, and fails the run).
+  const processes = [pid, ...childrenOf(pid)]
+  const pids = () => processes
+  const sampler = setInterval(() => {
     let mb = 0
-    for (const p of await pids()) mb += await rssMb(p)
+    for (const p of processes) mb += rssMb(p)
     if (mb > peak) peak = mb
   }, 200)
   return {

@@ -1,0 +1,96 @@
+/**
+ * `npm run bench:micro`: the CPU one request costs this process (Payrail's handlers,
+ * Kysely and node-postgres, without HTTP sockets: `fastify.inject`) and PostgreSQL,
+ * for `offline_pay` and `webhook_apply`, at 10 requests in flight. For profiling
+ * the write path between full `npm run bench` runs; its numbers are not the
+ * bench's (no HTTP, no load generator), only comparable with each other.
+ */
+import { parseArgs } from 'node:util'
+import { buildApp } from '../src/app.ts'
+import { loadConfig } from '../src/config.ts'
+import { openDatabase } from '../src/db/open-database.ts'
+import { createLogger } from '../src/logger.ts'
+import { ApiKeyCache } from '../src/modules/api-keys/cache.ts'
+import { processDeps } from '../src/server.ts'
+import { provisionDatabase, seedInvoices, seedPendingPayments } from './database.ts'
+import type { LoadRequest } from './load.ts'
+import { postgresCpuSeconds } from './proc.ts'
+import { invoicePayment, SECRET_KEY, sandboxCompletions } from './requests.ts'
+
+const { values } = parseArgs({
+  options: {
+    requests: { type: 'string' },
+    connections: { type: 'string' },
+    rounds: { type: 'string' },
+    only: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+})
+const requests = Number(values.requests ?? 3000)
+const connections = Number(values.connections ?? 10)
+const rounds = Number(values.rounds ?? 3)
+
+const db = await provisionDatabase({ keep: values.keep })
+const logger = createLogger('warn', 'stderr')
+const config = loadConfig({
+  DATABASE_URL: db.url,
+  PAYRAIL_SECRET_KEY: SECRET_KEY,
+  LOG_LEVEL: 'warn',
+})
+const database = await openDatabase(config, logger)
+const apiKeys = new ApiKeyCache()
+apiKeys.start(database.url, logger)
+const app = await buildApp({ ...(await processDeps(config, database, logger)), apiKeys })
+const completion = sandboxCompletions(db.tenantId, db.environmentId)
+const inject = (request: LoadRequest) => ({
+  method: request.method,
+  url: request.path,
+  headers: request.headers,
+  payload: request.body,
+})
+
+type Inject = ReturnType<typeof inject>
+const scenarios: Record<string, (n: number, round: number) => Promise<Inject[]>> = {
+  offline_pay: async (n, round) =>
+    (await seedInvoices(db, `off${round}`, n)).map((id) =>
+      inject(invoicePayment(db.key, id, { payment_method_type: 'OFFLINE' })),
+    ),
+  webhook_apply: async (n, round) =>
+    (await seedPendingPayments(db, `hook${round}`, n, String.fromCharCode(65 + round))).map((id) =>
+      inject(completion(id)),
+    ),
+}
+
+for (const [name, build] of Object.entries(scenarios)) {
+  if (values.only && !values.only.split(',').includes(name)) continue
+  for (let round = 0; round < rounds; round++) {
+    const batch = await build(requests, round)
+    // As the bench does after seeding: plans made on fresh statistics (this server may run without autovacuum).
+    await db.client.pool.query('analyze')
+    let next = 0
+    let failed = 0
+    const cpu0 = process.cpuUsage()
+    const pg0 = postgresCpuSeconds()
+    const t0 = performance.now()
+    await Promise.all(
+      Array.from({ length: connections }, async () => {
+        while (next < batch.length) {
+          const response = await app.inject(batch[next++] as Inject)
+          if (response.statusCode >= 300 && failed++ === 0)
+            console.error(response.statusCode, response.body)
+        }
+      }),
+    )
+    const wall = performance.now() - t0
+    const cpu = process.cpuUsage(cpu0)
+    const pg = postgresCpuSeconds() - pg0
+    const per = (ms: number) => (ms / batch.length).toFixed(3)
+    console.log(
+      `${name.padEnd(14)} round ${round}: ${(batch.length / (wall / 1000)).toFixed(0)} req/s, node ${per((cpu.user + cpu.system) / 1000)} ms/req (user ${per(cpu.user / 1000)}), postgres ${per(pg * 1000)} ms/req, failed ${failed}`,
+    )
+  }
+}
+await app.close()
+await apiKeys.stop()
+await database.shutdown()
+await db.close()
