@@ -5,6 +5,8 @@
  * the write path between full `npm run bench` runs; its numbers are not the
  * bench's (no HTTP, no load generator), only comparable with each other.
  */
+import { writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
 import { parseArgs } from 'node:util'
 import { buildApp } from '../src/app.ts'
 import { loadConfig } from '../src/config.ts'
@@ -24,6 +26,7 @@ const { values } = parseArgs({
     rounds: { type: 'string' },
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    profile: { type: 'string' },
   },
 })
 const requests = Number(values.requests ?? 3000)
@@ -69,6 +72,13 @@ for (const [name, build] of Object.entries(scenarios)) {
     await db.client.pool.query('analyze')
     let next = 0
     let failed = 0
+    // `--profile FILE`: a V8 CPU profile of the measured requests after the first round (warm).
+    const profiler = values.profile && round > 0 ? new Session() : undefined
+    if (profiler) {
+      profiler.connect()
+      await profiler.post('Profiler.enable')
+      await profiler.post('Profiler.start')
+    }
     const cpu0 = process.cpuUsage()
     const pg0 = postgresCpuSeconds()
     const t0 = performance.now()
@@ -84,6 +94,11 @@ for (const [name, build] of Object.entries(scenarios)) {
     const wall = performance.now() - t0
     const cpu = process.cpuUsage(cpu0)
     const pg = postgresCpuSeconds() - pg0
+    if (profiler) {
+      const { profile } = await profiler.post('Profiler.stop')
+      await writeFile(`${values.profile}.${name}.${round}.cpuprofile`, JSON.stringify(profile))
+      profiler.disconnect()
+    }
     const per = (ms: number) => (ms / batch.length).toFixed(3)
     console.log(
       `${name.padEnd(14)} round ${round}: ${(batch.length / (wall / 1000)).toFixed(0)} req/s, node ${per((cpu.user + cpu.system) / 1000)} ms/req (user ${per(cpu.user / 1000)}), postgres ${per(pg * 1000)} ms/req, failed ${failed}`,

@@ -115,6 +115,47 @@ describe('inTransaction and appendRows', () => {
     expect(await countEvents('probe.orphaned')).toBe(0)
   })
 
+  test('held rows that set different columns: each column its own value, the default where a row leaves one out', async () => {
+    const at = new Date('2026-01-02T03:04:05.678Z')
+    await inTransaction(ctx.db, async (trx) => {
+      await appendRows(trx, 'payment_transitions', [
+        { ...transitionRow('columns-1'), created_at: at },
+        { ...transitionRow('columns-2'), note: undefined, cause_id: 'columns-2' },
+        // A column only a later row sets, and a quote in a value.
+        { ...transitionRow(`columns-3 "it's"`), cause_id: `columns-3 "it's"` },
+      ])
+    })
+    const { rows } = await ctx.pool.query<{ note: string | null; cause_id: string; at: Date }>(
+      `select note, cause_id, created_at as at from payment_transitions where cause_id like 'columns-%' order by id`,
+    )
+    expect(rows.map((r) => [r.note, r.cause_id])).toEqual([
+      ['columns-1', 'columns-1'],
+      [null, 'columns-2'],
+      [`columns-3 "it's"`, `columns-3 "it's"`],
+    ])
+    expect(rows[0]?.at.toISOString()).toBe(at.toISOString())
+  })
+
+  test('a row with an SQL expression among its values is written at once, as SQL', async () => {
+    let seenInside = -1
+    await inTransaction(ctx.db, async (trx) => {
+      await appendRows(trx, 'events', [
+        // The type only takes plain values; a caller that casts still gets SQL, not a parameter.
+        {
+          ...eventRow('probe.expression'),
+          created_at: sql`now() - interval '1 day'` as unknown as Date,
+        },
+      ])
+      const { rows } = await sql<{
+        n: number
+      }>`select count(*)::int as n from events where type = 'probe.expression' and created_at < now()`.execute(
+        trx,
+      )
+      seenInside = rows[0]?.n ?? -1
+    })
+    expect(seenInside).toBe(1)
+  })
+
   test('outside inTransaction, rows are written at once', async () => {
     await appendRows(ctx.db, 'events', [eventRow('probe.direct')])
     expect(await countEvents('probe.direct')).toBe(1)

@@ -71,6 +71,26 @@ describe('statements per request', () => {
     expect(paid[0]?.data.object.lines).toEqual(shown.body.lines)
   })
 
+  test('the same for an invoice without lines (one synced from Stripe, say): knowing it has none is knowing its lines', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const id = `${invoice.id}_bare`
+    await ctx.pool.query(
+      `insert into invoices (id, tenant_id, environment_id, customer_id, number, currency, invoice_status, payment_status,
+         collection_method, billing_reason, subtotal, total, amount_due, amount_remaining, finalized_at)
+       select $1, tenant_id, environment_id, customer_id, number || '-bare', currency, invoice_status, payment_status,
+         collection_method, billing_reason, 700, 700, 700, 700, finalized_at
+       from invoices where id = $2`,
+      [id, invoice.id],
+    )
+    forgetInvoiceLines()
+    const texts = await payOffline({ id, amount_due: '7.00' })
+    expect(texts, texts.join('\n')).toHaveLength(5)
+    expect(texts.filter((t) => /^select .* from "invoice_lines"/.test(t))).toEqual([])
+    const paid = await eventsOf(ctx, id, 'invoice.paid')
+    expect(paid).toHaveLength(1)
+    expect(paid[0]?.data.object.lines).toEqual([])
+  })
+
   // The insert also sums the invoice's charges in flight, which the link must leave room for.
   test('a sandbox PAYMENT_LINK: 12, in two transactions around the gateway call', async () => {
     const { invoice } = await invoiceToPay(ctx)

@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { PaymentStatus } from '../../src/core/payment-state.ts'
 import type { SandboxEvent } from '../../src/gateways/sandbox/sandbox-provider.ts'
-import { eventsOf, type List } from '../fixtures.ts'
+import { eventsOf } from '../fixtures.ts'
 import {
   createTestContext,
   type ErrorBody,

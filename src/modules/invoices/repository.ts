@@ -118,7 +118,9 @@ async function lockWithLines(
       period_end: row.line_period_end,
     })
   }
-  if (lines.length > 0) LINES.set(id, lines)
+  // None is as true as some: an invoice is written with its lines in the transaction that
+  // creates it, with nothing locking it in between, and they never change after.
+  LINES.set(id, lines)
   const {
     line_id: _id,
     line_position: _position,
