@@ -10,6 +10,7 @@ import type {
   InvoiceTable,
 } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
+import { StatementCache } from '../../db/statement-cache.ts'
 import { MemoKey, recall, remember, updateHeldRow } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 
@@ -58,13 +59,18 @@ export async function lockInvoice(
   const held = recall(db, LOCKED_INVOICES, id)
   if (held?.environment_id === environmentId) return { ...held }
   const invoice = LINES.get(id)
-    ? await db
-        .selectFrom('invoices')
-        .selectAll()
-        .where('environment_id', '=', environmentId)
-        .where('id', '=', id)
-        .forUpdate()
-        .executeTakeFirst()
+    ? (
+        await db.executeQuery(
+          STATEMENTS.compile('lock', [environmentId, id], ($) =>
+            db
+              .selectFrom('invoices')
+              .selectAll()
+              .where('environment_id', '=', $(0))
+              .where('id', '=', $(1))
+              .forUpdate(),
+          ),
+        )
+      ).rows[0]
     : await lockWithLines(db, environmentId, id)
   if (invoice) remember(db, LOCKED_INVOICES, id, invoice)
   return invoice ? { ...invoice } : undefined
@@ -80,26 +86,29 @@ async function lockWithLines(
   environmentId: string,
   id: string,
 ): Promise<Invoice | undefined> {
-  const rows = await db
-    .selectFrom('invoices')
-    .leftJoin('invoice_lines as l', 'l.invoice_id', 'invoices.id')
-    .selectAll('invoices')
-    .select([
-      'l.id as line_id',
-      'l.position as line_position',
-      'l.description as line_description',
-      'l.quantity as line_quantity',
-      'l.unit_amount as line_unit_amount',
-      'l.amount as line_amount',
-      'l.price_id as line_price_id',
-      'l.period_start as line_period_start',
-      'l.period_end as line_period_end',
-    ])
-    .where('invoices.environment_id', '=', environmentId)
-    .where('invoices.id', '=', id)
-    .orderBy('l.position')
-    .forUpdate('invoices')
-    .execute()
+  const { rows } = await db.executeQuery(
+    STATEMENTS.compile('lock with lines', [environmentId, id], ($) =>
+      db
+        .selectFrom('invoices')
+        .leftJoin('invoice_lines as l', 'l.invoice_id', 'invoices.id')
+        .selectAll('invoices')
+        .select([
+          'l.id as line_id',
+          'l.position as line_position',
+          'l.description as line_description',
+          'l.quantity as line_quantity',
+          'l.unit_amount as line_unit_amount',
+          'l.amount as line_amount',
+          'l.price_id as line_price_id',
+          'l.period_start as line_period_start',
+          'l.period_end as line_period_end',
+        ])
+        .where('invoices.environment_id', '=', $(0))
+        .where('invoices.id', '=', $(1))
+        .orderBy('l.position')
+        .forUpdate('invoices'),
+    ),
+  )
   const [first] = rows
   if (!first) return undefined
   const lines: InvoiceLine[] = []
@@ -154,6 +163,9 @@ export async function updateInvoice(
       .executeTakeFirstOrThrow(),
   )
 }
+
+/** The invoice locks, built once (`StatementCache`). */
+const STATEMENTS = new StatementCache()
 
 /** Lines are written with their invoice and never changed, so a read one stays true. */
 const LINES = new BoundedCache<string, InvoiceLine[]>(10_000)

@@ -16,6 +16,7 @@ import type {
 } from '../../db/database.ts'
 import { compiledOnce } from '../../db/json-sql.ts'
 import { fetchPage, whereCreatedIn } from '../../db/list.ts'
+import { StatementCache } from '../../db/statement-cache.ts'
 import {
   appendRows,
   holdUpdate,
@@ -60,38 +61,47 @@ export async function insertPayment(
   allocations: Omit<Insertable<PaymentAllocationTable>, 'payment_id'>[],
 ): Promise<InsertedPayment | undefined> {
   const rows = allocations.map((a) => ({ ...a, payment_id: row.id }))
-  const values = sql.join(
-    rows.map(
-      (a) => sql`(${a.payment_id}, ${a.invoice_id}, ${a.position}::int, ${a.amount}::bigint)`,
-    ),
-  )
-  const inserted = await db
-    .with('p', (qb) =>
-      qb
-        .insertInto('payments')
-        .values(row)
-        .onConflict((oc) => oc.columns(['environment_id', 'human_id']).doNothing())
-        .returningAll(),
+  const columns = Object.keys(row).filter((c) => row[c as keyof typeof row] !== undefined)
+  const invoiceIds = [...new Set(rows.map((a) => a.invoice_id))]
+  const values = [
+    ...columns.map((c) => row[c as keyof typeof row]),
+    ...rows.flatMap((a) => [a.payment_id, a.invoice_id, a.position, a.amount]),
+    ...invoiceIds,
+  ]
+  const shape = `${columns.join()}|${rows.length}|${invoiceIds.length}`
+  const query = STATEMENTS.compile(shape, values, ($) => {
+    let next = 0
+    const slotted = Object.fromEntries(columns.map((c) => [c, $(next++)])) as typeof row
+    const allocated = sql.join(
+      rows.map(() => sql`(${$(next++)}, ${$(next++)}, ${$(next++)}::int, ${$(next++)}::bigint)`),
     )
-    .with('a', (qb) =>
-      qb
-        .insertInto('payment_allocations')
-        .columns(['payment_id', 'invoice_id', 'position', 'amount'])
-        .expression(
-          sql`select v.payment_id, v.invoice_id, v.position, v.amount
-              from (values ${values}) as v(payment_id, invoice_id, position, amount)
-              where exists (select 1 from p)`,
-        ),
-    )
-    .selectFrom('p')
-    .selectAll()
-    .select(
-      sql<Record<string, string> | null>`(select json_object_agg(f.invoice_id, f.total::text)
-        from (${inFlightTotals(db, [...new Set(rows.map((a) => a.invoice_id))])}) f)`.as(
-        'in_flight',
-      ),
-    )
-    .executeTakeFirst()
+    const invoices = invoiceIds.map(() => $(next++) as string)
+    return db
+      .with('p', (qb) =>
+        qb
+          .insertInto('payments')
+          .values(slotted)
+          .onConflict((oc) => oc.columns(['environment_id', 'human_id']).doNothing())
+          .returningAll(),
+      )
+      .with('a', (qb) =>
+        qb
+          .insertInto('payment_allocations')
+          .columns(['payment_id', 'invoice_id', 'position', 'amount'])
+          .expression(
+            sql`select v.payment_id, v.invoice_id, v.position, v.amount
+                from (values ${allocated}) as v(payment_id, invoice_id, position, amount)
+                where exists (select 1 from p)`,
+          ),
+      )
+      .selectFrom('p')
+      .selectAll()
+      .select(
+        sql<Record<string, string> | null>`(select json_object_agg(f.invoice_id, f.total::text)
+          from (${inFlightTotals(db, invoices)}) f)`.as('in_flight'),
+      )
+  })
+  const [inserted] = (await db.executeQuery(query)).rows
   if (!inserted) return undefined
   const { in_flight: totals, ...payment } = inserted
   const inFlight = new Map(rows.map((a) => [a.invoice_id, BigInt(totals?.[a.invoice_id] ?? 0)]))
@@ -105,6 +115,9 @@ export async function insertPayment(
   )
   return { payment, inFlight }
 }
+
+/** The hot path's statements, built once per shape (`StatementCache`). */
+const STATEMENTS = new StatementCache()
 
 /** The attempts of a payment this transaction holds, when known without a query; else undefined. */
 export function attemptsOfHeldPayment(db: Db, paymentId: string): PaymentAttempt[] | undefined {
