@@ -9,7 +9,7 @@ import {
 } from 'kysely'
 import pg from 'pg'
 import type { Database } from './database.ts'
-import { heldBefore } from './transaction.ts'
+import { BIND_TRANSACTION, heldBefore } from './transaction.ts'
 
 export type Db = Kysely<Database>
 
@@ -114,9 +114,15 @@ function preparingPool(pool: pg.Pool): PostgresPool {
           return asResult<R>(await client.query(text, [...values]))
         }
       }
+      /** The `inTransaction` this connection runs, from its `BIND_TRANSACTION`; until it is released. */
+      let transaction: unknown
       // Updates the transaction held back go first when this statement could read them.
       const query = <R>(text: string, values: ReadonlyArray<unknown>) => {
-        const held = heldBefore(client, text)
+        if (text === BIND_TRANSACTION) {
+          transaction = values[0]
+          return Promise.resolve(asResult<R>(BOUND))
+        }
+        const held = transaction === undefined ? undefined : heldBefore(transaction, text)
         if (!held) return run<R>(text, values)
         const first = run(held.sql, held.parameters)
         return first.then(() => run<R>(text, values))
@@ -140,6 +146,9 @@ function statementName(text: string): string | undefined {
   prepared.set(text, name)
   return name
 }
+
+/** What a connection answers `BIND_TRANSACTION` with, sending nothing. */
+const BOUND = { command: 'SELECT', rowCount: 0, rows: [] } as unknown as pg.QueryResult
 
 function asResult<R>(result: pg.QueryResult): PostgresQueryResult<R> {
   return {

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
 import { CompiledQuery, type Insertable, type Updateable } from 'kysely'
 import type { Db } from './client.ts'
 import type { Database } from './database.ts'
@@ -19,8 +18,6 @@ interface HeldUpdate {
 
 interface TransactionState {
   trx: Db | undefined
-  /** The pg client the transaction runs on: the one that sent its first statement, `begin`. */
-  connection: unknown
   ended: boolean
   rows: PendingRows
   /** By table and key, merged: one row is updated at most once per statement. */
@@ -28,7 +25,6 @@ interface TransactionState {
   memo: Map<MemoKey<unknown>, Map<string, unknown>>
 }
 
-const context = new AsyncLocalStorage<TransactionState>()
 const states = new WeakMap<Db, TransactionState>()
 /** For each held table: how a statement names it, and its columns that need care in memory. */
 const HELD_TABLES: Record<HeldTable, { named: RegExp; json: string[]; timestamps: string[] }> = {
@@ -96,46 +92,47 @@ export class MemoKey<V> {
 export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
   const state: TransactionState = {
     trx: undefined,
-    connection: undefined,
     ended: false,
     rows: { events: [], payment_transitions: [] },
     updates: new Map(),
     memo: new Map(),
   }
-  return context.run(state, () =>
-    db.transaction().execute(async (trx) => {
-      state.trx = trx
-      states.set(trx, state)
-      try {
-        const result = await run(trx)
-        const last = takeHeld(state, true)
-        if (last) await trx.executeQuery(last)
-        return result
-      } finally {
-        state.ended = true
-        state.updates.clear()
-        states.delete(trx)
-      }
-    }),
-  )
+  return db.transaction().execute(async (trx) => {
+    state.trx = trx
+    states.set(trx, state)
+    try {
+      // Tells the connection the transaction runs on (client.ts) whose held writes it carries.
+      await trx.executeQuery(CompiledQuery.raw(BIND_TRANSACTION, [state]))
+      const result = await run(trx)
+      const last = takeHeld(state, true)
+      if (last) await trx.executeQuery(last)
+      return result
+    } finally {
+      state.ended = true
+      state.updates.clear()
+      states.delete(trx)
+    }
+  })
 }
 
 /**
- * For the pool's connections (`src/db/client.ts`), before each statement: the held
- * updates that must go first, when `connection` runs the current transaction and
- * `text` names a table they touch. Binds the transaction to the connection that
- * sends its first statement (`begin`).
+ * Not SQL: the message `inTransaction` sends down its transaction's connection first,
+ * with the transaction's state as its one value. The pool's connections
+ * (`src/db/client.ts`) keep the state and answer it without a round trip, then ask
+ * `heldBefore` before each statement. (A connection knows its transaction this way,
+ * rather than through `AsyncLocalStorage`, whose hooks would tax every promise of the
+ * process.)
  */
-export function heldBefore(connection: unknown, text: string): CompiledQuery | undefined {
-  const state = context.getStore()
-  if (!state || state.ended) return undefined
-  if (state.connection === undefined) {
-    // Nothing else runs in this context before the transaction's callback: the first
-    // statement is the one that starts the transaction (`begin`).
-    state.connection = connection
-    return undefined
-  }
-  if (state.connection !== connection || state.updates.size === 0) return undefined
+export const BIND_TRANSACTION = '-- payrail: bind this connection to its inTransaction state'
+
+/**
+ * For the pool's connections (`src/db/client.ts`), before each statement: the held
+ * updates that must go first, when `transaction` (the state `BIND_TRANSACTION` gave the
+ * connection) is still running and `text` names a table they touch.
+ */
+export function heldBefore(transaction: unknown, text: string): CompiledQuery | undefined {
+  const state = transaction as TransactionState
+  if (state.ended || state.updates.size === 0) return undefined
   for (const held of state.updates.values()) {
     if (HELD_TABLES[held.table].named.test(text)) return takeHeld(state, false)
   }
