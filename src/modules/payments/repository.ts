@@ -163,13 +163,15 @@ export async function lockPayment(
 ): Promise<Payment | undefined> {
   const held = recall(db, HELD_PAYMENTS, id)
   if (held?.environment_id === environmentId) return { ...held }
-  const payment = await db
-    .selectFrom('payments')
-    .selectAll()
-    .where('environment_id', '=', environmentId)
-    .where('id', '=', id)
-    .forUpdate()
-    .executeTakeFirst()
+  const query = STATEMENTS.compile('lock', [environmentId, id], ($) =>
+    db
+      .selectFrom('payments')
+      .selectAll()
+      .where('environment_id', '=', $(0))
+      .where('id', '=', $(1))
+      .forUpdate(),
+  )
+  const [payment] = (await db.executeQuery(query)).rows
   if (payment) remember(db, HELD_PAYMENTS, payment.id, payment)
   return payment ? { ...payment } : undefined
 }
@@ -180,14 +182,16 @@ export async function lockPaymentByTracking(
   gateway: string,
   trackingId: string,
 ): Promise<Payment | undefined> {
-  const payment = await db
-    .selectFrom('payments')
-    .selectAll()
-    .where('environment_id', '=', environmentId)
-    .where('payment_gateway', '=', gateway)
-    .where('gateway_tracking_id', '=', trackingId)
-    .forUpdate()
-    .executeTakeFirst()
+  const query = STATEMENTS.compile('lock by tracking', [environmentId, gateway, trackingId], ($) =>
+    db
+      .selectFrom('payments')
+      .selectAll()
+      .where('environment_id', '=', $(0))
+      .where('payment_gateway', '=', $(1))
+      .where('gateway_tracking_id', '=', $(2))
+      .forUpdate(),
+  )
+  const [payment] = (await db.executeQuery(query)).rows
   if (payment) remember(db, HELD_PAYMENTS, payment.id, payment)
   return payment ? { ...payment } : undefined
 }
@@ -218,13 +222,19 @@ export async function allocationsOf(db: Db, paymentIds: string[]): Promise<Payme
   const known =
     paymentIds.length === 1 && only ? recall(db, NEW_PAYMENT_ALLOCATIONS, only) : undefined
   if (known) return known.map((a) => ({ ...a }))
-  return db
-    .selectFrom('payment_allocations')
-    .selectAll()
-    .where('payment_id', 'in', paymentIds)
-    .orderBy('payment_id')
-    .orderBy('position')
-    .execute()
+  const query = STATEMENTS.compile(`allocations ${paymentIds.length}`, paymentIds, ($) =>
+    db
+      .selectFrom('payment_allocations')
+      .selectAll()
+      .where(
+        'payment_id',
+        'in',
+        paymentIds.map((_, i) => $(i)),
+      )
+      .orderBy('payment_id')
+      .orderBy('position'),
+  )
+  return (await db.executeQuery(query)).rows
 }
 
 export async function setAllocationApplied(
@@ -284,23 +294,30 @@ export async function insertAttempt(
 ): Promise<PaymentAttempt> {
   const paymentId = row.payment_id
   const known = recall(db, HELD_PAYMENT_ATTEMPTS, paymentId)
+  const columns = Object.keys(row).filter((c) => row[c as keyof typeof row] !== undefined)
+  const values = columns.map((c) => row[c as keyof typeof row])
+  const slotted = ($: (index: number) => never) =>
+    Object.fromEntries(columns.map((c, i) => [c, $(i)])) as typeof row
   if (known || !recall(db, HELD_PAYMENTS, paymentId)) {
-    const attempt = await db
-      .insertInto('payment_attempts')
-      .values(row)
-      .returningAll()
-      .executeTakeFirstOrThrow()
+    const query = STATEMENTS.compile(`attempt ${columns.join()}`, values, ($) =>
+      db.insertInto('payment_attempts').values(slotted($)).returningAll(),
+    )
+    const [attempt] = (await db.executeQuery(query)).rows
+    if (!attempt) throw new Error('attempt insert returned no row')
     if (known) remember(db, HELD_PAYMENT_ATTEMPTS, paymentId, [...known, attempt])
     return attempt
   }
   // The earlier attempts come from the statement's snapshot, which cannot see the new one.
-  const rows = await db
-    .with('inserted', (qb) => qb.insertInto('payment_attempts').values(row).returningAll())
-    .selectFrom('payment_attempts')
-    .selectAll()
-    .where('payment_id', '=', paymentId)
-    .unionAll((qb) => qb.selectFrom('inserted').selectAll())
-    .execute()
+  const earlier = [...values, paymentId]
+  const query = STATEMENTS.compile(`attempt with earlier ${columns.join()}`, earlier, ($) =>
+    db
+      .with('inserted', (qb) => qb.insertInto('payment_attempts').values(slotted($)).returningAll())
+      .selectFrom('payment_attempts')
+      .selectAll()
+      .where('payment_id', '=', $(columns.length))
+      .unionAll((qb) => qb.selectFrom('inserted').selectAll()),
+  )
+  const { rows } = await db.executeQuery(query)
   const attempt = rows.at(-1)
   if (!attempt) throw new Error('attempt insert returned no row')
   // In the order `attemptsOf` reads them.

@@ -1,6 +1,10 @@
 import { BoundedCache } from '../../core/bounded-cache.ts'
 import type { Db } from '../../db/client.ts'
+import { StatementCache } from '../../db/statement-cache.ts'
 import { holdUpdate } from '../../db/transaction.ts'
+
+/** The deduplicating insert, built once (`StatementCache`). */
+const STATEMENTS = new StatementCache()
 
 /**
  * Records an inbound event once: the first delivery inserts it, every later one
@@ -17,13 +21,23 @@ export async function recordInboundEvent(
     payload: string
   },
 ): Promise<boolean> {
-  const inserted = await db
-    .insertInto('webhook_events')
-    .values(row)
-    .onConflict((oc) => oc.columns(['environment_id', 'gateway', 'event_id']).doNothing())
-    .returning('id')
-    .executeTakeFirst()
-  return inserted !== undefined
+  const { tenant_id, environment_id, gateway, event_id, event_type, payload } = row
+  const values = [tenant_id, environment_id, gateway, event_id, event_type, payload]
+  const query = STATEMENTS.compile('record', values, ($) =>
+    db
+      .insertInto('webhook_events')
+      .values({
+        tenant_id: $(0),
+        environment_id: $(1),
+        gateway: $(2),
+        event_id: $(3),
+        event_type: $(4),
+        payload: $(5),
+      })
+      .onConflict((oc) => oc.columns(['environment_id', 'gateway', 'event_id']).doNothing())
+      .returning('id'),
+  )
+  return (await db.executeQuery(query)).rows.length > 0
 }
 
 export async function markInboundEventHandled(
