@@ -59,3 +59,22 @@ export class StatementCache {
     return { sql, parameters: [...parameters] }
   }
 }
+
+/**
+ * A row for a cached insert: the columns it sets (those not `undefined`, as Kysely
+ * writes them), their values in that order, the same row made of stand-ins for
+ * `build` (`$(first)` for the first column on), and `shape`, the columns in order,
+ * which the statement's shape must include: another caller's row may set other
+ * columns, or the same ones in another order.
+ */
+export function rowOf<T extends object>(row: T) {
+  const record = row as Record<string, unknown>
+  const columns = Object.keys(record).filter((column) => record[column] !== undefined)
+  return {
+    columns,
+    shape: columns.join(),
+    values: columns.map((column) => record[column]),
+    slots: ($: (index: number) => never, first = 0) =>
+      Object.fromEntries(columns.map((column, i) => [column, $(first + i)])) as T,
+  }
+}

@@ -295,6 +295,15 @@ function insertSql(
   return `insert into ${quote(table)} (${columns.map(quote).join(', ')}) values ${values.join(', ')}`
 }
 
+/** Identifiers as quoted once: the same few dozen column names come back with every write. */
+const QUOTED = new Map<string, string>()
+
 function quote(identifier: string): string {
-  return `"${identifier.replaceAll('"', '""')}"`
+  let quoted = QUOTED.get(identifier)
+  if (quoted === undefined) {
+    quoted = `"${identifier.replaceAll('"', '""')}"`
+    // Names come from Payrail's own code, so they are few; the bound is for safety.
+    if (QUOTED.size < 1000) QUOTED.set(identifier, quoted)
+  }
+  return quoted
 }

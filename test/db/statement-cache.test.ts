@@ -1,6 +1,6 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { StatementCache } from '../../src/db/statement-cache.ts'
+import { rowOf, StatementCache } from '../../src/db/statement-cache.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 
 let ctx: TestContext
@@ -79,5 +79,43 @@ describe('StatementCache', () => {
     query('second')
     query('first')
     expect(builds).toBe(3)
+  })
+
+  test('rowOf: rows setting other columns, or the same in another order, are shapes of their own', async () => {
+    const cache = new StatementCache()
+    const insert = (row: { id: string; name?: string; tenant_id?: string }) => {
+      const { shape, values, slots } = rowOf(row)
+      return cache.compile(shape, values, ($) =>
+        ctx.db
+          .insertInto('events')
+          .values({
+            ...(slots($) as object),
+            environment_id: ctx.scope.environmentId,
+            type: 'probe.row_of',
+            object_type: 'probe',
+            object_id: 'probe',
+            data: '{}',
+            created_at: new Date(),
+          } as never)
+          .returning(['id', 'tenant_id']),
+      )
+    }
+    const a = rowOf({ id: 'evt_a', tenant_id: 't' })
+    const b = rowOf({ tenant_id: 't', id: 'evt_b' })
+    const c = rowOf({ id: 'evt_c', name: undefined, tenant_id: 't' })
+    expect(a.shape).not.toBe(b.shape)
+    expect(c.shape).toBe(a.shape)
+    expect(c.values).toEqual(['evt_c', 't'])
+    const rows = []
+    for (const row of [
+      { id: 'evt_row_of_1', tenant_id: ctx.scope.tenantId },
+      { tenant_id: ctx.scope.tenantId, id: 'evt_row_of_2' },
+    ]) {
+      rows.push(...(await ctx.db.executeQuery(insert(row))).rows)
+    }
+    expect(rows).toEqual([
+      { id: 'evt_row_of_1', tenant_id: ctx.scope.tenantId },
+      { id: 'evt_row_of_2', tenant_id: ctx.scope.tenantId },
+    ])
   })
 })

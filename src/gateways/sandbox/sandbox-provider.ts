@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { signWebhook } from '../../core/webhook-signature.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, SandboxCard, SandboxSession } from '../../db/database.ts'
+import { rowOf, StatementCache } from '../../db/statement-cache.ts'
 import type { GatewayContext } from '../gateway.ts'
 import {
   behaviourOf,
@@ -57,29 +58,39 @@ export async function createSession(
   input: SessionInput,
 ): Promise<SandboxSession> {
   const now = ctx.clock.now()
-  return ctx.db
-    .insertInto('sandbox_sessions')
-    .values({
-      id: providerId('sbs'),
-      environment_id: ctx.scope.environmentId,
-      tenant_id: ctx.scope.tenantId,
-      payment_id: input.payment.id,
-      customer_id: input.payment.customer_id,
-      mode: input.mode,
-      status: 'open',
-      amount: input.payment.amount,
-      currency: input.payment.currency,
-      save_card: input.payment.save_card_and_make_default,
-      success_url: input.payment.success_url,
-      cancel_url: input.payment.cancel_url,
-      expires_at: new Date(now.getTime() + SESSION_TTL_MS),
-      created_at: now,
-      updated_at: now,
-    })
-    .onConflict((oc) => oc.column('payment_id').doUpdateSet({ updated_at: now }))
-    .returningAll()
-    .executeTakeFirstOrThrow()
+  const { payment } = input
+  const row = {
+    id: providerId('sbs'),
+    environment_id: ctx.scope.environmentId,
+    tenant_id: ctx.scope.tenantId,
+    payment_id: payment.id,
+    customer_id: payment.customer_id,
+    mode: input.mode,
+    status: 'open' as const,
+    amount: payment.amount,
+    currency: payment.currency,
+    save_card: payment.save_card_and_make_default,
+    success_url: payment.success_url,
+    cancel_url: payment.cancel_url,
+    expires_at: new Date(now.getTime() + SESSION_TTL_MS),
+    created_at: now,
+    updated_at: now,
+  }
+  const { columns, shape, values, slots } = rowOf(row)
+  const query = STATEMENTS.compile(shape, [...values, now], ($) =>
+    ctx.db
+      .insertInto('sandbox_sessions')
+      .values(slots($))
+      .onConflict((oc) => oc.column('payment_id').doUpdateSet({ updated_at: $(columns.length) }))
+      .returningAll(),
+  )
+  const [session] = (await ctx.db.executeQuery(query)).rows
+  if (!session) throw new Error('sandbox session insert returned no row')
+  return session
 }
+
+/** The session insert of every sandbox link, built once (`StatementCache`). */
+const STATEMENTS = new StatementCache()
 
 export async function findSession(db: Db, id: string): Promise<SandboxSession | undefined> {
   return db.selectFrom('sandbox_sessions').selectAll().where('id', '=', id).executeTakeFirst()

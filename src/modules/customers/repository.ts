@@ -2,6 +2,7 @@ import { type Insertable, sql, type Updateable } from 'kysely'
 import type { Db } from '../../db/client.ts'
 import type { Customer, CustomerTable } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
+import { StatementCache } from '../../db/statement-cache.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 
 export type CustomerSortField = 'created_at' | 'name' | 'email'
@@ -21,13 +22,18 @@ export async function findCustomer(
   environmentId: string,
   id: string,
 ): Promise<Customer | undefined> {
-  return db
-    .selectFrom('customers')
-    .selectAll()
-    .where('environment_id', '=', environmentId)
-    .where('id', '=', id)
-    .executeTakeFirst()
+  const query = STATEMENTS.compile('find', [environmentId, id], ($) =>
+    db
+      .selectFrom('customers')
+      .selectAll()
+      .where('environment_id', '=', $(0))
+      .where('id', '=', $(1)),
+  )
+  return (await db.executeQuery(query)).rows[0]
 }
+
+/** `findCustomer` (every payment link reads its customer), built once (`StatementCache`). */
+const STATEMENTS = new StatementCache()
 
 export async function lockCustomer(
   db: Db,

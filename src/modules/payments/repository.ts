@@ -16,7 +16,7 @@ import type {
 } from '../../db/database.ts'
 import { compiledOnce } from '../../db/json-sql.ts'
 import { fetchPage, whereCreatedIn } from '../../db/list.ts'
-import { StatementCache } from '../../db/statement-cache.ts'
+import { rowOf, StatementCache } from '../../db/statement-cache.ts'
 import {
   appendRows,
   holdUpdate,
@@ -61,17 +61,17 @@ export async function insertPayment(
   allocations: Omit<Insertable<PaymentAllocationTable>, 'payment_id'>[],
 ): Promise<InsertedPayment | undefined> {
   const rows = allocations.map((a) => ({ ...a, payment_id: row.id }))
-  const columns = Object.keys(row).filter((c) => row[c as keyof typeof row] !== undefined)
+  const inserting = rowOf(row)
   const invoiceIds = [...new Set(rows.map((a) => a.invoice_id))]
   const values = [
-    ...columns.map((c) => row[c as keyof typeof row]),
+    ...inserting.values,
     ...rows.flatMap((a) => [a.payment_id, a.invoice_id, a.position, a.amount]),
     ...invoiceIds,
   ]
-  const shape = `${columns.join()}|${rows.length}|${invoiceIds.length}`
+  const shape = `payment ${inserting.shape}|${rows.length}|${invoiceIds.length}`
   const query = STATEMENTS.compile(shape, values, ($) => {
-    let next = 0
-    const slotted = Object.fromEntries(columns.map((c) => [c, $(next++)])) as typeof row
+    const slotted = inserting.slots($)
+    let next = inserting.columns.length
     const allocated = sql.join(
       rows.map(() => sql`(${$(next++)}, ${$(next++)}, ${$(next++)}::int, ${$(next++)}::bigint)`),
     )
@@ -294,13 +294,10 @@ export async function insertAttempt(
 ): Promise<PaymentAttempt> {
   const paymentId = row.payment_id
   const known = recall(db, HELD_PAYMENT_ATTEMPTS, paymentId)
-  const columns = Object.keys(row).filter((c) => row[c as keyof typeof row] !== undefined)
-  const values = columns.map((c) => row[c as keyof typeof row])
-  const slotted = ($: (index: number) => never) =>
-    Object.fromEntries(columns.map((c, i) => [c, $(i)])) as typeof row
+  const { columns, shape, values, slots } = rowOf(row)
   if (known || !recall(db, HELD_PAYMENTS, paymentId)) {
-    const query = STATEMENTS.compile(`attempt ${columns.join()}`, values, ($) =>
-      db.insertInto('payment_attempts').values(slotted($)).returningAll(),
+    const query = STATEMENTS.compile(`attempt ${shape}`, values, ($) =>
+      db.insertInto('payment_attempts').values(slots($)).returningAll(),
     )
     const [attempt] = (await db.executeQuery(query)).rows
     if (!attempt) throw new Error('attempt insert returned no row')
@@ -309,9 +306,9 @@ export async function insertAttempt(
   }
   // The earlier attempts come from the statement's snapshot, which cannot see the new one.
   const earlier = [...values, paymentId]
-  const query = STATEMENTS.compile(`attempt with earlier ${columns.join()}`, earlier, ($) =>
+  const query = STATEMENTS.compile(`attempt with earlier ${shape}`, earlier, ($) =>
     db
-      .with('inserted', (qb) => qb.insertInto('payment_attempts').values(slotted($)).returningAll())
+      .with('inserted', (qb) => qb.insertInto('payment_attempts').values(slots($)).returningAll())
       .selectFrom('payment_attempts')
       .selectAll()
       .where('payment_id', '=', $(columns.length))

@@ -1,6 +1,6 @@
 import { BoundedCache } from '../../core/bounded-cache.ts'
 import type { Db } from '../../db/client.ts'
-import { StatementCache } from '../../db/statement-cache.ts'
+import { rowOf, StatementCache } from '../../db/statement-cache.ts'
 import { holdUpdate } from '../../db/transaction.ts'
 
 /** The deduplicating insert, built once (`StatementCache`). */
@@ -21,19 +21,11 @@ export async function recordInboundEvent(
     payload: string
   },
 ): Promise<boolean> {
-  const { tenant_id, environment_id, gateway, event_id, event_type, payload } = row
-  const values = [tenant_id, environment_id, gateway, event_id, event_type, payload]
-  const query = STATEMENTS.compile('record', values, ($) =>
+  const { shape, values, slots } = rowOf(row)
+  const query = STATEMENTS.compile(shape, values, ($) =>
     db
       .insertInto('webhook_events')
-      .values({
-        tenant_id: $(0),
-        environment_id: $(1),
-        gateway: $(2),
-        event_id: $(3),
-        event_type: $(4),
-        payload: $(5),
-      })
+      .values(slots($))
       .onConflict((oc) => oc.columns(['environment_id', 'gateway', 'event_id']).doNothing())
       .returning('id'),
   )
