@@ -105,7 +105,7 @@ function preparingPool(pool: pg.Pool): PostgresPool {
         const name = statementName(text)
         if (!name) return asResult<R>(await client.query(text, [...values]))
         try {
-          return asResult<R>(await client.query({ name, text, values: [...values] }))
+          return asResult<R>(await runPrepared(client, name, text, values))
         } catch (error) {
           // 0A000 "cached plan must not change result type": a migration altered a table
           // this connection had prepared a statement on. Outside a transaction, run it plainly.
@@ -134,6 +134,107 @@ function preparingPool(pool: pg.Pool): PostgresPool {
     },
     end: () => pool.end(),
   }
+}
+
+/** The columns of a row description, as node-postgres reads them. */
+interface FieldDescription {
+  name: string
+  dataTypeID: number
+  format: string
+}
+
+/** The parts of node-postgres's `Result` that `addFields` fills (pg 8). */
+interface PgResult {
+  fields: FieldDescription[]
+  _parsers: unknown[]
+  _prebuiltEmptyResultObject: object
+  _types: unknown
+  addFields(fields: FieldDescription[]): void
+}
+
+interface KnownColumns {
+  types: unknown
+  fields: FieldDescription[]
+  parsers: unknown[]
+  emptyRow: object
+}
+
+/** By statement name, what `addFields` made of its columns the last time; at most one per prepared statement. */
+const KNOWN_COLUMNS = new Map<string, KnownColumns>()
+
+/**
+ * A named prepared statement's query. PostgreSQL describes a statement's columns with
+ * every execution, and node-postgres rebuilds their parsers and an empty row from the
+ * description every time: for a row of forty columns, more than the rest of reading
+ * the answer. One name is one text, so one set of columns, but they are compared
+ * with the last ones rather than trusted (a migration may have changed a table).
+ */
+class PreparedQuery extends pg.Query {
+  constructor(
+    name: string,
+    text: string,
+    values: unknown[],
+    callback: (error: Error | undefined, result: unknown) => void,
+  ) {
+    // Text and values apart: node-postgres then copies no config object for the query.
+    super(text, values as never, callback as never)
+    const self = this as unknown as { name: string; _result: PgResult }
+    self.name = name
+    // Payrail's types for every connection (each client would give the result its own copy).
+    self._result._types = payrailTypes
+  }
+
+  handleRowDescription(message: { fields: FieldDescription[] }): void {
+    const self = this as unknown as {
+      name: string
+      _result: PgResult
+      _checkForMultirow(): void
+      _accumulateRows: boolean
+    }
+    self._checkForMultirow()
+    const result = self._result
+    const known = KNOWN_COLUMNS.get(self.name)
+    if (known && known.types === result._types && sameColumns(known.fields, message.fields)) {
+      result.fields = message.fields
+      result._parsers = known.parsers
+      result._prebuiltEmptyResultObject = known.emptyRow
+    } else {
+      result.addFields(message.fields)
+      KNOWN_COLUMNS.set(self.name, {
+        types: result._types,
+        fields: message.fields,
+        parsers: result._parsers,
+        emptyRow: result._prebuiltEmptyResultObject,
+      })
+    }
+    // It always has a callback: every row is kept.
+    self._accumulateRows = true
+  }
+}
+
+function sameColumns(a: FieldDescription[], b: FieldDescription[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as FieldDescription
+    const y = b[i] as FieldDescription
+    if (x.name !== y.name || x.dataTypeID !== y.dataTypeID || x.format !== y.format) return false
+  }
+  return true
+}
+
+function runPrepared(
+  client: pg.PoolClient,
+  name: string,
+  text: string,
+  values: ReadonlyArray<unknown>,
+): Promise<pg.QueryResult> {
+  return new Promise((resolve, reject) => {
+    client.query(
+      new PreparedQuery(name, text, [...values], (error, result) =>
+        error ? reject(error) : resolve(result as pg.QueryResult),
+      ),
+    )
+  })
 }
 
 function statementName(text: string): string | undefined {

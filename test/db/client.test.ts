@@ -45,6 +45,32 @@ describe('prepared statements', () => {
     expect((await select()).rows).toEqual([{ a: 1, b: null }])
   })
 
+  test('the same statement on a connection that prepared it after the change reads the new columns, not the ones it read before', async () => {
+    await sql`create table probe_columns (a int, b text)`.execute(client.db)
+    await sql`insert into probe_columns values (1, 'one')`.execute(client.db)
+    const select = (db: DbClient['db']) =>
+      sql<Record<string, unknown>>`select * from probe_columns`.execute(db)
+    // Twice, so the second answer reuses what the first made of the columns.
+    expect((await select(client.db)).rows).toEqual([{ a: 1, b: 'one' }])
+    expect((await select(client.db)).rows).toEqual([{ a: 1, b: 'one' }])
+    // Same names, another type (text -> int): the parser must change with it.
+    await sql`alter table probe_columns alter column b type int using 2`.execute(client.db)
+    const other = createDbClient(ctx.url, { max: 1 })
+    try {
+      expect((await select(other.db)).rows).toEqual([{ a: 1, b: 2 }])
+      await sql`alter table probe_columns add column c bigint default 3`.execute(client.db)
+      const third = createDbClient(ctx.url, { max: 1 })
+      try {
+        expect((await select(third.db)).rows).toEqual([{ a: 1, b: 2, c: 3n }])
+        expect((await select(third.db)).rows).toEqual([{ a: 1, b: 2, c: 3n }])
+      } finally {
+        await third.close()
+      }
+    } finally {
+      await other.close()
+    }
+  })
+
   test('transaction control is not prepared', async () => {
     await client.db.transaction().execute(async (trx) => {
       await sql`select 1`.execute(trx)
