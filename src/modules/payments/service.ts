@@ -102,6 +102,7 @@ export interface PaymentView {
 }
 
 const HUMAN_ID_ALPHABET = '23456789ABCDEFGHJKMNPQRSTUVWXYZ'
+const HUMAN_ID_SPACE = HUMAN_ID_ALPHABET.length ** 6
 
 /**
  * Writes a new INITIATED payment and its allocations, after checking each invoice
@@ -361,10 +362,13 @@ async function insertWithHumanId(
   allocations: Parameters<typeof insertPayment>[2],
 ): Promise<InsertedPayment> {
   for (let attempt = 0; attempt < 10; attempt++) {
-    const humanId = Array.from(
-      { length: 6 },
-      () => HUMAN_ID_ALPHABET[randomInt(HUMAN_ID_ALPHABET.length)],
-    ).join('')
+    // One draw of all six symbols (31^6 < 2^48, randomInt's bound), uniform like six draws.
+    let draw = randomInt(HUMAN_ID_SPACE)
+    let humanId = ''
+    for (let i = 0; i < 6; i++) {
+      humanId += HUMAN_ID_ALPHABET[draw % HUMAN_ID_ALPHABET.length]
+      draw = Math.floor(draw / HUMAN_ID_ALPHABET.length)
+    }
     const inserted = await insertPayment(db, { ...row, human_id: humanId }, allocations)
     if (inserted) return inserted
   }
