@@ -1,7 +1,7 @@
 /**
  * `npm run bench:micro`: the CPU one request costs this process (Payrail's handlers,
  * Kysely and node-postgres, without HTTP sockets: `fastify.inject`) and PostgreSQL,
- * for `offline_pay` and `webhook_apply`, at 10 requests in flight. For profiling
+ * for `create_link`, `offline_pay` and `webhook_apply`, at 10 requests in flight. For profiling
  * the write path between full `npm run bench` runs; its numbers are not the
  * bench's (no HTTP, no load generator), only comparable with each other.
  */
@@ -54,6 +54,15 @@ const inject = (request: LoadRequest) => ({
 
 type Inject = ReturnType<typeof inject>
 const scenarios: Record<string, (n: number, round: number) => Promise<Inject[]>> = {
+  create_link: async (n, round) =>
+    (await seedInvoices(db, `link${round}`, n)).map((id) =>
+      inject(
+        invoicePayment(db.key, id, {
+          payment_method_type: 'PAYMENT_LINK',
+          payment_gateway: 'sandbox',
+        }),
+      ),
+    ),
   offline_pay: async (n, round) =>
     (await seedInvoices(db, `off${round}`, n)).map((id) =>
       inject(invoicePayment(db.key, id, { payment_method_type: 'OFFLINE' })),
