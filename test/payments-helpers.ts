@@ -58,6 +58,20 @@ export async function createPayment(
   )
 }
 
+/** A sandbox PAYMENT_LINK for `amount` of `invoice` (all that is due by default). */
+export async function createSandboxLink(
+  ctx: TestContext,
+  invoice: { id: string; amount_due: string },
+  amount = invoice.amount_due,
+) {
+  return createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'PAYMENT_LINK',
+    payment_gateway: 'sandbox',
+    amount,
+  })
+}
+
 /** The session id at the end of a sandbox `payment_url`. */
 export function sessionOf(payment: PaymentBody): string {
   expect(payment.payment_url).toMatch(/\/sandbox\/(checkout|crypto)\/sbs_/)

@@ -17,7 +17,6 @@ interface HeldUpdate {
 }
 
 interface TransactionState {
-  trx: Db | undefined
   ended: boolean
   rows: PendingRows
   /** By table and key, merged: one row is updated at most once per statement. */
@@ -91,14 +90,12 @@ export class MemoKey<V> {
  */
 export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
   const state: TransactionState = {
-    trx: undefined,
     ended: false,
     rows: { events: [], payment_transitions: [] },
     updates: new Map(),
     memo: new Map(),
   }
   return db.transaction().execute(async (trx) => {
-    state.trx = trx
     states.set(trx, state)
     try {
       // Tells the connection the transaction runs on (client.ts) whose held writes it carries.
@@ -165,6 +162,8 @@ export function holdUpdate<T extends HeldTable>(
     values[column] = value
     read[column] = typeof value === 'string' && json.includes(column) ? JSON.parse(value) : value
   }
+  // Nothing to write (every change `undefined`): the row stays as it is, and nothing is held.
+  if (Object.keys(values).length === 0) return read
   const id = `${table}\u0000${Object.values(key).join('\u0000')}`
   const held = state.updates.get(id)
   if (held) Object.assign(held.changes, values)

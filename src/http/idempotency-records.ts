@@ -1,6 +1,6 @@
-import { sql } from 'kysely'
+import { sql, type Updateable } from 'kysely'
 import type { Db } from '../db/client.ts'
-import type { IdempotencyRecord } from '../db/database.ts'
+import type { IdempotencyKeyTable, IdempotencyRecord } from '../db/database.ts'
 
 /** The SQL of `Idempotency-Key` records (`idempotency.ts`) and of their pruning job. */
 
@@ -17,9 +17,20 @@ export interface NewClaim extends KeyOf {
   expiresAt: Date
 }
 
-const byKey = (db: Db, { environmentId, key }: KeyOf) =>
+const deleteByKey = (db: Db, { environmentId, key }: KeyOf) =>
   db
     .deleteFrom('idempotency_keys')
+    .where('environment_id', '=', environmentId)
+    .where('key', '=', key)
+
+const updateByKey = (
+  db: Db,
+  { environmentId, key }: KeyOf,
+  changes: Updateable<IdempotencyKeyTable>,
+) =>
+  db
+    .updateTable('idempotency_keys')
+    .set(changes)
     .where('environment_id', '=', environmentId)
     .where('key', '=', key)
 
@@ -72,11 +83,7 @@ export async function takeStaleClaim(
   lockedAt: Date,
   now: Date,
 ): Promise<boolean> {
-  const taken = await db
-    .updateTable('idempotency_keys')
-    .set({ locked_at: now })
-    .where('environment_id', '=', key.environmentId)
-    .where('key', '=', key.key)
+  const taken = await updateByKey(db, key, { locked_at: now })
     .where('state', '=', 'in_flight')
     .where('locked_at', '=', lockedAt)
     .returning('key')
@@ -90,17 +97,12 @@ export async function completeClaim(
   key: KeyOf,
   response: { status: number; body: string; contentType: string },
 ): Promise<void> {
-  await db
-    .updateTable('idempotency_keys')
-    .set({
-      state: 'completed',
-      response_status: response.status,
-      response_body: response.body,
-      response_content_type: response.contentType,
-    })
-    .where('environment_id', '=', key.environmentId)
-    .where('key', '=', key.key)
-    .execute()
+  await updateByKey(db, key, {
+    state: 'completed',
+    response_status: response.status,
+    response_body: response.body,
+    response_content_type: response.contentType,
+  }).execute()
 }
 
 /** Drops the key's record (a 5xx is not replayed); with `inFlightOnly`, only one never completed. */
@@ -109,7 +111,7 @@ export async function releaseClaim(
   key: KeyOf,
   options: { inFlightOnly?: boolean } = {},
 ): Promise<void> {
-  let query = byKey(db, key)
+  let query = deleteByKey(db, key)
   if (options.inFlightOnly) query = query.where('state', '=', 'in_flight')
   await query.execute()
 }

@@ -362,6 +362,28 @@ describe('held updates', () => {
     expect(await notes('with-commit')).toEqual(['with-commit'])
   })
 
+  test('an update whose every change is undefined holds nothing and leaves the row as it was', async () => {
+    const before = await ctx.db
+      .selectFrom('payments')
+      .select('description')
+      .where('id', '=', paymentId)
+      .executeTakeFirstOrThrow()
+    const texts = await statementsOf(() =>
+      inTransaction(ctx.db, async (trx) => {
+        await lockPayment(trx, ctx.scope.environmentId, paymentId)
+        const same = await updatePayment(trx, paymentId, { description: undefined })
+        expect(same.description).toBe(before.description)
+      }),
+    )
+    expect(texts.filter((t) => t.includes('update "payments"'))).toEqual([])
+    const after = await ctx.db
+      .selectFrom('payments')
+      .select('description')
+      .where('id', '=', paymentId)
+      .executeTakeFirstOrThrow()
+    expect(after.description).toBe(before.description)
+  })
+
   test('an SQL expression or a timestamp as text is written at once', async () => {
     await inTransaction(ctx.db, async (trx) => {
       await lockPayment(trx, ctx.scope.environmentId, paymentId)

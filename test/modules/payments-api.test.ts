@@ -1,7 +1,9 @@
 import { createHmac, randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { inTransaction } from '../../src/db/transaction.ts'
+import { findCustomer } from '../../src/modules/customers/repository.ts'
 import { forgetInvoiceLines, lockInvoice } from '../../src/modules/invoices/repository.ts'
+import { lockPayment, lockPaymentByTracking } from '../../src/modules/payments/repository.ts'
 import {
   createCustomer,
   createInvoice,
@@ -12,6 +14,7 @@ import {
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createPayment,
+  createSandboxLink,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -1389,6 +1392,37 @@ describe('security', () => {
     expect(own.payment_status).toBe('SUCCEEDED')
     const paid = await eventsOf(ctx, invoice.id, 'invoice.paid')
     expect(paid[0]?.data.object.lines).toEqual(expect.arrayContaining([expect.anything()]))
+  })
+
+  // Each of these statements is built once and reused (StatementCache): the environment stays in every one.
+  test('the cached locks and reads find nothing from another environment, and the owner still finds it', async () => {
+    const other = await ctx.createTenantFixture('Other tenant')
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice, '10.00')
+    expect(link.status).toBe(201)
+    const tracking = sessionOf(link.body)
+    const own = ctx.main.test.id
+    const findAll = (environmentId: string) =>
+      inTransaction(ctx.db, async (trx) => ({
+        // The lines are cached by now (this process wrote them): the lock without lines.
+        invoice: await lockInvoice(trx, environmentId, invoice.id),
+        payment: await lockPayment(trx, environmentId, link.body.id),
+        tracked: await lockPaymentByTracking(trx, environmentId, 'sandbox', tracking),
+        customer: await findCustomer(trx, environmentId, customer.id),
+      }))
+    for (const environmentId of [other.test.id, ctx.main.live.id]) {
+      expect(await findAll(environmentId)).toEqual({
+        invoice: undefined,
+        payment: undefined,
+        tracked: undefined,
+        customer: undefined,
+      })
+    }
+    const found = await findAll(own)
+    expect(found.invoice?.id).toBe(invoice.id)
+    expect(found.payment?.id).toBe(link.body.id)
+    expect(found.tracked?.id).toBe(link.body.id)
+    expect(found.customer?.id).toBe(customer.id)
   })
 
   test("another tenant's payment is 404 on GET, PATCH, PUT, DELETE, process, cancel and refunds", async () => {

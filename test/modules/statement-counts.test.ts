@@ -7,7 +7,13 @@ import {
 import { forgetInvoiceLines } from '../../src/modules/invoices/repository.ts'
 import { eventsOf } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
-import { createPayment, getPayment, invoiceToPay, sessionOf } from '../payments-helpers.ts'
+import {
+  createPayment,
+  createSandboxLink,
+  getPayment,
+  invoiceToPay,
+  sessionOf,
+} from '../payments-helpers.ts'
 import { statementsOf } from '../statements.ts'
 
 /**
@@ -35,15 +41,6 @@ const payOffline = (invoice: { id: string; amount_due: string }) =>
     })
     expect(res.status).toBe(201)
     expect(res.body.payment_status).toBe('SUCCEEDED')
-  })
-
-/** A sandbox PAYMENT_LINK paying `invoice` in full. */
-const sandboxLink = (invoice: { id: string; amount_due: string }) =>
-  createPayment(ctx, {
-    destination_id: invoice.id,
-    payment_method_type: 'PAYMENT_LINK',
-    payment_gateway: 'sandbox',
-    amount: invoice.amount_due,
   })
 
 describe('statements per request', () => {
@@ -95,7 +92,7 @@ describe('statements per request', () => {
   test('a sandbox PAYMENT_LINK: 12, in two transactions around the gateway call', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const texts = await statementsOf(async () => {
-      const res = await sandboxLink(invoice)
+      const res = await createSandboxLink(ctx, invoice)
       expect(res.status).toBe(201)
       expect(res.body.payment_url).toMatch(/^http/)
     })
@@ -107,7 +104,7 @@ describe('statements per request', () => {
     const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
     const completeNewLink = async () => {
       const { invoice } = await invoiceToPay(ctx)
-      const link = await sandboxLink(invoice)
+      const link = await createSandboxLink(ctx, invoice)
       expect(link.status).toBe(201)
       const cents = Math.round(Number(invoice.amount_due) * 100)
       const body = JSON.stringify({
