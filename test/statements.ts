@@ -3,9 +3,9 @@ import { vi } from 'vitest'
 
 /**
  * Every statement any pg client sends while `run` runs, in order, with its whitespace
- * squeezed and cut to 80 characters: what a request or transaction costs in round trips.
+ * squeezed and cut to `width` characters: what a request or transaction costs in round trips.
  */
-export async function statementsOf(run: () => Promise<unknown>): Promise<string[]> {
+export async function statementsOf(run: () => Promise<unknown>, width = 80): Promise<string[]> {
   const texts: string[] = []
   const original = pg.Client.prototype.query
   const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
@@ -21,5 +21,5 @@ export async function statementsOf(run: () => Promise<unknown>): Promise<string[
   } finally {
     spy.mockRestore()
   }
-  return texts.map((text) => text.replace(/\s+/g, ' ').trim().slice(0, 80))
+  return texts.map((text) => text.replace(/\s+/g, ' ').trim().slice(0, width))
 }

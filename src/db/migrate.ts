@@ -9,6 +9,7 @@ import * as m0004 from './migrations/0004-stripe-replicas.ts'
 import * as m0005 from './migrations/0005-payment-invoice-ids.ts'
 import * as m0006 from './migrations/0006-payment-daily-counts.ts'
 import * as m0007 from './migrations/0007-api-key-notify.ts'
+import * as m0008 from './migrations/0008-append-only-foreign-keys.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005-payment-invoice-ids': m0005,
   '0006-payment-daily-counts': m0006,
   '0007-api-key-notify': m0007,
+  '0008-append-only-foreign-keys': m0008,
 }
 
 const migrationProvider: MigrationProvider = {

@@ -16,9 +16,16 @@ interface HeldUpdate {
   changes: Record<string, unknown>
 }
 
+interface HeldInsert {
+  table: HeldTable
+  row: Record<string, unknown>
+}
+
 interface TransactionState {
   ended: boolean
   rows: PendingRows
+  /** Rows inserted by this transaction and not yet written, by table and key, in order. */
+  inserts: Map<string, HeldInsert>
   /** By table and key, merged: one row is updated at most once per statement. */
   updates: Map<string, HeldUpdate>
   memo: Map<MemoKey<unknown>, Map<string, unknown>>
@@ -78,6 +85,9 @@ export class MemoKey<V> {
  *   and written just before the commit.
  * - Updates held with `holdUpdate` wait until the next statement of the transaction
  *   that names their table (which could read them), or the commit, and go with it.
+ * - Rows inserted with `holdInsert` wait until the transaction's next statement,
+ *   whatever it names, or the commit; a held update of such a row is folded into its
+ *   insert, so a row created and moved in one transaction is written once.
  *
  * What is still held at the end goes in one statement, as data-modifying CTEs, before
  * the commit. An error rolls everything back, held writes included.
@@ -92,6 +102,7 @@ export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<
   const state: TransactionState = {
     ended: false,
     rows: { events: [], payment_transitions: [] },
+    inserts: new Map(),
     updates: new Map(),
     memo: new Map(),
   }
@@ -106,6 +117,7 @@ export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<
       return result
     } finally {
       state.ended = true
+      state.inserts.clear()
       state.updates.clear()
       states.delete(trx)
     }
@@ -124,12 +136,15 @@ export const BIND_TRANSACTION = '-- payrail: bind this connection to its inTrans
 
 /**
  * For the pool's connections (`src/db/client.ts`), before each statement: the held
- * updates that must go first, when `transaction` (the state `BIND_TRANSACTION` gave the
- * connection) is still running and `text` names a table they touch.
+ * writes that must go first, when `transaction` (the state `BIND_TRANSACTION` gave the
+ * connection) is still running and holds inserts (any statement could read them, or
+ * refer to them), or updates of a table `text` names.
  */
 export function heldBefore(transaction: unknown, text: string): CompiledQuery | undefined {
   const state = transaction as TransactionState
-  if (state.ended || state.updates.size === 0) return undefined
+  if (state.ended) return undefined
+  if (state.inserts.size > 0) return takeHeld(state, false)
+  if (state.updates.size === 0) return undefined
   for (const held of state.updates.values()) {
     if (HELD_TABLES[held.table].named.test(text)) return takeHeld(state, false)
   }
@@ -152,23 +167,72 @@ export function holdUpdate<T extends HeldTable>(
 ): Record<string, unknown> | undefined {
   const state = states.get(db)
   if (!state || state.ended) return undefined
+  const plain = plainValues(table, changes)
+  if (!plain) return undefined
+  const { values, read } = plain
+  // Nothing to write (every change `undefined`): the row stays as it is, and nothing is held.
+  if (Object.keys(values).length === 0) return read
+  const id = heldId(table, key)
+  const inserting = state.inserts.get(id)
+  if (inserting) {
+    Object.assign(inserting.row, values)
+    return read
+  }
+  const held = state.updates.get(id)
+  if (held) Object.assign(held.changes, values)
+  else state.updates.set(id, { table, key, changes: values })
+  return read
+}
+
+/**
+ * Holds the insert of one row (`key` its primary key) until the transaction's next
+ * statement, or its commit (`inTransaction`). Returns the values as the row will read
+ * them (JSON given as text parsed, `undefined` left out, columns not given left to the
+ * caller, who knows their defaults). `undefined`, and nothing held, outside a
+ * transaction of `inTransaction`, or when a value is an SQL expression or a timestamp
+ * given as text: the caller writes the row.
+ *
+ * A constraint the row breaks fails the statement that writes it, or the commit: the
+ * whole transaction then rolls back, as it would have had the insert gone at once.
+ */
+export function holdInsert<T extends HeldTable>(
+  db: Db,
+  table: T,
+  key: Record<string, string>,
+  row: Insertable<Database[T]>,
+): Record<string, unknown> | undefined {
+  const state = states.get(db)
+  if (!state || state.ended) return undefined
+  const plain = plainValues(table, row)
+  if (!plain) return undefined
+  state.inserts.set(heldId(table, key), { table, row: plain.values })
+  return plain.read
+}
+
+function heldId(table: HeldTable, key: Record<string, string>): string {
+  return `${table}\u0000${Object.values(key).join('\u0000')}`
+}
+
+/**
+ * A held write's values (plain values only, `undefined` left out), and the same as the
+ * row will read them; `undefined` when one is an SQL expression or a timestamp given as
+ * text, which only PostgreSQL can say how the row reads.
+ */
+function plainValues(
+  table: HeldTable,
+  given: object,
+): { values: Record<string, unknown>; read: Record<string, unknown> } | undefined {
   const { json, timestamps } = HELD_TABLES[table]
   const values: Record<string, unknown> = {}
   const read: Record<string, unknown> = {}
-  for (const [column, value] of Object.entries(changes)) {
+  for (const [column, value] of Object.entries(given)) {
     if (value === undefined) continue
     if (!isPlainValue(value)) return undefined
     if (typeof value === 'string' && timestamps.includes(column)) return undefined
     values[column] = value
     read[column] = typeof value === 'string' && json.includes(column) ? JSON.parse(value) : value
   }
-  // Nothing to write (every change `undefined`): the row stays as it is, and nothing is held.
-  if (Object.keys(values).length === 0) return read
-  const id = `${table}\u0000${Object.values(key).join('\u0000')}`
-  const held = state.updates.get(id)
-  if (held) Object.assign(held.changes, values)
-  else state.updates.set(id, { table, key, changes: values })
-  return read
+  return { values, read }
 }
 
 /**
@@ -244,8 +308,9 @@ function isPlainValue(value: unknown): boolean {
 }
 
 /**
- * The held updates (and, at the commit, the appended rows) as one statement, taken
- * out of the state: the writes chained as data-modifying CTEs. Written directly
+ * The held inserts and updates (and, at the commit, the appended rows) as one
+ * statement, taken out of the state: the writes chained as data-modifying CTEs, the
+ * inserts of each table as one multi-row insert. Written directly
  * rather than through Kysely's builders, which cost more than the rest of a held
  * write: every table and column name here comes from Payrail's own code, and the
  * values travel as parameters, exactly as Kysely would send them.
@@ -254,6 +319,14 @@ function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | u
   const parameters: unknown[] = []
   const param = (value: unknown) => `$${parameters.push(value)}`
   const writes: string[] = []
+  const inserted = new Map<HeldTable, Record<string, unknown>[]>()
+  for (const { table, row } of state.inserts.values()) {
+    const rows = inserted.get(table)
+    if (rows) rows.push(row)
+    else inserted.set(table, [row])
+  }
+  state.inserts.clear()
+  for (const [table, rows] of inserted) writes.push(insertSql(table, rows, param))
   for (const { table, key, changes } of state.updates.values()) {
     const set = Object.entries(changes).map(
       ([column, value]) => `${quote(column)} = ${param(value)}`,

@@ -6,6 +6,7 @@ import {
   allocationsOf,
   insertPayment,
   lockPayment,
+  setAllocationApplied,
   updatePayment,
 } from '../../src/modules/payments/repository.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
@@ -107,8 +108,9 @@ describe('inTransaction and appendRows', () => {
     await expect(
       inTransaction(ctx.db, async (trx) => {
         await appendRows(trx, 'events', [eventRow('probe.orphaned')])
+        // A cause the table's check refuses.
         await appendRows(trx, 'payment_transitions', [
-          { ...transitionRow('orphan'), payment_id: 'pay_missing' },
+          { ...transitionRow('orphan'), cause: 'bogus' as 'api' },
         ])
       }),
     ).rejects.toThrow()
@@ -240,44 +242,134 @@ describe('internal rails settle in the transaction that creates the payment', ()
 })
 
 describe('insertPayment', () => {
-  test('writes the payment and its allocations in one statement; a taken human_id writes neither', async () => {
+  async function newRow(id: string, humanId: string) {
     const { invoice } = await invoiceToPay(ctx)
-    const row = (id: string) => ({
-      id,
-      tenant_id: ctx.main.tenant.id,
-      environment_id: ctx.main.test.id,
-      human_id: 'TAKEN1',
-      customer_id: invoice.customer_id,
-      destination_type: 'INVOICE' as const,
-      destination_id: invoice.id,
-      amount: 10000n,
-      currency: 'usd',
-      payment_status: 'INITIATED' as const,
-      payment_method_type: 'OFFLINE' as const,
-      invoice_ids: [invoice.id],
-    })
-    const allocations = [{ invoice_id: invoice.id, position: 0, amount: 10000n }]
-    const results = await inTransaction(ctx.db, async (trx) => {
-      const first = await insertPayment(trx, row('pay_insert_first'), allocations)
-      const second = await insertPayment(trx, row('pay_insert_second'), allocations)
-      return { first, second, known: await allocationsOf(trx, ['pay_insert_first']) }
-    })
-    expect(results.first?.payment.id).toBe('pay_insert_first')
-    expect(results.first?.inFlight).toEqual(new Map([[invoice.id, 0n]]))
-    expect(results.second).toBeUndefined()
-    expect(results.known).toEqual([
+    const at = ctx.clock.now()
+    return {
+      invoice,
+      row: {
+        id,
+        tenant_id: ctx.main.tenant.id,
+        environment_id: ctx.main.test.id,
+        human_id: humanId,
+        customer_id: invoice.customer_id,
+        destination_type: 'INVOICE' as const,
+        destination_id: invoice.id,
+        amount: 10000n,
+        currency: 'usd',
+        payment_status: 'INITIATED' as const,
+        payment_method_type: 'OFFLINE' as const,
+        invoice_ids: [invoice.id],
+        created_at: at,
+        updated_at: at,
+      },
+      allocations: [{ invoice_id: invoice.id, position: 0, amount: 10000n }],
+    }
+  }
+
+  async function rowsOf(paymentId: string) {
+    const payment = await ctx.db
+      .selectFrom('payments')
+      .selectAll()
+      .where('id', '=', paymentId)
+      .executeTakeFirst()
+    const allocations = await ctx.db
+      .selectFrom('payment_allocations')
+      .selectAll()
+      .where('payment_id', '=', paymentId)
+      .execute()
+    return { payment, allocations }
+  }
+
+  test('holds the payment and its allocations to the commit, with their updates folded in: each row written once', async () => {
+    const id = `pay_${newId('event').slice(4)}`
+    const { invoice, row, allocations } = await newRow(id, `H${id.slice(-5)}`)
+    let held: Awaited<ReturnType<typeof insertPayment>> | undefined
+    let seenBeforeCommit: unknown
+    const statements = await statementsOf(() =>
+      inTransaction(ctx.db, async (trx) => {
+        await insertPayment(trx, row, allocations)
+        held = await updatePayment(trx, id, {
+          payment_status: 'SUCCEEDED',
+          amount_paid: 10000n,
+          succeeded_at: ctx.clock.now(),
+        })
+        await setAllocationApplied(trx, id, invoice.id, 10000n)
+        expect(await allocationsOf(trx, [id])).toEqual([
+          {
+            payment_id: id,
+            invoice_id: invoice.id,
+            position: 0,
+            amount: 10000n,
+            applied_amount: 10000n,
+          },
+        ])
+        seenBeforeCommit = (await rowsOf(id)).payment
+      }),
+    )
+    expect(seenBeforeCommit).toBeUndefined()
+    // The bind message costs no round trip; the rows go in one statement before the commit.
+    const writes = statements.filter((s) => !/^(begin|commit|select|-- payrail)/.test(s))
+    expect(writes).toHaveLength(1)
+    expect(writes[0]).toMatch(/^with w0 as \(insert into "payments"/)
+    const stored = await rowsOf(id)
+    // The row the transaction held reads exactly as PostgreSQL wrote it, defaults included.
+    expect(held).toEqual(stored.payment)
+    expect(stored.allocations).toEqual([
       {
-        payment_id: 'pay_insert_first',
+        payment_id: id,
         invoice_id: invoice.id,
         position: 0,
         amount: 10000n,
-        applied_amount: 0n,
+        applied_amount: 10000n,
       },
     ])
-    const { rows } = await ctx.pool.query<{ payment_id: string; amount: string }>(
-      `select payment_id, amount::text from payment_allocations where payment_id like 'pay_insert_%'`,
+  })
+
+  test("goes before the transaction's next statement, whatever it names, as one insert", async () => {
+    const id = `pay_${newId('event').slice(4)}`
+    const { row, allocations } = await newRow(id, `N${id.slice(-5)}`)
+    const statements = await statementsOf(
+      () =>
+        inTransaction(ctx.db, async (trx) => {
+          await insertPayment(trx, row, allocations)
+          await updatePayment(trx, id, { description: 'folded' })
+          // This statement names no table of the payment's, and the insert goes before it.
+          await sql`select 1 as probe`.execute(trx)
+          const { rows } = await sql<{ description: string }>`
+          select description from payments where id = ${id}`.execute(trx)
+          expect(rows).toEqual([{ description: 'folded' }])
+        }),
+      Number.POSITIVE_INFINITY,
     )
-    expect(rows).toEqual([{ payment_id: 'pay_insert_first', amount: '10000' }])
+    const probe = statements.indexOf('select 1 as probe')
+    const flushed = statements[probe - 1] ?? ''
+    expect(flushed).toMatch(/^with w0 as \(insert into "payments" \([^)]*"description"/)
+    expect(statements.some((s) => s.includes('update "payments"'))).toBe(false)
+  })
+
+  test('a human_id already taken fails the commit, and neither payment of the transaction stays', async () => {
+    const first = `pay_${newId('event').slice(4)}`
+    const second = `pay_${newId('event').slice(4)}`
+    const a = await newRow(first, 'TAKEN2')
+    const b = await newRow(second, 'TAKEN2')
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        await insertPayment(trx, a.row, a.allocations)
+        await insertPayment(trx, b.row, b.allocations)
+      }),
+    ).rejects.toMatchObject({ code: '23505', constraint: 'payments_human_id_key' })
+    expect(await rowsOf(first)).toEqual({ payment: undefined, allocations: [] })
+    expect(await rowsOf(second)).toEqual({ payment: undefined, allocations: [] })
+  })
+
+  test('outside inTransaction, the payment is written at once and read back', async () => {
+    const id = `pay_${newId('event').slice(4)}`
+    const { row, allocations } = await newRow(id, `D${id.slice(-5)}`)
+    const payment = await insertPayment(ctx.db, row, allocations)
+    const stored = await rowsOf(id)
+    expect(payment).toEqual(stored.payment)
+    expect(stored.allocations).toHaveLength(1)
   })
 })
 

@@ -19,6 +19,7 @@ import { fetchPage, whereCreatedIn } from '../../db/list.ts'
 import { rowOf, StatementCache } from '../../db/statement-cache.ts'
 import {
   appendRows,
+  holdInsert,
   holdUpdate,
   MemoKey,
   recall,
@@ -30,7 +31,6 @@ import { paymentJson } from './json.ts'
 
 export type PaymentSortField = 'created_at' | 'amount' | 'updated_at'
 
-/** Inserts a payment; `undefined` when its `human_id` is already taken in the environment. */
 /**
  * The attempts of a payment the current transaction holds: none for one it created, else
  * as first read; kept current by `insertAttempt`.
@@ -39,72 +39,75 @@ const HELD_PAYMENT_ATTEMPTS = new MemoKey<PaymentAttempt[]>('held_payment_attemp
 /** Payments this transaction holds: locked, updated or inserted by it, so no one else can change them. */
 const HELD_PAYMENTS = new MemoKey<Payment>('held_payments')
 
-/** A payment just inserted, and the charges in flight on its invoices as the insert found them. */
-export interface InsertedPayment {
-  payment: Payment
-  /** `inFlightAmount` of each of the payment's invoices, read by the insert statement. */
-  inFlight: Map<string, bigint>
-}
+/**
+ * What a new payment row holds in the columns an insert leaves out: the defaults of
+ * migration 0003's `payments` table, which `newPaymentRow` must read as PostgreSQL
+ * would (`test/modules/payments-held-insert.test.ts` compares the two).
+ */
+const PAYMENT_DEFAULTS = {
+  subject: null,
+  amount_paid: 0n,
+  amount_reserved: 0n,
+  amount_refunded: 0n,
+  payment_method_id: null,
+  payment_gateway: null,
+  gateway_payment_id: null,
+  gateway_tracking_id: null,
+  payment_url: null,
+  active: true,
+  payment_date: null,
+  billing_address: null,
+  description: null,
+  metadata: {},
+  gateway_metadata: {},
+  status_code: null,
+  error_message: null,
+  success_url: null,
+  cancel_url: null,
+  save_card_and_make_default: false,
+  idempotency_key: null,
+  track_attempts: true,
+  invoice_number: null,
+  discount_code: null,
+  invoice_ids: [],
+  created_by: null,
+  updated_by: null,
+  succeeded_at: null,
+  failed_at: null,
+  refunded_at: null,
+  cancelled_at: null,
+} satisfies Partial<Payment>
+
+/** A new payment as inserted, with its times given: `created_at` and `updated_at` have no default that Node could know. */
+export type NewPaymentRow = Insertable<PaymentTable> & { created_at: Date; updated_at: Date }
 
 /**
- * Inserts a payment and its allocations in one statement (the allocations as a
- * data-modifying CTE that writes only when the payment did). `undefined`, and nothing
- * written, when the `human_id` is taken: the caller draws another.
+ * Inserts a payment and its allocations. In a transaction of `inTransaction` both are
+ * held (`holdInsert`) and written with the transaction's next statement or its commit,
+ * with whatever the transaction does to them meanwhile folded in: a payment settled
+ * where it is created is written once, as it ends. Otherwise they are written at once,
+ * in one statement.
  *
- * The same statement sums the other charges in flight on each invoice (`inFlightAmount`),
- * from its own snapshot: taken after the caller locked the invoices, so as fresh as a
- * statement of its own would be, and blind to this payment, which it inserts.
+ * A `human_id` or `idempotency_key` already taken in the environment fails the
+ * statement that writes the row (a unique violation), and the transaction with it.
  */
 export async function insertPayment(
   db: Db,
-  row: Insertable<PaymentTable>,
+  row: NewPaymentRow,
   allocations: Omit<Insertable<PaymentAllocationTable>, 'payment_id'>[],
-): Promise<InsertedPayment | undefined> {
+): Promise<Payment> {
   const rows = allocations.map((a) => ({ ...a, payment_id: row.id }))
-  const inserting = rowOf(row)
-  const invoiceIds = [...new Set(rows.map((a) => a.invoice_id))]
-  const values = [
-    ...inserting.values,
-    ...rows.flatMap((a) => [a.payment_id, a.invoice_id, a.position, a.amount]),
-    ...invoiceIds,
-  ]
-  const shape = `payment ${inserting.shape}|${rows.length}|${invoiceIds.length}`
-  const query = STATEMENTS.compile(shape, values, ($) => {
-    const slotted = inserting.slots($)
-    let next = inserting.columns.length
-    const allocated = sql.join(
-      rows.map(() => sql`(${$(next++)}, ${$(next++)}, ${$(next++)}::int, ${$(next++)}::bigint)`),
-    )
-    const invoices = invoiceIds.map(() => $(next++) as string)
-    return db
-      .with('p', (qb) =>
-        qb
-          .insertInto('payments')
-          .values(slotted)
-          .onConflict((oc) => oc.columns(['environment_id', 'human_id']).doNothing())
-          .returningAll(),
-      )
-      .with('a', (qb) =>
-        qb
-          .insertInto('payment_allocations')
-          .columns(['payment_id', 'invoice_id', 'position', 'amount'])
-          .expression(
-            sql`select v.payment_id, v.invoice_id, v.position, v.amount
-                from (values ${allocated}) as v(payment_id, invoice_id, position, amount)
-                where exists (select 1 from p)`,
-          ),
-      )
-      .selectFrom('p')
-      .selectAll()
-      .select(
-        sql<Record<string, string> | null>`(select json_object_agg(f.invoice_id, f.total::text)
-          from (${inFlightTotals(db, invoices)}) f)`.as('in_flight'),
-      )
-  })
-  const [inserted] = (await db.executeQuery(query)).rows
-  if (!inserted) return undefined
-  const { in_flight: totals, ...payment } = inserted
-  const inFlight = new Map(rows.map((a) => [a.invoice_id, BigInt(totals?.[a.invoice_id] ?? 0)]))
+  const read = holdInsert(db, 'payments', { id: row.id }, row)
+  let payment: Payment
+  if (read) {
+    for (const allocation of rows) {
+      const key = { payment_id: allocation.payment_id, invoice_id: allocation.invoice_id }
+      holdInsert(db, 'payment_allocations', key, allocation)
+    }
+    payment = { ...PAYMENT_DEFAULTS, ...read } as unknown as Payment
+  } else {
+    payment = await writePayment(db, row, rows)
+  }
   remember(db, HELD_PAYMENTS, payment.id, payment)
   remember(db, HELD_PAYMENT_ATTEMPTS, payment.id, [])
   remember(
@@ -113,7 +116,60 @@ export async function insertPayment(
     payment.id,
     rows.map((a) => ({ ...a, applied_amount: 0n })),
   )
-  return { payment, inFlight }
+  return { ...payment }
+}
+
+/** The payment and its allocations in one statement, now (the allocations as a data-modifying CTE). */
+async function writePayment(
+  db: Db,
+  row: NewPaymentRow,
+  allocations: Insertable<PaymentAllocationTable>[],
+): Promise<Payment> {
+  const inserting = rowOf(row)
+  const values = [
+    ...inserting.values,
+    ...allocations.flatMap((a) => [a.payment_id, a.invoice_id, a.position, a.amount]),
+  ]
+  const shape = `payment ${inserting.shape}|${allocations.length}`
+  const query = STATEMENTS.compile(shape, values, ($) => {
+    let next = inserting.columns.length
+    const allocated = sql.join(
+      allocations.map(
+        () => sql`(${$(next++)}, ${$(next++)}, ${$(next++)}::int, ${$(next++)}::bigint)`,
+      ),
+    )
+    return db
+      .with('a', (qb) =>
+        qb
+          .insertInto('payment_allocations')
+          .columns(['payment_id', 'invoice_id', 'position', 'amount'])
+          .expression(sql`values ${allocated}`),
+      )
+      .insertInto('payments')
+      .values(inserting.slots($))
+      .returningAll()
+  })
+  const [payment] = (await db.executeQuery(query)).rows
+  if (!payment) throw new Error('payment insert returned no row')
+  return payment
+}
+
+/**
+ * The amount of PROCESSING payments allocated to each of `invoiceIds` (0 for none), for
+ * a payment about to be created on them (see `inFlightAmount`): read after the caller
+ * locked the invoices, from a snapshot of its own.
+ */
+export async function inFlightOf(db: Db, invoiceIds: string[]): Promise<Map<string, bigint>> {
+  const query = STATEMENTS.compile(`in flight ${invoiceIds.length}`, invoiceIds, ($) =>
+    inFlightTotals(
+      db,
+      invoiceIds.map((_, i) => $(i) as string),
+    ),
+  )
+  const { rows } = await db.executeQuery(query)
+  const totals = new Map(invoiceIds.map((id) => [id, 0n]))
+  for (const { invoice_id, total } of rows) totals.set(invoice_id, BigInt(total))
+  return totals
 }
 
 /** The hot path's statements, built once per shape (`StatementCache`). */

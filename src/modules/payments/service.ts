@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto'
-import type { Insertable, Updateable } from 'kysely'
+import type { Updateable } from 'kysely'
 import type { Clock } from '../../core/clock.ts'
 import { AppError, type ErrorCode, notFound, validationError } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
@@ -42,8 +42,8 @@ import {
   attemptsOfHeldPayment,
   findPayment,
   findPaymentByIdempotencyKey,
-  type InsertedPayment,
   inFlightAmount,
+  inFlightOf,
   insertAttempt,
   insertPayment,
   listPaymentsJson as listPaymentPageJson,
@@ -131,7 +131,7 @@ export async function createPaymentRecord(
   // A gateway that is not connected is refused before anything is written.
   const ctx = await gatewayContext(deps, scope, gateway.name)
   try {
-    const view = await inTransaction(deps.db, async (trx): Promise<SettledView> => {
+    const view = await withNewHumanId(deps.db, async (trx, humanId): Promise<SettledView> => {
       const invoices: Invoice[] = []
       for (const allocation of input.allocations) {
         let invoice = await lockInvoiceOrFail(trx, scope, allocation.invoiceId)
@@ -186,10 +186,16 @@ export async function createPaymentRecord(
       })
       const method = await paymentMethodFor(trx, scope, first.customer_id, input)
       const now = deps.clock.now()
-      const { payment, inFlight } = await insertWithHumanId(
+      // Under the invoices' locks, as a charge Payrail starts reads them (`chargeCard`).
+      const inFlight = await inFlightOf(
+        trx,
+        invoices.map((invoice) => invoice.id),
+      )
+      const payment = await insertPayment(
         trx,
         {
           id: newId('payment'),
+          human_id: humanId,
           tenant_id: scope.tenantId,
           environment_id: scope.environmentId,
           customer_id: first.customer_id,
@@ -225,7 +231,6 @@ export async function createPaymentRecord(
           amount: amounts[position] ?? 0n,
         })),
       )
-      // Nothing has moved a payment since the insert read the charges in flight.
       const shares = invoices.map((invoice, i) => ({
         invoice,
         amount: amounts[i] ?? 0n,
@@ -355,13 +360,16 @@ async function paymentMethodFor(
   return method
 }
 
-/** Inserts with a random 6-character `human_id` (and the allocations), drawing again on the rare collision. */
-async function insertWithHumanId(
+/**
+ * Runs `run` in a transaction with a random 6-character `human_id` for the payment it
+ * creates, and again with another on the rare collision (a unique violation, from the
+ * statement or the commit that writes the payment: nothing of the first try stays).
+ */
+async function withNewHumanId<T>(
   db: Db,
-  row: Omit<Insertable<PaymentTable>, 'human_id'>,
-  allocations: Parameters<typeof insertPayment>[2],
-): Promise<InsertedPayment> {
-  for (let attempt = 0; attempt < 10; attempt++) {
+  run: (trx: Db, humanId: string) => Promise<T>,
+): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
     // One draw of all six symbols (31^6 < 2^48, randomInt's bound), uniform like six draws.
     let draw = randomInt(HUMAN_ID_SPACE)
     let humanId = ''
@@ -369,10 +377,14 @@ async function insertWithHumanId(
       humanId += HUMAN_ID_ALPHABET[draw % HUMAN_ID_ALPHABET.length]
       draw = Math.floor(draw / HUMAN_ID_ALPHABET.length)
     }
-    const inserted = await insertPayment(db, { ...row, human_id: humanId }, allocations)
-    if (inserted) return inserted
+    try {
+      return await inTransaction(db, (trx) => run(trx, humanId))
+    } catch (error) {
+      const taken =
+        isPgError(error, PG_UNIQUE_VIOLATION) && error.constraint === 'payments_human_id_key'
+      if (!taken || attempt === 9) throw error
+    }
   }
-  throw new Error('Could not draw a unique human_id')
 }
 
 /**
