@@ -100,7 +100,7 @@ describe('statements per request', () => {
     expect(texts, texts.join('\n')).toHaveLength(12)
   })
 
-  test('a signed sandbox completion webhook settling a payment: 8, in one transaction', async () => {
+  test('a signed sandbox completion webhook settling a payment: 7, in one transaction', async () => {
     const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
     const completeNewLink = async () => {
       const { invoice } = await invoiceToPay(ctx)
@@ -144,7 +144,7 @@ describe('statements per request', () => {
     const texts = await statementsOf(second.deliver)
     expect((await getPayment(ctx, second.payment)).payment_status).toBe('SUCCEEDED')
     expect(texts.filter((t) => t === 'begin')).toHaveLength(1)
-    expect(texts, texts.join('\n')).toHaveLength(8)
+    expect(texts, texts.join('\n')).toHaveLength(7)
   })
 
   test('GET /v1/payments: 1', async () => {

@@ -8,6 +8,7 @@ import type {
   InvoicePaymentStatus,
   InvoiceStatus,
   InvoiceTable,
+  PaymentAllocation,
 } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
 import { StatementCache } from '../../db/statement-cache.ts'
@@ -76,6 +77,31 @@ export async function lockInvoice(
   return invoice ? { ...invoice } : undefined
 }
 
+/** An invoice row with its lines joined (`line_*` columns, null for none), one row per line. */
+const LINE_COLUMNS = [
+  'l.id as line_id',
+  'l.position as line_position',
+  'l.description as line_description',
+  'l.quantity as line_quantity',
+  'l.unit_amount as line_unit_amount',
+  'l.amount as line_amount',
+  'l.price_id as line_price_id',
+  'l.period_start as line_period_start',
+  'l.period_end as line_period_end',
+] as const
+
+type LineColumns = {
+  line_id: string | null
+  line_position: number | null
+  line_description: string | null
+  line_quantity: number | null
+  line_unit_amount: bigint | null
+  line_amount: bigint | null
+  line_price_id: string | null
+  line_period_start: Date | null
+  line_period_end: Date | null
+}
+
 /**
  * `lockInvoice` for an invoice whose lines this process has not read: they come in the
  * same statement (one row per line) and are kept for `linesOf`. Lines never change, and
@@ -92,57 +118,112 @@ async function lockWithLines(
         .selectFrom('invoices')
         .leftJoin('invoice_lines as l', 'l.invoice_id', 'invoices.id')
         .selectAll('invoices')
-        .select([
-          'l.id as line_id',
-          'l.position as line_position',
-          'l.description as line_description',
-          'l.quantity as line_quantity',
-          'l.unit_amount as line_unit_amount',
-          'l.amount as line_amount',
-          'l.price_id as line_price_id',
-          'l.period_start as line_period_start',
-          'l.period_end as line_period_end',
-        ])
+        .select(LINE_COLUMNS)
         .where('invoices.environment_id', '=', $(0))
         .where('invoices.id', '=', $(1))
         .orderBy('l.position')
         .forUpdate('invoices'),
     ),
   )
-  const [first] = rows
-  if (!first) return undefined
-  const lines: InvoiceLine[] = []
-  for (const row of rows) {
-    if (row.line_id === null) continue
-    lines.push({
-      id: row.line_id,
-      invoice_id: id,
-      position: row.line_position as number,
-      description: row.line_description as string,
-      quantity: row.line_quantity as number,
-      unit_amount: row.line_unit_amount as bigint,
-      amount: row.line_amount as bigint,
-      price_id: row.line_price_id,
-      period_start: row.line_period_start,
-      period_end: row.line_period_end,
-    })
-  }
-  // None is as true as some: an invoice is written with its lines in the transaction that
-  // creates it, with nothing locking it in between, and they never change after.
-  LINES.set(id, lines)
-  const {
-    line_id: _id,
-    line_position: _position,
-    line_description: _description,
-    line_quantity: _quantity,
-    line_unit_amount: _unitAmount,
-    line_amount: _amount,
-    line_price_id: _priceId,
-    line_period_start: _periodStart,
-    line_period_end: _periodEnd,
-    ...invoice
-  } = first
-  return invoice
+  return keepLines(rows)[0]
+}
+
+/**
+ * The invoices of rows that join each invoice to its lines (ordered by invoice, then
+ * line), without the line columns; each invoice's lines kept for `linesOf`.
+ */
+function keepLines<R extends Invoice & LineColumns>(rows: R[]): Invoice[] {
+  const invoices: Invoice[] = []
+  let lines: InvoiceLine[] = []
+  rows.forEach((row, index) => {
+    if (row.line_id !== null) {
+      lines.push({
+        id: row.line_id,
+        invoice_id: row.id,
+        position: row.line_position as number,
+        description: row.line_description as string,
+        quantity: row.line_quantity as number,
+        unit_amount: row.line_unit_amount as bigint,
+        amount: row.line_amount as bigint,
+        price_id: row.line_price_id,
+        period_start: row.line_period_start,
+        period_end: row.line_period_end,
+      })
+    }
+    if (rows[index + 1]?.id === row.id) return
+    // None is as true as some: an invoice is written with its lines in the transaction that
+    // creates it, with nothing locking it in between, and they never change after.
+    LINES.set(row.id, lines)
+    lines = []
+    const {
+      line_id: _id,
+      line_position: _position,
+      line_description: _description,
+      line_quantity: _quantity,
+      line_unit_amount: _unitAmount,
+      line_amount: _amount,
+      line_price_id: _priceId,
+      line_period_start: _periodStart,
+      line_period_end: _periodEnd,
+      ...invoice
+    } = row
+    invoices.push(invoice)
+  })
+  return invoices
+}
+
+/**
+ * A payment's allocations, in order, with each allocated invoice locked
+ * (`SELECT … FOR UPDATE`, in allocation order) and its lines, in one statement: what
+ * settling or checking a payment reads first. Only for a payment the caller holds
+ * locked: its allocations change only under that lock, and this statement's snapshot
+ * is taken after the caller got it, so they are current. The invoices are remembered
+ * as this transaction's (`lockInvoice` then costs no query).
+ *
+ * An allocation whose invoice is not in `environmentId` is left out: the caller
+ * compares the result with the payment's `invoice_ids`.
+ */
+export async function lockInvoicesOfPayment(
+  db: Db,
+  environmentId: string,
+  paymentId: string,
+): Promise<PaymentAllocation[]> {
+  const { rows } = await db.executeQuery(
+    STATEMENTS.compile('lock of payment', [environmentId, paymentId], ($) =>
+      db
+        .selectFrom('payment_allocations as a')
+        .innerJoin('invoices', 'invoices.id', 'a.invoice_id')
+        .leftJoin('invoice_lines as l', 'l.invoice_id', 'invoices.id')
+        .selectAll('invoices')
+        .select(LINE_COLUMNS)
+        .select([
+          'a.position as allocation_position',
+          'a.amount as allocation_amount',
+          'a.applied_amount as allocation_applied_amount',
+        ])
+        .where('a.payment_id', '=', $(1))
+        .where('invoices.environment_id', '=', $(0))
+        .orderBy('a.position')
+        .orderBy('l.position')
+        .forUpdate('invoices'),
+    ),
+  )
+  const allocations: PaymentAllocation[] = []
+  const invoiceRows = rows.map((row) => {
+    const { allocation_position, allocation_amount, allocation_applied_amount, ...invoice } = row
+    if (allocations.at(-1)?.invoice_id !== row.id) {
+      allocations.push({
+        payment_id: paymentId,
+        invoice_id: row.id,
+        position: allocation_position,
+        amount: allocation_amount,
+        applied_amount: allocation_applied_amount,
+      })
+    }
+    return invoice
+  })
+  for (const invoice of keepLines(invoiceRows)) remember(db, LOCKED_INVOICES, invoice.id, invoice)
+  return allocations
 }
 
 /**

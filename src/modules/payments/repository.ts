@@ -27,6 +27,7 @@ import {
   updateHeldRow,
 } from '../../db/transaction.ts'
 import type { ListRequest, TimeRange } from '../../http/list-query.ts'
+import { lockInvoicesOfPayment } from '../invoices/repository.ts'
 import { paymentJson } from './json.ts'
 
 export type PaymentSortField = 'created_at' | 'amount' | 'updated_at'
@@ -180,7 +181,10 @@ export function attemptsOfHeldPayment(db: Db, paymentId: string): PaymentAttempt
   return recall(db, HELD_PAYMENT_ATTEMPTS, paymentId)
 }
 
-/** The allocations of a payment created in the current transaction, as this transaction left them. */
+/**
+ * The allocations of a payment the current transaction created or holds locked, as this
+ * transaction left them: they change only under the payment's lock.
+ */
 const NEW_PAYMENT_ALLOCATIONS = new MemoKey<PaymentAllocation[]>('new_payment_allocations')
 
 export async function findPayment(
@@ -291,6 +295,33 @@ export async function allocationsOf(db: Db, paymentIds: string[]): Promise<Payme
       .orderBy('position'),
   )
   return (await db.executeQuery(query)).rows
+}
+
+/**
+ * The allocations of a payment the caller holds locked, with each allocated invoice
+ * locked too, in allocation order: what settling, refunding or checking the payment
+ * does first. Allocations this transaction knows cost no query; else one statement
+ * reads them and locks the invoices (`lockInvoicesOfPayment`), and they are then known
+ * for the rest of the transaction (they change only under the payment's lock).
+ */
+export async function allocationsLockingInvoices(
+  db: Db,
+  environmentId: string,
+  payment: Payment,
+): Promise<PaymentAllocation[]> {
+  const known = recall(db, NEW_PAYMENT_ALLOCATIONS, payment.id)
+  if (known) return known.map((a) => ({ ...a }))
+  const allocations = await lockInvoicesOfPayment(db, environmentId, payment.id)
+  const ids = allocations.map((a) => a.invoice_id)
+  // An invoice outside the environment would be missing: then each is read as before.
+  if (
+    ids.length !== payment.invoice_ids.length ||
+    ids.some((id, i) => id !== payment.invoice_ids[i])
+  )
+    return allocationsOf(db, [payment.id])
+  if (recall(db, HELD_PAYMENTS, payment.id))
+    remember(db, NEW_PAYMENT_ALLOCATIONS, payment.id, allocations)
+  return allocations.map((a) => ({ ...a }))
 }
 
 export async function setAllocationApplied(

@@ -37,6 +37,7 @@ import { getCustomer } from '../customers/service.ts'
 import { applyDiscountCode, assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
 import {
+  allocationsLockingInvoices,
   allocationsOf,
   attemptsOf,
   attemptsOfHeldPayment,
@@ -759,7 +760,7 @@ async function assertStillOwed(
 /** The payment's invoices, each locked, with the amount allocated to it. */
 async function sharesOf(trx: Db, scope: Scope, payment: Payment): Promise<InvoiceShare[]> {
   const shares: InvoiceShare[] = []
-  for (const allocation of await allocationsOf(trx, [payment.id])) {
+  for (const allocation of await allocationsLockingInvoices(trx, scope.environmentId, payment)) {
     const invoice = await lockInvoiceOrFail(trx, scope, allocation.invoice_id)
     shares.push({ invoice, amount: allocation.amount })
   }

@@ -8,7 +8,7 @@ import type { Logger } from '../../logger.ts'
 import { recordEvents } from '../events/service.ts'
 import { applyInvoicePayment, applyInvoiceRefund } from '../settlement/service.ts'
 import {
-  allocationsOf,
+  allocationsLockingInvoices,
   attemptsOf,
   insertTransition,
   setAllocationApplied,
@@ -139,7 +139,7 @@ async function reconcilePayment(
   received: bigint,
   clock: Clock,
 ): Promise<void> {
-  const allocations = await allocationsOf(trx, [payment.id])
+  const allocations = await allocationsLockingInvoices(trx, scope.environmentId, payment)
   let left = received
   for (const [index, allocation] of allocations.entries()) {
     const last = index === allocations.length - 1
@@ -164,7 +164,9 @@ export async function reconcileRefund(
   amount: bigint,
   clock: Clock,
 ): Promise<void> {
-  const allocations = (await allocationsOf(trx, [payment.id])).reverse()
+  const allocations = (
+    await allocationsLockingInvoices(trx, scope.environmentId, payment)
+  ).reverse()
   let left = amount
   for (const allocation of allocations) {
     const share = left < allocation.applied_amount ? left : allocation.applied_amount
