@@ -41,46 +41,80 @@ const HELD_PAYMENT_ATTEMPTS = new MemoKey<PaymentAttempt[]>('held_payment_attemp
 const HELD_PAYMENTS = new MemoKey<Payment>('held_payments')
 
 /**
- * What a new payment row holds in the columns an insert leaves out: the defaults of
- * migration 0003's `payments` table, which `newPaymentRow` must read as PostgreSQL
- * would (`test/modules/payments-held-insert.test.ts` compares the two).
+ * A new payment as inserted: its times given (`created_at` and `updated_at` have no
+ * default Node could know), and as `Date`s, as every timestamp it sets must be.
  */
-const PAYMENT_DEFAULTS = {
-  subject: null,
-  amount_paid: 0n,
-  amount_reserved: 0n,
-  amount_refunded: 0n,
-  payment_method_id: null,
-  payment_gateway: null,
-  gateway_payment_id: null,
-  gateway_tracking_id: null,
-  payment_url: null,
-  active: true,
-  payment_date: null,
-  billing_address: null,
-  description: null,
-  metadata: {},
-  gateway_metadata: {},
-  status_code: null,
-  error_message: null,
-  success_url: null,
-  cancel_url: null,
-  save_card_and_make_default: false,
-  idempotency_key: null,
-  track_attempts: true,
-  invoice_number: null,
-  discount_code: null,
-  invoice_ids: [],
-  created_by: null,
-  updated_by: null,
-  succeeded_at: null,
-  failed_at: null,
-  refunded_at: null,
-  cancelled_at: null,
-} satisfies Partial<Payment>
+export type NewPaymentRow = Insertable<PaymentTable> & {
+  created_at: Date
+  updated_at: Date
+  payment_date?: Date | null
+  succeeded_at?: Date | null
+  failed_at?: Date | null
+  refunded_at?: Date | null
+  cancelled_at?: Date | null
+}
 
-/** A new payment as inserted, with its times given: `created_at` and `updated_at` have no default that Node could know. */
-export type NewPaymentRow = Insertable<PaymentTable> & { created_at: Date; updated_at: Date }
+/**
+ * The row PostgreSQL makes of `row`: the defaults of the `payments` table (migration
+ * 0003) where it leaves a column out, JSON given as text parsed. Every column is named,
+ * in one literal (one object shape for every payment), so a column added to the table
+ * fails to compile here until it is; `test/db/transaction.test.ts` compares the result
+ * with the row PostgreSQL wrote.
+ */
+function newPaymentRow(row: NewPaymentRow): Payment {
+  return {
+    id: row.id,
+    tenant_id: row.tenant_id,
+    environment_id: row.environment_id,
+    human_id: row.human_id,
+    customer_id: row.customer_id,
+    destination_type: row.destination_type,
+    destination_id: row.destination_id,
+    subject: row.subject ?? null,
+    amount: row.amount,
+    amount_paid: row.amount_paid ?? 0n,
+    amount_reserved: row.amount_reserved ?? 0n,
+    amount_refunded: row.amount_refunded ?? 0n,
+    currency: row.currency,
+    payment_status: row.payment_status,
+    payment_method_type: row.payment_method_type,
+    payment_method_id: row.payment_method_id ?? null,
+    payment_gateway: row.payment_gateway ?? null,
+    gateway_payment_id: row.gateway_payment_id ?? null,
+    gateway_tracking_id: row.gateway_tracking_id ?? null,
+    payment_url: row.payment_url ?? null,
+    active: row.active ?? true,
+    payment_date: row.payment_date ?? null,
+    billing_address: parsed(row.billing_address, null),
+    description: row.description ?? null,
+    metadata: parsed(row.metadata, {}),
+    gateway_metadata: parsed(row.gateway_metadata, {}),
+    status_code: row.status_code ?? null,
+    error_message: row.error_message ?? null,
+    success_url: row.success_url ?? null,
+    cancel_url: row.cancel_url ?? null,
+    save_card_and_make_default: row.save_card_and_make_default ?? false,
+    idempotency_key: row.idempotency_key ?? null,
+    track_attempts: row.track_attempts ?? true,
+    invoice_number: row.invoice_number ?? null,
+    discount_code: row.discount_code ?? null,
+    invoice_ids: row.invoice_ids ?? [],
+    created_by: row.created_by ?? null,
+    updated_by: row.updated_by ?? null,
+    succeeded_at: row.succeeded_at ?? null,
+    failed_at: row.failed_at ?? null,
+    refunded_at: row.refunded_at ?? null,
+    cancelled_at: row.cancelled_at ?? null,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  }
+}
+
+/** A JSON column's value as it reads: text parsed, an object as given, `fallback` when left out. */
+function parsed<T>(value: T | string | undefined, fallback: T): T {
+  if (value === undefined) return fallback
+  return typeof value === 'string' ? (JSON.parse(value) as T) : value
+}
 
 /**
  * Inserts a payment and its allocations. In a transaction of `inTransaction` both are
@@ -98,14 +132,13 @@ export async function insertPayment(
   allocations: Omit<Insertable<PaymentAllocationTable>, 'payment_id'>[],
 ): Promise<Payment> {
   const rows = allocations.map((a) => ({ ...a, payment_id: row.id }))
-  const read = holdInsert(db, 'payments', { id: row.id }, row)
   let payment: Payment
-  if (read) {
+  if (holdInsert(db, 'payments', { id: row.id }, row)) {
     for (const allocation of rows) {
       const key = { payment_id: allocation.payment_id, invoice_id: allocation.invoice_id }
       holdInsert(db, 'payment_allocations', key, allocation)
     }
-    payment = { ...PAYMENT_DEFAULTS, ...read } as unknown as Payment
+    payment = newPaymentRow(row)
   } else {
     payment = await writePayment(db, row, rows)
   }
