@@ -4,18 +4,21 @@
 // again whenever a source file is newer than the bundle, so `npm start` always runs the
 // code in src/. A bundle needs about 45 MB less memory than loading each file through
 // tsx. Where no bundle can be made (esbuild missing, a read-only install), the sources
-// run through tsx instead.
+// run through tsx instead. The bundle is named after the checkout's path: two checkouts
+// that share one node_modules (a symlink, a hoisting workspace) each run their own code.
 //
 // --max-semi-space-size=4 (MB, in the shebang and `npm start`): a smaller young generation.
 // Under load it keeps about 40 MB less resident memory for the same throughput (measured
 // with the bench's list scenario); Node's default lets it grow to 16 MB per semi-space.
+import { createHash } from 'node:crypto'
 import { mkdir, readdir, rename, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const entry = path.join(root, 'src', 'main.ts')
-const bundleFile = path.join(root, 'node_modules', '.cache', 'payrail', 'payrail.mjs')
+const checkout = createHash('sha256').update(root).digest('hex').slice(0, 12)
+const bundleFile = path.join(root, 'node_modules', '.cache', 'payrail', `payrail-${checkout}.mjs`)
 
 /** The newest modification time among the files under `dir`. */
 async function newest(dir) {

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { stat, utimes } from 'node:fs/promises'
 import path from 'node:path'
@@ -224,7 +224,9 @@ describe('payrail CLI', () => {
 })
 
 describe('bin/payrail.js', () => {
-  const bundle = path.resolve('node_modules/.cache/payrail/payrail.mjs')
+  // Named after the checkout, so checkouts sharing one node_modules never run each other's.
+  const checkout = createHash('sha256').update(path.resolve('.')).digest('hex').slice(0, 12)
+  const bundle = path.resolve(`node_modules/.cache/payrail/payrail-${checkout}.mjs`)
 
   test('runs a bundle of src/, bundled again when a source is newer, and only then', async () => {
     expect((await run(['--help'], {})).code).toBe(0)
