@@ -165,8 +165,8 @@ export function holdUpdate<T extends HeldTable>(
   key: Record<string, string>,
   changes: Updateable<Database[T]>,
 ): Record<string, unknown> | undefined {
-  const state = states.get(db)
-  if (!state || state.ended) return undefined
+  const state = running(db)
+  if (!state) return undefined
   const plain = plainValues(table, changes)
   if (!plain) return undefined
   const { values, read } = plain
@@ -201,12 +201,18 @@ export function holdInsert<T extends HeldTable>(
   key: Record<string, string>,
   row: Insertable<Database[T]>,
 ): Record<string, unknown> | undefined {
-  const state = states.get(db)
-  if (!state || state.ended) return undefined
+  const state = running(db)
+  if (!state) return undefined
   const plain = plainValues(table, row)
   if (!plain) return undefined
   state.inserts.set(heldId(table, key), { table, row: plain.values })
   return plain.read
+}
+
+/** The state of the `inTransaction` transaction `db` is, while it runs; else undefined. */
+function running(db: Db): TransactionState | undefined {
+  const state = states.get(db)
+  return state && !state.ended ? state : undefined
 }
 
 function heldId(table: HeldTable, key: Record<string, string>): string {
@@ -267,9 +273,9 @@ export async function appendRows<T extends AppendOnlyTable>(
   rows: Insertable<Database[T]>[],
 ): Promise<void> {
   if (rows.length === 0) return
-  const state = states.get(db)
+  const state = running(db)
   // Rows with an SQL expression among their values go at once, through Kysely.
-  if (state && !state.ended && rows.every((row) => Object.values(row).every(isPlainValue))) {
+  if (state && rows.every((row) => Object.values(row).every(isPlainValue))) {
     const list: Insertable<Database[T]>[] = state.rows[table]
     list.push(...rows)
     return

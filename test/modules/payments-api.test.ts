@@ -815,6 +815,28 @@ describe('idempotency', () => {
     })
   })
 
+  test('requests sent at once with one idempotency_key make one payment, and pay the invoice once', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const body = flexpriceBody(invoice.id, {
+      payment_method_type: 'OFFLINE',
+      payment_gateway: undefined,
+      amount: '40.00',
+    })
+    // All pass the first look-up together; the losers fail on the key when their payment is
+    // written (with the commit) and answer with the winner's payment.
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, () => postPayment<PaymentBody>(body)),
+    )
+    for (const answer of answers) expect(answer.status, answer.text).toBe(201)
+    const ids = new Set(answers.map((a) => a.body.id))
+    expect(ids.size).toBe(1)
+    expect(await paymentRowsFor(invoice.id)).toHaveLength(1)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      amount_paid: '40.00',
+      amount_remaining: '60.00',
+    })
+  })
+
   test('the same idempotency_key with another amount is 422 idempotency_mismatch', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const body = flexpriceBody(invoice.id, {

@@ -146,7 +146,7 @@ export async function insertPayment(
   remember(db, HELD_PAYMENT_ATTEMPTS, payment.id, [])
   remember(
     db,
-    NEW_PAYMENT_ALLOCATIONS,
+    HELD_PAYMENT_ALLOCATIONS,
     payment.id,
     rows.map((a) => ({ ...a, applied_amount: 0n })),
   )
@@ -218,7 +218,7 @@ export function attemptsOfHeldPayment(db: Db, paymentId: string): PaymentAttempt
  * The allocations of a payment the current transaction created or holds locked, as this
  * transaction left them: they change only under the payment's lock.
  */
-const NEW_PAYMENT_ALLOCATIONS = new MemoKey<PaymentAllocation[]>('new_payment_allocations')
+const HELD_PAYMENT_ALLOCATIONS = new MemoKey<PaymentAllocation[]>('held_payment_allocations')
 
 export async function findPayment(
   db: Db,
@@ -313,7 +313,7 @@ export async function allocationsOf(db: Db, paymentIds: string[]): Promise<Payme
   if (paymentIds.length === 0) return []
   const [only] = paymentIds
   const known =
-    paymentIds.length === 1 && only ? recall(db, NEW_PAYMENT_ALLOCATIONS, only) : undefined
+    paymentIds.length === 1 && only ? recall(db, HELD_PAYMENT_ALLOCATIONS, only) : undefined
   if (known) return known.map((a) => ({ ...a }))
   const query = STATEMENTS.compile(`allocations ${paymentIds.length}`, paymentIds, ($) =>
     db
@@ -333,7 +333,8 @@ export async function allocationsOf(db: Db, paymentIds: string[]): Promise<Payme
 /**
  * The allocations of a payment the caller holds locked, with each allocated invoice
  * locked too, in allocation order: what settling, refunding or checking the payment
- * does first. Allocations this transaction knows cost no query; else one statement
+ * does first. Allocations this transaction knows cost no query: it knows them only
+ * for a payment it created (under its invoices' locks) or read here. Else one statement
  * reads them and locks the invoices (`lockInvoicesOfPayment`), and they are then known
  * for the rest of the transaction (they change only under the payment's lock).
  */
@@ -342,7 +343,7 @@ export async function allocationsLockingInvoices(
   environmentId: string,
   payment: Payment,
 ): Promise<PaymentAllocation[]> {
-  const known = recall(db, NEW_PAYMENT_ALLOCATIONS, payment.id)
+  const known = recall(db, HELD_PAYMENT_ALLOCATIONS, payment.id)
   if (known) return known.map((a) => ({ ...a }))
   const allocations = await lockInvoicesOfPayment(db, environmentId, payment.id)
   const ids = allocations.map((a) => a.invoice_id)
@@ -353,7 +354,7 @@ export async function allocationsLockingInvoices(
   )
     return allocationsOf(db, [payment.id])
   if (recall(db, HELD_PAYMENTS, payment.id))
-    remember(db, NEW_PAYMENT_ALLOCATIONS, payment.id, allocations)
+    remember(db, HELD_PAYMENT_ALLOCATIONS, payment.id, allocations)
   return allocations.map((a) => ({ ...a }))
 }
 
@@ -396,10 +397,10 @@ async function updateAllocation(
       .where('invoice_id', '=', invoiceId)
       .execute()
   }
-  const known = recall(db, NEW_PAYMENT_ALLOCATIONS, paymentId)
+  const known = recall(db, HELD_PAYMENT_ALLOCATIONS, paymentId)
   if (known) {
     const updated = known.map((a) => (a.invoice_id === invoiceId ? { ...a, ...changes } : a))
-    remember(db, NEW_PAYMENT_ALLOCATIONS, paymentId, updated)
+    remember(db, HELD_PAYMENT_ALLOCATIONS, paymentId, updated)
   }
 }
 
