@@ -89,8 +89,10 @@ export class MemoKey<V> {
  *   whatever it names, or the commit; a held update of such a row is folded into its
  *   insert, so a row created and moved in one transaction is written once.
  *
- * What is still held at the end goes in one statement, as data-modifying CTEs, before
- * the commit. An error rolls everything back, held writes included.
+ * What is still held at the end goes in one statement, as data-modifying CTEs, sent
+ * with the commit in one round trip (as the `begin` is sent with the first statement:
+ * `src/db/client.ts`). An error rolls everything back, held writes included; one from
+ * the held writes comes from the commit.
  *
  * @example
  * await inTransaction(db, async (trx) => {
@@ -113,7 +115,11 @@ export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<
       await trx.executeQuery(CompiledQuery.raw(BIND_TRANSACTION, [state]))
       const result = await run(trx)
       const last = takeHeld(state, true)
-      if (last) await trx.executeQuery(last)
+      // Handed to the connection, to go with the commit in one round trip (client.ts).
+      if (last) {
+        const taken = await trx.executeQuery(CompiledQuery.raw(WITH_COMMIT, [last]))
+        if (taken.rows[0] !== TAKEN_WITH_COMMIT) await trx.executeQuery(last)
+      }
       return result
     } finally {
       state.ended = true
@@ -133,6 +139,15 @@ export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<
  * process.)
  */
 export const BIND_TRANSACTION = '-- payrail: bind this connection to its inTransaction state'
+
+/**
+ * Not SQL either: `inTransaction` hands its last statement (the held writes) to its
+ * connection with this, as its one value, and the connection sends it with the
+ * commit. The connection answers with `TAKEN_WITH_COMMIT` as its one row; any other
+ * answer means the statement was not taken, and it runs at once.
+ */
+export const WITH_COMMIT = '-- payrail: send this statement with the commit'
+export const TAKEN_WITH_COMMIT: object = Object.freeze({ taken: WITH_COMMIT })
 
 /**
  * For the pool's connections (`src/db/client.ts`), before each statement: the held

@@ -1,7 +1,9 @@
-import { sql } from 'kysely'
+import { CompiledQuery, type RawBuilder, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createDbClient, type DbClient } from '../../src/db/client.ts'
+import { TAKEN_WITH_COMMIT, WITH_COMMIT } from '../../src/db/transaction.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
+import { statementsOf } from '../statements.ts'
 
 let ctx: TestContext
 let client: DbClient
@@ -81,3 +83,106 @@ describe('prepared statements', () => {
     expect(rows.some((r) => /^\s*(begin|commit)/i.test(r.statement))).toBe(false)
   })
 })
+
+describe("a transaction's begin and commit go with its first and last statements", () => {
+  const rowsOf = async (table: string, db: DbClient['db'] = client.db) =>
+    (await sql<{ a: number }>`select a from ${sql.table(table)} order by a`.execute(db)).rows
+
+  /**
+   * Runs `body` in a transaction on a new table holding the row 1, where it fails with
+   * a unique violation; the statements it sent, once the table is shown to hold only 1.
+   */
+  const failing = async (table: string, body: (trx: DbClient['db']) => Promise<void>) => {
+    await sql`create table ${sql.table(table)} (a int primary key)`.execute(client.db)
+    await sql`insert into ${sql.table(table)} values (1)`.execute(client.db)
+    const texts = await statementsOf(() =>
+      expect(client.db.transaction().execute(body)).rejects.toMatchObject({
+        code: '23505',
+        constraint: `${table}_pkey`,
+      }),
+    )
+    expect(await rowsOf(table)).toEqual([{ a: 1 }])
+    return texts
+  }
+
+  test('one round trip for a transaction of one statement, and it is one transaction', async () => {
+    await sql`create table probe_pipeline (a int primary key)`.execute(client.db)
+    const texts = await statementsOf(() =>
+      client.db.transaction().execute(async (trx) => {
+        await withCommit(trx, sql`insert into probe_pipeline values (1)`)
+      }),
+    )
+    expect(texts).toEqual(['begin; insert into probe_pipeline values (1); commit'])
+    expect(await rowsOf('probe_pipeline')).toEqual([{ a: 1 }])
+  })
+
+  test('the first statement is in the transaction: a later failure takes its write back', async () => {
+    const texts = await failing('probe_atomic', async (trx) => {
+      await sql`insert into probe_atomic values (2)`.execute(trx)
+      // Seen by the transaction itself, not by another connection.
+      expect(await rowsOf('probe_atomic', trx)).toEqual([{ a: 1 }, { a: 2 }])
+      expect((await ctx.pool.query('select a from probe_atomic')).rows).toEqual([{ a: 1 }])
+      await sql`insert into probe_atomic values (1)`.execute(trx)
+    })
+    expect(texts[0]).toBe('begin; insert into probe_atomic values (2)')
+    expect(texts.at(-1)).toBe('rollback')
+    // The connection is usable after the rollback.
+    await client.db.transaction().execute(async (trx) => {
+      await sql`insert into probe_atomic values (3)`.execute(trx)
+    })
+    expect(await rowsOf('probe_atomic')).toEqual([{ a: 1 }, { a: 3 }])
+  })
+
+  test('held writes that fail go with the commit: the error is theirs and nothing of the transaction stays', async () => {
+    const texts = await failing('probe_final', async (trx) => {
+      await sql`insert into probe_final values (2)`.execute(trx)
+      await withCommit(trx, sql`insert into probe_final values (1)`)
+    })
+    expect(texts).toEqual([
+      'begin; insert into probe_final values (2)',
+      'insert into probe_final values (1); commit',
+      'rollback',
+    ])
+  })
+
+  test('a transaction that runs nothing, committed or rolled back, sends nothing', async () => {
+    const texts = await statementsOf(async () => {
+      await client.db.transaction().execute(async () => {})
+      await expect(
+        client.db.transaction().execute(async () => {
+          throw new Error('before any statement')
+        }),
+      ).rejects.toThrow('before any statement')
+    })
+    expect(texts).toEqual([])
+  })
+
+  test('an unprepared first statement (transaction control) runs inside the transaction', async () => {
+    const shown = await client.db.transaction().execute(async (trx) => {
+      // `set local` outside a transaction only warns, and changes nothing.
+      await sql`set local lock_timeout = '1234ms'`.execute(trx)
+      return (await sql<{ lock_timeout: string }>`show lock_timeout`.execute(trx)).rows
+    })
+    expect(shown).toEqual([{ lock_timeout: '1234ms' }])
+    const after = await sql<{ lock_timeout: string }>`show lock_timeout`.execute(client.db)
+    expect(after.rows).not.toEqual([{ lock_timeout: '1234ms' }])
+  })
+
+  test('a first statement that fails to parse is parsed again next time', async () => {
+    const run = () =>
+      client.db.transaction().execute(async (trx) => {
+        return (await sql<{ a: number }>`select a from probe_later`.execute(trx)).rows
+      })
+    await expect(run()).rejects.toMatchObject({ code: '42P01' })
+    await sql`create table probe_later (a int)`.execute(client.db)
+    await sql`insert into probe_later values (7)`.execute(client.db)
+    expect(await run()).toEqual([{ a: 7 }])
+    expect(await run()).toEqual([{ a: 7 }])
+  })
+})
+
+/** Hands `statement` to the connection to go with the commit, as `inTransaction` does its held writes. */
+async function withCommit(trx: DbClient['db'], statement: RawBuilder<unknown>) {
+  const taken = await trx.executeQuery(CompiledQuery.raw(WITH_COMMIT, [statement.compile(trx)]))
+  expect(taken.rows).toEqual([TAKEN_WITH_COMMIT])
+}
