@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import {
-  type CompiledQuery,
+  CompiledQuery,
   Kysely,
   PostgresDialect,
   type PostgresPool,
@@ -12,7 +12,13 @@ import pg from 'pg'
 import pgUtils from 'pg/lib/utils.js'
 import { serialize } from 'pg-protocol'
 import type { Database } from './database.ts'
-import { BIND_TRANSACTION, heldBefore, TAKEN_WITH_COMMIT, WITH_COMMIT } from './transaction.ts'
+import {
+  BIND_TRANSACTION,
+  heldBefore,
+  readAheadsAfter,
+  TAKEN_WITH_COMMIT,
+  WITH_COMMIT,
+} from './transaction.ts'
 
 export type Db = Kysely<Database>
 
@@ -100,13 +106,20 @@ const unpreparable = new Set<string>()
  * half of what a short statement costs it. The name is derived from the text, so
  * every connection shares it; texts past `MAX_PREPARED` distinct ones run unnamed.
  *
- * A transaction's `begin` is not sent on its own: it goes with the transaction's
- * first statement, in one message to PostgreSQL (a pipeline). Its last statement, when
- * `inTransaction` hands it over as `WITH_COMMIT`, goes with the `commit` the same way.
- * A transaction of three statements is then three round trips, not five. Nothing
- * changes for PostgreSQL: a transaction's snapshot is taken by its first statement,
- * not by `begin`, and a statement that fails in the pipeline skips what follows it
- * (the commit included) and leaves the transaction aborted, to be rolled back.
+ * Statements that must run one after the other but need nothing from each other's
+ * answers go in one message to PostgreSQL (a pipeline of the extended protocol: their
+ * Parse, Bind and Execute messages, then one Sync), one round trip for all:
+ *
+ * - a transaction's `begin` goes with its first statement;
+ * - its last statement, when `inTransaction` hands it over as `WITH_COMMIT`, goes with
+ *   the `commit`;
+ * - held writes (`heldBefore`) go with the statement that must follow them;
+ * - read-aheads (`readAhead`) go after the transaction's next statement.
+ *
+ * Nothing changes for PostgreSQL: each statement still runs on its own snapshot, in
+ * order (a transaction's snapshot is taken by its first statement, not by `begin`),
+ * and a statement that fails skips the rest of its pipeline, the `commit` included,
+ * leaving the transaction aborted until the `rollback` Kysely then sends.
  */
 function preparingPool(pool: pg.Pool): PostgresPool {
   return {
@@ -116,26 +129,36 @@ function preparingPool(pool: pg.Pool): PostgresPool {
       let owesBegin = false
       /** The transaction's last statement, to be sent with its `commit`. */
       let last: CompiledQuery | undefined
-      const run = async <R>(text: string, values: ReadonlyArray<unknown>, commit = false) => {
-        const pipeline = owesBegin || commit ? { begin: owesBegin, commit } : undefined
-        owesBegin = false
-        const name = statementName(text)
-        if (!name && !pipeline) return asResult<R>(await client.query(text, [...values]))
-        try {
-          return asResult<R>(await runPrepared(client, name, text, values, pipeline))
-        } catch (error) {
-          // 0A000 "cached plan must not change result type": a migration altered a table
-          // this connection had prepared a statement on. Outside a transaction, run it plainly.
-          if (!(name && error instanceof Error && 'code' in error && error.code === '0A000')) {
-            throw error
-          }
-          unpreparable.add(text)
-          return asResult<R>(await client.query(text, [...values]))
-        }
-      }
       /** The `inTransaction` this connection runs, from its `BIND_TRANSACTION`; until it is released. */
       let transaction: unknown
-      // Updates the transaction held back go first when this statement could read them.
+      /**
+       * `query` in one round trip: after the held writes that must go before it and the
+       * owed `begin`, before the `commit` when asked, and with the transaction's
+       * read-aheads after it (never after the `commit`).
+       */
+      const send = <R>(query: CompiledQuery, commit = false) => {
+        const held = transaction === undefined ? undefined : heldBefore(transaction, query.sql)
+        const statements = held ? [statementOf(held), statementOf(query)] : [statementOf(query)]
+        const mine = statements.length - 1
+        const aheads = transaction === undefined || commit ? [] : readAheadsAfter(transaction)
+        for (const ahead of aheads) statements.push(statementOf(ahead.query))
+        const begin = owesBegin
+        owesBegin = false
+        const results = runStatements(client, statements, { begin, commit })
+        if (aheads.length > 0) {
+          results.then(
+            (answers) => {
+              aheads.forEach((ahead, i) => {
+                ahead.settle(undefined, (answers[mine + 1 + i] as pg.QueryResult).rows)
+              })
+            },
+            (error: Error) => {
+              for (const ahead of aheads) ahead.settle(error, [])
+            },
+          )
+        }
+        return results.then((answers) => asResult<R>(answers[mine] as pg.QueryResult))
+      }
       const query = <R>(text: string, values: ReadonlyArray<unknown>) => {
         switch (text) {
           case BIND_TRANSACTION:
@@ -155,8 +178,8 @@ function preparingPool(pool: pg.Pool): PostgresPool {
               owesBegin = false
               return answer<R>('COMMIT')
             }
-            if (!final) return run<R>(text, [])
-            return run(final.sql, final.parameters, true).then(() => answer<R>('COMMIT'))
+            if (!final) return client.query(text).then((result) => asResult<R>(result))
+            return send(final, true).then(() => answer<R>('COMMIT'))
           }
           case 'rollback':
             last = undefined
@@ -164,12 +187,9 @@ function preparingPool(pool: pg.Pool): PostgresPool {
               owesBegin = false
               return answer<R>('ROLLBACK')
             }
-            return run<R>(text, values)
+            return client.query(text).then((result) => asResult<R>(result))
         }
-        const held = transaction === undefined ? undefined : heldBefore(transaction, text)
-        if (!held) return run<R>(text, values)
-        const first = run(held.sql, held.parameters)
-        return first.then(() => run<R>(text, values))
+        return send<R>(CompiledQuery.raw(text, [...values]))
       }
       return {
         query: query as PostgresPoolClient['query'],
@@ -182,6 +202,49 @@ function preparingPool(pool: pg.Pool): PostgresPool {
     },
     end: () => pool.end(),
   }
+}
+
+/**
+ * Runs `statements` in one round trip (with the transaction's `begin` before them and
+ * its `commit` after, when asked). A lone statement with neither that PostgreSQL
+ * refuses to run prepared (0A000 "cached plan must not change result type": a
+ * migration altered a table this connection had prepared it on) runs again unnamed,
+ * and is never prepared again.
+ */
+async function runStatements(
+  client: pg.PoolClient,
+  statements: Statement[],
+  pipeline: Pipeline,
+): Promise<pg.QueryResult[]> {
+  const alone = statements.length === 1 && !pipeline.begin && !pipeline.commit
+  const only = statements[0]
+  if (alone && only && only.name === undefined) return [await client.query(only.text, only.values)]
+  try {
+    return await new Promise((resolve, reject) => {
+      client.query(
+        // A submittable query, as node-postgres's own (its types know only configs and texts).
+        new PipelineQuery(statements, pipeline, (error, results) =>
+          error ? reject(error) : resolve(results),
+        ) as unknown as pg.Submittable,
+      )
+    })
+  } catch (error) {
+    if (!(error instanceof Error && 'code' in error && error.code === '0A000')) throw error
+    for (const statement of statements) if (statement.name) unpreparable.add(statement.text)
+    if (!(alone && only)) throw error
+    return [await client.query(only.text, only.values)]
+  }
+}
+
+/** A statement as a pipeline sends it: named when it is prepared. */
+interface Statement {
+  name: string | undefined
+  text: string
+  values: unknown[]
+}
+
+function statementOf(query: CompiledQuery): Statement {
+  return { name: statementName(query.sql), text: query.sql, values: query.parameters as unknown[] }
 }
 
 /** The columns of a row description, as node-postgres reads them. */
@@ -210,11 +273,11 @@ interface KnownColumns {
 /** By statement name, what `addFields` made of its columns the last time; at most one per prepared statement. */
 const KNOWN_COLUMNS = new Map<string, KnownColumns>()
 
-/** What a query sends around its own statement, in the same message to PostgreSQL. */
+/** What a pipeline sends around its statements, in the same message to PostgreSQL. */
 interface Pipeline {
-  /** Sent first: the transaction begins with this statement. */
+  /** Sent first: the transaction begins with these statements. */
   begin: boolean
-  /** Sent last: the transaction commits when this statement succeeds. */
+  /** Sent last: the transaction commits when these statements succeed. */
   commit: boolean
 }
 
@@ -223,31 +286,32 @@ const pipelined = (text: string) =>
   Buffer.concat([serialize.parse({ text }), serialize.bind({}), serialize.execute({})])
 const BEGIN_MESSAGES = pipelined('begin')
 const COMMIT_MESSAGES = pipelined('commit')
+/** Describe and Execute of the unnamed portal, after each statement's Bind. */
+const DESCRIBE_EXECUTE = Buffer.concat([
+  serialize.describe({ type: 'P', name: '' }),
+  serialize.execute({ portal: '' }),
+])
 
-/** The parts of node-postgres's `Connection` a pipelined query writes to (pg 8). */
+/** The parts of node-postgres's `Connection` a pipeline writes to (pg 8). */
 interface PgConnection {
   stream: { cork(): void; uncork(): void; write(buffer: Buffer): boolean }
   parsedStatements: Record<string, string>
   submittedNamedStatements: Record<string, string>
   parse(query: { text: string; name?: string }): void
-  bind(config: object): void
-  describe(message: { type: 'P'; name: string }): void
-  execute(config: { portal: string }): void
+  close(message: { type: 'S'; name: string }): void
   sync(): void
 }
 
-/** The parts of node-postgres's `Query` that `PreparedQuery` sets, calls or overrides (pg 8). */
+/** The parts of node-postgres's `Query` that `PipelineQuery` sets, calls or overrides (pg 8). */
 interface PgQuery {
-  name: string | undefined
-  text: string
-  values: unknown[]
   _result: PgResult
   _accumulateRows: boolean
-  _checkForMultirow(): void
+  _canceledDueToError: unknown
   submit(connection: PgConnection): Error | null
   handleError(error: Error, connection: PgConnection): void
   handleCommandComplete(message: unknown, connection: PgConnection): void
   handleRowDescription(message: { fields: FieldDescription[] }): void
+  handleReadyForQuery(connection: PgConnection): void
 }
 
 const PgQuery = pg.Query as unknown as new (
@@ -256,70 +320,99 @@ const PgQuery = pg.Query as unknown as new (
   callback: (error: Error | undefined, result: unknown) => void,
 ) => PgQuery
 
+const PgResultClass = (
+  pg as unknown as { Result: new (rowMode: unknown, types: unknown) => PgResult }
+).Result
+
 /**
- * A statement's query, named (prepared) or not. PostgreSQL describes a statement's
- * columns with every execution, and node-postgres rebuilds their parsers and an empty
- * row from the description every time: for a row of forty columns, more than the rest
- * of reading the answer. One name is one text, so one set of columns, but they are
- * compared with the last ones rather than trusted (a migration may have changed a table).
- *
- * With a `pipeline`, the transaction's `begin` goes before the statement and its
- * `commit` after it, with one Sync: one round trip. Their command tags are not the
- * statement's result, and are skipped.
+ * Per connection, statement names a failed pipeline sent a Parse for: whether
+ * PostgreSQL parsed them is not known, so the next Parse of one is preceded by a
+ * Close (which does nothing for a name that does not exist).
  */
-class PreparedQuery extends PgQuery {
-  /** Command tags still to skip before the statement's own (the `begin`'s). */
-  private skipBefore: number
-  /** Whether the statement's own tag came: any later one is the `commit`'s. */
-  private completed = false
+const UNCERTAIN = new WeakMap<PgConnection, Set<string>>()
+
+/**
+ * Statements in one round trip (`preparingPool`), each with a result of its own.
+ * node-postgres tracks the Parse of a named query by the query's name, one per
+ * query; this query has none, and keeps the connection's records of its statements'
+ * names itself.
+ *
+ * PostgreSQL describes a statement's columns with every execution, and node-postgres
+ * rebuilds their parsers and an empty row from the description every time: for a row
+ * of forty columns, more than the rest of reading the answer. One name is one text, so
+ * one set of columns, but they are compared with the last ones rather than trusted (a
+ * migration may have changed a table).
+ */
+class PipelineQuery extends PgQuery {
+  private readonly results: PgResult[]
+  /** The statement whose answer comes next. */
+  private current = 0
+  /** Whether the `begin`'s command tag is still to come (and to skip). */
+  private beginOwed: boolean
+  /** The names this query sent a Parse for. */
+  private readonly parsing: string[] = []
+  /** Whether `done` was called: an error can come before the ReadyForQuery that follows it. */
+  private finished = false
 
   constructor(
-    name: string | undefined,
-    text: string,
-    values: unknown[],
-    callback: (error: Error | undefined, result: unknown) => void,
-    private readonly pipeline?: Pipeline,
+    private readonly statements: Statement[],
+    private readonly pipeline: Pipeline,
+    done: (error: Error | undefined, results: pg.QueryResult[]) => void,
   ) {
-    // Text and values apart: node-postgres then copies no config object for the query.
-    super(text, values, callback)
-    this.name = name
+    super(statements[0]?.text ?? '', [], (error) => {
+      if (error) this.finish(error)
+    })
+    this.done = done
     // Payrail's types for every connection (each client would give the result its own copy).
-    this._result._types = payrailTypes
-    this.skipBefore = pipeline?.begin ? 1 : 0
+    this.results = statements.map(() => new PgResultClass(undefined, payrailTypes))
+    this._result = this.results[0] as PgResult
+    this.beginOwed = pipeline.begin
   }
 
   override submit(connection: PgConnection): Error | null {
-    if (!this.pipeline) return super.submit(connection)
-    const { name, text } = this
-    const stream = connection.stream
+    // Every Bind first, as a value that cannot be sent fails it: then nothing is sent
+    // but the `begin` (the transaction stays begun, as the caller believes it is).
+    const binds: Buffer[] = []
+    try {
+      for (const { name, values } of this.statements) {
+        binds.push(
+          serialize.bind({
+            portal: '',
+            statement: name,
+            values,
+            valueMapper: pgUtils.prepareValue,
+          }),
+        )
+      }
+    } catch (error) {
+      if (this.pipeline.begin) connection.stream.write(BEGIN_MESSAGES)
+      this.pipeline.begin = false
+      this.beginOwed = false
+      connection.sync()
+      this.handleError(error as Error, connection)
+      return null
+    }
+    const { stream } = connection
     stream.cork()
     try {
-      // A named statement's Parse goes before the `begin`: node-postgres takes the first
-      // ParseComplete of the query for it (it cannot tell whose it is).
-      const parse =
-        name === undefined ||
-        !(name in connection.parsedStatements || name in connection.submittedNamedStatements)
-      if (parse && name !== undefined) {
+      // Named statements' Parse first: the `begin`'s, and an unnamed statement's, would
+      // replace the unnamed statement, so those go just before their Bind.
+      const uncertain = UNCERTAIN.get(connection)
+      for (const { name, text } of this.statements) {
+        if (name === undefined) continue
+        if (uncertain?.delete(name)) connection.close({ type: 'S', name })
+        else if (name in connection.parsedStatements || name in connection.submittedNamedStatements)
+          continue
         connection.parse({ text, name })
         connection.submittedNamedStatements[name] = text
+        this.parsing.push(name)
       }
       if (this.pipeline.begin) stream.write(BEGIN_MESSAGES)
-      // An unnamed one after it: the `begin`'s Parse replaces the unnamed statement.
-      if (parse && name === undefined) connection.parse({ text })
-      try {
-        connection.bind({
-          portal: '',
-          statement: name,
-          values: this.values,
-          valueMapper: pgUtils.prepareValue,
-        })
-      } catch (error) {
-        connection.sync()
-        this.handleError(error as Error, connection)
-        return null
-      }
-      connection.describe({ type: 'P', name: '' })
-      connection.execute({ portal: '' })
+      this.statements.forEach(({ name, text }, index) => {
+        if (name === undefined) connection.parse({ text })
+        stream.write(binds[index] as Buffer)
+        stream.write(DESCRIBE_EXECUTE)
+      })
       if (this.pipeline.commit) stream.write(COMMIT_MESSAGES)
       connection.sync()
     } finally {
@@ -328,28 +421,18 @@ class PreparedQuery extends PgQuery {
     return null
   }
 
-  override handleCommandComplete(message: unknown, connection: PgConnection): void {
-    if (this.skipBefore > 0) {
-      this.skipBefore--
-      return
-    }
-    if (this.completed) return
-    this.completed = true
-    super.handleCommandComplete(message, connection)
-  }
-
   override handleRowDescription(message: { fields: FieldDescription[] }): void {
-    this._checkForMultirow()
     const result = this._result
-    const known = this.name === undefined ? undefined : KNOWN_COLUMNS.get(this.name)
+    const name = this.statements[this.current]?.name
+    const known = name === undefined ? undefined : KNOWN_COLUMNS.get(name)
     if (known && known.types === result._types && sameColumns(known.fields, message.fields)) {
       result.fields = message.fields
       result._parsers = known.parsers
       result._prebuiltEmptyResultObject = known.emptyRow
     } else {
       result.addFields(message.fields)
-      if (this.name !== undefined) {
-        KNOWN_COLUMNS.set(this.name, {
+      if (name !== undefined) {
+        KNOWN_COLUMNS.set(name, {
           types: result._types,
           fields: message.fields,
           parsers: result._parsers,
@@ -359,6 +442,52 @@ class PreparedQuery extends PgQuery {
     }
     // It always has a callback: every row is kept.
     this._accumulateRows = true
+  }
+
+  override handleCommandComplete(message: unknown, connection: PgConnection): void {
+    if (this.beginOwed) {
+      this.beginOwed = false
+      return
+    }
+    // After the last statement's, only the `commit`'s.
+    if (this.current >= this.statements.length) return
+    super.handleCommandComplete(message, connection)
+    this.current++
+    const next = this.results[this.current]
+    if (next) this._result = next
+  }
+
+  override handleReadyForQuery(connection: PgConnection): void {
+    if (this._canceledDueToError) {
+      super.handleReadyForQuery(connection)
+      return
+    }
+    for (const name of this.parsing) {
+      connection.parsedStatements[name] = connection.submittedNamedStatements[name] ?? ''
+      delete connection.submittedNamedStatements[name]
+    }
+    this.finish(undefined)
+  }
+
+  private readonly done: (error: Error | undefined, results: pg.QueryResult[]) => void
+
+  private finish(error: Error | undefined): void {
+    if (this.finished) return
+    this.finished = true
+    this.done(error, error ? [] : (this.results as unknown as pg.QueryResult[]))
+  }
+
+  override handleError(error: Error, connection: PgConnection): void {
+    if (this.parsing.length > 0) {
+      const uncertain = UNCERTAIN.get(connection) ?? new Set<string>()
+      UNCERTAIN.set(connection, uncertain)
+      for (const name of this.parsing) {
+        delete connection.submittedNamedStatements[name]
+        uncertain.add(name)
+      }
+      this.parsing.length = 0
+    }
+    super.handleError(error, connection)
   }
 }
 
@@ -370,27 +499,6 @@ function sameColumns(a: FieldDescription[], b: FieldDescription[]): boolean {
     if (x.name !== y.name || x.dataTypeID !== y.dataTypeID || x.format !== y.format) return false
   }
   return true
-}
-
-function runPrepared(
-  client: pg.PoolClient,
-  name: string | undefined,
-  text: string,
-  values: ReadonlyArray<unknown>,
-  pipeline?: Pipeline,
-): Promise<pg.QueryResult> {
-  return new Promise((resolve, reject) => {
-    client.query(
-      // A submittable query, as node-postgres's own (its types know only configs and texts).
-      new PreparedQuery(
-        name,
-        text,
-        [...values],
-        (error, result) => (error ? reject(error) : resolve(result as pg.QueryResult)),
-        pipeline,
-      ) as unknown as pg.Submittable,
-    )
-  })
 }
 
 function statementName(text: string): string | undefined {

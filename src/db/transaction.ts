@@ -6,7 +6,12 @@ import type { Database } from './database.ts'
 export type AppendOnlyTable = 'events' | 'payment_transitions'
 
 /** Tables whose row updates a transaction may hold back until its next statement on them. */
-export type HeldTable = 'payments' | 'invoices' | 'payment_allocations' | 'webhook_events'
+export type HeldTable =
+  | 'payments'
+  | 'invoices'
+  | 'payment_allocations'
+  | 'payment_attempts'
+  | 'webhook_events'
 
 type PendingRows = { [T in AppendOnlyTable]: Insertable<Database[T]>[] }
 
@@ -29,6 +34,18 @@ interface TransactionState {
   /** By table and key, merged: one row is updated at most once per statement. */
   updates: Map<string, HeldUpdate>
   memo: Map<MemoKey<unknown>, Map<string, unknown>>
+  /** Statements to send after the transaction's next one, by key (`readAhead`). */
+  ahead: Map<string, ReadAhead>
+}
+
+/** A statement sent after another, in its round trip, and its answer once it comes. */
+export interface ReadAhead {
+  query: CompiledQuery
+  /** Whether it went (with the statement after which it was to go). */
+  sent: boolean
+  /** Its rows; rejected when it, or a statement before it in its round trip, failed. */
+  rows: Promise<unknown[]>
+  settle(error: Error | undefined, rows: unknown[]): void
 }
 
 const states = new WeakMap<Db, TransactionState>()
@@ -65,6 +82,11 @@ const HELD_TABLES: Record<HeldTable, { named: RegExp; json: string[]; timestamps
     ],
   },
   payment_allocations: { named: /\bpayment_allocations\b/i, json: [], timestamps: [] },
+  payment_attempts: {
+    named: /\bpayment_attempts\b/i,
+    json: [],
+    timestamps: ['created_at', 'updated_at'],
+  },
   webhook_events: {
     named: /\bwebhook_events\b/i,
     json: ['payload'],
@@ -107,6 +129,7 @@ export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<
     inserts: new Map(),
     updates: new Map(),
     memo: new Map(),
+    ahead: new Map(),
   }
   return db.transaction().execute(async (trx) => {
     states.set(trx, state)
@@ -125,6 +148,7 @@ export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<
       state.ended = true
       state.inserts.clear()
       state.updates.clear()
+      state.ahead.clear()
       states.delete(trx)
     }
   })
@@ -164,6 +188,55 @@ export function heldBefore(transaction: unknown, text: string): CompiledQuery | 
     if (HELD_TABLES[held.table].named.test(text)) return takeHeld(state, false)
   }
   return undefined
+}
+
+/**
+ * Sends `query` right after the transaction's next statement, in the same round trip,
+ * and keeps its answer for `takeReadAhead(db, key)`: a read the transaction needs
+ * later costs no round trip of its own. It runs on a snapshot of its own, taken when
+ * the statement before it has finished (after the locks that one waited for). Only for
+ * what cannot change between then and its taking (a locked row's children, say), as
+ * the caller knows. Outside `inTransaction`, nothing is held: `takeReadAhead` then
+ * finds nothing, and its caller reads as it would have.
+ */
+export function readAhead(db: Db, key: string, query: CompiledQuery): void {
+  const state = running(db)
+  if (!state) return
+  let settle!: ReadAhead['settle']
+  const rows = new Promise<unknown[]>((resolve, reject) => {
+    settle = (error, answer) => (error ? reject(error) : resolve(answer))
+  })
+  // A read-ahead no one takes (its transaction failed first) must not be an unhandled rejection.
+  rows.catch(() => {})
+  state.ahead.set(key, { query, sent: false, rows, settle })
+}
+
+/**
+ * The rows of the read-ahead `key`, if it went; undefined if it never did (no statement
+ * went after it was asked for), and it is then dropped: the caller reads for itself.
+ */
+export function takeReadAhead<R>(db: Db, key: string): Promise<R[]> | undefined {
+  const state = running(db)
+  const ahead = state?.ahead.get(key)
+  if (!ahead) return undefined
+  state?.ahead.delete(key)
+  return ahead.sent ? (ahead.rows as Promise<R[]>) : undefined
+}
+
+/**
+ * For the pool's connections (`src/db/client.ts`), when they send a statement of
+ * `transaction`: the read-aheads waiting to go after it, marked as gone.
+ */
+export function readAheadsAfter(transaction: unknown): ReadAhead[] {
+  const state = transaction as TransactionState
+  if (state.ended || state.ahead.size === 0) return []
+  const waiting: ReadAhead[] = []
+  for (const ahead of state.ahead.values()) {
+    if (ahead.sent) continue
+    ahead.sent = true
+    waiting.push(ahead)
+  }
+  return waiting
 }
 
 /**

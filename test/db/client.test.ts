@@ -1,7 +1,12 @@
 import { CompiledQuery, type RawBuilder, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createDbClient, type DbClient } from '../../src/db/client.ts'
-import { TAKEN_WITH_COMMIT, WITH_COMMIT } from '../../src/db/transaction.ts'
+import {
+  inTransaction,
+  readAhead,
+  TAKEN_WITH_COMMIT,
+  WITH_COMMIT,
+} from '../../src/db/transaction.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { statementsOf } from '../statements.ts'
 
@@ -186,3 +191,35 @@ async function withCommit(trx: DbClient['db'], statement: RawBuilder<unknown>) {
   const taken = await trx.executeQuery(CompiledQuery.raw(WITH_COMMIT, [statement.compile(trx)]))
   expect(taken.rows).toEqual([TAKEN_WITH_COMMIT])
 }
+
+describe('statements sent together', () => {
+  test('a statement whose Parse went in a round trip that failed is parsed again safely', async () => {
+    await sql`create table probe_uncertain (a int primary key)`.execute(client.db)
+    await sql`insert into probe_uncertain values (1)`.execute(client.db)
+    const probe = sql<{ n: number }>`select count(*)::int as n from probe_uncertain where a > 0`
+    await expect(
+      inTransaction(client.db, async (trx) => {
+        // Its Parse goes first, then the insert fails: whether it was parsed is not known.
+        readAhead(trx, 'probe', probe.compile(trx))
+        await sql`insert into probe_uncertain values (1)`.execute(trx)
+      }),
+    ).rejects.toMatchObject({ code: '23505' })
+    expect((await probe.execute(client.db)).rows).toEqual([{ n: 1 }])
+    expect((await probe.execute(client.db)).rows).toEqual([{ n: 1 }])
+  })
+
+  test('a value that cannot be sent fails its statement before anything of it goes', async () => {
+    await sql`create table probe_values (a int primary key, b jsonb)`.execute(client.db)
+    const circular: Record<string, unknown> = {}
+    circular.self = circular
+    await expect(
+      client.db.transaction().execute(async (trx) => {
+        await sql`insert into probe_values values (1, ${circular})`.execute(trx)
+      }),
+    ).rejects.toThrow(/circular/i)
+    // The connection goes on, and the transaction left nothing.
+    await sql`insert into probe_values values (2, '{}')`.execute(client.db)
+    const { rows } = await sql<{ a: number }>`select a from probe_values`.execute(client.db)
+    expect(rows).toEqual([{ a: 2 }])
+  })
+})

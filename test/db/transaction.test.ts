@@ -1,7 +1,15 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { newId } from '../../src/core/ids.ts'
-import { appendRows, inTransaction, MemoKey, recall, remember } from '../../src/db/transaction.ts'
+import {
+  appendRows,
+  inTransaction,
+  MemoKey,
+  readAhead,
+  recall,
+  remember,
+  takeReadAhead,
+} from '../../src/db/transaction.ts'
 import {
   allocationsOf,
   insertPayment,
@@ -344,10 +352,10 @@ describe('insertPayment', () => {
         }),
       Number.POSITIVE_INFINITY,
     )
-    const probe = statements.indexOf('select 1 as probe')
-    const flushed = statements[probe - 1] ?? ''
-    // The transaction's first statement: its `begin` goes with it.
-    expect(flushed).toMatch(/^begin; with w0 as \(insert into "payments" \([^)]*"description"/)
+    // The insert goes with the probe, in the transaction's first round trip (with the `begin`).
+    expect(statements[0]).toMatch(
+      /^begin; with w0 as \(insert into "payments" \([^)]*"description".*; select 1 as probe$/,
+    )
     expect(statements.some((s) => s.includes('update "payments"'))).toBe(false)
   })
 
@@ -515,5 +523,74 @@ describe('held updates', () => {
       .where('id', '=', paymentId)
       .executeTakeFirstOrThrow()
     expect(row.description).not.toBe('leaked')
+  })
+})
+
+describe('read-aheads', () => {
+  const countQuery = (type: string) =>
+    sql<{ n: number }>`select count(*)::int as n from events where type = ${type}`.compile(ctx.db)
+
+  test("go after the transaction's next statement, in its round trip, and read what it wrote", async () => {
+    let seen: { n: number }[] | undefined
+    const texts = await statementsOf(() =>
+      inTransaction(ctx.db, async (trx) => {
+        readAhead(trx, 'count', countQuery('probe.ahead'))
+        await sql`insert into events (id, tenant_id, environment_id, type, object_type, object_id, data, created_at)
+          values (${newId('event')}, ${ctx.scope.tenantId}, ${ctx.scope.environmentId}, 'probe.ahead',
+            'probe', ${paymentId}, '{}', now())`.execute(trx)
+        seen = await takeReadAhead<{ n: number }>(trx, 'count')
+        // Taken once.
+        expect(takeReadAhead(trx, 'count')).toBeUndefined()
+      }),
+    )
+    expect(seen).toEqual([{ n: 1 }])
+    expect(texts).toHaveLength(2)
+    expect(texts[0]).toMatch(
+      /^begin; insert into events .*; select count\(\*\)::int as n from events/,
+    )
+    expect(texts[1]).toBe('commit')
+  })
+
+  test('one that never went (no statement followed) is dropped: the caller reads for itself', async () => {
+    const texts = await statementsOf(() =>
+      inTransaction(ctx.db, async (trx) => {
+        readAhead(trx, 'count', countQuery('probe.unsent'))
+        expect(takeReadAhead(trx, 'count')).toBeUndefined()
+        await sql`select 1 as after`.execute(trx)
+      }),
+    )
+    expect(texts).toEqual(['begin; select 1 as after', 'commit'])
+  })
+
+  test('none goes with the commit, and none outside a transaction', async () => {
+    readAhead(ctx.db, 'count', countQuery('probe.outside'))
+    expect(takeReadAhead(ctx.db, 'count')).toBeUndefined()
+    const texts = await statementsOf(() =>
+      inTransaction(ctx.db, async (trx) => {
+        await appendRows(trx, 'events', [eventRow('probe.last')])
+        readAhead(trx, 'count', countQuery('probe.last'))
+      }),
+    )
+    expect(texts).toHaveLength(1)
+    expect(texts[0]).toMatch(/^begin; insert into "events" .*; commit$/)
+  })
+
+  test('when the statement before one fails, the transaction fails with its error, and nothing is left unhandled', async () => {
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        readAhead(trx, 'count', countQuery('probe.failed'))
+        await sql`select 1 / 0`.execute(trx)
+      }),
+    ).rejects.toMatchObject({ code: '22012' })
+    let taken: Promise<unknown> | undefined
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        readAhead(trx, 'count', countQuery('probe.failed'))
+        await sql`select 1 / 0`.execute(trx).catch(() => undefined)
+        taken = takeReadAhead(trx, 'count')
+        throw new Error('after')
+      }),
+    ).rejects.toThrow('after')
+    await expect(taken).rejects.toMatchObject({ code: '22012' })
   })
 })

@@ -63,20 +63,23 @@ const payOffline = (invoice: { id: string; amount_due: string }) =>
 
 describe('statements per request', () => {
   // The invoice's lines are in this process's cache (it wrote them): the lock reads the invoice alone.
-  test('an OFFLINE payment of an invoice in full: 3, in one transaction', async () => {
+  test('an OFFLINE payment of an invoice in full: 2 round trips, one transaction', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const texts = await payOffline(invoice)
     expectPipelined(texts, 1)
-    expect(texts[0]).toMatch(/^begin; select .* from "invoices" .* for update/)
-    expect(texts[2]).toMatch(/^with .*insert into "payments".*; commit$/)
-    expect(texts, texts.join('\n')).toHaveLength(3)
+    // The lock, and the charges in flight read once it is held; then the writes and the commit.
+    expect(texts[0]).toMatch(
+      /^begin; select \* from "invoices" .* for update; select "payment_allocations"."invoice_id", sum/,
+    )
+    expect(texts[1]).toMatch(/^with .*insert into "payments".*; commit$/)
+    expect(texts, texts.join('\n')).toHaveLength(2)
   })
 
   test('the same for an invoice this process has never read: its lines come with the lock', async () => {
     const { invoice } = await invoiceToPay(ctx)
     forgetInvoiceLines()
     const texts = await payOffline(invoice)
-    expect(texts, texts.join('\n')).toHaveLength(3)
+    expect(texts, texts.join('\n')).toHaveLength(2)
     expect(texts.filter((t) => /^select .* from "invoice_lines"/.test(t))).toEqual([])
     expect(texts.filter((t) => /"line_id"/.test(t))).toHaveLength(1)
     // invoice.paid carries them, as GET /v1/invoices/:id shows them.
@@ -100,7 +103,7 @@ describe('statements per request', () => {
     )
     forgetInvoiceLines()
     const texts = await payOffline({ id, amount_due: '7.00' })
-    expect(texts, texts.join('\n')).toHaveLength(3)
+    expect(texts, texts.join('\n')).toHaveLength(2)
     expect(texts.filter((t) => /^select .* from "invoice_lines"/.test(t))).toEqual([])
     const paid = await eventsOf(ctx, id, 'invoice.paid')
     expect(paid).toHaveLength(1)
@@ -108,7 +111,7 @@ describe('statements per request', () => {
   })
 
   // The insert also sums the invoice's charges in flight, which the link must leave room for.
-  test('a sandbox PAYMENT_LINK: 8, in two transactions around the gateway call', async () => {
+  test('a sandbox PAYMENT_LINK: 6 round trips, two transactions around the gateway call', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const texts = await statementsOf(async () => {
       const res = await createSandboxLink(ctx, invoice)
@@ -116,10 +119,16 @@ describe('statements per request', () => {
       expect(res.body.payment_url).toMatch(/^http/)
     })
     expectPipelined(texts, 2)
-    expect(texts, texts.join('\n')).toHaveLength(8)
+    expect(texts, texts.join('\n')).toHaveLength(6)
+    // The gateway's answer: the payment's lock with its attempts, then the new attempt
+    // (held) with the payment's update and the commit.
+    expect(texts[4]).toMatch(
+      /^begin; select \* from "payments" .* for update; select \* from "payment_attempts"/,
+    )
+    expect(texts[5]).toMatch(/^with w0 as \(insert into "payment_attempts" .*; commit$/)
   })
 
-  test('a signed sandbox completion webhook settling a payment: 5, in one transaction', async () => {
+  test('a signed sandbox completion webhook settling a payment: 3 round trips, one transaction', async () => {
     const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
     const completeNewLink = async () => {
       const { invoice } = await invoiceToPay(ctx)
@@ -163,8 +172,13 @@ describe('statements per request', () => {
     const texts = await statementsOf(second.deliver)
     expect((await getPayment(ctx, second.payment)).payment_status).toBe('SUCCEEDED')
     expectPipelined(texts, 1)
-    expect(texts[0]).toMatch(/^begin; insert into "webhook_events"/)
-    expect(texts, texts.join('\n')).toHaveLength(5)
+    // The event's insert with the payment's lock and attempts; the new attempt with the
+    // invoice's lock (and lines); the writes with the commit.
+    expect(texts[0]).toMatch(
+      /^begin; insert into "webhook_events" .*; select \* from "payments" .* for update; select \* from "payment_attempts"/,
+    )
+    expect(texts[1]).toMatch(/^with w0 as \(insert into "payment_attempts" .*; select "invoices"/)
+    expect(texts, texts.join('\n')).toHaveLength(3)
   })
 
   test('GET /v1/payments: 1', async () => {

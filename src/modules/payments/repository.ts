@@ -6,7 +6,6 @@ import type {
   PaymentAllocation,
   PaymentAllocationTable,
   PaymentAttempt,
-  PaymentAttemptTable,
   PaymentMethodType,
   PaymentTable,
   PaymentTransition,
@@ -22,8 +21,10 @@ import {
   holdInsert,
   holdUpdate,
   MemoKey,
+  readAhead,
   recall,
   remember,
+  takeReadAhead,
   updateHeldRow,
 } from '../../db/transaction.ts'
 import type { ListRequest, TimeRange } from '../../http/list-query.ts'
@@ -191,19 +192,35 @@ async function writePayment(
 /**
  * The amount of PROCESSING payments allocated to each of `invoiceIds` (0 for none), for
  * a payment about to be created on them (see `inFlightAmount`): read after the caller
- * locked the invoices, from a snapshot of its own.
+ * locked the invoices, from a snapshot of its own (by the statement `inFlightAhead`
+ * sent after the lock, when it did).
  */
 export async function inFlightOf(db: Db, invoiceIds: string[]): Promise<Map<string, bigint>> {
-  const query = STATEMENTS.compile(`in flight ${invoiceIds.length}`, invoiceIds, ($) =>
+  const query = inFlightStatement(db, invoiceIds)
+  const ahead = takeReadAhead<{ invoice_id: string; total: string }>(db, `in flight ${invoiceIds}`)
+  const rows = ahead ? await ahead : (await db.executeQuery(query)).rows
+  const totals = new Map(invoiceIds.map((id) => [id, 0n]))
+  for (const { invoice_id, total } of rows) totals.set(invoice_id, BigInt(total))
+  return totals
+}
+
+/**
+ * Has `inFlightOf(db, invoiceIds)`'s statement go after the transaction's next
+ * statement, the lock of the last of these invoices, in its round trip (`readAhead`):
+ * the same read, under the same locks, as long as the transaction moves no payment of
+ * these invoices before `inFlightOf` takes it.
+ */
+export function inFlightAhead(db: Db, invoiceIds: string[]): void {
+  readAhead(db, `in flight ${invoiceIds}`, inFlightStatement(db, invoiceIds))
+}
+
+function inFlightStatement(db: Db, invoiceIds: string[]) {
+  return STATEMENTS.compile(`in flight ${invoiceIds.length}`, invoiceIds, ($) =>
     inFlightTotals(
       db,
       invoiceIds.map((_, i) => $(i) as string),
     ),
   )
-  const { rows } = await db.executeQuery(query)
-  const totals = new Map(invoiceIds.map((id) => [id, 0n]))
-  for (const { invoice_id, total } of rows) totals.set(invoice_id, BigInt(total))
-  return totals
 }
 
 /** The hot path's statements, built once per shape (`StatementCache`). */
@@ -256,7 +273,37 @@ export async function lockPayment(
 ): Promise<Payment | undefined> {
   const held = recall(db, HELD_PAYMENTS, id)
   if (held?.environment_id === environmentId) return { ...held }
-  const query = STATEMENTS.compile('lock', [environmentId, id], ($) =>
+  const lock = lockStatement(db, environmentId, id)
+  const ahead = takeReadAhead<Payment>(db, `lock ${environmentId} ${id}`)
+  let payment: Payment | undefined
+  if (ahead) [payment] = await ahead
+  else {
+    attemptsAhead(db, id)
+    ;[payment] = (await db.executeQuery(lock)).rows
+  }
+  const attempts = takeReadAhead<PaymentAttempt>(db, `attempts of ${id}`)
+  if (!payment) return undefined
+  remember(db, HELD_PAYMENTS, payment.id, payment)
+  if (attempts) remember(db, HELD_PAYMENT_ATTEMPTS, payment.id, await attempts)
+  return { ...payment }
+}
+
+/**
+ * Has `lockPayment(db, environmentId, id)`'s statements (the lock, then the payment's
+ * attempts) go after the transaction's next statement, in its round trip
+ * (`readAhead`): `lockPayment` then takes their answer. The lock is taken then, not
+ * when `lockPayment` runs; nothing of the payment's may be locked by the transaction
+ * before it.
+ */
+export function lockPaymentAhead(db: Db, environmentId: string, id: string): void {
+  if (recall(db, HELD_PAYMENTS, id)) return
+  const lock = lockStatement(db, environmentId, id)
+  readAhead(db, `lock ${environmentId} ${id}`, lock)
+  attemptsAhead(db, id)
+}
+
+function lockStatement(db: Db, environmentId: string, id: string) {
+  return STATEMENTS.compile('lock', [environmentId, id], ($) =>
     db
       .selectFrom('payments')
       .selectAll()
@@ -264,9 +311,24 @@ export async function lockPayment(
       .where('id', '=', $(1))
       .forUpdate(),
   )
-  const [payment] = (await db.executeQuery(query)).rows
-  if (payment) remember(db, HELD_PAYMENTS, payment.id, payment)
-  return payment ? { ...payment } : undefined
+}
+
+/**
+ * A payment's attempts, read after the statement that locks it (in its round trip, on a
+ * snapshot taken once the lock is held): attempts are only written under that lock,
+ * and every state change of the payment shows them.
+ */
+function attemptsAhead(db: Db, paymentId: string): void {
+  if (recall(db, HELD_PAYMENT_ATTEMPTS, paymentId)) return
+  const query = STATEMENTS.compile('attempts of', [paymentId], ($) =>
+    db
+      .selectFrom('payment_attempts')
+      .selectAll()
+      .where('payment_id', '=', $(0))
+      .orderBy('created_at')
+      .orderBy('id'),
+  )
+  readAhead(db, `attempts of ${paymentId}`, query)
 }
 
 export async function lockPaymentByTracking(
@@ -406,15 +468,18 @@ async function updateAllocation(
 
 /**
  * Records an attempt. Attempts are only written under their payment's row lock, so while
- * this transaction holds the payment its attempts are known: a first insert reads the
+ * this transaction holds the payment its attempts are known (`lockPayment` reads them
+ * with the lock): the new one is then held (`holdInsert`) and goes with the
+ * transaction's next statement or its commit. Otherwise a first insert reads the
  * earlier ones in the same statement, and later reads cost no query.
  */
-export async function insertAttempt(
-  db: Db,
-  row: Insertable<PaymentAttemptTable>,
-): Promise<PaymentAttempt> {
+export async function insertAttempt(db: Db, row: PaymentAttempt): Promise<PaymentAttempt> {
   const paymentId = row.payment_id
   const known = recall(db, HELD_PAYMENT_ATTEMPTS, paymentId)
+  if (known && holdInsert(db, 'payment_attempts', { id: row.id }, row)) {
+    remember(db, HELD_PAYMENT_ATTEMPTS, paymentId, [...known, { ...row }])
+    return { ...row }
+  }
   const { columns, shape, values, slots } = rowOf(row)
   if (known || !recall(db, HELD_PAYMENTS, paymentId)) {
     const query = STATEMENTS.compile(`attempt ${shape}`, values, ($) =>

@@ -43,6 +43,7 @@ import {
   attemptsOfHeldPayment,
   findPayment,
   findPaymentByIdempotencyKey,
+  inFlightAhead,
   inFlightAmount,
   inFlightOf,
   insertAttempt,
@@ -134,7 +135,14 @@ export async function createPaymentRecord(
   try {
     const view = await withNewHumanId(deps.db, async (trx, humanId): Promise<SettledView> => {
       const invoices: Invoice[] = []
-      for (const allocation of input.allocations) {
+      for (const [index, allocation] of input.allocations.entries()) {
+        // The charges in flight on the invoices come with the last one's lock (`inFlightOf` below).
+        if (index === input.allocations.length - 1) {
+          inFlightAhead(
+            trx,
+            input.allocations.map((a) => a.invoiceId),
+          )
+        }
         let invoice = await lockInvoiceOrFail(trx, scope, allocation.invoiceId)
         if (access.customerId !== null && invoice.customer_id !== access.customerId)
           throw notFound('invoice', invoice.id)

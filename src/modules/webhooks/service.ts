@@ -4,7 +4,7 @@ import { inTransaction } from '../../db/transaction.ts'
 import type { NormalizedEvent, RawWebhook } from '../../gateways/gateway.ts'
 import { gatewayContext, gatewayFor } from '../../gateways/registry.ts'
 import { applyPaymentUpdate } from '../payments/gateway-updates.ts'
-import { lockPayment, lockPaymentByTracking } from '../payments/repository.ts'
+import { lockPayment, lockPaymentAhead, lockPaymentByTracking } from '../payments/repository.ts'
 import type { PaymentDeps } from '../payments/service.ts'
 import { applyBillingObject } from '../stripe-sync/service.ts'
 import { environmentOfTenant, markInboundEventHandled, recordInboundEvent } from './repository.ts'
@@ -74,6 +74,10 @@ async function applyEvent(
   event: NormalizedEvent,
 ): Promise<string> {
   return inTransaction(deps.db, async (trx) => {
+    // The payment's lock (and its attempts) go with the event's insert, in its round trip.
+    if (!event.billingObject && event.target.paymentId) {
+      lockPaymentAhead(trx, scope.environmentId, event.target.paymentId)
+    }
     const fresh = await recordInboundEvent(trx, {
       tenant_id: scope.tenantId,
       environment_id: scope.environmentId,
