@@ -211,6 +211,9 @@ export function readAhead(db: Db, key: string, query: CompiledQuery): void {
   state.ahead.set(key, { query, sent: false, rows, settle })
 }
 
+/** The row type of a compiled query, for `takeReadAhead`. */
+export type RowOf<Q> = Q extends CompiledQuery<infer R> ? R : never
+
 /**
  * The rows of the read-ahead `key`, if it went; undefined if it never did (no statement
  * went after it was asked for), and it is then dropped: the caller reads for itself.

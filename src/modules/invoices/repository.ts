@@ -12,7 +12,15 @@ import type {
 } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
 import { StatementCache } from '../../db/statement-cache.ts'
-import { MemoKey, recall, remember, updateHeldRow } from '../../db/transaction.ts'
+import {
+  MemoKey,
+  type RowOf,
+  readAhead,
+  recall,
+  remember,
+  takeReadAhead,
+  updateHeldRow,
+} from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 
 export type InvoiceSortField = 'created_at' | 'due_date' | 'total' | 'number' | 'amount_remaining'
@@ -188,26 +196,11 @@ export async function lockInvoicesOfPayment(
   environmentId: string,
   paymentId: string,
 ): Promise<PaymentAllocation[]> {
-  const { rows } = await db.executeQuery(
-    STATEMENTS.compile('lock of payment', [environmentId, paymentId], ($) =>
-      db
-        .selectFrom('payment_allocations as a')
-        .innerJoin('invoices', 'invoices.id', 'a.invoice_id')
-        .leftJoin('invoice_lines as l', 'l.invoice_id', 'invoices.id')
-        .selectAll('invoices')
-        .select(LINE_COLUMNS)
-        .select([
-          'a.position as allocation_position',
-          'a.amount as allocation_amount',
-          'a.applied_amount as allocation_applied_amount',
-        ])
-        .where('a.payment_id', '=', $(1))
-        .where('invoices.environment_id', '=', $(0))
-        .orderBy('a.position')
-        .orderBy('l.position')
-        .forUpdate('invoices'),
-    ),
-  )
+  const query = lockOfPayment(db, environmentId, paymentId)
+  const key = `invoices of ${environmentId} ${paymentId}`
+  const ahead = takeReadAhead<RowOf<typeof query>>(db, key)
+  const rows = ahead ? await ahead : (await db.executeQuery(query)).rows
+
   const allocations: PaymentAllocation[] = []
   const invoiceRows = rows.map((row) => {
     const { allocation_position, allocation_amount, allocation_applied_amount, ...invoice } = row
@@ -224,6 +217,41 @@ export async function lockInvoicesOfPayment(
   })
   for (const invoice of keepLines(invoiceRows)) remember(db, LOCKED_INVOICES, invoice.id, invoice)
   return allocations
+}
+
+/**
+ * Has `lockInvoicesOfPayment(db, environmentId, paymentId)`'s statement go after the
+ * transaction's next statement, in its round trip (`readAhead`). Only once the payment
+ * is locked, or with the statement that locks it: its allocations change only under
+ * that lock, and the invoices are locked after the payment, as always.
+ */
+export function lockInvoicesOfPaymentAhead(db: Db, environmentId: string, paymentId: string): void {
+  readAhead(
+    db,
+    `invoices of ${environmentId} ${paymentId}`,
+    lockOfPayment(db, environmentId, paymentId),
+  )
+}
+
+function lockOfPayment(db: Db, environmentId: string, paymentId: string) {
+  return STATEMENTS.compile('lock of payment', [environmentId, paymentId], ($) =>
+    db
+      .selectFrom('payment_allocations as a')
+      .innerJoin('invoices', 'invoices.id', 'a.invoice_id')
+      .leftJoin('invoice_lines as l', 'l.invoice_id', 'invoices.id')
+      .selectAll('invoices')
+      .select(LINE_COLUMNS)
+      .select([
+        'a.position as allocation_position',
+        'a.amount as allocation_amount',
+        'a.applied_amount as allocation_applied_amount',
+      ])
+      .where('a.payment_id', '=', $(1))
+      .where('invoices.environment_id', '=', $(0))
+      .orderBy('a.position')
+      .orderBy('l.position')
+      .forUpdate('invoices'),
+  )
 }
 
 /**

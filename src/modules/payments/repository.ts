@@ -273,33 +273,14 @@ export async function lockPayment(
 ): Promise<Payment | undefined> {
   const held = recall(db, HELD_PAYMENTS, id)
   if (held?.environment_id === environmentId) return { ...held }
-  const lock = lockStatement(db, environmentId, id)
-  const ahead = takeReadAhead<Payment>(db, `lock ${environmentId} ${id}`)
-  let payment: Payment | undefined
-  if (ahead) [payment] = await ahead
-  else {
-    attemptsAhead(db, id)
-    ;[payment] = (await db.executeQuery(lock)).rows
-  }
+  // Its attempts come in the same round trip, read once the lock is held.
+  attemptsAhead(db, id)
+  const [payment] = (await db.executeQuery(lockStatement(db, environmentId, id))).rows
   const attempts = takeReadAhead<PaymentAttempt>(db, `attempts of ${id}`)
   if (!payment) return undefined
   remember(db, HELD_PAYMENTS, payment.id, payment)
   if (attempts) remember(db, HELD_PAYMENT_ATTEMPTS, payment.id, await attempts)
   return { ...payment }
-}
-
-/**
- * Has `lockPayment(db, environmentId, id)`'s statements (the lock, then the payment's
- * attempts) go after the transaction's next statement, in its round trip
- * (`readAhead`): `lockPayment` then takes their answer. The lock is taken then, not
- * when `lockPayment` runs; nothing of the payment's may be locked by the transaction
- * before it.
- */
-export function lockPaymentAhead(db: Db, environmentId: string, id: string): void {
-  if (recall(db, HELD_PAYMENTS, id)) return
-  const lock = lockStatement(db, environmentId, id)
-  readAhead(db, `lock ${environmentId} ${id}`, lock)
-  attemptsAhead(db, id)
 }
 
 function lockStatement(db: Db, environmentId: string, id: string) {

@@ -1,10 +1,12 @@
 import { AppError, notFound } from '../../core/errors.ts'
+import { isSettled } from '../../core/payment-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { NormalizedEvent, RawWebhook } from '../../gateways/gateway.ts'
 import { gatewayContext, gatewayFor } from '../../gateways/registry.ts'
+import { lockInvoicesOfPaymentAhead } from '../invoices/repository.ts'
 import { applyPaymentUpdate } from '../payments/gateway-updates.ts'
-import { lockPayment, lockPaymentAhead, lockPaymentByTracking } from '../payments/repository.ts'
+import { lockPayment, lockPaymentByTracking } from '../payments/repository.ts'
 import type { PaymentDeps } from '../payments/service.ts'
 import { applyBillingObject } from '../stripe-sync/service.ts'
 import { environmentOfTenant, markInboundEventHandled, recordInboundEvent } from './repository.ts'
@@ -74,10 +76,6 @@ async function applyEvent(
   event: NormalizedEvent,
 ): Promise<string> {
   return inTransaction(deps.db, async (trx) => {
-    // The payment's lock (and its attempts) go with the event's insert, in its round trip.
-    if (!event.billingObject && event.target.paymentId) {
-      lockPaymentAhead(trx, scope.environmentId, event.target.paymentId)
-    }
     const fresh = await recordInboundEvent(trx, {
       tenant_id: scope.tenantId,
       environment_id: scope.environmentId,
@@ -98,6 +96,13 @@ async function applyEvent(
         deps.clock.now(),
       )
       return outcome
+    }
+    // An update that moves money onto or off the payment's invoices locks them after the
+    // payment, in the round trip of the payment's lock (and its attempts: `lockPayment`).
+    // Not before the event is known to be fresh: a duplicate delivery locks nothing.
+    const { status, refund } = event.update
+    if (event.target.paymentId && (refund || (status && isSettled(status)))) {
+      lockInvoicesOfPaymentAhead(trx, scope.environmentId, event.target.paymentId)
     }
     const locked =
       (event.target.paymentId
