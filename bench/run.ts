@@ -3,6 +3,7 @@ import os from 'node:os'
 import { parseArgs } from 'node:util'
 import {
   type BenchDatabase,
+  checkpointCount,
   provisionDatabase,
   seedHistory,
   seedInvoices,
@@ -52,6 +53,8 @@ interface ScenarioResult extends LoadStats {
   ratio_to_baseline: number | null
   baseline: 'pgbench' | 'http_floor'
   rss_peak_mb: number
+  /** Checkpoints PostgreSQL began during the measured run (each makes the next writes dearer). */
+  checkpoints?: number
   /** CPU the Payrail process and all of PostgreSQL spent per request: what limits the scenario. */
   server_cpu_ms_per_request: number
   postgres_cpu_ms_per_request: number
@@ -81,12 +84,14 @@ async function main() {
 
     log('baseline: pgbench')
     const pgbenchCpu = postgresCpuSeconds()
+    const pgbenchCheckpoints = await checkpointCount(db)
     const measured = await runPgbench(db.pgbenchUrl, connections, seconds)
     const pgbench = measured && {
       ...measured,
       postgres_cpu_ms_per_transaction: round(
         ((postgresCpuSeconds() - pgbenchCpu) * 1000) / Math.max(1, measured.tps * seconds),
       ),
+      checkpoints: (await checkpointCount(db)) - pgbenchCheckpoints,
     }
     server = await startServer(
       { DATABASE_URL: db.url, PAYRAIL_SECRET_KEY: SECRET_KEY },
@@ -107,6 +112,7 @@ async function main() {
       const warmupShare = distinct === 1 ? 1 : Math.ceil((distinct * warmup) / (warmup + seconds))
       await runLoad({ url: server.url, connections, duration: warmup, next, distinct: warmupShare })
       server.resetRssPeak()
+      const checkpoints = await checkpointCount(db)
       const cpu = cpuMeter(server)
       const stats = await runLoad({
         url: server.url,
@@ -121,6 +127,7 @@ async function main() {
         baseline,
         rss_peak_mb: server.rssPeakMb(),
         ...cpu.perRequest(stats.requests),
+        checkpoints: (await checkpointCount(db)) - checkpoints,
       }
       log(
         `${name}: ${stats.rps} req/s, p99 ${stats.p99_ms} ms, errors ${stats.errors}, non-2xx ${stats.non_2xx}`,
@@ -254,6 +261,7 @@ async function duplicateStorm(
 ) {
   const request = completion(paymentId)
   server.resetRssPeak()
+  const checkpoints = await checkpointCount(db)
   const cpu = cpuMeter(server)
   const stats = await runLoad({
     url: server.url,
@@ -294,6 +302,7 @@ async function duplicateStorm(
     baseline: 'pgbench' as const,
     rss_peak_mb: server.rssPeakMb(),
     ...cpu.perRequest(stats.requests),
+    checkpoints: (await checkpointCount(db)) - checkpoints,
     applied_once: appliedOnce,
   }
 }
