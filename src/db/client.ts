@@ -502,6 +502,8 @@ function sameColumns(a: FieldDescription[], b: FieldDescription[]): boolean {
 }
 
 function statementName(text: string): string | undefined {
+  // Refused once (0A000): unnamed from then on, on every connection, in transactions too.
+  if (unpreparable.has(text)) return undefined
   const known = prepared.get(text)
   if (known) return known
   if (prepared.size >= MAX_PREPARED || unpreparable.has(text)) return undefined

@@ -50,6 +50,11 @@ describe('prepared statements', () => {
     await sql`alter table probe_shape add column b int`.execute(client.db)
     expect((await select()).rows).toEqual([{ a: 1, b: null }])
     expect((await select()).rows).toEqual([{ a: 1, b: null }])
+    // From then on it runs unnamed, in a transaction too (where a retry is not possible).
+    const inside = await inTransaction(client.db, async (trx) =>
+      sql<Record<string, number | null>>`select * from probe_shape`.execute(trx),
+    )
+    expect(inside.rows).toEqual([{ a: 1, b: null }])
   })
 
   test('the same statement on a connection that prepared it after the change reads the new columns, not the ones it read before', async () => {
