@@ -506,7 +506,7 @@ function statementName(text: string): string | undefined {
   if (unpreparable.has(text)) return undefined
   const known = prepared.get(text)
   if (known) return known
-  if (prepared.size >= MAX_PREPARED || unpreparable.has(text)) return undefined
+  if (prepared.size >= MAX_PREPARED) return undefined
   // Transaction control and other utility statements gain nothing from preparing.
   if (!/^\s*(select|insert|update|delete|with)\b/i.test(text)) return undefined
   const name = `k${createHash('sha1').update(text).digest('base64url').slice(0, 20)}`

@@ -66,6 +66,15 @@ function nowSeconds(): number {
   return Math.floor(ctx.clock.now().getTime() / 1000)
 }
 
+/** Whether a Payrail backend is waiting on a row lock now. */
+async function payrailWaitsOnLock(): Promise<boolean> {
+  const { rows } = await ctx.pool.query<{ n: number }>(
+    `select count(*)::int as n from pg_stat_activity
+     where application_name = 'payrail' and wait_event_type = 'Lock'`,
+  )
+  return (rows[0]?.n ?? 0) > 0
+}
+
 async function deliver(
   event: SandboxEvent | string,
   options: DeliverOptions = {},
@@ -231,6 +240,53 @@ describe('inbound sandbox webhooks: applying events', () => {
     expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
     expect(await eventsOf(ctx, payment.id, 'payment.succeeded')).toHaveLength(1)
     expect(await inboundRows(event.id)).toHaveLength(1)
+  })
+
+  test('a duplicate delivery takes no lock: it answers while another transaction holds the payment and its invoice', async () => {
+    const { invoice, payment } = await pendingSandboxPayment()
+    const event = sandboxEvent('checkout.completed', payment)
+    expect((await deliver(event)).body.events[0]?.outcome).toBe('applied')
+    const holder = await ctx.pool.connect()
+    try {
+      await holder.query('begin')
+      await holder.query('select id from payments where id = $1 for update', [payment.id])
+      await holder.query('select id from invoices where id = $1 for update', [invoice.id])
+      const again = deliver(event)
+      // Were the duplicate to lock the payment or its invoice, it would wait on the holder.
+      let waiting = false
+      let settled = false
+      void again.finally(() => {
+        settled = true
+      })
+      while (!settled && !waiting) waiting = await payrailWaitsOnLock()
+      await holder.query('rollback')
+      expect(waiting).toBe(false)
+      expect((await again).body.events[0]?.outcome).toBe('duplicate')
+    } finally {
+      holder.release()
+    }
+  })
+
+  test('a fresh delivery locks the payment, then its invoice in the same round trip, and waits for them', async () => {
+    const { invoice, payment } = await pendingSandboxPayment()
+    const event = sandboxEvent('checkout.completed', payment)
+    const holder = await ctx.pool.connect()
+    try {
+      await holder.query('begin')
+      await holder.query('select id from invoices where id = $1 for update', [invoice.id])
+      const delivery = deliver(event)
+      let waiting = false
+      while (!waiting) waiting = await payrailWaitsOnLock()
+      // It waits with the payment locked: another transaction cannot take it meanwhile.
+      await expect(
+        holder.query('select id from payments where id = $1 for update nowait', [payment.id]),
+      ).rejects.toMatchObject({ code: '55P03' })
+      await holder.query('rollback')
+      expect((await delivery).body.events[0]?.outcome).toBe('applied')
+      expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
+    } finally {
+      holder.release()
+    }
   })
 
   test('the same completion reported again under a new event id is a no-op (repeat)', async () => {

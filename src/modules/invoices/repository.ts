@@ -197,8 +197,7 @@ export async function lockInvoicesOfPayment(
   paymentId: string,
 ): Promise<PaymentAllocation[]> {
   const query = lockOfPayment(db, environmentId, paymentId)
-  const key = `invoices of ${environmentId} ${paymentId}`
-  const ahead = takeReadAhead<RowOf<typeof query>>(db, key)
+  const ahead = takeReadAhead<RowOf<typeof query>>(db, invoicesOfKey(environmentId, paymentId))
   const rows = ahead ? await ahead : (await db.executeQuery(query)).rows
 
   const allocations: PaymentAllocation[] = []
@@ -228,10 +227,14 @@ export async function lockInvoicesOfPayment(
 export function lockInvoicesOfPaymentAhead(db: Db, environmentId: string, paymentId: string): void {
   readAhead(
     db,
-    `invoices of ${environmentId} ${paymentId}`,
+    invoicesOfKey(environmentId, paymentId),
     lockOfPayment(db, environmentId, paymentId),
   )
 }
+
+/** The read-ahead key of a payment's invoices' lock. */
+const invoicesOfKey = (environmentId: string, paymentId: string) =>
+  `invoices of ${environmentId} ${paymentId}`
 
 function lockOfPayment(db: Db, environmentId: string, paymentId: string) {
   return STATEMENTS.compile('lock of payment', [environmentId, paymentId], ($) =>

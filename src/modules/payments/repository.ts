@@ -197,7 +197,7 @@ async function writePayment(
  */
 export async function inFlightOf(db: Db, invoiceIds: string[]): Promise<Map<string, bigint>> {
   const query = inFlightStatement(db, invoiceIds)
-  const ahead = takeReadAhead<{ invoice_id: string; total: string }>(db, `in flight ${invoiceIds}`)
+  const ahead = takeReadAhead<{ invoice_id: string; total: string }>(db, inFlightKey(invoiceIds))
   const rows = ahead ? await ahead : (await db.executeQuery(query)).rows
   const totals = new Map(invoiceIds.map((id) => [id, 0n]))
   for (const { invoice_id, total } of rows) totals.set(invoice_id, BigInt(total))
@@ -211,8 +211,12 @@ export async function inFlightOf(db: Db, invoiceIds: string[]): Promise<Map<stri
  * these invoices before `inFlightOf` takes it.
  */
 export function inFlightAhead(db: Db, invoiceIds: string[]): void {
-  readAhead(db, `in flight ${invoiceIds}`, inFlightStatement(db, invoiceIds))
+  readAhead(db, inFlightKey(invoiceIds), inFlightStatement(db, invoiceIds))
 }
+
+/** Read-ahead keys: the sum of invoices' charges in flight, a payment's attempts. */
+const inFlightKey = (invoiceIds: string[]) => `in flight ${invoiceIds}`
+const attemptsKey = (paymentId: string) => `attempts of ${paymentId}`
 
 function inFlightStatement(db: Db, invoiceIds: string[]) {
   return STATEMENTS.compile(`in flight ${invoiceIds.length}`, invoiceIds, ($) =>
@@ -276,7 +280,7 @@ export async function lockPayment(
   // Its attempts come in the same round trip, read once the lock is held.
   attemptsAhead(db, id)
   const [payment] = (await db.executeQuery(lockStatement(db, environmentId, id))).rows
-  const attempts = takeReadAhead<PaymentAttempt>(db, `attempts of ${id}`)
+  const attempts = takeReadAhead<PaymentAttempt>(db, attemptsKey(id))
   if (!payment) return undefined
   remember(db, HELD_PAYMENTS, payment.id, payment)
   if (attempts) remember(db, HELD_PAYMENT_ATTEMPTS, payment.id, await attempts)
@@ -309,7 +313,7 @@ function attemptsAhead(db: Db, paymentId: string): void {
       .orderBy('created_at')
       .orderBy('id'),
   )
-  readAhead(db, `attempts of ${paymentId}`, query)
+  readAhead(db, attemptsKey(paymentId), query)
 }
 
 export async function lockPaymentByTracking(
