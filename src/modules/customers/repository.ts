@@ -3,6 +3,7 @@ import type { Db } from '../../db/client.ts'
 import type { Customer, CustomerTable } from '../../db/database.ts'
 import { fetchPage } from '../../db/list.ts'
 import { StatementCache } from '../../db/statement-cache.ts'
+import { readAhead, takeReadAhead } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 
 export type CustomerSortField = 'created_at' | 'name' | 'email'
@@ -34,6 +35,38 @@ export async function findCustomer(
 
 /** `findCustomer` (every payment link reads its customer), built once (`StatementCache`). */
 const STATEMENTS = new StatementCache()
+
+/**
+ * Has the customer of invoice `invoiceId` read after the transaction's next statement,
+ * in its round trip (`readAhead`), for `takeCustomerOfInvoice`: a payment the gateway is
+ * then asked for (a link, a card charge) needs its customer, and the transaction that
+ * writes the payment has the invoice's lock to carry the read. The invoice's customer
+ * never changes; the row is as fresh as a read after the commit would be, give or take
+ * the transaction.
+ */
+export function customerOfInvoiceAhead(db: Db, environmentId: string, invoiceId: string): void {
+  const query = STATEMENTS.compile('of invoice', [environmentId, invoiceId], ($) =>
+    db
+      .selectFrom('customers')
+      .selectAll()
+      .where('environment_id', '=', $(0))
+      .where('id', '=', (eb) =>
+        eb.selectFrom('invoices').select('customer_id').where('id', '=', $(1)),
+      ),
+  )
+  readAhead(db, customerOfInvoiceKey(invoiceId), query)
+}
+
+/** The customer `customerOfInvoiceAhead` read, or undefined if it never went. */
+export async function takeCustomerOfInvoice(
+  db: Db,
+  invoiceId: string,
+): Promise<Customer | undefined> {
+  const rows = takeReadAhead<Customer>(db, customerOfInvoiceKey(invoiceId))
+  return rows ? (await rows)[0] : undefined
+}
+
+const customerOfInvoiceKey = (invoiceId: string) => `customer of ${invoiceId}`
 
 export async function lockCustomer(
   db: Db,

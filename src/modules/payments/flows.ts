@@ -87,7 +87,7 @@ export async function createAndProcess(
     settleWith: body.process_payment === false ? undefined : cause,
   })
   if (body.process_payment === false || view.payment.payment_status !== 'INITIATED') return view
-  return processPayment(deps, scopeOf(access), view.payment, cause)
+  return processPayment(deps, scopeOf(access), view.payment, cause, view.customer)
 }
 
 export interface PayInvoiceInput {
@@ -198,7 +198,7 @@ function processUnlessSettled(
   cause: Cause,
 ): Promise<PaymentView> | PaymentView {
   if (view.payment.payment_status !== 'INITIATED') return view
-  return processPayment(deps, scopeOf(access), view.payment, cause)
+  return processPayment(deps, scopeOf(access), view.payment, cause, view.customer)
 }
 
 export const ON_RAMP_TYPES = ['PLATFORM', 'CHECKOUT', 'EXTERNAL'] as const

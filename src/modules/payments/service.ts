@@ -9,6 +9,7 @@ import type { Access, Scope } from '../../core/principal.ts'
 import type { SecretBox } from '../../core/secret-box.ts'
 import type { Db } from '../../db/client.ts'
 import type {
+  Customer,
   Invoice,
   Payment,
   PaymentAttempt,
@@ -32,7 +33,12 @@ import { type GatewayDeps, gatewayContext, resolveGateway } from '../../gateways
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
 import type { Logger } from '../../logger.ts'
-import { setDefaultPaymentMethodRow, setGatewayCustomerId } from '../customers/repository.ts'
+import {
+  customerOfInvoiceAhead,
+  setDefaultPaymentMethodRow,
+  setGatewayCustomerId,
+  takeCustomerOfInvoice,
+} from '../customers/repository.ts'
 import { getCustomer } from '../customers/service.ts'
 import { applyDiscountCode, assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
@@ -101,6 +107,8 @@ export interface PaymentView {
   attempts?: PaymentAttempt[] | undefined
   /** True when an open payment was returned instead of a new one being created. */
   reused?: boolean
+  /** The payment's customer, when the transaction that wrote it read it for the gateway. */
+  customer?: Customer | undefined
 }
 
 const HUMAN_ID_ALPHABET = '23456789ABCDEFGHJKMNPQRSTUVWXYZ'
@@ -132,16 +140,21 @@ export async function createPaymentRecord(
   const gateway = resolveGateway(input.methodType, input.gateway)
   // A gateway that is not connected is refused before anything is written.
   const ctx = await gatewayContext(deps, scope, gateway.name)
+  // A payment the gateway is asked for once it is written needs its customer (`gatewayRequestFor`).
+  const toGateway = input.settleWith !== undefined && !gateway.capabilities.internal
+  const last = input.allocations[input.allocations.length - 1]
   try {
     const view = await withNewHumanId(deps.db, async (trx, humanId): Promise<SettledView> => {
       const invoices: Invoice[] = []
-      for (const [index, allocation] of input.allocations.entries()) {
-        // The charges in flight on the invoices come with the last one's lock (`inFlightOf` below).
-        if (index === input.allocations.length - 1) {
+      for (const allocation of input.allocations) {
+        // The charges in flight on the invoices (`inFlightOf` below), and the customer the
+        // gateway will be asked for, come with the last one's lock.
+        if (allocation === last) {
           inFlightAhead(
             trx,
             input.allocations.map((a) => a.invoiceId),
           )
+          if (toGateway) customerOfInvoiceAhead(trx, scope.environmentId, allocation.invoiceId)
         }
         let invoice = await lockInvoiceOrFail(trx, scope, allocation.invoiceId)
         if (access.customerId !== null && invoice.customer_id !== access.customerId)
@@ -274,6 +287,7 @@ export async function createPaymentRecord(
         payment,
         invoiceIds: payment.invoice_ids,
         attempts: attemptsOfHeldPayment(trx, payment.id),
+        customer: toGateway && last ? await takeCustomerOfInvoice(trx, last.invoiceId) : undefined,
       }
     })
     if (view.decline) throw declineError(view.decline, view.payment)
@@ -410,6 +424,7 @@ export async function processPayment(
   scope: Scope,
   target: string | Payment,
   cause: Cause,
+  customer?: Customer,
 ): Promise<PaymentView> {
   // A payment the caller just wrote is used as it is: every change below re-reads it under its lock.
   const payment =
@@ -432,7 +447,7 @@ export async function processPayment(
   if (gateway.capabilities.internal)
     return settleInternal(deps, scope, paymentId, gateway, ctx, cause)
 
-  const request = await gatewayRequestFor(deps, scope, payment)
+  const request = await gatewayRequestFor(deps, scope, payment, customer)
   if (payment.payment_method_type === 'CARD') {
     return chargeCard(deps, scope, payment, gateway, ctx, request, cause)
   }
@@ -876,8 +891,12 @@ export async function gatewayRequestFor(
   deps: PaymentDeps,
   scope: Scope,
   payment: Payment,
+  known?: Customer,
 ): Promise<GatewayPaymentRequest> {
-  const customer = await getCustomer(deps.db, scope, payment.customer_id)
+  const customer =
+    known?.id === payment.customer_id
+      ? known
+      : await getCustomer(deps.db, scope, payment.customer_id)
   return {
     payment,
     customer: {
