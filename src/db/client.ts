@@ -39,6 +39,7 @@ export interface DbClient {
 
 export interface DbClientOptions {
   max?: number
+  /** A connection failed outside a statement's answer (idle in the pool, or checked out). */
   onError?: (error: Error) => void
 }
 
@@ -76,7 +77,9 @@ export function createDbClient(connectionString: string, options: DbClientOption
         client.query(setup).catch((error: Error) => options.onError?.(error))
       })
     }
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) })
+    const db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: preparingPool(pool, options.onError) }),
+    })
     return { pool, db }
   }
   const main = connect(options.max ?? 20)
@@ -121,10 +124,15 @@ const unpreparable = new Set<string>()
  * and a statement that fails skips the rest of its pipeline, the `commit` included,
  * leaving the transaction aborted until the `rollback` Kysely then sends.
  */
-function preparingPool(pool: pg.Pool): PostgresPool {
+function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): PostgresPool {
   return {
     async connect(): Promise<PostgresPoolClient> {
       const client = await pool.connect()
+      // A connection that dies while checked out (the server restarted, a backend was
+      // terminated) emits `error` besides failing its statement: with no listener, that
+      // would be an uncaught exception. The pool listens while it is idle.
+      const failed = (error: Error) => onError?.(error)
+      client.on('error', failed)
       /** A `begin` was asked for and not yet sent: it goes with the next statement. */
       let owesBegin = false
       /** The transaction's last statement, to be sent with its `commit`. */
@@ -137,10 +145,15 @@ function preparingPool(pool: pg.Pool): PostgresPool {
        * read-aheads after it (never after the `commit`).
        */
       const send = <R>(query: CompiledQuery, commit = false) => {
-        const held = transaction === undefined ? undefined : heldBefore(transaction, query.sql)
+        const aheads = transaction === undefined || commit ? [] : readAheadsAfter(transaction)
+        // Held updates go first when any statement of the message names their table, a read-ahead too.
+        const named =
+          aheads.length === 0
+            ? query.sql
+            : [query.sql, ...aheads.map((a) => a.query.sql)].join('\n')
+        const held = transaction === undefined ? undefined : heldBefore(transaction, named)
         const statements = held ? [statementOf(held), statementOf(query)] : [statementOf(query)]
         const mine = statements.length - 1
-        const aheads = transaction === undefined || commit ? [] : readAheadsAfter(transaction)
         for (const ahead of aheads) statements.push(statementOf(ahead.query))
         const begin = owesBegin
         owesBegin = false
@@ -196,6 +209,7 @@ function preparingPool(pool: pg.Pool): PostgresPool {
         release: () => {
           owesBegin = false
           last = undefined
+          client.off('error', failed)
           client.release()
         },
       }

@@ -26,7 +26,7 @@ export async function openDatabase(
   if (!url) throw new Error('No database URL')
   const client = createDbClient(url, {
     max: options.maxConnections,
-    onError: (error) => logger.warn({ err: error }, 'idle database connection failed'),
+    onError: (error) => logger.warn({ err: error }, 'database connection failed'),
   })
   return {
     ...client,

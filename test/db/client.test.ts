@@ -23,6 +23,29 @@ afterAll(async () => {
   await ctx.close()
 })
 
+describe('a connection that dies', () => {
+  test('while checked out fails its transaction, not the process, and the pool goes on with a new one', async () => {
+    const errors: Error[] = []
+    const own = createDbClient(ctx.url, { max: 1, onError: (error) => errors.push(error) })
+    try {
+      await expect(
+        inTransaction(own.db, async (trx) => {
+          const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)
+          await sql`select pg_terminate_backend(${rows[0]?.pid})`.execute(ctx.db)
+          await new Promise((resolve) => setTimeout(resolve, 100))
+          await sql`select 1`.execute(trx)
+        }),
+      ).rejects.toThrow()
+      // Reported, not thrown: an uncaught exception would fail this file.
+      expect(errors.length).toBeGreaterThan(0)
+      const { rows } = await sql<{ one: number }>`select 1 as one`.execute(own.db)
+      expect(rows).toEqual([{ one: 1 }])
+    } finally {
+      await own.close()
+    }
+  })
+})
+
 describe('prepared statements', () => {
   test('queries run as named prepared statements, parsed once per connection', async () => {
     for (let i = 0; i < 3; i++) {

@@ -551,6 +551,30 @@ describe('read-aheads', () => {
     expect(texts[1]).toBe('commit')
   })
 
+  test('a held update of the table one reads goes before it, though the statement it follows names another', async () => {
+    const description = `ahead-${newId('event')}`
+    let seen: { description: string | null }[] | undefined
+    const texts = await statementsOf(() =>
+      inTransaction(ctx.db, async (trx) => {
+        await lockPayment(trx, ctx.scope.environmentId, paymentId)
+        await updatePayment(trx, paymentId, { description })
+        readAhead(
+          trx,
+          'description',
+          sql<{
+            description: string | null
+          }>`select description from payments where id = ${paymentId}`.compile(ctx.db),
+        )
+        await sql`select 1 as other`.execute(trx)
+        seen = await takeReadAhead(trx, 'description')
+      }),
+    )
+    expect(seen).toEqual([{ description }])
+    expect(texts[1]).toMatch(
+      /^update "payments" .*; select 1 as other; select description from payments/,
+    )
+  })
+
   test('one that never went (no statement followed) is dropped: the caller reads for itself', async () => {
     const texts = await statementsOf(() =>
       inTransaction(ctx.db, async (trx) => {
