@@ -13,6 +13,7 @@ import {
   getPayment,
   invoiceToPay,
   sessionOf,
+  submitCard,
 } from '../payments-helpers.ts'
 import { statementsOf } from '../statements.ts'
 
@@ -131,6 +132,41 @@ describe('statements per request', () => {
       /^begin; select \* from "payments" .* for update; select \* from "payment_attempts"/,
     )
     expect(texts[4]).toMatch(/^with w0 as \(insert into "payment_attempts" .*; commit$/)
+  })
+
+  test("an off-session CARD charge of the customer's default card reads the customer once, with the invoice's lock", async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const link = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      amount: '100.00',
+      save_card_and_make_default: true,
+    })
+    expect((await submitCard(ctx, sessionOf(link.body), '4242424242424242')).statusCode).toBe(200)
+    const second = await ctx.post<{ id: string }>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'usd',
+      lines: [{ description: 'Next month', quantity: 1, unit_amount: '30.00' }],
+    })
+    expect((await ctx.post(`/v1/invoices/${second.body.id}/finalize`)).status).toBe(200)
+    const texts = await statementsOf(async () => {
+      const card = await createPayment(ctx, {
+        destination_id: second.body.id,
+        payment_method_type: 'CARD',
+        payment_gateway: 'sandbox',
+        amount: '30.00',
+      })
+      expect(card.status).toBe(201)
+      expect(card.body.payment_status).toBe('SUCCEEDED')
+    }, 200)
+    const customerReads = texts.flatMap((t) =>
+      t.split('; ').filter((s) => s.startsWith('select * from "customers"')),
+    )
+    expect(customerReads, texts.join('\n')).toHaveLength(1)
+    expect(texts[0]).toMatch(
+      /^begin; select \* from "invoices" .* for update; .*; select \* from "customers"/,
+    )
   })
 
   test('a signed sandbox completion webhook settling a payment: 3 round trips, one transaction', async () => {

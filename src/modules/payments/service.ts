@@ -206,7 +206,10 @@ export async function createPaymentRecord(
         }
         return amount
       })
-      const method = await paymentMethodFor(trx, scope, first.customer_id, input)
+      // Read with the last invoice's lock (`customerOfInvoiceAhead` above).
+      const customer =
+        toGateway && last ? await takeCustomerOfInvoice(trx, last.invoiceId) : undefined
+      const method = await paymentMethodFor(trx, scope, first.customer_id, input, customer)
       const now = deps.clock.now()
       // Under the invoices' locks, as a charge Payrail starts reads them (`chargeCard`).
       const inFlight = await inFlightOf(
@@ -287,7 +290,7 @@ export async function createPaymentRecord(
         payment,
         invoiceIds: payment.invoice_ids,
         attempts: attemptsOfHeldPayment(trx, payment.id),
-        customer: toGateway && last ? await takeCustomerOfInvoice(trx, last.invoiceId) : undefined,
+        customer,
       }
     })
     if (view.decline) throw declineError(view.decline, view.payment)
@@ -360,6 +363,7 @@ async function paymentMethodFor(
   scope: Scope,
   customerId: string,
   input: Pick<NewPayment, 'methodType' | 'paymentMethodId'>,
+  known?: Customer,
 ): Promise<PaymentMethod | undefined> {
   if (input.methodType !== 'CARD') return undefined
   if (input.paymentMethodId) {
@@ -367,7 +371,7 @@ async function paymentMethodFor(
     if (!method) throw notFound('payment_method', input.paymentMethodId)
     return method
   }
-  const customer = await getCustomer(db, scope, customerId)
+  const customer = known?.id === customerId ? known : await getCustomer(db, scope, customerId)
   const method = customer.default_payment_method_id
     ? await findCustomerPaymentMethod(db, scope, customerId, customer.default_payment_method_id)
     : undefined
