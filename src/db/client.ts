@@ -139,6 +139,17 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
       let last: CompiledQuery | undefined
       /** The `inTransaction` this connection runs, from its `BIND_TRANSACTION`; until it is released. */
       let transaction: unknown
+      /** Between `begin` and its `commit` or `rollback`. */
+      let open = false
+      /**
+       * The first error of a statement of the open transaction. Its `commit` is then
+       * refused with that error, and the transaction rolled back: PostgreSQL would answer
+       * the `commit` of a transaction a statement failed in with a silent `ROLLBACK`, and
+       * a statement that failed before it was sent (a value that cannot be sent) would
+       * leave the transaction open without the held writes it carried. A caller that
+       * catches a statement's error inside a transaction cannot commit what is left.
+       */
+      let failure: Error | undefined
       /**
        * `query` in one round trip: after the held writes that must go before it and the
        * owed `begin`, before the `commit` when asked, and with the transaction's
@@ -158,6 +169,11 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
         const begin = owesBegin
         owesBegin = false
         const results = runStatements(client, statements, { begin, commit })
+        if (open) {
+          results.catch((error: Error) => {
+            failure ??= error
+          })
+        }
         if (aheads.length > 0) {
           results.then(
             (answers) => {
@@ -179,6 +195,8 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
             return answer<R>('SELECT')
           case 'begin':
             owesBegin = true
+            open = true
+            failure = undefined
             return answer<R>('BEGIN')
           case WITH_COMMIT:
             last = values[0] as CompiledQuery
@@ -186,16 +204,29 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
           case 'commit': {
             const final = last
             last = undefined
+            if (failure) return refuseCommit<R>()
             // A transaction that sent nothing has nothing to commit.
             if (!final && owesBegin) {
               owesBegin = false
+              open = false
               return answer<R>('COMMIT')
             }
-            if (!final) return client.query(text).then((result) => asResult<R>(result))
-            return send(final, true).then(() => answer<R>('COMMIT'))
+            // Open until the commit succeeds: a commit that fails (its held writes) leaves
+            // the transaction for the `rollback` Kysely sends next.
+            const committed = final
+              ? send(final, true).then(() => answer<R>('COMMIT'))
+              : client.query(text).then((result) => asResult<R>(result))
+            return committed.then((result) => {
+              open = false
+              return result
+            })
           }
           case 'rollback':
             last = undefined
+            failure = undefined
+            // A refused commit rolled the transaction back already.
+            if (!open) return answer<R>('ROLLBACK')
+            open = false
             if (owesBegin) {
               owesBegin = false
               return answer<R>('ROLLBACK')
@@ -204,10 +235,22 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
         }
         return send<R>(CompiledQuery.raw(text, [...values]))
       }
+      const refuseCommit = <R>(): Promise<PostgresQueryResult<R>> => {
+        const error = failure as Error
+        failure = undefined
+        open = false
+        const sent = owesBegin ? Promise.resolve() : client.query('rollback').then(() => undefined)
+        owesBegin = false
+        return sent.then(() => {
+          throw error
+        })
+      }
       return {
         query: query as PostgresPoolClient['query'],
         release: () => {
           owesBegin = false
+          open = false
+          failure = undefined
           last = undefined
           client.off('error', failed)
           client.release()

@@ -1,7 +1,9 @@
 import { CompiledQuery, type RawBuilder, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { newId } from '../../src/core/ids.ts'
 import { createDbClient, type DbClient } from '../../src/db/client.ts'
 import {
+  appendRows,
   inTransaction,
   readAhead,
   TAKEN_WITH_COMMIT,
@@ -234,6 +236,63 @@ describe('statements sent together', () => {
     ).rejects.toMatchObject({ code: '23505' })
     expect((await probe.execute(client.db)).rows).toEqual([{ n: 1 }])
     expect((await probe.execute(client.db)).rows).toEqual([{ n: 1 }])
+  })
+
+  test('a transaction whose statement failed, caught by its caller, cannot commit: it is rolled back with that error', async () => {
+    await sql`create table probe_caught (a int primary key)`.execute(client.db)
+    await expect(
+      inTransaction(client.db, async (trx) => {
+        await sql`insert into probe_caught values (1)`.execute(trx)
+        await sql`select 1 / 0`.execute(trx).catch(() => undefined)
+      }),
+    ).rejects.toMatchObject({ code: '22012' })
+    // Not a silent ROLLBACK answered to the commit: the caller hears of it, and nothing stays.
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from probe_caught`.execute(
+      client.db,
+    )
+    expect(rows).toEqual([{ n: 0 }])
+    // The connection is clean for the next transaction.
+    await inTransaction(client.db, async (trx) => {
+      await sql`insert into probe_caught values (2)`.execute(trx)
+    })
+    const after = await sql<{ a: number }>`select a from probe_caught`.execute(client.db)
+    expect(after.rows).toEqual([{ a: 2 }])
+  })
+
+  test('a value that cannot be sent, caught by its caller, drops no held write silently: the transaction cannot commit', async () => {
+    await sql`create table probe_unsent (a int primary key, b jsonb)`.execute(client.db)
+    const circular: Record<string, unknown> = {}
+    circular.self = circular
+    const type = `probe.unsent.${Date.now()}`
+    await expect(
+      inTransaction(client.db, async (trx) => {
+        // Held until the next statement, which is the one whose value cannot be sent.
+        await appendRows(trx, 'events', [
+          {
+            id: newId('event'),
+            tenant_id: ctx.main.tenant.id,
+            environment_id: ctx.main.test.id,
+            type,
+            object_type: 'probe',
+            object_id: 'probe',
+            data: '{}',
+            created_at: new Date(),
+          },
+        ])
+        await sql`insert into probe_unsent values (1, '{}')`.execute(trx)
+        await sql`insert into probe_unsent values (2, ${circular})`
+          .execute(trx)
+          .catch(() => undefined)
+      }),
+    ).rejects.toThrow(/circular/i)
+    const probes = await sql<{ n: number }>`select count(*)::int as n from probe_unsent`.execute(
+      client.db,
+    )
+    expect(probes.rows).toEqual([{ n: 0 }])
+    const events = await sql<{
+      n: number
+    }>`select count(*)::int as n from events where type = ${type}`.execute(client.db)
+    expect(events.rows).toEqual([{ n: 0 }])
   })
 
   test('a value that cannot be sent fails its statement before anything of it goes', async () => {

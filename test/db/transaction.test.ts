@@ -412,6 +412,39 @@ describe('held updates', () => {
     expect(read).toBe(description)
   })
 
+  test('a held update that went with a statement whose value could not be sent is not lost: the transaction cannot commit', async () => {
+    const circular: Record<string, unknown> = {}
+    circular.self = circular
+    const before = await ctx.db
+      .selectFrom('payments')
+      .select('description')
+      .where('id', '=', paymentId)
+      .executeTakeFirst()
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        await lockPayment(trx, ctx.scope.environmentId, paymentId)
+        await updatePayment(trx, paymentId, { description: 'dropped?' })
+        // Names payments: the held update goes in its message, which fails before it is sent.
+        await sql`select ${circular}::jsonb as v from payments where id = ${paymentId}`
+          .execute(trx)
+          .catch(() => undefined)
+        await appendRows(trx, 'events', [eventRow('probe.after-unsent')])
+      }),
+    ).rejects.toThrow(/circular/i)
+    const after = await ctx.db
+      .selectFrom('payments')
+      .select('description')
+      .where('id', '=', paymentId)
+      .executeTakeFirst()
+    expect(after?.description).toBe(before?.description)
+    const events = await ctx.db
+      .selectFrom('events')
+      .select('id')
+      .where('type', '=', 'probe.after-unsent')
+      .execute()
+    expect(events).toEqual([])
+  })
+
   test('two updates of one row are merged, and a rollback drops them', async () => {
     await inTransaction(ctx.db, async (trx) => {
       await lockPayment(trx, ctx.scope.environmentId, paymentId)
