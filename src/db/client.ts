@@ -150,6 +150,10 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
        * catches a statement's error inside a transaction cannot commit what is left.
        */
       let failure: Error | undefined
+      /** A refused commit rolled the transaction back: Kysely's `rollback` after it is answered here. */
+      let refused = false
+      /** The connection's state is not known (a rollback failed): it is destroyed on release. */
+      let broken: Error | undefined
       /**
        * `query` in one round trip: after the held writes that must go before it and the
        * owed `begin`, before the `commit` when asked, and with the transaction's
@@ -168,7 +172,7 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
         for (const ahead of aheads) statements.push(statementOf(ahead.query))
         const begin = owesBegin
         owesBegin = false
-        const results = runStatements(client, statements, { begin, commit })
+        const results = runStatements(client, statements, { begin, commit }, open)
         if (open) {
           results.catch((error: Error) => {
             failure ??= error
@@ -196,6 +200,7 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
           case 'begin':
             owesBegin = true
             open = true
+            refused = false
             failure = undefined
             return answer<R>('BEGIN')
           case WITH_COMMIT:
@@ -204,7 +209,7 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
           case 'commit': {
             const final = last
             last = undefined
-            if (failure) return refuseCommit<R>()
+            if (failure) return refuseCommit<R>(failure)
             // A transaction that sent nothing has nothing to commit.
             if (!final && owesBegin) {
               owesBegin = false
@@ -215,7 +220,17 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
             // the transaction for the `rollback` Kysely sends next.
             const committed = final
               ? send(final, true).then(() => answer<R>('COMMIT'))
-              : client.query(text).then((result) => asResult<R>(result))
+              : client.query(text).then((result) => {
+                  // A statement that failed while the commit was on its way (one sent
+                  // without waiting for it): PostgreSQL rolled the transaction back.
+                  if (result.command === 'ROLLBACK') {
+                    throw (
+                      failure ??
+                      new Error('The transaction was rolled back: a statement of it failed')
+                    )
+                  }
+                  return asResult<R>(result)
+                })
             return committed.then((result) => {
               open = false
               return result
@@ -224,22 +239,38 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
           case 'rollback':
             last = undefined
             failure = undefined
-            // A refused commit rolled the transaction back already.
-            if (!open) return answer<R>('ROLLBACK')
             open = false
+            // A refused commit rolled the transaction back already.
+            if (refused) {
+              refused = false
+              return answer<R>('ROLLBACK')
+            }
             if (owesBegin) {
               owesBegin = false
               return answer<R>('ROLLBACK')
             }
             return client.query(text).then((result) => asResult<R>(result))
         }
+        // Kysely's `begin` with an isolation level or access mode.
+        if (/^start transaction\b/i.test(text)) {
+          open = true
+          failure = undefined
+        }
         return send<R>(CompiledQuery.raw(text, [...values]))
       }
-      const refuseCommit = <R>(): Promise<PostgresQueryResult<R>> => {
-        const error = failure as Error
+      /** The commit of a transaction a statement failed in: rolled back, and failed with that statement's error. */
+      const refuseCommit = <R>(error: Error): Promise<PostgresQueryResult<R>> => {
         failure = undefined
         open = false
-        const sent = owesBegin ? Promise.resolve() : client.query('rollback').then(() => undefined)
+        refused = true
+        const sent = owesBegin
+          ? Promise.resolve()
+          : client.query('rollback').then(
+              () => undefined,
+              (rollbackError: Error) => {
+                broken = rollbackError
+              },
+            )
         owesBegin = false
         return sent.then(() => {
           throw error
@@ -250,10 +281,13 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
         release: () => {
           owesBegin = false
           open = false
+          refused = false
           failure = undefined
           last = undefined
           client.off('error', failed)
-          client.release()
+          // A connection whose rollback failed is not given to anyone else.
+          client.release(broken)
+          broken = undefined
         },
       }
     },
@@ -272,6 +306,7 @@ async function runStatements(
   client: pg.PoolClient,
   statements: Statement[],
   pipeline: Pipeline,
+  inTransactionBlock = false,
 ): Promise<pg.QueryResult[]> {
   const alone = statements.length === 1 && !pipeline.begin && !pipeline.commit
   const only = statements[0]
@@ -288,7 +323,8 @@ async function runStatements(
   } catch (error) {
     if (!(error instanceof Error && 'code' in error && error.code === '0A000')) throw error
     for (const statement of statements) if (statement.name) unpreparable.add(statement.text)
-    if (!(alone && only)) throw error
+    // In a transaction, PostgreSQL has aborted it: a retry could only fail (25P02).
+    if (!(alone && only) || inTransactionBlock) throw error
     return [await client.query(only.text, only.values)]
   }
 }

@@ -259,6 +259,44 @@ describe('statements sent together', () => {
     expect(after.rows).toEqual([{ a: 2 }])
   })
 
+  test('a statement that fails while the commit is on its way (sent without waiting for it) fails the commit', async () => {
+    await sql`create table probe_unawaited (a int primary key)`.execute(client.db)
+    await expect(
+      inTransaction(client.db, async (trx) => {
+        await sql`insert into probe_unawaited values (1)`.execute(trx)
+        void sql`select 1 / 0`.execute(trx).catch(() => undefined)
+      }),
+    ).rejects.toMatchObject({ code: '22012' })
+    const { rows } = await sql<{
+      n: number
+    }>`select count(*)::int as n from probe_unawaited`.execute(client.db)
+    expect(rows).toEqual([{ n: 0 }])
+  })
+
+  test('a transaction begun with an isolation level that fails is rolled back, and the connection is clean after', async () => {
+    await expect(
+      client.db
+        .transaction()
+        .setIsolationLevel('serializable')
+        .execute(async (trx) => {
+          await sql`select 1 / 0`.execute(trx)
+        }),
+    ).rejects.toMatchObject({ code: '22012' })
+    // One connection: the next statements run where the transaction failed.
+    const first = await sql<{ one: number }>`select 1 as one`.execute(client.db)
+    expect(first.rows).toEqual([{ one: 1 }])
+    await expect(
+      client.db
+        .transaction()
+        .setIsolationLevel('serializable')
+        .execute(async (trx) => {
+          await sql`select 1 / 0`.execute(trx).catch(() => undefined)
+        }),
+    ).rejects.toMatchObject({ code: '22012' })
+    const second = await sql<{ one: number }>`select 1 as one`.execute(client.db)
+    expect(second.rows).toEqual([{ one: 1 }])
+  })
+
   test('a value that cannot be sent, caught by its caller, drops no held write silently: the transaction cannot commit', async () => {
     await sql`create table probe_unsent (a int primary key, b jsonb)`.execute(client.db)
     const circular: Record<string, unknown> = {}
