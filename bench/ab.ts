@@ -4,7 +4,8 @@
  * … for `--pairs` pairs. On a machine whose speed drifts (a shared virtual machine can
  * move by a quarter within minutes), two full `npm run bench` runs of different code are
  * minutes apart and cannot tell a few per cent from the drift; runs alternated within
- * seconds of each other can. Prints each run's warm rounds (the first round of each run
+ * seconds of each other can (in turn: base first in one pair, the checkout first in the
+ * next). Prints each run's warm rounds (the first round of each run
  * warms it up and is left out) and the means, with the change as a ratio.
  *
  * The base is checked out into a temporary git worktree that shares this checkout's
@@ -90,10 +91,13 @@ function main() {
       symlinkSync(path.join(here, 'node_modules'), path.join(base, 'node_modules'))
     const results: Record<'base' | 'this', Round[]> = { base: [], this: [] }
     for (let pair = 0; pair < pairs; pair++) {
-      for (const [side, dir] of [
+      const sides = [
         ['base', base],
         ['this', here],
-      ] as const) {
+      ] as const
+      // Base first in even pairs, the checkout first in odd ones: a drift within a pair
+      // favours neither.
+      for (const [side, dir] of pair % 2 === 0 ? sides : [...sides].reverse()) {
         const rounds = micro(dir)
         results[side].push(...rounds)
         for (const r of rounds) {
