@@ -99,6 +99,39 @@ export async function submitCard(
   })
 }
 
+/**
+ * A customer whose sandbox card was saved as their default by paying a link with it, and
+ * a second finalized invoice of theirs (30.00 usd) for that card to pay.
+ */
+export async function customerWithSavedCard(ctx: TestContext) {
+  const { customer, invoice } = await invoiceToPay(ctx)
+  const link = await createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'PAYMENT_LINK',
+    payment_gateway: 'sandbox',
+    amount: '100.00',
+    save_card_and_make_default: true,
+  })
+  expect((await submitCard(ctx, sessionOf(link.body), '4242424242424242')).statusCode).toBe(200)
+  const next = await ctx.post<{ id: string }>('/v1/invoices', {
+    customer_id: customer.id,
+    currency: 'usd',
+    lines: [{ description: 'Next month', quantity: 1, unit_amount: '30.00' }],
+  })
+  expect((await ctx.post(`/v1/invoices/${next.body.id}/finalize`)).status).toBe(200)
+  return { customer, nextInvoiceId: next.body.id }
+}
+
+/** An off-session CARD payment of all of `invoiceId` (30.00) with the customer's default card. */
+export function chargeDefaultCard(ctx: TestContext, invoiceId: string) {
+  return createPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'CARD',
+    payment_gateway: 'sandbox',
+    amount: '30.00',
+  })
+}
+
 export async function pagePost(ctx: TestContext, url: string, action: string) {
   return ctx.app.inject({
     method: 'POST',

@@ -131,8 +131,8 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
       // A connection that dies while checked out (the server restarted, a backend was
       // terminated) emits `error` besides failing its statement: with no listener, that
       // would be an uncaught exception. The pool listens while it is idle.
-      const failed = (error: Error) => onError?.(error)
-      client.on('error', failed)
+      const reportError = (error: Error) => onError?.(error)
+      client.on('error', reportError)
       /** A `begin` was asked for and not yet sent: it goes with the next statement. */
       let owesBegin = false
       /** The transaction's last statement, to be sent with its `commit`. */
@@ -284,7 +284,7 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
           refused = false
           failure = undefined
           last = undefined
-          client.off('error', failed)
+          client.off('error', reportError)
           // A connection whose rollback failed is not given to anyone else.
           client.release(broken)
           broken = undefined

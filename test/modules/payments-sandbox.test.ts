@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
+  chargeDefaultCard,
   createPayment,
+  customerWithSavedCard,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -100,31 +102,12 @@ describe('sandbox payment links', () => {
   })
 
   test('saved card becomes the default and a CARD payment succeeds off-session', async () => {
-    const { customer, invoice } = await invoiceToPay(ctx)
-    const created = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'sandbox',
-      amount: '100.00',
-      save_card_and_make_default: true,
-    })
-    await submitCard(ctx, sessionOf(created.body), '4242424242424242')
+    const { customer, nextInvoiceId } = await customerWithSavedCard(ctx)
     const shown = await ctx.get<{ default_payment_method_id: string }>(
       `/v1/customers/${customer.id}`,
     )
     expect(shown.body.default_payment_method_id).toMatch(/^pm_/)
-    const second = await ctx.post<{ id: string }>('/v1/invoices', {
-      customer_id: customer.id,
-      currency: 'usd',
-      lines: [{ description: 'Next month', quantity: 1, unit_amount: '30.00' }],
-    })
-    await ctx.post(`/v1/invoices/${second.body.id}/finalize`)
-    const card = await createPayment(ctx, {
-      destination_id: second.body.id,
-      payment_method_type: 'CARD',
-      payment_gateway: 'sandbox',
-      amount: '30.00',
-    })
+    const card = await chargeDefaultCard(ctx, nextInvoiceId)
     expect(card.status).toBe(201)
     expect(card.body).toMatchObject({
       payment_status: 'SUCCEEDED',

@@ -8,12 +8,13 @@ import { forgetInvoiceLines } from '../../src/modules/invoices/repository.ts'
 import { eventsOf } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import {
+  chargeDefaultCard,
   createPayment,
   createSandboxLink,
+  customerWithSavedCard,
   getPayment,
   invoiceToPay,
   sessionOf,
-  submitCard,
 } from '../payments-helpers.ts'
 import { statementsOf } from '../statements.ts'
 
@@ -135,28 +136,9 @@ describe('statements per request', () => {
   })
 
   test("an off-session CARD charge of the customer's default card reads the customer once, with the invoice's lock", async () => {
-    const { customer, invoice } = await invoiceToPay(ctx)
-    const link = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'sandbox',
-      amount: '100.00',
-      save_card_and_make_default: true,
-    })
-    expect((await submitCard(ctx, sessionOf(link.body), '4242424242424242')).statusCode).toBe(200)
-    const second = await ctx.post<{ id: string }>('/v1/invoices', {
-      customer_id: customer.id,
-      currency: 'usd',
-      lines: [{ description: 'Next month', quantity: 1, unit_amount: '30.00' }],
-    })
-    expect((await ctx.post(`/v1/invoices/${second.body.id}/finalize`)).status).toBe(200)
+    const { nextInvoiceId } = await customerWithSavedCard(ctx)
     const texts = await statementsOf(async () => {
-      const card = await createPayment(ctx, {
-        destination_id: second.body.id,
-        payment_method_type: 'CARD',
-        payment_gateway: 'sandbox',
-        amount: '30.00',
-      })
+      const card = await chargeDefaultCard(ctx, nextInvoiceId)
       expect(card.status).toBe(201)
       expect(card.body.payment_status).toBe('SUCCEEDED')
     }, 200)
