@@ -93,6 +93,7 @@ for (const [name, build] of Object.entries(scenarios)) {
     }
     const cpu0 = process.cpuUsage()
     const pg0 = postgresCpuSeconds()
+    const elu0 = performance.eventLoopUtilization()
     const t0 = performance.now()
     await Promise.all(
       Array.from({ length: connections }, async () => {
@@ -104,6 +105,7 @@ for (const [name, build] of Object.entries(scenarios)) {
       }),
     )
     const wall = performance.now() - t0
+    const elu = performance.eventLoopUtilization(elu0)
     const cpu = process.cpuUsage(cpu0)
     const pg = postgresCpuSeconds() - pg0
     if (profiler) {
@@ -113,7 +115,7 @@ for (const [name, build] of Object.entries(scenarios)) {
     }
     const per = (ms: number) => (ms / batch.length).toFixed(3)
     console.log(
-      `${name.padEnd(14)} round ${round}: ${(batch.length / (wall / 1000)).toFixed(0)} req/s, node ${per((cpu.user + cpu.system) / 1000)} ms/req (user ${per(cpu.user / 1000)}), postgres ${per(pg * 1000)} ms/req, failed ${failed}`,
+      `${name.padEnd(14)} round ${round}: ${(batch.length / (wall / 1000)).toFixed(0)} req/s, node ${per((cpu.user + cpu.system) / 1000)} ms/req (user ${per(cpu.user / 1000)}), postgres ${per(pg * 1000)} ms/req, event loop ${(elu.utilization * 100).toFixed(0)}% busy, failed ${failed}`,
     )
     failures += failed
   }

@@ -32,6 +32,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     profile: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    'node-args': { type: 'string' },
   },
 })
 const quick = values.quick ?? false
@@ -47,7 +48,11 @@ const poolSize = quick ? 4_000 : 60_000
 const only = values.only ? new Set(values.only.split(',')) : undefined
 const runs = (name: string) => !only || only.has(name)
 /** `--profile DIR`: the server writes a V8 CPU profile of the run there (`node --cpu-prof`). */
-const nodeArgs = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : []
+/** `--node-args "--max-semi-space-size=16"`: more flags for the server's Node, after its own. */
+const nodeArgs = [
+  ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : []),
+  ...(values['node-args']?.split(/\s+/).filter(Boolean) ?? []),
+]
 
 interface ScenarioResult extends LoadStats {
   ratio_to_baseline: number | null
@@ -58,6 +63,11 @@ interface ScenarioResult extends LoadStats {
   /** CPU the Payrail process and all of PostgreSQL spent per request: what limits the scenario. */
   server_cpu_ms_per_request: number
   postgres_cpu_ms_per_request: number
+  /**
+   * The server's garbage-collection pauses per request (its `/metrics`,
+   * `nodejs_gc_duration_seconds`): time its event loop stood still. One process only.
+   */
+  gc_ms_per_request?: number
   [extra: string]: unknown
 }
 
@@ -122,6 +132,7 @@ async function main() {
       server.resetRssPeak()
       const checkpoints = await checkpointCount(db)
       const cpu = cpuMeter(server)
+      const gc = await gcSeconds(server.url)
       const stats = await runLoad({
         url: server.url,
         connections,
@@ -135,6 +146,11 @@ async function main() {
         baseline,
         rss_peak_mb: server.rssPeakMb(),
         ...cpu.perRequest(stats.requests),
+        ...(workers === 1 && {
+          gc_ms_per_request: round(
+            (((await gcSeconds(server.url)) - gc) * 1000) / Math.max(1, stats.requests),
+          ),
+        }),
         checkpoints: (await checkpointCount(db)) - checkpoints,
       }
       log(
@@ -376,6 +392,16 @@ function cpuMeter(server: BenchServer) {
   }
 }
 
+/** Seconds the server has spent in garbage-collection pauses, from its own `/metrics`. */
+async function gcSeconds(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  let total = 0
+  for (const line of text.split('\n'))
+    if (line.startsWith('payrail_nodejs_gc_duration_seconds_sum'))
+      total += Number(line.split(' ').at(-1))
+  return total
+}
+
 /** Hands out the items one by one (distinct invoices or payments per request), then wraps around. */
 function cycle<T>(items: T[], make: (item: T) => LoadRequest): () => LoadRequest {
   let index = 0
@@ -405,6 +431,7 @@ function printTable(
     String(s.rss_peak_mb),
     String(s.server_cpu_ms_per_request),
     String(s.postgres_cpu_ms_per_request),
+    s.gc_ms_per_request === undefined ? '-' : String(s.gc_ms_per_request),
   ])
   const header = [
     'scenario',
@@ -417,6 +444,7 @@ function printTable(
     'RSS MB',
     'server CPU ms/req',
     'PG CPU ms/req',
+    'GC ms/req',
   ]
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')

@@ -21,8 +21,7 @@ export async function startServer(
   const child: ChildProcess = spawn(
     process.execPath,
     [
-      // As `npm start` and the bin's shebang run it.
-      '--max-semi-space-size=4',
+      // As `npm start` and the bin's shebang run it (Node's defaults), plus `--profile`'s and `--node-args`'s.
       ...(options.nodeArgs ?? []),
       path.resolve('bin/payrail.js'),
       'serve',

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env node
 // Runs Payrail from its TypeScript sources with no build step. The sources are bundled
 // once into node_modules/.cache/payrail (esbuild, a fraction of a second) and bundled
 // again whenever a source file is newer than the bundle, so `npm start` always runs the
@@ -7,9 +7,10 @@
 // run through tsx instead. The bundle is named after the checkout's path: two checkouts
 // that share one node_modules (a symlink, a hoisting workspace) each run their own code.
 //
-// --max-semi-space-size=4 (MB, in the shebang and `npm start`): a smaller young generation.
-// Under load it keeps about 40 MB less resident memory for the same throughput (measured
-// with the bench's list scenario); Node's default lets it grow to 16 MB per semi-space.
+// Node's default young generation (16 MB per semi-space), not a smaller one: with 4 MB
+// (`--max-semi-space-size=4`, used until the ninth session) the server spent twice as
+// long per request in garbage-collection pauses, on its one event loop, and the bench saw
+// no lower memory for it (docs/performance.md).
 import { createHash } from 'node:crypto'
 import { mkdir, readdir, rename, stat } from 'node:fs/promises'
 import path from 'node:path'
