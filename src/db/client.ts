@@ -249,7 +249,14 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
               owesBegin = false
               return answer<R>('ROLLBACK')
             }
-            return client.query(text).then((result) => asResult<R>(result))
+            // A connection whose rollback failed is in a state nobody knows: destroyed on release.
+            return client.query(text).then(
+              (result) => asResult<R>(result),
+              (error: Error) => {
+                broken = error
+                throw error
+              },
+            )
         }
         // Kysely's `begin` with an isolation level or access mode.
         if (/^start transaction\b/i.test(text)) {
@@ -488,8 +495,12 @@ class PipelineQuery extends PgQuery {
     const { stream } = connection
     stream.cork()
     try {
-      // Named statements' Parse first: the `begin`'s, and an unnamed statement's, would
-      // replace the unnamed statement, so those go just before their Bind.
+      // The `begin` before everything: a Parse that fails skips the rest of the message,
+      // and a skipped `begin` would leave the statements that follow it in later messages
+      // to commit one by one. The `begin` runs its unnamed statement at once.
+      if (this.pipeline.begin) stream.write(BEGIN_MESSAGES)
+      // Named statements' Parse next: an unnamed statement's would replace the unnamed
+      // statement, so those go just before their Bind.
       const uncertain = UNCERTAIN.get(connection)
       for (const { name, text } of this.statements) {
         if (name === undefined) continue
@@ -500,7 +511,6 @@ class PipelineQuery extends PgQuery {
         connection.submittedNamedStatements[name] = text
         this.parsing.push(name)
       }
-      if (this.pipeline.begin) stream.write(BEGIN_MESSAGES)
       this.statements.forEach(({ name, text }, index) => {
         if (name === undefined) connection.parse({ text })
         stream.write(binds[index] as Buffer)

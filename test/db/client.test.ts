@@ -327,6 +327,29 @@ describe('statements sent together', () => {
     expect(events.rows).toEqual([{ n: 0 }])
   })
 
+  test('a first statement that fails to parse, caught by its caller, leaves the transaction begun: nothing after it commits', async () => {
+    await sql`create table probe_unparsed (a int primary key)`.execute(client.db)
+    const failures: unknown[] = []
+    await expect(
+      inTransaction(client.db, async (trx) => {
+        // Its Parse fails, in the message that carries the transaction's `begin`.
+        await sql`select a from probe_missing_table`.execute(trx).catch((error: unknown) => {
+          failures.push(error)
+        })
+        // Sent with no `begin` of its own: it must still be inside the transaction.
+        await sql`insert into probe_unparsed values (1)`.execute(trx).catch((error: unknown) => {
+          failures.push(error)
+        })
+      }),
+    ).rejects.toMatchObject({ code: '42P01' })
+    // The insert ran in the aborted transaction, not on its own.
+    expect(failures).toMatchObject([{ code: '42P01' }, { code: '25P02' }])
+    const rows = await sql<{ n: number }>`select count(*)::int as n from probe_unparsed`.execute(
+      client.db,
+    )
+    expect(rows.rows).toEqual([{ n: 0 }])
+  })
+
   test('a value that cannot be sent fails its statement before anything of it goes', async () => {
     await sql`create table probe_values (a int primary key, b jsonb)`.execute(client.db)
     const circular: Record<string, unknown> = {}

@@ -190,6 +190,50 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     })
   })
 
+  test('a refund Checkout.com declines after accepting it fails, and the payment can be refunded again', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await hostedPayment(invoice.id)
+    const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
+      card: '4242424242424242',
+    })
+    await followReturn(completion.redirectUrl)
+    await emulator.waitForDeliveries()
+    emulator.declineRefundNext()
+    const refund = await ctx.post<{ id: string; status: string }>(
+      `/v1/payments/${payment.id}/refunds`,
+      { amount: '25.00' },
+    )
+    expect(refund.status, refund.text).toBe(201)
+    expect(refund.body.status).toBe('pending')
+    await emulator.waitForDeliveries()
+    expect(emulator.listEvents('payment_refund_declined')).toHaveLength(1)
+    const shown = await ctx.get<{ status: string; failure_message: string | null }>(
+      `/v1/refunds/${refund.body.id}`,
+    )
+    expect(shown.body).toMatchObject({
+      status: 'failed',
+      failure_message: 'Declined - Do Not Honour',
+    })
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUND_FAILED',
+      amount_refunded: '0.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_refunded: '0.00' })
+
+    // Nothing of it is held back: all of the payment can be refunded again.
+    const again = await ctx.post<{ id: string; amount: string }>(
+      `/v1/payments/${payment.id}/refunds`,
+      {},
+    )
+    expect(again.status, again.text).toBe(201)
+    expect(again.body.amount).toBe('100.00')
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '100.00',
+    })
+  })
+
   test('an expired hosted payment makes the payment FAILED; a tampered webhook is refused', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await hostedPayment(invoice.id)

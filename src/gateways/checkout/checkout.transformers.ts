@@ -253,6 +253,7 @@ export function updateFromEvent(event: CheckoutEventView): PaymentUpdate | undef
           gatewayRefundId: data.actionId,
           status: event.type === 'payment_refunded' ? 'succeeded' : 'failed',
           amount: data.amount,
+          failureMessage: data.responseSummary ?? undefined,
         },
       }
     case 'payment_pending':

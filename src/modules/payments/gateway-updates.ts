@@ -5,7 +5,7 @@ import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, PaymentTable } from '../../db/database.ts'
 import type { PaymentUpdate } from '../../gateways/gateway.ts'
-import { completeRefundLocked } from './refunds.ts'
+import { completeRefundLocked, failRefundLocked } from './refunds.ts'
 import { findRefundByGatewayId, insertAttempt, refundsOf, updatePayment } from './repository.ts'
 import { attemptRow, type PaymentDeps, saveCardFromPayment } from './service.ts'
 import { type Cause, movePayment } from './state.ts'
@@ -78,6 +78,21 @@ export async function applyPaymentUpdate(
         deps,
       )
       return { payment: done.payment, outcome: 'refund_applied' }
+    }
+    // The provider declined a refund it had accepted (Checkout.com answers a refund with 202,
+    // then `payment_refund_declined`; Stripe's `refund.failed`): it fails, and the payment can
+    // be refunded again.
+    if (refund && refund.status === 'pending' && update.refund.status === 'failed') {
+      const failed = await failRefundLocked(
+        trx,
+        scope,
+        payment,
+        refund,
+        update.refund.failureMessage ?? 'the provider declined the refund',
+        cause,
+        deps,
+      )
+      return { payment: failed.payment, outcome: 'refund_applied' }
     }
     return { payment, outcome: refund ? 'repeat' : 'ignored' }
   }

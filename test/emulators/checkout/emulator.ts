@@ -160,6 +160,14 @@ export class CheckoutEmulator {
     this.state.capturesToDefer += count
   }
 
+  /**
+   * The next `count` refunds are accepted (202, as every refund is) and then declined:
+   * `payment_refund_declined`, and the payment keeps what it had.
+   */
+  declineRefundNext(count = 1): void {
+    this.state.refundsToDecline += count
+  }
+
   /** Payments whose deferred capture has not happened yet, oldest first. */
   get deferredCaptures(): readonly string[] {
     return [...this.state.deferredCaptures]

@@ -13,7 +13,7 @@ import type {
   PaymentRecord,
   StoredCard,
 } from './state.ts'
-import { APPROVED_RESPONSE, cardOutcome } from './test-cards.ts'
+import { APPROVED_RESPONSE, cardOutcome, REFUND_DECLINED } from './test-cards.ts'
 
 export interface NewPayment {
   amount: number
@@ -175,6 +175,16 @@ export function refundPayment(
   if (amount === 0) throw requestInvalid('amount_invalid')
   if (amount > refundable) throw requestInvalid('refund_amount_exceeds_balance')
   const action = addAction(state, payment, 'Refund', amount, request)
+  // Accepted with 202 like every refund, and declined by the acquirer afterwards: the action
+  // stays on the payment, not approved, and nothing is refunded.
+  if (state.refundsToDecline > 0) {
+    state.refundsToDecline -= 1
+    action.approved = false
+    action.responseCode = REFUND_DECLINED.code
+    action.responseSummary = REFUND_DECLINED.summary
+    emit(state, 'payment_refund_declined', payment, action)
+    return action
+  }
   payment.status = amount === refundable ? 'Refunded' : 'Partially Refunded'
   emit(state, 'payment_refunded', payment, action)
   return action
@@ -302,7 +312,9 @@ export function balances(payment: PaymentRecord): {
   available_to_refund: number
 } {
   const sum = (type: CheckoutActionType) =>
-    payment.actions.filter((action) => action.type === type).reduce((t, a) => t + a.amount, 0)
+    payment.actions
+      .filter((action) => action.type === type && action.approved)
+      .reduce((t, a) => t + a.amount, 0)
   const authorized = payment.approved ? payment.amount : 0
   const voided = sum('Void')
   const captured = sum('Capture')

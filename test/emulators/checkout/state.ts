@@ -32,6 +32,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'payment_canceled',
   'payment_voided',
   'payment_refunded',
+  'payment_refund_declined',
 ] as const
 export type CheckoutWebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number]
 
@@ -131,6 +132,8 @@ export class CheckoutState {
   readonly deferredCaptures = new Set<string>()
   /** How many of the next `capture: true` payments answer `Authorized` and wait for `capturePayment`. */
   capturesToDefer = 0
+  /** How many of the next refunds are accepted (202), then declined (`declineRefundNext`). */
+  refundsToDecline = 0
   baseUrl = 'http://127.0.0.1'
   private listener: (event: EmittedEvent) => void = () => {}
 
@@ -160,5 +163,6 @@ export class CheckoutState {
     this.events.length = 0
     this.deferredCaptures.clear()
     this.capturesToDefer = 0
+    this.refundsToDecline = 0
   }
 }

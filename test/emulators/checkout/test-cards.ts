@@ -28,6 +28,9 @@ export const CHECKOUT_TEST_CARDS = {
 
 export type CheckoutTestCard = keyof typeof CHECKOUT_TEST_CARDS
 
+/** The response of a refund the acquirer declines after it was accepted (`declineRefundNext`). */
+export const REFUND_DECLINED = { code: '20005', summary: 'Declined - Do Not Honour' } as const
+
 export interface CardDecline {
   code: string
   summary: string
