@@ -462,6 +462,34 @@ describe('POST /v1/payments: validation refuses and writes nothing', () => {
     expect(await paymentRowsFor(invoice.id)).toEqual([])
   })
 
+  test('an invoice whose link is open cannot be voided (422) until the link is cancelled: a payment made on it would have nowhere to go', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await linkPayment(invoice.id)
+    expect(link.payment_status).toBe('PENDING')
+    const refused = await ctx.post<ErrorBody>(`/v1/invoices/${invoice.id}/void`)
+    expectError(refused, 422, 'invalid_state_transition')
+    expect(refused.body.error.details).toMatchObject({
+      payment_id: link.id,
+      payment_status: 'PENDING',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ invoice_status: 'FINALIZED' })
+
+    // Still payable: the customer's card settles the payment and pays the invoice.
+    const paid = await submitCard(ctx, sessionOf(link), '4242424242424242')
+    expect(paid.statusCode).toBe(200)
+    expect((await getPayment(ctx, link.id)).payment_status).toBe('SUCCEEDED')
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+  })
+
+  test('an invoice can be voided once its open payment is cancelled', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await linkPayment(invoice.id)
+    expect((await ctx.post(`/v1/payments/${link.id}/cancel`)).status).toBe(200)
+    const voided = await ctx.post<{ invoice_status: string }>(`/v1/invoices/${invoice.id}/void`)
+    expect(voided.status, voided.text).toBe(200)
+    expect(voided.body.invoice_status).toBe('VOIDED')
+  })
+
   test('a draft invoice is 422 invalid_state_transition', async () => {
     const customer = await createCustomer(ctx)
     const draft = await createInvoice(ctx, customer.id)

@@ -554,7 +554,10 @@ function activePaymentsOfInvoice(db: Db, environmentId: string, invoiceId: strin
     .where('payments.active', '=', true)
 }
 
-/** Payments of an invoice that may still take money: the on-ramp reuses one of these instead of creating another. */
+/**
+ * Payments of an invoice that may still take money: the on-ramp reuses one of these
+ * instead of creating another, and the invoice cannot be voided while one is open.
+ */
 export async function openPaymentsForInvoice(
   db: Db,
   environmentId: string,
@@ -566,6 +569,7 @@ export async function openPaymentsForInvoice(
       'PENDING',
       'PROCESSING',
       'RESERVED',
+      'CAPTURED',
       'ON_RETRY',
     ])
     .orderBy('payments.created_at', 'desc')

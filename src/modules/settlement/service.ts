@@ -1,4 +1,5 @@
 import type { Clock } from '../../core/clock.ts'
+import { AppError } from '../../core/errors.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Invoice, Order } from '../../db/database.ts'
@@ -18,6 +19,7 @@ import {
 } from '../invoices/service.ts'
 import { lockOrderByInvoice, updateOrder } from '../orders/repository.ts'
 import { toOrderResponse } from '../orders/schemas.ts'
+import { openPaymentsForInvoice } from '../payments/repository.ts'
 import { onSubscriptionInvoicePaid, onSubscriptionInvoiceVoided } from '../subscriptions/service.ts'
 
 /**
@@ -117,12 +119,18 @@ export async function voidInvoice(
   clock: Clock,
 ): Promise<InvoiceChange> {
   return inTransaction(db, async (trx) => {
-    const change = await voidLocked(
-      trx,
-      scope,
-      await lockInvoiceOrFail(trx, scope, invoiceId),
-      clock,
-    )
+    const locked = await lockInvoiceOrFail(trx, scope, invoiceId)
+    // A payment that may still take money (a page open, a charge in flight) would find the
+    // invoice voided when it succeeds, and could not be applied to it: cancel it first.
+    const [open] = await openPaymentsForInvoice(trx, scope.environmentId, invoiceId)
+    if (open) {
+      throw new AppError(
+        'invalid_state_transition',
+        `Invoice ${invoiceId} has payment ${open.id} (${open.payment_status}) that may still take money; cancel it before voiding`,
+        { invoice_id: invoiceId, payment_id: open.id, payment_status: open.payment_status },
+      )
+    }
+    const change = await voidLocked(trx, scope, locked, clock)
     const order = await lockOrderByInvoice(trx, scope.environmentId, invoiceId)
     if (order?.status === 'PENDING') {
       const now = clock.now()
