@@ -148,3 +148,44 @@ export async function getPayment(ctx: TestContext, id: string) {
 export async function getInvoice(ctx: TestContext, id: string) {
   return (await ctx.get<InvoiceBody>(`/v1/invoices/${id}`)).body
 }
+
+/** Whether a Payrail backend is waiting on a row lock now. */
+export async function payrailWaitsOnLock(ctx: TestContext): Promise<boolean> {
+  const { rows } = await ctx.pool.query<{ n: number }>(
+    `select count(*)::int as n from pg_stat_activity
+     where application_name = 'payrail' and wait_event_type = 'Lock'`,
+  )
+  return (rows[0]?.n ?? 0) > 0
+}
+
+/**
+ * Runs `request` while another connection holds `paymentId` locked, and `meanwhile` on
+ * that connection once the request waits for the lock; then commits it, releasing the
+ * request: a change another transaction commits between the request's read and its lock.
+ */
+export async function whileLocked<T>(
+  ctx: TestContext,
+  paymentId: string,
+  request: () => Promise<T>,
+  meanwhile: (holder: {
+    query: (text: string, values: unknown[]) => Promise<unknown>
+  }) => Promise<void>,
+): Promise<T> {
+  const holder = await ctx.pool.connect()
+  try {
+    await holder.query('begin')
+    await holder.query('select id from payments where id = $1 for update', [paymentId])
+    const pending = request()
+    let settled = false
+    void pending.finally(() => {
+      settled = true
+    })
+    while (!settled && !(await payrailWaitsOnLock(ctx))) await new Promise((r) => setTimeout(r, 5))
+    expect(settled, 'the request went on without waiting for the lock').toBe(false)
+    await meanwhile(holder)
+    await holder.query('commit')
+    return await pending
+  } finally {
+    holder.release()
+  }
+}

@@ -15,12 +15,14 @@ import { createTestContext, type ErrorBody, type TestContext } from '../harness.
 import {
   createPayment,
   createSandboxLink,
+  customerWithSavedCard,
   getInvoice,
   getPayment,
   invoiceToPay,
   type PaymentBody,
   sessionOf,
   submitCard,
+  whileLocked,
 } from '../payments-helpers.ts'
 
 let ctx: TestContext
@@ -1020,6 +1022,41 @@ describe('process_payment and POST /v1/payments/:id/process', () => {
     expect(paid.statusCode).toBe(200)
     expect((await getPayment(ctx, fresh.id)).payment_status).toBe('SUCCEEDED')
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+  })
+})
+
+describe('POST /v1/payments/:id/process', () => {
+  test('a saved card is charged what the payment says under its lock, not what was read before it', async () => {
+    const { nextInvoiceId } = await customerWithSavedCard(ctx)
+    const created = await createPayment(ctx, {
+      destination_id: nextInvoiceId,
+      payment_method_type: 'CARD',
+      payment_gateway: 'sandbox',
+      amount: '30.00',
+      process_payment: false,
+    })
+    expect(created.status, created.text).toBe(201)
+    expect(created.body.payment_status).toBe('INITIATED')
+    const id = created.body.id
+    const processed = await whileLocked(
+      ctx,
+      id,
+      () => ctx.post<PaymentBody>(`/v1/payments/${id}/process`),
+      // A change committed while the charge waits for the lock (as a discount would be).
+      async (holder) => {
+        await holder.query('update payments set amount = 2500 where id = $1', [id])
+        await holder.query('update payment_allocations set amount = 2500 where payment_id = $1', [
+          id,
+        ])
+      },
+    )
+    expect(processed.status, processed.text).toBe(200)
+    // Charged 30.00, it would be OVERPAID (the sandbox reports what it took).
+    expect(processed.body).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount: '25.00',
+      amount_paid: '25.00',
+    })
   })
 })
 

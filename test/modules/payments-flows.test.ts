@@ -18,6 +18,7 @@ import {
   pagePost,
   sessionOf,
   submitCard,
+  whileLocked,
 } from '../payments-helpers.ts'
 
 interface PayOption {
@@ -491,6 +492,28 @@ describe('invoice on-ramp: PUT/PATCH /v1/invoices/:id/payment and confirm', () =
     expect(created.status, JSON.stringify(created.body)).toBe(201)
     expect(created.body).toMatchObject({ amount: '75.00', discount_code: discount.code })
     expect((await getInvoice(ctx, invoice.id)).total).toBe('75.00')
+  })
+
+  test('PATCH that waited for the payment while a confirm took it changes nothing: 422, under the lock', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const created = await onRamp(invoice.id, { type: 'EXTERNAL' })
+    expect(created.status).toBe(201)
+    const id = created.body.id
+    const patched = await whileLocked(
+      ctx,
+      id,
+      () =>
+        ctx.patch<ErrorBody>(`/v1/invoices/${invoice.id}/payment`, {
+          success_url: 'https://merchant.example/late',
+        }),
+      // What a confirm holding the lock commits: the payment is on its way to the gateway.
+      async (holder) => {
+        await holder.query(`update payments set payment_status = 'PENDING' where id = $1`, [id])
+      },
+    )
+    expect(patched.status, JSON.stringify(patched.body)).toBe(422)
+    expect(patched.body.error.code).toBe('invalid_state_transition')
+    expect((await getPayment(ctx, id)).success_url).not.toBe('https://merchant.example/late')
   })
 
   test('PATCH cannot change the type, and an unknown discount code changes nothing', async () => {

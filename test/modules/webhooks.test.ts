@@ -16,6 +16,7 @@ import {
   getPayment,
   invoiceToPay,
   type PaymentBody,
+  payrailWaitsOnLock,
   sessionOf,
   submitCard,
 } from '../payments-helpers.ts'
@@ -64,15 +65,6 @@ function sign(secret: string, body: string, timestamp: number): string {
 
 function nowSeconds(): number {
   return Math.floor(ctx.clock.now().getTime() / 1000)
-}
-
-/** Whether a Payrail backend is waiting on a row lock now. */
-async function payrailWaitsOnLock(): Promise<boolean> {
-  const { rows } = await ctx.pool.query<{ n: number }>(
-    `select count(*)::int as n from pg_stat_activity
-     where application_name = 'payrail' and wait_event_type = 'Lock'`,
-  )
-  return (rows[0]?.n ?? 0) > 0
 }
 
 async function deliver(
@@ -258,7 +250,7 @@ describe('inbound sandbox webhooks: applying events', () => {
       void again.finally(() => {
         settled = true
       })
-      while (!settled && !waiting) waiting = await payrailWaitsOnLock()
+      while (!settled && !waiting) waiting = await payrailWaitsOnLock(ctx)
       await holder.query('rollback')
       expect(waiting).toBe(false)
       expect((await again).body.events[0]?.outcome).toBe('duplicate')
@@ -276,7 +268,7 @@ describe('inbound sandbox webhooks: applying events', () => {
       await holder.query('select id from invoices where id = $1 for update', [invoice.id])
       const delivery = deliver(event)
       let waiting = false
-      while (!waiting) waiting = await payrailWaitsOnLock()
+      while (!waiting) waiting = await payrailWaitsOnLock(ctx)
       // It waits with the payment locked: another transaction cannot take it meanwhile.
       await expect(
         holder.query('select id from payments where id = $1 for update nowait', [payment.id]),

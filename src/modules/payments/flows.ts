@@ -1,7 +1,7 @@
 import { AppError, notFound, validationError } from '../../core/errors.ts'
 import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
 import type { Access, Principal, Scope } from '../../core/principal.ts'
-import type { PaymentMethodType } from '../../db/database.ts'
+import type { Payment, PaymentMethodType } from '../../db/database.ts'
 import { availableGatewayNames, gatewayFor, isGatewayAvailable } from '../../gateways/registry.ts'
 import { balanceOf } from '../balances/service.ts'
 import { getCustomer } from '../customers/service.ts'
@@ -279,15 +279,7 @@ export async function updateInvoicePayment(
   cause: Cause,
 ): Promise<PaymentView> {
   const current = await openInvoicePayment(deps, access, invoiceId, input.payment_id)
-  if (current.payment_status !== 'INITIATED') {
-    throw new AppError(
-      'invalid_state_transition',
-      `Payment ${current.id} is ${current.payment_status}; only an unconfirmed payment can change`,
-      {
-        payment_id: current.id,
-      },
-    )
-  }
+  assertUnconfirmed(current)
   if (input.type && ON_RAMP_METHOD[input.type] !== current.payment_method_type) {
     throw validationError(
       'type cannot change on an existing payment; cancel it and PUT a new one',
@@ -296,6 +288,8 @@ export async function updateInvoicePayment(
   }
   const scope = scopeOf(access)
   return withLockedPayment(deps, scope, current.id, async (trx, locked) => {
+    // Again under the lock: a confirm that took the payment meanwhile has it charged already.
+    assertUnconfirmed(locked)
     let amount = locked.amount
     if (input.discount_code) {
       const invoice = await applyDiscountCode(
@@ -324,6 +318,16 @@ export async function updateInvoicePayment(
       updated_at: deps.clock.now(),
     })
   })
+}
+
+/** Only a payment not yet confirmed (INITIATED) can change its amount, discount or URLs. */
+function assertUnconfirmed(payment: Payment): void {
+  if (payment.payment_status === 'INITIATED') return
+  throw new AppError(
+    'invalid_state_transition',
+    `Payment ${payment.id} is ${payment.payment_status}; only an unconfirmed payment can change`,
+    { payment_id: payment.id },
+  )
 }
 
 /** `POST /v1/invoices/:id/payment/confirm`: process the invoice's open payment. */

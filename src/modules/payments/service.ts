@@ -624,7 +624,7 @@ async function chargeCard(
   }
   // PROCESSING before the call: a crash mid-charge leaves a payment that says it was being charged.
   let resumed = false
-  await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
+  const processing = await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
     assertProcessable(locked, deps.clock.now())
     // Already PROCESSING: an earlier call's outcome is unknown, and this one asks again with its key.
     resumed = locked.payment_status === 'PROCESSING'
@@ -635,7 +635,13 @@ async function chargeCard(
     if (moved.kind === 'illegal') throw illegal(moved.payment, 'PROCESSING', moved.reason)
     return moved.payment
   })
-  const result = await gateway.chargeSavedMethod(ctx, request, method)
+  // The card is charged what the payment says under its lock, not what it said when the
+  // request was built: a change committed in between (a discount) must not be overcharged.
+  const result = await gateway.chargeSavedMethod(
+    ctx,
+    { ...request, payment: processing.payment },
+    method,
+  )
   if (result.outcome === 'succeeded' && result.gatewayCustomerId) {
     await rememberGatewayCustomer(deps, request.customer, gateway.name, result.gatewayCustomerId)
   }
