@@ -1,6 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { newId } from '../../src/core/ids.ts'
 import type { PaymentStatus } from '../../src/core/payment-state.ts'
 import type { SandboxEvent } from '../../src/gateways/sandbox/sandbox-provider.ts'
 import { eventsOf } from '../fixtures.ts'
@@ -12,6 +13,7 @@ import {
 } from '../harness.ts'
 import {
   createPayment,
+  customerWithSavedCard,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -154,6 +156,82 @@ async function transitionsTo(paymentId: string, status: PaymentStatus) {
 }
 
 describe('inbound sandbox webhooks: applying events', () => {
+  test('a late charge.failed for an earlier charge, already recorded, does not fail the retry in flight', async () => {
+    const { nextInvoiceId } = await customerWithSavedCard(ctx)
+    const created = await createPayment(ctx, {
+      destination_id: nextInvoiceId,
+      payment_method_type: 'CARD',
+      payment_gateway: 'sandbox',
+      amount: '30.00',
+      process_payment: false,
+    })
+    expect(created.status, created.text).toBe(201)
+    const payment = created.body
+    // As a declined first charge leaves it once retried: the decline recorded as an
+    // attempt of charge sbch_first, and the payment PROCESSING again for a new charge.
+    await ctx.db
+      .insertInto('payment_attempts')
+      .values({
+        id: newId('paymentAttempt'),
+        payment_id: payment.id,
+        gateway: 'sandbox',
+        gateway_payment_id: 'sbch_first',
+        status: 'failed',
+        error_code: 'card_declined',
+        error_message: 'Your card was declined.',
+      })
+      .execute()
+    await ctx.db
+      .updateTable('payments')
+      .set({ payment_status: 'PROCESSING', gateway_payment_id: 'sbch_first' })
+      .where('id', '=', payment.id)
+      .execute()
+
+    const late = await deliver(
+      sandboxEvent('charge.failed', payment, {
+        charge_id: 'sbch_first',
+        error: { code: 'card_declined', message: 'Your card was declined.', decline_code: null },
+      }),
+    )
+    expect(late.status).toBe(200)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
+
+    // The retry's own outcome still applies: its success, and a failure of its own charge.
+    const paid = await deliver(
+      sandboxEvent('charge.succeeded', payment, { charge_id: 'sbch_second' }),
+    )
+    expect(paid.status).toBe(200)
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      gateway_payment_id: 'sbch_second',
+    })
+    expect(await getInvoice(ctx, nextInvoiceId)).toMatchObject({ payment_status: 'SUCCEEDED' })
+  })
+
+  test('a charge.failed for a charge whose failure is not recorded fails the payment', async () => {
+    const { nextInvoiceId } = await customerWithSavedCard(ctx)
+    const created = await createPayment(ctx, {
+      destination_id: nextInvoiceId,
+      payment_method_type: 'CARD',
+      payment_gateway: 'sandbox',
+      amount: '30.00',
+      process_payment: false,
+    })
+    await ctx.db
+      .updateTable('payments')
+      .set({ payment_status: 'PROCESSING' })
+      .where('id', '=', created.body.id)
+      .execute()
+    const failed = await deliver(
+      sandboxEvent('charge.failed', created.body, {
+        charge_id: 'sbch_only',
+        error: { code: 'card_declined', message: 'Your card was declined.', decline_code: null },
+      }),
+    )
+    expect(failed.status).toBe(200)
+    expect((await getPayment(ctx, created.body.id)).payment_status).toBe('FAILED')
+  })
+
   test('checkout.completed moves a PENDING link payment to SUCCEEDED and pays the invoice', async () => {
     const { invoice, payment } = await pendingSandboxPayment()
     const event = sandboxEvent('checkout.completed', payment)

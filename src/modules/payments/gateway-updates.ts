@@ -6,7 +6,13 @@ import type { Db } from '../../db/client.ts'
 import type { Payment, PaymentTable } from '../../db/database.ts'
 import type { PaymentUpdate } from '../../gateways/gateway.ts'
 import { completeRefundLocked, failRefundLocked } from './refunds.ts'
-import { findRefundByGatewayId, insertAttempt, refundsOf, updatePayment } from './repository.ts'
+import {
+  attemptsOf,
+  findRefundByGatewayId,
+  insertAttempt,
+  refundsOf,
+  updatePayment,
+} from './repository.ts'
 import { attemptRow, type PaymentDeps, saveCardFromPayment } from './service.ts'
 import { type Cause, movePayment } from './state.ts'
 
@@ -97,6 +103,11 @@ export async function applyPaymentUpdate(
     return { payment, outcome: refund ? 'repeat' : 'ignored' }
   }
 
+  if (update.status === 'FAILED' && (await failedBefore(trx, payment, update.gatewayPaymentId))) {
+    // The failure of an earlier charge, already recorded, reported late: the payment was
+    // retried since, and the new charge's outcome is its own (a late decline must not fail it).
+    return { payment, outcome: 'repeat' }
+  }
   if (update.status) {
     const share = update.receivedShare
     const received =
@@ -161,4 +172,15 @@ function matches(payment: Payment, expected: { currency: string; amount: string 
   } catch {
     return false
   }
+}
+
+/** Whether `gatewayPaymentId` is a charge of the payment whose failure is already recorded. */
+async function failedBefore(
+  trx: Db,
+  payment: Payment,
+  gatewayPaymentId: string | undefined,
+): Promise<boolean> {
+  if (gatewayPaymentId === undefined || payment.payment_status === 'FAILED') return false
+  const attempts = await attemptsOf(trx, [payment.id])
+  return attempts.some((a) => a.status === 'failed' && a.gateway_payment_id === gatewayPaymentId)
 }

@@ -665,6 +665,17 @@ async function chargeCard(
           cause,
           deps,
         )
+        if (moved.kind === 'illegal') {
+          // Money taken that the payment cannot record: for an operator, never silently.
+          deps.logger.error(
+            {
+              payment_id: locked.id,
+              payment_status: locked.payment_status,
+              gateway_payment_id: ids.gatewayPaymentId,
+            },
+            'the gateway charged the card but the payment refuses SUCCEEDED; refund or record it by hand',
+          )
+        }
         return moved.payment
       }
       case 'processing': {
