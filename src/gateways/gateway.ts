@@ -75,7 +75,12 @@ export const DECLINE_CODES = [
 ] as const
 export type DeclineCode = (typeof DECLINE_CODES)[number]
 
-export type CancelResult = { ok: true } | { ok: false; taken: string }
+/**
+ * `ok: false`: the provider took the money already, or cannot withdraw what it opened
+ * (`reason` says which); the payment is then not cancelled, and the provider's report
+ * settles it.
+ */
+export type CancelResult = { ok: true } | { ok: false; reason: string }
 
 /** A decline is data, not an exception: Payrail records it and answers 402. */
 export interface Decline {

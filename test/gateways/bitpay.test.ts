@@ -6,7 +6,7 @@ import {
 import type { BitpayEmulator } from '../emulators/bitpay/emulator.ts'
 import { startBitpayEmulator } from '../emulators/bitpay/server.ts'
 import { startStripeEmulator } from '../emulators/stripe/server.ts'
-import { createTestContext, type TestContext } from '../harness.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import { createPayment, getInvoice, getPayment, invoiceToPay } from '../payments-helpers.ts'
 
 let ctx: TestContext
@@ -51,6 +51,23 @@ describe('BitPay, against the emulator', () => {
     bitpay.pay(String(payment.gateway_tracking_id))
     await bitpay.waitForNotifications()
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
+    bitpay.confirm(String(payment.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+  })
+
+  test('cancel is 409: BitPay cannot withdraw the invoice, so the payment stays open and its payment is still applied', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    const refused = await ctx.post<ErrorBody>(`/v1/payments/${payment.id}/cancel`)
+    expect(refused.status, refused.text).toBe(409)
+    expect(refused.body.error.code).toBe('conflict')
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+    bitpay.pay(String(payment.gateway_tracking_id))
     bitpay.confirm(String(payment.gateway_tracking_id))
     await bitpay.waitForNotifications()
     expect(await getPayment(ctx, payment.id)).toMatchObject({

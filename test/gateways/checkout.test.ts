@@ -563,6 +563,25 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
     expect(await eventCount(payment.id, 'payment.reserved')).toBe(1)
   })
 
+  test('cancelling a hosted payment page is 409: Checkout.com cannot withdraw it, and its payment is still applied', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await hostedPayment(invoice.id)
+    const refused = await ctx.post<ErrorBody>(`/v1/payments/${payment.id}/cancel`)
+    expect(refused.status, refused.text).toBe(409)
+    expect(refused.body.error).toMatchObject({
+      code: 'conflict',
+      message: expect.stringContaining(String(payment.gateway_tracking_id)),
+    })
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+    const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
+      card: '4242424242424242',
+    })
+    await followReturn(completion.redirectUrl)
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+
   test('cancelling the RESERVED payment in Payrail voids the authorization: nothing is captured', async () => {
     const { invoice, payment, checkoutId } = await authorizedCharge()
     await emulator.waitForDeliveries()

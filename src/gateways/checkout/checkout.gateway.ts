@@ -143,14 +143,20 @@ export const checkoutGateway: Gateway = {
     }
   },
   async cancel(ctx, payment) {
-    // Only an authorization holds the customer's funds (and would still be captured); a
-    // hosted page has nothing to cancel at Checkout.com.
+    // An authorization is voided. A hosted payment page cannot be withdrawn at Checkout.com
+    // (it has no API for it): it stays payable until it expires, so the payment stays open.
     const id = payment.gateway_payment_id
-    if (!id?.startsWith('pay_')) return { ok: true }
+    if (!id?.startsWith('pay_')) {
+      if (!payment.gateway_tracking_id) return { ok: true }
+      return {
+        ok: false,
+        reason: `Checkout.com cannot withdraw hosted payment page ${payment.gateway_tracking_id}, which stays payable until it expires`,
+      }
+    }
     const client = checkoutClient(ctx)
     const current = readCheckoutPayment(plain(await client.payments.get(id)))
     if (current && MONEY_TAKEN.some((status) => status === current.status))
-      return { ok: false, taken: `Checkout.com already captured payment ${id} (${current.status})` }
+      return { ok: false, reason: `Checkout.com already captured payment ${id} (${current.status})` }
     if (current?.status !== 'Authorized') return { ok: true }
     await client.payments.void(id, { reference: payment.id }, `payrail-void-${payment.id}`)
     return { ok: true }

@@ -78,7 +78,7 @@ export const sandboxGateway: Gateway = {
     if (!payment.gateway_tracking_id) return { ok: true }
     const session = await findSession(ctx.db, payment.gateway_tracking_id)
     if (session?.status === 'complete')
-      return { ok: false, taken: 'The customer completed the sandbox checkout' }
+      return { ok: false, reason: 'The customer completed the sandbox checkout' }
     if (session) await closeSession(ctx, session)
     return { ok: true }
   },

@@ -166,7 +166,7 @@ export const stripeGateway: Gateway = {
       const session = await stripe.checkout.sessions.retrieve(sessionId)
       if (session.status === 'expired') return { ok: true }
       if (session.status === 'complete')
-        return { ok: false, taken: 'The customer completed the Stripe Checkout Session' }
+        return { ok: false, reason: 'The customer completed the Stripe Checkout Session' }
       throw error
     }
   },

@@ -1055,6 +1055,20 @@ export async function cancelPayment(
   const check = checkTransition(payment.payment_status, 'CANCELLED')
   if (check.kind === 'illegal') throw illegal(payment, 'CANCELLED', check.reason)
   const gateway = resolveGateway(payment.payment_method_type, payment.payment_gateway ?? undefined)
+  if (
+    !gateway.cancel &&
+    !gateway.capabilities.internal &&
+    payment.gateway_tracking_id &&
+    check.kind === 'apply'
+  ) {
+    // A page or crypto invoice the provider cannot withdraw: cancelled here, it could still
+    // be paid there, and the money would have no payment to land on.
+    throw new AppError(
+      'conflict',
+      `The ${gateway.name} gateway cannot withdraw what it opened for this payment (${payment.gateway_tracking_id}): the payment is not cancelled, and is settled or failed when ${gateway.name} reports it`,
+      { payment_id: paymentId, payment_status: payment.payment_status },
+    )
+  }
   if (gateway.cancel && payment.gateway_tracking_id && check.kind === 'apply') {
     const ctx = await gatewayContext(deps, scope, gateway.name)
     let stopped: CancelResult
@@ -1071,7 +1085,7 @@ export async function cancelPayment(
     if (!stopped.ok) {
       throw new AppError(
         'conflict',
-        `${stopped.taken}: the payment is not cancelled, and is reconciled when ${gateway.name} reports the charge`,
+        `${stopped.reason}: the payment is not cancelled, and is settled or failed when ${gateway.name} reports it`,
         { payment_id: paymentId, payment_status: payment.payment_status },
       )
     }
