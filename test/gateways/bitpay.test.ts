@@ -44,6 +44,17 @@ async function cryptoPayment(invoiceId: string) {
   return res.body
 }
 
+/** The customer pays the BitPay invoice in full and it confirms: the payment is SUCCEEDED. */
+async function payAndConfirm(payment: { id: string; gateway_tracking_id: string | null }) {
+  bitpay.pay(String(payment.gateway_tracking_id))
+  bitpay.confirm(String(payment.gateway_tracking_id))
+  await bitpay.waitForNotifications()
+  expect(await getPayment(ctx, payment.id)).toMatchObject({
+    payment_status: 'SUCCEEDED',
+    amount_paid: '100.00',
+  })
+}
+
 describe('BitPay, against the emulator', () => {
   test('paid → PROCESSING, confirmed → SUCCEEDED and the invoice reconciled, re-fetching on every IPN', async () => {
     const { invoice } = await invoiceToPay(ctx)
@@ -67,13 +78,7 @@ describe('BitPay, against the emulator', () => {
     expect(refused.status, refused.text).toBe(409)
     expect(refused.body.error.code).toBe('conflict')
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
-    bitpay.pay(String(payment.gateway_tracking_id))
-    bitpay.confirm(String(payment.gateway_tracking_id))
-    await bitpay.waitForNotifications()
-    expect(await getPayment(ctx, payment.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
+    await payAndConfirm(payment)
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
   })
 
@@ -140,13 +145,7 @@ describe('BitPay, against the emulator', () => {
     const payment = await cryptoPayment(invoice.id)
     bitpay.duplicateNext(2)
     bitpay.deliverOutOfOrder(2)
-    bitpay.pay(String(payment.gateway_tracking_id))
-    bitpay.confirm(String(payment.gateway_tracking_id))
-    await bitpay.waitForNotifications()
-    expect(await getPayment(ctx, payment.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
+    await payAndConfirm(payment)
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
   })
 
