@@ -156,7 +156,10 @@ export const checkoutGateway: Gateway = {
     const client = checkoutClient(ctx)
     const current = readCheckoutPayment(plain(await client.payments.get(id)))
     if (current && MONEY_TAKEN.some((status) => status === current.status))
-      return { ok: false, reason: `Checkout.com already captured payment ${id} (${current.status})` }
+      return {
+        ok: false,
+        reason: `Checkout.com already captured payment ${id} (${current.status})`,
+      }
     if (current?.status !== 'Authorized') return { ok: true }
     await client.payments.void(id, { reference: payment.id }, `payrail-void-${payment.id}`)
     return { ok: true }
