@@ -122,6 +122,21 @@ export async function customerWithSavedCard(ctx: TestContext) {
   return { customer, nextInvoiceId: next.body.id }
 }
 
+/** A customer with a saved default card and an INITIATED (not yet processed) CARD payment of their 30.00 invoice. */
+export async function unprocessedCardPayment(ctx: TestContext) {
+  const { nextInvoiceId } = await customerWithSavedCard(ctx)
+  const created = await createPayment(ctx, {
+    destination_id: nextInvoiceId,
+    payment_method_type: 'CARD',
+    payment_gateway: 'sandbox',
+    amount: '30.00',
+    process_payment: false,
+  })
+  expect(created.status, created.text).toBe(201)
+  expect(created.body.payment_status).toBe('INITIATED')
+  return { nextInvoiceId, payment: created.body }
+}
+
 /** An off-session CARD payment of all of `invoiceId` (30.00) with the customer's default card. */
 export function chargeDefaultCard(ctx: TestContext, invoiceId: string) {
   return createPayment(ctx, {

@@ -39,6 +39,18 @@ afterAll(async () => {
   await ctx.close()
 })
 
+/** A hosted payment of a new invoice, paid by card on Checkout.com's page and reported. */
+async function paidHostedPayment() {
+  const { invoice } = await invoiceToPay(ctx)
+  const payment = await hostedPayment(invoice.id)
+  const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
+    card: '4242424242424242',
+  })
+  await followReturn(completion.redirectUrl)
+  await emulator.waitForDeliveries()
+  return { invoice, payment }
+}
+
 async function hostedPayment(invoiceId: string) {
   const res = await createPayment(ctx, {
     destination_id: invoiceId,
@@ -169,13 +181,7 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
   })
 
   test('refunds go through Checkout.com and complete with the payment_refunded webhook', async () => {
-    const { invoice } = await invoiceToPay(ctx)
-    const payment = await hostedPayment(invoice.id)
-    const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
-      card: '4242424242424242',
-    })
-    await followReturn(completion.redirectUrl)
-    await emulator.waitForDeliveries()
+    const { payment } = await paidHostedPayment()
     const refund = await ctx.post<{ id: string; status: string }>(
       `/v1/payments/${payment.id}/refunds`,
       { amount: '25.00' },
@@ -191,13 +197,7 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
   })
 
   test('a refund Checkout.com declines after accepting it fails, and the payment can be refunded again', async () => {
-    const { invoice } = await invoiceToPay(ctx)
-    const payment = await hostedPayment(invoice.id)
-    const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
-      card: '4242424242424242',
-    })
-    await followReturn(completion.redirectUrl)
-    await emulator.waitForDeliveries()
+    const { invoice, payment } = await paidHostedPayment()
     emulator.declineRefundNext()
     const refund = await ctx.post<{ id: string; status: string }>(
       `/v1/payments/${payment.id}/refunds`,

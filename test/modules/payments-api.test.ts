@@ -15,13 +15,13 @@ import { createTestContext, type ErrorBody, type TestContext } from '../harness.
 import {
   createPayment,
   createSandboxLink,
-  customerWithSavedCard,
   getInvoice,
   getPayment,
   invoiceToPay,
   type PaymentBody,
   sessionOf,
   submitCard,
+  unprocessedCardPayment,
   whileLocked,
 } from '../payments-helpers.ts'
 
@@ -1027,17 +1027,8 @@ describe('process_payment and POST /v1/payments/:id/process', () => {
 
 describe('POST /v1/payments/:id/process', () => {
   test('a saved card is charged what the payment says under its lock, not what was read before it', async () => {
-    const { nextInvoiceId } = await customerWithSavedCard(ctx)
-    const created = await createPayment(ctx, {
-      destination_id: nextInvoiceId,
-      payment_method_type: 'CARD',
-      payment_gateway: 'sandbox',
-      amount: '30.00',
-      process_payment: false,
-    })
-    expect(created.status, created.text).toBe(201)
-    expect(created.body.payment_status).toBe('INITIATED')
-    const id = created.body.id
+    const { payment } = await unprocessedCardPayment(ctx)
+    const id = payment.id
     const processed = await whileLocked(
       ctx,
       id,

@@ -13,7 +13,6 @@ import {
 } from '../harness.ts'
 import {
   createPayment,
-  customerWithSavedCard,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -21,6 +20,7 @@ import {
   payrailWaitsOnLock,
   sessionOf,
   submitCard,
+  unprocessedCardPayment,
 } from '../payments-helpers.ts'
 
 interface Received {
@@ -157,16 +157,8 @@ async function transitionsTo(paymentId: string, status: PaymentStatus) {
 
 describe('inbound sandbox webhooks: applying events', () => {
   test('a late charge.failed for an earlier charge, already recorded, does not fail the retry in flight', async () => {
-    const { nextInvoiceId } = await customerWithSavedCard(ctx)
-    const created = await createPayment(ctx, {
-      destination_id: nextInvoiceId,
-      payment_method_type: 'CARD',
-      payment_gateway: 'sandbox',
-      amount: '30.00',
-      process_payment: false,
-    })
-    expect(created.status, created.text).toBe(201)
-    const payment = created.body
+    const { nextInvoiceId, payment: created } = await unprocessedCardPayment(ctx)
+    const payment = created
     // As a declined first charge leaves it once retried: the decline recorded as an
     // attempt of charge sbch_first, and the payment PROCESSING again for a new charge.
     await ctx.db
@@ -209,27 +201,20 @@ describe('inbound sandbox webhooks: applying events', () => {
   })
 
   test('a charge.failed for a charge whose failure is not recorded fails the payment', async () => {
-    const { nextInvoiceId } = await customerWithSavedCard(ctx)
-    const created = await createPayment(ctx, {
-      destination_id: nextInvoiceId,
-      payment_method_type: 'CARD',
-      payment_gateway: 'sandbox',
-      amount: '30.00',
-      process_payment: false,
-    })
+    const { payment: created } = await unprocessedCardPayment(ctx)
     await ctx.db
       .updateTable('payments')
       .set({ payment_status: 'PROCESSING' })
-      .where('id', '=', created.body.id)
+      .where('id', '=', created.id)
       .execute()
     const failed = await deliver(
-      sandboxEvent('charge.failed', created.body, {
+      sandboxEvent('charge.failed', created, {
         charge_id: 'sbch_only',
         error: { code: 'card_declined', message: 'Your card was declined.', decline_code: null },
       }),
     )
     expect(failed.status).toBe(200)
-    expect((await getPayment(ctx, created.body.id)).payment_status).toBe('FAILED')
+    expect((await getPayment(ctx, created.id)).payment_status).toBe('FAILED')
   })
 
   test('checkout.completed moves a PENDING link payment to SUCCEEDED and pays the invoice', async () => {
