@@ -107,18 +107,28 @@ function main() {
         }
       }
     }
-    const summary = (side: 'base' | 'this') => ({
-      rps: mean(results[side].map((r) => r.rps)),
-      node: mean(results[side].map((r) => r.node)),
-      postgres: mean(results[side].map((r) => r.postgres)),
-    })
-    const [b, t] = [summary('base'), summary('this')]
-    process.stdout.write(
-      `\nmean of ${results.this.length} warm rounds each (${values.only}):\n` +
+    // One summary per scenario: their speeds differ, and a mean over several would weigh
+    // each by its share of the rounds.
+    const scenarios = [...new Set(results.this.map((r) => r.scenario))]
+    let out = ''
+    for (const scenario of scenarios) {
+      const summary = (side: 'base' | 'this') => {
+        const rounds = results[side].filter((r) => r.scenario === scenario)
+        return {
+          count: rounds.length,
+          rps: mean(rounds.map((r) => r.rps)),
+          node: mean(rounds.map((r) => r.node)),
+          postgres: mean(rounds.map((r) => r.postgres)),
+        }
+      }
+      const [b, t] = [summary('base'), summary('this')]
+      out +=
+        `\n${scenario}, mean of ${t.count} warm rounds each:\n` +
         `  ${revision.padEnd(9)} ${b.rps.toFixed(0)} req/s, node ${b.node.toFixed(3)}, postgres ${b.postgres.toFixed(3)} ms/req\n` +
         `  checkout  ${t.rps.toFixed(0)} req/s, node ${t.node.toFixed(3)}, postgres ${t.postgres.toFixed(3)} ms/req\n` +
-        `  checkout / ${revision}: req/s ×${(t.rps / b.rps).toFixed(3)}, node CPU ×${(t.node / b.node).toFixed(3)}, postgres CPU ×${(t.postgres / b.postgres).toFixed(3)}\n`,
-    )
+        `  checkout / ${revision}: req/s ×${(t.rps / b.rps).toFixed(3)}, node CPU ×${(t.node / b.node).toFixed(3)}, postgres CPU ×${(t.postgres / b.postgres).toFixed(3)}\n`
+    }
+    process.stdout.write(out)
   } finally {
     execFileSync('git', ['worktree', 'remove', '--force', base], { stdio: 'ignore' })
     rmSync(parent, { recursive: true, force: true })

@@ -386,11 +386,10 @@ const pipelined = (text: string) =>
   Buffer.concat([serialize.parse({ text }), serialize.bind({}), serialize.execute({})])
 const BEGIN_MESSAGES = pipelined('begin')
 const COMMIT_MESSAGES = pipelined('commit')
-/** Describe and Execute of the unnamed portal, after each statement's Bind. */
-const DESCRIBE_EXECUTE = Buffer.concat([
-  serialize.describe({ type: 'P', name: '' }),
-  serialize.execute({ portal: '' }),
-])
+/** Execute of the unnamed portal, after each statement's Bind. */
+const EXECUTE = serialize.execute({ portal: '' })
+/** Describe and Execute of the unnamed portal: a statement whose columns this connection has not described yet. */
+const DESCRIBE_EXECUTE = Buffer.concat([serialize.describe({ type: 'P', name: '' }), EXECUTE])
 
 /** The parts of node-postgres's `Connection` a pipeline writes to (pg 8). */
 interface PgConnection {
@@ -432,6 +431,16 @@ const PgResultClass = (
 const UNCERTAIN = new WeakMap<PgConnection, Set<string>>()
 
 /**
+ * Per connection, the columns of the named statements it has described since it last
+ * parsed them. A prepared statement's columns cannot change under it: PostgreSQL
+ * refuses to run one whose result changed (0A000, "cached plan must not change result
+ * type"), and such a statement then runs unnamed (`statementName`). So from its second
+ * execution on a connection, a statement is sent without a Describe: PostgreSQL sends
+ * no row description with it, and nothing has to read one.
+ */
+const DESCRIBED = new WeakMap<PgConnection, Map<string, KnownColumns>>()
+
+/**
  * Statements in one round trip (`preparingPool`), each with a result of its own.
  * node-postgres tracks the Parse of a named query by the query's name, one per
  * query; this query has none, and keeps the connection's records of its statements'
@@ -453,6 +462,8 @@ class PipelineQuery extends PgQuery {
   private readonly parsing: string[] = []
   /** Whether `done` was called: an error can come before the ReadyForQuery that follows it. */
   private finished = false
+  /** This connection's described statements (`DESCRIBED`), once submitted. */
+  private described: Map<string, KnownColumns> | undefined
 
   constructor(
     private readonly statements: Statement[],
@@ -467,6 +478,8 @@ class PipelineQuery extends PgQuery {
     this.results = statements.map(() => new PgResultClass(undefined, payrailTypes))
     this._result = this.results[0] as PgResult
     this.beginOwed = pipeline.begin
+    // It always has a callback: every row is kept, described or not.
+    this._accumulateRows = true
   }
 
   override submit(connection: PgConnection): Error | null {
@@ -493,6 +506,12 @@ class PipelineQuery extends PgQuery {
       return null
     }
     const { stream } = connection
+    let described = DESCRIBED.get(connection)
+    if (!described) {
+      described = new Map()
+      DESCRIBED.set(connection, described)
+    }
+    this.described = described
     stream.cork()
     try {
       // The `begin` before everything: a Parse that fails skips the rest of the message,
@@ -507,6 +526,7 @@ class PipelineQuery extends PgQuery {
         if (uncertain?.delete(name)) connection.close({ type: 'S', name })
         else if (name in connection.parsedStatements || name in connection.submittedNamedStatements)
           continue
+        described.delete(name)
         connection.parse({ text, name })
         connection.submittedNamedStatements[name] = text
         this.parsing.push(name)
@@ -514,7 +534,11 @@ class PipelineQuery extends PgQuery {
       this.statements.forEach(({ name, text }, index) => {
         if (name === undefined) connection.parse({ text })
         stream.write(binds[index] as Buffer)
-        stream.write(DESCRIBE_EXECUTE)
+        const known = name === undefined ? undefined : described.get(name)
+        if (known) {
+          usingColumns(this.results[index] as PgResult, known)
+          stream.write(EXECUTE)
+        } else stream.write(DESCRIBE_EXECUTE)
       })
       if (this.pipeline.commit) stream.write(COMMIT_MESSAGES)
       connection.sync()
@@ -529,22 +553,21 @@ class PipelineQuery extends PgQuery {
     const name = this.statements[this.current]?.name
     const known = name === undefined ? undefined : KNOWN_COLUMNS.get(name)
     if (known && known.types === result._types && sameColumns(known.fields, message.fields)) {
-      result.fields = message.fields
-      result._parsers = known.parsers
-      result._prebuiltEmptyResultObject = known.emptyRow
+      usingColumns(result, known)
+      if (name !== undefined) this.described?.set(name, known)
     } else {
       result.addFields(message.fields)
       if (name !== undefined) {
-        KNOWN_COLUMNS.set(name, {
+        const columns = {
           types: result._types,
           fields: message.fields,
           parsers: result._parsers,
           emptyRow: result._prebuiltEmptyResultObject,
-        })
+        }
+        KNOWN_COLUMNS.set(name, columns)
+        this.described?.set(name, columns)
       }
     }
-    // It always has a callback: every row is kept.
-    this._accumulateRows = true
   }
 
   override handleCommandComplete(message: unknown, connection: PgConnection): void {
@@ -592,6 +615,13 @@ class PipelineQuery extends PgQuery {
     }
     super.handleError(error, connection)
   }
+}
+
+/** Gives a result the parsers and empty row made of its statement's columns before. */
+function usingColumns(result: PgResult, known: KnownColumns): void {
+  result.fields = known.fields
+  result._parsers = known.parsers
+  result._prebuiltEmptyResultObject = known.emptyRow
 }
 
 function sameColumns(a: FieldDescription[], b: FieldDescription[]): boolean {

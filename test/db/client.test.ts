@@ -108,6 +108,59 @@ describe('prepared statements', () => {
     }
   })
 
+  test('a statement is described once per connection: later executions read its rows without a row description', async () => {
+    // Describe of the unnamed portal: 'D', length 6, 'P', an empty name.
+    const DESCRIBE = Buffer.from([0x44, 0, 0, 0, 6, 0x50, 0])
+    const connection = await client.pool.connect()
+    type Write = (this: unknown, chunk: unknown, ...rest: unknown[]) => boolean
+    const stream = (connection as unknown as { connection: { stream: { write: Write } } })
+      .connection.stream
+    const write = stream.write
+    let describes = 0
+    stream.write = function (this: unknown, chunk: unknown, ...rest: unknown[]) {
+      if (Buffer.isBuffer(chunk)) {
+        for (let at = chunk.indexOf(DESCRIBE); at >= 0; at = chunk.indexOf(DESCRIBE, at + 1))
+          describes++
+      }
+      return Reflect.apply(write, this, [chunk, ...rest])
+    }
+    connection.release()
+    try {
+      const select = () =>
+        client.db
+          .selectFrom('tenants')
+          .select(['id', 'created_at'])
+          .where('id', '=', ctx.main.tenant.id)
+          .where('id', '!=', 'describe-once')
+          .execute()
+      const first = await select()
+      expect(first).toHaveLength(1)
+      expect(first[0]?.created_at).toBeInstanceOf(Date)
+      expect(describes).toBe(1)
+      // Parsed with the columns read the first time: the same values and types.
+      expect(await select()).toEqual(first)
+      expect(await select()).toEqual(first)
+      expect(describes).toBe(1)
+      // In a transaction's pipeline, beside a statement it has not described yet.
+      const [again, other] = await inTransaction(client.db, async (trx) =>
+        Promise.all([
+          trx
+            .selectFrom('tenants')
+            .select(['id', 'created_at'])
+            .where('id', '=', ctx.main.tenant.id)
+            .where('id', '!=', 'describe-once')
+            .execute(),
+          sql<{ n: number }>`select 2 as n where ${'describe-once'} != ''`.execute(trx),
+        ]),
+      )
+      expect(again).toEqual(first)
+      expect(other.rows).toEqual([{ n: 2 }])
+      expect(describes).toBe(2)
+    } finally {
+      stream.write = write
+    }
+  })
+
   test('transaction control is not prepared', async () => {
     await client.db.transaction().execute(async (trx) => {
       await sql`select 1`.execute(trx)
