@@ -438,7 +438,10 @@ const UNCERTAIN = new WeakMap<PgConnection, Set<string>>()
  * execution on a connection, a statement is sent without a Describe: PostgreSQL sends
  * no row description with it, and nothing has to read one.
  */
-const DESCRIBED = new WeakMap<PgConnection, Map<string, KnownColumns>>()
+const DESCRIBED = new WeakMap<PgConnection, Map<string, KnownColumns | typeof NO_COLUMNS>>()
+
+/** A described statement that returns no rows (an insert or update without `returning`: PostgreSQL answered NoData). */
+const NO_COLUMNS = 'none'
 
 /**
  * Statements in one round trip (`preparingPool`), each with a result of its own.
@@ -463,7 +466,11 @@ class PipelineQuery extends PgQuery {
   /** Whether `done` was called: an error can come before the ReadyForQuery that follows it. */
   private finished = false
   /** This connection's described statements (`DESCRIBED`), once submitted. */
-  private described: Map<string, KnownColumns> | undefined
+  private described: Map<string, KnownColumns | typeof NO_COLUMNS> | undefined
+  /** Per statement, whether a Describe went with it. */
+  private readonly describing: boolean[] = []
+  /** Whether the current statement's row description came. */
+  private columnsCame = false
 
   constructor(
     private readonly statements: Statement[],
@@ -535,10 +542,12 @@ class PipelineQuery extends PgQuery {
         if (name === undefined) connection.parse({ text })
         stream.write(binds[index] as Buffer)
         const known = name === undefined ? undefined : described.get(name)
-        if (known) {
-          usingColumns(this.results[index] as PgResult, known)
+        this.describing.push(known === undefined)
+        if (known === undefined) stream.write(DESCRIBE_EXECUTE)
+        else {
+          if (known !== NO_COLUMNS) usingColumns(this.results[index] as PgResult, known)
           stream.write(EXECUTE)
-        } else stream.write(DESCRIBE_EXECUTE)
+        }
       })
       if (this.pipeline.commit) stream.write(COMMIT_MESSAGES)
       connection.sync()
@@ -549,6 +558,7 @@ class PipelineQuery extends PgQuery {
   }
 
   override handleRowDescription(message: { fields: FieldDescription[] }): void {
+    this.columnsCame = true
     const result = this._result
     const name = this.statements[this.current]?.name
     const known = name === undefined ? undefined : KNOWN_COLUMNS.get(name)
@@ -577,6 +587,11 @@ class PipelineQuery extends PgQuery {
     }
     // After the last statement's, only the `commit`'s.
     if (this.current >= this.statements.length) return
+    // Described, and no row description came: PostgreSQL answered NoData.
+    const name = this.statements[this.current]?.name
+    if (name !== undefined && this.describing[this.current] && !this.columnsCame)
+      this.described?.set(name, NO_COLUMNS)
+    this.columnsCame = false
     super.handleCommandComplete(message, connection)
     this.current++
     const next = this.results[this.current]

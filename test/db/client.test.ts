@@ -156,6 +156,11 @@ describe('prepared statements', () => {
       expect(again).toEqual(first)
       expect(other.rows).toEqual([{ n: 2 }])
       expect(describes).toBe(2)
+      // A statement without rows (PostgreSQL answers its Describe with NoData), once too.
+      const update = () =>
+        sql`update tenants set name = name where id = ${'describe-once-none'}`.execute(client.db)
+      for (let i = 0; i < 3; i++) expect((await update()).numAffectedRows).toBe(0n)
+      expect(describes).toBe(3)
     } finally {
       stream.write = write
     }
