@@ -109,7 +109,8 @@ export async function seedInvoices(
 
 /**
  * `count` sandbox link payments waiting in PENDING, one per invoice, as if their
- * checkout pages were open: what completion webhooks then settle.
+ * checkout pages were open: what completion webhooks then settle. Each has the
+ * pending attempt its link's creation recorded.
  */
 export async function seedPendingPayments(
   db: BenchDatabase,
@@ -131,6 +132,12 @@ export async function seedPendingPayments(
      select 'pay_' || $1 || '_' || g, 'inv_' || $1 || '_' || g, 0, 1000 from generate_series(1, $2::int) g`,
     [prefix, count],
   )
+  await db.client.pool.query(
+    `insert into payment_attempts (id, payment_id, gateway, gateway_tracking_id, status)
+     select 'patt_' || $1 || '_' || g, 'pay_' || $1 || '_' || g, 'sandbox', 'sbs_' || $1 || '_' || g, 'pending'
+     from generate_series(1, $2::int) g`,
+    [prefix, count],
+  )
   return Array.from({ length: count }, (_, i) => `pay_${prefix}_${i + 1}`)
 }
 
@@ -149,6 +156,10 @@ const METHODS = ['PAYMENT_LINK', 'CARD', 'OFFLINE', 'CREDITS']
 /**
  * `total` historical payments spread over the past year, in batches of 100,000
  * generated server-side (`INSERT … SELECT generate_series`), with a progress bar.
+ * Every one past INITIATED has the attempt that moved it, as a real history has: the
+ * attempts table is then as large as the payments' when its statistics are taken (an
+ * empty one is planned as empty, and read whole by every lookup while it grows, on a
+ * server without autovacuum), and the list's JSON carries them.
  */
 export async function seedHistory(
   db: BenchDatabase,
@@ -166,6 +177,16 @@ export async function seedHistory(
          now() - ((g % 525600) || ' minutes')::interval, now()
        from generate_series($6::int, $7::int) g`,
       [db.tenantId, db.environmentId, db.customerId, STATUSES, METHODS, start, end],
+    )
+    await db.client.pool.query(
+      `insert into payment_attempts (id, payment_id, gateway, status, created_at, updated_at)
+       select 'patt_hist_' || g, 'pay_hist_' || g, 'offline',
+         case s.status when 'REFUNDED' then 'succeeded' else lower(s.status) end, p.at, p.at
+       from generate_series($1::int, $2::int) g
+       cross join lateral (select ($3::text[])[1 + (g % 8)] as status) s
+       cross join lateral (select now() - ((g % 525600) || ' minutes')::interval as at) p
+       where s.status <> 'INITIATED'`,
+      [start, end, STATUSES],
     )
     onProgress(end)
   }
