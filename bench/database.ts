@@ -18,7 +18,8 @@ export interface BenchDatabase {
   client: DbClient
   tenantId: string
   environmentId: string
-  customerId: string
+  /** How many customers the invoices and payments are spread over (`customerOf`). */
+  customers: number
   key: string
   close(): Promise<void>
 }
@@ -59,10 +60,14 @@ export async function provisionDatabase(options: { keep?: boolean } = {}): Promi
     environmentId: test.id,
     role: 'admin',
   })
-  const customerId = 'cus_bench'
+  // Load spread over many customers, as a merchant's is: with one, every payment written
+  // at once would share its customer's row (the foreign key's lock on it, and PostgreSQL's
+  // multixacts for the concurrent holders), which real traffic does not.
   await client.pool.query(
-    `insert into customers (id, tenant_id, environment_id, name, email) values ($1, $2, $3, 'Bench Customer', 'bench@example.com')`,
-    [customerId, tenant.id, test.id],
+    `insert into customers (id, tenant_id, environment_id, name, email)
+     select 'cus_bench_' || g, $1, $2, 'Bench Customer ' || g, 'bench' || g || '@example.com'
+     from generate_series(1, $3::int) g`,
+    [tenant.id, test.id, CUSTOMERS],
   )
   const finalServer = serverUrl
   return {
@@ -71,7 +76,7 @@ export async function provisionDatabase(options: { keep?: boolean } = {}): Promi
     client,
     tenantId: tenant.id,
     environmentId: test.id,
-    customerId,
+    customers: CUSTOMERS,
     key,
     async close() {
       await client.close()
@@ -90,7 +95,10 @@ export async function provisionDatabase(options: { keep?: boolean } = {}): Promi
   }
 }
 
-/** `count` finalized invoices of 10.00 usd, ids `inv_<prefix>_<n>`, inserted server-side in one statement. */
+/** Customers of the bench's tenant: `cus_bench_1` … `cus_bench_1000`. */
+const CUSTOMERS = 1000
+
+/** `count` finalized invoices of 10.00 usd, each of customer `cus_bench_<1 + n % 1000>`, ids `inv_<prefix>_<n>`, inserted server-side in one statement. */
 export async function seedInvoices(
   db: BenchDatabase,
   prefix: string,
@@ -99,10 +107,10 @@ export async function seedInvoices(
   await db.client.pool.query(
     `insert into invoices (id, tenant_id, environment_id, customer_id, number, currency, invoice_status, payment_status,
        collection_method, billing_reason, subtotal, total, amount_due, amount_remaining, finalized_at)
-     select 'inv_' || $4 || '_' || g, $1, $2, $3, $4 || '-' || g, 'usd', 'FINALIZED', 'PENDING',
+     select 'inv_' || $4 || '_' || g, $1, $2, 'cus_bench_' || (1 + g % $3::int), $4 || '-' || g, 'usd', 'FINALIZED', 'PENDING',
        'send_invoice', 'manual', 1000, 1000, 1000, 1000, now()
      from generate_series(1, $5::int) g`,
-    [db.tenantId, db.environmentId, db.customerId, prefix, count],
+    [db.tenantId, db.environmentId, db.customers, prefix, count],
   )
   return Array.from({ length: count }, (_, i) => `inv_${prefix}_${i + 1}`)
 }
@@ -122,10 +130,10 @@ export async function seedPendingPayments(
   await db.client.pool.query(
     `insert into payments (id, tenant_id, environment_id, human_id, customer_id, destination_type, destination_id, amount,
        currency, payment_status, payment_method_type, payment_gateway, gateway_tracking_id, invoice_ids)
-     select 'pay_' || $4 || '_' || g, $1, $2, $6 || lpad(to_hex(g), 5, '0'), $3, 'INVOICE', 'inv_' || $4 || '_' || g, 1000,
+     select 'pay_' || $4 || '_' || g, $1, $2, $6 || lpad(to_hex(g), 5, '0'), 'cus_bench_' || (1 + g % $3::int), 'INVOICE', 'inv_' || $4 || '_' || g, 1000,
        'usd', 'PENDING', 'PAYMENT_LINK', 'sandbox', 'sbs_' || $4 || '_' || g, array['inv_' || $4 || '_' || g]
      from generate_series(1, $5::int) g`,
-    [db.tenantId, db.environmentId, db.customerId, prefix, count, humanIdLetter],
+    [db.tenantId, db.environmentId, db.customers, prefix, count, humanIdLetter],
   )
   await db.client.pool.query(
     `insert into payment_allocations (payment_id, invoice_id, position, amount)
@@ -172,11 +180,11 @@ export async function seedHistory(
     await db.client.pool.query(
       `insert into payments (id, tenant_id, environment_id, human_id, customer_id, destination_type, destination_id, amount,
          currency, payment_status, payment_method_type, payment_gateway, created_at, updated_at)
-       select 'pay_hist_' || g, $1, $2, 'Z' || lpad(to_hex(g), 5, '0'), $3, 'INVOICE', 'inv_hist_' || (g % 50000), 100 + (g % 9000),
+       select 'pay_hist_' || g, $1, $2, 'Z' || lpad(to_hex(g), 5, '0'), 'cus_bench_' || (1 + g % $3::int), 'INVOICE', 'inv_hist_' || (g % 50000), 100 + (g % 9000),
          'usd', ($4::text[])[1 + (g % 8)], ($5::text[])[1 + (g % 4)], 'offline',
          now() - ((g % 525600) || ' minutes')::interval, now()
        from generate_series($6::int, $7::int) g`,
-      [db.tenantId, db.environmentId, db.customerId, STATUSES, METHODS, start, end],
+      [db.tenantId, db.environmentId, db.customers, STATUSES, METHODS, start, end],
     )
     await db.client.pool.query(
       `insert into payment_attempts (id, payment_id, gateway, status, created_at, updated_at)
