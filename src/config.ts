@@ -5,11 +5,17 @@ import path from 'node:path'
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
 
+/** `PAYRAIL_DATABASE_POOLER`: none, or a pooler (PgBouncer) in session or transaction mode. */
+export const DATABASE_POOLERS = ['none', 'session', 'transaction'] as const
+export type DatabasePooler = (typeof DATABASE_POOLERS)[number]
+
 export interface Config {
   port: number
   host: string
   /** External PostgreSQL; `undefined` means the embedded one under `dataDir/pg`. */
   databaseUrl: string | undefined
+  /** What stands between Payrail and `databaseUrl`: `transaction` is a pooler in transaction mode. */
+  databasePooler: DatabasePooler
   dataDir: string
   /** 32 bytes, or `undefined` when it is to be generated into the data dir (development only). */
   secretKey: Buffer | undefined
@@ -52,6 +58,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL')
   }
 
+  const databasePooler = nonEmpty(env.PAYRAIL_DATABASE_POOLER) ?? 'none'
+  if (!isDatabasePooler(databasePooler)) {
+    problems.push(`PAYRAIL_DATABASE_POOLER must be one of ${DATABASE_POOLERS.join(', ')}`)
+  }
+
   const dataDir = path.resolve(nonEmpty(env.PAYRAIL_DATA_DIR) ?? 'data')
 
   let secretKey: Buffer | undefined
@@ -72,11 +83,13 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
   const logLevel = nonEmpty(env.LOG_LEVEL) ?? 'info'
   if (!isLogLevel(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
 
-  if (problems.length > 0 || !isLogLevel(logLevel)) throw new ConfigError(problems)
+  if (problems.length > 0 || !isLogLevel(logLevel) || !isDatabasePooler(databasePooler))
+    throw new ConfigError(problems)
   return {
     port,
     host,
     databaseUrl,
+    databasePooler,
     dataDir,
     secretKey,
     publicUrl: publicUrl.replace(/\/+$/, ''),
@@ -167,4 +180,8 @@ function isLogLevel(value: string): value is LogLevel {
 
 function isMissingFile(error: unknown): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === 'ENOENT'
+}
+
+function isDatabasePooler(value: string): value is DatabasePooler {
+  return (DATABASE_POOLERS as readonly string[]).includes(value)
 }

@@ -26,6 +26,7 @@ describe('loadConfig', () => {
       port: 8080,
       host: '127.0.0.1',
       databaseUrl: undefined,
+      databasePooler: 'none',
       dataDir: path.resolve('data'),
       secretKey: undefined,
       publicUrl: 'http://127.0.0.1:8080',
@@ -39,6 +40,7 @@ describe('loadConfig', () => {
       PORT: '9000',
       HOST: '0.0.0.0',
       DATABASE_URL: 'postgresql://u@db:5432/payrail',
+      PAYRAIL_DATABASE_POOLER: 'transaction',
       PAYRAIL_DATA_DIR: '/var/lib/payrail',
       PAYRAIL_SECRET_KEY: '11'.repeat(32),
       PAYRAIL_PUBLIC_URL: 'https://pay.example.com/',
@@ -48,6 +50,7 @@ describe('loadConfig', () => {
       port: 9000,
       host: '0.0.0.0',
       databaseUrl: 'postgresql://u@db:5432/payrail',
+      databasePooler: 'transaction',
       dataDir: '/var/lib/payrail',
       publicUrl: 'https://pay.example.com',
       logLevel: 'debug',
@@ -72,6 +75,7 @@ describe('loadConfig', () => {
     [{ PAYRAIL_SECRET_KEY: 'short' }, /PAYRAIL_SECRET_KEY must be 32 bytes/],
     [{ PAYRAIL_PUBLIC_URL: 'ftp://x' }, /PAYRAIL_PUBLIC_URL/],
     [{ LOG_LEVEL: 'chatty' }, /LOG_LEVEL/],
+    [{ PAYRAIL_DATABASE_POOLER: 'pgbouncer' }, /PAYRAIL_DATABASE_POOLER must be one of/],
     [{ NODE_ENV: 'production' }, /PAYRAIL_SECRET_KEY is required/],
   ])('%j is refused', (env, message) => {
     const problems = problemsOf(env)

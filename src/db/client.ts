@@ -41,6 +41,14 @@ export interface DbClientOptions {
   max?: number
   /** A connection failed outside a statement's answer (idle in the pool, or checked out). */
   onError?: (error: Error) => void
+  /**
+   * A pooler in transaction mode (PgBouncer's `pool_mode = transaction`) stands between
+   * Payrail and PostgreSQL: each transaction may run on another server session, which
+   * the pooler prepares statements on afresh. A statement's columns are then described
+   * with every execution (`DESCRIBED`): a fresh prepare after a migration answers the new
+   * columns without the error a session's own prepared statement would raise.
+   */
+  transactionPooler?: boolean
 }
 
 const INT8_OID = 20
@@ -78,7 +86,9 @@ export function createDbClient(connectionString: string, options: DbClientOption
       })
     }
     const db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: preparingPool(pool, options.onError) }),
+      dialect: new PostgresDialect({
+        pool: preparingPool(pool, options.onError, !options.transactionPooler),
+      }),
     })
     return { pool, db }
   }
@@ -124,7 +134,11 @@ const unpreparable = new Set<string>()
  * and a statement that fails skips the rest of its pipeline, the `commit` included,
  * leaving the transaction aborted until the `rollback` Kysely then sends.
  */
-function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): PostgresPool {
+function preparingPool(
+  pool: pg.Pool,
+  onError: ((error: Error) => void) | undefined,
+  describeOnce: boolean,
+): PostgresPool {
   return {
     async connect(): Promise<PostgresPoolClient> {
       const client = await pool.connect()
@@ -172,7 +186,7 @@ function preparingPool(pool: pg.Pool, onError?: (error: Error) => void): Postgre
         for (const ahead of aheads) statements.push(statementOf(ahead.query))
         const begin = owesBegin
         owesBegin = false
-        const results = runStatements(client, statements, { begin, commit }, open)
+        const results = runStatements(client, statements, { begin, commit, describeOnce }, open)
         if (open) {
           results.catch((error: Error) => {
             failure ??= error
@@ -379,6 +393,8 @@ interface Pipeline {
   begin: boolean
   /** Sent last: the transaction commits when these statements succeed. */
   commit: boolean
+  /** Whether a named statement is described only the first time on a connection (`DESCRIBED`). */
+  describeOnce: boolean
 }
 
 /** Parse, Bind and Execute of an unnamed statement, for `begin` and `commit` in a pipeline. */
@@ -437,6 +453,11 @@ const UNCERTAIN = new WeakMap<PgConnection, Set<string>>()
  * type"), and such a statement then runs unnamed (`statementName`). So from its second
  * execution on a connection, a statement is sent without a Describe: PostgreSQL sends
  * no row description with it, and nothing has to read one.
+ *
+ * That holds while a connection is one server session. Behind a pooler in transaction
+ * mode it is not (`DbClientOptions.transactionPooler`): the pooler prepares the statement
+ * afresh on whichever session runs the transaction, and after a migration that fresh
+ * statement answers its new columns without an error. There every execution is described.
  */
 const DESCRIBED = new WeakMap<PgConnection, Map<string, KnownColumns | typeof NO_COLUMNS>>()
 
@@ -449,11 +470,12 @@ const NO_COLUMNS = 'none'
  * query; this query has none, and keeps the connection's records of its statements'
  * names itself.
  *
- * PostgreSQL describes a statement's columns with every execution, and node-postgres
- * rebuilds their parsers and an empty row from the description every time: for a row
- * of forty columns, more than the rest of reading the answer. One name is one text, so
- * one set of columns, but they are compared with the last ones rather than trusted (a
- * migration may have changed a table).
+ * A statement's columns are described the first time a connection runs it
+ * (`DESCRIBED`). node-postgres would rebuild their parsers and an empty row from each
+ * description: for a row of forty columns, more than the rest of reading the answer.
+ * One name is one text, so one set of columns, but a description that comes is
+ * compared with the last one rather than trusted (a migration may have changed a
+ * table), and what was made of the last one is reused when they match.
  */
 class PipelineQuery extends PgQuery {
   private readonly results: PgResult[]
@@ -513,10 +535,11 @@ class PipelineQuery extends PgQuery {
       return null
     }
     const { stream } = connection
-    let described = DESCRIBED.get(connection)
+    // Without `describeOnce`, this query's own: nothing is kept past its one round trip.
+    let described = this.pipeline.describeOnce ? DESCRIBED.get(connection) : undefined
     if (!described) {
       described = new Map()
-      DESCRIBED.set(connection, described)
+      if (this.pipeline.describeOnce) DESCRIBED.set(connection, described)
     }
     this.described = described
     stream.cork()

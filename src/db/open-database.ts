@@ -27,6 +27,7 @@ export async function openDatabase(
   const client = createDbClient(url, {
     max: options.maxConnections,
     onError: (error) => logger.warn({ err: error }, 'database connection failed'),
+    transactionPooler: config.databasePooler === 'transaction',
   })
   return {
     ...client,

@@ -166,6 +166,41 @@ describe('prepared statements', () => {
     }
   })
 
+  test('behind a transaction pooler, a statement prepared afresh after a migration is read with its new columns', async () => {
+    // The pooler runs a transaction on another server session and prepares the statement
+    // there: played here on the one connection by deallocating it and preparing it again.
+    const pooled = createDbClient(ctx.url, { max: 1, transactionPooler: true })
+    try {
+      await sql`create table describe_pooler (id int primary key, amount bigint, note text)`.execute(
+        pooled.db,
+      )
+      await sql`insert into describe_pooler values (1, 100, 'x')`.execute(pooled.db)
+      const text = 'select * from describe_pooler where id = $1'
+      const select = async () =>
+        (await pooled.db.executeQuery(CompiledQuery.raw(text, [1]))).rows as unknown[]
+      expect(await select()).toEqual([{ id: 1, amount: 100n, note: 'x' }])
+      expect(await select()).toEqual([{ id: 1, amount: 100n, note: 'x' }])
+      await sql`alter table describe_pooler rename column amount to amount_before`.execute(
+        pooled.db,
+      )
+      await sql`alter table describe_pooler drop column note, add column memo int default 42`.execute(
+        pooled.db,
+      )
+      const { rows } = await pooled.pool.query<{ name: string }>(
+        'select name from pg_prepared_statements where statement = $1',
+        [text],
+      )
+      const name = rows[0]?.name
+      expect(name).toMatch(/^k/)
+      await pooled.pool.query(`deallocate "${name}"`)
+      await pooled.pool.query(`prepare "${name}" (int) as ${text}`)
+      expect(await select()).toEqual([{ id: 1, amount_before: 100n, memo: 42 }])
+    } finally {
+      await sql`drop table if exists describe_pooler`.execute(pooled.db)
+      await pooled.close()
+    }
+  })
+
   test('transaction control is not prepared', async () => {
     await client.db.transaction().execute(async (trx) => {
       await sql`select 1`.execute(trx)
