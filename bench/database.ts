@@ -98,7 +98,7 @@ export async function provisionDatabase(options: { keep?: boolean } = {}): Promi
 /** Customers of the bench's tenant: `cus_bench_1` … `cus_bench_1000`. */
 const CUSTOMERS = 1000
 
-/** `count` finalized invoices of 10.00 usd, each of customer `cus_bench_<1 + n % 1000>`, ids `inv_<prefix>_<n>`, inserted server-side in one statement. */
+/** `count` finalized invoices of 10.00 usd (one line each), each of customer `cus_bench_<1 + n % 1000>`, ids `inv_<prefix>_<n>`, inserted server-side in one statement. */
 export async function seedInvoices(
   db: BenchDatabase,
   prefix: string,
@@ -111,6 +111,13 @@ export async function seedInvoices(
        'send_invoice', 'manual', 1000, 1000, 1000, 1000, now()
      from generate_series(1, $5::int) g`,
     [db.tenantId, db.environmentId, db.customers, prefix, count],
+  )
+  // Its line, as every invoice has (the invoice's lock reads its lines, and `invoice.paid` carries them).
+  await db.client.pool.query(
+    `insert into invoice_lines (id, invoice_id, position, description, quantity, unit_amount, amount)
+     select 'il_' || $1 || '_' || g, 'inv_' || $1 || '_' || g, 0, 'Bench plan', 1, 1000, 1000
+     from generate_series(1, $2::int) g`,
+    [prefix, count],
   )
   return Array.from({ length: count }, (_, i) => `inv_${prefix}_${i + 1}`)
 }
