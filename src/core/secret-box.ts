@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto'
+import { BoundedCache } from './bounded-cache.ts'
 
 const VERSION = 'v1'
 
@@ -14,6 +15,8 @@ const VERSION = 'v1'
  */
 export class SecretBox {
   readonly #key: Buffer
+  /** Derived secrets by label: one HMAC each, not one per request (a sandbox link or webhook asks for its environment's). */
+  readonly #derived = new BoundedCache<string, string>(10_000)
 
   constructor(key: Buffer) {
     if (key.length !== 32) throw new Error('SecretBox needs a 32-byte key')
@@ -32,7 +35,12 @@ export class SecretBox {
 
   /** A secret derived from the key for one purpose (`label`), stable across restarts: HMAC-SHA256(key, label). */
   derive(label: string): string {
-    return createHmac('sha256', this.#key).update(label).digest('hex')
+    let derived = this.#derived.get(label)
+    if (derived === undefined) {
+      derived = createHmac('sha256', this.#key).update(label).digest('hex')
+      this.#derived.set(label, derived)
+    }
+    return derived
   }
 
   open(sealed: string): string {

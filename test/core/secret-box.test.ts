@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import { describe, expect, test } from 'vitest'
 import { SecretBox } from '../../src/core/secret-box.ts'
 
@@ -21,6 +21,16 @@ describe('SecretBox', () => {
     expect(() => box.open(tampered)).toThrow()
     expect(() => new SecretBox(randomBytes(32)).open(sealed)).toThrow()
     expect(() => box.open('garbage')).toThrow(/Not a sealed secret/)
+  })
+
+  test('derives HMAC-SHA256(key, label) per label, the same every time and per key', () => {
+    const key = randomBytes(32)
+    const keyed = new SecretBox(key)
+    const expected = createHmac('sha256', key).update('sandbox-webhook:env_1').digest('hex')
+    expect(keyed.derive('sandbox-webhook:env_1')).toBe(expected)
+    expect(keyed.derive('sandbox-webhook:env_1')).toBe(expected)
+    expect(keyed.derive('sandbox-webhook:env_2')).not.toBe(expected)
+    expect(new SecretBox(randomBytes(32)).derive('sandbox-webhook:env_1')).not.toBe(expected)
   })
 
   test('needs a 32-byte key', () => {
