@@ -122,8 +122,12 @@ function main() {
         }
       }
       const [b, t] = [summary('base'), summary('this')]
+      if (b.count === 0) {
+        out += `\n${scenario}: ${revision} has no such scenario\n`
+        continue
+      }
       out +=
-        `\n${scenario}, mean of ${t.count} warm rounds each:\n` +
+        `\n${scenario}, mean of ${b.count} warm rounds (${revision}) and ${t.count} (checkout):\n` +
         `  ${revision.padEnd(9)} ${b.rps.toFixed(0)} req/s, node ${b.node.toFixed(3)}, postgres ${b.postgres.toFixed(3)} ms/req\n` +
         `  checkout  ${t.rps.toFixed(0)} req/s, node ${t.node.toFixed(3)}, postgres ${t.postgres.toFixed(3)} ms/req\n` +
         `  checkout / ${revision}: req/s ×${(t.rps / b.rps).toFixed(3)}, node CPU ×${(t.node / b.node).toFixed(3)}, postgres CPU ×${(t.postgres / b.postgres).toFixed(3)}\n`

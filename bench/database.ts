@@ -18,7 +18,7 @@ export interface BenchDatabase {
   client: DbClient
   tenantId: string
   environmentId: string
-  /** How many customers the invoices and payments are spread over (`customerOf`). */
+  /** How many customers the invoices and payments are spread over: `cus_bench_<1 + n % customers>` for the n-th. */
   customers: number
   key: string
   close(): Promise<void>
@@ -26,7 +26,8 @@ export interface BenchDatabase {
 
 /**
  * A fresh database for the run: on `DATABASE_URL`'s server when set, else an
- * embedded PostgreSQL in a temp dir. Migrated, with a tenant, a key and a customer.
+ * embedded PostgreSQL in a temp dir. Migrated, with a tenant, a key and 1,000 customers
+ * (`cus_bench_1` … `cus_bench_1000`).
  */
 /** `keep`: leave the databases (and an embedded server's files) behind for inspection. */
 export async function provisionDatabase(options: { keep?: boolean } = {}): Promise<BenchDatabase> {
@@ -171,7 +172,8 @@ const METHODS = ['PAYMENT_LINK', 'CARD', 'OFFLINE', 'CREDITS']
 /**
  * `total` historical payments spread over the past year, in batches of 100,000
  * generated server-side (`INSERT … SELECT generate_series`), with a progress bar.
- * Every one past INITIATED has the attempt that moved it, as a real history has: the
+ * Every one a gateway was asked for (past INITIATED, not CANCELLED) has the attempt that
+ * moved it, as a real history has: the
  * attempts table is then as large as the payments' when its statistics are taken (an
  * empty one is planned as empty, and read whole by every lookup while it grows, on a
  * server without autovacuum), and the list's JSON carries them.
@@ -200,7 +202,7 @@ export async function seedHistory(
        from generate_series($1::int, $2::int) g
        cross join lateral (select ($3::text[])[1 + (g % 8)] as status) s
        cross join lateral (select now() - ((g % 525600) || ' minutes')::interval as at) p
-       where s.status <> 'INITIATED'`,
+       where s.status not in ('INITIATED', 'CANCELLED')`,
       [start, end, STATUSES],
     )
     onProgress(end)

@@ -35,8 +35,8 @@ Commands:
   sync stripe [--tenant ID] [--environment test|live] [--json]
                                               copy the connected Stripe account's billing objects
 
-Environment: PORT, HOST, DATABASE_URL, PAYRAIL_DATA_DIR, PAYRAIL_SECRET_KEY,
-PAYRAIL_PUBLIC_URL, LOG_LEVEL (see README.md).`
+Environment: PORT, HOST, DATABASE_URL, PAYRAIL_DATABASE_POOLER, PAYRAIL_DATA_DIR,
+PAYRAIL_SECRET_KEY, PAYRAIL_PUBLIC_URL, LOG_LEVEL (see README.md).`
 
 class UsageError extends Error {}
 
