@@ -99,6 +99,12 @@ export async function provisionDatabase(options: { keep?: boolean } = {}): Promi
 /** Customers of the bench's tenant: `cus_bench_1` … `cus_bench_1000`. */
 const CUSTOMERS = 1000
 
+/**
+ * SQL: the customer of the seeded row numbered `g`, given the number of customers as
+ * parameter `$n`: the same for an invoice and the payment seeded for it.
+ */
+const customerOf = (n: number) => `'cus_bench_' || (1 + g % $${n}::int)`
+
 /** `count` finalized invoices of 10.00 usd (one line each), each of customer `cus_bench_<1 + n % 1000>`, ids `inv_<prefix>_<n>`, inserted server-side in one statement. */
 export async function seedInvoices(
   db: BenchDatabase,
@@ -108,7 +114,7 @@ export async function seedInvoices(
   await db.client.pool.query(
     `insert into invoices (id, tenant_id, environment_id, customer_id, number, currency, invoice_status, payment_status,
        collection_method, billing_reason, subtotal, total, amount_due, amount_remaining, finalized_at)
-     select 'inv_' || $4 || '_' || g, $1, $2, 'cus_bench_' || (1 + g % $3::int), $4 || '-' || g, 'usd', 'FINALIZED', 'PENDING',
+     select 'inv_' || $4 || '_' || g, $1, $2, ${customerOf(3)}, $4 || '-' || g, 'usd', 'FINALIZED', 'PENDING',
        'send_invoice', 'manual', 1000, 1000, 1000, 1000, now()
      from generate_series(1, $5::int) g`,
     [db.tenantId, db.environmentId, db.customers, prefix, count],
@@ -138,7 +144,7 @@ export async function seedPendingPayments(
   await db.client.pool.query(
     `insert into payments (id, tenant_id, environment_id, human_id, customer_id, destination_type, destination_id, amount,
        currency, payment_status, payment_method_type, payment_gateway, gateway_tracking_id, invoice_ids)
-     select 'pay_' || $4 || '_' || g, $1, $2, $6 || lpad(to_hex(g), 5, '0'), 'cus_bench_' || (1 + g % $3::int), 'INVOICE', 'inv_' || $4 || '_' || g, 1000,
+     select 'pay_' || $4 || '_' || g, $1, $2, $6 || lpad(to_hex(g), 5, '0'), ${customerOf(3)}, 'INVOICE', 'inv_' || $4 || '_' || g, 1000,
        'usd', 'PENDING', 'PAYMENT_LINK', 'sandbox', 'sbs_' || $4 || '_' || g, array['inv_' || $4 || '_' || g]
      from generate_series(1, $5::int) g`,
     [db.tenantId, db.environmentId, db.customers, prefix, count, humanIdLetter],
@@ -186,24 +192,24 @@ export async function seedHistory(
   const batch = 100_000
   for (let start = 1; start <= total; start += batch) {
     const end = Math.min(total, start + batch - 1)
+    // The payments, and the attempts of those a gateway was asked for, made from the rows
+    // just inserted: one statement, with each payment's status and time written once.
     await db.client.pool.query(
-      `insert into payments (id, tenant_id, environment_id, human_id, customer_id, destination_type, destination_id, amount,
-         currency, payment_status, payment_method_type, payment_gateway, created_at, updated_at)
-       select 'pay_hist_' || g, $1, $2, 'Z' || lpad(to_hex(g), 5, '0'), 'cus_bench_' || (1 + g % $3::int), 'INVOICE', 'inv_hist_' || (g % 50000), 100 + (g % 9000),
-         'usd', ($4::text[])[1 + (g % 8)], ($5::text[])[1 + (g % 4)], 'offline',
-         now() - ((g % 525600) || ' minutes')::interval, now()
-       from generate_series($6::int, $7::int) g`,
+      `with seeded as (
+         insert into payments (id, tenant_id, environment_id, human_id, customer_id, destination_type, destination_id, amount,
+           currency, payment_status, payment_method_type, payment_gateway, created_at, updated_at)
+         select 'pay_hist_' || g, $1, $2, 'Z' || lpad(to_hex(g), 5, '0'), ${customerOf(3)}, 'INVOICE', 'inv_hist_' || (g % 50000), 100 + (g % 9000),
+           'usd', ($4::text[])[1 + (g % 8)], ($5::text[])[1 + (g % 4)], 'offline',
+           now() - ((g % 525600) || ' minutes')::interval, now()
+         from generate_series($6::int, $7::int) g
+         returning id, payment_status, created_at
+       )
+       insert into payment_attempts (id, payment_id, gateway, status, created_at, updated_at)
+       select 'patt_hist_' || substr(id, 10), id, 'offline',
+         case payment_status when 'REFUNDED' then 'succeeded' else lower(payment_status) end, created_at, created_at
+       from seeded
+       where payment_status not in ('INITIATED', 'CANCELLED')`,
       [db.tenantId, db.environmentId, db.customers, STATUSES, METHODS, start, end],
-    )
-    await db.client.pool.query(
-      `insert into payment_attempts (id, payment_id, gateway, status, created_at, updated_at)
-       select 'patt_hist_' || g, 'pay_hist_' || g, 'offline',
-         case s.status when 'REFUNDED' then 'succeeded' else lower(s.status) end, p.at, p.at
-       from generate_series($1::int, $2::int) g
-       cross join lateral (select ($3::text[])[1 + (g % 8)] as status) s
-       cross join lateral (select now() - ((g % 525600) || ' minutes')::interval as at) p
-       where s.status not in ('INITIATED', 'CANCELLED')`,
-      [start, end, STATUSES],
     )
     onProgress(end)
   }

@@ -59,7 +59,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
   }
 
   const databasePooler = nonEmpty(env.PAYRAIL_DATABASE_POOLER) ?? 'none'
-  if (!isDatabasePooler(databasePooler)) {
+  if (!isOneOf(DATABASE_POOLERS, databasePooler)) {
     problems.push(`PAYRAIL_DATABASE_POOLER must be one of ${DATABASE_POOLERS.join(', ')}`)
   }
 
@@ -81,9 +81,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
   if (!isHttpUrl(publicUrl)) problems.push('PAYRAIL_PUBLIC_URL must be an http:// or https:// URL')
 
   const logLevel = nonEmpty(env.LOG_LEVEL) ?? 'info'
-  if (!isLogLevel(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
+  if (!isOneOf(LOG_LEVELS, logLevel))
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
 
-  if (problems.length > 0 || !isLogLevel(logLevel) || !isDatabasePooler(databasePooler))
+  if (
+    problems.length > 0 ||
+    !isOneOf(LOG_LEVELS, logLevel) ||
+    !isOneOf(DATABASE_POOLERS, databasePooler)
+  )
     throw new ConfigError(problems)
   return {
     port,
@@ -174,14 +179,11 @@ function isHttpUrl(value: string): boolean {
   }
 }
 
-function isLogLevel(value: string): value is LogLevel {
-  return (LOG_LEVELS as readonly string[]).includes(value)
+/** Whether `value` is one of a setting's `values` (`LOG_LEVELS`, `DATABASE_POOLERS`). */
+function isOneOf<T extends string>(values: readonly T[], value: string): value is T {
+  return (values as readonly string[]).includes(value)
 }
 
 function isMissingFile(error: unknown): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === 'ENOENT'
-}
-
-function isDatabasePooler(value: string): value is DatabasePooler {
-  return (DATABASE_POOLERS as readonly string[]).includes(value)
 }

@@ -1,7 +1,9 @@
 import { CompiledQuery, type RawBuilder, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { loadConfig } from '../../src/config.ts'
 import { newId } from '../../src/core/ids.ts'
 import { createDbClient, type DbClient } from '../../src/db/client.ts'
+import { openDatabase } from '../../src/db/open-database.ts'
 import {
   appendRows,
   inTransaction,
@@ -9,6 +11,7 @@ import {
   TAKEN_WITH_COMMIT,
   WITH_COMMIT,
 } from '../../src/db/transaction.ts'
+import { createLogger } from '../../src/logger.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { statementsOf } from '../statements.ts'
 
@@ -169,7 +172,11 @@ describe('prepared statements', () => {
   test('behind a transaction pooler, a statement prepared afresh after a migration is read with its new columns', async () => {
     // The pooler runs a transaction on another server session and prepares the statement
     // there: played here on the one connection by deallocating it and preparing it again.
-    const pooled = createDbClient(ctx.url, { max: 1, transactionPooler: true })
+    // Opened as `payrail serve` opens its database, from the environment.
+    const config = loadConfig({ DATABASE_URL: ctx.url, PAYRAIL_DATABASE_POOLER: 'transaction' })
+    const pooled = await openDatabase(config, createLogger('silent', 'stderr'), {
+      maxConnections: 1,
+    })
     try {
       await sql`create table describe_pooler (id int primary key, amount bigint, note text)`.execute(
         pooled.db,
@@ -197,7 +204,7 @@ describe('prepared statements', () => {
       expect(await select()).toEqual([{ id: 1, amount_before: 100n, memo: 42 }])
     } finally {
       await sql`drop table if exists describe_pooler`.execute(pooled.db)
-      await pooled.close()
+      await pooled.shutdown()
     }
   })
 
