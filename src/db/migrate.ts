@@ -10,6 +10,7 @@ import * as m0005 from './migrations/0005-payment-invoice-ids.ts'
 import * as m0006 from './migrations/0006-payment-daily-counts.ts'
 import * as m0007 from './migrations/0007-api-key-notify.ts'
 import * as m0008 from './migrations/0008-append-only-foreign-keys.ts'
+import * as m0009 from './migrations/0009-invoice-fillfactor.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0006-payment-daily-counts': m0006,
   '0007-api-key-notify': m0007,
   '0008-append-only-foreign-keys': m0008,
+  '0009-invoice-fillfactor': m0009,
 }
 
 const migrationProvider: MigrationProvider = {
