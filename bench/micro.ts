@@ -1,7 +1,8 @@
 /**
  * `npm run bench:micro`: the CPU one request costs this process (Payrail's handlers,
  * Kysely and node-postgres, without HTTP sockets: `fastify.inject`) and PostgreSQL,
- * for `create_link`, `offline_pay` and `webhook_apply`, at 10 requests in flight. For profiling
+ * for `create_link`, `offline_pay` (and `offline_pay_keyed`, each under an `Idempotency-Key`)
+ * and `webhook_apply`, at 10 requests in flight. For profiling
  * the write path between full `npm run bench` runs; its numbers are not the
  * bench's (no HTTP, no load generator), only comparable with each other.
  */
@@ -68,6 +69,10 @@ const scenarios: Record<string, (n: number, round: number) => Promise<Inject[]>>
   offline_pay: async (n, round) =>
     (await seedInvoices(db, `off${round}`, n)).map((id) =>
       inject(invoicePayment(db.key, id, { payment_method_type: 'OFFLINE' })),
+    ),
+  offline_pay_keyed: async (n, round) =>
+    (await seedInvoices(db, `key${round}`, n)).map((id) =>
+      inject(invoicePayment(db.key, id, { payment_method_type: 'OFFLINE' }, true)),
     ),
   webhook_apply: async (n, round) =>
     (await seedPendingPayments(db, `hook${round}`, n, String.fromCharCode(65 + round))).map((id) =>

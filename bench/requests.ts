@@ -9,16 +9,24 @@ import type { LoadRequest } from './load.ts'
 /** The server's `PAYRAIL_SECRET_KEY` in every bench run. */
 export const SECRET_KEY = 'b'.repeat(64)
 
-/** `POST /v1/payments` paying a whole 10.00 usd invoice the way `method` says. */
+/**
+ * `POST /v1/payments` paying a whole 10.00 usd invoice the way `method` says; with
+ * `idempotent`, under an `Idempotency-Key` of its own, as a client that retries sends it.
+ */
 export function invoicePayment(
   key: string,
   invoiceId: string,
   method: Record<string, string>,
+  idempotent = false,
 ): LoadRequest {
   return {
     method: 'POST',
     path: '/v1/payments',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    headers: {
+      authorization: `Bearer ${key}`,
+      'content-type': 'application/json',
+      ...(idempotent && { 'idempotency-key': `pay-${invoiceId}` }),
+    },
     body: JSON.stringify({
       destination_type: 'INVOICE',
       destination_id: invoiceId,

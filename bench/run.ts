@@ -82,6 +82,7 @@ async function main() {
     log('seeding invoices and pending payments')
     const linkInvoices = await seedInvoices(db, 'link', poolSize)
     const offlineInvoices = await seedInvoices(db, 'offline', poolSize)
+    const keyedInvoices = runs('offline_pay_keyed') ? await seedInvoices(db, 'keyed', poolSize) : []
     const pending = await seedPendingPayments(db, 'hook', poolSize, 'W')
     const storm = await seedPendingPayments(db, 'storm', 1, 'S')
     const seedStart = Date.now()
@@ -115,8 +116,8 @@ async function main() {
       { DATABASE_URL: db.url, PAYRAIL_SECRET_KEY: SECRET_KEY },
       { workers, nodeArgs },
     )
-    const payInvoice = (invoiceId: string, method: Record<string, string>) =>
-      invoicePayment(db.key, invoiceId, method)
+    const payInvoice = (invoiceId: string, method: Record<string, string>, idempotent = false) =>
+      invoicePayment(db.key, invoiceId, method, idempotent)
 
     const measure = async (
       name: string,
@@ -199,6 +200,20 @@ async function main() {
         'offline_pay',
         cycle(offlineInvoices, (invoiceId) =>
           payInvoice(invoiceId, { payment_method_type: 'OFFLINE' }),
+        ),
+        poolSize,
+        'pgbench',
+        undefined,
+      )
+    }
+
+    // Not a target of its own: what an `Idempotency-Key` adds to `offline_pay` (its claim
+    // and the stored response), as clients that retry send one with every POST.
+    if (runs('offline_pay_keyed')) {
+      scenarios.offline_pay_keyed = await measure(
+        'offline_pay_keyed',
+        cycle(keyedInvoices, (invoiceId) =>
+          payInvoice(invoiceId, { payment_method_type: 'OFFLINE' }, true),
         ),
         poolSize,
         'pgbench',
