@@ -11,6 +11,7 @@ import * as m0006 from './migrations/0006-payment-daily-counts.ts'
 import * as m0007 from './migrations/0007-api-key-notify.ts'
 import * as m0008 from './migrations/0008-append-only-foreign-keys.ts'
 import * as m0009 from './migrations/0009-invoice-fillfactor.ts'
+import * as m0010 from './migrations/0010-idempotency-key-environment.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0007-api-key-notify': m0007,
   '0008-append-only-foreign-keys': m0008,
   '0009-invoice-fillfactor': m0009,
+  '0010-idempotency-key-environment': m0010,
 }
 
 const migrationProvider: MigrationProvider = {

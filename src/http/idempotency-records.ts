@@ -1,6 +1,7 @@
 import { sql, type Updateable } from 'kysely'
 import type { Db } from '../db/client.ts'
 import type { IdempotencyKeyTable, IdempotencyRecord } from '../db/database.ts'
+import { StatementCache } from '../db/statement-cache.ts'
 
 /** The SQL of `Idempotency-Key` records (`idempotency.ts`) and of their pruning job. */
 
@@ -16,6 +17,9 @@ export interface NewClaim extends KeyOf {
   now: Date
   expiresAt: Date
 }
+
+/** The statements every keyed request sends, built once (`StatementCache`). */
+const STATEMENTS = new StatementCache()
 
 const deleteByKey = (db: Db, { environmentId, key }: KeyOf) =>
   db
@@ -39,32 +43,42 @@ const updateByKey = (
  * statement. False when a live record holds the key.
  */
 export async function insertClaim(db: Db, claim: NewClaim): Promise<boolean> {
-  const fresh = {
-    method: claim.method,
-    path: claim.path,
-    request_hash: claim.requestHash,
-    state: 'in_flight' as const,
-    locked_at: claim.now,
-    expires_at: claim.expiresAt,
-  }
-  const inserted = await db
-    .insertInto('idempotency_keys')
-    .values({ environment_id: claim.environmentId, key: claim.key, ...fresh })
-    .onConflict((oc) =>
-      // An expired record is as good as none.
-      oc
-        .columns(['environment_id', 'key'])
-        .doUpdateSet({
-          ...fresh,
-          response_status: null,
-          response_body: null,
-          response_content_type: null,
-        })
-        .where('idempotency_keys.expires_at', '<=', claim.now),
-    )
-    .returning('key')
-    .executeTakeFirst()
-  return inserted !== undefined
+  const values = [
+    claim.environmentId,
+    claim.key,
+    claim.method,
+    claim.path,
+    claim.requestHash,
+    claim.now,
+    claim.expiresAt,
+  ]
+  const query = STATEMENTS.compile('claim', values, ($) => {
+    const fresh = {
+      method: $(2),
+      path: $(3),
+      request_hash: $(4),
+      state: 'in_flight' as const,
+      locked_at: $(5),
+      expires_at: $(6),
+    }
+    return db
+      .insertInto('idempotency_keys')
+      .values({ environment_id: $(0), key: $(1), ...fresh })
+      .onConflict((oc) =>
+        // An expired record is as good as none.
+        oc
+          .columns(['environment_id', 'key'])
+          .doUpdateSet({
+            ...fresh,
+            response_status: null,
+            response_body: null,
+            response_content_type: null,
+          })
+          .where('idempotency_keys.expires_at', '<=', $(5)),
+      )
+      .returning('key')
+  })
+  return (await db.executeQuery(query)).rows.length > 0
 }
 
 export async function findRecord(db: Db, key: KeyOf): Promise<IdempotencyRecord | undefined> {
@@ -94,15 +108,24 @@ export async function takeStaleClaim(
 /** Stores the response (sealed) to replay for the key. */
 export async function completeClaim(
   db: Db,
-  key: KeyOf,
+  { environmentId, key }: KeyOf,
   response: { status: number; body: string; contentType: string },
 ): Promise<void> {
-  await updateByKey(db, key, {
-    state: 'completed',
-    response_status: response.status,
-    response_body: response.body,
-    response_content_type: response.contentType,
-  }).execute()
+  const values = [environmentId, key, response.status, response.body, response.contentType]
+  await db.executeQuery(
+    STATEMENTS.compile('complete', values, ($) =>
+      updateByKey(
+        db,
+        { environmentId: $(0), key: $(1) },
+        {
+          state: 'completed',
+          response_status: $(2),
+          response_body: $(3),
+          response_content_type: $(4),
+        },
+      ),
+    ),
+  )
 }
 
 /** Drops the key's record (a 5xx is not replayed); with `inFlightOnly`, only one never completed. */
