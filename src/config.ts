@@ -61,6 +61,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
   const databasePooler = nonEmpty(env.PAYRAIL_DATABASE_POOLER) ?? 'none'
   if (!isOneOf(DATABASE_POOLERS, databasePooler)) {
     problems.push(`PAYRAIL_DATABASE_POOLER must be one of ${DATABASE_POOLERS.join(', ')}`)
+  } else if (databasePooler !== 'none' && databaseUrl === undefined) {
+    // The embedded database is Payrail's own, reached directly: a pooler there is a mistake
+    // in the environment (DATABASE_URL lost on the way, most likely), not a setting.
+    problems.push(
+      'PAYRAIL_DATABASE_POOLER needs DATABASE_URL: the embedded PostgreSQL has no pooler',
+    )
   }
 
   const dataDir = path.resolve(nonEmpty(env.PAYRAIL_DATA_DIR) ?? 'data')

@@ -76,6 +76,7 @@ describe('loadConfig', () => {
     [{ PAYRAIL_PUBLIC_URL: 'ftp://x' }, /PAYRAIL_PUBLIC_URL/],
     [{ LOG_LEVEL: 'chatty' }, /LOG_LEVEL/],
     [{ PAYRAIL_DATABASE_POOLER: 'pgbouncer' }, /PAYRAIL_DATABASE_POOLER must be one of/],
+    [{ PAYRAIL_DATABASE_POOLER: 'transaction' }, /PAYRAIL_DATABASE_POOLER needs DATABASE_URL/],
     [{ NODE_ENV: 'production' }, /PAYRAIL_SECRET_KEY is required/],
   ])('%j is refused', (env, message) => {
     const problems = problemsOf(env)
