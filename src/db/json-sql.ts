@@ -53,6 +53,24 @@ export function jsonText(json: RawBuilder<unknown>): JsonText {
   return new JsonText(json)
 }
 
+/**
+ * A string that never needs JSON escaping, between quotes without `to_json`, which
+ * looks its argument's type up in the catalogue for every value it writes (about a
+ * quarter of PostgreSQL's time for a list page, `docs/performance.md`). Only for text
+ * made without `"`, `\` or control characters by construction: Payrail's ids (TypeIDs),
+ * codes that the state machine or a CHECK constraint keeps to a fixed set, and what
+ * `minorUnitsText`, `isoTimestamp` and `lookup` write. Anything a client or a gateway
+ * wrote goes through `to_json`.
+ */
+export function plainString(value: RawBuilder<unknown>): JsonText {
+  return jsonText(sql`'"' || ${value} || '"'`)
+}
+
+/** A `boolean`, integer or `jsonb` value: its text is its JSON, as `to_json` would write it. */
+export function jsonLiteral(value: RawBuilder<unknown>): JsonText {
+  return jsonText(sql`(${value})::text`)
+}
+
 /** PostgreSQL's limit on a function's arguments (`concat`'s too). */
 const MAX_ARGUMENTS = 100
 

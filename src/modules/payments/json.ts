@@ -1,13 +1,15 @@
-import { sql } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
 import { CURRENT_STATES } from '../../core/payment-state.ts'
 import {
   isoTimestamp,
   type JsonText,
   jsonArray,
+  jsonLiteral,
   jsonObject,
   jsonText,
   lookup,
   minorUnitsText,
+  plainString,
 } from '../../db/json-sql.ts'
 
 /**
@@ -19,29 +21,30 @@ import {
  */
 export function paymentJson(alias: string): JsonText {
   const c = (column: string) => sql.ref(`${alias}.${column}`)
-  const money = (column: string) => minorUnitsText(c(column), c('currency'))
-  const address = (field: string) => sql`${c('billing_address')} -> ${sql.lit(field)}`
+  const money = (column: string) => plainString(minorUnitsText(c(column), c('currency')))
+  const time = (column: RawBuilder<unknown>) => plainString(isoTimestamp(column))
+  const address = (field: string) => jsonLiteral(sql`${c('billing_address')} -> ${sql.lit(field)}`)
   const attempt = (column: string) => sql.ref(`a.${column}`)
   const attempts = jsonObject([
-    ['id', attempt('id')],
+    ['id', plainString(attempt('id'))],
     ['gateway', attempt('gateway')],
     ['gateway_payment_id', attempt('gateway_payment_id')],
     ['gateway_tracking_id', attempt('gateway_tracking_id')],
-    ['status', attempt('status')],
+    ['status', plainString(attempt('status'))],
     ['error_code', attempt('error_code')],
     ['error_message', attempt('error_message')],
-    ['created_at', isoTimestamp(attempt('created_at'))],
-    ['updated_at', isoTimestamp(attempt('updated_at'))],
+    ['created_at', time(attempt('created_at'))],
+    ['updated_at', time(attempt('updated_at'))],
   ])
   return jsonObject([
-    ['id', c('id')],
-    ['object', sql`'payment'::text`],
+    ['id', plainString(c('id'))],
+    ['object', jsonText(sql`'"payment"'`)],
     ['human_id', c('human_id')],
-    ['tenant_id', c('tenant_id')],
-    ['environment_id', c('environment_id')],
-    ['customer_id', c('customer_id')],
-    ['destination_type', c('destination_type')],
-    ['destination_id', c('destination_id')],
+    ['tenant_id', plainString(c('tenant_id'))],
+    ['environment_id', plainString(c('environment_id'))],
+    ['customer_id', plainString(c('customer_id'))],
+    ['destination_type', plainString(c('destination_type'))],
+    ['destination_id', plainString(c('destination_id'))],
     ['subject', c('subject')],
     ['invoice_ids', c('invoice_ids')],
     ['amount', money('amount')],
@@ -49,17 +52,17 @@ export function paymentJson(alias: string): JsonText {
     ['amount_reserved', money('amount_reserved')],
     ['amount_refunded', money('amount_refunded')],
     ['currency', c('currency')],
-    ['payment_status', c('payment_status')],
-    ['current_state', lookup(c('payment_status'), CURRENT_STATES)],
-    ['payment_method_type', c('payment_method_type')],
+    ['payment_status', plainString(c('payment_status'))],
+    ['current_state', plainString(lookup(c('payment_status'), CURRENT_STATES))],
+    ['payment_method_type', plainString(c('payment_method_type'))],
     ['payment_method_id', c('payment_method_id')],
     ['payment_gateway', c('payment_gateway')],
     ['gateway_payment_id', c('gateway_payment_id')],
     ['gateway_tracking_id', c('gateway_tracking_id')],
-    ['gateway_metadata', c('gateway_metadata')],
+    ['gateway_metadata', jsonLiteral(c('gateway_metadata'))],
     ['payment_url', c('payment_url')],
-    ['active', c('active')],
-    ['payment_date', isoTimestamp(c('payment_date'))],
+    ['active', jsonLiteral(c('active'))],
+    ['payment_date', time(c('payment_date'))],
     [
       'billing_address',
       jsonText(
@@ -74,16 +77,16 @@ export function paymentJson(alias: string): JsonText {
       ),
     ],
     ['description', c('description')],
-    ['metadata', c('metadata')],
+    ['metadata', jsonLiteral(c('metadata'))],
     ['status_code', c('status_code')],
     ['error_message', c('error_message')],
     ['success_url', c('success_url')],
     ['cancel_url', c('cancel_url')],
-    ['save_card_and_make_default', c('save_card_and_make_default')],
+    ['save_card_and_make_default', jsonLiteral(c('save_card_and_make_default'))],
     ['idempotency_key', c('idempotency_key')],
     ['invoice_number', c('invoice_number')],
     ['discount_code', c('discount_code')],
-    ['track_attempts', c('track_attempts')],
+    ['track_attempts', jsonLiteral(c('track_attempts'))],
     [
       'attempts',
       jsonArray(
@@ -94,11 +97,11 @@ export function paymentJson(alias: string): JsonText {
     ],
     ['created_by', c('created_by')],
     ['updated_by', c('updated_by')],
-    ['created_at', isoTimestamp(c('created_at'))],
-    ['updated_at', isoTimestamp(c('updated_at'))],
-    ['succeeded_at', isoTimestamp(c('succeeded_at'))],
-    ['failed_at', isoTimestamp(c('failed_at'))],
-    ['refunded_at', isoTimestamp(c('refunded_at'))],
-    ['cancelled_at', isoTimestamp(c('cancelled_at'))],
+    ['created_at', time(c('created_at'))],
+    ['updated_at', time(c('updated_at'))],
+    ['succeeded_at', time(c('succeeded_at'))],
+    ['failed_at', time(c('failed_at'))],
+    ['refunded_at', time(c('refunded_at'))],
+    ['cancelled_at', time(c('cancelled_at'))],
   ])
 }
