@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { stat, utimes } from 'node:fs/promises'
+import { readFile, stat, utimes } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, describe, expect, inject, test } from 'vitest'
 import { createEmptyDatabase, testDatabasePrefix } from './test-database.ts'
@@ -239,5 +239,15 @@ describe('bin/payrail.js', () => {
     expect(rebuilt).toBeGreaterThan(old.getTime())
     expect((await run(['--help'], {})).code).toBe(0)
     expect((await stat(bundle)).mtimeMs).toBe(rebuilt)
+  })
+
+  test('loads the Stripe and Checkout.com SDKs only when a gateway uses them', async () => {
+    expect((await run(['--help'], {})).code).toBe(0)
+    const code = await readFile(bundle, 'utf8')
+    for (const sdk of ['stripe', 'checkout-sdk-node']) {
+      // A static import would load the SDK with the server, connected or not.
+      expect(code).not.toMatch(new RegExp(`^import .* from "${sdk}";$`, 'm'))
+      expect(code).toContain(`import("${sdk}")`)
+    }
   })
 })

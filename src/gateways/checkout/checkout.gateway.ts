@@ -36,7 +36,7 @@ export const checkoutGateway: Gateway = {
       `${ctx.publicUrl}/v1/checkout/${outcome}?payment_id=${encodeURIComponent(payment.id)}`
     try {
       const created = plain(
-        await checkoutClient(ctx).hostedPayments.create({
+        await (await checkoutClient(ctx)).hostedPayments.create({
           amount: Number(payment.amount),
           currency: payment.currency.toUpperCase(),
           reference: payment.id,
@@ -78,7 +78,7 @@ export const checkoutGateway: Gateway = {
     try {
       const answer = readCheckoutPayment(
         plain(
-          await checkoutClient(ctx).payments.request(
+          await (await checkoutClient(ctx)).payments.request(
             {
               source: { type: 'id', id: method.gateway_payment_method_id },
               amount: Number(payment.amount),
@@ -120,7 +120,7 @@ export const checkoutGateway: Gateway = {
     }
     try {
       const answer = plain(
-        await checkoutClient(ctx).payments.refund(
+        await (await checkoutClient(ctx)).payments.refund(
           payment.gateway_payment_id,
           { amount: Number(refund.amount), reference: refund.id },
           `payrail-refund-${refund.id}`,
@@ -153,7 +153,7 @@ export const checkoutGateway: Gateway = {
         reason: `Checkout.com cannot withdraw hosted payment page ${payment.gateway_tracking_id}, which stays payable until it expires`,
       }
     }
-    const client = checkoutClient(ctx)
+    const client = await checkoutClient(ctx)
     const current = readCheckoutPayment(plain(await client.payments.get(id)))
     if (current && MONEY_TAKEN.some((status) => status === current.status))
       return {
@@ -166,7 +166,7 @@ export const checkoutGateway: Gateway = {
   },
   async parseWebhook(ctx, raw) {
     return parseCheckoutWebhook(ctx.credentials?.signature_key, raw, async (id) =>
-      readCheckoutPayment(plain(await checkoutClient(ctx).payments.get(id))),
+      readCheckoutPayment(plain(await (await checkoutClient(ctx)).payments.get(id))),
     )
   },
 }

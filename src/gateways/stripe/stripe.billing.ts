@@ -19,7 +19,7 @@ export async function eachBillingObject(
   objectType: BillingObject['objectType'],
   each: (object: BillingObject) => Promise<void>,
 ): Promise<void> {
-  const stripe = stripeClient(ctx)
+  const stripe = await stripeClient(ctx)
   const list = (() => {
     switch (objectType) {
       case 'product':
@@ -46,7 +46,7 @@ export async function markInvoicePaidOutOfBand(
   ctx: GatewayContext,
   stripeInvoiceId: string,
 ): Promise<'marked' | 'already_paid'> {
-  const stripe = stripeClient(ctx)
+  const stripe = await stripeClient(ctx)
   const invoice = await stripe.invoices.retrieve(stripeInvoiceId)
   if (invoice.status === 'paid') return 'already_paid'
   await stripe.invoices.pay(

@@ -1,6 +1,6 @@
-import Stripe from 'stripe'
+import type Stripe from 'stripe'
 import type { ChargeResult, Gateway, GatewayFailure, GatewayPaymentRequest } from '../gateway.ts'
-import { stripeClient } from './stripe.client.ts'
+import { stripeClient, stripeSdk } from './stripe.client.ts'
 import {
   cardFromPaymentMethod,
   checkoutSessionParams,
@@ -28,7 +28,7 @@ export const stripeGateway: Gateway = {
     internal: false,
   },
   async createCheckout(ctx, request) {
-    const stripe = stripeClient(ctx)
+    const stripe = await stripeClient(ctx)
     try {
       const customerId = await ensureCustomer(stripe, request)
       const { payment } = request
@@ -58,11 +58,11 @@ export const stripeGateway: Gateway = {
         gatewayCustomerId: customerId,
       }
     } catch (error) {
-      return { ok: false, failure: failureOf(error) }
+      return { ok: false, failure: failureOf(error, (await stripeSdk()).errors) }
     }
   },
   async chargeSavedMethod(ctx, request, method): Promise<ChargeResult> {
-    const stripe = stripeClient(ctx)
+    const stripe = await stripeClient(ctx)
     const { payment } = request
     try {
       const customerId = await ensureCustomer(stripe, request)
@@ -101,7 +101,8 @@ export const stripeGateway: Gateway = {
         },
       }
     } catch (error) {
-      if (error instanceof Stripe.errors.StripeCardError) {
+      const { errors } = await stripeSdk()
+      if (error instanceof errors.StripeCardError) {
         const intentId = error.payment_intent?.id ?? null
         return {
           outcome: 'declined',
@@ -110,11 +111,11 @@ export const stripeGateway: Gateway = {
           decline: declineFromStripe(error.code, error.decline_code, error.message),
         }
       }
-      return { outcome: 'error', failure: failureOf(error) }
+      return { outcome: 'error', failure: failureOf(error, errors) }
     }
   },
   async refund(ctx, payment, refund) {
-    const stripe = stripeClient(ctx)
+    const stripe = await stripeClient(ctx)
     try {
       const intentId =
         payment.gateway_payment_id ?? (await intentOfSession(stripe, payment.gateway_tracking_id))
@@ -150,19 +151,19 @@ export const stripeGateway: Gateway = {
         gatewayRefundId: created.id,
       }
     } catch (error) {
-      return { status: 'failed', failure: failureOf(error) }
+      return { status: 'failed', failure: failureOf(error, (await stripeSdk()).errors) }
     }
   },
   async cancel(ctx, payment) {
     const sessionId = payment.gateway_tracking_id
     if (!sessionId?.startsWith('cs_')) return { ok: true }
-    const stripe = stripeClient(ctx)
+    const stripe = await stripeClient(ctx)
     try {
       await stripe.checkout.sessions.expire(sessionId)
       return { ok: true }
     } catch (error) {
       // Only an open session can be expired: find out whether the customer already paid.
-      if (!(error instanceof Stripe.errors.StripeInvalidRequestError)) throw error
+      if (!(error instanceof (await stripeSdk()).errors.StripeInvalidRequestError)) throw error
       const session = await stripe.checkout.sessions.retrieve(sessionId)
       if (session.status === 'expired') return { ok: true }
       if (session.status === 'complete')
@@ -201,11 +202,11 @@ async function intentOfSession(
     : session.payment_intent?.id
 }
 
-function failureOf(error: unknown): GatewayFailure {
-  if (error instanceof Stripe.errors.StripeError) {
+function failureOf(error: unknown, errors: typeof Stripe.errors): GatewayFailure {
+  if (error instanceof errors.StripeError) {
     const retryable =
-      error instanceof Stripe.errors.StripeConnectionError ||
-      error instanceof Stripe.errors.StripeAPIError ||
+      error instanceof errors.StripeConnectionError ||
+      error instanceof errors.StripeAPIError ||
       (error.statusCode !== undefined && error.statusCode >= 500)
     return { code: error.code ?? error.type, message: error.message, retryable }
   }

@@ -32,7 +32,7 @@ export async function parseStripeWebhook(
   const secret = ctx.credentials?.webhook_secret
   if (!secret) return { ok: false, status: 404, reason: 'stripe is not connected' }
   const header = raw.headers['stripe-signature']
-  const stripe = stripeClient(ctx)
+  const stripe = await stripeClient(ctx)
   let event: Stripe.Event
   try {
     event = stripe.webhooks.constructEvent(

@@ -38,7 +38,7 @@ export async function handleCheckoutReturn(
   let settled = false
   if (ckoId) {
     const ctx = await gatewayContext(deps, scope, 'checkout')
-    const client = checkoutClient(ctx)
+    const client = await checkoutClient(ctx)
     // A decline changes nothing here (the page stays open for another card), so its
     // reason, which only the payment's actions carry, is not fetched.
     const fetched = readCheckoutPayment(plain(await client.payments.get(ckoId).catch(() => null)))
