@@ -71,6 +71,33 @@ export function jsonLiteral(value: RawBuilder<unknown>): JsonText {
   return jsonText(sql`(${value})::text`)
 }
 
+/**
+ * A value of a `NOT NULL` column (or an expression of them only) for `jsonObject`, which
+ * writes it without `coalesce` and puts its quotes in the literal pieces on either side:
+ * `concat('{"id":"', id, '","tenant_id":"', …)`. A null here would be written as nothing.
+ */
+export class RequiredJson {
+  constructor(
+    readonly text: RawBuilder<unknown>,
+    readonly quote: '' | '"',
+  ) {}
+}
+
+/** A constant, as JSON text: part of the literal pieces around it. */
+export class LiteralJson {
+  constructor(readonly json: string) {}
+}
+
+/** `plainString` of a value that is never null. */
+export function requiredString(value: RawBuilder<unknown>): RequiredJson {
+  return new RequiredJson(value, '"')
+}
+
+/** `jsonLiteral` of a value that is never null. */
+export function requiredLiteral(value: RawBuilder<unknown>): RequiredJson {
+  return new RequiredJson(sql`(${value})::text`, '')
+}
+
 /** PostgreSQL's limit on a function's arguments (`concat`'s too). */
 const MAX_ARGUMENTS = 100
 
@@ -81,14 +108,27 @@ const MAX_ARGUMENTS = 100
  * `concat` of literal pieces and values, which costs less than `json_build_object` and
  * leaves out the spaces that writes around every colon.
  */
-export function jsonObject(fields: [string, RawBuilder<unknown> | JsonText][]): JsonText {
-  const parts: RawBuilder<unknown>[] = []
+export function jsonObject(
+  fields: [string, RawBuilder<unknown> | JsonText | RequiredJson | LiteralJson][],
+): JsonText {
+  // Literal text and values in order; literal text next to literal text is one piece.
+  const parts: (string | RawBuilder<unknown>)[] = []
+  const literal = (text: string) => {
+    const last = parts.length - 1
+    if (typeof parts[last] === 'string') parts[last] += text
+    else parts.push(text)
+  }
   fields.forEach(([key, value], index) => {
-    parts.push(sql.lit(`${index === 0 ? '{' : ','}${JSON.stringify(key)}:`))
-    parts.push(jsonValue(value))
+    literal(`${index === 0 ? '{' : ','}${JSON.stringify(key)}:`)
+    if (value instanceof LiteralJson) literal(value.json)
+    else if (value instanceof RequiredJson) {
+      literal(value.quote)
+      parts.push(value.text)
+      literal(value.quote)
+    } else parts.push(jsonValue(value))
   })
-  parts.push(sql.lit(fields.length === 0 ? '{}' : '}'))
-  return jsonText(concatAll(parts))
+  literal(fields.length === 0 ? '{}' : '}')
+  return jsonText(concatAll(parts.map((part) => (typeof part === 'string' ? sql.lit(part) : part))))
 }
 
 /**

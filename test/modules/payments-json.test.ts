@@ -120,6 +120,43 @@ describe('payments as JSON from PostgreSQL', () => {
     }
   })
 
+  test('the columns paymentJson writes without coalesce (requiredString, requiredLiteral) are NOT NULL', async () => {
+    // A null there would be written as nothing: `"id":""`, or `"active":,` (not JSON).
+    const required = {
+      payments: [
+        'id',
+        'tenant_id',
+        'environment_id',
+        'customer_id',
+        'destination_type',
+        'destination_id',
+        'amount',
+        'amount_paid',
+        'amount_reserved',
+        'amount_refunded',
+        'currency',
+        'payment_status',
+        'payment_method_type',
+        'gateway_metadata',
+        'active',
+        'metadata',
+        'save_card_and_make_default',
+        'track_attempts',
+        'created_at',
+        'updated_at',
+      ],
+      payment_attempts: ['id', 'status', 'created_at', 'updated_at'],
+    }
+    const { rows } = await sql<{ table_name: string; column_name: string }>`
+      select table_name, column_name from information_schema.columns
+      where table_schema = 'public' and is_nullable = 'NO'
+        and table_name in ('payments', 'payment_attempts')`.execute(ctx.db)
+    for (const [table, columns] of Object.entries(required)) {
+      const notNull = rows.filter((r) => r.table_name === table).map((r) => r.column_name)
+      expect(notNull).toEqual(expect.arrayContaining(columns))
+    }
+  })
+
   test('jsonObject writes compact JSON for any number of fields, past the 100 arguments of one concat', async () => {
     const values = (n: number) =>
       Array.from({ length: n }, (_, i): [string, unknown] => [

@@ -9,6 +9,10 @@ import { type Kysely, sql } from 'kysely'
  * a multixact each time more than one held it (`docs/performance.md`).
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
+  // Dropping the key locks `environments` too, exclusively: behind a transaction that holds
+  // it (a foreign-key check of a customer's insert), every read of it would queue behind
+  // this one. Better to fail the migration, which the next start runs again.
+  await sql`set local lock_timeout = '10s'`.execute(db)
   await sql`alter table idempotency_keys drop constraint idempotency_keys_environment_id_fkey`.execute(
     db,
   )

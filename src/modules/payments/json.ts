@@ -7,9 +7,12 @@ import {
   jsonLiteral,
   jsonObject,
   jsonText,
+  LiteralJson,
   lookup,
   minorUnitsText,
   plainString,
+  requiredLiteral,
+  requiredString,
 } from '../../db/json-sql.ts'
 
 /**
@@ -21,30 +24,32 @@ import {
  */
 export function paymentJson(alias: string): JsonText {
   const c = (column: string) => sql.ref(`${alias}.${column}`)
-  const money = (column: string) => plainString(minorUnitsText(c(column), c('currency')))
+  // Every amount and `currency` are NOT NULL, as are `created_at` and `updated_at`.
+  const money = (column: string) => requiredString(minorUnitsText(c(column), c('currency')))
   const time = (column: RawBuilder<unknown>) => plainString(isoTimestamp(column))
+  const requiredTime = (column: RawBuilder<unknown>) => requiredString(isoTimestamp(column))
   const address = (field: string) => jsonLiteral(sql`${c('billing_address')} -> ${sql.lit(field)}`)
   const attempt = (column: string) => sql.ref(`a.${column}`)
   const attempts = jsonObject([
-    ['id', plainString(attempt('id'))],
+    ['id', requiredString(attempt('id'))],
     ['gateway', attempt('gateway')],
     ['gateway_payment_id', attempt('gateway_payment_id')],
     ['gateway_tracking_id', attempt('gateway_tracking_id')],
-    ['status', plainString(attempt('status'))],
+    ['status', requiredString(attempt('status'))],
     ['error_code', attempt('error_code')],
     ['error_message', attempt('error_message')],
-    ['created_at', time(attempt('created_at'))],
-    ['updated_at', time(attempt('updated_at'))],
+    ['created_at', requiredTime(attempt('created_at'))],
+    ['updated_at', requiredTime(attempt('updated_at'))],
   ])
   return jsonObject([
-    ['id', plainString(c('id'))],
-    ['object', jsonText(sql`'"payment"'`)],
+    ['id', requiredString(c('id'))],
+    ['object', new LiteralJson(JSON.stringify('payment'))],
     ['human_id', c('human_id')],
-    ['tenant_id', plainString(c('tenant_id'))],
-    ['environment_id', plainString(c('environment_id'))],
-    ['customer_id', plainString(c('customer_id'))],
-    ['destination_type', plainString(c('destination_type'))],
-    ['destination_id', plainString(c('destination_id'))],
+    ['tenant_id', requiredString(c('tenant_id'))],
+    ['environment_id', requiredString(c('environment_id'))],
+    ['customer_id', requiredString(c('customer_id'))],
+    ['destination_type', requiredString(c('destination_type'))],
+    ['destination_id', requiredString(c('destination_id'))],
     ['subject', c('subject')],
     ['invoice_ids', c('invoice_ids')],
     ['amount', money('amount')],
@@ -52,16 +57,16 @@ export function paymentJson(alias: string): JsonText {
     ['amount_reserved', money('amount_reserved')],
     ['amount_refunded', money('amount_refunded')],
     ['currency', c('currency')],
-    ['payment_status', plainString(c('payment_status'))],
+    ['payment_status', requiredString(c('payment_status'))],
     ['current_state', plainString(lookup(c('payment_status'), CURRENT_STATES))],
-    ['payment_method_type', plainString(c('payment_method_type'))],
+    ['payment_method_type', requiredString(c('payment_method_type'))],
     ['payment_method_id', c('payment_method_id')],
     ['payment_gateway', c('payment_gateway')],
     ['gateway_payment_id', c('gateway_payment_id')],
     ['gateway_tracking_id', c('gateway_tracking_id')],
-    ['gateway_metadata', jsonLiteral(c('gateway_metadata'))],
+    ['gateway_metadata', requiredLiteral(c('gateway_metadata'))],
     ['payment_url', c('payment_url')],
-    ['active', jsonLiteral(c('active'))],
+    ['active', requiredLiteral(c('active'))],
     ['payment_date', time(c('payment_date'))],
     [
       'billing_address',
@@ -77,16 +82,16 @@ export function paymentJson(alias: string): JsonText {
       ),
     ],
     ['description', c('description')],
-    ['metadata', jsonLiteral(c('metadata'))],
+    ['metadata', requiredLiteral(c('metadata'))],
     ['status_code', c('status_code')],
     ['error_message', c('error_message')],
     ['success_url', c('success_url')],
     ['cancel_url', c('cancel_url')],
-    ['save_card_and_make_default', jsonLiteral(c('save_card_and_make_default'))],
+    ['save_card_and_make_default', requiredLiteral(c('save_card_and_make_default'))],
     ['idempotency_key', c('idempotency_key')],
     ['invoice_number', c('invoice_number')],
     ['discount_code', c('discount_code')],
-    ['track_attempts', jsonLiteral(c('track_attempts'))],
+    ['track_attempts', requiredLiteral(c('track_attempts'))],
     [
       'attempts',
       jsonArray(
@@ -97,8 +102,8 @@ export function paymentJson(alias: string): JsonText {
     ],
     ['created_by', c('created_by')],
     ['updated_by', c('updated_by')],
-    ['created_at', time(c('created_at'))],
-    ['updated_at', time(c('updated_at'))],
+    ['created_at', requiredTime(c('created_at'))],
+    ['updated_at', requiredTime(c('updated_at'))],
     ['succeeded_at', time(c('succeeded_at'))],
     ['failed_at', time(c('failed_at'))],
     ['refunded_at', time(c('refunded_at'))],
