@@ -43,7 +43,7 @@ const seconds = Number(values.seconds ?? (quick ? 2 : 15))
 const warmup = quick ? 1 : 3
 const stormSeconds = quick ? 1 : 3
 const historyRows = Number(values.history ?? (quick ? 20_000 : 1_000_000))
-const poolSize = quick ? 4_000 : 60_000
+const poolSize = quick ? 6_000 : 60_000
 /** `--only create_link,list`: run just these scenarios (the baselines always run). */
 const only = values.only ? new Set(values.only.split(',')) : undefined
 const runs = (name: string) => !only || only.has(name)
