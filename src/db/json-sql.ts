@@ -95,7 +95,7 @@ export function requiredString(value: RawBuilder<unknown>): RequiredJson {
 
 /** `jsonLiteral` of a value that is never null. */
 export function requiredLiteral(value: RawBuilder<unknown>): RequiredJson {
-  return new RequiredJson(sql`(${value})::text`, '')
+  return new RequiredJson(jsonLiteral(value).json, '')
 }
 
 /** PostgreSQL's limit on a function's arguments (`concat`'s too). */

@@ -2,7 +2,15 @@ import { type RawBuilder, sql } from 'kysely'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { PAYMENT_STATUSES } from '../../src/core/payment-state.ts'
-import { type JsonText, jsonObject, jsonText } from '../../src/db/json-sql.ts'
+import {
+  type JsonText,
+  jsonObject,
+  jsonText,
+  LiteralJson,
+  type RequiredJson,
+  requiredLiteral,
+  requiredString,
+} from '../../src/db/json-sql.ts'
 import type { ListRequest } from '../../src/http/list-query.ts'
 import { paginated } from '../../src/http/pagination.ts'
 import { paymentJson } from '../../src/modules/payments/json.ts'
@@ -176,6 +184,31 @@ describe('payments as JSON from PostgreSQL', () => {
       const { rows } = await sql<{ text: string }>`select ${object.json} as text`.execute(ctx.db)
       const text = rows[0]?.text ?? ''
       expect(text, `${count} fields`).toBe(JSON.stringify(Object.fromEntries(fields)))
+    }
+  })
+
+  test('jsonObject folds required values and constants into the literal pieces: the same text, past 100 arguments', async () => {
+    const values = (n: number) =>
+      Array.from({ length: n }, (_, i): [string, string | number | boolean] => [
+        `k${i}`,
+        [`id_${i}`, i, i % 4 === 1, 'const'][i % 4] ?? '',
+      ])
+    for (const count of [1, 4, 90, 250]) {
+      const fields = values(count)
+      const object = jsonObject(
+        fields.map(([key, value], i): [string, RequiredJson | LiteralJson] => [
+          key,
+          i % 4 === 3
+            ? new LiteralJson(JSON.stringify(value))
+            : typeof value === 'string'
+              ? requiredString(sql`${value}::text`)
+              : requiredLiteral(
+                  typeof value === 'boolean' ? sql`${value}::boolean` : sql`${value}::int`,
+                ),
+        ]),
+      )
+      const { rows } = await sql<{ text: string }>`select ${object.json} as text`.execute(ctx.db)
+      expect(rows[0]?.text, `${count} fields`).toBe(JSON.stringify(Object.fromEntries(fields)))
     }
   })
 

@@ -35,8 +35,9 @@ export const checkoutGateway: Gateway = {
     const back = (outcome: 'success' | 'failure') =>
       `${ctx.publicUrl}/v1/checkout/${outcome}?payment_id=${encodeURIComponent(payment.id)}`
     try {
+      const client = await checkoutClient(ctx)
       const created = plain(
-        await (await checkoutClient(ctx)).hostedPayments.create({
+        await client.hostedPayments.create({
           amount: Number(payment.amount),
           currency: payment.currency.toUpperCase(),
           reference: payment.id,
@@ -76,9 +77,10 @@ export const checkoutGateway: Gateway = {
   async chargeSavedMethod(ctx, request, method) {
     const { payment } = request
     try {
+      const client = await checkoutClient(ctx)
       const answer = readCheckoutPayment(
         plain(
-          await (await checkoutClient(ctx)).payments.request(
+          await client.payments.request(
             {
               source: { type: 'id', id: method.gateway_payment_method_id },
               amount: Number(payment.amount),
@@ -119,8 +121,9 @@ export const checkoutGateway: Gateway = {
       }
     }
     try {
+      const client = await checkoutClient(ctx)
       const answer = plain(
-        await (await checkoutClient(ctx)).payments.refund(
+        await client.payments.refund(
           payment.gateway_payment_id,
           { amount: Number(refund.amount), reference: refund.id },
           `payrail-refund-${refund.id}`,

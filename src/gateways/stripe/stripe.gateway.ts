@@ -58,7 +58,7 @@ export const stripeGateway: Gateway = {
         gatewayCustomerId: customerId,
       }
     } catch (error) {
-      return { ok: false, failure: failureOf(error, (await stripeSdk()).errors) }
+      return { ok: false, failure: await failureOf(error) }
     }
   },
   async chargeSavedMethod(ctx, request, method): Promise<ChargeResult> {
@@ -111,7 +111,7 @@ export const stripeGateway: Gateway = {
           decline: declineFromStripe(error.code, error.decline_code, error.message),
         }
       }
-      return { outcome: 'error', failure: failureOf(error, errors) }
+      return { outcome: 'error', failure: await failureOf(error) }
     }
   },
   async refund(ctx, payment, refund) {
@@ -151,7 +151,7 @@ export const stripeGateway: Gateway = {
         gatewayRefundId: created.id,
       }
     } catch (error) {
-      return { status: 'failed', failure: failureOf(error, (await stripeSdk()).errors) }
+      return { status: 'failed', failure: await failureOf(error) }
     }
   },
   async cancel(ctx, payment) {
@@ -202,7 +202,8 @@ async function intentOfSession(
     : session.payment_intent?.id
 }
 
-function failureOf(error: unknown, errors: typeof Stripe.errors): GatewayFailure {
+async function failureOf(error: unknown): Promise<GatewayFailure> {
+  const { errors } = await stripeSdk()
   if (error instanceof errors.StripeError) {
     const retryable =
       error instanceof errors.StripeConnectionError ||
