@@ -16,6 +16,7 @@ import { createLogger } from '../src/logger.ts'
 import { ApiKeyCache } from '../src/modules/api-keys/cache.ts'
 import { processDeps } from '../src/server.ts'
 import { provisionDatabase, seedInvoices, seedPendingPayments } from './database.ts'
+import { FLOOR_PATH, registerFloor } from './floor.ts'
 import type { LoadRequest } from './load.ts'
 import { postgresCpuSeconds } from './proc.ts'
 import { invoicePayment, SECRET_KEY, sandboxCompletions } from './requests.ts'
@@ -47,6 +48,7 @@ const database = await openDatabase(config, logger)
 const apiKeys = new ApiKeyCache()
 apiKeys.start(database.url, logger)
 const app = await buildApp({ ...(await processDeps(config, database, logger)), apiKeys })
+registerFloor(app, database.db, db.environmentId)
 const completion = sandboxCompletions(db.tenantId, db.environmentId)
 const inject = (request: LoadRequest) => ({
   method: request.method,
@@ -69,6 +71,16 @@ const scenarios: Record<string, (n: number, round: number) => Promise<Inject[]>>
   offline_pay: async (n, round) =>
     (await seedInvoices(db, `off${round}`, n)).map((id) =>
       inject(invoicePayment(db.key, id, { payment_method_type: 'OFFLINE' })),
+    ),
+  // The same invoices' payments through Payrail's database layer without its logic (bench/floor.ts).
+  offline_floor: async (n, round) =>
+    (await seedInvoices(db, `floor${round}`, n)).map((id) =>
+      inject({
+        method: 'POST',
+        path: FLOOR_PATH,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ invoice_id: id }),
+      }),
     ),
   offline_pay_keyed: async (n, round) =>
     (await seedInvoices(db, `key${round}`, n)).map((id) =>

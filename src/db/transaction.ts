@@ -50,11 +50,14 @@ export interface ReadAhead {
 
 const states = new WeakMap<Db, TransactionState>()
 /** For each held table: how a statement names it, and its columns that need care in memory. */
-const HELD_TABLES: Record<HeldTable, { named: RegExp; json: string[]; timestamps: string[] }> = {
+const HELD_TABLES: Record<
+  HeldTable,
+  { named: RegExp; json: ReadonlySet<string>; timestamps: ReadonlySet<string> }
+> = {
   payments: {
     named: /\bpayments\b/i,
-    json: ['billing_address', 'metadata', 'gateway_metadata'],
-    timestamps: [
+    json: new Set(['billing_address', 'metadata', 'gateway_metadata']),
+    timestamps: new Set([
       'payment_date',
       'succeeded_at',
       'failed_at',
@@ -62,12 +65,12 @@ const HELD_TABLES: Record<HeldTable, { named: RegExp; json: string[]; timestamps
       'cancelled_at',
       'created_at',
       'updated_at',
-    ],
+    ]),
   },
   invoices: {
     named: /\binvoices\b/i,
-    json: ['metadata'],
-    timestamps: [
+    json: new Set(['metadata']),
+    timestamps: new Set([
       'due_date',
       'payment_window_ends_at',
       'period_start',
@@ -79,18 +82,22 @@ const HELD_TABLES: Record<HeldTable, { named: RegExp; json: string[]; timestamps
       'marked_uncollectible_at',
       'created_at',
       'updated_at',
-    ],
+    ]),
   },
-  payment_allocations: { named: /\bpayment_allocations\b/i, json: [], timestamps: [] },
+  payment_allocations: {
+    named: /\bpayment_allocations\b/i,
+    json: new Set([]),
+    timestamps: new Set([]),
+  },
   payment_attempts: {
     named: /\bpayment_attempts\b/i,
-    json: [],
-    timestamps: ['created_at', 'updated_at'],
+    json: new Set([]),
+    timestamps: new Set(['created_at', 'updated_at']),
   },
   webhook_events: {
     named: /\bwebhook_events\b/i,
-    json: ['payload'],
-    timestamps: ['received_at', 'handled_at'],
+    json: new Set(['payload']),
+    timestamps: new Set(['received_at', 'handled_at']),
   },
 }
 
@@ -320,14 +327,20 @@ function plainValues(
   given: object,
 ): { values: Record<string, unknown>; read: Record<string, unknown> } | undefined {
   const { json, timestamps } = HELD_TABLES[table]
+  const record = given as Record<string, unknown>
   const values: Record<string, unknown> = {}
   const read: Record<string, unknown> = {}
-  for (const [column, value] of Object.entries(given)) {
+  for (const column of Object.keys(record)) {
+    const value = record[column]
     if (value === undefined) continue
     if (!isPlainValue(value)) return undefined
-    if (typeof value === 'string' && timestamps.includes(column)) return undefined
+    if (typeof value === 'string') {
+      if (timestamps.has(column)) return undefined
+      read[column] = json.has(column) ? JSON.parse(value) : value
+    } else {
+      read[column] = value
+    }
     values[column] = value
-    read[column] = typeof value === 'string' && json.includes(column) ? JSON.parse(value) : value
   }
   return { values, read }
 }
@@ -365,8 +378,12 @@ export async function appendRows<T extends AppendOnlyTable>(
 ): Promise<void> {
   if (rows.length === 0) return
   const state = running(db)
-  // Rows with an SQL expression among their values go at once, through Kysely.
-  if (state && rows.every((row) => Object.values(row).every(isPlainValue))) {
+  // Rows with an SQL expression among their values go at once, through Kysely. An
+  // `undefined` value is a column the row leaves to its default, as in a held insert.
+  if (
+    state &&
+    rows.every((row) => Object.values(row).every((v) => v === undefined || isPlainValue(v)))
+  ) {
     const list: Insertable<Database[T]>[] = state.rows[table]
     list.push(...rows)
     return
@@ -414,7 +431,7 @@ function isPlainValue(value: unknown): boolean {
  */
 function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | undefined {
   const parameters: unknown[] = []
-  const param = (value: unknown) => `$${parameters.push(value)}`
+  const param = (value: unknown) => placeholder(parameters.push(value))
   const writes: string[] = []
   const inserted = new Map<HeldTable, Record<string, unknown>[]>()
   for (const { table, row } of state.inserts.values()) {
@@ -425,11 +442,18 @@ function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | u
   state.inserts.clear()
   for (const [table, rows] of inserted) writes.push(insertSql(table, rows, param))
   for (const { table, key, changes } of state.updates.values()) {
-    const set = Object.entries(changes).map(
-      ([column, value]) => `${quote(column)} = ${param(value)}`,
-    )
-    const where = Object.entries(key).map(([column, value]) => `${quote(column)} = ${param(value)}`)
-    writes.push(`update ${quote(table)} set ${set.join(', ')} where ${where.join(' and ')}`)
+    let write = `update ${quote(table)} set `
+    let first = true
+    for (const column of Object.keys(changes)) {
+      write += `${first ? '' : ', '}${quote(column)} = ${param(changes[column])}`
+      first = false
+    }
+    first = true
+    for (const column of Object.keys(key)) {
+      write += `${first ? ' where ' : ' and '}${quote(column)} = ${param(key[column])}`
+      first = false
+    }
+    writes.push(write)
   }
   state.updates.clear()
   if (withRows) {
@@ -441,27 +465,58 @@ function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | u
   }
   const last = writes.pop()
   if (last === undefined) return undefined
-  const ctes = writes.map((write, index) => `w${index} as (${write})`)
-  return CompiledQuery.raw(ctes.length > 0 ? `with ${ctes.join(', ')} ${last}` : last, parameters)
+  let text = ''
+  for (let i = 0; i < writes.length; i++)
+    text += `${i === 0 ? 'with ' : ', '}w${i} as (${writes[i]})`
+  return CompiledQuery.raw(text === '' ? last : `${text} ${last}`, parameters)
 }
 
 /**
  * A multi-row insert as Kysely writes one: the columns any row sets, in the order
  * they first appear, and `default` where a row leaves one out (or `undefined`).
+ * Built by concatenation, without arrays in between: it runs for every held write.
  */
 function insertSql(
   table: string,
   rows: Record<string, unknown>[],
   param: (value: unknown) => string,
 ): string {
-  const columns = [
-    ...new Set(rows.flatMap((row) => Object.keys(row).filter((c) => row[c] !== undefined))),
-  ]
-  const values = rows.map(
-    (row) =>
-      `(${columns.map((c) => (row[c] === undefined ? 'default' : param(row[c]))).join(', ')})`,
-  )
-  return `insert into ${quote(table)} (${columns.map(quote).join(', ')}) values ${values.join(', ')}`
+  const columns = rows.length === 1 ? setColumns(rows[0] ?? {}) : unionOfColumns(rows)
+  let sql = `insert into ${quote(table)} (`
+  for (let i = 0; i < columns.length; i++) sql += `${i === 0 ? '' : ', '}${quote(columns[i] ?? '')}`
+  sql += ') values '
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r] ?? {}
+    sql += r === 0 ? '(' : ', ('
+    for (let i = 0; i < columns.length; i++) {
+      const value = row[columns[i] ?? '']
+      sql += `${i === 0 ? '' : ', '}${value === undefined ? 'default' : param(value)}`
+    }
+    sql += ')'
+  }
+  return sql
+}
+
+/** The columns a row sets (its keys whose values are not `undefined`), in order. */
+function setColumns(row: Record<string, unknown>): string[] {
+  const columns: string[] = []
+  for (const column of Object.keys(row)) if (row[column] !== undefined) columns.push(column)
+  return columns
+}
+
+/** The columns any of `rows` sets, in the order they first appear. */
+function unionOfColumns(rows: Record<string, unknown>[]): string[] {
+  const seen = new Set<string>()
+  for (const row of rows) for (const column of setColumns(row)) seen.add(column)
+  return [...seen]
+}
+
+/** `$1`, `$2`, … made once each: a held write has dozens of values, and every write has them. */
+const PLACEHOLDERS: string[] = []
+
+function placeholder(index: number): string {
+  for (let i = PLACEHOLDERS.length; i <= index; i++) PLACEHOLDERS.push(`$${i}`)
+  return PLACEHOLDERS[index] ?? `$${index}`
 }
 
 /** Identifiers as quoted once: the same few dozen column names come back with every write. */

@@ -127,19 +127,35 @@ describe('inTransaction and appendRows', () => {
 
   test('held rows that set different columns: each column its own value, the default where a row leaves one out', async () => {
     const at = new Date('2026-01-02T03:04:05.678Z')
-    await inTransaction(ctx.db, async (trx) => {
-      await appendRows(trx, 'payment_transitions', [
-        { ...transitionRow('columns-1'), created_at: at },
-        { ...transitionRow('columns-2'), note: undefined, cause_id: 'columns-2' },
-        // A column only a later row sets, and a quote in a value.
-        { ...transitionRow(`columns-3 "it's"`), cause_id: `columns-3 "it's"` },
-      ])
-    })
+    const statements = await statementsOf(
+      () =>
+        inTransaction(ctx.db, async (trx) => {
+          const { note: _, ...noNote } = transitionRow('columns-1')
+          await appendRows(trx, 'payment_transitions', [
+            // No `note` at all: a column only later rows set.
+            { ...noNote, created_at: at },
+            // `note` undefined: left to its default too.
+            { ...transitionRow('columns-2'), note: undefined, cause_id: 'columns-2' },
+            // And a quote in a value.
+            { ...transitionRow(`columns-3 "it's"`), cause_id: `columns-3 "it's"` },
+          ])
+          await appendRows(trx, 'events', [eventRow('columns.probe')])
+        }),
+      1000,
+    )
+    // The columns in the order they first appear, `default` where a row leaves one out,
+    // the tables chained as data-modifying CTEs, each value a parameter in order.
+    expect(statements).toEqual([
+      'begin; with w0 as (insert into "payment_transitions" ("payment_id", "from_status", "to_status", "cause", "cause_id", "created_at", "note")' +
+        ' values ($1, $2, $3, $4, $5, $6, default), ($7, $8, $9, $10, $11, $12, default), ($13, $14, $15, $16, $17, $18, $19))' +
+        ' insert into "events" ("id", "tenant_id", "environment_id", "type", "object_type", "object_id", "data", "created_at")' +
+        ' values ($20, $21, $22, $23, $24, $25, $26, $27); commit',
+    ])
     const { rows } = await ctx.pool.query<{ note: string | null; cause_id: string; at: Date }>(
       `select note, cause_id, created_at as at from payment_transitions where cause_id like 'columns-%' order by id`,
     )
     expect(rows.map((r) => [r.note, r.cause_id])).toEqual([
-      ['columns-1', 'columns-1'],
+      [null, 'columns-1'],
       [null, 'columns-2'],
       [`columns-3 "it's"`, `columns-3 "it's"`],
     ])
