@@ -2,7 +2,8 @@
  * `npm run bench:micro`: the CPU one request costs this process (Payrail's handlers,
  * Kysely and node-postgres, without HTTP sockets: `fastify.inject`) and PostgreSQL,
  * for `create_link`, `offline_pay` (and `offline_pay_keyed`, each under an `Idempotency-Key`)
- * and `webhook_apply`, at 10 requests in flight. For profiling
+ * and `webhook_apply`, at 10 requests in flight, and `offline_floor`, an offline payment's
+ * database work without Payrail's logic (`bench/floor.ts`). For profiling
  * the write path between full `npm run bench` runs; its numbers are not the
  * bench's (no HTTP, no load generator), only comparable with each other.
  */
