@@ -149,7 +149,7 @@ function payment(i: number) {
   }
 }
 
-/** The statements of `count` payments' transaction, each statement for all of them (`merged`). */
+/** The statements of a transaction of the payments `parts`, each statement for all of them (one part: `single`). */
 function statements(parts: ReturnType<typeof payment>[]): string[] {
   const invoices = parts.map((p) => p.invoice).join(', ')
   const updates = parts.map((p, i) => `u${i} as (${p.update})`).join(', ')
