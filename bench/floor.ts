@@ -46,11 +46,12 @@ export function registerFloor(app: FastifyInstance, db: Db, environmentId: strin
         if (!invoice) throw new Error(`no invoice ${invoiceId}`)
         await takeReadAhead(trx, 'in flight')
         const now = new Date()
-        const id = `pay_floor_${process.pid}_${sequence++}`
+        const n = sequence++
+        const id = `pay_floor_${process.pid}_${n}`
         const payment = {
           id,
           // Seven characters: never one of the six Payrail draws for its own payments.
-          human_id: `B${sequence.toString(36).toUpperCase().padStart(6, '0')}`,
+          human_id: `B${n.toString(36).toUpperCase().padStart(6, '0')}`,
           tenant_id: invoice.tenant_id as string,
           environment_id: invoice.environment_id as string,
           customer_id: invoice.customer_id as string,
@@ -129,7 +130,7 @@ export function registerFloor(app: FastifyInstance, db: Db, environmentId: strin
             ['invoice.paid', 'invoice', invoiceJson],
             ['payment.succeeded', 'payment', json],
           ].map(([type, objectType, data], i) => ({
-            id: `evt_floor_${process.pid}_${sequence}_${i}`,
+            id: `evt_floor_${process.pid}_${n}_${i}`,
             tenant_id: payment.tenant_id,
             environment_id: payment.environment_id,
             type: type as string,

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { newId } from '../../src/core/ids.ts'
 import {
   appendRows,
+  holdUpdate,
   inTransaction,
   MemoKey,
   readAhead,
@@ -134,10 +135,15 @@ describe('inTransaction and appendRows', () => {
           await appendRows(trx, 'payment_transitions', [
             // No `note` at all: a column only later rows set.
             { ...noNote, created_at: at },
-            // `note` undefined: left to its default too.
-            { ...transitionRow('columns-2'), note: undefined, cause_id: 'columns-2' },
-            // And a quote in a value.
-            { ...transitionRow(`columns-3 "it's"`), cause_id: `columns-3 "it's"` },
+            // `from_status`, a column in the middle, and `note` undefined: their defaults.
+            {
+              ...transitionRow('columns-2'),
+              from_status: undefined,
+              to_status: 'PENDING',
+              note: undefined,
+            },
+            // Each value in its own column: the statuses differ.
+            { ...transitionRow('columns-3'), from_status: 'PENDING', to_status: 'SUCCEEDED' },
           ])
           await appendRows(trx, 'events', [eventRow('columns.probe')])
         }),
@@ -147,17 +153,24 @@ describe('inTransaction and appendRows', () => {
     // the tables chained as data-modifying CTEs, each value a parameter in order.
     expect(statements).toEqual([
       'begin; with w0 as (insert into "payment_transitions" ("payment_id", "from_status", "to_status", "cause", "cause_id", "created_at", "note")' +
-        ' values ($1, $2, $3, $4, $5, $6, default), ($7, $8, $9, $10, $11, $12, default), ($13, $14, $15, $16, $17, $18, $19))' +
+        ' values ($1, $2, $3, $4, $5, $6, default), ($7, default, $8, $9, $10, $11, default), ($12, $13, $14, $15, $16, $17, $18))' +
         ' insert into "events" ("id", "tenant_id", "environment_id", "type", "object_type", "object_id", "data", "created_at")' +
-        ' values ($20, $21, $22, $23, $24, $25, $26, $27); commit',
+        ' values ($19, $20, $21, $22, $23, $24, $25, $26); commit',
     ])
-    const { rows } = await ctx.pool.query<{ note: string | null; cause_id: string; at: Date }>(
-      `select note, cause_id, created_at as at from payment_transitions where cause_id like 'columns-%' order by id`,
+    const { rows } = await ctx.pool.query<{
+      from_status: string | null
+      to_status: string
+      note: string | null
+      cause_id: string
+      at: Date
+    }>(
+      `select from_status, to_status, note, cause_id, created_at as at
+       from payment_transitions where cause_id like 'columns-%' order by id`,
     )
-    expect(rows.map((r) => [r.note, r.cause_id])).toEqual([
-      [null, 'columns-1'],
-      [null, 'columns-2'],
-      [`columns-3 "it's"`, `columns-3 "it's"`],
+    expect(rows.map((r) => [r.from_status, r.to_status, r.note, r.cause_id])).toEqual([
+      ['INITIATED', 'INITIATED', null, 'columns-1'],
+      [null, 'PENDING', null, 'columns-2'],
+      ['PENDING', 'SUCCEEDED', 'columns-3', 'columns-3'],
     ])
     expect(rows[0]?.at.toISOString()).toBe(at.toISOString())
   })
@@ -511,6 +524,18 @@ describe('held updates', () => {
     expect(texts[2]).toMatch(/^with w0 as \(update "payments" set "description".*; commit$/)
     expect(texts).toHaveLength(3)
     expect(await notes('with-commit')).toEqual(['with-commit'])
+  })
+
+  test('an update without a key is refused when it is held, never sent as an update of every row', async () => {
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        holdUpdate(trx, 'payments', {}, { description: 'every row' })
+      }),
+    ).rejects.toThrow("A held update of payments needs its row's key")
+    const { rows } = await ctx.pool.query<{ n: number }>(
+      `select count(*)::int as n from payments where description = 'every row'`,
+    )
+    expect(rows[0]?.n).toBe(0)
   })
 
   test('an update whose every change is undefined holds nothing and leaves the row as it was', async () => {
