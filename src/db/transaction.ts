@@ -264,7 +264,8 @@ export function holdUpdate<T extends HeldTable>(
   changes: Updateable<Database[T]>,
 ): Record<string, unknown> | undefined {
   // A held update without a key would update every row of its table.
-  if (Object.keys(key).length === 0) throw new Error(`A held update of ${table} needs its row's key`)
+  if (Object.keys(key).length === 0)
+    throw new Error(`A held update of ${table} needs its row's key`)
   const state = running(db)
   if (!state) return undefined
   const plain = plainValues(table, changes)
