@@ -4,16 +4,21 @@
  * pgbench replays an offline payment's statements, as Payrail sends them (the invoice's
  * lock with its lines, the sum of its charges in flight, then one statement of
  * data-modifying CTEs: the payment, its allocation, the invoice's update, two history
- * rows, three events of about 1.2 KB of JSON each, then the commit), in three forms:
+ * rows, three events of about 1.2 KB of JSON each, then the commit), in Payrail's two
+ * round trips (pgbench's pipeline mode: the `begin` with the lock and the sum, the writes
+ * with the `commit`), in three forms. Every event carries a payment-sized JSON (Payrail's
+ * `invoice.paid` carries the invoice, of about the same size).
  *
  * - `single`: one payment per transaction, as Payrail writes today;
  * - `serial K`: K payments one after another in one transaction, each inside a savepoint
  *   of its own (released when its writes are done), so that one payment's failure rolls
  *   back only its own writes: the statements stay each payment's own, only the `begin`
- *   and the `commit` are shared;
+ *   and the `commit` are shared (K + 1 round trips: one payment's writes go with the
+ *   next one's lock);
  * - `merged K`: K payments in one transaction whose statements each carry all K: one
  *   lock of K invoices, one sum, one statement of multi-row inserts and K updates (what
- *   `takeHeld` in `src/db/transaction.ts` would make of K transactions' held writes).
+ *   `takeHeld` in `src/db/transaction.ts` would make of K transactions' held writes), in
+ *   two round trips.
  *
  * Each form runs with the bench's 10 clients on invoices of their own (no waits on each
  * other's locks), after the payments, history and events of the run before it are
@@ -54,8 +59,9 @@ const PER_CLIENT = 840
 const PREFIX = 'gc'
 
 for (const size of sizes) {
-  if (!Number.isInteger(size) || size < 2 || PER_CLIENT % size !== 0) {
-    throw new Error(`--sizes: each must be an integer from 2 that divides ${PER_CLIENT}`)
+  // pgbench takes at most 255 variables per statement, and a payment's writes use 29 of them.
+  if (!Number.isInteger(size) || size < 2 || size > 8 || PER_CLIENT % size !== 0) {
+    throw new Error(`--sizes: each must be an integer from 2 to 8 that divides ${PER_CLIENT}`)
   }
 }
 
@@ -171,29 +177,53 @@ function variables(size: number): string[] {
   return lines
 }
 
+/** Statements sent together, in one round trip (pgbench's pipeline mode), as Payrail's client sends them. */
+const roundTrip = (statements: string[]) => ['\\startpipeline', ...statements, '\\endpipeline']
+
+/**
+ * A transaction of `parts` as Payrail's client would send it: the `begin` with the
+ * lock and the sum after it, then the writes with the `commit` (two round trips).
+ */
+function transaction(parts: ReturnType<typeof payment>[]): string[] {
+  const [lock = '', sum = '', writes = ''] = statements(parts)
+  return [...roundTrip(['begin;', lock, sum]), ...roundTrip([writes, 'commit;'])]
+}
+
+/**
+ * K payments one after another in a transaction, each in a savepoint, with as few round
+ * trips as a pipelining client would need: one payment's writes, its release, the next
+ * one's savepoint, lock and sum go together (K + 1 round trips).
+ */
+function serial(parts: ReturnType<typeof payment>[]): string[] {
+  const lines: string[] = []
+  let pending = ['begin;']
+  parts.forEach((part, i) => {
+    const [lock = '', sum = '', writes = ''] = statements([part])
+    lines.push(...roundTrip([...pending, `savepoint p${i};`, lock, sum]))
+    pending = [writes, `release savepoint p${i};`]
+  })
+  lines.push(...roundTrip([...pending, 'commit;']))
+  return lines
+}
+
 function forms(): Form[] {
   const single: Form = {
     name: 'single',
     size: 1,
-    script: [...variables(1), 'begin;', ...statements([payment(0)]), 'commit;'].join('\n'),
+    script: [...variables(1), ...transaction([payment(0)])].join('\n'),
   }
   const grouped = sizes.flatMap((size): Form[] => {
     const parts = Array.from({ length: size }, (_, i) => payment(i))
-    const serial = parts.flatMap((part, i) => [
-      `savepoint p${i};`,
-      ...statements([part]),
-      `release savepoint p${i};`,
-    ])
     return [
       {
         name: `serial ${size}`,
         size,
-        script: [...variables(size), 'begin;', ...serial, 'commit;'].join('\n'),
+        script: [...variables(size), ...serial(parts)].join('\n'),
       },
       {
         name: `merged ${size}`,
         size,
-        script: [...variables(size), 'begin;', ...statements(parts), 'commit;'].join('\n'),
+        script: [...variables(size), ...transaction(parts)].join('\n'),
       },
     ]
   })
