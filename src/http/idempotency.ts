@@ -69,11 +69,21 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
       await releaseClaim(deps.db, held)
       return payload
     }
-    await completeClaim(deps.db, held, {
-      status: reply.statusCode,
-      body: deps.secretBox.seal(payload),
-      contentType: String(reply.getHeader('content-type') ?? 'application/json; charset=utf-8'),
-    })
+    try {
+      await completeClaim(deps.db, held, {
+        status: reply.statusCode,
+        body: deps.secretBox.seal(payload),
+        contentType: String(reply.getHeader('content-type') ?? 'application/json; charset=utf-8'),
+      })
+    } catch (error) {
+      // The work is done and committed: its answer still goes out, rather than a 500 that
+      // would invite a retry. The key stays in flight (a retry within the lock timeout is a
+      // 409, not a second run), and the failure is logged.
+      request.log.error(
+        { err: error, idempotency_key: held.key },
+        'the response of a keyed request could not be stored for replay',
+      )
+    }
     return payload
   })
 

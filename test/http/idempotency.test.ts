@@ -169,6 +169,43 @@ describe('Idempotency-Key', () => {
     expect(calls.count).toBe(2)
   })
 
+  test('a response that cannot be stored still goes out, and the key stays in flight: a retry is a 409, not a second run', async () => {
+    const key = newKey()
+    // The completion's update fails for this key, as a database error at that moment would.
+    await ctx.pool.query(`
+      create function fail_completion() returns trigger language plpgsql as $$
+      begin
+        if new.key = '${key}' and new.state = 'completed' then
+          raise exception 'completion refused for the test';
+        end if;
+        return new;
+      end $$;
+      create trigger fail_completion before update on idempotency_keys
+        for each row execute function fail_completion();
+    `)
+    try {
+      const first = await ctx.post<{ run: number }>(
+        '/v1/_probe/charge',
+        { amount: 7 },
+        { idempotencyKey: key },
+      )
+      expect(first.status).toBe(201)
+      expect(first.body.run).toBe(1)
+      const retried = await ctx.post<ErrorBody>(
+        '/v1/_probe/charge',
+        { amount: 7 },
+        { idempotencyKey: key },
+      )
+      expect(retried.status).toBe(409)
+      expect(retried.body.error.code).toBe('idempotency_conflict')
+      expect(calls.count).toBe(1)
+    } finally {
+      await ctx.pool.query(
+        'drop trigger fail_completion on idempotency_keys; drop function fail_completion()',
+      )
+    }
+  })
+
   test('a 4xx is stored and replayed like Stripe does', async () => {
     const key = newKey()
     const first = await ctx.post<ErrorBody>(
