@@ -1,32 +1,30 @@
 /**
  * `offline_floor` in bench:micro: an offline payment's database work through Payrail's
- * own database layer and Fastify, without Payrail's logic. The route takes an invoice
- * id and does what `POST /v1/payments` `OFFLINE` sends PostgreSQL (`begin` with the
- * invoice's lock and its lines, the sum of its charges in flight read after it in the
- * same round trip, then the held writes: the payment, its allocation, the invoice's
- * update, two history rows and three events, with the `commit`) and answers with a
- * payment's JSON. What it leaves out is what Payrail's logic costs Node beyond that floor:
- * the API key, the body's schema, the checks and the state machine, building the API
- * objects (the payment, the invoice, the events), the response's schema, the logs.
- * Registered by bench:micro only; never part of the server.
+ * own repositories and database layer, and Fastify, without Payrail's logic. The route
+ * takes an invoice id and makes the repository calls `POST /v1/payments` `OFFLINE` makes
+ * (the invoice's lock, with its lines the first time, and the sum of its charges in flight
+ * after it in the same round trip; then the held writes: the payment, its allocation, the
+ * invoice's update, two history rows and three events, with the `commit`), so PostgreSQL
+ * gets the same statements, and answers with a payment's JSON. What it leaves out is what
+ * Payrail's logic costs Node beyond that floor: the API key, the body's schema, the checks
+ * and the state machine, building the API objects (the payment, the invoice, the events),
+ * the response's schema, the logs. Registered by bench:micro only; never part of the server.
  */
 
 import type { FastifyInstance } from 'fastify'
-import { CompiledQuery } from 'kysely'
 import type { Db } from '../src/db/client.ts'
+import { inTransaction } from '../src/db/transaction.ts'
+import { insertEvents } from '../src/modules/events/repository.ts'
+import { lockInvoice, updateInvoice } from '../src/modules/invoices/repository.ts'
 import {
-  appendRows,
-  holdInsert,
-  holdUpdate,
-  inTransaction,
-  readAhead,
-  takeReadAhead,
-} from '../src/db/transaction.ts'
+  inFlightAhead,
+  inFlightOf,
+  insertPayment,
+  insertTransition,
+  setAllocationApplied,
+} from '../src/modules/payments/repository.ts'
 
 export const FLOOR_PATH = '/bench/offline_floor'
-
-const LOCK = `select "invoices".*, "l"."id" as "line_id", "l"."position" as "line_position", "l"."description" as "line_description", "l"."quantity" as "line_quantity", "l"."unit_amount" as "line_unit_amount", "l"."amount" as "line_amount", "l"."price_id" as "line_price_id", "l"."period_start" as "line_period_start", "l"."period_end" as "line_period_end" from "invoices" left join "invoice_lines" as "l" on "l"."invoice_id" = "invoices"."id" where "invoices"."environment_id" = $1 and "invoices"."id" = $2 order by "l"."position" for update of "invoices"`
-const IN_FLIGHT = `select "payment_allocations"."invoice_id", sum("payment_allocations"."amount") as "total" from "payment_allocations" inner join "payments" on "payments"."id" = "payment_allocations"."payment_id" where "payment_allocations"."invoice_id" in ($1) and "payments"."payment_status" = $2 group by "payment_allocations"."invoice_id"`
 
 let sequence = 0
 
@@ -38,13 +36,10 @@ export function registerFloor(app: FastifyInstance, db: Db, environmentId: strin
     async (request, reply) => {
       const invoiceId = request.body.invoice_id
       const body = await inTransaction(db, async (trx) => {
-        readAhead(trx, 'in flight', CompiledQuery.raw(IN_FLIGHT, [invoiceId, 'PROCESSING']))
-        const { rows } = await trx.executeQuery<Record<string, unknown>>(
-          CompiledQuery.raw(LOCK, [environmentId, invoiceId]),
-        )
-        const invoice = rows[0]
+        inFlightAhead(trx, [invoiceId])
+        const invoice = await lockInvoice(trx, environmentId, invoiceId)
         if (!invoice) throw new Error(`no invoice ${invoiceId}`)
-        await takeReadAhead(trx, 'in flight')
+        await inFlightOf(trx, [invoiceId])
         const now = new Date()
         const n = sequence++
         const id = `pay_floor_${process.pid}_${n}`
@@ -52,9 +47,9 @@ export function registerFloor(app: FastifyInstance, db: Db, environmentId: strin
           id,
           // Seven characters: never one of the six Payrail draws for its own payments.
           human_id: `B${n.toString(36).toUpperCase().padStart(6, '0')}`,
-          tenant_id: invoice.tenant_id as string,
-          environment_id: invoice.environment_id as string,
-          customer_id: invoice.customer_id as string,
+          tenant_id: invoice.tenant_id,
+          environment_id: invoice.environment_id,
+          customer_id: invoice.customer_id,
           destination_type: 'INVOICE' as const,
           destination_id: invoiceId,
           subject: invoiceId,
@@ -74,7 +69,7 @@ export function registerFloor(app: FastifyInstance, db: Db, environmentId: strin
           billing_address: null,
           discount_code: null,
           payment_date: null,
-          invoice_number: invoice.number as string,
+          invoice_number: invoice.number,
           invoice_ids: [invoiceId],
           created_by: 'bench',
           updated_by: 'bench',
@@ -83,48 +78,33 @@ export function registerFloor(app: FastifyInstance, db: Db, environmentId: strin
           amount_paid: 1000n,
           succeeded_at: now,
         }
-        holdInsert(trx, 'payments', { id }, payment)
-        holdInsert(
-          trx,
-          'payment_allocations',
-          { payment_id: id, invoice_id: invoiceId },
-          {
-            invoice_id: invoiceId,
-            position: 0,
-            amount: 1000n,
-            payment_id: id,
-            applied_amount: 1000n,
-          },
-        )
-        holdUpdate(
-          trx,
-          'invoices',
-          { id: invoiceId },
-          {
-            amount_paid: 1000n,
-            amount_remaining: 0n,
-            payment_status: 'SUCCEEDED',
-            paid_at: now,
-            next_payment_attempt: null,
-            updated_at: now,
-          },
-        )
-        const transition = {
+        await insertPayment(trx, payment, [{ invoice_id: invoiceId, position: 0, amount: 1000n }])
+        await setAllocationApplied(trx, id, invoiceId, 1000n)
+        await updateInvoice(trx, invoiceId, {
+          amount_paid: 1000n,
+          amount_remaining: 0n,
+          payment_status: 'SUCCEEDED',
+          paid_at: now,
+          next_payment_attempt: null,
+          updated_at: now,
+        })
+        // Columns in the order Payrail's state machine writes them: the same statement text.
+        const history = (from: 'INITIATED' | null, to: 'INITIATED' | 'SUCCEEDED') => ({
           payment_id: id,
+          from_status: from,
+          to_status: to,
           cause: 'api' as const,
           cause_id: 'bench',
+          note: from === null ? null : 'POST',
           created_at: now,
-        }
-        await appendRows(trx, 'payment_transitions', [
-          { ...transition, from_status: null, to_status: 'INITIATED', note: null },
-          { ...transition, from_status: 'INITIATED', to_status: 'SUCCEEDED', note: 'POST' },
-        ])
+        })
+        await insertTransition(trx, history(null, 'INITIATED'))
+        await insertTransition(trx, history('INITIATED', 'SUCCEEDED'))
         // The API objects as plain copies of the rows: the events carry them, as Payrail's do.
         const json = JSON.stringify({ ...plain(payment), object: 'payment', attempts: [] })
         const invoiceJson = JSON.stringify({ ...plain(invoice), object: 'invoice' })
-        await appendRows(
+        await insertEvents(
           trx,
-          'events',
           [
             ['payment.created', 'payment', json],
             ['invoice.paid', 'invoice', invoiceJson],
