@@ -60,6 +60,11 @@ export interface IdempotencyKeyTable {
   response_body: string | null
   response_content_type: string | null
   locked_at: Timestamp
+  /**
+   * When the first transaction of the request's work committed (in that commit). Set on a
+   * record still in flight: the work is done but its response was never stored.
+   */
+  applied_at: ColumnType<Date | null, Date | null | undefined, Date | null>
   created_at: CreatedAt
   expires_at: Timestamp
 }

@@ -12,6 +12,7 @@ import * as m0007 from './migrations/0007-api-key-notify.ts'
 import * as m0008 from './migrations/0008-append-only-foreign-keys.ts'
 import * as m0009 from './migrations/0009-invoice-fillfactor.ts'
 import * as m0010 from './migrations/0010-idempotency-key-environment.ts'
+import * as m0011 from './migrations/0011-idempotency-applied.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -25,6 +26,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0008-append-only-foreign-keys': m0008,
   '0009-invoice-fillfactor': m0009,
   '0010-idempotency-key-environment': m0010,
+  '0011-idempotency-applied': m0011,
 }
 
 const migrationProvider: MigrationProvider = {

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { CompiledQuery, type Insertable, type Updateable } from 'kysely'
 import type { Db } from './client.ts'
 import type { Database } from './database.ts'
@@ -12,6 +13,7 @@ export type HeldTable =
   | 'payment_allocations'
   | 'payment_attempts'
   | 'webhook_events'
+  | 'idempotency_keys'
 
 type PendingRows = { [T in AppendOnlyTable]: Insertable<Database[T]>[] }
 
@@ -99,6 +101,11 @@ const HELD_TABLES: Record<
     json: new Set(['payload']),
     timestamps: new Set(['received_at', 'handled_at']),
   },
+  idempotency_keys: {
+    named: /\bidempotency_keys\b/i,
+    json: new Set([]),
+    timestamps: new Set(['locked_at', 'applied_at', 'created_at', 'expires_at']),
+  },
 }
 
 /** Names one kind of fact a transaction may remember about the rows it wrote. */
@@ -130,6 +137,27 @@ export class MemoKey<V> {
  * })
  */
 export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
+  const mark = openMarks > 0 ? commitMarks.getStore() : undefined
+  if (mark && !mark.ended && !mark.committed) return markedTransaction(db, run, mark)
+  return transaction(db, run)
+}
+
+async function markedTransaction<T>(
+  db: Db,
+  run: (trx: Db) => Promise<T>,
+  mark: CommitMark,
+): Promise<T> {
+  const result = await transaction(db, async (trx) => {
+    const value = await run(trx)
+    if (!holdUpdate(trx, mark.table, mark.key, mark.changes()))
+      throw new Error(`A commit mark of ${mark.table} holds plain values only`)
+    return value
+  })
+  mark.committed = true
+  return result
+}
+
+function transaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
   const state: TransactionState = {
     ended: false,
     rows: { events: [], payment_transitions: [] },
@@ -160,6 +188,51 @@ export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<
     }
   })
 }
+
+/**
+ * A write that the transactions (of `inTransaction`) started in its scope carry with
+ * their commit, until one of them has committed: how a keyed request's work marks its
+ * `Idempotency-Key` record applied in the same commit as the work itself
+ * (`src/http/idempotency.ts`), without every service passing the key down.
+ *
+ * The scope is an `AsyncLocalStorage`'s, entered with `enter` and left with `end`.
+ * Its hooks tax every promise of the process while they are on, so they are on only
+ * while a mark is open: a process serving requests without marks pays nothing.
+ */
+export class CommitMark {
+  /** Whether a transaction carrying it has committed (the later ones need not carry it). */
+  committed = false
+  ended = false
+  private entered = false
+
+  constructor(
+    readonly table: HeldTable,
+    /** The primary key of the row to update. */
+    readonly key: Record<string, string>,
+    /** The update, made for each transaction that carries it (plain values only). */
+    readonly changes: () => Record<string, unknown>,
+  ) {}
+
+  /** Runs `run`, and everything it starts, in the mark's scope. Once. */
+  enter(run: () => void): void {
+    if (this.entered) throw new Error('A commit mark is entered once')
+    this.entered = true
+    openMarks++
+    commitMarks.run(this, run)
+  }
+
+  /** Leaves the scope: what runs after (even what started in it) carries the mark no more. */
+  end(): void {
+    if (!this.entered || this.ended) return
+    this.ended = true
+    openMarks--
+    if (openMarks === 0) commitMarks.disable()
+  }
+}
+
+const commitMarks = new AsyncLocalStorage<CommitMark>()
+/** Marks entered and not yet ended: while none is, the storage is off (no hooks). */
+let openMarks = 0
 
 /**
  * Not SQL: the message `inTransaction` sends down its transaction's connection first,

@@ -73,6 +73,7 @@ export async function insertClaim(db: Db, claim: NewClaim): Promise<boolean> {
             response_status: null,
             response_body: null,
             response_content_type: null,
+            applied_at: null,
           })
           .where('idempotency_keys.expires_at', '<=', $(5)),
       )
@@ -90,7 +91,10 @@ export async function findRecord(db: Db, key: KeyOf): Promise<IdempotencyRecord 
     .executeTakeFirst()
 }
 
-/** Takes over an in-flight record still locked at `lockedAt` (its holder died); false if another did first. */
+/**
+ * Takes over an in-flight record still locked at `lockedAt` (its holder died) whose work
+ * never committed; false if another did first, or the work had committed.
+ */
 export async function takeStaleClaim(
   db: Db,
   key: KeyOf,
@@ -99,6 +103,7 @@ export async function takeStaleClaim(
 ): Promise<boolean> {
   const taken = await updateByKey(db, key, { locked_at: now })
     .where('state', '=', 'in_flight')
+    .where('applied_at', 'is', null)
     .where('locked_at', '=', lockedAt)
     .returning('key')
     .executeTakeFirst()
@@ -128,15 +133,17 @@ export async function completeClaim(
   )
 }
 
-/** Drops the key's record (a 5xx is not replayed); with `inFlightOnly`, only one never completed. */
-export async function releaseClaim(
-  db: Db,
-  key: KeyOf,
-  options: { inFlightOnly?: boolean } = {},
-): Promise<void> {
-  let query = deleteByKey(db, key)
-  if (options.inFlightOnly) query = query.where('state', '=', 'in_flight')
-  await query.execute()
+/**
+ * Drops the key's record if its request's work never committed anything (a 5xx before
+ * it did is not replayed: a retry runs again); true if it did.
+ */
+export async function releaseUnapplied(db: Db, key: KeyOf): Promise<boolean> {
+  const released = await deleteByKey(db, key)
+    .where('state', '=', 'in_flight')
+    .where('applied_at', 'is', null)
+    .returning('key')
+    .executeTakeFirst()
+  return released !== undefined
 }
 
 /** Deletes up to `batchSize` records expired at `now`; returns how many. */

@@ -5,19 +5,26 @@ import { AppError, validationError } from '../core/errors.ts'
 import type { SecretBox } from '../core/secret-box.ts'
 import type { Db } from '../db/client.ts'
 import type { IdempotencyRecord } from '../db/database.ts'
+import { CommitMark } from '../db/transaction.ts'
 import {
   completeClaim,
   findRecord,
   insertClaim,
-  releaseClaim,
+  type KeyOf,
+  releaseUnapplied,
   takeStaleClaim,
 } from './idempotency-records.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** Set while this request holds an idempotency key, so its response is stored. */
-    idempotency: { environmentId: string; key: string } | null
+    idempotency: HeldKey | null
   }
+}
+
+/** A key this request holds, and the mark its work's first commit carries. */
+interface HeldKey extends KeyOf {
+  mark: CommitMark
 }
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000
@@ -35,8 +42,15 @@ interface IdempotencyDeps {
  * `Idempotency-Key` on every POST, as Stripe does it: the first response is stored
  * (encrypted) for 24 h and replayed for the same key and body; another body under
  * the same key is 422 `idempotency_mismatch`; a request while the first is still
- * running is 409 `idempotency_conflict`. 5xx responses are not stored, so a retry
- * runs again. Records live in PostgreSQL, so the rules hold across processes.
+ * running is 409 `idempotency_conflict`. Records live in PostgreSQL, so the rules
+ * hold across processes.
+ *
+ * The first transaction of the request's work to commit marks the record applied in
+ * that same commit (a `CommitMark`). So a record is never released, nor taken over
+ * after the lock timeout, once the work has committed, even when the response was never
+ * stored (its process stopped in between): the work runs at most once per key. A 5xx
+ * is not stored when nothing committed (a retry runs again), and is stored when
+ * something did.
  */
 export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps): void {
   app.decorateRequest('idempotency', null)
@@ -55,20 +69,37 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
       requestHash,
     })
     if (replay === 'claimed') {
-      request.idempotency = { environmentId, key }
+      const mark = new CommitMark(
+        'idempotency_keys',
+        { environment_id: environmentId, key },
+        () => ({
+          applied_at: deps.clock.now(),
+        }),
+      )
+      request.idempotency = { environmentId, key, mark }
       return
     }
     return sendReplay(reply, replay, deps.secretBox)
+  })
+
+  // The rest of a keyed request (its handler, and all it starts) runs in its mark's scope,
+  // so the transactions of its work carry the mark. Callback-style: the handler runs
+  // inside `done`.
+  app.addHook('preHandler', (request, _reply, done) => {
+    const held = request.idempotency
+    if (held) held.mark.enter(done)
+    else done()
   })
 
   app.addHook('onSend', async (request, reply, payload) => {
     const held = request.idempotency
     if (!held) return payload
     request.idempotency = null
-    if (reply.statusCode >= 500 || typeof payload !== 'string') {
-      await releaseClaim(deps.db, held)
-      return payload
-    }
+    held.mark.end()
+    // A 5xx before any of the work committed: no record, so a retry runs again.
+    if (reply.statusCode >= 500 && (await releaseUnapplied(deps.db, held))) return payload
+    // Not text (never for Payrail's routes): nothing to replay, and a record that stays in flight.
+    if (typeof payload !== 'string') return payload
     try {
       await completeClaim(deps.db, held, {
         status: reply.statusCode,
@@ -77,22 +108,14 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
       })
     } catch (error) {
       // The work is done and committed: its answer still goes out, rather than a 500 that
-      // would invite a retry. The key stays in flight (a retry within the lock timeout is a
-      // 409, not a second run), and the failure is logged.
+      // would invite a retry. The key stays in flight, marked applied if the work wrote
+      // anything (a retry is then a 409, not a second run), and the failure is logged.
       request.log.error(
         { err: error, idempotency_key: held.key },
         'the response of a keyed request could not be stored for replay',
       )
     }
     return payload
-  })
-
-  // A client that hangs up does not leave its key locked until the timeout.
-  app.addHook('onRequestAbort', async (request) => {
-    const held = request.idempotency
-    if (!held) return
-    request.idempotency = null
-    await releaseClaim(deps.db, held, { inFlightOnly: true })
   })
 }
 
@@ -133,6 +156,13 @@ async function claimKey(
     )
   }
   if (existing.state === 'completed') return existing
+  if (existing.applied_at !== null) {
+    throw new AppError(
+      'idempotency_conflict',
+      'The request with this Idempotency-Key was applied, but its response was not stored (the server stopped before answering); it will not run again. Look its result up instead of retrying',
+      { idempotency_key: input.key, applied_at: existing.applied_at.toISOString() },
+    )
+  }
 
   const staleBefore = new Date(now.getTime() - IDEMPOTENCY_LOCK_TIMEOUT_MS)
   if (

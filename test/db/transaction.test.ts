@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { newId } from '../../src/core/ids.ts'
 import {
   appendRows,
+  CommitMark,
   holdUpdate,
   inTransaction,
   MemoKey,
@@ -690,5 +691,132 @@ describe('read-aheads', () => {
       }),
     ).rejects.toThrow('after')
     await expect(taken).rejects.toMatchObject({ code: '22012' })
+  })
+})
+
+describe('commit marks', () => {
+  /** An idempotency record for a mark to update, and how to read what the mark wrote. */
+  async function markedRecord() {
+    const key = `mark-${newId('event')}`
+    const now = ctx.clock.now()
+    await ctx.db
+      .insertInto('idempotency_keys')
+      .values({
+        environment_id: ctx.scope.environmentId,
+        key,
+        method: 'POST',
+        path: '/v1/probe',
+        request_hash: 'h',
+        state: 'in_flight',
+        locked_at: now,
+        expires_at: new Date(now.getTime() + 60_000),
+      })
+      .execute()
+    const appliedAt = new Date('2026-01-15T12:34:56.789Z')
+    const mark = new CommitMark(
+      'idempotency_keys',
+      { environment_id: ctx.scope.environmentId, key },
+      () => ({ applied_at: appliedAt }),
+    )
+    const read = async () =>
+      (
+        await ctx.pool.query<{ applied_at: Date | null }>(
+          'select applied_at from idempotency_keys where key = $1',
+          [key],
+        )
+      ).rows[0]?.applied_at ?? null
+    const unset = () =>
+      ctx.pool.query('update idempotency_keys set applied_at = null where key = $1', [key])
+    return { mark, appliedAt, read, unset }
+  }
+
+  /** Runs `run` in the mark's scope, and waits for it. */
+  function within<T>(mark: CommitMark, run: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => mark.enter(() => run().then(resolve, reject)))
+  }
+
+  test('go with the commit of the transactions in their scope, in its round trip, until one has committed; a rolled back one writes nothing', async () => {
+    const { mark, appliedAt, read, unset } = await markedRecord()
+    await within(mark, async () => {
+      await expect(
+        inTransaction(ctx.db, async (trx) => {
+          await sql`select 1`.execute(trx)
+          throw new Error('rolled back')
+        }),
+      ).rejects.toThrow('rolled back')
+      expect(await read()).toBeNull()
+
+      const texts = await statementsOf(() =>
+        inTransaction(ctx.db, async (trx) => {
+          await sql`select 1`.execute(trx)
+        }),
+      )
+      expect(texts).toEqual([
+        'begin; select 1',
+        expect.stringMatching(
+          /^update "idempotency_keys" set "applied_at" = \$1 where .*; commit$/,
+        ),
+      ])
+      expect(await read()).toEqual(appliedAt)
+
+      // One commit is enough: later transactions of the scope do not carry it.
+      await unset()
+      await inTransaction(ctx.db, async (trx) => {
+        await sql`select 1`.execute(trx)
+      })
+      expect(await read()).toBeNull()
+    })
+    mark.end()
+  })
+
+  test('only what runs in the scope carries them, and nothing does after it ends', async () => {
+    const { mark, read } = await markedRecord()
+    // Another scope stays open throughout (the storage stays on): the first is left by `end`.
+    const other = await markedRecord()
+    let closeOther: () => void = () => undefined
+    const otherOpen = within(
+      other.mark,
+      () =>
+        new Promise<void>((resolve) => {
+          closeOther = resolve
+        }),
+    )
+    let release: () => void = () => undefined
+    const released = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    // Started outside the scope, it runs its transaction while the scope is open.
+    const outside = (async () => {
+      await released
+      await inTransaction(ctx.db, async (trx) => {
+        await sql`select 1`.execute(trx)
+      })
+    })()
+    let later: Promise<void> = Promise.resolve()
+    await within(mark, async () => {
+      release()
+      await outside
+      // Started in the scope, it runs its transaction after the scope ends.
+      later = (async () => {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        await inTransaction(ctx.db, async (trx) => {
+          await sql`select 1`.execute(trx)
+        })
+      })()
+    })
+    mark.end()
+    await later
+    expect(await read()).toBeNull()
+    closeOther()
+    await otherOpen
+    other.mark.end()
+    expect(await other.read()).toBeNull()
+  })
+
+  test('a mark is entered once', () => {
+    const mark = new CommitMark('idempotency_keys', { key: 'k' }, () => ({}))
+    mark.enter(() => undefined)
+    expect(() => mark.enter(() => undefined)).toThrow('A commit mark is entered once')
+    mark.end()
   })
 })

@@ -1,5 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
+import { inTransaction } from '../../src/db/transaction.ts'
 import {
   canonicalJson,
   hashRequest,
@@ -7,13 +9,39 @@ import {
   IDEMPOTENCY_TTL_MS,
 } from '../../src/http/idempotency.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import { invoiceToPay, type PaymentBody } from '../payments-helpers.ts'
 
 /** A probe that counts how often its handler really runs, and can be held open or made to fail. */
 const calls = { count: 0 }
 let gate: Promise<void> | undefined
 let failNext = false
 
+/** What the probes' transactions wrote (a table of this test file's database). */
+const effects = async () =>
+  Number((await ctx.pool.query('select count(*) from idempotency_probe_effects')).rows[0].count)
+
 const probes: FastifyPluginAsync = async (app) => {
+  // Commits a write, then fails (`failNext`): a 5xx after the work committed.
+  app.post('/_probe/transfer', async (request, reply) => {
+    calls.count += 1
+    await inTransaction(ctx.deps.db, (trx) =>
+      sql`insert into idempotency_probe_effects (note) values (${JSON.stringify(request.body)})`.execute(
+        trx,
+      ),
+    )
+    if (failNext) {
+      failNext = false
+      throw new Error('the gateway call after the commit exploded')
+    }
+    return reply.code(201).send({ run: calls.count })
+  })
+  // Takes no body, and can be held open (`gate`).
+  app.post('/_probe/settle', async (_request, reply) => {
+    calls.count += 1
+    const n = calls.count
+    if (gate) await gate
+    return reply.code(201).send({ run: n })
+  })
   app.post('/_probe/charge', async (request, reply) => {
     calls.count += 1
     const n = calls.count
@@ -30,6 +58,9 @@ let ctx: TestContext
 
 beforeAll(async () => {
   ctx = await createTestContext({ extraRoutes: probes })
+  await ctx.pool.query(
+    'create table idempotency_probe_effects (id bigserial primary key, note text)',
+  )
 })
 afterAll(() => ctx.close())
 beforeEach(() => {
@@ -172,18 +203,7 @@ describe('Idempotency-Key', () => {
   test('a response that cannot be stored still goes out, and the key stays in flight: a retry is a 409, not a second run', async () => {
     const key = newKey()
     // The completion's update fails for this key, as a database error at that moment would.
-    await ctx.pool.query(`
-      create function fail_completion() returns trigger language plpgsql as $$
-      begin
-        if new.key = '${key}' and new.state = 'completed' then
-          raise exception 'completion refused for the test';
-        end if;
-        return new;
-      end $$;
-      create trigger fail_completion before update on idempotency_keys
-        for each row execute function fail_completion();
-    `)
-    try {
+    await withFailingCompletion(key, async () => {
       const first = await ctx.post<{ run: number }>(
         '/v1/_probe/charge',
         { amount: 7 },
@@ -199,11 +219,101 @@ describe('Idempotency-Key', () => {
       expect(retried.status).toBe(409)
       expect(retried.body.error.code).toBe('idempotency_conflict')
       expect(calls.count).toBe(1)
-    } finally {
-      await ctx.pool.query(
-        'drop trigger fail_completion on idempotency_keys; drop function fail_completion()',
-      )
+    })
+  })
+
+  test('a 5xx after the work committed is stored and replayed: the retry does not run it again', async () => {
+    const key = newKey()
+    failNext = true
+    const failed = await ctx.post('/v1/_probe/transfer', { amount: 5 }, { idempotencyKey: key })
+    expect(failed.status).toBe(500)
+    const retried = await ctx.post('/v1/_probe/transfer', { amount: 5 }, { idempotencyKey: key })
+    expect(retried.status).toBe(500)
+    expect(retried.headers['idempotent-replayed']).toBe('true')
+    expect(retried.text).toBe(failed.text)
+    expect(calls.count).toBe(1)
+    expect(await effects()).toBe(1)
+  })
+
+  test('work that committed is never run again, though its response was lost: a partial payment applies once', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const key = newKey()
+    const body = {
+      destination_type: 'INVOICE',
+      destination_id: invoice.id,
+      currency: 'usd',
+      payment_method_type: 'OFFLINE',
+      amount: '10.00',
     }
+    // The response cannot be stored, as when the process stops between the work's commit and
+    // the completion: the record stays in flight.
+    await withFailingCompletion(key, async () => {
+      const first = await ctx.post<PaymentBody>('/v1/payments', body, { idempotencyKey: key })
+      expect(first.status).toBe(201)
+      const appliedAt = ctx.clock.now()
+
+      // Past the lock timeout, the key would be taken over if nothing had committed.
+      ctx.clock.advance(IDEMPOTENCY_LOCK_TIMEOUT_MS + 1)
+      const retried = await ctx.post<ErrorBody>('/v1/payments', body, { idempotencyKey: key })
+      expect(retried.status).toBe(409)
+      expect(retried.body.error.code).toBe('idempotency_conflict')
+      expect(retried.body.error.message).toMatch(/was applied/)
+      expect(retried.body.error.details).toMatchObject({ idempotency_key: key })
+      expect(retried.body.error.details?.applied_at).toBe(appliedAt.toISOString())
+      // Marked in the payment's own commit, with the request's clock; still in flight.
+      const record = await ctx.db
+        .selectFrom('idempotency_keys')
+        .select(['state', 'applied_at'])
+        .where('key', '=', key)
+        .executeTakeFirstOrThrow()
+      expect(record).toEqual({ state: 'in_flight', applied_at: appliedAt })
+    })
+    const payments = await ctx.db
+      .selectFrom('payments')
+      .select(['amount'])
+      .where('destination_id', '=', invoice.id)
+      .execute()
+    expect(payments).toHaveLength(1)
+    const paid = await ctx.get<{ amount_paid: string }>(`/v1/invoices/${invoice.id}`)
+    expect(paid.body.amount_paid).toBe('10.00')
+  })
+
+  test('a client that hangs up does not free its key while its request runs: the retry replays, not runs again', async () => {
+    const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+    const key = newKey()
+    const headers = { authorization: `Bearer ${ctx.main.key}`, 'idempotency-key': key }
+    let open: () => void = () => undefined
+    gate = new Promise((resolve) => {
+      open = resolve
+    })
+    // A body-less POST (the request is complete at once), abandoned while its handler runs.
+    const abandon = new AbortController()
+    const abandoned = fetch(`${address}/v1/_probe/settle`, {
+      method: 'POST',
+      headers,
+      signal: abandon.signal,
+    }).catch((error: Error) => error)
+    await waitFor(() => calls.count === 1)
+    abandon.abort()
+    expect(await abandoned).toBeInstanceOf(Error)
+    // The server sees the hang-up before the handler finishes.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const during = await fetch(`${address}/v1/_probe/settle`, { method: 'POST', headers })
+    expect(during.status).toBe(409)
+    open()
+    await waitFor(async () => {
+      const record = await ctx.db
+        .selectFrom('idempotency_keys')
+        .select('state')
+        .where('key', '=', key)
+        .executeTakeFirst()
+      return record?.state === 'completed'
+    })
+    const retried = await fetch(`${address}/v1/_probe/settle`, { method: 'POST', headers })
+    expect(retried.status).toBe(201)
+    expect(retried.headers.get('idempotent-replayed')).toBe('true')
+    expect(await retried.json()).toEqual({ run: 1 })
+    expect(calls.count).toBe(1)
   })
 
   test('a 4xx is stored and replayed like Stripe does', async () => {
@@ -328,9 +438,31 @@ describe('canonicalJson', () => {
   })
 })
 
-async function waitFor(condition: () => boolean, timeoutMs = 5000) {
+/** Runs `run` while storing the response of `key` fails (a trigger refuses the completion). */
+async function withFailingCompletion(key: string, run: () => Promise<void>) {
+  await ctx.pool.query(`
+    create function fail_completion() returns trigger language plpgsql as $$
+    begin
+      if new.key = '${key}' and new.state = 'completed' then
+        raise exception 'completion refused for the test';
+      end if;
+      return new;
+    end $$;
+    create trigger fail_completion before update on idempotency_keys
+      for each row execute function fail_completion();
+  `)
+  try {
+    await run()
+  } finally {
+    await ctx.pool.query(
+      'drop trigger fail_completion on idempotency_keys; drop function fail_completion()',
+    )
+  }
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 5000) {
   const deadline = Date.now() + timeoutMs
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error('condition not met in time')
     await new Promise((resolve) => setTimeout(resolve, 5))
   }

@@ -2,6 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync } from 'fastify'
 import type { AppDeps } from '../../app.ts'
 import { validationError } from '../../core/errors.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
 import { PaginatedSchema, PaginationQuery, pageFrom, paginated } from '../../http/pagination.ts'
@@ -35,13 +36,16 @@ export function apiKeyRoutes(deps: AppDeps): FastifyPluginAsync {
         if (expiresAt && expiresAt.getTime() <= deps.clock.now().getTime()) {
           throw validationError('expires_at must be in the future', { field: 'expires_at' })
         }
-        const { key, record } = await createApiKey(deps.db, {
-          tenantId: principal.tenantId,
-          environmentId: principal.environmentId,
-          role: 'admin',
-          name: request.body.name ?? null,
-          expiresAt,
-        })
+        // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
+        const { key, record } = await inTransaction(deps.db, (trx) =>
+          createApiKey(trx, {
+            tenantId: principal.tenantId,
+            environmentId: principal.environmentId,
+            role: 'admin',
+            name: request.body.name ?? null,
+            expiresAt,
+          }),
+        )
         return reply.code(201).send({ ...toApiKeyResponse(record), key })
       },
     )

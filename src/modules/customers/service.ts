@@ -156,13 +156,16 @@ export async function createCustomerToken(
   const expiresAt = new Date(
     clock.now().getTime() + (expiresInSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000,
   )
-  const { key } = await createApiKey(db, {
-    ...scope,
-    role: 'user',
-    customerId,
-    expiresAt,
-    name: 'Customer token',
-  })
+  // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
+  const { key } = await inTransaction(db, (trx) =>
+    createApiKey(trx, {
+      ...scope,
+      role: 'user',
+      customerId,
+      expiresAt,
+      name: 'Customer token',
+    }),
+  )
   return { token: key, customerId, expiresAt }
 }
 
