@@ -8,6 +8,7 @@ import {
   IDEMPOTENCY_LOCK_TIMEOUT_MS,
   IDEMPOTENCY_TTL_MS,
 } from '../../src/http/idempotency.ts'
+import { createCustomer } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import { invoiceToPay, type PaymentBody } from '../payments-helpers.ts'
 
@@ -276,6 +277,47 @@ describe('Idempotency-Key', () => {
     expect(payments).toHaveLength(1)
     const paid = await ctx.get<{ amount_paid: string }>(`/v1/invoices/${invoice.id}`)
     expect(paid.body.amount_paid).toBe('10.00')
+  })
+
+  // Each creation's commit marks its key: retried after a lost response and the lock
+  // timeout, it is refused, not run again.
+  test.each([
+    ['an API key', async () => ({ path: '/v1/api_keys', body: { name: 'marked' } })],
+    [
+      'a discount',
+      async () => ({ path: '/v1/discounts', body: { code: `MARK${keySeq}`, percent_off: 10 } }),
+    ],
+    [
+      'a customer',
+      async () => ({
+        path: '/v1/customers',
+        body: { name: 'Marked', email: 'marked@example.com' },
+      }),
+    ],
+    [
+      'a customer token',
+      async () => ({
+        path: `/v1/customers/${(await createCustomer(ctx)).id}/tokens`,
+        body: {},
+      }),
+    ],
+  ])('creating %s marks its key applied in the same commit', async (_name, request) => {
+    const { path, body } = await request()
+    const key = newKey()
+    await withFailingCompletion(key, async () => {
+      const first = await ctx.post(path, body, { idempotencyKey: key })
+      expect(first.status).toBe(201)
+      const record = await ctx.db
+        .selectFrom('idempotency_keys')
+        .select(['state', 'applied_at'])
+        .where('key', '=', key)
+        .executeTakeFirstOrThrow()
+      expect(record).toEqual({ state: 'in_flight', applied_at: ctx.clock.now() })
+      ctx.clock.advance(IDEMPOTENCY_LOCK_TIMEOUT_MS + 1)
+      const retried = await ctx.post<ErrorBody>(path, body, { idempotencyKey: key })
+      expect(retried.status).toBe(409)
+      expect(retried.body.error.message).toMatch(/was applied/)
+    })
   })
 
   test('a client that hangs up does not free its key while its request runs: the retry replays, not runs again', async () => {

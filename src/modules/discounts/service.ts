@@ -55,21 +55,24 @@ export async function createDiscount(
   const now = clock.now()
   const expiresAt = body.expires_at ? new Date(body.expires_at) : null
   try {
-    return await insertDiscount(db, {
-      id: newId('discount'),
-      tenant_id: scope.tenantId,
-      environment_id: scope.environmentId,
-      code: body.code,
-      percent_off: body.percent_off === undefined ? null : body.percent_off.toFixed(2),
-      amount_off: amountOff,
-      currency,
-      max_redemptions: body.max_redemptions ?? null,
-      expires_at: expiresAt,
-      active: body.active ?? true,
-      metadata: JSON.stringify(body.metadata ?? {}),
-      created_at: now,
-      updated_at: now,
-    })
+    // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
+    return await inTransaction(db, (trx) =>
+      insertDiscount(trx, {
+        id: newId('discount'),
+        tenant_id: scope.tenantId,
+        environment_id: scope.environmentId,
+        code: body.code,
+        percent_off: body.percent_off === undefined ? null : body.percent_off.toFixed(2),
+        amount_off: amountOff,
+        currency,
+        max_redemptions: body.max_redemptions ?? null,
+        expires_at: expiresAt,
+        active: body.active ?? true,
+        metadata: JSON.stringify(body.metadata ?? {}),
+        created_at: now,
+        updated_at: now,
+      }),
+    )
   } catch (error) {
     if (isPgError(error, PG_UNIQUE_VIOLATION)) {
       throw new AppError('conflict', `A discount with code '${body.code}' already exists`, {

@@ -6,6 +6,7 @@ import type { SecretBox } from '../../core/secret-box.ts'
 import type { Db } from '../../db/client.ts'
 import type { GatewayConnection } from '../../db/database.ts'
 import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import {
   findActiveConnection,
   findConnection,
@@ -54,16 +55,19 @@ export async function createConnection(
   assertCredentials(body.gateway, body.credentials)
   const now = deps.clock.now()
   try {
-    const connection = await insertConnection(deps.db, {
-      id: newId('gatewayConnection'),
-      tenant_id: scope.tenantId,
-      environment_id: scope.environmentId,
-      gateway: body.gateway,
-      credentials: deps.secretBox.seal(JSON.stringify(body.credentials)),
-      settings: JSON.stringify(body.settings ?? {}),
-      created_at: now,
-      updated_at: now,
-    })
+    // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
+    const connection = await inTransaction(deps.db, (trx) =>
+      insertConnection(trx, {
+        id: newId('gatewayConnection'),
+        tenant_id: scope.tenantId,
+        environment_id: scope.environmentId,
+        gateway: body.gateway,
+        credentials: deps.secretBox.seal(JSON.stringify(body.credentials)),
+        settings: JSON.stringify(body.settings ?? {}),
+        created_at: now,
+        updated_at: now,
+      }),
+    )
     return { connection, credentials: body.credentials }
   } catch (error) {
     if (isPgError(error, PG_UNIQUE_VIOLATION)) {
