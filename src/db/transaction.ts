@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { CompiledQuery, type Insertable, type Updateable } from 'kysely'
 import type { Db } from './client.ts'
 import type { Database } from './database.ts'
+import { isPgError } from './errors.ts'
 
 /** Append-only tables whose rows nothing reads back inside the transaction that writes them. */
 export type AppendOnlyTable = 'events' | 'payment_transitions'
@@ -13,7 +14,6 @@ export type HeldTable =
   | 'payment_allocations'
   | 'payment_attempts'
   | 'webhook_events'
-  | 'idempotency_keys'
 
 type PendingRows = { [T in AppendOnlyTable]: Insertable<Database[T]>[] }
 
@@ -38,6 +38,8 @@ interface TransactionState {
   memo: Map<MemoKey<unknown>, Map<string, unknown>>
   /** Statements to send after the transaction's next one, by key (`readAhead`). */
   ahead: Map<string, ReadAhead>
+  /** The commit mark this transaction carries (`CommitMark`), if any. */
+  mark: CommitMark | undefined
 }
 
 /** A statement sent after another, in its round trip, and its answer once it comes. */
@@ -101,11 +103,6 @@ const HELD_TABLES: Record<
     json: new Set(['payload']),
     timestamps: new Set(['received_at', 'handled_at']),
   },
-  idempotency_keys: {
-    named: /\bidempotency_keys\b/i,
-    json: new Set([]),
-    timestamps: new Set(['locked_at', 'applied_at', 'created_at', 'expires_at']),
-  },
 }
 
 /** Names one kind of fact a transaction may remember about the rows it wrote. */
@@ -136,28 +133,24 @@ export class MemoKey<V> {
  *   await appendRows(trx, 'payment_transitions', [transition])
  * })
  */
-export function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
-  const mark = openMarks > 0 ? commitMarks.getStore() : undefined
-  if (mark && !mark.ended && !mark.committed) return markedTransaction(db, run, mark)
-  return transaction(db, run)
+export async function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
+  const found = openMarks > 0 ? commitMarks.getStore() : undefined
+  const mark = found && !found.ended && !found.committed ? found : undefined
+  if (!mark) return transaction(db, run, undefined)
+  try {
+    const result = await transaction(db, run, mark)
+    mark.committed = true
+    return result
+  } catch (error) {
+    throw isPgError(error, MARK_FOUND_NO_ROW) ? mark.lost() : error
+  }
 }
 
-async function markedTransaction<T>(
+function transaction<T>(
   db: Db,
   run: (trx: Db) => Promise<T>,
-  mark: CommitMark,
+  mark: CommitMark | undefined,
 ): Promise<T> {
-  const result = await transaction(db, async (trx) => {
-    const value = await run(trx)
-    if (!holdUpdate(trx, mark.table, mark.key, mark.changes()))
-      throw new Error(`A commit mark of ${mark.table} holds plain values only`)
-    return value
-  })
-  mark.committed = true
-  return result
-}
-
-function transaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
   const state: TransactionState = {
     ended: false,
     rows: { events: [], payment_transitions: [] },
@@ -165,6 +158,7 @@ function transaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
     updates: new Map(),
     memo: new Map(),
     ahead: new Map(),
+    mark,
   }
   return db.transaction().execute(async (trx) => {
     states.set(trx, state)
@@ -190,10 +184,14 @@ function transaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
 }
 
 /**
- * A write that the transactions (of `inTransaction`) started in its scope carry with
- * their commit, until one of them has committed: how a keyed request's work marks its
- * `Idempotency-Key` record applied in the same commit as the work itself
+ * An update of one row that the transactions (of `inTransaction`) started in its scope
+ * carry with their commit, until one of them has committed: how a keyed request's work
+ * marks its `Idempotency-Key` record applied in the same commit as the work itself
  * (`src/http/idempotency.ts`), without every service passing the key down.
+ *
+ * The row is found by `where`, which may also say what the row must still hold (a
+ * fence: the request's claim still its own). When no row matches, the commit fails:
+ * the transaction rolls back, and `inTransaction` throws `lost()`.
  *
  * The scope is an `AsyncLocalStorage`'s, entered with `enter` and left with `end`.
  * Its hooks tax every promise of the process while they are on, so they are on only
@@ -206,11 +204,13 @@ export class CommitMark {
   private entered = false
 
   constructor(
-    readonly table: HeldTable,
-    /** The primary key of the row to update. */
-    readonly key: Record<string, string>,
-    /** The update, made for each transaction that carries it (plain values only). */
+    readonly table: keyof Database,
+    /** Column values the row must have (plain values: its key, and the fence). */
+    readonly where: Record<string, unknown>,
+    /** The update, made for each transaction that carries it (plain values). */
     readonly changes: () => Record<string, unknown>,
+    /** The error a transaction fails with when no row matches `where` at its commit. */
+    readonly lost: () => Error,
   ) {}
 
   /** Runs `run`, and everything it starts, in the mark's scope. Once. */
@@ -229,6 +229,12 @@ export class CommitMark {
     if (openMarks === 0) commitMarks.disable()
   }
 }
+
+/**
+ * The SQLSTATE of `payrail_require_row` (migration 0011): the commit mark's update
+ * found no row. Raised inside the commit's statement, so the transaction rolls back.
+ */
+export const MARK_FOUND_NO_ROW = 'PRL01'
 
 const commitMarks = new AsyncLocalStorage<CommitMark>()
 /** Marks entered and not yet ended: while none is, the storage is off (no hooks). */
@@ -517,20 +523,8 @@ function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | u
   }
   state.inserts.clear()
   for (const [table, rows] of inserted) writes.push(insertSql(table, rows, param))
-  for (const { table, key, changes } of state.updates.values()) {
-    let write = `update ${quote(table)} set `
-    let first = true
-    for (const column of Object.keys(changes)) {
-      write += `${first ? '' : ', '}${quote(column)} = ${param(changes[column])}`
-      first = false
-    }
-    first = true
-    for (const column of Object.keys(key)) {
-      write += `${first ? ' where ' : ' and '}${quote(column)} = ${param(key[column])}`
-      first = false
-    }
-    writes.push(write)
-  }
+  for (const { table, key, changes } of state.updates.values())
+    writes.push(updateSql(table, changes, key, param))
   state.updates.clear()
   if (withRows) {
     for (const table of ['payment_transitions', 'events'] as const) {
@@ -539,12 +533,38 @@ function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | u
       state.rows[table] = []
     }
   }
-  const last = writes.pop()
+  // The commit mark: its update last, and a check that it found its row, or the commit fails.
+  const mark = withRows ? state.mark : undefined
+  if (mark) writes.push(`${updateSql(mark.table, mark.changes(), mark.where, param)} returning 1`)
+  const last = mark
+    ? `select payrail_require_row(count(*)) from w${writes.length - 1}`
+    : writes.pop()
   if (last === undefined) return undefined
   let text = ''
   for (let i = 0; i < writes.length; i++)
     text += `${i === 0 ? 'with ' : ', '}w${i} as (${writes[i]})`
   return CompiledQuery.raw(text === '' ? last : `${text} ${last}`, parameters)
+}
+
+/** `update … set … where …`, every value a parameter. */
+function updateSql(
+  table: string,
+  changes: Record<string, unknown>,
+  where: Record<string, unknown>,
+  param: (value: unknown) => string,
+): string {
+  let sql = `update ${quote(table)} set `
+  let first = true
+  for (const column of Object.keys(changes)) {
+    sql += `${first ? '' : ', '}${quote(column)} = ${param(changes[column])}`
+    first = false
+  }
+  first = true
+  for (const column of Object.keys(where)) {
+    sql += `${first ? ' where ' : ' and '}${quote(column)} = ${param(where[column])}`
+    first = false
+  }
+  return sql
 }
 
 /**

@@ -10,6 +10,11 @@ export interface KeyOf {
   key: string
 }
 
+/** A key as one request holds it: `lockedAt` is its claim's, a retry's takeover sets another. */
+export interface ClaimOf extends KeyOf {
+  lockedAt: Date
+}
+
 export interface NewClaim extends KeyOf {
   method: string
   path: string
@@ -110,13 +115,20 @@ export async function takeStaleClaim(
   return taken !== undefined
 }
 
-/** Stores the response (sealed) to replay for the key. */
+/** Stores the response (sealed) to replay for the key, if the claim is still this request's. */
 export async function completeClaim(
   db: Db,
-  { environmentId, key }: KeyOf,
+  { environmentId, key, lockedAt }: ClaimOf,
   response: { status: number; body: string; contentType: string },
 ): Promise<void> {
-  const values = [environmentId, key, response.status, response.body, response.contentType]
+  const values = [
+    environmentId,
+    key,
+    lockedAt,
+    response.status,
+    response.body,
+    response.contentType,
+  ]
   await db.executeQuery(
     STATEMENTS.compile('complete', values, ($) =>
       updateByKey(
@@ -124,23 +136,25 @@ export async function completeClaim(
         { environmentId: $(0), key: $(1) },
         {
           state: 'completed',
-          response_status: $(2),
-          response_body: $(3),
-          response_content_type: $(4),
+          response_status: $(3),
+          response_body: $(4),
+          response_content_type: $(5),
         },
-      ),
+      ).where('locked_at', '=', $(2)),
     ),
   )
 }
 
 /**
- * Drops the key's record if its request's work never committed anything (a 5xx before
- * it did is not replayed: a retry runs again); true if it did.
+ * Drops the key's record if the claim is still this request's and its work never
+ * committed anything (a 5xx before it did is not replayed: a retry runs again); true if
+ * it did.
  */
-export async function releaseUnapplied(db: Db, key: KeyOf): Promise<boolean> {
-  const released = await deleteByKey(db, key)
+export async function releaseUnapplied(db: Db, claim: ClaimOf): Promise<boolean> {
+  const released = await deleteByKey(db, claim)
     .where('state', '=', 'in_flight')
     .where('applied_at', 'is', null)
+    .where('locked_at', '=', claim.lockedAt)
     .returning('key')
     .executeTakeFirst()
   return released !== undefined

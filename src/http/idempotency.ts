@@ -7,10 +7,10 @@ import type { Db } from '../db/client.ts'
 import type { IdempotencyRecord } from '../db/database.ts'
 import { CommitMark } from '../db/transaction.ts'
 import {
+  type ClaimOf,
   completeClaim,
   findRecord,
   insertClaim,
-  type KeyOf,
   releaseUnapplied,
   takeStaleClaim,
 } from './idempotency-records.ts'
@@ -22,8 +22,11 @@ declare module 'fastify' {
   }
 }
 
-/** A key this request holds, and the mark its work's first commit carries. */
-interface HeldKey extends KeyOf {
+/**
+ * A key this request holds: its claim's `locked_at` (a fence: a retry that takes the key
+ * over sets another), and the mark its work's first commit carries.
+ */
+interface HeldKey extends ClaimOf {
   mark: CommitMark
 }
 
@@ -48,9 +51,11 @@ interface IdempotencyDeps {
  * The first transaction of the request's work to commit marks the record applied in
  * that same commit (a `CommitMark`). So a record is never released, nor taken over
  * after the lock timeout, once the work has committed, even when the response was never
- * stored (its process stopped in between): the work runs at most once per key. A 5xx
- * is not stored when nothing committed (a retry runs again), and is stored when
- * something did.
+ * stored (its process stopped in between). And the mark is fenced by the claim's
+ * `locked_at`: a request that runs past the lock timeout, and whose key a retry took
+ * over, cannot commit its work (nor release or complete the retry's record). So the
+ * work commits at most once per key. A 5xx is not stored when nothing committed (a
+ * retry runs again), and is stored when something did.
  */
 export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps): void {
   app.decorateRequest('idempotency', null)
@@ -61,25 +66,27 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
     if (key === undefined) return
     const environmentId = request.principal.environmentId
     const requestHash = hashRequest(request)
-    const replay = await claimKey(deps, {
+    const claim = await claimKey(deps, {
       environmentId,
       key,
       method: request.method,
       path: request.url,
       requestHash,
     })
-    if (replay === 'claimed') {
-      const mark = new CommitMark(
-        'idempotency_keys',
-        { environment_id: environmentId, key },
-        () => ({
-          applied_at: deps.clock.now(),
-        }),
-      )
-      request.idempotency = { environmentId, key, mark }
-      return
-    }
-    return sendReplay(reply, replay, deps.secretBox)
+    if (!(claim instanceof Date)) return sendReplay(reply, claim, deps.secretBox)
+    const lockedAt = claim
+    const mark = new CommitMark(
+      'idempotency_keys',
+      { environment_id: environmentId, key, state: 'in_flight', locked_at: lockedAt },
+      () => ({ applied_at: deps.clock.now() }),
+      () =>
+        new AppError(
+          'idempotency_conflict',
+          'A retry took this Idempotency-Key over after the lock timeout while this request ran; its work was rolled back, and the retry stands',
+          { idempotency_key: key },
+        ),
+    )
+    request.idempotency = { environmentId, key, lockedAt, mark }
   })
 
   // The rest of a keyed request (its handler, and all it starts) runs in its mark's scope,
@@ -98,18 +105,24 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
     held.mark.end()
     // A 5xx before any of the work committed: no record, so a retry runs again.
     if (reply.statusCode >= 500 && (await releaseUnapplied(deps.db, held))) return payload
-    // Not text (never for Payrail's routes): nothing to replay, and a record that stays in flight.
-    if (typeof payload !== 'string') return payload
+    const body = typeof payload === 'string' ? payload : payload == null ? '' : undefined
+    // A stream or a buffer (no route of Payrail's sends one): nothing to replay. Released if
+    // nothing committed; else the record stays in flight, applied, until it expires.
+    if (body === undefined) {
+      await releaseUnapplied(deps.db, held)
+      return payload
+    }
     try {
+      // Stores nothing if a retry took the key over (this request's work then rolled back).
       await completeClaim(deps.db, held, {
         status: reply.statusCode,
-        body: deps.secretBox.seal(payload),
+        body: deps.secretBox.seal(body),
         contentType: String(reply.getHeader('content-type') ?? 'application/json; charset=utf-8'),
       })
     } catch (error) {
       // The work is done and committed: its answer still goes out, rather than a 500 that
-      // would invite a retry. The key stays in flight, marked applied if the work wrote
-      // anything (a retry is then a 409, not a second run), and the failure is logged.
+      // would invite a retry. The key stays in flight, marked applied if a transaction of
+      // the work committed (a retry is then a 409, not a second run); the failure is logged.
       request.log.error(
         { err: error, idempotency_key: held.key },
         'the response of a keyed request could not be stored for replay',
@@ -127,18 +140,21 @@ interface ClaimInput {
   requestHash: string
 }
 
-/** Takes the key for this request, or returns the stored record to replay; throws on mismatch or conflict. */
+/**
+ * Takes the key for this request, returning the claim's `locked_at`, or returns the
+ * stored record to replay; throws on mismatch or conflict.
+ */
 async function claimKey(
   deps: IdempotencyDeps,
   input: ClaimInput,
-): Promise<'claimed' | IdempotencyRecord> {
+): Promise<Date | IdempotencyRecord> {
   const now = deps.clock.now()
   const claimed = await insertClaim(deps.db, {
     ...input,
     now,
     expiresAt: new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
   })
-  if (claimed) return 'claimed'
+  if (claimed) return now
 
   const existing = await findRecord(deps.db, input)
   // Pruned between the two statements: try once more from the start.
@@ -156,21 +172,17 @@ async function claimKey(
     )
   }
   if (existing.state === 'completed') return existing
-  if (existing.applied_at !== null) {
+
+  const stale = existing.locked_at.getTime() <= now.getTime() - IDEMPOTENCY_LOCK_TIMEOUT_MS
+  if (stale && existing.applied_at !== null) {
+    // Its work committed, and its holder has not answered in the lock timeout: stopped.
     throw new AppError(
       'idempotency_conflict',
       'The request with this Idempotency-Key was applied, but its response was not stored (the server stopped before answering); it will not run again. Look its result up instead of retrying',
       { idempotency_key: input.key, applied_at: existing.applied_at.toISOString() },
     )
   }
-
-  const staleBefore = new Date(now.getTime() - IDEMPOTENCY_LOCK_TIMEOUT_MS)
-  if (
-    existing.locked_at.getTime() <= staleBefore.getTime() &&
-    (await takeStaleClaim(deps.db, input, existing.locked_at, now))
-  ) {
-    return 'claimed'
-  }
+  if (stale && (await takeStaleClaim(deps.db, input, existing.locked_at, now))) return now
   throw new AppError(
     'idempotency_conflict',
     'A request with this Idempotency-Key is still being processed; retry after it completes',

@@ -715,8 +715,9 @@ describe('commit marks', () => {
     const appliedAt = new Date('2026-01-15T12:34:56.789Z')
     const mark = new CommitMark(
       'idempotency_keys',
-      { environment_id: ctx.scope.environmentId, key },
+      { environment_id: ctx.scope.environmentId, key, locked_at: now },
       () => ({ applied_at: appliedAt }),
+      () => new Error('the mark lost its row'),
     )
     const read = async () =>
       (
@@ -727,7 +728,12 @@ describe('commit marks', () => {
       ).rows[0]?.applied_at ?? null
     const unset = () =>
       ctx.pool.query('update idempotency_keys set applied_at = null where key = $1', [key])
-    return { mark, appliedAt, read, unset }
+    const moveLock = () =>
+      ctx.pool.query(
+        "update idempotency_keys set locked_at = locked_at + interval '1 minute' where key = $1",
+        [key],
+      )
+    return { mark, appliedAt, read, unset, moveLock }
   }
 
   /** Runs `run` in the mark's scope, and waits for it. */
@@ -746,15 +752,17 @@ describe('commit marks', () => {
       ).rejects.toThrow('rolled back')
       expect(await read()).toBeNull()
 
-      const texts = await statementsOf(() =>
-        inTransaction(ctx.db, async (trx) => {
-          await sql`select 1`.execute(trx)
-        }),
+      const texts = await statementsOf(
+        () =>
+          inTransaction(ctx.db, async (trx) => {
+            await sql`select 1`.execute(trx)
+          }),
+        400,
       )
       expect(texts).toEqual([
         'begin; select 1',
         expect.stringMatching(
-          /^update "idempotency_keys" set "applied_at" = \$1 where .*; commit$/,
+          /^with w0 as \(update "idempotency_keys" set "applied_at" = \$1 where .* returning 1\) select payrail_require_row\(count\(\*\)\) from w0; commit$/,
         ),
       ])
       expect(await read()).toEqual(appliedAt)
@@ -813,8 +821,37 @@ describe('commit marks', () => {
     expect(await other.read()).toBeNull()
   })
 
+  test("whose row no longer matches (the fence moved) fail the commit: the transaction rolls back, with the held writes, and throws the mark's error", async () => {
+    const { mark, read, moveLock } = await markedRecord()
+    await moveLock()
+    await within(mark, async () => {
+      await expect(
+        inTransaction(ctx.db, async (trx) => {
+          await updatePayment(trx, paymentId, { description: 'fenced out' })
+          await appendRows(trx, 'payment_transitions', [transitionRow('fenced-out')])
+        }),
+      ).rejects.toThrow('the mark lost its row')
+      // Not committed: the next transaction of the scope carries the mark again.
+      expect(mark.committed).toBe(false)
+    })
+    mark.end()
+    expect(await read()).toBeNull()
+    expect(await notes('fenced-out')).toEqual([])
+    const { description } = await ctx.db
+      .selectFrom('payments')
+      .select('description')
+      .where('id', '=', paymentId)
+      .executeTakeFirstOrThrow()
+    expect(description).not.toBe('fenced out')
+  })
+
   test('a mark is entered once', () => {
-    const mark = new CommitMark('idempotency_keys', { key: 'k' }, () => ({}))
+    const mark = new CommitMark(
+      'idempotency_keys',
+      { key: 'k' },
+      () => ({}),
+      () => new Error('lost'),
+    )
     mark.enter(() => undefined)
     expect(() => mark.enter(() => undefined)).toThrow('A commit mark is entered once')
     mark.end()

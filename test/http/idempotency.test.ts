@@ -16,30 +16,46 @@ import { invoiceToPay, type PaymentBody } from '../payments-helpers.ts'
 const calls = { count: 0 }
 let gate: Promise<void> | undefined
 let failNext = false
+let rollbackNext = false
+let holdBeforeCommit: Promise<void> | undefined
 
 /** What the probes' transactions wrote (a table of this test file's database). */
 const effects = async () =>
   Number((await ctx.pool.query('select count(*) from idempotency_probe_effects')).rows[0].count)
 
 const probes: FastifyPluginAsync = async (app) => {
-  // Commits a write, then fails (`failNext`): a 5xx after the work committed.
+  // Commits a write. The first call waits for `holdBeforeCommit` first, if set; after the
+  // commit, a call waits for `gate`, then fails if `failNext` (a 5xx after the work
+  // committed). With `rollbackNext`, its transaction fails instead (nothing commits).
   app.post('/_probe/transfer', async (request, reply) => {
     calls.count += 1
-    await inTransaction(ctx.deps.db, (trx) =>
-      sql`insert into idempotency_probe_effects (note) values (${JSON.stringify(request.body)})`.execute(
+    const n = calls.count
+    const hold = holdBeforeCommit
+    holdBeforeCommit = undefined
+    await inTransaction(ctx.deps.db, async (trx) => {
+      await sql`insert into idempotency_probe_effects (note) values (${JSON.stringify(request.body)})`.execute(
         trx,
-      ),
-    )
+      )
+      if (hold) await hold
+      if (rollbackNext) {
+        rollbackNext = false
+        throw new Error('the transaction failed')
+      }
+    })
+    if (gate) await gate
     if (failNext) {
       failNext = false
       throw new Error('the gateway call after the commit exploded')
     }
-    return reply.code(201).send({ run: calls.count })
+    return reply.code(201).send({ run: n })
   })
-  // Takes no body, and can be held open (`gate`).
+  // Takes no body; commits a write, then can be held open (`gate`).
   app.post('/_probe/settle', async (_request, reply) => {
     calls.count += 1
     const n = calls.count
+    await inTransaction(ctx.deps.db, (trx) =>
+      sql`insert into idempotency_probe_effects (note) values ('settle')`.execute(trx),
+    )
     if (gate) await gate
     return reply.code(201).send({ run: n })
   })
@@ -64,10 +80,13 @@ beforeAll(async () => {
   )
 })
 afterAll(() => ctx.close())
-beforeEach(() => {
+beforeEach(async () => {
+  await ctx.pool.query('truncate idempotency_probe_effects')
   calls.count = 0
   gate = undefined
   failNext = false
+  rollbackNext = false
+  holdBeforeCommit = undefined
 })
 
 let keySeq = 0
@@ -295,6 +314,13 @@ describe('Idempotency-Key', () => {
       }),
     ],
     [
+      'a gateway connection',
+      async () => ({
+        path: '/v1/gateway_connections',
+        body: { gateway: 'external', credentials: { webhook_secret: 'whsec_marked' } },
+      }),
+    ],
+    [
       'a customer token',
       async () => ({
         path: `/v1/customers/${(await createCustomer(ctx)).id}/tokens`,
@@ -320,6 +346,80 @@ describe('Idempotency-Key', () => {
     })
   })
 
+  test('a 5xx whose transaction rolled back is not stored: the retry runs again', async () => {
+    const key = newKey()
+    rollbackNext = true
+    const failed = await ctx.post('/v1/_probe/transfer', { amount: 6 }, { idempotencyKey: key })
+    expect(failed.status).toBe(500)
+    expect(await effects()).toBe(0)
+    const retried = await ctx.post('/v1/_probe/transfer', { amount: 6 }, { idempotencyKey: key })
+    expect(retried.status).toBe(201)
+    expect(retried.headers['idempotent-replayed']).toBeUndefined()
+    expect(calls.count).toBe(2)
+    expect(await effects()).toBe(1)
+  })
+
+  test('a retry while the first request runs on after its commit is the ordinary 409, then the result replays', async () => {
+    const key = newKey()
+    let open: () => void = () => undefined
+    gate = new Promise((resolve) => {
+      open = resolve
+    })
+    const first = ctx.post('/v1/_probe/transfer', { amount: 8 }, { idempotencyKey: key })
+    await waitFor(async () => (await effects()) === 1)
+    // Past the lock timeout, even: its holder is alive, and answers.
+    ctx.clock.advance(IDEMPOTENCY_LOCK_TIMEOUT_MS - 1)
+    const during = await ctx.post<ErrorBody>(
+      '/v1/_probe/transfer',
+      { amount: 8 },
+      { idempotencyKey: key },
+    )
+    expect(during.status).toBe(409)
+    expect(during.body.error.message).toMatch(/still being processed/)
+    open()
+    expect((await first).status).toBe(201)
+    const after = await ctx.post('/v1/_probe/transfer', { amount: 8 }, { idempotencyKey: key })
+    expect(after.status).toBe(201)
+    expect(after.headers['idempotent-replayed']).toBe('true')
+    expect(calls.count).toBe(1)
+    expect(await effects()).toBe(1)
+  })
+
+  test('a request that runs past the lock timeout and is taken over cannot commit its work: it applies once, as the retry', async () => {
+    const key = newKey()
+    let release: () => void = () => undefined
+    holdBeforeCommit = new Promise((resolve) => {
+      release = resolve
+    })
+    // The first request stalls before its commit (a slow gateway, a lock wait) …
+    const slow = ctx.post<ErrorBody>('/v1/_probe/transfer', { amount: 9 }, { idempotencyKey: key })
+    await waitFor(() => calls.count === 1)
+    // … past the lock timeout: its client's retry takes the key over and runs.
+    ctx.clock.advance(IDEMPOTENCY_LOCK_TIMEOUT_MS + 1)
+    const retry = await ctx.post<{ run: number }>(
+      '/v1/_probe/transfer',
+      { amount: 9 },
+      { idempotencyKey: key },
+    )
+    expect(retry.status).toBe(201)
+    expect(retry.body.run).toBe(2)
+    // The first one's commit then finds its claim gone: rolled back.
+    release()
+    const lost = await slow
+    expect(lost.status).toBe(409)
+    expect(lost.body.error.code).toBe('idempotency_conflict')
+    expect(lost.body.error.message).toMatch(/took this Idempotency-Key over/)
+    expect(await effects()).toBe(1)
+    // Nor did it overwrite the retry's stored response: that one replays.
+    const again = await ctx.post<{ run: number }>(
+      '/v1/_probe/transfer',
+      { amount: 9 },
+      { idempotencyKey: key },
+    )
+    expect(again.headers['idempotent-replayed']).toBe('true')
+    expect(again.body.run).toBe(2)
+  })
+
   test('a client that hangs up does not free its key while its request runs: the retry replays, not runs again', async () => {
     const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
     const key = newKey()
@@ -340,7 +440,12 @@ describe('Idempotency-Key', () => {
     expect(await abandoned).toBeInstanceOf(Error)
     // The server sees the hang-up before the handler finishes.
     await new Promise((resolve) => setTimeout(resolve, 100))
-    const during = await fetch(`${address}/v1/_probe/settle`, { method: 'POST', headers })
+    // (On a key freed by the hang-up, this would run the handler again, and wait on the gate.)
+    const during = await fetch(`${address}/v1/_probe/settle`, {
+      method: 'POST',
+      headers,
+      signal: AbortSignal.timeout(2000),
+    })
     expect(during.status).toBe(409)
     open()
     await waitFor(async () => {
@@ -356,6 +461,14 @@ describe('Idempotency-Key', () => {
     expect(retried.headers.get('idempotent-replayed')).toBe('true')
     expect(await retried.json()).toEqual({ run: 1 })
     expect(calls.count).toBe(1)
+    // Over real HTTP, too, the request's transaction carried the mark.
+    expect(await effects()).toBe(1)
+    const record = await ctx.db
+      .selectFrom('idempotency_keys')
+      .select('applied_at')
+      .where('key', '=', key)
+      .executeTakeFirstOrThrow()
+    expect(record.applied_at).not.toBeNull()
   })
 
   test('a 4xx is stored and replayed like Stripe does', async () => {
