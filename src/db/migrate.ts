@@ -13,6 +13,7 @@ import * as m0008 from './migrations/0008-append-only-foreign-keys.ts'
 import * as m0009 from './migrations/0009-invoice-fillfactor.ts'
 import * as m0010 from './migrations/0010-idempotency-key-environment.ts'
 import * as m0011 from './migrations/0011-idempotency-applied.ts'
+import * as m0012 from './migrations/0012-require-row.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -27,6 +28,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0009-invoice-fillfactor': m0009,
   '0010-idempotency-key-environment': m0010,
   '0011-idempotency-applied': m0011,
+  '0012-require-row': m0012,
 }
 
 const migrationProvider: MigrationProvider = {

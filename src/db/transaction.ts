@@ -211,7 +211,10 @@ export class CommitMark {
     readonly changes: () => Record<string, unknown>,
     /** The error a transaction fails with when no row matches `where` at its commit. */
     readonly lost: () => Error,
-  ) {}
+  ) {
+    // Without a condition, its update would update every row of its table.
+    if (Object.keys(where).length === 0) throw new Error(`A commit mark of ${table} needs its row`)
+  }
 
   /** Runs `run`, and everything it starts, in the mark's scope. Once. */
   enter(run: () => void): void {
@@ -231,7 +234,7 @@ export class CommitMark {
 }
 
 /**
- * The SQLSTATE of `payrail_require_row` (migration 0011): the commit mark's update
+ * The SQLSTATE of `payrail_require_row` (migration 0012): the commit mark's update
  * found no row. Raised inside the commit's statement, so the transaction rolls back.
  */
 export const MARK_FOUND_NO_ROW = 'PRL01'
@@ -534,7 +537,9 @@ function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | u
     }
   }
   // The commit mark: its update last, and a check that it found its row, or the commit fails.
-  const mark = withRows ? state.mark : undefined
+  // (Not once another transaction of the scope has committed it: the key is then applied
+  // for good, and its record may have been completed since.)
+  const mark = withRows && state.mark && !state.mark.committed ? state.mark : undefined
   if (mark) writes.push(`${updateSql(mark.table, mark.changes(), mark.where, param)} returning 1`)
   const last = mark
     ? `select payrail_require_row(count(*)) from w${writes.length - 1}`

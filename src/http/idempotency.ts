@@ -175,10 +175,11 @@ async function claimKey(
 
   const stale = existing.locked_at.getTime() <= now.getTime() - IDEMPOTENCY_LOCK_TIMEOUT_MS
   if (stale && existing.applied_at !== null) {
-    // Its work committed, and its holder has not answered in the lock timeout: stopped.
+    // Its work committed, and its holder has not answered in the lock timeout: most likely
+    // stopped (a live one still stores its response, and a later retry replays it).
     throw new AppError(
       'idempotency_conflict',
-      'The request with this Idempotency-Key was applied, but its response was not stored (the server stopped before answering); it will not run again. Look its result up instead of retrying',
+      'The request with this Idempotency-Key was applied, but no response has been stored for it within the lock timeout (its server may have stopped before answering); it will not run again. Look its result up instead of retrying',
       { idempotency_key: input.key, applied_at: existing.applied_at.toISOString() },
     )
   }

@@ -728,12 +728,11 @@ describe('commit marks', () => {
       ).rows[0]?.applied_at ?? null
     const unset = () =>
       ctx.pool.query('update idempotency_keys set applied_at = null where key = $1', [key])
-    const moveLock = () =>
-      ctx.pool.query(
-        "update idempotency_keys set locked_at = locked_at + interval '1 minute' where key = $1",
-        [key],
-      )
-    return { mark, appliedAt, read, unset, moveLock }
+    const setLock = (lockedAt: Date) =>
+      ctx.pool.query('update idempotency_keys set locked_at = $2 where key = $1', [key, lockedAt])
+    const moveLock = () => setLock(new Date(now.getTime() + 60_000))
+    const restoreLock = () => setLock(now)
+    return { mark, appliedAt, read, unset, moveLock, restoreLock }
   }
 
   /** Runs `run` in the mark's scope, and waits for it. */
@@ -822,20 +821,26 @@ describe('commit marks', () => {
   })
 
   test("whose row no longer matches (the fence moved) fail the commit: the transaction rolls back, with the held writes, and throws the mark's error", async () => {
-    const { mark, read, moveLock } = await markedRecord()
+    const { mark, appliedAt, read, moveLock, restoreLock } = await markedRecord()
     await moveLock()
     await within(mark, async () => {
       await expect(
         inTransaction(ctx.db, async (trx) => {
+          // Locked first, so that its update is held to the commit with the mark.
+          await lockPayment(trx, ctx.scope.environmentId, paymentId)
           await updatePayment(trx, paymentId, { description: 'fenced out' })
           await appendRows(trx, 'payment_transitions', [transitionRow('fenced-out')])
         }),
       ).rejects.toThrow('the mark lost its row')
+      expect(await read()).toBeNull()
       // Not committed: the next transaction of the scope carries the mark again.
-      expect(mark.committed).toBe(false)
+      await restoreLock()
+      await inTransaction(ctx.db, async (trx) => {
+        await sql`select 1`.execute(trx)
+      })
+      expect(await read()).toEqual(appliedAt)
     })
     mark.end()
-    expect(await read()).toBeNull()
     expect(await notes('fenced-out')).toEqual([])
     const { description } = await ctx.db
       .selectFrom('payments')
@@ -843,6 +848,41 @@ describe('commit marks', () => {
       .where('id', '=', paymentId)
       .executeTakeFirstOrThrow()
     expect(description).not.toBe('fenced out')
+  })
+
+  test('a mark without a row to find is refused', () => {
+    expect(
+      () =>
+        new CommitMark(
+          'idempotency_keys',
+          {},
+          () => ({}),
+          () => new Error('lost'),
+        ),
+    ).toThrow('A commit mark of idempotency_keys needs its row')
+  })
+
+  test('a transaction that started before another of the scope committed the mark carries it no more', async () => {
+    const { mark, appliedAt, read, unset } = await markedRecord()
+    await within(mark, async () => {
+      let release: () => void = () => undefined
+      const held = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const earlier = inTransaction(ctx.db, async (trx) => {
+        await sql`select 1`.execute(trx)
+        await held
+      })
+      await inTransaction(ctx.db, async (trx) => {
+        await sql`select 2`.execute(trx)
+      })
+      expect(await read()).toEqual(appliedAt)
+      await unset()
+      release()
+      await earlier
+      expect(await read()).toBeNull()
+    })
+    mark.end()
   })
 
   test('a mark is entered once', () => {

@@ -18,6 +18,8 @@ let gate: Promise<void> | undefined
 let failNext = false
 let rollbackNext = false
 let holdBeforeCommit: Promise<void> | undefined
+let waits: Promise<void>[] = []
+let failFirst = false
 
 /** What the probes' transactions wrote (a table of this test file's database). */
 const effects = async () =>
@@ -59,6 +61,19 @@ const probes: FastifyPluginAsync = async (app) => {
     if (gate) await gate
     return reply.code(201).send({ run: n })
   })
+  // Each call first waits for the next of `waits`, if any; the first fails (5xx, before
+  // any transaction) if `failFirst`; then commits a write.
+  app.post('/_probe/queue', async (_request, reply) => {
+    calls.count += 1
+    const n = calls.count
+    const wait = waits.shift()
+    if (wait) await wait
+    if (n === 1 && failFirst) throw new Error('the gateway call before any commit exploded')
+    await inTransaction(ctx.deps.db, (trx) =>
+      sql`insert into idempotency_probe_effects (note) values ('queue')`.execute(trx),
+    )
+    return reply.code(201).send({ run: n })
+  })
   app.post('/_probe/charge', async (request, reply) => {
     calls.count += 1
     const n = calls.count
@@ -87,6 +102,8 @@ beforeEach(async () => {
   failNext = false
   rollbackNext = false
   holdBeforeCommit = undefined
+  waits = []
+  failFirst = false
 })
 
 let keySeq = 0
@@ -367,7 +384,7 @@ describe('Idempotency-Key', () => {
     })
     const first = ctx.post('/v1/_probe/transfer', { amount: 8 }, { idempotencyKey: key })
     await waitFor(async () => (await effects()) === 1)
-    // Past the lock timeout, even: its holder is alive, and answers.
+    // Until the lock timeout, the applied key's holder may still answer.
     ctx.clock.advance(IDEMPOTENCY_LOCK_TIMEOUT_MS - 1)
     const during = await ctx.post<ErrorBody>(
       '/v1/_probe/transfer',
@@ -418,6 +435,37 @@ describe('Idempotency-Key', () => {
     )
     expect(again.headers['idempotent-replayed']).toBe('true')
     expect(again.body.run).toBe(2)
+  })
+
+  test("a request overtaken by a retry that then fails with a 5xx does not release the retry's key", async () => {
+    const key = newKey()
+    const opener = () => {
+      let open: () => void = () => undefined
+      const promise = new Promise<void>((resolve) => {
+        open = resolve
+      })
+      return { promise, open }
+    }
+    const first = opener()
+    const second = opener()
+    waits = [first.promise, second.promise]
+    failFirst = true
+    const slow = ctx.post('/v1/_probe/queue', {}, { idempotencyKey: key })
+    await waitFor(() => calls.count === 1)
+    ctx.clock.advance(IDEMPOTENCY_LOCK_TIMEOUT_MS + 1)
+    // The retry takes the key over, and waits in its turn.
+    const retry = ctx.post<{ run: number }>('/v1/_probe/queue', {}, { idempotencyKey: key })
+    await waitFor(() => calls.count === 2)
+    first.open()
+    expect((await slow).status).toBe(500)
+    // The retry still holds the key: a third request is refused, not run.
+    const third = await ctx.post<ErrorBody>('/v1/_probe/queue', {}, { idempotencyKey: key })
+    expect(third.status).toBe(409)
+    expect(third.body.error.message).toMatch(/still being processed/)
+    second.open()
+    expect((await retry).status).toBe(201)
+    expect(calls.count).toBe(2)
+    expect(await effects()).toBe(1)
   })
 
   test('a client that hangs up does not free its key while its request runs: the retry replays, not runs again', async () => {
