@@ -31,7 +31,10 @@ interface HeldKey extends ClaimOf {
 }
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000
-/** A key held longer than this by a request that never finished (crashed process) can be taken over. */
+/**
+ * A key held longer than this by a request none of whose work has committed (its process
+ * died, or it is slow) can be taken over by a retry; the first then cannot commit.
+ */
 export const IDEMPOTENCY_LOCK_TIMEOUT_MS = 60 * 1000
 const MAX_KEY_LENGTH = 255
 
