@@ -124,10 +124,10 @@ export async function completeClaim(
   const values = [
     environmentId,
     key,
-    lockedAt,
     response.status,
     response.body,
     response.contentType,
+    lockedAt,
   ]
   await db.executeQuery(
     STATEMENTS.compile('complete', values, ($) =>
@@ -136,11 +136,11 @@ export async function completeClaim(
         { environmentId: $(0), key: $(1) },
         {
           state: 'completed',
-          response_status: $(3),
-          response_body: $(4),
-          response_content_type: $(5),
+          response_status: $(2),
+          response_body: $(3),
+          response_content_type: $(4),
         },
-      ).where('locked_at', '=', $(2)),
+      ).where('locked_at', '=', $(5)),
     ),
   )
 }

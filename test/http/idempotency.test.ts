@@ -164,10 +164,8 @@ describe('Idempotency-Key', () => {
 
   test('a concurrent request with the key in flight is 409, then the result replays', async () => {
     const key = newKey()
-    let open: () => void = () => undefined
-    gate = new Promise((resolve) => {
-      open = resolve
-    })
+    const { promise: held, open } = opener()
+    gate = held
     const first = ctx.post<{ run: number }>(
       '/v1/_probe/charge',
       { amount: 1 },
@@ -298,12 +296,8 @@ describe('Idempotency-Key', () => {
       expect(retried.body.error.details).toMatchObject({ idempotency_key: key })
       expect(retried.body.error.details?.applied_at).toBe(appliedAt.toISOString())
       // Marked in the payment's own commit, with the request's clock; still in flight.
-      const record = await ctx.db
-        .selectFrom('idempotency_keys')
-        .select(['state', 'applied_at'])
-        .where('key', '=', key)
-        .executeTakeFirstOrThrow()
-      expect(record).toEqual({ state: 'in_flight', applied_at: appliedAt })
+      const { state, applied_at } = await recordOf(key)
+      expect({ state, applied_at }).toEqual({ state: 'in_flight', applied_at: appliedAt })
     })
     const payments = await ctx.db
       .selectFrom('payments')
@@ -350,12 +344,8 @@ describe('Idempotency-Key', () => {
     await withFailingCompletion(key, async () => {
       const first = await ctx.post(path, body, { idempotencyKey: key })
       expect(first.status).toBe(201)
-      const record = await ctx.db
-        .selectFrom('idempotency_keys')
-        .select(['state', 'applied_at'])
-        .where('key', '=', key)
-        .executeTakeFirstOrThrow()
-      expect(record).toEqual({ state: 'in_flight', applied_at: ctx.clock.now() })
+      const { state, applied_at } = await recordOf(key)
+      expect({ state, applied_at }).toEqual({ state: 'in_flight', applied_at: ctx.clock.now() })
       ctx.clock.advance(IDEMPOTENCY_LOCK_TIMEOUT_MS + 1)
       const retried = await ctx.post<ErrorBody>(path, body, { idempotencyKey: key })
       expect(retried.status).toBe(409)
@@ -378,10 +368,8 @@ describe('Idempotency-Key', () => {
 
   test('a retry while the first request runs on after its commit is the ordinary 409, then the result replays', async () => {
     const key = newKey()
-    let open: () => void = () => undefined
-    gate = new Promise((resolve) => {
-      open = resolve
-    })
+    const { promise: held, open } = opener()
+    gate = held
     const first = ctx.post('/v1/_probe/transfer', { amount: 8 }, { idempotencyKey: key })
     await waitFor(async () => (await effects()) === 1)
     // Until the lock timeout, the applied key's holder may still answer.
@@ -404,10 +392,8 @@ describe('Idempotency-Key', () => {
 
   test('a request that runs past the lock timeout and is taken over cannot commit its work: it applies once, as the retry', async () => {
     const key = newKey()
-    let release: () => void = () => undefined
-    holdBeforeCommit = new Promise((resolve) => {
-      release = resolve
-    })
+    const { promise: held, open: release } = opener()
+    holdBeforeCommit = held
     // The first request stalls before its commit (a slow gateway, a lock wait) …
     const slow = ctx.post<ErrorBody>('/v1/_probe/transfer', { amount: 9 }, { idempotencyKey: key })
     await waitFor(() => calls.count === 1)
@@ -439,13 +425,6 @@ describe('Idempotency-Key', () => {
 
   test("a request overtaken by a retry that then fails with a 5xx does not release the retry's key", async () => {
     const key = newKey()
-    const opener = () => {
-      let open: () => void = () => undefined
-      const promise = new Promise<void>((resolve) => {
-        open = resolve
-      })
-      return { promise, open }
-    }
     const first = opener()
     const second = opener()
     waits = [first.promise, second.promise]
@@ -472,10 +451,8 @@ describe('Idempotency-Key', () => {
     const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
     const key = newKey()
     const headers = { authorization: `Bearer ${ctx.main.key}`, 'idempotency-key': key }
-    let open: () => void = () => undefined
-    gate = new Promise((resolve) => {
-      open = resolve
-    })
+    const { promise: held, open } = opener()
+    gate = held
     // A body-less POST (the request is complete at once), abandoned while its handler runs.
     const abandon = new AbortController()
     const abandoned = fetch(`${address}/v1/_probe/settle`, {
@@ -496,14 +473,7 @@ describe('Idempotency-Key', () => {
     })
     expect(during.status).toBe(409)
     open()
-    await waitFor(async () => {
-      const record = await ctx.db
-        .selectFrom('idempotency_keys')
-        .select('state')
-        .where('key', '=', key)
-        .executeTakeFirst()
-      return record?.state === 'completed'
-    })
+    await waitFor(async () => (await recordOf(key)).state === 'completed')
     const retried = await fetch(`${address}/v1/_probe/settle`, { method: 'POST', headers })
     expect(retried.status).toBe(201)
     expect(retried.headers.get('idempotent-replayed')).toBe('true')
@@ -511,12 +481,7 @@ describe('Idempotency-Key', () => {
     expect(calls.count).toBe(1)
     // Over real HTTP, too, the request's transaction carried the mark.
     expect(await effects()).toBe(1)
-    const record = await ctx.db
-      .selectFrom('idempotency_keys')
-      .select('applied_at')
-      .where('key', '=', key)
-      .executeTakeFirstOrThrow()
-    expect(record.applied_at).not.toBeNull()
+    expect((await recordOf(key)).applied_at).not.toBeNull()
   })
 
   test('a 4xx is stored and replayed like Stripe does', async () => {
@@ -552,24 +517,11 @@ describe('Idempotency-Key', () => {
 
   test('a key left in flight by a crashed process is taken over after the lock timeout', async () => {
     const key = newKey()
-    const now = ctx.clock.now()
-    await ctx.db
-      .insertInto('idempotency_keys')
-      .values({
-        environment_id: ctx.main.test.id,
-        key,
-        method: 'POST',
-        path: '/v1/_probe/charge',
-        request_hash: hashRequest({
-          method: 'POST',
-          url: '/v1/_probe/charge',
-          body: { amount: 1 },
-        }),
-        state: 'in_flight',
-        locked_at: now,
-        expires_at: new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
-      })
-      .execute()
+    await insertInFlight(
+      ctx.main.test.id,
+      key,
+      hashRequest({ method: 'POST', url: '/v1/_probe/charge', body: { amount: 1 } }),
+    )
     expect(
       (await ctx.post('/v1/_probe/charge', { amount: 1 }, { idempotencyKey: key })).status,
     ).toBe(409)
@@ -589,6 +541,23 @@ describe('Idempotency-Key', () => {
     )
     expect(live.headers['idempotent-replayed']).toBeUndefined()
     expect(calls.count).toBe(2)
+  })
+
+  test("a request's commit marks its own environment's record of the key, never another's", async () => {
+    const key = newKey()
+    // The live environment holds the same key, in flight with the same claim time.
+    const now = ctx.clock.now()
+    await insertInFlight(ctx.main.live.id, key, 'another request')
+    // A commit, then a 5xx: the test environment's record is marked and kept …
+    failNext = true
+    const failed = await ctx.post('/v1/_probe/transfer', { amount: 4 }, { idempotencyKey: key })
+    expect(failed.status).toBe(500)
+    expect((await recordOf(key)).applied_at).toEqual(now)
+    // … and the live one is neither marked, completed nor released.
+    const other = await recordOf(key, ctx.main.live.id)
+    expect(other.applied_at).toBeNull()
+    expect(other.state).toBe('in_flight')
+    expect(other.response_body).toBeNull()
   })
 
   test('a too long key is 400', async () => {
@@ -618,12 +587,7 @@ describe('Idempotency-Key', () => {
     const rows = await ctx.db.selectFrom('api_keys').select('id').where('name', '=', 'ci').execute()
     expect(rows).toHaveLength(1)
     // The stored response is sealed: the secret is not in the table in clear text.
-    const stored = await ctx.db
-      .selectFrom('idempotency_keys')
-      .select('response_body')
-      .where('key', '=', key)
-      .executeTakeFirstOrThrow()
-    expect(stored.response_body).not.toContain(first.body.key)
+    expect((await recordOf(key)).response_body).not.toContain(first.body.key)
   })
 
   test('requests without the header are never deduplicated', async () => {
@@ -640,6 +604,43 @@ describe('canonicalJson', () => {
     )
   })
 })
+
+/** A gate for a probe to wait on, and its opening. */
+function opener() {
+  let open: () => void = () => undefined
+  const promise = new Promise<void>((resolve) => {
+    open = resolve
+  })
+  return { promise, open }
+}
+
+/** An environment's record of `key` (the main tenant's test environment's by default). */
+function recordOf(key: string, environmentId = ctx.main.test.id) {
+  return ctx.db
+    .selectFrom('idempotency_keys')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('key', '=', key)
+    .executeTakeFirstOrThrow()
+}
+
+/** A record of `key` in flight since now, as a request that has not answered leaves it. */
+async function insertInFlight(environmentId: string, key: string, requestHash: string) {
+  const now = ctx.clock.now()
+  await ctx.db
+    .insertInto('idempotency_keys')
+    .values({
+      environment_id: environmentId,
+      key,
+      method: 'POST',
+      path: '/v1/_probe/charge',
+      request_hash: requestHash,
+      state: 'in_flight',
+      locked_at: now,
+      expires_at: new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
+    })
+    .execute()
+}
 
 /** Runs `run` while storing the response of `key` fails (a trigger refuses the completion). */
 async function withFailingCompletion(key: string, run: () => Promise<void>) {

@@ -2,7 +2,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync } from 'fastify'
 import type { AppDeps } from '../../app.ts'
 import { validationError } from '../../core/errors.ts'
-import { inTransaction } from '../../db/transaction.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
 import { PaginatedSchema, PaginationQuery, pageFrom, paginated } from '../../http/pagination.ts'
@@ -13,7 +12,7 @@ import {
   CreatedApiKeySchema,
   toApiKeyResponse,
 } from './schemas.ts'
-import { createApiKey, getKey, listKeys, revokeKey } from './service.ts'
+import { getKey, issueApiKey, listKeys, revokeKey } from './service.ts'
 
 const tags = ['API keys']
 
@@ -36,16 +35,13 @@ export function apiKeyRoutes(deps: AppDeps): FastifyPluginAsync {
         if (expiresAt && expiresAt.getTime() <= deps.clock.now().getTime()) {
           throw validationError('expires_at must be in the future', { field: 'expires_at' })
         }
-        // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
-        const { key, record } = await inTransaction(deps.db, (trx) =>
-          createApiKey(trx, {
-            tenantId: principal.tenantId,
-            environmentId: principal.environmentId,
-            role: 'admin',
-            name: request.body.name ?? null,
-            expiresAt,
-          }),
-        )
+        const { key, record } = await issueApiKey(deps.db, {
+          tenantId: principal.tenantId,
+          environmentId: principal.environmentId,
+          role: 'admin',
+          name: request.body.name ?? null,
+          expiresAt,
+        })
         return reply.code(201).send({ ...toApiKeyResponse(record), key })
       },
     )

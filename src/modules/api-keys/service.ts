@@ -5,6 +5,7 @@ import { newId } from '../../core/ids.ts'
 import type { Principal, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { ApiKey, EnvironmentType, Role } from '../../db/database.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import type { Page } from '../../http/pagination.ts'
 import type { ApiKeyCache } from './cache.ts'
 import {
@@ -59,6 +60,15 @@ export async function createApiKey(db: Db, input: CreateApiKeyInput): Promise<Cr
     expires_at: input.expiresAt ?? null,
   })
   return { key, record }
+}
+
+/**
+ * `createApiKey` in a transaction of its own (`inTransaction`), for a request that
+ * issues a key: a keyed request's commit then marks its `Idempotency-Key` applied.
+ * Inside a transaction already, call `createApiKey`.
+ */
+export function issueApiKey(db: Db, input: CreateApiKeyInput): Promise<CreatedApiKey> {
+  return inTransaction(db, (trx) => createApiKey(trx, input))
 }
 
 export type AuthenticationFailure = 'unknown' | 'revoked' | 'expired'

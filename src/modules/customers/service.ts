@@ -10,7 +10,7 @@ import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
-import { createApiKey } from '../api-keys/service.ts'
+import { issueApiKey } from '../api-keys/service.ts'
 import { balancesByCustomer, requireBalanceChange } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
@@ -156,16 +156,13 @@ export async function createCustomerToken(
   const expiresAt = new Date(
     clock.now().getTime() + (expiresInSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000,
   )
-  // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
-  const { key } = await inTransaction(db, (trx) =>
-    createApiKey(trx, {
-      ...scope,
-      role: 'user',
-      customerId,
-      expiresAt,
-      name: 'Customer token',
-    }),
-  )
+  const { key } = await issueApiKey(db, {
+    ...scope,
+    role: 'user',
+    customerId,
+    expiresAt,
+    name: 'Customer token',
+  })
   return { token: key, customerId, expiresAt }
 }
 
