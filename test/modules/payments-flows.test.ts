@@ -822,6 +822,51 @@ describe('POST /v1/invoices/:id/pay', () => {
     expect(late.status).toBeLessThan(500)
   })
 
+  test('an INITIATED link processed after its invoice was paid is refused: no page takes the money again', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      amount: invoice.amount_due,
+      process_payment: false,
+    })
+    expect(link.body.payment_status).toBe('INITIATED')
+    const offline = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'OFFLINE',
+      amount: invoice.amount_due,
+    })
+    expect(offline.body.payment_status).toBe('SUCCEEDED')
+    const late = await ctx.post<ErrorBody>(`/v1/payments/${link.body.id}/process`)
+    expect(late.status).toBe(409)
+    expect(late.body.error.code).toBe('conflict')
+    const after = await getPayment(ctx, link.body.id)
+    expect(after.payment_status).toBe('INITIATED')
+    expect(after.payment_url ?? null).toBeNull()
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: invoice.amount_due,
+    })
+  })
+
+  test('an INITIATED link processed while its invoice still owes it gets its page', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      amount: invoice.amount_due,
+      process_payment: false,
+    })
+    const processed = await ctx.post<PaymentBody>(`/v1/payments/${link.body.id}/process`)
+    expect(processed.status).toBe(200)
+    expect(processed.body.payment_status).toBe('PENDING')
+    const paid = await submitCard(ctx, sessionOf(processed.body), '4242424242424242')
+    expect(paid.statusCode).toBeLessThan(400)
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
+  })
+
   test('customer token: OFFLINE is 403; a link on its own invoice works; another invoice is 404', async () => {
     const { customer, invoice } = await invoiceToPay(ctx)
     const { invoice: theirs } = await invoiceToPay(ctx, { name: 'Another' })

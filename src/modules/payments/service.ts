@@ -447,6 +447,10 @@ export async function processPayment(
       { payment_id: paymentId, payment_status: payment.payment_status },
     )
   }
+  // A hosted payment made earlier and processed now: its invoices may have been paid
+  // since (OFFLINE, another link), and its page would take the money again. One the
+  // caller has just written was checked, under the same locks, as it was written.
+  if (hosted && typeof target === 'string') await assertHostedStillOwed(deps, scope, paymentId)
   const ctx = await gatewayContext(deps, scope, gateway.name)
   if (gateway.capabilities.internal)
     return settleInternal(deps, scope, paymentId, gateway, ctx, cause)
@@ -799,6 +803,15 @@ async function assertStillOwed(
       })
     }
   }
+}
+
+/** `assertStillOwed` for an INITIATED hosted payment about to get its page, under the payment's lock. */
+async function assertHostedStillOwed(deps: PaymentDeps, scope: Scope, paymentId: string) {
+  await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    assertProcessable(locked, deps.clock.now())
+    await assertStillOwed(trx, scope, locked, deps.clock)
+    return locked
+  })
 }
 
 /** The payment's invoices, each locked, with the amount allocated to it. */
