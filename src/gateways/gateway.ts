@@ -155,6 +155,11 @@ export interface PaymentUpdate {
   gatewayPaymentId?: string | undefined
   card?: CardDetails | undefined
   error?: { code: string; message: string } | undefined
+  /**
+   * A FAILED report of a card declined on a hosted page the provider keeps open for another
+   * try (Stripe Checkout): for a PAYMENT_LINK it is an attempt, not the payment's end.
+   */
+  pageStaysOpen?: boolean | undefined
   attempt?: { status: string; errorCode?: string | null; errorMessage?: string | null } | undefined
   refund?:
     | {

@@ -108,6 +108,34 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     })
   })
 
+  test('a card declined on the Checkout page is an attempt; the next card on the same page pays the invoice', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    const session = String(payment.gateway_tracking_id)
+    const declined = emulator.completeCheckoutSession(session, {
+      paymentMethod: 'pm_card_visa_chargeDeclined',
+    })
+    expect(declined.error).not.toBeNull()
+    await emulator.waitForDeliveries()
+    const open = await getPayment(ctx, payment.id)
+    expect(open.payment_status).toBe('PENDING')
+    expect(open.attempts.map((a) => [a.status, a.error_code])).toContainEqual([
+      'failed',
+      'card_declined',
+    ])
+    const paid = emulator.completeCheckoutSession(session, { paymentMethod: 'pm_card_visa' })
+    expect(paid.error).toBeNull()
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+
   test('refunds go through Stripe, partial then full', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await link(invoice.id)
@@ -289,6 +317,29 @@ describe('Stripe saved-card retries', () => {
     const after = await ctx.get<{ amount_paid: string }>(`/v1/invoices/${invoice.id}`)
     expect(after.body.amount_paid).toBe('100.00')
     expect((await getPayment(ctx, paymentId)).amount_paid).toBe('100.00')
+  })
+
+  test('a declined charge whose answer was lost is failed by its payment_intent.payment_failed webhook', async () => {
+    const { invoice, saved } = await invoiceWithSavedCard('pm_card_visa_chargeDeclined')
+    emulator.setWebhookDelivery('manual')
+    emulator.timeoutNext({
+      count: 3,
+      mode: 'destroy',
+      pathPrefix: '/v1/payment_intents',
+      afterProcessing: true,
+    })
+    const paymentId = await cardPaymentToProcess(invoice, saved)
+    ctx.clock.advance(5_000)
+    expect((await ctx.post(`/v1/payments/${paymentId}/process`)).status).toBe(502)
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('PROCESSING')
+    emulator.clearFaults()
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    // An off-session charge has no page to try again on: its decline ends it.
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'card_declined',
+    })
   })
 
   test('a charge cut off by a dead process is asked again once stale, never beside a call still running', async () => {

@@ -98,9 +98,11 @@ export function updateFromPaymentIntent(intent: Stripe.PaymentIntent): PaymentUp
     case 'requires_payment_method': {
       const error = intent.last_payment_error
       if (!error) return undefined
+      // Checkout keeps its session open after a decline: the customer may pay with another card.
       return {
         status: 'FAILED',
         gatewayPaymentId: intent.id,
+        pageStaysOpen: true,
         error: {
           code: declineFromStripe(error.code, error.decline_code, error.message ?? 'declined').code,
           message: error.message ?? 'The card was declined',

@@ -28,10 +28,11 @@ export async function applyPaymentUpdate(
   trx: Db,
   scope: Scope,
   locked: Payment,
-  update: PaymentUpdate,
+  reported: PaymentUpdate,
   cause: Cause,
   deps: Pick<PaymentDeps, 'clock' | 'logger'>,
 ): Promise<{ payment: Payment; outcome: UpdateOutcome }> {
+  const update = onOpenPage(locked, reported)
   let payment = locked
   if (update.mustMatch && !matches(locked, update.mustMatch)) {
     deps.logger.warn(
@@ -157,6 +158,29 @@ export async function applyPaymentUpdate(
     payment = await updatePayment(trx, payment.id, { payment_method_id: method.id })
   }
   return { payment, outcome }
+}
+
+/**
+ * A card declined on a hosted page that stays open (`pageStaysOpen`) is, for a link, an
+ * attempt: the customer may still pay on the same page, and only the page's expiry ends the
+ * payment. Failing it would refuse the success that follows (FAILED is final) while the
+ * provider keeps the money. An off-session charge's decline ends its payment.
+ */
+function onOpenPage(payment: Payment, update: PaymentUpdate): PaymentUpdate {
+  if (
+    !update.pageStaysOpen ||
+    update.status !== 'FAILED' ||
+    payment.payment_method_type !== 'PAYMENT_LINK'
+  )
+    return update
+  return {
+    gatewayPaymentId: update.gatewayPaymentId,
+    attempt: {
+      status: 'failed',
+      errorCode: update.error?.code ?? null,
+      errorMessage: update.error?.message ?? null,
+    },
+  }
 }
 
 /** The provider's decimal amount and currency against the payment's (`10.00000000` equals `10.00`). */
