@@ -1,5 +1,6 @@
 import { parseCronItems, type Runner, run, type TaskList } from 'graphile-worker'
 import pg from 'pg'
+import { ASK_REFUND_AGAIN, askRefundAgain } from '../modules/payments/refunds.ts'
 import type { PaymentDeps } from '../modules/payments/service.ts'
 import { renewDueSubscriptions } from '../modules/subscriptions/service.ts'
 import { CHARGE_DUE_INVOICES, chargeDueInvoices } from './tasks/charge-due-invoices.ts'
@@ -27,6 +28,9 @@ export function createTaskList(deps: WorkerDeps): TaskList {
     [SANDBOX_DELIVERY_TASK]: async (payload) => deliverSandboxWebhook(deps, payload),
     [STRIPE_PAID_OUT_OF_BAND]: async (payload, helpers) => {
       helpers.logger.info(`stripe invoice: ${await markStripeInvoicePaid(deps, payload)}`)
+    },
+    [ASK_REFUND_AGAIN]: async (payload, helpers) => {
+      helpers.logger.info(`refund asked again: ${await askRefundAgain(deps, payload)}`)
     },
     [RENEW_SUBSCRIPTIONS]: async (_payload, helpers) => {
       const renewed = await renewDueSubscriptions(deps)

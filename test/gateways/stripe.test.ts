@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { gatewayContext } from '../../src/gateways/registry.ts'
 import { stripeGateway } from '../../src/gateways/stripe/stripe.gateway.ts'
+import { ASK_REFUND_AGAIN, askRefundAgain } from '../../src/modules/payments/refunds.ts'
 import { gatewayRequestFor, withLockedPayment } from '../../src/modules/payments/service.ts'
 import { movePayment } from '../../src/modules/payments/state.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
@@ -15,6 +16,13 @@ import {
   type PaymentBody,
 } from '../payments-helpers.ts'
 import { connectStripeEmulator, saveStripeCard, stripeWebhookPath } from '../stripe-helpers.ts'
+
+interface RefundBody {
+  id: string
+  status: string
+  failure_message: string | null
+  gateway_refund_id: string | null
+}
 
 let ctx: TestContext
 let emulator: StripeEmulator
@@ -159,6 +167,95 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
       payment_status: 'REFUNDED',
       amount_refunded: '100.00',
     })
+  })
+
+  /** A paid 100.00 Stripe link: its payment. */
+  async function paidLink() {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
+      paymentMethod: 'pm_card_visa',
+    })
+    await emulator.waitForDeliveries()
+    return { invoice, payment }
+  }
+
+  /** What Stripe refunded of `intentId`, in minor units. */
+  const refundedAtStripe = (intentId: string) =>
+    [...emulator.state.refunds.values()]
+      .filter((r) => r.paymentIntent === intentId)
+      .reduce((sum, r) => sum + r.amount, 0)
+
+  /** The queued `ask_refund_again` job of `refundId`: its payload. */
+  async function askAgainJob(refundId: string) {
+    const { rows } = await ctx.pool.query<{ payload: unknown; run_at: Date }>(
+      `select j.payload, j.run_at
+         from graphile_worker._private_jobs j
+         join graphile_worker._private_tasks t on t.id = j.task_id
+        where t.identifier = $1 and j.payload->>'refundId' = $2`,
+      [ASK_REFUND_AGAIN, refundId],
+    )
+    return rows
+  }
+
+  test('a refund whose answer is lost after Stripe made it stays pending; its webhook settles it, never twice', async () => {
+    const { invoice, payment } = await paidLink()
+    emulator.setWebhookDelivery('manual')
+    emulator.timeoutNext({
+      count: 3,
+      mode: 'destroy',
+      pathPrefix: '/v1/refunds',
+      afterProcessing: true,
+    })
+    const lost = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '30.00',
+    })
+    expect(lost.status, lost.text).toBe(201)
+    expect(lost.body.status).toBe('pending')
+    expect(lost.body.failure_message).toMatch(/^No answer from stripe/)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING_REFUND')
+    expect(await askAgainJob(lost.body.id)).toHaveLength(1)
+    emulator.clearFaults()
+    // Pending, it counts against what is left: 70.00, not 100.00.
+    const tooMuch = await ctx.post(`/v1/payments/${payment.id}/refunds`, { amount: '80.00' })
+    expect(tooMuch.status).toBe(409)
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    await emulator.waitForDeliveries()
+    const settled = await ctx.get<RefundBody>(`/v1/refunds/${lost.body.id}`)
+    expect(settled.body).toMatchObject({ status: 'succeeded', failure_message: null })
+    const after = await getPayment(ctx, payment.id)
+    expect(after).toMatchObject({ payment_status: 'PARTIALLY_REFUNDED', amount_refunded: '30.00' })
+    expect(refundedAtStripe(String(after.gateway_payment_id))).toBe(3000)
+    expect((await getInvoice(ctx, invoice.id)).amount_refunded).toBe('30.00')
+    // The job, when it runs, finds it settled and asks nothing.
+    const [job] = await askAgainJob(lost.body.id)
+    expect(await askRefundAgain(ctx.deps, job?.payload)).toBe('succeeded')
+    expect(refundedAtStripe(String(after.gateway_payment_id))).toBe(3000)
+  })
+
+  test('a refund that never reached Stripe is asked again by its job, with the same key: refunded once', async () => {
+    const { payment } = await paidLink()
+    emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/refunds' })
+    const lost = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {})
+    expect(lost.status, lost.text).toBe(201)
+    expect(lost.body.status).toBe('pending')
+    const intentId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
+    expect(refundedAtStripe(intentId)).toBe(0)
+    const [job] = await askAgainJob(lost.body.id)
+    // Still unreachable: the job throws, and graphile-worker tries again later.
+    emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/refunds' })
+    await expect(askRefundAgain(ctx.deps, job?.payload)).rejects.toThrow(/still no answer/)
+    expect((await ctx.get<RefundBody>(`/v1/refunds/${lost.body.id}`)).body.status).toBe('pending')
+    emulator.clearFaults()
+    expect(await askRefundAgain(ctx.deps, job?.payload)).toBe('succeeded')
+    expect(await askRefundAgain(ctx.deps, job?.payload)).toBe('succeeded')
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '100.00',
+    })
+    expect(refundedAtStripe(intentId)).toBe(10000)
   })
 
   test('a Stripe timeout while creating the session leaves the payment INITIATED; a retry makes one session', async () => {

@@ -6,6 +6,7 @@ import type { Access, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, Refund } from '../../db/database.ts'
 import { gatewayContext, resolveGateway } from '../../gateways/registry.ts'
+import { createJobQueue } from '../../jobs/queue.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { recordEvents } from '../events/service.ts'
 import {
@@ -123,12 +124,27 @@ export async function createRefund(
   return askGateway(deps, scope, paymentId, created, cause)
 }
 
+/** The job that asks a gateway again for a refund whose answer was lost (`askGateway`). */
+export const ASK_REFUND_AGAIN = 'ask_refund_again'
+/** When the job first asks again; graphile-worker's backoff spaces the later tries. */
+const ASK_AGAIN_AFTER_MS = 30_000
+
+/**
+ * Asks the payment's gateway for `refund` (with its idempotency key, `payrail-refund-<id>`:
+ * asked again, the provider answers with the refund it made, or makes it once) and records
+ * the answer under the payment's lock. An answer that was lost (a timeout, a reset, a 5xx:
+ * `retryable`) says nothing about whether the provider refunded, so the refund stays
+ * `pending`, counted against what is refundable: its webhook, or `ASK_REFUND_AGAIN`,
+ * settles it. Failing it would let the same amount be refunded a second time. In that job
+ * (`inJob`), a lost answer throws, and graphile-worker asks again later.
+ */
 async function askGateway(
   deps: PaymentDeps,
   scope: Scope,
   paymentId: string,
   refund: Refund,
   cause: Cause,
+  options: { inJob?: boolean } = {},
 ): Promise<Refund> {
   const payment = await findPayment(deps.db, scope.environmentId, paymentId)
   if (!payment) throw notFound('payment', paymentId)
@@ -141,6 +157,25 @@ async function askGateway(
     if (current?.status !== 'pending') {
       // The provider's webhook got here first and settled it.
       out = current ?? refund
+      return locked
+    }
+    if (result?.status === 'failed' && result.failure.retryable) {
+      const now = deps.clock.now()
+      out = await updateRefund(trx, refund.id, {
+        failure_message: `No answer from ${gateway.name} (${result.failure.message}); asked again until it answers`,
+        updated_at: now,
+      })
+      if (!options.inJob) {
+        await createJobQueue(trx).add(
+          ASK_REFUND_AGAIN,
+          { tenantId: scope.tenantId, environmentId: scope.environmentId, refundId: refund.id },
+          {
+            jobKey: `refund-ask-${refund.id}`,
+            runAt: new Date(now.getTime() + ASK_AGAIN_AFTER_MS),
+            maxAttempts: 25,
+          },
+        )
+      }
       return locked
     }
     if (result?.status === 'succeeded' || result?.status === 'pending') {
@@ -175,7 +210,35 @@ async function askGateway(
     out = failed.refund
     return failed.payment
   })
+  if (options.inJob && out.status === 'pending' && result?.status === 'failed') {
+    throw new Error(`refund ${refund.id}: still no answer from ${gateway.name}`)
+  }
   return out
+}
+
+/**
+ * `ASK_REFUND_AGAIN`: asks the gateway again for a refund still pending after a lost answer.
+ * A refund settled meanwhile (its webhook) is left as it is. Returns the refund's status.
+ */
+export async function askRefundAgain(deps: PaymentDeps, payload: unknown): Promise<string> {
+  const p = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<
+    string,
+    unknown
+  >
+  if (
+    typeof p.tenantId !== 'string' ||
+    typeof p.environmentId !== 'string' ||
+    typeof p.refundId !== 'string'
+  ) {
+    throw new Error(`${ASK_REFUND_AGAIN} needs {tenantId, environmentId, refundId}`)
+  }
+  const scope = { tenantId: p.tenantId, environmentId: p.environmentId }
+  const refund = await findRefund(deps.db, scope.environmentId, p.refundId)
+  if (!refund) return 'gone'
+  if (refund.status !== 'pending') return refund.status
+  const cause: Cause = { cause: 'job', causeId: ASK_REFUND_AGAIN }
+  const answered = await askGateway(deps, scope, refund.payment_id, refund, cause, { inJob: true })
+  return answered.status
 }
 
 /**
@@ -197,6 +260,8 @@ export async function completeRefundLocked(
   const done = await updateRefund(trx, refund.id, {
     status: 'succeeded',
     gateway_refund_id: gatewayRefundId ?? refund.gateway_refund_id,
+    // A lost answer's note (`askGateway`) is history once the provider has answered.
+    failure_message: null,
     updated_at: now,
   })
   const refunded = locked.amount_refunded + refund.amount
