@@ -15,6 +15,7 @@ import { loadConfig } from '../src/config.ts'
 import { openDatabase } from '../src/db/open-database.ts'
 import { createLogger } from '../src/logger.ts'
 import { ApiKeyCache } from '../src/modules/api-keys/cache.ts'
+import { webhookEndpoints } from '../src/modules/webhook-endpoints/registry.ts'
 import { processDeps } from '../src/server.ts'
 import { provisionDatabase, seedInvoices, seedPendingPayments } from './database.ts'
 import { FLOOR_PATH, registerFloor } from './floor.ts'
@@ -48,6 +49,8 @@ const config = loadConfig({
 const database = await openDatabase(config, logger)
 const apiKeys = new ApiKeyCache()
 apiKeys.start(database.url, logger)
+// As `payrail serve` starts it: recording an event then reads no endpoints.
+webhookEndpoints.start(database.url, logger)
 const app = await buildApp({ ...(await processDeps(config, database, logger)), apiKeys })
 registerFloor(app, database.db, db.environmentId)
 const completion = sandboxCompletions(db.tenantId, db.environmentId)
@@ -140,6 +143,7 @@ for (const [name, build] of Object.entries(scenarios)) {
 }
 await app.close()
 await apiKeys.stop()
+await webhookEndpoints.stop()
 await database.shutdown()
 await db.close()
 // A write that failed makes the measurement meaningless: the run fails with it (CI runs a short one).

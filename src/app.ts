@@ -5,14 +5,17 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyPluginAsync,
+  type FastifyReply,
 } from 'fastify'
 import type { Config } from './config.ts'
 import type { Clock } from './core/clock.ts'
+import { AppError } from './core/errors.ts'
 import type { SecretBox } from './core/secret-box.ts'
 import type { Db } from './db/client.ts'
 import { registerAuth } from './http/auth.ts'
-import { ErrorResponse, registerErrorHandling } from './http/error-handler.ts'
+import { ErrorResponse, registerErrorHandling, toErrorBody } from './http/error-handler.ts'
 import { registerIdempotency } from './http/idempotency.ts'
+import { registerJsonParser } from './http/json-body.ts'
 import type { Loopback } from './http/loopback.ts'
 import { registerMetrics } from './http/metrics.ts'
 import { registerValidation } from './http/validation.ts'
@@ -31,6 +34,7 @@ import { orderRoutes } from './modules/orders/routes.ts'
 import { paymentRoutes } from './modules/payments/routes.ts'
 import { productRoutes } from './modules/products/routes.ts'
 import { subscriptionRoutes } from './modules/subscriptions/routes.ts'
+import { webhookEndpointRoutes } from './modules/webhook-endpoints/routes.ts'
 import { webhookRoutes } from './modules/webhooks/routes.ts'
 import { paymentPages } from './web/payment-pages.ts'
 import { sandboxPages } from './web/sandbox-pages.ts'
@@ -81,6 +85,19 @@ export async function buildApp(
         : `req_${randomUUID()}`
     },
     routerOptions: { ignoreTrailingSlash: true },
+    // The router's own refusals, in the documented error shape: a path with malformed
+    // percent-encoding, or a path parameter past the router's 100 characters (no id is).
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const { status, body } = toErrorBody(
+        new AppError(
+          'validation_error',
+          error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? 'A path parameter is longer than 100 characters'
+            : 'The URL is malformed (invalid percent-encoding)',
+        ),
+      )
+      return reply.code(status).type('application/json; charset=utf-8').send(body)
+    },
     ajv: {
       customOptions: {
         coerceTypes: 'array',
@@ -93,6 +110,7 @@ export async function buildApp(
 
   // JSON only; webhook routes add their own raw-body parsers where they need them.
   app.removeContentTypeParser('text/plain')
+  registerJsonParser(app)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })
@@ -150,6 +168,7 @@ export async function buildApp(
     await api.register(subscriptionRoutes(deps))
     await api.register(gatewayConnectionRoutes(deps))
     await api.register(paymentRoutes(deps))
+    await api.register(webhookEndpointRoutes(deps))
     await api.register(webhookRoutes(deps))
     await api.register(checkoutRedirectRoutes(deps))
     if (options.extraRoutes) await api.register(options.extraRoutes)

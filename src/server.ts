@@ -12,6 +12,7 @@ import { workerLoggerFrom } from './jobs/worker-logger.ts'
 import type { Logger } from './logger.ts'
 import { ApiKeyCache } from './modules/api-keys/cache.ts'
 import { bootstrapDefaultTenant, type TenantWithEnvironments } from './modules/tenants/service.ts'
+import { webhookEndpoints } from './modules/webhook-endpoints/registry.ts'
 
 export interface RunningServer {
   app: FastifyInstance
@@ -46,6 +47,7 @@ export async function startServer(
     await app?.close()
     await runner?.stop()
     await apiKeys.stop()
+    await webhookEndpoints.stop()
     await database.shutdown()
   }
   try {
@@ -53,6 +55,7 @@ export async function startServer(
       options.migrate === false ? undefined : (await migrateAndBootstrap(database, logger)).after
     const deps = { ...(await processDeps(config, database, logger)), apiKeys }
     apiKeys.start(database.url, logger)
+    webhookEndpoints.start(database.url, logger)
     if (options.worker) runner = await startWorker(deps, { connectionString: database.url })
     app = await buildApp(deps)
     const url = await app.listen({ port: config.port, host: config.host })

@@ -14,6 +14,7 @@ import { createLogger } from '../src/logger.ts'
 import { ApiKeyCache } from '../src/modules/api-keys/cache.ts'
 import { createApiKey } from '../src/modules/api-keys/service.ts'
 import { createTenant } from '../src/modules/tenants/service.ts'
+import { webhookEndpoints } from '../src/modules/webhook-endpoints/registry.ts'
 import { createDatabaseFromTemplate, testDatabasePrefix } from './test-database.ts'
 
 export interface TenantFixture {
@@ -126,6 +127,8 @@ export async function createTestContext(options: TestContextOptions = {}): Promi
     return app
   }
   const app = await makeApp(options.extraRoutes)
+  // The process's registry of webhook endpoints, as `payrail serve` starts it.
+  webhookEndpoints.start(url, logger)
 
   const createTenantFixture = async (tenantName = 'Test tenant'): Promise<TenantFixture> => {
     const { tenant, environments } = await createTenant(client.db, { name: tenantName })
@@ -191,7 +194,7 @@ export async function createTestContext(options: TestContextOptions = {}): Promi
     delete: (path, o) => request('DELETE', path, undefined, o),
     async close() {
       await Promise.all(apps.map((a) => a.close()))
-      await Promise.all(caches.map((c) => c.stop()))
+      await Promise.all([...caches.map((c) => c.stop()), webhookEndpoints.stop()])
       await client.close()
     },
   }

@@ -17,6 +17,8 @@ export const ID_PREFIXES = {
   refund: 're',
   event: 'evt',
   gatewayConnection: 'gwc',
+  webhookEndpoint: 'we',
+  webhookDelivery: 'whdel',
   paymentAttempt: 'patt',
   sandboxSession: 'sbs',
   sandboxCard: 'sbcard',

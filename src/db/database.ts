@@ -369,6 +369,43 @@ export interface EventTable {
   created_at: CreatedAt
 }
 
+export interface WebhookEndpointTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  url: string
+  description: string | null
+  enabled_events: string[]
+  status: 'enabled' | 'disabled'
+  /** The signing secret, sealed (`SecretBox`). */
+  secret: string
+  metadata: Json<Record<string, string>>
+  created_at: CreatedAt
+  updated_at: Date
+}
+
+export interface WebhookDeliveryTable {
+  id: string
+  tenant_id: string
+  environment_id: string
+  endpoint_id: string
+  event_id: string
+  event_type: string
+  status: ColumnType<
+    'pending' | 'succeeded' | 'failed',
+    'pending' | undefined,
+    'pending' | 'succeeded' | 'failed'
+  >
+  attempts: ColumnType<number, number | undefined, number>
+  response_status: number | null
+  response_body: string | null
+  error_message: string | null
+  last_attempt_at: Date | null
+  delivered_at: Date | null
+  created_at: CreatedAt
+  updated_at: Date
+}
+
 export const PAYMENT_METHOD_TYPES = [
   'PAYMENT_LINK',
   'CARD',
@@ -585,6 +622,8 @@ export interface Database {
   subscriptions: SubscriptionTable
   subscription_schedules: SubscriptionScheduleTable
   events: EventTable
+  webhook_endpoints: WebhookEndpointTable
+  webhook_deliveries: WebhookDeliveryTable
   gateway_connections: GatewayConnectionTable
   payments: PaymentTable
   payment_allocations: PaymentAllocationTable
@@ -616,6 +655,8 @@ export type Order = Selectable<OrderTable>
 export type Subscription = Selectable<SubscriptionTable>
 export type SubscriptionSchedule = Selectable<SubscriptionScheduleTable>
 export type Event = Selectable<EventTable>
+export type WebhookEndpoint = Selectable<WebhookEndpointTable>
+export type WebhookDelivery = Selectable<WebhookDeliveryTable>
 export type GatewayConnection = Selectable<GatewayConnectionTable>
 export type Payment = Selectable<PaymentTable>
 export type PaymentAllocation = Selectable<PaymentAllocationTable>

@@ -5,7 +5,7 @@ import type { Database } from './database.ts'
 import { isPgError } from './errors.ts'
 
 /** Append-only tables whose rows nothing reads back inside the transaction that writes them. */
-export type AppendOnlyTable = 'events' | 'payment_transitions'
+export type AppendOnlyTable = 'events' | 'payment_transitions' | 'webhook_deliveries'
 
 /** Tables whose row updates a transaction may hold back until its next statement on them. */
 export type HeldTable =
@@ -153,7 +153,7 @@ function transaction<T>(
 ): Promise<T> {
   const state: TransactionState = {
     ended: false,
-    rows: { events: [], payment_transitions: [] },
+    rows: { events: [], payment_transitions: [], webhook_deliveries: [] },
     inserts: new Map(),
     updates: new Map(),
     memo: new Map(),
@@ -530,7 +530,7 @@ function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | u
     writes.push(updateSql(table, changes, key, param))
   state.updates.clear()
   if (withRows) {
-    for (const table of ['payment_transitions', 'events'] as const) {
+    for (const table of ['payment_transitions', 'events', 'webhook_deliveries'] as const) {
       const rows: Record<string, unknown>[] = state.rows[table]
       if (rows.length > 0) writes.push(insertSql(table, rows, param))
       state.rows[table] = []

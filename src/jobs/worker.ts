@@ -4,6 +4,7 @@ import { ASK_REFUND_AGAIN, askRefundAgain } from '../modules/payments/refunds.ts
 import type { PaymentDeps } from '../modules/payments/service.ts'
 import { renewDueSubscriptions } from '../modules/subscriptions/service.ts'
 import { CHARGE_DUE_INVOICES, chargeDueInvoices } from './tasks/charge-due-invoices.ts'
+import { deliverMerchantWebhook, MERCHANT_WEBHOOK_TASK } from './tasks/deliver-merchant-webhook.ts'
 import { deliverSandboxWebhook, SANDBOX_DELIVERY_TASK } from './tasks/deliver-sandbox-webhook.ts'
 import { PRUNE_IDEMPOTENCY_KEYS, pruneIdempotencyKeys } from './tasks/prune-idempotency-keys.ts'
 import { markStripeInvoicePaid, STRIPE_PAID_OUT_OF_BAND } from './tasks/stripe-paid-out-of-band.ts'
@@ -26,6 +27,10 @@ export function createTaskList(deps: WorkerDeps): TaskList {
         helpers.logger.info(`automatic charges: ${charged} succeeded, ${failed} did not`)
     },
     [SANDBOX_DELIVERY_TASK]: async (payload) => deliverSandboxWebhook(deps, payload),
+    [MERCHANT_WEBHOOK_TASK]: async (payload, helpers) => {
+      const outcome = await deliverMerchantWebhook(deps, payload, helpers.job)
+      helpers.logger.info(`merchant webhook: ${outcome}`)
+    },
     [STRIPE_PAID_OUT_OF_BAND]: async (payload, helpers) => {
       helpers.logger.info(`stripe invoice: ${await markStripeInvoicePaid(deps, payload)}`)
     },

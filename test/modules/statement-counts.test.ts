@@ -5,6 +5,7 @@ import {
   sandboxWebhookPath,
 } from '../../src/gateways/sandbox/sandbox-provider.ts'
 import { forgetInvoiceLines } from '../../src/modules/invoices/repository.ts'
+import { webhookEndpoints } from '../../src/modules/webhook-endpoints/registry.ts'
 import { eventsOf } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import {
@@ -45,8 +46,10 @@ function expectPipelined(texts: string[], transactions: number) {
 beforeAll(async () => {
   ctx = await createTestContext()
   // The key is then served from the process's cache.
-  for (let i = 0; i < 200 && !ctx.deps.apiKeys?.live; i++)
+  for (let i = 0; i < 200 && !(ctx.deps.apiKeys?.live && webhookEndpoints.live); i++)
     await new Promise((r) => setTimeout(r, 10))
+  // The environment's webhook endpoints (none) are read once, then kept: events cost no lookup.
+  await webhookEndpoints.enabled(ctx.db, ctx.main.test.id)
   expect((await ctx.get('/v1/payments?limit=1')).status).toBe(200)
 })
 afterAll(() => ctx.close())

@@ -3,7 +3,9 @@ import { newId } from '../../core/ids.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Event } from '../../db/database.ts'
+import { appendRows } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
+import { subscribes, webhookEndpoints } from '../webhook-endpoints/registry.ts'
 import { type EventFilters, findEvent, insertEvents, listEvents } from './repository.ts'
 
 export interface NewEvent {
@@ -27,18 +29,38 @@ export async function recordEvents(
   at: Date,
   events: NewEvent[],
 ): Promise<void> {
-  await insertEvents(
+  const rows = events.map((event) => ({
+    id: newId('event'),
+    tenant_id: scope.tenantId,
+    environment_id: scope.environmentId,
+    type: event.type,
+    object_type: event.objectType,
+    object_id: event.objectId,
+    data: JSON.stringify(event.data),
+    created_at: at,
+  }))
+  await insertEvents(db, rows)
+  // A delivery for each endpoint an event goes to, in the same transaction: each queues its
+  // job (migration 0013), so it is sent if and only if the event committed.
+  const endpoints = rows.length > 0 ? await webhookEndpoints.enabled(db, scope.environmentId) : []
+  if (endpoints.length === 0) return
+  await appendRows(
     db,
-    events.map((event) => ({
-      id: newId('event'),
-      tenant_id: scope.tenantId,
-      environment_id: scope.environmentId,
-      type: event.type,
-      object_type: event.objectType,
-      object_id: event.objectId,
-      data: JSON.stringify(event.data),
-      created_at: at,
-    })),
+    'webhook_deliveries',
+    rows.flatMap((event) =>
+      endpoints
+        .filter((endpoint) => subscribes(endpoint.enabled_events, event.type))
+        .map((endpoint) => ({
+          id: newId('webhookDelivery'),
+          tenant_id: event.tenant_id,
+          environment_id: event.environment_id,
+          endpoint_id: endpoint.id,
+          event_id: event.id,
+          event_type: event.type,
+          created_at: at,
+          updated_at: at,
+        })),
+    ),
   )
 }
 

@@ -6,8 +6,8 @@ import type { Access, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, Refund } from '../../db/database.ts'
 import { gatewayContext, resolveGateway } from '../../gateways/registry.ts'
-import { createJobQueue } from '../../jobs/queue.ts'
 import type { ListRequest } from '../../http/list-query.ts'
+import { createJobQueue } from '../../jobs/queue.ts'
 import { recordEvents } from '../events/service.ts'
 import {
   findPayment,

@@ -1,0 +1,140 @@
+import type { Insertable, Updateable } from 'kysely'
+import type { Db } from '../../db/client.ts'
+import type {
+  WebhookDelivery,
+  WebhookDeliveryTable,
+  WebhookEndpoint,
+  WebhookEndpointTable,
+} from '../../db/database.ts'
+import { fetchPage } from '../../db/list.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+
+export async function insertEndpoint(
+  db: Db,
+  row: Insertable<WebhookEndpointTable>,
+): Promise<WebhookEndpoint> {
+  return db.insertInto('webhook_endpoints').values(row).returningAll().executeTakeFirstOrThrow()
+}
+
+export async function findEndpoint(
+  db: Db,
+  environmentId: string,
+  id: string,
+): Promise<WebhookEndpoint | undefined> {
+  return db
+    .selectFrom('webhook_endpoints')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .executeTakeFirst()
+}
+
+/** The environment's enabled endpoints: those its events go to. */
+export async function enabledEndpoints(db: Db, environmentId: string): Promise<WebhookEndpoint[]> {
+  return db
+    .selectFrom('webhook_endpoints')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('status', '=', 'enabled')
+    .orderBy('id')
+    .execute()
+}
+
+export async function updateEndpoint(
+  db: Db,
+  environmentId: string,
+  id: string,
+  changes: Updateable<WebhookEndpointTable>,
+): Promise<WebhookEndpoint | undefined> {
+  return db
+    .updateTable('webhook_endpoints')
+    .set(changes)
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function deleteEndpoint(
+  db: Db,
+  environmentId: string,
+  id: string,
+): Promise<WebhookEndpoint | undefined> {
+  return db
+    .deleteFrom('webhook_endpoints')
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function listEndpoints(
+  db: Db,
+  environmentId: string,
+  request: ListRequest<'created_at'>,
+): Promise<{ items: WebhookEndpoint[]; total: number }> {
+  return fetchPage(
+    db.selectFrom('webhook_endpoints').selectAll().where('environment_id', '=', environmentId),
+    'webhook_endpoints',
+    request,
+  )
+}
+
+export interface DeliveryFilters {
+  endpointId?: string | undefined
+  eventId?: string | undefined
+  status?: WebhookDelivery['status'] | undefined
+}
+
+export async function listDeliveries(
+  db: Db,
+  environmentId: string,
+  filters: DeliveryFilters,
+  request: ListRequest<'created_at'>,
+): Promise<{ items: WebhookDelivery[]; total: number }> {
+  let query = db
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+  if (filters.endpointId) query = query.where('endpoint_id', '=', filters.endpointId)
+  if (filters.eventId) query = query.where('event_id', '=', filters.eventId)
+  if (filters.status) query = query.where('status', '=', filters.status)
+  return fetchPage(query, 'webhook_deliveries', request)
+}
+
+export async function findDelivery(
+  db: Db,
+  environmentId: string | undefined,
+  id: string,
+): Promise<WebhookDelivery | undefined> {
+  let query = db.selectFrom('webhook_deliveries').selectAll().where('id', '=', id)
+  if (environmentId !== undefined) query = query.where('environment_id', '=', environmentId)
+  return query.executeTakeFirst()
+}
+
+export async function lockDelivery(
+  db: Db,
+  environmentId: string,
+  id: string,
+): Promise<WebhookDelivery | undefined> {
+  return db
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', '=', id)
+    .forUpdate()
+    .executeTakeFirst()
+}
+
+export async function updateDelivery(
+  db: Db,
+  id: string,
+  changes: Updateable<WebhookDeliveryTable>,
+): Promise<WebhookDelivery> {
+  return db
+    .updateTable('webhook_deliveries')
+    .set(changes)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}

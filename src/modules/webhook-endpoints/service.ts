@@ -1,0 +1,231 @@
+import { randomBytes } from 'node:crypto'
+import type { Clock } from '../../core/clock.ts'
+import { notFound } from '../../core/errors.ts'
+import { newId } from '../../core/ids.ts'
+import type { Scope } from '../../core/principal.ts'
+import type { SecretBox } from '../../core/secret-box.ts'
+import { signWebhook } from '../../core/webhook-signature.ts'
+import type { Db } from '../../db/client.ts'
+import type { Event, WebhookDelivery, WebhookEndpoint } from '../../db/database.ts'
+import { inTransaction } from '../../db/transaction.ts'
+import type { ListRequest } from '../../http/list-query.ts'
+import { mergeMetadata } from '../../http/schema-types.ts'
+import { createJobQueue } from '../../jobs/queue.ts'
+import { toEventResponse } from '../events/schemas.ts'
+import { webhookEndpoints } from './registry.ts'
+import {
+  type DeliveryFilters,
+  deleteEndpoint,
+  findDelivery,
+  findEndpoint,
+  insertEndpoint,
+  listDeliveries as listDeliveryRows,
+  listEndpoints as listEndpointRows,
+  lockDelivery,
+  updateDelivery,
+  updateEndpoint as updateEndpointRow,
+} from './repository.ts'
+import type { CreateWebhookEndpointBody, UpdateWebhookEndpointBody } from './schemas.ts'
+
+export interface WebhookDeps {
+  db: Db
+  clock: Clock
+  secretBox: SecretBox
+}
+
+/** The job that sends one delivery (queued by migration 0013's trigger, and by `redeliver`). */
+export const MERCHANT_WEBHOOK_TASK = 'deliver_merchant_webhook'
+/** Tries of a delivery before it is `failed` (graphile-worker's backoff: about 16 hours in all). */
+export const MERCHANT_WEBHOOK_ATTEMPTS = 12
+/** The header that carries a delivery's signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`. */
+export const MERCHANT_SIGNATURE_HEADER = 'payrail-signature'
+const DELIVERY_TIMEOUT_MS = 10_000
+const RESPONSE_BODY_LIMIT = 1_000
+
+/**
+ * Registers an endpoint for the environment's events. The answer carries the signing
+ * secret (`whsec_…`), once: it is sealed at rest and never shown again.
+ */
+export async function createEndpoint(
+  deps: WebhookDeps,
+  scope: Scope,
+  body: CreateWebhookEndpointBody,
+): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
+  const secret = `whsec_${randomBytes(24).toString('base64url')}`
+  const now = deps.clock.now()
+  // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
+  const endpoint = await inTransaction(deps.db, (trx) =>
+    insertEndpoint(trx, {
+      id: newId('webhookEndpoint'),
+      tenant_id: scope.tenantId,
+      environment_id: scope.environmentId,
+      url: body.url,
+      description: body.description ?? null,
+      enabled_events: body.enabled_events ?? ['*'],
+      status: 'enabled',
+      secret: deps.secretBox.seal(secret),
+      metadata: JSON.stringify(body.metadata ?? {}),
+      created_at: now,
+      updated_at: now,
+    }),
+  )
+  webhookEndpoints.forget(scope.environmentId)
+  return { endpoint, secret }
+}
+
+export async function getEndpoint(db: Db, scope: Scope, id: string): Promise<WebhookEndpoint> {
+  const endpoint = await findEndpoint(db, scope.environmentId, id)
+  if (!endpoint) throw notFound('webhook_endpoint', id)
+  return endpoint
+}
+
+export async function updateEndpoint(
+  deps: WebhookDeps,
+  scope: Scope,
+  id: string,
+  body: UpdateWebhookEndpointBody,
+): Promise<WebhookEndpoint> {
+  const current = await getEndpoint(deps.db, scope, id)
+  const updated = await inTransaction(deps.db, (trx) =>
+    updateEndpointRow(trx, scope.environmentId, id, {
+      ...(body.url !== undefined && { url: body.url }),
+      ...(body.enabled_events !== undefined && { enabled_events: body.enabled_events }),
+      ...(body.description !== undefined && { description: body.description }),
+      ...(body.status !== undefined && { status: body.status }),
+      ...(body.metadata !== undefined && {
+        metadata: JSON.stringify(mergeMetadata(current.metadata, body.metadata)),
+      }),
+      updated_at: deps.clock.now(),
+    }),
+  )
+  webhookEndpoints.forget(scope.environmentId)
+  if (!updated) throw notFound('webhook_endpoint', id)
+  return updated
+}
+
+/** Deletes an endpoint and its deliveries: nothing more is sent to it. */
+export async function removeEndpoint(db: Db, scope: Scope, id: string): Promise<WebhookEndpoint> {
+  const deleted = await inTransaction(db, (trx) => deleteEndpoint(trx, scope.environmentId, id))
+  webhookEndpoints.forget(scope.environmentId)
+  if (!deleted) throw notFound('webhook_endpoint', id)
+  return deleted
+}
+
+export async function listEndpoints(db: Db, scope: Scope, request: ListRequest<'created_at'>) {
+  return listEndpointRows(db, scope.environmentId, request)
+}
+
+export async function listDeliveries(
+  db: Db,
+  scope: Scope,
+  filters: DeliveryFilters,
+  request: ListRequest<'created_at'>,
+) {
+  return listDeliveryRows(db, scope.environmentId, filters, request)
+}
+
+/**
+ * Sends a delivery again, whatever became of it (a merchant who fixed their endpoint):
+ * it is `pending` again and a new job sends it, with its own tries.
+ */
+export async function redeliver(
+  deps: Pick<WebhookDeps, 'db' | 'clock'>,
+  scope: Scope,
+  id: string,
+): Promise<WebhookDelivery> {
+  return inTransaction(deps.db, async (trx) => {
+    const delivery = await lockDelivery(trx, scope.environmentId, id)
+    if (!delivery) throw notFound('webhook_delivery', id)
+    const pending = await updateDelivery(trx, id, {
+      status: 'pending',
+      updated_at: deps.clock.now(),
+    })
+    await createJobQueue(trx).add(
+      MERCHANT_WEBHOOK_TASK,
+      { deliveryId: id },
+      { jobKey: `merchant-webhook-${id}`, maxAttempts: MERCHANT_WEBHOOK_ATTEMPTS },
+    )
+    return pending
+  })
+}
+
+/** What one try of a delivery came to. */
+export type DeliveryOutcome = 'succeeded' | 'retry' | 'failed' | 'skipped'
+
+/**
+ * One try of `MERCHANT_WEBHOOK_TASK`: POSTs the event, as `GET /v1/events/:id` shows it,
+ * to the endpoint, signed with its secret, and records the answer on the delivery. A 2xx
+ * answer delivers it; anything else (another status, a timeout, a refused connection) is
+ * `retry` until the last try (`lastTry`), then `failed`. The caller throws on `retry`, so
+ * graphile-worker tries again with its backoff. A delivery already delivered, or whose
+ * endpoint is gone, is `skipped`.
+ */
+export async function attemptDelivery(
+  deps: WebhookDeps,
+  deliveryId: string,
+  lastTry: boolean,
+): Promise<DeliveryOutcome> {
+  const delivery = await findDelivery(deps.db, undefined, deliveryId)
+  if (!delivery || delivery.status === 'succeeded') return 'skipped'
+  const endpoint = await findEndpoint(deps.db, delivery.environment_id, delivery.endpoint_id)
+  if (!endpoint) return 'skipped'
+  const event = await deps.db
+    .selectFrom('events')
+    .selectAll()
+    .where('id', '=', delivery.event_id)
+    .executeTakeFirst()
+  const now = deps.clock.now()
+  if (!event || endpoint.status === 'disabled') {
+    await updateDelivery(deps.db, deliveryId, {
+      status: 'failed',
+      error_message: event ? 'The endpoint is disabled' : 'The event no longer exists',
+      updated_at: now,
+    })
+    return 'failed'
+  }
+  const answer = await post(endpoint, event, deps.secretBox.open(endpoint.secret), now)
+  const delivered = answer.status !== null && answer.status >= 200 && answer.status < 300
+  const outcome: DeliveryOutcome = delivered ? 'succeeded' : lastTry ? 'failed' : 'retry'
+  await updateDelivery(deps.db, deliveryId, {
+    status: outcome === 'retry' ? 'pending' : outcome,
+    attempts: delivery.attempts + 1,
+    response_status: answer.status,
+    response_body: answer.body,
+    error_message: delivered ? null : (answer.error ?? `The endpoint answered ${answer.status}`),
+    last_attempt_at: now,
+    delivered_at: delivered ? now : null,
+    updated_at: now,
+  })
+  return outcome
+}
+
+async function post(
+  endpoint: WebhookEndpoint,
+  event: Event,
+  secret: string,
+  now: Date,
+): Promise<{ status: number | null; body: string | null; error?: string }> {
+  const body = JSON.stringify(toEventResponse(event))
+  try {
+    const response = await fetch(endpoint.url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'Payrail-Webhooks/1',
+        [MERCHANT_SIGNATURE_HEADER]: signWebhook(secret, body, Math.floor(now.getTime() / 1000)),
+      },
+      body,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+    })
+    const text = await response.text().catch(() => '')
+    return { status: response.status, body: text.slice(0, RESPONSE_BODY_LIMIT) }
+  } catch (error) {
+    const cause = error instanceof Error ? (error.cause ?? error) : error
+    return {
+      status: null,
+      body: null,
+      error: `No answer: ${cause instanceof Error ? cause.message : String(cause)}`.slice(0, 500),
+    }
+  }
+}

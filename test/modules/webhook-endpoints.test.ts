@@ -1,0 +1,377 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
+import { verifyWebhookSignature } from '../../src/core/webhook-signature.ts'
+import { inTransaction } from '../../src/db/transaction.ts'
+import { deliverMerchantWebhook } from '../../src/jobs/tasks/deliver-merchant-webhook.ts'
+import { startWorker } from '../../src/jobs/worker.ts'
+import { recordEvents } from '../../src/modules/events/service.ts'
+import { webhookEndpoints } from '../../src/modules/webhook-endpoints/registry.ts'
+import { MERCHANT_SIGNATURE_HEADER } from '../../src/modules/webhook-endpoints/service.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import { createPayment, invoiceToPay } from '../payments-helpers.ts'
+
+interface EndpointBody {
+  id: string
+  object: string
+  url: string
+  enabled_events: string[]
+  status: string
+  secret?: string
+}
+interface DeliveryBody {
+  id: string
+  endpoint_id: string
+  event_id: string
+  event_type: string
+  status: string
+  attempts: number
+  response_status: number | null
+  error_message: string | null
+  delivered_at: string | null
+}
+
+let ctx: TestContext
+let receiver: Server
+let receiverUrl: string
+/** What the merchant's endpoint answers next. */
+let answer = 200
+const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = []
+
+beforeAll(async () => {
+  ctx = await createTestContext({ start: new Date() })
+  receiver = createServer((request, response) => {
+    const chunks: Buffer[] = []
+    request.on('data', (chunk: Buffer) => chunks.push(chunk))
+    request.on('end', () => {
+      received.push({ headers: request.headers, body: Buffer.concat(chunks).toString() })
+      response.statusCode = answer
+      response.end(answer < 300 ? 'ok' : 'try later')
+    })
+  })
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve))
+  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`
+  for (let i = 0; i < 200 && !webhookEndpoints.live; i++)
+    await new Promise((r) => setTimeout(r, 10))
+})
+afterAll(async () => {
+  await new Promise((resolve) => receiver.close(resolve))
+  await ctx.close()
+})
+beforeEach(async () => {
+  answer = 200
+  received.length = 0
+  // One endpoint at a time: each test registers its own.
+  await ctx.pool.query('delete from webhook_endpoints')
+  webhookEndpoints.forget(ctx.main.test.id)
+})
+
+async function register(body: Record<string, unknown> = {}) {
+  const res = await ctx.post<EndpointBody>('/v1/webhook_endpoints', { url: receiverUrl, ...body })
+  expect(res.status, res.text).toBe(201)
+  return res.body
+}
+
+/** An OFFLINE payment of a new invoice in full: its payment id. */
+async function payOffline(): Promise<string> {
+  const { invoice } = await invoiceToPay(ctx)
+  const res = await createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'OFFLINE',
+    amount: invoice.amount_due,
+  })
+  expect(res.status, res.text).toBe(201)
+  return res.body.id
+}
+
+async function deliveriesOf(query = '') {
+  const res = await ctx.get<{ items: DeliveryBody[] }>(`/v1/webhook_deliveries?limit=1000${query}`)
+  expect(res.status, res.text).toBe(200)
+  return res.body.items
+}
+
+/** The queued jobs of deliveries, by delivery id. */
+async function queuedJobs(): Promise<Map<string, unknown>> {
+  const { rows } = await ctx.pool.query<{ payload: { deliveryId: string } }>(
+    `select j.payload from graphile_worker._private_jobs j
+       join graphile_worker._private_tasks t on t.id = j.task_id
+      where t.identifier = 'deliver_merchant_webhook'`,
+  )
+  return new Map(rows.map((row) => [row.payload.deliveryId, row.payload]))
+}
+
+const firstTry = { attempts: 1, max_attempts: 12 }
+const lastTry = { attempts: 12, max_attempts: 12 }
+
+describe('webhook endpoints', () => {
+  test('created with its signing secret, shown once; listed and retrieved without it', async () => {
+    const created = await register({ enabled_events: ['payment.*'], description: 'orders' })
+    expect(created).toMatchObject({
+      object: 'webhook_endpoint',
+      url: receiverUrl,
+      enabled_events: ['payment.*'],
+      status: 'enabled',
+    })
+    expect(created.secret).toMatch(/^whsec_/)
+    const shown = await ctx.get<EndpointBody>(`/v1/webhook_endpoints/${created.id}`)
+    expect(shown.body.secret).toBeUndefined()
+    const list = await ctx.get<{ items: EndpointBody[] }>('/v1/webhook_endpoints')
+    expect(list.body.items.map((e) => e.id)).toEqual([created.id])
+    expect(list.body.items[0]?.secret).toBeUndefined()
+    // Sealed at rest.
+    const { rows } = await ctx.pool.query('select secret from webhook_endpoints where id = $1', [
+      created.id,
+    ])
+    expect(rows[0].secret).not.toContain(created.secret)
+  })
+
+  test.each([['ftp://example.com/hook'], ['javascript:alert(1)'], ['not a url'], ['']])(
+    'a url that is not http(s) (%s) is 400',
+    async (url) => {
+      const res = await ctx.post<ErrorBody>('/v1/webhook_endpoints', { url })
+      expect(res.status).toBe(400)
+      expect(res.body.error.code).toBe('validation_error')
+    },
+  )
+
+  test('enabled_events that are not event types are 400; none at all is 400', async () => {
+    for (const enabled_events of [['payment succeeded'], [], ['*.payment'], [42]]) {
+      const res = await ctx.post('/v1/webhook_endpoints', { url: receiverUrl, enabled_events })
+      expect(res.status, JSON.stringify(enabled_events)).toBe(400)
+    }
+  })
+
+  test('another environment cannot see, change or delete the endpoint', async () => {
+    const created = await register()
+    const live = { key: ctx.main.liveKey }
+    expect((await ctx.get(`/v1/webhook_endpoints/${created.id}`, live)).status).toBe(404)
+    expect(
+      (await ctx.patch(`/v1/webhook_endpoints/${created.id}`, { status: 'disabled' }, live)).status,
+    ).toBe(404)
+    expect((await ctx.delete(`/v1/webhook_endpoints/${created.id}`, live)).status).toBe(404)
+    expect((await ctx.get(`/v1/webhook_endpoints/${created.id}`)).body).toMatchObject({
+      status: 'enabled',
+    })
+  })
+})
+
+describe('deliveries', () => {
+  test('each subscribed event of a payment gets one delivery, queued with it; others none', async () => {
+    const endpoint = await register({ enabled_events: ['payment.*'] })
+    const paymentId = await payOffline()
+    const deliveries = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    expect(deliveries.map((d) => d.event_type).sort()).toEqual([
+      'payment.created',
+      'payment.succeeded',
+    ])
+    expect(deliveries.every((d) => d.status === 'pending' && d.attempts === 0)).toBe(true)
+    const jobs = await queuedJobs()
+    for (const delivery of deliveries) expect(jobs.has(delivery.id)).toBe(true)
+    const events = await ctx.get<{ items: { id: string; type: string }[] }>(
+      `/v1/events?object_id=${paymentId}`,
+    )
+    expect(new Set(deliveries.map((d) => d.event_id))).toEqual(
+      new Set(events.body.items.map((e) => e.id)),
+    )
+  })
+
+  test('sent signed with the endpoint secret: the body is the event as the API shows it', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    await payOffline()
+    const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    if (!delivery) throw new Error('no delivery')
+    expect(await deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry)).toBe(
+      'succeeded',
+    )
+    expect(received).toHaveLength(1)
+    const [request] = received
+    const signature = request?.headers[MERCHANT_SIGNATURE_HEADER]
+    expect(
+      verifyWebhookSignature(
+        String(endpoint.secret),
+        Buffer.from(request?.body ?? ''),
+        String(signature),
+        new Date(),
+      ),
+    ).toEqual({ ok: true })
+    expect(
+      verifyWebhookSignature(
+        'whsec_wrong',
+        Buffer.from(request?.body ?? ''),
+        String(signature),
+        new Date(),
+      ).ok,
+    ).toBe(false)
+    const event = await ctx.get(`/v1/events/${delivery.event_id}`)
+    expect(JSON.parse(request?.body ?? '')).toEqual(event.body)
+    const [after] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    expect(after).toMatchObject({ status: 'succeeded', attempts: 1, response_status: 200 })
+    expect(after?.delivered_at).not.toBeNull()
+    // Sent once: a job that runs again (a redelivered duplicate) sends nothing more.
+    expect(await deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry)).toBe(
+      'skipped',
+    )
+    expect(received).toHaveLength(1)
+  })
+
+  test('no 2xx: the try throws for graphile-worker to retry; the last try fails it; redeliver sends it again', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    await payOffline()
+    const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    if (!delivery) throw new Error('no delivery')
+    answer = 503
+    await expect(
+      deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry),
+    ).rejects.toThrow(/tried again later/)
+    expect((await deliveriesOf(`&endpoint_id=${endpoint.id}`))[0]).toMatchObject({
+      status: 'pending',
+      attempts: 1,
+      response_status: 503,
+      error_message: 'The endpoint answered 503',
+    })
+    expect(await deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, lastTry)).toBe(
+      'failed',
+    )
+    expect(
+      (await deliveriesOf(`&status=failed&endpoint_id=${endpoint.id}`)).map((d) => d.id),
+    ).toEqual([delivery.id])
+    await ctx.pool.query(
+      `delete from graphile_worker._private_jobs j using graphile_worker._private_tasks t
+        where t.id = j.task_id and t.identifier = 'deliver_merchant_webhook'`,
+    )
+    answer = 200
+    const again = await ctx.post<DeliveryBody>(`/v1/webhook_deliveries/${delivery.id}/redeliver`)
+    expect(again.status, again.text).toBe(202)
+    expect(again.body.status).toBe('pending')
+    expect((await queuedJobs()).has(delivery.id)).toBe(true)
+    expect(await deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry)).toBe(
+      'succeeded',
+    )
+    expect((await deliveriesOf(`&endpoint_id=${endpoint.id}`))[0]).toMatchObject({
+      status: 'succeeded',
+      attempts: 3,
+      error_message: null,
+    })
+  })
+
+  test('an endpoint that cannot be reached is retried with the reason recorded', async () => {
+    const endpoint = await register({
+      url: 'http://127.0.0.1:9/closed',
+      enabled_events: ['invoice.paid'],
+    })
+    await payOffline()
+    const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    if (!delivery) throw new Error('no delivery')
+    await expect(
+      deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry),
+    ).rejects.toThrow()
+    const [after] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    expect(after).toMatchObject({ status: 'pending', attempts: 1, response_status: null })
+    expect(after?.error_message).toMatch(/^No answer/)
+  })
+
+  test('a disabled endpoint gets no new deliveries, and one queued before is not sent', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    await payOffline()
+    const [queued] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    const disabled = await ctx.patch<EndpointBody>(`/v1/webhook_endpoints/${endpoint.id}`, {
+      status: 'disabled',
+    })
+    expect(disabled.body.status).toBe('disabled')
+    await payOffline()
+    expect(await deliveriesOf(`&endpoint_id=${endpoint.id}`)).toHaveLength(1)
+    expect(
+      await deliverMerchantWebhook(ctx.deps, { deliveryId: String(queued?.id) }, firstTry),
+    ).toBe('failed')
+    expect(received).toHaveLength(0)
+  })
+
+  test('a deleted endpoint takes its deliveries with it', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    await payOffline()
+    const [queued] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    expect((await ctx.delete(`/v1/webhook_endpoints/${endpoint.id}`)).status).toBe(200)
+    expect(await deliveriesOf(`&endpoint_id=${endpoint.id}`)).toHaveLength(0)
+    expect(
+      await deliverMerchantWebhook(ctx.deps, { deliveryId: String(queued?.id) }, firstTry),
+    ).toBe('skipped')
+    expect((await ctx.post(`/v1/webhook_deliveries/${queued?.id}/redeliver`)).status).toBe(404)
+  })
+
+  test('events of a rolled-back transaction make no delivery and queue no job', async () => {
+    await register()
+    const before = (await queuedJobs()).size
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        await recordEvents(trx, ctx.scope, new Date(), [
+          { type: 'payment.updated', objectType: 'payment', objectId: 'pay_x', data: {} },
+        ])
+        throw new Error('rolled back')
+      }),
+    ).rejects.toThrow('rolled back')
+    expect(await deliveriesOf()).toHaveLength(0)
+    expect((await queuedJobs()).size).toBe(before)
+  })
+
+  test("another environment's events go to its own endpoints only; its deliveries are not shown", async () => {
+    const endpoint = await register()
+    const live = { key: ctx.main.liveKey }
+    await inTransaction(ctx.db, (trx) =>
+      recordEvents(
+        trx,
+        { tenantId: ctx.main.tenant.id, environmentId: ctx.main.live.id },
+        new Date(),
+        [{ type: 'payment.updated', objectType: 'payment', objectId: 'pay_live', data: {} }],
+      ),
+    )
+    expect(await deliveriesOf(`&endpoint_id=${endpoint.id}`)).toHaveLength(0)
+    await payOffline()
+    const [mine] = await deliveriesOf()
+    const theirs = await ctx.get<{ items: unknown[] }>('/v1/webhook_deliveries', live)
+    expect(theirs.body.items).toHaveLength(0)
+    expect((await ctx.post(`/v1/webhook_deliveries/${mine?.id}/redeliver`, {}, live)).status).toBe(
+      404,
+    )
+  })
+
+  test('an endpoint changed outside this process is followed once its notification arrives', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    await payOffline()
+    expect(await deliveriesOf()).toHaveLength(1)
+    // As another process (or SQL) would: the trigger announces it, this process drops its copy.
+    await ctx.pool.query(`update webhook_endpoints set status = 'disabled' where id = $1`, [
+      endpoint.id,
+    ])
+    for (let i = 0; i < 200; i++) {
+      if ((await webhookEndpoints.enabled(ctx.db, ctx.main.test.id)).length === 0) break
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    await payOffline()
+    expect(await deliveriesOf()).toHaveLength(1)
+  })
+
+  test('the worker sends what a payment records, as it commits', async () => {
+    const endpoint = await register({ enabled_events: ['payment.succeeded'] })
+    const worker = await startWorker(ctx.deps, { connectionString: ctx.url, concurrency: 1 })
+    try {
+      const paymentId = await payOffline()
+      let deliveries: DeliveryBody[] = []
+      for (let i = 0; i < 500; i++) {
+        deliveries = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+        if (deliveries[0]?.status === 'succeeded') break
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      expect(deliveries).toHaveLength(1)
+      expect(deliveries[0]).toMatchObject({ status: 'succeeded', attempts: 1 })
+      expect(received).toHaveLength(1)
+      const sent = JSON.parse(received[0]?.body ?? '{}') as {
+        type: string
+        data: { object: { id: string } }
+      }
+      expect(sent.type).toBe('payment.succeeded')
+      expect(sent.data.object.id).toBe(paymentId)
+    } finally {
+      await worker.stop()
+    }
+  })
+})
