@@ -36,6 +36,7 @@ import { productRoutes } from './modules/products/routes.ts'
 import { subscriptionRoutes } from './modules/subscriptions/routes.ts'
 import { webhookEndpointRoutes } from './modules/webhook-endpoints/routes.ts'
 import { webhookRoutes } from './modules/webhooks/routes.ts'
+import { dashboardPages } from './web/dashboard.ts'
 import { paymentPages } from './web/payment-pages.ts'
 import { sandboxPages } from './web/sandbox-pages.ts'
 
@@ -156,6 +157,7 @@ export async function buildApp(
   await app.register(operationsRoutes(deps))
   await app.register(sandboxPages(deps))
   await app.register(paymentPages)
+  await app.register(dashboardPages(deps))
 
   const v1: FastifyPluginAsync = async (api) => {
     await api.register(apiKeyRoutes(deps))

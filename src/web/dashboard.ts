@@ -1,0 +1,441 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { AppDeps } from '../app.ts'
+import { escapeHtml } from './html.ts'
+
+/** The cookie that holds the signed-in API key, sealed (`SecretBox`): HttpOnly, SameSite=Strict. */
+export const DASHBOARD_COOKIE = 'payrail_dashboard'
+const SESSION_SECONDS = 8 * 60 * 60
+const PAGE_SIZE = 25
+
+type Row = Record<string, unknown>
+interface Listing {
+  items: Row[]
+  pagination: { total: number; limit: number; offset: number }
+}
+
+/** A column of a table: its heading and how a row shows in it (already escaped HTML). */
+interface Column {
+  heading: string
+  cell(row: Row): string
+}
+
+/**
+ * The merchant dashboard: sign in with an admin API key of an environment, then browse
+ * its payments, invoices, customers, events and webhook deliveries. Every view is a
+ * client of the public API (`app.inject` with the signed-in key), so it shows exactly
+ * what the API shows that key, scoped and checked the same way, and nothing else. The
+ * key is kept sealed in an HttpOnly, SameSite=Strict cookie for eight hours.
+ */
+export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
+  return async (app) => {
+    app.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string' },
+      (_request, body, done) => {
+        done(null, Object.fromEntries(new URLSearchParams(String(body))))
+      },
+    )
+    const config = { auth: false as const }
+    const schema = { hide: true }
+    const secure = deps.config.publicUrl.startsWith('https://')
+
+    const keyOf = (request: FastifyRequest): string | undefined => {
+      const sealed = cookieOf(request, DASHBOARD_COOKIE)
+      if (!sealed) return undefined
+      try {
+        return deps.secretBox.open(sealed)
+      } catch {
+        return undefined
+      }
+    }
+    const setSession = (reply: FastifyReply, value: string, maxAge: number) =>
+      reply.header(
+        'set-cookie',
+        `${DASHBOARD_COOKIE}=${value}; Path=/dashboard; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`,
+      )
+    const toLogin = (reply: FastifyReply) =>
+      setSession(reply, '', 0).redirect('/dashboard/login', 303)
+
+    /** The API's answer to GET `path` for the signed-in key; `undefined` when it no longer signs in. */
+    const api = async <T>(key: string, path: string): Promise<T | undefined> => {
+      const res = await app.inject({
+        method: 'GET',
+        url: path,
+        headers: { authorization: `Bearer ${key}` },
+      })
+      if (res.statusCode === 401 || res.statusCode === 403) return undefined
+      if (res.statusCode === 404) throw new DashboardNotFound()
+      if (res.statusCode >= 400) throw new Error(`${path}: ${res.statusCode}`)
+      return res.json() as T
+    }
+
+    /** A signed-in view: `render` builds the body from API answers. */
+    const view = (
+      path: string,
+      render: (ask: <T>(p: string) => Promise<T>, request: FastifyRequest) => Promise<string>,
+    ) =>
+      app.get(path, { config, schema }, async (request, reply) => {
+        const key = keyOf(request)
+        if (!key) return toLogin(reply)
+        const ask = async <T>(p: string): Promise<T> => {
+          const answer = await api<T>(key, p)
+          if (answer === undefined) throw new DashboardSignedOut()
+          return answer
+        }
+        try {
+          const body = await render(ask, request)
+          return html(reply, 200, layout(body))
+        } catch (error) {
+          if (error instanceof DashboardSignedOut) return toLogin(reply)
+          if (error instanceof DashboardNotFound)
+            return html(reply, 404, layout('<h1>Not found</h1><p>Nothing here with that id.</p>'))
+          throw error
+        }
+      })
+
+    app.get('/dashboard/login', { config, schema }, async (_request, reply) =>
+      html(reply, 200, loginPage()),
+    )
+    app.post<{ Body: Record<string, string | undefined> }>(
+      '/dashboard/login',
+      { config, schema },
+      async (request, reply) => {
+        const key = (request.body?.key ?? '').trim()
+        // An admin key: customer tokens and other roles cannot list the environment's keys.
+        const probe = key
+          ? await app.inject({
+              method: 'GET',
+              url: '/v1/api_keys?limit=1',
+              headers: { authorization: `Bearer ${key}` },
+            })
+          : undefined
+        if (probe?.statusCode !== 200) {
+          const status = probe?.statusCode === 403 ? 403 : 401
+          const message =
+            status === 403
+              ? 'This key cannot sign in to the dashboard: an admin key is needed.'
+              : 'That is not a valid API key.'
+          return html(reply, status, loginPage(message))
+        }
+        setSession(reply, deps.secretBox.seal(key), SESSION_SECONDS)
+        return reply.redirect('/dashboard', 303)
+      },
+    )
+    app.post('/dashboard/logout', { config, schema }, async (_request, reply) => toLogin(reply))
+
+    view('/dashboard', async (ask) => {
+      const [payments, invoices, customers, events] = await Promise.all([
+        ask<Listing>('/v1/payments?limit=10'),
+        ask<Listing>('/v1/invoices?limit=10'),
+        ask<Listing>('/v1/customers?limit=1'),
+        ask<Listing>('/v1/events?limit=10'),
+      ])
+      return `<h1>Overview</h1>
+<div class="cards">
+  ${card('Payments', payments.pagination.total, '/dashboard/payments')}
+  ${card('Invoices', invoices.pagination.total, '/dashboard/invoices')}
+  ${card('Customers', customers.pagination.total, '/dashboard/customers')}
+  ${card('Events', events.pagination.total, '/dashboard/events')}
+</div>
+<h2>Latest payments</h2>${table(PAYMENT_COLUMNS, payments.items)}
+<h2>Latest invoices</h2>${table(INVOICE_COLUMNS, invoices.items)}
+<h2>Latest events</h2>${table(EVENT_COLUMNS, events.items)}`
+    })
+
+    view('/dashboard/payments', async (ask, request) => {
+      const query = request.query as Record<string, string | undefined>
+      const status = query.status && /^[A-Z_]{1,30}$/.test(query.status) ? query.status : undefined
+      const offset = offsetOf(query)
+      const list = await ask<Listing>(
+        `/v1/payments?limit=${PAGE_SIZE}&offset=${offset}${status ? `&status=${status}` : ''}`,
+      )
+      const filters = PAYMENT_STATUSES.map((s) =>
+        s === status
+          ? `<strong>${s}</strong>`
+          : `<a href="/dashboard/payments?status=${s}">${s}</a>`,
+      ).join(' · ')
+      return `<h1>Payments</h1>
+<p class="filters"><a href="/dashboard/payments">All</a> · ${filters}</p>
+${table(PAYMENT_COLUMNS, list.items)}${pager('/dashboard/payments', list, status ? `status=${status}&` : '')}`
+    })
+
+    view('/dashboard/payments/:id', async (ask, request) => {
+      const { id } = request.params as { id: string }
+      const ref = encodeURIComponent(id)
+      const payment = await ask<Row>(`/v1/payments/${ref}`)
+      const [refunds, events] = await Promise.all([
+        ask<Listing>(`/v1/refunds?payment_id=${ref}&limit=100`),
+        ask<Listing>(`/v1/events?object_id=${ref}&limit=100`),
+      ])
+      const attempts = Array.isArray(payment.attempts) ? (payment.attempts as Row[]) : []
+      return `<h1>Payment ${text(payment.id)}</h1>
+${details(payment, PAYMENT_FIELDS)}
+<h2>Attempts</h2>${table(ATTEMPT_COLUMNS, attempts)}
+<h2>Refunds</h2>${table(REFUND_COLUMNS, refunds.items)}
+<h2>Events</h2>${table(EVENT_COLUMNS, events.items)}`
+    })
+
+    view('/dashboard/invoices', async (ask, request) => {
+      const list = await ask<Listing>(
+        `/v1/invoices?limit=${PAGE_SIZE}&offset=${offsetOf(request.query)}`,
+      )
+      return `<h1>Invoices</h1>${table(INVOICE_COLUMNS, list.items)}${pager('/dashboard/invoices', list)}`
+    })
+
+    view('/dashboard/customers', async (ask, request) => {
+      const list = await ask<Listing>(
+        `/v1/customers?limit=${PAGE_SIZE}&offset=${offsetOf(request.query)}`,
+      )
+      return `<h1>Customers</h1>${table(CUSTOMER_COLUMNS, list.items)}${pager('/dashboard/customers', list)}`
+    })
+
+    view('/dashboard/events', async (ask, request) => {
+      const list = await ask<Listing>(
+        `/v1/events?limit=${PAGE_SIZE}&offset=${offsetOf(request.query)}`,
+      )
+      return `<h1>Events</h1>${table(EVENT_COLUMNS, list.items)}${pager('/dashboard/events', list)}`
+    })
+
+    view('/dashboard/webhooks', async (ask, request) => {
+      const [endpoints, deliveries] = await Promise.all([
+        ask<Listing>('/v1/webhook_endpoints?limit=100'),
+        ask<Listing>(`/v1/webhook_deliveries?limit=${PAGE_SIZE}&offset=${offsetOf(request.query)}`),
+      ])
+      return `<h1>Webhooks</h1>
+<h2>Endpoints</h2>${table(ENDPOINT_COLUMNS, endpoints.items)}
+<h2>Deliveries</h2>${table(DELIVERY_COLUMNS, deliveries.items)}${pager('/dashboard/webhooks', deliveries)}`
+    })
+  }
+}
+
+class DashboardSignedOut extends Error {}
+class DashboardNotFound extends Error {}
+
+function html(reply: FastifyReply, status: number, body: string) {
+  return reply
+    .code(status)
+    .header('cache-control', 'no-store')
+    .header('x-frame-options', 'DENY')
+    .header(
+      'content-security-policy',
+      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    )
+    .type('text/html; charset=utf-8')
+    .send(body)
+}
+
+function cookieOf(request: FastifyRequest, name: string): string | undefined {
+  for (const part of (request.headers.cookie ?? '').split(';')) {
+    const [key, ...value] = part.trim().split('=')
+    if (key === name) return value.join('=') || undefined
+  }
+  return undefined
+}
+
+function offsetOf(query: unknown): number {
+  const raw = (query as Record<string, string | undefined>).offset
+  const offset = Number(raw)
+  return Number.isInteger(offset) && offset >= 0 && offset <= 1_000_000 ? offset : 0
+}
+
+/** Escaped text of an API value (`—` for none). */
+function text(value: unknown): string {
+  if (value === null || value === undefined || value === '') return '—'
+  return escapeHtml(typeof value === 'object' ? JSON.stringify(value) : String(value))
+}
+
+const field =
+  (name: string): Column['cell'] =>
+  (row) =>
+    text(row[name])
+const money: Column['cell'] = (row) =>
+  `${text(row.amount ?? row.total)} ${text(String(row.currency ?? '').toUpperCase())}`
+const status =
+  (name: string): Column['cell'] =>
+  (row) =>
+    `<span class="status">${text(row[name])}</span>`
+const link =
+  (base: string): Column['cell'] =>
+  (row) =>
+    `<a href="${base}/${encodeURIComponent(String(row.id))}">${text(row.id)}</a>`
+
+const PAYMENT_STATUSES = [
+  'INITIATED',
+  'PENDING',
+  'PROCESSING',
+  'SUCCEEDED',
+  'OVERPAID',
+  'FAILED',
+  'CANCELLED',
+  'REFUNDED',
+  'PARTIALLY_REFUNDED',
+]
+const PAYMENT_COLUMNS: Column[] = [
+  { heading: 'Payment', cell: link('/dashboard/payments') },
+  { heading: 'Amount', cell: money },
+  { heading: 'Status', cell: status('payment_status') },
+  { heading: 'Method', cell: field('payment_method_type') },
+  { heading: 'Gateway', cell: field('payment_gateway') },
+  { heading: 'Invoice', cell: field('destination_id') },
+  { heading: 'Created', cell: field('created_at') },
+]
+const PAYMENT_FIELDS = [
+  'payment_status',
+  'amount',
+  'amount_paid',
+  'amount_refunded',
+  'currency',
+  'payment_method_type',
+  'payment_gateway',
+  'destination_type',
+  'destination_id',
+  'customer_id',
+  'gateway_tracking_id',
+  'payment_url',
+  'status_code',
+  'error_message',
+  'created_at',
+  'succeeded_at',
+  'failed_at',
+]
+const ATTEMPT_COLUMNS: Column[] = [
+  { heading: 'Attempt', cell: field('id') },
+  { heading: 'Status', cell: status('status') },
+  { heading: 'Error', cell: (row) => `${text(row.error_code)} ${text(row.error_message)}` },
+  { heading: 'Created', cell: field('created_at') },
+]
+const REFUND_COLUMNS: Column[] = [
+  { heading: 'Refund', cell: field('id') },
+  { heading: 'Amount', cell: money },
+  { heading: 'Status', cell: status('status') },
+  { heading: 'Reason', cell: field('reason') },
+  { heading: 'Note', cell: field('failure_message') },
+  { heading: 'Created', cell: field('created_at') },
+]
+const INVOICE_COLUMNS: Column[] = [
+  { heading: 'Invoice', cell: field('id') },
+  { heading: 'Number', cell: field('number') },
+  { heading: 'Customer', cell: field('customer_id') },
+  { heading: 'Total', cell: money },
+  { heading: 'Remaining', cell: field('amount_remaining') },
+  { heading: 'Status', cell: status('invoice_status') },
+  { heading: 'Payment', cell: status('payment_status') },
+  { heading: 'Created', cell: field('created_at') },
+]
+const CUSTOMER_COLUMNS: Column[] = [
+  { heading: 'Customer', cell: field('id') },
+  { heading: 'Name', cell: field('name') },
+  { heading: 'Email', cell: field('email') },
+  { heading: 'External id', cell: field('external_id') },
+  { heading: 'Created', cell: field('created_at') },
+]
+const EVENT_COLUMNS: Column[] = [
+  { heading: 'Event', cell: field('id') },
+  { heading: 'Type', cell: field('type') },
+  { heading: 'Object', cell: field('object_id') },
+  { heading: 'Created', cell: field('created_at') },
+]
+const ENDPOINT_COLUMNS: Column[] = [
+  { heading: 'Endpoint', cell: field('id') },
+  { heading: 'URL', cell: field('url') },
+  {
+    heading: 'Events',
+    cell: (row) => text((row.enabled_events as string[] | undefined)?.join(', ')),
+  },
+  { heading: 'Status', cell: status('status') },
+]
+const DELIVERY_COLUMNS: Column[] = [
+  { heading: 'Delivery', cell: field('id') },
+  { heading: 'Event', cell: field('event_type') },
+  { heading: 'Endpoint', cell: field('endpoint_id') },
+  { heading: 'Status', cell: status('status') },
+  { heading: 'Tries', cell: field('attempts') },
+  { heading: 'Answer', cell: (row) => `${text(row.response_status)} ${text(row.error_message)}` },
+  { heading: 'Created', cell: field('created_at') },
+]
+
+function table(columns: Column[], rows: Row[]): string {
+  if (rows.length === 0) return '<p class="empty">None yet.</p>'
+  const head = columns.map((c) => `<th>${escapeHtml(c.heading)}</th>`).join('')
+  const body = rows
+    .map((row) => `<tr>${columns.map((c) => `<td>${c.cell(row)}</td>`).join('')}</tr>`)
+    .join('\n')
+  return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`
+}
+
+function details(row: Row, fields: string[]): string {
+  return `<dl>${fields.map((f) => `<dt>${escapeHtml(f)}</dt><dd>${text(row[f])}</dd>`).join('')}</dl>`
+}
+
+function card(label: string, total: number, href: string): string {
+  return `<a class="card" href="${href}"><span>${escapeHtml(label)}</span><strong>${total}</strong></a>`
+}
+
+function pager(base: string, list: Listing, query = ''): string {
+  const { total, limit, offset } = list.pagination
+  const links: string[] = []
+  if (offset > 0)
+    links.push(`<a href="${base}?${query}offset=${Math.max(0, offset - limit)}">← Newer</a>`)
+  if (offset + limit < total)
+    links.push(`<a href="${base}?${query}offset=${offset + limit}">Older →</a>`)
+  const shown = list.items.length === 0 ? 0 : offset + 1
+  return `<p class="pager">${shown}–${offset + list.items.length} of ${total} ${links.join(' ')}</p>`
+}
+
+const NAV = [
+  ['Overview', '/dashboard'],
+  ['Payments', '/dashboard/payments'],
+  ['Invoices', '/dashboard/invoices'],
+  ['Customers', '/dashboard/customers'],
+  ['Events', '/dashboard/events'],
+  ['Webhooks', '/dashboard/webhooks'],
+]
+
+const STYLE = `
+  body { font-family: system-ui, sans-serif; background: #f6f7f9; color: #1a1f36; margin: 0; }
+  header { background: #1a1f36; color: #fff; padding: 12px 24px; display: flex; gap: 18px; align-items: center; }
+  header a { color: #c7d2fe; text-decoration: none; } header strong { margin-right: 12px; }
+  header form { margin-left: auto; } header button { background: none; border: 1px solid #c7d2fe; color: #c7d2fe;
+    border-radius: 4px; padding: 4px 10px; cursor: pointer; }
+  main { max-width: 1200px; margin: 24px auto; padding: 0 24px; }
+  h1 { font-size: 22px; } h2 { font-size: 16px; margin-top: 28px; }
+  table { width: 100%; border-collapse: collapse; background: #fff; font-size: 13px; }
+  th, td { text-align: left; padding: 8px 10px; border-bottom: 1px solid #e3e8ee; word-break: break-all; }
+  th { background: #f0f2f5; font-weight: 600; }
+  .status { font-size: 12px; background: #eef2ff; padding: 2px 6px; border-radius: 4px; }
+  .cards { display: flex; gap: 16px; } .card { flex: 1; background: #fff; padding: 16px; border-radius: 8px;
+    text-decoration: none; color: inherit; box-shadow: 0 1px 4px rgba(0,0,0,.06); }
+  .card span { display: block; color: #697386; font-size: 13px; } .card strong { font-size: 24px; }
+  dl { display: grid; grid-template-columns: 220px 1fr; background: #fff; padding: 12px; font-size: 13px; }
+  dt { color: #697386; } dd { margin: 0 0 6px; word-break: break-all; }
+  .pager, .filters, .empty { font-size: 13px; color: #4f566b; }
+  .login { max-width: 420px; margin: 64px auto; background: #fff; border-radius: 12px; padding: 28px; }
+  .login input { width: 100%; box-sizing: border-box; padding: 10px; margin: 8px 0; }
+  .login button { width: 100%; padding: 10px; background: #635bff; color: #fff; border: 0; border-radius: 6px; }
+  .error { background: #fde8e8; color: #9b1c1c; padding: 10px; border-radius: 6px; }
+`
+
+function layout(body: string): string {
+  const nav = NAV.map(([label, href]) => `<a href="${href}">${label}</a>`).join('')
+  return document(
+    `<header><strong>Payrail</strong>${nav}<form method="post" action="/dashboard/logout"><button>Sign out</button></form></header>
+<main>${body}</main>`,
+  )
+}
+
+function loginPage(error?: string): string {
+  return document(`<div class="login"><h1>Payrail dashboard</h1>
+${error ? `<p class="error">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="/dashboard/login">
+<label for="key">Admin API key of the environment</label>
+<input id="key" name="key" type="password" autocomplete="off" placeholder="sk_test_…" required>
+<button>Sign in</button>
+</form></div>`)
+}
+
+function document(body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Payrail</title><style>${STYLE}</style></head>
+<body>${body}</body></html>`
+}

@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { DASHBOARD_COOKIE } from '../../src/web/dashboard.ts'
+import { createTestContext, type TestContext } from '../harness.ts'
+import { createPayment, invoiceToPay } from '../payments-helpers.ts'
+
+let ctx: TestContext
+let paymentId: string
+
+beforeAll(async () => {
+  ctx = await createTestContext()
+  const { invoice } = await invoiceToPay(ctx, { name: '<script>alert("x")</script>' })
+  const paid = await createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'OFFLINE',
+    amount: invoice.amount_due,
+  })
+  paymentId = paid.body.id
+  const refund = await ctx.post(`/v1/payments/${paymentId}/refunds`, { amount: '1.00' })
+  expect(refund.status, refund.text).toBe(201)
+})
+afterAll(() => ctx.close())
+
+async function signIn(key: string) {
+  return ctx.app.inject({
+    method: 'POST',
+    url: '/dashboard/login',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ key }).toString(),
+  })
+}
+
+/** The session cookie a sign-in with `key` sets: `name=value`. */
+async function sessionOf(key: string): Promise<string> {
+  const res = await signIn(key)
+  expect(res.statusCode, res.body).toBe(303)
+  return String(res.headers['set-cookie']).split(';')[0] as string
+}
+
+const open = (url: string, cookie?: string) =>
+  ctx.app.inject({ method: 'GET', url, headers: cookie ? { cookie } : {} })
+
+describe('signing in', () => {
+  test('without a session every page sends to the login form', async () => {
+    for (const url of ['/dashboard', '/dashboard/payments', `/dashboard/payments/${paymentId}`]) {
+      const res = await open(url)
+      expect(res.statusCode).toBe(303)
+      expect(res.headers.location).toBe('/dashboard/login')
+    }
+    const form = await open('/dashboard/login')
+    expect(form.statusCode).toBe(200)
+    expect(form.body).toContain('<form method="post" action="/dashboard/login">')
+  })
+
+  test('a wrong key is 401 and sets nothing; a customer token is 403', async () => {
+    const wrong = await signIn('sk_test_nope')
+    expect(wrong.statusCode).toBe(401)
+    expect(wrong.headers['set-cookie']).toBeUndefined()
+    expect(wrong.body).toContain('not a valid API key')
+    const customers = await ctx.get<{ items: { id: string }[] }>('/v1/customers?limit=1')
+    const token = await ctx.post<{ token: string }>(
+      `/v1/customers/${customers.body.items[0]?.id}/tokens`,
+      {},
+    )
+    expect(token.status, token.text).toBe(201)
+    const refused = await signIn(token.body.token)
+    expect(refused.statusCode).toBe(403)
+    expect(refused.headers['set-cookie']).toBeUndefined()
+  })
+
+  test('an admin key signs in: an HttpOnly, SameSite=Strict cookie that does not hold the key', async () => {
+    const res = await signIn(ctx.main.key)
+    expect(res.statusCode).toBe(303)
+    expect(res.headers.location).toBe('/dashboard')
+    const cookie = String(res.headers['set-cookie'])
+    expect(cookie).toMatch(new RegExp(`^${DASHBOARD_COOKIE}=`))
+    expect(cookie).toContain('HttpOnly')
+    expect(cookie).toContain('SameSite=Strict')
+    expect(cookie).toContain('Path=/dashboard')
+    expect(cookie).not.toContain(ctx.main.key)
+  })
+
+  test('a tampered cookie, or one whose key was revoked, sends back to the login form', async () => {
+    const tampered = await open('/dashboard', `${DASHBOARD_COOKIE}=v1.abc.def.ghi`)
+    expect(tampered.statusCode).toBe(303)
+    const created = await ctx.post<{ id: string; key: string }>('/v1/api_keys', {
+      name: 'dashboard',
+    })
+    expect(created.status, created.text).toBe(201)
+    const cookie = await sessionOf(created.body.key)
+    expect((await open('/dashboard', cookie)).statusCode).toBe(200)
+    expect((await ctx.delete(`/v1/api_keys/${created.body.id}`)).status).toBeLessThan(300)
+    const after = await open('/dashboard', cookie)
+    expect(after.statusCode).toBe(303)
+    expect(after.headers.location).toBe('/dashboard/login')
+  })
+
+  test('signing out clears the cookie', async () => {
+    const res = await ctx.app.inject({ method: 'POST', url: '/dashboard/logout' })
+    expect(res.statusCode).toBe(303)
+    expect(String(res.headers['set-cookie'])).toContain('Max-Age=0')
+  })
+})
+
+describe('pages', () => {
+  test('the overview shows the environment totals and its latest payment', async () => {
+    const res = await open('/dashboard', await sessionOf(ctx.main.key))
+    expect(res.statusCode).toBe(200)
+    expect(res.headers['content-security-policy']).toContain("default-src 'none'")
+    expect(res.headers['cache-control']).toBe('no-store')
+    expect(res.body).toContain(paymentId)
+  })
+
+  test('payments filter by status; a payment shows its attempts, refunds and events', async () => {
+    const cookie = await sessionOf(ctx.main.key)
+    const refunded = await open('/dashboard/payments?status=PARTIALLY_REFUNDED', cookie)
+    expect(refunded.body).toContain(paymentId)
+    const failed = await open('/dashboard/payments?status=FAILED', cookie)
+    expect(failed.body).not.toContain(paymentId)
+    const one = await open(`/dashboard/payments/${paymentId}`, cookie)
+    expect(one.statusCode).toBe(200)
+    expect(one.body).toContain('PARTIALLY_REFUNDED')
+    expect(one.body).toContain('1.00')
+    expect(one.body).toContain('payment.succeeded')
+    const missing = await open('/dashboard/payments/pay_missing', cookie)
+    expect(missing.statusCode).toBe(404)
+  })
+
+  test('what customers typed is shown escaped', async () => {
+    const res = await open('/dashboard/customers', await sessionOf(ctx.main.key))
+    expect(res.statusCode).toBe(200)
+    expect(res.body).not.toContain('<script>alert')
+    expect(res.body).toContain('&#60;script&#62;alert')
+  })
+
+  test('invoices, events and webhooks pages answer', async () => {
+    const cookie = await sessionOf(ctx.main.key)
+    for (const url of ['/dashboard/invoices', '/dashboard/events', '/dashboard/webhooks']) {
+      const res = await open(url, cookie)
+      expect(res.statusCode, url).toBe(200)
+    }
+  })
+
+  test('another environment key sees its own environment only', async () => {
+    const live = await open(`/dashboard/payments/${paymentId}`, await sessionOf(ctx.main.liveKey))
+    expect(live.statusCode).toBe(404)
+    const list = await open('/dashboard/payments', await sessionOf(ctx.main.liveKey))
+    expect(list.body).not.toContain(paymentId)
+  })
+})
