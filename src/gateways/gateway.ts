@@ -197,7 +197,7 @@ export interface NormalizedEvent {
 
 export type WebhookParse =
   | { ok: true; events: NormalizedEvent[] }
-  | { ok: false; status: 400 | 401 | 404; reason: string }
+  | { ok: false; status: 400 | 401 | 404 | 502; reason: string }
 
 export interface RawWebhook {
   body: Buffer

@@ -140,6 +140,32 @@ describe('BitPay, against the emulator', () => {
     })
   })
 
+  test('an IPN that BitPay cannot be asked about is 502, for BitPay to send again; then it applies', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    const ipn = () =>
+      ctx.app.inject({
+        method: 'POST',
+        url: `/v1/webhooks/bitpay/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify({ id: payment.gateway_tracking_id }),
+      })
+    // Asked back about an IPN, BitPay does not answer (a reset connection): 502, nothing applied.
+    bitpay.timeoutNext({ ms: 0 })
+    const refused = await ipn()
+    expect(refused.statusCode).toBe(502)
+    expect((refused.json() as ErrorBody).error.code).toBe('gateway_error')
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+    // BitPay's own IPN finds it answering 503: refused with a 502, BitPay sends it again, applied.
+    const before = bitpay.deliveries.length
+    bitpay.failNext({ status: 503 })
+    bitpay.pay(String(payment.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    const tries = bitpay.deliveries.slice(before).map((d) => d.status)
+    expect(tries).toEqual([502, 200])
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
+  })
+
   test('duplicate and out-of-order IPNs leave the same final state', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await cryptoPayment(invoice.id)

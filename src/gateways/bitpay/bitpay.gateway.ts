@@ -54,6 +54,8 @@ export const bitpayGateway: Gateway = {
     const invoiceId = invoiceIdOf(raw.body)
     if (!invoiceId) return { ok: false, status: 400, reason: 'not a BitPay notification' }
     const invoice = await fetchInvoice(ctx, invoiceId)
+    if (invoice === UNREACHABLE)
+      return { ok: false, status: 502, reason: 'BitPay could not be asked about the invoice' }
     if (!invoice)
       return { ok: false, status: 400, reason: `BitPay does not know invoice ${invoiceId}` }
     const update = updateFromInvoice(invoice)
@@ -70,13 +72,25 @@ export const bitpayGateway: Gateway = {
   },
 }
 
-/** The invoice as BitPay has it now: `GET /invoices/:id?token=`. */
+const UNREACHABLE = 'unreachable'
+
+/**
+ * The invoice as BitPay has it now: `GET /invoices/:id?token=`. `UNREACHABLE` when BitPay
+ * did not answer (a refused connection, a timeout, a 5xx): the notification is then
+ * refused with a 502, so that BitPay sends it again, instead of being lost as unknown.
+ */
 async function fetchInvoice(ctx: GatewayContext, id: string) {
   const url = `${baseUrl(ctx)}/invoices/${encodeURIComponent(id)}?token=${encodeURIComponent(token(ctx))}`
-  const response = await fetch(url, {
-    headers: { 'x-accept-version': '2.0.0' },
-    signal: AbortSignal.timeout(15_000),
-  })
+  let response: Response
+  try {
+    response = await fetch(url, {
+      headers: { 'x-accept-version': '2.0.0' },
+      signal: AbortSignal.timeout(15_000),
+    })
+  } catch {
+    return UNREACHABLE
+  }
+  if (response.status >= 500 || response.status === 429) return UNREACHABLE
   if (!response.ok) return undefined
   return readBitpayInvoice(await response.json().catch(() => null))
 }

@@ -50,12 +50,15 @@ export async function handleInboundWebhook(
   })
   const parsed = await gateway.parseWebhook(ctx, raw)
   if (!parsed.ok) {
+    // 502: the provider could not be asked to confirm it; a 5xx makes it send the notification again.
     const code =
       parsed.status === 404
         ? 'not_found'
         : parsed.status === 401
           ? 'unauthorized'
-          : 'validation_error'
+          : parsed.status === 502
+            ? 'gateway_error'
+            : 'validation_error'
     throw new AppError(code, `Webhook refused: ${parsed.reason}`, { gateway: gateway.name })
   }
   const handled: HandledEvent[] = []
