@@ -90,3 +90,26 @@ function parseSort<F extends string>(
   }
   return { field, direction: descending ? 'desc' : 'asc' }
 }
+
+/**
+ * A list's page of rows a route already holds in full (an environment's few gateway
+ * connections, a customer's saved cards), with the same date range, order (by creation,
+ * ties by id) and pagination as a list the database pages.
+ */
+export function pageInMemory<T extends { id: string; created_at: Date }>(
+  rows: T[],
+  request: ListRequest<'created_at'>,
+): { items: T[]; total: number } {
+  const { from, to } = request.created
+  const sign = request.sort.direction === 'asc' ? 1 : -1
+  const kept = rows
+    .filter((row) => (!from || row.created_at >= from) && (!to || row.created_at <= to))
+    .sort(
+      (a, b) =>
+        sign *
+        (a.created_at.getTime() - b.created_at.getTime() ||
+          (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+    )
+  const { offset, limit } = request.page
+  return { items: kept.slice(offset, offset + limit), total: kept.length }
+}

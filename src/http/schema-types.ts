@@ -21,7 +21,9 @@ export const Metadata = Type.Record(
   Type.String({ maxLength: 500 }),
   {
     maxProperties: 50,
-    description: 'String-to-string map (at most 50 keys)',
+    // A record's key schema becomes `patternProperties`, which checks no length: the keys'.
+    propertyNames: { minLength: 1, maxLength: 40 },
+    description: 'String-to-string map (at most 50 keys of 1 to 40 characters)',
   },
 )
 

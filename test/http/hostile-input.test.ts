@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { jsonNestingExceeds, MAX_JSON_DEPTH } from '../../src/http/json-body.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
-import { invoiceToPay } from '../payments-helpers.ts'
+import {
+  createPayment,
+  getPayment,
+  invoiceToPay,
+  type PaymentBody,
+  sessionOf,
+  submitCard,
+} from '../payments-helpers.ts'
 
 let ctx: TestContext
 beforeAll(async () => {
@@ -80,5 +87,106 @@ describe("the router's refusals keep the error shape", () => {
     expect(res.status).toBe(400)
     expect(res.body.error.code).toBe('validation_error')
     expect(res.body.error.message).toMatch(message)
+  })
+})
+
+describe('values that were accepted and should not be', () => {
+  test('metadata keys must be 1 to 40 characters', async () => {
+    for (const key of ['', 'k'.repeat(41)]) {
+      const res = await ctx.post<ErrorBody>('/v1/customers', {
+        name: 'Meta',
+        email: 'meta@example.com',
+        metadata: { [key]: 'v' },
+      })
+      expect(res.status, JSON.stringify(key)).toBe(400)
+      expect(res.body.error.code).toBe('validation_error')
+    }
+    const ok = await ctx.post('/v1/customers', {
+      name: 'Meta',
+      email: 'meta@example.com',
+      metadata: { ['k'.repeat(40)]: 'v' },
+    })
+    expect(ok.status).toBe(201)
+  })
+
+  test.each([['javascript:alert(1)'], ['ftp://example.com/x'], ['data:text/html,hi']])(
+    'success_url and cancel_url %s are 400: a customer is only sent back to http(s)',
+    async (url) => {
+      const { invoice } = await invoiceToPay(ctx)
+      for (const field of ['success_url', 'cancel_url']) {
+        const res = await createPayment(ctx, {
+          destination_id: invoice.id,
+          payment_method_type: 'PAYMENT_LINK',
+          payment_gateway: 'sandbox',
+          amount: invoice.amount_due,
+          [field]: url,
+        })
+        expect(res.status, field).toBe(400)
+      }
+    },
+  )
+
+  test.each([
+    ['13', '2030'],
+    ['0', '2030'],
+    ['ab', 'cd'],
+    ['12', 'cd'],
+  ])(
+    'a sandbox card expiring %s/%s is refused on the page; nothing is paid',
+    async (month, year) => {
+      const { invoice } = await invoiceToPay(ctx)
+      const link = await createPayment(ctx, {
+        destination_id: invoice.id,
+        payment_method_type: 'PAYMENT_LINK',
+        payment_gateway: 'sandbox',
+        amount: invoice.amount_due,
+      })
+      const res = await submitCard(
+        ctx,
+        sessionOf(link.body as PaymentBody),
+        '4242424242424242',
+        month,
+        year,
+      )
+      expect(res.statusCode).toBe(400)
+      expect(res.headers['content-type']).toContain('text/html')
+      expect(res.body).toContain('expiration date')
+      expect((await getPayment(ctx, link.body.id)).payment_status).toBe('PENDING')
+    },
+  )
+})
+
+describe('every list takes the list query', () => {
+  test.each([
+    ['/v1/gateway_connections?limit=abc'],
+    ['/v1/gateway_connections?limit=0'],
+    ['/v1/gateway_connections?offset=-5'],
+    ['/v1/api_keys?from_date=abc'],
+    ['/v1/api_keys?sort=bogus'],
+  ])('%s is 400', async (url) => {
+    const res = await ctx.get<ErrorBody>(url)
+    expect(res.status).toBe(400)
+    expect(res.body.error.code).toBe('validation_error')
+  })
+
+  test("a customer's payment methods page like any list", async () => {
+    const { customer } = await invoiceToPay(ctx)
+    const bad = await ctx.get(`/v1/customers/${customer.id}/payment_methods?limit=1001`)
+    expect(bad.status).toBe(400)
+    const ok = await ctx.get<{ pagination: { total: number; limit: number; offset: number } }>(
+      `/v1/customers/${customer.id}/payment_methods?limit=5&offset=0`,
+    )
+    expect(ok.status).toBe(200)
+    expect(ok.body.pagination).toEqual({ total: 0, limit: 5, offset: 0 })
+  })
+
+  test('API keys take a date range and a sort', async () => {
+    const all = await ctx.get<{ items: { id: string }[] }>('/v1/api_keys?sort=created_at')
+    expect(all.status).toBe(200)
+    const none = await ctx.get<{ items: unknown[]; pagination: { total: number } }>(
+      '/v1/api_keys?to_date=2000-01-01T00:00:00Z',
+    )
+    expect(none.body.pagination.total).toBe(0)
+    expect(all.body.items.length).toBeGreaterThan(0)
   })
 })

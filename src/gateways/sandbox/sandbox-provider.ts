@@ -119,6 +119,14 @@ export async function submitCard(
     return { kind: 'invalid', session, message: 'Your card number is incorrect.' }
   const now = ctx.clock.now()
   if (
+    !Number.isInteger(card.expMonth) ||
+    card.expMonth < 1 ||
+    card.expMonth > 12 ||
+    !Number.isInteger(card.expYear)
+  ) {
+    return { kind: 'invalid', session, message: "Your card's expiration date is incorrect." }
+  }
+  if (
     card.expYear < now.getUTCFullYear() ||
     (card.expYear === now.getUTCFullYear() && card.expMonth < now.getUTCMonth() + 1)
   ) {

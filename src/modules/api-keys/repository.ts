@@ -1,6 +1,7 @@
 import type { Db } from '../../db/client.ts'
 import type { ApiKey, EnvironmentType, NewApiKey, Role } from '../../db/database.ts'
-import type { Page } from '../../http/pagination.ts'
+import { fetchPage } from '../../db/list.ts'
+import type { ListRequest } from '../../http/list-query.ts'
 
 export interface ApiKeyWithEnvironment extends ApiKey {
   environment_type: EnvironmentType
@@ -39,23 +40,17 @@ export async function findApiKey(
 export async function listApiKeys(
   db: Db,
   environmentId: string,
-  page: Page,
+  request: ListRequest<'created_at'>,
 ): Promise<{ items: ApiKey[]; total: number }> {
-  const base = db
-    .selectFrom('api_keys')
-    .where('environment_id', '=', environmentId)
-    .where('role', '=', 'admin')
-  const [items, count] = await Promise.all([
-    base
+  return fetchPage(
+    db
+      .selectFrom('api_keys')
       .selectAll()
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .limit(page.limit)
-      .offset(page.offset)
-      .execute(),
-    base.select((eb) => eb.fn.countAll<bigint>().as('n')).executeTakeFirstOrThrow(),
-  ])
-  return { items, total: Number(count.n) }
+      .where('environment_id', '=', environmentId)
+      .where('role', '=', 'admin'),
+    'api_keys',
+    request,
+  )
 }
 
 export async function revokeApiKey(

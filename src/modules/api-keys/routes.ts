@@ -4,7 +4,8 @@ import type { AppDeps } from '../../app.ts'
 import { validationError } from '../../core/errors.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
-import { PaginatedSchema, PaginationQuery, pageFrom, paginated } from '../../http/pagination.ts'
+import { ListQuery, listRequestFrom } from '../../http/list-query.ts'
+import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import {
   ApiKeyParams,
   ApiKeySchema,
@@ -52,14 +53,17 @@ export function apiKeyRoutes(deps: AppDeps): FastifyPluginAsync {
         schema: {
           tags,
           summary: "List this environment's API keys (never their secrets)",
-          querystring: PaginationQuery,
+          querystring: ListQuery({}),
           response: { 200: PaginatedSchema(ApiKeySchema), '4xx': ErrorResponse },
         },
       },
       async (request) => {
-        const page = pageFrom(request.query)
-        const { items, total } = await listKeys(deps.db, principalOf(request), page)
-        return paginated(items.map(toApiKeyResponse), total, page)
+        const list = listRequestFrom(request.query, ['created_at'] as const, {
+          field: 'created_at',
+          direction: 'desc',
+        })
+        const { items, total } = await listKeys(deps.db, principalOf(request), list)
+        return paginated(items.map(toApiKeyResponse), total, list.page)
       },
     )
 

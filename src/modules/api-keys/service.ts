@@ -6,7 +6,7 @@ import type { Principal, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { ApiKey, EnvironmentType, Role } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
-import type { Page } from '../../http/pagination.ts'
+import type { ListRequest } from '../../http/list-query.ts'
 import type { ApiKeyCache } from './cache.ts'
 import {
   findApiKey,
@@ -101,8 +101,8 @@ export async function authenticate(
   }
 }
 
-export async function listKeys(db: Db, scope: Scope, page: Page) {
-  return listApiKeys(db, scope.environmentId, page)
+export async function listKeys(db: Db, scope: Scope, request: ListRequest<'created_at'>) {
+  return listApiKeys(db, scope.environmentId, request)
 }
 
 export async function getKey(db: Db, scope: Scope, id: string): Promise<ApiKey> {

@@ -5,7 +5,7 @@ import type { AppDeps } from '../../app.ts'
 import { normalizeCurrency } from '../../core/money.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
-import { listRequestFrom } from '../../http/list-query.ts'
+import { ListQuery, listRequestFrom, pageInMemory } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import { IdParams } from '../../http/schema-types.ts'
 import { listTransactions } from '../balances/service.ts'
@@ -136,17 +136,26 @@ export function customerRoutes(deps: AppDeps): FastifyPluginAsync {
           tags,
           summary: "List a customer's saved payment methods",
           params: IdParams,
+          querystring: ListQuery({}),
           response: { 200: PaginatedSchema(PaymentMethodSchema), ...errors },
         },
       },
       async (request) => {
         const scope = principalOf(request)
+        const list = listRequestFrom(request.query, ['created_at'] as const, {
+          field: 'created_at',
+          direction: 'desc',
+        })
         const customer = await getCustomer(deps.db, scope, request.params.id)
-        const methods = await paymentMethodsOf(deps.db, scope, customer.id)
-        const items = methods.map((m) =>
-          toPaymentMethodResponse(m, customer.default_payment_method_id),
+        const { items, total } = pageInMemory(
+          await paymentMethodsOf(deps.db, scope, customer.id),
+          list,
         )
-        return paginated(items, items.length, { limit: Math.max(items.length, 1), offset: 0 })
+        return paginated(
+          items.map((m) => toPaymentMethodResponse(m, customer.default_payment_method_id)),
+          total,
+          list.page,
+        )
       },
     )
 

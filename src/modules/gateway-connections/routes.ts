@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { AppDeps } from '../../app.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
+import { ListQuery, listRequestFrom, pageInMemory } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import { IdParams } from '../../http/schema-types.ts'
 import {
@@ -49,12 +50,21 @@ export function gatewayConnectionRoutes(deps: AppDeps): FastifyPluginAsync {
         schema: {
           tags,
           summary: 'List gateway connections',
+          querystring: ListQuery({}),
           response: { 200: PaginatedSchema(ConnectionSchema), ...errors },
         },
       },
       async (request) => {
-        const items = (await listGatewayConnections(deps, principalOf(request))).map(show)
-        return paginated(items, items.length, { limit: Math.max(items.length, 1), offset: 0 })
+        const list = listRequestFrom(request.query, ['created_at'] as const, {
+          field: 'created_at',
+          direction: 'desc',
+        })
+        const opened = await listGatewayConnections(deps, principalOf(request))
+        const { items, total } = pageInMemory(
+          opened.map((o) => ({ ...o, id: o.connection.id, created_at: o.connection.created_at })),
+          list,
+        )
+        return paginated(items.map(show), total, list.page)
       },
     )
     app.patch(

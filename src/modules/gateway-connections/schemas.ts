@@ -7,6 +7,7 @@ const Settings = Type.Object(
     base_url: Type.Optional(
       Type.String({
         format: 'uri',
+        pattern: '^https?://',
         description: "Override the provider's API base (a local emulator)",
       }),
     ),

@@ -31,6 +31,7 @@ import {
   toPaymentResponse,
   toRefundResponse,
   UpdatePaymentBody,
+  Url,
 } from './schemas.ts'
 import {
   attemptsByPayment,
@@ -48,7 +49,6 @@ const tags = ['Payments']
 const errors = { '4xx': ErrorResponse, '5xx': ErrorResponse }
 const customerToo = { roles: ['admin', 'user'] as const }
 
-const Url = Type.String({ format: 'uri', maxLength: 2000 })
 const PayBody = Type.Object({
   payment_method_type: PaymentMethodTypeSchema,
   payment_gateway: Type.Optional(Type.String({ maxLength: 40 })),

@@ -21,7 +21,8 @@ export const PaymentMethodTypeSchema = Type.Union([
   Type.Literal('EXTERNAL'),
 ])
 
-const Url = Type.String({ format: 'uri', maxLength: 2000 })
+/** Where a customer is sent back: an http(s) URL (a `javascript:` or `ftp:` one is refused). */
+export const Url = Type.String({ format: 'uri', pattern: '^https?://', maxLength: 2000 })
 
 /** `POST /v1/payments`: Flexprice's request, field for field. */
 export const CreatePaymentBody = Type.Object({
