@@ -165,6 +165,13 @@ export interface PaymentUpdate {
     | {
         /** Payrail's refund id when the provider echoes it back (refund metadata). */
         refundId?: string | undefined
+        /**
+         * The provider echoes none of Payrail's ids on its refunds (Checkout.com): a report
+         * that comes before the refund call's answer may be matched by amount. A provider
+         * that does echo them (Stripe's metadata) reports a refund without one only when
+         * Payrail did not make it (its dashboard), and that is never matched to Payrail's.
+         */
+        matchByAmount?: boolean | undefined
         gatewayRefundId: string
         status: 'succeeded' | 'failed'
         amount: bigint

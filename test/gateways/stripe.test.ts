@@ -1,3 +1,4 @@
+import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { gatewayContext } from '../../src/gateways/registry.ts'
 import { stripeGateway } from '../../src/gateways/stripe/stripe.gateway.ts'
@@ -232,6 +233,36 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     const [job] = await askAgainJob(lost.body.id)
     expect(await askRefundAgain(ctx.deps, job?.payload)).toBe('succeeded')
     expect(refundedAtStripe(String(after.gateway_payment_id))).toBe(3000)
+  })
+
+  test("a refund made in Stripe's dashboard is never taken for Payrail's pending one of the same amount", async () => {
+    const { payment } = await paidLink()
+    const intentId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
+    emulator.setWebhookDelivery('manual')
+    emulator.timeoutNext({
+      count: 3,
+      mode: 'destroy',
+      pathPrefix: '/v1/refunds',
+      afterProcessing: true,
+    })
+    const mine = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '40.00',
+    })
+    expect(mine.body).toMatchObject({ status: 'pending', gateway_refund_id: null })
+    emulator.clearFaults()
+    // Someone refunds 40.00 in Stripe's dashboard: no payrail_refund_id in its metadata.
+    const stripe = new Stripe(emulator.secretKey, emulator.stripeConfig())
+    const dashboard = await stripe.refunds.create({ payment_intent: intentId, amount: 4000 })
+    // Its webhooks first, then those of Payrail's refund.
+    await emulator.deliverOutbox({ order: 'reverse' })
+    await emulator.waitForDeliveries()
+    const settled = await ctx.get<RefundBody>(`/v1/refunds/${mine.body.id}`)
+    expect(settled.body.status).toBe('succeeded')
+    expect(settled.body.gateway_refund_id).not.toBe(dashboard.id)
+    expect(refundedAtStripe(intentId)).toBe(8000)
+    // Payrail records what it refunded; the dashboard's refund is Stripe's own record.
+    expect((await getPayment(ctx, payment.id)).amount_refunded).toBe('40.00')
+    emulator.setWebhookDelivery('auto')
   })
 
   test('a refund that never reached Stripe is asked again by its job, with the same key: refunded once', async () => {

@@ -251,6 +251,7 @@ export function updateFromEvent(event: CheckoutEventView): PaymentUpdate | undef
       return {
         refund: {
           gatewayRefundId: data.actionId,
+          matchByAmount: true,
           status: event.type === 'payment_refunded' ? 'succeeded' : 'failed',
           amount: data.amount,
           failureMessage: data.responseSummary ?? undefined,

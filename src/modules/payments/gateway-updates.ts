@@ -67,13 +67,16 @@ export async function applyPaymentUpdate(
         ? await findRefundByGatewayId(trx, payment.id, update.refund.gatewayRefundId)
         : undefined) ??
       // The provider's webhook can arrive while Payrail is still waiting for the refund call to
-      // answer, before the provider's id is stored: then it is the oldest pending refund of that amount.
-      (await refundsOf(trx, payment.id)).find(
-        (r) =>
-          r.status === 'pending' &&
-          r.gateway_refund_id === null &&
-          r.amount === update.refund?.amount,
-      )
+      // answer, before the provider's id is stored: for a provider that names none of Payrail's
+      // refunds, it is then the oldest pending refund of that amount.
+      (update.refund.matchByAmount
+        ? (await refundsOf(trx, payment.id)).find(
+            (r) =>
+              r.status === 'pending' &&
+              r.gateway_refund_id === null &&
+              r.amount === update.refund?.amount,
+          )
+        : undefined)
     if (refund && refund.status === 'pending' && update.refund.status === 'succeeded') {
       const done = await completeRefundLocked(
         trx,
