@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createCustomer, type List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
-import { createPayment, type PaymentBody } from '../payments-helpers.ts'
+import {
+  createPayment,
+  type PaymentBody,
+  payrailWaitsOnLock,
+  sessionOf,
+  submitCard,
+} from '../payments-helpers.ts'
 
 interface OrderBody {
   id: string
@@ -52,6 +58,99 @@ describe('payments and what they pay for', () => {
       ['adjustment', '-15.00'],
       ['top_up', '40.00'],
     ])
+  })
+
+  /** A fulfilled 40.00 credit top-up paid OFFLINE: the customer, the order and the payment. */
+  async function paidTopUp(amount = '40.00') {
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<OrderBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'CREDIT_TOP_UP',
+      amount,
+      currency: 'usd',
+    })
+    const payment = await createPayment(ctx, {
+      destination_id: order.body.invoice_id,
+      payment_method_type: 'OFFLINE',
+      amount,
+    })
+    expect(payment.body.payment_status).toBe('SUCCEEDED')
+    return { customer, order: order.body, payment: payment.body }
+  }
+
+  const ledgerOf = async (customerId: string) =>
+    (
+      await ctx.get<List<{ type: string; amount: string }>>(
+        `/v1/customers/${customerId}/balance_transactions`,
+      )
+    ).body.items.map((t) => [t.type, t.amount])
+
+  test('refunding a top-up in parts takes back each part once, never more than was credited', async () => {
+    const { customer, payment } = await paidTopUp()
+    for (const amount of ['10.00', '30.00']) {
+      const refund = await ctx.post(`/v1/payments/${payment.id}/refunds`, { amount })
+      expect(refund.status, refund.text).toBe(201)
+    }
+    expect(await balance(customer.id)).toEqual({ usd: '0.00' })
+    expect(await ledgerOf(customer.id)).toEqual([
+      ['refund', '-30.00'],
+      ['refund', '-10.00'],
+      ['top_up', '40.00'],
+    ])
+  })
+
+  test('refunding a second payment of a paid top-up keeps the credit the invoice is still paid for', async () => {
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<OrderBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'CREDIT_TOP_UP',
+      amount: '50.00',
+      currency: 'usd',
+    })
+    const link = await createPayment(ctx, {
+      destination_id: order.body.invoice_id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      amount: '50.00',
+    })
+    const offline = await createPayment(ctx, {
+      destination_id: order.body.invoice_id,
+      payment_method_type: 'OFFLINE',
+      amount: '50.00',
+    })
+    expect(offline.body.payment_status).toBe('SUCCEEDED')
+    await submitCard(ctx, sessionOf(link.body), '4242424242424242')
+    expect(await balance(customer.id)).toEqual({ usd: '50.00' })
+    // The customer paid twice for 50.00 of credit: refunding one payment leaves it paid for.
+    expect((await ctx.post(`/v1/payments/${link.body.id}/refunds`, {})).status).toBe(201)
+    expect(await balance(customer.id)).toEqual({ usd: '50.00' })
+    expect((await ctx.post(`/v1/payments/${offline.body.id}/refunds`, {})).status).toBe(201)
+    expect(await balance(customer.id)).toEqual({ usd: '0.00' })
+  })
+
+  test('a top-up refund waits for a balance payment committing meanwhile, and takes back what is left', async () => {
+    const { customer, payment } = await paidTopUp()
+    const holder = await ctx.pool.connect()
+    try {
+      await holder.query('begin')
+      await holder.query(
+        'select balance from customer_balances where customer_id = $1 for update',
+        [customer.id],
+      )
+      const refund = ctx.post(`/v1/payments/${payment.id}/refunds`, {})
+      while (!(await payrailWaitsOnLock(ctx))) await new Promise((r) => setTimeout(r, 5))
+      // Spent from the balance by another transaction while the refund waits.
+      await holder.query(
+        'update customer_balances set balance = balance - 1000 where customer_id = $1',
+        [customer.id],
+      )
+      await holder.query('commit')
+      expect((await refund).status).toBe(201)
+    } finally {
+      holder.release()
+    }
+    expect(await balance(customer.id)).toEqual({ usd: '0.00' })
+    expect((await ledgerOf(customer.id))[0]).toEqual(['refund', '-30.00'])
   })
 
   test('a subscription order paid from the balance, retried after a shortfall, activates the subscription', async () => {

@@ -82,14 +82,31 @@ export async function findBalances(
     .execute()
 }
 
-export async function findBalance(db: Db, customerId: string, currency: string): Promise<bigint> {
-  const row = await db
+export async function findBalance(
+  db: Db,
+  customerId: string,
+  currency: string,
+  options: { lock?: boolean } = {},
+): Promise<bigint> {
+  const query = db
     .selectFrom('customer_balances')
     .select('balance')
     .where('customer_id', '=', customerId)
     .where('currency', '=', currency)
-    .executeTakeFirst()
+  const row = await (options.lock ? query.forUpdate() : query).executeTakeFirst()
   return row?.balance ?? 0n
+}
+
+/** How much the ledger has taken back for refunds of `invoiceId` (`source_id` `<invoice>:…`). */
+export async function takenBackFor(db: Db, customerId: string, invoiceId: string): Promise<bigint> {
+  const row = await db
+    .selectFrom('balance_transactions')
+    .select((eb) => eb.fn.coalesce(eb.fn.sum<bigint>('amount'), eb.val(0n)).as('total'))
+    .where('customer_id', '=', customerId)
+    .where('source_type', '=', 'invoice_refund')
+    .where('source_id', 'like', `${invoiceId.replace(/[\\%_]/g, '\\$&')}:%`)
+    .executeTakeFirstOrThrow()
+  return -BigInt(row.total)
 }
 
 export interface BalanceTransactionFilters {

@@ -128,8 +128,13 @@ export async function balancesByCustomer(
   return out
 }
 
-export async function balanceOf(db: Db, customerId: string, currency: string): Promise<bigint> {
-  return findBalance(db, customerId, currency)
+export async function balanceOf(
+  db: Db,
+  customerId: string,
+  currency: string,
+  options: { lock?: boolean } = {},
+): Promise<bigint> {
+  return findBalance(db, customerId, currency, options)
 }
 
 export async function listTransactions(

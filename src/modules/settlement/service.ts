@@ -6,6 +6,7 @@ import type { Invoice, Order } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
 import { STRIPE_PAID_OUT_OF_BAND } from '../../jobs/tasks/stripe-paid-out-of-band.ts'
+import { takenBackFor } from '../balances/repository.ts'
 import { applyBalanceChange, balanceOf } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
 import {
@@ -213,8 +214,15 @@ export async function applyInvoiceRefund(
   )
   const order = await lockOrderByInvoice(trx, scope.environmentId, invoiceId)
   if (order?.type === 'CREDIT_TOP_UP' && order.status === 'FULFILLED') {
-    const available = await balanceOf(trx, order.customer_id, order.currency)
-    const takeBack = available < amount ? available : amount
+    // The customer keeps the credit the invoice is still paid for (a refunded second payment
+    // of a paid top-up takes nothing back), and no more than the balance holds: read under
+    // its lock, so a payment from the balance committing meanwhile is counted.
+    const { invoice } = change
+    const netPaid = invoice.amount_paid - invoice.amount_refunded
+    const uncovered = netPaid >= order.amount ? 0n : order.amount - (netPaid > 0n ? netPaid : 0n)
+    const due = uncovered - (await takenBackFor(trx, order.customer_id, invoiceId))
+    const available = await balanceOf(trx, order.customer_id, order.currency, { lock: true })
+    const takeBack = available < due ? available : due
     if (takeBack > 0n) {
       await applyBalanceChange(
         trx,
