@@ -494,6 +494,29 @@ describe('invoice on-ramp: PUT/PATCH /v1/invoices/:id/payment and confirm', () =
     expect((await getInvoice(ctx, invoice.id)).total).toBe('75.00')
   })
 
+  test('PUT with a discount_code when the open payment exists is 409: the code is not spent, the amounts unchanged', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const first = await onRamp(invoice.id, { type: 'CHECKOUT' })
+    expect(first.status).toBe(201)
+    const discount = await discountCode({ percent_off: 10 })
+    const again = await ctx.put<ErrorBody>(`/v1/invoices/${invoice.id}/payment`, {
+      type: 'CHECKOUT',
+      discount_code: discount.code,
+    })
+    expect(again.status).toBe(409)
+    expect(again.body.error.message).toMatch(/PATCH/)
+    expect(await timesRedeemed(discount.id)).toBe(0)
+    expect((await getInvoice(ctx, invoice.id)).total).toBe('100.00')
+    expect((await getPayment(ctx, first.body.id)).amount).toBe('100.00')
+    // PATCH applies it to the payment and the invoice together.
+    const patched = await ctx.patch<PaymentBody>(`/v1/invoices/${invoice.id}/payment`, {
+      discount_code: discount.code,
+    })
+    expect(patched.status, patched.text).toBe(200)
+    expect(patched.body.amount).toBe('90.00')
+    expect((await getInvoice(ctx, invoice.id)).total).toBe('90.00')
+  })
+
   test('PATCH that waited for the payment while a confirm took it changes nothing: 422, under the lock', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const created = await onRamp(invoice.id, { type: 'EXTERNAL' })

@@ -186,6 +186,15 @@ export async function createPaymentRecord(
         const open = (await openPaymentsForInvoice(trx, scope.environmentId, first.id)).find(
           (p) => p.payment_method_type === input.methodType,
         )
+        if (open && input.discountCode) {
+          // The code was applied to the invoice above; this rolls it back. The open payment's
+          // amount would not follow it: PATCH changes the payment and the invoice together.
+          throw new AppError(
+            'conflict',
+            `Invoice ${first.id} already has an open ${input.methodType} payment; apply the discount code with PATCH /v1/invoices/${first.id}/payment`,
+            { invoice_id: first.id, payment_id: open.id },
+          )
+        }
         if (open) return { payment: open, invoiceIds: invoices.map((i) => i.id), reused: true }
       }
       const amounts = input.allocations.map((allocation, index) => {
