@@ -234,6 +234,50 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     })
   })
 
+  test('two refunds pending, the first declined: PENDING_REFUND until the second settles, then PARTIALLY_REFUNDED', async () => {
+    const { invoice, payment } = await paidHostedPayment()
+    emulator.holdWebhooks()
+    emulator.declineRefundNext()
+    const declined = await ctx.post<{ id: string }>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '30.00',
+    })
+    const refunded = await ctx.post<{ id: string }>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '70.00',
+    })
+    expect([declined.status, refunded.status]).toEqual([201, 201])
+    await emulator.releaseWebhooks()
+    await emulator.waitForDeliveries()
+    expect((await ctx.get<{ status: string }>(`/v1/refunds/${declined.body.id}`)).body.status).toBe(
+      'failed',
+    )
+    expect((await ctx.get<{ status: string }>(`/v1/refunds/${refunded.body.id}`)).body.status).toBe(
+      'succeeded',
+    )
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '70.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_refunded: '70.00' })
+    expect(await eventCount(payment.id, 'payment.partially_refunded')).toBe(1)
+    // What the declined one left can be refunded again.
+    const rest = await ctx.post<{ amount: string }>(`/v1/payments/${payment.id}/refunds`, {})
+    expect(rest.body.amount).toBe('30.00')
+  })
+
+  test('a refund declined after an earlier one succeeded leaves the payment PARTIALLY_REFUNDED, not REFUND_FAILED', async () => {
+    const { payment } = await paidHostedPayment()
+    await ctx.post(`/v1/payments/${payment.id}/refunds`, { amount: '20.00' })
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PARTIALLY_REFUNDED')
+    emulator.declineRefundNext()
+    await ctx.post(`/v1/payments/${payment.id}/refunds`, { amount: '30.00' })
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '20.00',
+    })
+  })
+
   test('an expired hosted payment makes the payment FAILED; a tampered webhook is refused', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await hostedPayment(invoice.id)

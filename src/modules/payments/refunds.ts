@@ -265,18 +265,21 @@ export async function completeRefundLocked(
     updated_at: now,
   })
   const refunded = locked.amount_refunded + refund.amount
-  const to = refunded >= locked.amount_paid ? 'REFUNDED' : 'PARTIALLY_REFUNDED'
-  const moved = await movePayment(
-    trx,
-    scope,
-    locked,
-    to,
-    { amount_refunded: refunded },
-    cause,
-    deps,
-  )
+  // While another refund of the payment is pending, it stays PENDING_REFUND: the last to
+  // settle moves it.
+  const moved = (await anotherPending(trx, locked, refund))
+    ? undefined
+    : await movePayment(
+        trx,
+        scope,
+        locked,
+        refunded >= locked.amount_paid ? 'REFUNDED' : 'PARTIALLY_REFUNDED',
+        { amount_refunded: refunded },
+        cause,
+        deps,
+      )
   const payment =
-    moved.kind === 'applied'
+    moved?.kind === 'applied'
       ? moved.payment
       : await updatePayment(trx, locked.id, { amount_refunded: refunded, updated_at: now })
   await reconcileRefund(trx, scope, payment, refund.amount, deps.clock)
@@ -299,9 +302,29 @@ export async function failRefundLocked(
     failure_message: message,
     updated_at: now,
   })
-  const moved = await movePayment(trx, scope, locked, 'REFUND_FAILED', {}, cause, deps)
+  // REFUND_FAILED only when nothing was refunded and no other refund is pending: a payment
+  // partly refunded before stays PARTIALLY_REFUNDED (or REFUNDED), and one with another
+  // refund pending stays PENDING_REFUND until that one settles.
+  if (await anotherPending(trx, locked, refund)) {
+    await recordEvents(trx, scope, now, [refundEvent('refund.failed', failed)])
+    return { payment: locked, refund: failed }
+  }
+  const to =
+    locked.amount_refunded === 0n
+      ? 'REFUND_FAILED'
+      : locked.amount_refunded >= locked.amount_paid
+        ? 'REFUNDED'
+        : 'PARTIALLY_REFUNDED'
+  const moved = await movePayment(trx, scope, locked, to, {}, cause, deps)
   await recordEvents(trx, scope, now, [refundEvent('refund.failed', failed)])
   return { payment: moved.payment, refund: failed }
+}
+
+/** Whether a refund of `payment` other than `refund` is still pending. */
+async function anotherPending(trx: Db, payment: Payment, refund: Refund): Promise<boolean> {
+  return (await refundsOf(trx, payment.id)).some(
+    (r) => r.id !== refund.id && r.status === 'pending',
+  )
 }
 
 export async function getRefund(db: Db, access: Access, id: string): Promise<Refund> {
