@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
+  type BitpayInvoice,
+  readBitpayInvoice,
+  updateFromInvoice,
+} from '../../src/gateways/bitpay/bitpay.transformers.ts'
+import {
   markStripeInvoicePaid,
   STRIPE_PAID_OUT_OF_BAND,
 } from '../../src/jobs/tasks/stripe-paid-out-of-band.ts'
@@ -216,5 +221,36 @@ describe('BitPay, against the emulator', () => {
     } finally {
       await stripe.close()
     }
+  })
+})
+
+describe('reading what BitPay says was paid', () => {
+  const answer = (fields: Record<string, unknown>) => ({
+    data: {
+      id: 'inv_1',
+      url: 'https://bitpay.example/i/inv_1',
+      status: 'confirmed',
+      price: 100,
+      currency: 'USD',
+      paymentTotals: { BCH: 700_700, BTC: 29_800, ETH: 2_406_000_000_000_000 },
+      ...fields,
+    },
+  })
+
+  test('the share is of the coin paid with, not of the first coin BitPay lists', () => {
+    const invoice = readBitpayInvoice(
+      answer({ transactionCurrency: 'ETH', amountPaid: 1_203_000_000_000_000 }),
+    )
+    expect(updateFromInvoice(invoice as BitpayInvoice)?.receivedShare).toEqual({
+      paid: 1_203_000_000_000_000n,
+      due: 2_406_000_000_000_000n,
+    })
+  })
+
+  test('an expired, partly paid invoice naming no coin paid with books nothing', () => {
+    const invoice = readBitpayInvoice(
+      answer({ status: 'expired', exceptionStatus: 'paidPartial', amountPaid: 100 }),
+    )
+    expect(updateFromInvoice(invoice as BitpayInvoice)).toBeUndefined()
   })
 })

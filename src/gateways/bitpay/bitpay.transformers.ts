@@ -24,7 +24,8 @@ export interface BitpayInvoice {
   currency: string
   /** Paid and due in the transaction currency's smallest unit (satoshis). */
   amountPaid: number
-  amountDue: number
+  /** What is due in the coin paid with (`paymentTotals[transactionCurrency]`); null before a payment. */
+  amountDue: number | null
 }
 
 /** The invoice BitPay is asked to create for a payment: the price is a decimal in the payment's currency. */
@@ -65,7 +66,11 @@ export function readBitpayInvoice(answer: unknown): BitpayInvoice | undefined {
   const totals = (
     typeof o.paymentTotals === 'object' && o.paymentTotals !== null ? o.paymentTotals : {}
   ) as Record<string, unknown>
-  const due = Object.values(totals).find((v): v is number => typeof v === 'number') ?? 0
+  // `paymentTotals` lists what is due in every coin BitPay takes; `amountPaid` is in the one
+  // the buyer paid with.
+  const coin = typeof o.transactionCurrency === 'string' ? o.transactionCurrency : undefined
+  const dueInCoin = coin === undefined ? undefined : totals[coin]
+  const due = typeof dueInCoin === 'number' && dueInCoin > 0 ? dueInCoin : null
   return {
     id: o.id,
     url: o.url,
@@ -82,8 +87,12 @@ export function readBitpayInvoice(answer: unknown): BitpayInvoice | undefined {
   }
 }
 
-/** The share of the invoice paid, in coins paid of coins due; Payrail scales the payment amount by it. */
+/**
+ * The share of the invoice paid, in coins paid of coins due; Payrail scales the payment
+ * amount by it. Undefined when BitPay names no coin paid with or no total in it.
+ */
 function shareOf(invoice: BitpayInvoice) {
+  if (invoice.amountDue === null) return undefined
   return {
     paid: BigInt(Math.round(invoice.amountPaid)),
     due: BigInt(Math.round(invoice.amountDue)),
@@ -113,6 +122,9 @@ export function updateFromInvoice(invoice: BitpayInvoice): PaymentUpdate | undef
         gatewayPaymentId: invoice.id,
       }
     case 'expired':
+      // Partly paid: what was received is the share paid. Without a share to go by, the
+      // report says nothing Payrail can book: acknowledged, the payment left as it is.
+      if (invoice.exceptionStatus === 'paidPartial' && !receivedShare) return undefined
       return invoice.exceptionStatus === 'paidPartial'
         ? { status: 'SUCCEEDED', receivedShare, gatewayPaymentId: invoice.id }
         : {

@@ -19,6 +19,19 @@ export const INVOICE_LIFETIME_MS = 15 * 60 * 1000
 
 /** The coin every invoice is priced in; the emulator only offers BTC. */
 export const TRANSACTION_CURRENCY = 'BTC'
+
+/**
+ * What BitPay lists as due in every coin it takes (in each coin's smallest unit), as its
+ * `paymentTotals` does: the coin the buyer pays with is one of several, not the first.
+ * The other coins' amounts are BTC's at fixed, made-up rates.
+ */
+export function paymentTotalsOf(record: { amountDue: number }): Record<string, number> {
+  return {
+    BCH: record.amountDue * 412,
+    [TRANSACTION_CURRENCY]: record.amountDue,
+    ETH: record.amountDue * 17_250_000_000,
+  }
+}
 const SATOSHIS_PER_BTC = 100_000_000
 
 /** One BitPay invoice as the emulator stores it. Amounts in the coin are in satoshis. */
@@ -91,8 +104,8 @@ export function renderInvoice(record: BitpayInvoiceRecord, currentTime: number):
     refundAddresses: [],
     refundAddressRequestPending: false,
     buyerProvidedInfo: {},
-    paymentSubtotals: { [TRANSACTION_CURRENCY]: record.amountDue },
-    paymentTotals: { [TRANSACTION_CURRENCY]: record.amountDue },
+    paymentSubtotals: paymentTotalsOf(record),
+    paymentTotals: paymentTotalsOf(record),
     paymentDisplayTotals: { [TRANSACTION_CURRENCY]: displayBtc(record.amountDue) },
     paymentDisplaySubTotals: { [TRANSACTION_CURRENCY]: displayBtc(record.amountDue) },
     exchangeRates: { [TRANSACTION_CURRENCY]: { [record.currency]: record.rate } },

@@ -1,4 +1,9 @@
-import { type BitpayInvoiceRecord, renderInvoice, TRANSACTION_CURRENCY } from './invoice.ts'
+import {
+  type BitpayInvoiceRecord,
+  paymentTotalsOf,
+  renderInvoice,
+  TRANSACTION_CURRENCY,
+} from './invoice.ts'
 import type { JsonObject } from './json.ts'
 
 /**
@@ -37,8 +42,8 @@ export function standardIpnBody(record: BitpayInvoiceRecord, currentTime: number
       buyerEmail: buyer.email ?? null,
       buyerNotify: buyer.notify ?? false,
     },
-    paymentSubtotals: { [TRANSACTION_CURRENCY]: record.amountDue },
-    paymentTotals: { [TRANSACTION_CURRENCY]: record.amountDue },
+    paymentSubtotals: paymentTotalsOf(record),
+    paymentTotals: paymentTotalsOf(record),
     exchangeRates: { [TRANSACTION_CURRENCY]: { [record.currency]: record.rate } },
     amountPaid: record.amountPaid,
     orderId: record.orderId,
