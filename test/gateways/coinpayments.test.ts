@@ -122,6 +122,38 @@ describe('CoinPayments, against the emulator', () => {
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
   })
 
+  test('a signed IPN whose coin amounts are not decimals is 400, never a 500', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    for (const received of ['abc', '1e5', '-1']) {
+      const body = new URLSearchParams({
+        ipn_version: '1.0',
+        ipn_type: 'api',
+        ipn_mode: 'hmac',
+        ipn_id: `ipn_bad_${received}`,
+        merchant: cp.merchantId,
+        txn_id: String(payment.gateway_tracking_id),
+        status: '100',
+        currency1: 'USD',
+        currency2: 'BTC',
+        amount1: '100.00',
+        amount2: '1',
+        received_amount: received,
+      }).toString()
+      const res = await ctx.app.inject({
+        method: 'POST',
+        url: `/v1/webhooks/coinpayments/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          hmac: createHmac('sha512', cp.ipnSecret).update(body).digest('hex'),
+        },
+        payload: body,
+      })
+      expect(res.statusCode, received).toBe(400)
+    }
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+  })
+
   test("an IPN whose currency or amount is not the payment's is ignored", async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await cryptoPayment(invoice.id)

@@ -556,6 +556,35 @@ describe('Stripe webhooks', () => {
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
   })
 
+  test('a signed event without data.object, or with a non-integer amount, is 400, never a 500', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    const now = Math.floor(ctx.clock.now().getTime() / 1000)
+    const bodies = [
+      { id: 'evt_bad_1', object: 'event', type: 'checkout.session.completed' },
+      { id: 'evt_bad_2', object: 'event', type: 'checkout.session.completed', data: null },
+      {
+        id: 'evt_bad_3',
+        object: 'event',
+        type: 'checkout.session.completed',
+        data: { object: null },
+      },
+      {
+        id: 'evt_bad_4',
+        object: 'event',
+        type: 'checkout.session.completed',
+        data: { object: { id: payment.gateway_tracking_id, amount_total: 'abc' } },
+      },
+    ]
+    for (const event of bodies) {
+      const body = JSON.stringify(event)
+      const res = await deliver(body, emulatorSignature(body, now))
+      expect(res.statusCode, body).toBe(400)
+      expect(res.json().error.code).toBe('validation_error')
+    }
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+  })
+
   test('the same event delivered 20 times at once applies once', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await link(invoice.id)

@@ -1,8 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { signWebhook } from '../../src/core/webhook-signature.ts'
+import {
+  SANDBOX_SIGNATURE_HEADER,
+  sandboxWebhookPath,
+} from '../../src/gateways/sandbox/sandbox-provider.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   chargeDefaultCard,
   createPayment,
+  createSandboxLink,
   customerWithSavedCard,
   getInvoice,
   getPayment,
@@ -125,5 +131,57 @@ describe('sandbox payment links', () => {
     })
     expect(res.status).toBe(402)
     expect((res.body as unknown as ErrorBody).error.code).toBe('no_default_payment_method')
+  })
+})
+
+describe('sandbox webhooks signed but not shaped like a sandbox event', () => {
+  test('are 400, never a 500, and change nothing', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
+    const base = {
+      payment_id: link.body.id,
+      session_id: null,
+      charge_id: null,
+      amount: 10000,
+      amount_received: 10000,
+      currency: 'usd',
+      card: null,
+      error: null,
+      refund_id: null,
+      gateway_refund_id: null,
+    }
+    const datas = [
+      { ...base, amount_received: undefined },
+      { ...base, amount_received: 'abc' },
+      { ...base, amount_received: 1.5 },
+      { ...base, amount_received: {} },
+      { ...base, amount: null },
+      { ...base, card: { saved: true } },
+      { ...base, error: 'declined' },
+    ]
+    for (const [i, data] of datas.entries()) {
+      const body = JSON.stringify({
+        id: `sbevt_bad_${i}`,
+        type: 'checkout.completed',
+        created: 0,
+        data,
+      })
+      const res = await ctx.app.inject({
+        method: 'POST',
+        url: sandboxWebhookPath(ctx.main.tenant.id, ctx.main.test.id),
+        headers: {
+          'content-type': 'application/json',
+          [SANDBOX_SIGNATURE_HEADER]: signWebhook(
+            secret,
+            body,
+            Math.floor(ctx.clock.now().getTime() / 1000),
+          ),
+        },
+        payload: body,
+      })
+      expect(res.statusCode, JSON.stringify(data)).toBe(400)
+    }
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('PENDING')
   })
 })

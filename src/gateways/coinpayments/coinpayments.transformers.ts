@@ -17,6 +17,11 @@ export function readIpn(fields: URLSearchParams): CoinpaymentsIpn | undefined {
   const status = Number(get('status'))
   if (get('ipn_mode') !== 'hmac' || !get('ipn_id') || !get('txn_id') || !Number.isInteger(status))
     return undefined
+  // Coin amounts are decimals: anything else is not an IPN (and would not parse as coins).
+  for (const key of ['received_amount', 'amount2']) {
+    const value = get(key)
+    if (value !== '' && !/^\d{1,20}(\.\d{1,18})?$/.test(value)) return undefined
+  }
   return {
     ipnId: get('ipn_id'),
     merchant: get('merchant'),

@@ -100,20 +100,58 @@ function updateFor(event: SandboxEvent): PaymentUpdate | undefined {
   }
 }
 
+/** A sandbox event, its data checked field by field: a signed body of the wrong shape is a 400. */
 function parseEvent(body: Buffer): SandboxEvent | undefined {
+  let parsed: unknown
   try {
-    const parsed: unknown = JSON.parse(body.toString('utf8'))
-    if (
-      typeof parsed === 'object' &&
-      parsed !== null &&
-      typeof (parsed as { id?: unknown }).id === 'string' &&
-      typeof (parsed as { type?: unknown }).type === 'string' &&
-      typeof (parsed as { data?: { payment_id?: unknown } }).data?.payment_id === 'string'
-    ) {
-      return parsed as SandboxEvent
-    }
+    parsed = JSON.parse(body.toString('utf8'))
   } catch {
     return undefined
   }
-  return undefined
+  if (typeof parsed !== 'object' || parsed === null) return undefined
+  const event = parsed as Record<string, unknown>
+  const data = event.data as Record<string, unknown> | null | undefined
+  if (
+    typeof event.id !== 'string' ||
+    typeof event.type !== 'string' ||
+    typeof data !== 'object' ||
+    data === null ||
+    typeof data.payment_id !== 'string' ||
+    !isAmount(data.amount) ||
+    !isAmount(data.amount_received) ||
+    !optional(data.session_id, isString) ||
+    !optional(data.charge_id, isString) ||
+    !optional(data.refund_id, isString) ||
+    !optional(data.gateway_refund_id, isString) ||
+    !optional(data.card, isCard) ||
+    !optional(data.error, isError)
+  ) {
+    return undefined
+  }
+  return parsed as SandboxEvent
+}
+
+const isString = (value: unknown): value is string => typeof value === 'string'
+const isAmount = (value: unknown) =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+const optional = (value: unknown, check: (value: unknown) => boolean) =>
+  value === undefined || value === null || check(value)
+
+function isCard(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  const card = value as Record<string, unknown>
+  return (
+    isString(card.id) &&
+    isString(card.brand) &&
+    isString(card.last4) &&
+    Number.isInteger(card.exp_month) &&
+    Number.isInteger(card.exp_year) &&
+    typeof card.saved === 'boolean'
+  )
+}
+
+function isError(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  const error = value as Record<string, unknown>
+  return isString(error.code) && isString(error.message)
 }

@@ -50,6 +50,18 @@ export async function parseStripeWebhook(
       reason: error instanceof Error ? error.message : 'signature verification failed',
     }
   }
+  // Signed, but not shaped like a Stripe event (only the secret's holder can send one): a 400.
+  const object = (event as { data?: { object?: unknown } }).data?.object
+  if (
+    typeof event.id !== 'string' ||
+    typeof event.type !== 'string' ||
+    typeof object !== 'object' ||
+    object === null
+  )
+    return { ok: false, status: 400, reason: 'the event has no data.object' }
+  const amount = (object as { amount_total?: unknown }).amount_total
+  if (amount !== undefined && amount !== null && !Number.isSafeInteger(amount))
+    return { ok: false, status: 400, reason: 'amount_total is not an integer' }
   const events = await mapEvent(stripe, event)
   return { ok: true, events }
 }
