@@ -140,15 +140,7 @@ describe('CoinPayments, against the emulator', () => {
         amount2: '1',
         received_amount: received,
       }).toString()
-      const res = await ctx.app.inject({
-        method: 'POST',
-        url: `/v1/webhooks/coinpayments/${ctx.main.tenant.id}/${ctx.main.test.id}`,
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          hmac: createHmac('sha512', cp.ipnSecret).update(body).digest('hex'),
-        },
-        payload: body,
-      })
+      const res = await postSignedIpn(body)
       expect(res.statusCode, received).toBe(400)
     }
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
@@ -172,17 +164,22 @@ describe('CoinPayments, against the emulator', () => {
       amount2: '0.00002000',
       received_amount: '0.00002000',
     }).toString()
-    const res = await ctx.app.inject({
-      method: 'POST',
-      url: `/v1/webhooks/coinpayments/${ctx.main.tenant.id}/${ctx.main.test.id}`,
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        hmac: createHmac('sha512', cp.ipnSecret).update(body).digest('hex'),
-      },
-      payload: body,
-    })
+    const res = await postSignedIpn(body)
     expect(res.statusCode).toBe(200)
     expect(res.json().events[0].outcome).toBe('ignored')
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
   })
 })
+
+/** Posts `body` as CoinPayments does, signed with the connection's IPN secret. */
+function postSignedIpn(body: string) {
+  return ctx.app.inject({
+    method: 'POST',
+    url: `/v1/webhooks/coinpayments/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      hmac: createHmac('sha512', cp.ipnSecret).update(body).digest('hex'),
+    },
+    payload: body,
+  })
+}
