@@ -39,23 +39,27 @@ export interface InvoiceAmounts {
   amountDue: bigint
   amountPaid: bigint
   amountRefunded: bigint
+  /** Whether it was paid in full once (`paid_at`): refunds then no longer reopen what it owes. */
+  paidBefore: boolean
 }
 
 /**
- * The payment status that follows from the money moved: nothing refunded and paid
- * in full is SUCCEEDED (OVERPAID above the amount due); refunds give
- * PARTIALLY_REFUNDED or REFUNDED; otherwise the invoice is still PENDING (or keeps
- * PROCESSING/FAILED, which only payments set).
+ * The payment status that follows from the money moved. Before the invoice is first paid
+ * in full, a refund gives back what was paid and the invoice owes it again: it is paid
+ * (SUCCEEDED, OVERPAID above the amount due) when what it keeps covers the amount due,
+ * and PENDING (or PROCESSING/FAILED, which only payments set) until then. Once paid, a
+ * refund makes it PARTIALLY_REFUNDED or REFUNDED.
  */
 export function paymentStatusFor(
   amounts: InvoiceAmounts,
   current: InvoicePaymentStatus,
 ): InvoicePaymentStatus {
-  const { amountDue, amountPaid, amountRefunded } = amounts
-  if (amountRefunded > 0n) return amountRefunded >= amountPaid ? 'REFUNDED' : 'PARTIALLY_REFUNDED'
-  if (amountPaid > amountDue) return 'OVERPAID'
-  if (amountPaid === amountDue && amountDue > 0n) return 'SUCCEEDED'
-  if (amountDue === 0n) return 'SUCCEEDED'
+  const { amountDue, amountPaid, amountRefunded, paidBefore } = amounts
+  if (paidBefore && amountRefunded > 0n)
+    return amountRefunded >= amountPaid ? 'REFUNDED' : 'PARTIALLY_REFUNDED'
+  const kept = amountPaid - amountRefunded
+  if (kept > amountDue) return 'OVERPAID'
+  if (kept === amountDue) return 'SUCCEEDED'
   return current === 'PROCESSING' || current === 'FAILED' ? current : 'PENDING'
 }
 
@@ -63,6 +67,11 @@ export function isPaidStatus(status: InvoicePaymentStatus): boolean {
   return status === 'SUCCEEDED' || status === 'OVERPAID'
 }
 
-export function amountRemaining(amountDue: bigint, amountPaid: bigint): bigint {
-  return amountPaid >= amountDue ? 0n : amountDue - amountPaid
+/**
+ * What the invoice still owes: the amount due less what it keeps of its payments (less
+ * what it was paid, once paid in full: refunds after that do not reopen it).
+ */
+export function amountRemaining(amounts: InvoiceAmounts): bigint {
+  const kept = amounts.paidBefore ? amounts.amountPaid : amounts.amountPaid - amounts.amountRefunded
+  return kept >= amounts.amountDue ? 0n : amounts.amountDue - kept
 }

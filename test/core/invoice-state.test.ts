@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import {
+  amountRemaining,
   canTransitionInvoice,
   INVOICE_TRANSITIONS,
   paymentStatusFor,
@@ -30,19 +31,41 @@ describe('invoice state machine', () => {
 
 describe('payment status from amounts', () => {
   test.each([
-    [1000n, 0n, 0n, 'PENDING', 'PENDING'],
-    [1000n, 400n, 0n, 'PENDING', 'PENDING'],
-    [1000n, 0n, 0n, 'PROCESSING', 'PROCESSING'],
-    [1000n, 0n, 0n, 'FAILED', 'FAILED'],
-    [1000n, 1000n, 0n, 'PENDING', 'SUCCEEDED'],
-    [1000n, 1200n, 0n, 'PENDING', 'OVERPAID'],
-    [0n, 0n, 0n, 'PENDING', 'SUCCEEDED'],
-    [1000n, 1000n, 300n, 'SUCCEEDED', 'PARTIALLY_REFUNDED'],
-    [1000n, 1000n, 1000n, 'PARTIALLY_REFUNDED', 'REFUNDED'],
+    [1000n, 0n, 0n, false, 'PENDING', 'PENDING'],
+    [1000n, 400n, 0n, false, 'PENDING', 'PENDING'],
+    [1000n, 0n, 0n, false, 'PROCESSING', 'PROCESSING'],
+    [1000n, 0n, 0n, false, 'FAILED', 'FAILED'],
+    [1000n, 1000n, 0n, false, 'PENDING', 'SUCCEEDED'],
+    [1000n, 1200n, 0n, false, 'PENDING', 'OVERPAID'],
+    [0n, 0n, 0n, false, 'PENDING', 'SUCCEEDED'],
+    [1000n, 1000n, 300n, true, 'SUCCEEDED', 'PARTIALLY_REFUNDED'],
+    [1000n, 1000n, 1000n, true, 'PARTIALLY_REFUNDED', 'REFUNDED'],
+    // Not yet paid in full: a refund is owed again, and what is kept pays it.
+    [1000n, 400n, 400n, false, 'PENDING', 'PENDING'],
+    [1000n, 1000n, 400n, false, 'PENDING', 'PENDING'],
+    [1000n, 1400n, 400n, false, 'PENDING', 'SUCCEEDED'],
+    [1000n, 1600n, 400n, false, 'PENDING', 'OVERPAID'],
   ] as const)(
-    'due %s, paid %s, refunded %s, was %s → %s',
-    (amountDue, amountPaid, amountRefunded, current, expected) => {
-      expect(paymentStatusFor({ amountDue, amountPaid, amountRefunded }, current)).toBe(expected)
+    'due %s, paid %s, refunded %s, paid before %s, was %s → %s',
+    (amountDue, amountPaid, amountRefunded, paidBefore, current, expected) => {
+      expect(paymentStatusFor({ amountDue, amountPaid, amountRefunded, paidBefore }, current)).toBe(
+        expected,
+      )
+    },
+  )
+})
+
+describe('what an invoice still owes', () => {
+  test.each([
+    [1000n, 400n, 0n, false, 600n],
+    [1000n, 400n, 400n, false, 1000n],
+    [1000n, 1000n, 400n, false, 400n],
+    [1000n, 1000n, 400n, true, 0n],
+    [1000n, 1200n, 0n, false, 0n],
+  ] as const)(
+    'due %s, paid %s, refunded %s, paid before %s → %s',
+    (amountDue, amountPaid, amountRefunded, paidBefore, expected) => {
+      expect(amountRemaining({ amountDue, amountPaid, amountRefunded, paidBefore })).toBe(expected)
     },
   )
 })

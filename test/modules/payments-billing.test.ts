@@ -3,6 +3,7 @@ import { createCustomer, type List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import {
   createPayment,
+  getInvoice,
   type PaymentBody,
   payrailWaitsOnLock,
   sessionOf,
@@ -151,6 +152,51 @@ describe('payments and what they pay for', () => {
     }
     expect(await balance(customer.id)).toEqual({ usd: '0.00' })
     expect((await ledgerOf(customer.id))[0]).toEqual(['refund', '-30.00'])
+  })
+
+  test('a payment refunded before its invoice was paid in full is owed again; paying it then pays the invoice and fulfils the order', async () => {
+    const customer = await createCustomer(ctx)
+    const product = await ctx.post<{ prices: { id: string }[] }>('/v1/products', {
+      name: 'Report',
+      type: 'one_time',
+      prices: [{ amount: '100.00', currency: 'usd' }],
+    })
+    const order = await ctx.post<OrderBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'ONE_TIME_PRODUCT',
+      price_id: product.body.prices[0]?.id,
+    })
+    expect(order.status, order.text).toBe(201)
+    const invoiceId = order.body.invoice_id
+    const pay = (amount: string) =>
+      createPayment(ctx, { destination_id: invoiceId, payment_method_type: 'OFFLINE', amount })
+    const part = await pay('40.00')
+    expect((await ctx.post(`/v1/payments/${part.body.id}/refunds`, {})).status).toBe(201)
+    expect(await getInvoice(ctx, invoiceId)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '40.00',
+      amount_refunded: '40.00',
+      amount_remaining: '100.00',
+      paid_at: null,
+    })
+    expect((await pay('100.00')).status).toBe(201)
+    const paid = await getInvoice(ctx, invoiceId)
+    expect(paid).toMatchObject({ payment_status: 'SUCCEEDED', amount_remaining: '0.00' })
+    expect(paid.paid_at).not.toBeNull()
+    const fulfilled = await ctx.get<{ status: string }>(`/v1/orders/${order.body.id}`)
+    expect(fulfilled.body.status).toBe('FULFILLED')
+    // Paid in full once, a refund is a refund: it reopens nothing.
+    const last = await ctx.get<{ items: { id: string; amount: string }[] }>(
+      `/v1/payments?destination_id=${invoiceId}&status=SUCCEEDED`,
+    )
+    const full = last.body.items.find((p) => p.amount === '100.00')
+    expect((await ctx.post(`/v1/payments/${full?.id}/refunds`, { amount: '10.00' })).status).toBe(
+      201,
+    )
+    expect(await getInvoice(ctx, invoiceId)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_remaining: '0.00',
+    })
   })
 
   test('a subscription order paid from the balance, retried after a shortfall, activates the subscription', async () => {

@@ -4,6 +4,7 @@ import { newId } from '../../core/ids.ts'
 import {
   amountRemaining,
   assertInvoiceTransition,
+  type InvoiceAmounts,
   isPaidStatus,
   paymentStatusFor,
 } from '../../core/invoice-state.ts'
@@ -215,14 +216,7 @@ export async function finalizeLocked(
   assertInvoiceTransition(before.invoice_status, 'FINALIZED', before.id)
   const now = clock.now()
   const number = await nextInvoiceNumber(trx, scope.environmentId)
-  const paymentStatus = paymentStatusFor(
-    {
-      amountDue: before.amount_due,
-      amountPaid: before.amount_paid,
-      amountRefunded: before.amount_refunded,
-    },
-    before.payment_status,
-  )
+  const paymentStatus = paymentStatusFor(amountsOf(before), before.payment_status)
   const becamePaid = isPaidStatus(paymentStatus)
   const invoice = await updateInvoice(trx, before.id, {
     invoice_status: 'FINALIZED',
@@ -327,15 +321,13 @@ export async function recordPaymentLocked(
   }
   const now = clock.now()
   const amountPaid = before.amount_paid + amount
-  const paymentStatus = paymentStatusFor(
-    { amountDue: before.amount_due, amountPaid, amountRefunded: before.amount_refunded },
-    before.payment_status,
-  )
+  const amounts = { ...amountsOf(before), amountPaid }
+  const paymentStatus = paymentStatusFor(amounts, before.payment_status)
   const becamePaid =
     isPaidStatus(paymentStatus) && !isPaidStatus(before.payment_status) && before.paid_at === null
   const invoice = await updateInvoice(trx, before.id, {
     amount_paid: amountPaid,
-    amount_remaining: amountRemaining(before.amount_due, amountPaid),
+    amount_remaining: amountRemaining(amounts),
     payment_status: paymentStatus,
     paid_at: before.paid_at ?? (isPaidStatus(paymentStatus) ? now : null),
     next_payment_attempt: isPaidStatus(paymentStatus) ? null : before.next_payment_attempt,
@@ -370,12 +362,12 @@ export async function recordRefundLocked(
     })
   }
   const now = clock.now()
-  const paymentStatus = paymentStatusFor(
-    { amountDue: before.amount_due, amountPaid: before.amount_paid, amountRefunded },
-    before.payment_status,
-  )
+  // Before it was paid in full, what is refunded is owed again (`amountRemaining`).
+  const amounts = { ...amountsOf(before), amountRefunded }
+  const paymentStatus = paymentStatusFor(amounts, before.payment_status)
   const invoice = await updateInvoice(trx, before.id, {
     amount_refunded: amountRefunded,
+    amount_remaining: amountRemaining(amounts),
     payment_status: paymentStatus,
     updated_at: now,
   })
@@ -434,7 +426,7 @@ export async function applyDiscountCode(
     total_discount: totalDiscount,
     total,
     amount_due: total,
-    amount_remaining: amountRemaining(total, invoice.amount_paid),
+    amount_remaining: amountRemaining({ ...amountsOf(invoice), amountDue: total }),
     updated_at: now,
   })
   await recordEvents(trx, scope, now, [
@@ -546,5 +538,15 @@ function invoiceEvent(type: string, invoice: Invoice, lines: InvoiceLine[]) {
     objectType: 'invoice',
     objectId: invoice.id,
     data: toInvoiceResponse(invoice, lines),
+  }
+}
+
+/** The invoice's amounts, as `paymentStatusFor` and `amountRemaining` read them. */
+function amountsOf(invoice: Invoice): InvoiceAmounts {
+  return {
+    amountDue: invoice.amount_due,
+    amountPaid: invoice.amount_paid,
+    amountRefunded: invoice.amount_refunded,
+    paidBefore: invoice.paid_at !== null,
   }
 }
