@@ -6,7 +6,10 @@ export interface Money {
   currency: string
 }
 
-/** ISO 4217 currencies with no minor unit, as gateways (Stripe) treat them. */
+/**
+ * Currencies Payrail keeps in whole units (ISO 4217 exponent 0). A gateway whose API counts
+ * otherwise converts at its edge (Stripe: `src/gateways/stripe/stripe.money.ts`).
+ */
 export const ZERO_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set([
   'bif',
   'clp',

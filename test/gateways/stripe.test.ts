@@ -8,6 +8,7 @@ import { movePayment } from '../../src/modules/payments/state.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import { signatureHeader } from '../emulators/stripe/signing.ts'
 import type { TestCardAlias } from '../emulators/stripe/test-cards.ts'
+import { createCustomer } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createPayment,
@@ -143,6 +144,64 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
     })
+  })
+
+  test.each([
+    ['isk', '5000', 500_000],
+    ['mga', '5000', 5000],
+  ] as const)(
+    'a %s %s link asks Stripe for %s (its units), and its payment pays the invoice exactly',
+    async (currency, amount, atStripe) => {
+      const customer = await createCustomer(ctx)
+      const created = await ctx.post<{ id: string; total: string }>('/v1/invoices', {
+        customer_id: customer.id,
+        currency,
+        lines: [{ description: 'Plan', quantity: 1, unit_amount: amount }],
+      })
+      expect((await ctx.post(`/v1/invoices/${created.body.id}/finalize`)).status).toBe(200)
+      const payment = await createPayment(ctx, {
+        destination_id: created.body.id,
+        currency,
+        payment_method_type: 'PAYMENT_LINK',
+        payment_gateway: 'stripe',
+        amount,
+      })
+      expect(payment.status, payment.text).toBe(201)
+      const session = String(payment.body.gateway_tracking_id)
+      expect(
+        (emulator.state.checkoutSessions.get(session) as { amountTotal?: number } | undefined)
+          ?.amountTotal,
+      ).toBe(atStripe)
+      emulator.completeCheckoutSession(session, { paymentMethod: 'pm_card_visa' })
+      await emulator.waitForDeliveries()
+      expect(await getPayment(ctx, payment.body.id)).toMatchObject({
+        payment_status: 'SUCCEEDED',
+      })
+      expect(await getInvoice(ctx, created.body.id)).toMatchObject({
+        payment_status: 'SUCCEEDED',
+        amount_paid: created.body.total,
+      })
+    },
+  )
+
+  test('a KWD amount Stripe cannot take (last decimal not 0) is 400 before Stripe is asked', async () => {
+    const customer = await createCustomer(ctx)
+    const created = await ctx.post<{ id: string }>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'kwd',
+      lines: [{ description: 'Plan', quantity: 1, unit_amount: '1.234' }],
+    })
+    await ctx.post(`/v1/invoices/${created.body.id}/finalize`)
+    const sessions = emulator.state.checkoutSessions.size
+    const payment = await createPayment(ctx, {
+      destination_id: created.body.id,
+      currency: 'kwd',
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'stripe',
+      amount: '1.234',
+    })
+    expect(payment.status).toBe(400)
+    expect(emulator.state.checkoutSessions.size).toBe(sessions)
   })
 
   test('refunds go through Stripe, partial then full', async () => {

@@ -1,6 +1,7 @@
 import type Stripe from 'stripe'
 import type { ChargeResult, Gateway, GatewayFailure, GatewayPaymentRequest } from '../gateway.ts'
 import { stripeClient, stripeSdk } from './stripe.client.ts'
+import { toStripeAmount } from './stripe.money.ts'
 import {
   cardFromPaymentMethod,
   checkoutSessionParams,
@@ -29,6 +30,8 @@ export const stripeGateway: Gateway = {
   },
   async createCheckout(ctx, request) {
     const stripe = await stripeClient(ctx)
+    // An amount Stripe cannot take is the caller's 400 (checked again as the session is built).
+    toStripeAmount(request.payment.amount, request.payment.currency)
     try {
       const customerId = await ensureCustomer(stripe, request)
       const { payment } = request
@@ -64,11 +67,13 @@ export const stripeGateway: Gateway = {
   async chargeSavedMethod(ctx, request, method): Promise<ChargeResult> {
     const stripe = await stripeClient(ctx)
     const { payment } = request
+    // Before the try: an amount Stripe cannot take is the caller's 400, not Stripe's failure.
+    const amount = toStripeAmount(payment.amount, payment.currency)
     try {
       const customerId = await ensureCustomer(stripe, request)
       const intent = await stripe.paymentIntents.create(
         {
-          amount: Number(payment.amount),
+          amount,
           currency: payment.currency,
           customer: customerId,
           payment_method: method.gateway_payment_method_id,
@@ -116,6 +121,7 @@ export const stripeGateway: Gateway = {
   },
   async refund(ctx, payment, refund) {
     const stripe = await stripeClient(ctx)
+    const refundAmount = toStripeAmount(refund.amount, payment.currency)
     try {
       const intentId =
         payment.gateway_payment_id ?? (await intentOfSession(stripe, payment.gateway_tracking_id))
@@ -131,7 +137,7 @@ export const stripeGateway: Gateway = {
       const created = await stripe.refunds.create(
         {
           payment_intent: intentId,
-          amount: Number(refund.amount),
+          amount: refundAmount,
           metadata: { [PAYRAIL_REFUND_ID]: refund.id, [PAYRAIL_PAYMENT_ID]: payment.id },
         },
         { idempotencyKey: `payrail-refund-${refund.id}` },

@@ -1,6 +1,7 @@
 import type Stripe from 'stripe'
 import type { Payment } from '../../db/database.ts'
 import type { CardDetails, Decline, DeclineCode, PaymentUpdate } from '../gateway.ts'
+import { fromStripeAmount, toStripeAmount } from './stripe.money.ts'
 
 /** Pure mappings between Payrail's payment and Stripe's objects. Amounts are already minor units on both sides. */
 
@@ -26,7 +27,7 @@ export function checkoutSessionParams(
         quantity: 1,
         price_data: {
           currency: payment.currency,
-          unit_amount: Number(payment.amount),
+          unit_amount: toStripeAmount(payment.amount, payment.currency),
           product_data: { name: description },
         },
       },
@@ -82,7 +83,7 @@ export function updateFromPaymentIntent(intent: Stripe.PaymentIntent): PaymentUp
     case 'succeeded':
       return {
         status: 'SUCCEEDED',
-        amountReceived: BigInt(intent.amount_received),
+        amountReceived: fromStripeAmount(intent.amount_received, intent.currency),
         gatewayPaymentId: intent.id,
       }
     case 'processing':
@@ -90,7 +91,7 @@ export function updateFromPaymentIntent(intent: Stripe.PaymentIntent): PaymentUp
     case 'requires_capture':
       return {
         status: 'RESERVED',
-        amountReceived: BigInt(intent.amount_capturable),
+        amountReceived: fromStripeAmount(intent.amount_capturable, intent.currency),
         gatewayPaymentId: intent.id,
       }
     case 'canceled':

@@ -8,6 +8,7 @@ import type {
   WebhookParse,
 } from '../gateway.ts'
 import { stripeClient } from './stripe.client.ts'
+import { fromStripeAmount } from './stripe.money.ts'
 import {
   cardFromPaymentMethod,
   PAYRAIL_PAYMENT_ID,
@@ -85,7 +86,7 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
       if (!intentId)
         return one(target, {
           status: 'SUCCEEDED',
-          amountReceived: BigInt(session.amount_total ?? 0),
+          amountReceived: fromStripeAmount(session.amount_total ?? 0, session.currency ?? 'usd'),
         })
       const intent = await stripe.paymentIntents.retrieve(intentId, { expand: ['payment_method'] })
       const update = updateFromPaymentIntent(intent)
@@ -209,7 +210,7 @@ function refundEvent(
           refundId: refund.metadata?.[PAYRAIL_REFUND_ID],
           gatewayRefundId: refund.id,
           status: refund.status,
-          amount: BigInt(refund.amount),
+          amount: fromStripeAmount(refund.amount, refund.currency),
           failureMessage: refund.failure_reason ?? undefined,
         },
       },

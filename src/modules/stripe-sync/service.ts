@@ -4,6 +4,7 @@ import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Invoice, InvoiceStatus } from '../../db/database.ts'
 import type { BillingObject } from '../../gateways/gateway.ts'
+import { fromStripeAmount } from '../../gateways/stripe/stripe.money.ts'
 import { insertCustomer } from '../customers/repository.ts'
 import { recordEvents } from '../events/service.ts'
 import {
@@ -94,10 +95,12 @@ export function readStripeInvoice(object: unknown): StripeInvoiceView | undefine
       description:
         typeof l.description === 'string' && l.description ? l.description : 'Stripe invoice line',
       quantity: typeof l.quantity === 'number' && l.quantity > 0 ? l.quantity : 1,
-      amount: BigInt(typeof l.amount === 'number' ? l.amount : 0),
+      amount: fromStripeAmount(typeof l.amount === 'number' ? l.amount : 0, o.currency as string),
     }
   })
-  const int = (value: unknown) => BigInt(typeof value === 'number' ? value : 0)
+  // Stripe's amounts in Payrail's minor units (ISK is two-decimal at Stripe, MGA whole).
+  const int = (value: unknown) =>
+    fromStripeAmount(typeof value === 'number' ? value : 0, o.currency as string)
   const date = (value: unknown) => (typeof value === 'number' ? new Date(value * 1000) : null)
   return {
     id: o.id,
