@@ -147,3 +147,65 @@ describe('Stripe Billing sync', () => {
     expect(await invoices()).toBe(mirrored)
   })
 })
+
+describe('Stripe Billing sync: events out of order, and money in flight', () => {
+  test('a late invoice.finalized after invoice.voided leaves the mirror VOIDED: no payment is taken on it', async () => {
+    const customer = emulator.seedCustomer({ email: 'late@example.com' })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      amountDue: 3000,
+      status: 'open',
+    })
+    emulator.setWebhookDelivery('manual')
+    emulator.sendEvent('invoice.finalized', { ...invoice, status: 'open' })
+    emulator.sendEvent('invoice.voided', { ...invoice, status: 'void' })
+    await emulator.deliverOutbox({ order: 'reverse' })
+    emulator.setWebhookDelivery('auto')
+    const mirrored = await mirroredInvoice(String(invoice.id))
+    expect(mirrored?.invoice_status).toBe('VOIDED')
+    const refused = await ctx.post('/v1/payments', {
+      destination_type: 'INVOICE',
+      destination_id: mirrored?.id,
+      payment_method_type: 'OFFLINE',
+      amount: '30.00',
+      currency: 'usd',
+    })
+    expect(refused.status).toBeGreaterThanOrEqual(400)
+    expect(refused.status).toBeLessThan(500)
+  })
+
+  test('money that arrives for a payment in flight when Stripe voided the invoice is recorded, not refused forever', async () => {
+    const customer = emulator.seedCustomer({ email: 'inflight@example.com' })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      amountDue: 4500,
+      status: 'open',
+    })
+    emulator.sendEvent('invoice.finalized', String(invoice.id))
+    await emulator.waitForDeliveries()
+    const mirrored = await mirroredInvoice(String(invoice.id))
+    const payment = await ctx.post<PaymentBody>('/v1/payments', {
+      destination_type: 'INVOICE',
+      destination_id: mirrored?.id,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'sandbox',
+      amount: '45.00',
+      currency: 'usd',
+    })
+    expect(payment.status, payment.text).toBe(201)
+    await pagePost(ctx, `/sandbox/crypto/${sessionOf(payment.body)}`, 'pay')
+    expect((await getPayment(ctx, payment.body.id)).payment_status).toBe('PROCESSING')
+    emulator.sendEvent('invoice.voided', { ...invoice, status: 'void' })
+    await emulator.waitForDeliveries()
+    expect((await mirroredInvoice(String(invoice.id)))?.invoice_status).toBe('VOIDED')
+    await pagePost(ctx, `/sandbox/crypto/${sessionOf(payment.body)}`, 'confirm')
+    expect(await getPayment(ctx, payment.body.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '45.00',
+    })
+    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+      invoice_status: 'VOIDED',
+      amount_paid: '45.00',
+    })
+  })
+})

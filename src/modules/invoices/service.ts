@@ -309,7 +309,11 @@ export async function recordPaymentLocked(
 ): Promise<InvoiceChange> {
   if (amount <= 0n)
     throw validationError('A payment amount must be positive', { amount: String(amount) })
-  if (before.invoice_status === 'DRAFT' || before.invoice_status === 'VOIDED') {
+  // Money that arrives for a voided invoice (a payment in flight when Stripe voided the
+  // invoice it mirrors) is recorded on it all the same, for the merchant to refund: refusing
+  // it would fail its notification on every delivery and leave the money unrecorded. A
+  // voided invoice is never fulfilled by it (`becamePaid`).
+  if (before.invoice_status === 'DRAFT') {
     throw new AppError(
       'invalid_state_transition',
       `Invoice ${before.id} is ${before.invoice_status} and takes no payments`,
@@ -324,7 +328,10 @@ export async function recordPaymentLocked(
   const amounts = { ...amountsOf(before), amountPaid }
   const paymentStatus = paymentStatusFor(amounts, before.payment_status)
   const becamePaid =
-    isPaidStatus(paymentStatus) && !isPaidStatus(before.payment_status) && before.paid_at === null
+    isPaidStatus(paymentStatus) &&
+    !isPaidStatus(before.payment_status) &&
+    before.paid_at === null &&
+    before.invoice_status !== 'VOIDED'
   const invoice = await updateInvoice(trx, before.id, {
     amount_paid: amountPaid,
     amount_remaining: amountRemaining(amounts),

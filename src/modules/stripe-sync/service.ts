@@ -1,5 +1,6 @@
 import type { Clock } from '../../core/clock.ts'
 import { newId } from '../../core/ids.ts'
+import { canTransitionInvoice } from '../../core/invoice-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Invoice, InvoiceStatus } from '../../db/database.ts'
@@ -150,10 +151,13 @@ async function mirrorInvoice(
       existing.payment_status === 'SUCCEEDED' ||
       existing.payment_status === 'OVERPAID'
     const updated = await updateInvoice(trx, existing.id, {
+      // Through the same lifecycle as Payrail's own invoices: a snapshot that would move it
+      // back (a late invoice.finalized after invoice.voided) is older than what is mirrored.
       invoice_status:
-        existing.invoice_status === 'FINALIZED' && stripe.status === 'draft'
-          ? existing.invoice_status
-          : STATUS[stripe.status],
+        existing.invoice_status === STATUS[stripe.status] ||
+        canTransitionInvoice(existing.invoice_status, STATUS[stripe.status])
+          ? STATUS[stripe.status]
+          : existing.invoice_status,
       number: stripe.number ?? existing.number,
       amount_due: stripe.amountDue,
       amount_paid: amountPaid,
