@@ -87,15 +87,16 @@ describe('BitPay, against the emulator', () => {
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
   })
 
-  test('paidOver is OVERPAID; expiry is FAILED', async () => {
+  test('paidOver is SUCCEEDED for the price (BitPay refunds the excess); expiry is FAILED', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const over = await cryptoPayment(invoice.id)
     bitpay.pay(String(over.gateway_tracking_id), { fraction: 1.2 })
     bitpay.confirm(String(over.gateway_tracking_id))
     await bitpay.waitForNotifications()
+    // BitPay settles the price and sends the excess back to the buyer itself.
     expect(await getPayment(ctx, over.id)).toMatchObject({
-      payment_status: 'OVERPAID',
-      amount_paid: '120.00',
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
     })
     const { invoice: other } = await invoiceToPay(ctx)
     const late = await cryptoPayment(other.id)
@@ -107,19 +108,23 @@ describe('BitPay, against the emulator', () => {
     })
   })
 
-  test('paidPartial records the money received and leaves the invoice partly unpaid', async () => {
+  test('an underpaid invoice that expires is FAILED (underpaid): BitPay refunds the buyer, the invoice still owes it all', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const partial = await cryptoPayment(invoice.id)
     bitpay.pay(String(partial.gateway_tracking_id), { fraction: 0.5 })
+    await bitpay.waitForNotifications()
+    // A partial payment on an open invoice is not a payment yet.
+    expect((await getPayment(ctx, partial.id)).payment_status).toBe('PENDING')
     bitpay.expire(String(partial.gateway_tracking_id))
     await bitpay.waitForNotifications()
     expect(await getPayment(ctx, partial.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '50.00',
+      payment_status: 'FAILED',
+      status_code: 'underpaid',
+      amount_paid: '0.00',
     })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
       payment_status: 'PENDING',
-      amount_remaining: '50.00',
+      amount_remaining: '100.00',
     })
   })
 
@@ -224,33 +229,35 @@ describe('BitPay, against the emulator', () => {
   })
 })
 
-describe('reading what BitPay says was paid', () => {
-  const answer = (fields: Record<string, unknown>) => ({
-    data: {
-      id: 'inv_1',
-      url: 'https://bitpay.example/i/inv_1',
-      status: 'confirmed',
-      price: 100,
-      currency: 'USD',
-      paymentTotals: { BCH: 700_700, BTC: 29_800, ETH: 2_406_000_000_000_000 },
-      ...fields,
-    },
+describe('reading what BitPay says', () => {
+  const invoice = (fields: Partial<BitpayInvoice>): BitpayInvoice => ({
+    id: 'inv_1',
+    url: 'https://bitpay.example/i/inv_1',
+    status: 'confirmed',
+    exceptionStatus: false,
+    orderId: null,
+    price: 100,
+    currency: 'usd',
+    ...fields,
   })
 
-  test('the share is of the coin paid with, not of the first coin BitPay lists', () => {
-    const invoice = readBitpayInvoice(
-      answer({ transactionCurrency: 'ETH', amountPaid: 1_203_000_000_000_000 }),
-    )
-    expect(updateFromInvoice(invoice as BitpayInvoice)?.receivedShare).toEqual({
-      paid: 1_203_000_000_000_000n,
-      due: 2_406_000_000_000_000n,
+  test("confirmed is SUCCEEDED for the price, only if the price and currency are the payment's", () => {
+    expect(updateFromInvoice(invoice({ exceptionStatus: 'paidOver' }))).toMatchObject({
+      status: 'SUCCEEDED',
+      mustMatch: { currency: 'usd', amount: '100' },
     })
+    expect(
+      updateFromInvoice(invoice({ exceptionStatus: 'paidOver' }))?.receivedShare,
+    ).toBeUndefined()
   })
 
-  test('an expired, partly paid invoice naming no coin paid with books nothing', () => {
-    const invoice = readBitpayInvoice(
-      answer({ status: 'expired', exceptionStatus: 'paidPartial', amountPaid: 100 }),
+  test('a partial payment on an open invoice changes nothing', () => {
+    expect(updateFromInvoice(invoice({ status: 'new', exceptionStatus: 'paidPartial' }))).toBe(
+      undefined,
     )
-    expect(updateFromInvoice(invoice as BitpayInvoice)).toBeUndefined()
+  })
+
+  test('an invoice BitPay answers without the fields it always has is not read', () => {
+    expect(readBitpayInvoice({ data: { id: 'inv_1', status: 'confirmed' } })).toBeUndefined()
   })
 })

@@ -22,10 +22,6 @@ export interface BitpayInvoice {
   orderId: string | null
   price: number
   currency: string
-  /** Paid and due in the transaction currency's smallest unit (satoshis). */
-  amountPaid: number
-  /** What is due in the coin paid with (`paymentTotals[transactionCurrency]`); null before a payment. */
-  amountDue: number | null
 }
 
 /** The invoice BitPay is asked to create for a payment: the price is a decimal in the payment's currency. */
@@ -63,14 +59,6 @@ export function readBitpayInvoice(answer: unknown): BitpayInvoice | undefined {
   ) {
     return undefined
   }
-  const totals = (
-    typeof o.paymentTotals === 'object' && o.paymentTotals !== null ? o.paymentTotals : {}
-  ) as Record<string, unknown>
-  // `paymentTotals` lists what is due in every coin BitPay takes; `amountPaid` is in the one
-  // the buyer paid with.
-  const coin = typeof o.transactionCurrency === 'string' ? o.transactionCurrency : undefined
-  const dueInCoin = coin === undefined ? undefined : totals[coin]
-  const due = typeof dueInCoin === 'number' && dueInCoin > 0 ? dueInCoin : null
   return {
     id: o.id,
     url: o.url,
@@ -82,51 +70,41 @@ export function readBitpayInvoice(answer: unknown): BitpayInvoice | undefined {
     orderId: typeof o.orderId === 'string' ? o.orderId : null,
     price: o.price,
     currency: o.currency.toLowerCase(),
-    amountPaid: typeof o.amountPaid === 'number' ? o.amountPaid : 0,
-    amountDue: due,
   }
 }
 
 /**
- * The share of the invoice paid, in coins paid of coins due; Payrail scales the payment
- * amount by it. Undefined when BitPay names no coin paid with or no total in it.
- */
-function shareOf(invoice: BitpayInvoice) {
-  if (invoice.amountDue === null) return undefined
-  return {
-    paid: BigInt(Math.round(invoice.amountPaid)),
-    due: BigInt(Math.round(invoice.amountDue)),
-  }
-}
-
-/**
- * What BitPay's own view of the invoice means for the payment: paid (seen, not yet
- * confirmed) is PROCESSING; confirmed and complete SUCCEEDED (OVERPAID when paidOver),
- * the point to fulfil; an invoice that expired with a partial payment keeps the
- * money received (the invoice stays partly unpaid); expired, invalid and declined FAIL.
+ * What BitPay's own view of the invoice means for the payment. BitPay pays the merchant an
+ * invoice's price or nothing: an underpaid invoice's coins, and what an overpaid one got
+ * above its price, go back to the buyer (BitPay refunds them itself). So paid (seen, not
+ * yet confirmed) is PROCESSING; confirmed and complete SUCCEEDED for the payment's amount,
+ * the point to fulfil; an invoice that expired, underpaid or unpaid, FAILED, as do invalid
+ * and declined ones; a partial payment on an open invoice changes nothing yet.
  */
 export function updateFromInvoice(invoice: BitpayInvoice): PaymentUpdate | undefined {
-  const receivedShare = shareOf(invoice)
   switch (invoice.status) {
     case 'new':
-      return invoice.exceptionStatus === 'paidPartial'
-        ? { status: 'PROCESSING', gatewayPaymentId: invoice.id }
-        : undefined
+      return undefined
     case 'paid':
       return { status: 'PROCESSING', gatewayPaymentId: invoice.id }
     case 'confirmed':
     case 'complete':
       return {
-        status: invoice.exceptionStatus === 'paidOver' ? 'OVERPAID' : 'SUCCEEDED',
-        receivedShare,
+        status: 'SUCCEEDED',
         gatewayPaymentId: invoice.id,
+        // The price BitPay settles is the payment's, or the report is not about it.
+        mustMatch: { currency: invoice.currency, amount: String(invoice.price) },
       }
     case 'expired':
-      // Partly paid: what was received is the share paid. Without a share to go by, the
-      // report says nothing Payrail can book: acknowledged, the payment left as it is.
-      if (invoice.exceptionStatus === 'paidPartial' && !receivedShare) return undefined
       return invoice.exceptionStatus === 'paidPartial'
-        ? { status: 'SUCCEEDED', receivedShare, gatewayPaymentId: invoice.id }
+        ? {
+            status: 'FAILED',
+            gatewayPaymentId: invoice.id,
+            error: {
+              code: 'underpaid',
+              message: 'The buyer paid less than the invoice; BitPay refunds what they sent',
+            },
+          }
         : {
             status: 'FAILED',
             error: { code: 'expired', message: 'The BitPay invoice expired unpaid' },
