@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { AppDeps } from '../app.ts'
+import { PAYMENT_STATUSES as PAYMENT_STATUS_VALUES } from '../core/payment-state.ts'
 import { escapeHtml } from './html.ts'
 
 /** The cookie that holds the signed-in API key, sealed (`SecretBox`): HttpOnly, SameSite=Strict. */
@@ -39,13 +40,28 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
     const schema = { hide: true }
     const secure = deps.config.publicUrl.startsWith('https://')
 
+    /** The signed-in key, while its session lasts (its expiry is sealed with it). */
     const keyOf = (request: FastifyRequest): string | undefined => {
       const sealed = cookieOf(request, DASHBOARD_COOKIE)
       if (!sealed) return undefined
       try {
-        return deps.secretBox.open(sealed)
+        const session = JSON.parse(deps.secretBox.open(sealed)) as { key?: unknown; exp?: unknown }
+        if (typeof session.key !== 'string' || typeof session.exp !== 'number') return undefined
+        return session.exp > deps.clock.now().getTime() ? session.key : undefined
       } catch {
         return undefined
+      }
+    }
+    /** A form posted from another site (login CSRF, a forced sign-out) is refused. */
+    const crossSite = (request: FastifyRequest): boolean => {
+      const site = request.headers['sec-fetch-site']
+      if (site === 'cross-site' || site === 'same-site') return true
+      const origin = request.headers.origin
+      if (!origin || origin === 'null') return origin === 'null'
+      try {
+        return new URL(origin).host !== request.headers.host
+      } catch {
+        return true
       }
     }
     const setSession = (reply: FastifyReply, value: string, maxAge: number) =>
@@ -64,7 +80,8 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
         headers: { authorization: `Bearer ${key}` },
       })
       if (res.statusCode === 401 || res.statusCode === 403) return undefined
-      if (res.statusCode === 404) throw new DashboardNotFound()
+      // An id or a filter the API refuses (400) is, to the dashboard, nothing to show.
+      if (res.statusCode === 404 || res.statusCode === 400) throw new DashboardNotFound()
       if (res.statusCode >= 400) throw new Error(`${path}: ${res.statusCode}`)
       return res.json() as T
     }
@@ -100,7 +117,9 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
       '/dashboard/login',
       { config, schema },
       async (request, reply) => {
-        const key = (request.body?.key ?? '').trim()
+        if (crossSite(request)) return html(reply, 403, loginPage('Sign in from this page.'))
+        const raw = request.body?.key
+        const key = typeof raw === 'string' ? raw.trim() : ''
         // An admin key: customer tokens and other roles cannot list the environment's keys.
         const probe = key
           ? await app.inject({
@@ -117,11 +136,14 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
               : 'That is not a valid API key.'
           return html(reply, status, loginPage(message))
         }
-        setSession(reply, deps.secretBox.seal(key), SESSION_SECONDS)
+        const exp = deps.clock.now().getTime() + SESSION_SECONDS * 1000
+        setSession(reply, deps.secretBox.seal(JSON.stringify({ key, exp })), SESSION_SECONDS)
         return reply.redirect('/dashboard', 303)
       },
     )
-    app.post('/dashboard/logout', { config, schema }, async (_request, reply) => toLogin(reply))
+    app.post('/dashboard/logout', { config, schema }, async (request, reply) =>
+      crossSite(request) ? html(reply, 403, loginPage()) : toLogin(reply),
+    )
 
     view('/dashboard', async (ask) => {
       const [payments, invoices, customers, events] = await Promise.all([
@@ -144,7 +166,8 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
 
     view('/dashboard/payments', async (ask, request) => {
       const query = request.query as Record<string, string | undefined>
-      const status = query.status && /^[A-Z_]{1,30}$/.test(query.status) ? query.status : undefined
+      const status =
+        query.status && PAYMENT_STATUSES.includes(query.status) ? query.status : undefined
       const offset = offsetOf(query)
       const list = await ask<Listing>(
         `/v1/payments?limit=${PAGE_SIZE}&offset=${offset}${status ? `&status=${status}` : ''}`,
@@ -259,17 +282,7 @@ const link =
   (row) =>
     `<a href="${base}/${encodeURIComponent(String(row.id))}">${text(row.id)}</a>`
 
-const PAYMENT_STATUSES = [
-  'INITIATED',
-  'PENDING',
-  'PROCESSING',
-  'SUCCEEDED',
-  'OVERPAID',
-  'FAILED',
-  'CANCELLED',
-  'REFUNDED',
-  'PARTIALLY_REFUNDED',
-]
+const PAYMENT_STATUSES: readonly string[] = PAYMENT_STATUS_VALUES
 const PAYMENT_COLUMNS: Column[] = [
   { heading: 'Payment', cell: link('/dashboard/payments') },
   { heading: 'Amount', cell: money },

@@ -7,7 +7,10 @@ import { deliverMerchantWebhook } from '../../src/jobs/tasks/deliver-merchant-we
 import { startWorker } from '../../src/jobs/worker.ts'
 import { recordEvents } from '../../src/modules/events/service.ts'
 import { webhookEndpoints } from '../../src/modules/webhook-endpoints/registry.ts'
-import { MERCHANT_SIGNATURE_HEADER } from '../../src/modules/webhook-endpoints/service.ts'
+import {
+  isPrivateAddress,
+  MERCHANT_SIGNATURE_HEADER,
+} from '../../src/modules/webhook-endpoints/service.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import { createPayment, invoiceToPay } from '../payments-helpers.ts'
 
@@ -34,8 +37,10 @@ interface DeliveryBody {
 let ctx: TestContext
 let receiver: Server
 let receiverUrl: string
-/** What the merchant's endpoint answers next. */
+/** What the merchant's endpoint answers next, after how long, with what body. */
 let answer = 200
+let delayMs = 0
+let answerBody: string | undefined
 const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = []
 
 beforeAll(async () => {
@@ -45,8 +50,10 @@ beforeAll(async () => {
     request.on('data', (chunk: Buffer) => chunks.push(chunk))
     request.on('end', () => {
       received.push({ headers: request.headers, body: Buffer.concat(chunks).toString() })
-      response.statusCode = answer
-      response.end(answer < 300 ? 'ok' : 'try later')
+      setTimeout(() => {
+        response.statusCode = answer
+        response.end(answerBody ?? (answer < 300 ? 'ok' : 'try later'))
+      }, delayMs)
     })
   })
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve))
@@ -60,9 +67,11 @@ afterAll(async () => {
 })
 beforeEach(async () => {
   answer = 200
+  delayMs = 0
+  answerBody = undefined
   received.length = 0
   // One endpoint at a time: each test registers its own.
-  await ctx.pool.query('delete from webhook_endpoints')
+  await ctx.pool.query('delete from webhook_endpoints; delete from webhook_deliveries')
   webhookEndpoints.forget(ctx.main.test.id)
 })
 
@@ -372,6 +381,88 @@ describe('deliveries', () => {
       expect(sent.data.object.id).toBe(paymentId)
     } finally {
       await worker.stop()
+    }
+  })
+
+  test('an endpoint deleted while a transaction records events for it does not fail that transaction', async () => {
+    const endpoint = await register()
+    await webhookEndpoints.enabled(ctx.db, ctx.main.test.id)
+    await inTransaction(ctx.db, async (trx) => {
+      await recordEvents(trx, ctx.scope, new Date(), [
+        { type: 'payment.updated', objectType: 'payment', objectId: 'pay_gone', data: {} },
+      ])
+      // Deleted by another connection before this transaction commits its held deliveries.
+      await ctx.pool.query('delete from webhook_endpoints where id = $1', [endpoint.id])
+    })
+    const { rows } = await ctx.pool.query<{ id: string }>(
+      'select id from webhook_deliveries where endpoint_id = $1',
+      [endpoint.id],
+    )
+    expect(rows).toHaveLength(1)
+    expect(await deliverMerchantWebhook(ctx.deps, { deliveryId: rows[0]?.id }, firstTry)).toBe(
+      'failed',
+    )
+  })
+
+  test('an answer with NUL characters is recorded, not retried as unrecordable', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    await payOffline()
+    const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    answerBody = 'ok\u0000done'
+    expect(
+      await deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, firstTry),
+    ).toBe('succeeded')
+    const [after] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    expect(after).toMatchObject({ status: 'succeeded', response_body: 'okdone' })
+  })
+
+  test('a try overtaken by a redelivery writes nothing over it', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    await payOffline()
+    const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    delayMs = 300
+    answer = 503
+    const slow = deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, lastTry)
+    while (received.length === 0) await new Promise((r) => setTimeout(r, 5))
+    expect((await ctx.post(`/v1/webhook_deliveries/${delivery?.id}/redeliver`)).status).toBe(202)
+    expect(await slow).toBe('skipped')
+    expect((await deliveriesOf(`&endpoint_id=${endpoint.id}`))[0]).toMatchObject({
+      status: 'pending',
+      attempts: 0,
+    })
+  })
+
+  test('in production, an endpoint on a private address is not sent to (unless allowed)', async () => {
+    expect(isPrivateAddress('127.0.0.1')).toBe(true)
+    expect(isPrivateAddress('10.1.2.3')).toBe(true)
+    expect(isPrivateAddress('172.20.0.1')).toBe(true)
+    expect(isPrivateAddress('192.168.1.1')).toBe(true)
+    expect(isPrivateAddress('169.254.169.254')).toBe(true)
+    expect(isPrivateAddress('::1')).toBe(true)
+    expect(isPrivateAddress('fd00::1')).toBe(true)
+    expect(isPrivateAddress('::ffff:10.0.0.1')).toBe(true)
+    expect(isPrivateAddress('93.184.216.34')).toBe(false)
+    expect(isPrivateAddress('2606:2800:220:1::1')).toBe(false)
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    await payOffline()
+    const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+    const environment = process.env.NODE_ENV
+    process.env.NODE_ENV = 'production'
+    try {
+      await expect(
+        deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, firstTry),
+      ).rejects.toThrow()
+      expect(received).toHaveLength(0)
+      expect((await deliveriesOf(`&endpoint_id=${endpoint.id}`))[0]?.error_message).toMatch(
+        /private address/,
+      )
+      process.env.PAYRAIL_WEBHOOK_PRIVATE_TARGETS = 'allow'
+      expect(
+        await deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, firstTry),
+      ).toBe('succeeded')
+    } finally {
+      process.env.NODE_ENV = environment
+      delete process.env.PAYRAIL_WEBHOOK_PRIVATE_TARGETS
     }
   })
 })

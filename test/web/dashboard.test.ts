@@ -147,3 +147,48 @@ describe('pages', () => {
     expect(list.body).not.toContain(paymentId)
   })
 })
+
+describe('what a dashboard must refuse', () => {
+  test('a filter or an id the API refuses is a page, not a 500', async () => {
+    const cookie = await sessionOf(ctx.main.key)
+    expect((await open('/dashboard/payments?status=FOO', cookie)).statusCode).toBe(200)
+    expect((await open(`/dashboard/payments/${':'.repeat(34)}`, cookie)).statusCode).toBe(404)
+  })
+
+  test('a key that is not a string is 401', async () => {
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: '/dashboard/login',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ key: 1 }),
+    })
+    expect(res.statusCode).toBe(401)
+  })
+
+  test('a session ends after eight hours on the server too', async () => {
+    const cookie = await sessionOf(ctx.main.key)
+    expect((await open('/dashboard', cookie)).statusCode).toBe(200)
+    ctx.clock.advance(8 * 60 * 60 * 1000 + 1)
+    const expired = await open('/dashboard', cookie)
+    expect(expired.statusCode).toBe(303)
+    expect(expired.headers.location).toBe('/dashboard/login')
+  })
+
+  test('sign-in and sign-out posted from another site are 403', async () => {
+    for (const headers of [
+      { origin: 'https://evil.example' },
+      { 'sec-fetch-site': 'cross-site' },
+    ]) {
+      const login = await ctx.app.inject({
+        method: 'POST',
+        url: '/dashboard/login',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        payload: new URLSearchParams({ key: ctx.main.key }).toString(),
+      })
+      expect(login.statusCode).toBe(403)
+      expect(login.headers['set-cookie']).toBeUndefined()
+      const logout = await ctx.app.inject({ method: 'POST', url: '/dashboard/logout', headers })
+      expect(logout.statusCode).toBe(403)
+    }
+  })
+})

@@ -55,17 +55,26 @@ export async function updateEndpoint(
     .executeTakeFirst()
 }
 
+/** Deletes an endpoint and its deliveries (which reference it by id only: migration 0014). */
 export async function deleteEndpoint(
   db: Db,
   environmentId: string,
   id: string,
 ): Promise<WebhookEndpoint | undefined> {
-  return db
+  const deleted = await db
     .deleteFrom('webhook_endpoints')
     .where('environment_id', '=', environmentId)
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirst()
+  if (deleted) {
+    await db
+      .deleteFrom('webhook_deliveries')
+      .where('environment_id', '=', environmentId)
+      .where('endpoint_id', '=', id)
+      .execute()
+  }
+  return deleted
 }
 
 export async function listEndpoints(
@@ -126,15 +135,14 @@ export async function lockDelivery(
     .executeTakeFirst()
 }
 
+/** Updates a delivery; with `readAt`, only while its `updated_at` is still that (else undefined). */
 export async function updateDelivery(
   db: Db,
   id: string,
   changes: Updateable<WebhookDeliveryTable>,
-): Promise<WebhookDelivery> {
-  return db
-    .updateTable('webhook_deliveries')
-    .set(changes)
-    .where('id', '=', id)
-    .returningAll()
-    .executeTakeFirstOrThrow()
+  readAt?: Date,
+): Promise<WebhookDelivery | undefined> {
+  let query = db.updateTable('webhook_deliveries').set(changes).where('id', '=', id)
+  if (readAt) query = query.where('updated_at', '=', readAt)
+  return query.returningAll().executeTakeFirst()
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { lookup } from 'node:dns/promises'
 import type { Clock } from '../../core/clock.ts'
 import { notFound } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
@@ -136,10 +137,14 @@ export async function redeliver(
   return inTransaction(deps.db, async (trx) => {
     const delivery = await lockDelivery(trx, scope.environmentId, id)
     if (!delivery) throw notFound('webhook_delivery', id)
+    // A later `updated_at` than any try read, so that a try still running writes nothing.
     const pending = await updateDelivery(trx, id, {
       status: 'pending',
-      updated_at: deps.clock.now(),
+      updated_at: new Date(
+        Math.max(deps.clock.now().getTime(), delivery.updated_at.getTime() + 1),
+      ),
     })
+    if (!pending) throw notFound('webhook_delivery', id)
     await createJobQueue(trx).add(
       MERCHANT_WEBHOOK_TASK,
       { deliveryId: id },
@@ -168,7 +173,15 @@ export async function attemptDelivery(
   const delivery = await findDelivery(deps.db, undefined, deliveryId)
   if (!delivery || delivery.status === 'succeeded') return 'skipped'
   const endpoint = await findEndpoint(deps.db, delivery.environment_id, delivery.endpoint_id)
-  if (!endpoint) return 'skipped'
+  if (!endpoint) {
+    // Written by a transaction that had not yet seen the endpoint's deletion.
+    await updateDelivery(deps.db, deliveryId, {
+      status: 'failed',
+      error_message: 'The endpoint was deleted',
+      updated_at: deps.clock.now(),
+    })
+    return 'failed'
+  }
   const event = await deps.db
     .selectFrom('events')
     .selectAll()
@@ -186,17 +199,74 @@ export async function attemptDelivery(
   const answer = await post(endpoint, event, deps.secretBox.open(endpoint.secret), now)
   const delivered = answer.status !== null && answer.status >= 200 && answer.status < 300
   const outcome: DeliveryOutcome = delivered ? 'succeeded' : lastTry ? 'failed' : 'retry'
-  await updateDelivery(deps.db, deliveryId, {
-    status: outcome === 'retry' ? 'pending' : outcome,
-    attempts: delivery.attempts + 1,
-    response_status: answer.status,
-    response_body: answer.body,
-    error_message: delivered ? null : (answer.error ?? `The endpoint answered ${answer.status}`),
-    last_attempt_at: now,
-    delivered_at: delivered ? now : null,
-    updated_at: now,
-  })
-  return outcome
+  // Only over the row this try read: a redelivery started meanwhile (it moves `updated_at`)
+  // owns the delivery from then on, and this try's answer is not written over its own.
+  const recorded = await updateDelivery(
+    deps.db,
+    deliveryId,
+    {
+      status: outcome === 'retry' ? 'pending' : outcome,
+      attempts: delivery.attempts + 1,
+      response_status: answer.status,
+      response_body: answer.body,
+      error_message: delivered ? null : (answer.error ?? `The endpoint answered ${answer.status}`),
+      last_attempt_at: now,
+      delivered_at: delivered ? now : null,
+      updated_at: now,
+    },
+    delivery.updated_at,
+  )
+  return recorded ? outcome : 'skipped'
+}
+
+/** Text PostgreSQL can store: no NUL characters (an endpoint may answer anything). */
+function storable(text: string): string {
+  return text.replaceAll('\u0000', '')
+}
+
+/** The first `limit` characters of a response's body, without reading the rest of it. */
+async function bodyStart(response: Response, limit: number): Promise<string> {
+  const reader = response.body?.getReader()
+  if (!reader) return ''
+  const decoder = new TextDecoder()
+  let text = ''
+  try {
+    while (text.length < limit) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += decoder.decode(value, { stream: true })
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined)
+  }
+  return text.slice(0, limit)
+}
+
+/** Whether deliveries may go to private, loopback and link-local addresses (not in production). */
+function privateTargetsAllowed(): boolean {
+  return (
+    process.env.NODE_ENV !== 'production' || process.env.PAYRAIL_WEBHOOK_PRIVATE_TARGETS === 'allow'
+  )
+}
+
+/** Whether an IP address is one a tenant must not reach through the worker. */
+export function isPrivateAddress(address: string): boolean {
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(v4)) {
+    const [a = 0, b = 0] = v4.split('.').map(Number)
+    return (
+      a === 0 ||
+      a === 10 ||
+      a === 127 ||
+      (a === 100 && b >= 64 && b <= 127) ||
+      (a === 169 && b === 254) ||
+      (a === 172 && b >= 16 && b <= 31) ||
+      (a === 192 && b === 168) ||
+      a >= 224
+    )
+  }
+  const v6 = address.toLowerCase()
+  return v6 === '::' || v6 === '::1' || /^f[cd]/.test(v6) || /^fe[89ab]/.test(v6)
 }
 
 async function post(
@@ -207,6 +277,18 @@ async function post(
 ): Promise<{ status: number | null; body: string | null; error?: string }> {
   const body = JSON.stringify(toEventResponse(event))
   try {
+    if (!privateTargetsAllowed()) {
+      const { hostname } = new URL(endpoint.url)
+      const addresses = await lookup(hostname.replace(/^\[|\]$/g, ''), { all: true })
+      const inside = addresses.find((a) => isPrivateAddress(a.address))
+      if (inside) {
+        return {
+          status: null,
+          body: null,
+          error: `Not sent: ${hostname} is a private address (${inside.address}); PAYRAIL_WEBHOOK_PRIVATE_TARGETS=allow permits it`,
+        }
+      }
+    }
     const response = await fetch(endpoint.url, {
       method: 'POST',
       headers: {
@@ -218,14 +300,16 @@ async function post(
       redirect: 'manual',
       signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
     })
-    const text = await response.text().catch(() => '')
-    return { status: response.status, body: text.slice(0, RESPONSE_BODY_LIMIT) }
+    const text = await bodyStart(response, RESPONSE_BODY_LIMIT).catch(() => '')
+    return { status: response.status, body: storable(text) }
   } catch (error) {
     const cause = error instanceof Error ? (error.cause ?? error) : error
     return {
       status: null,
       body: null,
-      error: `No answer: ${cause instanceof Error ? cause.message : String(cause)}`.slice(0, 500),
+      error: storable(
+        `No answer: ${cause instanceof Error ? cause.message : String(cause)}`.slice(0, 500),
+      ),
     }
   }
 }
