@@ -140,9 +140,7 @@ export async function redeliver(
     // A later `updated_at` than any try read, so that a try still running writes nothing.
     const pending = await updateDelivery(trx, id, {
       status: 'pending',
-      updated_at: new Date(
-        Math.max(deps.clock.now().getTime(), delivery.updated_at.getTime() + 1),
-      ),
+      updated_at: new Date(Math.max(deps.clock.now().getTime(), delivery.updated_at.getTime() + 1)),
     })
     if (!pending) throw notFound('webhook_delivery', id)
     await createJobQueue(trx).add(
