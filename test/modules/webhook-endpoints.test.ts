@@ -150,6 +150,22 @@ describe('webhook endpoints', () => {
     }
   })
 
+  test('concurrent PATCHes of metadata merge one after the other: no key is lost', async () => {
+    const created = await register({ metadata: { base: '1' } })
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        ctx.patch(`/v1/webhook_endpoints/${created.id}`, { metadata: { [`k${i}`]: String(i) } }),
+      ),
+    )
+    expect(results.map((r) => r.status)).toEqual(Array(10).fill(200))
+    const shown = await ctx.get<{ metadata: Record<string, string> }>(
+      `/v1/webhook_endpoints/${created.id}`,
+    )
+    expect(Object.keys(shown.body.metadata).sort()).toEqual(
+      ['base', ...Array.from({ length: 10 }, (_, i) => `k${i}`)].sort(),
+    )
+  })
+
   test('another environment cannot see, change or delete the endpoint', async () => {
     const created = await register()
     const live = { key: ctx.main.liveKey }

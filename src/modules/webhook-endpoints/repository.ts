@@ -20,13 +20,14 @@ export async function findEndpoint(
   db: Db,
   environmentId: string,
   id: string,
+  options: { lock?: boolean } = {},
 ): Promise<WebhookEndpoint | undefined> {
-  return db
+  const query = db
     .selectFrom('webhook_endpoints')
     .selectAll()
     .where('environment_id', '=', environmentId)
     .where('id', '=', id)
-    .executeTakeFirst()
+  return (options.lock ? query.forUpdate() : query).executeTakeFirst()
 }
 
 /** The environment's enabled endpoints: those its events go to. */

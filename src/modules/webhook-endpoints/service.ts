@@ -86,9 +86,11 @@ export async function updateEndpoint(
   id: string,
   body: UpdateWebhookEndpointBody,
 ): Promise<WebhookEndpoint> {
-  const current = await getEndpoint(deps.db, scope, id)
-  const updated = await inTransaction(deps.db, (trx) =>
-    updateEndpointRow(trx, scope.environmentId, id, {
+  // Read under the row's lock: two PATCHes of `metadata` merge one after the other.
+  const updated = await inTransaction(deps.db, async (trx) => {
+    const current = await findEndpoint(trx, scope.environmentId, id, { lock: true })
+    if (!current) throw notFound('webhook_endpoint', id)
+    return updateEndpointRow(trx, scope.environmentId, id, {
       ...(body.url !== undefined && { url: body.url }),
       ...(body.enabled_events !== undefined && { enabled_events: body.enabled_events }),
       ...(body.description !== undefined && { description: body.description }),
@@ -97,8 +99,8 @@ export async function updateEndpoint(
         metadata: JSON.stringify(mergeMetadata(current.metadata, body.metadata)),
       }),
       updated_at: deps.clock.now(),
-    }),
-  )
+    })
+  })
   webhookEndpoints.forget(scope.environmentId)
   if (!updated) throw notFound('webhook_endpoint', id)
   return updated
