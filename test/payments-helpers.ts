@@ -63,12 +63,31 @@ export async function createSandboxLink(
   ctx: TestContext,
   invoice: { id: string; amount_due: string },
   amount = invoice.amount_due,
+  extra: Record<string, unknown> = {},
 ) {
   return createPayment(ctx, {
     destination_id: invoice.id,
     payment_method_type: 'PAYMENT_LINK',
     payment_gateway: 'sandbox',
     amount,
+    ...extra,
+  })
+}
+
+/** That the payment and its invoice are both paid, `amount` each (the invoice in full). */
+export async function expectPaidInFull(
+  ctx: TestContext,
+  paymentId: string,
+  invoiceId: string,
+  amount: string,
+) {
+  expect(await getPayment(ctx, paymentId)).toMatchObject({
+    payment_status: 'SUCCEEDED',
+    amount_paid: amount,
+  })
+  expect(await getInvoice(ctx, invoiceId)).toMatchObject({
+    payment_status: 'SUCCEEDED',
+    amount_paid: amount,
   })
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { AppDeps } from '../app.ts'
 import { PAYMENT_STATUSES as PAYMENT_STATUS_VALUES } from '../core/payment-state.ts'
-import { escapeHtml } from './html.ts'
+import { escapeHtml, registerFormParser } from './html.ts'
 
 /** The cookie that holds the signed-in API key, sealed (`SecretBox`): HttpOnly, SameSite=Strict. */
 export const DASHBOARD_COOKIE = 'payrail_dashboard'
@@ -29,13 +29,7 @@ interface Column {
  */
 export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
   return async (app) => {
-    app.addContentTypeParser(
-      'application/x-www-form-urlencoded',
-      { parseAs: 'string' },
-      (_request, body, done) => {
-        done(null, Object.fromEntries(new URLSearchParams(String(body))))
-      },
-    )
+    registerFormParser(app)
     const config = { auth: false as const }
     const schema = { hide: true }
     const secure = deps.config.publicUrl.startsWith('https://')

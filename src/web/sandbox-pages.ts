@@ -18,7 +18,7 @@ import {
   findSession,
   submitCard,
 } from '../gateways/sandbox/sandbox-provider.ts'
-import { escapeHtml, page } from './html.ts'
+import { escapeHtml, page, registerFormParser } from './html.ts'
 
 const SessionParams = Type.Object({ session: Type.String({ maxLength: 100 }) })
 const CardForm = Type.Object({
@@ -38,13 +38,7 @@ const ActionForm = Type.Object({ action: Type.String({ maxLength: 40 }) })
 export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
   return async (plugin) => {
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>()
-    app.addContentTypeParser(
-      'application/x-www-form-urlencoded',
-      { parseAs: 'string' },
-      (_request, body, done) => {
-        done(null, Object.fromEntries(new URLSearchParams(String(body))))
-      },
-    )
+    registerFormParser(app)
     const config = { auth: false as const }
     const schemaBase = { hide: true }
 

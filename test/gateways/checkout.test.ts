@@ -9,6 +9,7 @@ import {
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createPayment,
+  expectPaidInFull,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -307,14 +308,7 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     })
     await emulator.releaseWebhooks({ order: 'reverse' })
     await emulator.waitForDeliveries()
-    expect(await getPayment(ctx, payment.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
-    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
+    await expectPaidInFull(ctx, payment.id, invoice.id, '100.00')
     const events = await ctx.get<{ items: unknown[] }>(
       `/v1/events?object_id=${payment.id}&type=payment.succeeded`,
     )

@@ -29,6 +29,20 @@ async function mirroredInvoice(stripeInvoiceId: string) {
   return list.body.items.find((i) => i.stripe_invoice_id === stripeInvoiceId)
 }
 
+/** A sandbox CRYPTO payment of a mirrored invoice, created (201). */
+async function sandboxCryptoPayment(invoiceId: string | undefined, amount: string) {
+  const payment = await ctx.post<PaymentBody>('/v1/payments', {
+    destination_type: 'INVOICE',
+    destination_id: invoiceId,
+    payment_method_type: 'CRYPTO',
+    payment_gateway: 'sandbox',
+    amount,
+    currency: 'usd',
+  })
+  expect(payment.status, payment.text).toBe(201)
+  return payment
+}
+
 describe('Stripe Billing sync', () => {
   test('an open Stripe invoice is mirrored; paid with the sandbox crypto rail, it is marked paid out of band in Stripe', async () => {
     const customer = emulator.seedCustomer({
@@ -52,15 +66,7 @@ describe('Stripe Billing sync', () => {
       number: 'STR-0001',
     })
 
-    const payment = await ctx.post<PaymentBody>('/v1/payments', {
-      destination_type: 'INVOICE',
-      destination_id: mirrored?.id,
-      payment_method_type: 'CRYPTO',
-      payment_gateway: 'sandbox',
-      amount: '45.00',
-      currency: 'usd',
-    })
-    expect(payment.status, payment.text).toBe(201)
+    const payment = await sandboxCryptoPayment(mirrored?.id, '45.00')
     await pagePost(ctx, `/sandbox/crypto/${sessionOf(payment.body)}`, 'pay_and_confirm')
     expect((await getPayment(ctx, payment.body.id)).payment_status).toBe('SUCCEEDED')
 
@@ -184,15 +190,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     emulator.sendEvent('invoice.finalized', String(invoice.id))
     await emulator.waitForDeliveries()
     const mirrored = await mirroredInvoice(String(invoice.id))
-    const payment = await ctx.post<PaymentBody>('/v1/payments', {
-      destination_type: 'INVOICE',
-      destination_id: mirrored?.id,
-      payment_method_type: 'CRYPTO',
-      payment_gateway: 'sandbox',
-      amount: '45.00',
-      currency: 'usd',
-    })
-    expect(payment.status, payment.text).toBe(201)
+    const payment = await sandboxCryptoPayment(mirrored?.id, '45.00')
     await pagePost(ctx, `/sandbox/crypto/${sessionOf(payment.body)}`, 'pay')
     expect((await getPayment(ctx, payment.body.id)).payment_status).toBe('PROCESSING')
     emulator.sendEvent('invoice.voided', { ...invoice, status: 'void' })

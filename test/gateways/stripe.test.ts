@@ -12,6 +12,7 @@ import { createCustomer } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createPayment,
+  expectPaidInFull,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -39,6 +40,14 @@ afterAll(async () => {
   await emulator?.close()
   await ctx.close()
 })
+
+/**
+ * The next calls' answers under `pathPrefix` are lost (stripe-node's own retries too):
+ * after Stripe acted on the request (`afterProcessing`), or before it reached Stripe.
+ */
+function loseAnswers(pathPrefix: string, options: { afterProcessing: boolean }) {
+  emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix, ...options })
+}
 
 async function link(invoiceId: string, extra: Record<string, unknown> = {}) {
   const res = await createPayment(ctx, {
@@ -136,14 +145,7 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     const paid = emulator.completeCheckoutSession(session, { paymentMethod: 'pm_card_visa' })
     expect(paid.error).toBeNull()
     await emulator.waitForDeliveries()
-    expect(await getPayment(ctx, payment.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
-    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
+    await expectPaidInFull(ctx, payment.id, invoice.id, '100.00')
   })
 
   test.each([
@@ -261,12 +263,7 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
   test('a refund whose answer is lost after Stripe made it stays pending; its webhook settles it, never twice', async () => {
     const { invoice, payment } = await paidLink()
     emulator.setWebhookDelivery('manual')
-    emulator.timeoutNext({
-      count: 3,
-      mode: 'destroy',
-      pathPrefix: '/v1/refunds',
-      afterProcessing: true,
-    })
+    loseAnswers('/v1/refunds', { afterProcessing: true })
     const lost = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
       amount: '30.00',
     })
@@ -298,12 +295,7 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     const { payment } = await paidLink()
     const intentId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
     emulator.setWebhookDelivery('manual')
-    emulator.timeoutNext({
-      count: 3,
-      mode: 'destroy',
-      pathPrefix: '/v1/refunds',
-      afterProcessing: true,
-    })
+    loseAnswers('/v1/refunds', { afterProcessing: true })
     const mine = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
       amount: '40.00',
     })
@@ -326,7 +318,7 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
 
   test('a refund that never reached Stripe is asked again by its job, with the same key: refunded once', async () => {
     const { payment } = await paidLink()
-    emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/refunds' })
+    loseAnswers('/v1/refunds', { afterProcessing: false })
     const lost = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {})
     expect(lost.status, lost.text).toBe(201)
     expect(lost.body.status).toBe('pending')
@@ -334,7 +326,7 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     expect(refundedAtStripe(intentId)).toBe(0)
     const [job] = await askAgainJob(lost.body.id)
     // Still unreachable: the job throws, and graphile-worker tries again later.
-    emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/refunds' })
+    loseAnswers('/v1/refunds', { afterProcessing: false })
     await expect(askRefundAgain(ctx.deps, job?.payload)).rejects.toThrow(/still no answer/)
     expect((await ctx.get<RefundBody>(`/v1/refunds/${lost.body.id}`)).body.status).toBe('pending')
     emulator.clearFaults()
@@ -476,12 +468,7 @@ describe('Stripe saved-card retries', () => {
     // No webhooks for now: only the retry can learn what Stripe did.
     emulator.setWebhookDelivery('manual')
     // Stripe confirms the PaymentIntent, but every answer is lost (stripe-node's own retries too).
-    emulator.timeoutNext({
-      count: 3,
-      mode: 'destroy',
-      pathPrefix: '/v1/payment_intents',
-      afterProcessing: true,
-    })
+    loseAnswers('/v1/payment_intents', { afterProcessing: true })
     const paymentId = await cardPaymentToProcess(invoice, saved)
     ctx.clock.advance(5_000)
     const failed = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
@@ -509,12 +496,7 @@ describe('Stripe saved-card retries', () => {
   test('a declined charge whose answer was lost is failed by its payment_intent.payment_failed webhook', async () => {
     const { invoice, saved } = await invoiceWithSavedCard('pm_card_visa_chargeDeclined')
     emulator.setWebhookDelivery('manual')
-    emulator.timeoutNext({
-      count: 3,
-      mode: 'destroy',
-      pathPrefix: '/v1/payment_intents',
-      afterProcessing: true,
-    })
+    loseAnswers('/v1/payment_intents', { afterProcessing: true })
     const paymentId = await cardPaymentToProcess(invoice, saved)
     ctx.clock.advance(5_000)
     expect((await ctx.post(`/v1/payments/${paymentId}/process`)).status).toBe(502)

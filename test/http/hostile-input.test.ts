@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { jsonNestingExceeds, MAX_JSON_DEPTH } from '../../src/http/json-body.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
-  createPayment,
+  createSandboxLink,
   getPayment,
   invoiceToPay,
   type PaymentBody,
@@ -114,13 +114,7 @@ describe('values that were accepted and should not be', () => {
     async (url) => {
       const { invoice } = await invoiceToPay(ctx)
       for (const field of ['success_url', 'cancel_url']) {
-        const res = await createPayment(ctx, {
-          destination_id: invoice.id,
-          payment_method_type: 'PAYMENT_LINK',
-          payment_gateway: 'sandbox',
-          amount: invoice.amount_due,
-          [field]: url,
-        })
+        const res = await createSandboxLink(ctx, invoice, invoice.amount_due, { [field]: url })
         expect(res.status, field).toBe(400)
       }
     },
@@ -135,12 +129,7 @@ describe('values that were accepted and should not be', () => {
     'a sandbox card expiring %s/%s is refused on the page; nothing is paid',
     async (month, year) => {
       const { invoice } = await invoiceToPay(ctx)
-      const link = await createPayment(ctx, {
-        destination_id: invoice.id,
-        payment_method_type: 'PAYMENT_LINK',
-        payment_gateway: 'sandbox',
-        amount: invoice.amount_due,
-      })
+      const link = await createSandboxLink(ctx, invoice)
       const res = await submitCard(
         ctx,
         sessionOf(link.body as PaymentBody),

@@ -26,28 +26,40 @@ afterAll(() => ctx.close())
 const balance = async (customerId: string) =>
   (await ctx.get<{ balances: Record<string, string> }>(`/v1/customers/${customerId}`)).body.balances
 
+/** A credit top-up order of `amount` dollars for a new customer, not yet paid. */
+async function topUpOrder(amount: string) {
+  const customer = await createCustomer(ctx)
+  const order = await ctx.post<OrderBody>('/v1/orders', {
+    customer_id: customer.id,
+    type: 'CREDIT_TOP_UP',
+    amount,
+    currency: 'usd',
+  })
+  return { customer, order: order.body }
+}
+
+/** A fulfilled credit top-up paid OFFLINE: the customer, the order and the payment. */
+async function paidTopUp(amount = '40.00') {
+  const { customer, order } = await topUpOrder(amount)
+  const payment = await createPayment(ctx, {
+    destination_id: order.invoice_id,
+    payment_method_type: 'OFFLINE',
+    amount,
+  })
+  expect(payment.body.payment_status).toBe('SUCCEEDED')
+  return { customer, order, payment: payment.body }
+}
+
 describe('payments and what they pay for', () => {
   test('a paid credit top-up credits the balance; refunding it takes the unspent credit back', async () => {
-    const customer = await createCustomer(ctx)
-    const order = await ctx.post<OrderBody>('/v1/orders', {
-      customer_id: customer.id,
-      type: 'CREDIT_TOP_UP',
-      amount: '40.00',
-      currency: 'usd',
-    })
-    const payment = await createPayment(ctx, {
-      destination_id: order.body.invoice_id,
-      payment_method_type: 'OFFLINE',
-      amount: '40.00',
-    })
-    expect(payment.body.payment_status).toBe('SUCCEEDED')
+    const { customer, payment } = await paidTopUp('40.00')
     expect(await balance(customer.id)).toEqual({ usd: '40.00' })
     // 15.00 of the credit is spent before the refund.
     await ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
       amount: '-15.00',
       currency: 'usd',
     })
-    const refund = await ctx.post<{ status: string }>(`/v1/payments/${payment.body.id}/refunds`, {})
+    const refund = await ctx.post<{ status: string }>(`/v1/payments/${payment.id}/refunds`, {})
     expect(refund.status).toBe(201)
     expect(refund.body.status).toBe('succeeded')
     expect(await balance(customer.id)).toEqual({ usd: '0.00' })
@@ -60,24 +72,6 @@ describe('payments and what they pay for', () => {
       ['top_up', '40.00'],
     ])
   })
-
-  /** A fulfilled 40.00 credit top-up paid OFFLINE: the customer, the order and the payment. */
-  async function paidTopUp(amount = '40.00') {
-    const customer = await createCustomer(ctx)
-    const order = await ctx.post<OrderBody>('/v1/orders', {
-      customer_id: customer.id,
-      type: 'CREDIT_TOP_UP',
-      amount,
-      currency: 'usd',
-    })
-    const payment = await createPayment(ctx, {
-      destination_id: order.body.invoice_id,
-      payment_method_type: 'OFFLINE',
-      amount,
-    })
-    expect(payment.body.payment_status).toBe('SUCCEEDED')
-    return { customer, order: order.body, payment: payment.body }
-  }
 
   const ledgerOf = async (customerId: string) =>
     (
@@ -101,21 +95,15 @@ describe('payments and what they pay for', () => {
   })
 
   test('refunding a second payment of a paid top-up keeps the credit the invoice is still paid for', async () => {
-    const customer = await createCustomer(ctx)
-    const order = await ctx.post<OrderBody>('/v1/orders', {
-      customer_id: customer.id,
-      type: 'CREDIT_TOP_UP',
-      amount: '50.00',
-      currency: 'usd',
-    })
+    const { customer, order } = await topUpOrder('50.00')
     const link = await createPayment(ctx, {
-      destination_id: order.body.invoice_id,
+      destination_id: order.invoice_id,
       payment_method_type: 'PAYMENT_LINK',
       payment_gateway: 'sandbox',
       amount: '50.00',
     })
     const offline = await createPayment(ctx, {
-      destination_id: order.body.invoice_id,
+      destination_id: order.invoice_id,
       payment_method_type: 'OFFLINE',
       amount: '50.00',
     })

@@ -11,6 +11,7 @@ import {
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createPayment,
+  createSandboxLink,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -847,11 +848,7 @@ describe('POST /v1/invoices/:id/pay', () => {
 
   test('an INITIATED link processed after its invoice was paid is refused: no page takes the money again', async () => {
     const { invoice } = await invoiceToPay(ctx)
-    const link = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'sandbox',
-      amount: invoice.amount_due,
+    const link = await createSandboxLink(ctx, invoice, invoice.amount_due, {
       process_payment: false,
     })
     expect(link.body.payment_status).toBe('INITIATED')
@@ -875,11 +872,7 @@ describe('POST /v1/invoices/:id/pay', () => {
 
   test('an INITIATED link processed while its invoice still owes it gets its page', async () => {
     const { invoice } = await invoiceToPay(ctx)
-    const link = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'sandbox',
-      amount: invoice.amount_due,
+    const link = await createSandboxLink(ctx, invoice, invoice.amount_due, {
       process_payment: false,
     })
     const processed = await ctx.post<PaymentBody>(`/v1/payments/${link.body.id}/process`)

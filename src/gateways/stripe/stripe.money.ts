@@ -1,24 +1,13 @@
 import { validationError } from '../../core/errors.ts'
-import { formatMinorUnits, minorUnitDigits } from '../../core/money.ts'
+import { formatMinorUnits, minorUnitDigits, ZERO_DECIMAL_CURRENCIES } from '../../core/money.ts'
 
-/** Currencies Stripe's API takes in whole units (its zero-decimal list). */
+/**
+ * Currencies Stripe's API takes in whole units (its zero-decimal list): Payrail's, but
+ * ISK (`STRIPE_TWO_DECIMAL_WHOLE`), and with MGA, which ISO 4217 gives two decimals.
+ */
 const STRIPE_ZERO_DECIMAL: ReadonlySet<string> = new Set([
-  'bif',
-  'clp',
-  'djf',
-  'gnf',
-  'jpy',
-  'kmf',
-  'krw',
+  ...[...ZERO_DECIMAL_CURRENCIES].filter((currency) => currency !== 'isk'),
   'mga',
-  'pyg',
-  'rwf',
-  'ugx',
-  'vnd',
-  'vuv',
-  'xaf',
-  'xof',
-  'xpf',
 ])
 /**
  * Zero-decimal currencies Stripe's API still takes as two-decimal amounts, always ending

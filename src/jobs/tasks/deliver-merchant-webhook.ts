@@ -4,6 +4,7 @@ import {
   type DeliveryOutcome,
   MERCHANT_WEBHOOK_TASK,
 } from '../../modules/webhook-endpoints/service.ts'
+import { stringFields } from '../payload.ts'
 
 export { MERCHANT_WEBHOOK_TASK }
 
@@ -17,11 +18,7 @@ export async function deliverMerchantWebhook(
   payload: unknown,
   job: { attempts: number; max_attempts: number },
 ): Promise<DeliveryOutcome> {
-  const deliveryId =
-    typeof payload === 'object' && payload !== null
-      ? (payload as Record<string, unknown>).deliveryId
-      : undefined
-  if (typeof deliveryId !== 'string') throw new Error(`${MERCHANT_WEBHOOK_TASK} needs {deliveryId}`)
+  const { deliveryId } = stringFields(MERCHANT_WEBHOOK_TASK, payload, ['deliveryId'])
   const outcome = await attemptDelivery(deps, deliveryId, job.attempts >= job.max_attempts)
   if (outcome === 'retry') throw new Error(`delivery ${deliveryId}: no 2xx; tried again later`)
   return outcome

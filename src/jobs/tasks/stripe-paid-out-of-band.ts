@@ -1,6 +1,7 @@
 import { gatewayContext } from '../../gateways/registry.ts'
 import { markInvoicePaidOutOfBand } from '../../gateways/stripe/stripe.billing.ts'
 import type { PaymentDeps } from '../../modules/payments/service.ts'
+import { stringFields } from '../payload.ts'
 
 export const STRIPE_PAID_OUT_OF_BAND = 'stripe_invoice_paid_out_of_band'
 
@@ -28,20 +29,9 @@ export async function markStripeInvoicePaid(
 }
 
 function parseJob(payload: unknown): OutOfBandJob {
-  const p = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<
-    string,
-    unknown
-  >
-  if (
-    typeof p.tenantId !== 'string' ||
-    typeof p.environmentId !== 'string' ||
-    typeof p.stripeInvoiceId !== 'string'
-  ) {
-    throw new Error(`${STRIPE_PAID_OUT_OF_BAND} needs {tenantId, environmentId, stripeInvoiceId}`)
-  }
-  return {
-    tenantId: p.tenantId,
-    environmentId: p.environmentId,
-    stripeInvoiceId: p.stripeInvoiceId,
-  }
+  return stringFields(STRIPE_PAID_OUT_OF_BAND, payload, [
+    'tenantId',
+    'environmentId',
+    'stripeInvoiceId',
+  ])
 }

@@ -7,6 +7,7 @@ import type { Db } from '../../db/client.ts'
 import type { Payment, Refund } from '../../db/database.ts'
 import { gatewayContext, resolveGateway } from '../../gateways/registry.ts'
 import type { ListRequest } from '../../http/list-query.ts'
+import { stringFields } from '../../jobs/payload.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
 import { recordEvents } from '../events/service.ts'
 import {
@@ -221,19 +222,13 @@ async function askGateway(
  * A refund settled meanwhile (its webhook) is left as it is. Returns the refund's status.
  */
 export async function askRefundAgain(deps: PaymentDeps, payload: unknown): Promise<string> {
-  const p = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<
-    string,
-    unknown
-  >
-  if (
-    typeof p.tenantId !== 'string' ||
-    typeof p.environmentId !== 'string' ||
-    typeof p.refundId !== 'string'
-  ) {
-    throw new Error(`${ASK_REFUND_AGAIN} needs {tenantId, environmentId, refundId}`)
-  }
-  const scope = { tenantId: p.tenantId, environmentId: p.environmentId }
-  const refund = await findRefund(deps.db, scope.environmentId, p.refundId)
+  const { tenantId, environmentId, refundId } = stringFields(ASK_REFUND_AGAIN, payload, [
+    'tenantId',
+    'environmentId',
+    'refundId',
+  ])
+  const scope = { tenantId, environmentId }
+  const refund = await findRefund(deps.db, environmentId, refundId)
   if (!refund) return 'gone'
   if (refund.status !== 'pending') return refund.status
   const cause: Cause = { cause: 'job', causeId: ASK_REFUND_AGAIN }

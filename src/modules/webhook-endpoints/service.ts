@@ -12,6 +12,7 @@ import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
+import { findEvent } from '../events/repository.ts'
 import { toEventResponse } from '../events/schemas.ts'
 import { webhookEndpoints } from './registry.ts'
 import {
@@ -182,11 +183,7 @@ export async function attemptDelivery(
     })
     return 'failed'
   }
-  const event = await deps.db
-    .selectFrom('events')
-    .selectAll()
-    .where('id', '=', delivery.event_id)
-    .executeTakeFirst()
+  const event = await findEvent(deps.db, delivery.environment_id, delivery.event_id)
   const now = deps.clock.now()
   if (!event || endpoint.status === 'disabled') {
     await updateDelivery(deps.db, deliveryId, {
