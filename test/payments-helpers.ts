@@ -28,11 +28,21 @@ export interface PaymentBody {
   [key: string]: unknown
 }
 
+/** A refund as the API shows it. */
 export interface RefundBody {
   id: string
+  object: string
   payment_id: string
   amount: string
+  currency: string
   status: string
+  reason: string | null
+  metadata: Record<string, string>
+  gateway_refund_id: string | null
+  failure_code: string | null
+  failure_message: string | null
+  created_at: string
+  updated_at: string
 }
 
 /** A customer with a finalized invoice of 100.00 usd (2 × 50.00). */

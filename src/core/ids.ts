@@ -41,6 +41,14 @@ export function newId(kind: IdKind): string {
   return `${ID_PREFIXES[kind]}_${encodeTypeIdSuffix(nextUuidV7())}`
 }
 
+/**
+ * Orders two ids as PostgreSQL's `order by id` does (ids are ASCII): rows locked one by one
+ * are locked in this order on every path, so two transactions never wait on each other.
+ */
+export function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
 /** Random bytes drawn from a pool refilled 256 ids at a time: one system call per 256 ids. */
 const RANDOM = Buffer.allocUnsafe(16 * 256)
 let randomAt = RANDOM.length

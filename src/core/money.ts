@@ -22,6 +22,7 @@ export const ZERO_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set([
   'pyg',
   'rwf',
   'ugx',
+  'uyi',
   'vnd',
   'vuv',
   'xaf',
@@ -38,6 +39,8 @@ export const THREE_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set([
   'omr',
   'tnd',
 ])
+/** ISO 4217 currencies with four decimals (units of account: Chile's UF, Uruguay's UW). */
+export const FOUR_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set(['clf', 'uyw'])
 const KNOWN = new Set(Intl.supportedValuesOf('currency').map((code) => code.toLowerCase()))
 
 export function isCurrency(code: string): boolean {
@@ -56,6 +59,7 @@ export function minorUnitDigits(currency: string): number {
   const lower = currency.toLowerCase()
   if (ZERO_DECIMAL_CURRENCIES.has(lower)) return 0
   if (THREE_DECIMAL_CURRENCIES.has(lower)) return 3
+  if (FOUR_DECIMAL_CURRENCIES.has(lower)) return 4
   return 2
 }
 

@@ -7,7 +7,11 @@ import {
   type RawBuilder,
   sql,
 } from 'kysely'
-import { THREE_DECIMAL_CURRENCIES, ZERO_DECIMAL_CURRENCIES } from '../core/money.ts'
+import {
+  FOUR_DECIMAL_CURRENCIES,
+  THREE_DECIMAL_CURRENCIES,
+  ZERO_DECIMAL_CURRENCIES,
+} from '../core/money.ts'
 
 /**
  * SQL that writes API values as the response serializers do, for responses that
@@ -25,6 +29,7 @@ export function minorUnitsText(amount: RawBuilder<unknown>, currency: RawBuilder
   return sql`(case when ${amount} < 0 then '-' else '' end || case
     when ${currency} in (${inList(ZERO_DECIMAL_CURRENCIES)}) then abs(${amount})::text
     when ${currency} in (${inList(THREE_DECIMAL_CURRENCIES)}) then ${decimals(3)}
+    when ${currency} in (${inList(FOUR_DECIMAL_CURRENCIES)}) then ${decimals(4)}
     else ${decimals(2)} end)`
 }
 

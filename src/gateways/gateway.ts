@@ -176,6 +176,8 @@ export interface PaymentUpdate {
         status: 'succeeded' | 'failed'
         amount: bigint
         failureMessage?: string | undefined
+        /** The provider's reason, kept on a refund Payrail did not make (its dashboard's). */
+        reason?: string | undefined
       }
     | undefined
 }

@@ -66,11 +66,20 @@ export function parseTimeBound(raw: string, field: string): Date {
   if (/^\d{1,12}$/.test(value)) return new Date(Number(value) * 1000)
   if (/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value)) {
     const date = new Date(value)
-    if (!Number.isNaN(date.getTime())) return date
+    if (!Number.isNaN(date.getTime()) && isCalendarDay(value)) return date
   }
   throw validationError(`${field} must be unix seconds or an ISO 8601 date, got '${raw}'`, {
     field,
   })
+}
+
+/** Whether the date's `YYYY-MM-DD` is a day of the calendar: `Date` reads 2025-02-30 as 2 March. */
+function isCalendarDay(value: string): boolean {
+  const [year, month, day] = value.slice(0, 10).split('-').map(Number)
+  if (year === undefined || month === undefined || day === undefined) return false
+  return (
+    month >= 1 && month <= 12 && day >= 1 && day <= new Date(Date.UTC(year, month, 0)).getUTCDate()
+  )
 }
 
 function parseSort<F extends string>(

@@ -44,6 +44,9 @@ describe('money', () => {
     [-5n, 'usd', '-0.05'],
     [500n, 'jpy', '500'],
     [1234n, 'kwd', '1.234'],
+    [12345n, 'clf', '1.2345'],
+    [12345n, 'uyw', '1.2345'],
+    [500n, 'uyi', '500'],
   ])('formatMinorUnits(%s, %s) = %s', (minor, currency, text) => {
     expect(formatMinorUnits(minor, currency)).toBe(text)
   })
@@ -52,6 +55,11 @@ describe('money', () => {
     expect(normalizeCurrency('USD')).toBe('usd')
     expect(() => normalizeCurrency('XYZ')).toThrow(/ISO 4217/)
     expect(minorUnitDigits('JPY')).toBe(0)
+    // ISO 4217's units of account: UYI whole, CLF and UYW to four decimals.
+    expect(minorUnitDigits('UYI')).toBe(0)
+    expect(minorUnitDigits('CLF')).toBe(4)
+    expect(toMinorUnits('1.2345', 'clf')).toBe(12345n)
+    expect(() => toMinorUnits('1.5', 'uyi')).toThrow(/decimals/)
   })
 
   test('percentOf rounds half up in minor units', () => {

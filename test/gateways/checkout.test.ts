@@ -197,6 +197,28 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     })
   })
 
+  test("a refund made in Checkout.com's hub is recorded on the payment and its invoice", async () => {
+    const { invoice, payment } = await paidHostedPayment()
+    const paymentId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
+    const cko = new Checkout(emulator.secretKey, emulator.sdkOptions())
+    await cko.payments.refund(paymentId, { amount: 3000, reference: 'hub-refund' })
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '30.00',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_refunded).toBe('30.00')
+    const refunds = await ctx.get<{ items: { amount: string; metadata: object }[] }>(
+      `/v1/refunds?payment_id=${payment.id}`,
+    )
+    expect(refunds.body.items).toEqual([
+      expect.objectContaining({ amount: '30.00', metadata: { recorded_from: 'checkout' } }),
+    ])
+    // Only what is left can be refunded through Payrail.
+    const tooMuch = await ctx.post(`/v1/payments/${payment.id}/refunds`, { amount: '80.00' })
+    expect(tooMuch.status).toBe(409)
+  })
+
   test('a refund Checkout.com declines after accepting it fails, and the payment can be refunded again', async () => {
     const { invoice, payment } = await paidHostedPayment()
     emulator.declineRefundNext()

@@ -62,6 +62,25 @@ describe('CoinPayments, against the emulator', () => {
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
   })
 
+  test('an IPN that CoinPayments cannot be asked about is 502, for CoinPayments to send again; then it applies', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    const txnId = String(payment.gateway_tracking_id)
+    cp.receive(txnId)
+    await cp.waitForNotifications()
+    // Asked back about the completion, get_tx_info answers 503: 502, nothing applied; the
+    // IPN is sent again and applies.
+    const before = cp.deliveries.length
+    cp.faults.failNext({ status: 503 })
+    cp.confirm(txnId)
+    await cp.waitForNotifications()
+    expect(cp.deliveries.slice(before).map((d) => d.status)).toEqual([502, 200])
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+
   test('underpayment and overpayment by received_amount; cancellation is FAILED', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const under = await cryptoPayment(invoice.id)

@@ -17,15 +17,9 @@ import {
   getPayment,
   invoiceToPay,
   type PaymentBody,
+  type RefundBody,
 } from '../payments-helpers.ts'
 import { connectStripeEmulator, saveStripeCard, stripeWebhookPath } from '../stripe-helpers.ts'
-
-interface RefundBody {
-  id: string
-  status: string
-  failure_message: string | null
-  gateway_refund_id: string | null
-}
 
 let ctx: TestContext
 let emulator: StripeEmulator
@@ -291,8 +285,8 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     expect(refundedAtStripe(String(after.gateway_payment_id))).toBe(3000)
   })
 
-  test("a refund made in Stripe's dashboard is never taken for Payrail's pending one of the same amount", async () => {
-    const { payment } = await paidLink()
+  test("a refund made in Stripe's dashboard is recorded, once, and never taken for Payrail's pending one of the same amount", async () => {
+    const { invoice, payment } = await paidLink()
     const intentId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
     emulator.setWebhookDelivery('manual')
     loseAnswers('/v1/refunds', { afterProcessing: true })
@@ -304,16 +298,53 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     // Someone refunds 40.00 in Stripe's dashboard: no payrail_refund_id in its metadata.
     const stripe = new Stripe(emulator.secretKey, emulator.stripeConfig())
     const dashboard = await stripe.refunds.create({ payment_intent: intentId, amount: 4000 })
-    // Its webhooks first, then those of Payrail's refund.
-    await emulator.deliverOutbox({ order: 'reverse' })
+    // Its webhooks first, then those of Payrail's refund, each delivered twice.
+    await emulator.deliverOutbox({ order: 'reverse', duplicate: 1 })
     await emulator.waitForDeliveries()
     const settled = await ctx.get<RefundBody>(`/v1/refunds/${mine.body.id}`)
     expect(settled.body.status).toBe('succeeded')
     expect(settled.body.gateway_refund_id).not.toBe(dashboard.id)
     expect(refundedAtStripe(intentId)).toBe(8000)
-    // Payrail records what it refunded; the dashboard's refund is Stripe's own record.
-    expect((await getPayment(ctx, payment.id)).amount_refunded).toBe('40.00')
+    // The dashboard's refund is a refund of its own, recorded once though Stripe reported
+    // it in several events (charge.refunded, refund.created, refund.updated).
+    const refunds = await ctx.get<{ items: RefundBody[] }>(`/v1/refunds?payment_id=${payment.id}`)
+    const outside = refunds.body.items.filter((r) => r.gateway_refund_id === dashboard.id)
+    expect(outside).toHaveLength(1)
+    expect(outside[0]).toMatchObject({
+      status: 'succeeded',
+      amount: '40.00',
+      metadata: { recorded_from: 'stripe' },
+    })
+    expect(refunds.body.items).toHaveLength(2)
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '80.00',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_refunded).toBe('80.00')
     emulator.setWebhookDelivery('auto')
+  })
+
+  test('a dashboard refund of the rest refunds the payment and its invoice; one of more than is left is not recorded', async () => {
+    const { invoice, payment } = await paidLink()
+    const intentId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
+    const stripe = new Stripe(emulator.secretKey, emulator.stripeConfig())
+    const mine = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '25.00',
+    })
+    expect(mine.body.status).toBe('succeeded')
+    await stripe.refunds.create({ payment_intent: intentId, amount: 7500, reason: 'duplicate' })
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '100.00',
+    })
+    const invoiceAfter = await getInvoice(ctx, invoice.id)
+    expect(invoiceAfter).toMatchObject({ payment_status: 'REFUNDED', amount_refunded: '100.00' })
+    const refunds = await ctx.get<{ items: RefundBody[] }>(`/v1/refunds?payment_id=${payment.id}`)
+    expect(refunds.body.items.map((r) => [r.amount, r.reason]).sort()).toEqual([
+      ['25.00', null],
+      ['75.00', 'duplicate'],
+    ])
   })
 
   test('a refund that never reached Stripe is asked again by its job, with the same key: refunded once', async () => {

@@ -151,11 +151,20 @@ describe('every list takes the list query', () => {
     ['/v1/gateway_connections?limit=0'],
     ['/v1/gateway_connections?offset=-5'],
     ['/v1/api_keys?from_date=abc'],
+    // Days that are not on the calendar, which `Date` would move into the next month.
+    ['/v1/payments?from_date=2025-02-30'],
+    ['/v1/payments?to_date=2025-04-31T10:00:00Z'],
+    ['/v1/invoices?from_date=2025-00-10'],
+    ['/v1/payments?from_date=2023-02-29'],
     ['/v1/api_keys?sort=bogus'],
   ])('%s is 400', async (url) => {
     const res = await ctx.get<ErrorBody>(url)
     expect(res.status).toBe(400)
     expect(res.body.error.code).toBe('validation_error')
+  })
+
+  test('a leap day is a day', async () => {
+    expect((await ctx.get('/v1/payments?from_date=2024-02-29&to_date=2024-12-31')).status).toBe(200)
   })
 
   test("a customer's payment methods page like any list", async () => {

@@ -948,6 +948,45 @@ describe('POST /v1/orders/pay', () => {
     expect(await eventsOf(ctx, topUp.id, 'order.fulfilled')).toHaveLength(1)
   })
 
+  test('payments of the same orders named in opposite orders never deadlock', async () => {
+    const customer = await createCustomer(ctx)
+    const pairs = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const [a, b] = await Promise.all(
+          [0, 1].map(() =>
+            order({
+              customer_id: customer.id,
+              type: 'CREDIT_TOP_UP',
+              amount: '10.00',
+              currency: 'usd',
+            }),
+          ),
+        )
+        return [a, b] as const
+      }),
+    )
+    const results = await Promise.all(
+      pairs.flatMap(([a, b]) =>
+        [
+          [a, b],
+          [b, a],
+        ].map((orders) =>
+          ctx.post<PaymentBody>('/v1/orders/pay', {
+            orders: orders.map((o) => o?.id),
+            payment_method_type: 'PAYMENT_LINK',
+            payment_gateway: 'sandbox',
+          }),
+        ),
+      ),
+    )
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 201))
+    // Each keeps the caller's order of invoices.
+    const [first, second] = results
+    const [a, b] = pairs[0] ?? []
+    expect(first?.body.invoice_ids).toEqual([a?.invoice_id, b?.invoice_id])
+    expect(second?.body.invoice_ids).toEqual([b?.invoice_id, a?.invoice_id])
+  })
+
   test('a refund of an orders payment comes off the last invoice first', async () => {
     const customer = await createCustomer(ctx)
     const a = await order({

@@ -19,18 +19,6 @@ import {
   submitCard,
 } from '../payments-helpers.ts'
 
-interface RefundResponse extends RefundBody {
-  object: string
-  currency: string
-  reason: string | null
-  metadata: Record<string, string>
-  gateway_refund_id: string | null
-  failure_code: string | null
-  failure_message: string | null
-  created_at: string
-  updated_at: string
-}
-
 interface BalanceTransactionBody {
   type: string
   amount: string
@@ -49,7 +37,7 @@ beforeAll(async () => {
 afterAll(() => ctx.close())
 
 function refund(paymentId: string, body: Record<string, unknown> = {}, key?: string | null) {
-  return ctx.post<RefundResponse>(
+  return ctx.post<RefundBody>(
     `/v1/payments/${paymentId}/refunds`,
     body,
     key === undefined ? {} : { key },
@@ -61,7 +49,7 @@ function errorOf(res: { body: unknown }): ErrorBody['error'] {
 }
 
 async function refundsOfPayment(paymentId: string) {
-  const res = await ctx.get<List<RefundResponse>>(`/v1/refunds?payment_id=${paymentId}&limit=1000`)
+  const res = await ctx.get<List<RefundBody>>(`/v1/refunds?payment_id=${paymentId}&limit=1000`)
   expect(res.status).toBe(200)
   return res.body
 }
@@ -175,7 +163,7 @@ describe('POST /v1/payments/:id/refunds', () => {
       reason: 'requested_by_customer',
       metadata: { ticket: 'T-1' },
     })
-    const shown = await ctx.get<RefundResponse>(`/v1/refunds/${res.body.id}`)
+    const shown = await ctx.get<RefundBody>(`/v1/refunds/${res.body.id}`)
     expect(shown.status).toBe(200)
     expect(shown.body).toEqual(res.body)
   })
@@ -498,27 +486,27 @@ describe('GET /v1/refunds', () => {
     expect(all.items.map((r) => r.id)).toEqual([...ids].reverse())
     expect(all.items.every((r) => r.payment_id === payment.id)).toBe(true)
 
-    const page = await ctx.get<List<RefundResponse>>(
+    const page = await ctx.get<List<RefundBody>>(
       `/v1/refunds?payment_id=${payment.id}&limit=2&offset=2`,
     )
     expect(page.body.pagination).toEqual({ total: 5, limit: 2, offset: 2 })
     expect(page.body.items.map((r) => r.id)).toEqual([ids[2], ids[1]])
 
-    const pageByNumber = await ctx.get<List<RefundResponse>>(
+    const pageByNumber = await ctx.get<List<RefundBody>>(
       `/v1/refunds?payment_id=${payment.id}&size=2&page=2`,
     )
     expect(pageByNumber.body.items.map((r) => r.id)).toEqual([ids[0]])
 
-    const succeeded = await ctx.get<List<RefundResponse>>(
+    const succeeded = await ctx.get<List<RefundBody>>(
       `/v1/refunds?payment_id=${payment.id}&status=succeeded`,
     )
     expect(succeeded.body.pagination.total).toBe(5)
-    const pending = await ctx.get<List<RefundResponse>>(
+    const pending = await ctx.get<List<RefundBody>>(
       `/v1/refunds?payment_id=${payment.id}&status=pending`,
     )
     expect(pending.body.pagination.total).toBe(0)
 
-    const oldestFirst = await ctx.get<List<RefundResponse>>(
+    const oldestFirst = await ctx.get<List<RefundBody>>(
       `/v1/refunds?payment_id=${payment.id}&sort=created_at`,
     )
     expect(oldestFirst.body.items.map((r) => r.id)).toEqual(ids)
@@ -529,7 +517,7 @@ describe('GET /v1/refunds', () => {
     const b = await offlinePayment()
     const ra = await refund(a.payment.id, { amount: '1.00' })
     const rb = await refund(b.payment.id, { amount: '1.00' })
-    const list = await ctx.get<List<RefundResponse>>('/v1/refunds?limit=1000')
+    const list = await ctx.get<List<RefundBody>>('/v1/refunds?limit=1000')
     const listed = list.body.items.map((r) => r.id)
     expect(listed).toContain(ra.body.id)
     expect(listed).toContain(rb.body.id)
@@ -544,7 +532,7 @@ describe('GET /v1/refunds', () => {
   test('GET /v1/refunds/:id returns the refund; an unknown id is 404', async () => {
     const { payment } = await offlinePayment()
     const created = await refund(payment.id, { amount: '9.99' })
-    const shown = await ctx.get<RefundResponse>(`/v1/refunds/${created.body.id}`)
+    const shown = await ctx.get<RefundBody>(`/v1/refunds/${created.body.id}`)
     expect(shown.status).toBe(200)
     expect(shown.body).toEqual(created.body)
     const missing = await ctx.get('/v1/refunds/re_00000000000000000000000000')
@@ -655,7 +643,7 @@ describe('refund security', () => {
     expect(attempt.status).toBe(404)
     expect(errorOf(attempt).code).toBe('not_found')
     expect((await ctx.get(`/v1/refunds/${created.body.id}`, { key: other.key })).status).toBe(404)
-    const list = await ctx.get<List<RefundResponse>>('/v1/refunds?limit=1000', { key: other.key })
+    const list = await ctx.get<List<RefundBody>>('/v1/refunds?limit=1000', { key: other.key })
     expect(list.status).toBe(200)
     expect(list.body.items.map((r) => r.id)).not.toContain(created.body.id)
     expect((await getPayment(ctx, payment.id)).amount_refunded).toBe('5.00')

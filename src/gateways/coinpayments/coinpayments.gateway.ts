@@ -80,7 +80,18 @@ export const coinpaymentsGateway: Gateway = {
     if (!update) return { ok: true, events: [] }
     if (update.status === 'SUCCEEDED' || update.status === 'OVERPAID') {
       // Before money is counted as received, CoinPayments' own view must agree (get_tx_info).
-      const info = await call(ctx, 'get_tx_info', { txid: ipn.txnId }).catch(() => undefined)
+      let info: Record<string, unknown> | undefined
+      try {
+        info = await call(ctx, 'get_tx_info', { txid: ipn.txnId })
+      } catch (error) {
+        // Not answered (a timeout, a 5xx): unconfirmed, not refused, and a 5xx has CoinPayments
+        // send the IPN again. An answer that refuses the transaction is a 400.
+        return {
+          ok: false,
+          status: error instanceof CoinPaymentsError && error.refused ? 400 : 502,
+          reason: `CoinPayments could not be asked about the transaction (${error instanceof Error ? error.message : String(error)})`,
+        }
+      }
       const status = Number(info?.status)
       if (!(status >= 100 || status === 2))
         return {
@@ -98,6 +109,16 @@ export const coinpaymentsGateway: Gateway = {
     }
     return { ok: true, events: [event] }
   },
+}
+
+/** An answer of CoinPayments' API that is an error: `refused` when it answered, with a reason. */
+class CoinPaymentsError extends Error {
+  constructor(
+    message: string,
+    readonly refused: boolean,
+  ) {
+    super(message)
+  }
 }
 
 /** One call of the legacy API: a form body signed with HMAC-SHA512 of the exact bytes with the private key. */
@@ -131,7 +152,10 @@ async function call(
     result?: unknown
   } | null
   if (!response.ok || answer?.error !== 'ok')
-    throw new Error(`CoinPayments: ${String(answer?.error ?? response.status)}`)
+    throw new CoinPaymentsError(
+      `CoinPayments: ${String(answer?.error ?? response.status)}`,
+      response.ok && typeof answer?.error === 'string',
+    )
   return typeof answer.result === 'object' && answer.result !== null
     ? (answer.result as Record<string, unknown>)
     : undefined

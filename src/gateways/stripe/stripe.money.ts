@@ -6,7 +6,8 @@ import { formatMinorUnits, minorUnitDigits, ZERO_DECIMAL_CURRENCIES } from '../.
  * ISK (`STRIPE_TWO_DECIMAL_WHOLE`), and with MGA, which ISO 4217 gives two decimals.
  */
 const STRIPE_ZERO_DECIMAL: ReadonlySet<string> = new Set([
-  ...[...ZERO_DECIMAL_CURRENCIES].filter((currency) => currency !== 'isk'),
+  // UYI is not one of Stripe's currencies: left out, Stripe refuses it as it does any other.
+  ...[...ZERO_DECIMAL_CURRENCIES].filter((currency) => currency !== 'isk' && currency !== 'uyi'),
   'mga',
 ])
 /**

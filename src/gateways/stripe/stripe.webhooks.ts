@@ -212,6 +212,7 @@ function refundEvent(
           status: refund.status,
           amount: fromStripeAmount(refund.amount, refund.currency),
           failureMessage: refund.failure_reason ?? undefined,
+          reason: refund.reason ?? undefined,
         },
       },
       payload: event,

@@ -215,7 +215,7 @@ export async function lockInvoicesOfPayment(
     return invoice
   })
   for (const invoice of keepLines(invoiceRows)) remember(db, LOCKED_INVOICES, invoice.id, invoice)
-  return allocations
+  return allocations.sort((a, b) => a.position - b.position)
 }
 
 /**
@@ -251,7 +251,8 @@ function lockOfPayment(db: Db, environmentId: string, paymentId: string) {
       ])
       .where('a.payment_id', '=', $(1))
       .where('invoices.environment_id', '=', $(0))
-      .orderBy('a.position')
+      // Locked in the order of their ids, as a new payment locks them (`createPaymentRecord`).
+      .orderBy('invoices.id')
       .orderBy('l.position')
       .forUpdate('invoices'),
   )

@@ -5,7 +5,7 @@ import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, PaymentTable } from '../../db/database.ts'
 import type { PaymentUpdate } from '../../gateways/gateway.ts'
-import { completeRefundLocked, failRefundLocked } from './refunds.ts'
+import { completeRefundLocked, failRefundLocked, recordOutsideRefundLocked } from './refunds.ts'
 import {
   attemptsOf,
   findRefundByGatewayId,
@@ -103,6 +103,19 @@ export async function applyPaymentUpdate(
         deps,
       )
       return { payment: failed.payment, outcome: 'refund_applied' }
+    }
+    // A refund Payrail did not make (the provider's dashboard): recorded, so that the payment
+    // and its invoices count the money that left.
+    if (!refund && update.refund.status === 'succeeded') {
+      const recorded = await recordOutsideRefundLocked(
+        trx,
+        scope,
+        payment,
+        update.refund,
+        cause,
+        deps,
+      )
+      if (recorded) return { payment: recorded.payment, outcome: 'refund_applied' }
     }
     return { payment, outcome: refund ? 'repeat' : 'ignored' }
   }

@@ -96,21 +96,10 @@ export async function createRefund(
         refundable: shown,
       })
     }
-    const now = deps.clock.now()
-    const refund = await insertRefund(trx, {
-      id: newId('refund'),
-      tenant_id: scope.tenantId,
-      environment_id: scope.environmentId,
-      payment_id: locked.id,
-      amount,
-      currency: locked.currency,
-      status: 'pending',
+    const refund = await insertPendingRefund(trx, scope, locked, amount, deps.clock.now(), {
       reason: body.reason ?? null,
-      metadata: JSON.stringify(body.metadata ?? {}),
-      created_at: now,
-      updated_at: now,
+      metadata: body.metadata ?? {},
     })
-    await recordEvents(trx, scope, now, [refundEvent('refund.created', refund)])
     if (gateway.capabilities.internal) {
       await gateway.refundInternal?.(trx, ctx, locked, refund)
       created = (await completeRefundLocked(trx, scope, locked, refund, null, cause, deps)).refund
@@ -282,6 +271,49 @@ export async function completeRefundLocked(
   return { payment, refund: done }
 }
 
+/**
+ * Records a refund the provider reports that Payrail did not ask for: one made in Stripe's
+ * dashboard or Checkout.com's hub. The money has left the merchant, so the payment's
+ * `amount_refunded` and its invoices must say so, as Stripe's own charge does. It is stored
+ * as a refund like Payrail's (`metadata.recorded_from` names the provider) and settled at
+ * once: its webhooks repeat it by the provider's refund id, which then finds it. A report of
+ * more than is left to refund, or on a payment that holds no money, is logged and ignored:
+ * the provider refunds only what it took. Returns `undefined` when nothing was recorded.
+ */
+export async function recordOutsideRefundLocked(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  reported: { gatewayRefundId: string; amount: bigint; reason?: string | undefined },
+  cause: Cause,
+  deps: Pick<PaymentDeps, 'clock' | 'logger'>,
+): Promise<{ payment: Payment; refund: Refund } | undefined> {
+  const left = locked.amount_paid - locked.amount_refunded
+  if (!isSettled(locked.payment_status) || reported.amount <= 0n || reported.amount > left) {
+    deps.logger.warn(
+      {
+        payment_id: locked.id,
+        payment_status: locked.payment_status,
+        gateway_refund_id: reported.gatewayRefundId,
+        amount: String(reported.amount),
+      },
+      'a refund the provider reports does not fit the payment; not recorded',
+    )
+    return undefined
+  }
+  const refund = await insertPendingRefund(trx, scope, locked, reported.amount, deps.clock.now(), {
+    reason: reported.reason ?? null,
+    metadata: { recorded_from: locked.payment_gateway ?? 'gateway' },
+    gateway_refund_id: reported.gatewayRefundId,
+  })
+  // REFUND_FAILED settles only through PENDING_REFUND (the state machine's one way out).
+  const payment =
+    locked.payment_status === 'REFUND_FAILED'
+      ? (await movePayment(trx, scope, locked, 'PENDING_REFUND', {}, cause, deps)).payment
+      : locked
+  return completeRefundLocked(trx, scope, payment, refund, reported.gatewayRefundId, cause, deps)
+}
+
 export async function failRefundLocked(
   trx: Db,
   scope: Scope,
@@ -313,6 +345,33 @@ export async function failRefundLocked(
   const moved = await movePayment(trx, scope, locked, to, {}, cause, deps)
   await recordEvents(trx, scope, now, [refundEvent('refund.failed', failed)])
   return { payment: moved.payment, refund: failed }
+}
+
+/** A new pending refund of `amount` on the locked payment, and its `refund.created` event. */
+async function insertPendingRefund(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  amount: bigint,
+  now: Date,
+  fields: { reason: string | null; metadata: Record<string, string>; gateway_refund_id?: string },
+): Promise<Refund> {
+  const refund = await insertRefund(trx, {
+    id: newId('refund'),
+    tenant_id: scope.tenantId,
+    environment_id: scope.environmentId,
+    payment_id: locked.id,
+    amount,
+    currency: locked.currency,
+    status: 'pending',
+    reason: fields.reason,
+    metadata: JSON.stringify(fields.metadata),
+    gateway_refund_id: fields.gateway_refund_id ?? null,
+    created_at: now,
+    updated_at: now,
+  })
+  await recordEvents(trx, scope, now, [refundEvent('refund.created', refund)])
+  return refund
 }
 
 /** Whether a refund of `payment` other than `refund` is still pending. */

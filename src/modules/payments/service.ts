@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto'
 import type { Updateable } from 'kysely'
 import type { Clock } from '../../core/clock.ts'
 import { AppError, type ErrorCode, notFound, validationError } from '../../core/errors.ts'
-import { newId } from '../../core/ids.ts'
+import { compareIds, newId } from '../../core/ids.ts'
 import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
 import { checkTransition, isSettled, type PaymentStatus } from '../../core/payment-state.ts'
 import type { Access, Scope } from '../../core/principal.ts'
@@ -142,11 +142,17 @@ export async function createPaymentRecord(
   const ctx = await gatewayContext(deps, scope, gateway.name)
   // A payment the gateway is asked for once it is written needs its customer (`gatewayRequestFor`).
   const toGateway = input.settleWith !== undefined && !gateway.capabilities.internal
-  const last = input.allocations[input.allocations.length - 1]
   try {
     const view = await withNewHumanId(deps.db, async (trx, humanId): Promise<SettledView> => {
-      const invoices: Invoice[] = []
-      for (const allocation of input.allocations) {
+      const locked = new Map<string, Invoice>()
+      // Locked in the order of their ids, not the caller's: two payments of the same invoices
+      // named in opposite orders would otherwise each hold one lock and wait for the other.
+      const lockOrder =
+        input.allocations.length > 1
+          ? [...input.allocations].sort((a, b) => compareIds(a.invoiceId, b.invoiceId))
+          : input.allocations
+      const last = lockOrder[lockOrder.length - 1]
+      for (const allocation of lockOrder) {
         // The charges in flight on the invoices (`inFlightOf` below), and the customer the
         // gateway will be asked for, come with the last one's lock.
         if (allocation === last) {
@@ -172,8 +178,9 @@ export async function createPaymentRecord(
             },
           )
         }
-        invoices.push(invoice)
+        locked.set(invoice.id, invoice)
       }
+      const invoices = input.allocations.flatMap((a) => locked.get(a.invoiceId) ?? [])
       const first = invoices[0]
       if (!first)
         throw validationError('A payment needs an invoice to pay', { field: 'destination_id' })
