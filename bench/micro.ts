@@ -17,7 +17,7 @@ import { createLogger } from '../src/logger.ts'
 import { ApiKeyCache } from '../src/modules/api-keys/cache.ts'
 import { webhookEndpoints } from '../src/modules/webhook-endpoints/registry.ts'
 import { processDeps } from '../src/server.ts'
-import { provisionDatabase, seedInvoices, seedPendingPayments } from './database.ts'
+import { provisionDatabase, seedHistory, seedInvoices, seedPendingPayments } from './database.ts'
 import { FLOOR_PATH, registerFloor } from './floor.ts'
 import type { LoadRequest } from './load.ts'
 import { postgresCpuSeconds } from './proc.ts'
@@ -31,11 +31,15 @@ const { values } = parseArgs({
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
     profile: { type: 'string' },
+    history: { type: 'string' },
   },
 })
 const requests = Number(values.requests ?? 3000)
 const connections = Number(values.connections ?? 10)
 const rounds = Number(values.rounds ?? 3)
+/** Payments seeded for `list` (`--history`, default 100,000). */
+const history = Number(values.history ?? 100_000)
+let historySeeded = false
 
 const db = await provisionDatabase({ keep: values.keep })
 // Errors only: the pool's last connections may still be closing when the run drops its
@@ -90,6 +94,19 @@ const scenarios: Record<string, (n: number, round: number) => Promise<Inject[]>>
     (await seedInvoices(db, `key${round}`, n)).map((id) =>
       inject(invoicePayment(db.key, id, { payment_method_type: 'OFFLINE' }, true)),
     ),
+  // A page of 50 SUCCEEDED payments of the last 30 days, as the bench's `list` asks, over
+  // `--history` payments (seeded once, before the first round).
+  list: async (n) => {
+    if (!historySeeded) {
+      await seedHistory(db, history, () => undefined)
+      historySeeded = true
+    }
+    const to = Math.floor(Date.now() / 1000)
+    const path = `/v1/payments?status=SUCCEEDED&from_date=${to - 30 * 86_400}&to_date=${to}&limit=50`
+    return Array.from({ length: n }, () =>
+      inject({ method: 'GET', path, headers: { authorization: `Bearer ${db.key}` } }),
+    )
+  },
   webhook_apply: async (n, round) =>
     (await seedPendingPayments(db, `hook${round}`, n, String.fromCharCode(65 + round))).map((id) =>
       inject(completion(id)),

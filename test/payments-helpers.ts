@@ -1,4 +1,9 @@
 import { expect } from 'vitest'
+import { signWebhook } from '../src/core/webhook-signature.ts'
+import {
+  SANDBOX_SIGNATURE_HEADER,
+  sandboxWebhookPath,
+} from '../src/gateways/sandbox/sandbox-provider.ts'
 import { createCustomer, finalizedInvoice, type InvoiceBody } from './fixtures.ts'
 import type { TestContext } from './harness.ts'
 
@@ -232,4 +237,16 @@ export async function whileLocked<T>(
   } finally {
     holder.release()
   }
+}
+
+/** Posts `body` to the main test environment's sandbox webhook, signed as the sandbox signs. */
+export function postSandboxWebhook(ctx: TestContext, body: string) {
+  const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
+  const signature = signWebhook(secret, body, Math.floor(ctx.clock.now().getTime() / 1000))
+  return ctx.app.inject({
+    method: 'POST',
+    url: sandboxWebhookPath(ctx.main.tenant.id, ctx.main.test.id),
+    headers: { 'content-type': 'application/json', [SANDBOX_SIGNATURE_HEADER]: signature },
+    payload: body,
+  })
 }

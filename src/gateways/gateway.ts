@@ -150,6 +150,12 @@ export interface PaymentUpdate {
   amountReceived?: bigint | undefined
   /** The share of the payment received, when the provider counts in another unit (coins paid of coins due). */
   receivedShare?: { paid: bigint; due: bigint } | undefined
+  /**
+   * The currency of the amounts the report carries (`amountReceived`, `refund.amount`), in
+   * the provider's words: a report in another currency than the payment's is ignored and
+   * logged, never booked as the payment's.
+   */
+  currency?: string | undefined
   /** The notification applies only if the payment has this currency and decimal amount (else it is ignored). */
   mustMatch?: { currency: string; amount: string } | undefined
   gatewayPaymentId?: string | undefined

@@ -339,6 +339,28 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
 })
 
 describe('Checkout.com webhooks are read by their type', () => {
+  test("a capture reported in another currency than the payment's is ignored", async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await hostedPayment(invoice.id)
+    const body = JSON.stringify({
+      id: 'evt_captured_other_currency',
+      type: 'payment_captured',
+      data: {
+        id: 'pay_othercurrency',
+        amount: 10000,
+        currency: 'EUR',
+        metadata: { payrail_payment_id: payment.id },
+      },
+    })
+    const res = await deliverSigned(body)
+    expect(res.statusCode).toBe(200)
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '0.00',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
+  })
+
   test('an event type Payrail does not act on is acknowledged and changes nothing', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await hostedPayment(invoice.id)

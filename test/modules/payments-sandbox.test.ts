@@ -1,9 +1,4 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { signWebhook } from '../../src/core/webhook-signature.ts'
-import {
-  SANDBOX_SIGNATURE_HEADER,
-  sandboxWebhookPath,
-} from '../../src/gateways/sandbox/sandbox-provider.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   chargeDefaultCard,
@@ -14,6 +9,7 @@ import {
   getPayment,
   invoiceToPay,
   pagePost,
+  postSandboxWebhook,
   sessionOf,
   submitCard,
 } from '../payments-helpers.ts'
@@ -138,7 +134,6 @@ describe('sandbox webhooks signed but not shaped like a sandbox event', () => {
   test('are 400, never a 500, and change nothing', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const link = await createSandboxLink(ctx, invoice)
-    const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
     const base = {
       payment_id: link.body.id,
       session_id: null,
@@ -167,21 +162,24 @@ describe('sandbox webhooks signed but not shaped like a sandbox event', () => {
         created: 0,
         data,
       })
-      const res = await ctx.app.inject({
-        method: 'POST',
-        url: sandboxWebhookPath(ctx.main.tenant.id, ctx.main.test.id),
-        headers: {
-          'content-type': 'application/json',
-          [SANDBOX_SIGNATURE_HEADER]: signWebhook(
-            secret,
-            body,
-            Math.floor(ctx.clock.now().getTime() / 1000),
-          ),
-        },
-        payload: body,
-      })
+      const res = await postSandboxWebhook(ctx, body)
       expect(res.statusCode, JSON.stringify(data)).toBe(400)
     }
     expect((await getPayment(ctx, link.body.id)).payment_status).toBe('PENDING')
+    // Well formed, signed, but its amounts in another currency than the payment's: ignored.
+    const body = JSON.stringify({
+      id: 'sbevt_other_currency',
+      type: 'checkout.completed',
+      created: 0,
+      data: { ...base, currency: 'jpy' },
+    })
+    const res = await postSandboxWebhook(ctx, body)
+    expect(res.statusCode).toBe(200)
+    expect(res.json()).toMatchObject({ events: [{ outcome: 'ignored' }] })
+    expect(await getPayment(ctx, link.body.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '0.00',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
   })
 })

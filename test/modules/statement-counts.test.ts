@@ -1,9 +1,4 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { signWebhook } from '../../src/core/webhook-signature.ts'
-import {
-  SANDBOX_SIGNATURE_HEADER,
-  sandboxWebhookPath,
-} from '../../src/gateways/sandbox/sandbox-provider.ts'
 import { forgetInvoiceLines } from '../../src/modules/invoices/repository.ts'
 import { webhookEndpoints } from '../../src/modules/webhook-endpoints/registry.ts'
 import { eventsOf } from '../fixtures.ts'
@@ -15,6 +10,7 @@ import {
   customerWithSavedCard,
   getPayment,
   invoiceToPay,
+  postSandboxWebhook,
   sessionOf,
 } from '../payments-helpers.ts'
 import { statementsOf } from '../statements.ts'
@@ -155,7 +151,6 @@ describe('statements per request', () => {
   })
 
   test('a signed sandbox completion webhook settling a payment: 3 round trips, one transaction', async () => {
-    const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
     const completeNewLink = async () => {
       const { invoice } = await invoiceToPay(ctx)
       const link = await createSandboxLink(ctx, invoice)
@@ -178,16 +173,10 @@ describe('statements per request', () => {
           gateway_refund_id: null,
         },
       })
-      const signature = signWebhook(secret, body, Math.floor(ctx.clock.now().getTime() / 1000))
       return {
         payment: link.body.id,
         deliver: async () => {
-          const res = await ctx.app.inject({
-            method: 'POST',
-            url: sandboxWebhookPath(ctx.main.tenant.id, ctx.main.test.id),
-            headers: { 'content-type': 'application/json', [SANDBOX_SIGNATURE_HEADER]: signature },
-            payload: body,
-          })
+          const res = await postSandboxWebhook(ctx, body)
           expect(res.statusCode).toBe(200)
         },
       }

@@ -200,7 +200,12 @@ export function readCheckoutEvent(value: unknown): CheckoutEventView | null | un
 
 /** Authorized: the funds are held, the authorized amount reserved. */
 function reservedUpdate(payment: Omit<CheckoutPaymentView, 'status'>): PaymentUpdate {
-  return { status: 'RESERVED', amountReceived: payment.amount, gatewayPaymentId: payment.id }
+  return {
+    status: 'RESERVED',
+    amountReceived: payment.amount,
+    currency: payment.currency,
+    gatewayPaymentId: payment.id,
+  }
 }
 
 /** Captured: what has been captured is received, and the card saved if the page asked. */
@@ -208,6 +213,7 @@ function capturedUpdate(payment: Omit<CheckoutPaymentView, 'status'>): PaymentUp
   return {
     status: 'SUCCEEDED',
     amountReceived: payment.totalCaptured ?? payment.amount,
+    currency: payment.currency,
     gatewayPaymentId: payment.id,
     card: cardToSave(payment),
   }
@@ -249,6 +255,7 @@ export function updateFromEvent(event: CheckoutEventView): PaymentUpdate | undef
     case 'payment_refund_declined':
       if (!data.actionId) return undefined
       return {
+        currency: data.currency,
         refund: {
           gatewayRefundId: data.actionId,
           matchByAmount: true,

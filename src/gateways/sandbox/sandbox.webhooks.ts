@@ -51,6 +51,7 @@ function updateFor(event: SandboxEvent): PaymentUpdate | undefined {
       return {
         status: 'SUCCEEDED',
         amountReceived: BigInt(data.amount_received),
+        currency: data.currency,
         gatewayPaymentId: data.session_id ?? undefined,
         card: data.card?.saved ? card : undefined,
         attempt: { status: 'succeeded' },
@@ -73,6 +74,7 @@ function updateFor(event: SandboxEvent): PaymentUpdate | undefined {
       return {
         status: 'SUCCEEDED',
         amountReceived: BigInt(data.amount_received),
+        currency: data.currency,
         gatewayPaymentId: data.charge_id ?? undefined,
       }
     case 'charge.failed':
@@ -84,10 +86,12 @@ function updateFor(event: SandboxEvent): PaymentUpdate | undefined {
       return {
         status: received > BigInt(data.amount) ? 'OVERPAID' : 'SUCCEEDED',
         amountReceived: received,
+        currency: data.currency,
       }
     }
     case 'refund.succeeded':
       return {
+        currency: data.currency,
         refund: {
           refundId: data.refund_id ?? undefined,
           gatewayRefundId: data.gateway_refund_id ?? '',

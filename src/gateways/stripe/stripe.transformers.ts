@@ -84,6 +84,7 @@ export function updateFromPaymentIntent(intent: Stripe.PaymentIntent): PaymentUp
       return {
         status: 'SUCCEEDED',
         amountReceived: fromStripeAmount(intent.amount_received, intent.currency),
+        currency: intent.currency,
         gatewayPaymentId: intent.id,
       }
     case 'processing':
@@ -92,6 +93,7 @@ export function updateFromPaymentIntent(intent: Stripe.PaymentIntent): PaymentUp
       return {
         status: 'RESERVED',
         amountReceived: fromStripeAmount(intent.amount_capturable, intent.currency),
+        currency: intent.currency,
         gatewayPaymentId: intent.id,
       }
     case 'canceled':

@@ -87,6 +87,7 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
         return one(target, {
           status: 'SUCCEEDED',
           amountReceived: fromStripeAmount(session.amount_total ?? 0, session.currency ?? 'usd'),
+          currency: session.currency ?? undefined,
         })
       const intent = await stripe.paymentIntents.retrieve(intentId, { expand: ['payment_method'] })
       const update = updateFromPaymentIntent(intent)
@@ -206,6 +207,7 @@ function refundEvent(
       type: event.type,
       target: { paymentId },
       update: {
+        currency: refund.currency,
         refund: {
           refundId: refund.metadata?.[PAYRAIL_REFUND_ID],
           gatewayRefundId: refund.id,

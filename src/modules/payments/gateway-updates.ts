@@ -41,6 +41,13 @@ export async function applyPaymentUpdate(
     )
     return { payment, outcome: 'ignored' }
   }
+  if (update.currency !== undefined && update.currency.toLowerCase() !== locked.currency) {
+    deps.logger.warn(
+      { payment_id: locked.id, currency: locked.currency, reported_currency: update.currency },
+      'notification amounts are in another currency than the payment; ignored',
+    )
+    return { payment, outcome: 'ignored' }
+  }
   let outcome: UpdateOutcome = 'repeat'
   const gateway = payment.payment_gateway ?? 'unknown'
   const recordAttempt = (current: Payment) =>
