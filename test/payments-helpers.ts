@@ -250,3 +250,15 @@ export function postSandboxWebhook(ctx: TestContext, body: string) {
     payload: body,
   })
 }
+
+/** A payment of 100.00 whose gateway did not answer its creation: 502, left INITIATED. Its id. */
+export async function unansweredPayment(ctx: TestContext, body: Record<string, unknown>) {
+  const res = await createPayment(ctx, { amount: '100.00', ...body })
+  expect(res.status, res.text).toBe(502)
+  const paymentId = String(
+    (res.body as unknown as { error: { details: { payment_id: unknown } } }).error.details
+      .payment_id,
+  )
+  expect((await getPayment(ctx, paymentId)).payment_status).toBe('INITIATED')
+  return paymentId
+}

@@ -204,7 +204,17 @@ export interface BillingObject {
 export interface NormalizedEvent {
   eventId: string
   type: string
-  target: { paymentId?: string | undefined; trackingId?: string | undefined }
+  target: {
+    paymentId?: string | undefined
+    trackingId?: string | undefined
+    /**
+     * `trackingId` names the very object Payrail tracks on the payment (its
+     * `gateway_tracking_id`: a BitPay invoice). A report naming another one is about an object
+     * made for the payment whose answer was lost before a retry made the one tracked now:
+     * its failure or expiry does not end the payment (money it reports still counts).
+     */
+    trackedObject?: boolean | undefined
+  }
   update: PaymentUpdate
   billingObject?: BillingObject | undefined
   payload: unknown

@@ -12,7 +12,14 @@ import type { BitpayEmulator } from '../emulators/bitpay/emulator.ts'
 import { startBitpayEmulator } from '../emulators/bitpay/server.ts'
 import { startStripeEmulator } from '../emulators/stripe/server.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
-import { createPayment, getInvoice, getPayment, invoiceToPay } from '../payments-helpers.ts'
+import {
+  createPayment,
+  getInvoice,
+  getPayment,
+  invoiceToPay,
+  type PaymentBody,
+  unansweredPayment,
+} from '../payments-helpers.ts'
 
 let ctx: TestContext
 let bitpay: BitpayEmulator
@@ -174,6 +181,43 @@ describe('BitPay, against the emulator', () => {
     const tries = bitpay.deliveries.slice(before).map((d) => d.status)
     expect(tries).toEqual([502, 200])
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
+  })
+
+  test('an invoice whose answer was lost expires without failing the payment a retry gave another invoice', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    // BitPay does not answer the invoice's creation: 502, the payment INITIATED.
+    bitpay.timeoutNext({ ms: 0 })
+    const paymentId = await unansweredPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'bitpay',
+    })
+    // BitPay had made it, as a lost answer allows: an invoice for the payment, with its IPN URL.
+    const lost = await fetch(`${bitpay.url}/invoices`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-accept-version': '2.0.0' },
+      body: JSON.stringify({
+        token: bitpay.token,
+        price: 100,
+        currency: 'USD',
+        orderId: paymentId,
+        notificationURL: `${address}/v1/webhooks/bitpay/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+        extendedNotifications: true,
+      }),
+    })
+    const lostId = String(((await lost.json()) as { data: { id: string } }).data.id)
+    // The retry makes the invoice the customer sees.
+    const retried = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`, {})
+    expect(retried.status, retried.text).toBe(200)
+    expect(retried.body.payment_status).toBe('PENDING')
+    expect(retried.body.gateway_tracking_id).not.toBe(lostId)
+    // The lost invoice expires: its IPN names the payment, and changes nothing.
+    bitpay.expire(lostId)
+    await bitpay.waitForNotifications()
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('PENDING')
+    // The customer pays the invoice they were shown: the money is recorded.
+    await payAndConfirm(retried.body)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
   })
 
   test('duplicate and out-of-order IPNs leave the same final state', async () => {

@@ -64,7 +64,11 @@ export const bitpayGateway: Gateway = {
       // BitPay notifications carry no id: BitPay's state itself is the event, so a repeat is a duplicate.
       eventId: `${invoice.id}:${invoice.status}:${invoice.exceptionStatus || 'none'}`,
       type: `invoice.${invoice.status}`,
-      target: { trackingId: invoice.id, paymentId: invoice.orderId ?? undefined },
+      target: {
+        trackingId: invoice.id,
+        paymentId: invoice.orderId ?? undefined,
+        trackedObject: true,
+      },
       update,
       payload: invoice,
     }

@@ -1,6 +1,7 @@
 import { AppError, notFound } from '../../core/errors.ts'
 import { isSettled } from '../../core/payment-state.ts'
 import type { Scope } from '../../core/principal.ts'
+import type { Payment } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { NormalizedEvent, RawWebhook } from '../../gateways/gateway.ts'
 import { gatewayContext, gatewayFor } from '../../gateways/registry.ts'
@@ -121,6 +122,20 @@ async function applyEvent(
         { gateway, event_id: event.eventId, target: event.target },
         'webhook for an unknown payment',
       )
+    } else if (endsFromAnotherObject(locked, event)) {
+      // BitPay sends an expired invoice's IPN with the payment's id (its orderId): an invoice
+      // made before a retry replaced it must not fail the payment whose invoice is still open.
+      outcome = 'other_object'
+      deps.logger.warn(
+        {
+          gateway,
+          event_id: event.eventId,
+          payment_id: locked.id,
+          tracking_id: locked.gateway_tracking_id,
+          reported_tracking_id: event.target.trackingId,
+        },
+        'webhook ends a gateway object the payment no longer tracks; ignored',
+      )
     } else {
       const result = await applyPaymentUpdate(
         trx,
@@ -142,4 +157,19 @@ async function applyEvent(
     )
     return outcome
   })
+}
+
+/**
+ * Whether `event` would fail or cancel `payment` from a gateway object other than the one
+ * the payment tracks (`NormalizedEvent.target.trackedObject`).
+ */
+function endsFromAnotherObject(payment: Payment, event: NormalizedEvent): boolean {
+  const { trackingId, trackedObject } = event.target
+  const status = event.update.status
+  return (
+    trackedObject === true &&
+    trackingId !== undefined &&
+    payment.gateway_tracking_id !== trackingId &&
+    (status === 'FAILED' || status === 'CANCELLED')
+  )
 }
