@@ -9,8 +9,11 @@ import { recordEvents } from '../../src/modules/events/service.ts'
 import { webhookEndpoints } from '../../src/modules/webhook-endpoints/registry.ts'
 import {
   isPrivateAddress,
-  MERCHANT_SIGNATURE_HEADER,
-} from '../../src/modules/webhook-endpoints/service.ts'
+  PrivateTargetError,
+  postJson,
+  publicOnlyLookup,
+} from '../../src/modules/webhook-endpoints/sender.ts'
+import { MERCHANT_SIGNATURE_HEADER } from '../../src/modules/webhook-endpoints/service.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import { createPayment, invoiceToPay } from '../payments-helpers.ts'
 
@@ -448,7 +451,7 @@ describe('deliveries', () => {
     })
   })
 
-  test('in production, an endpoint on a private address is not sent to (unless allowed)', async () => {
+  test('private and public addresses are told apart', () => {
     expect(isPrivateAddress('127.0.0.1')).toBe(true)
     expect(isPrivateAddress('10.1.2.3')).toBe(true)
     expect(isPrivateAddress('172.20.0.1')).toBe(true)
@@ -459,26 +462,58 @@ describe('deliveries', () => {
     expect(isPrivateAddress('::ffff:10.0.0.1')).toBe(true)
     expect(isPrivateAddress('93.184.216.34')).toBe(false)
     expect(isPrivateAddress('2606:2800:220:1::1')).toBe(false)
-    const endpoint = await register({ enabled_events: ['invoice.paid'] })
-    await payOffline()
-    const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
-    const environment = process.env.NODE_ENV
-    process.env.NODE_ENV = 'production'
-    try {
-      await expect(
-        deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, firstTry),
-      ).rejects.toThrow()
-      expect(received).toHaveLength(0)
-      expect((await deliveriesOf(`&endpoint_id=${endpoint.id}`))[0]?.error_message).toMatch(
-        /private address/,
+  })
+
+  test.each([
+    ['an address', '127.0.0.1', /^Not sent: 127\.0\.0\.1 is a private address/],
+    ['a host name resolving to one', 'localhost', /^Not sent: localhost is a private address/],
+  ])(
+    'in production, an endpoint on %s private is not sent to (unless allowed)',
+    async (_, host, why) => {
+      const endpoint = await register({
+        enabled_events: ['invoice.paid'],
+        url: receiverUrl.replace('127.0.0.1', host),
+      })
+      await payOffline()
+      const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
+      const environment = process.env.NODE_ENV
+      process.env.NODE_ENV = 'production'
+      try {
+        await expect(
+          deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, firstTry),
+        ).rejects.toThrow()
+        expect(received).toHaveLength(0)
+        expect((await deliveriesOf(`&endpoint_id=${endpoint.id}`))[0]?.error_message).toMatch(why)
+        process.env.PAYRAIL_WEBHOOK_PRIVATE_TARGETS = 'allow'
+        expect(
+          await deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, firstTry),
+        ).toBe('succeeded')
+      } finally {
+        process.env.NODE_ENV = environment
+        delete process.env.PAYRAIL_WEBHOOK_PRIVATE_TARGETS
+      }
+    },
+  )
+
+  test('a host name is checked on the addresses the connection uses, not on an earlier lookup', async () => {
+    const local = receiverUrl.replace('127.0.0.1', 'localhost')
+    const options = { publicOnly: true, timeoutMs: 2_000, bodyLimit: 100 }
+    // localhost resolves to a loopback address inside the connection's own lookup: refused
+    // there, so no second resolution can differ from the one checked (DNS rebinding).
+    await expect(postJson(local, {}, '{}', options)).rejects.toBeInstanceOf(PrivateTargetError)
+    await expect(postJson(receiverUrl, {}, '{}', options)).rejects.toThrow(/private address/)
+    expect(received).toHaveLength(0)
+    const sent = await postJson(local, {}, '{}', { ...options, publicOnly: false })
+    expect(sent.status).toBe(200)
+    expect(received).toHaveLength(1)
+    // A public address passes through the lookup unchanged, in either form the socket asks.
+    const lookedUp = (all: boolean) =>
+      new Promise<unknown>((resolve, reject) =>
+        publicOnlyLookup('93.184.216.34', { all }, (error, address, family) =>
+          error ? reject(error) : resolve(all ? address : [address, family]),
+        ),
       )
-      process.env.PAYRAIL_WEBHOOK_PRIVATE_TARGETS = 'allow'
-      expect(
-        await deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, firstTry),
-      ).toBe('succeeded')
-    } finally {
-      process.env.NODE_ENV = environment
-      delete process.env.PAYRAIL_WEBHOOK_PRIVATE_TARGETS
-    }
+    expect(await lookedUp(true)).toEqual([{ address: '93.184.216.34', family: 4 }])
+    expect(await lookedUp(false)).toEqual(['93.184.216.34', 4])
   })
 })

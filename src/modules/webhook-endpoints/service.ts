@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { lookup } from 'node:dns/promises'
 import type { Clock } from '../../core/clock.ts'
 import { notFound } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
@@ -28,6 +27,7 @@ import {
   updateEndpoint as updateEndpointRow,
 } from './repository.ts'
 import type { CreateWebhookEndpointBody, UpdateWebhookEndpointBody } from './schemas.ts'
+import { PrivateTargetError, postJson } from './sender.ts'
 
 export interface WebhookDeps {
   db: Db
@@ -221,49 +221,11 @@ function storable(text: string): string {
   return text.replaceAll('\u0000', '')
 }
 
-/** The first `limit` characters of a response's body, without reading the rest of it. */
-async function bodyStart(response: Response, limit: number): Promise<string> {
-  const reader = response.body?.getReader()
-  if (!reader) return ''
-  const decoder = new TextDecoder()
-  let text = ''
-  try {
-    while (text.length < limit) {
-      const { done, value } = await reader.read()
-      if (done) break
-      text += decoder.decode(value, { stream: true })
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined)
-  }
-  return text.slice(0, limit)
-}
-
 /** Whether deliveries may go to private, loopback and link-local addresses (not in production). */
 function privateTargetsAllowed(): boolean {
   return (
     process.env.NODE_ENV !== 'production' || process.env.PAYRAIL_WEBHOOK_PRIVATE_TARGETS === 'allow'
   )
-}
-
-/** Whether an IP address is one a tenant must not reach through the worker. */
-export function isPrivateAddress(address: string): boolean {
-  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(v4)) {
-    const [a = 0, b = 0] = v4.split('.').map(Number)
-    return (
-      a === 0 ||
-      a === 10 ||
-      a === 127 ||
-      (a === 100 && b >= 64 && b <= 127) ||
-      (a === 169 && b === 254) ||
-      (a === 172 && b >= 16 && b <= 31) ||
-      (a === 192 && b === 168) ||
-      a >= 224
-    )
-  }
-  const v6 = address.toLowerCase()
-  return v6 === '::' || v6 === '::1' || /^f[cd]/.test(v6) || /^fe[89ab]/.test(v6)
 }
 
 async function post(
@@ -274,32 +236,24 @@ async function post(
 ): Promise<{ status: number | null; body: string | null; error?: string }> {
   const body = JSON.stringify(toEventResponse(event))
   try {
-    if (!privateTargetsAllowed()) {
-      const { hostname } = new URL(endpoint.url)
-      const addresses = await lookup(hostname.replace(/^\[|\]$/g, ''), { all: true })
-      const inside = addresses.find((a) => isPrivateAddress(a.address))
-      if (inside) {
-        return {
-          status: null,
-          body: null,
-          error: `Not sent: ${hostname} is a private address (${inside.address}); PAYRAIL_WEBHOOK_PRIVATE_TARGETS=allow permits it`,
-        }
-      }
-    }
-    const response = await fetch(endpoint.url, {
-      method: 'POST',
-      headers: {
+    const answer = await postJson(
+      endpoint.url,
+      {
         'content-type': 'application/json',
         'user-agent': 'Payrail-Webhooks/1',
         [MERCHANT_SIGNATURE_HEADER]: signWebhook(secret, body, Math.floor(now.getTime() / 1000)),
       },
       body,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
-    })
-    const text = await bodyStart(response, RESPONSE_BODY_LIMIT).catch(() => '')
-    return { status: response.status, body: storable(text) }
+      {
+        publicOnly: !privateTargetsAllowed(),
+        timeoutMs: DELIVERY_TIMEOUT_MS,
+        bodyLimit: RESPONSE_BODY_LIMIT,
+      },
+    )
+    return { status: answer.status, body: storable(answer.body) }
   } catch (error) {
+    if (error instanceof PrivateTargetError)
+      return { status: null, body: null, error: error.message }
     const cause = error instanceof Error ? (error.cause ?? error) : error
     return {
       status: null,
