@@ -200,11 +200,16 @@ export async function getInvoice(ctx: TestContext, id: string) {
 
 /** Whether a Payrail backend is waiting on a row lock now. */
 export async function payrailWaitsOnLock(ctx: TestContext): Promise<boolean> {
+  return (await payrailLockWaits(ctx)) > 0
+}
+
+/** How many of Payrail's connections wait on a row lock. */
+export async function payrailLockWaits(ctx: TestContext): Promise<number> {
   const { rows } = await ctx.pool.query<{ n: number }>(
     `select count(*)::int as n from pg_stat_activity
      where application_name = 'payrail' and wait_event_type = 'Lock'`,
   )
-  return (rows[0]?.n ?? 0) > 0
+  return rows[0]?.n ?? 0
 }
 
 /**
@@ -261,4 +266,29 @@ export async function unansweredPayment(ctx: TestContext, body: Record<string, u
   )
   expect((await getPayment(ctx, paymentId)).payment_status).toBe('INITIATED')
   return paymentId
+}
+
+/**
+ * A sandbox event's JSON body for `postSandboxWebhook`: every data field present (as the
+ * sandbox sends them), `data` overriding the empty ones.
+ */
+export function sandboxEventBody(id: string, type: string, data: Record<string, unknown>) {
+  return JSON.stringify({
+    id,
+    type,
+    created: 0,
+    data: {
+      payment_id: '',
+      session_id: null,
+      charge_id: null,
+      amount: 0,
+      amount_received: 0,
+      currency: 'usd',
+      card: null,
+      error: null,
+      refund_id: null,
+      gateway_refund_id: null,
+      ...data,
+    },
+  })
 }

@@ -41,7 +41,13 @@ export const THREE_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set([
 ])
 /** ISO 4217 currencies with four decimals (units of account: Chile's UF, Uruguay's UW). */
 export const FOUR_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set(['clf', 'uyw'])
-const KNOWN = new Set(Intl.supportedValuesOf('currency').map((code) => code.toLowerCase()))
+/** ISO 4217's codes as ICU lists them, and its units of account some ICU builds leave out. */
+const KNOWN = new Set([
+  ...Intl.supportedValuesOf('currency').map((code) => code.toLowerCase()),
+  'clf',
+  'uyi',
+  'uyw',
+])
 
 export function isCurrency(code: string): boolean {
   return KNOWN.has(code.toLowerCase())

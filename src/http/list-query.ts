@@ -77,9 +77,9 @@ export function parseTimeBound(raw: string, field: string): Date {
 function isCalendarDay(value: string): boolean {
   const [year, month, day] = value.slice(0, 10).split('-').map(Number)
   if (year === undefined || month === undefined || day === undefined) return false
-  return (
-    month >= 1 && month <= 12 && day >= 1 && day <= new Date(Date.UTC(year, month, 0)).getUTCDate()
-  )
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+  return days !== undefined && day >= 1 && day <= days
 }
 
 function parseSort<F extends string>(

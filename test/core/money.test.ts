@@ -56,6 +56,8 @@ describe('money', () => {
     expect(() => normalizeCurrency('XYZ')).toThrow(/ISO 4217/)
     expect(minorUnitDigits('JPY')).toBe(0)
     // ISO 4217's units of account: UYI whole, CLF and UYW to four decimals.
+    expect(normalizeCurrency('CLF')).toBe('clf')
+    expect(normalizeCurrency('uyw')).toBe('uyw')
     expect(minorUnitDigits('UYI')).toBe(0)
     expect(minorUnitDigits('CLF')).toBe(4)
     expect(toMinorUnits('1.2345', 'clf')).toBe(12345n)

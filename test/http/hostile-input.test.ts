@@ -165,6 +165,8 @@ describe('every list takes the list query', () => {
 
   test('a leap day is a day', async () => {
     expect((await ctx.get('/v1/payments?from_date=2024-02-29&to_date=2024-12-31')).status).toBe(200)
+    expect((await ctx.get('/v1/payments?from_date=2000-02-29')).status).toBe(200)
+    expect((await ctx.get('/v1/payments?from_date=1900-02-29')).status).toBe(400)
   })
 
   test("a customer's payment methods page like any list", async () => {

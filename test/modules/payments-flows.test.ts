@@ -17,6 +17,9 @@ import {
   invoiceToPay,
   type PaymentBody,
   pagePost,
+  payrailLockWaits,
+  postSandboxWebhook,
+  sandboxEventBody,
   sessionOf,
   submitCard,
   whileLocked,
@@ -911,6 +914,14 @@ describe('POST /v1/invoices/:id/pay', () => {
 })
 
 describe('POST /v1/orders/pay', () => {
+  /** Two credit top-up orders of 10.00 for the customer. */
+  const twoTopUps = (customerId: string) =>
+    Promise.all(
+      [0, 1].map(() =>
+        order({ customer_id: customerId, type: 'CREDIT_TOP_UP', amount: '10.00', currency: 'usd' }),
+      ),
+    )
+
   test('one OFFLINE payment pays two orders: both invoices paid, orders fulfilled, top-up credited', async () => {
     const customer = await createCustomer(ctx)
     const topUp = await order({
@@ -950,21 +961,7 @@ describe('POST /v1/orders/pay', () => {
 
   test('payments of the same orders named in opposite orders never deadlock', async () => {
     const customer = await createCustomer(ctx)
-    const pairs = await Promise.all(
-      Array.from({ length: 12 }, async () => {
-        const [a, b] = await Promise.all(
-          [0, 1].map(() =>
-            order({
-              customer_id: customer.id,
-              type: 'CREDIT_TOP_UP',
-              amount: '10.00',
-              currency: 'usd',
-            }),
-          ),
-        )
-        return [a, b] as const
-      }),
-    )
+    const pairs = await Promise.all(Array.from({ length: 12 }, () => twoTopUps(customer.id)))
     const results = await Promise.all(
       pairs.flatMap(([a, b]) =>
         [
@@ -985,6 +982,58 @@ describe('POST /v1/orders/pay', () => {
     const [a, b] = pairs[0] ?? []
     expect(first?.body.invoice_ids).toEqual([a?.invoice_id, b?.invoice_id])
     expect(second?.body.invoice_ids).toEqual([b?.invoice_id, a?.invoice_id])
+  })
+
+  test("their completions, each waiting on the other's invoice, never deadlock either", async () => {
+    const customer = await createCustomer(ctx)
+    const [a, b] = await twoTopUps(customer.id)
+    const [first, second] = await Promise.all(
+      [
+        [a, b],
+        [b, a],
+      ].map(async (orders) => {
+        const res = await ctx.post<PaymentBody>('/v1/orders/pay', {
+          orders: orders.map((o) => o?.id),
+          payment_method_type: 'PAYMENT_LINK',
+          payment_gateway: 'sandbox',
+        })
+        expect(res.status, res.text).toBe(201)
+        return res.body
+      }),
+    )
+    const complete = (link: PaymentBody) =>
+      postSandboxWebhook(
+        ctx,
+        sandboxEventBody(`sbevt_pair_${link.id}`, 'checkout.completed', {
+          payment_id: link.id,
+          session_id: sessionOf(link),
+          amount: 2000,
+          amount_received: 2000,
+        }),
+      )
+    const waiting = async (count: number) => {
+      while ((await payrailLockWaits(ctx)) < count) await new Promise((r) => setTimeout(r, 5))
+    }
+    // Another transaction holds a's invoice: the first completion waits on it; the second,
+    // locking in the caller's order, would take b's and wait on a's, and once a's is free the
+    // first would wait on b's: a deadlock. Locked in id order, one simply waits for the other.
+    const holder = await ctx.pool.connect()
+    try {
+      await holder.query('begin')
+      await holder.query('select id from invoices where id = $1 for update', [a?.invoice_id])
+      const one = complete(first as PaymentBody)
+      await waiting(1)
+      const two = complete(second as PaymentBody)
+      await waiting(2)
+      await holder.query('commit')
+      const answers = await Promise.all([one, two])
+      expect(answers.map((r) => r.statusCode)).toEqual([200, 200])
+    } finally {
+      holder.release()
+    }
+    for (const link of [first, second]) {
+      expect((await getPayment(ctx, String(link?.id))).payment_status).toBe('SUCCEEDED')
+    }
   })
 
   test('a refund of an orders payment comes off the last invoice first', async () => {

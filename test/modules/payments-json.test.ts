@@ -31,7 +31,7 @@ import { createTestContext, type TestContext } from '../harness.ts'
 let ctx: TestContext
 let customers: string[]
 const COUNT = 60
-const CURRENCIES = ['usd', 'jpy', 'kwd', 'eur', 'clp', 'bhd']
+const CURRENCIES = ['usd', 'jpy', 'kwd', 'eur', 'clp', 'bhd', 'clf', 'uyi']
 
 beforeAll(async () => {
   ctx = await createTestContext()

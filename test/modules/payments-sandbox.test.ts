@@ -10,6 +10,7 @@ import {
   invoiceToPay,
   pagePost,
   postSandboxWebhook,
+  sandboxEventBody,
   sessionOf,
   submitCard,
 } from '../payments-helpers.ts'
@@ -154,6 +155,8 @@ describe('sandbox webhooks signed but not shaped like a sandbox event', () => {
       { ...base, amount: null },
       { ...base, card: { saved: true } },
       { ...base, error: 'declined' },
+      { ...base, currency: null },
+      { ...base, currency: 5 },
     ]
     for (const [i, data] of datas.entries()) {
       const body = JSON.stringify({
@@ -181,5 +184,46 @@ describe('sandbox webhooks signed but not shaped like a sandbox event', () => {
       amount_paid: '0.00',
     })
     expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
+  })
+})
+
+describe('a refund made at the provider, reported by webhook', () => {
+  const refundBody = (paymentId: string, id: string) =>
+    sandboxEventBody(id, 'refund.succeeded', {
+      payment_id: paymentId,
+      amount: 3000,
+      gateway_refund_id: 'sbre_outside',
+    })
+
+  test('before the payment settled is refused, to be sent again; then it is recorded once', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const early = await postSandboxWebhook(ctx, refundBody(link.body.id, 'sbevt_outside_1'))
+    expect(early.statusCode).toBe(409)
+    await submitCard(ctx, sessionOf(link.body), '4242424242424242')
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('SUCCEEDED')
+    // Sent again, and once more as a duplicate: recorded once.
+    for (const id of ['sbevt_outside_1', 'sbevt_outside_1', 'sbevt_outside_2']) {
+      expect((await postSandboxWebhook(ctx, refundBody(link.body.id, id))).statusCode).toBe(200)
+    }
+    expect(await getPayment(ctx, link.body.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '30.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      amount_paid: '100.00',
+      amount_refunded: '30.00',
+    })
+  })
+
+  test("without the provider's refund id is not recorded", async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    await submitCard(ctx, sessionOf(link.body), '4242424242424242')
+    const body = JSON.parse(refundBody(link.body.id, 'sbevt_outside_noid'))
+    body.data.gateway_refund_id = null
+    const res = await postSandboxWebhook(ctx, JSON.stringify(body))
+    expect(res.statusCode).toBe(200)
+    expect((await getPayment(ctx, link.body.id)).amount_refunded).toBe('0.00')
   })
 })

@@ -11,6 +11,7 @@ import {
   getPayment,
   invoiceToPay,
   postSandboxWebhook,
+  sandboxEventBody,
   sessionOf,
 } from '../payments-helpers.ts'
 import { statementsOf } from '../statements.ts'
@@ -156,22 +157,11 @@ describe('statements per request', () => {
       const link = await createSandboxLink(ctx, invoice)
       expect(link.status).toBe(201)
       const cents = Math.round(Number(invoice.amount_due) * 100)
-      const body = JSON.stringify({
-        id: `sbevt_count_${link.body.id}`,
-        type: 'checkout.completed',
-        created: Math.floor(ctx.clock.now().getTime() / 1000),
-        data: {
-          payment_id: link.body.id,
-          session_id: sessionOf(link.body),
-          charge_id: null,
-          amount: cents,
-          amount_received: cents,
-          currency: 'usd',
-          card: null,
-          error: null,
-          refund_id: null,
-          gateway_refund_id: null,
-        },
+      const body = sandboxEventBody(`sbevt_count_${link.body.id}`, 'checkout.completed', {
+        payment_id: link.body.id,
+        session_id: sessionOf(link.body),
+        amount: cents,
+        amount_received: cents,
       })
       return {
         payment: link.body.id,

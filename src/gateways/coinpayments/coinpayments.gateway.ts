@@ -84,11 +84,12 @@ export const coinpaymentsGateway: Gateway = {
       try {
         info = await call(ctx, 'get_tx_info', { txid: ipn.txnId })
       } catch (error) {
-        // Not answered (a timeout, a 5xx): unconfirmed, not refused, and a 5xx has CoinPayments
-        // send the IPN again. An answer that refuses the transaction is a 400.
+        // No view of the transaction (a timeout, a 5xx, or an API error such as a key without
+        // the get_tx_info permission): unconfirmed, not refused. A 5xx has CoinPayments send
+        // the IPN again; only its view of the transaction, read, can refuse it (400 below).
         return {
           ok: false,
-          status: error instanceof CoinPaymentsError && error.refused ? 400 : 502,
+          status: 502,
           reason: `CoinPayments could not be asked about the transaction (${error instanceof Error ? error.message : String(error)})`,
         }
       }
@@ -109,16 +110,6 @@ export const coinpaymentsGateway: Gateway = {
     }
     return { ok: true, events: [event] }
   },
-}
-
-/** An answer of CoinPayments' API that is an error: `refused` when it answered, with a reason. */
-class CoinPaymentsError extends Error {
-  constructor(
-    message: string,
-    readonly refused: boolean,
-  ) {
-    super(message)
-  }
 }
 
 /** One call of the legacy API: a form body signed with HMAC-SHA512 of the exact bytes with the private key. */
@@ -152,10 +143,7 @@ async function call(
     result?: unknown
   } | null
   if (!response.ok || answer?.error !== 'ok')
-    throw new CoinPaymentsError(
-      `CoinPayments: ${String(answer?.error ?? response.status)}`,
-      response.ok && typeof answer?.error === 'string',
-    )
+    throw new Error(`CoinPayments: ${String(answer?.error ?? response.status)}`)
   return typeof answer.result === 'object' && answer.result !== null
     ? (answer.result as Record<string, unknown>)
     : undefined

@@ -121,6 +121,7 @@ function parseEvent(body: Buffer): SandboxEvent | undefined {
     typeof data !== 'object' ||
     data === null ||
     typeof data.payment_id !== 'string' ||
+    typeof data.currency !== 'string' ||
     !isAmount(data.amount) ||
     !isAmount(data.amount_received) ||
     !optional(data.session_id, isString) ||

@@ -182,7 +182,7 @@ function keepLines<R extends Invoice & LineColumns>(rows: R[]): Invoice[] {
 
 /**
  * A payment's allocations, in order, with each allocated invoice locked
- * (`SELECT … FOR UPDATE`, in allocation order) and its lines, in one statement: what
+ * (`SELECT … FOR UPDATE`, in the order of their ids, as every path locks them) and its lines, in one statement: what
  * settling or checking a payment reads first. Only for a payment the caller holds
  * locked: its allocations change only under that lock, and this statement's snapshot
  * is taken after the caller got it, so they are current. The invoices are remembered

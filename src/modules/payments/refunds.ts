@@ -276,9 +276,11 @@ export async function completeRefundLocked(
  * dashboard or Checkout.com's hub. The money has left the merchant, so the payment's
  * `amount_refunded` and its invoices must say so, as Stripe's own charge does. It is stored
  * as a refund like Payrail's (`metadata.recorded_from` names the provider) and settled at
- * once: its webhooks repeat it by the provider's refund id, which then finds it. A report of
- * more than is left to refund, or on a payment that holds no money, is logged and ignored:
- * the provider refunds only what it took. Returns `undefined` when nothing was recorded.
+ * once: its webhooks repeat it by the provider's refund id, which then finds it. A report
+ * that overtakes the payment's own success is refused (409, the provider sends it again);
+ * one of more than is left to refund, or on a payment that FAILED or was CANCELLED, is logged
+ * and ignored: the provider refunds only what it took. Returns `undefined` when nothing was
+ * recorded.
  */
 export async function recordOutsideRefundLocked(
   trx: Db,
@@ -288,8 +290,24 @@ export async function recordOutsideRefundLocked(
   cause: Cause,
   deps: Pick<PaymentDeps, 'clock' | 'logger'>,
 ): Promise<{ payment: Payment; refund: Refund } | undefined> {
+  const status = locked.payment_status
+  if (!isSettled(status) && status !== 'FAILED' && status !== 'CANCELLED') {
+    // The refund's report overtook the payment's own (a success the provider is still
+    // sending again): refused, so that the provider sends it again once the payment holds
+    // the money. Ignored, the refund would be lost and the late success booked in full.
+    throw new AppError(
+      'conflict',
+      `Payment ${locked.id} is ${locked.payment_status}: a refund of it is applied once it has settled; send it again`,
+      { payment_id: locked.id, payment_status: locked.payment_status },
+    )
+  }
   const left = locked.amount_paid - locked.amount_refunded
-  if (!isSettled(locked.payment_status) || reported.amount <= 0n || reported.amount > left) {
+  if (
+    !isSettled(locked.payment_status) ||
+    reported.gatewayRefundId === '' ||
+    reported.amount <= 0n ||
+    reported.amount > left
+  ) {
     deps.logger.warn(
       {
         payment_id: locked.id,
