@@ -1,5 +1,6 @@
 import { Checkout } from 'checkout-sdk-node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { askRefundAgain } from '../../src/modules/payments/refunds.ts'
 import type { CheckoutEmulator } from '../emulators/checkout/emulator.ts'
 import {
   type CheckoutTestCard,
@@ -14,6 +15,7 @@ import {
   getPayment,
   invoiceToPay,
   type PaymentBody,
+  type RefundBody,
 } from '../payments-helpers.ts'
 
 let ctx: TestContext
@@ -217,6 +219,56 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     // Only what is left can be refunded through Payrail.
     const tooMuch = await ctx.post(`/v1/payments/${payment.id}/refunds`, { amount: '80.00' })
     expect(tooMuch.status).toBe(409)
+  })
+
+  test('two refunds of one amount whose answers were lost: their webhooks wait for the ids, and each refund keeps its own', async () => {
+    const { payment } = await paidHostedPayment()
+    emulator.holdWebhooks()
+    emulator.setWebhookRetry({ maxAttempts: 1 })
+    emulator.timeoutNext({ count: 2, ms: 0, afterProcessing: true, pathPrefix: '/payments/' })
+    const refunds: RefundBody[] = []
+    for (let i = 0; i < 2; i++) {
+      const res = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+        amount: '30.00',
+      })
+      expect(res.body).toMatchObject({ status: 'pending', gateway_refund_id: null })
+      refunds.push(res.body)
+    }
+    try {
+      // Checkout.com refunded both; its webhooks name neither of Payrail's refunds, and both
+      // wait for an id: which is which cannot be told, so each is refused, to come again.
+      const tries = await emulator.releaseWebhooks({ order: 'reverse' })
+      expect(tries.map((t) => t.status)).toEqual([409, 409])
+      // ask_refund_again gets each refund's action id (same idempotency key, same action).
+      for (const refund of refunds) {
+        await askRefundAgain(ctx.deps, {
+          tenantId: ctx.main.tenant.id,
+          environmentId: ctx.main.test.id,
+          refundId: refund.id,
+        })
+      }
+      for (const attempt of tries) expect((await deliverSigned(attempt.body)).statusCode).toBe(200)
+    } finally {
+      emulator.setWebhookRetry({ maxAttempts: 5 })
+    }
+    const settled = await Promise.all(
+      refunds.map(async (r) => (await ctx.get<RefundBody>(`/v1/refunds/${r.id}`)).body),
+    )
+    const checkoutId = (await getPayment(ctx, payment.id)).gateway_payment_id
+    const actions = emulator
+      .listEvents('payment_refunded')
+      .map((e) => e.data as { id?: string; action_id?: string } | undefined)
+      .filter((data) => data?.id === checkoutId)
+      .map((data) => data?.action_id)
+    expect(actions).toHaveLength(2)
+    expect(settled.map((r) => r.status)).toEqual(['succeeded', 'succeeded'])
+    expect(new Set(settled.map((r) => r.gateway_refund_id))).toEqual(new Set(actions))
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '60.00',
+    })
+    const all = await ctx.get<{ items: RefundBody[] }>(`/v1/refunds?payment_id=${payment.id}`)
+    expect(all.body.items).toHaveLength(2)
   })
 
   test('a refund Checkout.com declines after accepting it fails, and the payment can be refunded again', async () => {

@@ -1,9 +1,10 @@
 import type { Updateable } from 'kysely'
+import { AppError } from '../../core/errors.ts'
 import { toMinorUnits } from '../../core/money.ts'
 import { checkTransition, isSettled, isTerminal } from '../../core/payment-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
-import type { Payment, PaymentTable } from '../../db/database.ts'
+import type { Payment, PaymentTable, Refund } from '../../db/database.ts'
 import type { PaymentUpdate } from '../../gateways/gateway.ts'
 import { completeRefundLocked, failRefundLocked, recordOutsideRefundLocked } from './refunds.ts'
 import {
@@ -75,14 +76,9 @@ export async function applyPaymentUpdate(
         : undefined) ??
       // The provider's webhook can arrive while Payrail is still waiting for the refund call to
       // answer, before the provider's id is stored: for a provider that names none of Payrail's
-      // refunds, it is then the oldest pending refund of that amount.
+      // refunds, it is then the pending refund of that amount.
       (update.refund.matchByAmount
-        ? (await refundsOf(trx, payment.id)).find(
-            (r) =>
-              r.status === 'pending' &&
-              r.gateway_refund_id === null &&
-              r.amount === update.refund?.amount,
-          )
+        ? await pendingOfAmount(trx, payment, update.refund.amount)
         : undefined)
     if (refund && refund.status === 'pending' && update.refund.status === 'succeeded') {
       const done = await completeRefundLocked(
@@ -230,4 +226,28 @@ async function failedBefore(
   if (gatewayPaymentId === undefined || payment.payment_status === 'FAILED') return false
   const attempts = await attemptsOf(trx, [payment.id])
   return attempts.some((a) => a.status === 'failed' && a.gateway_payment_id === gatewayPaymentId)
+}
+
+/**
+ * The one pending refund of `amount` whose provider id is not yet stored. Two of them would
+ * make the match a guess: a report taken for the wrong one leaves the other pending for
+ * good once its answer names the id already used. The report is then refused (409), and the
+ * provider sends it again once the answers (or `ask_refund_again`) have stored the ids.
+ */
+async function pendingOfAmount(
+  trx: Db,
+  payment: Payment,
+  amount: bigint,
+): Promise<Refund | undefined> {
+  const candidates = (await refundsOf(trx, payment.id)).filter(
+    (r) => r.status === 'pending' && r.gateway_refund_id === null && r.amount === amount,
+  )
+  if (candidates.length > 1) {
+    throw new AppError(
+      'conflict',
+      `Payment ${payment.id} has ${candidates.length} refunds of this amount still waiting for the provider's answer; send the report again`,
+      { payment_id: payment.id },
+    )
+  }
+  return candidates[0]
 }
