@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { AppDeps } from '../app.ts'
 import { PAYMENT_STATUSES as PAYMENT_STATUS_VALUES } from '../core/payment-state.ts'
@@ -104,6 +105,55 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
         }
       })
 
+    /**
+     * A signed-in action: a same-site form POST that the API carries out for the key, under
+     * the form's own `Idempotency-Key` (a form sent twice, by a reload or a double click,
+     * acts once). Done, it goes back to `back`; refused, the API's message is the page.
+     */
+    const action = (
+      path: string,
+      call: (
+        params: Record<string, string>,
+        form: Record<string, string | undefined>,
+      ) => { url: string; body: Record<string, unknown>; back: string },
+    ) =>
+      app.post<{ Body: Record<string, string | undefined> }>(
+        path,
+        { config, schema },
+        async (request, reply) => {
+          if (crossSite(request))
+            return html(reply, 403, layout('<h1>Refused</h1><p>Act from the dashboard.</p>'))
+          const key = keyOf(request)
+          if (!key) return toLogin(reply)
+          const form = request.body ?? {}
+          const idempotencyKey = form.idempotency_key ?? ''
+          if (!/^dash_[a-f0-9]{32}$/.test(idempotencyKey))
+            return html(reply, 400, layout('<h1>Refused</h1><p>Send the form from its page.</p>'))
+          const { url, body, back } = call(request.params as Record<string, string>, form)
+          const res = await app.inject({
+            method: 'POST',
+            url,
+            headers: {
+              authorization: `Bearer ${key}`,
+              'content-type': 'application/json',
+              'idempotency-key': idempotencyKey,
+            },
+            payload: JSON.stringify(body),
+          })
+          if (res.statusCode === 401) return toLogin(reply)
+          if (res.statusCode < 300) return reply.redirect(back, 303)
+          const message =
+            (res.json() as { error?: { message?: string } }).error?.message ?? 'Refused'
+          return html(
+            reply,
+            res.statusCode >= 500 ? 502 : res.statusCode,
+            layout(
+              `<h1>Not done</h1><p class="error">${escapeHtml(message)}</p><p><a href="${escapeHtml(back)}">Back</a></p>`,
+            ),
+          )
+        },
+      )
+
     app.get('/dashboard/login', { config, schema }, async (_request, reply) =>
       html(reply, 200, loginPage()),
     )
@@ -186,6 +236,7 @@ ${table(PAYMENT_COLUMNS, list.items)}${pager('/dashboard/payments', list, status
       ])
       const attempts = Array.isArray(payment.attempts) ? (payment.attempts as Row[]) : []
       return `<h1>Payment ${text(payment.id)}</h1>
+${paymentActions(payment)}
 ${details(payment, PAYMENT_FIELDS)}
 <h2>Attempts</h2>${table(ATTEMPT_COLUMNS, attempts)}
 <h2>Refunds</h2>${table(REFUND_COLUMNS, refunds.items)}
@@ -222,8 +273,53 @@ ${details(payment, PAYMENT_FIELDS)}
 <h2>Endpoints</h2>${table(ENDPOINT_COLUMNS, endpoints.items)}
 <h2>Deliveries</h2>${table(DELIVERY_COLUMNS, deliveries.items)}${pager('/dashboard/webhooks', deliveries)}`
     })
+
+    action('/dashboard/payments/:id/refund', ({ id = '' }, form) => ({
+      url: `/v1/payments/${encodeURIComponent(id)}/refunds`,
+      body: {
+        ...(form.amount?.trim() && { amount: form.amount.trim() }),
+        ...(form.reason?.trim() && { reason: form.reason.trim() }),
+      },
+      back: `/dashboard/payments/${encodeURIComponent(id)}`,
+    }))
+    action('/dashboard/payments/:id/cancel', ({ id = '' }) => ({
+      url: `/v1/payments/${encodeURIComponent(id)}/cancel`,
+      body: {},
+      back: `/dashboard/payments/${encodeURIComponent(id)}`,
+    }))
+    action('/dashboard/webhook_deliveries/:id/redeliver', ({ id = '' }) => ({
+      url: `/v1/webhook_deliveries/${encodeURIComponent(id)}/redeliver`,
+      body: {},
+      back: '/dashboard/webhooks',
+    }))
   }
 }
+
+/** A fresh `Idempotency-Key` for one form: sent twice, the form acts once. */
+function formKey(): string {
+  return `<input type="hidden" name="idempotency_key" value="dash_${randomBytes(16).toString('hex')}">`
+}
+
+/** What can be done to a payment from its page: refund what was received, cancel one still open. */
+function paymentActions(payment: Row): string {
+  const id = encodeURIComponent(String(payment.id))
+  const status = String(payment.payment_status)
+  const forms: string[] = []
+  if (REFUNDABLE.includes(status)) {
+    forms.push(`<form method="post" action="/dashboard/payments/${id}/refund" class="action">${formKey()}
+<input name="amount" inputmode="decimal" placeholder="Amount (all that is left)">
+<input name="reason" placeholder="Reason">
+<button>Refund</button></form>`)
+  }
+  if (CANCELLABLE.includes(status)) {
+    forms.push(`<form method="post" action="/dashboard/payments/${id}/cancel" class="action">${formKey()}
+<button>Cancel payment</button></form>`)
+  }
+  return forms.join('\n')
+}
+
+const REFUNDABLE = ['SUCCEEDED', 'OVERPAID', 'PARTIALLY_REFUNDED', 'REFUND_FAILED']
+const CANCELLABLE = ['INITIATED', 'PENDING', 'RESERVED', 'ON_RETRY']
 
 class DashboardSignedOut extends Error {}
 class DashboardNotFound extends Error {}
@@ -359,6 +455,11 @@ const DELIVERY_COLUMNS: Column[] = [
   { heading: 'Tries', cell: field('attempts') },
   { heading: 'Answer', cell: (row) => `${text(row.response_status)} ${text(row.error_message)}` },
   { heading: 'Created', cell: field('created_at') },
+  {
+    heading: '',
+    cell: (row) =>
+      `<form method="post" action="/dashboard/webhook_deliveries/${encodeURIComponent(String(row.id))}/redeliver" class="action">${formKey()}<button>Send again</button></form>`,
+  },
 ]
 
 function table(columns: Column[], rows: Row[]): string {
@@ -419,6 +520,8 @@ const STYLE = `
   .login { max-width: 420px; margin: 64px auto; background: #fff; border-radius: 12px; padding: 28px; }
   .login input { width: 100%; box-sizing: border-box; padding: 10px; margin: 8px 0; }
   .login button { width: 100%; padding: 10px; background: #635bff; color: #fff; border: 0; border-radius: 6px; }
+  .action { display: inline-flex; gap: 6px; margin: 0 12px 12px 0; }
+  .action input { padding: 6px; } .action button { padding: 6px 12px; cursor: pointer; }
   .error { background: #fde8e8; color: #9b1c1c; padding: 10px; border-radius: 6px; }
 `
 

@@ -1,24 +1,30 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { DASHBOARD_COOKIE } from '../../src/web/dashboard.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
-import { createPayment, invoiceToPay } from '../payments-helpers.ts'
+import { createPayment, createSandboxLink, getPayment, invoiceToPay } from '../payments-helpers.ts'
 
 let ctx: TestContext
 let paymentId: string
 
 beforeAll(async () => {
   ctx = await createTestContext()
-  const { invoice } = await invoiceToPay(ctx, { name: '<script>alert("x")</script>' })
+  paymentId = await offlinePayment({ name: '<script>alert("x")</script>' })
+  const refund = await ctx.post(`/v1/payments/${paymentId}/refunds`, { amount: '1.00' })
+  expect(refund.status, refund.text).toBe(201)
+})
+afterAll(() => ctx.close())
+
+/** A new invoice paid in full OFFLINE (its customer made with `customer`): the payment's id. */
+async function offlinePayment(customer: Record<string, unknown> = {}): Promise<string> {
+  const { invoice } = await invoiceToPay(ctx, customer)
   const paid = await createPayment(ctx, {
     destination_id: invoice.id,
     payment_method_type: 'OFFLINE',
     amount: invoice.amount_due,
   })
-  paymentId = paid.body.id
-  const refund = await ctx.post(`/v1/payments/${paymentId}/refunds`, { amount: '1.00' })
-  expect(refund.status, refund.text).toBe(201)
-})
-afterAll(() => ctx.close())
+  expect(paid.status, paid.text).toBe(201)
+  return paid.body.id
+}
 
 async function signIn(key: string) {
   return ctx.app.inject({
@@ -190,5 +196,112 @@ describe('what a dashboard must refuse', () => {
       const logout = await ctx.app.inject({ method: 'POST', url: '/dashboard/logout', headers })
       expect(logout.statusCode).toBe(403)
     }
+  })
+})
+
+describe('acting from the dashboard', () => {
+  /** The hidden idempotency key of the form posting to `action` on `page`. */
+  async function formKeyOn(page: string, action: string, cookie: string) {
+    const res = await open(page, cookie)
+    expect(res.statusCode).toBe(200)
+    const form = res.body.split('<form').find((f) => f.includes(`action="${action}"`))
+    const key = /name="idempotency_key" value="([^"]+)"/.exec(form ?? '')?.[1]
+    expect(key, `${action} on ${page}`).toBeDefined()
+    return String(key)
+  }
+
+  const post = (url: string, cookie: string, fields: Record<string, string>, headers = {}) =>
+    ctx.app.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, ...headers },
+      payload: new URLSearchParams(fields).toString(),
+    })
+
+  test('a refund from the payment page refunds once, however often the form is sent', async () => {
+    const cookie = await sessionOf(ctx.main.key)
+    const paid = await offlinePayment()
+    const page = `/dashboard/payments/${paid}`
+    const action = `${page}/refund`
+    const idempotency_key = await formKeyOn(page, action, cookie)
+    for (let i = 0; i < 2; i++) {
+      const res = await post(action, cookie, {
+        idempotency_key,
+        amount: '10.00',
+        reason: 'duplicate',
+      })
+      expect(res.statusCode, res.body).toBe(303)
+      expect(res.headers.location).toBe(page)
+    }
+    const refunds = await ctx.get<{ items: { amount: string; reason: string }[] }>(
+      `/v1/refunds?payment_id=${paid}`,
+    )
+    expect(refunds.body.items).toEqual([
+      expect.objectContaining({ amount: '10.00', reason: 'duplicate' }),
+    ])
+    // Refused by the API: its message is the page, and nothing is refunded.
+    const tooMuch = await post(action, cookie, {
+      idempotency_key: await formKeyOn(page, action, cookie),
+      amount: '1000.00',
+    })
+    expect(tooMuch.statusCode).toBe(409)
+    expect(tooMuch.body).toContain('still refundable')
+    expect((await getPayment(ctx, paid)).amount_refunded).toBe('10.00')
+  })
+
+  test('an open link can be cancelled from its page; a delivery sent again from the webhooks page', async () => {
+    const cookie = await sessionOf(ctx.main.key)
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const page = `/dashboard/payments/${link.body.id}`
+    const cancel = await post(`${page}/cancel`, cookie, {
+      idempotency_key: await formKeyOn(page, `${page}/cancel`, cookie),
+    })
+    expect(cancel.statusCode, cancel.body).toBe(303)
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('CANCELLED')
+    // A cancelled payment's page offers neither form.
+    const after = await open(page, cookie)
+    expect(after.body).not.toContain(`${page}/cancel`)
+    expect(after.body).not.toContain(`${page}/refund`)
+
+    const endpoint = await ctx.post<{ id: string }>('/v1/webhook_endpoints', {
+      url: 'http://127.0.0.1:9/closed',
+      enabled_events: ['payment.cancelled'],
+    })
+    expect(endpoint.status, endpoint.text).toBe(201)
+    const other = await createSandboxLink(ctx, (await invoiceToPay(ctx)).invoice)
+    expect((await ctx.post(`/v1/payments/${other.body.id}/cancel`, {})).status).toBe(200)
+    const deliveries = await ctx.get<{ items: { id: string }[] }>(
+      `/v1/webhook_deliveries?endpoint_id=${endpoint.body.id}`,
+    )
+    const [delivery] = deliveries.body.items
+    const action = `/dashboard/webhook_deliveries/${delivery?.id}/redeliver`
+    const redeliver = await post(action, cookie, {
+      idempotency_key: await formKeyOn('/dashboard/webhooks', action, cookie),
+    })
+    expect(redeliver.statusCode, redeliver.body).toBe(303)
+    expect(redeliver.headers.location).toBe('/dashboard/webhooks')
+  })
+
+  test('an action posted from another site, without a session or without its form key is refused', async () => {
+    const cookie = await sessionOf(ctx.main.key)
+    const paid = await offlinePayment()
+    const page = `/dashboard/payments/${paid}`
+    const idempotency_key = await formKeyOn(page, `${page}/refund`, cookie)
+    const crossSite = await post(
+      `${page}/refund`,
+      cookie,
+      { idempotency_key },
+      {
+        origin: 'https://evil.example',
+      },
+    )
+    expect(crossSite.statusCode).toBe(403)
+    const signedOut = await post(`${page}/refund`, '', { idempotency_key })
+    expect(signedOut.statusCode).toBe(303)
+    expect(signedOut.headers.location).toBe('/dashboard/login')
+    const noKey = await post(`${page}/refund`, cookie, {})
+    expect(noKey.statusCode).toBe(400)
+    expect((await getPayment(ctx, paid)).amount_refunded).toBe('0.00')
   })
 })
