@@ -112,6 +112,12 @@ export async function buildApp(
   // JSON only; webhook routes add their own raw-body parsers where they need them.
   app.removeContentTypeParser('text/plain')
   registerJsonParser(app)
+  // A POST whose fields are all optional may come without a body (`POST …/cancel`, a refund
+  // of all that is left): it is read as `{}`, not refused as "body must be object". Only
+  // routes with a body schema: webhook routes read their raw body.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && request.routeOptions.schema?.body) request.body = {}
+  })
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })

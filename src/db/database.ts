@@ -350,7 +350,8 @@ export interface SubscriptionScheduleTable {
   id: string
   environment_id: string
   subscription_id: string
-  price_id: string
+  /** Null for a change of the quantity alone. */
+  price_id: string | null
   quantity: number | null
   effective_at: Timestamp
   status: ScheduleStatus

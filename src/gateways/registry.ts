@@ -7,6 +7,7 @@ import type { PaymentMethodType } from '../db/database.ts'
 import type { Loopback } from '../http/loopback.ts'
 import type { JobQueue } from '../jobs/queue.ts'
 import { activeConnection } from '../modules/gateway-connections/service.ts'
+import { findEnvironment } from '../modules/tenants/repository.ts'
 import { bitpayGateway } from './bitpay/bitpay.gateway.ts'
 import { checkoutGateway } from './checkout/checkout.gateway.ts'
 import { coinpaymentsGateway } from './coinpayments/coinpayments.gateway.ts'
@@ -113,6 +114,12 @@ export async function gatewayContext(
     loopback: deps.loopback,
   }
   if (gateway === 'sandbox') {
+    if (!(await sandboxAllowed(deps.db, scope))) {
+      throw validationError(
+        'The sandbox gateway takes no payments in a live environment: its test cards pay nothing. Name a connected gateway',
+        { field: 'payment_gateway', payment_gateway: gateway },
+      )
+    }
     return {
       ...base,
       credentials: { webhook_secret: sandboxSecret(deps.secretBox, scope) },
@@ -140,6 +147,7 @@ export async function isGatewayAvailable(
   gateway: GatewayName,
 ) {
   if (!GATEWAYS[gateway]) return false
+  if (gateway === 'sandbox') return sandboxAllowed(deps.db, scope)
   if (BUILT_IN.includes(gateway)) return true
   return (await activeConnection(deps, scope, gateway)) !== undefined
 }
@@ -150,4 +158,9 @@ export function availableGatewayNames(): GatewayName[] {
 
 function sandboxSecret(secretBox: SecretBox, scope: Scope): string {
   return secretBox.derive(`sandbox-webhook:${scope.environmentId}`)
+}
+
+/** The sandbox pays with test cards: only in a test environment. */
+async function sandboxAllowed(db: Db, scope: Scope): Promise<boolean> {
+  return (await findEnvironment(db, scope.environmentId))?.type === 'test'
 }

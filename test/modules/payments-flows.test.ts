@@ -584,6 +584,34 @@ describe('invoice on-ramp: PUT/PATCH /v1/invoices/:id/payment and confirm', () =
     expect(listed.body.pagination.total).toBe(0)
   })
 
+  test("a customer cannot confirm or change an admin's OFFLINE payment it could not create", async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const token = await customerToken(customer.id)
+    // The merchant records a bank transfer it expects, to be settled when the money arrives.
+    const expected = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'OFFLINE',
+      amount: invoice.amount_due,
+      process_payment: false,
+    })
+    expect(expected.status, expected.text).toBe(201)
+    expect(expected.body.payment_status).toBe('INITIATED')
+    const named = await confirm(invoice.id, { payment_id: expected.body.id }, token)
+    expect(named.status).toBe(403)
+    expect((await confirm(invoice.id, {}, token)).status).toBe(404)
+    const patched = await ctx.patch(
+      `/v1/invoices/${invoice.id}/payment`,
+      { payment_id: expected.body.id, success_url: 'https://shop.example/ok' },
+      { key: token },
+    )
+    expect(patched.status).toBe(403)
+    expect((await getPayment(ctx, expected.body.id)).payment_status).toBe('INITIATED')
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
+    // The merchant settles it.
+    expect((await confirm(invoice.id, { payment_id: expected.body.id })).status).toBe(200)
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
+  })
+
   test('no key is 401', async () => {
     const { invoice } = await invoiceToPay(ctx)
     expect(
@@ -1036,6 +1064,29 @@ describe('POST /v1/orders/pay', () => {
     }
   })
 
+  test('a discount code on a payment of several orders is 409, not a payment of one invoice', async () => {
+    const customer = await createCustomer(ctx)
+    const [a, b] = await twoTopUps(customer.id)
+    const paid = await ctx.post<PaymentBody>('/v1/orders/pay', {
+      orders: [a?.id, b?.id],
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+    })
+    expect(paid.status, paid.text).toBe(201)
+    // As a payment whose gateway did not answer is left: unconfirmed, still changeable.
+    await ctx.pool.query(`update payments set payment_status = 'INITIATED' where id = $1`, [
+      paid.body.id,
+    ])
+    const { code } = await discountCode()
+    const res = await ctx.patch<ErrorBody>(`/v1/invoices/${a?.invoice_id}/payment`, {
+      payment_id: paid.body.id,
+      discount_code: code,
+    })
+    expect(res.status).toBe(409)
+    expect((await getPayment(ctx, paid.body.id)).amount).toBe('20.00')
+    expect((await getInvoice(ctx, String(a?.invoice_id))).total_discount).toBe('0.00')
+  })
+
   test('a refund of an orders payment comes off the last invoice first', async () => {
     const customer = await createCustomer(ctx)
     const a = await order({
@@ -1246,5 +1297,49 @@ describe('discount codes at payment time (POST /v1/payments discount_code)', () 
     })
     expect(res.status).toBe(409)
     expect(await timesRedeemed(second.id)).toBe(0)
+  })
+})
+
+describe('the sandbox in a live environment', () => {
+  test('takes no payment: its test cards would pay nothing, and the order would be fulfilled', async () => {
+    const live = { key: ctx.main.liveKey }
+    const customer = await ctx.post<{ id: string }>(
+      '/v1/customers',
+      { name: 'Live', email: 'live@customer.example' },
+      live,
+    )
+    expect(customer.status, customer.text).toBe(201)
+    const topUp = await ctx.post<{ id: string; invoice_id: string; status: string }>(
+      '/v1/orders',
+      { customer_id: customer.body.id, type: 'CREDIT_TOP_UP', amount: '1000.00', currency: 'usd' },
+      live,
+    )
+    expect(topUp.status, topUp.text).toBe(201)
+    const invoiceId = topUp.body.invoice_id
+    const checkout = await ctx.put<ErrorBody>(
+      `/v1/invoices/${invoiceId}/payment`,
+      { type: 'CHECKOUT' },
+      live,
+    )
+    expect(checkout.status).toBe(400)
+    expect(checkout.body.error.details).toMatchObject({ field: 'payment_gateway' })
+    const named = await ctx.post<ErrorBody>(
+      `/v1/invoices/${invoiceId}/pay`,
+      { payment_method_type: 'PAYMENT_LINK', payment_gateway: 'sandbox' },
+      live,
+    )
+    expect(named.status).toBe(400)
+    expect(named.body.error.message).toMatch(/live environment/)
+    const options = await ctx.get<{ options: { payment_gateway: string; available: boolean }[] }>(
+      `/v1/invoices/${invoiceId}/pay_options`,
+      live,
+    )
+    expect(options.status).toBe(200)
+    expect(options.body.options.length).toBeGreaterThan(0)
+    expect(
+      options.body.options.filter((o) => o.payment_gateway === 'sandbox' && o.available),
+    ).toEqual([])
+    const order = await ctx.get<{ status: string }>(`/v1/orders/${topUp.body.id}`, live)
+    expect(order.body.status).toBe('PENDING')
   })
 })

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { forgetInvoiceLines } from '../../src/modules/invoices/repository.ts'
+import { findEnvironment } from '../../src/modules/tenants/repository.ts'
 import { webhookEndpoints } from '../../src/modules/webhook-endpoints/registry.ts'
 import { eventsOf } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
@@ -47,6 +48,8 @@ beforeAll(async () => {
     await new Promise((r) => setTimeout(r, 10))
   // The environment's webhook endpoints (none) are read once, then kept: events cost no lookup.
   await webhookEndpoints.enabled(ctx.db, ctx.main.test.id)
+  // So is the environment (its type: the sandbox takes test payments only).
+  await findEnvironment(ctx.db, ctx.main.test.id)
   expect((await ctx.get('/v1/payments?limit=1')).status).toBe(200)
 })
 afterAll(() => ctx.close())

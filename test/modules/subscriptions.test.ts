@@ -23,7 +23,7 @@ interface SubscriptionBody {
   ended_at: string | null
   latest_invoice_id: string
   scheduled_changes: {
-    price_id: string
+    price_id: string | null
     quantity: number | null
     effective_at: string
     status: string
@@ -74,6 +74,19 @@ async function activeSubscription(priceId: string, customerBody: Record<string, 
   const invoice = (await ctx.get<InvoiceBody>(`/v1/invoices/${res.body.invoice_id}`)).body
   await pay(invoice.id, BigInt(invoice.amount_due.replace('.', '')))
   return { customerId: customer.id, id: res.body.subscription_id }
+}
+
+/** An active subscription of an auto_pay customer with a default card: renewals are charged. */
+async function autoChargedSubscription(priceId: string) {
+  const auto = await activeSubscription(priceId, { auto_pay: true })
+  const card = await savePaymentMethod(ctx.db, ctx.scope, {
+    customerId: auto.customerId,
+    gateway: 'sandbox',
+    gatewayPaymentMethodId: `card_${auto.customerId}`,
+    last4: '4242',
+  })
+  await ctx.patch(`/v1/customers/${auto.customerId}`, { default_payment_method_id: card.id })
+  return auto
 }
 
 describe('renewals', () => {
@@ -164,14 +177,7 @@ describe('renewals', () => {
 
   test('charge_automatically renewals of an auto_pay customer with a default card are queued for the charge', async () => {
     ctx.clock.set(START)
-    const auto = await activeSubscription(await plan('30.00'), { auto_pay: true })
-    const card = await savePaymentMethod(ctx.db, ctx.scope, {
-      customerId: auto.customerId,
-      gateway: 'sandbox',
-      gatewayPaymentMethodId: `card_${auto.customerId}`,
-      last4: '4242',
-    })
-    await ctx.patch(`/v1/customers/${auto.customerId}`, { default_payment_method_id: card.id })
+    const auto = await autoChargedSubscription(await plan('30.00'))
     const manual = await activeSubscription(await plan('30.00'), { auto_pay: true })
     ctx.clock.set(new Date((await subscription(auto.id)).current_period_end))
     await renew()
@@ -225,6 +231,53 @@ describe('cancellation', () => {
     expect(again.status).toBe(422)
     expect(again.body.error.code).toBe('invalid_state_transition')
     expect((await ctx.patch(`/v1/subscriptions/${id}`, { quantity: 2 })).status).toBe(422)
+  })
+
+  test('cancelling now stops the automatic charges of its unpaid invoices', async () => {
+    ctx.clock.set(START)
+    const auto = await autoChargedSubscription(await plan('30.00'))
+    ctx.clock.set(new Date((await subscription(auto.id)).current_period_end))
+    await renew()
+    const invoiceId = (await subscription(auto.id)).latest_invoice_id
+    const queued = (await ctx.get<InvoiceBody>(`/v1/invoices/${invoiceId}`)).body
+    expect(queued.next_payment_attempt).not.toBeNull()
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: `/v1/subscriptions/${auto.id}/cancel`,
+      headers: { authorization: `Bearer ${ctx.main.key}` },
+    })
+    // No body at all is a cancel now.
+    expect(res.statusCode, res.body).toBe(200)
+    expect(res.json()).toMatchObject({ status: 'canceled' })
+    const after = (await ctx.get<InvoiceBody>(`/v1/invoices/${invoiceId}`)).body
+    expect(after).toMatchObject({ invoice_status: 'FINALIZED', next_payment_attempt: null })
+  })
+
+  test('cancelling an incomplete subscription voids its first invoice and cancels its order', async () => {
+    ctx.clock.set(START)
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<OrderBody & { id: string }>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'SUBSCRIPTION',
+      price_id: await plan('25.00'),
+    })
+    expect(order.status, order.text).toBe(201)
+    expect((await subscription(order.body.subscription_id)).status).toBe('incomplete')
+    const res = await ctx.post<SubscriptionBody>(
+      `/v1/subscriptions/${order.body.subscription_id}/cancel`,
+    )
+    expect(res.status, res.text).toBe(200)
+    expect(res.body.status).toBe('canceled')
+    const invoice = (await ctx.get<InvoiceBody>(`/v1/invoices/${order.body.invoice_id}`)).body
+    expect(invoice.invoice_status).toBe('VOIDED')
+    expect((await ctx.get<{ status: string }>(`/v1/orders/${order.body.id}`)).body.status).toBe(
+      'CANCELLED',
+    )
+    // Nothing is left to pay for it.
+    const paid = await ctx.post(`/v1/invoices/${order.body.invoice_id}/pay`, {
+      payment_method_type: 'OFFLINE',
+    })
+    expect(paid.status).toBeGreaterThanOrEqual(400)
   })
 
   test('cancel_at_period_end can be undone with PATCH', async () => {
@@ -330,6 +383,62 @@ describe('subscription schedules', () => {
     ctx.clock.set(new Date(res.body.current_period_end))
     await renew()
     expect((await subscription(id)).quantity).toBe(1)
+  })
+})
+
+describe('changes that would bill wrongly', () => {
+  test('a price on another interval is 400: the periods follow the subscription', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('20.00', 'month'))
+    const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, {
+      price_id: await plan('200.00', 'year'),
+    })
+    expect(res.status).toBe(400)
+    expect(res.body.error.details).toMatchObject({ field: 'price_id' })
+    expect((await subscription(id)).scheduled_changes).toEqual([])
+  })
+
+  test('a price change and a quantity change scheduled apart both apply, in either order', async () => {
+    ctx.clock.set(START)
+    const bigger = await plan('45.00')
+    for (const changes of [
+      [{ price_id: bigger }, { quantity: 3 }],
+      [{ quantity: 3 }, { price_id: bigger }],
+    ]) {
+      const { id } = await activeSubscription(await plan('20.00'))
+      for (const change of changes) {
+        expect((await ctx.patch(`/v1/subscriptions/${id}`, change)).status).toBe(200)
+      }
+      ctx.clock.set(new Date((await subscription(id)).current_period_end))
+      await renew()
+      expect(await subscription(id)).toMatchObject({
+        price_id: bigger,
+        quantity: 3,
+        amount: '135.00',
+      })
+      const invoices = await invoicesOf(id)
+      expect(invoices.at(-1)?.amount_due).toBe('135.00')
+      ctx.clock.set(START)
+    }
+  })
+
+  test('a quantity whose amount is larger than Payrail accepts is 400 at PATCH', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('20000000.00'))
+    const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, { quantity: 1_000_000 })
+    expect(res.status).toBe(400)
+  })
+
+  test('a subscription that cannot renew is left for the next run; the others renew', async () => {
+    ctx.clock.set(START)
+    const broken = await activeSubscription(await plan('20000000.00'))
+    const healthy = await activeSubscription(await plan('20.00'))
+    // A quantity written before PATCH checked it: its renewal's invoice is over the limit.
+    await ctx.pool.query('update subscriptions set quantity = 1000000 where id = $1', [broken.id])
+    ctx.clock.set(new Date((await subscription(healthy.id)).current_period_end))
+    await expect(renew()).resolves.toBeGreaterThanOrEqual(1)
+    expect(await invoicesOf(healthy.id)).toHaveLength(2)
+    expect(await invoicesOf(broken.id)).toHaveLength(1)
   })
 })
 

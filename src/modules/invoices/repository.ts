@@ -351,6 +351,25 @@ export async function listInvoices(
  * an invoice whose worker dies mid-charge comes due again then instead of being forgotten.
  * The worker sets the real next attempt (or none) when the charge has an answer.
  */
+/**
+ * Stops the automatic charges of a subscription's invoices (it was cancelled): each is
+ * left open, to be paid by hand, as Stripe turns off `auto_advance` on a cancelled
+ * subscription's invoices.
+ */
+export async function stopAutomaticCharges(
+  db: Db,
+  environmentId: string,
+  subscriptionId: string,
+): Promise<void> {
+  await db
+    .updateTable('invoices')
+    .set({ next_payment_attempt: null })
+    .where('environment_id', '=', environmentId)
+    .where('subscription_id', '=', subscriptionId)
+    .where('next_payment_attempt', 'is not', null)
+    .execute()
+}
+
 export async function claimDueAutomaticCharges(
   db: Db,
   at: Date,

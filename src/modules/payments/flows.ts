@@ -2,6 +2,7 @@ import { AppError, notFound, validationError } from '../../core/errors.ts'
 import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
 import type { Access, Principal, Scope } from '../../core/principal.ts'
 import type { Payment, PaymentMethodType } from '../../db/database.ts'
+import type { GatewayName } from '../../gateways/gateway.ts'
 import { availableGatewayNames, gatewayFor, isGatewayAvailable } from '../../gateways/registry.ts'
 import { balanceOf } from '../balances/service.ts'
 import { getCustomer } from '../customers/service.ts'
@@ -258,7 +259,9 @@ export async function createOrRetrieveInvoicePayment(
     destinationId: invoiceId,
     subject: null,
     methodType,
-    gateway: input.payment_gateway ?? (input.type === 'CHECKOUT' ? 'sandbox' : undefined),
+    gateway:
+      input.payment_gateway ??
+      (input.type === 'CHECKOUT' ? await hostedCheckoutGateway(deps, access) : undefined),
     currency: invoice.currency,
     successUrl: input.success_url,
     cancelUrl: input.cancel_url,
@@ -292,6 +295,14 @@ export async function updateInvoicePayment(
     assertUnconfirmed(locked)
     let amount = locked.amount
     if (input.discount_code) {
+      // A payment of several invoices (orders/pay) would become this one's amount alone.
+      if (locked.invoice_ids.length > 1) {
+        throw new AppError(
+          'conflict',
+          `Payment ${locked.id} pays ${locked.invoice_ids.length} invoices; a discount code applies to a payment of one invoice only`,
+          { payment_id: locked.id, invoice_ids: locked.invoice_ids },
+        )
+      }
       const invoice = await applyDiscountCode(
         trx,
         scope,
@@ -351,8 +362,15 @@ async function openInvoicePayment(
 ) {
   await getInvoice(deps.db, access, invoiceId)
   const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
-  const payment = paymentId ? open.find((p) => p.id === paymentId) : open[0]
+  // A customer may not confirm or change what it may not create: an admin's OFFLINE payment
+  // (a bank transfer still expected) is settled by the admin who sees the money arrive.
+  const payment = paymentId
+    ? open.find((p) => p.id === paymentId)
+    : open.find(
+        (p) => access.customerId === null || CUSTOMER_METHOD_TYPES.includes(p.payment_method_type),
+      )
   if (!payment) throw notFound('payment', paymentId ?? `for invoice ${invoiceId}`)
+  assertMethodAllowed(access, payment.payment_method_type)
   return payment
 }
 
@@ -447,4 +465,18 @@ export async function payOptions(deps: PaymentDeps, access: Access, invoiceId: s
 
 function scopeOf(access: Access): Scope {
   return { tenantId: access.tenantId, environmentId: access.environmentId }
+}
+
+/**
+ * The gateway a CHECKOUT on-ramp payment uses when none is named: the sandbox in a test
+ * environment, else the first connected hosted checkout (Stripe, then Checkout.com).
+ */
+async function hostedCheckoutGateway(deps: PaymentDeps, scope: Scope): Promise<GatewayName> {
+  for (const name of ['sandbox', 'stripe', 'checkout'] as const) {
+    if (await isGatewayAvailable(deps, scope, name)) return name
+  }
+  throw validationError(
+    'No hosted checkout is connected in this environment: connect stripe or checkout, or name payment_gateway',
+    { field: 'payment_gateway' },
+  )
 }

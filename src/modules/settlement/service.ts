@@ -1,5 +1,6 @@
 import type { Clock } from '../../core/clock.ts'
 import { AppError } from '../../core/errors.ts'
+import { isPaidStatus } from '../../core/invoice-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Invoice, Order } from '../../db/database.ts'
@@ -9,6 +10,7 @@ import { STRIPE_PAID_OUT_OF_BAND } from '../../jobs/tasks/stripe-paid-out-of-ban
 import { takenBackFor } from '../balances/repository.ts'
 import { applyBalanceChange, balanceOf } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
+import { findInvoice } from '../invoices/repository.ts'
 import {
   finalizeLocked,
   type InvoiceChange,
@@ -21,7 +23,13 @@ import {
 import { lockOrderByInvoice, updateOrder } from '../orders/repository.ts'
 import { toOrderResponse } from '../orders/schemas.ts'
 import { openPaymentsForInvoice } from '../payments/repository.ts'
-import { onSubscriptionInvoicePaid, onSubscriptionInvoiceVoided } from '../subscriptions/service.ts'
+import { findSubscription, schedulesOf } from '../subscriptions/repository.ts'
+import {
+  cancelSubscription,
+  onSubscriptionInvoicePaid,
+  onSubscriptionInvoiceVoided,
+  type SubscriptionWithSchedules,
+} from '../subscriptions/service.ts'
 
 /**
  * What an invoice's lifecycle does to the things it bills for. Every function here
@@ -152,6 +160,34 @@ export async function voidInvoice(
     await onSubscriptionInvoiceVoided(trx, scope, change.invoice, clock)
     return change
   })
+}
+
+/**
+ * `POST /v1/subscriptions/:id/cancel`. An `incomplete` subscription (its first invoice never
+ * paid) cancelled now has that invoice voided and its order cancelled, as voiding the invoice
+ * would (`voidInvoice`, which ends the subscription): the customer can no longer pay for a
+ * subscription that does not exist. A payment still open on the invoice is refused by the
+ * void: it must be cancelled first.
+ */
+export async function cancelSubscriptionAndFirstInvoice(
+  db: Db,
+  scope: Scope,
+  id: string,
+  atPeriodEnd: boolean,
+  clock: Clock,
+): Promise<SubscriptionWithSchedules> {
+  const current = atPeriodEnd ? undefined : await findSubscription(db, scope.environmentId, id)
+  if (current?.status === 'incomplete' && current.latest_invoice_id) {
+    const first = await findInvoice(db, scope.environmentId, current.latest_invoice_id)
+    if (first?.invoice_status === 'FINALIZED' && !isPaidStatus(first.payment_status)) {
+      await voidInvoice(db, scope, first.id, clock)
+      const ended = await findSubscription(db, scope.environmentId, id)
+      if (ended?.status === 'canceled') {
+        return { subscription: ended, schedules: await schedulesOf(db, [id]) }
+      }
+    }
+  }
+  return cancelSubscription(db, scope, id, atPeriodEnd, clock)
 }
 
 /** `POST /v1/invoices/:id/mark_uncollectible`. */

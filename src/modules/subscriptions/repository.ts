@@ -65,6 +65,7 @@ export async function findDueSubscriptions(
   at: Date,
   limit: number,
   environmentId?: string,
+  except: string[] = [],
 ): Promise<{ id: string; tenant_id: string; environment_id: string }[]> {
   let query = db
     .selectFrom('subscriptions')
@@ -72,6 +73,7 @@ export async function findDueSubscriptions(
     .where('status', 'in', ['active', 'past_due'])
     .where('current_period_end', '<=', at)
   if (environmentId) query = query.where('environment_id', '=', environmentId)
+  if (except.length > 0) query = query.where('id', 'not in', except)
   return query.orderBy('current_period_end').limit(limit).execute()
 }
 

@@ -8,6 +8,7 @@ import { ErrorResponse } from '../../http/error-handler.ts'
 import { listRequestFrom } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import { IdParams } from '../../http/schema-types.ts'
+import { cancelSubscriptionAndFirstInvoice } from '../settlement/service.ts'
 import {
   CancelSubscriptionBody,
   SubscriptionListQuery,
@@ -15,12 +16,7 @@ import {
   toSubscriptionResponse,
   UpdateSubscriptionBody,
 } from './schemas.ts'
-import {
-  cancelSubscription,
-  getSubscription,
-  listSubscriptions,
-  updateSubscriptionSettings,
-} from './service.ts'
+import { getSubscription, listSubscriptions, updateSubscriptionSettings } from './service.ts'
 
 const tags = ['Subscriptions']
 const errors = { '4xx': ErrorResponse }
@@ -111,7 +107,7 @@ export function subscriptionRoutes(deps: AppDeps): FastifyPluginAsync {
         },
       },
       async (request) => {
-        const { subscription, schedules } = await cancelSubscription(
+        const { subscription, schedules } = await cancelSubscriptionAndFirstInvoice(
           deps.db,
           principalOf(request),
           request.params.id,

@@ -44,7 +44,7 @@ export const CancelSubscriptionBody = Type.Object({
 
 const ScheduledChange = Type.Object({
   id: Type.String(),
-  price_id: Type.String(),
+  price_id: Nullable(Type.String()),
   quantity: Nullable(Type.Integer()),
   effective_at: Timestamp,
   status: Type.String(),

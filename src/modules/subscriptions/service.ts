@@ -2,6 +2,7 @@ import { periodEndAfter } from '../../core/billing-period.ts'
 import type { Clock } from '../../core/clock.ts'
 import { AppError, notFound, validationError } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
+import { assertWithinLimit } from '../../core/money.ts'
 import type { Access, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type {
@@ -19,6 +20,7 @@ import { mergeMetadata } from '../../http/schema-types.ts'
 import type { Logger } from '../../logger.ts'
 import { getCustomer } from '../customers/service.ts'
 import { recordEvents } from '../events/service.ts'
+import { stopAutomaticCharges } from '../invoices/repository.ts'
 import { finalizeLocked, insertDraftInvoice, queueAutomaticPayment } from '../invoices/service.ts'
 import { getPriceWithProduct } from '../products/service.ts'
 import {
@@ -176,12 +178,16 @@ export async function renewDueSubscriptions(
   options: { batchSize?: number; environmentId?: string } = {},
 ): Promise<number> {
   let handled = 0
+  // One subscription that cannot renew (its error logged) is left for the next run, and
+  // the others renew: it must not stop every renewal behind it.
+  const failed = new Set<string>()
   for (;;) {
     const due = await findDueSubscriptions(
       deps.db,
       deps.clock.now(),
       options.batchSize ?? 100,
       options.environmentId,
+      [...failed],
     )
     if (due.length === 0) return handled
     for (const row of due) {
@@ -191,7 +197,7 @@ export async function renewDueSubscriptions(
           handled += 1
       } catch (error) {
         deps.logger.error({ err: error, subscription_id: row.id }, 'subscription renewal failed')
-        throw error
+        failed.add(row.id)
       }
     }
   }
@@ -295,13 +301,14 @@ async function priceForPeriod(
   periodStart: Date,
 ) {
   const applied = await dueSchedules(trx, subscription.id, periodStart)
-  const last = applied.at(-1)
-  const { price, product } = await getPriceWithProduct(
-    trx,
-    scope,
-    last?.price_id ?? subscription.price_id,
-  )
-  const quantity = last?.quantity ?? subscription.quantity
+  // The changes due, in order, each changing only what it names.
+  let priceId = subscription.price_id
+  let quantity = subscription.quantity
+  for (const change of applied) {
+    priceId = change.price_id ?? priceId
+    quantity = change.quantity ?? quantity
+  }
+  const { price, product } = await getPriceWithProduct(trx, scope, priceId)
   return { price, product, quantity, applied }
 }
 
@@ -376,12 +383,21 @@ export async function updateSubscriptionSettings(
           },
         )
       }
+      // The periods follow the subscription's interval: a price billed on another would be
+      // charged at its amount on the old cycle (a yearly price every month).
+      if (price.interval !== current.interval || price.interval_count !== current.interval_count) {
+        throw validationError(
+          `Price ${priceId} bills every ${price.interval_count} ${price.interval}, the subscription every ${current.interval_count} ${current.interval}: start a new subscription to change the interval`,
+          { field: 'price_id' },
+        )
+      }
+      assertWithinLimit(price.amount * BigInt(body.quantity ?? current.quantity), 'quantity')
       const effectiveAt = effectiveDate(body.change_at, current, now)
       await insertSchedule(trx, {
         id: newId('subscriptionSchedule'),
         environment_id: scope.environmentId,
         subscription_id: id,
-        price_id: priceId,
+        price_id: body.price_id ?? null,
         quantity: body.quantity ?? null,
         effective_at: effectiveAt,
         status: 'scheduled',
@@ -435,7 +451,11 @@ export async function cancelSubscription(
           ended_at: now,
           updated_at: now,
         })
-    if (!atPeriodEnd) await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
+    if (!atPeriodEnd) {
+      await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
+      // Its unpaid invoices stay open, but are no longer charged to the saved card.
+      await stopAutomaticCharges(trx, scope.environmentId, id)
+    }
     await recordEvents(trx, scope, clock.now(), [
       subscriptionEvent(atPeriodEnd ? 'subscription.updated' : 'subscription.canceled', updated),
     ])

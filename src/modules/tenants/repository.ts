@@ -1,3 +1,4 @@
+import { BoundedCache } from '../../core/bounded-cache.ts'
 import type { Db } from '../../db/client.ts'
 import type { Environment, EnvironmentType, Tenant } from '../../db/database.ts'
 
@@ -52,4 +53,25 @@ export async function countTenants(db: Db): Promise<number> {
     .select((eb) => eb.fn.countAll<bigint>().as('n'))
     .executeTakeFirstOrThrow()
   return Number(row.n)
+}
+
+/** Environments are never changed or deleted: one that was found stays found. */
+const KNOWN_ENVIRONMENTS = new BoundedCache<string, Pick<Environment, 'id' | 'tenant_id' | 'type'>>(
+  10_000,
+)
+
+/** An environment by id, read once per process. */
+export async function findEnvironment(
+  db: Db,
+  environmentId: string,
+): Promise<Pick<Environment, 'id' | 'tenant_id' | 'type'> | undefined> {
+  const known = KNOWN_ENVIRONMENTS.get(environmentId)
+  if (known) return known
+  const found = await db
+    .selectFrom('environments')
+    .select(['id', 'tenant_id', 'type'])
+    .where('id', '=', environmentId)
+    .executeTakeFirst()
+  if (found) KNOWN_ENVIRONMENTS.set(environmentId, found)
+  return found
 }

@@ -1,7 +1,7 @@
-import { BoundedCache } from '../../core/bounded-cache.ts'
 import type { Db } from '../../db/client.ts'
 import { rowOf, StatementCache } from '../../db/statement-cache.ts'
 import { holdUpdate } from '../../db/transaction.ts'
+import { findEnvironment } from '../tenants/repository.ts'
 
 /** The deduplicating insert, built once (`StatementCache`). */
 const STATEMENTS = new StatementCache()
@@ -53,19 +53,8 @@ export async function markInboundEventHandled(
     .execute()
 }
 
-/** Environments are never changed or deleted: one that was found stays found. */
-const KNOWN_ENVIRONMENTS = new BoundedCache<string, { id: string; tenant_id: string }>(10_000)
-
+/** The environment, when it is `tenantId`'s (read once per process: `findEnvironment`). */
 export async function environmentOfTenant(db: Db, tenantId: string, environmentId: string) {
-  const key = `${tenantId}/${environmentId}`
-  const known = KNOWN_ENVIRONMENTS.get(key)
-  if (known) return known
-  const found = await db
-    .selectFrom('environments')
-    .select(['id', 'tenant_id'])
-    .where('id', '=', environmentId)
-    .where('tenant_id', '=', tenantId)
-    .executeTakeFirst()
-  if (found) KNOWN_ENVIRONMENTS.set(key, found)
-  return found
+  const found = await findEnvironment(db, environmentId)
+  return found?.tenant_id === tenantId ? found : undefined
 }
