@@ -67,14 +67,17 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
     if (request.method !== 'POST' || !request.principal) return
     const key = idempotencyKeyOf(request)
     if (key === undefined) return
-    const environmentId = request.principal.environmentId
-    const requestHash = hashRequest(request)
+    const { environmentId, customerId } = request.principal
+    // A customer token's keys are its own: another customer sending the same key and
+    // request gets a mismatch, never the first one's stored response.
+    const requestHash = hashRequest(request, customerId === null ? '' : `customer ${customerId}`)
     const claim = await claimKey(deps, {
       environmentId,
       key,
       method: request.method,
       path: request.url,
       requestHash,
+      showOriginal: customerId === null,
     })
     if (!(claim instanceof Date)) return sendReplay(reply, claim, deps.secretBox)
     const lockedAt = claim
@@ -141,6 +144,8 @@ interface ClaimInput {
   method: string
   path: string
   requestHash: string
+  /** A mismatch names the original request (merchant keys only: a customer may not learn another's). */
+  showOriginal: boolean
 }
 
 /**
@@ -169,8 +174,10 @@ async function claimKey(
       'This Idempotency-Key was used with a different request; use a new key for a new request',
       {
         idempotency_key: input.key,
-        original_path: existing.path,
-        original_method: existing.method,
+        ...(input.showOriginal && {
+          original_path: existing.path,
+          original_method: existing.method,
+        }),
       },
     )
   }
@@ -216,9 +223,16 @@ function idempotencyKeyOf(request: FastifyRequest): string | undefined {
 }
 
 /** Same method, path and body (key order ignored) give the same hash. */
-export function hashRequest(request: Pick<FastifyRequest, 'method' | 'url' | 'body'>): string {
+export function hashRequest(
+  request: Pick<FastifyRequest, 'method' | 'url' | 'body'>,
+  caller = '',
+): string {
   return createHash('sha256')
-    .update(`${request.method} ${request.url}\n`)
+    .update(
+      caller
+        ? `${caller}\n${request.method} ${request.url}\n`
+        : `${request.method} ${request.url}\n`,
+    )
     .update(canonicalJson(request.body ?? null))
     .digest('hex')
 }

@@ -162,6 +162,40 @@ describe('Idempotency-Key', () => {
     expect(res.status).toBe(422)
   })
 
+  test("a customer's key is its own: another customer with the same key and request gets no replay of it", async () => {
+    const tokenOf = async () => {
+      const { customer, invoice } = await invoiceToPay(ctx)
+      const res = await ctx.post<{ token: string }>(`/v1/customers/${customer.id}/tokens`)
+      expect(res.status).toBe(201)
+      return { token: res.body.token, invoice }
+    }
+    const a = await tokenOf()
+    const b = await tokenOf()
+    const key = newKey()
+    const body = { payment_method_type: 'PAYMENT_LINK', payment_gateway: 'sandbox' }
+    const first = await ctx.post<PaymentBody>(`/v1/invoices/${a.invoice.id}/pay`, body, {
+      key: a.token,
+      idempotencyKey: key,
+    })
+    expect(first.status, first.text).toBe(201)
+    // B sends A's very request with A's key: a mismatch that names nothing of A's.
+    const stolen = await ctx.post<ErrorBody>(`/v1/invoices/${a.invoice.id}/pay`, body, {
+      key: b.token,
+      idempotencyKey: key,
+    })
+    expect(stolen.status).toBe(422)
+    expect(stolen.body.error.code).toBe('idempotency_mismatch')
+    expect(stolen.text).not.toContain(a.invoice.id)
+    expect(stolen.text).not.toContain(first.body.id)
+    // A itself still gets its replay.
+    const replay = await ctx.post<PaymentBody>(`/v1/invoices/${a.invoice.id}/pay`, body, {
+      key: a.token,
+      idempotencyKey: key,
+    })
+    expect(replay.status).toBe(201)
+    expect(replay.body.id).toBe(first.body.id)
+  })
+
   test('a concurrent request with the key in flight is 409, then the result replays', async () => {
     const key = newKey()
     const { promise: held, open } = opener()
