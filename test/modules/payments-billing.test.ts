@@ -94,6 +94,28 @@ describe('payments and what they pay for', () => {
     ])
   })
 
+  test('refunding part of a discounted top-up takes back the share of credit it paid for', async () => {
+    const { customer, order } = await topUpOrder('50.00')
+    const code = `TOPUP${Date.now()}`
+    expect((await ctx.post('/v1/discounts', { code, percent_off: 20 })).status).toBe(201)
+    const paid = await createPayment(ctx, {
+      destination_id: order.invoice_id,
+      payment_method_type: 'OFFLINE',
+      amount: '40.00',
+      discount_code: code,
+    })
+    expect(paid.status, paid.text).toBe(201)
+    expect(paid.body.payment_status).toBe('SUCCEEDED')
+    // 50.00 of credit bought for 40.00: 1.00 refunded is 1.25 of credit.
+    expect(await balance(customer.id)).toEqual({ usd: '50.00' })
+    expect(
+      (await ctx.post(`/v1/payments/${paid.body.id}/refunds`, { amount: '1.00' })).status,
+    ).toBe(201)
+    expect(await balance(customer.id)).toEqual({ usd: '48.75' })
+    expect((await ctx.post(`/v1/payments/${paid.body.id}/refunds`, {})).status).toBe(201)
+    expect(await balance(customer.id)).toEqual({ usd: '0.00' })
+  })
+
   test('refunding a second payment of a paid top-up keeps the credit the invoice is still paid for', async () => {
     const { customer, order } = await topUpOrder('50.00')
     const link = await createPayment(ctx, {

@@ -253,9 +253,13 @@ export async function applyInvoiceRefund(
     // The customer keeps the credit the invoice is still paid for (a refunded second payment
     // of a paid top-up takes nothing back), and no more than the balance holds: read under
     // its lock, so a payment from the balance committing meanwhile is counted.
+    // The credit is the order's amount, bought for the invoice's `amount_due` (less when a
+    // discount applied): what is no longer paid for takes back its share of the credit.
     const { invoice } = change
     const netPaid = invoice.amount_paid - invoice.amount_refunded
-    const uncovered = netPaid >= order.amount ? 0n : order.amount - (netPaid > 0n ? netPaid : 0n)
+    const price = invoice.amount_due
+    const paid = netPaid < 0n ? 0n : netPaid > price ? price : netPaid
+    const uncovered = price > 0n ? (order.amount * (price - paid)) / price : 0n
     const due = uncovered - (await takenBackFor(trx, order.customer_id, invoiceId))
     const available = await balanceOf(trx, order.customer_id, order.currency, { lock: true })
     const takeBack = available < due ? available : due
