@@ -386,6 +386,36 @@ describe('subscription schedules', () => {
   })
 })
 
+describe('past_due', () => {
+  test('ends when the invoice it owed is voided, and at a renewal that finds nothing owed', async () => {
+    ctx.clock.set(START)
+    const { id } = await activeSubscription(await plan('20.00'))
+    // Two renewals unpaid: past_due from the second.
+    for (let i = 0; i < 2; i++) {
+      ctx.clock.set(new Date((await subscription(id)).current_period_end))
+      await renew()
+    }
+    expect((await subscription(id)).status).toBe('past_due')
+    const [, second, third] = await invoicesOf(id)
+    await pay(String(third?.id), 2000n)
+    expect((await subscription(id)).status).toBe('past_due')
+    expect((await ctx.post(`/v1/invoices/${second?.id}/void`)).status).toBe(200)
+    expect((await subscription(id)).status).toBe('active')
+    // Past due again; what it owed is written off: the next renewal finds nothing owed.
+    for (let i = 0; i < 2; i++) {
+      ctx.clock.set(new Date((await subscription(id)).current_period_end))
+      await renew()
+    }
+    expect((await subscription(id)).status).toBe('past_due')
+    for (const invoice of (await invoicesOf(id)).slice(-2)) {
+      expect((await ctx.post(`/v1/invoices/${invoice.id}/mark_uncollectible`)).status).toBe(200)
+    }
+    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    await renew()
+    expect((await subscription(id)).status).toBe('active')
+  })
+})
+
 describe('changes that would bill wrongly', () => {
   test('a price on another interval is 400: the periods follow the subscription', async () => {
     ctx.clock.set(START)

@@ -127,30 +127,52 @@ export async function onSubscriptionInvoicePaid(
     await recordEvents(trx, scope, clock.now(), [
       subscriptionEvent('subscription.activated', updated),
     ])
-  } else if (
-    subscription.status === 'past_due' &&
-    (await countUnpaidInvoices(trx, subscription.id, invoice.id)) === 0
-  ) {
-    const updated = await updateSubscription(trx, subscription.id, {
-      status: 'active',
-      updated_at: now,
-    })
-    await recordEvents(trx, scope, clock.now(), [
-      subscriptionEvent('subscription.updated', updated),
-    ])
+  } else {
+    await activeOnceNothingOwed(trx, scope, subscription, invoice.id, clock)
   }
 }
 
-/** Called when a subscription's first invoice is voided: it never started, so it ends. */
+/** A `past_due` subscription with no unpaid invoice left but `invoiceId` is `active` again. */
+async function activeOnceNothingOwed(
+  trx: Db,
+  scope: Scope,
+  subscription: Subscription,
+  invoiceId: string,
+  clock: Clock,
+): Promise<void> {
+  if (
+    subscription.status !== 'past_due' ||
+    (await countUnpaidInvoices(trx, subscription.id, invoiceId)) > 0
+  )
+    return
+  const now = clock.now()
+  const updated = await updateSubscription(trx, subscription.id, {
+    status: 'active',
+    updated_at: now,
+  })
+  await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.updated', updated)])
+}
+
+/**
+ * Called when a subscription's invoice is voided: the first, and the subscription never
+ * started, so it ends; a later one, and a `past_due` subscription owing nothing else is
+ * `active` again.
+ */
 export async function onSubscriptionInvoiceVoided(
   trx: Db,
   scope: Scope,
   invoice: Invoice,
   clock: Clock,
 ): Promise<void> {
-  if (!invoice.subscription_id || invoice.billing_reason !== 'subscription_create') return
+  if (!invoice.subscription_id) return
   const subscription = await lockSubscription(trx, scope.environmentId, invoice.subscription_id)
-  if (subscription?.status !== 'incomplete') return
+  if (!subscription) return
+  // A later invoice voided: owed no more, like one paid.
+  if (invoice.billing_reason !== 'subscription_create') {
+    await activeOnceNothingOwed(trx, scope, subscription, invoice.id, clock)
+    return
+  }
+  if (subscription.status !== 'incomplete') return
   const now = clock.now()
   const updated = await updateSubscription(trx, subscription.id, {
     status: 'canceled',
@@ -279,7 +301,12 @@ async function renewOne(trx: Db, scope: Scope, id: string, clock: Clock): Promis
     quantity,
     amount: price.amount * BigInt(quantity),
     latest_invoice_id: invoice.id,
-    status: previousUnpaid > 0 ? 'past_due' : subscription.status,
+    status:
+      previousUnpaid > 0
+        ? 'past_due'
+        : subscription.status === 'past_due'
+          ? 'active'
+          : subscription.status,
     updated_at: now,
   })
   await markSchedules(
