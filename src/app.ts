@@ -116,7 +116,12 @@ export async function buildApp(
   // of all that is left): it is read as `{}`, not refused as "body must be object". Only
   // routes with a body schema: webhook routes read their raw body.
   app.addHook('preValidation', async (request) => {
-    if (request.body === undefined && request.routeOptions.schema?.body) request.body = {}
+    if (
+      request.method === 'POST' &&
+      request.body === undefined &&
+      request.routeOptions.schema?.body
+    )
+      request.body = {}
   })
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)

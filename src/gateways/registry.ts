@@ -114,12 +114,6 @@ export async function gatewayContext(
     loopback: deps.loopback,
   }
   if (gateway === 'sandbox') {
-    if (!(await sandboxAllowed(deps.db, scope))) {
-      throw validationError(
-        'The sandbox gateway takes no payments in a live environment: its test cards pay nothing. Name a connected gateway',
-        { field: 'payment_gateway', payment_gateway: gateway },
-      )
-    }
     return {
       ...base,
       credentials: { webhook_secret: sandboxSecret(deps.secretBox, scope) },
@@ -163,4 +157,22 @@ function sandboxSecret(secretBox: SecretBox, scope: Scope): string {
 /** The sandbox pays with test cards: only in a test environment. */
 async function sandboxAllowed(db: Db, scope: Scope): Promise<boolean> {
   return (await findEnvironment(db, scope.environmentId))?.type === 'test'
+}
+
+/**
+ * Refuses to start money through the sandbox in a live environment (a new payment, a
+ * checkout opened, a card charged): its test cards would pay for orders with no money
+ * taken. What exists already (a cancel, a refund, a webhook) still goes through.
+ */
+export async function assertMayTakeMoney(
+  deps: Pick<GatewayDeps, 'db'>,
+  scope: Scope,
+  gateway: GatewayName,
+): Promise<void> {
+  if (gateway === 'sandbox' && !(await sandboxAllowed(deps.db, scope))) {
+    throw validationError(
+      'The sandbox gateway takes no payments in a live environment: its test cards pay nothing. Name a connected gateway',
+      { field: 'payment_gateway', payment_gateway: gateway },
+    )
+  }
 }

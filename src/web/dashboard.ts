@@ -142,8 +142,12 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
           })
           if (res.statusCode === 401) return toLogin(reply)
           if (res.statusCode < 300) return reply.redirect(back, 303)
-          const message =
-            (res.json() as { error?: { message?: string } }).error?.message ?? 'Refused'
+          let message = 'Refused'
+          try {
+            message = (res.json() as { error?: { message?: string } }).error?.message ?? message
+          } catch {
+            // Not the API's error shape: the status says it.
+          }
           return html(
             reply,
             res.statusCode >= 500 ? 502 : res.statusCode,

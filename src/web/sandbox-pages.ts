@@ -5,7 +5,7 @@ import type { AppDeps } from '../app.ts'
 import { formatMinorUnits } from '../core/money.ts'
 import type { SandboxSession } from '../db/database.ts'
 import type { GatewayContext } from '../gateways/gateway.ts'
-import { gatewayContext } from '../gateways/registry.ts'
+import { gatewayContext, isGatewayAvailable } from '../gateways/registry.ts'
 import {
   SANDBOX_CRYPTO_ACTIONS,
   type SandboxCryptoAction,
@@ -47,11 +47,11 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
     ): Promise<{ session: SandboxSession; ctx: GatewayContext } | undefined> => {
       const session = await findSession(deps.db, id)
       if (!session) return undefined
-      const ctx = await gatewayContext(
-        deps,
-        { tenantId: session.tenant_id, environmentId: session.environment_id },
-        'sandbox',
-      )
+      const scope = { tenantId: session.tenant_id, environmentId: session.environment_id }
+      // Test cards pay nothing: a page of a live environment (one opened before the sandbox
+      // was refused there) takes none.
+      if (!(await isGatewayAvailable(deps, scope, 'sandbox'))) return undefined
+      const ctx = await gatewayContext(deps, scope, 'sandbox')
       return { session, ctx }
     }
     const missing = (reply: FastifyReply) =>

@@ -1342,4 +1342,19 @@ describe('the sandbox in a live environment', () => {
     const order = await ctx.get<{ status: string }>(`/v1/orders/${topUp.body.id}`, live)
     expect(order.body.status).toBe('PENDING')
   })
+
+  test('a sandbox page of a live environment (opened before it was refused there) takes no card', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const session = sessionOf(link.body)
+    await ctx.pool.query('update sandbox_sessions set environment_id = $2 where id = $1', [
+      session,
+      ctx.main.live.id,
+    ])
+    const page = await ctx.app.inject({ method: 'GET', url: `/sandbox/checkout/${session}` })
+    expect(page.statusCode).toBe(404)
+    const paid = await submitCard(ctx, session, '4242424242424242')
+    expect(paid.statusCode).toBe(404)
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('PENDING')
+  })
 })

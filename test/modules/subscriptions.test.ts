@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { chargeDueInvoices } from '../../src/jobs/tasks/charge-due-invoices.ts'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
 import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
 import {
@@ -87,6 +88,20 @@ async function autoChargedSubscription(priceId: string) {
   })
   await ctx.patch(`/v1/customers/${auto.customerId}`, { default_payment_method_id: card.id })
   return auto
+}
+
+/** A SUBSCRIPTION order of 25.00 whose first invoice is unpaid: its subscription is incomplete. */
+async function incompleteSubscription() {
+  ctx.clock.set(START)
+  const customer = await createCustomer(ctx)
+  const order = await ctx.post<OrderBody & { id: string }>('/v1/orders', {
+    customer_id: customer.id,
+    type: 'SUBSCRIPTION',
+    price_id: await plan('25.00'),
+  })
+  expect(order.status, order.text).toBe(201)
+  expect((await subscription(order.body.subscription_id)).status).toBe('incomplete')
+  return order
 }
 
 describe('renewals', () => {
@@ -251,18 +266,17 @@ describe('cancellation', () => {
     expect(res.json()).toMatchObject({ status: 'canceled' })
     const after = (await ctx.get<InvoiceBody>(`/v1/invoices/${invoiceId}`)).body
     expect(after).toMatchObject({ invoice_status: 'FINALIZED', next_payment_attempt: null })
+    // A retry queued by a charge that was running as it was cancelled is not charged either.
+    await ctx.pool.query('update invoices set next_payment_attempt = $2 where id = $1', [
+      invoiceId,
+      ctx.clock.now(),
+    ])
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+    expect((await ctx.get<InvoiceBody>(`/v1/invoices/${invoiceId}`)).body.amount_paid).toBe('0.00')
   })
 
   test('cancelling an incomplete subscription voids its first invoice and cancels its order', async () => {
-    ctx.clock.set(START)
-    const customer = await createCustomer(ctx)
-    const order = await ctx.post<OrderBody & { id: string }>('/v1/orders', {
-      customer_id: customer.id,
-      type: 'SUBSCRIPTION',
-      price_id: await plan('25.00'),
-    })
-    expect(order.status, order.text).toBe(201)
-    expect((await subscription(order.body.subscription_id)).status).toBe('incomplete')
+    const order = await incompleteSubscription()
     const res = await ctx.post<SubscriptionBody>(
       `/v1/subscriptions/${order.body.subscription_id}/cancel`,
     )
@@ -278,6 +292,18 @@ describe('cancellation', () => {
       payment_method_type: 'OFFLINE',
     })
     expect(paid.status).toBeGreaterThanOrEqual(400)
+  })
+
+  test('an incomplete subscription whose first invoice is partly paid is cancelled, its invoice kept', async () => {
+    const order = await incompleteSubscription()
+    await pay(order.body.invoice_id, 500n)
+    const res = await ctx.post<SubscriptionBody>(
+      `/v1/subscriptions/${order.body.subscription_id}/cancel`,
+    )
+    expect(res.status, res.text).toBe(200)
+    expect(res.body.status).toBe('canceled')
+    const invoice = (await ctx.get<InvoiceBody>(`/v1/invoices/${order.body.invoice_id}`)).body
+    expect(invoice).toMatchObject({ invoice_status: 'FINALIZED', amount_paid: '5.00' })
   })
 
   test('cancel_at_period_end can be undone with PATCH', async () => {
@@ -452,11 +478,20 @@ describe('changes that would bill wrongly', () => {
     }
   })
 
-  test('a quantity whose amount is larger than Payrail accepts is 400 at PATCH', async () => {
+  test('a quantity whose amount is larger than Payrail accepts is 400 at PATCH, with the changes already scheduled', async () => {
     ctx.clock.set(START)
     const { id } = await activeSubscription(await plan('20000000.00'))
     const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, { quantity: 1_000_000 })
     expect(res.status).toBe(400)
+    // A price scheduled first, then a quantity: together over the limit.
+    const small = await activeSubscription(await plan('2.00'))
+    const dear = await plan('20000000.00')
+    expect((await ctx.patch(`/v1/subscriptions/${small.id}`, { price_id: dear })).status).toBe(200)
+    const both = await ctx.patch<ErrorBody>(`/v1/subscriptions/${small.id}`, {
+      quantity: 1_000_000,
+    })
+    expect(both.status).toBe(400)
+    expect((await subscription(small.id)).scheduled_changes).toHaveLength(1)
   })
 
   test('a subscription that cannot renew is left for the next run; the others renew', async () => {

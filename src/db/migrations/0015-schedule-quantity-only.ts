@@ -7,7 +7,14 @@ import { type Kysely, sql } from 'kysely'
  * change scheduled before it was lost, and a quantity scheduled before a price change too.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`alter table subscription_schedules alter column price_id drop not null`.execute(db)
+  // Pending changes of the quantity made before: they carry the price of their day.
+  await sql`
+    alter table subscription_schedules alter column price_id drop not null;
+    update subscription_schedules s set price_id = null
+      from subscriptions sub
+      where sub.id = s.subscription_id and s.status = 'scheduled'
+        and s.quantity is not null and s.price_id = sub.price_id;
+  `.execute(db)
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

@@ -346,12 +346,6 @@ export async function listInvoices(
 }
 
 /**
- * Takes the invoices whose automatic charge is due, moving their attempt time to
- * `holdUntil` in the same statement: two workers never charge one invoice at once, and
- * an invoice whose worker dies mid-charge comes due again then instead of being forgotten.
- * The worker sets the real next attempt (or none) when the charge has an answer.
- */
-/**
  * Stops the automatic charges of a subscription's invoices (it was cancelled): each is
  * left open, to be paid by hand, as Stripe turns off `auto_advance` on a cancelled
  * subscription's invoices.
@@ -370,6 +364,12 @@ export async function stopAutomaticCharges(
     .execute()
 }
 
+/**
+ * Takes the invoices whose automatic charge is due, moving their attempt time to
+ * `holdUntil` in the same statement: two workers never charge one invoice at once, and
+ * an invoice whose worker dies mid-charge comes due again then instead of being forgotten.
+ * The worker sets the real next attempt (or none) when the charge has an answer.
+ */
 export async function claimDueAutomaticCharges(
   db: Db,
   at: Date,
@@ -387,6 +387,12 @@ export async function claimDueAutomaticCharges(
       select id from invoices
       where next_payment_attempt <= ${at} and invoice_status = 'FINALIZED'
         and payment_status not in ('SUCCEEDED', 'OVERPAID', 'PARTIALLY_REFUNDED', 'REFUNDED')
+        -- A cancelled subscription's invoices are no longer charged (a retry queued by a
+        -- charge that was running as it was cancelled, or one ended at its period's end).
+        and not exists (
+          select 1 from subscriptions s
+          where s.id = invoices.subscription_id and s.status = 'canceled'
+        )
       order by next_payment_attempt
       limit ${limit}
       for update skip locked

@@ -29,7 +29,12 @@ import {
   type GatewayFailure,
   type GatewayPaymentRequest,
 } from '../../gateways/gateway.ts'
-import { type GatewayDeps, gatewayContext, resolveGateway } from '../../gateways/registry.ts'
+import {
+  assertMayTakeMoney,
+  type GatewayDeps,
+  gatewayContext,
+  resolveGateway,
+} from '../../gateways/registry.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
 import type { Logger } from '../../logger.ts'
@@ -139,6 +144,7 @@ export async function createPaymentRecord(
   }
   const gateway = resolveGateway(input.methodType, input.gateway)
   // A gateway that is not connected is refused before anything is written.
+  await assertMayTakeMoney(deps, scope, gateway.name)
   const ctx = await gatewayContext(deps, scope, gateway.name)
   // A payment the gateway is asked for once it is written needs its customer (`gatewayRequestFor`).
   const toGateway = input.settleWith !== undefined && !gateway.capabilities.internal
@@ -471,6 +477,7 @@ export async function processPayment(
   if (gateway.capabilities.internal)
     return settleInternal(deps, scope, paymentId, gateway, ctx, cause)
 
+  await assertMayTakeMoney(deps, scope, gateway.name)
   const request = await gatewayRequestFor(deps, scope, payment, customer)
   if (payment.payment_method_type === 'CARD') {
     return chargeCard(deps, scope, payment, gateway, ctx, request, cause)

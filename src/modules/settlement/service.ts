@@ -166,8 +166,9 @@ export async function voidInvoice(
  * `POST /v1/subscriptions/:id/cancel`. An `incomplete` subscription (its first invoice never
  * paid) cancelled now has that invoice voided and its order cancelled, as voiding the invoice
  * would (`voidInvoice`, which ends the subscription): the customer can no longer pay for a
- * subscription that does not exist. A payment still open on the invoice is refused by the
- * void: it must be cancelled first.
+ * subscription that does not exist. A first invoice partly paid, or with a payment still
+ * open on it, is left as it is (the subscription alone is cancelled): voiding it would lose
+ * that money's invoice.
  */
 export async function cancelSubscriptionAndFirstInvoice(
   db: Db,
@@ -179,8 +180,18 @@ export async function cancelSubscriptionAndFirstInvoice(
   const current = atPeriodEnd ? undefined : await findSubscription(db, scope.environmentId, id)
   if (current?.status === 'incomplete' && current.latest_invoice_id) {
     const first = await findInvoice(db, scope.environmentId, current.latest_invoice_id)
-    if (first?.invoice_status === 'FINALIZED' && !isPaidStatus(first.payment_status)) {
-      await voidInvoice(db, scope, first.id, clock)
+    const untouched =
+      first?.invoice_status === 'FINALIZED' &&
+      !isPaidStatus(first.payment_status) &&
+      first.amount_paid === 0n &&
+      (await openPaymentsForInvoice(db, scope.environmentId, first.id)).length === 0
+    if (first && untouched) {
+      try {
+        await voidInvoice(db, scope, first.id, clock)
+      } catch (error) {
+        // Paid, or a payment opened, meanwhile: the subscription is cancelled on its own.
+        if (!(error instanceof AppError) || error.code !== 'invalid_state_transition') throw error
+      }
       const ended = await findSubscription(db, scope.environmentId, id)
       if (ended?.status === 'canceled') {
         return { subscription: ended, schedules: await schedulesOf(db, [id]) }

@@ -418,8 +418,12 @@ export async function updateSubscriptionSettings(
           { field: 'price_id' },
         )
       }
-      assertWithinLimit(price.amount * BigInt(body.quantity ?? current.quantity), 'quantity')
       const effectiveAt = effectiveDate(body.change_at, current, now)
+      await assertAmountsWithinLimit(trx, scope, current, {
+        price_id: body.price_id ?? null,
+        quantity: body.quantity ?? null,
+        effective_at: effectiveAt,
+      })
       await insertSchedule(trx, {
         id: newId('subscriptionSchedule'),
         environment_id: scope.environmentId,
@@ -457,7 +461,7 @@ export async function cancelSubscription(
   atPeriodEnd: boolean,
   clock: Clock,
 ): Promise<SubscriptionWithSchedules> {
-  return inTransaction(db, async (trx) => {
+  const cancelled = await inTransaction(db, async (trx) => {
     const current = await lockSubscription(trx, scope.environmentId, id)
     if (!current) throw notFound('subscription', id)
     if (current.status === 'canceled') {
@@ -478,16 +482,51 @@ export async function cancelSubscription(
           ended_at: now,
           updated_at: now,
         })
-    if (!atPeriodEnd) {
-      await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
-      // Its unpaid invoices stay open, but are no longer charged to the saved card.
-      await stopAutomaticCharges(trx, scope.environmentId, id)
-    }
+    if (!atPeriodEnd) await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
     await recordEvents(trx, scope, clock.now(), [
       subscriptionEvent(atPeriodEnd ? 'subscription.updated' : 'subscription.canceled', updated),
     ])
     return { subscription: updated, schedules: await schedulesOf(trx, [id]) }
   })
+  // Its unpaid invoices stay open, to be paid by hand; the charge job skips a cancelled
+  // subscription's invoices, and their next attempt is cleared too. After the commit, not
+  // under the subscription's lock: settling an invoice locks it, then its subscription.
+  if (!atPeriodEnd) await stopAutomaticCharges(db, scope.environmentId, id)
+  return cancelled
+}
+
+/**
+ * Every amount the subscription would bill once its scheduled changes and `change` apply, in
+ * order (as `priceForPeriod` folds them), is one Payrail accepts: a renewal over the limit
+ * could not be invoiced, and the subscription would run on unbilled.
+ */
+async function assertAmountsWithinLimit(
+  trx: Db,
+  scope: Scope,
+  subscription: Subscription,
+  change: { price_id: string | null; quantity: number | null; effective_at: Date },
+): Promise<void> {
+  type Step = { price_id: string | null; quantity: number | null; effective_at: Date }
+  const steps: Step[] = (await schedulesOf(trx, [subscription.id])).filter(
+    (s) => s.status === 'scheduled',
+  )
+  // In the order they apply; the new change after those due at the same time (a stable sort).
+  const pending = [...steps, change].sort(
+    (a, b) => a.effective_at.getTime() - b.effective_at.getTime(),
+  )
+  const amounts = new Map<string, bigint>()
+  let priceId = subscription.price_id
+  let quantity = subscription.quantity
+  for (const step of pending) {
+    priceId = step.price_id ?? priceId
+    quantity = step.quantity ?? quantity
+    let amount = amounts.get(priceId)
+    if (amount === undefined) {
+      amount = (await getPriceWithProduct(trx, scope, priceId)).price.amount
+      amounts.set(priceId, amount)
+    }
+    assertWithinLimit(amount * BigInt(quantity), 'quantity')
+  }
 }
 
 function effectiveDate(changeAt: string | undefined, subscription: Subscription, now: Date): Date {
