@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
 import {
   createCustomer,
   eventsOf,
@@ -1339,6 +1340,35 @@ describe('the sandbox in a live environment', () => {
     expect(
       options.body.options.filter((o) => o.payment_gateway === 'sandbox' && o.available),
     ).toEqual([])
+    // A sandbox card saved for the customer (before the sandbox was refused here) is not usable.
+    const card = await savePaymentMethod(
+      ctx.db,
+      { tenantId: ctx.main.tenant.id, environmentId: ctx.main.live.id },
+      {
+        customerId: customer.body.id,
+        gateway: 'sandbox',
+        gatewayPaymentMethodId: `card_${customer.body.id}`,
+        last4: '4242',
+      },
+    )
+    await ctx.patch(
+      `/v1/customers/${customer.body.id}`,
+      { default_payment_method_id: card.id },
+      live,
+    )
+    const withCard = await ctx.get<{
+      options: { payment_method_type: string; available: boolean; reason: string | null }[]
+    }>(`/v1/invoices/${invoiceId}/pay_options`, live)
+    expect(withCard.body.options.find((o) => o.payment_method_type === 'CARD')).toMatchObject({
+      available: false,
+      reason: 'the sandbox gateway takes no payments here',
+    })
+    const charged = await ctx.post(
+      `/v1/invoices/${invoiceId}/pay`,
+      { payment_method_type: 'CARD' },
+      live,
+    )
+    expect(charged.status).toBe(400)
     const order = await ctx.get<{ status: string }>(`/v1/orders/${topUp.body.id}`, live)
     expect(order.body.status).toBe('PENDING')
   })

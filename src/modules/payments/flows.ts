@@ -3,7 +3,12 @@ import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/mo
 import type { Access, Principal, Scope } from '../../core/principal.ts'
 import type { Payment, PaymentMethodType } from '../../db/database.ts'
 import type { GatewayName } from '../../gateways/gateway.ts'
-import { availableGatewayNames, gatewayFor, isGatewayAvailable } from '../../gateways/registry.ts'
+import {
+  availableGatewayNames,
+  gatewayFor,
+  isGatewayAvailable,
+  isGatewayName,
+} from '../../gateways/registry.ts'
 import { balanceOf } from '../balances/service.ts'
 import { getCustomer } from '../customers/service.ts'
 import {
@@ -429,12 +434,25 @@ export async function payOptions(deps: PaymentDeps, access: Access, invoiceId: s
         customer.default_payment_method_id,
       )
     : undefined
+  // A saved card charges through its gateway, which must take money here (a sandbox card
+  // saved in a live environment does not).
+  const cardGateway = method?.gateway ?? 'sandbox'
+  const cardUsable =
+    method !== undefined &&
+    isGatewayName(cardGateway) &&
+    (await isGatewayAvailable(deps, scope, cardGateway))
   options.push(
     option({
       payment_method_type: 'CARD',
-      payment_gateway: method?.gateway ?? 'sandbox',
-      available: payable && method !== undefined,
-      reason: !payable ? reason : method ? null : 'no saved default card',
+      payment_gateway: cardGateway,
+      available: payable && cardUsable,
+      reason: !payable
+        ? reason
+        : !method
+          ? 'no saved default card'
+          : cardUsable
+            ? null
+            : `the ${cardGateway} gateway takes no payments here`,
       payment_method_id: method?.id ?? null,
       card: method ? { brand: method.card_brand, last4: method.card_last4 } : null,
     }),
