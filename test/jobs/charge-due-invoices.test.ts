@@ -70,6 +70,20 @@ describe('charge_due_invoices', () => {
     expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
   })
 
+  test('a customer who turned automatic payment off since is not charged', async () => {
+    const customer = await customerWithCard('4242424242424242')
+    const invoice = await finalizedInvoice(ctx, customer.id, {
+      collection_method: 'charge_automatically',
+    })
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    expect((await ctx.patch(`/v1/customers/${customer.id}`, { auto_pay: false })).status).toBe(200)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+    expect(await payments(invoice.id)).toEqual([])
+    // Turned on again, the queued charge runs.
+    expect((await ctx.patch(`/v1/customers/${customer.id}`, { auto_pay: true })).status).toBe(200)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+  })
+
   test('a declined card is retried three days later, up to the limit, then left to the customer', async () => {
     const customer = await customerWithCard('4000000000000002')
     const invoice = await finalizedInvoice(ctx, customer.id, {

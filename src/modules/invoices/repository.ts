@@ -393,6 +393,10 @@ export async function claimDueAutomaticCharges(
           select 1 from subscriptions s
           where s.id = invoices.subscription_id and s.status = 'canceled'
         )
+        -- Nor those of a customer who has turned automatic payment off since.
+        and exists (
+          select 1 from customers c where c.id = invoices.customer_id and c.auto_pay
+        )
       order by next_payment_attempt
       limit ${limit}
       for update skip locked
