@@ -1255,6 +1255,63 @@ describe('discount codes at payment time (POST /v1/payments discount_code)', () 
     expect(await timesRedeemed(discount.id)).toBe(1)
   })
 
+  test('a code that covers the whole invoice pays it: its order is fulfilled, no payment is made', async () => {
+    const customer = await createCustomer(ctx)
+    const product = await order({
+      customer_id: customer.id,
+      type: 'ONE_TIME_PRODUCT',
+      price_id: await oneTimePrice(ctx, '30.00'),
+    })
+    const free = await discountCode({ percent_off: 100 })
+    const res = await ctx.post<ErrorBody>(`/v1/invoices/${product.invoice_id}/pay`, {
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      discount_code: free.code,
+    })
+    expect(res.status, JSON.stringify(res.body)).toBe(409)
+    expect(res.body.error.details).toMatchObject({
+      invoice_id: product.invoice_id,
+      payment_status: 'SUCCEEDED',
+      paid_by_discount: true,
+    })
+    expect(await getInvoice(ctx, product.invoice_id)).toMatchObject({
+      total: '0.00',
+      amount_remaining: '0.00',
+      payment_status: 'SUCCEEDED',
+    })
+    expect(await getOrder(product.id)).toMatchObject({ status: 'FULFILLED' })
+    expect(await timesRedeemed(free.id)).toBe(1)
+    const made = await ctx.get<List<PaymentBody>>(
+      `/v1/payments?destination_id=${product.invoice_id}`,
+    )
+    expect(made.body.pagination.total).toBe(0)
+    // Through the on-ramp, an amount off above the total does the same.
+    const { invoice } = await invoiceToPay(ctx)
+    const more = await discountCode({ amount_off: '500.00', currency: 'usd' })
+    const onRamped = await onRamp(invoice.id, { type: 'CHECKOUT', discount_code: more.code })
+    expect(onRamped.status).toBe(409)
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
+  })
+
+  test('a code that covers an invoice with a payment open on it is refused, and not used up', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    expect(link.status).toBe(201)
+    const free = await discountCode({ percent_off: 100 })
+    const res = await ctx.post(`/v1/invoices/${invoice.id}/pay`, {
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      discount_code: free.code,
+    })
+    expect(res.status, res.text).toBe(422)
+    expect(JSON.stringify(res.body)).toContain(link.body.id)
+    expect(await timesRedeemed(free.id)).toBe(0)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      total: '100.00',
+      payment_status: 'PENDING',
+    })
+  })
+
   test('an amount above the discounted total is 400, and the code is not used up', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const discount = await discountCode({ percent_off: 50, max_redemptions: 1 })

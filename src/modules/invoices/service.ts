@@ -237,6 +237,38 @@ export async function finalizeLocked(
   return { before, invoice, becamePaid }
 }
 
+/**
+ * An invoice a discount code has left with nothing to pay is paid by it, as finalizing an
+ * invoice of nothing is: SUCCEEDED, `paid_at` now, `invoice.paid`. `becamePaid` is false when
+ * something is still owed, or it was paid already.
+ */
+export async function paidByDiscountLocked(
+  trx: Db,
+  scope: Scope,
+  before: Invoice,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  const status = paymentStatusFor(amountsOf(before), before.payment_status)
+  if (
+    before.invoice_status !== 'FINALIZED' ||
+    before.amount_remaining !== 0n ||
+    isPaidStatus(before.payment_status) ||
+    !isPaidStatus(status)
+  )
+    return { before, invoice: before, becamePaid: false }
+  const now = clock.now()
+  const invoice = await updateInvoice(trx, before.id, {
+    payment_status: status,
+    paid_at: now,
+    next_payment_attempt: null,
+    updated_at: now,
+  })
+  await recordEvents(trx, scope, clock.now(), [
+    invoiceEvent('invoice.paid', invoice, await linesOf(trx, [invoice.id])),
+  ])
+  return { before, invoice, becamePaid: true }
+}
+
 /** FINALIZED/UNCOLLECTIBLE → VOIDED; an invoice with money on it cannot be voided (refund it instead). */
 export async function voidLocked(
   trx: Db,

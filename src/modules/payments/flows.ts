@@ -11,14 +11,10 @@ import {
 } from '../../gateways/registry.ts'
 import { balanceOf } from '../balances/service.ts'
 import { getCustomer } from '../customers/service.ts'
-import {
-  applyDiscountCode,
-  assertPayable,
-  getInvoice,
-  lockInvoiceOrFail,
-} from '../invoices/service.ts'
+import { assertPayable, getInvoice, lockInvoiceOrFail } from '../invoices/service.ts'
 import { getOrder } from '../orders/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
+import { applyDiscountCodeLocked } from '../settlement/service.ts'
 import { openPaymentsForInvoice, setAllocationAmount, updatePayment } from './repository.ts'
 import type { CreatePaymentBody } from './schemas.ts'
 import {
@@ -308,7 +304,8 @@ export async function updateInvoicePayment(
           { payment_id: locked.id, invoice_ids: locked.invoice_ids },
         )
       }
-      const invoice = await applyDiscountCode(
+      // A code that covers the whole invoice finds this payment open: cancel it, then PUT.
+      const { invoice } = await applyDiscountCodeLocked(
         trx,
         scope,
         await lockInvoiceOrFail(trx, scope, invoiceId),

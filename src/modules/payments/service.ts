@@ -45,8 +45,9 @@ import {
   takeCustomerOfInvoice,
 } from '../customers/repository.ts'
 import { getCustomer } from '../customers/service.ts'
-import { applyDiscountCode, assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
+import { assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
+import { applyDiscountCodeLocked } from '../settlement/service.ts'
 import {
   allocationsLockingInvoices,
   allocationsOf,
@@ -116,6 +117,25 @@ export interface PaymentView {
   customer?: Customer | undefined
 }
 
+/** What a new payment's transaction returns when a discount code paid the whole invoice. */
+const PAID_BY_DISCOUNT = Symbol('paid by discount')
+
+/**
+ * The answer to a payment a discount code made needless: 409, after the invoice was paid by
+ * the code (committed). A client retrying finds the invoice paid.
+ */
+function paidByDiscountError(invoice: Invoice | undefined, code: string | undefined): AppError {
+  return new AppError(
+    'conflict',
+    `Invoice ${invoice?.id} is paid in full by discount code ${code}: no payment is needed`,
+    {
+      invoice_id: invoice?.id ?? null,
+      payment_status: invoice?.payment_status ?? null,
+      paid_by_discount: true,
+    },
+  )
+}
+
 const HUMAN_ID_ALPHABET = '23456789ABCDEFGHJKMNPQRSTUVWXYZ'
 const HUMAN_ID_SPACE = HUMAN_ID_ALPHABET.length ** 6
 
@@ -148,173 +168,191 @@ export async function createPaymentRecord(
   const ctx = await gatewayContext(deps, scope, gateway.name)
   // A payment the gateway is asked for once it is written needs its customer (`gatewayRequestFor`).
   const toGateway = input.settleWith !== undefined && !gateway.capabilities.internal
+  let paidByDiscount: Invoice | undefined
   try {
-    const view = await withNewHumanId(deps.db, async (trx, humanId): Promise<SettledView> => {
-      const locked = new Map<string, Invoice>()
-      // Locked in the order of their ids, not the caller's: two payments of the same invoices
-      // named in opposite orders would otherwise each hold one lock and wait for the other.
-      const lockOrder =
-        input.allocations.length > 1
-          ? [...input.allocations].sort((a, b) => compareIds(a.invoiceId, b.invoiceId))
-          : input.allocations
-      const last = lockOrder[lockOrder.length - 1]
-      for (const allocation of lockOrder) {
-        // The charges in flight on the invoices (`inFlightOf` below), and the customer the
-        // gateway will be asked for, come with the last one's lock.
-        if (allocation === last) {
-          inFlightAhead(
-            trx,
-            input.allocations.map((a) => a.invoiceId),
+    const settled = await withNewHumanId(
+      deps.db,
+      async (trx, humanId): Promise<SettledView | typeof PAID_BY_DISCOUNT> => {
+        const locked = new Map<string, Invoice>()
+        // Locked in the order of their ids, not the caller's: two payments of the same invoices
+        // named in opposite orders would otherwise each hold one lock and wait for the other.
+        const lockOrder =
+          input.allocations.length > 1
+            ? [...input.allocations].sort((a, b) => compareIds(a.invoiceId, b.invoiceId))
+            : input.allocations
+        const last = lockOrder[lockOrder.length - 1]
+        for (const allocation of lockOrder) {
+          // The charges in flight on the invoices (`inFlightOf` below), and the customer the
+          // gateway will be asked for, come with the last one's lock.
+          if (allocation === last) {
+            inFlightAhead(
+              trx,
+              input.allocations.map((a) => a.invoiceId),
+            )
+            if (toGateway) customerOfInvoiceAhead(trx, scope.environmentId, allocation.invoiceId)
+          }
+          let invoice = await lockInvoiceOrFail(trx, scope, allocation.invoiceId)
+          if (access.customerId !== null && invoice.customer_id !== access.customerId)
+            throw notFound('invoice', invoice.id)
+          if (input.discountCode && input.allocations.length === 1) {
+            const applied = await applyDiscountCodeLocked(
+              trx,
+              scope,
+              invoice,
+              input.discountCode,
+              deps.clock,
+            )
+            // Nothing left to pay: the invoice is paid by the code, committed without a payment.
+            if (applied.paidByDiscount) {
+              paidByDiscount = applied.invoice
+              return PAID_BY_DISCOUNT
+            }
+            invoice = applied.invoice
+          }
+          assertPayable(invoice, deps.clock.now())
+          if (invoice.currency !== input.currency) {
+            throw validationError(
+              `currency must be the invoice's (${invoice.currency}), got '${input.currency}'`,
+              {
+                field: 'currency',
+                invoice_currency: invoice.currency,
+              },
+            )
+          }
+          locked.set(invoice.id, invoice)
+        }
+        const invoices = input.allocations.flatMap((a) => locked.get(a.invoiceId) ?? [])
+        const first = invoices[0]
+        if (!first)
+          throw validationError('A payment needs an invoice to pay', { field: 'destination_id' })
+        if (invoices.some((i) => i.customer_id !== first.customer_id)) {
+          throw validationError('All invoices paid together must belong to one customer', {
+            field: 'orders',
+          })
+        }
+        if (input.reuseOpen) {
+          const open = (await openPaymentsForInvoice(trx, scope.environmentId, first.id)).find(
+            (p) => p.payment_method_type === input.methodType,
           )
-          if (toGateway) customerOfInvoiceAhead(trx, scope.environmentId, allocation.invoiceId)
+          if (open && input.discountCode) {
+            // The code was applied to the invoice above; this rolls it back. The open payment's
+            // amount would not follow it: PATCH changes the payment and the invoice together.
+            throw new AppError(
+              'conflict',
+              `Invoice ${first.id} already has an open ${input.methodType} payment; apply the discount code with PATCH /v1/invoices/${first.id}/payment`,
+              { invoice_id: first.id, payment_id: open.id },
+            )
+          }
+          if (open) return { payment: open, invoiceIds: invoices.map((i) => i.id), reused: true }
         }
-        let invoice = await lockInvoiceOrFail(trx, scope, allocation.invoiceId)
-        if (access.customerId !== null && invoice.customer_id !== access.customerId)
-          throw notFound('invoice', invoice.id)
-        if (input.discountCode && input.allocations.length === 1) {
-          invoice = await applyDiscountCode(trx, scope, invoice, input.discountCode, deps.clock)
-        }
-        assertPayable(invoice, deps.clock.now())
-        if (invoice.currency !== input.currency) {
-          throw validationError(
-            `currency must be the invoice's (${invoice.currency}), got '${input.currency}'`,
-            {
-              field: 'currency',
-              invoice_currency: invoice.currency,
-            },
-          )
-        }
-        locked.set(invoice.id, invoice)
-      }
-      const invoices = input.allocations.flatMap((a) => locked.get(a.invoiceId) ?? [])
-      const first = invoices[0]
-      if (!first)
-        throw validationError('A payment needs an invoice to pay', { field: 'destination_id' })
-      if (invoices.some((i) => i.customer_id !== first.customer_id)) {
-        throw validationError('All invoices paid together must belong to one customer', {
-          field: 'orders',
+        const amounts = input.allocations.map((allocation, index) => {
+          const invoice = invoices[index]
+          if (!invoice) throw new Error('allocation without invoice')
+          const amount =
+            allocation.amount === 'remaining' ? invoice.amount_remaining : allocation.amount
+          if (amount <= 0n)
+            throw validationError('amount must be greater than zero', { field: 'amount' })
+          if (amount > invoice.amount_remaining) {
+            throw validationError(
+              `amount is more than the ${formatMinorUnits(invoice.amount_remaining, invoice.currency)} still owed on ${invoice.id}`,
+              {
+                field: 'amount',
+                amount_remaining: formatMinorUnits(invoice.amount_remaining, invoice.currency),
+              },
+            )
+          }
+          return amount
         })
-      }
-      if (input.reuseOpen) {
-        const open = (await openPaymentsForInvoice(trx, scope.environmentId, first.id)).find(
-          (p) => p.payment_method_type === input.methodType,
+        // Read with the last invoice's lock (`customerOfInvoiceAhead` above).
+        const customer =
+          toGateway && last ? await takeCustomerOfInvoice(trx, last.invoiceId) : undefined
+        const method = await paymentMethodFor(trx, scope, first.customer_id, input, customer)
+        const now = deps.clock.now()
+        // Under the invoices' locks, as a charge Payrail starts reads them (`chargeCard`).
+        const inFlight = await inFlightOf(
+          trx,
+          invoices.map((invoice) => invoice.id),
         )
-        if (open && input.discountCode) {
-          // The code was applied to the invoice above; this rolls it back. The open payment's
-          // amount would not follow it: PATCH changes the payment and the invoice together.
-          throw new AppError(
-            'conflict',
-            `Invoice ${first.id} already has an open ${input.methodType} payment; apply the discount code with PATCH /v1/invoices/${first.id}/payment`,
-            { invoice_id: first.id, payment_id: open.id },
-          )
-        }
-        if (open) return { payment: open, invoiceIds: invoices.map((i) => i.id), reused: true }
-      }
-      const amounts = input.allocations.map((allocation, index) => {
-        const invoice = invoices[index]
-        if (!invoice) throw new Error('allocation without invoice')
-        const amount =
-          allocation.amount === 'remaining' ? invoice.amount_remaining : allocation.amount
-        if (amount <= 0n)
-          throw validationError('amount must be greater than zero', { field: 'amount' })
-        if (amount > invoice.amount_remaining) {
-          throw validationError(
-            `amount is more than the ${formatMinorUnits(invoice.amount_remaining, invoice.currency)} still owed on ${invoice.id}`,
-            {
-              field: 'amount',
-              amount_remaining: formatMinorUnits(invoice.amount_remaining, invoice.currency),
-            },
-          )
-        }
-        return amount
-      })
-      // Read with the last invoice's lock (`customerOfInvoiceAhead` above).
-      const customer =
-        toGateway && last ? await takeCustomerOfInvoice(trx, last.invoiceId) : undefined
-      const method = await paymentMethodFor(trx, scope, first.customer_id, input, customer)
-      const now = deps.clock.now()
-      // Under the invoices' locks, as a charge Payrail starts reads them (`chargeCard`).
-      const inFlight = await inFlightOf(
-        trx,
-        invoices.map((invoice) => invoice.id),
-      )
-      const payment = await insertPayment(
-        trx,
-        {
-          id: newId('payment'),
-          human_id: humanId,
-          tenant_id: scope.tenantId,
-          environment_id: scope.environmentId,
-          customer_id: first.customer_id,
-          destination_type: input.destinationType,
-          destination_id: input.destinationId,
-          subject: input.subject ?? first.order_id ?? first.subscription_id ?? first.id,
-          amount: amounts.reduce((sum, a) => sum + a, 0n),
-          currency: input.currency,
-          payment_status: 'INITIATED',
-          payment_method_type: input.methodType,
-          payment_method_id: method?.id ?? null,
-          payment_gateway: gateway.name,
-          success_url: input.successUrl ?? null,
-          cancel_url: input.cancelUrl ?? null,
-          save_card_and_make_default: input.saveCard ?? false,
-          metadata: JSON.stringify(input.metadata ?? {}),
-          gateway_metadata: JSON.stringify(input.gatewayMetadata ?? {}),
-          idempotency_key: input.idempotencyKey ?? null,
-          description: input.description ?? null,
-          billing_address: input.billingAddress ? JSON.stringify(input.billingAddress) : null,
-          discount_code: input.discountCode ?? null,
-          payment_date: input.paymentDate ?? null,
-          invoice_number: first.number,
-          invoice_ids: invoices.map((invoice) => invoice.id),
-          created_by: input.createdBy,
-          updated_by: input.createdBy,
-          created_at: now,
-          updated_at: now,
-        },
-        invoices.map((invoice, position) => ({
-          invoice_id: invoice.id,
-          position,
-          amount: amounts[position] ?? 0n,
-        })),
-      )
-      const shares = invoices.map((invoice, i) => ({
-        invoice,
-        amount: amounts[i] ?? 0n,
-        inFlight: inFlight.get(invoice.id) ?? 0n,
-      }))
-      const settlesNow = input.settleWith !== undefined && gateway.capabilities.internal
-      // Charges in flight (an automatic card charge whose outcome is not known yet, a crypto
-      // payment awaiting confirmations) still count against what the invoice owes: a link
-      // opened beside one could pay the invoice twice. Settling now checks it as it settles.
-      if (!settlesNow) await assertStillOwed(trx, scope, payment, deps.clock, shares)
-      await recordCreation(
-        trx,
-        scope,
-        payment,
-        { cause: 'api', causeId: input.createdBy },
-        deps.clock,
-      )
-      if (input.settleWith && settlesNow) {
-        const settled = await settleLocked(
+        const payment = await insertPayment(
+          trx,
+          {
+            id: newId('payment'),
+            human_id: humanId,
+            tenant_id: scope.tenantId,
+            environment_id: scope.environmentId,
+            customer_id: first.customer_id,
+            destination_type: input.destinationType,
+            destination_id: input.destinationId,
+            subject: input.subject ?? first.order_id ?? first.subscription_id ?? first.id,
+            amount: amounts.reduce((sum, a) => sum + a, 0n),
+            currency: input.currency,
+            payment_status: 'INITIATED',
+            payment_method_type: input.methodType,
+            payment_method_id: method?.id ?? null,
+            payment_gateway: gateway.name,
+            success_url: input.successUrl ?? null,
+            cancel_url: input.cancelUrl ?? null,
+            save_card_and_make_default: input.saveCard ?? false,
+            metadata: JSON.stringify(input.metadata ?? {}),
+            gateway_metadata: JSON.stringify(input.gatewayMetadata ?? {}),
+            idempotency_key: input.idempotencyKey ?? null,
+            description: input.description ?? null,
+            billing_address: input.billingAddress ? JSON.stringify(input.billingAddress) : null,
+            discount_code: input.discountCode ?? null,
+            payment_date: input.paymentDate ?? null,
+            invoice_number: first.number,
+            invoice_ids: invoices.map((invoice) => invoice.id),
+            created_by: input.createdBy,
+            updated_by: input.createdBy,
+            created_at: now,
+            updated_at: now,
+          },
+          invoices.map((invoice, position) => ({
+            invoice_id: invoice.id,
+            position,
+            amount: amounts[position] ?? 0n,
+          })),
+        )
+        const shares = invoices.map((invoice, i) => ({
+          invoice,
+          amount: amounts[i] ?? 0n,
+          inFlight: inFlight.get(invoice.id) ?? 0n,
+        }))
+        const settlesNow = input.settleWith !== undefined && gateway.capabilities.internal
+        // Charges in flight (an automatic card charge whose outcome is not known yet, a crypto
+        // payment awaiting confirmations) still count against what the invoice owes: a link
+        // opened beside one could pay the invoice twice. Settling now checks it as it settles.
+        if (!settlesNow) await assertStillOwed(trx, scope, payment, deps.clock, shares)
+        await recordCreation(
           trx,
           scope,
           payment,
-          gateway,
-          ctx,
-          input.settleWith,
-          deps,
-          shares,
+          { cause: 'api', causeId: input.createdBy },
+          deps.clock,
         )
-        return { ...settled, attempts: attemptsOfHeldPayment(trx, payment.id) }
-      }
-      return {
-        payment,
-        invoiceIds: payment.invoice_ids,
-        attempts: attemptsOfHeldPayment(trx, payment.id),
-        customer,
-      }
-    })
+        if (input.settleWith && settlesNow) {
+          const settled = await settleLocked(
+            trx,
+            scope,
+            payment,
+            gateway,
+            ctx,
+            input.settleWith,
+            deps,
+            shares,
+          )
+          return { ...settled, attempts: attemptsOfHeldPayment(trx, payment.id) }
+        }
+        return {
+          payment,
+          invoiceIds: payment.invoice_ids,
+          attempts: attemptsOfHeldPayment(trx, payment.id),
+          customer,
+        }
+      },
+    )
+    if (settled === PAID_BY_DISCOUNT) throw paidByDiscountError(paidByDiscount, input.discountCode)
+    const view = settled
     if (view.decline) throw declineError(view.decline, view.payment)
     return view
   } catch (error) {

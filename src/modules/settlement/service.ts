@@ -12,10 +12,12 @@ import { applyBalanceChange, balanceOf } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
 import { findInvoice } from '../invoices/repository.ts'
 import {
+  applyDiscountCode,
   finalizeLocked,
   type InvoiceChange,
   lockInvoiceOrFail,
   markUncollectibleLocked,
+  paidByDiscountLocked,
   recordPaymentLocked,
   recordRefundLocked,
   voidLocked,
@@ -199,6 +201,37 @@ export async function cancelSubscriptionAndFirstInvoice(
     }
   }
   return cancelSubscription(db, scope, id, atPeriodEnd, clock)
+}
+
+/**
+ * Applies a discount code at payment time to a locked invoice. A code that leaves nothing to
+ * pay settles the invoice there and then, as finalizing an invoice of nothing does (its order
+ * fulfilled, its subscription activated): `paidByDiscount`, and no payment is needed. With a
+ * payment still open on the invoice (a page that could take money) it is refused: cancel it
+ * first.
+ */
+export async function applyDiscountCodeLocked(
+  trx: Db,
+  scope: Scope,
+  invoice: Invoice,
+  code: string,
+  clock: Clock,
+): Promise<{ invoice: Invoice; paidByDiscount: boolean }> {
+  const discounted = await applyDiscountCode(trx, scope, invoice, code, clock)
+  if (discounted.amount_remaining !== 0n || isPaidStatus(discounted.payment_status))
+    return { invoice: discounted, paidByDiscount: false }
+  const [open] = await openPaymentsForInvoice(trx, scope.environmentId, discounted.id)
+  if (open) {
+    throw new AppError(
+      'invalid_state_transition',
+      `Discount code ${code} covers all of invoice ${discounted.id}, which has payment ${open.id} (${open.payment_status}) open; cancel it first`,
+      { invoice_id: discounted.id, payment_id: open.id, payment_status: open.payment_status },
+    )
+  }
+  const change = await paidByDiscountLocked(trx, scope, discounted, clock)
+  if (!change.becamePaid) return { invoice: discounted, paidByDiscount: false }
+  await settlePaidInvoice(trx, scope, change.invoice, clock)
+  return { invoice: change.invoice, paidByDiscount: true }
 }
 
 /** `POST /v1/invoices/:id/mark_uncollectible`. */
