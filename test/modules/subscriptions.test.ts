@@ -412,6 +412,38 @@ describe('subscription schedules', () => {
   })
 })
 
+describe('a first invoice paid late', () => {
+  test('after its first period passed, the periods start from the payment: no passed period is billed', async () => {
+    const order = await incompleteSubscription()
+    // Paid two and a half months after the order (Jan 31 → Apr 15).
+    ctx.clock.set(new Date('2025-04-15T09:00:00Z'))
+    await pay(order.body.invoice_id, 2500n)
+    const activated = await subscription(order.body.subscription_id)
+    expect(activated).toMatchObject({
+      status: 'active',
+      current_period_start: '2025-04-15T09:00:00.000Z',
+      current_period_end: '2025-05-15T09:00:00.000Z',
+    })
+    await renew()
+    expect(await invoicesOf(order.body.subscription_id)).toHaveLength(1)
+    expect((await subscription(order.body.subscription_id)).status).toBe('active')
+    ctx.clock.set(new Date('2025-05-15T09:00:00Z'))
+    await renew()
+    expect(await invoicesOf(order.body.subscription_id)).toHaveLength(2)
+  })
+
+  test('within its first period, the period it was ordered for stands', async () => {
+    const order = await incompleteSubscription()
+    ctx.clock.set(new Date('2025-02-10T09:00:00Z'))
+    await pay(order.body.invoice_id, 2500n)
+    expect(await subscription(order.body.subscription_id)).toMatchObject({
+      status: 'active',
+      current_period_start: START.toISOString(),
+      current_period_end: '2025-02-28T09:00:00.000Z',
+    })
+  })
+})
+
 describe('past_due', () => {
   test('ends when the invoice it owed is voided, and at a renewal that finds nothing owed', async () => {
     ctx.clock.set(START)

@@ -119,9 +119,21 @@ export async function onSubscriptionInvoicePaid(
   if (!subscription) return
   const now = clock.now()
   if (subscription.status === 'incomplete') {
+    // Paid after its first period had passed: the customer had no service for it, so the
+    // periods start again from now; otherwise the renewal would at once bill every period
+    // that passed while it was unpaid.
+    const late = now.getTime() >= subscription.current_period_end.getTime()
+    const end = late
+      ? periodEndAfter(now, subscription.interval, subscription.interval_count, now)
+      : undefined
     const updated = await updateSubscription(trx, subscription.id, {
       status: 'active',
       started_at: now,
+      ...(end && {
+        billing_cycle_anchor: now,
+        current_period_start: now,
+        current_period_end: end,
+      }),
       updated_at: now,
     })
     await recordEvents(trx, scope, clock.now(), [
