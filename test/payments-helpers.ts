@@ -292,3 +292,23 @@ export function sandboxEventBody(id: string, type: string, data: Record<string, 
     },
   })
 }
+
+/**
+ * A new invoice of 100.00 paid in full with an OFFLINE payment (recorded at once), its
+ * customer made with `customerBody`.
+ */
+export async function offlinePayment(
+  ctx: TestContext,
+  amount = '100.00',
+  customerBody: Record<string, unknown> = {},
+) {
+  const { customer, invoice } = await invoiceToPay(ctx, customerBody)
+  const res = await createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'OFFLINE',
+    amount,
+  })
+  expect(res.status, res.text).toBe(201)
+  expect(res.body.payment_status).toBe('SUCCEEDED')
+  return { customer, invoice, payment: res.body }
+}

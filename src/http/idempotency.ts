@@ -227,12 +227,10 @@ export function hashRequest(
   request: Pick<FastifyRequest, 'method' | 'url' | 'body'>,
   caller = '',
 ): string {
+  // No caller (a merchant key): the hash is as it always was, so stored records still replay.
   return createHash('sha256')
-    .update(
-      caller
-        ? `${caller}\n${request.method} ${request.url}\n`
-        : `${request.method} ${request.url}\n`,
-    )
+    .update(caller ? `${caller}\n` : '')
+    .update(`${request.method} ${request.url}\n`)
     .update(canonicalJson(request.body ?? null))
     .digest('hex')
 }

@@ -4,6 +4,7 @@ import { applyInvoiceRefund } from '../../src/modules/settlement/service.ts'
 import {
   createCustomer,
   createInvoice,
+  eventsOf,
   finalizedInvoice,
   type InvoiceBody,
   type List,
@@ -298,13 +299,7 @@ describe('reconciliation of payments and refunds', () => {
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
     })
-    const paidEvents = await ctx.db
-      .selectFrom('events')
-      .select('id')
-      .where('object_id', '=', invoice.id)
-      .where('type', '=', 'invoice.paid')
-      .execute()
-    expect(paidEvents).toHaveLength(1)
+    expect(await eventsOf(ctx, invoice.id, 'invoice.paid')).toHaveLength(1)
   })
 
   test('a draft takes no payment; money that arrives for a voided invoice is recorded, not fulfilled', async () => {
@@ -319,13 +314,7 @@ describe('reconciliation of payments and refunds', () => {
     expect(change.becamePaid).toBe(false)
     expect(change.invoice.invoice_status).toBe('VOIDED')
     expect(change.invoice.amount_paid).toBeGreaterThan(0n)
-    const paidEvents = await ctx.db
-      .selectFrom('events')
-      .select('id')
-      .where('object_id', '=', voided.id)
-      .where('type', '=', 'invoice.paid')
-      .execute()
-    expect(paidEvents).toHaveLength(0)
+    expect(await eventsOf(ctx, voided.id, 'invoice.paid')).toHaveLength(0)
   })
 
   test('assertPayable: finalized, unpaid and inside the window', async () => {

@@ -13,6 +13,7 @@ import {
   getInvoice,
   getPayment,
   invoiceToPay,
+  offlinePayment,
   type PaymentBody,
   type RefundBody,
   sessionOf,
@@ -52,19 +53,6 @@ async function refundsOfPayment(paymentId: string) {
   const res = await ctx.get<List<RefundBody>>(`/v1/refunds?payment_id=${paymentId}&limit=1000`)
   expect(res.status).toBe(200)
   return res.body
-}
-
-/** A 100.00 invoice paid in full with an OFFLINE payment (recorded at once). */
-async function offlinePayment(amount = '100.00') {
-  const { customer, invoice } = await invoiceToPay(ctx)
-  const res = await createPayment(ctx, {
-    destination_id: invoice.id,
-    payment_method_type: 'OFFLINE',
-    amount,
-  })
-  expect(res.status).toBe(201)
-  expect(res.body.payment_status).toBe('SUCCEEDED')
-  return { customer, invoice, payment: res.body }
 }
 
 /** A 100.00 invoice paid on the sandbox hosted checkout with the 4242 card. */
@@ -118,7 +106,7 @@ async function deliverSandbox(event: SandboxEvent | Record<string, unknown>) {
 
 describe('POST /v1/payments/:id/refunds', () => {
   test('full refund without an amount: 201 refund object, payment and invoice REFUNDED', async () => {
-    const { invoice, payment } = await offlinePayment()
+    const { invoice, payment } = await offlinePayment(ctx)
     const res = await refund(payment.id)
     expect(res.status).toBe(201)
     expect(res.body).toEqual({
@@ -151,7 +139,7 @@ describe('POST /v1/payments/:id/refunds', () => {
   })
 
   test('reason and metadata are kept on the refund', async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     const res = await refund(payment.id, {
       amount: '12.34',
       reason: 'requested_by_customer',
@@ -169,7 +157,7 @@ describe('POST /v1/payments/:id/refunds', () => {
   })
 
   test('partial refunds: PARTIALLY_REFUNDED until the rest (no amount) makes it REFUNDED', async () => {
-    const { invoice, payment } = await offlinePayment()
+    const { invoice, payment } = await offlinePayment(ctx)
     const first = await refund(payment.id, { amount: '30.00' })
     expect(first.status).toBe(201)
     expect(await getPayment(ctx, payment.id)).toMatchObject({
@@ -210,7 +198,7 @@ describe('POST /v1/payments/:id/refunds', () => {
   })
 
   test('more than is still refundable is 409 and writes nothing', async () => {
-    const { invoice, payment } = await offlinePayment()
+    const { invoice, payment } = await offlinePayment(ctx)
     expect((await refund(payment.id, { amount: '60.00' })).status).toBe(201)
     const eventsBefore = await eventsOf(ctx, payment.id)
     const invoiceEventsBefore = await eventsOf(ctx, invoice.id)
@@ -232,7 +220,7 @@ describe('POST /v1/payments/:id/refunds', () => {
   })
 
   test('the 409 names what is still refundable as a decimal string, like every API amount', async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     await refund(payment.id, { amount: '60.00' })
     const res = await refund(payment.id, { amount: '50.00' })
     expect(res.status).toBe(409)
@@ -240,7 +228,7 @@ describe('POST /v1/payments/:id/refunds', () => {
   })
 
   test('a refund of a fully refunded payment is 409 conflict (nothing left to refund)', async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     expect((await refund(payment.id)).status).toBe(201)
     const again = await refund(payment.id, { amount: '1.00' })
     expect(again.status).toBe(409)
@@ -256,7 +244,7 @@ describe('POST /v1/payments/:id/refunds', () => {
     ['too many decimals', '1.001'],
     ['not a number', 'ten'],
   ])('amount %s is 400 validation_error', async (_name, amount) => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     const res = await refund(payment.id, { amount })
     expect(res.status).toBe(400)
     expect(errorOf(res).code).toBe('validation_error')
@@ -326,7 +314,7 @@ describe('POST /v1/payments/:id/refunds', () => {
 
 describe('refunds by rail', () => {
   test('OFFLINE: the refund is recorded at once, no gateway involved', async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     const res = await refund(payment.id, { amount: '25.00' })
     expect(res.body).toMatchObject({ status: 'succeeded', gateway_refund_id: null })
     expect((await getPayment(ctx, payment.id)).amount_refunded).toBe('25.00')
@@ -473,7 +461,7 @@ describe('refunds by rail', () => {
 
 describe('GET /v1/refunds', () => {
   test('filters by payment_id and status, paginates, newest first', async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     const ids: string[] = []
     for (const amount of ['1.00', '2.00', '3.00', '4.00', '5.00']) {
       ctx.clock.advance(1000)
@@ -513,8 +501,8 @@ describe('GET /v1/refunds', () => {
   })
 
   test('without filters lists refunds of every payment of the environment', async () => {
-    const a = await offlinePayment()
-    const b = await offlinePayment()
+    const a = await offlinePayment(ctx)
+    const b = await offlinePayment(ctx)
     const ra = await refund(a.payment.id, { amount: '1.00' })
     const rb = await refund(b.payment.id, { amount: '1.00' })
     const list = await ctx.get<List<RefundBody>>('/v1/refunds?limit=1000')
@@ -530,7 +518,7 @@ describe('GET /v1/refunds', () => {
   })
 
   test('GET /v1/refunds/:id returns the refund; an unknown id is 404', async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     const created = await refund(payment.id, { amount: '9.99' })
     const shown = await ctx.get<RefundBody>(`/v1/refunds/${created.body.id}`)
     expect(shown.status).toBe(200)
@@ -543,7 +531,7 @@ describe('GET /v1/refunds', () => {
 
 describe('refund events', () => {
   test('refund.created and refund.succeeded per refund; payment.partially_refunded then payment.refunded', async () => {
-    const { invoice, payment } = await offlinePayment()
+    const { invoice, payment } = await offlinePayment(ctx)
     const partial = await refund(payment.id, { amount: '10.00' })
     const created = await eventsOf(ctx, partial.body.id, 'refund.created')
     expect(created).toHaveLength(1)
@@ -579,7 +567,7 @@ describe('refund events', () => {
 
 describe('concurrent refunds', () => {
   test('20 concurrent partial refunds of 10.00 on 100.00: exactly 10 succeed, never more than paid', async () => {
-    const { invoice, payment } = await offlinePayment()
+    const { invoice, payment } = await offlinePayment(ctx)
     const results = await Promise.all(
       Array.from({ length: 20 }, () => refund(payment.id, { amount: '10.00' })),
     )
@@ -607,7 +595,7 @@ describe('concurrent refunds', () => {
   })
 
   test('20 concurrent full refunds: exactly one succeeds', async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     const results = await Promise.all(Array.from({ length: 20 }, () => refund(payment.id)))
     const ok = results.filter((r) => r.status === 201)
     expect(ok).toHaveLength(1)
@@ -637,7 +625,7 @@ describe('concurrent refunds', () => {
 
 describe('refund security', () => {
   test("another tenant's payment and refund are 404, and its list does not show them", async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     const created = await refund(payment.id, { amount: '5.00' })
     const attempt = await refund(payment.id, { amount: '5.00' }, other.key)
     expect(attempt.status).toBe(404)
@@ -650,7 +638,7 @@ describe('refund security', () => {
   })
 
   test("the live environment's key cannot see or refund a test payment (404)", async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     const created = await refund(payment.id, { amount: '5.00' })
     expect((await refund(payment.id, {}, ctx.main.liveKey)).status).toBe(404)
     expect(
@@ -659,7 +647,7 @@ describe('refund security', () => {
   })
 
   test('a customer token is 403 on every refund route, even for its own payment', async () => {
-    const { customer, payment } = await offlinePayment()
+    const { customer, payment } = await offlinePayment(ctx)
     const created = await refund(payment.id, { amount: '5.00' })
     const token = await customerToken(customer.id)
     const attempt = await refund(payment.id, { amount: '5.00' }, token)
@@ -671,7 +659,7 @@ describe('refund security', () => {
   })
 
   test('no key is 401 on every refund route', async () => {
-    const { payment } = await offlinePayment()
+    const { payment } = await offlinePayment(ctx)
     const attempt = await refund(payment.id, {}, null)
     expect(attempt.status).toBe(401)
     expect(errorOf(attempt).code).toBe('unauthorized')

@@ -1,30 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { DASHBOARD_COOKIE } from '../../src/web/dashboard.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
-import { createPayment, createSandboxLink, getPayment, invoiceToPay } from '../payments-helpers.ts'
+import { createSandboxLink, getPayment, invoiceToPay, offlinePayment } from '../payments-helpers.ts'
 
 let ctx: TestContext
 let paymentId: string
 
 beforeAll(async () => {
   ctx = await createTestContext()
-  paymentId = await offlinePayment({ name: '<script>alert("x")</script>' })
+  paymentId = (await offlinePayment(ctx, '100.00', { name: '<script>alert("x")</script>' })).payment
+    .id
   const refund = await ctx.post(`/v1/payments/${paymentId}/refunds`, { amount: '1.00' })
   expect(refund.status, refund.text).toBe(201)
 })
 afterAll(() => ctx.close())
-
-/** A new invoice paid in full OFFLINE (its customer made with `customer`): the payment's id. */
-async function offlinePayment(customer: Record<string, unknown> = {}): Promise<string> {
-  const { invoice } = await invoiceToPay(ctx, customer)
-  const paid = await createPayment(ctx, {
-    destination_id: invoice.id,
-    payment_method_type: 'OFFLINE',
-    amount: invoice.amount_due,
-  })
-  expect(paid.status, paid.text).toBe(201)
-  return paid.body.id
-}
 
 async function signIn(key: string) {
   return ctx.app.inject({
@@ -220,7 +209,7 @@ describe('acting from the dashboard', () => {
 
   test('a refund from the payment page refunds once, however often the form is sent', async () => {
     const cookie = await sessionOf(ctx.main.key)
-    const paid = await offlinePayment()
+    const paid = (await offlinePayment(ctx)).payment.id
     const page = `/dashboard/payments/${paid}`
     const action = `${page}/refund`
     const idempotency_key = await formKeyOn(page, action, cookie)
@@ -285,7 +274,7 @@ describe('acting from the dashboard', () => {
 
   test('an action posted from another site, without a session or without its form key is refused', async () => {
     const cookie = await sessionOf(ctx.main.key)
-    const paid = await offlinePayment()
+    const paid = (await offlinePayment(ctx)).payment.id
     const page = `/dashboard/payments/${paid}`
     const idempotency_key = await formKeyOn(page, `${page}/refund`, cookie)
     const crossSite = await post(
@@ -302,6 +291,11 @@ describe('acting from the dashboard', () => {
     expect(signedOut.headers.location).toBe('/dashboard/login')
     const noKey = await post(`${page}/refund`, cookie, {})
     expect(noKey.statusCode).toBe(400)
+    // Signed in with another environment's key, the payment is not there to refund.
+    const other = await post(`${page}/refund`, await sessionOf(ctx.main.liveKey), {
+      idempotency_key,
+    })
+    expect(other.statusCode).toBe(404)
     expect((await getPayment(ctx, paid)).amount_refunded).toBe('0.00')
   })
 })
