@@ -134,6 +134,22 @@ export type ChargeResult =
     }
   | { outcome: 'error'; failure: GatewayFailure }
 
+/**
+ * What the provider holds of a charge whose answer was lost: the charge as it stands
+ * now, `not_found` when the provider has none (the call never reached it), or `error`
+ * when the provider could not be asked.
+ */
+export type ChargeLookup = ChargeResult | { outcome: 'not_found' }
+
+/** Which charge to look for: the payment's, made since `since`, other than those already answered. */
+export interface ChargeQuery {
+  request: GatewayPaymentRequest
+  /** When the charge's key was first sent (its payment's move to PROCESSING). */
+  since: Date
+  /** The provider's ids of the payment's earlier charges, already answered (declines). */
+  answered: readonly string[]
+}
+
 export type RefundResult =
   | { status: 'succeeded' | 'pending'; gatewayRefundId: string }
   | { status: 'failed'; failure: GatewayFailure }
@@ -247,6 +263,12 @@ export interface Gateway {
     request: GatewayPaymentRequest,
     method: PaymentMethod,
   ): Promise<ChargeResult>
+  /**
+   * Looks up, at the provider, a saved-card charge whose answer was lost, once the
+   * provider may have forgotten its idempotency key (`statusSync`): the charge made
+   * since `since` whose metadata names the payment.
+   */
+  findCharge?(ctx: GatewayContext, query: ChargeQuery): Promise<ChargeLookup>
   /** Starts a payment the provider completes later and reports by webhook (external systems, crypto). */
   startAsync?(ctx: GatewayContext, request: GatewayPaymentRequest): Promise<CheckoutResult>
   refund?(ctx: GatewayContext, payment: Payment, refund: Refund): Promise<RefundResult>

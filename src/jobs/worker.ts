@@ -7,6 +7,7 @@ import { CHARGE_DUE_INVOICES, chargeDueInvoices } from './tasks/charge-due-invoi
 import { deliverMerchantWebhook, MERCHANT_WEBHOOK_TASK } from './tasks/deliver-merchant-webhook.ts'
 import { deliverSandboxWebhook, SANDBOX_DELIVERY_TASK } from './tasks/deliver-sandbox-webhook.ts'
 import { PRUNE_IDEMPOTENCY_KEYS, pruneIdempotencyKeys } from './tasks/prune-idempotency-keys.ts'
+import { RESOLVE_LOST_CHARGES, resolveLostCharges } from './tasks/resolve-lost-charges.ts'
 import { markStripeInvoicePaid, STRIPE_PAID_OUT_OF_BAND } from './tasks/stripe-paid-out-of-band.ts'
 import { workerLoggerFrom } from './worker-logger.ts'
 
@@ -25,6 +26,11 @@ export function createTaskList(deps: WorkerDeps): TaskList {
       const { charged, failed } = await chargeDueInvoices(deps)
       if (charged + failed > 0)
         helpers.logger.info(`automatic charges: ${charged} succeeded, ${failed} did not`)
+    },
+    [RESOLVE_LOST_CHARGES]: async (_payload, helpers) => {
+      const { resolved, left } = await resolveLostCharges(deps)
+      if (resolved + left > 0)
+        helpers.logger.info(`lost card charges: ${resolved} settled, ${left} left for later`)
     },
     [SANDBOX_DELIVERY_TASK]: async (payload) => deliverSandboxWebhook(deps, payload),
     [MERCHANT_WEBHOOK_TASK]: async (payload, helpers) => {
@@ -51,6 +57,12 @@ export const CRON_ITEMS = parseCronItems([
     match: '17 * * * *',
     options: { backfillPeriod: 60 * 60 * 1000 },
     identifier: PRUNE_IDEMPOTENCY_KEYS,
+  },
+  {
+    task: RESOLVE_LOST_CHARGES,
+    match: '41 * * * *',
+    options: { backfillPeriod: 60 * 60 * 1000 },
+    identifier: RESOLVE_LOST_CHARGES,
   },
   // Every minute; each run takes everything due, so a missed minute needs no backfill.
   { task: RENEW_SUBSCRIPTIONS, match: '* * * * *', identifier: RENEW_SUBSCRIPTIONS },

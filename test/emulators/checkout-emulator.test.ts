@@ -353,6 +353,40 @@ describe('card payments', () => {
     ])
   })
 
+  test('payments are listed by reference, newest first, with limit and skip; the reference is required', async () => {
+    const sourceId = emulator.seedCardSource()
+    const ids: string[] = []
+    for (const amount of [100, 200, 300]) {
+      const made = asObject(
+        await cko.payments.request({
+          source: { type: 'id', id: sourceId },
+          amount,
+          currency: 'EUR',
+          reference: 'ord_listed',
+        }),
+      )
+      ids.push(text(made, 'id'))
+    }
+    const page = asObject(
+      await cko.payments.getPaymentList({ reference: 'ord_listed', limit: 2, skip: 0 }),
+    )
+    expect(page).toMatchObject({ limit: 2, skip: 0, total_count: 3 })
+    expect((page.data as { id: string }[]).map((p) => p.id)).toEqual([ids[2], ids[1]])
+    expect(page.data).toEqual([
+      expect.objectContaining({ amount: 300, reference: 'ord_listed', status: 'Captured' }),
+      expect.objectContaining({ amount: 200 }),
+    ])
+    const rest = asObject(
+      await cko.payments.getPaymentList({ reference: 'ord_listed', limit: 2, skip: 2 }),
+    )
+    expect((rest.data as { id: string }[]).map((p) => p.id)).toEqual([ids[0]])
+    expect(asObject(await cko.payments.getPaymentList({ reference: 'ord_none' }))).toMatchObject({
+      total_count: 0,
+      data: [],
+    })
+    expect(await sdkError(cko.payments.getPaymentList({}))).toMatchObject({ http_code: 422 })
+  })
+
   test('deferCaptureNext: a capture: true payment answers Authorized until capturePayment', async () => {
     const sourceId = emulator.seedCardSource()
     emulator.deferCaptureNext()

@@ -1,6 +1,7 @@
 import { Checkout } from 'checkout-sdk-node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { askRefundAgain } from '../../src/modules/payments/refunds.ts'
+import { UNKNOWN_OUTCOME_RETRY_WINDOW_MS } from '../../src/modules/payments/service.ts'
 import type { CheckoutEmulator } from '../emulators/checkout/emulator.ts'
 import {
   type CheckoutTestCard,
@@ -597,6 +598,68 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
       merchant_initiated: true,
     })
     expect(await getInvoice(ctx, second.body.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+  })
+
+  test('an answer lost, then too late to send the charge again: Checkout.com is asked by reference, and the one charge settles the payment', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    await defaultCheckoutCard(customer.id, '4242424242424242')
+    emulator.holdWebhooks()
+    emulator.timeoutNext({
+      count: 1,
+      mode: 'destroy',
+      method: 'POST',
+      pathPrefix: '/payments',
+      afterProcessing: true,
+    })
+    const res = await cardPayment(invoice.id)
+    expect(res.status, res.text).toBe(502)
+    emulator.clearFaults()
+    const paymentId = String((res.body as unknown as ErrorBody).error.details.payment_id)
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('PROCESSING')
+
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    const calls = emulator.requests.length
+    const again = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(again.status, again.text).toBe(200)
+    expect(emulator.requests.slice(calls).map((r) => `${r.method} ${r.path}`)).toEqual([
+      'GET /payments',
+    ])
+    expect(chargeRequests(paymentId)).toHaveLength(1)
+    expect(again.body).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      gateway_payment_id: expect.stringMatching(/^pay_/),
+    })
+    // Its webhooks, held until now, repeat what the lookup found.
+    await emulator.releaseWebhooks()
+    await emulator.waitForDeliveries()
+    await expectPaidInFull(ctx, paymentId, invoice.id, '100.00')
+    expect(await eventCount(paymentId, 'payment.succeeded')).toBe(1)
+  })
+
+  test('a lost charge Checkout.com never received: FAILED charge_not_found, and nothing was taken', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    await defaultCheckoutCard(customer.id, '4242424242424242')
+    emulator.timeoutNext({ count: 1, mode: 'destroy', method: 'POST', pathPrefix: '/payments' })
+    const res = await cardPayment(invoice.id)
+    expect(res.status, res.text).toBe(502)
+    emulator.clearFaults()
+    const paymentId = String((res.body as unknown as ErrorBody).error.details.payment_id)
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    const again = await ctx.post(`/v1/payments/${paymentId}/process`)
+    expect(again.status, again.text).toBe(502)
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'charge_not_found',
+    })
+    expect(chargeRequests(paymentId)).toHaveLength(1)
+    expect([...emulator.state.payments.values()].filter((p) => p.reference === paymentId)).toEqual(
+      [],
+    )
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_remaining: '100.00',
+    })
   })
 
   test('without a saved card a CARD payment is 402 no_default_payment_method', async () => {

@@ -7,6 +7,7 @@ import {
   RETRY_AFTER_MS,
   UNKNOWN_OUTCOME_RETRY_AFTER_MS,
 } from '../../src/jobs/tasks/charge-due-invoices.ts'
+import { resolveLostCharges } from '../../src/jobs/tasks/resolve-lost-charges.ts'
 import { claimDueAutomaticCharges } from '../../src/modules/invoices/repository.ts'
 import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { payInvoiceAutomatically } from '../../src/modules/payments/automatic.ts'
@@ -15,7 +16,7 @@ import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import type { TestCardAlias } from '../emulators/stripe/test-cards.ts'
 import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
-import { getInvoice, type PaymentBody } from '../payments-helpers.ts'
+import { getInvoice, getPayment, type PaymentBody } from '../payments-helpers.ts'
 import { connectStripeEmulator, saveStripeCard } from '../stripe-helpers.ts'
 
 /**
@@ -73,6 +74,33 @@ const paymentsOf = async (invoiceId: string) =>
     .body.items
 
 const inMs = (ms: number) => new Date(ctx.clock.now().getTime() + ms).toISOString()
+
+/** A manual Stripe CARD payment of the whole 100.00 of an invoice. */
+function cardPayment(invoiceId: string) {
+  return ctx.post<{ error: { code: string; details: { payment_id: string; retryable: boolean } } }>(
+    '/v1/payments',
+    {
+      destination_type: 'INVOICE',
+      destination_id: invoiceId,
+      amount: '100.00',
+      currency: 'usd',
+      payment_method_type: 'CARD',
+      payment_gateway: 'stripe',
+    },
+  )
+}
+
+/** The automatic charge of an invoice, as the job runs it, whose call gets no answer. */
+async function expectChargeUnanswered(invoiceId: string) {
+  await expect(
+    payInvoiceAutomatically(
+      ctx.deps,
+      adminAccess({ tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id }),
+      invoiceId,
+      { cause: 'job', causeId: CHARGE_DUE_INVOICES },
+    ),
+  ).rejects.toMatchObject({ code: 'gateway_error' })
+}
 
 /** Stripe confirms the PaymentIntent, but every answer is lost (stripe-node's own retries too). */
 function loseEveryAnswer() {
@@ -215,14 +243,7 @@ describe('charge_due_invoices when the outcome of a charge is unknown', () => {
     )
     // The charge goes through at Stripe; the worker never hears back and never gets to requeue.
     loseEveryAnswer()
-    await expect(
-      payInvoiceAutomatically(
-        ctx.deps,
-        adminAccess({ tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id }),
-        invoice.id,
-        { cause: 'job', causeId: CHARGE_DUE_INVOICES },
-      ),
-    ).rejects.toThrow()
+    await expectChargeUnanswered(invoice.id)
     emulator.clearFaults()
     expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
 
@@ -333,17 +354,7 @@ describe('POST /v1/payments/:id/process on a card charge whose outcome is unknow
     const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
     emulator.setWebhookDelivery('manual')
     loseEveryAnswer()
-    const res = await ctx.post<{ error: { code: string; details: { retryable: boolean } } }>(
-      '/v1/payments',
-      {
-        destination_type: 'INVOICE',
-        destination_id: invoice.id,
-        amount: '100.00',
-        currency: 'usd',
-        payment_method_type: 'CARD',
-        payment_gateway: 'stripe',
-      },
-    )
+    const res = await cardPayment(invoice.id)
     expect(res.status, res.text).toBe(502)
     expect(res.body.error.details.retryable).toBe(true)
     const [pending] = await paymentsOf(invoice.id)
@@ -363,28 +374,176 @@ describe('POST /v1/payments/:id/process on a card charge whose outcome is unknow
     expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
   })
 
-  test('later, 409 and Stripe is not asked (it may have forgotten the key); its report still settles the charge', async () => {
+  test('later, Stripe is not sent the charge again (it may have forgotten the key) but asked what it holds: the charge it took settles the payment', async () => {
     const { invoice, stripeCustomerId, paymentId } = await lostManualCharge()
     ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
     const calls = emulator.requests.length
-    const again = await ctx.post<{ error: { code: string } }>(`/v1/payments/${paymentId}/process`)
-    expect(again.status, again.text).toBe(409)
-    expect(again.body.error.code).toBe('conflict')
-    expect(emulator.requests.slice(calls)).toEqual([])
-    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
-    expect((await ctx.get<PaymentBody>(`/v1/payments/${paymentId}`)).body.payment_status).toBe(
-      'PROCESSING',
-    )
-
-    emulator.setWebhookDelivery('auto')
-    await emulator.deliverOutbox()
-    expect((await ctx.get<PaymentBody>(`/v1/payments/${paymentId}`)).body).toMatchObject({
+    const again = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(again.status, again.text).toBe(200)
+    expect(again.body).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
+      gateway_payment_id: expect.stringMatching(/^pi_/),
+      status_code: null,
     })
+    // A read, never a create: the key may be forgotten, and a create would charge again.
+    const asked = emulator.requests.slice(calls)
+    expect(asked.map((r) => `${r.method} ${r.path}`)).toEqual(['GET /v1/payment_intents'])
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
     })
+    // Stripe's own report of that charge comes late and changes nothing.
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
+  })
+
+  test('later, a charge that never reached Stripe: FAILED charge_not_found, no money taken, and the invoice can be paid again', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    // The connection drops before Stripe reads the request, every time.
+    emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/payment_intents' })
+    const res = await cardPayment(invoice.id)
+    expect(res.status, res.text).toBe(502)
+    emulator.clearFaults()
+    const paymentId = res.body.error.details.payment_id
+    expect((await ctx.get<PaymentBody>(`/v1/payments/${paymentId}`)).body.payment_status).toBe(
+      'PROCESSING',
+    )
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    const again = await ctx.post<{ error: { code: string; details: Record<string, unknown> } }>(
+      `/v1/payments/${paymentId}/process`,
+    )
+    expect(again.status, again.text).toBe(502)
+    expect(again.body.error).toMatchObject({
+      code: 'gateway_error',
+      details: { payment_status: 'FAILED', retryable: false },
+    })
+    const failed = (await ctx.get<PaymentBody>(`/v1/payments/${paymentId}`)).body
+    expect(failed).toMatchObject({ payment_status: 'FAILED', status_code: 'charge_not_found' })
+    expect(failed.attempts.at(-1)).toMatchObject({
+      status: 'failed',
+      error_code: 'charge_not_found',
+    })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(0)
+    // Nothing in flight any more: the invoice takes a payment for its whole amount.
+    const offline = await ctx.post<PaymentBody>('/v1/payments', {
+      destination_type: 'INVOICE',
+      destination_id: invoice.id,
+      amount: '100.00',
+      currency: 'usd',
+      payment_method_type: 'OFFLINE',
+    })
+    expect(offline.status, offline.text).toBe(201)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+
+  test('later, while Stripe cannot be asked: 502 retryable, the payment still PROCESSING and nothing recorded', async () => {
+    const { paymentId } = await lostManualCharge()
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    const before = (await ctx.get<PaymentBody>(`/v1/payments/${paymentId}`)).body
+    emulator.failNext({ status: 503, count: 3, pathPrefix: '/v1/payment_intents' })
+    const again = await ctx.post<{ error: { code: string; details: Record<string, unknown> } }>(
+      `/v1/payments/${paymentId}/process`,
+    )
+    expect(again.status, again.text).toBe(502)
+    expect(again.body.error).toMatchObject({
+      code: 'gateway_error',
+      details: { payment_status: 'PROCESSING', retryable: true },
+    })
+    expect((await ctx.get<PaymentBody>(`/v1/payments/${paymentId}`)).body).toEqual(before)
+    // Once Stripe answers, the next ask settles it.
+    emulator.clearFaults()
+    const settled = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(settled.status, settled.text).toBe(200)
+    expect(settled.body.payment_status).toBe('SUCCEEDED')
+  })
+
+  test("a declined earlier charge of the same payment is not taken for the lost one's answer", async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa_chargeDeclined')
+    const declined = await cardPayment(invoice.id)
+    expect(declined.status, declined.text).toBe(402)
+    const paymentId = declined.body.error.details.payment_id
+    // Processed again, its new charge never reaches Stripe.
+    emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/payment_intents' })
+    const retried = await ctx.post(`/v1/payments/${paymentId}/process`)
+    expect(retried.status, retried.text).toBe(502)
+    emulator.clearFaults()
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    const again = await ctx.post(`/v1/payments/${paymentId}/process`)
+    expect(again.status, again.text).toBe(502)
+    // Stripe holds the first, declined intent of this payment: that was answered already.
+    expect(
+      [...emulator.state.paymentIntents.values()].filter(
+        (intent) => intent.customer === stripeCustomerId,
+      ),
+    ).toHaveLength(1)
+    const payment = (await ctx.get<PaymentBody>(`/v1/payments/${paymentId}`)).body
+    expect(payment).toMatchObject({ payment_status: 'FAILED', status_code: 'charge_not_found' })
+    expect(payment.attempts.map((a) => a.error_code)).toEqual([
+      'card_declined',
+      expect.any(String),
+      'charge_not_found',
+    ])
+  })
+})
+
+describe('resolve_lost_charges', () => {
+  test('charges whose answers were lost are settled from what Stripe holds, once Stripe may have forgotten their keys', async () => {
+    const took = await dueInvoice('pm_card_visa')
+    const never = await dueInvoice('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    // The first invoice's charge reaches Stripe and its answer is lost; the second's never arrives.
+    for (const [{ invoice }, reached] of [
+      [took, true],
+      [never, false],
+    ] as const) {
+      emulator.timeoutNext({
+        count: 3,
+        mode: 'destroy',
+        pathPrefix: '/v1/payment_intents',
+        afterProcessing: reached,
+      })
+      await expectChargeUnanswered(invoice.id)
+      emulator.clearFaults()
+    }
+    const [tookPayment] = await paymentsOf(took.invoice.id)
+    const [neverPayment] = await paymentsOf(never.invoice.id)
+    expect([tookPayment?.payment_status, neverPayment?.payment_status]).toEqual([
+      'PROCESSING',
+      'PROCESSING',
+    ])
+    // Not yet: Stripe still keeps the keys, and asking again replays.
+    expect(await resolveLostCharges(ctx.deps)).toEqual({ resolved: 0, left: 0 })
+
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    const calls = emulator.requests.length
+    expect(await resolveLostCharges(ctx.deps)).toEqual({ resolved: 2, left: 0 })
+    expect(
+      emulator.requests.slice(calls).every((r) => r.method === 'GET'),
+      'no charge is sent again',
+    ).toBe(true)
+    expect(await getPayment(ctx, String(tookPayment?.id))).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, took.invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(chargesTaken(took.stripeCustomerId)).toHaveLength(1)
+    expect(await getPayment(ctx, String(neverPayment?.id))).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'charge_not_found',
+    })
+    expect(chargesTaken(never.stripeCustomerId)).toHaveLength(0)
+    expect(await getInvoice(ctx, never.invoice.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_remaining: '100.00',
+    })
+    // Done: a later run finds nothing left.
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await resolveLostCharges(ctx.deps)).toEqual({ resolved: 0, left: 0 })
   })
 })

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { CHARGE_DUE_INVOICES } from '../../src/jobs/tasks/charge-due-invoices.ts'
 import { PRUNE_IDEMPOTENCY_KEYS } from '../../src/jobs/tasks/prune-idempotency-keys.ts'
+import { RESOLVE_LOST_CHARGES } from '../../src/jobs/tasks/resolve-lost-charges.ts'
 import {
   CRON_ITEMS,
   createTaskList,
@@ -35,12 +36,16 @@ describe('worker', () => {
 })
 
 describe('schedule', () => {
-  test('renewals and automatic charges run every minute, pruning hourly, each a task the worker has', async () => {
+  test('renewals and automatic charges run every minute, pruning and lost charges hourly, each a task the worker has', async () => {
     const tasks = createTaskList(ctx.deps)
     const everyMinute = CRON_ITEMS.filter((item) =>
       [0, 7, 31, 59].every((min) => item.match({ min, hour: 13, date: 2, month: 3, dow: 1 })),
     ).map((item) => item.task)
     expect(everyMinute.sort()).toEqual([CHARGE_DUE_INVOICES, RENEW_SUBSCRIPTIONS].sort())
+    const hourly = CRON_ITEMS.filter(
+      (item) => !everyMinute.includes(item.task) && item.options.backfillPeriod === 60 * 60 * 1000,
+    ).map((item) => item.task)
+    expect(hourly.sort()).toEqual([PRUNE_IDEMPOTENCY_KEYS, RESOLVE_LOST_CHARGES].sort())
     for (const item of CRON_ITEMS) expect(tasks[item.task]).toBeTypeOf('function')
 
     // The worker registers them with graphile-worker's scheduler when it starts.
@@ -50,7 +55,12 @@ describe('schedule', () => {
         'select identifier from graphile_worker._private_known_crontabs order by identifier',
       )
       expect(rows.map((r) => r.identifier)).toEqual(
-        [CHARGE_DUE_INVOICES, PRUNE_IDEMPOTENCY_KEYS, RENEW_SUBSCRIPTIONS].sort(),
+        [
+          CHARGE_DUE_INVOICES,
+          PRUNE_IDEMPOTENCY_KEYS,
+          RENEW_SUBSCRIPTIONS,
+          RESOLVE_LOST_CHARGES,
+        ].sort(),
       )
     } finally {
       await worker.stop()

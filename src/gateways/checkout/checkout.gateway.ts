@@ -1,5 +1,5 @@
 import { assertNever } from '../../core/errors.ts'
-import type { ChargeResult, Gateway, GatewayFailure } from '../gateway.ts'
+import type { ChargeLookup, ChargeResult, Gateway, GatewayFailure } from '../gateway.ts'
 import { checkoutClient, plain } from './checkout.client.ts'
 import {
   type CheckoutPaymentStatus,
@@ -105,6 +105,22 @@ export const checkoutGateway: Gateway = {
           },
         }
       return chargeOutcome(answer)
+    } catch (error) {
+      return { outcome: 'error', failure: failureOf(error) }
+    }
+  },
+  async findCharge(ctx, { request, answered }): Promise<ChargeLookup> {
+    const { payment } = request
+    try {
+      const client = await checkoutClient(ctx)
+      // Newest first; an off-session charge carries the payment's id as its reference.
+      const list = plain(
+        await client.payments.getPaymentList({ reference: payment.id, limit: 100, skip: 0 }),
+      ) as { data?: unknown }
+      const found = (Array.isArray(list.data) ? list.data : [])
+        .map((item) => readCheckoutPayment(item))
+        .find((item) => item && item.paymentId === payment.id && !answered.includes(item.id))
+      return found ? lookupOutcome(found) : { outcome: 'not_found' }
     } catch (error) {
       return { outcome: 'error', failure: failureOf(error) }
     }
@@ -225,6 +241,33 @@ function chargeOutcome(answer: CheckoutPaymentView): ChargeResult {
       }
     default:
       return assertNever(answer.status)
+  }
+}
+
+/**
+ * A charge found later, when its answer was lost: it may have moved on since. Refunded
+ * means it was captured (the refund's own report records the refund); voided, expired or
+ * cancelled means no money moved.
+ */
+function lookupOutcome(found: CheckoutPaymentView): ChargeResult {
+  const ids = { gatewayPaymentId: found.id, trackingId: found.id }
+  switch (found.status) {
+    case 'Refunded':
+    case 'Partially Refunded':
+      return { outcome: 'succeeded', ...ids }
+    case 'Expired':
+    case 'Canceled':
+    case 'Voided':
+      return {
+        outcome: 'declined',
+        ...ids,
+        decline: {
+          code: 'card_declined',
+          message: `Checkout.com ${found.status.toLowerCase()} the payment`,
+        },
+      }
+    default:
+      return chargeOutcome(found)
   }
 }
 

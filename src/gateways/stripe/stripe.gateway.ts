@@ -1,5 +1,11 @@
 import type Stripe from 'stripe'
-import type { ChargeResult, Gateway, GatewayFailure, GatewayPaymentRequest } from '../gateway.ts'
+import type {
+  ChargeLookup,
+  ChargeResult,
+  Gateway,
+  GatewayFailure,
+  GatewayPaymentRequest,
+} from '../gateway.ts'
 import { stripeClient, stripeSdk } from './stripe.client.ts'
 import { toStripeAmount } from './stripe.money.ts'
 import {
@@ -85,26 +91,7 @@ export const stripeGateway: Gateway = {
         },
         { idempotencyKey: request.chargeKey },
       )
-      if (intent.status === 'succeeded') {
-        return {
-          outcome: 'succeeded',
-          gatewayPaymentId: intent.id,
-          trackingId: intent.id,
-          card: cardFromPaymentMethod(intent.payment_method),
-          gatewayCustomerId: customerId,
-        }
-      }
-      if (intent.status === 'processing')
-        return { outcome: 'processing', gatewayPaymentId: intent.id, trackingId: intent.id }
-      return {
-        outcome: 'declined',
-        gatewayPaymentId: intent.id,
-        trackingId: intent.id,
-        decline: {
-          code: 'authentication_required',
-          message: 'This payment needs the card holder to authenticate',
-        },
-      }
+      return chargeOfIntent(intent, customerId)
     } catch (error) {
       const { errors } = await stripeSdk()
       if (error instanceof errors.StripeCardError) {
@@ -116,6 +103,28 @@ export const stripeGateway: Gateway = {
           decline: declineFromStripe(error.code, error.decline_code, error.message),
         }
       }
+      return { outcome: 'error', failure: await failureOf(error) }
+    }
+  },
+  async findCharge(ctx, { request, since, answered }): Promise<ChargeLookup> {
+    const stripe = await stripeClient(ctx)
+    const customerId = request.customer.gatewayCustomerIds.stripe
+    try {
+      // Newest first: the first intent of the payment not already answered is the one whose
+      // answer was lost. A list is read at once (search is eventually consistent).
+      const intents = stripe.paymentIntents.list({
+        ...(customerId && { customer: customerId }),
+        created: { gte: Math.floor(since.getTime() / 1000) - CLOCK_SKEW_S },
+        limit: 100,
+        expand: ['data.payment_method'],
+      })
+      for await (const intent of intents) {
+        if (intent.metadata?.[PAYRAIL_PAYMENT_ID] !== request.payment.id) continue
+        if (answered.includes(intent.id)) continue
+        return chargeOfIntent(intent, customerId)
+      }
+      return { outcome: 'not_found' }
+    } catch (error) {
       return { outcome: 'error', failure: await failureOf(error) }
     }
   },
@@ -195,6 +204,54 @@ async function ensureCustomer(stripe: Stripe, request: GatewayPaymentRequest): P
     { idempotencyKey: `payrail-customer-${request.customer.id}` },
   )
   return created.id
+}
+
+/** How far Stripe's clock may be behind Payrail's when a charge's creation time is compared. */
+const CLOCK_SKEW_S = 600
+
+/** An off-session PaymentIntent's status as a charge's outcome. */
+function chargeOfIntent(
+  intent: Stripe.PaymentIntent,
+  customerId: string | undefined,
+): ChargeResult {
+  const ids = { gatewayPaymentId: intent.id, trackingId: intent.id }
+  switch (intent.status) {
+    case 'succeeded':
+      return {
+        outcome: 'succeeded',
+        ...ids,
+        card: cardFromPaymentMethod(intent.payment_method),
+        gatewayCustomerId: customerId,
+      }
+    case 'processing':
+      return { outcome: 'processing', ...ids }
+    case 'requires_payment_method': {
+      // Declined: Stripe keeps the intent, with the card's error, for another method.
+      const error = intent.last_payment_error
+      if (error) {
+        return {
+          outcome: 'declined',
+          ...ids,
+          decline: declineFromStripe(error.code, error.decline_code, error.message ?? 'declined'),
+        }
+      }
+      break
+    }
+    case 'canceled':
+      return {
+        outcome: 'declined',
+        ...ids,
+        decline: { code: 'card_declined', message: 'Stripe cancelled the charge' },
+      }
+  }
+  return {
+    outcome: 'declined',
+    ...ids,
+    decline: {
+      code: 'authentication_required',
+      message: 'This payment needs the card holder to authenticate',
+    },
+  }
 }
 
 async function intentOfSession(

@@ -595,6 +595,47 @@ export async function newestFlaggedPayment(
 }
 
 /**
+ * Card charges still PROCESSING, untouched since `before`, across every environment,
+ * oldest first after `after` (keyset): charges whose answer was lost. Read per
+ * environment through the status index, so the scan stays on the few PROCESSING rows.
+ */
+export async function staleCardCharges(
+  db: Db,
+  before: Date,
+  limit: number,
+  after?: { updatedAt: Date; id: string },
+): Promise<Payment[]> {
+  return db
+    .selectFrom('environments')
+    .innerJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom('payments')
+          .selectAll('payments')
+          .whereRef('payments.environment_id', '=', 'environments.id')
+          .where('payments.active', '=', true)
+          .where('payments.payment_status', '=', 'PROCESSING')
+          .where('payments.payment_method_type', '=', 'CARD')
+          .where('payments.updated_at', '<', before)
+          .$if(after !== undefined, (qb) =>
+            qb.where(
+              sql<boolean>`(payments.updated_at, payments.id) > (${after?.updatedAt}, ${after?.id})`,
+            ),
+          )
+          .orderBy('payments.updated_at')
+          .orderBy('payments.id')
+          .limit(limit)
+          .as('p'),
+      (join) => join.onTrue(),
+    )
+    .selectAll('p')
+    .orderBy('p.updated_at')
+    .orderBy('p.id')
+    .limit(limit)
+    .execute() as Promise<Payment[]>
+}
+
+/**
  * How many gateway attempts of an invoice's payments flagged `metadata[flag] = 'true'`
  * failed: each decline, and each call that got no answer, is one. A payment asked again
  * after an unknown outcome has several; a successful attempt is not counted.

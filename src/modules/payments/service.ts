@@ -22,6 +22,7 @@ import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import {
   type CancelResult,
+  type ChargeResult,
   DECLINE_CODES,
   type Decline,
   type Gateway,
@@ -668,6 +669,12 @@ async function chargeCard(
       payment_gateway: gateway.name,
     })
   }
+  if (
+    isUnansweredCharge(payment, deps.clock.now()) &&
+    !(await isStillReplayable(deps.db, payment, deps.clock.now()))
+  ) {
+    return settleLostCharge(deps, scope, payment, gateway, ctx, request, cause)
+  }
   const method = payment.payment_method_id
     ? await findCustomerPaymentMethod(
         deps.db,
@@ -707,12 +714,30 @@ async function chargeCard(
     { ...request, payment: processing.payment },
     method,
   )
+  return recordCharge(deps, scope, payment.id, gateway, request, result, { resumed, cause })
+}
+
+/**
+ * Records a charge's answer on its payment, under the payment's lock: SUCCEEDED,
+ * RESERVED, a decline (FAILED, 402), still processing, or an error. An error leaves the
+ * payment PROCESSING when it says nothing of the charge (`retryable`, or `resumed`: an
+ * earlier call's outcome is still unknown), else FAILED; either way 502.
+ */
+async function recordCharge(
+  deps: PaymentDeps,
+  scope: Scope,
+  paymentId: string,
+  gateway: Gateway,
+  request: GatewayPaymentRequest,
+  result: ChargeResult,
+  { resumed, cause }: { resumed: boolean; cause: Cause },
+): Promise<PaymentView> {
   if (result.outcome === 'succeeded' && result.gatewayCustomerId) {
     await rememberGatewayCustomer(deps, request.customer, gateway.name, result.gatewayCustomerId)
   }
   let decline: Decline | undefined
   let failure: GatewayFailure | undefined
-  const view = await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
+  const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
     const ids =
       result.outcome === 'error'
         ? { gatewayPaymentId: null, trackingId: null }
@@ -800,7 +825,7 @@ async function chargeCard(
   if (decline) throw declineError(decline, view.payment)
   if (failure)
     throw new AppError('gateway_error', `The ${gateway.name} gateway failed: ${failure.message}`, {
-      payment_id: payment.id,
+      payment_id: paymentId,
       payment_status: view.payment.payment_status,
       retryable: view.payment.payment_status === 'PROCESSING',
     })
@@ -1029,18 +1054,74 @@ export function isDeclineCode(code: string | null): boolean {
 export const UNKNOWN_OUTCOME_RETRY_WINDOW_MS = 12 * 60 * 60 * 1000
 
 /**
- * A charge left PROCESSING is asked again only while the provider surely remembers its
- * key: counted from its move to PROCESSING, when the key was first sent. Later, 409, and
- * the provider's report (or a person who checks with the provider) settles it.
+ * Whether a charge left PROCESSING may be asked again with its key: only while the
+ * provider surely remembers the key, counted from the payment's move to PROCESSING, when
+ * the key was first sent.
+ */
+async function isStillReplayable(db: Db, payment: Payment, now: Date): Promise<boolean> {
+  const since = (await processingSince(db, payment.id)) ?? payment.created_at
+  return now.getTime() - since.getTime() <= UNKNOWN_OUTCOME_RETRY_WINDOW_MS
+}
+
+/**
+ * Past that window, 409 on a gateway that cannot look the charge up: the provider's
+ * report (or a person who checks with the provider) settles it.
  */
 async function assertStillReplayable(db: Db, payment: Payment, now: Date): Promise<void> {
-  const since = (await processingSince(db, payment.id)) ?? payment.created_at
-  if (now.getTime() - since.getTime() <= UNKNOWN_OUTCOME_RETRY_WINDOW_MS) return
-  throw new AppError(
+  if (await isStillReplayable(db, payment, now)) return
+  throw tooOldToAskAgain(payment)
+}
+
+function tooOldToAskAgain(payment: Payment): AppError {
+  return new AppError(
     'conflict',
     `The outcome of payment ${payment.id} is unknown and too old to ask the provider again; its report settles it`,
     { payment_id: payment.id, payment_status: payment.payment_status },
   )
+}
+
+/**
+ * A charge left PROCESSING past the window in which its key is replayed: sent again,
+ * the key could be taken for a new charge, so the provider is asked what it holds of
+ * the charge instead (`findCharge`). What it holds is recorded as the charge's answer.
+ * When it holds nothing, the call never reached it: the payment is FAILED
+ * (`charge_not_found`, 502), no money was taken, and the invoice owes its amount again.
+ * When it cannot be asked, nothing changes (502, retryable).
+ */
+async function settleLostCharge(
+  deps: PaymentDeps,
+  scope: Scope,
+  payment: Payment,
+  gateway: Gateway,
+  ctx: GatewayContext,
+  request: GatewayPaymentRequest,
+  cause: Cause,
+): Promise<PaymentView> {
+  if (!gateway.findCharge) throw tooOldToAskAgain(payment)
+  const since = (await processingSince(deps.db, payment.id)) ?? payment.created_at
+  const answered = (await attemptsOf(deps.db, [payment.id]))
+    .filter((a) => a.status === 'failed' && a.gateway_payment_id !== null)
+    .map((a) => a.gateway_payment_id as string)
+  const found = await gateway.findCharge(ctx, { request, since, answered })
+  if (found.outcome === 'error') {
+    throw new AppError(
+      'gateway_error',
+      `The ${gateway.name} gateway could not be asked about the charge: ${found.failure.message}`,
+      { payment_id: payment.id, payment_status: payment.payment_status, retryable: true },
+    )
+  }
+  const result: ChargeResult =
+    found.outcome === 'not_found'
+      ? {
+          outcome: 'error',
+          failure: {
+            code: 'charge_not_found',
+            message: `${gateway.name} has no charge for this payment: the call never reached it, and no money was taken`,
+            retryable: false,
+          },
+        }
+      : found
+  return recordCharge(deps, scope, payment.id, gateway, request, result, { resumed: false, cause })
 }
 
 /**

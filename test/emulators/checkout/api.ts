@@ -87,7 +87,7 @@ export async function handleApiRequest(
   const answer =
     fault?.kind === 'fail'
       ? { status: fault.status, body: null }
-      : answerRequest(deps, entry, rawBody, requestId)
+      : answerRequest(deps, entry, rawBody, requestId, url.searchParams)
   if (fault?.kind === 'timeout') {
     await dropConnection(response, fault)
     return
@@ -107,6 +107,7 @@ function answerRequest(
   entry: RequestLogEntry,
   rawBody: string,
   requestId: string,
+  query: URLSearchParams,
 ): Answer {
   try {
     if (!isAuthorized(entry.authorization, deps.secretKey)) throw unauthorized()
@@ -122,7 +123,7 @@ function answerRequest(
       entry.replayed = true
       return { status: saved.status, body: saved.response }
     }
-    const answer = route(deps.state, entry.method, entry.path, entry.body)
+    const answer = route(deps.state, entry.method, entry.path, entry.body, query)
     // Only a processed request is saved: a validation error may be retried with the same key.
     if (key !== null && answer.status < 300) {
       deps.idempotency.set(key, {
@@ -151,7 +152,13 @@ const SESSION_COLLECTIONS: Record<string, CheckoutSessionKind> = {
   'payment-sessions': 'payment_session',
 }
 
-function route(state: CheckoutState, method: string, path: string, body: JsonObject): Answer {
+function route(
+  state: CheckoutState,
+  method: string,
+  path: string,
+  body: JsonObject,
+  query: URLSearchParams,
+): Answer {
   const segments = path.split('/').filter((segment) => segment !== '')
   const [collection, id, sub] = segments
   if (collection === undefined || segments.length > 3) throw notFound()
@@ -172,6 +179,7 @@ function route(state: CheckoutState, method: string, path: string, body: JsonObj
   }
   if (collection !== 'payments') throw notFound()
   if (id === undefined) {
+    if (method === 'GET') return { status: 200, body: listPaymentsByReference(state, query) }
     if (method !== 'POST') throw notFound()
     return { status: 201, body: renderPaymentResponse(state, requestPayment(state, body)) }
   }
@@ -191,6 +199,31 @@ function route(state: CheckoutState, method: string, path: string, body: JsonObj
       return accepted(state, payment, voidPayment(state, payment, actionRequest))
     default:
       throw notFound()
+  }
+}
+
+/**
+ * `GET /payments?reference=…&limit=…&skip=…`: the payments with that reference, newest
+ * first, as `{limit, skip, total_count, data}`. The reference is required; `limit` is
+ * 1–100 (default 10).
+ */
+function listPaymentsByReference(state: CheckoutState, query: URLSearchParams): JsonObject {
+  const reference = query.get('reference')
+  if (!reference) throw requestInvalid('reference_required')
+  const limit = Number(query.get('limit') ?? 10)
+  const skip = Number(query.get('skip') ?? 0)
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw requestInvalid('limit_invalid')
+  if (!Number.isInteger(skip) || skip < 0) throw requestInvalid('skip_invalid')
+  // Newest first; payments requested in the same millisecond, the later made first.
+  const matching = [...state.payments.values()]
+    .filter((payment) => payment.reference === reference)
+    .reverse()
+    .sort((a, b) => b.requestedOn.getTime() - a.requestedOn.getTime())
+  return {
+    limit,
+    skip,
+    total_count: matching.length,
+    data: matching.slice(skip, skip + limit).map((payment) => renderPayment(state, payment)),
   }
 }
 
