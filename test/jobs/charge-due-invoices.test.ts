@@ -3,12 +3,22 @@ import {
   chargeDueInvoices,
   MAX_AUTOMATIC_ATTEMPTS,
   RETRY_AFTER_MS,
+  UNKNOWN_OUTCOME_RETRY_AFTER_MS,
 } from '../../src/jobs/tasks/charge-due-invoices.ts'
 import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
 import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
-import { getInvoice, type PaymentBody } from '../payments-helpers.ts'
+import {
+  createSandboxLink,
+  getInvoice,
+  getPayment,
+  type PaymentBody,
+  postSandboxWebhook,
+  sandboxEventBody,
+  sessionOf,
+  submitCard,
+} from '../payments-helpers.ts'
 
 let ctx: TestContext
 
@@ -121,5 +131,71 @@ describe('charge_due_invoices', () => {
     expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
     ctx.clock.advance(60_000)
     expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+  })
+
+  test('an open checkout page on the invoice is withdrawn before the card is charged: the invoice is paid once', async () => {
+    const customer = await customerWithCard('4242424242424242')
+    const invoice = await finalizedInvoice(ctx, customer.id, {
+      collection_method: 'charge_automatically',
+    })
+    const link = (await createSandboxLink(ctx, invoice)).body
+    expect(link.payment_status).toBe('PENDING')
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    expect(await getPayment(ctx, link.id)).toMatchObject({ payment_status: 'CANCELLED' })
+    // The customer who comes back to the page cannot pay it any more.
+    const late = await submitCard(ctx, sessionOf(link), '4242424242424242')
+    expect(late.statusCode).toBe(409)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_remaining: '0.00',
+    })
+    expect((await payments(invoice.id)).map((p) => p.payment_status).sort()).toEqual([
+      'CANCELLED',
+      'SUCCEEDED',
+    ])
+  })
+
+  test('a page the customer has just paid keeps the card from being charged; its report pays the invoice, once', async () => {
+    const customer = await customerWithCard('4242424242424242')
+    const invoice = await finalizedInvoice(ctx, customer.id, {
+      collection_method: 'charge_automatically',
+    })
+    const link = (await createSandboxLink(ctx, invoice)).body
+    // Paid at the provider; its report is still on the way.
+    await ctx.db
+      .updateTable('sandbox_sessions')
+      .set({ status: 'complete', amount_received: 10000n })
+      .where('id', '=', sessionOf(link))
+      .execute()
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    expect(await payments(invoice.id)).toEqual([
+      expect.objectContaining({ id: link.id, payment_status: 'PENDING' }),
+    ])
+    // Asked again an hour later, not dropped, and not counted as a failed attempt.
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(
+      new Date(ctx.clock.now().getTime() + UNKNOWN_OUTCOME_RETRY_AFTER_MS).toISOString(),
+    )
+    const report = await postSandboxWebhook(
+      ctx,
+      sandboxEventBody(`sbevt_paid_${link.id}`, 'checkout.completed', {
+        payment_id: link.id,
+        session_id: sessionOf(link),
+        amount: 10000,
+        amount_received: 10000,
+      }),
+    )
+    expect(report.statusCode, report.body).toBe(200)
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+    expect(await payments(invoice.id)).toEqual([
+      expect.objectContaining({ id: link.id, payment_status: 'SUCCEEDED' }),
+    ])
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
   })
 })

@@ -4,6 +4,7 @@ import { claimDueAutomaticCharges } from '../../modules/invoices/repository.ts'
 import { queueAutomaticPayment, stopAutomaticPayment } from '../../modules/invoices/service.ts'
 import {
   countAutomaticAttempts,
+  OPEN_PAYMENT_DETAIL,
   payInvoiceAutomatically,
   unansweredAutomaticCharge,
 } from '../../modules/payments/automatic.ts'
@@ -31,6 +32,9 @@ export const UNKNOWN_OUTCOME_RETRY_AFTER_MS = 60 * 60 * 1000
  *   payment PROCESSING and is retried an hour later on that same payment, with the same
  *   idempotency key: the provider replays a charge it took, so the customer is charged
  *   once. If the provider reports the charge first, the invoice is paid and not tried again;
+ * - a page open on the invoice (a hosted checkout, a crypto invoice) is withdrawn first; one
+ *   that cannot be (the customer just paid it, or its provider cannot withdraw it) keeps the
+ *   card from being charged beside it, and the invoice is asked again an hour later;
  * - anything else (no default card, invoice no longer payable) is not retried.
  */
 export async function chargeDueInvoices(
@@ -103,6 +107,9 @@ async function scheduleAfterFailure(
 function retryDelayAfter(error: unknown, leftProcessing: boolean): number | undefined {
   // The charge call itself failed (or something after it did): the provider may hold the money.
   if (leftProcessing && (!(error instanceof AppError) || error.code === 'gateway_error'))
+    return UNKNOWN_OUTCOME_RETRY_AFTER_MS
+  // A page open on the invoice that could not be withdrawn: asked again once it may be closed.
+  if (error instanceof AppError && error.details[OPEN_PAYMENT_DETAIL] !== undefined)
     return UNKNOWN_OUTCOME_RETRY_AFTER_MS
   const declined =
     error instanceof AppError && error.status === 402 && error.code !== 'no_default_payment_method'

@@ -1,11 +1,17 @@
+import { AppError } from '../../core/errors.ts'
 import type { Access } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment } from '../../db/database.ts'
 import { getCustomer } from '../customers/service.ts'
 import { getInvoice } from '../invoices/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
-import { countFailedFlaggedAttempts, newestFlaggedPayment } from './repository.ts'
 import {
+  countFailedFlaggedAttempts,
+  newestFlaggedPayment,
+  openPaymentsForInvoice,
+} from './repository.ts'
+import {
+  cancelPayment,
   createPaymentRecord,
   isDeclineCode,
   type PaymentDeps,
@@ -25,7 +31,8 @@ export const AUTOMATIC_METADATA_KEY = 'automatic_charge'
  * its last one ended in a definitive answer (a decline, a cancellation). Otherwise the
  * last one is processed again: one left PROCESSING by a lost answer or a crash, or
  * FAILED by an error rather than a decline, is asked again with the same idempotency
- * key, so the provider replays a charge it took instead of taking a second.
+ * key, so the provider replays a charge it took instead of taking a second. The
+ * invoice's open pages are withdrawn first (`withdrawOpenPages`).
  *
  * @example
  * await payInvoiceAutomatically(deps, access, invoiceId, { cause: 'job', causeId: 'charge_due_invoices' })
@@ -36,6 +43,7 @@ export async function payInvoiceAutomatically(
   invoiceId: string,
   cause: Cause,
 ): Promise<PaymentView> {
+  await withdrawOpenPages(deps, access, invoiceId, cause)
   const last = await newestFlaggedPayment(
     deps.db,
     access.environmentId,
@@ -43,7 +51,7 @@ export async function payInvoiceAutomatically(
     AUTOMATIC_METADATA_KEY,
   )
   if (last && !endedDefinitively(last)) {
-    // Asked again with the same key, while the provider surely remembers it (else 409).
+    // Asked again with the same key while the provider surely remembers it; later, looked up.
     return processPayment(deps, access, last, cause)
   }
   const { invoice } = await getInvoice(deps.db, access, invoiceId)
@@ -70,6 +78,38 @@ export async function payInvoiceAutomatically(
   })
   return processPayment(deps, access, view.payment.id, cause)
 }
+
+/**
+ * Withdraws the invoice's open pages before its card is charged: a hosted checkout, a
+ * crypto invoice or an external payment still PENDING. Paid as well as the card, the
+ * invoice would take the money twice (OVERPAID). A page its provider cannot withdraw, or
+ * one the customer has just paid, keeps the charge from running: 409 with
+ * `open_payment_id`, and the job asks again an hour later (not counted as an attempt).
+ */
+async function withdrawOpenPages(
+  deps: PaymentDeps,
+  access: Access,
+  invoiceId: string,
+  cause: Cause,
+): Promise<void> {
+  const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
+  for (const payment of open.filter((p) => p.payment_status === 'PENDING')) {
+    try {
+      await cancelPayment(deps, access, payment.id, cause)
+    } catch (error) {
+      if (!(error instanceof AppError) || (error.status >= 500 && error.code !== 'gateway_error'))
+        throw error
+      throw new AppError(
+        'conflict',
+        `Invoice ${invoiceId} has an open ${payment.payment_method_type} payment ${payment.id} that could not be withdrawn (${error.message}); its card is not charged beside it`,
+        { invoice_id: invoiceId, [OPEN_PAYMENT_DETAIL]: payment.id },
+      )
+    }
+  }
+}
+
+/** In a 409 of an automatic charge: the open payment that kept the card from being charged. */
+export const OPEN_PAYMENT_DETAIL = 'open_payment_id'
 
 /**
  * The invoice's last automatic charge when it is still PROCESSING: the provider's
