@@ -1,5 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { adminAccess } from '../../src/core/principal.ts'
+import type { Payment } from '../../src/db/database.ts'
 import {
   CHARGE_DUE_INVOICES,
   chargeDueInvoices,
@@ -7,11 +8,18 @@ import {
   RETRY_AFTER_MS,
   UNKNOWN_OUTCOME_RETRY_AFTER_MS,
 } from '../../src/jobs/tasks/charge-due-invoices.ts'
-import { resolveLostCharges } from '../../src/jobs/tasks/resolve-lost-charges.ts'
+import {
+  RESOLVE_LOST_CHARGES,
+  resolveLostCharges,
+} from '../../src/jobs/tasks/resolve-lost-charges.ts'
 import { claimDueAutomaticCharges } from '../../src/modules/invoices/repository.ts'
 import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { payInvoiceAutomatically } from '../../src/modules/payments/automatic.ts'
-import { UNKNOWN_OUTCOME_RETRY_WINDOW_MS } from '../../src/modules/payments/service.ts'
+import { findPayment } from '../../src/modules/payments/repository.ts'
+import {
+  processPayment,
+  UNKNOWN_OUTCOME_RETRY_WINDOW_MS,
+} from '../../src/modules/payments/service.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import type { TestCardAlias } from '../emulators/stripe/test-cards.ts'
 import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
@@ -489,7 +497,48 @@ describe('POST /v1/payments/:id/process on a card charge whose outcome is unknow
   })
 })
 
+/** Earlier tests' invoices and charges out of the way: only this test's are due or stale. */
+async function asideEarlierTests() {
+  await ctx.db.updateTable('invoices').set({ next_payment_attempt: null }).execute()
+  await ctx.db
+    .updateTable('payments')
+    .set({ active: false })
+    .where('payment_status', '=', 'PROCESSING')
+    .execute()
+}
+
+describe('charge_due_invoices after a lost charge Stripe never received', () => {
+  beforeEach(asideEarlierTests)
+
+  test('found missing past 12 hours, the charge is made again an hour later, and taken once', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/payment_intents' })
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    emulator.clearFaults()
+    // The worker is down for the night; the next run finds the charge past its key's window.
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    const [lost] = await paymentsOf(invoice.id)
+    expect(lost).toMatchObject({ payment_status: 'FAILED', status_code: 'charge_not_found' })
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(
+      inMs(UNKNOWN_OUTCOME_RETRY_AFTER_MS),
+    )
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    expect(await paymentsOf(invoice.id)).toEqual([
+      expect.objectContaining({ id: lost?.id, payment_status: 'SUCCEEDED', amount_paid: '100.00' }),
+    ])
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+})
+
 describe('resolve_lost_charges', () => {
+  beforeEach(asideEarlierTests)
+
   test('charges whose answers were lost are settled from what Stripe holds, once Stripe may have forgotten their keys', async () => {
     const took = await dueInvoice('pm_card_visa')
     const never = await dueInvoice('pm_card_visa')
@@ -519,7 +568,13 @@ describe('resolve_lost_charges', () => {
 
     ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
     const calls = emulator.requests.length
-    expect(await resolveLostCharges(ctx.deps)).toEqual({ resolved: 2, left: 0 })
+    // One at a time, oldest first: Stripe cannot be asked about the first, which is left for
+    // the next run, and the second is settled.
+    emulator.failNext({ status: 500, count: 3, method: 'GET', pathPrefix: '/v1/payment_intents' })
+    expect(await resolveLostCharges(ctx.deps, 1)).toEqual({ resolved: 1, left: 1 })
+    emulator.clearFaults()
+    expect((await getPayment(ctx, String(tookPayment?.id))).payment_status).toBe('PROCESSING')
+    expect(await resolveLostCharges(ctx.deps, 1)).toEqual({ resolved: 1, left: 0 })
     expect(
       emulator.requests.slice(calls).every((r) => r.method === 'GET'),
       'no charge is sent again',
@@ -545,5 +600,29 @@ describe('resolve_lost_charges', () => {
     // Done: a later run finds nothing left.
     ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
     expect(await resolveLostCharges(ctx.deps)).toEqual({ resolved: 0, left: 0 })
+  })
+
+  test('a lookup started from a payment that moved meanwhile records nothing', async () => {
+    const { invoice } = await dueInvoice('pm_card_visa')
+    emulator.setWebhookDelivery('manual')
+    loseEveryAnswer()
+    await expectChargeUnanswered(invoice.id)
+    emulator.clearFaults()
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    const [lost] = await paymentsOf(invoice.id)
+    const access = adminAccess({ tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id })
+    const stale = await findPayment(ctx.db, ctx.main.test.id, String(lost?.id))
+    // Stripe's report settles the payment after the job read it, before its lookup is recorded.
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    const settled = await getPayment(ctx, String(lost?.id))
+    expect(settled.payment_status).toBe('SUCCEEDED')
+    await expect(
+      processPayment(ctx.deps, access, stale as Payment, {
+        cause: 'job',
+        causeId: RESOLVE_LOST_CHARGES,
+      }),
+    ).rejects.toMatchObject({ code: 'conflict' })
+    expect(await getPayment(ctx, String(lost?.id))).toEqual(settled)
   })
 })

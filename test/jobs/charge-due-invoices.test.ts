@@ -7,6 +7,7 @@ import {
 } from '../../src/jobs/tasks/charge-due-invoices.ts'
 import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
+import { OPEN_PAGE_GRACE_MS } from '../../src/modules/payments/automatic.ts'
 import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import {
@@ -133,19 +134,58 @@ describe('charge_due_invoices', () => {
     expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
   })
 
-  test('an open checkout page on the invoice is withdrawn before the card is charged: the invoice is paid once', async () => {
-    const customer = await customerWithCard('4242424242424242')
+  /** A customer with a default card, an invoice of theirs charged automatically, and a sandbox link on it. */
+  async function invoiceWithOpenLink(card: string | null = '4242424242424242') {
+    const customer = card
+      ? await customerWithCard(card)
+      : await createCustomer(ctx, { auto_pay: true })
     const invoice = await finalizedInvoice(ctx, customer.id, {
       collection_method: 'charge_automatically',
     })
     const link = (await createSandboxLink(ctx, invoice)).body
     expect(link.payment_status).toBe('PENDING')
+    return { invoice, link }
+  }
+
+  /** A day later the charge runs and fails: the page is left open, the only payment. */
+  async function expectNotChargedBeside(invoiceId: string, linkId: string) {
+    ctx.clock.advance(OPEN_PAGE_GRACE_MS)
+    await queueAutomaticPayment(ctx.db, invoiceId, ctx.clock.now())
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    expect(await payments(invoiceId)).toEqual([
+      expect.objectContaining({ id: linkId, payment_status: 'PENDING' }),
+    ])
+  }
+
+  const inAnHour = () =>
+    new Date(ctx.clock.now().getTime() + UNKNOWN_OUTCOME_RETRY_AFTER_MS).toISOString()
+
+  test('a checkout page opened in the last day defers the charge an hour, not counted as an attempt: the customer may be paying', async () => {
+    const { invoice, link } = await invoiceWithOpenLink()
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    expect(await payments(invoice.id)).toEqual([
+      expect.objectContaining({ id: link.id, payment_status: 'PENDING' }),
+    ])
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(inAnHour())
+    // The customer pays the page meanwhile: the next run has nothing to charge.
+    expect((await submitCard(ctx, sessionOf(link), '4242424242424242')).statusCode).toBe(200)
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+    expect(await payments(invoice.id)).toEqual([
+      expect.objectContaining({ id: link.id, payment_status: 'SUCCEEDED' }),
+    ])
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+
+  test('an older open checkout page is withdrawn before the card is charged: the invoice is paid once', async () => {
+    const { invoice, link } = await invoiceWithOpenLink()
+    ctx.clock.advance(OPEN_PAGE_GRACE_MS)
     await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
     expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
     expect(await getPayment(ctx, link.id)).toMatchObject({ payment_status: 'CANCELLED' })
     // The customer who comes back to the page cannot pay it any more.
-    const late = await submitCard(ctx, sessionOf(link), '4242424242424242')
-    expect(late.statusCode).toBe(409)
+    expect((await submitCard(ctx, sessionOf(link), '4242424242424242')).statusCode).toBe(409)
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
@@ -157,27 +197,23 @@ describe('charge_due_invoices', () => {
     ])
   })
 
-  test('a page the customer has just paid keeps the card from being charged; its report pays the invoice, once', async () => {
-    const customer = await customerWithCard('4242424242424242')
-    const invoice = await finalizedInvoice(ctx, customer.id, {
-      collection_method: 'charge_automatically',
-    })
-    const link = (await createSandboxLink(ctx, invoice)).body
+  test('without a default card the open page is left alone: the charge cannot run, and the customer can still pay', async () => {
+    const { invoice, link } = await invoiceWithOpenLink(null)
+    await expectNotChargedBeside(invoice.id, link.id)
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBeNull()
+  })
+
+  test('an older page the customer has just paid keeps the card from being charged; its report pays the invoice, once', async () => {
+    const { invoice, link } = await invoiceWithOpenLink()
     // Paid at the provider; its report is still on the way.
     await ctx.db
       .updateTable('sandbox_sessions')
       .set({ status: 'complete', amount_received: 10000n })
       .where('id', '=', sessionOf(link))
       .execute()
-    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
-    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
-    expect(await payments(invoice.id)).toEqual([
-      expect.objectContaining({ id: link.id, payment_status: 'PENDING' }),
-    ])
-    // Asked again an hour later, not dropped, and not counted as a failed attempt.
-    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(
-      new Date(ctx.clock.now().getTime() + UNKNOWN_OUTCOME_RETRY_AFTER_MS).toISOString(),
-    )
+    await expectNotChargedBeside(invoice.id, link.id)
+    // Left to the page: no further automatic attempt beside it.
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBeNull()
     const report = await postSandboxWebhook(
       ctx,
       sandboxEventBody(`sbevt_paid_${link.id}`, 'checkout.completed', {
@@ -188,8 +224,6 @@ describe('charge_due_invoices', () => {
       }),
     )
     expect(report.statusCode, report.body).toBe(200)
-    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
-    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
     expect(await payments(invoice.id)).toEqual([
       expect.objectContaining({ id: link.id, payment_status: 'SUCCEEDED' }),
     ])

@@ -8,7 +8,7 @@ import {
   payInvoiceAutomatically,
   unansweredAutomaticCharge,
 } from '../../modules/payments/automatic.ts'
-import type { PaymentDeps } from '../../modules/payments/service.ts'
+import { CHARGE_NOT_FOUND, type PaymentDeps } from '../../modules/payments/service.ts'
 
 export const CHARGE_DUE_INVOICES = 'charge_due_invoices'
 /** Attempts per invoice before Payrail stops and leaves it to the customer, like Stripe's retry schedule. */
@@ -32,9 +32,11 @@ export const UNKNOWN_OUTCOME_RETRY_AFTER_MS = 60 * 60 * 1000
  *   payment PROCESSING and is retried an hour later on that same payment, with the same
  *   idempotency key: the provider replays a charge it took, so the customer is charged
  *   once. If the provider reports the charge first, the invoice is paid and not tried again;
- * - a page open on the invoice (a hosted checkout, a crypto invoice) is withdrawn first; one
- *   that cannot be (the customer just paid it, or its provider cannot withdraw it) keeps the
- *   card from being charged beside it, and the invoice is asked again an hour later;
+ * - a page open on the invoice (a hosted checkout, a crypto invoice) less than a day old
+ *   defers the charge an hour (not an attempt); an older one is withdrawn first, and one
+ *   that cannot be (the customer just paid it, or its provider cannot withdraw it) leaves
+ *   the invoice to it;
+ * - a lost charge the provider turns out never to have received is made again an hour later;
  * - anything else (no default card, invoice no longer payable) is not retried.
  */
 export async function chargeDueInvoices(
@@ -108,9 +110,14 @@ function retryDelayAfter(error: unknown, leftProcessing: boolean): number | unde
   // The charge call itself failed (or something after it did): the provider may hold the money.
   if (leftProcessing && (!(error instanceof AppError) || error.code === 'gateway_error'))
     return UNKNOWN_OUTCOME_RETRY_AFTER_MS
-  // A page open on the invoice that could not be withdrawn: asked again once it may be closed.
-  if (error instanceof AppError && error.details[OPEN_PAYMENT_DETAIL] !== undefined)
-    return UNKNOWN_OUTCOME_RETRY_AFTER_MS
+  if (error instanceof AppError) {
+    // A page the customer may be paying now: asked again once it may be closed.
+    if (error.details[OPEN_PAYMENT_DETAIL] !== undefined && error.details.deferred === true)
+      return UNKNOWN_OUTCOME_RETRY_AFTER_MS
+    // The provider never received the charge: nothing was taken, and a new one may be made.
+    if (error.code === 'gateway_error' && error.details.status_code === CHARGE_NOT_FOUND)
+      return UNKNOWN_OUTCOME_RETRY_AFTER_MS
+  }
   const declined =
     error instanceof AppError && error.status === 402 && error.code !== 'no_default_payment_method'
   return declined ? RETRY_AFTER_MS : undefined

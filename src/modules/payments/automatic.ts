@@ -43,7 +43,6 @@ export async function payInvoiceAutomatically(
   invoiceId: string,
   cause: Cause,
 ): Promise<PaymentView> {
-  await withdrawOpenPages(deps, access, invoiceId, cause)
   const last = await newestFlaggedPayment(
     deps.db,
     access.environmentId,
@@ -51,6 +50,9 @@ export async function payInvoiceAutomatically(
     AUTOMATIC_METADATA_KEY,
   )
   if (last && !endedDefinitively(last)) {
+    // A charge in flight keeps any page from opening beside it; a FAILED one does not.
+    if (last.payment_status !== 'PROCESSING')
+      await withdrawOpenPages(deps, access, invoiceId, cause)
     // Asked again with the same key while the provider surely remembers it; later, looked up.
     return processPayment(deps, access, last, cause)
   }
@@ -64,14 +66,22 @@ export async function payInvoiceAutomatically(
         customer.default_payment_method_id,
       )
     : undefined
+  if (!method) {
+    // Before any page is withdrawn: a charge that cannot run must not close the customer's.
+    throw new AppError('no_default_payment_method', 'The customer has no default card to charge', {
+      invoice_id: invoiceId,
+      customer_id: customer.id,
+    })
+  }
+  await withdrawOpenPages(deps, access, invoiceId, cause)
   const view = await createPaymentRecord(deps, access, {
     allocations: [{ invoiceId, amount: invoice.amount_remaining }],
     destinationType: 'INVOICE',
     destinationId: invoiceId,
     subject: null,
     methodType: 'CARD',
-    gateway: method?.gateway,
-    paymentMethodId: method?.id,
+    gateway: method.gateway,
+    paymentMethodId: method.id,
     currency: invoice.currency,
     metadata: { [AUTOMATIC_METADATA_KEY]: 'true' },
     createdBy: cause.causeId,
@@ -80,11 +90,22 @@ export async function payInvoiceAutomatically(
 }
 
 /**
+ * A page younger than this may be the customer paying right now: the charge waits for it.
+ * Stripe's Checkout Sessions live at most 24 hours.
+ */
+export const OPEN_PAGE_GRACE_MS = 24 * 60 * 60 * 1000
+
+/**
  * Withdraws the invoice's open pages before its card is charged: a hosted checkout, a
  * crypto invoice or an external payment still PENDING. Paid as well as the card, the
- * invoice would take the money twice (OVERPAID). A page its provider cannot withdraw, or
- * one the customer has just paid, keeps the charge from running: 409 with
- * `open_payment_id`, and the job asks again an hour later (not counted as an attempt).
+ * invoice would take the money twice (OVERPAID).
+ *
+ * - A page opened in the last 24 hours may be in the customer's hands: the charge waits
+ *   (409, `open_payment_id`, `deferred: true`), and the job asks again an hour later,
+ *   not counting it as an attempt.
+ * - An older one is cancelled, as `POST /v1/payments/:id/cancel` would. One that cannot
+ *   be (its provider cannot withdraw it, or the customer has just paid it) keeps the card
+ *   from being charged beside it (409, `open_payment_id`): the invoice is left to it.
  */
 async function withdrawOpenPages(
   deps: PaymentDeps,
@@ -93,7 +114,15 @@ async function withdrawOpenPages(
   cause: Cause,
 ): Promise<void> {
   const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
+  const now = deps.clock.now().getTime()
   for (const payment of open.filter((p) => p.payment_status === 'PENDING')) {
+    if (now - payment.created_at.getTime() < OPEN_PAGE_GRACE_MS) {
+      throw new AppError(
+        'conflict',
+        `Invoice ${invoiceId} has an open ${payment.payment_method_type} payment ${payment.id} the customer may be paying; its card is not charged beside it yet`,
+        { invoice_id: invoiceId, [OPEN_PAYMENT_DETAIL]: payment.id, deferred: true },
+      )
+    }
     try {
       await cancelPayment(deps, access, payment.id, cause)
     } catch (error) {
@@ -102,7 +131,7 @@ async function withdrawOpenPages(
       throw new AppError(
         'conflict',
         `Invoice ${invoiceId} has an open ${payment.payment_method_type} payment ${payment.id} that could not be withdrawn (${error.message}); its card is not charged beside it`,
-        { invoice_id: invoiceId, [OPEN_PAYMENT_DETAIL]: payment.id },
+        { invoice_id: invoiceId, [OPEN_PAYMENT_DETAIL]: payment.id, deferred: false },
       )
     }
   }

@@ -730,14 +730,29 @@ async function recordCharge(
   gateway: Gateway,
   request: GatewayPaymentRequest,
   result: ChargeResult,
-  { resumed, cause }: { resumed: boolean; cause: Cause },
+  {
+    resumed,
+    cause,
+    lookedUp,
+  }: {
+    resumed: boolean
+    cause: Cause
+    /** The payment as it was when the provider was asked about its charge (`findCharge`). */
+    lookedUp?: Payment | undefined
+  },
 ): Promise<PaymentView> {
   if (result.outcome === 'succeeded' && result.gatewayCustomerId) {
     await rememberGatewayCustomer(deps, request.customer, gateway.name, result.gatewayCustomerId)
   }
   let decline: Decline | undefined
   let failure: GatewayFailure | undefined
+  let changed = false
   const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    if (lookedUp && !unchanged(lookedUp, locked)) {
+      // Settled, or charged anew, while the provider was asked: what it said is stale.
+      changed = true
+      return locked
+    }
     const ids =
       result.outcome === 'error'
         ? { gatewayPaymentId: null, trackingId: null }
@@ -822,11 +837,19 @@ async function recordCharge(
       }
     }
   })
+  if (changed) {
+    throw new AppError(
+      'conflict',
+      `Payment ${paymentId} changed while ${gateway.name} was asked about its charge; nothing was recorded`,
+      { payment_id: paymentId, payment_status: view.payment.payment_status },
+    )
+  }
   if (decline) throw declineError(decline, view.payment)
   if (failure)
     throw new AppError('gateway_error', `The ${gateway.name} gateway failed: ${failure.message}`, {
       payment_id: paymentId,
       payment_status: view.payment.payment_status,
+      status_code: view.payment.status_code,
       retryable: view.payment.payment_status === 'PROCESSING',
     })
   return view
@@ -1080,6 +1103,9 @@ function tooOldToAskAgain(payment: Payment): AppError {
   )
 }
 
+/** The status code of a lost charge the provider never received (the payment FAILED). */
+export const CHARGE_NOT_FOUND = 'charge_not_found'
+
 /**
  * A charge left PROCESSING past the window in which its key is replayed: sent again,
  * the key could be taken for a new charge, so the provider is asked what it holds of
@@ -1115,13 +1141,26 @@ async function settleLostCharge(
       ? {
           outcome: 'error',
           failure: {
-            code: 'charge_not_found',
+            code: CHARGE_NOT_FOUND,
             message: `${gateway.name} has no charge for this payment: the call never reached it, and no money was taken`,
             retryable: false,
           },
         }
       : found
-  return recordCharge(deps, scope, payment.id, gateway, request, result, { resumed: false, cause })
+  return recordCharge(deps, scope, payment.id, gateway, request, result, {
+    resumed: false,
+    cause,
+    lookedUp: payment,
+  })
+}
+
+/** Whether nothing moved the payment since `before` was read. */
+function unchanged(before: Payment, now: Payment): boolean {
+  return (
+    now.payment_status === before.payment_status &&
+    now.status_code === before.status_code &&
+    now.updated_at.getTime() === before.updated_at.getTime()
+  )
 }
 
 /**
