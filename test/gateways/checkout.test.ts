@@ -1,5 +1,9 @@
 import { Checkout } from 'checkout-sdk-node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { adminAccess } from '../../src/core/principal.ts'
+import { chargeDueInvoices, RETRY_AFTER_MS } from '../../src/jobs/tasks/charge-due-invoices.ts'
+import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
+import { countAutomaticAttempts } from '../../src/modules/payments/automatic.ts'
 import { askRefundAgain } from '../../src/modules/payments/refunds.ts'
 import { UNKNOWN_OUTCOME_RETRY_WINDOW_MS } from '../../src/modules/payments/service.ts'
 import type { CheckoutEmulator } from '../emulators/checkout/emulator.ts'
@@ -669,6 +673,57 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
     expect((res.body as unknown as ErrorBody).error.code).toBe('no_default_payment_method')
   })
 })
+
+describe('Checkout.com automatic charges', () => {
+  test('an authorization that expires before its capture: the invoice is charged again three days later, on a new payment, and paid once', async () => {
+    const { customer, invoice } = await invoiceToPay(
+      ctx,
+      { auto_pay: true },
+      { collection_method: 'charge_automatically' },
+    )
+    await defaultCheckoutCard(customer.id, '4242424242424242')
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    emulator.deferCaptureNext()
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    const [authorized] = await automaticPaymentsOf(invoice.id)
+    expect(authorized).toMatchObject({ payment_status: 'RESERVED' })
+    await emulator.waitForDeliveries()
+    // Checkout.com never captures it; the authorization expires and is reported.
+    emulator.expirePayment(String(authorized?.gateway_payment_id))
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, String(authorized?.id))).toMatchObject({
+      payment_status: 'FAILED',
+    })
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(
+      new Date(ctx.clock.now().getTime() + RETRY_AFTER_MS).toISOString(),
+    )
+    // One of the invoice's four attempts, though Checkout.com's report carried no attempt.
+    expect(await countAutomaticAttempts(ctx.db, adminAccess(ctx.scope), invoice.id)).toBe(1)
+    ctx.clock.advance(RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    await emulator.waitForDeliveries()
+    const [first, second, ...more] = await automaticPaymentsOf(invoice.id)
+    expect(more).toEqual([])
+    expect(first).toMatchObject({ id: authorized?.id, payment_status: 'FAILED' })
+    expect(second).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+    expect(second?.gateway_payment_id).not.toBe(first?.gateway_payment_id)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      next_payment_attempt: null,
+    })
+  })
+})
+
+/** The invoice's automatic charges, oldest first. */
+async function automaticPaymentsOf(invoiceId: string) {
+  const res = await ctx.get<{ items: PaymentBody[] }>(
+    `/v1/payments?destination_id=${invoiceId}&sort=created_at`,
+  )
+  return res.body.items.filter(
+    (p) => (p.metadata as Record<string, string> | null)?.automatic_charge === 'true',
+  )
+}
 
 describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
   /** A CARD payment Checkout.com answers `Authorized`, its capture still to come. */

@@ -1,20 +1,22 @@
 import { AppError } from '../../core/errors.ts'
 import { type Access, adminAccess } from '../../core/principal.ts'
-import { claimDueAutomaticCharges } from '../../modules/invoices/repository.ts'
+import {
+  claimDueAutomaticCharges,
+  releaseAutomaticCharge,
+} from '../../modules/invoices/repository.ts'
 import { queueAutomaticPayment, stopAutomaticPayment } from '../../modules/invoices/service.ts'
 import {
   countAutomaticAttempts,
+  MAX_AUTOMATIC_ATTEMPTS,
   OPEN_PAYMENT_DETAIL,
   payInvoiceAutomatically,
+  RETRY_AFTER_MS,
   unansweredAutomaticCharge,
 } from '../../modules/payments/automatic.ts'
 import { CHARGE_NOT_FOUND, type PaymentDeps } from '../../modules/payments/service.ts'
 
 export const CHARGE_DUE_INVOICES = 'charge_due_invoices'
-/** Attempts per invoice before Payrail stops and leaves it to the customer, like Stripe's retry schedule. */
-export const MAX_AUTOMATIC_ATTEMPTS = 4
-/** After a decline, the next attempt (a new payment) comes three days later. */
-export const RETRY_AFTER_MS = 3 * 24 * 60 * 60 * 1000
+export { MAX_AUTOMATIC_ATTEMPTS, RETRY_AFTER_MS } from '../../modules/payments/automatic.ts'
 /**
  * After a charge whose outcome is unknown, the same payment is asked again an hour later:
  * soon, because only while the provider remembers the idempotency key is a retry a replay.
@@ -47,12 +49,8 @@ export async function chargeDueInvoices(
   let failed = 0
   for (;;) {
     const now = deps.clock.now()
-    const due = await claimDueAutomaticCharges(
-      deps.db,
-      now,
-      batchSize,
-      new Date(now.getTime() + UNKNOWN_OUTCOME_RETRY_AFTER_MS),
-    )
+    const holdUntil = new Date(now.getTime() + UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    const due = await claimDueAutomaticCharges(deps.db, now, batchSize, holdUntil)
     if (due.length === 0) return { charged, failed }
     for (const invoice of due) {
       const access = adminAccess({
@@ -65,7 +63,8 @@ export async function chargeDueInvoices(
           causeId: CHARGE_DUE_INVOICES,
         })
         charged += 1
-        await stopAutomaticPayment(deps.db, invoice.id)
+        // A charge still processing, or authorized, may yet fail: its report queues the retry.
+        await releaseAutomaticCharge(deps.db, invoice.id, holdUntil)
       } catch (error) {
         failed += 1
         await scheduleAfterFailure(deps, access, invoice.id, error)

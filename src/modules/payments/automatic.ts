@@ -3,7 +3,7 @@ import type { Access } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment } from '../../db/database.ts'
 import { getCustomer } from '../customers/service.ts'
-import { getInvoice } from '../invoices/service.ts'
+import { getInvoice, queueAutomaticPayment } from '../invoices/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
 import {
   countFailedFlaggedAttempts,
@@ -21,6 +21,10 @@ import {
 import type { Cause } from './state.ts'
 
 export const AUTOMATIC_METADATA_KEY = 'automatic_charge'
+/** Attempts per invoice before Payrail stops and leaves it to the customer, like Stripe's retry schedule. */
+export const MAX_AUTOMATIC_ATTEMPTS = 4
+/** After a decline, the next attempt (a new payment) comes three days later. */
+export const RETRY_AFTER_MS = 3 * 24 * 60 * 60 * 1000
 
 /**
  * Charges an invoice's remaining amount to the customer's default card, off-session.
@@ -170,8 +174,42 @@ export async function countAutomaticAttempts(
   return countFailedFlaggedAttempts(db, access.environmentId, invoiceId, AUTOMATIC_METADATA_KEY)
 }
 
-/** A decline or a cancellation: the next automatic attempt is a new payment, with a key of its own. */
+/**
+ * A decline, a cancellation, or a failure the provider reported for a charge it had made (an
+ * authorization that expired): the next automatic attempt is a new payment, with a key of its
+ * own. A payment FAILED by an error, with no charge at the provider, is asked again instead.
+ */
 function endedDefinitively(payment: Payment): boolean {
   if (payment.payment_status === 'CANCELLED') return true
-  return payment.payment_status === 'FAILED' && isDeclineCode(payment.status_code)
+  return (
+    payment.payment_status === 'FAILED' &&
+    (isDeclineCode(payment.status_code) || payment.gateway_payment_id !== null)
+  )
+}
+
+/**
+ * An automatic charge its provider answered `processing` or authorized, and later reported
+ * failed (a webhook): the job counted it as made, so the invoice gets its next attempt here,
+ * as after a decline, three days later and within the four attempts. Called after the
+ * report's transaction commits.
+ */
+export async function retryAfterLateFailure(
+  deps: PaymentDeps,
+  access: Access,
+  failed: Payment,
+): Promise<void> {
+  if (failed.metadata[AUTOMATIC_METADATA_KEY] !== 'true' || failed.destination_type !== 'INVOICE')
+    return
+  const invoiceId = failed.destination_id
+  const attempts = await countAutomaticAttempts(deps.db, access, invoiceId)
+  if (attempts >= MAX_AUTOMATIC_ATTEMPTS) return
+  await queueAutomaticPayment(
+    deps.db,
+    invoiceId,
+    new Date(deps.clock.now().getTime() + RETRY_AFTER_MS),
+  )
+  deps.logger.info(
+    { invoice_id: invoiceId, payment_id: failed.id, attempts },
+    'automatic charge failed after its answer; retry queued',
+  )
 }

@@ -637,8 +637,9 @@ export async function staleCardCharges(
 
 /**
  * How many gateway attempts of an invoice's payments flagged `metadata[flag] = 'true'`
- * failed: each decline, and each call that got no answer, is one. A payment asked again
- * after an unknown outcome has several; a successful attempt is not counted.
+ * failed: each decline, and each call that got no answer, is one, and so is a FAILED
+ * payment with no failed attempt (its provider reported the failure later). A payment asked
+ * again after an unknown outcome has several; a successful attempt is not counted.
  */
 export async function countFailedFlaggedAttempts(
   db: Db,
@@ -646,17 +647,35 @@ export async function countFailedFlaggedAttempts(
   invoiceId: string,
   flag: string,
 ): Promise<number> {
-  const row = await db
-    .selectFrom('payment_attempts')
-    .innerJoin('payments', 'payments.id', 'payment_attempts.payment_id')
+  const flagged = db
+    .selectFrom('payments')
     .innerJoin('payment_allocations', 'payment_allocations.payment_id', 'payments.id')
-    .select((eb) => eb.fn.countAll<string>().as('n'))
     .where('payments.environment_id', '=', environmentId)
     .where('payment_allocations.invoice_id', '=', invoiceId)
     .where(sql<string>`payments.metadata ->> ${flag}`, '=', 'true')
+  const attempts = await flagged
+    .innerJoin('payment_attempts', 'payment_attempts.payment_id', 'payments.id')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
     .where('payment_attempts.status', '=', 'failed')
     .executeTakeFirst()
-  return Number(row?.n ?? 0)
+  // A charge its provider reported failed later (an authorization that expired) has no
+  // failed attempt of its own: its FAILED payment is one.
+  const late = await flagged
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('payments.payment_status', '=', 'FAILED')
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom('payment_attempts')
+            .select(sql.lit(1).as('one'))
+            .whereRef('payment_attempts.payment_id', '=', 'payments.id')
+            .where('payment_attempts.status', '=', 'failed'),
+        ),
+      ),
+    )
+    .executeTakeFirst()
+  return Number(attempts?.n ?? 0) + Number(late?.n ?? 0)
 }
 
 export interface PaymentFilters {

@@ -1,11 +1,12 @@
 import { AppError, notFound } from '../../core/errors.ts'
 import { isSettled } from '../../core/payment-state.ts'
-import type { Scope } from '../../core/principal.ts'
+import { adminAccess, type Scope } from '../../core/principal.ts'
 import type { Payment } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { NormalizedEvent, RawWebhook } from '../../gateways/gateway.ts'
 import { gatewayContext, gatewayFor } from '../../gateways/registry.ts'
 import { lockInvoicesOfPaymentAhead } from '../invoices/repository.ts'
+import { retryAfterLateFailure } from '../payments/automatic.ts'
 import { applyPaymentUpdate } from '../payments/gateway-updates.ts'
 import { lockPayment, lockPaymentByTracking } from '../payments/repository.ts'
 import type { PaymentDeps } from '../payments/service.ts'
@@ -64,13 +65,18 @@ export async function handleInboundWebhook(
   }
   const handled: HandledEvent[] = []
   for (const event of parsed.events) {
-    handled.push({
-      id: event.eventId,
-      type: event.type,
-      outcome: await applyEvent(deps, scope, gateway.name, event),
-    })
+    const { outcome, failedCharge } = await applyEvent(deps, scope, gateway.name, event)
+    // After the commit, as the charge job itself does: the invoice's next attempt.
+    if (failedCharge) await retryAfterLateFailure(deps, adminAccess(scope), failedCharge)
+    handled.push({ id: event.eventId, type: event.type, outcome })
   }
   return handled
+}
+
+interface AppliedEvent {
+  outcome: string
+  /** A card charge the report moved to FAILED after the provider had answered it. */
+  failedCharge?: Payment | undefined
 }
 
 async function applyEvent(
@@ -78,8 +84,8 @@ async function applyEvent(
   scope: Scope,
   gateway: string,
   event: NormalizedEvent,
-): Promise<string> {
-  return inTransaction(deps.db, async (trx) => {
+): Promise<AppliedEvent> {
+  return inTransaction(deps.db, async (trx): Promise<AppliedEvent> => {
     const fresh = await recordInboundEvent(trx, {
       tenant_id: scope.tenantId,
       environment_id: scope.environmentId,
@@ -88,7 +94,7 @@ async function applyEvent(
       event_type: event.type,
       payload: JSON.stringify(event.payload),
     })
-    if (!fresh) return 'duplicate'
+    if (!fresh) return { outcome: 'duplicate' }
     if (event.billingObject) {
       const outcome = await applyBillingObject(trx, scope, event.billingObject, deps.clock)
       await markInboundEventHandled(
@@ -99,7 +105,7 @@ async function applyEvent(
         outcome,
         deps.clock.now(),
       )
-      return outcome
+      return { outcome }
     }
     // An update that moves money onto or off the payment's invoices locks them after the
     // payment, in the round trip of the payment's lock (and its attempts: `lockPayment`).
@@ -116,6 +122,7 @@ async function applyEvent(
         ? await lockPaymentByTracking(trx, scope.environmentId, gateway, event.target.trackingId)
         : undefined)
     let outcome: string
+    let failedCharge: Payment | undefined
     if (!locked || (locked.payment_gateway !== null && locked.payment_gateway !== gateway)) {
       outcome = 'unknown_payment'
       deps.logger.warn(
@@ -146,6 +153,12 @@ async function applyEvent(
         deps,
       )
       outcome = result.outcome
+      if (
+        locked.payment_method_type === 'CARD' &&
+        locked.payment_status !== 'FAILED' &&
+        result.payment.payment_status === 'FAILED'
+      )
+        failedCharge = result.payment
     }
     await markInboundEventHandled(
       trx,
@@ -155,7 +168,7 @@ async function applyEvent(
       outcome,
       deps.clock.now(),
     )
-    return outcome
+    return { outcome, failedCharge }
   })
 }
 
