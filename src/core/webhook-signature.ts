@@ -10,8 +10,39 @@ export const SIGNATURE_TOLERANCE_SECONDS = 300
  * @example
  * const header = signWebhook(secret, body, Math.floor(Date.now() / 1000))
  */
-export function signWebhook(secret: string, body: string | Buffer, timestamp: number): string {
-  return `t=${timestamp},v1=${hmacHex(secret, `${timestamp}.`, body)}`
+export function signWebhook(
+  secrets: string | readonly string[],
+  body: string | Buffer,
+  timestamp: number,
+): string {
+  const signatures = (typeof secrets === 'string' ? [secrets] : secrets).map(
+    (secret) => `v1=${hmacHex(secret, `${timestamp}.`, body)}`,
+  )
+  return `t=${timestamp},${signatures.join(',')}`
+}
+
+/**
+ * A Standard Webhooks signature (https://www.standardwebhooks.com, the `standardwebhooks`
+ * libraries): `v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, keyed by the secret's
+ * bytes (the base64 after `whsec_`), one per secret, space-separated (a secret being rolled
+ * signs beside its successor).
+ *
+ * @example
+ * const header = standardWebhookSignature([secret], 'evt_…', Math.floor(Date.now() / 1000), body)
+ */
+export function standardWebhookSignature(
+  secrets: readonly string[],
+  id: string,
+  timestamp: number,
+  body: string,
+): string {
+  return secrets
+    .map((secret) => {
+      const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64')
+      const mac = createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body)
+      return `v1,${mac.digest('base64')}`
+    })
+    .join(' ')
 }
 
 export type SignatureCheck = { ok: true } | { ok: false; reason: string }

@@ -380,6 +380,9 @@ export interface WebhookEndpointTable {
   status: 'enabled' | 'disabled'
   /** The signing secret, sealed (`SecretBox`). */
   secret: string
+  /** The secret a rotation replaced, sealed: it signs deliveries too until it expires. */
+  previous_secret: string | null
+  previous_secret_expires_at: Date | null
   metadata: Json<Record<string, string>>
   created_at: CreatedAt
   updated_at: Date

@@ -17,6 +17,7 @@ import * as m0012 from './migrations/0012-require-row.ts'
 import * as m0013 from './migrations/0013-merchant-webhooks.ts'
 import * as m0014 from './migrations/0014-webhook-deliveries-no-endpoint-key.ts'
 import * as m0015 from './migrations/0015-schedule-quantity-only.ts'
+import * as m0016 from './migrations/0016-webhook-secret-rotation.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -35,6 +36,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0013-merchant-webhooks': m0013,
   '0014-webhook-deliveries-no-endpoint-key': m0014,
   '0015-schedule-quantity-only': m0015,
+  '0016-webhook-secret-rotation': m0016,
 }
 
 const migrationProvider: MigrationProvider = {

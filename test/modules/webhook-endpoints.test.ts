@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { Webhook, WebhookVerificationError } from 'standardwebhooks'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { verifyWebhookSignature } from '../../src/core/webhook-signature.ts'
 import { inTransaction } from '../../src/db/transaction.ts'
@@ -23,7 +24,8 @@ interface EndpointBody {
   url: string
   enabled_events: string[]
   status: string
-  secret?: string
+  secret: string | null
+  previous_secret_expires_at: string | null
 }
 interface DeliveryBody {
   id: string
@@ -96,6 +98,30 @@ async function payOffline(): Promise<string> {
   return res.body.id
 }
 
+/** Pays an invoice (an `invoice.paid` event), delivers its delivery to the endpoint: the request received. */
+async function deliverOne(endpointId: string) {
+  received.length = 0
+  await payOffline()
+  const [delivery] = await deliveriesOf(`&endpoint_id=${endpointId}&status=pending`)
+  if (!delivery) throw new Error('no delivery')
+  expect(await deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry)).toBe(
+    'succeeded',
+  )
+  const [request] = received
+  if (!request) throw new Error('nothing received')
+  return request
+}
+
+/** The `Payrail-Signature` check, at the test clock's time. */
+function verifyPayrailSignature(secret: string, request: (typeof received)[number]) {
+  return verifyWebhookSignature(
+    secret,
+    Buffer.from(request.body),
+    String(request.headers[MERCHANT_SIGNATURE_HEADER]),
+    ctx.clock.now(),
+  )
+}
+
 async function deliveriesOf(query = '') {
   const res = await ctx.get<{ items: DeliveryBody[] }>(`/v1/webhook_deliveries?limit=1000${query}`)
   expect(res.status, res.text).toBe(200)
@@ -124,12 +150,15 @@ describe('webhook endpoints', () => {
       enabled_events: ['payment.*'],
       status: 'enabled',
     })
-    expect(created.secret).toMatch(/^whsec_/)
+    // Standard Webhooks' form: `whsec_` and the base64 of the key's bytes.
+    expect(created.secret).toMatch(/^whsec_[A-Za-z0-9+/]{32}$/)
+    expect(created.previous_secret_expires_at).toBeNull()
     const shown = await ctx.get<EndpointBody>(`/v1/webhook_endpoints/${created.id}`)
-    expect(shown.body.secret).toBeUndefined()
+    // Every key present, as every answer has them: null where there is nothing to show.
+    expect(shown.body).toHaveProperty('secret', null)
     const list = await ctx.get<{ items: EndpointBody[] }>('/v1/webhook_endpoints')
     expect(list.body.items.map((e) => e.id)).toEqual([created.id])
-    expect(list.body.items[0]?.secret).toBeUndefined()
+    expect(list.body.items[0]).toHaveProperty('secret', null)
     // Sealed at rest.
     const { rows } = await ctx.pool.query('select secret from webhook_endpoints where id = $1', [
       created.id,
@@ -203,6 +232,93 @@ describe('deliveries', () => {
     )
   })
 
+  test('signed as Standard Webhooks sign: the standardwebhooks library verifies a delivery with the endpoint secret', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    const request = await deliverOne(endpoint.id)
+    const delivery = (await deliveriesOf(`&endpoint_id=${endpoint.id}`))[0]
+    expect(request.headers['webhook-id']).toBe(delivery?.event_id)
+    expect(Number(request.headers['webhook-timestamp'])).toBe(
+      Math.floor(ctx.clock.now().getTime() / 1000),
+    )
+    const verified = new Webhook(String(endpoint.secret)).verify(
+      request.body,
+      request.headers as Record<string, string>,
+    )
+    expect(verified).toMatchObject({ id: delivery?.event_id, type: 'invoice.paid' })
+    expect(() =>
+      new Webhook(`whsec_${Buffer.from('another key').toString('base64')}`).verify(
+        request.body,
+        request.headers as Record<string, string>,
+      ),
+    ).toThrow(WebhookVerificationError)
+  })
+
+  test('a rotated secret: the answer has the new one, and the old one signs beside it until it expires', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    const oldSecret = String(endpoint.secret)
+    const rotated = await ctx.post<EndpointBody>(
+      `/v1/webhook_endpoints/${endpoint.id}/rotate_secret`,
+      { expires_in: 3600 },
+    )
+    expect(rotated.status, rotated.text).toBe(200)
+    const newSecret = String(rotated.body.secret)
+    expect(newSecret).toMatch(/^whsec_/)
+    expect(newSecret).not.toBe(oldSecret)
+    const until = new Date(ctx.clock.now().getTime() + 3600_000).toISOString()
+    expect(rotated.body.previous_secret_expires_at).toBe(until)
+    expect(
+      (await ctx.get<EndpointBody>(`/v1/webhook_endpoints/${endpoint.id}`)).body,
+    ).toMatchObject({ secret: null, previous_secret_expires_at: until })
+
+    // Meanwhile each delivery carries a signature of each secret: either verifies it.
+    const during = await deliverOne(endpoint.id)
+    for (const secret of [newSecret, oldSecret]) {
+      expect(
+        new Webhook(secret).verify(during.body, during.headers as Record<string, string>),
+      ).toBeTruthy()
+      expect(verifyPayrailSignature(secret, during)).toEqual({ ok: true })
+    }
+
+    // Once it expires, the old secret signs nothing.
+    ctx.clock.advance(3600_000 + 1000)
+    const after = await deliverOne(endpoint.id)
+    expect(String(after.headers['webhook-signature']).split(' ')).toHaveLength(1)
+    expect(verifyPayrailSignature(newSecret, after)).toEqual({ ok: true })
+    expect(verifyPayrailSignature(oldSecret, after).ok).toBe(false)
+  })
+
+  test('expires_in 0 drops the old secret at once; bad input is 400 and an unknown endpoint 404', async () => {
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    const rotated = await ctx.post<EndpointBody>(
+      `/v1/webhook_endpoints/${endpoint.id}/rotate_secret`,
+      { expires_in: 0 },
+    )
+    expect(rotated.status, rotated.text).toBe(200)
+    expect(rotated.body.previous_secret_expires_at).toBeNull()
+    const request = await deliverOne(endpoint.id)
+    expect(verifyPayrailSignature(String(rotated.body.secret), request)).toEqual({ ok: true })
+    expect(verifyPayrailSignature(String(endpoint.secret), request).ok).toBe(false)
+
+    for (const body of [{ expires_in: -1 }, { expires_in: 8 * 24 * 3600 }, { expires_in: '1h' }]) {
+      const bad = await ctx.post<ErrorBody>(
+        `/v1/webhook_endpoints/${endpoint.id}/rotate_secret`,
+        body,
+      )
+      expect(bad.status, bad.text).toBe(400)
+      expect(bad.body.error.code).toBe('validation_error')
+    }
+    const missing = await ctx.post<ErrorBody>('/v1/webhook_endpoints/we_missing/rotate_secret')
+    expect(missing.status, missing.text).toBe(404)
+    // Without a body: the default overlap of a day.
+    const defaulted = await ctx.post<EndpointBody>(
+      `/v1/webhook_endpoints/${endpoint.id}/rotate_secret`,
+    )
+    expect(defaulted.status, defaulted.text).toBe(200)
+    expect(defaulted.body.previous_secret_expires_at).toBe(
+      new Date(ctx.clock.now().getTime() + 24 * 3600_000).toISOString(),
+    )
+  })
+
   test('sent signed with the endpoint secret: the body is the event as the API shows it', async () => {
     const endpoint = await register({ enabled_events: ['invoice.paid'] })
     await payOffline()
@@ -219,7 +335,7 @@ describe('deliveries', () => {
         String(endpoint.secret),
         Buffer.from(request?.body ?? ''),
         String(signature),
-        new Date(),
+        ctx.clock.now(),
       ),
     ).toEqual({ ok: true })
     expect(
@@ -227,7 +343,7 @@ describe('deliveries', () => {
         'whsec_wrong',
         Buffer.from(request?.body ?? ''),
         String(signature),
-        new Date(),
+        ctx.clock.now(),
       ).ok,
     ).toBe(false)
     const event = await ctx.get(`/v1/events/${delivery.event_id}`)
@@ -348,7 +464,7 @@ describe('deliveries', () => {
       recordEvents(
         trx,
         { tenantId: ctx.main.tenant.id, environmentId: ctx.main.live.id },
-        new Date(),
+        ctx.clock.now(),
         [{ type: 'payment.updated', objectType: 'payment', objectId: 'pay_live', data: {} }],
       ),
     )

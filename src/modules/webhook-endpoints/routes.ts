@@ -8,6 +8,7 @@ import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import { IdParams } from '../../http/schema-types.ts'
 import {
   CreateWebhookEndpointBody,
+  RotateSecretBody,
   toWebhookDeliveryResponse,
   toWebhookEndpointResponse,
   UpdateWebhookEndpointBody,
@@ -23,6 +24,7 @@ import {
   listEndpoints,
   redeliver,
   removeEndpoint,
+  rotateSecret,
   updateEndpoint,
 } from './service.ts'
 
@@ -98,6 +100,28 @@ export function webhookEndpointRoutes(deps: AppDeps): FastifyPluginAsync {
         toWebhookEndpointResponse(
           await updateEndpoint(deps, principalOf(request), request.params.id, request.body),
         ),
+    )
+    app.post(
+      '/webhook_endpoints/:id/rotate_secret',
+      {
+        schema: {
+          tags,
+          summary:
+            'Roll the signing secret: the answer has the new one; the old one signs beside it until previous_secret_expires_at',
+          params: IdParams,
+          body: RotateSecretBody,
+          response: { 200: WebhookEndpointSchema, ...errors },
+        },
+      },
+      async (request) => {
+        const { endpoint, secret } = await rotateSecret(
+          deps,
+          principalOf(request),
+          request.params.id,
+          request.body.expires_in,
+        )
+        return toWebhookEndpointResponse(endpoint, secret)
+      },
     )
     app.delete(
       '/webhook_endpoints/:id',

@@ -34,6 +34,18 @@ export const UpdateWebhookEndpointBody = Type.Object({
 })
 export type UpdateWebhookEndpointBody = Static<typeof UpdateWebhookEndpointBody>
 
+export const RotateSecretBody = Type.Object({
+  expires_in: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 7 * 24 * 60 * 60,
+      description:
+        'Seconds the replaced secret keeps signing deliveries beside the new one (default 86400; 0 drops it at once)',
+    }),
+  ),
+})
+export type RotateSecretBody = Static<typeof RotateSecretBody>
+
 export const WebhookEndpointListQuery = ListQuery({})
 
 export const WebhookEndpointSchema = Type.Object(
@@ -44,9 +56,17 @@ export const WebhookEndpointSchema = Type.Object(
     description: Nullable(Type.String()),
     enabled_events: Type.Array(Type.String()),
     status: Type.String(),
-    secret: Type.Optional(
+    secret: Nullable(
       Type.String({
-        description: 'The signing secret: only in the answer that creates the endpoint',
+        description:
+          'The signing secret: only in the answer that creates the endpoint or rotates its secret (null elsewhere)',
+      }),
+    ),
+    previous_secret_expires_at: Nullable(
+      Type.String({
+        format: 'date-time',
+        description:
+          'Until when the secret a rotation replaced still signs deliveries beside the new one',
       }),
     ),
     metadata: Type.Record(Type.String(), Type.String()),
@@ -64,7 +84,8 @@ export function toWebhookEndpointResponse(endpoint: WebhookEndpoint, secret?: st
     description: endpoint.description,
     enabled_events: endpoint.enabled_events,
     status: endpoint.status,
-    ...(secret !== undefined && { secret }),
+    secret: secret ?? null,
+    previous_secret_expires_at: endpoint.previous_secret_expires_at?.toISOString() ?? null,
     metadata: endpoint.metadata,
     created_at: endpoint.created_at.toISOString(),
     updated_at: endpoint.updated_at.toISOString(),

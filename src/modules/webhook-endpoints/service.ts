@@ -4,7 +4,7 @@ import { notFound } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { SecretBox } from '../../core/secret-box.ts'
-import { signWebhook } from '../../core/webhook-signature.ts'
+import { signWebhook, standardWebhookSignature } from '../../core/webhook-signature.ts'
 import type { Db } from '../../db/client.ts'
 import type { Event, WebhookDelivery, WebhookEndpoint } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
@@ -41,6 +41,14 @@ export const MERCHANT_WEBHOOK_TASK = 'deliver_merchant_webhook'
 export const MERCHANT_WEBHOOK_ATTEMPTS = 12
 /** The header that carries a delivery's signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`. */
 export const MERCHANT_SIGNATURE_HEADER = 'payrail-signature'
+/** Standard Webhooks' headers (https://www.standardwebhooks.com), sent beside it. */
+export const STANDARD_WEBHOOK_HEADERS = {
+  id: 'webhook-id',
+  timestamp: 'webhook-timestamp',
+  signature: 'webhook-signature',
+} as const
+/** How long a rolled secret signs beside its successor when the caller does not say: 24 hours. */
+export const DEFAULT_ROTATION_OVERLAP_S = 24 * 60 * 60
 const DELIVERY_TIMEOUT_MS = 10_000
 const RESPONSE_BODY_LIMIT = 1_000
 
@@ -53,7 +61,7 @@ export async function createEndpoint(
   scope: Scope,
   body: CreateWebhookEndpointBody,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
-  const secret = `whsec_${randomBytes(24).toString('base64url')}`
+  const secret = newSecret()
   const now = deps.clock.now()
   // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
   const endpoint = await inTransaction(deps.db, (trx) =>
@@ -73,6 +81,55 @@ export async function createEndpoint(
   )
   webhookEndpoints.forget(scope.environmentId)
   return { endpoint, secret }
+}
+
+/**
+ * A signing secret as Standard Webhooks has it: `whsec_` and the base64 of 24 random bytes,
+ * which are the HMAC key. (Endpoints made before this version have base64url secrets: Payrail
+ * still signs with them, and a strict base64 decoder may refuse them; a rotation replaces them.)
+ */
+function newSecret(): string {
+  return `whsec_${randomBytes(24).toString('base64')}`
+}
+
+/**
+ * Rolls an endpoint's secret: a new one, shown in this answer only, signs every delivery from
+ * now on; the one it replaces signs them too for `expiresIn` seconds (default 24 hours, 0 to
+ * drop it at once), so the merchant can deploy the new one without refusing a delivery meanwhile.
+ */
+export async function rotateSecret(
+  deps: WebhookDeps,
+  scope: Scope,
+  id: string,
+  expiresIn: number = DEFAULT_ROTATION_OVERLAP_S,
+): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
+  const secret = newSecret()
+  const now = deps.clock.now()
+  const endpoint = await inTransaction(deps.db, async (trx) => {
+    const current = await findEndpoint(trx, scope.environmentId, id, { lock: true })
+    if (!current) throw notFound('webhook_endpoint', id)
+    return updateEndpointRow(trx, scope.environmentId, id, {
+      secret: deps.secretBox.seal(secret),
+      previous_secret: expiresIn > 0 ? current.secret : null,
+      previous_secret_expires_at: expiresIn > 0 ? new Date(now.getTime() + expiresIn * 1000) : null,
+      updated_at: now,
+    })
+  })
+  if (!endpoint) throw notFound('webhook_endpoint', id)
+  return { endpoint, secret }
+}
+
+/** The secrets a delivery is signed with now: the endpoint's, and the one it rolled while it lasts. */
+function signingSecrets(deps: WebhookDeps, endpoint: WebhookEndpoint, now: Date): string[] {
+  const secrets = [deps.secretBox.open(endpoint.secret)]
+  if (
+    endpoint.previous_secret &&
+    endpoint.previous_secret_expires_at &&
+    endpoint.previous_secret_expires_at.getTime() > now.getTime()
+  ) {
+    secrets.push(deps.secretBox.open(endpoint.previous_secret))
+  }
+  return secrets
 }
 
 export async function getEndpoint(db: Db, scope: Scope, id: string): Promise<WebhookEndpoint> {
@@ -193,7 +250,7 @@ export async function attemptDelivery(
     })
     return 'failed'
   }
-  const answer = await post(endpoint, event, deps.secretBox.open(endpoint.secret), now)
+  const answer = await post(endpoint, event, signingSecrets(deps, endpoint, now), now)
   const delivered = answer.status !== null && answer.status >= 200 && answer.status < 300
   const outcome: DeliveryOutcome = delivered ? 'succeeded' : lastTry ? 'failed' : 'retry'
   // Only over the row this try read: a redelivery started meanwhile (it moves `updated_at`)
@@ -231,17 +288,27 @@ function privateTargetsAllowed(): boolean {
 async function post(
   endpoint: WebhookEndpoint,
   event: Event,
-  secret: string,
+  secrets: readonly string[],
   now: Date,
 ): Promise<{ status: number | null; body: string | null; error?: string }> {
   const body = JSON.stringify(toEventResponse(event))
+  const timestamp = Math.floor(now.getTime() / 1000)
   try {
     const answer = await postJson(
       endpoint.url,
       {
         'content-type': 'application/json',
         'user-agent': 'Payrail-Webhooks/1',
-        [MERCHANT_SIGNATURE_HEADER]: signWebhook(secret, body, Math.floor(now.getTime() / 1000)),
+        // The event's id: the same for every try of it, so a receiver can drop a repeat.
+        [STANDARD_WEBHOOK_HEADERS.id]: event.id,
+        [STANDARD_WEBHOOK_HEADERS.timestamp]: String(timestamp),
+        [STANDARD_WEBHOOK_HEADERS.signature]: standardWebhookSignature(
+          secrets,
+          event.id,
+          timestamp,
+          body,
+        ),
+        [MERCHANT_SIGNATURE_HEADER]: signWebhook(secrets, body, timestamp),
       },
       body,
       {
