@@ -867,6 +867,34 @@ describe('idempotency', () => {
     })
   })
 
+  test('a payment link made earlier under the key is not opened once its invoice was paid meanwhile', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const body = flexpriceBody(invoice.id)
+    const made = await postPayment<PaymentBody>({ ...body, process_payment: false })
+    expect(made.status, made.text).toBe(201)
+    expect(made.body.payment_status).toBe('INITIATED')
+    const offline = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'OFFLINE',
+      amount: '100.00',
+    })
+    expect(offline.status, offline.text).toBe(201)
+    // The client sends its request again, now to be processed: no page to pay twice.
+    const again = await postPayment(body)
+    expectError(again, 409, 'conflict')
+    expect((await getPayment(ctx, made.body.id)).payment_status).toBe('INITIATED')
+    const sessions = await ctx.db
+      .selectFrom('sandbox_sessions')
+      .select('id')
+      .where('payment_id', '=', made.body.id)
+      .execute()
+    expect(sessions).toEqual([])
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+
   test('the same idempotency_key with another amount is 422 idempotency_mismatch', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const body = flexpriceBody(invoice.id, {

@@ -88,8 +88,8 @@ export async function createAndProcess(
     createdBy: cause.causeId,
     settleWith: body.process_payment === false ? undefined : cause,
   })
-  if (body.process_payment === false || view.payment.payment_status !== 'INITIATED') return view
-  return processPayment(deps, scopeOf(access), view.payment, cause, view.customer)
+  if (body.process_payment === false) return view
+  return processUnlessSettled(deps, access, view, cause)
 }
 
 export interface PayInvoiceInput {
@@ -200,6 +200,9 @@ function processUnlessSettled(
   cause: Cause,
 ): Promise<PaymentView> | PaymentView {
   if (view.payment.payment_status !== 'INITIATED') return view
+  // A payment made earlier under the same `idempotency_key` is processed by its id: its
+  // invoices are checked again under their locks, as they may have been paid since.
+  if (view.replayed) return processPayment(deps, scopeOf(access), view.payment.id, cause)
   return processPayment(deps, scopeOf(access), view.payment, cause, view.customer)
 }
 

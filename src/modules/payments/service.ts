@@ -114,6 +114,8 @@ export interface PaymentView {
   attempts?: PaymentAttempt[] | undefined
   /** True when an open payment was returned instead of a new one being created. */
   reused?: boolean
+  /** True when the payment was made earlier under the request's `idempotency_key`. */
+  replayed?: boolean
   /** The payment's customer, when the transaction that wrote it read it for the gateway. */
   customer?: Customer | undefined
 }
@@ -416,7 +418,7 @@ async function replayByKey(
         : {},
     )
   }
-  return { payment: existing, invoiceIds: allocations.map((a) => a.invoice_id) }
+  return { payment: existing, invoiceIds: allocations.map((a) => a.invoice_id), replayed: true }
 }
 
 async function paymentMethodFor(
