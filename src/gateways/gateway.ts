@@ -273,6 +273,11 @@ export interface Gateway {
   startAsync?(ctx: GatewayContext, request: GatewayPaymentRequest): Promise<CheckoutResult>
   refund?(ctx: GatewayContext, payment: Payment, refund: Refund): Promise<RefundResult>
   /**
+   * Throws a 400 for an amount the provider cannot take in the currency (Stripe's KWD in
+   * tens of fils), before anything is written for it.
+   */
+  checkAmount?(amount: bigint, currency: string): void
+  /**
    * Internal rails (balance, offline) move money inside Payrail's transaction:
    * `trx` is the transaction holding the payment's row lock.
    */

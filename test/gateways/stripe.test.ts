@@ -372,6 +372,103 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     expect(refundedAtStripe(intentId)).toBe(10000)
   })
 
+  test('a KWD refund Stripe cannot take (last decimal not 0) is 400 and writes nothing', async () => {
+    const customer = await createCustomer(ctx)
+    const invoice = await ctx.post<{ id: string }>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'kwd',
+      lines: [{ description: 'Plan', quantity: 1, unit_amount: '10.000' }],
+    })
+    await ctx.post(`/v1/invoices/${invoice.body.id}/finalize`)
+    const payment = await link(invoice.body.id, { currency: 'kwd', amount: '10.000' })
+    emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
+      paymentMethod: 'pm_card_visa',
+    })
+    await emulator.waitForDeliveries()
+    const calls = emulator.requests.length
+    const refused = await ctx.post<ErrorBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '1.235',
+    })
+    expect(refused.status, refused.text).toBe(400)
+    expect(refused.body.error).toMatchObject({ code: 'validation_error' })
+    expect(emulator.requests.slice(calls)).toEqual([])
+    const refunds = await ctx.get<{ items: RefundBody[] }>(`/v1/refunds?payment_id=${payment.id}`)
+    expect(refunds.body.items).toEqual([])
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_refunded: '0.000',
+    })
+    // An amount Stripe takes is refunded as usual.
+    const taken = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '1.230',
+    })
+    expect(taken.status, taken.text).toBe(201)
+    expect(taken.body.status).toBe('succeeded')
+  })
+
+  test('a pending refund Stripe cancels is failed: the amount is refundable again', async () => {
+    const { payment } = await paidLink()
+    loseAnswers('/v1/refunds', { afterProcessing: false })
+    const lost = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '30.00',
+    })
+    expect(lost.body.status).toBe('pending')
+    emulator.clearFaults()
+    const intentId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
+    emulator.sendEvent('refund.updated', {
+      id: 're_canceled_1',
+      object: 'refund',
+      amount: 3000,
+      currency: 'usd',
+      status: 'canceled',
+      payment_intent: intentId,
+      metadata: { payrail_refund_id: lost.body.id },
+      created: Math.floor(ctx.clock.now().getTime() / 1000),
+    })
+    await emulator.waitForDeliveries()
+    expect((await ctx.get<RefundBody>(`/v1/refunds/${lost.body.id}`)).body).toMatchObject({
+      status: 'failed',
+      failure_message: 'Stripe canceled the refund',
+    })
+    const payment2 = await getPayment(ctx, payment.id)
+    expect(payment2.payment_status).not.toBe('PENDING_REFUND')
+    expect(payment2.amount_refunded).toBe('0.00')
+    const full = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {})
+    expect(full.status, full.text).toBe(201)
+    expect(full.body).toMatchObject({ status: 'succeeded', amount: '100.00' })
+  })
+
+  test('a refund Stripe answers 429 (rate limited) stays pending and is asked again, not failed', async () => {
+    const { payment } = await paidLink()
+    emulator.failNext({ status: 429, count: 3, pathPrefix: '/v1/refunds' })
+    const limited = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {})
+    expect(limited.status, limited.text).toBe(201)
+    expect(limited.body.status).toBe('pending')
+    emulator.clearFaults()
+    const [job] = await askAgainJob(limited.body.id)
+    expect(await askRefundAgain(ctx.deps, job?.payload)).toBe('succeeded')
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '100.00',
+    })
+  })
+
+  test('every gateway refund has its ask-again job from the start: a process that dies before the answer leaves nothing pending for good', async () => {
+    const { payment } = await paidLink()
+    const refund = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '10.00',
+    })
+    expect(refund.status, refund.text).toBe(201)
+    expect(refund.body.status).toBe('succeeded')
+    // Queued in the refund's own transaction, for after any call could still be running.
+    const [job] = await askAgainJob(refund.body.id)
+    expect(job?.run_at.getTime()).toBe(ctx.clock.now().getTime() + 5 * 60 * 1000)
+    // Answered already: the job asks nothing.
+    const calls = emulator.requests.length
+    expect(await askRefundAgain(ctx.deps, job?.payload)).toBe('succeeded')
+    expect(emulator.requests.length).toBe(calls)
+  })
+
   test('a Stripe timeout while creating the session leaves the payment INITIATED; a retry makes one session', async () => {
     const { invoice } = await invoiceToPay(ctx)
     emulator.timeoutNext({

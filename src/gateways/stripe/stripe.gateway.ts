@@ -128,6 +128,9 @@ export const stripeGateway: Gateway = {
       return { outcome: 'error', failure: await failureOf(error) }
     }
   },
+  checkAmount(amount, currency) {
+    toStripeAmount(amount, currency)
+  },
   async refund(ctx, payment, refund) {
     const stripe = await stripeClient(ctx)
     const refundAmount = toStripeAmount(refund.amount, payment.currency)
@@ -268,9 +271,11 @@ async function intentOfSession(
 async function failureOf(error: unknown): Promise<GatewayFailure> {
   const { errors } = await stripeSdk()
   if (error instanceof errors.StripeError) {
+    // A 429 (rate limit) took nothing: asked again later, with the same key.
     const retryable =
       error instanceof errors.StripeConnectionError ||
       error instanceof errors.StripeAPIError ||
+      error instanceof errors.StripeRateLimitError ||
       (error.statusCode !== undefined && error.statusCode >= 500)
     return { code: error.code ?? error.type, message: error.message, retryable }
   }

@@ -200,7 +200,14 @@ function refundEvent(
   paymentId: string | undefined,
   refund: Stripe.Refund,
 ): NormalizedEvent[] {
-  if (refund.status !== 'succeeded' && refund.status !== 'failed') return []
+  // A refund Stripe cancels (it was pending: an ACH debit's, say) took no money: failed.
+  const status =
+    refund.status === 'succeeded'
+      ? 'succeeded'
+      : refund.status === 'failed' || refund.status === 'canceled'
+        ? 'failed'
+        : undefined
+  if (!status) return []
   return [
     {
       eventId,
@@ -211,9 +218,11 @@ function refundEvent(
         refund: {
           refundId: refund.metadata?.[PAYRAIL_REFUND_ID],
           gatewayRefundId: refund.id,
-          status: refund.status,
+          status,
           amount: fromStripeAmount(refund.amount, refund.currency),
-          failureMessage: refund.failure_reason ?? undefined,
+          failureMessage:
+            refund.failure_reason ??
+            (refund.status === 'canceled' ? 'Stripe canceled the refund' : undefined),
           reason: refund.reason ?? undefined,
         },
       },

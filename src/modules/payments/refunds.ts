@@ -96,7 +96,9 @@ export async function createRefund(
         refundable: shown,
       })
     }
-    const refund = await insertPendingRefund(trx, scope, locked, amount, deps.clock.now(), {
+    gateway.checkAmount?.(amount, locked.currency)
+    const now = deps.clock.now()
+    const refund = await insertPendingRefund(trx, scope, locked, amount, now, {
       reason: body.reason ?? null,
       metadata: body.metadata ?? {},
     })
@@ -105,6 +107,9 @@ export async function createRefund(
       created = (await completeRefundLocked(trx, scope, locked, refund, null, cause, deps)).refund
       return locked
     }
+    // With the refund: if this process dies before the provider's answer is recorded, the
+    // job asks again (the same key), so the refund never stays pending with nothing to settle it.
+    await queueAskAgain(trx, scope, refund.id, new Date(now.getTime() + REFUND_CALL_LIMIT_MS))
     created = refund
     const moved = await movePayment(trx, scope, locked, 'PENDING_REFUND', {}, cause, deps)
     return moved.payment
@@ -118,6 +123,21 @@ export async function createRefund(
 export const ASK_REFUND_AGAIN = 'ask_refund_again'
 /** When the job first asks again; graphile-worker's backoff spaces the later tries. */
 const ASK_AGAIN_AFTER_MS = 30_000
+
+/**
+ * Longer than a refund call can take (the SDKs' timeouts and retries): the job queued with
+ * a refund runs after it, so it never asks beside a call still waiting for its answer.
+ */
+const REFUND_CALL_LIMIT_MS = 5 * 60 * 1000
+
+/** Queues (or moves) the refund's `ASK_REFUND_AGAIN` job: one per refund, by its key. */
+async function queueAskAgain(trx: Db, scope: Scope, refundId: string, runAt: Date): Promise<void> {
+  await createJobQueue(trx).add(
+    ASK_REFUND_AGAIN,
+    { tenantId: scope.tenantId, environmentId: scope.environmentId, refundId },
+    { jobKey: `refund-ask-${refundId}`, runAt, maxAttempts: 25 },
+  )
+}
 
 /**
  * Asks the payment's gateway for `refund` (with its idempotency key, `payrail-refund-<id>`:
@@ -155,17 +175,8 @@ async function askGateway(
         failure_message: `No answer from ${gateway.name} (${result.failure.message}); asked again until it answers`,
         updated_at: now,
       })
-      if (!options.inJob) {
-        await createJobQueue(trx).add(
-          ASK_REFUND_AGAIN,
-          { tenantId: scope.tenantId, environmentId: scope.environmentId, refundId: refund.id },
-          {
-            jobKey: `refund-ask-${refund.id}`,
-            runAt: new Date(now.getTime() + ASK_AGAIN_AFTER_MS),
-            maxAttempts: 25,
-          },
-        )
-      }
+      if (!options.inJob)
+        await queueAskAgain(trx, scope, refund.id, new Date(now.getTime() + ASK_AGAIN_AFTER_MS))
       return locked
     }
     if (result?.status === 'succeeded' || result?.status === 'pending') {
