@@ -81,28 +81,36 @@ describe('CoinPayments, against the emulator', () => {
     })
   })
 
-  test('underpayment and overpayment by received_amount; cancellation is FAILED', async () => {
+  /** A new 100.00 invoice paid with `fraction` of the coins due, confirmed: the payment and invoice. */
+  async function paidWithFraction(fraction: number) {
     const { invoice } = await invoiceToPay(ctx)
-    const under = await cryptoPayment(invoice.id)
-    cp.receive(String(under.gateway_tracking_id), { fraction: 0.5 })
-    cp.confirm(String(under.gateway_tracking_id))
+    const payment = await cryptoPayment(invoice.id)
+    cp.receive(String(payment.gateway_tracking_id), { fraction })
+    cp.confirm(String(payment.gateway_tracking_id))
     await cp.waitForNotifications()
-    expect(await getPayment(ctx, under.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '50.00',
-    })
-    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_remaining: '50.00' })
-    const { invoice: second } = await invoiceToPay(ctx)
-    const over = await cryptoPayment(second.id)
-    cp.receive(String(over.gateway_tracking_id), { fraction: 1.2 })
-    cp.confirm(String(over.gateway_tracking_id))
-    await cp.waitForNotifications()
-    expect(await getPayment(ctx, over.id)).toMatchObject({
-      payment_status: 'OVERPAID',
-      amount_paid: '120.00',
-    })
-    const { invoice: third } = await invoiceToPay(ctx)
-    const cancelled = await cryptoPayment(third.id)
+    return {
+      payment: await getPayment(ctx, payment.id),
+      invoice: await getInvoice(ctx, invoice.id),
+    }
+  }
+
+  test.each([
+    [0.5, 'SUCCEEDED', '50.00', '50.00'],
+    [1.2, 'OVERPAID', '120.00', '0.00'],
+    // A few coins more than due, worth less than a cent: paid exactly, not OVERPAID.
+    [1.000005, 'SUCCEEDED', '100.00', '0.00'],
+  ])(
+    '%s of the coins due: the payment %s with %s paid, %s left on the invoice',
+    async (fraction, status, paid, remaining) => {
+      const { payment, invoice } = await paidWithFraction(fraction)
+      expect(payment).toMatchObject({ payment_status: status, amount_paid: paid })
+      expect(invoice).toMatchObject({ amount_remaining: remaining })
+    },
+  )
+
+  test('a cancelled transaction is FAILED', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const cancelled = await cryptoPayment(invoice.id)
     cp.cancel(String(cancelled.gateway_tracking_id))
     await cp.waitForNotifications()
     expect((await getPayment(ctx, cancelled.id)).payment_status).toBe('FAILED')

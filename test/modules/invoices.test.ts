@@ -16,6 +16,7 @@ import {
   type TenantFixture,
   type TestContext,
 } from '../harness.ts'
+import { createSandboxLink } from '../payments-helpers.ts'
 
 let ctx: TestContext
 let other: TenantFixture
@@ -217,6 +218,24 @@ describe('invoice lifecycle', () => {
     const res = await ctx.post<ErrorBody>(`/v1/invoices/${invoice.id}/void`)
     expect(res.status).toBe(422)
     expect((await getInvoice(invoice.id)).invoice_status).toBe('FINALIZED')
+  })
+
+  test('an invoice with a page open on it cannot be voided or written off: paid, the money would land on neither', async () => {
+    const customer = await createCustomer(ctx)
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    const page = await createSandboxLink(ctx, invoice)
+    expect(page.status, page.text).toBe(201)
+    for (const action of ['void', 'mark_uncollectible']) {
+      const res = await ctx.post<ErrorBody>(`/v1/invoices/${invoice.id}/${action}`)
+      expect(res.status, res.text).toBe(422)
+      expect(res.body.error.details).toMatchObject({ payment_id: page.body.id })
+    }
+    expect((await getInvoice(invoice.id)).invoice_status).toBe('FINALIZED')
+    // Once the page is cancelled, the invoice can be written off.
+    expect((await ctx.post(`/v1/payments/${page.body.id}/cancel`)).status).toBe(200)
+    const written = await ctx.post<InvoiceBody>(`/v1/invoices/${invoice.id}/mark_uncollectible`)
+    expect(written.status, written.text).toBe(200)
+    expect(written.body.invoice_status).toBe('UNCOLLECTIBLE')
   })
 
   test('a zero-total invoice is paid when finalized', async () => {

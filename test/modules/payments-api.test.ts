@@ -1152,6 +1152,13 @@ describe('DELETE /v1/payments/:id', () => {
     const res = await ctx.delete<PaymentBody>(`/v1/payments/${row?.id}`)
     expect(res.status).toBe(200)
     expect(res.body.active).toBe(false)
+    // Deleted, it takes no money: processing it again is refused, and it stays as it was.
+    const again = await ctx.post(`/v1/payments/${row?.id}/process`)
+    expectError(again, 422, 'invalid_state_transition')
+    expect(await getPayment(ctx, String(row?.id))).toMatchObject({
+      payment_status: 'FAILED',
+      active: false,
+    })
   })
 
   test.each([

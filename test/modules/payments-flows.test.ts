@@ -522,6 +522,39 @@ describe('invoice on-ramp: PUT/PATCH /v1/invoices/:id/payment and confirm', () =
     expect((await getInvoice(ctx, invoice.id)).total).toBe('90.00')
   })
 
+  test('a discount code is refused while a page for the full amount is open on the invoice: paid, it would overpay', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const page = await createSandboxLink(ctx, invoice)
+    expect(page.body.payment_status).toBe('PENDING')
+    const discount = await discountCode({ percent_off: 50 })
+    for (const path of ['/v1/payments', `/v1/invoices/${invoice.id}/pay`]) {
+      const res = await ctx.post<ErrorBody>(path, {
+        destination_type: 'INVOICE',
+        destination_id: invoice.id,
+        currency: 'usd',
+        payment_method_type: 'OFFLINE',
+        discount_code: discount.code,
+        ...(path === '/v1/payments' && { amount: '50.00', process_payment: false }),
+      })
+      expect(res.status, res.text).toBe(422)
+      expect(res.body.error).toMatchObject({
+        code: 'invalid_state_transition',
+        details: { payment_id: page.body.id },
+      })
+    }
+    expect(await timesRedeemed(discount.id)).toBe(0)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      total: '100.00',
+      amount_remaining: '100.00',
+    })
+    // Paid, the page pays exactly what is owed.
+    expect((await submitCard(ctx, sessionOf(page.body), '4242424242424242')).statusCode).toBe(200)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+
   test('PATCH that waited for the payment while a confirm took it changes nothing: 422, under the lock', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const created = await onRamp(invoice.id, { type: 'EXTERNAL' })

@@ -314,6 +314,7 @@ export async function updateInvoicePayment(
         await lockInvoiceOrFail(trx, scope, invoiceId),
         input.discount_code,
         deps.clock,
+        locked.id,
       )
       assertPayable(invoice, deps.clock.now())
       amount = invoice.amount_remaining

@@ -133,8 +133,14 @@ export async function applyPaymentUpdate(
     const received =
       update.amountReceived ??
       (share && share.due > 0n ? (payment.amount * share.paid) / share.due : payment.amount)
+    // Overpaid is decided in the payment's own minor units: a provider's OVERPAID for a few
+    // satoshis more than due, worth less than a cent, is a payment of its amount.
     const to =
-      update.status === 'SUCCEEDED' && received > payment.amount ? 'OVERPAID' : update.status
+      update.status === 'SUCCEEDED' || update.status === 'OVERPAID'
+        ? received > payment.amount
+          ? 'OVERPAID'
+          : 'SUCCEEDED'
+        : update.status
     const changes: Updateable<PaymentTable> = {
       ...(update.gatewayPaymentId && { gateway_payment_id: update.gatewayPaymentId }),
       // Money received ends the story: an error left by a charge call whose answer was lost goes.

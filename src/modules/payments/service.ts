@@ -1187,10 +1187,18 @@ function isUnansweredCharge(payment: Payment, now: Date): boolean {
 
 /**
  * INITIATED, FAILED and ON_RETRY payments can be processed, and an unanswered card
- * charge asked again. Re-checked under the row lock: a concurrent request may have
+ * charge asked again; a deleted one (inactive) cannot. Re-checked under the row lock: a concurrent request may have
  * processed the payment first.
  */
 function assertProcessable(locked: Payment, now: Date): void {
+  if (!locked.active) {
+    // Deleted: hidden from its invoice's checks (a void, a discount), it must not take money.
+    throw new AppError(
+      'invalid_state_transition',
+      `Payment ${locked.id} was deleted and cannot be processed`,
+      { payment_id: locked.id, payment_status: locked.payment_status, active: false },
+    )
+  }
   if (
     locked.payment_status === 'INITIATED' ||
     locked.payment_status === 'FAILED' ||

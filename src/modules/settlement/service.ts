@@ -131,16 +131,7 @@ export async function voidInvoice(
 ): Promise<InvoiceChange> {
   return inTransaction(db, async (trx) => {
     const locked = await lockInvoiceOrFail(trx, scope, invoiceId)
-    // A payment that may still take money (a page open, a charge in flight) would find the
-    // invoice voided when it succeeds, and could not be applied to it: cancel it first.
-    const [open] = await openPaymentsForInvoice(trx, scope.environmentId, invoiceId)
-    if (open) {
-      throw new AppError(
-        'invalid_state_transition',
-        `Invoice ${invoiceId} has payment ${open.id} (${open.payment_status}) that may still take money; cancel it before voiding`,
-        { invoice_id: invoiceId, payment_id: open.id, payment_status: open.payment_status },
-      )
-    }
+    await assertNoPaymentOpen(trx, scope, invoiceId, 'voiding')
     const change = await voidLocked(trx, scope, locked, clock)
     const order = await lockOrderByInvoice(trx, scope.environmentId, invoiceId)
     if (order?.status === 'PENDING') {
@@ -209,6 +200,11 @@ export async function cancelSubscriptionAndFirstInvoice(
  * fulfilled, its subscription activated): `paidByDiscount`, and no payment is needed. With a
  * payment still open on the invoice (a page that could take money) it is refused: cancel it
  * first.
+ *
+ * A code that lowers what is owed is refused (422) while another payment on the invoice can
+ * still take the old amount (a page open at the provider, a charge in flight, funds held):
+ * paid, it would leave the invoice OVERPAID. `except` is the payment the code is applied with
+ * (`PATCH /v1/invoices/:id/payment`), whose amount follows the code.
  */
 export async function applyDiscountCodeLocked(
   trx: Db,
@@ -216,7 +212,18 @@ export async function applyDiscountCodeLocked(
   invoice: Invoice,
   code: string,
   clock: Clock,
+  except?: string,
 ): Promise<{ invoice: Invoice; paidByDiscount: boolean }> {
+  const taking = (await openPaymentsForInvoice(trx, scope.environmentId, invoice.id)).find(
+    (p) => p.id !== except && p.payment_status !== 'INITIATED',
+  )
+  if (taking) {
+    throw new AppError(
+      'invalid_state_transition',
+      `Invoice ${invoice.id} has payment ${taking.id} (${taking.payment_status}) open for its full amount; cancel it before applying discount code ${code}`,
+      { invoice_id: invoice.id, payment_id: taking.id, payment_status: taking.payment_status },
+    )
+  }
   const discounted = await applyDiscountCode(trx, scope, invoice, code, clock)
   if (discounted.amount_remaining !== 0n || isPaidStatus(discounted.payment_status))
     return { invoice: discounted, paidByDiscount: false }
@@ -241,9 +248,32 @@ export async function markInvoiceUncollectible(
   invoiceId: string,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  return inTransaction(db, async (trx) =>
-    markUncollectibleLocked(trx, scope, await lockInvoiceOrFail(trx, scope, invoiceId), clock),
-  )
+  return inTransaction(db, async (trx) => {
+    const locked = await lockInvoiceOrFail(trx, scope, invoiceId)
+    await assertNoPaymentOpen(trx, scope, invoiceId, 'marking it uncollectible')
+    return markUncollectibleLocked(trx, scope, locked, clock)
+  })
+}
+
+/**
+ * A payment that may still take money (a page open, a charge in flight) would find the
+ * invoice voided or written off when it succeeds: the money would land on an invoice that
+ * no longer asks for it. Refused (422): cancel the payment first.
+ */
+async function assertNoPaymentOpen(
+  trx: Db,
+  scope: Scope,
+  invoiceId: string,
+  doing: string,
+): Promise<void> {
+  const [open] = await openPaymentsForInvoice(trx, scope.environmentId, invoiceId)
+  if (open) {
+    throw new AppError(
+      'invalid_state_transition',
+      `Invoice ${invoiceId} has payment ${open.id} (${open.payment_status}) that may still take money; cancel it before ${doing}`,
+      { invoice_id: invoiceId, payment_id: open.id, payment_status: open.payment_status },
+    )
+  }
 }
 
 /**
