@@ -130,7 +130,7 @@ describe('BitPay, against the emulator', () => {
       amount_paid: '0.00',
     })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
-      payment_status: 'PENDING',
+      payment_status: 'FAILED',
       amount_remaining: '100.00',
     })
   })

@@ -547,7 +547,7 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
         expect.objectContaining({ status: 'failed', error_code: code }),
       ])
       expect(await getInvoice(ctx, invoice.id)).toMatchObject({
-        payment_status: 'PENDING',
+        payment_status: 'FAILED',
         amount_paid: '0.00',
       })
     },
@@ -661,7 +661,7 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
       [],
     )
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
-      payment_status: 'PENDING',
+      payment_status: 'FAILED',
       amount_remaining: '100.00',
     })
   })

@@ -324,7 +324,7 @@ describe('charge_due_invoices attempt counting', () => {
     // Done: later runs leave the invoice to the customer.
     ctx.clock.advance(RETRY_AFTER_MS)
     expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
-    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('PENDING')
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('FAILED')
   })
 
   test('answers lost on every attempt stop at the limit, and the charge Stripe took is still one', async () => {
@@ -594,7 +594,7 @@ describe('resolve_lost_charges', () => {
     })
     expect(chargesTaken(never.stripeCustomerId)).toHaveLength(0)
     expect(await getInvoice(ctx, never.invoice.id)).toMatchObject({
-      payment_status: 'PENDING',
+      payment_status: 'FAILED',
       amount_remaining: '100.00',
     })
     // Done: a later run finds nothing left.

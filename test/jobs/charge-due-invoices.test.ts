@@ -119,7 +119,7 @@ describe('charge_due_invoices', () => {
     expect(
       attempts.every((p) => p.payment_status === 'FAILED' && p.status_code === 'card_declined'),
     ).toBe(true)
-    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('PENDING')
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('FAILED')
   })
 
   test('invoices not yet due, paid or voided are not charged', async () => {

@@ -638,7 +638,7 @@ describe('rails', () => {
     )
     expect(ledger.body.items).toHaveLength(0)
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
-      payment_status: 'PENDING',
+      payment_status: 'FAILED',
       amount_remaining: '100.00',
     })
   })

@@ -199,13 +199,45 @@ describe('sandbox CRYPTO', () => {
       current_state: 'processing',
       amount_paid: '0.00',
     })
-    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
+    // The invoice shows its payment in flight.
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PROCESSING',
+      amount_paid: '0.00',
+    })
     expect((await pagePost(ctx, page, 'confirm')).statusCode).toBe(200)
     expect(await getPayment(ctx, payment.id)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
     })
     expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
+  })
+
+  test('the invoice is PROCESSING while any of its payments is, and PENDING again once they settled short of its total', async () => {
+    const { invoice, page } = await cryptoPayment({ amount: '60.00' })
+    const second = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'sandbox',
+      amount: '30.00',
+    })
+    expect(second.status, second.text).toBe(201)
+    const secondPage = `/sandbox/crypto/${sessionOf(second.body)}`
+    await pagePost(ctx, page, 'pay')
+    await pagePost(ctx, secondPage, 'pay')
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('PROCESSING')
+    // One settles: the other is still in flight.
+    await pagePost(ctx, page, 'confirm')
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PROCESSING',
+      amount_paid: '60.00',
+    })
+    // Both settled, 10.00 still owed: the invoice waits for it.
+    await pagePost(ctx, secondPage, 'confirm')
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '90.00',
+      amount_remaining: '10.00',
+    })
   })
 
   test('a payment awaiting confirmations holds its share: other payments fit only beside it', async () => {
@@ -297,7 +329,7 @@ describe('sandbox CRYPTO', () => {
       amount_paid: '0.00',
     })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
-      payment_status: 'PENDING',
+      payment_status: 'FAILED',
       amount_remaining: '100.00',
     })
     // An expired invoice page takes no money.

@@ -6,7 +6,11 @@ import type { Db } from '../../db/client.ts'
 import type { Payment, PaymentTable, TransitionCause } from '../../db/database.ts'
 import type { Logger } from '../../logger.ts'
 import { recordEvents } from '../events/service.ts'
-import { applyInvoicePayment, applyInvoiceRefund } from '../settlement/service.ts'
+import {
+  applyInvoicePayment,
+  applyInvoiceRefund,
+  followPaymentMove,
+} from '../settlement/service.ts'
 import {
   allocationsLockingInvoices,
   attemptsOf,
@@ -103,6 +107,13 @@ export async function movePayment(
   if (isSettled(to) && !isSettled(locked.payment_status)) {
     await reconcilePayment(trx, scope, payment, payment.amount_paid, deps.clock)
   }
+  await followPaymentMove(
+    trx,
+    scope,
+    payment.invoice_ids,
+    { paymentId: payment.id, from: locked.payment_status, to },
+    deps.clock,
+  )
   await recordPaymentEvent(trx, scope, payment, EVENT_TYPES[to], deps.clock)
   return { kind: 'applied', payment }
 }

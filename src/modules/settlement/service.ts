@@ -1,6 +1,8 @@
 import type { Clock } from '../../core/clock.ts'
 import { AppError } from '../../core/errors.ts'
+import { compareIds } from '../../core/ids.ts'
 import { isPaidStatus } from '../../core/invoice-state.ts'
+import type { PaymentStatus } from '../../core/payment-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Invoice, Order } from '../../db/database.ts'
@@ -10,7 +12,7 @@ import { STRIPE_PAID_OUT_OF_BAND } from '../../jobs/tasks/stripe-paid-out-of-ban
 import { takenBackFor } from '../balances/repository.ts'
 import { applyBalanceChange, balanceOf } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
-import { findInvoice } from '../invoices/repository.ts'
+import { findInvoice, updateInvoice } from '../invoices/repository.ts'
 import {
   applyDiscountCode,
   finalizeLocked,
@@ -24,7 +26,7 @@ import {
 } from '../invoices/service.ts'
 import { lockOrderByInvoice, updateOrder } from '../orders/repository.ts'
 import { toOrderResponse } from '../orders/schemas.ts'
-import { openPaymentsForInvoice } from '../payments/repository.ts'
+import { inFlightAmount, openPaymentsForInvoice } from '../payments/repository.ts'
 import { findSubscription, schedulesOf } from '../subscriptions/repository.ts'
 import {
   cancelSubscription,
@@ -273,6 +275,41 @@ async function assertNoPaymentOpen(
       `Invoice ${invoiceId} has payment ${open.id} (${open.payment_status}) that may still take money; cancel it before ${doing}`,
       { invoice_id: invoiceId, payment_id: open.id, payment_status: open.payment_status },
     )
+  }
+}
+
+/**
+ * An invoice's `payment_status` follows its payments' moves between the amounts it keeps:
+ * `PROCESSING` while a payment on it is in flight (a card charge awaiting its answer, coins
+ * awaiting confirmations), `FAILED` when its last payment failed. Called with each payment's
+ * move; an invoice paid (or refunded) is left to `recordPaymentLocked`'s status.
+ */
+export async function followPaymentMove(
+  trx: Db,
+  scope: Scope,
+  invoiceIds: readonly string[],
+  move: { paymentId: string; from: PaymentStatus; to: PaymentStatus },
+  clock: Clock,
+): Promise<void> {
+  const { paymentId, from, to } = move
+  const starts = to === 'PROCESSING' && from !== 'PROCESSING'
+  const ends = from === 'PROCESSING' && to !== 'PROCESSING'
+  const fails = to === 'FAILED'
+  if (!starts && !ends && !fails) return
+  // In the order of their ids, as every path locks invoices.
+  for (const invoiceId of [...invoiceIds].sort(compareIds)) {
+    const invoice = await lockInvoiceOrFail(trx, scope, invoiceId)
+    const status = invoice.payment_status
+    if (status !== 'PENDING' && status !== 'PROCESSING' && status !== 'FAILED') continue
+    let next = status
+    if (starts) next = 'PROCESSING'
+    else if (status === 'PROCESSING' || fails) {
+      // Another payment still in flight keeps the invoice PROCESSING.
+      const others = await inFlightAmount(trx, invoiceId, paymentId)
+      next = others > 0n ? 'PROCESSING' : fails || to === 'ON_RETRY' ? 'FAILED' : 'PENDING'
+    }
+    if (next !== status)
+      await updateInvoice(trx, invoiceId, { payment_status: next, updated_at: clock.now() })
   }
 }
 
