@@ -136,6 +136,26 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     expect(await savedMethods(customer.id)).toEqual([])
   })
 
+  test('a return to a payment already recorded OVERPAID goes to success_url: the money was taken', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await hostedPayment(invoice.id)
+    emulator.holdWebhooks()
+    const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
+      card: '4242424242424242',
+    })
+    // An earlier report recorded more than the amount (the state is the point here).
+    await ctx.db
+      .updateTable('payments')
+      .set({ payment_status: 'OVERPAID', amount_paid: 12000n })
+      .where('id', '=', payment.id)
+      .execute()
+    const back = await followReturn(completion.redirectUrl)
+    expect(back.statusCode).toBe(303)
+    expect(back.headers.location).toBe('https://merchant.example/thanks')
+    await emulator.releaseWebhooks()
+    await emulator.waitForDeliveries()
+  })
+
   test('a declined card is an attempt: the page stays open, and a second card pays it', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await hostedPayment(invoice.id)

@@ -9,6 +9,8 @@ import { applyPaymentUpdate } from '../payments/gateway-updates.ts'
 import { findPaymentById } from '../payments/repository.ts'
 import { type PaymentDeps, withLockedPayment } from '../payments/service.ts'
 
+const MONEY_TAKEN: ReadonlySet<string> = new Set(['SUCCEEDED', 'OVERPAID', 'RESERVED', 'CAPTURED'])
+
 export interface CheckoutReturn {
   paymentId: string | undefined
   ckoPaymentId: string | undefined
@@ -60,8 +62,8 @@ export async function handleCheckoutReturn(
         )
         return applied.payment
       })
-      settled =
-        view.payment.payment_status === 'SUCCEEDED' || view.payment.payment_status === 'RESERVED'
+      // Money taken or held: an overpaid payment (paid twice over) is paid all the same.
+      settled = MONEY_TAKEN.has(view.payment.payment_status)
     } else if (!genuine) {
       deps.logger.warn(
         { payment_id: payment.id, cko_id: ckoId },
