@@ -71,9 +71,14 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
     // A customer token's keys are its own: another customer sending the same key and
     // request gets a mismatch, never the first one's stored response.
     const requestHash = hashRequest(request, customerId === null ? '' : `customer ${customerId}`)
+    const stored =
+      customerId === null
+        ? key
+        : await customerKey(deps.db, environmentId, customerId, key, requestHash)
     const claim = await claimKey(deps, {
       environmentId,
-      key,
+      key: stored,
+      shownKey: key,
       method: request.method,
       path: request.url,
       requestHash,
@@ -83,7 +88,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
     const lockedAt = claim
     const mark = new CommitMark(
       'idempotency_keys',
-      { environment_id: environmentId, key, state: 'in_flight', locked_at: lockedAt },
+      { environment_id: environmentId, key: stored, state: 'in_flight', locked_at: lockedAt },
       () => ({ applied_at: deps.clock.now() }),
       () =>
         new AppError(
@@ -92,7 +97,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
           { idempotency_key: key },
         ),
     )
-    request.idempotency = { environmentId, key, lockedAt, mark }
+    request.idempotency = { environmentId, key: stored, lockedAt, mark }
   })
 
   // The rest of a keyed request (its handler, and all it starts) runs in its mark's scope,
@@ -140,7 +145,10 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
 
 interface ClaimInput {
   environmentId: string
+  /** The key as stored (a customer's in its own namespace). */
   key: string
+  /** The key as the caller sent it, for error details. */
+  shownKey: string
   method: string
   path: string
   requestHash: string
@@ -173,7 +181,7 @@ async function claimKey(
       'idempotency_mismatch',
       'This Idempotency-Key was used with a different request; use a new key for a new request',
       {
-        idempotency_key: input.key,
+        idempotency_key: input.shownKey,
         ...(input.showOriginal && {
           original_path: existing.path,
           original_method: existing.method,
@@ -190,15 +198,34 @@ async function claimKey(
     throw new AppError(
       'idempotency_conflict',
       'The request with this Idempotency-Key was applied, but no response has been stored for it within the lock timeout (its server may have stopped before answering); it will not run again. Look its result up instead of retrying',
-      { idempotency_key: input.key, applied_at: existing.applied_at.toISOString() },
+      { idempotency_key: input.shownKey, applied_at: existing.applied_at.toISOString() },
     )
   }
   if (stale && (await takeStaleClaim(deps.db, input, existing.locked_at, now))) return now
   throw new AppError(
     'idempotency_conflict',
     'A request with this Idempotency-Key is still being processed; retry after it completes',
-    { idempotency_key: input.key },
+    { idempotency_key: input.shownKey },
   )
+}
+
+/**
+ * Where a customer token's key is stored: in the customer's own namespace, so that no
+ * customer's key can ever hold one of the merchant's or another customer's (a header value
+ * cannot carry the newline that separates the namespace). A record this customer made
+ * under the bare key before namespaces (this version) is still replayed under it, until it
+ * expires: a lookup that can go once no such record can be alive.
+ */
+async function customerKey(
+  db: Db,
+  environmentId: string,
+  customerId: string,
+  key: string,
+  requestHash: string,
+): Promise<string> {
+  const legacy = await findRecord(db, { environmentId, key })
+  if (legacy?.request_hash === requestHash) return key
+  return `customer\n${customerId}\n${key}`
 }
 
 function sendReplay(reply: FastifyReply, record: IdempotencyRecord, secretBox: SecretBox) {

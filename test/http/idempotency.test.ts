@@ -162,7 +162,7 @@ describe('Idempotency-Key', () => {
     expect(res.status).toBe(422)
   })
 
-  test("a customer's key is its own: another customer with the same key and request gets no replay of it", async () => {
+  test("a customer's key is its own: another customer, or the merchant, with the same key gets no replay of it and is not held by it", async () => {
     const tokenOf = async () => {
       const { customer, invoice } = await invoiceToPay(ctx)
       const res = await ctx.post<{ token: string }>(`/v1/customers/${customer.id}/tokens`)
@@ -178,15 +178,22 @@ describe('Idempotency-Key', () => {
       idempotencyKey: key,
     })
     expect(first.status, first.text).toBe(201)
-    // B sends A's very request with A's key: a mismatch that names nothing of A's.
+    // B sends A's very request with A's key: B's keys are B's own, so the request runs as
+    // B's, and A's invoice does not exist for B. Nothing of A's payment is shown.
     const stolen = await ctx.post<ErrorBody>(`/v1/invoices/${a.invoice.id}/pay`, body, {
       key: b.token,
       idempotencyKey: key,
     })
-    expect(stolen.status).toBe(422)
-    expect(stolen.body.error.code).toBe('idempotency_mismatch')
-    expect(stolen.text).not.toContain(a.invoice.id)
+    expect(stolen.status).toBe(404)
     expect(stolen.text).not.toContain(first.body.id)
+    // Nor does a customer's key hold the merchant's: the merchant's request under it runs.
+    const merchant = await ctx.post<PaymentBody>(
+      `/v1/invoices/${(await invoiceToPay(ctx)).invoice.id}/pay`,
+      { payment_method_type: 'OFFLINE' },
+      { idempotencyKey: key },
+    )
+    expect(merchant.status, merchant.text).toBe(201)
+    expect(merchant.body.payment_status).toBe('SUCCEEDED')
     // A itself still gets its replay.
     const replay = await ctx.post<PaymentBody>(`/v1/invoices/${a.invoice.id}/pay`, body, {
       key: a.token,
@@ -194,6 +201,39 @@ describe('Idempotency-Key', () => {
     })
     expect(replay.status).toBe(201)
     expect(replay.body.id).toBe(first.body.id)
+  })
+
+  test("a customer's record stored under the bare key before keys had namespaces still replays to that customer", async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const token = (await ctx.post<{ token: string }>(`/v1/customers/${customer.id}/tokens`)).body
+      .token
+    const key = newKey()
+    const url = `/v1/invoices/${invoice.id}/pay`
+    const body = { payment_method_type: 'PAYMENT_LINK', payment_gateway: 'sandbox' }
+    const now = ctx.clock.now()
+    await ctx.db
+      .insertInto('idempotency_keys')
+      .values({
+        environment_id: ctx.main.test.id,
+        key,
+        method: 'POST',
+        path: url,
+        request_hash: hashRequest({ method: 'POST', url, body }, `customer ${customer.id}`),
+        state: 'completed',
+        response_status: 201,
+        response_body: ctx.deps.secretBox.seal('{"stored":"before the upgrade"}'),
+        response_content_type: 'application/json; charset=utf-8',
+        locked_at: now,
+        expires_at: new Date(now.getTime() + 3600_000),
+      })
+      .execute()
+    const replay = await ctx.post<{ stored: string }>(url, body, {
+      key: token,
+      idempotencyKey: key,
+    })
+    expect(replay.status, replay.text).toBe(201)
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+    expect(replay.body).toEqual({ stored: 'before the upgrade' })
   })
 
   test('a concurrent request with the key in flight is 409, then the result replays', async () => {
