@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { inTransaction } from '../../src/db/transaction.ts'
 import {
   markStripeInvoicePaid,
   STRIPE_PAID_OUT_OF_BAND,
 } from '../../src/jobs/tasks/stripe-paid-out-of-band.ts'
 import { backfillStripe } from '../../src/modules/stripe-sync/backfill.ts'
+import { applyBillingObject } from '../../src/modules/stripe-sync/service.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import type { InvoiceBody, List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
@@ -41,6 +43,21 @@ async function sandboxCryptoPayment(invoiceId: string | undefined, amount: strin
   })
   expect(payment.status, payment.text).toBe(201)
   return payment
+}
+
+/** An open 45.00 Stripe invoice of a new customer, mirrored: Stripe's and Payrail's. */
+async function openMirrored(email: string) {
+  const customer = emulator.seedCustomer({ email })
+  const invoice = emulator.seedInvoice({
+    customer: String(customer.id),
+    amountDue: 4500,
+    status: 'open',
+  })
+  emulator.sendEvent('invoice.finalized', String(invoice.id))
+  await emulator.waitForDeliveries()
+  const mirrored = await mirroredInvoice(String(invoice.id))
+  if (!mirrored) throw new Error('not mirrored')
+  return { invoice, mirrored }
 }
 
 describe('Stripe Billing sync', () => {
@@ -181,16 +198,8 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
   })
 
   test('money that arrives for a payment in flight when Stripe voided the invoice is recorded, not refused forever', async () => {
-    const customer = emulator.seedCustomer({ email: 'inflight@example.com' })
-    const invoice = emulator.seedInvoice({
-      customer: String(customer.id),
-      amountDue: 4500,
-      status: 'open',
-    })
-    emulator.sendEvent('invoice.finalized', String(invoice.id))
-    await emulator.waitForDeliveries()
-    const mirrored = await mirroredInvoice(String(invoice.id))
-    const payment = await sandboxCryptoPayment(mirrored?.id, '45.00')
+    const { invoice, mirrored } = await openMirrored('inflight@example.com')
+    const payment = await sandboxCryptoPayment(mirrored.id, '45.00')
     await pagePost(ctx, `/sandbox/crypto/${sessionOf(payment.body)}`, 'pay')
     expect((await getPayment(ctx, payment.body.id)).payment_status).toBe('PROCESSING')
     emulator.sendEvent('invoice.voided', { ...invoice, status: 'void' })
@@ -205,5 +214,113 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
       invoice_status: 'VOIDED',
       amount_paid: '45.00',
     })
+  })
+
+  /** Pays the mirrored invoice in full, offline: the payment. */
+  async function payOffline(invoiceId: string) {
+    const res = await ctx.post<PaymentBody>('/v1/payments', {
+      destination_type: 'INVOICE',
+      destination_id: invoiceId,
+      payment_method_type: 'OFFLINE',
+      amount: '45.00',
+      currency: 'usd',
+    })
+    expect(res.status, res.text).toBe(201)
+    return res.body
+  }
+
+  test("a Payrail discount code is refused on a Stripe invoice: its amounts are Stripe's", async () => {
+    const { mirrored } = await openMirrored('discount@example.com')
+    const code = `STRIPE10-${Date.now()}`
+    expect((await ctx.post('/v1/discounts', { code, percent_off: 10 })).status).toBe(201)
+    const res = await ctx.post<{ error: { code: string; details: Record<string, unknown> } }>(
+      '/v1/payments',
+      {
+        destination_type: 'INVOICE',
+        destination_id: mirrored.id,
+        payment_method_type: 'OFFLINE',
+        amount: '40.50',
+        currency: 'usd',
+        discount_code: code,
+      },
+    )
+    expect(res.status, res.text).toBe(400)
+    expect(res.body.error).toMatchObject({
+      code: 'validation_error',
+      details: { field: 'discount_code' },
+    })
+    expect(await mirroredInvoice(mirrored.stripe_invoice_id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_remaining: '45.00',
+    })
+  })
+
+  test("a stale open snapshot reopens nothing, and Stripe's later paid undoes no refund", async () => {
+    const { invoice, mirrored } = await openMirrored('refunded@example.com')
+    const payment = await payOffline(mirrored.id)
+    const refund = (amount: string) =>
+      ctx.post(`/v1/payments/${payment.id}/refunds`, { amount }).then((r) => r.status)
+    expect(await refund('10.00')).toBe(201)
+    // Stripe's own retry, sent before it heard of the payment: still "open".
+    emulator.sendEvent('invoice.payment_failed', { ...invoice, status: 'open' })
+    await emulator.waitForDeliveries()
+    // Once paid, a refund reopens nothing: the second leaves it owing nothing too.
+    expect(await refund('10.00')).toBe(201)
+    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '20.00',
+      amount_remaining: '0.00',
+    })
+    // Marked paid out of band, Stripe reports it paid: the refunds recorded here stay.
+    emulator.sendEvent('invoice.paid', {
+      ...invoice,
+      status: 'paid',
+      amount_paid: 4500,
+      amount_remaining: 0,
+    })
+    await emulator.waitForDeliveries()
+    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_paid: '45.00',
+      amount_refunded: '20.00',
+      amount_remaining: '0.00',
+    })
+  })
+
+  test('an invoice Stripe voided after Payrail was paid for it: the job reports it once, and does not retry', async () => {
+    const { invoice, mirrored } = await openMirrored('voided@example.com')
+    await payOffline(mirrored.id)
+    const atStripe = emulator.state.invoices.get(String(invoice.id))
+    if (atStripe) atStripe.status = 'void'
+    expect(
+      await markStripeInvoicePaid(ctx.deps, {
+        tenantId: ctx.main.tenant.id,
+        environmentId: ctx.main.test.id,
+        stripeInvoiceId: String(invoice.id),
+      }),
+    ).toBe('voided')
+  })
+
+  test('two first-seen invoices of one new Stripe customer, mirrored at once, make one customer', async () => {
+    const customer = emulator.seedCustomer({ email: 'twice@example.com' })
+    const invoices = [1, 2].map(() =>
+      emulator.seedInvoice({ customer: String(customer.id), amountDue: 1000, status: 'open' }),
+    )
+    // Two deliveries handled at the same moment, each in its own transaction.
+    await Promise.all(
+      invoices.map((invoice) =>
+        inTransaction(ctx.db, (trx) =>
+          applyBillingObject(
+            trx,
+            ctx.scope,
+            { objectType: 'invoice', object: invoice as { id: string } },
+            ctx.clock,
+          ),
+        ),
+      ),
+    )
+    const mirrored = await Promise.all(invoices.map((i) => mirroredInvoice(String(i.id))))
+    expect(mirrored.every((m) => m !== undefined)).toBe(true)
+    expect(new Set(mirrored.map((m) => m?.customer_id)).size).toBe(1)
   })
 })

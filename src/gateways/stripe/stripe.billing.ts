@@ -41,14 +41,19 @@ export async function eachBillingObject(
   }
 }
 
-/** Tells Stripe an invoice was paid outside it (another Payrail rail took the money). */
+/**
+ * Tells Stripe an invoice was paid outside it (another Payrail rail took the money).
+ * `voided`: Stripe voided the invoice meanwhile, and a void invoice cannot be paid; the
+ * money Payrail took is for the merchant to refund (the caller says so), never asked again.
+ */
 export async function markInvoicePaidOutOfBand(
   ctx: GatewayContext,
   stripeInvoiceId: string,
-): Promise<'marked' | 'already_paid'> {
+): Promise<'marked' | 'already_paid' | 'voided'> {
   const stripe = await stripeClient(ctx)
   const invoice = await stripe.invoices.retrieve(stripeInvoiceId)
   if (invoice.status === 'paid') return 'already_paid'
+  if (invoice.status === 'void') return 'voided'
   await stripe.invoices.pay(
     stripeInvoiceId,
     { paid_out_of_band: true },

@@ -18,14 +18,21 @@ export interface OutOfBandJob {
 export async function markStripeInvoicePaid(
   deps: PaymentDeps,
   payload: unknown,
-): Promise<'marked' | 'already_paid'> {
+): Promise<'marked' | 'already_paid' | 'voided'> {
   const job = parseJob(payload)
   const ctx = await gatewayContext(
     deps,
     { tenantId: job.tenantId, environmentId: job.environmentId },
     'stripe',
   )
-  return markInvoicePaidOutOfBand(ctx, job.stripeInvoiceId)
+  const outcome = await markInvoicePaidOutOfBand(ctx, job.stripeInvoiceId)
+  if (outcome === 'voided') {
+    deps.logger.error(
+      { stripe_invoice_id: job.stripeInvoiceId, environment_id: job.environmentId },
+      'Stripe voided an invoice Payrail was paid for: refund the payment, or record it by hand',
+    )
+  }
+  return outcome
 }
 
 function parseJob(payload: unknown): OutOfBandJob {

@@ -428,6 +428,14 @@ export async function applyDiscountCode(
   code: string,
   clock: Clock,
 ): Promise<Invoice> {
+  if (invoice.source === 'stripe') {
+    // Its amounts are Stripe's (the mirror follows Stripe's invoice): a Payrail code would
+    // lower what Payrail collects while Stripe still asks for the whole.
+    throw validationError(
+      `Invoice ${invoice.id} mirrors a Stripe invoice: discounts are applied in Stripe`,
+      { field: 'discount_code', invoice_id: invoice.id },
+    )
+  }
   if (invoice.discount_code?.toLowerCase() === code.toLowerCase()) return invoice
   if (invoice.discount_id) {
     throw new AppError(

@@ -72,3 +72,17 @@ export async function findCustomerByStripeId(
     .where(sql`gateway_customer_ids ->> 'stripe'`, '=', stripeCustomerId)
     .executeTakeFirst()
 }
+
+/**
+ * Serializes, until the transaction ends, the mirroring of one Stripe customer's objects:
+ * the first to see a new customer makes its Payrail customer, the others then find it.
+ */
+export async function lockStripeCustomer(
+  db: Db,
+  environmentId: string,
+  stripeCustomerId: string,
+): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext(${`stripe-customer:${environmentId}:${stripeCustomerId}`}))`.execute(
+    db,
+  )
+}

@@ -1,6 +1,6 @@
 import type { Clock } from '../../core/clock.ts'
 import { newId } from '../../core/ids.ts'
-import { canTransitionInvoice } from '../../core/invoice-state.ts'
+import { canTransitionInvoice, isPaidStatus } from '../../core/invoice-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Invoice, InvoiceStatus } from '../../db/database.ts'
@@ -15,7 +15,12 @@ import {
   updateInvoice,
 } from '../invoices/repository.ts'
 import { toInvoiceResponse } from '../invoices/schemas.ts'
-import { findCustomerByStripeId, lockInvoiceByStripeId, upsertReplica } from './repository.ts'
+import {
+  findCustomerByStripeId,
+  lockInvoiceByStripeId,
+  lockStripeCustomer,
+  upsertReplica,
+} from './repository.ts'
 
 /**
  * Mirrors a Stripe billing object in the caller's transaction: every object is kept
@@ -146,10 +151,12 @@ async function mirrorInvoice(
   if (existing) {
     const amountPaid =
       existing.amount_paid > stripe.amountPaid ? existing.amount_paid : stripe.amountPaid
-    const paid =
-      paidAtStripe ||
-      existing.payment_status === 'SUCCEEDED' ||
-      existing.payment_status === 'OVERPAID'
+    // Paid once, it stays paid: a stale "open" snapshot (Stripe's own retry) reopens
+    // nothing, and refunds after it neither (as for Payrail's own invoices).
+    const paidBefore = existing.paid_at !== null
+    const paid = paidAtStripe || paidBefore || isPaidStatus(existing.payment_status)
+    const refunded =
+      existing.payment_status === 'PARTIALLY_REFUNDED' || existing.payment_status === 'REFUNDED'
     const updated = await updateInvoice(trx, existing.id, {
       // Through the same lifecycle as Payrail's own invoices: a snapshot that would move it
       // back (a late invoice.finalized after invoice.voided) is older than what is mirrored.
@@ -166,12 +173,14 @@ async function mirrorInvoice(
         : stripe.amountDue > amountPaid
           ? stripe.amountDue - amountPaid
           : 0n,
-      payment_status: paid
-        ? existing.payment_status === 'OVERPAID'
-          ? 'OVERPAID'
-          : 'SUCCEEDED'
-        : existing.payment_status,
-      paid_at: paid ? (existing.paid_at ?? now) : null,
+      // A refund recorded here is kept: Stripe's later "paid" does not undo it.
+      payment_status:
+        refunded || !paid
+          ? existing.payment_status
+          : existing.payment_status === 'OVERPAID'
+            ? 'OVERPAID'
+            : 'SUCCEEDED',
+      paid_at: paid ? (existing.paid_at ?? now) : existing.paid_at,
       updated_at: now,
     })
     await recordEvents(trx, scope, now, [
@@ -246,6 +255,8 @@ async function customerFor(
   stripe: StripeInvoiceView,
   now: Date,
 ): Promise<string> {
+  // Two first-seen invoices of one new Stripe customer, mirrored at once, make one customer.
+  await lockStripeCustomer(trx, scope.environmentId, stripe.customer)
   const found = await findCustomerByStripeId(trx, scope.environmentId, stripe.customer)
   if (found) return found.id
   const customer = await insertCustomer(trx, {
