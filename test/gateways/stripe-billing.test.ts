@@ -60,6 +60,22 @@ async function openMirrored(email: string) {
   return { invoice, mirrored }
 }
 
+/** The out-of-band job's payload for a Stripe invoice of the main test environment. */
+const outOfBandJob = (stripeInvoiceId: string) => ({
+  tenantId: ctx.main.tenant.id,
+  environmentId: ctx.main.test.id,
+  stripeInvoiceId,
+})
+
+/** A 45.00 Stripe invoice as Stripe shows it once it collected it itself. */
+const collectedByStripe = (invoice: Record<string, unknown>) => ({
+  ...invoice,
+  status: 'paid',
+  amount_paid: 4500,
+  amount_remaining: 0,
+  paid_out_of_band: false,
+})
+
 describe('Stripe Billing sync', () => {
   test('an open Stripe invoice is mirrored; paid with the sandbox crypto rail, it is marked paid out of band in Stripe', async () => {
     const customer = emulator.seedCustomer({
@@ -277,6 +293,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
       status: 'paid',
       amount_paid: 4500,
       amount_remaining: 0,
+      paid_out_of_band: true,
     })
     await emulator.waitForDeliveries()
     expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
@@ -292,13 +309,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     await payOffline(mirrored.id)
     const atStripe = emulator.state.invoices.get(String(invoice.id))
     if (atStripe) atStripe.status = 'void'
-    expect(
-      await markStripeInvoicePaid(ctx.deps, {
-        tenantId: ctx.main.tenant.id,
-        environmentId: ctx.main.test.id,
-        stripeInvoiceId: String(invoice.id),
-      }),
-    ).toBe('voided')
+    expect(await markStripeInvoicePaid(ctx.deps, outOfBandJob(String(invoice.id)))).toBe('voided')
   })
 
   test('two first-seen invoices of one new Stripe customer, mirrored at once, make one customer', async () => {
@@ -322,5 +333,37 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     const mirrored = await Promise.all(invoices.map((i) => mirroredInvoice(String(i.id))))
     expect(mirrored.every((m) => m !== undefined)).toBe(true)
     expect(new Set(mirrored.map((m) => m?.customer_id)).size).toBe(1)
+  })
+
+  test('Stripe collecting an invoice Payrail was already paid for shows the customer paid twice: OVERPAID, both amounts', async () => {
+    const { invoice, mirrored } = await openMirrored('twice-paid@example.com')
+    await payOffline(mirrored.id)
+    // Before the out-of-band job ran, Stripe charged the customer's card itself.
+    emulator.sendEvent('invoice.paid', collectedByStripe(invoice))
+    await emulator.waitForDeliveries()
+    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+      payment_status: 'OVERPAID',
+      amount_paid: '90.00',
+      amount_remaining: '0.00',
+    })
+    const events = await ctx.get<{ items: unknown[] }>(
+      `/v1/events?object_id=${mirrored.id}&type=invoice.overpaid`,
+    )
+    expect(events.body.items).toHaveLength(1)
+    // Its duplicate changes nothing more.
+    emulator.sendEvent('invoice.paid', collectedByStripe(invoice))
+    await emulator.waitForDeliveries()
+    expect((await mirroredInvoice(String(invoice.id)))?.amount_paid).toBe('90.00')
+  })
+
+  test('marked paid out of band at Stripe, the invoice is paid once: no money moved there', async () => {
+    const { invoice, mirrored } = await openMirrored('oob@example.com')
+    await payOffline(mirrored.id)
+    expect(await markStripeInvoicePaid(ctx.deps, outOfBandJob(String(invoice.id)))).toBe('marked')
+    await emulator.waitForDeliveries()
+    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '45.00',
+    })
   })
 })

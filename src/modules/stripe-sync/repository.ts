@@ -86,3 +86,13 @@ export async function lockStripeCustomer(
     db,
   )
 }
+
+/** What Payrail's own payments put on the invoice and it still keeps (refunds taken off). */
+export async function moneyAppliedBy(db: Db, invoiceId: string): Promise<bigint> {
+  const row = await db
+    .selectFrom('payment_allocations')
+    .select((eb) => eb.fn.sum<string>('applied_amount').as('kept'))
+    .where('invoice_id', '=', invoiceId)
+    .executeTakeFirst()
+  return BigInt(row?.kept ?? 0)
+}

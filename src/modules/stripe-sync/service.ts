@@ -19,6 +19,7 @@ import {
   findCustomerByStripeId,
   lockInvoiceByStripeId,
   lockStripeCustomer,
+  moneyAppliedBy,
   upsertReplica,
 } from './repository.ts'
 
@@ -69,6 +70,8 @@ export interface StripeInvoiceView {
   total: bigint
   amountDue: bigint
   amountPaid: bigint
+  /** Marked paid by the merchant (Payrail's job, or by hand): no money moved at Stripe. */
+  paidOutOfBand: boolean
   amountRemaining: bigint
   dueDate: Date | null
   periodStart: Date | null
@@ -122,6 +125,7 @@ export function readStripeInvoice(object: unknown): StripeInvoiceView | undefine
     total: int(o.total),
     amountDue: int(o.amount_due),
     amountPaid: int(o.amount_paid),
+    paidOutOfBand: o.paid_out_of_band === true,
     amountRemaining: int(o.amount_remaining),
     dueDate: date(o.due_date),
     periodStart: date(o.period_start),
@@ -149,8 +153,16 @@ async function mirrorInvoice(
   const existing = await lockInvoiceByStripeId(trx, scope.environmentId, stripe.id)
   const paidAtStripe = stripe.status === 'paid'
   if (existing) {
-    const amountPaid =
-      existing.amount_paid > stripe.amountPaid ? existing.amount_paid : stripe.amountPaid
+    // Stripe collected it itself while Payrail had taken money for it too (before its job
+    // could mark it paid at Stripe): the customer paid twice, and both are recorded.
+    const collectedAtStripe = paidAtStripe && !stripe.paidOutOfBand ? stripe.amountPaid : 0n
+    const payrailKept = collectedAtStripe > 0n ? await moneyAppliedBy(trx, existing.id) : 0n
+    const amountPaid = [
+      existing.amount_paid,
+      stripe.amountPaid,
+      payrailKept + collectedAtStripe,
+    ].reduce((a, b) => (a > b ? a : b))
+    const paidTwice = payrailKept > 0n && amountPaid > stripe.amountDue
     // Paid once, it stays paid: a stale "open" snapshot (Stripe's own retry) reopens
     // nothing, and refunds after it neither (as for Payrail's own invoices).
     const paidBefore = existing.paid_at !== null
@@ -177,19 +189,20 @@ async function mirrorInvoice(
       payment_status:
         refunded || !paid
           ? existing.payment_status
-          : existing.payment_status === 'OVERPAID'
+          : paidTwice || existing.payment_status === 'OVERPAID'
             ? 'OVERPAID'
             : 'SUCCEEDED',
       paid_at: paid ? (existing.paid_at ?? now) : existing.paid_at,
       updated_at: now,
     })
+    const data = toInvoiceResponse(updated, await linesOf(trx, [updated.id]))
+    const overpaidNow =
+      updated.payment_status === 'OVERPAID' && existing.payment_status !== 'OVERPAID'
     await recordEvents(trx, scope, now, [
-      {
-        type: 'invoice.updated',
-        objectType: 'invoice',
-        objectId: updated.id,
-        data: toInvoiceResponse(updated, await linesOf(trx, [updated.id])),
-      },
+      { type: 'invoice.updated', objectType: 'invoice', objectId: updated.id, data },
+      ...(overpaidNow
+        ? [{ type: 'invoice.overpaid', objectType: 'invoice' as const, objectId: updated.id, data }]
+        : []),
     ])
     return updated
   }

@@ -46,6 +46,8 @@ export interface InvoiceRecord extends StoredRecord {
   attemptCount: number
   finalizedAt: number | null
   paidAt: number | null
+  /** Paid with `paid_out_of_band: true` (the merchant collected it elsewhere). */
+  paidOutOfBand: boolean
   voidedAt: number | null
   markedUncollectibleAt: number | null
   /** Any other fields, set verbatim over the rendered object. */
@@ -114,6 +116,7 @@ export function insertInvoice(state: EmulatorState, fields: NewInvoice): Invoice
     attemptCount: 0,
     finalizedAt: status === 'draft' ? null : created,
     paidAt: null,
+    paidOutOfBand: false,
     voidedAt: status === 'void' ? created : null,
     markedUncollectibleAt: status === 'uncollectible' ? created : null,
     overrides: fields.overrides ?? {},
@@ -161,6 +164,7 @@ export function renderInvoice(state: EmulatorState, record: InvoiceRecord): Json
     amount_paid: record.amountPaid,
     amount_remaining: amountRemaining(record),
     amount_shipping: 0,
+    paid_out_of_band: record.paidOutOfBand,
     application: null,
     attempt_count: record.attemptCount,
     attempted: record.attemptCount > 0,
@@ -379,6 +383,7 @@ function payInvoice(
   if (record.status === 'draft') finalize(state, record, origin)
 
   if (params.boolean('paid_out_of_band') === true) {
+    record.paidOutOfBand = true
     markPaid(state, record, amountRemaining(record), origin)
     return renderInvoice(state, record)
   }
