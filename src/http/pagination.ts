@@ -4,6 +4,8 @@ import { validationError } from '../core/errors.ts'
 
 export const DEFAULT_LIMIT = 50
 export const MAX_LIMIT = 1000
+/** The furthest a list reads: past a billion items, a client should filter, not page. */
+export const MAX_OFFSET = 1_000_000_000
 
 /** Both pagination styles clients already use: Stripe-like `limit`/`offset` and Flexprice-like `size`/`page` (0-based). */
 export const PaginationQuery = Type.Object({
@@ -14,7 +16,9 @@ export const PaginationQuery = Type.Object({
       description: 'Items per page (1–1000, default 50)',
     }),
   ),
-  offset: Type.Optional(Type.Integer({ minimum: 0, description: 'Items to skip' })),
+  offset: Type.Optional(
+    Type.Integer({ minimum: 0, maximum: MAX_OFFSET, description: 'Items to skip' }),
+  ),
   size: Type.Optional(
     Type.Integer({ minimum: 1, maximum: MAX_LIMIT, description: 'Page size, with `page`' }),
   ),
@@ -45,6 +49,15 @@ export function pageFrom(query: PaginationQuery): Page {
   }
   const limit = query.limit ?? query.size ?? DEFAULT_LIMIT
   const offset = query.offset ?? (query.page ?? 0) * limit
+  if (offset > MAX_OFFSET) {
+    throw validationError(
+      `A page may start at most ${MAX_OFFSET} items in; filter the list instead`,
+      {
+        field: query.page !== undefined ? 'page' : 'offset',
+        max_offset: MAX_OFFSET,
+      },
+    )
+  }
   return { limit, offset }
 }
 

@@ -742,12 +742,72 @@ describe('Stripe webhooks', () => {
         data: { object: { id: payment.gateway_tracking_id, amount_total: 'abc' } },
       },
     ]
+    // Fields of the wrong type deeper in: a fraction of a cent, a currency that is no string,
+    // refunds that are not objects, an invoice's lines that are no list.
+    const intent = (fields: Record<string, unknown>) => ({
+      id: 'pi_bad',
+      object: 'payment_intent',
+      status: 'succeeded',
+      amount: 10000,
+      amount_received: 10000,
+      currency: 'usd',
+      metadata: { payrail_payment_id: payment.id },
+      ...fields,
+    })
+    const typed = [
+      ['payment_intent.succeeded', intent({ amount_received: 1.5 })],
+      ['payment_intent.succeeded', intent({ currency: 5 })],
+      [
+        'charge.refunded',
+        { id: 'ch_bad', object: 'charge', payment_intent: intent({}), refunds: { data: [null] } },
+      ],
+      [
+        'refund.updated',
+        {
+          id: 're_bad',
+          object: 'refund',
+          status: 'succeeded',
+          amount: 2.5,
+          currency: 'usd',
+          payment_intent: intent({}),
+          metadata: {},
+        },
+      ],
+      [
+        'invoice.finalized',
+        {
+          id: 'in_bad',
+          object: 'invoice',
+          customer: 'cus_bad',
+          currency: 'usd',
+          status: 'open',
+          total: 10.5,
+          lines: { data: 'x' },
+        },
+      ],
+    ] as const
+    for (const [index, [type, object]] of typed.entries()) {
+      bodies.push({
+        id: `evt_bad_typed_${index}`,
+        object: 'event',
+        type,
+        data: { object },
+      } as never)
+    }
     for (const event of bodies) {
       const body = JSON.stringify(event)
       const res = await deliver(body, emulatorSignature(body, now))
       expect(res.statusCode, body).toBe(400)
       expect(res.json().error.code).toBe('validation_error')
     }
+    // A negative amount is no money received: acknowledged, and nothing recorded.
+    const negative = JSON.stringify({
+      id: 'evt_negative',
+      object: 'event',
+      type: 'payment_intent.succeeded',
+      data: { object: intent({ amount_received: -10000 }) },
+    })
+    expect((await deliver(negative, emulatorSignature(negative, now))).statusCode).toBe(200)
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
   })
 

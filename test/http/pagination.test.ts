@@ -101,9 +101,15 @@ describe('list responses', () => {
     'size=0',
     'limit=abc',
     'offset=1&page=1',
+    'offset=1000000001',
+    'page=1e307',
+    'size=1000&page=1000001',
   ])('%s is 400', async (query) => {
-    const res = await ctx.get<ErrorBody>(`/v1/api_keys?${query}`)
-    expect(res.status).toBe(400)
-    expect(res.body.error.code).toBe('validation_error')
+    // A list the database pages, and lists paged in memory (a few rows held in full).
+    for (const path of ['/v1/api_keys', '/v1/gateway_connections']) {
+      const res = await ctx.get<ErrorBody>(`${path}?${query}`)
+      expect(res.status, `${path}?${query}: ${res.text}`).toBe(400)
+      expect(res.body.error.code).toBe('validation_error')
+    }
   })
 })

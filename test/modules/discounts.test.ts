@@ -207,11 +207,20 @@ describe('create a discount', () => {
     expect(discount).toMatchObject({ active: false, valid: false })
   })
 
-  test('a discount that already expired is not valid', async () => {
+  test('a discount past its expires_at is not valid; one cannot be made already expired (400)', async () => {
     const discount = await newDiscount({
+      expires_at: new Date(ctx.clock.now().getTime() + 1000).toISOString(),
+    })
+    expect(discount).toMatchObject({ active: true, valid: true })
+    ctx.clock.advance(2000)
+    expect(await discountById(discount.id)).toMatchObject({ active: true, valid: false })
+    const late = await ctx.post<ErrorBody>('/v1/discounts', {
+      code: uniqueCode(),
+      percent_off: 10,
       expires_at: new Date(ctx.clock.now().getTime() - 1000).toISOString(),
     })
-    expect(discount).toMatchObject({ active: true, valid: false })
+    expect(late.status, late.text).toBe(400)
+    expect(late.body.error.details).toMatchObject({ field: 'expires_at' })
   })
 
   test.each([

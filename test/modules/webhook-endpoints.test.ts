@@ -166,14 +166,18 @@ describe('webhook endpoints', () => {
     expect(rows[0].secret).not.toContain(created.secret)
   })
 
-  test.each([['ftp://example.com/hook'], ['javascript:alert(1)'], ['not a url'], ['']])(
-    'a url that is not http(s) (%s) is 400',
-    async (url) => {
-      const res = await ctx.post<ErrorBody>('/v1/webhook_endpoints', { url })
-      expect(res.status).toBe(400)
-      expect(res.body.error.code).toBe('validation_error')
-    },
-  )
+  test.each([
+    ['ftp://example.com/hook'],
+    ['javascript:alert(1)'],
+    ['not a url'],
+    [''],
+    ['http://[::1'],
+    ['http://'],
+  ])('a url that is not http(s) (%s) is 400', async (url) => {
+    const res = await ctx.post<ErrorBody>('/v1/webhook_endpoints', { url })
+    expect(res.status).toBe(400)
+    expect(res.body.error.code).toBe('validation_error')
+  })
 
   test('enabled_events that are not event types are 400; none at all is 400', async () => {
     for (const enabled_events of [['payment succeeded'], [], ['*.payment'], [42]]) {

@@ -54,6 +54,10 @@ export async function createDiscount(
   }
   const now = clock.now()
   const expiresAt = body.expires_at ? new Date(body.expires_at) : null
+  if (expiresAt && expiresAt.getTime() <= now.getTime()) {
+    // As Stripe's `redeem_by`: a new code expires in the future (PATCH may end one now).
+    throw validationError('expires_at must be in the future', { field: 'expires_at' })
+  }
   try {
     // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
     return await inTransaction(db, (trx) =>

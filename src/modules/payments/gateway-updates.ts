@@ -49,6 +49,16 @@ export async function applyPaymentUpdate(
     )
     return { payment, outcome: 'ignored' }
   }
+  if (
+    (update.amountReceived !== undefined && update.amountReceived < 0n) ||
+    (update.refund !== undefined && update.refund.amount <= 0n)
+  ) {
+    deps.logger.warn(
+      { payment_id: locked.id, amount: String(update.amountReceived ?? update.refund?.amount) },
+      'notification reports a negative amount; ignored',
+    )
+    return { payment, outcome: 'ignored' }
+  }
   let outcome: UpdateOutcome = 'repeat'
   const gateway = payment.payment_gateway ?? 'unknown'
   const recordAttempt = (current: Payment) =>

@@ -111,7 +111,7 @@ export function readStripeInvoice(object: unknown): StripeInvoiceView | undefine
   const int = (value: unknown) =>
     fromStripeAmount(typeof value === 'number' ? value : 0, o.currency as string)
   const date = (value: unknown) => (typeof value === 'number' ? new Date(value * 1000) : null)
-  return {
+  const view: StripeInvoiceView = {
     id: o.id,
     customer,
     customerName: typeof o.customer_name === 'string' ? o.customer_name : null,
@@ -133,6 +133,11 @@ export function readStripeInvoice(object: unknown): StripeInvoiceView | undefine
     billingReason: typeof o.billing_reason === 'string' ? o.billing_reason : null,
     lines,
   }
+  // A credit that takes the invoice below zero is Stripe's to hold (the customer's balance);
+  // Payrail's invoices owe nothing negative. Its replica is kept; no Payrail invoice.
+  const amounts = [view.subtotal, view.total, view.amountDue, view.amountPaid, view.amountRemaining]
+  if (amounts.some((amount) => amount < 0n)) return undefined
+  return view
 }
 
 const STATUS: Record<StripeInvoiceView['status'], InvoiceStatus> = {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Clock } from '../../core/clock.ts'
-import { notFound } from '../../core/errors.ts'
+import { notFound, validationError } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { SecretBox } from '../../core/secret-box.ts'
@@ -61,6 +61,7 @@ export async function createEndpoint(
   scope: Scope,
   body: CreateWebhookEndpointBody,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
+  assertUrl(body.url)
   const secret = newSecret()
   const now = deps.clock.now()
   // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
@@ -81,6 +82,17 @@ export async function createEndpoint(
   )
   webhookEndpoints.forget(scope.environmentId)
   return { endpoint, secret }
+}
+
+/** A URL every try could connect to: parsed, with a host (`http://[::1` is not one). */
+function assertUrl(url: string): void {
+  let host = ''
+  try {
+    host = new URL(url).hostname
+  } catch {
+    // Left empty: refused below.
+  }
+  if (!host) throw validationError(`url is not a valid URL: ${url}`, { field: 'url' })
 }
 
 /**
@@ -144,6 +156,7 @@ export async function updateEndpoint(
   id: string,
   body: UpdateWebhookEndpointBody,
 ): Promise<WebhookEndpoint> {
+  if (body.url !== undefined) assertUrl(body.url)
   // Read under the row's lock: two PATCHes of `metadata` merge one after the other.
   const updated = await inTransaction(deps.db, async (trx) => {
     const current = await findEndpoint(trx, scope.environmentId, id, { lock: true })

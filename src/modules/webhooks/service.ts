@@ -50,7 +50,8 @@ export async function handleInboundWebhook(
   const ctx = await gatewayContext(deps, scope, gateway.name).catch(() => {
     throw notFound('gateway connection', gatewayName)
   })
-  const parsed = await gateway.parseWebhook(ctx, raw)
+  const parse = gateway.parseWebhook.bind(gateway)
+  const parsed = await malformedAs400(deps, gateway.name, () => parse(ctx, raw))
   if (!parsed.ok) {
     // 502: the provider could not be asked to confirm it; a 5xx makes it send the notification again.
     const code =
@@ -65,12 +66,43 @@ export async function handleInboundWebhook(
   }
   const handled: HandledEvent[] = []
   for (const event of parsed.events) {
-    const { outcome, failedCharge } = await applyEvent(deps, scope, gateway.name, event)
+    const { outcome, failedCharge } = await malformedAs400(deps, gateway.name, () =>
+      applyEvent(deps, scope, gateway.name, event),
+    )
     // After the commit, as the charge job itself does: the invoice's next attempt.
     if (failedCharge) await retryAfterLateFailure(deps, adminAccess(scope), failedCharge)
     handled.push({ id: event.eventId, type: event.type, outcome })
   }
   return handled
+}
+
+/**
+ * A verified notification whose fields are not of the types its provider documents (a
+ * string where a number belongs, a fraction of a cent) makes the code reading it throw a
+ * TypeError or RangeError: 400, nothing applied, rather than a 500 a provider would take for
+ * an outage.
+ */
+async function malformedAs400<T>(
+  deps: PaymentDeps,
+  gateway: string,
+  read: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await read()
+  } catch (error) {
+    if (
+      !(error instanceof TypeError || error instanceof RangeError || error instanceof SyntaxError)
+    )
+      throw error
+    deps.logger.warn({ err: error, gateway }, 'malformed webhook refused')
+    throw new AppError(
+      'validation_error',
+      `Webhook refused: a field is malformed (${error.message})`,
+      {
+        gateway,
+      },
+    )
+  }
 }
 
 interface AppliedEvent {
