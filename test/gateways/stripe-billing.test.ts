@@ -366,4 +366,30 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
       amount_paid: '45.00',
     })
   })
+
+  test('a proration invoice with a credit line is mirrored, its lines shown as their net', async () => {
+    const customer = emulator.seedCustomer({ email: 'proration@example.com' })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      status: 'open',
+      number: 'STR-PRORATE',
+      lines: [
+        { description: 'Pro plan', amount: 2000 },
+        { description: 'Unused time on Basic', amount: -500 },
+      ],
+    })
+    emulator.sendEvent('invoice.finalized', String(invoice.id))
+    await emulator.waitForDeliveries()
+    const mirrored = await mirroredInvoice(String(invoice.id))
+    expect(mirrored).toMatchObject({ total: '15.00', amount_remaining: '15.00' })
+    const shown = await ctx.get<{ lines: { description: string; amount: string }[] }>(
+      `/v1/invoices/${mirrored?.id}`,
+    )
+    expect(shown.body.lines).toEqual([
+      expect.objectContaining({
+        description: 'Stripe invoice STR-PRORATE, net of its credits',
+        amount: '15.00',
+      }),
+    ])
+  })
 })

@@ -773,18 +773,6 @@ describe('Stripe webhooks', () => {
           metadata: {},
         },
       ],
-      [
-        'invoice.finalized',
-        {
-          id: 'in_bad',
-          object: 'invoice',
-          customer: 'cus_bad',
-          currency: 'usd',
-          status: 'open',
-          total: 10.5,
-          lines: { data: 'x' },
-        },
-      ],
     ] as const
     for (const [index, [type, object]] of typed.entries()) {
       bodies.push({
@@ -799,6 +787,33 @@ describe('Stripe webhooks', () => {
       const res = await deliver(body, emulatorSignature(body, now))
       expect(res.statusCode, body).toBe(400)
       expect(res.json().error.code).toBe('validation_error')
+    }
+    // A Stripe invoice it cannot read (a fraction of a cent, lines that are no list) is kept
+    // as Stripe's replica and acknowledged, but not mirrored as a Payrail invoice.
+    for (const [index, fields] of [{ total: 10.5 }, { lines: { data: 'x' } }].entries()) {
+      const unreadable = JSON.stringify({
+        id: `evt_unreadable_${index}`,
+        object: 'event',
+        type: 'invoice.finalized',
+        data: {
+          object: {
+            id: `in_unreadable_${index}`,
+            object: 'invoice',
+            customer: 'cus_unreadable',
+            currency: 'usd',
+            status: 'open',
+            total: 1000,
+            ...fields,
+          },
+        },
+      })
+      expect((await deliver(unreadable, emulatorSignature(unreadable, now))).statusCode).toBe(200)
+      const mirrored = await ctx.db
+        .selectFrom('invoices')
+        .select('id')
+        .where('stripe_invoice_id', '=', `in_unreadable_${index}`)
+        .execute()
+      expect(mirrored).toEqual([])
     }
     // A negative amount is no money received: acknowledged, and nothing recorded.
     const negative = JSON.stringify({

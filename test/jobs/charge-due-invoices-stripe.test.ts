@@ -593,9 +593,11 @@ describe('resolve_lost_charges', () => {
       status_code: 'charge_not_found',
     })
     expect(chargesTaken(never.stripeCustomerId)).toHaveLength(0)
+    // Nothing was taken: the invoice gets its next automatic attempt, as a report would give it.
     expect(await getInvoice(ctx, never.invoice.id)).toMatchObject({
       payment_status: 'FAILED',
       amount_remaining: '100.00',
+      next_payment_attempt: inMs(RETRY_AFTER_MS),
     })
     // Done: a later run finds nothing left.
     ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { sandboxGateway } from '../../src/gateways/sandbox/sandbox.gateway.ts'
 import {
   chargeDueInvoices,
   MAX_AUTOMATIC_ATTEMPTS,
@@ -195,6 +196,24 @@ describe('charge_due_invoices', () => {
       'CANCELLED',
       'SUCCEEDED',
     ])
+  })
+
+  test('an older page whose provider cannot be reached to withdraw it defers the charge an hour, not counted', async () => {
+    const { invoice, link } = await invoiceWithOpenLink()
+    const cancel = vi
+      .spyOn(sandboxGateway, 'cancel')
+      .mockRejectedValueOnce(new Error('socket hang up'))
+    try {
+      await expectNotChargedBeside(invoice.id, link.id)
+    } finally {
+      cancel.mockRestore()
+    }
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(inAnHour())
+    // Reached an hour later, the page is withdrawn and the card charged.
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    expect(await getPayment(ctx, link.id)).toMatchObject({ payment_status: 'CANCELLED' })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
   })
 
   test('without a default card the open page is left alone: the charge cannot run, and the customer can still pay', async () => {

@@ -1,5 +1,6 @@
 import { adminAccess } from '../../core/principal.ts'
 import { resolveGateway } from '../../gateways/registry.ts'
+import { retryAfterLateFailure } from '../../modules/payments/automatic.ts'
 import { findPayment, staleCardCharges } from '../../modules/payments/repository.ts'
 import {
   type PaymentDeps,
@@ -48,6 +49,9 @@ export async function resolveLostCharges(
         // A decline or `charge_not_found` is an answer too: the payment has moved on.
         const now = await findPayment(deps.db, payment.environment_id, payment.id)
         const moved = now?.payment_status !== 'PROCESSING'
+        // An automatic charge found declined, or never received: the invoice's next attempt,
+        // as a provider's report of the failure would have queued it.
+        if (now?.payment_status === 'FAILED') await retryAfterLateFailure(deps, access, now)
         if (moved) resolved += 1
         else left += 1
         deps.logger.info(

@@ -132,10 +132,16 @@ async function withdrawOpenPages(
     } catch (error) {
       if (!(error instanceof AppError) || (error.status >= 500 && error.code !== 'gateway_error'))
         throw error
+      // A provider that could not be reached is asked again later; a refusal (the page paid,
+      // a provider that cannot withdraw it) leaves the invoice to the page.
       throw new AppError(
         'conflict',
         `Invoice ${invoiceId} has an open ${payment.payment_method_type} payment ${payment.id} that could not be withdrawn (${error.message}); its card is not charged beside it`,
-        { invoice_id: invoiceId, [OPEN_PAYMENT_DETAIL]: payment.id, deferred: false },
+        {
+          invoice_id: invoiceId,
+          [OPEN_PAYMENT_DETAIL]: payment.id,
+          deferred: error.code === 'gateway_error',
+        },
       )
     }
   }

@@ -96,20 +96,35 @@ export function readStripeInvoice(object: unknown): StripeInvoiceView | undefine
     status !== 'uncollectible'
   )
     return undefined
-  const lines = (
-    ((o.lines as { data?: unknown } | undefined)?.data as unknown[] | undefined) ?? []
-  ).map((line) => {
-    const l = line as Record<string, unknown>
-    return {
-      description:
-        typeof l.description === 'string' && l.description ? l.description : 'Stripe invoice line',
-      quantity: typeof l.quantity === 'number' && l.quantity > 0 ? l.quantity : 1,
-      amount: fromStripeAmount(typeof l.amount === 'number' ? l.amount : 0, o.currency as string),
+  // Stripe's amounts in Payrail's minor units (ISK is two-decimal at Stripe, MGA whole); a
+  // field that is not a whole number makes the snapshot unreadable (no mirror is written).
+  const currency = o.currency
+  let malformed = false
+  const int = (value: unknown) => {
+    if (value === undefined || value === null) return 0n
+    if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+      malformed = true
+      return 0n
     }
+    return fromStripeAmount(value, currency)
+  }
+  const data = (o.lines as { data?: unknown } | null | undefined)?.data ?? []
+  if (!Array.isArray(data)) return undefined
+  const lines = data.map((line: unknown) => {
+    const l = (typeof line === 'object' && line !== null ? line : {}) as Record<string, unknown>
+    if (l === line) {
+      return {
+        description:
+          typeof l.description === 'string' && l.description
+            ? l.description
+            : 'Stripe invoice line',
+        quantity: typeof l.quantity === 'number' && l.quantity > 0 ? l.quantity : 1,
+        amount: int(l.amount),
+      }
+    }
+    malformed = true
+    return { description: '', quantity: 1, amount: 0n }
   })
-  // Stripe's amounts in Payrail's minor units (ISK is two-decimal at Stripe, MGA whole).
-  const int = (value: unknown) =>
-    fromStripeAmount(typeof value === 'number' ? value : 0, o.currency as string)
   const date = (value: unknown) => (typeof value === 'number' ? new Date(value * 1000) : null)
   const view: StripeInvoiceView = {
     id: o.id,
@@ -133,10 +148,22 @@ export function readStripeInvoice(object: unknown): StripeInvoiceView | undefine
     billingReason: typeof o.billing_reason === 'string' ? o.billing_reason : null,
     lines,
   }
+  if (malformed) return undefined
   // A credit that takes the invoice below zero is Stripe's to hold (the customer's balance);
   // Payrail's invoices owe nothing negative. Its replica is kept; no Payrail invoice.
   const amounts = [view.subtotal, view.total, view.amountDue, view.amountPaid, view.amountRemaining]
   if (amounts.some((amount) => amount < 0n)) return undefined
+  // A credit line (a proration's "unused time") cannot be a Payrail line, which charges: the
+  // mirror shows the lines as one, their net, which is the subtotal.
+  if (view.lines.some((line) => line.amount < 0n)) {
+    view.lines = [
+      {
+        description: `Stripe invoice ${view.number ?? view.id}, net of its credits`,
+        quantity: 1,
+        amount: view.subtotal,
+      },
+    ]
+  }
   return view
 }
 

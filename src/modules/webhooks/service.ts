@@ -66,9 +66,7 @@ export async function handleInboundWebhook(
   }
   const handled: HandledEvent[] = []
   for (const event of parsed.events) {
-    const { outcome, failedCharge } = await malformedAs400(deps, gateway.name, () =>
-      applyEvent(deps, scope, gateway.name, event),
-    )
+    const { outcome, failedCharge } = await applyEvent(deps, scope, gateway.name, event)
     // After the commit, as the charge job itself does: the invoice's next attempt.
     if (failedCharge) await retryAfterLateFailure(deps, adminAccess(scope), failedCharge)
     handled.push({ id: event.eventId, type: event.type, outcome })
@@ -78,9 +76,10 @@ export async function handleInboundWebhook(
 
 /**
  * A verified notification whose fields are not of the types its provider documents (a
- * string where a number belongs, a fraction of a cent) makes the code reading it throw a
- * TypeError or RangeError: 400, nothing applied, rather than a 500 a provider would take for
- * an outage.
+ * string where a number belongs, a fraction of a cent) makes the gateway's reading of it
+ * throw a TypeError or RangeError: 400, nothing applied, rather than a 500 a provider would
+ * take for an outage. Only the reading: an error while applying it stays a 500, so the
+ * provider sends the report again.
  */
 async function malformedAs400<T>(
   deps: PaymentDeps,
