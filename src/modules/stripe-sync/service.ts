@@ -230,11 +230,15 @@ async function mirrorInvoice(
     const data = toInvoiceResponse(updated, await linesOf(trx, [updated.id]))
     const overpaidNow =
       updated.payment_status === 'OVERPAID' && existing.payment_status !== 'OVERPAID'
+    // Paid now (Stripe collected it), as a Payrail invoice's payment says it: `invoice.paid`.
+    const paidNow = paid && !paidBefore && !isPaidStatus(existing.payment_status)
+    const also = [
+      ...(paidNow ? ['invoice.paid'] : []),
+      ...(overpaidNow ? ['invoice.overpaid'] : []),
+    ]
     await recordEvents(trx, scope, now, [
       { type: 'invoice.updated', objectType: 'invoice', objectId: updated.id, data },
-      ...(overpaidNow
-        ? [{ type: 'invoice.overpaid', objectType: 'invoice' as const, objectId: updated.id, data }]
-        : []),
+      ...also.map((type) => ({ type, objectType: 'invoice' as const, objectId: updated.id, data })),
     ])
     return updated
   }
