@@ -404,4 +404,28 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
       }),
     ])
   })
+
+  test('a refund before the invoice was paid in full leaves that much owed, through Stripe snapshots too', async () => {
+    const { invoice, mirrored } = await openMirrored('refund-before-paid@example.com')
+    const payment = await ctx.post<PaymentBody>('/v1/payments', {
+      destination_type: 'INVOICE',
+      destination_id: mirrored.id,
+      payment_method_type: 'OFFLINE',
+      amount: '20.00',
+      currency: 'usd',
+    })
+    expect(payment.status, payment.text).toBe(201)
+    expect(
+      (await ctx.post(`/v1/payments/${payment.body.id}/refunds`, { amount: '10.00' })).status,
+    ).toBe(201)
+    expect((await mirroredInvoice(String(invoice.id)))?.amount_remaining).toBe('35.00')
+    // Stripe's next view of the invoice, still open, changes nothing of it.
+    emulator.sendEvent('invoice.updated', String(invoice.id))
+    await emulator.waitForDeliveries()
+    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+      amount_paid: '20.00',
+      amount_refunded: '10.00',
+      amount_remaining: '35.00',
+    })
+  })
 })

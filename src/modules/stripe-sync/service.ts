@@ -212,10 +212,12 @@ async function mirrorInvoice(
       number: stripe.number ?? existing.number,
       amount_due: stripe.amountDue,
       amount_paid: amountPaid,
+      // What Payrail keeps of what it was paid: a refund before the invoice was paid in full
+      // leaves that much owed again, as on Payrail's own invoices.
       amount_remaining: paid
         ? 0n
-        : stripe.amountDue > amountPaid
-          ? stripe.amountDue - amountPaid
+        : stripe.amountDue > amountPaid - existing.amount_refunded
+          ? stripe.amountDue - (amountPaid - existing.amount_refunded)
           : 0n,
       // A refund recorded here is kept: Stripe's later "paid" does not undo it.
       payment_status:
