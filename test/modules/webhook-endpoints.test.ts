@@ -202,7 +202,7 @@ describe('webhook endpoints', () => {
     )
   })
 
-  test('another environment cannot see, change or delete the endpoint', async () => {
+  test('another environment cannot see, change, rotate or delete the endpoint', async () => {
     const created = await register()
     const live = { key: ctx.main.liveKey }
     expect((await ctx.get(`/v1/webhook_endpoints/${created.id}`, live)).status).toBe(404)
@@ -210,8 +210,21 @@ describe('webhook endpoints', () => {
       (await ctx.patch(`/v1/webhook_endpoints/${created.id}`, { status: 'disabled' }, live)).status,
     ).toBe(404)
     expect((await ctx.delete(`/v1/webhook_endpoints/${created.id}`, live)).status).toBe(404)
+    expect(
+      (await ctx.post(`/v1/webhook_endpoints/${created.id}/rotate_secret`, {}, live)).status,
+    ).toBe(404)
+    // Nor can a customer token, which reaches no admin route.
+    const { customer } = await invoiceToPay(ctx)
+    const token = (await ctx.post<{ token: string }>(`/v1/customers/${customer.id}/tokens`)).body
+      .token
+    expect(
+      (await ctx.post(`/v1/webhook_endpoints/${created.id}/rotate_secret`, {}, { key: token }))
+        .status,
+    ).toBe(403)
+    // The secret was not rolled: the endpoint still has no previous one.
     expect((await ctx.get(`/v1/webhook_endpoints/${created.id}`)).body).toMatchObject({
       status: 'enabled',
+      previous_secret_expires_at: null,
     })
   })
 })

@@ -370,23 +370,6 @@ export async function stopAutomaticCharges(
  * an invoice whose worker dies mid-charge comes due again then instead of being forgotten.
  * The worker sets the real next attempt (or none) when the charge has an answer.
  */
-/**
- * Ends the automatic charges of an invoice the job charged, unless something queued its next
- * attempt since the claim (`holdUntil`): a provider's late report that the charge failed.
- */
-export async function releaseAutomaticCharge(
-  db: Db,
-  invoiceId: string,
-  holdUntil: Date,
-): Promise<void> {
-  await db
-    .updateTable('invoices')
-    .set({ next_payment_attempt: null })
-    .where('id', '=', invoiceId)
-    .where('next_payment_attempt', '=', holdUntil)
-    .execute()
-}
-
 export async function claimDueAutomaticCharges(
   db: Db,
   at: Date,
@@ -421,4 +404,21 @@ export async function claimDueAutomaticCharges(
     returning id, tenant_id, environment_id, customer_id
   `.execute(db)
   return result.rows
+}
+
+/**
+ * Ends the automatic charges of an invoice the job charged, unless something queued its next
+ * attempt since the claim (`holdUntil`): a provider's late report that the charge failed.
+ */
+export async function releaseAutomaticCharge(
+  db: Db,
+  invoiceId: string,
+  holdUntil: Date,
+): Promise<void> {
+  await db
+    .updateTable('invoices')
+    .set({ next_payment_attempt: null })
+    .where('id', '=', invoiceId)
+    .where('next_payment_attempt', '=', holdUntil)
+    .execute()
 }

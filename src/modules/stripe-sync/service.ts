@@ -110,21 +110,13 @@ export function readStripeInvoice(object: unknown): StripeInvoiceView | undefine
   }
   const data = (o.lines as { data?: unknown } | null | undefined)?.data ?? []
   if (!Array.isArray(data)) return undefined
-  const lines = data.map((line: unknown) => {
-    const l = (typeof line === 'object' && line !== null ? line : {}) as Record<string, unknown>
-    if (l === line) {
-      return {
-        description:
-          typeof l.description === 'string' && l.description
-            ? l.description
-            : 'Stripe invoice line',
-        quantity: typeof l.quantity === 'number' && l.quantity > 0 ? l.quantity : 1,
-        amount: int(l.amount),
-      }
-    }
-    malformed = true
-    return { description: '', quantity: 1, amount: 0n }
-  })
+  if (data.some((line: unknown) => typeof line !== 'object' || line === null)) return undefined
+  const lines = (data as Record<string, unknown>[]).map((l) => ({
+    description:
+      typeof l.description === 'string' && l.description ? l.description : 'Stripe invoice line',
+    quantity: typeof l.quantity === 'number' && l.quantity > 0 ? l.quantity : 1,
+    amount: int(l.amount),
+  }))
   const date = (value: unknown) => (typeof value === 'number' ? new Date(value * 1000) : null)
   const view: StripeInvoiceView = {
     id: o.id,
