@@ -14,6 +14,7 @@ export type HeldTable =
   | 'payment_allocations'
   | 'payment_attempts'
   | 'webhook_events'
+  | 'sandbox_sessions'
 
 type PendingRows = { [T in AppendOnlyTable]: Insertable<Database[T]>[] }
 
@@ -102,6 +103,11 @@ const HELD_TABLES: Record<
     named: /\bwebhook_events\b/i,
     json: new Set(['payload']),
     timestamps: new Set(['received_at', 'handled_at']),
+  },
+  sandbox_sessions: {
+    named: /\bsandbox_sessions\b/i,
+    json: new Set([]),
+    timestamps: new Set(['expires_at', 'created_at', 'updated_at']),
   },
 }
 

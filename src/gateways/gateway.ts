@@ -271,6 +271,18 @@ export interface Gateway {
   findCharge?(ctx: GatewayContext, query: ChargeQuery): Promise<ChargeLookup>
   /** Starts a payment the provider completes later and reports by webhook (external systems, crypto). */
   startAsync?(ctx: GatewayContext, request: GatewayPaymentRequest): Promise<CheckoutResult>
+  /**
+   * `createCheckout` (a PAYMENT_LINK) or `startAsync` (any other type) for a gateway whose
+   * provider side lives in Payrail's own database (the sandbox), run in the transaction
+   * `trx` that writes the payment: no call to another system comes between the payment's
+   * commit and its page, so the payment is written once, already PENDING, in one commit.
+   * A gateway that calls a provider must not have it (no network call holds a transaction open).
+   */
+  startInTransaction?(
+    trx: Db,
+    ctx: GatewayContext,
+    request: GatewayPaymentRequest,
+  ): Promise<CheckoutResult>
   refund?(ctx: GatewayContext, payment: Payment, refund: Refund): Promise<RefundResult>
   /**
    * Throws a 400 for an amount the provider cannot take in the currency (Stripe's KWD in

@@ -111,6 +111,27 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     })
   })
 
+  test('a link Stripe cannot open: 502, the payment INITIATED with the failure kept as an attempt; process opens it', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    emulator.failNext({ status: 500, count: 5, pathPrefix: '/v1/checkout/sessions' })
+    const paymentId = await unansweredPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'stripe',
+    })
+    emulator.clearFaults()
+    const failed = await getPayment(ctx, paymentId)
+    expect(failed.status_code).toBe('StripeAPIError')
+    expect(failed.error_message).toBeTruthy()
+    expect(failed.attempts.map((a) => [a.status, a.error_code])).toEqual([
+      ['failed', 'StripeAPIError'],
+    ])
+    const opened = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(opened.status, opened.text).toBe(200)
+    expect(opened.body).toMatchObject({ payment_status: 'PENDING', status_code: null })
+    expect(opened.body.payment_url).toBeTruthy()
+  })
+
   test('an expired session makes the payment FAILED (expired)', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await link(invoice.id)

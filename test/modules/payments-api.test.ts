@@ -1411,6 +1411,45 @@ describe('events and history', () => {
     ])
   })
 
+  test('a sandbox link is written once, PENDING with its session, and keeps its whole history', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    expect(link.status, link.text).toBe(201)
+    expect(link.body).toMatchObject({ payment_status: 'PENDING', status_code: null })
+    const session = await ctx.db
+      .selectFrom('sandbox_sessions')
+      .selectAll()
+      .where('payment_id', '=', link.body.id)
+      .executeTakeFirstOrThrow()
+    expect(session).toMatchObject({
+      id: link.body.gateway_tracking_id,
+      status: 'open',
+      amount: 10000n,
+      customer_id: link.body.customer_id,
+    })
+    expect(link.body.payment_url).toContain(`/sandbox/checkout/${session.id}`)
+    expect(link.body.attempts.map((a) => a.status)).toEqual(['pending'])
+    expect(link.body.gateway_tracking_id).toBe(session.id)
+    const events = await ctx.get<List<{ type: string; data: { object: PaymentBody } }>>(
+      `/v1/events?object_id=${link.body.id}&sort=created_at`,
+    )
+    expect(events.body.items.map((e) => [e.type, e.data.object.payment_status])).toEqual([
+      ['payment.created', 'INITIATED'],
+      ['payment.pending', 'PENDING'],
+    ])
+    const history = await ctx.db
+      .selectFrom('payment_transitions')
+      .select(['from_status', 'to_status'])
+      .where('payment_id', '=', link.body.id)
+      .orderBy('id')
+      .execute()
+    expect(history).toEqual([
+      { from_status: null, to_status: 'INITIATED' },
+      { from_status: 'INITIATED', to_status: 'PENDING' },
+    ])
+    expect(await getPayment(ctx, link.body.id)).toEqual(link.body)
+  })
+
   test('cancelling writes payment.cancelled and an INITIATED→CANCELLED history entry', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const created = await offlinePayment(invoice.id, '10.00', { process_payment: false })

@@ -3,6 +3,7 @@ import { signWebhook } from '../../core/webhook-signature.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, SandboxCard, SandboxSession } from '../../db/database.ts'
 import { rowOf, StatementCache } from '../../db/statement-cache.ts'
+import { holdInsert } from '../../db/transaction.ts'
 import type { GatewayContext } from '../gateway.ts'
 import {
   behaviourOf,
@@ -58,8 +59,38 @@ export async function createSession(
   input: SessionInput,
 ): Promise<SandboxSession> {
   const now = ctx.clock.now()
+  const row = sessionRow(ctx, input, now)
+  const { columns, shape, values, slots } = rowOf(row)
+  const query = STATEMENTS.compile(shape, [...values, now], ($) =>
+    ctx.db
+      .insertInto('sandbox_sessions')
+      .values(slots($))
+      .onConflict((oc) => oc.column('payment_id').doUpdateSet({ updated_at: $(columns.length) }))
+      .returningAll(),
+  )
+  const [session] = (await ctx.db.executeQuery(query)).rows
+  if (!session) throw new Error('sandbox session insert returned no row')
+  return session
+}
+
+/**
+ * Opens the session of a payment the transaction `trx` is writing: its insert is held
+ * (`holdInsert`) and goes with the payment's, in the same commit, so that a session never
+ * exists without its payment nor a PENDING payment without its session. Returns its id.
+ */
+export async function openSessionWith(
+  trx: Db,
+  ctx: GatewayContext,
+  input: SessionInput,
+): Promise<string> {
+  const row = sessionRow(ctx, input, ctx.clock.now())
+  if (holdInsert(trx, 'sandbox_sessions', { id: row.id }, row)) return row.id
+  return (await createSession({ ...ctx, db: trx }, input)).id
+}
+
+function sessionRow(ctx: GatewayContext, input: SessionInput, now: Date) {
   const { payment } = input
-  const row = {
+  return {
     id: providerId('sbs'),
     environment_id: ctx.scope.environmentId,
     tenant_id: ctx.scope.tenantId,
@@ -76,17 +107,6 @@ export async function createSession(
     created_at: now,
     updated_at: now,
   }
-  const { columns, shape, values, slots } = rowOf(row)
-  const query = STATEMENTS.compile(shape, [...values, now], ($) =>
-    ctx.db
-      .insertInto('sandbox_sessions')
-      .values(slots($))
-      .onConflict((oc) => oc.column('payment_id').doUpdateSet({ updated_at: $(columns.length) }))
-      .returningAll(),
-  )
-  const [session] = (await ctx.db.executeQuery(query)).rows
-  if (!session) throw new Error('sandbox session insert returned no row')
-  return session
 }
 
 /** The session insert of every sandbox link, built once (`StatementCache`). */

@@ -5,6 +5,7 @@ import {
   closeSession,
   createSession,
   findSession,
+  openSessionWith,
   refundPayment,
 } from './sandbox-provider.ts'
 
@@ -30,6 +31,10 @@ export const sandboxGateway: Gateway = {
   },
   async startAsync(ctx, request) {
     return startSession(ctx, request, 'crypto')
+  },
+  async startInTransaction(trx, ctx, request) {
+    const mode = request.payment.payment_method_type === 'PAYMENT_LINK' ? 'card' : 'crypto'
+    return pageOf(ctx, await openSessionWith(trx, ctx, { payment: request.payment, mode }), mode)
   },
   async chargeSavedMethod(ctx, request, method) {
     const charge = await chargeCard(ctx, request.payment, method.gateway_payment_method_id)
@@ -93,11 +98,15 @@ async function startSession(
   mode: 'card' | 'crypto',
 ) {
   const session = await createSession(ctx, { payment: request.payment, mode })
+  return pageOf(ctx, session.id, mode)
+}
+
+function pageOf(ctx: GatewayContext, sessionId: string, mode: 'card' | 'crypto') {
   const page = mode === 'card' ? 'checkout' : 'crypto'
   return {
     ok: true as const,
-    url: `${ctx.publicUrl}/sandbox/${page}/${session.id}`,
-    trackingId: session.id,
+    url: `${ctx.publicUrl}/sandbox/${page}/${sessionId}`,
+    trackingId: sessionId,
     gatewayPaymentId: null,
   }
 }

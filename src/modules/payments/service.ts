@@ -23,11 +23,13 @@ import { inTransaction } from '../../db/transaction.ts'
 import {
   type CancelResult,
   type ChargeResult,
+  type CheckoutResult,
   DECLINE_CODES,
   type Decline,
   type Gateway,
   type GatewayContext,
   type GatewayFailure,
+  type GatewayName,
   type GatewayPaymentRequest,
 } from '../../gateways/gateway.ts'
 import {
@@ -333,6 +335,30 @@ export async function createPaymentRecord(
           { cause: 'api', causeId: input.createdBy },
           deps.clock,
         )
+        // A page the gateway opens in this database (the sandbox's) is opened in this
+        // transaction: the payment is written once, already PENDING.
+        const startNow =
+          input.settleWith && input.methodType !== 'CARD' ? gateway.startInTransaction : undefined
+        if (input.settleWith && startNow) {
+          const request = await gatewayRequestFor(deps, scope, payment, customer)
+          const result = await startNow.call(gateway, trx, { ...ctx, db: trx }, request)
+          const started = await recordStart(
+            trx,
+            scope,
+            payment,
+            gateway.name,
+            result,
+            input.settleWith,
+            deps,
+          )
+          return {
+            payment: started.payment,
+            invoiceIds: payment.invoice_ids,
+            attempts: attemptsOfHeldPayment(trx, payment.id),
+            customer,
+            failure: started.failure,
+          }
+        }
         if (input.settleWith && settlesNow) {
           const settled = await settleLocked(
             trx,
@@ -357,6 +383,7 @@ export async function createPaymentRecord(
     if (settled === PAID_BY_DISCOUNT) throw paidByDiscountError(paidByDiscount, input.discountCode)
     const view = settled
     if (view.decline) throw declineError(view.decline, view.payment)
+    if (view.failure) throw startFailed(gateway.name, view.payment.id, view.failure)
     return view
   } catch (error) {
     // Two requests with one idempotency_key raced: the loser returns the winner's payment.
@@ -537,54 +564,77 @@ export async function processPayment(
   const result = await start.call(gateway, ctx, request)
   if (result.ok && result.gatewayCustomerId)
     await rememberGatewayCustomer(deps, request.customer, gateway.name, result.gatewayCustomerId)
-  return withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
-    if (!result.ok) {
-      await insertAttempt(
-        trx,
-        attemptRow(
-          locked,
-          gateway.name,
-          'failed',
-          null,
-          null,
-          result.failure.code,
-          result.failure.message,
-          deps.clock,
-        ),
-      )
-      await updatePayment(trx, locked.id, {
-        status_code: result.failure.code,
-        error_message: result.failure.message,
-        updated_at: deps.clock.now(),
-      })
-      throw new AppError(
-        'gateway_error',
-        `The ${gateway.name} gateway failed: ${result.failure.message}`,
-        {
-          payment_id: locked.id,
-          retryable: result.failure.retryable,
-        },
-      )
-    }
-    const ids = { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
-    const moved = await moveWithAttempt(
+  let failure: GatewayFailure | undefined
+  const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
+    const started = await recordStart(trx, scope, locked, gateway.name, result, cause, deps)
+    failure = started.failure
+    return started.payment
+  })
+  if (failure) throw startFailed(gateway.name, paymentId, failure)
+  return view
+}
+
+/**
+ * Records what the gateway answered when asked to open a payment's page or start it:
+ * PENDING, with the page and the provider's ids; or, when it failed, an attempt with the
+ * error on the payment, left INITIATED for `POST /v1/payments/:id/process` to try again
+ * (`failure`, which the caller answers with 502 once this is committed).
+ */
+async function recordStart(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  gateway: GatewayName,
+  result: CheckoutResult,
+  cause: Cause,
+  deps: PaymentDeps,
+): Promise<{ payment: Payment; failure?: GatewayFailure | undefined }> {
+  if (!result.ok) {
+    await insertAttempt(
       trx,
-      scope,
-      locked,
-      { gateway: gateway.name, status: 'pending', ...ids },
-      'PENDING',
-      {
-        payment_url: result.url,
-        gateway_tracking_id: result.trackingId,
-        gateway_payment_id: result.gatewayPaymentId,
-        status_code: null,
-        error_message: null,
-      },
-      cause,
-      deps,
+      attemptRow(
+        locked,
+        gateway,
+        'failed',
+        null,
+        null,
+        result.failure.code,
+        result.failure.message,
+        deps.clock,
+      ),
     )
-    if (moved.kind === 'illegal') throw illegal(locked, 'PENDING', moved.reason)
-    return moved.payment
+    const payment = await updatePayment(trx, locked.id, {
+      status_code: result.failure.code,
+      error_message: result.failure.message,
+      updated_at: deps.clock.now(),
+    })
+    return { payment, failure: result.failure }
+  }
+  const ids = { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
+  const moved = await moveWithAttempt(
+    trx,
+    scope,
+    locked,
+    { gateway, status: 'pending', ...ids },
+    'PENDING',
+    {
+      payment_url: result.url,
+      gateway_tracking_id: result.trackingId,
+      gateway_payment_id: result.gatewayPaymentId,
+      status_code: null,
+      error_message: null,
+    },
+    cause,
+    deps,
+  )
+  if (moved.kind === 'illegal') throw illegal(locked, 'PENDING', moved.reason)
+  return { payment: moved.payment }
+}
+
+function startFailed(gateway: GatewayName, paymentId: string, failure: GatewayFailure): AppError {
+  return new AppError('gateway_error', `The ${gateway} gateway failed: ${failure.message}`, {
+    payment_id: paymentId,
+    retryable: failure.retryable,
   })
 }
 
@@ -609,6 +659,8 @@ async function settleInternal(
 interface SettledView extends PaymentView {
   /** Set when the rail refused the money (the payment is FAILED, and the caller answers 402). */
   decline?: Decline | undefined
+  /** Set when the gateway could not open the payment's page (the caller answers 502). */
+  failure?: GatewayFailure | undefined
 }
 
 /**
