@@ -22,6 +22,7 @@ import {
   type PaymentBody,
   type RefundBody,
 } from '../payments-helpers.ts'
+import { statementsOf } from '../statements.ts'
 
 let ctx: TestContext
 let emulator: CheckoutEmulator
@@ -709,8 +710,15 @@ describe('Checkout.com automatic charges', () => {
     expect(authorized).toMatchObject({ payment_status: 'RESERVED' })
     await emulator.waitForDeliveries()
     // Checkout.com never captures it; the authorization expires and is reported.
-    emulator.expirePayment(String(authorized?.gateway_payment_id))
-    await emulator.waitForDeliveries()
+    const trips = await statementsOf(async () => {
+      emulator.expirePayment(String(authorized?.gateway_payment_id))
+      await emulator.waitForDeliveries()
+    }, 100_000)
+    // The next attempt is queued in the commit that records the failure, not after it: a
+    // process that stopped between the two would have lost it (the resend is a duplicate).
+    const queued = trips.filter((t) => /"next_payment_attempt" = /.test(t))
+    expect(queued, trips.join('\n')).toHaveLength(1)
+    expect(queued[0]).toMatch(/^with .*insert into "payment_transitions" .*; commit$/)
     expect(await getPayment(ctx, String(authorized?.id))).toMatchObject({
       payment_status: 'FAILED',
     })

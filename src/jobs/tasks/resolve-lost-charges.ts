@@ -51,7 +51,8 @@ export async function resolveLostCharges(
         const moved = now?.payment_status !== 'PROCESSING'
         // An automatic charge found declined, or never received: the invoice's next attempt,
         // as a provider's report of the failure would have queued it.
-        if (now?.payment_status === 'FAILED') await retryAfterLateFailure(deps, access, now)
+        if (now?.payment_status === 'FAILED')
+          await retryAfterLateFailure(deps.db, deps, access, now)
         if (moved) resolved += 1
         else left += 1
         deps.logger.info(

@@ -196,24 +196,23 @@ function endedDefinitively(payment: Payment): boolean {
 /**
  * An automatic charge its provider answered `processing` or authorized, and later reported
  * failed (a webhook): the job counted it as made, so the invoice gets its next attempt here,
- * as after a decline, three days later and within the four attempts. Called after the
- * report's transaction commits.
+ * as after a decline, three days later and within the four attempts. `db` is the report's
+ * transaction, which holds the invoice's lock (its payment status followed the failure): the
+ * next attempt is queued in the commit that records the failure, so a process that stops
+ * after that commit loses neither.
  */
 export async function retryAfterLateFailure(
-  deps: PaymentDeps,
+  db: Db,
+  deps: Pick<PaymentDeps, 'clock' | 'logger'>,
   access: Access,
   failed: Payment,
 ): Promise<void> {
   if (failed.metadata[AUTOMATIC_METADATA_KEY] !== 'true' || failed.destination_type !== 'INVOICE')
     return
   const invoiceId = failed.destination_id
-  const attempts = await countAutomaticAttempts(deps.db, access, invoiceId)
+  const attempts = await countAutomaticAttempts(db, access, invoiceId)
   if (attempts >= MAX_AUTOMATIC_ATTEMPTS) return
-  await queueAutomaticPayment(
-    deps.db,
-    invoiceId,
-    new Date(deps.clock.now().getTime() + RETRY_AFTER_MS),
-  )
+  await queueAutomaticPayment(db, invoiceId, new Date(deps.clock.now().getTime() + RETRY_AFTER_MS))
   deps.logger.info(
     { invoice_id: invoiceId, payment_id: failed.id, attempts },
     'automatic charge failed after its answer; retry queued',

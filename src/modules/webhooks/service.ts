@@ -66,9 +66,7 @@ export async function handleInboundWebhook(
   }
   const handled: HandledEvent[] = []
   for (const event of parsed.events) {
-    const { outcome, failedCharge } = await applyEvent(deps, scope, gateway.name, event)
-    // After the commit, as the charge job itself does: the invoice's next attempt.
-    if (failedCharge) await retryAfterLateFailure(deps, adminAccess(scope), failedCharge)
+    const outcome = await applyEvent(deps, scope, gateway.name, event)
     handled.push({ id: event.eventId, type: event.type, outcome })
   }
   return handled
@@ -104,19 +102,13 @@ async function malformedAs400<T>(
   }
 }
 
-interface AppliedEvent {
-  outcome: string
-  /** A card charge the report moved to FAILED after the provider had answered it. */
-  failedCharge?: Payment | undefined
-}
-
 async function applyEvent(
   deps: PaymentDeps,
   scope: Scope,
   gateway: string,
   event: NormalizedEvent,
-): Promise<AppliedEvent> {
-  return inTransaction(deps.db, async (trx): Promise<AppliedEvent> => {
+): Promise<string> {
+  return inTransaction(deps.db, async (trx): Promise<string> => {
     const fresh = await recordInboundEvent(trx, {
       tenant_id: scope.tenantId,
       environment_id: scope.environmentId,
@@ -125,7 +117,7 @@ async function applyEvent(
       event_type: event.type,
       payload: JSON.stringify(event.payload),
     })
-    if (!fresh) return { outcome: 'duplicate' }
+    if (!fresh) return 'duplicate'
     if (event.billingObject) {
       const outcome = await applyBillingObject(trx, scope, event.billingObject, deps.clock)
       await markInboundEventHandled(
@@ -136,7 +128,7 @@ async function applyEvent(
         outcome,
         deps.clock.now(),
       )
-      return { outcome }
+      return outcome
     }
     // An update that moves money onto or off the payment's invoices locks them after the
     // payment, in the round trip of the payment's lock (and its attempts: `lockPayment`).
@@ -153,7 +145,6 @@ async function applyEvent(
         ? await lockPaymentByTracking(trx, scope.environmentId, gateway, event.target.trackingId)
         : undefined)
     let outcome: string
-    let failedCharge: Payment | undefined
     if (!locked || (locked.payment_gateway !== null && locked.payment_gateway !== gateway)) {
       outcome = 'unknown_payment'
       deps.logger.warn(
@@ -189,7 +180,8 @@ async function applyEvent(
         locked.payment_status !== 'FAILED' &&
         result.payment.payment_status === 'FAILED'
       )
-        failedCharge = result.payment
+        // A charge the provider had answered, reported failed: the invoice's next attempt.
+        await retryAfterLateFailure(trx, deps, adminAccess(scope), result.payment)
     }
     await markInboundEventHandled(
       trx,
@@ -199,7 +191,7 @@ async function applyEvent(
       outcome,
       deps.clock.now(),
     )
-    return { outcome, failedCharge }
+    return outcome
   })
 }
 
