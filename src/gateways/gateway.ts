@@ -277,6 +277,7 @@ export interface Gateway {
    * `trx` that writes the payment: no call to another system comes between the payment's
    * commit and its page, so the payment is written once, already PENDING, in one commit.
    * A gateway that calls a provider must not have it (no network call holds a transaction open).
+   * Its answer's `gatewayCustomerId` is not remembered (the sandbox keeps no customers).
    */
   startInTransaction?(
     trx: Db,

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { sandboxGateway } from '../../src/gateways/sandbox/sandbox.gateway.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   chargeDefaultCard,
@@ -8,6 +9,7 @@ import {
   getInvoice,
   getPayment,
   invoiceToPay,
+  type PaymentBody,
   pagePost,
   postSandboxWebhook,
   sandboxEventBody,
@@ -128,6 +130,72 @@ describe('sandbox payment links', () => {
     })
     expect(res.status).toBe(402)
     expect((res.body as unknown as ErrorBody).error.code).toBe('no_default_payment_method')
+  })
+})
+
+describe('a page the gateway failed to open, answered after the payment moved on', () => {
+  /**
+   * An INITIATED sandbox link, processed with `POST /v1/payments/:id/process`, whose gateway
+   * call fails once `during` has run while the call was out.
+   */
+  async function failAfter(during: (paymentId: string) => Promise<void>) {
+    const { invoice } = await invoiceToPay(ctx)
+    const created = await createSandboxLink(ctx, invoice, invoice.amount_due, {
+      process_payment: false,
+    })
+    expect(created.body.payment_status).toBe('INITIATED')
+    let calling!: () => void
+    const called = new Promise<void>((resolve) => {
+      calling = resolve
+    })
+    let answer!: () => void
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve
+    })
+    const spy = vi.spyOn(sandboxGateway, 'createCheckout').mockImplementationOnce(async () => {
+      calling()
+      await answered
+      return {
+        ok: false,
+        failure: { code: 'network_error', message: 'timed out', retryable: true },
+      }
+    })
+    try {
+      const processing = ctx.post<ErrorBody>(`/v1/payments/${created.body.id}/process`)
+      await called
+      await during(created.body.id)
+      answer()
+      const failed = await processing
+      expect(failed.status, failed.text).toBe(502)
+      expect(failed.body.error.code).toBe('gateway_error')
+    } finally {
+      spy.mockRestore()
+    }
+    return getPayment(ctx, created.body.id)
+  }
+
+  test('cancelled meanwhile: the failure is not written on the cancelled payment', async () => {
+    const after = await failAfter(async (id) => {
+      const cancelled = await ctx.post(`/v1/payments/${id}/cancel`)
+      expect(cancelled.status, cancelled.text).toBe(200)
+    })
+    expect(after).toMatchObject({ payment_status: 'CANCELLED', status_code: null })
+    expect(after.attempts).toEqual([])
+  })
+
+  test('opened by a concurrent call meanwhile: its page stands, with no error on it', async () => {
+    const after = await failAfter(async (id) => {
+      const opened = await ctx.post<PaymentBody>(`/v1/payments/${id}/process`)
+      expect(opened.status, opened.text).toBe(200)
+      expect(opened.body.payment_status).toBe('PENDING')
+    })
+    expect(after).toMatchObject({
+      payment_status: 'PENDING',
+      status_code: null,
+      error_message: null,
+    })
+    expect(after.payment_url).toMatch(/\/sandbox\/checkout\//)
+    expect(after.attempts.map((a) => a.status)).toEqual(['pending'])
   })
 })
 

@@ -578,7 +578,8 @@ export async function processPayment(
  * Records what the gateway answered when asked to open a payment's page or start it:
  * PENDING, with the page and the provider's ids; or, when it failed, an attempt with the
  * error on the payment, left INITIATED for `POST /v1/payments/:id/process` to try again
- * (`failure`, which the caller answers with 502 once this is committed).
+ * (`failure`, which the caller answers with 502 once this is committed). A failure that
+ * comes back to a payment no longer INITIATED writes nothing.
  */
 async function recordStart(
   trx: Db,
@@ -590,6 +591,10 @@ async function recordStart(
   deps: PaymentDeps,
 ): Promise<{ payment: Payment; failure?: GatewayFailure | undefined }> {
   if (!result.ok) {
+    // Moved on while the gateway was asked (cancelled, or opened by a concurrent call): the
+    // failed call is only answered, never written onto what the payment is now.
+    if (locked.payment_status !== 'INITIATED' || !locked.active)
+      return { payment: locked, failure: result.failure }
     await insertAttempt(
       trx,
       attemptRow(
