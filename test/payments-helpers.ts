@@ -73,6 +73,18 @@ export async function createPayment(
   )
 }
 
+/** An OFFLINE payment of `amount` of the invoice, which succeeds at once. */
+export async function payOffline(ctx: TestContext, invoiceId: string, amount: string) {
+  const res = await createPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'OFFLINE',
+    amount,
+  })
+  expect(res.status, res.text).toBe(201)
+  expect(res.body.payment_status).toBe('SUCCEEDED')
+  return res.body
+}
+
 /** A sandbox PAYMENT_LINK for `amount` of `invoice` (all that is due by default). */
 export async function createSandboxLink(
   ctx: TestContext,
@@ -303,12 +315,5 @@ export async function offlinePayment(
   customerBody: Record<string, unknown> = {},
 ) {
   const { customer, invoice } = await invoiceToPay(ctx, customerBody)
-  const res = await createPayment(ctx, {
-    destination_id: invoice.id,
-    payment_method_type: 'OFFLINE',
-    amount,
-  })
-  expect(res.status, res.text).toBe(201)
-  expect(res.body.payment_status).toBe('SUCCEEDED')
-  return { customer, invoice, payment: res.body }
+  return { customer, invoice, payment: await payOffline(ctx, invoice.id, amount) }
 }

@@ -9,6 +9,10 @@ import { deliverSandboxWebhook, SANDBOX_DELIVERY_TASK } from './tasks/deliver-sa
 import { PRUNE_IDEMPOTENCY_KEYS, pruneIdempotencyKeys } from './tasks/prune-idempotency-keys.ts'
 import { RESOLVE_LOST_CHARGES, resolveLostCharges } from './tasks/resolve-lost-charges.ts'
 import { markStripeInvoicePaid, STRIPE_PAID_OUT_OF_BAND } from './tasks/stripe-paid-out-of-band.ts'
+import {
+  WITHDRAW_OVERTAKEN_PAGES,
+  withdrawOvertakenPages,
+} from './tasks/withdraw-overtaken-pages.ts'
 import { workerLoggerFrom } from './worker-logger.ts'
 
 export const RENEW_SUBSCRIPTIONS = 'renew_subscriptions'
@@ -31,6 +35,13 @@ export function createTaskList(deps: WorkerDeps): TaskList {
       const { resolved, left } = await resolveLostCharges(deps)
       if (resolved + left > 0)
         helpers.logger.info(`lost card charges: ${resolved} settled, ${left} left for later`)
+    },
+    [WITHDRAW_OVERTAKEN_PAGES]: async (_payload, helpers) => {
+      const { withdrawn, left } = await withdrawOvertakenPages(deps)
+      if (withdrawn + left > 0)
+        helpers.logger.info(
+          `pages of invoices paid another way: ${withdrawn} withdrawn, ${left} left`,
+        )
     },
     [SANDBOX_DELIVERY_TASK]: async (payload) => deliverSandboxWebhook(deps, payload),
     [MERCHANT_WEBHOOK_TASK]: async (payload, helpers) => {
@@ -67,6 +78,7 @@ export const CRON_ITEMS = parseCronItems([
   // Every minute; each run takes everything due, so a missed minute needs no backfill.
   { task: RENEW_SUBSCRIPTIONS, match: '* * * * *', identifier: RENEW_SUBSCRIPTIONS },
   { task: CHARGE_DUE_INVOICES, match: '* * * * *', identifier: CHARGE_DUE_INVOICES },
+  { task: WITHDRAW_OVERTAKEN_PAGES, match: '* * * * *', identifier: WITHDRAW_OVERTAKEN_PAGES },
 ])
 
 export interface StartWorkerOptions {

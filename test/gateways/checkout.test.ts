@@ -2,6 +2,7 @@ import { Checkout } from 'checkout-sdk-node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { adminAccess } from '../../src/core/principal.ts'
 import { chargeDueInvoices, RETRY_AFTER_MS } from '../../src/jobs/tasks/charge-due-invoices.ts'
+import { withdrawOvertakenPages } from '../../src/jobs/tasks/withdraw-overtaken-pages.ts'
 import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { countAutomaticAttempts } from '../../src/modules/payments/automatic.ts'
 import { askRefundAgain } from '../../src/modules/payments/refunds.ts'
@@ -20,6 +21,7 @@ import {
   getPayment,
   invoiceToPay,
   type PaymentBody,
+  payOffline,
   type RefundBody,
 } from '../payments-helpers.ts'
 import { statementsOf } from '../statements.ts'
@@ -860,6 +862,23 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
     await emulator.waitForDeliveries()
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+
+  test('a hosted payment page on an invoice paid another way is left open by withdraw_overtaken_pages; paid too, the invoice is OVERPAID', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await hostedPayment(invoice.id)
+    await payOffline(ctx, invoice.id, '100.00')
+    expect((await withdrawOvertakenPages(ctx.deps)).left).toBeGreaterThanOrEqual(1)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+    const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
+      card: '4242424242424242',
+    })
+    await followReturn(completion.redirectUrl)
+    await emulator.waitForDeliveries()
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'OVERPAID',
+      amount_paid: '200.00',
+    })
   })
 
   test('cancelling the RESERVED payment in Payrail voids the authorization: nothing is captured', async () => {

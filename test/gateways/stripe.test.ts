@@ -2,6 +2,7 @@ import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { gatewayContext } from '../../src/gateways/registry.ts'
 import { stripeGateway } from '../../src/gateways/stripe/stripe.gateway.ts'
+import { withdrawOvertakenPages } from '../../src/jobs/tasks/withdraw-overtaken-pages.ts'
 import { ASK_REFUND_AGAIN, askRefundAgain } from '../../src/modules/payments/refunds.ts'
 import { gatewayRequestFor, withLockedPayment } from '../../src/modules/payments/service.ts'
 import { movePayment } from '../../src/modules/payments/state.ts'
@@ -17,6 +18,7 @@ import {
   getPayment,
   invoiceToPay,
   type PaymentBody,
+  payOffline,
   type RefundBody,
   unansweredPayment,
 } from '../payments-helpers.ts'
@@ -593,6 +595,21 @@ describe('Stripe cancellation', () => {
     expect(emulator.state.checkoutSessions.get(String(payment.gateway_tracking_id))?.status).toBe(
       'open',
     )
+  })
+
+  test('an invoice paid offline while its link is open: withdraw_overtaken_pages expires the Checkout Session', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await link(invoice.id)
+    await payOffline(ctx, invoice.id, '100.00')
+    expect((await withdrawOvertakenPages(ctx.deps)).withdrawn).toBeGreaterThanOrEqual(1)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('CANCELLED')
+    expect(emulator.state.checkoutSessions.get(String(payment.gateway_tracking_id))?.status).toBe(
+      'expired',
+    )
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
   })
 
   test('cancelling an open link expires its Checkout Session', async () => {

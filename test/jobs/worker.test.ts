@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { CHARGE_DUE_INVOICES } from '../../src/jobs/tasks/charge-due-invoices.ts'
 import { PRUNE_IDEMPOTENCY_KEYS } from '../../src/jobs/tasks/prune-idempotency-keys.ts'
 import { RESOLVE_LOST_CHARGES } from '../../src/jobs/tasks/resolve-lost-charges.ts'
+import { WITHDRAW_OVERTAKEN_PAGES } from '../../src/jobs/tasks/withdraw-overtaken-pages.ts'
 import {
   CRON_ITEMS,
   createTaskList,
@@ -36,12 +37,14 @@ describe('worker', () => {
 })
 
 describe('schedule', () => {
-  test('renewals and automatic charges run every minute, pruning and lost charges hourly, each a task the worker has', async () => {
+  test('renewals, automatic charges and withdrawing overtaken pages run every minute, pruning and lost charges hourly, each a task the worker has', async () => {
     const tasks = createTaskList(ctx.deps)
     const everyMinute = CRON_ITEMS.filter((item) =>
       [0, 7, 31, 59].every((min) => item.match({ min, hour: 13, date: 2, month: 3, dow: 1 })),
     ).map((item) => item.task)
-    expect(everyMinute.sort()).toEqual([CHARGE_DUE_INVOICES, RENEW_SUBSCRIPTIONS].sort())
+    expect(everyMinute.sort()).toEqual(
+      [CHARGE_DUE_INVOICES, RENEW_SUBSCRIPTIONS, WITHDRAW_OVERTAKEN_PAGES].sort(),
+    )
     const hourly = CRON_ITEMS.filter(
       (item) => !everyMinute.includes(item.task) && item.options.backfillPeriod === 60 * 60 * 1000,
     ).map((item) => item.task)
@@ -60,6 +63,7 @@ describe('schedule', () => {
           PRUNE_IDEMPOTENCY_KEYS,
           RENEW_SUBSCRIPTIONS,
           RESOLVE_LOST_CHARGES,
+          WITHDRAW_OVERTAKEN_PAGES,
         ].sort(),
       )
     } finally {

@@ -1,7 +1,14 @@
-import { type Insertable, type RawBuilder, sql, type Updateable } from 'kysely'
+import {
+  type Insertable,
+  type RawBuilder,
+  type SelectQueryBuilder,
+  sql,
+  type Updateable,
+} from 'kysely'
 import type { PaymentStatus } from '../../core/payment-state.ts'
 import type { Db } from '../../db/client.ts'
 import type {
+  Database,
   Payment,
   PaymentAllocation,
   PaymentAllocationTable,
@@ -605,34 +612,100 @@ export async function staleCardCharges(
   limit: number,
   after?: { updatedAt: Date; id: string },
 ): Promise<Payment[]> {
+  return sweepPayments(
+    db,
+    'updated_at',
+    (qb) =>
+      qb
+        .where('payments.active', '=', true)
+        .where('payments.payment_status', '=', 'PROCESSING')
+        .where('payments.payment_method_type', '=', 'CARD')
+        .where('payments.updated_at', '<', before),
+    limit,
+    after && { at: after.updatedAt, id: after.id },
+  )
+}
+
+type PaymentsOfEnvironment = SelectQueryBuilder<
+  Database & { environments: Database['environments'] },
+  'payments' | 'environments',
+  Payment
+>
+
+/**
+ * The payments of every environment that `where` selects, oldest `column` first, at most
+ * `limit`, after `after` (keyset on the column and the id): one index range per environment
+ * (a lateral join), for the jobs that sweep every tenant's payments.
+ */
+function sweepPayments(
+  db: Db,
+  column: 'created_at' | 'updated_at',
+  where: (qb: PaymentsOfEnvironment) => PaymentsOfEnvironment,
+  limit: number,
+  after?: { at: Date; id: string },
+): Promise<Payment[]> {
   return db
     .selectFrom('environments')
     .innerJoinLateral(
       (eb) =>
-        eb
-          .selectFrom('payments')
-          .selectAll('payments')
-          .whereRef('payments.environment_id', '=', 'environments.id')
-          .where('payments.active', '=', true)
-          .where('payments.payment_status', '=', 'PROCESSING')
-          .where('payments.payment_method_type', '=', 'CARD')
-          .where('payments.updated_at', '<', before)
+        where(
+          eb
+            .selectFrom('payments')
+            .selectAll('payments')
+            .whereRef('payments.environment_id', '=', 'environments.id'),
+        )
           .$if(after !== undefined, (qb) =>
             qb.where(
-              sql<boolean>`(payments.updated_at, payments.id) > (${after?.updatedAt}, ${after?.id})`,
+              sql<boolean>`(${sql.ref(`payments.${column}`)}, payments.id) > (${after?.at}, ${after?.id})`,
             ),
           )
-          .orderBy('payments.updated_at')
+          .orderBy(sql.ref(`payments.${column}`))
           .orderBy('payments.id')
           .limit(limit)
           .as('p'),
       (join) => join.onTrue(),
     )
     .selectAll('p')
-    .orderBy('p.updated_at')
+    .orderBy(sql.ref(`p.${column}`))
     .orderBy('p.id')
     .limit(limit)
     .execute() as Promise<Payment[]>
+}
+
+/**
+ * Open pages (PENDING payments of `gateways`) that can no longer be paid without paying an
+ * invoice twice: one of their invoices now owes less than the page's share of it (paid
+ * meanwhile through another rail, in full or in part). Oldest first, at most `limit`, after
+ * `after` (keyset), across environments.
+ */
+export async function pagesOverpayingTheirInvoices(
+  db: Db,
+  gateways: readonly string[],
+  limit: number,
+  after?: { createdAt: Date; id: string },
+): Promise<Payment[]> {
+  if (gateways.length === 0) return []
+  return sweepPayments(
+    db,
+    'created_at',
+    (qb) =>
+      qb
+        .where('payments.active', '=', sql.lit(true))
+        .where('payments.payment_status', '=', 'PENDING')
+        .where('payments.payment_gateway', 'in', gateways)
+        .where((w) =>
+          w.exists(
+            w
+              .selectFrom('payment_allocations')
+              .innerJoin('invoices', 'invoices.id', 'payment_allocations.invoice_id')
+              .select(sql.lit(1).as('one'))
+              .whereRef('payment_allocations.payment_id', '=', 'payments.id')
+              .whereRef('invoices.amount_remaining', '<', 'payment_allocations.amount'),
+          ),
+        ),
+    limit,
+    after && { at: after.createdAt, id: after.id },
+  )
 }
 
 /**
