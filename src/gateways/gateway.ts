@@ -33,6 +33,13 @@ export interface GatewayCapabilities {
   methodTypes: readonly PaymentMethodType[]
   /** Money moves inside Payrail's own transaction (balance, offline), not at a provider. */
   internal: boolean
+  /**
+   * `cancel` can withdraw an open page (a hosted checkout, a crypto page) so that it can no
+   * longer be paid: Stripe expires a Checkout Session, the sandbox closes its session.
+   * Checkout.com cannot withdraw a hosted payment page; BitPay, CoinPayments and external
+   * systems have no withdrawal.
+   */
+  withdrawsPages: boolean
 }
 
 /** Everything a gateway call may use: the tenant environment, its connection, where Payrail is reachable. */

@@ -78,7 +78,13 @@ export const CRON_ITEMS = parseCronItems([
   // Every minute; each run takes everything due, so a missed minute needs no backfill.
   { task: RENEW_SUBSCRIPTIONS, match: '* * * * *', identifier: RENEW_SUBSCRIPTIONS },
   { task: CHARGE_DUE_INVOICES, match: '* * * * *', identifier: CHARGE_DUE_INVOICES },
-  { task: WITHDRAW_OVERTAKEN_PAGES, match: '* * * * *', identifier: WITHDRAW_OVERTAKEN_PAGES },
+  // One run at a time, and one waiting at most: a run slowed by a provider is not overlapped.
+  {
+    task: WITHDRAW_OVERTAKEN_PAGES,
+    match: '* * * * *',
+    identifier: WITHDRAW_OVERTAKEN_PAGES,
+    options: { queueName: WITHDRAW_OVERTAKEN_PAGES, jobKey: WITHDRAW_OVERTAKEN_PAGES },
+  },
 ])
 
 export interface StartWorkerOptions {

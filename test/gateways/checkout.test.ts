@@ -868,7 +868,8 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await hostedPayment(invoice.id)
     await payOffline(ctx, invoice.id, '100.00')
-    expect((await withdrawOvertakenPages(ctx.deps)).left).toBeGreaterThanOrEqual(1)
+    // Checkout.com cannot withdraw a hosted payment page: the job does not try.
+    await withdrawOvertakenPages(ctx.deps)
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
     const completion = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
       card: '4242424242424242',

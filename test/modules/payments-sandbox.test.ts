@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import type { SandboxSession } from '../../src/db/database.ts'
+import { gatewayContext } from '../../src/gateways/registry.ts'
 import { sandboxGateway } from '../../src/gateways/sandbox/sandbox.gateway.ts'
+import {
+  findSession,
+  submitCard as submitCardOnPage,
+} from '../../src/gateways/sandbox/sandbox-provider.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   chargeDefaultCard,
@@ -196,6 +202,28 @@ describe('a page the gateway failed to open, answered after the payment moved on
     })
     expect(after.payment_url).toMatch(/\/sandbox\/checkout\//)
     expect(after.attempts.map((a) => a.status)).toEqual(['pending'])
+  })
+})
+
+describe('a sandbox page closed while the customer pays it', () => {
+  test('a card submitted on a page read before it was closed takes nothing', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const session = await findSession(ctx.db, sessionOf(link.body))
+    expect(session?.status).toBe('open')
+    const cancelled = await ctx.post(`/v1/payments/${link.body.id}/cancel`)
+    expect(cancelled.status, cancelled.text).toBe(200)
+    // The page's request read the session as open, just before the merchant closed it.
+    const sandbox = await gatewayContext(ctx.deps, ctx.scope, 'sandbox')
+    const submitted = await submitCardOnPage(sandbox, session as SandboxSession, {
+      number: '4242424242424242',
+      expMonth: 12,
+      expYear: 2030,
+    })
+    expect(submitted.kind).toBe('closed')
+    expect((await findSession(ctx.db, sessionOf(link.body)))?.status).toBe('expired')
+    expect(await getPayment(ctx, link.body.id)).toMatchObject({ payment_status: 'CANCELLED' })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '0.00' })
   })
 })
 

@@ -18,6 +18,7 @@ export const bitpayGateway: Gateway = {
     webhookVerification: true,
     methodTypes: ['CRYPTO'],
     internal: false,
+    withdrawsPages: false,
   },
   async startAsync(ctx, request) {
     const { payment } = request

@@ -29,6 +29,7 @@ export const checkoutGateway: Gateway = {
     webhookVerification: true,
     methodTypes: ['PAYMENT_LINK', 'CARD'],
     internal: false,
+    withdrawsPages: false,
   },
   async createCheckout(ctx, request) {
     const { payment } = request

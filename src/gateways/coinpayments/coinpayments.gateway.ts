@@ -21,6 +21,7 @@ export const coinpaymentsGateway: Gateway = {
     webhookVerification: true,
     methodTypes: ['CRYPTO'],
     internal: false,
+    withdrawsPages: false,
   },
   async startAsync(ctx, request) {
     const { payment } = request

@@ -17,6 +17,7 @@ export const externalGateway: Gateway = {
     webhookVerification: true,
     methodTypes: ['EXTERNAL'],
     internal: false,
+    withdrawsPages: false,
   },
   async startAsync(_ctx, request) {
     return { ok: true, url: null, trackingId: request.payment.id, gatewayPaymentId: null }

@@ -14,6 +14,7 @@ export const offlineGateway: Gateway = {
     webhookVerification: false,
     methodTypes: ['OFFLINE'],
     internal: true,
+    withdrawsPages: false,
   },
   async settleInternal() {
     return { ok: true }

@@ -17,6 +17,7 @@ export const platformGateway: Gateway = {
     webhookVerification: false,
     methodTypes: ['CREDITS'],
     internal: true,
+    withdrawsPages: false,
   },
   async settleInternal(trx, ctx, payment) {
     const debit = await applyBalanceChange(

@@ -169,10 +169,11 @@ export async function submitCard(
     return { kind: 'declined', session, message: behaviour.decline.message }
   }
   if (behaviour.kind === 'requires_authentication') {
-    const waiting = await updateSession(ctx, session.id, {
+    const waiting = await updateSession(ctx, session.id, ['open'], {
       status: 'requires_action',
       pending_card_number: `${number}|${card.expMonth}|${card.expYear}`,
     })
+    if (!waiting) return { kind: 'closed', session }
     return { kind: 'challenge', session: waiting }
   }
   return completeWithCard(ctx, session, number, card.expMonth, card.expYear)
@@ -187,10 +188,11 @@ export async function answerChallenge(
   if (session.status !== 'requires_action' || !session.pending_card_number)
     return { kind: 'closed', session }
   const [number = '', month = '0', year = '0'] = session.pending_card_number.split('|')
-  const reopened = await updateSession(ctx, session.id, {
+  const reopened = await updateSession(ctx, session.id, ['requires_action'], {
     status: 'open',
     pending_card_number: null,
   })
+  if (!reopened) return { kind: 'closed', session }
   if (!approve) {
     await emit(
       ctx,
@@ -220,13 +222,15 @@ async function completeWithCard(
   expMonth: number,
   expYear: number,
 ): Promise<CardSubmission> {
-  const card = session.save_card
-    ? await saveCard(ctx, session.customer_id, number, expMonth, expYear)
-    : undefined
-  const completed = await updateSession(ctx, session.id, {
+  // Only an open session takes the card: one the merchant closed meanwhile takes nothing.
+  const completed = await updateSession(ctx, session.id, ['open'], {
     status: 'complete',
     amount_received: session.amount,
   })
+  if (!completed) return { kind: 'closed', session }
+  const card = session.save_card
+    ? await saveCard(ctx, session.customer_id, number, expMonth, expYear)
+    : undefined
   await emit(
     ctx,
     session.payment_id,
@@ -257,10 +261,11 @@ export async function cryptoAction(
   const amount = session.amount
   switch (action) {
     case 'pay': {
-      const paid = await updateSession(ctx, session.id, {
+      const paid = await updateSession(ctx, session.id, ['open'], {
         status: 'confirming',
         amount_received: amount,
       })
+      if (!paid) return session
       await emit(
         ctx,
         session.payment_id,
@@ -281,6 +286,11 @@ export async function cryptoAction(
             : session.amount_received > 0n
               ? session.amount_received
               : amount
+      const done = await updateSession(ctx, session.id, ['open', 'confirming'], {
+        status: 'complete',
+        amount_received: received,
+      })
+      if (!done) return session
       if (action === 'pay_and_confirm') {
         await emit(
           ctx,
@@ -289,10 +299,6 @@ export async function cryptoAction(
           eventData(session, { amount_received: Number(received) }),
         )
       }
-      const done = await updateSession(ctx, session.id, {
-        status: 'complete',
-        amount_received: received,
-      })
       await emit(
         ctx,
         session.payment_id,
@@ -311,7 +317,8 @@ export async function expireSession(
   session: SandboxSession,
 ): Promise<SandboxSession> {
   if (session.status === 'complete' || session.status === 'expired') return session
-  const expired = await updateSession(ctx, session.id, { status: 'expired' })
+  const expired = await updateSession(ctx, session.id, [session.status], { status: 'expired' })
+  if (!expired) return session
   await emit(
     ctx,
     session.payment_id,
@@ -324,14 +331,15 @@ export async function expireSession(
 /**
  * Closes a session the merchant cancelled: the page refuses cards from now on. No
  * webhook: Payrail cancelled the payment itself, as a provider does not report back
- * a cancellation its merchant asked for.
+ * a cancellation its merchant asked for. False when the customer had paid it
+ * (`complete`, or coins sent and `confirming`), even in the instant before.
  */
-export async function closeSession(
-  ctx: GatewayContext,
-  session: SandboxSession,
-): Promise<SandboxSession> {
-  if (session.status === 'complete' || session.status === 'expired') return session
-  return updateSession(ctx, session.id, { status: 'expired' })
+export async function closeSession(ctx: GatewayContext, session: SandboxSession): Promise<boolean> {
+  if (session.status === 'expired') return true
+  return (
+    (await updateSession(ctx, session.id, ['open', 'requires_action'], { status: 'expired' })) !==
+    undefined
+  )
 }
 
 export type SandboxCharge =
@@ -459,17 +467,24 @@ function isOpen(session: SandboxSession, ctx: GatewayContext): boolean {
   return session.status === 'open' && session.expires_at.getTime() > ctx.clock.now().getTime()
 }
 
+/**
+ * Moves a session on, only from one of the statuses `from` (what the caller read it in): a
+ * session closed by the merchant, or completed by another request meanwhile, is not moved
+ * again. Undefined when it was no longer in one of them.
+ */
 async function updateSession(
   ctx: GatewayContext,
   id: string,
+  from: readonly SandboxSession['status'][],
   changes: Partial<Pick<SandboxSession, 'status' | 'pending_card_number' | 'amount_received'>>,
-): Promise<SandboxSession> {
+): Promise<SandboxSession | undefined> {
   return ctx.db
     .updateTable('sandbox_sessions')
     .set({ ...changes, updated_at: ctx.clock.now() })
     .where('id', '=', id)
+    .where('status', 'in', from)
     .returningAll()
-    .executeTakeFirstOrThrow()
+    .executeTakeFirst()
 }
 
 function emptyData(): SandboxEvent['data'] {

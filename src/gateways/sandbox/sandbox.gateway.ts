@@ -25,6 +25,7 @@ export const sandboxGateway: Gateway = {
     webhookVerification: true,
     methodTypes: ['PAYMENT_LINK', 'CARD', 'CRYPTO'],
     internal: false,
+    withdrawsPages: true,
   },
   async createCheckout(ctx, request) {
     return startSession(ctx, request, 'card')
@@ -82,9 +83,8 @@ export const sandboxGateway: Gateway = {
   async cancel(ctx, payment) {
     if (!payment.gateway_tracking_id) return { ok: true }
     const session = await findSession(ctx.db, payment.gateway_tracking_id)
-    if (session?.status === 'complete')
-      return { ok: false, reason: 'The customer completed the sandbox checkout' }
-    if (session) await closeSession(ctx, session)
+    if (session && !(await closeSession(ctx, session)))
+      return { ok: false, reason: 'The customer has paid the sandbox page' }
     return { ok: true }
   },
   async parseWebhook(ctx, raw) {

@@ -33,6 +33,7 @@ export const stripeGateway: Gateway = {
     webhookVerification: true,
     methodTypes: ['PAYMENT_LINK', 'CARD'],
     internal: false,
+    withdrawsPages: true,
   },
   async createCheckout(ctx, request) {
     const stripe = await stripeClient(ctx)

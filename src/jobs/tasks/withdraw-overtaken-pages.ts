@@ -1,8 +1,7 @@
 import { AppError } from '../../core/errors.ts'
 import { adminAccess } from '../../core/principal.ts'
-import { GATEWAY_NAMES } from '../../gateways/gateway.ts'
-import { gatewayFor } from '../../gateways/registry.ts'
-import { pagesOverpayingTheirInvoices } from '../../modules/payments/repository.ts'
+import { availableGatewayNames, gatewayFor } from '../../gateways/registry.ts'
+import { isOvertakenPage, pagesOverpayingTheirInvoices } from '../../modules/payments/repository.ts'
 import { cancelPayment, type PaymentDeps } from '../../modules/payments/service.ts'
 
 export const WITHDRAW_OVERTAKEN_PAGES = 'withdraw_overtaken_pages'
@@ -14,10 +13,12 @@ export const WITHDRAW_OVERTAKEN_PAGES = 'withdraw_overtaken_pages'
  * Paid as well, the page would pay the invoice twice (OVERPAID). Each is cancelled as
  * `POST /v1/payments/:id/cancel` would: the provider expires the page first.
  *
- * A page the provider cannot withdraw (a Checkout.com hosted payment page), or that the
- * customer has just paid, stays open: its report settles it, and money over what the
- * invoice owed is recorded as OVERPAID with `invoice.overpaid`. A provider that cannot be
- * reached is asked again on the next run.
+ * Only the pages of gateways that can withdraw one (`withdrawsPages`: Stripe, the sandbox)
+ * are looked at; the others stay open until their provider reports them paid or expired.
+ * A page the customer has just paid stays open too: its report settles it, and money over
+ * what the invoice owed is recorded as OVERPAID with `invoice.overpaid`. A provider that
+ * cannot be reached is asked again on the next run, and so is a page whose withdrawal
+ * failed otherwise (logged): one page never keeps the others from being withdrawn.
  */
 export async function withdrawOvertakenPages(
   deps: PaymentDeps,
@@ -26,24 +27,26 @@ export async function withdrawOvertakenPages(
   let withdrawn = 0
   let left = 0
   let after: { createdAt: Date; id: string } | undefined
-  // The gateways that may withdraw a page they opened (`Gateway.cancel`).
-  const withdrawing = GATEWAY_NAMES.filter((name) => gatewayFor(name).cancel !== undefined)
+  const withdrawing = availableGatewayNames().filter(
+    (name) => gatewayFor(name).capabilities.withdrawsPages,
+  )
   for (;;) {
     const batch = await pagesOverpayingTheirInvoices(deps.db, withdrawing, batchSize, after)
     for (const page of batch) {
       const access = adminAccess({ tenantId: page.tenant_id, environmentId: page.environment_id })
       const cause = { cause: 'job' as const, causeId: WITHDRAW_OVERTAKEN_PAGES }
       try {
+        // Read again just before: the batch may be minutes old (an offline payment refunded
+        // since leaves the invoice owing the page's amount again).
+        if (!(await isOvertakenPage(deps.db, page.id))) continue
         await cancelPayment(deps, access, page.id, cause)
         withdrawn += 1
       } catch (error) {
-        // A refusal (the page paid, a page the provider cannot withdraw) or an unreachable
-        // provider leaves the page as it is; anything else is a fault of this run.
-        if (!(error instanceof AppError) || (error.status >= 500 && error.code !== 'gateway_error'))
-          throw error
         left += 1
-        // A refusal is asked again every minute until the page settles or expires: quietly.
-        const log = error.code === 'gateway_error' ? deps.logger.warn : deps.logger.debug
+        // A refusal (the customer paid it) stands until the page settles: quietly. Anything
+        // else is logged, and the page is asked again on the next run.
+        const refused = error instanceof AppError && error.status < 500
+        const log = refused ? deps.logger.debug : deps.logger.warn
         log.call(
           deps.logger,
           { payment_id: page.id, invoice_ids: page.invoice_ids, err: error },

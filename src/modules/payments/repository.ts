@@ -1,4 +1,5 @@
 import {
+  type ExpressionBuilder,
   type Insertable,
   type RawBuilder,
   type SelectQueryBuilder,
@@ -617,7 +618,7 @@ export async function staleCardCharges(
     'updated_at',
     (qb) =>
       qb
-        .where('payments.active', '=', true)
+        .where('payments.active', '=', sql.lit(true))
         .where('payments.payment_status', '=', 'PROCESSING')
         .where('payments.payment_method_type', '=', 'CARD')
         .where('payments.updated_at', '<', before),
@@ -693,18 +694,34 @@ export async function pagesOverpayingTheirInvoices(
         .where('payments.active', '=', sql.lit(true))
         .where('payments.payment_status', '=', 'PENDING')
         .where('payments.payment_gateway', 'in', gateways)
-        .where((w) =>
-          w.exists(
-            w
-              .selectFrom('payment_allocations')
-              .innerJoin('invoices', 'invoices.id', 'payment_allocations.invoice_id')
-              .select(sql.lit(1).as('one'))
-              .whereRef('payment_allocations.payment_id', '=', 'payments.id')
-              .whereRef('invoices.amount_remaining', '<', 'payment_allocations.amount'),
-          ),
-        ),
+        .where(overtakesAnInvoice),
     limit,
     after && { at: after.createdAt, id: after.id },
+  )
+}
+
+/** Whether the payment is still an open page one of whose invoices owes less than its share. */
+export async function isOvertakenPage(db: Db, paymentId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('payments')
+    .select('payments.id')
+    .where('payments.id', '=', paymentId)
+    .where('payments.active', '=', sql.lit(true))
+    .where('payments.payment_status', '=', 'PENDING')
+    .where(overtakesAnInvoice)
+    .executeTakeFirst()
+  return row !== undefined
+}
+
+/** An invoice of the payment now owes less than the payment's share of it. */
+function overtakesAnInvoice(w: ExpressionBuilder<Database, 'payments'>) {
+  return w.exists(
+    w
+      .selectFrom('payment_allocations')
+      .innerJoin('invoices', 'invoices.id', 'payment_allocations.invoice_id')
+      .select(sql.lit(1).as('one'))
+      .whereRef('payment_allocations.payment_id', '=', 'payments.id')
+      .whereRef('invoices.amount_remaining', '<', 'payment_allocations.amount'),
   )
 }
 
