@@ -595,6 +595,8 @@ export interface StripeReplicaTable {
   data: Json<unknown>
   stripe_created: NullableTimestamp
   synced_at: Timestamp
+  /** When Stripe made the event the row came from (or the object was fetched); null before 0017. */
+  seen_at: NullableTimestamp
 }
 
 /** Active payments per environment, status and UTC day, in shards; kept by triggers (migration 0006). */

@@ -18,6 +18,7 @@ import * as m0013 from './migrations/0013-merchant-webhooks.ts'
 import * as m0014 from './migrations/0014-webhook-deliveries-no-endpoint-key.ts'
 import * as m0015 from './migrations/0015-schedule-quantity-only.ts'
 import * as m0016 from './migrations/0016-webhook-secret-rotation.ts'
+import * as m0017 from './migrations/0017-stripe-replica-event-time.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -37,6 +38,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0014-webhook-deliveries-no-endpoint-key': m0014,
   '0015-schedule-quantity-only': m0015,
   '0016-webhook-secret-rotation': m0016,
+  '0017-stripe-replica-event-time': m0017,
 }
 
 const migrationProvider: MigrationProvider = {

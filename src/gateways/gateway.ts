@@ -221,6 +221,11 @@ export interface BillingObject {
     | 'price'
     | 'balance_transaction'
   object: { id: string; created?: number | null | undefined }
+  /**
+   * When the provider made the event that carries it (Stripe's `created`, in seconds);
+   * undefined for an object fetched from the provider now (a backfill).
+   */
+  seenAt?: number | undefined
 }
 
 /** One provider event, mapped: which payment it is about and what it reports. */

@@ -174,6 +174,37 @@ describe('Stripe Billing sync', () => {
     )
   })
 
+  test('a product update delivered after a later one leaves the later one in the replica', async () => {
+    const product = emulator.seedProduct({ name: 'Starter' })
+    emulator.setWebhookDelivery('manual')
+    emulator.sendEvent('product.updated', { ...product, name: 'Starter (older)' })
+    ctx.clock.advance(5_000)
+    emulator.sendEvent('product.updated', { ...product, name: 'Starter (newer)' })
+    // Newest first: the older event lands last.
+    await emulator.deliverOutbox({ order: 'reverse' })
+    emulator.setWebhookDelivery('auto')
+    const replica = async () =>
+      ctx.db
+        .selectFrom('stripe_replicas')
+        .select(['data', 'seen_at'])
+        .where('object_type', '=', 'product')
+        .where('stripe_id', '=', String(product.id))
+        .executeTakeFirstOrThrow()
+    expect((await replica()).data).toMatchObject({ name: 'Starter (newer)' })
+    const outcomes = await ctx.db
+      .selectFrom('webhook_events')
+      .select('outcome')
+      .where('event_type', '=', 'product.updated')
+      .orderBy('received_at')
+      .execute()
+    expect(outcomes.slice(-2).map((e) => e.outcome)).toEqual(['synced', 'stale'])
+    // A later event of the same object still lands.
+    ctx.clock.advance(5_000)
+    emulator.sendEvent('product.updated', { ...product, name: 'Starter (latest)' })
+    await emulator.waitForDeliveries()
+    expect((await replica()).data).toMatchObject({ name: 'Starter (latest)' })
+  })
+
   test('payrail sync stripe backfills every object type, and running it again changes nothing', async () => {
     const product = emulator.seedProduct({ name: 'Backfilled' })
     emulator.seedPrice({ product: String(product.id), unitAmount: 900 })

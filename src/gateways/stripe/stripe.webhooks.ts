@@ -191,7 +191,11 @@ function billingObjectOf(event: Stripe.Event): BillingObject | undefined {
     typeof (object as { id?: unknown }).id !== 'string'
   )
     return undefined
-  return { objectType: match[1], object: object as BillingObject['object'] }
+  return {
+    objectType: match[1],
+    object: object as BillingObject['object'],
+    seenAt: typeof event.created === 'number' ? event.created : undefined,
+  }
 }
 
 function refundEvent(

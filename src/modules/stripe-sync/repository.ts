@@ -2,6 +2,11 @@ import { sql } from 'kysely'
 import type { Db } from '../../db/client.ts'
 import type { Customer, Invoice } from '../../db/database.ts'
 
+/**
+ * Keeps Stripe's view of an object, unless the replica already holds a view from a later
+ * event (`seenAt`): Stripe delivers events out of order. A view from the same second is
+ * taken (events carry whole seconds). False when the replica was left as it was.
+ */
 export async function upsertReplica(
   db: Db,
   row: {
@@ -10,10 +15,11 @@ export async function upsertReplica(
     stripeId: string
     data: unknown
     stripeCreated: Date | null
+    seenAt: Date
     at: Date
   },
-): Promise<void> {
-  await db
+): Promise<boolean> {
+  const written = await db
     .insertInto('stripe_replicas')
     .values({
       environment_id: row.environmentId,
@@ -22,14 +28,26 @@ export async function upsertReplica(
       data: JSON.stringify(row.data),
       stripe_created: row.stripeCreated,
       synced_at: row.at,
+      seen_at: row.seenAt,
     })
     .onConflict((oc) =>
-      oc.columns(['environment_id', 'object_type', 'stripe_id']).doUpdateSet({
-        data: JSON.stringify(row.data),
-        synced_at: row.at,
-      }),
+      oc
+        .columns(['environment_id', 'object_type', 'stripe_id'])
+        .doUpdateSet({
+          data: JSON.stringify(row.data),
+          synced_at: row.at,
+          seen_at: row.seenAt,
+        })
+        .where((w) =>
+          w.or([
+            w('stripe_replicas.seen_at', 'is', null),
+            w('stripe_replicas.seen_at', '<=', row.seenAt),
+          ]),
+        ),
     )
-    .execute()
+    .returning('stripe_id')
+    .executeTakeFirst()
+  return written !== undefined
 }
 
 export async function countReplicas(

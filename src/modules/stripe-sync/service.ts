@@ -41,15 +41,18 @@ export async function applyBillingObject(
 ): Promise<string> {
   const created =
     typeof billing.object.created === 'number' ? new Date(billing.object.created * 1000) : null
-  await upsertReplica(trx, {
+  const kept = await upsertReplica(trx, {
     environmentId: scope.environmentId,
     objectType: billing.objectType,
     stripeId: billing.object.id,
     data: billing.object,
     stripeCreated: created,
+    // A backfill fetches the object as it is now.
+    seenAt: billing.seenAt !== undefined ? new Date(billing.seenAt * 1000) : clock.now(),
     at: clock.now(),
   })
-  if (billing.objectType !== 'invoice') return 'synced'
+  // An invoice is still mirrored: the mirror moves only forward on its own terms (below).
+  if (billing.objectType !== 'invoice') return kept ? 'synced' : 'stale'
   const invoice = readStripeInvoice(billing.object)
   if (!invoice) return 'synced'
   await mirrorInvoice(trx, scope, invoice, clock)
