@@ -7,6 +7,7 @@ import { inTransaction } from '../../src/db/transaction.ts'
 import { deliverMerchantWebhook } from '../../src/jobs/tasks/deliver-merchant-webhook.ts'
 import { startWorker } from '../../src/jobs/worker.ts'
 import { recordEvents } from '../../src/modules/events/service.ts'
+import { EVENT_TYPES } from '../../src/modules/events/types.ts'
 import { webhookEndpoints } from '../../src/modules/webhook-endpoints/registry.ts'
 import {
   isPrivateAddress,
@@ -184,6 +185,38 @@ describe('webhook endpoints', () => {
       const res = await ctx.post('/v1/webhook_endpoints', { url: receiverUrl, enabled_events })
       expect(res.status, JSON.stringify(enabled_events)).toBe(400)
     }
+  })
+
+  test('enabled_events naming no event Payrail sends are 400, on create and on update; every type it sends, its prefixes and * are taken', async () => {
+    for (const enabled_events of [
+      ['payment.succeded'],
+      ['invoice.paid', 'charge.*'],
+      ['paymnt.*'],
+    ]) {
+      const res = await ctx.post<ErrorBody>('/v1/webhook_endpoints', {
+        url: receiverUrl,
+        enabled_events,
+      })
+      expect(res.status, JSON.stringify(enabled_events)).toBe(400)
+      expect(res.body.error).toMatchObject({
+        code: 'validation_error',
+        details: { field: 'enabled_events' },
+      })
+    }
+    const endpoint = await register({ enabled_events: ['invoice.paid'] })
+    const refused = await ctx.patch<ErrorBody>(`/v1/webhook_endpoints/${endpoint.id}`, {
+      enabled_events: ['invoice.payed'],
+    })
+    expect(refused.status).toBe(400)
+    expect(refused.body.error.details).toMatchObject({ unknown: ['invoice.payed'] })
+    const shown = await ctx.get<{ enabled_events: string[] }>(
+      `/v1/webhook_endpoints/${endpoint.id}`,
+    )
+    expect(shown.body.enabled_events).toEqual(['invoice.paid'])
+    const all = await ctx.patch(`/v1/webhook_endpoints/${endpoint.id}`, {
+      enabled_events: [...EVENT_TYPES, 'payment.*', 'customer.balance_transaction.*', '*'],
+    })
+    expect(all.status, all.text).toBe(200)
   })
 
   test('concurrent PATCHes of metadata merge one after the other: no key is lost', async () => {
@@ -465,7 +498,7 @@ describe('deliveries', () => {
     await expect(
       inTransaction(ctx.db, async (trx) => {
         await recordEvents(trx, ctx.scope, new Date(), [
-          { type: 'payment.updated', objectType: 'payment', objectId: 'pay_x', data: {} },
+          { type: 'payment.pending', objectType: 'payment', objectId: 'pay_x', data: {} },
         ])
         throw new Error('rolled back')
       }),
@@ -482,7 +515,7 @@ describe('deliveries', () => {
         trx,
         { tenantId: ctx.main.tenant.id, environmentId: ctx.main.live.id },
         ctx.clock.now(),
-        [{ type: 'payment.updated', objectType: 'payment', objectId: 'pay_live', data: {} }],
+        [{ type: 'payment.pending', objectType: 'payment', objectId: 'pay_live', data: {} }],
       ),
     )
     expect(await deliveriesOf(`&endpoint_id=${endpoint.id}`)).toHaveLength(0)
@@ -541,7 +574,7 @@ describe('deliveries', () => {
     await webhookEndpoints.enabled(ctx.db, ctx.main.test.id)
     await inTransaction(ctx.db, async (trx) => {
       await recordEvents(trx, ctx.scope, new Date(), [
-        { type: 'payment.updated', objectType: 'payment', objectId: 'pay_gone', data: {} },
+        { type: 'payment.pending', objectType: 'payment', objectId: 'pay_gone', data: {} },
       ])
       // Deleted by another connection before this transaction commits its held deliveries.
       await ctx.pool.query('delete from webhook_endpoints where id = $1', [endpoint.id])

@@ -13,6 +13,7 @@ import { mergeMetadata } from '../../http/schema-types.ts'
 import { issueApiKey } from '../api-keys/service.ts'
 import { balancesByCustomer, requireBalanceChange } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
+import type { EventType } from '../events/types.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
 import {
   type CustomerFilters,
@@ -215,7 +216,7 @@ async function withExternalIdConflict<T>(
   }
 }
 
-function customerEvent(type: string, customer: Customer) {
+function customerEvent(type: EventType, customer: Customer) {
   return {
     type,
     objectType: 'customer',

@@ -7,9 +7,10 @@ import { appendRows } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { subscribes, webhookEndpoints } from '../webhook-endpoints/registry.ts'
 import { type EventFilters, findEvent, insertEvents, listEvents } from './repository.ts'
+import type { EventType } from './types.ts'
 
 export interface NewEvent {
-  type: string
+  type: EventType
   objectType: string
   objectId: string
   /** The object as the API shows it at this moment. */

@@ -23,6 +23,7 @@ import type { ListRequest } from '../../http/list-query.ts'
 import { getCustomer } from '../customers/service.ts'
 import { discountAmount, findRedeemableDiscount, redeemDiscount } from '../discounts/service.ts'
 import { recordEvents } from '../events/service.ts'
+import type { EventType } from '../events/types.ts'
 import {
   findInvoice,
   type InvoiceFilters,
@@ -579,7 +580,7 @@ export function formatInvoiceNumber(sequence: bigint): string {
   return `INV-${sequence.toString().padStart(6, '0')}`
 }
 
-function invoiceEvent(type: string, invoice: Invoice, lines: InvoiceLine[]) {
+function invoiceEvent(type: EventType, invoice: Invoice, lines: InvoiceLine[]) {
   return {
     type,
     objectType: 'invoice',

@@ -10,6 +10,7 @@ import type { ListRequest } from '../../http/list-query.ts'
 import { stringFields } from '../../jobs/payload.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
 import { recordEvents } from '../events/service.ts'
+import type { EventType } from '../events/types.ts'
 import {
   findPayment,
   findRefund,
@@ -425,6 +426,6 @@ export async function listRefunds(
   return listRefundRows(db, access.environmentId, filters, request)
 }
 
-function refundEvent(type: string, refund: Refund) {
+function refundEvent(type: EventType, refund: Refund) {
   return { type, objectType: 'refund', objectId: refund.id, data: toRefundResponse(refund) }
 }

@@ -6,6 +6,7 @@ import type { Db } from '../../db/client.ts'
 import type { Payment, PaymentTable, TransitionCause } from '../../db/database.ts'
 import type { Logger } from '../../logger.ts'
 import { recordEvents } from '../events/service.ts'
+import type { EventType } from '../events/types.ts'
 import {
   applyInvoicePayment,
   applyInvoiceRefund,
@@ -37,7 +38,7 @@ export interface StateDeps {
   logger: Logger
 }
 
-const EVENT_TYPES: Record<PaymentStatus, string> = {
+const EVENT_TYPES: Record<PaymentStatus, EventType> = {
   INITIATED: 'payment.created',
   PENDING: 'payment.pending',
   PROCESSING: 'payment.processing',
@@ -197,7 +198,7 @@ export async function recordPaymentEvent(
   trx: Db,
   scope: Scope,
   payment: Payment,
-  type: string,
+  type: EventType,
   clock: Clock,
 ): Promise<void> {
   const attempts = await attemptsOf(trx, [payment.id])

@@ -8,6 +8,7 @@ import type { BillingObject } from '../../gateways/gateway.ts'
 import { fromStripeAmount } from '../../gateways/stripe/stripe.money.ts'
 import { insertCustomer } from '../customers/repository.ts'
 import { recordEvents } from '../events/service.ts'
+import type { EventType } from '../events/types.ts'
 import {
   insertInvoice,
   insertInvoiceLines,
@@ -229,9 +230,9 @@ async function mirrorInvoice(
       updated.payment_status === 'OVERPAID' && existing.payment_status !== 'OVERPAID'
     // Paid now (Stripe collected it), as a Payrail invoice's payment says it: `invoice.paid`.
     const paidNow = paid && !paidBefore && !isPaidStatus(existing.payment_status)
-    const also = [
-      ...(paidNow ? ['invoice.paid'] : []),
-      ...(overpaidNow ? ['invoice.overpaid'] : []),
+    const also: EventType[] = [
+      ...(paidNow ? (['invoice.paid'] as const) : []),
+      ...(overpaidNow ? (['invoice.overpaid'] as const) : []),
     ]
     await recordEvents(trx, scope, now, [
       { type: 'invoice.updated', objectType: 'invoice', objectId: updated.id, data },

@@ -20,6 +20,7 @@ import { mergeMetadata } from '../../http/schema-types.ts'
 import type { Logger } from '../../logger.ts'
 import { getCustomer } from '../customers/service.ts'
 import { recordEvents } from '../events/service.ts'
+import type { EventType } from '../events/types.ts'
 import { stopAutomaticCharges } from '../invoices/repository.ts'
 import { finalizeLocked, insertDraftInvoice, queueAutomaticPayment } from '../invoices/service.ts'
 import { getPriceWithProduct } from '../products/service.ts'
@@ -553,7 +554,7 @@ function formatPeriod(start: Date, end: Date): string {
   return `${start.toISOString().slice(0, 10)} – ${end.toISOString().slice(0, 10)}`
 }
 
-function subscriptionEvent(type: string, subscription: Subscription) {
+function subscriptionEvent(type: EventType, subscription: Subscription) {
   return {
     type,
     objectType: 'subscription',

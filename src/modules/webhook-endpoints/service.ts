@@ -13,6 +13,7 @@ import { mergeMetadata } from '../../http/schema-types.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
 import { findEvent } from '../events/repository.ts'
 import { toEventResponse } from '../events/schemas.ts'
+import { isKnownEventPattern } from '../events/types.ts'
 import { webhookEndpoints } from './registry.ts'
 import {
   type DeliveryFilters,
@@ -62,6 +63,7 @@ export async function createEndpoint(
   body: CreateWebhookEndpointBody,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
   assertUrl(body.url)
+  assertEnabledEvents(body.enabled_events)
   const secret = newSecret()
   const now = deps.clock.now()
   // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
@@ -85,6 +87,20 @@ export async function createEndpoint(
 }
 
 /** A URL every try could connect to: parsed, with a host (`http://[::1` is not one). */
+/**
+ * Each entry names an event Payrail emits, a prefix of some (`payment.*`), or `*`: an
+ * endpoint subscribed to a misspelt type would silently receive nothing.
+ */
+function assertEnabledEvents(patterns: readonly string[] | undefined): void {
+  const unknown = patterns?.filter((pattern) => !isKnownEventPattern(pattern)) ?? []
+  if (unknown.length > 0) {
+    throw validationError(
+      `enabled_events names no event Payrail sends: ${unknown.join(', ')} (see GET /v1/events for the types)`,
+      { field: 'enabled_events', unknown },
+    )
+  }
+}
+
 function assertUrl(url: string): void {
   let host = ''
   try {
@@ -157,6 +173,7 @@ export async function updateEndpoint(
   body: UpdateWebhookEndpointBody,
 ): Promise<WebhookEndpoint> {
   if (body.url !== undefined) assertUrl(body.url)
+  assertEnabledEvents(body.enabled_events)
   // Read under the row's lock: two PATCHes of `metadata` merge one after the other.
   const updated = await inTransaction(deps.db, async (trx) => {
     const current = await findEndpoint(trx, scope.environmentId, id, { lock: true })
