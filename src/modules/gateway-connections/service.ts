@@ -92,7 +92,7 @@ export async function updateGatewayConnection(
   const current = await findConnection(deps.db, scope.environmentId, id)
   if (!current) throw notFound('gateway_connection', id)
   const credentials = { ...openCredentials(deps.secretBox, current), ...body.credentials }
-  assertCredentials(current.gateway, credentials)
+  assertCredentials(current.gateway, credentials, body.credentials ?? {})
   try {
     const connection = await updateConnection(deps.db, scope.environmentId, id, {
       credentials: deps.secretBox.seal(JSON.stringify(credentials)),
@@ -159,8 +159,24 @@ function openCredentials(
   return out
 }
 
-function assertCredentials(gateway: string, credentials: Record<string, string>): void {
+/**
+ * `given` (the request's credentials) names only keys the gateway reads, and the
+ * connection's credentials (`credentials`, after an update merged them) hold every one it
+ * needs: a misspelt `webhook_secet` would be stored, and every webhook refused later.
+ */
+function assertCredentials(
+  gateway: string,
+  credentials: Record<string, string>,
+  given: Record<string, string> = credentials,
+): void {
   const required = REQUIRED_CREDENTIALS[gateway] ?? []
+  const unknown = Object.keys(given).filter((key) => !required.includes(key))
+  if (unknown.length > 0) {
+    throw validationError(
+      `${gateway} takes credentials ${required.join(', ')}; unknown: ${unknown.join(', ')}`,
+      { field: 'credentials', unknown },
+    )
+  }
   const missing = required.filter((key) => !credentials[key])
   if (missing.length > 0) {
     throw validationError(`${gateway} needs credentials ${missing.join(', ')}`, {
