@@ -73,6 +73,20 @@ export async function createPayment(
   )
 }
 
+/** A sandbox CRYPTO payment of a new invoice of 100.00, its page open (PENDING). */
+export async function openSandboxCrypto(ctx: TestContext) {
+  const { invoice } = await invoiceToPay(ctx)
+  const crypto = await createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'CRYPTO',
+    payment_gateway: 'sandbox',
+    amount: '100.00',
+  })
+  expect(crypto.status, crypto.text).toBe(201)
+  expect(crypto.body.payment_status).toBe('PENDING')
+  return { invoice, crypto }
+}
+
 /** An OFFLINE payment of `amount` of the invoice, which succeeds at once. */
 export async function payOffline(ctx: TestContext, invoiceId: string, amount: string) {
   const res = await createPayment(ctx, {

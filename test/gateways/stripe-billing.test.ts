@@ -205,6 +205,44 @@ describe('Stripe Billing sync', () => {
     expect((await replica()).data).toMatchObject({ name: 'Starter (latest)' })
   })
 
+  test('an event Stripe made after a backfill fetched the object replaces it, even in the same second or with the clocks apart', async () => {
+    const replica = async (id: string) =>
+      (
+        await ctx.db
+          .selectFrom('stripe_replicas')
+          .select('data')
+          .where('stripe_id', '=', id)
+          .executeTakeFirstOrThrow()
+      ).data
+    const apply = (billing: Parameters<typeof applyBillingObject>[2]) =>
+      inTransaction(ctx.db, (trx) => applyBillingObject(trx, ctx.scope, billing, ctx.clock))
+    // Fetched and applied at .600 of a second; renamed at Stripe at .800 of it (created: that second).
+    const second = Math.floor(ctx.clock.now().getTime() / 1000) + 60
+    ctx.clock.set(new Date(second * 1000 + 600))
+    const fetched = { id: 'prod_backfilled', name: 'Fetched' }
+    const renamed = { ...fetched, name: 'Renamed' }
+    await apply({ objectType: 'product', object: fetched })
+    expect(
+      await apply({
+        objectType: 'product',
+        object: renamed,
+        seenAt: second,
+      }),
+    ).toBe('synced')
+    expect(await replica('prod_backfilled')).toMatchObject({ name: 'Renamed' })
+    // Applied a few seconds after its page was fetched (or Payrail's clock ahead of Stripe's).
+    ctx.clock.advance(3_000)
+    const price = { id: 'price_backfilled', active: true }
+    const archived = { ...price, active: false }
+    await apply({ objectType: 'price', object: price })
+    await apply({
+      objectType: 'price',
+      object: archived,
+      seenAt: second + 1,
+    })
+    expect(await replica('price_backfilled')).toMatchObject({ active: false })
+  })
+
   test('payrail sync stripe backfills every object type, and running it again changes nothing', async () => {
     const product = emulator.seedProduct({ name: 'Backfilled' })
     emulator.seedPrice({ product: String(product.id), unitAmount: 900 })

@@ -10,6 +10,7 @@ import {
   getInvoice,
   getPayment,
   invoiceToPay,
+  openSandboxCrypto,
   type PaymentBody,
   pagePost,
   payOffline,
@@ -166,14 +167,7 @@ describe('withdraw_overtaken_pages', () => {
   })
 
   test('a sandbox crypto page the customer has paid (coins sent, confirming) is not withdrawn: its report still lands', async () => {
-    const { invoice } = await invoiceToPay(ctx)
-    const crypto = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'CRYPTO',
-      payment_gateway: 'sandbox',
-      amount: '100.00',
-    })
-    expect(crypto.body.payment_status).toBe('PENDING')
+    const { invoice, crypto } = await openSandboxCrypto(ctx)
     // Payrail cannot be reached for the sandbox's report: it is queued for redelivery.
     const queued: unknown[] = []
     const add = vi.spyOn(ctx.deps.jobs, 'add').mockImplementation(async (_task, payload) => {

@@ -3,9 +3,11 @@ import type { SandboxSession } from '../../src/db/database.ts'
 import { gatewayContext } from '../../src/gateways/registry.ts'
 import { sandboxGateway } from '../../src/gateways/sandbox/sandbox.gateway.ts'
 import {
+  cryptoAction,
   findSession,
   submitCard as submitCardOnPage,
 } from '../../src/gateways/sandbox/sandbox-provider.ts'
+import { eventsOf } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   chargeDefaultCard,
@@ -15,6 +17,7 @@ import {
   getInvoice,
   getPayment,
   invoiceToPay,
+  openSandboxCrypto,
   type PaymentBody,
   pagePost,
   postSandboxWebhook,
@@ -224,6 +227,40 @@ describe('a sandbox page closed while the customer pays it', () => {
     expect((await findSession(ctx.db, sessionOf(link.body)))?.status).toBe('expired')
     expect(await getPayment(ctx, link.body.id)).toMatchObject({ payment_status: 'CANCELLED' })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '0.00' })
+  })
+
+  test('a second click of Pay, on the page as it was read before the first: shown paid, charged once', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const read = (await findSession(ctx.db, sessionOf(link.body))) as SandboxSession
+    expect((await submitCard(ctx, read.id, '4242424242424242')).statusCode).toBe(200)
+    const sandbox = await gatewayContext(ctx.deps, ctx.scope, 'sandbox')
+    const again = await submitCardOnPage(sandbox, read, {
+      number: '4242424242424242',
+      expMonth: 12,
+      expYear: 2030,
+    })
+    expect(again).toMatchObject({ kind: 'completed', session: { status: 'complete' } })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+
+  test('crypto: a page read before its coins were sent neither sends them again nor completes with another amount', async () => {
+    const { crypto } = await openSandboxCrypto(ctx)
+    const read = (await findSession(ctx.db, sessionOf(crypto.body))) as SandboxSession
+    const sandbox = await gatewayContext(ctx.deps, ctx.scope, 'sandbox')
+    expect((await cryptoAction(sandbox, read, 'pay')).status).toBe('confirming')
+    // A second tab, loaded while the page was open.
+    for (const action of ['pay_and_confirm', 'overpay', 'expire'] as const)
+      expect(await cryptoAction(sandbox, read, action)).toMatchObject({
+        status: 'confirming',
+        amount_received: 10000n,
+      })
+    // Nor does the card page's cancel expire it: its coins were sent.
+    const cancelled = await pagePost(ctx, `/sandbox/checkout/${read.id}/cancel`, 'cancel')
+    expect(cancelled.statusCode).toBeLessThan(400)
+    expect((await findSession(ctx.db, read.id))?.status).toBe('confirming')
+    expect((await getPayment(ctx, crypto.body.id)).payment_status).toBe('PROCESSING')
+    expect(await eventsOf(ctx, crypto.body.id, 'payment.failed')).toEqual([])
   })
 })
 

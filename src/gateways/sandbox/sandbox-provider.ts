@@ -173,10 +173,21 @@ export async function submitCard(
       status: 'requires_action',
       pending_card_number: `${number}|${card.expMonth}|${card.expYear}`,
     })
-    if (!waiting) return { kind: 'closed', session }
+    if (!waiting) return asItIsNow(ctx, session)
     return { kind: 'challenge', session: waiting }
   }
   return completeWithCard(ctx, session, number, card.expMonth, card.expYear)
+}
+
+/**
+ * What a card submission comes to when the session moved before this request could move
+ * it (a second click, a merchant's cancel): as the session stands now, re-read.
+ */
+async function asItIsNow(ctx: GatewayContext, read: SandboxSession): Promise<CardSubmission> {
+  const session = (await findSession(ctx.db, read.id)) ?? read
+  if (session.status === 'complete') return { kind: 'completed', session }
+  if (session.status === 'requires_action') return { kind: 'challenge', session }
+  return { kind: 'closed', session }
 }
 
 /** The 3-D Secure challenge page's answer. */
@@ -192,7 +203,7 @@ export async function answerChallenge(
     status: 'open',
     pending_card_number: null,
   })
-  if (!reopened) return { kind: 'closed', session }
+  if (!reopened) return asItIsNow(ctx, session)
   if (!approve) {
     await emit(
       ctx,
@@ -227,7 +238,7 @@ async function completeWithCard(
     status: 'complete',
     amount_received: session.amount,
   })
-  if (!completed) return { kind: 'closed', session }
+  if (!completed) return asItIsNow(ctx, session)
   const card = session.save_card
     ? await saveCard(ctx, session.customer_id, number, expMonth, expYear)
     : undefined
@@ -265,7 +276,7 @@ export async function cryptoAction(
         status: 'confirming',
         amount_received: amount,
       })
-      if (!paid) return session
+      if (!paid) return (await findSession(ctx.db, session.id)) ?? session
       await emit(
         ctx,
         session.payment_id,
@@ -286,11 +297,13 @@ export async function cryptoAction(
             : session.amount_received > 0n
               ? session.amount_received
               : amount
-      const done = await updateSession(ctx, session.id, ['open', 'confirming'], {
+      // From the status this request read: a page loaded before its coins were sent does not
+      // send them again, nor complete with another amount than the one reported.
+      const done = await updateSession(ctx, session.id, [session.status], {
         status: 'complete',
         amount_received: received,
       })
-      if (!done) return session
+      if (!done) return (await findSession(ctx.db, session.id)) ?? session
       if (action === 'pay_and_confirm') {
         await emit(
           ctx,
@@ -316,9 +329,10 @@ export async function expireSession(
   ctx: GatewayContext,
   session: SandboxSession,
 ): Promise<SandboxSession> {
-  if (session.status === 'complete' || session.status === 'expired') return session
+  // A crypto page whose coins were sent (confirming) has been paid: it no longer expires.
+  if (session.status !== 'open' && session.status !== 'requires_action') return session
   const expired = await updateSession(ctx, session.id, [session.status], { status: 'expired' })
-  if (!expired) return session
+  if (!expired) return (await findSession(ctx.db, session.id)) ?? session
   await emit(
     ctx,
     session.payment_id,

@@ -48,8 +48,10 @@ export async function applyBillingObject(
     stripeId: billing.object.id,
     data: billing.object,
     stripeCreated: created,
-    // A backfill fetches the object as it is now.
-    seenAt: billing.seenAt !== undefined ? new Date(billing.seenAt * 1000) : clock.now(),
+    seenAt:
+      billing.seenAt !== undefined
+        ? new Date(billing.seenAt * 1000)
+        : new Date(clock.now().getTime() - BACKFILL_LEEWAY_MS),
     at: clock.now(),
   })
   // An invoice is still mirrored: the mirror moves only forward on its own terms (below).
@@ -59,6 +61,14 @@ export async function applyBillingObject(
   await mirrorInvoice(trx, scope, invoice, clock)
   return 'synced'
 }
+
+/**
+ * A backfilled object (fetched, not from an event) counts as seen this long before it is
+ * applied: it was fetched a page earlier, Stripe's clock may run behind Payrail's, and
+ * events carry whole seconds. An event Stripe made after the fetch then always replaces it
+ * (one made a little before may too, as every event did before replicas kept their time).
+ */
+const BACKFILL_LEEWAY_MS = 10 * 60 * 1000
 
 /** The fields Payrail reads from a Stripe invoice, checked rather than assumed. */
 export interface StripeInvoiceView {

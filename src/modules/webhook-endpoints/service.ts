@@ -86,7 +86,6 @@ export async function createEndpoint(
   return { endpoint, secret }
 }
 
-/** A URL every try could connect to: parsed, with a host (`http://[::1` is not one). */
 /**
  * Each entry names an event Payrail emits, a prefix of some (`payment.*`), or `*`: an
  * endpoint subscribed to a misspelt type would silently receive nothing.
@@ -101,6 +100,7 @@ function assertEnabledEvents(patterns: readonly string[] | undefined): void {
   }
 }
 
+/** A URL every try could connect to: parsed, with a host (`http://[::1` is not one). */
 function assertUrl(url: string): void {
   let host = ''
   try {
