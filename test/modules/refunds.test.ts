@@ -15,6 +15,7 @@ import {
   invoiceToPay,
   offlinePayment,
   type PaymentBody,
+  payrailLockWaits,
   type RefundBody,
   sessionOf,
   submitCard,
@@ -36,6 +37,13 @@ beforeAll(async () => {
   other = await ctx.createTenantFixture('Other tenant')
 })
 afterAll(() => ctx.close())
+
+/** Until `n` of Payrail's statements wait on a row lock. */
+async function waitForLockWaits(n: number) {
+  for (let i = 0; i < 400 && (await payrailLockWaits(ctx)) < n; i++)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  expect(await payrailLockWaits(ctx)).toBeGreaterThanOrEqual(n)
+}
 
 function refund(paymentId: string, body: Record<string, unknown> = {}, key?: string | null) {
   return ctx.post<RefundBody>(
@@ -603,6 +611,49 @@ describe('concurrent refunds', () => {
     for (const r of results.filter((x) => x.status !== 201)) expect([409, 422]).toContain(r.status)
     expect((await refundsOfPayment(payment.id)).pagination.total).toBe(1)
     expect((await getPayment(ctx, payment.id)).amount_refunded).toBe('100.00')
+  })
+
+  test('a CREDITS refund beside a CREDITS payment of the same invoice: both go through, in the same lock order', async () => {
+    const customer = await createCustomer(ctx)
+    const funded = await ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
+      amount: '100.00',
+      currency: 'usd',
+    })
+    expect(funded.status).toBe(201)
+    const invoice = await finalizedInvoice(ctx, customer.id, {
+      lines: [{ description: 'Plan', quantity: 1, unit_amount: '50.00' }],
+    })
+    const credits = (amount: string) =>
+      createPayment(ctx, { destination_id: invoice.id, payment_method_type: 'CREDITS', amount })
+    const first = await credits('20.00')
+    expect(first.status, first.text).toBe(201)
+    // The payment waits on the invoice, then the refund (which holds the first payment): in
+    // the other lock order they would deadlock, and PostgreSQL would fail one of them.
+    const holder = await ctx.pool.connect()
+    try {
+      await holder.query('begin')
+      await holder.query('select id from invoices where id = $1 for update', [invoice.id])
+      const second = credits('30.00')
+      await waitForLockWaits(1)
+      const refunded = refund(first.body.id)
+      await waitForLockWaits(2)
+      await holder.query('commit')
+      const [paid, back] = await Promise.all([second, refunded])
+      expect(paid.status, paid.text).toBe(201)
+      expect(back.status, back.text).toBe(201)
+    } finally {
+      holder.release()
+    }
+    const shown = await ctx.get<{ balances: Record<string, string> }>(
+      `/v1/customers/${customer.id}`,
+    )
+    expect(shown.body.balances.usd).toBe('70.00')
+    // Paid in full by the second payment (first on the lock), then refunded: not reopened.
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      amount_paid: '50.00',
+      amount_refunded: '20.00',
+      payment_status: 'PARTIALLY_REFUNDED',
+    })
   })
 
   test('10 concurrent sandbox refunds of 20.00 on 100.00: exactly 5 succeed', async () => {

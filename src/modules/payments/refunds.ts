@@ -12,6 +12,7 @@ import { createJobQueue } from '../../jobs/queue.ts'
 import { recordEvents } from '../events/service.ts'
 import type { EventType } from '../events/types.ts'
 import {
+  allocationsLockingInvoices,
   findPayment,
   findRefund,
   insertRefund,
@@ -104,6 +105,9 @@ export async function createRefund(
       metadata: body.metadata ?? {},
     })
     if (gateway.capabilities.internal) {
+      // The invoices before the balance, in the order a balance payment takes them: the
+      // other way round, a refund and a payment of the same invoice deadlock.
+      await allocationsLockingInvoices(trx, scope.environmentId, locked)
       await gateway.refundInternal?.(trx, ctx, locked, refund)
       created = (await completeRefundLocked(trx, scope, locked, refund, null, cause, deps)).refund
       return locked
