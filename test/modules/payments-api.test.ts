@@ -867,6 +867,27 @@ describe('idempotency', () => {
     })
   })
 
+  test.each(['100.00', '60.00'])(
+    'requests sent at once with one idempotency_key for %s of 100.00: the later ones get the payment, not "already paid"',
+    async (amount) => {
+      const { invoice } = await invoiceToPay(ctx)
+      const body = flexpriceBody(invoice.id, {
+        payment_method_type: 'OFFLINE',
+        payment_gateway: undefined,
+        amount,
+      })
+      // The later requests wait on the invoice's lock while the first pays it: once they hold
+      // it, what is left no longer takes their amount, and the key answers them.
+      const answers = await Promise.all(
+        Array.from({ length: 3 }, () => postPayment<PaymentBody>(body)),
+      )
+      for (const answer of answers) expect(answer.status, answer.text).toBe(201)
+      expect(new Set(answers.map((a) => a.body.id)).size).toBe(1)
+      expect(await paymentRowsFor(invoice.id)).toHaveLength(1)
+      expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe(amount)
+    },
+  )
+
   test('a payment link made earlier under the key is not opened once its invoice was paid meanwhile', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const body = flexpriceBody(invoice.id)

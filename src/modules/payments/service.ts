@@ -124,6 +124,8 @@ export interface PaymentView {
 
 /** What a new payment's transaction returns when a discount code paid the whole invoice. */
 const PAID_BY_DISCOUNT = Symbol('paid by discount')
+/** What it returns when a payment under the request's `idempotency_key` committed meanwhile. */
+const MADE_MEANWHILE = Symbol('made under the same key meanwhile')
 
 /**
  * The answer to a payment a discount code made needless: 409, after the invoice was paid by
@@ -174,10 +176,14 @@ export async function createPaymentRecord(
   // A payment the gateway is asked for once it is written needs its customer (`gatewayRequestFor`).
   const toGateway = input.settleWith !== undefined && !gateway.capabilities.internal
   let paidByDiscount: Invoice | undefined
+  let madeMeanwhile: Payment | undefined
   try {
     const settled = await withNewHumanId(
       deps.db,
-      async (trx, humanId): Promise<SettledView | typeof PAID_BY_DISCOUNT> => {
+      async (
+        trx,
+        humanId,
+      ): Promise<SettledView | typeof PAID_BY_DISCOUNT | typeof MADE_MEANWHILE> => {
         const locked = new Map<string, Invoice>()
         // Locked in the order of their ids, not the caller's: two payments of the same invoices
         // named in opposite orders would otherwise each hold one lock and wait for the other.
@@ -199,6 +205,16 @@ export async function createPaymentRecord(
           let invoice = await lockInvoiceOrFail(trx, scope, allocation.invoiceId)
           if (access.customerId !== null && invoice.customer_id !== access.customerId)
             throw notFound('invoice', invoice.id)
+          // The same key sent twice at once: the first request's payment committed while this
+          // one waited for the lock, and it is this request's answer, not "already paid".
+          if (input.idempotencyKey && locked.size === 0) {
+            madeMeanwhile = await findPaymentByIdempotencyKey(
+              trx,
+              scope.environmentId,
+              input.idempotencyKey,
+            )
+            if (madeMeanwhile) return MADE_MEANWHILE
+          }
           if (input.discountCode && input.allocations.length === 1) {
             const applied = await applyDiscountCodeLocked(
               trx,
@@ -380,6 +396,10 @@ export async function createPaymentRecord(
         }
       },
     )
+    if (settled === MADE_MEANWHILE) {
+      if (!madeMeanwhile) throw new Error('no payment made meanwhile')
+      return replayByKey(deps, access, madeMeanwhile, input)
+    }
     if (settled === PAID_BY_DISCOUNT) throw paidByDiscountError(paidByDiscount, input.discountCode)
     const view = settled
     if (view.decline) throw declineError(view.decline, view.payment)
