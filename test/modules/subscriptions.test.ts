@@ -294,6 +294,36 @@ describe('cancellation', () => {
     expect(paid.status).toBeGreaterThanOrEqual(400)
   })
 
+  test("cancelling an incomplete subscription cancels the first invoice's payments not yet processed: none charges the customer later", async () => {
+    const order = await incompleteSubscription()
+    const later = await ctx.post<{ id: string; payment_status: string }>('/v1/payments', {
+      destination_type: 'INVOICE',
+      destination_id: order.body.invoice_id,
+      payment_method_type: 'OFFLINE',
+      amount: '10.00',
+      currency: 'usd',
+      process_payment: false,
+    })
+    expect(later.status, later.text).toBe(201)
+    expect(later.body.payment_status).toBe('INITIATED')
+    const res = await ctx.post<SubscriptionBody>(
+      `/v1/subscriptions/${order.body.subscription_id}/cancel`,
+    )
+    expect(res.status, res.text).toBe(200)
+    expect(res.body.status).toBe('canceled')
+    expect(
+      (await ctx.get<InvoiceBody>(`/v1/invoices/${order.body.invoice_id}`)).body,
+    ).toMatchObject({ invoice_status: 'VOIDED', amount_paid: '0.00' })
+    const payment = await ctx.get<{ payment_status: string }>(`/v1/payments/${later.body.id}`)
+    expect(payment.body.payment_status).toBe('CANCELLED')
+    const processed = await ctx.post(`/v1/payments/${later.body.id}/process`)
+    expect(processed.status).toBeGreaterThanOrEqual(400)
+    expect(processed.status).toBeLessThan(500)
+    expect((await ctx.get<{ status: string }>(`/v1/orders/${order.body.id}`)).body.status).toBe(
+      'CANCELLED',
+    )
+  })
+
   test('an incomplete subscription whose first invoice is partly paid is cancelled, its invoice kept', async () => {
     const order = await incompleteSubscription()
     await pay(order.body.invoice_id, 500n)

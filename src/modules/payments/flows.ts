@@ -14,10 +14,15 @@ import { getCustomer } from '../customers/service.ts'
 import { assertPayable, getInvoice, lockInvoiceOrFail } from '../invoices/service.ts'
 import { getOrder } from '../orders/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
-import { applyDiscountCodeLocked } from '../settlement/service.ts'
+import {
+  applyDiscountCodeLocked,
+  cancelSubscriptionAndFirstInvoice,
+} from '../settlement/service.ts'
+import { findSubscription } from '../subscriptions/repository.ts'
 import { openPaymentsForInvoice, setAllocationAmount, updatePayment } from './repository.ts'
 import type { CreatePaymentBody } from './schemas.ts'
 import {
+  cancelPayment,
   createPaymentRecord,
   getPayment,
   type NewPayment,
@@ -498,4 +503,39 @@ async function hostedCheckoutGateway(deps: PaymentDeps, scope: Scope): Promise<G
     'No hosted checkout is connected in this environment: connect stripe or checkout, or name payment_gateway',
     { field: 'payment_gateway' },
   )
+}
+
+/**
+ * `POST /v1/subscriptions/:id/cancel`. An `incomplete` subscription cancelled now first has
+ * the payments of its first invoice that hold no money yet (`INITIATED`) cancelled: processed
+ * later, one would charge the customer for a subscription that no longer exists. The
+ * invoice is then voided as `cancelSubscriptionAndFirstInvoice` does for an untouched one. A
+ * payment that cannot be cancelled (its provider cannot withdraw what it opened) leaves the
+ * invoice as it is, and the subscription alone is cancelled.
+ */
+export async function cancelSubscriptionNow(
+  deps: PaymentDeps,
+  access: Access,
+  id: string,
+  atPeriodEnd: boolean,
+  cause: Cause,
+) {
+  const scope = scopeOf(access)
+  const current = atPeriodEnd ? undefined : await findSubscription(deps.db, scope.environmentId, id)
+  if (current?.status === 'incomplete' && current.latest_invoice_id) {
+    const open = await openPaymentsForInvoice(
+      deps.db,
+      scope.environmentId,
+      current.latest_invoice_id,
+    )
+    for (const payment of open.filter((p) => p.payment_status === 'INITIATED')) {
+      try {
+        await cancelPayment(deps, access, payment.id, cause)
+      } catch (error) {
+        if (!(error instanceof AppError) || error.status >= 500) throw error
+        // Moved on meanwhile, or not withdrawable: the invoice stays, as with any open payment.
+      }
+    }
+  }
+  return cancelSubscriptionAndFirstInvoice(deps.db, scope, id, atPeriodEnd, deps.clock)
 }

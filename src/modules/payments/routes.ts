@@ -112,7 +112,8 @@ const PayOptionsSchema = Type.Object({
   options: Type.Array(PayOptionSchema),
 })
 
-function causeOf(request: FastifyRequest): Cause {
+/** The request as the cause of the state changes it makes (their history's `cause_id`). */
+export function causeOf(request: FastifyRequest): Cause {
   return {
     cause: 'api',
     causeId: request.principal?.keyId ?? request.id,

@@ -8,7 +8,8 @@ import { ErrorResponse } from '../../http/error-handler.ts'
 import { listRequestFrom } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import { IdParams } from '../../http/schema-types.ts'
-import { cancelSubscriptionAndFirstInvoice } from '../settlement/service.ts'
+import { cancelSubscriptionNow } from '../payments/flows.ts'
+import { causeOf } from '../payments/routes.ts'
 import {
   CancelSubscriptionBody,
   SubscriptionListQuery,
@@ -107,12 +108,12 @@ export function subscriptionRoutes(deps: AppDeps): FastifyPluginAsync {
         },
       },
       async (request) => {
-        const { subscription, schedules } = await cancelSubscriptionAndFirstInvoice(
-          deps.db,
-          principalOf(request),
+        const { subscription, schedules } = await cancelSubscriptionNow(
+          deps,
+          accessOf(principalOf(request)),
           request.params.id,
           request.body?.at_period_end ?? false,
-          deps.clock,
+          causeOf(request),
         )
         return toSubscriptionResponse(subscription, schedules)
       },
