@@ -324,6 +324,32 @@ describe('cancellation', () => {
     )
   })
 
+  test('beside an open page on the first invoice, its unprocessed payments are left: the invoice is kept anyway', async () => {
+    const order = await incompleteSubscription()
+    const make = (body: Record<string, unknown>) =>
+      ctx.post<{ id: string; payment_status: string }>('/v1/payments', {
+        destination_type: 'INVOICE',
+        destination_id: order.body.invoice_id,
+        amount: '10.00',
+        currency: 'usd',
+        ...body,
+      })
+    const later = await make({ payment_method_type: 'OFFLINE', process_payment: false })
+    const page = await make({ payment_method_type: 'PAYMENT_LINK', payment_gateway: 'sandbox' })
+    expect(page.body.payment_status).toBe('PENDING')
+    const res = await ctx.post<SubscriptionBody>(
+      `/v1/subscriptions/${order.body.subscription_id}/cancel`,
+    )
+    expect(res.body.status).toBe('canceled')
+    expect(
+      (await ctx.get<InvoiceBody>(`/v1/invoices/${order.body.invoice_id}`)).body.invoice_status,
+    ).toBe('FINALIZED')
+    for (const made of [later, page]) {
+      const shown = await ctx.get<{ payment_status: string }>(`/v1/payments/${made.body.id}`)
+      expect(shown.body.payment_status).toBe(made.body.payment_status)
+    }
+  })
+
   test('an incomplete subscription whose first invoice is partly paid is cancelled, its invoice kept', async () => {
     const order = await incompleteSubscription()
     await pay(order.body.invoice_id, 500n)

@@ -528,12 +528,20 @@ export async function cancelSubscriptionNow(
       scope.environmentId,
       current.latest_invoice_id,
     )
-    for (const payment of open.filter((p) => p.payment_status === 'INITIATED')) {
+    // Only when that lets the invoice go: no payment on it that may take money, none that
+    // pays other invoices too (`orders/pay`), and nothing paid on it yet.
+    const first = await getInvoice(deps.db, access, current.latest_invoice_id)
+    const voidable =
+      first.invoice.amount_paid === 0n &&
+      open.every((p) => p.payment_status === 'INITIATED' && p.invoice_ids.length === 1)
+    for (const payment of voidable ? open : []) {
       try {
         await cancelPayment(deps, access, payment.id, cause)
       } catch (error) {
-        if (!(error instanceof AppError) || error.status >= 500) throw error
-        // Moved on meanwhile, or not withdrawable: the invoice stays, as with any open payment.
+        if (!(error instanceof AppError) || (error.status >= 500 && error.code !== 'gateway_error'))
+          throw error
+        // Moved on meanwhile, not withdrawable, or its provider unreachable: the invoice stays,
+        // as with any open payment, and the subscription alone is cancelled.
       }
     }
   }
