@@ -90,6 +90,14 @@ export class AppError extends Error {
   }
 }
 
+/**
+ * An answer a caller withdrawing something at a provider can stand on: a refusal (4xx) or a
+ * provider that could not be reached (`gateway_error`). Anything else is a fault to rethrow.
+ */
+export function isRefusalOrUnreachable(error: unknown): error is AppError {
+  return error instanceof AppError && (error.status < 500 || error.code === 'gateway_error')
+}
+
 export function notFound(resource: string, id: string): AppError {
   return new AppError('not_found', `No such ${resource}: '${id}'`, { resource, id })
 }

@@ -85,4 +85,38 @@ describe('gateway connections: credentials', () => {
       'signature_key',
     ])
   })
+
+  test("another tenant's key neither sees a connection nor changes its credentials", async () => {
+    const created = await ctx.post<ConnectionBody>('/v1/gateway_connections', {
+      gateway: 'bitpay',
+      credentials: { token: 'bitpay_token_1' },
+    })
+    expect(created.status, created.text).toBe(201)
+    const other = await ctx.createTenantFixture('Another merchant')
+    const listed = await ctx.get<{ items: ConnectionBody[] }>('/v1/gateway_connections', {
+      key: other.key,
+    })
+    expect(listed.body.items.map((c) => c.id)).not.toContain(created.body.id)
+    const patched = await ctx.patch<ErrorBody>(
+      `/v1/gateway_connections/${created.body.id}`,
+      { credentials: { token: 'bitpay_token_2' } },
+      { key: other.key },
+    )
+    expect(patched.status).toBe(404)
+    // Nor a key it could not take: refused as 404 first, naming nothing of the connection.
+    const probed = await ctx.patch<ErrorBody>(
+      `/v1/gateway_connections/${created.body.id}`,
+      { credentials: { webhook_secret: 'x' } },
+      { key: other.key },
+    )
+    expect(probed.status).toBe(404)
+    expect(
+      (await ctx.delete(`/v1/gateway_connections/${created.body.id}`, { key: other.key })).status,
+    ).toBe(404)
+    const mine = await ctx.get<{ items: ConnectionBody[] }>('/v1/gateway_connections')
+    expect(mine.body.items.find((c) => c.id === created.body.id)).toMatchObject({
+      active: true,
+      credential_keys: ['token'],
+    })
+  })
 })

@@ -104,6 +104,21 @@ async function incompleteSubscription() {
   return order
 }
 
+/** An OFFLINE payment of 10.00 of the invoice, created and not processed (INITIATED). */
+async function unprocessedPayment(invoiceId: string) {
+  const later = await ctx.post<{ id: string; payment_status: string }>('/v1/payments', {
+    destination_type: 'INVOICE',
+    destination_id: invoiceId,
+    payment_method_type: 'OFFLINE',
+    amount: '10.00',
+    currency: 'usd',
+    process_payment: false,
+  })
+  expect(later.status, later.text).toBe(201)
+  expect(later.body.payment_status).toBe('INITIATED')
+  return later
+}
+
 describe('renewals', () => {
   test('twelve monthly periods from Jan 31 produce twelve paid-in-advance invoices on the anchor day', async () => {
     ctx.clock.set(START)
@@ -296,16 +311,7 @@ describe('cancellation', () => {
 
   test("cancelling an incomplete subscription cancels the first invoice's payments not yet processed: none charges the customer later", async () => {
     const order = await incompleteSubscription()
-    const later = await ctx.post<{ id: string; payment_status: string }>('/v1/payments', {
-      destination_type: 'INVOICE',
-      destination_id: order.body.invoice_id,
-      payment_method_type: 'OFFLINE',
-      amount: '10.00',
-      currency: 'usd',
-      process_payment: false,
-    })
-    expect(later.status, later.text).toBe(201)
-    expect(later.body.payment_status).toBe('INITIATED')
+    const later = await unprocessedPayment(order.body.invoice_id)
     const res = await ctx.post<SubscriptionBody>(
       `/v1/subscriptions/${order.body.subscription_id}/cancel`,
     )
@@ -322,6 +328,24 @@ describe('cancellation', () => {
     expect((await ctx.get<{ status: string }>(`/v1/orders/${order.body.id}`)).body.status).toBe(
       'CANCELLED',
     )
+  })
+
+  test("another tenant's cancel is 404 and cancels none of the subscription's payments", async () => {
+    const order = await incompleteSubscription()
+    const later = await unprocessedPayment(order.body.invoice_id)
+    const other = await ctx.createTenantFixture('Another merchant')
+    const refused = await ctx.post(
+      `/v1/subscriptions/${order.body.subscription_id}/cancel`,
+      {},
+      { key: other.key },
+    )
+    expect(refused.status).toBe(404)
+    const payment = await ctx.get<{ payment_status: string }>(`/v1/payments/${later.body.id}`)
+    expect(payment.body.payment_status).toBe('INITIATED')
+    expect((await subscription(order.body.subscription_id)).status).toBe('incomplete')
+    expect(
+      (await ctx.get<InvoiceBody>(`/v1/invoices/${order.body.invoice_id}`)).body.invoice_status,
+    ).toBe('FINALIZED')
   })
 
   test('beside an open page on the first invoice, its unprocessed payments are left: the invoice is kept anyway', async () => {

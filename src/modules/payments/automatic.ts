@@ -1,4 +1,4 @@
-import { AppError } from '../../core/errors.ts'
+import { AppError, isRefusalOrUnreachable } from '../../core/errors.ts'
 import type { Access } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment } from '../../db/database.ts'
@@ -130,8 +130,7 @@ async function withdrawOpenPages(
     try {
       await cancelPayment(deps, access, payment.id, cause)
     } catch (error) {
-      if (!(error instanceof AppError) || (error.status >= 500 && error.code !== 'gateway_error'))
-        throw error
+      if (!isRefusalOrUnreachable(error)) throw error
       // A provider that could not be reached is asked again later; a refusal (the page paid,
       // a provider that cannot withdraw it) leaves the invoice to the page.
       throw new AppError(

@@ -1,4 +1,4 @@
-import { AppError, notFound, validationError } from '../../core/errors.ts'
+import { AppError, isRefusalOrUnreachable, notFound, validationError } from '../../core/errors.ts'
 import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
 import type { Access, Principal, Scope } from '../../core/principal.ts'
 import type { Payment, PaymentMethodType } from '../../db/database.ts'
@@ -17,6 +17,7 @@ import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
 import {
   applyDiscountCodeLocked,
   cancelSubscriptionAndFirstInvoice,
+  voidableFirstInvoice,
 } from '../settlement/service.ts'
 import { findSubscription } from '../subscriptions/repository.ts'
 import { openPaymentsForInvoice, setAllocationAmount, updatePayment } from './repository.ts'
@@ -507,11 +508,12 @@ async function hostedCheckoutGateway(deps: PaymentDeps, scope: Scope): Promise<G
 
 /**
  * `POST /v1/subscriptions/:id/cancel`. An `incomplete` subscription cancelled now first has
- * the payments of its first invoice that hold no money yet (`INITIATED`) cancelled: processed
- * later, one would charge the customer for a subscription that no longer exists. The
- * invoice is then voided as `cancelSubscriptionAndFirstInvoice` does for an untouched one. A
- * payment that cannot be cancelled (its provider cannot withdraw what it opened) leaves the
- * invoice as it is, and the subscription alone is cancelled.
+ * the payments of its first invoice that hold no money yet (`INITIATED`) cancelled, when
+ * that lets the invoice be voided (`voidableFirstInvoice`): processed later, one would charge
+ * the customer for a subscription that no longer exists. The invoice is then voided by
+ * `cancelSubscriptionAndFirstInvoice`. A payment that cannot be cancelled (its provider
+ * cannot withdraw what it opened, or cannot be reached) leaves the invoice as it is, and the
+ * subscription alone is cancelled.
  */
 export async function cancelSubscriptionNow(
   deps: PaymentDeps,
@@ -522,27 +524,14 @@ export async function cancelSubscriptionNow(
 ) {
   const scope = scopeOf(access)
   const current = atPeriodEnd ? undefined : await findSubscription(deps.db, scope.environmentId, id)
-  if (current?.status === 'incomplete' && current.latest_invoice_id) {
-    const open = await openPaymentsForInvoice(
-      deps.db,
-      scope.environmentId,
-      current.latest_invoice_id,
-    )
-    // Only when that lets the invoice go: no payment on it that may take money, none that
-    // pays other invoices too (`orders/pay`), and nothing paid on it yet.
-    const first = await getInvoice(deps.db, access, current.latest_invoice_id)
-    const voidable =
-      first.invoice.amount_paid === 0n &&
-      open.every((p) => p.payment_status === 'INITIATED' && p.invoice_ids.length === 1)
-    for (const payment of voidable ? open : []) {
-      try {
-        await cancelPayment(deps, access, payment.id, cause)
-      } catch (error) {
-        if (!(error instanceof AppError) || (error.status >= 500 && error.code !== 'gateway_error'))
-          throw error
-        // Moved on meanwhile, not withdrawable, or its provider unreachable: the invoice stays,
-        // as with any open payment, and the subscription alone is cancelled.
-      }
+  const first = current && (await voidableFirstInvoice(deps.db, scope, current))
+  for (const payment of first?.unprocessed ?? []) {
+    try {
+      await cancelPayment(deps, access, payment.id, cause)
+    } catch (error) {
+      // Moved on meanwhile, not withdrawable, or its provider unreachable: the invoice stays,
+      // as with any open payment, and the subscription alone is cancelled.
+      if (!isRefusalOrUnreachable(error)) throw error
     }
   }
   return cancelSubscriptionAndFirstInvoice(deps.db, scope, id, atPeriodEnd, deps.clock)

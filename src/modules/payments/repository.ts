@@ -1,5 +1,4 @@
 import {
-  type ExpressionBuilder,
   type Insertable,
   type RawBuilder,
   type SelectQueryBuilder,
@@ -689,12 +688,7 @@ export async function pagesOverpayingTheirInvoices(
   return sweepPayments(
     db,
     'created_at',
-    (qb) =>
-      qb
-        .where('payments.active', '=', sql.lit(true))
-        .where('payments.payment_status', '=', 'PENDING')
-        .where('payments.payment_gateway', 'in', gateways)
-        .where(overtakesAnInvoice),
+    (qb) => overtakenPages(qb).where('payments.payment_gateway', 'in', gateways),
     limit,
     after && { at: after.createdAt, id: after.id },
   )
@@ -702,27 +696,30 @@ export async function pagesOverpayingTheirInvoices(
 
 /** Whether the payment is still an open page one of whose invoices owes less than its share. */
 export async function isOvertakenPage(db: Db, paymentId: string): Promise<boolean> {
-  const row = await db
-    .selectFrom('payments')
-    .select('payments.id')
+  const row = await overtakenPages(db.selectFrom('payments').select('payments.id'))
     .where('payments.id', '=', paymentId)
-    .where('payments.active', '=', sql.lit(true))
-    .where('payments.payment_status', '=', 'PENDING')
-    .where(overtakesAnInvoice)
     .executeTakeFirst()
   return row !== undefined
 }
 
-/** An invoice of the payment now owes less than the payment's share of it. */
-function overtakesAnInvoice(w: ExpressionBuilder<Database, 'payments'>) {
-  return w.exists(
-    w
-      .selectFrom('payment_allocations')
-      .innerJoin('invoices', 'invoices.id', 'payment_allocations.invoice_id')
-      .select(sql.lit(1).as('one'))
-      .whereRef('payment_allocations.payment_id', '=', 'payments.id')
-      .whereRef('invoices.amount_remaining', '<', 'payment_allocations.amount'),
-  )
+/**
+ * Open pages (active, PENDING) one of whose invoices now owes less than the page's share of
+ * it. The active filter is a literal, so a generic plan can use the partial indexes.
+ */
+function overtakenPages<Q extends SelectQueryBuilder<Database, 'payments', object>>(qb: Q): Q {
+  return qb
+    .where('payments.active', '=', sql.lit(true))
+    .where('payments.payment_status', '=', 'PENDING')
+    .where((w) =>
+      w.exists(
+        w
+          .selectFrom('payment_allocations')
+          .innerJoin('invoices', 'invoices.id', 'payment_allocations.invoice_id')
+          .select(sql.lit(1).as('one'))
+          .whereRef('payment_allocations.payment_id', '=', 'payments.id')
+          .whereRef('invoices.amount_remaining', '<', 'payment_allocations.amount'),
+      ),
+    ) as Q
 }
 
 /**

@@ -5,7 +5,7 @@ import { isPaidStatus } from '../../core/invoice-state.ts'
 import type { PaymentStatus } from '../../core/payment-state.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
-import type { Invoice, Order } from '../../db/database.ts'
+import type { Invoice, Order, Payment, Subscription } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
 import { STRIPE_PAID_OUT_OF_BAND } from '../../jobs/tasks/stripe-paid-out-of-band.ts'
@@ -173,27 +173,47 @@ export async function cancelSubscriptionAndFirstInvoice(
   clock: Clock,
 ): Promise<SubscriptionWithSchedules> {
   const current = atPeriodEnd ? undefined : await findSubscription(db, scope.environmentId, id)
-  if (current?.status === 'incomplete' && current.latest_invoice_id) {
-    const first = await findInvoice(db, scope.environmentId, current.latest_invoice_id)
-    const untouched =
-      first?.invoice_status === 'FINALIZED' &&
-      !isPaidStatus(first.payment_status) &&
-      first.amount_paid === 0n &&
-      (await openPaymentsForInvoice(db, scope.environmentId, first.id)).length === 0
-    if (first && untouched) {
-      try {
-        await voidInvoice(db, scope, first.id, clock)
-      } catch (error) {
-        // Paid, or a payment opened, meanwhile: the subscription is cancelled on its own.
-        if (!(error instanceof AppError) || error.code !== 'invalid_state_transition') throw error
-      }
-      const ended = await findSubscription(db, scope.environmentId, id)
-      if (ended?.status === 'canceled') {
-        return { subscription: ended, schedules: await schedulesOf(db, [id]) }
-      }
+  const first = current && (await voidableFirstInvoice(db, scope, current))
+  if (first && first.unprocessed.length === 0) {
+    try {
+      await voidInvoice(db, scope, first.invoice.id, clock)
+    } catch (error) {
+      // Paid, or a payment opened, meanwhile: the subscription is cancelled on its own.
+      if (!(error instanceof AppError) || error.code !== 'invalid_state_transition') throw error
+    }
+    const ended = await findSubscription(db, scope.environmentId, id)
+    if (ended?.status === 'canceled') {
+      return { subscription: ended, schedules: await schedulesOf(db, [id]) }
     }
   }
   return cancelSubscription(db, scope, id, atPeriodEnd, clock)
+}
+
+/**
+ * The first invoice of an `incomplete` subscription, when cancelling the subscription now may
+ * void it: finalized, nothing paid on it, and no payment on it that may take money or that
+ * pays other invoices too. `unprocessed` are its payments not yet processed (`INITIATED`),
+ * which hold no money: the invoice is voided only once they are cancelled
+ * (`cancelSubscriptionNow` does). Undefined when the invoice must be kept.
+ */
+export async function voidableFirstInvoice(
+  db: Db,
+  scope: Scope,
+  subscription: Subscription,
+): Promise<{ invoice: Invoice; unprocessed: Payment[] } | undefined> {
+  if (subscription.status !== 'incomplete' || !subscription.latest_invoice_id) return undefined
+  const invoice = await findInvoice(db, scope.environmentId, subscription.latest_invoice_id)
+  if (
+    invoice?.invoice_status !== 'FINALIZED' ||
+    isPaidStatus(invoice.payment_status) ||
+    invoice.amount_paid !== 0n
+  )
+    return undefined
+  const open = await openPaymentsForInvoice(db, scope.environmentId, invoice.id)
+  const unprocessed = open.filter(
+    (p) => p.payment_status === 'INITIATED' && p.invoice_ids.length === 1,
+  )
+  return unprocessed.length === open.length ? { invoice, unprocessed } : undefined
 }
 
 /**
