@@ -1,4 +1,8 @@
 import { expect } from 'vitest'
+import {
+  SYNC_DEFAULT_PAYMENT_METHOD,
+  syncDefaultPaymentMethod,
+} from '../src/jobs/tasks/sync-default-payment-method.ts'
 import type { StripeEmulator } from './emulators/stripe/emulator.ts'
 import { startStripeEmulator } from './emulators/stripe/server.ts'
 import type { TestCardAlias } from './emulators/stripe/test-cards.ts'
@@ -59,4 +63,14 @@ export async function saveStripeCard(
     .returning('id')
     .executeTakeFirstOrThrow()
   return { paymentMethodId: saved.id, stripeCustomerId }
+}
+
+/** Runs the queued `sync_default_payment_method` job of `customerId` (tests run no worker); its outcome. */
+export async function runDefaultMethodJob(ctx: TestContext, customerId: string) {
+  const jobs = await ctx.pool.query<{ payload: { customerId: string } }>(
+    `select payload from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = $1`,
+    [SYNC_DEFAULT_PAYMENT_METHOD],
+  )
+  const job = jobs.rows.find((row) => row.payload.customerId === customerId)
+  return job ? syncDefaultPaymentMethod(ctx.deps, job.payload) : undefined
 }

@@ -8,7 +8,8 @@ export interface Money {
 
 /**
  * Currencies Payrail keeps in whole units (ISO 4217 exponent 0). A gateway whose API counts
- * otherwise converts at its edge (Stripe: `src/gateways/stripe/stripe.money.ts`).
+ * otherwise converts at its edge (`ProviderUnits`: Stripe's `stripe.money.ts`, Checkout.com's
+ * `checkout.money.ts`).
  */
 export const ZERO_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set([
   'bif',
@@ -143,4 +144,65 @@ function numberToPlainString(value: number): string {
   if (!Number.isFinite(value)) return String(value)
   // Avoid exponent notation (1e-7) while keeping exactly what the client sent.
   return value.toLocaleString('en-US', { useGrouping: false, maximumFractionDigits: 20 })
+}
+
+/**
+ * How a provider's API counts an amount: its decimals in each currency, which may differ
+ * from ISO 4217's (Stripe takes ISK times 100, Checkout.com CLP times 100), and the largest
+ * amount it takes, if it says.
+ */
+export interface ProviderUnits {
+  /** The provider's name, for the 400 of an amount it cannot take. */
+  name: string
+  digits(currency: string): number
+  max?: bigint
+}
+
+/**
+ * A Payrail amount (minor units of ISO 4217) in a provider's units. One the provider
+ * cannot take exactly (a fraction of its unit, a three-decimal amount whose last digit is
+ * not 0, which Stripe and Checkout.com both refuse, or past its largest) is a 400, before
+ * anything is asked of the provider.
+ */
+export function toProviderAmount(units: ProviderUnits, amount: bigint, currency: string): bigint {
+  const digits = units.digits(currency)
+  const shift = digits - minorUnitDigits(currency)
+  const scale = 10n ** BigInt(Math.abs(shift))
+  const shown = () => `${formatMinorUnits(amount, currency)} ${currency.toUpperCase()}`
+  if (shift < 0 && amount % scale !== 0n) {
+    throw validationError(
+      `${units.name} takes ${currency.toUpperCase()} ${digits === 0 ? 'in whole units' : `with ${digits} decimals`}: ${shown()} has more`,
+      { field: 'amount', currency },
+    )
+  }
+  const converted = shift >= 0 ? amount * scale : amount / scale
+  if (digits === 3 && converted % 10n !== 0n) {
+    throw validationError(
+      `${units.name} takes ${currency.toUpperCase()} amounts whose last decimal is 0: ${shown()} is not one`,
+      { field: 'amount', currency },
+    )
+  }
+  if (units.max !== undefined && converted > units.max) {
+    throw validationError(
+      `${units.name} takes at most ${units.max} in its units: ${shown()} is more`,
+      {
+        field: 'amount',
+        currency,
+      },
+    )
+  }
+  return converted
+}
+
+/** An amount a provider reports (in its units) in Payrail's minor units. */
+export function fromProviderAmount(
+  units: ProviderUnits,
+  amount: number | bigint,
+  currency: string,
+): bigint {
+  const lower = currency.toLowerCase()
+  const shift = units.digits(lower) - minorUnitDigits(lower)
+  const scale = 10n ** BigInt(Math.abs(shift))
+  const value = BigInt(amount)
+  return shift >= 0 ? value / scale : value * scale
 }

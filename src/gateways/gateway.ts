@@ -303,6 +303,16 @@ export interface Gateway {
    */
   checkAmount?(amount: bigint, currency: string): void
   /**
+   * Makes a saved method the customer's default at the provider too (Stripe's
+   * `invoice_settings.default_payment_method`, which Stripe Billing charges). Called by
+   * the `sync_default_payment_method` job with Payrail's default as it stands then.
+   */
+  makeDefaultMethod?(
+    ctx: GatewayContext,
+    gatewayCustomerId: string,
+    gatewayPaymentMethodId: string,
+  ): Promise<void>
+  /**
    * Internal rails (balance, offline) move money inside Payrail's transaction:
    * `trx` is the transaction holding the payment's row lock.
    */

@@ -10,6 +10,10 @@ import { PRUNE_IDEMPOTENCY_KEYS, pruneIdempotencyKeys } from './tasks/prune-idem
 import { RESOLVE_LOST_CHARGES, resolveLostCharges } from './tasks/resolve-lost-charges.ts'
 import { markStripeInvoicePaid, STRIPE_PAID_OUT_OF_BAND } from './tasks/stripe-paid-out-of-band.ts'
 import {
+  SYNC_DEFAULT_PAYMENT_METHOD,
+  syncDefaultPaymentMethod,
+} from './tasks/sync-default-payment-method.ts'
+import {
   WITHDRAW_OVERTAKEN_PAGES,
   withdrawOvertakenPages,
 } from './tasks/withdraw-overtaken-pages.ts'
@@ -50,6 +54,11 @@ export function createTaskList(deps: WorkerDeps): TaskList {
     },
     [STRIPE_PAID_OUT_OF_BAND]: async (payload, helpers) => {
       helpers.logger.info(`stripe invoice: ${await markStripeInvoicePaid(deps, payload)}`)
+    },
+    [SYNC_DEFAULT_PAYMENT_METHOD]: async (payload, helpers) => {
+      helpers.logger.info(
+        `default payment method: ${await syncDefaultPaymentMethod(deps, payload)}`,
+      )
     },
     [ASK_REFUND_AGAIN]: async (payload, helpers) => {
       helpers.logger.info(`refund asked again: ${await askRefundAgain(deps, payload)}`)

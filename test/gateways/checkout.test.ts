@@ -7,6 +7,7 @@ import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { countAutomaticAttempts } from '../../src/modules/payments/automatic.ts'
 import { askRefundAgain } from '../../src/modules/payments/refunds.ts'
 import { UNKNOWN_OUTCOME_RETRY_WINDOW_MS } from '../../src/modules/payments/service.ts'
+import { defaultCheckoutCard } from '../checkout-helpers.ts'
 import type { CheckoutEmulator } from '../emulators/checkout/emulator.ts'
 import {
   type CheckoutTestCard,
@@ -456,29 +457,6 @@ describe('Checkout.com webhooks are read by their type', () => {
   })
 })
 
-/** A card stored at Checkout.com (`src_…`) and saved in Payrail as the customer's default. */
-async function defaultCheckoutCard(customerId: string, card: CheckoutTestCard) {
-  const sourceId = emulator.seedCardSource(card)
-  const method = await ctx.db
-    .insertInto('payment_methods')
-    .values({
-      id: `pm_cko_${sourceId.slice(4, 16)}`,
-      tenant_id: ctx.main.tenant.id,
-      environment_id: ctx.main.test.id,
-      customer_id: customerId,
-      gateway: 'checkout',
-      gateway_payment_method_id: sourceId,
-      type: 'card',
-      card_brand: 'visa',
-      card_last4: card.slice(-4),
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow()
-  const made = await ctx.post(`/v1/customers/${customerId}/payment_methods/${method.id}/default`)
-  expect(made.status, made.text).toBe(200)
-  return { methodId: method.id, sourceId }
-}
-
 async function cardPayment(invoiceId: string, extra: Record<string, unknown> = {}) {
   return createPayment(ctx, {
     destination_id: invoiceId,
@@ -500,7 +478,12 @@ function chargeRequests(paymentId: string) {
 describe('Checkout.com CARD payments: merchant-initiated, on a stored source', () => {
   test('the default card is charged off-session: SUCCEEDED, the invoice paid once', async () => {
     const { customer, invoice } = await invoiceToPay(ctx)
-    const { methodId, sourceId } = await defaultCheckoutCard(customer.id, '4242424242424242')
+    const { methodId, sourceId } = await defaultCheckoutCard(
+      ctx,
+      emulator,
+      customer.id,
+      '4242424242424242',
+    )
     const res = await cardPayment(invoice.id)
     expect(res.status, res.text).toBe(201)
     expect(res.body).toMatchObject({
@@ -550,7 +533,7 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
     'card %s is declined: 402 %s, the payment FAILED, the invoice unpaid',
     async (card, code, responseCode) => {
       const { customer, invoice } = await invoiceToPay(ctx)
-      await defaultCheckoutCard(customer.id, card)
+      await defaultCheckoutCard(ctx, emulator, customer.id, card)
       const res = await cardPayment(invoice.id)
       expect(res.status, res.text).toBe(402)
       const error = (res.body as unknown as ErrorBody).error
@@ -629,7 +612,7 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
 
   test('an answer lost, then too late to send the charge again: Checkout.com is asked by reference, and the one charge settles the payment', async () => {
     const { customer, invoice } = await invoiceToPay(ctx)
-    await defaultCheckoutCard(customer.id, '4242424242424242')
+    await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')
     emulator.holdWebhooks()
     emulator.timeoutNext({
       count: 1,
@@ -666,7 +649,7 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
 
   test('a lost charge Checkout.com never received: FAILED charge_not_found, and nothing was taken', async () => {
     const { customer, invoice } = await invoiceToPay(ctx)
-    await defaultCheckoutCard(customer.id, '4242424242424242')
+    await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')
     emulator.timeoutNext({ count: 1, mode: 'destroy', method: 'POST', pathPrefix: '/payments' })
     const res = await cardPayment(invoice.id)
     expect(res.status, res.text).toBe(502)
@@ -704,7 +687,7 @@ describe('Checkout.com automatic charges', () => {
       { auto_pay: true },
       { collection_method: 'charge_automatically' },
     )
-    await defaultCheckoutCard(customer.id, '4242424242424242')
+    await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')
     await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
     emulator.deferCaptureNext()
     expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
@@ -759,7 +742,7 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
   /** A CARD payment Checkout.com answers `Authorized`, its capture still to come. */
   async function authorizedCharge() {
     const { customer, invoice } = await invoiceToPay(ctx)
-    await defaultCheckoutCard(customer.id, '4242424242424242')
+    await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')
     emulator.deferCaptureNext()
     const res = await cardPayment(invoice.id)
     expect(res.status, res.text).toBe(201)

@@ -22,7 +22,12 @@ import {
   type RefundBody,
   unansweredPayment,
 } from '../payments-helpers.ts'
-import { connectStripeEmulator, saveStripeCard, stripeWebhookPath } from '../stripe-helpers.ts'
+import {
+  connectStripeEmulator,
+  runDefaultMethodJob,
+  saveStripeCard,
+  stripeWebhookPath,
+} from '../stripe-helpers.ts'
 
 let ctx: TestContext
 let emulator: StripeEmulator
@@ -88,7 +93,8 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     }>(`/v1/customers/${customer.id}`)
     expect(shown.body.gateway_customer_ids.stripe).toMatch(/^cus_/)
     expect(shown.body.default_payment_method_id).toMatch(/^pm_/)
-    // …and the card is the default at Stripe too.
+    // …and the card is the default at Stripe too, once the job the save queued runs.
+    expect(await runDefaultMethodJob(ctx, customer.id)).toBe('synced')
     const stripeCustomer = emulator.state.customers.get(
       shown.body.gateway_customer_ids.stripe ?? '',
     )

@@ -1,6 +1,7 @@
 import { assertNever } from '../../core/errors.ts'
 import type { ChargeLookup, ChargeResult, Gateway, GatewayFailure } from '../gateway.ts'
 import { checkoutClient, plain } from './checkout.client.ts'
+import { toCheckoutAmount } from './checkout.money.ts'
 import {
   type CheckoutPaymentStatus,
   type CheckoutPaymentView,
@@ -33,13 +34,14 @@ export const checkoutGateway: Gateway = {
   },
   async createCheckout(ctx, request) {
     const { payment } = request
+    const amount = toCheckoutAmount(payment.amount, payment.currency)
     const back = (outcome: 'success' | 'failure') =>
       `${ctx.publicUrl}/v1/checkout/${outcome}?payment_id=${encodeURIComponent(payment.id)}`
     try {
       const client = await checkoutClient(ctx)
       const created = plain(
         await client.hostedPayments.create({
-          amount: Number(payment.amount),
+          amount,
           currency: payment.currency.toUpperCase(),
           reference: payment.id,
           description: request.description,
@@ -77,6 +79,7 @@ export const checkoutGateway: Gateway = {
   },
   async chargeSavedMethod(ctx, request, method) {
     const { payment } = request
+    const amount = toCheckoutAmount(payment.amount, payment.currency)
     try {
       const client = await checkoutClient(ctx)
       const answer = readCheckoutPayment(
@@ -84,7 +87,7 @@ export const checkoutGateway: Gateway = {
           await client.payments.request(
             {
               source: { type: 'id', id: method.gateway_payment_method_id },
-              amount: Number(payment.amount),
+              amount,
               currency: payment.currency.toUpperCase(),
               reference: payment.id,
               payment_type: 'Unscheduled',
@@ -126,7 +129,11 @@ export const checkoutGateway: Gateway = {
       return { outcome: 'error', failure: failureOf(error) }
     }
   },
+  checkAmount(amount, currency) {
+    toCheckoutAmount(amount, currency)
+  },
   async refund(ctx, payment, refund) {
+    const amount = toCheckoutAmount(refund.amount, payment.currency)
     if (!payment.gateway_payment_id) {
       return {
         status: 'failed',
@@ -142,7 +149,7 @@ export const checkoutGateway: Gateway = {
       const answer = plain(
         await client.payments.refund(
           payment.gateway_payment_id,
-          { amount: Number(refund.amount), reference: refund.id },
+          { amount, reference: refund.id },
           `payrail-refund-${refund.id}`,
         ),
       ) as { action_id?: unknown }

@@ -1,7 +1,11 @@
 import { assertNever } from '../../core/errors.ts'
 import type { CardDetails, DeclineCode, PaymentUpdate } from '../gateway.ts'
+import { fromCheckoutAmount } from './checkout.money.ts'
 
-/** Pure mappings between Checkout.com's objects and Payrail's; amounts are minor units on both sides. */
+/**
+ * Pure mappings between Checkout.com's objects and Payrail's. Amounts are read in Checkout.com's
+ * units and kept in Payrail's minor units (`checkout.money.ts`: 5,000 CLP is `500000` there).
+ */
 
 export const PAYRAIL_PAYMENT_ID = 'payrail_payment_id'
 /** Metadata flag on a hosted payment whose card the customer asked to save (`save_card_and_make_default`). */
@@ -72,14 +76,15 @@ function readPaymentFields(value: unknown): Omit<CheckoutPaymentView, 'status'> 
   const metadata = asRecord(o.metadata) ?? {}
   const source = asRecord(o.source) ?? {}
   const captured = asRecord(o.balances)?.total_captured
+  const currency = o.currency.toLowerCase()
   const sourceId = text(source.id)
   // The API says `last4`; webhooks say `last_4`.
   const last4 = text(source.last4) ?? text(source.last_4)
   const scheme = text(source.scheme)
   return {
     id: o.id,
-    amount: BigInt(o.amount),
-    currency: o.currency.toLowerCase(),
+    amount: fromCheckoutAmount(o.amount, currency),
+    currency,
     reference: text(o.reference),
     paymentId: text(metadata[PAYRAIL_PAYMENT_ID]) ?? text(o.reference),
     responseCode: text(o.response_code),
@@ -100,7 +105,9 @@ function readPaymentFields(value: unknown): Omit<CheckoutPaymentView, 'status'> 
     saveCard: metadata[PAYRAIL_SAVE_CARD] === 'true',
     offSession: metadata[PAYRAIL_OFF_SESSION] === 'true',
     totalCaptured:
-      typeof captured === 'number' && Number.isSafeInteger(captured) ? BigInt(captured) : null,
+      typeof captured === 'number' && Number.isSafeInteger(captured)
+        ? fromCheckoutAmount(captured, currency)
+        : null,
     actionId: text(o.action_id),
   }
 }
@@ -223,7 +230,7 @@ function capturedUpdate(payment: Omit<CheckoutPaymentView, 'status'>): PaymentUp
  * What an event says about the payment: `payment_approved` is RESERVED (funds held, the
  * authorized amount); `payment_captured` (or `payment_paid`) SUCCEEDED with what has been
  * captured; `payment_declined` an attempt, the payment staying open for another card on
- * the hosted page (an off-session charge's decline was in its answer); `payment_expired`
+ * the hosted page (an off-session charge's decline FAILED, if its answer did not say so); `payment_expired`
  * FAILED; `payment_canceled` and `payment_voided` CANCELLED; refund events settle the
  * refund named by `action_id`. `payment_pending` changes nothing.
  */
@@ -235,17 +242,24 @@ export function updateFromEvent(event: CheckoutEventView): PaymentUpdate | undef
     case 'payment_captured':
     case 'payment_paid':
       return capturedUpdate(data)
-    case 'payment_declined':
-      // An off-session charge's answer already made the payment FAILED with this decline.
-      if (data.offSession) return undefined
-      return {
-        gatewayPaymentId: data.id,
-        attempt: {
-          status: 'failed',
-          errorCode: declineCodeOf(data.responseCode),
-          errorMessage: data.responseSummary ?? 'Declined',
-        },
-      }
+    case 'payment_declined': {
+      const attempt = {
+        status: 'failed',
+        errorCode: declineCodeOf(data.responseCode),
+        errorMessage: data.responseSummary ?? 'Declined',
+      } as const
+      // An off-session charge's decline ends its payment. Its answer usually said so first
+      // (the report is then a repeat); when that answer was lost or said Pending, this is
+      // how the payment learns it.
+      if (data.offSession)
+        return {
+          status: 'FAILED',
+          gatewayPaymentId: data.id,
+          attempt,
+          error: { code: attempt.errorCode, message: attempt.errorMessage },
+        }
+      return { gatewayPaymentId: data.id, attempt }
+    }
     case 'payment_expired':
       return expiredUpdate(data.id)
     case 'payment_canceled':

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type Stripe from 'stripe'
 import type {
   ChargeLookup,
@@ -42,19 +43,18 @@ export const stripeGateway: Gateway = {
     try {
       const customerId = await ensureCustomer(stripe, request)
       const { payment } = request
-      const session = await stripe.checkout.sessions.create(
-        checkoutSessionParams(
-          payment,
-          customerId,
-          request.description,
-          {
-            success: payment.success_url ?? `${ctx.publicUrl}/pay/${payment.id}/complete`,
-            cancel: payment.cancel_url ?? `${ctx.publicUrl}/pay/${payment.id}/cancelled`,
-          },
-          Math.floor(ctx.clock.now().getTime() / 1000),
-        ),
-        { idempotencyKey: `payrail-checkout-${payment.id}` },
-      )
+      const params = checkoutSessionParams(payment, customerId, request.description, {
+        success: payment.success_url ?? `${ctx.publicUrl}/pay/${payment.id}/complete`,
+        cancel: payment.cancel_url ?? `${ctx.publicUrl}/pay/${payment.id}/cancelled`,
+      })
+      // The same session for the same request sent again (an answer lost); a new one when
+      // what it asks changed since (the payment's description or return URLs), which Stripe
+      // would refuse under the first key. A session whose answer was lost has no URL anyone
+      // was given, so no customer can pay it.
+      const asked = createHash('sha256').update(JSON.stringify(params)).digest('hex').slice(0, 16)
+      const session = await stripe.checkout.sessions.create(params, {
+        idempotencyKey: `payrail-checkout-${payment.id}-${asked}`,
+      })
       if (!session.url)
         return {
           ok: false,
@@ -131,6 +131,12 @@ export const stripeGateway: Gateway = {
   },
   checkAmount(amount, currency) {
     toStripeAmount(amount, currency)
+  },
+  async makeDefaultMethod(ctx, gatewayCustomerId, gatewayPaymentMethodId) {
+    const stripe = await stripeClient(ctx)
+    await stripe.customers.update(gatewayCustomerId, {
+      invoice_settings: { default_payment_method: gatewayPaymentMethodId },
+    })
   },
   async refund(ctx, payment, refund) {
     const stripe = await stripeClient(ctx)

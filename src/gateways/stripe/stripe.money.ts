@@ -1,5 +1,10 @@
-import { validationError } from '../../core/errors.ts'
-import { formatMinorUnits, minorUnitDigits, ZERO_DECIMAL_CURRENCIES } from '../../core/money.ts'
+import {
+  fromProviderAmount,
+  minorUnitDigits,
+  type ProviderUnits,
+  toProviderAmount,
+  ZERO_DECIMAL_CURRENCIES,
+} from '../../core/money.ts'
 
 /**
  * Currencies Stripe's API takes in whole units (its zero-decimal list): Payrail's, but
@@ -16,11 +21,13 @@ const STRIPE_ZERO_DECIMAL: ReadonlySet<string> = new Set([
  */
 const STRIPE_TWO_DECIMAL_WHOLE: ReadonlySet<string> = new Set(['isk'])
 
-/** How many decimals Stripe's API amounts have in `currency`. */
-function stripeDigits(currency: string): number {
-  if (STRIPE_TWO_DECIMAL_WHOLE.has(currency)) return 2
-  if (STRIPE_ZERO_DECIMAL.has(currency)) return 0
-  return minorUnitDigits(currency)
+const STRIPE_UNITS: ProviderUnits = {
+  name: 'Stripe',
+  digits(currency) {
+    if (STRIPE_TWO_DECIMAL_WHOLE.has(currency)) return 2
+    if (STRIPE_ZERO_DECIMAL.has(currency)) return 0
+    return minorUnitDigits(currency)
+  },
 }
 
 /**
@@ -29,29 +36,10 @@ function stripeDigits(currency: string): number {
  * amount Stripe cannot take exactly is a 400, before anything is asked of Stripe.
  */
 export function toStripeAmount(amount: bigint, currency: string): number {
-  const shift = stripeDigits(currency) - minorUnitDigits(currency)
-  const scale = 10n ** BigInt(Math.abs(shift))
-  if (shift < 0 && amount % scale !== 0n) {
-    throw validationError(
-      `Stripe takes ${currency.toUpperCase()} in whole units: ${formatMinorUnits(amount, currency)} has a fraction`,
-      { field: 'amount', currency },
-    )
-  }
-  const stripe = shift >= 0 ? amount * scale : amount / scale
-  if (stripeDigits(currency) === 3 && stripe % 10n !== 0n) {
-    throw validationError(
-      `Stripe takes ${currency.toUpperCase()} amounts whose last decimal is 0: ${formatMinorUnits(amount, currency)} is not one`,
-      { field: 'amount', currency },
-    )
-  }
-  return Number(stripe)
+  return Number(toProviderAmount(STRIPE_UNITS, amount, currency))
 }
 
 /** An amount Stripe reports (its API's units) in Payrail's minor units. */
 export function fromStripeAmount(amount: number, currency: string): bigint {
-  const lower = currency.toLowerCase()
-  const shift = stripeDigits(lower) - minorUnitDigits(lower)
-  const scale = 10n ** BigInt(Math.abs(shift))
-  const value = BigInt(amount)
-  return shift >= 0 ? value / scale : value * scale
+  return fromProviderAmount(STRIPE_UNITS, amount, currency)
 }

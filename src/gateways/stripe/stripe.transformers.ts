@@ -8,15 +8,18 @@ import { fromStripeAmount, toStripeAmount } from './stripe.money.ts'
 export const PAYRAIL_PAYMENT_ID = 'payrail_payment_id'
 export const PAYRAIL_REFUND_ID = 'payrail_refund_id'
 export const PAYRAIL_SAVE_DEFAULT = 'payrail_save_default'
-const CHECKOUT_TTL_SECONDS = 24 * 60 * 60
 
-/** The Checkout Session for a payment link: one price_data line, the customer, 24 h to pay. */
+/**
+ * The Checkout Session for a payment link: one price_data line, the customer, and Stripe's
+ * default of 24 h to pay. Made of the payment's stored fields only, with no time in it: a
+ * call sent again under the same idempotency key must be the same request, or Stripe
+ * refuses it (`idempotency_error`).
+ */
 export function checkoutSessionParams(
   payment: Payment,
   stripeCustomerId: string,
   description: string,
   urls: { success: string; cancel: string },
-  nowSeconds: number,
 ): Stripe.Checkout.SessionCreateParams {
   const metadata = { [PAYRAIL_PAYMENT_ID]: payment.id }
   return {
@@ -35,7 +38,6 @@ export function checkoutSessionParams(
     success_url: urls.success,
     cancel_url: urls.cancel,
     metadata,
-    expires_at: nowSeconds + CHECKOUT_TTL_SECONDS,
     payment_intent_data: {
       metadata: {
         ...metadata,
@@ -101,15 +103,21 @@ export function updateFromPaymentIntent(intent: Stripe.PaymentIntent): PaymentUp
     case 'requires_payment_method': {
       const error = intent.last_payment_error
       if (!error) return undefined
+      const code = declineFromStripe(
+        error.code,
+        error.decline_code,
+        error.message ?? 'declined',
+      ).code
+      const message = error.message ?? 'The card was declined'
       // Checkout keeps its session open after a decline: the customer may pay with another card.
+      // An off-session charge's decline ends its payment, with the declined attempt recorded: a
+      // retry is then a new charge (a new key), not the replay of this one.
       return {
         status: 'FAILED',
         gatewayPaymentId: intent.id,
         pageStaysOpen: true,
-        error: {
-          code: declineFromStripe(error.code, error.decline_code, error.message ?? 'declined').code,
-          message: error.message ?? 'The card was declined',
-        },
+        error: { code, message },
+        attempt: { status: 'failed', errorCode: code, errorMessage: message },
       }
     }
     case 'requires_action':

@@ -95,15 +95,6 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
         intent.setup_future_usage === 'off_session'
           ? cardFromPaymentMethod(intent.payment_method)
           : undefined
-      if (
-        card &&
-        intent.metadata?.[PAYRAIL_SAVE_DEFAULT] === 'true' &&
-        typeof intent.customer === 'string'
-      ) {
-        await stripe.customers.update(intent.customer, {
-          invoice_settings: { default_payment_method: card.gatewayPaymentMethodId },
-        })
-      }
       return one(target, update && { ...update, card, attempt: { status: 'succeeded' } })
     }
     case 'checkout.session.async_payment_failed': {

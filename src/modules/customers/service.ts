@@ -10,6 +10,7 @@ import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
+import { queueDefaultMethodSync } from '../../jobs/tasks/sync-default-payment-method.ts'
 import { issueApiKey } from '../api-keys/service.ts'
 import { balancesByCustomer, requireBalanceChange } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
@@ -109,6 +110,12 @@ export async function updateCustomer(
       updateCustomerRow(trx, scope.environmentId, id, { ...changes, updated_at: clock.now() }),
     )
     if (!updated) throw notFound('customer', id)
+    // The provider's default follows (Stripe Billing charges the customer's default there).
+    if (
+      changes.default_payment_method_id &&
+      changes.default_payment_method_id !== current.default_payment_method_id
+    )
+      await queueDefaultMethodSync(trx, scope, id)
     await recordEvents(trx, scope, clock.now(), [customerEvent('customer.updated', updated)])
     return updated
   })

@@ -163,6 +163,8 @@ export async function applyPaymentUpdate(
       ...(to === 'FAILED' &&
         update.error && { status_code: update.error.code, error_message: update.error.message }),
     }
+    if ((to === 'SUCCEEDED' || to === 'OVERPAID') && payment.payment_status === 'FAILED')
+      payment = await reopenForLateMoney(trx, scope, payment, cause, deps)
     // An attempt that comes with a move that takes effect is recorded first, so the move's
     // event shows the payment with it (as moveWithAttempt does).
     if (update.attempt && checkTransition(payment.payment_status, to).kind === 'apply') {
@@ -193,6 +195,34 @@ export async function applyPaymentUpdate(
     payment = await updatePayment(trx, payment.id, { payment_method_id: method.id })
   }
   return { payment, outcome }
+}
+
+/**
+ * A payment whose failure was recorded, for which its provider now reports money received:
+ * BitPay completes an invoice it had called `invalid` once the transaction confirms late,
+ * CoinPayments reopens a timed-out transaction and completes it. The money is real, so it is
+ * recorded: FAILED is final in the state machine except towards ON_RETRY, so the payment is
+ * reopened (ON_RETRY, then PROCESSING, in the report's transaction, with the report as their
+ * cause) and the report's move then takes it to SUCCEEDED or OVERPAID like any other.
+ */
+async function reopenForLateMoney(
+  trx: Db,
+  scope: Scope,
+  failed: Payment,
+  cause: Cause,
+  deps: Pick<PaymentDeps, 'clock' | 'logger'>,
+): Promise<Payment> {
+  const reopened = { ...cause, note: 'the provider reported money after the failure' }
+  let payment = failed
+  for (const to of ['ON_RETRY', 'PROCESSING'] as const) {
+    const moved = await movePayment(trx, scope, payment, to, {}, reopened, deps)
+    payment = moved.payment
+  }
+  deps.logger.warn(
+    { payment_id: payment.id, gateway: payment.payment_gateway },
+    'money reported for a failed payment; reopened to record it',
+  )
+  return payment
 }
 
 /**

@@ -40,6 +40,7 @@ import {
 } from '../../gateways/registry.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { mergeMetadata } from '../../http/schema-types.ts'
+import { queueDefaultMethodSync } from '../../jobs/tasks/sync-default-payment-method.ts'
 import type { Logger } from '../../logger.ts'
 import {
   customerOfInvoiceAhead,
@@ -1548,6 +1549,8 @@ export async function saveCardFromPayment(
   })
   if (payment.save_card_and_make_default) {
     await setDefaultPaymentMethodRow(trx, payment.customer_id, method.id, clock.now())
+    // The provider's default follows, once this commits (Stripe Billing charges that one).
+    await queueDefaultMethodSync(trx, scope, payment.customer_id)
   }
   return method
 }

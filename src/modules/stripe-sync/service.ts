@@ -58,7 +58,7 @@ export async function applyBillingObject(
   if (billing.objectType !== 'invoice') return kept ? 'synced' : 'stale'
   const invoice = readStripeInvoice(billing.object)
   if (!invoice) return 'synced'
-  await mirrorInvoice(trx, scope, invoice, clock)
+  await mirrorInvoice(trx, scope, invoice, kept, clock)
   return 'synced'
 }
 
@@ -122,13 +122,22 @@ export function readStripeInvoice(object: unknown): StripeInvoiceView | undefine
     }
     return fromStripeAmount(value, currency)
   }
+  // Stripe's quantities are whole numbers; a line without one counts once.
+  const quantity = (value: unknown) => {
+    if (value === undefined || value === null || value === 0) return 1
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      malformed = true
+      return 1
+    }
+    return value
+  }
   const data = (o.lines as { data?: unknown } | null | undefined)?.data ?? []
   if (!Array.isArray(data)) return undefined
   if (data.some((line: unknown) => typeof line !== 'object' || line === null)) return undefined
   const lines = (data as Record<string, unknown>[]).map((l) => ({
     description:
       typeof l.description === 'string' && l.description ? l.description : 'Stripe invoice line',
-    quantity: typeof l.quantity === 'number' && l.quantity > 0 ? l.quantity : 1,
+    quantity: quantity(l.quantity),
     amount: int(l.amount),
   }))
   const date = (value: unknown) => (typeof value === 'number' ? new Date(value * 1000) : null)
@@ -181,14 +190,24 @@ const STATUS: Record<StripeInvoiceView['status'], InvoiceStatus> = {
   uncollectible: 'UNCOLLECTIBLE',
 }
 
+/**
+ * Makes or moves the Payrail invoice of a Stripe invoice. `fresh` says whether the snapshot
+ * is the newest Stripe view seen (its replica kept): an older one, delivered late, moves
+ * only what moves forward (the status, the money paid) and leaves what Stripe may have
+ * lowered since (what is due, after a credit note) as the newer view set it. A draft is
+ * not mirrored until Stripe finalizes it: its lines and totals can still change, and
+ * nothing can pay it.
+ */
 async function mirrorInvoice(
   trx: Db,
   scope: Scope,
   stripe: StripeInvoiceView,
+  fresh: boolean,
   clock: Clock,
-): Promise<Invoice> {
+): Promise<Invoice | undefined> {
   const now = clock.now()
   const existing = await lockInvoiceByStripeId(trx, scope.environmentId, stripe.id)
+  if (!existing && stripe.status === 'draft') return undefined
   const paidAtStripe = stripe.status === 'paid'
   if (existing) {
     // Stripe collected it itself while Payrail had taken money for it too (before its job
@@ -200,30 +219,36 @@ async function mirrorInvoice(
       stripe.amountPaid,
       payrailKept + collectedAtStripe,
     ].reduce((a, b) => (a > b ? a : b))
-    const paidTwice = payrailKept > 0n && amountPaid > stripe.amountDue
+    const amountDue = fresh ? stripe.amountDue : existing.amount_due
+    const paidTwice = payrailKept > 0n && amountPaid > amountDue
     // Paid once, it stays paid: a stale "open" snapshot (Stripe's own retry) reopens
     // nothing, and refunds after it neither (as for Payrail's own invoices).
     const paidBefore = existing.paid_at !== null
     const paid = paidAtStripe || paidBefore || isPaidStatus(existing.payment_status)
     const refunded =
       existing.payment_status === 'PARTIALLY_REFUNDED' || existing.payment_status === 'REFUNDED'
+    // Through the same lifecycle as Payrail's own invoices: a snapshot that would move it
+    // back (a late invoice.finalized after invoice.voided) is older than what is mirrored.
+    const status =
+      existing.invoice_status === STATUS[stripe.status] ||
+      canTransitionInvoice(existing.invoice_status, STATUS[stripe.status])
+        ? STATUS[stripe.status]
+        : existing.invoice_status
     const updated = await updateInvoice(trx, existing.id, {
-      // Through the same lifecycle as Payrail's own invoices: a snapshot that would move it
-      // back (a late invoice.finalized after invoice.voided) is older than what is mirrored.
-      invoice_status:
-        existing.invoice_status === STATUS[stripe.status] ||
-        canTransitionInvoice(existing.invoice_status, STATUS[stripe.status])
-          ? STATUS[stripe.status]
-          : existing.invoice_status,
+      invoice_status: status,
       number: stripe.number ?? existing.number,
-      amount_due: stripe.amountDue,
+      // A draft mirrored by an earlier version takes the totals Stripe finalized it with
+      // (its lines stay those it was first seen with).
+      ...(fresh && existing.invoice_status === 'DRAFT' && totalsOf(stripe)),
+      ...(existing.finalized_at === null && status !== 'DRAFT' && { finalized_at: now }),
+      amount_due: amountDue,
       amount_paid: amountPaid,
       // What Payrail keeps of what it was paid: a refund before the invoice was paid in full
       // leaves that much owed again, as on Payrail's own invoices.
       amount_remaining: paid
         ? 0n
-        : stripe.amountDue > amountPaid - existing.amount_refunded
-          ? stripe.amountDue - (amountPaid - existing.amount_refunded)
+        : amountDue > amountPaid - existing.amount_refunded
+          ? amountDue - (amountPaid - existing.amount_refunded)
           : 0n,
       // A refund recorded here is kept: Stripe's later "paid" does not undo it.
       payment_status:
@@ -266,9 +291,7 @@ async function mirrorInvoice(
       stripe.billingReason === 'subscription_create'
         ? stripe.billingReason
         : 'manual',
-    subtotal: stripe.subtotal,
-    total_discount: stripe.subtotal > stripe.total ? stripe.subtotal - stripe.total : 0n,
-    total: stripe.total,
+    ...totalsOf(stripe),
     amount_due: stripe.amountDue,
     amount_paid: stripe.amountPaid,
     amount_remaining: paidAtStripe ? 0n : stripe.amountRemaining,
@@ -277,7 +300,7 @@ async function mirrorInvoice(
     period_end: stripe.periodEnd,
     source: 'stripe',
     stripe_invoice_id: stripe.id,
-    finalized_at: stripe.status === 'draft' ? null : now,
+    finalized_at: now,
     paid_at: paidAtStripe ? now : null,
     created_at: now,
     updated_at: now,
@@ -303,6 +326,15 @@ async function mirrorInvoice(
     },
   ])
   return invoice
+}
+
+/** A Stripe invoice's subtotal, total and the discount between them, as a Payrail invoice holds them. */
+function totalsOf(stripe: StripeInvoiceView) {
+  return {
+    subtotal: stripe.subtotal,
+    total_discount: stripe.subtotal > stripe.total ? stripe.subtotal - stripe.total : 0n,
+    total: stripe.total,
+  }
 }
 
 /** The Payrail customer linked to the Stripe customer, created from the invoice's details when none is. */
