@@ -4,6 +4,8 @@ export const PG_CHECK_VIOLATION = '23514'
 export const PG_FOREIGN_KEY_VIOLATION = '23503'
 export const PG_SERIALIZATION_FAILURE = '40001'
 export const PG_DEADLOCK_DETECTED = '40P01'
+/** A value past one of PostgreSQL's limits (an index entry larger than a third of a page). */
+export const PG_PROGRAM_LIMIT_EXCEEDED = '54000'
 
 export function isPgError(
   error: unknown,

@@ -4,6 +4,7 @@ import { AppError, type ErrorCode, type ErrorDetails, httpStatusFor } from '../c
 import {
   PG_DEADLOCK_DETECTED,
   PG_FOREIGN_KEY_VIOLATION,
+  PG_PROGRAM_LIMIT_EXCEEDED,
   PG_SERIALIZATION_FAILURE,
   PG_UNIQUE_VIOLATION,
   pgErrorCode,
@@ -79,7 +80,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
 /**
  * PostgreSQL refusals that come from what the caller sent, as a safety net behind
  * the validation in front of them: bad values (class 22: text with NUL bytes,
- * numbers out of range) are 400, a unique key taken is 409, and a lost
+ * numbers out of range) and values too large to index (54000) are 400, a unique key taken is 409, and a lost
  * serialization race or deadlock is a 409 the caller may retry.
  */
 function mapDatabaseError(error: unknown): { code: ErrorCode; message: string } | undefined {
@@ -90,6 +91,9 @@ function mapDatabaseError(error: unknown): { code: ErrorCode; message: string } 
       code: 'validation_error',
       message: 'A value in the request is out of range or not valid',
     }
+  // A value too large for what holds it (an index entry past PostgreSQL's 2.7 KB).
+  if (code === PG_PROGRAM_LIMIT_EXCEEDED)
+    return { code: 'validation_error', message: 'A value in the request is too large' }
   if (code === PG_UNIQUE_VIOLATION)
     return { code: 'conflict', message: 'An object with these values already exists' }
   if (code === PG_FOREIGN_KEY_VIOLATION) {

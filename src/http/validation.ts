@@ -1,4 +1,4 @@
-import { Ajv, type Options } from 'ajv'
+import { Ajv, type FormatDefinition, type Options } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifyInstance } from 'fastify'
 
@@ -13,6 +13,15 @@ const shared: Options = {
 function createAjv(options: Options): Ajv {
   const ajv = new Ajv({ ...shared, ...options })
   addFormats.default(ajv)
+  // RFC 3339 allows a leap second (23:59:60Z), which JavaScript's Date cannot hold: such a
+  // time is refused here (400), not turned into an Invalid Date that fails a write (500).
+  const rfc3339 = ajv.formats['date-time'] as FormatDefinition<string>
+  const validate = rfc3339.validate as (value: string) => boolean
+  ajv.addFormat('date-time', {
+    type: 'string',
+    validate: (value: string) => validate(value) && !Number.isNaN(Date.parse(value)),
+    ...(rfc3339.compare && { compare: rfc3339.compare }),
+  })
   return ajv
 }
 

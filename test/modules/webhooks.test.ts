@@ -578,7 +578,6 @@ describe('inbound sandbox webhooks: refusals', () => {
       () => ({ environmentId: other.test.id, secret: sandboxSecret(other.test.id) }),
     ],
     ['an unknown gateway', () => ({ gateway: 'paypal' })],
-    ['a gateway without webhooks (offline)', () => ({ gateway: 'offline' })],
     ['the external gateway, not connected', () => ({ gateway: 'external' })],
   ])('%s is 404 not_found', async (_name, options) => {
     const { invoice, payment } = await pendingSandboxPayment()
@@ -588,6 +587,20 @@ describe('inbound sandbox webhooks: refusals', () => {
     expect(res.body.error.code).toBe('not_found')
     await expectUnchanged(payment, invoice.id, event.id)
   })
+
+  // DESIGN names the platform's path among the inbound webhooks: Payrail's own rails have
+  // one, which says they take none (their payments settle inside Payrail's transactions).
+  test.each(['platform', 'offline'])(
+    'the %s rail takes no webhooks: 422 not_supported',
+    async (gateway) => {
+      const { invoice, payment } = await pendingSandboxPayment()
+      const event = sandboxEvent('checkout.completed', payment)
+      const res = await deliver(event, { gateway })
+      expect(res.status).toBe(422)
+      expect(res.body.error.code).toBe('not_supported')
+      await expectUnchanged(payment, invoice.id, event.id)
+    },
+  )
 
   test('malformed JSON with a valid signature is 400', async () => {
     const res = await deliver('{"id": "sbevt_x", "type": ')

@@ -13,7 +13,6 @@ import {
   cardFromPaymentMethod,
   PAYRAIL_PAYMENT_ID,
   PAYRAIL_REFUND_ID,
-  PAYRAIL_SAVE_DEFAULT,
   updateFromPaymentIntent,
 } from './stripe.transformers.ts'
 

@@ -45,7 +45,7 @@ export async function createConnection(
   scope: Scope,
   body: CreateConnectionBody,
 ): Promise<OpenedConnection> {
-  const required = REQUIRED_CREDENTIALS[body.gateway]
+  const required = credentialsOf(body.gateway)
   if (!required) {
     throw validationError(
       `gateway must be one of ${Object.keys(REQUIRED_CREDENTIALS).join(', ')}`,
@@ -160,6 +160,14 @@ function openCredentials(
 }
 
 /**
+ * The credentials `gateway` takes; `undefined` for a name that is no gateway, including
+ * the names every object inherits (`__proto__`, `constructor`, `toString`).
+ */
+function credentialsOf(gateway: string): readonly string[] | undefined {
+  return Object.hasOwn(REQUIRED_CREDENTIALS, gateway) ? REQUIRED_CREDENTIALS[gateway] : undefined
+}
+
+/**
  * `given` (the request's credentials) names only keys the gateway reads, and the
  * connection's credentials (`credentials`, after an update merged them) hold every one it
  * needs: a misspelt `webhook_secet` would be stored, and every webhook refused later.
@@ -169,7 +177,7 @@ function assertCredentials(
   credentials: Record<string, string>,
   given: Record<string, string> = credentials,
 ): void {
-  const required = REQUIRED_CREDENTIALS[gateway] ?? []
+  const required = credentialsOf(gateway) ?? []
   const unknown = Object.keys(given).filter((key) => !required.includes(key))
   if (unknown.length > 0) {
     throw validationError(

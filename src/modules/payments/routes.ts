@@ -1,7 +1,8 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
-import { Type } from 'typebox'
+import { type Static, Type } from 'typebox'
 import type { AppDeps } from '../../app.ts'
+import { validationError } from '../../core/errors.ts'
 import { normalizeCurrency } from '../../core/money.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
@@ -62,7 +63,24 @@ const PayBody = Type.Object({
 })
 const PayOrdersBody = Type.Object({
   orders: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 50 }),
-  payment_method_type: PaymentMethodTypeSchema,
+  payment_method_type: Type.Optional(PaymentMethodTypeSchema),
+  /**
+   * DESIGN's spelling of the same: the method type (`"OFFLINE"`), or an object with the
+   * type and, as the flat fields say it, the gateway and the saved method.
+   */
+  payment_method: Type.Optional(
+    Type.Union([
+      PaymentMethodTypeSchema,
+      Type.Object(
+        {
+          type: PaymentMethodTypeSchema,
+          gateway: Type.Optional(Type.String({ maxLength: 40 })),
+          id: Type.Optional(Type.String({ maxLength: 200 })),
+        },
+        { additionalProperties: false },
+      ),
+    ]),
+  ),
   payment_gateway: Type.Optional(Type.String({ maxLength: 40 })),
   payment_method_id: Type.Optional(Type.String({ maxLength: 200 })),
   success_url: Type.Optional(Url),
@@ -482,17 +500,48 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
         },
       },
       async (request, reply) => {
-        const { orders, ...input } = request.body
+        const { orders, payment_method, ...rest } = request.body
         const view = await payOrders(
           deps,
           accessFor(principalOf(request)),
           orders,
-          input,
+          withPaymentMethod(rest, payment_method),
           causeOf(request),
         )
         return reply.code(201).send(await show(view))
       },
     )
+  }
+}
+
+/**
+ * The flat fields of `POST /orders/pay` with `payment_method` folded in: it may say what
+ * they say, never something else (400), and one of the two must name the method type.
+ */
+function withPaymentMethod(
+  body: Omit<Static<typeof PayOrdersBody>, 'orders' | 'payment_method'>,
+  method: Static<typeof PayOrdersBody>['payment_method'],
+) {
+  const given = typeof method === 'string' ? { type: method } : method
+  const fields = [
+    ['payment_method_type', body.payment_method_type, given?.type],
+    ['payment_gateway', body.payment_gateway, given?.gateway],
+    ['payment_method_id', body.payment_method_id, given?.id],
+  ] as const
+  for (const [field, flat, nested] of fields) {
+    if (flat !== undefined && nested !== undefined && flat !== nested)
+      throw validationError(`${field} and payment_method disagree`, { field })
+  }
+  const type = body.payment_method_type ?? given?.type
+  if (type === undefined)
+    throw validationError('payment_method_type (or payment_method) is required', {
+      field: 'payment_method_type',
+    })
+  return {
+    ...body,
+    payment_method_type: type,
+    payment_gateway: body.payment_gateway ?? given?.gateway,
+    payment_method_id: body.payment_method_id ?? given?.id,
   }
 }
 

@@ -49,6 +49,7 @@ import {
   takeCustomerOfInvoice,
 } from '../customers/repository.ts'
 import { getCustomer } from '../customers/service.ts'
+import { findInvoice } from '../invoices/repository.ts'
 import { assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
 import { applyDiscountCodeLocked } from '../settlement/service.ts'
@@ -170,6 +171,7 @@ export async function createPaymentRecord(
     )
     if (existing) return replayByKey(deps, access, existing, input)
   }
+  input = await withCardGateway(deps, access, input)
   const gateway = resolveGateway(input.methodType, input.gateway)
   // A gateway that is not connected is refused before anything is written.
   await assertMayTakeMoney(deps, scope, gateway.name)
@@ -467,6 +469,25 @@ async function replayByKey(
     )
   }
   return { payment: existing, invoiceIds: allocations.map((a) => a.invoice_id), replayed: true }
+}
+
+/**
+ * A `CARD` payment that names no gateway goes through its card's: `payment_method_id`, else
+ * the customer's default (402 `no_default_payment_method` when there is none). The card is
+ * then named too, so the payment charges the card whose gateway it took, even if the default
+ * changes meanwhile.
+ */
+async function withCardGateway(
+  deps: PaymentDeps,
+  access: Access,
+  input: NewPayment,
+): Promise<NewPayment> {
+  if (input.methodType !== 'CARD' || input.gateway !== undefined) return input
+  const invoiceId = input.allocations[0]?.invoiceId ?? input.destinationId
+  const invoice = await findInvoice(deps.db, access.environmentId, invoiceId, access.customerId)
+  if (!invoice) throw notFound('invoice', invoiceId)
+  const method = await paymentMethodFor(deps.db, scopeOf(access), invoice.customer_id, input)
+  return method ? { ...input, gateway: method.gateway, paymentMethodId: method.id } : input
 }
 
 async function paymentMethodFor(

@@ -81,13 +81,15 @@ export async function deleteEndpoint(
 export async function listEndpoints(
   db: Db,
   environmentId: string,
+  filters: { status?: WebhookEndpoint['status'] | undefined },
   request: ListRequest<'created_at'>,
 ): Promise<{ items: WebhookEndpoint[]; total: number }> {
-  return fetchPage(
-    db.selectFrom('webhook_endpoints').selectAll().where('environment_id', '=', environmentId),
-    'webhook_endpoints',
-    request,
-  )
+  let query = db
+    .selectFrom('webhook_endpoints')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+  if (filters.status) query = query.where('status', '=', filters.status)
+  return fetchPage(query, 'webhook_endpoints', request)
 }
 
 export interface DeliveryFilters {

@@ -62,7 +62,12 @@ export function webhookEndpointRoutes(deps: AppDeps): FastifyPluginAsync {
       },
       async (request) => {
         const list = listRequestFrom(request.query, ['created_at'] as const, newestFirst)
-        const { items, total } = await listEndpoints(deps.db, principalOf(request), list)
+        const { items, total } = await listEndpoints(
+          deps.db,
+          principalOf(request),
+          { status: request.query.status },
+          list,
+        )
         return paginated(
           items.map((endpoint) => toWebhookEndpointResponse(endpoint)),
           total,

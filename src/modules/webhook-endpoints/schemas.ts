@@ -25,11 +25,13 @@ export const CreateWebhookEndpointBody = Type.Object({
 })
 export type CreateWebhookEndpointBody = Static<typeof CreateWebhookEndpointBody>
 
+const EndpointStatus = Type.Union([Type.Literal('enabled'), Type.Literal('disabled')])
+
 export const UpdateWebhookEndpointBody = Type.Object({
   url: Type.Optional(WebhookUrl),
   enabled_events: Type.Optional(Type.Array(EventPattern, { minItems: 1, maxItems: 100 })),
   description: Type.Optional(Nullable(Type.String({ maxLength: 500 }))),
-  status: Type.Optional(Type.Union([Type.Literal('enabled'), Type.Literal('disabled')])),
+  status: Type.Optional(EndpointStatus),
   metadata: Type.Optional(Metadata),
 })
 export type UpdateWebhookEndpointBody = Static<typeof UpdateWebhookEndpointBody>
@@ -46,7 +48,7 @@ export const RotateSecretBody = Type.Object({
 })
 export type RotateSecretBody = Static<typeof RotateSecretBody>
 
-export const WebhookEndpointListQuery = ListQuery({})
+export const WebhookEndpointListQuery = ListQuery({ status: Type.Optional(EndpointStatus) })
 
 export const WebhookEndpointSchema = Type.Object(
   {

@@ -202,8 +202,13 @@ export async function removeEndpoint(db: Db, scope: Scope, id: string): Promise<
   return deleted
 }
 
-export async function listEndpoints(db: Db, scope: Scope, request: ListRequest<'created_at'>) {
-  return listEndpointRows(db, scope.environmentId, request)
+export async function listEndpoints(
+  db: Db,
+  scope: Scope,
+  filters: { status?: WebhookEndpoint['status'] | undefined },
+  request: ListRequest<'created_at'>,
+) {
+  return listEndpointRows(db, scope.environmentId, filters, request)
 }
 
 export async function listDeliveries(

@@ -1,4 +1,4 @@
-import { AppError, notFound } from '../../core/errors.ts'
+import { AppError, notFound, validationError } from '../../core/errors.ts'
 import { isSettled } from '../../core/payment-state.ts'
 import { adminAccess, type Scope } from '../../core/principal.ts'
 import type { Payment } from '../../db/database.ts'
@@ -46,7 +46,15 @@ export async function handleInboundWebhook(
   } catch {
     throw notFound('gateway', gatewayName)
   }
-  if (!gateway.parseWebhook) throw notFound('webhook endpoint', gatewayName)
+  // Payrail's own rails (the balance, offline payments) settle inside its transactions: no
+  // provider reports on them. Their path exists (DESIGN names the platform's) and says so.
+  if (!gateway.parseWebhook) {
+    throw new AppError(
+      'not_supported',
+      `The ${gateway.name} rail settles inside Payrail and takes no webhooks`,
+      { gateway: gateway.name },
+    )
+  }
   const ctx = await gatewayContext(deps, scope, gateway.name).catch(() => {
     throw notFound('gateway connection', gatewayName)
   })
@@ -64,6 +72,15 @@ export async function handleInboundWebhook(
             : 'validation_error'
     throw new AppError(code, `Webhook refused: ${parsed.reason}`, { gateway: gateway.name })
   }
+  // Providers' event ids are short; one past this is not a provider's, and could not be kept
+  // in the deduplicating index (PostgreSQL refuses an index entry over about 2.7 KB).
+  const long = parsed.events.find((event) => event.eventId.length > MAX_EVENT_ID_LENGTH)
+  if (long) {
+    throw validationError(
+      `Webhook refused: its event id is longer than ${MAX_EVENT_ID_LENGTH} characters`,
+      { gateway: gateway.name },
+    )
+  }
   const handled: HandledEvent[] = []
   for (const event of parsed.events) {
     const outcome = await applyEvent(deps, scope, gateway.name, event)
@@ -71,6 +88,8 @@ export async function handleInboundWebhook(
   }
   return handled
 }
+
+const MAX_EVENT_ID_LENGTH = 255
 
 /**
  * A verified notification whose fields are not of the types its provider documents (a
