@@ -40,6 +40,13 @@ export interface GatewayCapabilities {
    * systems have no withdrawal.
    */
   withdrawsPages: boolean
+  /**
+   * The provider may report money for a payment it reported failed, and says so: BitPay
+   * completes an `invalid` invoice whose transaction confirms late, CoinPayments reopens a
+   * timed-out transaction. Such money reopens the FAILED payment to be recorded; from any
+   * other gateway, `FAILED → SUCCEEDED` is refused as the state machine says.
+   */
+  paysAfterFailure: boolean
 }
 
 /** Everything a gateway call may use: the tenant environment, its connection, where Payrail is reachable. */
@@ -306,12 +313,14 @@ export interface Gateway {
    * Makes a saved method the customer's default at the provider too (Stripe's
    * `invoice_settings.default_payment_method`, which Stripe Billing charges). Called by
    * the `sync_default_payment_method` job with Payrail's default as it stands then.
+   * `refused`: the provider answered that it never will (the customer or the card is gone
+   * there); a failure that may pass throws, and the job is tried again.
    */
   makeDefaultMethod?(
     ctx: GatewayContext,
     gatewayCustomerId: string,
     gatewayPaymentMethodId: string,
-  ): Promise<void>
+  ): Promise<'set' | 'refused'>
   /**
    * Internal rails (balance, offline) move money inside Payrail's transaction:
    * `trx` is the transaction holding the payment's row lock.

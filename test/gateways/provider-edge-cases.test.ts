@@ -4,6 +4,11 @@
  * off-session decline reported by webhook only.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { adminAccess } from '../../src/core/principal.ts'
+import { checkoutGateway } from '../../src/gateways/checkout/checkout.gateway.ts'
+import { chargeDueInvoices } from '../../src/jobs/tasks/charge-due-invoices.ts'
+import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
+import { countAutomaticAttempts } from '../../src/modules/payments/automatic.ts'
 import { defaultCheckoutCard } from '../checkout-helpers.ts'
 import type { BitpayEmulator } from '../emulators/bitpay/emulator.ts'
 import { startBitpayEmulator } from '../emulators/bitpay/server.ts'
@@ -12,7 +17,16 @@ import { startCheckoutEmulator } from '../emulators/checkout/server.ts'
 import type { CoinpaymentsEmulator } from '../emulators/coinpayments/emulator.ts'
 import { startCoinpaymentsEmulator } from '../emulators/coinpayments/server.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
-import { createPayment, getInvoice, getPayment, invoiceToPay } from '../payments-helpers.ts'
+import {
+  createPayment,
+  createSandboxLink,
+  getInvoice,
+  getPayment,
+  invoiceToPay,
+  postSandboxWebhook,
+  sandboxEventBody,
+  sessionOf,
+} from '../payments-helpers.ts'
 
 let ctx: TestContext
 let address: string
@@ -64,6 +78,16 @@ afterAll(async () => {
   await ctx?.close()
 })
 
+/** The ids of every payment written for `invoiceId`, deleted ones too. */
+async function paymentsWritten(invoiceId: string) {
+  const rows = await ctx.db
+    .selectFrom('payments')
+    .select('id')
+    .where('destination_id', '=', invoiceId)
+    .execute()
+  return rows.map((row) => row.id)
+}
+
 async function cryptoPayment(gateway: 'bitpay' | 'coinpayments', invoiceId: string) {
   const res = await createPayment(ctx, {
     destination_id: invoiceId,
@@ -82,7 +106,8 @@ describe('BitPay', () => {
   // hour ... If the transaction confirms after 1 hour, BitPay will update the invoice state
   // from "invalid" to "complete"". `invalid` fails the payment; the later `complete` (BitPay
   // credited the merchant) reopens it and records the money (it was refused, and lost).
-  test('an invoice that goes invalid and later completes (late confirmations) pays the invoice', async () => {
+  /** A BitPay payment of a new invoice whose transaction BitPay called `invalid`: FAILED. */
+  async function invalidated() {
     const { invoice } = await invoiceToPay(ctx)
     const payment = await cryptoPayment('bitpay', invoice.id)
     const id = String(payment.gateway_tracking_id)
@@ -90,12 +115,21 @@ describe('BitPay', () => {
     await bitpay.waitForNotifications()
     bitpay.invalidate(id)
     await bitpay.waitForNotifications()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('FAILED')
     // The transaction confirms after BitPay's hour: BitPay moves the invoice to complete.
-    const record = bitpay.findInvoice(id)
-    if (!record) throw new Error('no invoice')
-    record.status = 'complete'
-    bitpay.resendNotification(id)
-    await bitpay.waitForNotifications()
+    const confirmLate = async () => {
+      const record = bitpay.findInvoice(id)
+      if (!record) throw new Error('no invoice')
+      record.status = 'complete'
+      bitpay.resendNotification(id)
+      await bitpay.waitForNotifications()
+    }
+    return { invoice, payment, confirmLate }
+  }
+
+  test('an invoice that goes invalid and later completes (late confirmations) pays the invoice', async () => {
+    const { invoice, payment, confirmLate } = await invalidated()
+    await confirmLate()
     expect(await getPayment(ctx, payment.id)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
@@ -104,6 +138,59 @@ describe('BitPay', () => {
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
     })
+    const history = await ctx.db
+      .selectFrom('payment_transitions')
+      .select(['from_status', 'to_status', 'note'])
+      .where('payment_id', '=', payment.id)
+      .orderBy('id')
+      .execute()
+    expect(history.slice(-3).map((t) => `${t.from_status}>${t.to_status}`)).toEqual([
+      'FAILED>ON_RETRY',
+      'ON_RETRY>PROCESSING',
+      'PROCESSING>SUCCEEDED',
+    ])
+    expect(history.at(-3)?.note).toBe('the provider reported money after the failure')
+  })
+
+  test('a payment deleted once it failed, then completed late, is shown again with its money', async () => {
+    const { payment, confirmLate } = await invalidated()
+    expect((await ctx.delete(`/v1/payments/${payment.id}`)).status).toBe(200)
+    const listed = async () =>
+      (await ctx.get<{ items: { id: string }[] }>('/v1/payments?limit=1000')).body.items.map(
+        (p) => p.id,
+      )
+    expect(await listed()).not.toContain(payment.id)
+    await confirmLate()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+    expect(await listed()).toContain(payment.id)
+  })
+})
+
+describe('money after a failure, from a gateway that does not pay after one', () => {
+  // The state machine refuses FAILED → SUCCEEDED: only the providers that document money
+  // after a failure (BitPay, CoinPayments: `paysAfterFailure`) reopen the payment.
+  test('a sandbox page that expired, then reported completed, stays FAILED (refused, logged)', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    expect(link.status, link.text).toBe(201)
+    const data = { payment_id: link.body.id, session_id: sessionOf(link.body) }
+    const expired = await postSandboxWebhook(
+      ctx,
+      sandboxEventBody(`sbevt_late_${link.body.id}_1`, 'checkout.expired', data),
+    )
+    expect(expired.statusCode, expired.body).toBe(200)
+    const completed = await postSandboxWebhook(
+      ctx,
+      sandboxEventBody(`sbevt_late_${link.body.id}_2`, 'checkout.completed', {
+        ...data,
+        amount: 10_000,
+        amount_received: 10_000,
+      }),
+    )
+    expect(completed.statusCode, completed.body).toBe(200)
+    expect(completed.json().events[0].outcome).toBe('ignored')
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('FAILED')
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
   })
 })
 
@@ -176,6 +263,7 @@ describe('Checkout.com', () => {
     })
     expect(res.status, res.text).toBe(400)
     expect(cko.requests.slice(before).filter((r) => r.path === '/hosted-payments')).toEqual([])
+    expect(await paymentsWritten(invoice.id)).toEqual([])
   })
 })
 
@@ -216,5 +304,61 @@ describe('Checkout.com CARD charges reported by webhook', () => {
       payment_status: 'FAILED',
       status_code: 'card_declined',
     })
+  })
+
+  test('a decline whose webhook is handled before its answer is one attempt, counted once against the automatic attempts', async () => {
+    const { customer, invoice } = await invoiceToPay(
+      ctx,
+      { auto_pay: true },
+      { collection_method: 'charge_automatically' },
+    )
+    await defaultCheckoutCard(ctx, cko, customer.id, '4000000000000002')
+    const original = checkoutGateway.chargeSavedMethod
+    if (!original) throw new Error('no chargeSavedMethod')
+    // The webhook lands while the charge's answer is on its way back.
+    checkoutGateway.chargeSavedMethod = async function (this: unknown, ...args) {
+      cko.holdWebhooks()
+      const answer = await original.apply(this, args)
+      await cko.releaseWebhooks()
+      await cko.waitForDeliveries()
+      return answer
+    }
+    try {
+      await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+      await chargeDueInvoices(ctx.deps)
+    } finally {
+      checkoutGateway.chargeSavedMethod = original
+    }
+    const [row] = await ctx.db
+      .selectFrom('payments')
+      .select('id')
+      .where('customer_id', '=', customer.id)
+      .execute()
+    const payment = await getPayment(ctx, String(row?.id))
+    expect(payment.payment_status).toBe('FAILED')
+    expect(payment.attempts.map((a) => `${a.status}:${a.error_code}`)).toEqual([
+      'failed:card_declined',
+    ])
+    const access = adminAccess({ tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id })
+    expect(await countAutomaticAttempts(ctx.db, access, invoice.id)).toBe(1)
+  })
+
+  test('a card charge of an amount Checkout.com cannot take is 400, and nothing is written', async () => {
+    const { customer, invoice } = await invoiceToPay(
+      ctx,
+      {},
+      { currency: 'bhd', lines: [{ description: 'Plan', quantity: 1, unit_amount: '1.234' }] },
+    )
+    await defaultCheckoutCard(ctx, cko, customer.id, '4242424242424242')
+    const res = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      payment_gateway: 'checkout',
+      amount: '1.234',
+      currency: 'bhd',
+    })
+    expect(res.status, res.text).toBe(400)
+    expect(await paymentsWritten(invoice.id)).toEqual([])
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'PENDING' })
   })
 })

@@ -175,6 +175,23 @@ describe("the customer's default card at Stripe", () => {
   })
 })
 
+describe('the default card job, when Stripe refuses', () => {
+  test('a customer deleted at Stripe ends the job (refused), rather than retrying it for days', async () => {
+    const { customer } = await invoiceToPay(ctx)
+    const { paymentMethodId } = await saveStripeCard(ctx, emulator, customer.id, 'pm_card_visa')
+    await ctx.db
+      .updateTable('customers')
+      .set({ gateway_customer_ids: JSON.stringify({ stripe: 'cus_deleted_at_stripe' }) })
+      .where('id', '=', customer.id)
+      .execute()
+    const made = await ctx.post(
+      `/v1/customers/${customer.id}/payment_methods/${paymentMethodId}/default`,
+    )
+    expect(made.status, made.text).toBe(200)
+    expect(await runDefaultMethodJob(ctx, customer.id)).toBe('refused')
+  })
+})
+
 describe('Stripe saved-card charges', () => {
   test('retrying a charge whose decline came by webhook charges the card anew, not a replay of the old decline', async () => {
     const { customer, invoice } = await invoiceToPay(ctx)

@@ -19,6 +19,7 @@ export const bitpayGateway: Gateway = {
     methodTypes: ['CRYPTO'],
     internal: false,
     withdrawsPages: false,
+    paysAfterFailure: true,
   },
   async startAsync(ctx, request) {
     const { payment } = request

@@ -31,6 +31,7 @@ export const checkoutGateway: Gateway = {
     methodTypes: ['PAYMENT_LINK', 'CARD'],
     internal: false,
     withdrawsPages: false,
+    paysAfterFailure: false,
   },
   async createCheckout(ctx, request) {
     const { payment } = request

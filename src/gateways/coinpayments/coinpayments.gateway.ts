@@ -22,6 +22,7 @@ export const coinpaymentsGateway: Gateway = {
     methodTypes: ['CRYPTO'],
     internal: false,
     withdrawsPages: false,
+    paysAfterFailure: true,
   },
   async startAsync(ctx, request) {
     const { payment } = request

@@ -18,6 +18,7 @@ export const externalGateway: Gateway = {
     methodTypes: ['EXTERNAL'],
     internal: false,
     withdrawsPages: false,
+    paysAfterFailure: false,
   },
   async startAsync(_ctx, request) {
     return { ok: true, url: null, trackingId: request.payment.id, gatewayPaymentId: null }

@@ -15,6 +15,7 @@ export const offlineGateway: Gateway = {
     methodTypes: ['OFFLINE'],
     internal: true,
     withdrawsPages: false,
+    paysAfterFailure: false,
   },
   async settleInternal() {
     return { ok: true }

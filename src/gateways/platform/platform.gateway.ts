@@ -18,6 +18,7 @@ export const platformGateway: Gateway = {
     methodTypes: ['CREDITS'],
     internal: true,
     withdrawsPages: false,
+    paysAfterFailure: false,
   },
   async settleInternal(trx, ctx, payment) {
     const debit = await applyBalanceChange(

@@ -26,6 +26,7 @@ export const sandboxGateway: Gateway = {
     methodTypes: ['PAYMENT_LINK', 'CARD', 'CRYPTO'],
     internal: false,
     withdrawsPages: true,
+    paysAfterFailure: false,
   },
   async createCheckout(ctx, request) {
     return startSession(ctx, request, 'card')

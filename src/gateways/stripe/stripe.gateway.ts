@@ -35,6 +35,7 @@ export const stripeGateway: Gateway = {
     methodTypes: ['PAYMENT_LINK', 'CARD'],
     internal: false,
     withdrawsPages: true,
+    paysAfterFailure: false,
   },
   async createCheckout(ctx, request) {
     const stripe = await stripeClient(ctx)
@@ -134,9 +135,18 @@ export const stripeGateway: Gateway = {
   },
   async makeDefaultMethod(ctx, gatewayCustomerId, gatewayPaymentMethodId) {
     const stripe = await stripeClient(ctx)
-    await stripe.customers.update(gatewayCustomerId, {
-      invoice_settings: { default_payment_method: gatewayPaymentMethodId },
-    })
+    try {
+      await stripe.customers.update(gatewayCustomerId, {
+        invoice_settings: { default_payment_method: gatewayPaymentMethodId },
+      })
+      return 'set'
+    } catch (error) {
+      // A 4xx other than 429 (the customer deleted at Stripe, the card detached) will not pass.
+      const status = (error as { statusCode?: unknown }).statusCode
+      if (typeof status === 'number' && status >= 400 && status < 500 && status !== 429)
+        return 'refused'
+      throw error
+    }
   },
   async refund(ctx, payment, refund) {
     const stripe = await stripeClient(ctx)

@@ -15,12 +15,13 @@ export const SYNC_DEFAULT_PAYMENT_METHOD = 'sync_default_payment_method'
  * transaction that changes the default, one per customer (a job key): it reads the default
  * as it stands when it runs, so two changes close together leave the provider on the
  * newer, whatever order they ran in, and a redelivered report of an older card changes
- * nothing. Throwing lets graphile-worker retry with backoff.
+ * nothing. A gateway no longer connected, or a provider that refuses for good (the customer
+ * deleted there), ends the job; anything else throws, and graphile-worker retries with backoff.
  */
 export async function syncDefaultPaymentMethod(
   deps: PaymentDeps,
   payload: unknown,
-): Promise<'synced' | 'nothing_to_sync'> {
+): Promise<'synced' | 'nothing_to_sync' | 'not_connected' | 'refused'> {
   const job = stringFields(SYNC_DEFAULT_PAYMENT_METHOD, payload, [
     'tenantId',
     'environmentId',
@@ -34,12 +35,25 @@ export async function syncDefaultPaymentMethod(
   const gateway = gatewayFor(method.gateway)
   const gatewayCustomerId = customer.gateway_customer_ids[method.gateway]
   if (!gateway.makeDefaultMethod || typeof gatewayCustomerId !== 'string') return 'nothing_to_sync'
+  // The gateway disconnected since: nothing to tell until it is connected again.
   const ctx = await gatewayContext(
     deps,
     { tenantId: job.tenantId, environmentId: job.environmentId },
     method.gateway,
+  ).catch(() => undefined)
+  if (!ctx) return 'not_connected'
+  const outcome = await gateway.makeDefaultMethod(
+    ctx,
+    gatewayCustomerId,
+    method.gateway_payment_method_id,
   )
-  await gateway.makeDefaultMethod(ctx, gatewayCustomerId, method.gateway_payment_method_id)
+  if (outcome === 'refused') {
+    deps.logger.warn(
+      { customer_id: customer.id, payment_method_id: method.id, gateway: method.gateway },
+      "the provider refused the customer's default payment method; left as it is there",
+    )
+    return 'refused'
+  }
   return 'synced'
 }
 

@@ -6,6 +6,7 @@ import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, PaymentTable, Refund } from '../../db/database.ts'
 import type { PaymentUpdate } from '../../gateways/gateway.ts'
+import { gatewayFor, isGatewayName } from '../../gateways/registry.ts'
 import { completeRefundLocked, failRefundLocked, recordOutsideRefundLocked } from './refunds.ts'
 import {
   attemptsOf,
@@ -163,7 +164,13 @@ export async function applyPaymentUpdate(
       ...(to === 'FAILED' &&
         update.error && { status_code: update.error.code, error_message: update.error.message }),
     }
-    if ((to === 'SUCCEEDED' || to === 'OVERPAID') && payment.payment_status === 'FAILED')
+    if (
+      (to === 'SUCCEEDED' || to === 'OVERPAID') &&
+      payment.payment_status === 'FAILED' &&
+      payment.payment_gateway !== null &&
+      isGatewayName(payment.payment_gateway) &&
+      gatewayFor(payment.payment_gateway).capabilities.paysAfterFailure
+    )
       payment = await reopenForLateMoney(trx, scope, payment, cause, deps)
     // An attempt that comes with a move that takes effect is recorded first, so the move's
     // event shows the payment with it (as moveWithAttempt does).
@@ -198,10 +205,10 @@ export async function applyPaymentUpdate(
 }
 
 /**
- * A payment whose failure was recorded, for which its provider now reports money received:
- * BitPay completes an invoice it had called `invalid` once the transaction confirms late,
- * CoinPayments reopens a timed-out transaction and completes it. The money is real, so it is
- * recorded: FAILED is final in the state machine except towards ON_RETRY, so the payment is
+ * A payment whose failure was recorded, for which its provider now reports money received,
+ * as the providers whose gateways say `paysAfterFailure` document: BitPay completes an
+ * invoice it had called `invalid` once the transaction confirms late, CoinPayments reopens a
+ * timed-out transaction and completes it. The money is real, so it is recorded: FAILED is final in the state machine except towards ON_RETRY, so the payment is
  * reopened (ON_RETRY, then PROCESSING, in the report's transaction, with the report as their
  * cause) and the report's move then takes it to SUCCEEDED or OVERPAID like any other.
  */
@@ -215,7 +222,8 @@ async function reopenForLateMoney(
   const reopened = { ...cause, note: 'the provider reported money after the failure' }
   let payment = failed
   for (const to of ['ON_RETRY', 'PROCESSING'] as const) {
-    const moved = await movePayment(trx, scope, payment, to, {}, reopened, deps)
+    // A payment deleted once it failed is shown again: it holds money now.
+    const moved = await movePayment(trx, scope, payment, to, { active: true }, reopened, deps)
     payment = moved.payment
   }
   deps.logger.warn(

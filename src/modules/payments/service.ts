@@ -287,6 +287,12 @@ export async function createPaymentRecord(
           }
           return amount
         })
+        // An amount the provider cannot take (Checkout.com's 1.234 BHD) is the caller's 400,
+        // before a payment that could never be charged is written.
+        gateway.checkAmount?.(
+          amounts.reduce((sum, amount) => sum + amount, 0n),
+          input.currency,
+        )
         // Read with the last invoice's lock (`customerOfInvoiceAhead` above).
         const customer =
           toGateway && last ? await takeCustomerOfInvoice(trx, last.invoiceId) : undefined
@@ -802,6 +808,9 @@ async function chargeCard(
     // Already PROCESSING: an earlier call's outcome is unknown, and this one asks again with its key.
     resumed = locked.payment_status === 'PROCESSING'
     if (resumed) await assertStillReplayable(trx, locked, deps.clock.now())
+    // Before PROCESSING, whose charge would then never be asked: a payment written before
+    // its gateway checked amounts (or whose amount a discount changed since) gets its 400.
+    gateway.checkAmount?.(locked.amount, locked.currency)
     const current = await retryIfFailed(trx, scope, locked, cause, deps)
     await assertStillOwed(trx, scope, current, deps.clock)
     const moved = await movePayment(trx, scope, current, 'PROCESSING', {}, cause, deps)
@@ -1084,19 +1093,24 @@ async function moveWithAttempt(
   cause: Cause,
   deps: PaymentDeps,
 ) {
-  await insertAttempt(
-    trx,
-    attemptRow(
-      locked,
-      attempt.gateway,
-      attempt.status,
-      attempt.gatewayPaymentId,
-      attempt.trackingId,
-      attempt.error?.code ?? null,
-      attempt.error?.message ?? null,
-      deps.clock,
-    ),
-  )
+  // Only with a move that takes effect: the provider's report of the same outcome (a decline's
+  // webhook, handled before this answer) already recorded its attempt, and a second would
+  // count one decline twice against the invoice's automatic attempts.
+  if (checkTransition(locked.payment_status, to).kind === 'apply') {
+    await insertAttempt(
+      trx,
+      attemptRow(
+        locked,
+        attempt.gateway,
+        attempt.status,
+        attempt.gatewayPaymentId,
+        attempt.trackingId,
+        attempt.error?.code ?? null,
+        attempt.error?.message ?? null,
+        deps.clock,
+      ),
+    )
+  }
   const hasIds = attempt.gatewayPaymentId !== null || attempt.trackingId !== null
   return movePayment(
     trx,
