@@ -3,7 +3,8 @@
  * Kysely and node-postgres, without HTTP sockets: `fastify.inject`) and PostgreSQL,
  * for `create_link`, `offline_pay` (and `offline_pay_keyed`, each under an `Idempotency-Key`)
  * and `webhook_apply`, at 10 requests in flight, and `offline_floor`, an offline payment's
- * database work without Payrail's logic (`bench/floor.ts`). For profiling
+ * database work without Payrail's logic (`bench/floor.ts`), with `offline_floor_grouped`,
+ * that work for groups of concurrent requests in one transaction. For profiling
  * the write path between full `npm run bench` runs; its numbers are not the
  * bench's (no HTTP, no load generator), only comparable with each other.
  */
@@ -18,7 +19,7 @@ import { ApiKeyCache } from '../src/modules/api-keys/cache.ts'
 import { webhookEndpoints } from '../src/modules/webhook-endpoints/registry.ts'
 import { processDeps } from '../src/server.ts'
 import { provisionDatabase, seedHistory, seedInvoices, seedPendingPayments } from './database.ts'
-import { FLOOR_PATH, registerFloor } from './floor.ts'
+import { FLOOR_PATH, GROUPED_FLOOR_PATH, registerFloor } from './floor.ts'
 import type { LoadRequest } from './load.ts'
 import { postgresCpuSeconds } from './proc.ts'
 import { invoicePayment, SECRET_KEY, sandboxCompletions } from './requests.ts'
@@ -86,6 +87,16 @@ const scenarios: Record<string, (n: number, round: number) => Promise<Inject[]>>
       inject({
         method: 'POST',
         path: FLOOR_PATH,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ invoice_id: id }),
+      }),
+    ),
+  // The same, written by groups of concurrent requests in one transaction (bench/floor.ts).
+  offline_floor_grouped: async (n, round) =>
+    (await seedInvoices(db, `group${round}`, n)).map((id) =>
+      inject({
+        method: 'POST',
+        path: GROUPED_FLOOR_PATH,
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ invoice_id: id }),
       }),
