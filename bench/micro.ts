@@ -67,6 +67,18 @@ const inject = (request: LoadRequest) => ({
 })
 
 type Inject = ReturnType<typeof inject>
+
+/** `n` new invoices, each paid through the floor's route at `path`. */
+async function floorRequests(path: string, prefix: string, n: number): Promise<Inject[]> {
+  return (await seedInvoices(db, prefix, n)).map((id) =>
+    inject({
+      method: 'POST',
+      path,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ invoice_id: id }),
+    }),
+  )
+}
 const scenarios: Record<string, (n: number, round: number) => Promise<Inject[]>> = {
   create_link: async (n, round) =>
     (await seedInvoices(db, `link${round}`, n)).map((id) =>
@@ -82,25 +94,9 @@ const scenarios: Record<string, (n: number, round: number) => Promise<Inject[]>>
       inject(invoicePayment(db.key, id, { payment_method_type: 'OFFLINE' })),
     ),
   // The same invoices' payments through Payrail's database layer without its logic (bench/floor.ts).
-  offline_floor: async (n, round) =>
-    (await seedInvoices(db, `floor${round}`, n)).map((id) =>
-      inject({
-        method: 'POST',
-        path: FLOOR_PATH,
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ invoice_id: id }),
-      }),
-    ),
+  offline_floor: (n, round) => floorRequests(FLOOR_PATH, `floor${round}`, n),
   // The same, written by groups of concurrent requests in one transaction (bench/floor.ts).
-  offline_floor_grouped: async (n, round) =>
-    (await seedInvoices(db, `group${round}`, n)).map((id) =>
-      inject({
-        method: 'POST',
-        path: GROUPED_FLOOR_PATH,
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ invoice_id: id }),
-      }),
-    ),
+  offline_floor_grouped: (n, round) => floorRequests(GROUPED_FLOOR_PATH, `group${round}`, n),
   offline_pay_keyed: async (n, round) =>
     (await seedInvoices(db, `key${round}`, n)).map((id) =>
       inject(invoicePayment(db.key, id, { payment_method_type: 'OFFLINE' }, true)),
