@@ -179,7 +179,7 @@ export async function customerWithSavedCard(ctx: TestContext) {
     lines: [{ description: 'Next month', quantity: 1, unit_amount: '30.00' }],
   })
   expect((await ctx.post(`/v1/invoices/${next.body.id}/finalize`)).status).toBe(200)
-  return { customer, nextInvoiceId: next.body.id }
+  return { customer, linkPaymentId: link.body.id, nextInvoiceId: next.body.id }
 }
 
 /** A customer with a saved default card and an INITIATED (not yet processed) CARD payment of their 30.00 invoice. */

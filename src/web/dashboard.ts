@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
 import type { AppDeps } from '../app.ts'
 import { PAYMENT_STATUSES as PAYMENT_STATUS_VALUES } from '../core/payment-state.ts'
 import { escapeHtml, registerFormParser } from './html.ts'
@@ -28,6 +29,9 @@ interface Column {
  * what the API shows that key, scoped and checked the same way, and nothing else. The
  * key is kept sealed in an HttpOnly, SameSite=Strict cookie for eight hours.
  */
+/** An HTML form's fields, as the form parser makes them: every value a string. */
+const FormFields = Type.Record(Type.String(), Type.String({ maxLength: 2000 }))
+
 export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
   return async (app) => {
     registerFormParser(app)
@@ -119,7 +123,8 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
     ) =>
       app.post<{ Body: Record<string, string | undefined> }>(
         path,
-        { config, schema },
+        // A form's fields are text: a body of other types (JSON numbers) is a 400, not read.
+        { config, schema: { ...schema, body: FormFields } },
         async (request, reply) => {
           if (crossSite(request))
             return html(reply, 403, layout('<h1>Refused</h1><p>Act from the dashboard.</p>'))

@@ -42,11 +42,14 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
     const config = { auth: false as const }
     const schemaBase = { hide: true }
 
+    // A page takes only the sessions of its kind: a card session is not paid in coins on the
+    // crypto page, nor a crypto invoice with a test card.
     const load = async (
       id: string,
+      mode: SandboxSession['mode'],
     ): Promise<{ session: SandboxSession; ctx: GatewayContext } | undefined> => {
       const session = await findSession(deps.db, id)
-      if (!session) return undefined
+      if (!session || session.mode !== mode) return undefined
       const scope = { tenantId: session.tenant_id, environmentId: session.environment_id }
       // Test cards pay nothing: a page of a live environment (one opened before the sandbox
       // was refused there) takes none.
@@ -64,7 +67,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       '/sandbox/checkout/:session',
       { config, schema: { ...schemaBase, params: SessionParams } },
       async (request, reply) => {
-        const found = await load(request.params.session)
+        const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
         return reply.type('text/html').send(checkoutPage(found.session, found.ctx))
       },
@@ -74,7 +77,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       '/sandbox/checkout/:session',
       { config, schema: { ...schemaBase, params: SessionParams, body: CardForm } },
       async (request, reply) => {
-        const found = await load(request.params.session)
+        const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
         const form = request.body
         const result = await submitCard(found.ctx, found.session, {
@@ -90,7 +93,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       '/sandbox/checkout/:session/challenge',
       { config, schema: { ...schemaBase, params: SessionParams } },
       async (request, reply) => {
-        const found = await load(request.params.session)
+        const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
         return reply.type('text/html').send(challengePage(found.session))
       },
@@ -100,7 +103,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       '/sandbox/checkout/:session/challenge',
       { config, schema: { ...schemaBase, params: SessionParams, body: ActionForm } },
       async (request, reply) => {
-        const found = await load(request.params.session)
+        const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
         const approve = request.body.action === 'approve'
         return respondToSubmission(
@@ -115,7 +118,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       '/sandbox/checkout/:session/cancel',
       { config, schema: { ...schemaBase, params: SessionParams } },
       async (request, reply) => {
-        const found = await load(request.params.session)
+        const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
         const expired = await expireSession(found.ctx, found.session)
         if (expired.cancel_url) return reply.redirect(expired.cancel_url, 303)
@@ -129,7 +132,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       '/sandbox/crypto/:session',
       { config, schema: { ...schemaBase, params: SessionParams } },
       async (request, reply) => {
-        const found = await load(request.params.session)
+        const found = await load(request.params.session, 'crypto')
         if (!found) return missing(reply)
         return reply.type('text/html').send(cryptoPage(found.session))
       },
@@ -139,7 +142,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       '/sandbox/crypto/:session',
       { config, schema: { ...schemaBase, params: SessionParams, body: ActionForm } },
       async (request, reply) => {
-        const found = await load(request.params.session)
+        const found = await load(request.params.session, 'crypto')
         if (!found) return missing(reply)
         const action = SANDBOX_CRYPTO_ACTIONS.find((a) => a === request.body.action)
         if (!action)

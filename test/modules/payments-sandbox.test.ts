@@ -255,9 +255,9 @@ describe('a sandbox page closed while the customer pays it', () => {
         status: 'confirming',
         amount_received: 10000n,
       })
-    // Nor does the card page's cancel expire it: its coins were sent.
+    // Nor does the card page's cancel expire it: a crypto session is not the card page's.
     const cancelled = await pagePost(ctx, `/sandbox/checkout/${read.id}/cancel`, 'cancel')
-    expect(cancelled.statusCode).toBeLessThan(400)
+    expect(cancelled.statusCode).toBe(404)
     expect((await findSession(ctx.db, read.id))?.status).toBe('confirming')
     expect((await getPayment(ctx, crypto.body.id)).payment_status).toBe('PROCESSING')
     expect(await eventsOf(ctx, crypto.body.id, 'payment.failed')).toEqual([])

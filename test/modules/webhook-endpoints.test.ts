@@ -626,6 +626,13 @@ describe('deliveries', () => {
     expect(isPrivateAddress('::1')).toBe(true)
     expect(isPrivateAddress('fd00::1')).toBe(true)
     expect(isPrivateAddress('::ffff:10.0.0.1')).toBe(true)
+    // IPv4-mapped in hex, as a URL writes it: still 127.0.0.1, 10.0.0.1, 169.254.169.254.
+    expect(isPrivateAddress('::ffff:7f00:1')).toBe(true)
+    expect(isPrivateAddress('::ffff:a00:1')).toBe(true)
+    expect(isPrivateAddress('::ffff:a9fe:a9fe')).toBe(true)
+    expect(isPrivateAddress('::7f00:1')).toBe(true)
+    expect(isPrivateAddress('fe80::1')).toBe(true)
+    expect(isPrivateAddress('::ffff:5db8:d822')).toBe(false)
     expect(isPrivateAddress('93.184.216.34')).toBe(false)
     expect(isPrivateAddress('2606:2800:220:1::1')).toBe(false)
   })

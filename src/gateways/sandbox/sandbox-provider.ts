@@ -196,7 +196,12 @@ export async function answerChallenge(
   session: SandboxSession,
   approve: boolean,
 ): Promise<CardSubmission> {
-  if (session.status !== 'requires_action' || !session.pending_card_number)
+  // A challenge answered after the session's expiry takes nothing, as a card would not.
+  if (
+    session.status !== 'requires_action' ||
+    !session.pending_card_number ||
+    session.expires_at.getTime() <= ctx.clock.now().getTime()
+  )
     return { kind: 'closed', session }
   const [number = '', month = '0', year = '0'] = session.pending_card_number.split('|')
   const reopened = await updateSession(ctx, session.id, ['requires_action'], {

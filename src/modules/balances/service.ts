@@ -5,6 +5,7 @@ import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { BalanceTransaction, BalanceTransactionType } from '../../db/database.ts'
 import type { ListRequest } from '../../http/list-query.ts'
+import { toBalanceTransactionResponse } from '../customers/schemas.ts'
 import { recordEvents } from '../events/service.ts'
 import {
   type BalanceTransactionFilters,
@@ -80,12 +81,8 @@ export async function applyBalanceChange(
       type: 'customer.balance_transaction.created',
       objectType: 'balance_transaction',
       objectId: transaction.id,
-      data: {
-        id: transaction.id,
-        customer_id: change.customerId,
-        amount: String(change.amount),
-        currency: change.currency,
-      },
+      // The transaction as the API shows it, as every event carries its object.
+      data: toBalanceTransactionResponse(transaction),
     },
   ])
   return transaction

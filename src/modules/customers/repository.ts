@@ -115,17 +115,20 @@ function escapeLike(value: string): string {
   return value.replace(/[\\%_]/g, (c) => `\\${c}`)
 }
 
+/** Makes `paymentMethodId` the customer's default; the customer as it is then, or undefined when it already was. */
 export async function setDefaultPaymentMethodRow(
   db: Db,
   customerId: string,
   paymentMethodId: string,
   at: Date,
-): Promise<void> {
-  await db
+): Promise<Customer | undefined> {
+  return db
     .updateTable('customers')
     .set({ default_payment_method_id: paymentMethodId, updated_at: at })
     .where('id', '=', customerId)
-    .execute()
+    .where(sql<boolean>`default_payment_method_id is distinct from ${paymentMethodId}`)
+    .returningAll()
+    .executeTakeFirst()
 }
 
 /** Remembers the customer's id at a gateway (`{"stripe":"cus_…"}`), created on first use. */

@@ -223,7 +223,8 @@ async function withExternalIdConflict<T>(
   }
 }
 
-function customerEvent(type: EventType, customer: Customer) {
+/** An event about `customer`, carrying it as the API shows it. */
+export function customerEvent(type: EventType, customer: Customer) {
   return {
     type,
     objectType: 'customer',

@@ -172,10 +172,14 @@ export async function applyPaymentUpdate(
       gatewayFor(payment.payment_gateway).capabilities.paysAfterFailure
     )
       payment = await reopenForLateMoney(trx, scope, payment, cause, deps)
+    const applies = checkTransition(payment.payment_status, to).kind === 'apply'
     // An attempt that comes with a move that takes effect is recorded first, so the move's
-    // event shows the payment with it (as moveWithAttempt does).
-    if (update.attempt && checkTransition(payment.payment_status, to).kind === 'apply') {
-      await recordAttempt(payment)
+    // event shows the payment with it (as moveWithAttempt does); so is the card the payment
+    // saves as it takes the money, so that `payment.succeeded` names it.
+    if (update.attempt && applies) await recordAttempt(payment)
+    if (update.card && applies && isSettled(to) && payment.payment_method_id === null) {
+      const method = await saveCardFromPayment(trx, scope, payment, update.card, deps.clock)
+      changes.payment_method_id = method.id
     }
     const moved = await movePayment(trx, scope, payment, to, changes, cause, deps)
     payment = moved.payment

@@ -48,7 +48,8 @@ import {
   setGatewayCustomerId,
   takeCustomerOfInvoice,
 } from '../customers/repository.ts'
-import { getCustomer } from '../customers/service.ts'
+import { customerEvent, getCustomer } from '../customers/service.ts'
+import { recordEvents } from '../events/service.ts'
 import { findInvoice } from '../invoices/repository.ts'
 import { assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
@@ -1583,9 +1584,18 @@ export async function saveCardFromPayment(
     expYear: card.expYear,
   })
   if (payment.save_card_and_make_default) {
-    await setDefaultPaymentMethodRow(trx, payment.customer_id, method.id, clock.now())
-    // The provider's default follows, once this commits (Stripe Billing charges that one).
-    await queueDefaultMethodSync(trx, scope, payment.customer_id)
+    const customer = await setDefaultPaymentMethodRow(
+      trx,
+      payment.customer_id,
+      method.id,
+      clock.now(),
+    )
+    if (customer) {
+      // As a default set through the API tells it.
+      await recordEvents(trx, scope, clock.now(), [customerEvent('customer.updated', customer)])
+      // The provider's default follows, once this commits (Stripe Billing charges that one).
+      await queueDefaultMethodSync(trx, scope, payment.customer_id)
+    }
   }
   return method
 }

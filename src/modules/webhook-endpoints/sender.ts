@@ -1,26 +1,42 @@
 import { type LookupAddress, type LookupOptions, lookup } from 'node:dns'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { isIP } from 'node:net'
+import { BlockList, isIP } from 'node:net'
+
+/**
+ * The addresses a tenant must not reach through the worker: this host, private networks,
+ * link-local (cloud metadata) and multicast. IPv4 rules also hold for IPv4-mapped IPv6
+ * addresses in either spelling (`::ffff:127.0.0.1`, and `::ffff:7f00:1`, as a URL writes it).
+ */
+const PRIVATE = (() => {
+  const list = new BlockList()
+  for (const [network, prefix] of [
+    ['0.0.0.0', 8],
+    ['10.0.0.0', 8],
+    ['100.64.0.0', 10],
+    ['127.0.0.0', 8],
+    ['169.254.0.0', 16],
+    ['172.16.0.0', 12],
+    ['192.168.0.0', 16],
+    ['224.0.0.0', 3],
+  ] as const)
+    list.addSubnet(network, prefix, 'ipv4')
+  for (const [network, prefix] of [
+    // Unspecified, loopback and the deprecated IPv4-compatible form (::7f00:1).
+    ['::', 96],
+    ['fc00::', 7],
+    ['fe80::', 10],
+    ['ff00::', 8],
+  ] as const)
+    list.addSubnet(network, prefix, 'ipv6')
+  return list
+})()
 
 /** Whether an IP address is one a tenant must not reach through the worker. */
 export function isPrivateAddress(address: string): boolean {
-  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(v4)) {
-    const [a = 0, b = 0] = v4.split('.').map(Number)
-    return (
-      a === 0 ||
-      a === 10 ||
-      a === 127 ||
-      (a === 100 && b >= 64 && b <= 127) ||
-      (a === 169 && b === 254) ||
-      (a === 172 && b >= 16 && b <= 31) ||
-      (a === 192 && b === 168) ||
-      a >= 224
-    )
-  }
-  const v6 = address.toLowerCase()
-  return v6 === '::' || v6 === '::1' || /^f[cd]/.test(v6) || /^fe[89ab]/.test(v6)
+  const family = isIP(address)
+  if (family === 0) return false
+  return PRIVATE.check(address, family === 4 ? 'ipv4' : 'ipv6')
 }
 
 /** A delivery refused before it was sent: its host is (or resolves to) a private address. */
