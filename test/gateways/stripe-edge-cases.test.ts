@@ -4,6 +4,7 @@
  * Billing mirror's late, draft and malformed snapshots.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { syncDefaultPaymentMethod } from '../../src/jobs/tasks/sync-default-payment-method.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import { signatureHeader } from '../emulators/stripe/signing.ts'
 import { finalizedInvoice, type InvoiceBody, type List } from '../fixtures.ts'
@@ -189,6 +190,42 @@ describe('the default card job, when Stripe refuses', () => {
     )
     expect(made.status, made.text).toBe(200)
     expect(await runDefaultMethodJob(ctx, customer.id)).toBe('refused')
+  })
+})
+
+describe('the default card job, when Stripe is not connected', () => {
+  test('a customer of an environment without a Stripe connection ends the job (not_connected)', async () => {
+    // The live environment has no connection: the job has no one to tell.
+    const live = { tenantId: ctx.main.tenant.id, environmentId: ctx.main.live.id }
+    const stamp = Date.now()
+    const customerId = `cus_live_${stamp}`
+    await ctx.db
+      .insertInto('customers')
+      .values({
+        id: customerId,
+        tenant_id: live.tenantId,
+        environment_id: live.environmentId,
+        name: 'Live customer',
+        gateway_customer_ids: JSON.stringify({ stripe: 'cus_stripe_live' }),
+      })
+      .execute()
+    await ctx.db
+      .insertInto('payment_methods')
+      .values({
+        id: `pm_live_${stamp}`,
+        tenant_id: live.tenantId,
+        environment_id: live.environmentId,
+        customer_id: customerId,
+        gateway: 'stripe',
+        gateway_payment_method_id: 'pm_stripe_live',
+      })
+      .execute()
+    await ctx.db
+      .updateTable('customers')
+      .set({ default_payment_method_id: `pm_live_${stamp}` })
+      .where('id', '=', customerId)
+      .execute()
+    expect(await syncDefaultPaymentMethod(ctx.deps, { ...live, customerId })).toBe('not_connected')
   })
 })
 

@@ -142,6 +142,53 @@ describe('sandbox payment links', () => {
   })
 })
 
+describe("a saved card's charge, reported by the sandbox before its answer", () => {
+  // The sandbox's `charge.*` webhook is applied before the charge call returns, and carries no
+  // attempt: the answer records it (one attempt, with its charge id), decline or success.
+  test.each([
+    ['4242424242424242', 'SUCCEEDED', 'succeeded'],
+    ['4000000000000002', 'FAILED', 'failed'],
+  ])('card %s: %s with one %s attempt', async (card, status, attemptStatus) => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const link = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      amount: '50.00',
+      save_card_and_make_default: true,
+    })
+    // A good card is saved first; the saved card then behaves as the card under test.
+    expect((await submitCard(ctx, sessionOf(link.body), '4242424242424242')).statusCode).toBe(200)
+    const method = await ctx.db
+      .selectFrom('payment_methods')
+      .select('gateway_payment_method_id')
+      .where('customer_id', '=', customer.id)
+      .executeTakeFirstOrThrow()
+    await ctx.db
+      .updateTable('sandbox_cards')
+      .set({ number: card })
+      .where('id', '=', method.gateway_payment_method_id)
+      .execute()
+    const charged = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      amount: '50.00',
+    })
+    expect(charged.status, charged.text).toBeLessThan(500)
+    const [row] = await ctx.db
+      .selectFrom('payments')
+      .select('id')
+      .where('destination_id', '=', invoice.id)
+      .where('payment_method_type', '=', 'CARD')
+      .execute()
+    const payment = await getPayment(ctx, String(row?.id))
+    expect(payment.payment_status).toBe(status)
+    expect(payment.attempts.map((a) => a.status)).toEqual([attemptStatus])
+    const [attempt] = payment.attempts as { gateway_payment_id?: string | null }[]
+    expect(attempt?.gateway_payment_id).toMatch(/^sbch_/)
+  })
+})
+
 describe('a page the gateway failed to open, answered after the payment moved on', () => {
   /**
    * An INITIATED sandbox link, processed with `POST /v1/payments/:id/process`, whose gateway

@@ -141,10 +141,10 @@ export const stripeGateway: Gateway = {
       })
       return 'set'
     } catch (error) {
-      // A 4xx other than 429 (the customer deleted at Stripe, the card detached) will not pass.
-      const status = (error as { statusCode?: unknown }).statusCode
-      if (typeof status === 'number' && status >= 400 && status < 500 && status !== 429)
-        return 'refused'
+      // The customer or the card gone at Stripe will not come back; a key rotated or restricted
+      // (401, 403), a request in flight (409) or a rate limit may pass: tried again.
+      const { statusCode, code } = error as { statusCode?: unknown; code?: unknown }
+      if (statusCode === 404 || code === 'resource_missing') return 'refused'
       throw error
     }
   },

@@ -1,3 +1,4 @@
+import { AppError } from '../../core/errors.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import { gatewayContext, gatewayFor, isGatewayName } from '../../gateways/registry.ts'
@@ -40,7 +41,12 @@ export async function syncDefaultPaymentMethod(
     deps,
     { tenantId: job.tenantId, environmentId: job.environmentId },
     method.gateway,
-  ).catch(() => undefined)
+  ).catch((error: unknown) => {
+    // Not connected (any more) is a 4xx; anything else (the database, a sealed credential that
+    // cannot be opened) may pass, and the job is tried again.
+    if (error instanceof AppError && error.status < 500) return undefined
+    throw error
+  })
   if (!ctx) return 'not_connected'
   const outcome = await gateway.makeDefaultMethod(
     ctx,

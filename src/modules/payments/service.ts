@@ -1078,6 +1078,19 @@ async function failWithAttempt(
  * Records what the gateway answered as an attempt, then moves the locked payment,
  * keeping the gateway's ids on it when the answer carried any.
  */
+/** Whether the payment has an attempt of this charge (its provider id) with this status. */
+async function attemptRecorded(
+  trx: Db,
+  paymentId: string,
+  attempt: { status: string; gatewayPaymentId: string | null },
+): Promise<boolean> {
+  if (attempt.gatewayPaymentId === null) return false
+  const attempts = await attemptsOf(trx, [paymentId])
+  return attempts.some(
+    (a) => a.gateway_payment_id === attempt.gatewayPaymentId && a.status === attempt.status,
+  )
+}
+
 async function moveWithAttempt(
   trx: Db,
   scope: Scope,
@@ -1094,10 +1107,15 @@ async function moveWithAttempt(
   cause: Cause,
   deps: PaymentDeps,
 ) {
-  // Only with a move that takes effect: the provider's report of the same outcome (a decline's
-  // webhook, handled before this answer) already recorded its attempt, and a second would
-  // count one decline twice against the invoice's automatic attempts.
-  if (checkTransition(locked.payment_status, to).kind === 'apply') {
+  // Once per charge and outcome: the provider's report of the same outcome (a decline's
+  // webhook, handled before this answer) may have recorded it already, and a second would
+  // count one decline twice against the invoice's automatic attempts. A report that moved
+  // the payment without an attempt (the sandbox's `charge.*`, Stripe's
+  // `payment_intent.succeeded`) leaves it to this answer.
+  if (
+    checkTransition(locked.payment_status, to).kind === 'apply' ||
+    !(await attemptRecorded(trx, locked.id, attempt))
+  ) {
     await insertAttempt(
       trx,
       attemptRow(
@@ -1590,12 +1608,12 @@ export async function saveCardFromPayment(
       method.id,
       clock.now(),
     )
-    if (customer) {
-      // As a default set through the API tells it.
+    // As a default set through the API tells it.
+    if (customer)
       await recordEvents(trx, scope, clock.now(), [customerEvent('customer.updated', customer)])
-      // The provider's default follows, once this commits (Stripe Billing charges that one).
-      await queueDefaultMethodSync(trx, scope, payment.customer_id)
-    }
+    // The provider's default follows, once this commits (Stripe Billing charges that one),
+    // even when Payrail's was already this card: one the provider never had is set then.
+    await queueDefaultMethodSync(trx, scope, payment.customer_id)
   }
   return method
 }
