@@ -3,7 +3,7 @@
  * confirmed after a payment failed, Checkout.com's own units per currency, and an
  * off-session decline reported by webhook only.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { adminAccess } from '../../src/core/principal.ts'
 import { checkoutGateway } from '../../src/gateways/checkout/checkout.gateway.ts'
 import { chargeDueInvoices } from '../../src/jobs/tasks/charge-due-invoices.ts'
@@ -179,6 +179,7 @@ describe('money after a failure, from a gateway that does not pay after one', ()
       sandboxEventBody(`sbevt_late_${link.body.id}_1`, 'checkout.expired', data),
     )
     expect(expired.statusCode, expired.body).toBe(200)
+    const errors = vi.spyOn(ctx.deps.logger, 'error')
     const completed = await postSandboxWebhook(
       ctx,
       sandboxEventBody(`sbevt_late_${link.body.id}_2`, 'checkout.completed', {
@@ -189,6 +190,11 @@ describe('money after a failure, from a gateway that does not pay after one', ()
     )
     expect(completed.statusCode, completed.body).toBe(200)
     expect(completed.json().events[0].outcome).toBe('ignored')
+    // Money the provider says it took is an operator's error, never only a warning.
+    expect(errors.mock.calls.map(([fields]) => fields)).toContainEqual(
+      expect.objectContaining({ payment_id: link.body.id, payment_status: 'FAILED' }),
+    )
+    errors.mockRestore()
     expect((await getPayment(ctx, link.body.id)).payment_status).toBe('FAILED')
     expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
   })

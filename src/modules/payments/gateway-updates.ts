@@ -182,6 +182,20 @@ export async function applyPaymentUpdate(
       changes.payment_method_id = method.id
     }
     const moved = await movePayment(trx, scope, payment, to, changes, cause, deps)
+    if (moved.kind === 'illegal' && isSettled(to)) {
+      // Money the provider says it took that the payment cannot record: for an operator,
+      // never only a warning (as a card charge's answer says it: `recordCharge`).
+      deps.logger.error(
+        {
+          payment_id: payment.id,
+          payment_status: payment.payment_status,
+          gateway: payment.payment_gateway,
+          gateway_payment_id: update.gatewayPaymentId ?? null,
+          amount_received: String(received),
+        },
+        'the provider reports money the payment refuses; refund or record it by hand',
+      )
+    }
     payment = moved.payment
     outcome = moved.kind === 'applied' ? 'applied' : moved.kind === 'repeat' ? 'repeat' : 'ignored'
   } else if (
