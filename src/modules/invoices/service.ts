@@ -310,8 +310,9 @@ export async function markUncollectibleLocked(
   clock: Clock,
 ): Promise<InvoiceChange> {
   assertInvoiceTransition(before.invoice_status, 'UNCOLLECTIBLE', before.id)
-  if (isPaidStatus(before.payment_status)) {
-    throw new AppError('invalid_state_transition', `Invoice ${before.id} is paid`, {
+  // Paid once (refunded since, or not), it owes nothing to write off.
+  if (isPaidStatus(before.payment_status) || before.paid_at !== null) {
+    throw new AppError('invalid_state_transition', `Invoice ${before.id} was paid`, {
       invoice_id: before.id,
     })
   }
@@ -359,7 +360,12 @@ export async function recordPaymentLocked(
   const now = clock.now()
   const amountPaid = before.amount_paid + amount
   const amounts = { ...amountsOf(before), amountPaid }
-  const paymentStatus = paymentStatusFor(amounts, before.payment_status)
+  // Money applied: the invoice's last payment did not fail (FAILED said it had), whatever
+  // failed before it. One still in flight keeps it PROCESSING.
+  const paymentStatus = paymentStatusFor(
+    amounts,
+    before.payment_status === 'FAILED' ? 'PENDING' : before.payment_status,
+  )
   const becamePaid =
     isPaidStatus(paymentStatus) &&
     !isPaidStatus(before.payment_status) &&
@@ -367,7 +373,7 @@ export async function recordPaymentLocked(
     before.invoice_status !== 'VOIDED'
   const invoice = await updateInvoice(trx, before.id, {
     amount_paid: amountPaid,
-    amount_remaining: amountRemaining(amounts),
+    amount_remaining: owedAfter(before, amounts),
     payment_status: paymentStatus,
     paid_at: before.paid_at ?? (isPaidStatus(paymentStatus) ? now : null),
     next_payment_attempt: isPaidStatus(paymentStatus) ? null : before.next_payment_attempt,
@@ -381,6 +387,15 @@ export async function recordPaymentLocked(
       : []),
   ])
   return { before, invoice, becamePaid }
+}
+
+/**
+ * What the invoice owes once money moved on it: nothing once voided (money that reaches a
+ * voided invoice, a payment in flight when it was voided, is recorded for the merchant to
+ * refund, and asks nobody to pay the rest), else what its amounts leave.
+ */
+function owedAfter(before: Invoice, amounts: Parameters<typeof amountRemaining>[0]): bigint {
+  return before.invoice_status === 'VOIDED' ? 0n : amountRemaining(amounts)
 }
 
 /** Adds a refund to a locked invoice; never more than was paid. */
@@ -407,7 +422,7 @@ export async function recordRefundLocked(
   const paymentStatus = paymentStatusFor(amounts, before.payment_status)
   const invoice = await updateInvoice(trx, before.id, {
     amount_refunded: amountRefunded,
-    amount_remaining: amountRemaining(amounts),
+    amount_remaining: owedAfter(before, amounts),
     payment_status: paymentStatus,
     updated_at: now,
   })
