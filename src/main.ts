@@ -109,7 +109,8 @@ async function worker(args: string[]): Promise<number> {
   const logger = createLogger(config.logLevel)
   const database = await openDatabase(config, logger)
   try {
-    await migrateAndBootstrap(database, logger)
+    // No bootstrap: the first admin key is `serve`'s to print, and one made here is never shown.
+    await migrateAndBootstrap(database, logger, { bootstrap: false })
     // No HTTP server in this process: retried sandbox notifications go to PAYRAIL_PUBLIC_URL.
     const deps = await processDeps(config, database, logger)
     const runner = await startWorker(deps, { connectionString: database.url })

@@ -1,9 +1,12 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { readFile, stat, utimes } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat, utimes } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, inject, test } from 'vitest'
+import { ensureEmbeddedPostgres, isAlive, postmasterPid } from '../src/db/embedded-postgres.ts'
+import { createLogger } from '../src/logger.ts'
 import { createEmptyDatabase, testDatabasePrefix } from './test-database.ts'
 
 const BIN = path.resolve('bin/payrail.js')
@@ -12,6 +15,31 @@ const children: ChildProcess[] = []
 afterAll(() => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL')
 })
+
+const dataDirs: string[] = []
+const strayPostgres: number[] = []
+
+afterAll(async () => {
+  for (const pid of strayPostgres) {
+    try {
+      process.kill(pid, 'SIGINT')
+    } catch {}
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  for (const dir of dataDirs) await rm(dir, { recursive: true, force: true })
+})
+
+async function freshDataDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'payrail-cli-'))
+  dataDirs.push(dir)
+  return dir
+}
+
+/** The pid of the embedded PostgreSQL still running on `dataDir`, if any. */
+async function runningPostgres(dataDir: string): Promise<number | undefined> {
+  const pid = await postmasterPid(path.join(dataDir, 'pg'))
+  return pid !== undefined && isAlive(pid) ? pid : undefined
+}
 
 async function freshDatabase(): Promise<string> {
   const name = `${testDatabasePrefix(inject('runId'))}cli${randomBytes(3).toString('hex')}`
@@ -250,4 +278,55 @@ describe('bin/payrail.js', () => {
       expect(code).toContain(`import("${sdk}")`)
     }
   })
+})
+
+describe('processes sharing the embedded PostgreSQL and the first key', () => {
+  test('payrail worker on an empty database does not swallow the bootstrap key that serve prints', async () => {
+    const env = {
+      DATABASE_URL: await freshDatabase(),
+      PAYRAIL_SECRET_KEY: '34'.repeat(32),
+      LOG_LEVEL: 'info',
+    }
+    const worker = payrail(['worker'], env)
+    await waitForOutput(() => worker.output().stdout, /worker started/)
+    worker.child.kill('SIGTERM')
+    expect((await worker.done()).code).toBe(0)
+
+    const server = payrail(['serve', '--port', '0', '--no-worker'], env)
+    await waitForOutput(() => server.output().stdout, /listening on/)
+    const printedKey = /sk_test_\w+/.test(server.output().stdout)
+    server.child.kill('SIGTERM')
+    await server.done()
+    // DESIGN: on an empty database serve bootstraps tenant `default` and prints a test admin
+    // key once. A worker started first leaves it to serve (it made one nobody ever saw).
+    expect(printedKey || /sk_test_\w+/.test(worker.output().stdout)).toBe(true)
+  }, 60_000)
+
+  test('a one-shot command that started the embedded PostgreSQL does not stop it under a running serve', async () => {
+    const dataDir = await freshDataDir()
+    expect((await payrail(['migrate'], { PAYRAIL_DATA_DIR: dataDir }).done()).code).toBe(0)
+    // What `payrail demo` / `keys create` / `migrate` do (withDatabase → openDatabase → shutdown):
+    // start the embedded server because none runs ...
+    const oneShot = await ensureEmbeddedPostgres({ dataDir, logger: createLogger('silent') })
+    expect(oneShot.startedHere).toBe(true)
+    // ... while `npm start` comes up in another terminal and connects to it.
+    const server = payrail(['serve', '--port', '0', '--no-worker'], {
+      PAYRAIL_DATA_DIR: dataDir,
+      LOG_LEVEL: 'warn',
+    })
+    const [, url] = await waitForOutput(() => server.output().stdout, /listening on (http:\/\/\S+)/)
+    expect((await fetch(`${url}/ready`)).status).toBe(200)
+    // The one-shot command ends.
+    await oneShot.stop()
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const ready = (await fetch(`${url}/ready`)).status
+    server.child.kill('SIGTERM')
+    await server.done()
+    const left = await runningPostgres(dataDir)
+    if (left !== undefined) strayPostgres.push(left)
+    // The server kept its database (it was stopped under it: /ready 503, every request 500)…
+    expect(ready).toBe(200)
+    // …and, the last one out, stopped it as it ended.
+    expect(left).toBeUndefined()
+  }, 60_000)
 })

@@ -61,7 +61,21 @@ export async function ensureEmbeddedPostgres(
       const urls = connectionUrls(credentials, runningPort, database)
       await createDatabaseIfMissing(urls.serverUrl, database)
       log.info({ port: runningPort }, 'using the embedded PostgreSQL already running')
-      return { ...urls, startedHere: false, stop: async () => undefined }
+      let stopped: Promise<void> | undefined
+      return {
+        ...urls,
+        startedHere: false,
+        // The last process using it stops it, whichever started it: one that started it and
+        // ended first left it running for this one.
+        stop() {
+          stopped ??= (async () => {
+            if (await othersConnected(urls.serverUrl)) return
+            await stopPostmaster(clusterDir)
+            log.info('embedded PostgreSQL stopped (started by a process that ended before)')
+          })()
+          return stopped
+        },
+      }
     }
 
     const { default: EmbeddedPostgresServer } = await importWithoutSignalHooks()
@@ -104,7 +118,16 @@ export async function ensureEmbeddedPostgres(
       startedHere: true,
       stop() {
         process.removeListener('exit', stopOnExit)
-        stopped ??= server.stop().then(() => log.info('embedded PostgreSQL stopped'))
+        stopped ??= (async () => {
+          // Another process still uses it (`npm start` while a one-shot command that started
+          // it ends): left running, for the last one to stop.
+          if (await othersConnected(urls.serverUrl)) {
+            log.info('embedded PostgreSQL left running: another process uses it')
+            return
+          }
+          await server.stop()
+          log.info('embedded PostgreSQL stopped')
+        })()
         return stopped
       },
     }
@@ -132,6 +155,51 @@ async function importWithoutSignalHooks() {
     }
   }
   return module
+}
+
+/**
+ * Whether a client other than this check's own connection is connected: called once the
+ * process's own pools are closed, so any other is another process's. A server that cannot
+ * be asked has no one to keep it.
+ */
+async function othersConnected(serverUrl: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: serverUrl })
+  try {
+    await client.connect()
+    const { rows } = await client.query<{ others: number }>(
+      `select count(*)::int as others from pg_stat_activity
+        where backend_type = 'client backend' and pid <> pg_backend_pid()`,
+    )
+    return (rows[0]?.others ?? 0) > 0
+  } catch {
+    return false
+  } finally {
+    await client.end().catch(() => undefined)
+  }
+}
+
+/** Stops the server of `clusterDir` that another process started (fast shutdown), and waits for it. */
+async function stopPostmaster(clusterDir: string): Promise<void> {
+  const pid = await postmasterPid(clusterDir)
+  if (pid === undefined) return
+  try {
+    process.kill(pid, 'SIGINT')
+  } catch {
+    return
+  }
+  for (let i = 0; i < 200 && isAlive(pid); i++) await sleep(50)
+}
+
+/** The pid in the cluster's `postmaster.pid`, if it has one (the process may be gone). */
+export async function postmasterPid(clusterDir: string): Promise<number | undefined> {
+  try {
+    const pid = Number(
+      (await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n')[0],
+    )
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
 }
 
 async function findRunningPort(clusterDir: string): Promise<number | undefined> {
@@ -226,7 +294,8 @@ async function isStaleLock(file: string): Promise<boolean> {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether process `pid` exists (as this user or another). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

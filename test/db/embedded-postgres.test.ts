@@ -23,8 +23,16 @@ async function query(url: string, text: string) {
   }
 }
 
+/** A connection held open, as another process's pool holds one. */
+async function connected(url: string) {
+  const client = new pg.Client({ connectionString: url })
+  client.on('error', () => undefined)
+  await client.connect()
+  return client
+}
+
 describe('embedded PostgreSQL', () => {
-  test('one server per data dir: the second caller connects to it, only the starter stops it, data persists', async () => {
+  test('one server per data dir: the second caller connects to it, the last one out stops it, data persists', async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'payrail-embedded-'))
     dirs.push(dataDir)
 
@@ -32,13 +40,24 @@ describe('embedded PostgreSQL', () => {
     expect(first.startedHere).toBe(true)
     await query(first.url, 'create table kept (v int); insert into kept values (42)')
 
+    // The second caller ends while the first still uses the server: it is kept.
     const second = await ensureEmbeddedPostgres({ dataDir, logger })
     expect(second.startedHere).toBe(false)
     expect(second.url).toBe(first.url)
+    const inUse = await connected(first.url)
     await second.stop()
     expect(await query(first.url, 'select v from kept')).toEqual([{ v: 42 }])
+    await inUse.end()
 
+    // The starter ends while a later caller uses it (`npm start` beside a one-shot command
+    // that started it): kept for that caller, which stops it as the last one out.
+    const third = await ensureEmbeddedPostgres({ dataDir, logger })
+    expect(third.startedHere).toBe(false)
+    const thirdInUse = await connected(third.url)
     await first.stop()
+    expect(await query(third.url, 'select v from kept')).toEqual([{ v: 42 }])
+    await thirdInUse.end()
+    await third.stop()
     await expect(query(first.url, 'select 1')).rejects.toThrow()
 
     const again = await ensureEmbeddedPostgres({ dataDir, logger })
