@@ -82,9 +82,15 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
     problems.push('PAYRAIL_SECRET_KEY is required when NODE_ENV=production')
   }
 
-  const publicUrl =
-    nonEmpty(env.PAYRAIL_PUBLIC_URL) ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
-  if (!isHttpUrl(publicUrl)) problems.push('PAYRAIL_PUBLIC_URL must be an http:// or https:// URL')
+  const givenPublicUrl = nonEmpty(env.PAYRAIL_PUBLIC_URL)
+  const publicUrl = givenPublicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  // Derived from HOST when not given: a HOST that makes no URL is HOST's problem, named so.
+  if (!isHttpUrl(publicUrl))
+    problems.push(
+      givenPublicUrl === undefined
+        ? `HOST must be a host name or an IP address, got '${host}'`
+        : 'PAYRAIL_PUBLIC_URL must be an http:// or https:// URL',
+    )
 
   const logLevel = nonEmpty(env.LOG_LEVEL) ?? 'info'
   if (!isOneOf(LOG_LEVELS, logLevel))

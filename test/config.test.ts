@@ -74,6 +74,9 @@ describe('loadConfig', () => {
     [{ DATABASE_URL: 'not a url' }, /DATABASE_URL/],
     [{ PAYRAIL_SECRET_KEY: 'short' }, /PAYRAIL_SECRET_KEY must be 32 bytes/],
     [{ PAYRAIL_PUBLIC_URL: 'ftp://x' }, /PAYRAIL_PUBLIC_URL/],
+    // The public URL is derived from HOST when not given: the problem is HOST's.
+    [{ HOST: '999.1.1.1' }, /^HOST must be a host name or an IP address, got '999\.1\.1\.1'$/],
+    [{ HOST: 'localhost:8080' }, /^HOST must be/],
     [{ LOG_LEVEL: 'chatty' }, /LOG_LEVEL/],
     [{ PAYRAIL_DATABASE_POOLER: 'pgbouncer' }, /PAYRAIL_DATABASE_POOLER must be one of/],
     [{ PAYRAIL_DATABASE_POOLER: 'transaction' }, /PAYRAIL_DATABASE_POOLER needs DATABASE_URL/],

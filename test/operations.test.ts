@@ -48,6 +48,9 @@ describe('operations routes (no auth)', () => {
     expect(Object.keys(res.body.paths['/v1/api_keys'] ?? {})).toEqual(
       expect.arrayContaining(['get', 'post']),
     )
+    // Checkout.com's return routes answer with a redirect, as documented.
+    const back = res.body.paths['/v1/checkout/success']?.get as { responses?: object } | undefined
+    expect(Object.keys(back?.responses ?? {})).toEqual(['303'])
     // The /api/v1 alias and internal routes are not documented twice.
     expect(Object.keys(res.body.paths).some((p) => p.startsWith('/api/v1'))).toBe(false)
     expect(Object.keys(res.body.paths)).not.toContain('/metrics')

@@ -24,6 +24,10 @@ export function checkoutRedirectRoutes(deps: AppDeps): FastifyPluginAsync {
             tags: ['Checkout.com'],
             summary: `Return from Checkout.com's hosted page (${outcome})`,
             querystring: Query,
+            // A redirect to the payment's own page (or Payrail's neutral one), never a body.
+            response: {
+              303: Type.Null({ description: "Redirect (Location) to the payment's page" }),
+            },
           },
         },
         async (request, reply) => {
