@@ -5,7 +5,7 @@ import { mkdtemp, readFile, rm, stat, utimes } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, inject, test } from 'vitest'
-import { ensureEmbeddedPostgres, isAlive, postmasterPid } from '../src/db/embedded-postgres.ts'
+import { ensureEmbeddedPostgres, runningPostmaster } from '../src/db/embedded-postgres.ts'
 import { createLogger } from '../src/logger.ts'
 import { createEmptyDatabase, testDatabasePrefix } from './test-database.ts'
 
@@ -37,8 +37,7 @@ async function freshDataDir(): Promise<string> {
 
 /** The pid of the embedded PostgreSQL still running on `dataDir`, if any. */
 async function runningPostgres(dataDir: string): Promise<number | undefined> {
-  const pid = await postmasterPid(path.join(dataDir, 'pg'))
-  return pid !== undefined && isAlive(pid) ? pid : undefined
+  return (await runningPostmaster(path.join(dataDir, 'pg')))?.pid
 }
 
 async function freshDatabase(): Promise<string> {

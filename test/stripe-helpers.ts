@@ -6,6 +6,7 @@ import {
 import type { StripeEmulator } from './emulators/stripe/emulator.ts'
 import { startStripeEmulator } from './emulators/stripe/server.ts'
 import type { TestCardAlias } from './emulators/stripe/test-cards.ts'
+import type { InvoiceBody, List } from './fixtures.ts'
 import type { TestContext } from './harness.ts'
 
 /** Where the emulator posts the main tenant's test-environment webhooks. */
@@ -73,4 +74,12 @@ export async function runDefaultMethodJob(ctx: TestContext, customerId: string) 
   )
   const job = jobs.rows.find((row) => row.payload.customerId === customerId)
   return job ? syncDefaultPaymentMethod(ctx.deps, job.payload) : undefined
+}
+
+/** The Payrail invoice that mirrors Stripe invoice `stripeInvoiceId`, if any. */
+export async function mirroredInvoice(ctx: TestContext, stripeInvoiceId: string) {
+  const list = await ctx.get<List<InvoiceBody & { stripe_invoice_id: string; source: string }>>(
+    '/v1/invoices?source=stripe&limit=1000',
+  )
+  return list.body.items.find((i) => i.stripe_invoice_id === stripeInvoiceId)
 }

@@ -56,7 +56,7 @@ export async function ensureEmbeddedPostgres(
   const release = await acquireLock(path.join(dataDir, 'pg.lock'))
   try {
     const credentials = await loadCredentials(dataDir)
-    const runningPort = await findRunningPort(clusterDir)
+    const runningPort = (await runningPostmaster(clusterDir))?.port
     if (runningPort !== undefined) {
       const urls = connectionUrls(credentials, runningPort, database)
       await createDatabaseIfMissing(urls.serverUrl, database)
@@ -180,7 +180,7 @@ async function othersConnected(serverUrl: string): Promise<boolean> {
 
 /** Stops the server of `clusterDir` that another process started (fast shutdown), and waits for it. */
 async function stopPostmaster(clusterDir: string): Promise<void> {
-  const pid = await postmasterPid(clusterDir)
+  const pid = (await runningPostmaster(clusterDir))?.pid
   if (pid === undefined) return
   try {
     process.kill(pid, 'SIGINT')
@@ -190,31 +190,25 @@ async function stopPostmaster(clusterDir: string): Promise<void> {
   for (let i = 0; i < 200 && isAlive(pid); i++) await sleep(50)
 }
 
-/** The pid in the cluster's `postmaster.pid`, if it has one (the process may be gone). */
-export async function postmasterPid(clusterDir: string): Promise<number | undefined> {
-  try {
-    const pid = Number(
-      (await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n')[0],
-    )
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined
-  } catch {
-    return undefined
-  }
-}
-
-async function findRunningPort(clusterDir: string): Promise<number | undefined> {
+/**
+ * The server `postmaster.pid` names in the cluster, while its process lives (the file
+ * holds pid, data dir, start time, port, socket dir, listen address, shmem key, status).
+ */
+export async function runningPostmaster(
+  clusterDir: string,
+): Promise<{ pid: number; port: number } | undefined> {
   let content: string
   try {
     content = await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')
   } catch {
     return undefined
   }
-  // postmaster.pid: pid, data dir, start time, port, socket dir, listen address, shmem key, status.
   const lines = content.split('\n')
   const pid = Number(lines[0])
   const port = Number(lines[3])
-  if (!Number.isInteger(pid) || !Number.isInteger(port) || !isAlive(pid)) return undefined
-  return port
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || !isAlive(pid))
+    return undefined
+  return { pid, port }
 }
 
 async function loadCredentials(dataDir: string): Promise<Credentials> {
@@ -295,7 +289,7 @@ async function isStaleLock(file: string): Promise<boolean> {
 }
 
 /** Whether process `pid` exists (as this user or another). */
-export function isAlive(pid: number): boolean {
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

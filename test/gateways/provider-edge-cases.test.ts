@@ -20,6 +20,7 @@ import { createTestContext, type TestContext } from '../harness.ts'
 import {
   createPayment,
   createSandboxLink,
+  expectPaidInFull,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -130,14 +131,7 @@ describe('BitPay', () => {
   test('an invoice that goes invalid and later completes (late confirmations) pays the invoice', async () => {
     const { invoice, payment, confirmLate } = await invalidated()
     await confirmLate()
-    expect(await getPayment(ctx, payment.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
-    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
+    await expectPaidInFull(ctx, payment.id, invoice.id, '100.00')
     const history = await ctx.db
       .selectFrom('payment_transitions')
       .select(['from_status', 'to_status', 'note'])
@@ -218,11 +212,7 @@ describe('CoinPayments', () => {
     cp.confirm(txn)
     await cp.waitForNotifications()
     expect(cp.deliveries.at(-1)?.status).toBe(200)
-    expect(await getPayment(ctx, payment.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
-    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
+    await expectPaidInFull(ctx, payment.id, invoice.id, '100.00')
   })
 })
 

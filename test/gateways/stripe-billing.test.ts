@@ -7,10 +7,9 @@ import {
 import { backfillStripe } from '../../src/modules/stripe-sync/backfill.ts'
 import { applyBillingObject } from '../../src/modules/stripe-sync/service.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
-import type { InvoiceBody, List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { getPayment, type PaymentBody, pagePost, sessionOf } from '../payments-helpers.ts'
-import { connectStripeEmulator } from '../stripe-helpers.ts'
+import { connectStripeEmulator, mirroredInvoice } from '../stripe-helpers.ts'
 
 let ctx: TestContext
 let emulator: StripeEmulator
@@ -23,13 +22,6 @@ afterAll(async () => {
   await emulator?.close()
   await ctx.close()
 })
-
-async function mirroredInvoice(stripeInvoiceId: string) {
-  const list = await ctx.get<List<InvoiceBody & { stripe_invoice_id: string; source: string }>>(
-    '/v1/invoices?source=stripe&limit=1000',
-  )
-  return list.body.items.find((i) => i.stripe_invoice_id === stripeInvoiceId)
-}
 
 /** A sandbox CRYPTO payment of a mirrored invoice, created (201). */
 async function sandboxCryptoPayment(invoiceId: string | undefined, amount: string) {
@@ -55,7 +47,7 @@ async function openMirrored(email: string) {
   })
   emulator.sendEvent('invoice.finalized', String(invoice.id))
   await emulator.waitForDeliveries()
-  const mirrored = await mirroredInvoice(String(invoice.id))
+  const mirrored = await mirroredInvoice(ctx, String(invoice.id))
   if (!mirrored) throw new Error('not mirrored')
   return { invoice, mirrored }
 }
@@ -98,7 +90,7 @@ describe('Stripe Billing sync', () => {
     })
     emulator.sendEvent('invoice.finalized', String(invoice.id))
     await emulator.waitForDeliveries()
-    const mirrored = await mirroredInvoice(String(invoice.id))
+    const mirrored = await mirroredInvoice(ctx, String(invoice.id))
     expect(mirrored).toMatchObject({
       source: 'stripe',
       invoice_status: 'FINALIZED',
@@ -133,11 +125,11 @@ describe('Stripe Billing sync', () => {
     })
     emulator.sendEvent('invoice.finalized', String(invoice.id))
     await emulator.waitForDeliveries()
-    expect((await mirroredInvoice(String(invoice.id)))?.payment_status).toBe('PENDING')
+    expect((await mirroredInvoice(ctx, String(invoice.id)))?.payment_status).toBe('PENDING')
     const paid = { ...invoice, status: 'paid', amount_paid: 2000, amount_remaining: 0 }
     emulator.sendEvent('invoice.paid', paid)
     await emulator.waitForDeliveries()
-    const mirrored = await mirroredInvoice(String(invoice.id))
+    const mirrored = await mirroredInvoice(ctx, String(invoice.id))
     expect(mirrored).toMatchObject({ payment_status: 'SUCCEEDED', amount_remaining: '0.00' })
     // Told as any paid invoice is, once, though Stripe reports it again.
     emulator.sendEvent('invoice.updated', paid)
@@ -279,7 +271,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     emulator.sendEvent('invoice.voided', { ...invoice, status: 'void' })
     await emulator.deliverOutbox({ order: 'reverse' })
     emulator.setWebhookDelivery('auto')
-    const mirrored = await mirroredInvoice(String(invoice.id))
+    const mirrored = await mirroredInvoice(ctx, String(invoice.id))
     expect(mirrored?.invoice_status).toBe('VOIDED')
     const refused = await ctx.post('/v1/payments', {
       destination_type: 'INVOICE',
@@ -299,13 +291,13 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     expect((await getPayment(ctx, payment.body.id)).payment_status).toBe('PROCESSING')
     emulator.sendEvent('invoice.voided', { ...invoice, status: 'void' })
     await emulator.waitForDeliveries()
-    expect((await mirroredInvoice(String(invoice.id)))?.invoice_status).toBe('VOIDED')
+    expect((await mirroredInvoice(ctx, String(invoice.id)))?.invoice_status).toBe('VOIDED')
     await pagePost(ctx, `/sandbox/crypto/${sessionOf(payment.body)}`, 'confirm')
     expect(await getPayment(ctx, payment.body.id)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '45.00',
     })
-    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
       invoice_status: 'VOIDED',
       amount_paid: '45.00',
     })
@@ -344,7 +336,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
       code: 'validation_error',
       details: { field: 'discount_code' },
     })
-    expect(await mirroredInvoice(mirrored.stripe_invoice_id)).toMatchObject({
+    expect(await mirroredInvoice(ctx, mirrored.stripe_invoice_id)).toMatchObject({
       payment_status: 'PENDING',
       amount_remaining: '45.00',
     })
@@ -361,7 +353,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     await emulator.waitForDeliveries()
     // Once paid, a refund reopens nothing: the second leaves it owing nothing too.
     expect(await refund('10.00')).toBe(201)
-    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
       payment_status: 'PARTIALLY_REFUNDED',
       amount_refunded: '20.00',
       amount_remaining: '0.00',
@@ -375,7 +367,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
       paid_out_of_band: true,
     })
     await emulator.waitForDeliveries()
-    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
       payment_status: 'PARTIALLY_REFUNDED',
       amount_paid: '45.00',
       amount_refunded: '20.00',
@@ -409,7 +401,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
         ),
       ),
     )
-    const mirrored = await Promise.all(invoices.map((i) => mirroredInvoice(String(i.id))))
+    const mirrored = await Promise.all(invoices.map((i) => mirroredInvoice(ctx, String(i.id))))
     expect(mirrored.every((m) => m !== undefined)).toBe(true)
     expect(new Set(mirrored.map((m) => m?.customer_id)).size).toBe(1)
   })
@@ -420,7 +412,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     // Before the out-of-band job ran, Stripe charged the customer's card itself.
     emulator.sendEvent('invoice.paid', collectedByStripe(invoice))
     await emulator.waitForDeliveries()
-    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
       payment_status: 'OVERPAID',
       amount_paid: '90.00',
       amount_remaining: '0.00',
@@ -432,7 +424,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     // Its duplicate changes nothing more.
     emulator.sendEvent('invoice.paid', collectedByStripe(invoice))
     await emulator.waitForDeliveries()
-    expect((await mirroredInvoice(String(invoice.id)))?.amount_paid).toBe('90.00')
+    expect((await mirroredInvoice(ctx, String(invoice.id)))?.amount_paid).toBe('90.00')
   })
 
   test('marked paid out of band at Stripe, the invoice is paid once: no money moved there', async () => {
@@ -440,7 +432,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     await payOffline(mirrored.id)
     expect(await markStripeInvoicePaid(ctx.deps, outOfBandJob(String(invoice.id)))).toBe('marked')
     await emulator.waitForDeliveries()
-    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '45.00',
     })
@@ -461,7 +453,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     })
     emulator.sendEvent('invoice.finalized', String(invoice.id))
     await emulator.waitForDeliveries()
-    const mirrored = await mirroredInvoice(String(invoice.id))
+    const mirrored = await mirroredInvoice(ctx, String(invoice.id))
     expect(mirrored).toMatchObject({ total: '15.00', amount_remaining: '15.00' })
     const shown = await ctx.get<{ lines: { description: string; amount: string }[] }>(
       `/v1/invoices/${mirrored?.id}`,
@@ -487,11 +479,11 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     expect(
       (await ctx.post(`/v1/payments/${payment.body.id}/refunds`, { amount: '10.00' })).status,
     ).toBe(201)
-    expect((await mirroredInvoice(String(invoice.id)))?.amount_remaining).toBe('35.00')
+    expect((await mirroredInvoice(ctx, String(invoice.id)))?.amount_remaining).toBe('35.00')
     // Stripe's next view of the invoice, still open, changes nothing of it.
     emulator.sendEvent('invoice.updated', String(invoice.id))
     await emulator.waitForDeliveries()
-    expect(await mirroredInvoice(String(invoice.id))).toMatchObject({
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
       amount_paid: '20.00',
       amount_refunded: '10.00',
       amount_remaining: '35.00',

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { syncDefaultPaymentMethod } from '../../src/jobs/tasks/sync-default-payment-method.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import { signatureHeader } from '../emulators/stripe/signing.ts'
-import { finalizedInvoice, type InvoiceBody, type List } from '../fixtures.ts'
+import { finalizedInvoice } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import {
   createPayment,
@@ -18,6 +18,7 @@ import {
 } from '../payments-helpers.ts'
 import {
   connectStripeEmulator,
+  mirroredInvoice,
   runDefaultMethodJob,
   saveStripeCard,
   stripeWebhookPath,
@@ -41,7 +42,11 @@ const nowSeconds = () => Math.floor(ctx.clock.now().getTime() / 1000)
 
 /** Posts a Stripe event signed with the connection's webhook secret, as Stripe would. */
 async function deliver(event: Record<string, unknown>) {
-  const body = JSON.stringify({ object: 'event', created: nowSeconds(), ...event })
+  return deliverBody(JSON.stringify({ object: 'event', created: nowSeconds(), ...event }))
+}
+
+/** Posts `body` as it is, signed with the connection's webhook secret (a redelivery). */
+function deliverBody(body: string) {
   return ctx.app.inject({
     method: 'POST',
     url: webhookPath,
@@ -51,13 +56,6 @@ async function deliver(event: Record<string, unknown>) {
     },
     payload: body,
   })
-}
-
-async function mirroredInvoice(stripeInvoiceId: string) {
-  const list = await ctx.get<List<InvoiceBody & { stripe_invoice_id: string }>>(
-    '/v1/invoices?source=stripe&limit=1000',
-  )
-  return list.body.items.find((i) => i.stripe_invoice_id === stripeInvoiceId)
 }
 
 describe('Stripe payment links', () => {
@@ -132,16 +130,7 @@ describe('Stripe cards saved on the Checkout page', () => {
       .executeTakeFirstOrThrow()
     expect(defaultAtStripe).toBe(method.gateway_payment_method_id)
     // Stripe delivers at least once: the first link's event comes again.
-    const body = JSON.stringify(firstEvent)
-    const res = await ctx.app.inject({
-      method: 'POST',
-      url: webhookPath,
-      headers: {
-        'content-type': 'application/json',
-        'stripe-signature': signatureHeader(body, emulator.webhookSecret, nowSeconds()),
-      },
-      payload: body,
-    })
+    const res = await deliverBody(JSON.stringify(firstEvent))
     expect(res.statusCode, res.body).toBe(200)
     expect(res.json().events[0].outcome).toBe('duplicate')
     // Payrail's default is still the second card; Stripe's too, whenever the job runs again.
@@ -317,7 +306,7 @@ describe('Stripe Billing mirror', () => {
       data: { object: { ...open, amount_due: 4500, amount_remaining: 4500 } },
     })
     expect(finalized.statusCode, finalized.body).toBe(200)
-    const mirrored = await mirroredInvoice('in_hunt_credit_note')
+    const mirrored = await mirroredInvoice(ctx, 'in_hunt_credit_note')
     expect(mirrored).toMatchObject({ amount_due: '30.00', amount_remaining: '30.00' })
   })
 
@@ -364,7 +353,7 @@ describe('Stripe Billing mirror', () => {
       },
     })
     expect(finalized.statusCode, finalized.body).toBe(200)
-    const mirrored = await mirroredInvoice('in_hunt_draft')
+    const mirrored = await mirroredInvoice(ctx, 'in_hunt_draft')
     expect(mirrored).toMatchObject({
       invoice_status: 'FINALIZED',
       amount_due: '45.00',

@@ -1,8 +1,13 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { createCustomer, finalizedInvoice } from '../fixtures.ts'
+import { createCustomer } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
-import { customerWithSavedCard, type PaymentBody } from '../payments-helpers.ts'
+import {
+  createPayment,
+  customerWithSavedCard,
+  invoiceToPay,
+  type PaymentBody,
+} from '../payments-helpers.ts'
 
 /**
  * What the contract (DESIGN) names that an audit found missing or answered otherwise, and
@@ -28,19 +33,16 @@ describe('requests answered 500 instead of a 4xx', () => {
   })
 
   test('POST /v1/payments with payment_date at a leap second (23:59:60Z, valid date-time) is 400, not 500', async () => {
-    const customer = await createCustomer(ctx)
-    const invoice = await finalizedInvoice(ctx, customer.id)
-    const res = await ctx.post<ErrorBody>('/v1/payments', {
-      destination_type: 'INVOICE',
+    const { invoice } = await invoiceToPay(ctx)
+    const res = await createPayment(ctx, {
       destination_id: invoice.id,
       payment_method_type: 'OFFLINE',
       amount: '1.00',
-      currency: 'usd',
       payment_date: '2030-12-31T23:59:60Z',
       process_payment: false,
     })
     expect(res.status, res.text).toBe(400)
-    expect(res.body.error.code).toBe('validation_error')
+    expect((res.body as unknown as ErrorBody).error.code).toBe('validation_error')
   })
 
   test('a signed external webhook whose event_id is 4 KB is 400, not 500', async () => {
@@ -49,14 +51,11 @@ describe('requests answered 500 instead of a 4xx', () => {
       credentials: { webhook_secret: 'whsec_hunt' },
     })
     expect(connected.status, connected.text).toBe(201)
-    const customer = await createCustomer(ctx)
-    const invoice = await finalizedInvoice(ctx, customer.id)
-    const payment = await ctx.post<PaymentBody>('/v1/payments', {
-      destination_type: 'INVOICE',
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await createPayment(ctx, {
       destination_id: invoice.id,
       payment_method_type: 'EXTERNAL',
       amount: '10.00',
-      currency: 'usd',
     })
     expect(payment.status, payment.text).toBe(201)
     const body = JSON.stringify({
@@ -80,27 +79,40 @@ describe('requests answered 500 instead of a 4xx', () => {
 
 describe('CARD payments (DESIGN: "PAYMENT_LINK needs a gateway; CARD uses payment_method_id or the customer\'s default (else 402 no_default_payment_method)")', () => {
   test('a CARD payment without payment_gateway for a customer with no default card is 402 no_default_payment_method', async () => {
-    const customer = await createCustomer(ctx)
-    const invoice = await finalizedInvoice(ctx, customer.id)
-    const res = await ctx.post<ErrorBody>('/v1/payments', {
-      destination_type: 'INVOICE',
+    const { invoice } = await invoiceToPay(ctx)
+    const res = await createPayment(ctx, {
       destination_id: invoice.id,
       payment_method_type: 'CARD',
       amount: '30.00',
-      currency: 'usd',
     })
     expect(res.status, res.text).toBe(402)
-    expect(res.body.error.code).toBe('no_default_payment_method')
+    expect((res.body as unknown as ErrorBody).error.code).toBe('no_default_payment_method')
+  })
+
+  test("a CARD payment without payment_gateway on another tenant's invoice is 404, and its card is not looked up", async () => {
+    const other = await ctx.createTenantFixture('Other tenant')
+    const { nextInvoiceId } = await customerWithSavedCard(ctx)
+    const res = await createPayment(
+      ctx,
+      { destination_id: nextInvoiceId, payment_method_type: 'CARD', amount: '30.00' },
+      { key: other.key },
+    )
+    expect(res.status, res.text).toBe(404)
+    expect((res.body as unknown as ErrorBody).error.code).toBe('not_found')
+    const written = await ctx.db
+      .selectFrom('payments')
+      .select('id')
+      .where('destination_id', '=', nextInvoiceId)
+      .execute()
+    expect(written).toEqual([])
   })
 
   test("a CARD payment without payment_gateway charges the customer's saved default card", async () => {
     const { nextInvoiceId } = await customerWithSavedCard(ctx)
-    const res = await ctx.post<PaymentBody>('/v1/payments', {
-      destination_type: 'INVOICE',
+    const res = await createPayment(ctx, {
       destination_id: nextInvoiceId,
       payment_method_type: 'CARD',
       amount: '30.00',
-      currency: 'usd',
     })
     expect(res.status, res.text).toBe(201)
     expect(res.body.payment_method_id).not.toBeNull()
@@ -126,6 +138,10 @@ describe('lists (DESIGN: "filters `status` / `payment_status`")', () => {
     expect(res.status, res.text).toBe(200)
     expect(res.body.items.map((e) => e.status)).not.toContain('enabled')
     expect(res.body.items.map((e) => e.id)).toContain(disabled.body.id)
+    // A status no endpoint has is refused, not ignored.
+    const bogus = await ctx.get<ErrorBody>('/v1/webhook_endpoints?status=paused')
+    expect(bogus.status, bogus.text).toBe(400)
+    expect(bogus.body.error.code).toBe('validation_error')
   })
 })
 
@@ -172,5 +188,12 @@ describe('routes named by DESIGN', () => {
     expect(disagreeing.body.error.details).toMatchObject({ field: 'payment_method_type' })
     const neither = await ctx.post<ErrorBody>('/v1/orders/pay', { orders: [await order()] })
     expect(neither.status, neither.text).toBe(400)
+    // A payment_method with a field it does not take is refused, not read in part.
+    const unknown = await ctx.post<ErrorBody>('/v1/orders/pay', {
+      orders: [await order()],
+      payment_method: { type: 'OFFLINE', card: 'pm_x' },
+    })
+    expect(unknown.status, unknown.text).toBe(400)
+    expect(unknown.body.error.code).toBe('validation_error')
   })
 })

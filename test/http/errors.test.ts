@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import type { FastifyPluginAsync } from 'fastify'
+import { sql } from 'kysely'
 import { Type } from 'typebox'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { AppError, ERROR_CODES, httpStatusFor } from '../../src/core/errors.ts'
@@ -14,6 +16,11 @@ const probes: FastifyPluginAsync = async (app) => {
     throw new AppError('invalid_state_transition', 'Cannot go from SUCCEEDED to PENDING', {
       from: 'SUCCEEDED',
     })
+  })
+  // PostgreSQL's own 54000: an index entry over its size limit.
+  app.get('/_probe/too-large', async () => {
+    await sql`create temp table if not exists probe_wide (v text primary key)`.execute(ctx.db)
+    await sql`insert into probe_wide values (${randomBytes(6000).toString('hex')})`.execute(ctx.db)
   })
   app.post(
     '/_probe/typed',
@@ -43,6 +50,13 @@ function expectErrorShape(body: unknown, code: string) {
 }
 
 describe('error shape', () => {
+  test('a value too large for PostgreSQL to index (54000) is 400 validation_error, not a 500', async () => {
+    const res = await ctx.get<ErrorBody>('/v1/_probe/too-large')
+    expect(res.status, res.text).toBe(400)
+    expectErrorShape(res.body, 'validation_error')
+    expect(res.body.error.message).toBe('A value in the request is too large')
+  })
+
   test('malformed JSON is 400 validation_error', async () => {
     const res = await ctx.app.inject({
       method: 'POST',

@@ -3,44 +3,29 @@
  * a default card saved by a payment is a customer.updated, and a production delivery never
  * reaches a private address however the URL spells it.
  */
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { deliverMerchantWebhook } from '../../src/jobs/tasks/deliver-merchant-webhook.ts'
 import { webhookEndpoints } from '../../src/modules/webhook-endpoints/registry.ts'
 import { createCustomer } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
+import { type MerchantReceiver, startMerchantReceiver } from '../merchant-receiver.ts'
 import { customerWithSavedCard, offlinePayment } from '../payments-helpers.ts'
 
 let ctx: TestContext
-let receiver: Server
-let port: number
-const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = []
-let answer = 200
+let merchant: MerchantReceiver
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: new Date() })
-  receiver = createServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (c: Buffer) => chunks.push(c))
-    request.on('end', () => {
-      received.push({ headers: request.headers, body: Buffer.concat(chunks).toString() })
-      response.statusCode = answer
-      response.end('ok')
-    })
-  })
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve))
-  port = (receiver.address() as AddressInfo).port
+  merchant = await startMerchantReceiver()
   for (let i = 0; i < 200 && !webhookEndpoints.live; i++)
     await new Promise((r) => setTimeout(r, 10))
 })
 afterAll(async () => {
-  await new Promise((resolve) => receiver.close(resolve))
+  await merchant.close()
   await ctx.close()
 })
 beforeEach(async () => {
-  answer = 200
-  received.length = 0
+  merchant.reset()
   await ctx.pool.query('delete from webhook_endpoints; delete from webhook_deliveries')
   webhookEndpoints.forget(ctx.main.test.id)
 })
@@ -58,7 +43,7 @@ async function inProduction<T>(run: () => Promise<T>): Promise<T> {
 describe('outbound webhooks', () => {
   test('in production, an endpoint URL naming a loopback address in IPv4-mapped IPv6 form is not sent to', async () => {
     // WHATWG URL writes [::ffff:127.0.0.1] as [::ffff:7f00:1]: still 127.0.0.1.
-    const url = `http://[::ffff:127.0.0.1]:${port}/hooks`
+    const url = `http://[::ffff:127.0.0.1]:${merchant.port}/hooks`
     expect(new URL(url).hostname).toBe('[::ffff:7f00:1]')
     const created = await ctx.post<{ id: string }>('/v1/webhook_endpoints', {
       url,
@@ -80,7 +65,7 @@ describe('outbound webhooks', () => {
         ),
       ).rejects.toThrow()
     })
-    expect(received).toHaveLength(0)
+    expect(merchant.received).toHaveLength(0)
   })
 
   test('customer.balance_transaction.created carries the balance transaction as the API shows it (amount a decimal string)', async () => {

@@ -10,6 +10,7 @@ import {
   payInvoice,
 } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import { createPayment } from '../payments-helpers.ts'
 
 interface SubscriptionBody {
   id: string
@@ -106,12 +107,10 @@ async function incompleteSubscription() {
 
 /** An OFFLINE payment of 10.00 of the invoice, created and not processed (INITIATED). */
 async function unprocessedPayment(invoiceId: string) {
-  const later = await ctx.post<{ id: string; payment_status: string }>('/v1/payments', {
-    destination_type: 'INVOICE',
+  const later = await createPayment(ctx, {
     destination_id: invoiceId,
     payment_method_type: 'OFFLINE',
     amount: '10.00',
-    currency: 'usd',
     process_payment: false,
   })
   expect(later.status, later.text).toBe(201)

@@ -1,5 +1,3 @@
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Webhook, WebhookVerificationError } from 'standardwebhooks'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { verifyWebhookSignature } from '../../src/core/webhook-signature.ts'
@@ -17,6 +15,11 @@ import {
 } from '../../src/modules/webhook-endpoints/sender.ts'
 import { MERCHANT_SIGNATURE_HEADER } from '../../src/modules/webhook-endpoints/service.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import {
+  type MerchantReceiver,
+  type ReceivedRequest,
+  startMerchantReceiver,
+} from '../merchant-receiver.ts'
 import { createPayment, invoiceToPay } from '../payments-helpers.ts'
 
 interface EndpointBody {
@@ -41,41 +44,22 @@ interface DeliveryBody {
 }
 
 let ctx: TestContext
-let receiver: Server
+let merchant: MerchantReceiver
 let receiverUrl: string
-/** What the merchant's endpoint answers next, after how long, with what body. */
-let answer = 200
-let delayMs = 0
-let answerBody: string | undefined
-const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = []
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: new Date() })
-  receiver = createServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      received.push({ headers: request.headers, body: Buffer.concat(chunks).toString() })
-      setTimeout(() => {
-        response.statusCode = answer
-        response.end(answerBody ?? (answer < 300 ? 'ok' : 'try later'))
-      }, delayMs)
-    })
-  })
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve))
-  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`
+  merchant = await startMerchantReceiver()
+  receiverUrl = merchant.url
   for (let i = 0; i < 200 && !webhookEndpoints.live; i++)
     await new Promise((r) => setTimeout(r, 10))
 })
 afterAll(async () => {
-  await new Promise((resolve) => receiver.close(resolve))
+  await merchant.close()
   await ctx.close()
 })
 beforeEach(async () => {
-  answer = 200
-  delayMs = 0
-  answerBody = undefined
-  received.length = 0
+  merchant.reset()
   // One endpoint at a time: each test registers its own.
   await ctx.pool.query('delete from webhook_endpoints; delete from webhook_deliveries')
   webhookEndpoints.forget(ctx.main.test.id)
@@ -101,20 +85,20 @@ async function payOffline(): Promise<string> {
 
 /** Pays an invoice (an `invoice.paid` event), delivers its delivery to the endpoint: the request received. */
 async function deliverOne(endpointId: string) {
-  received.length = 0
+  merchant.received.length = 0
   await payOffline()
   const [delivery] = await deliveriesOf(`&endpoint_id=${endpointId}&status=pending`)
   if (!delivery) throw new Error('no delivery')
   expect(await deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry)).toBe(
     'succeeded',
   )
-  const [request] = received
+  const [request] = merchant.received
   if (!request) throw new Error('nothing received')
   return request
 }
 
 /** The `Payrail-Signature` check, at the test clock's time. */
-function verifyPayrailSignature(secret: string, request: (typeof received)[number]) {
+function verifyPayrailSignature(secret: string, request: ReceivedRequest) {
   return verifyWebhookSignature(
     secret,
     Buffer.from(request.body),
@@ -377,8 +361,8 @@ describe('deliveries', () => {
     expect(await deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry)).toBe(
       'succeeded',
     )
-    expect(received).toHaveLength(1)
-    const [request] = received
+    expect(merchant.received).toHaveLength(1)
+    const [request] = merchant.received
     const signature = request?.headers[MERCHANT_SIGNATURE_HEADER]
     expect(
       verifyWebhookSignature(
@@ -405,7 +389,7 @@ describe('deliveries', () => {
     expect(await deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry)).toBe(
       'skipped',
     )
-    expect(received).toHaveLength(1)
+    expect(merchant.received).toHaveLength(1)
   })
 
   test('no 2xx: the try throws for graphile-worker to retry; the last try fails it; redeliver sends it again', async () => {
@@ -413,7 +397,7 @@ describe('deliveries', () => {
     await payOffline()
     const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
     if (!delivery) throw new Error('no delivery')
-    answer = 503
+    merchant.answer.status = 503
     await expect(
       deliverMerchantWebhook(ctx.deps, { deliveryId: delivery.id }, firstTry),
     ).rejects.toThrow(/tried again later/)
@@ -433,7 +417,7 @@ describe('deliveries', () => {
       `delete from graphile_worker._private_jobs j using graphile_worker._private_tasks t
         where t.id = j.task_id and t.identifier = 'deliver_merchant_webhook'`,
     )
-    answer = 200
+    merchant.answer.status = 200
     const again = await ctx.post<DeliveryBody>(`/v1/webhook_deliveries/${delivery.id}/redeliver`)
     expect(again.status, again.text).toBe(202)
     expect(again.body.status).toBe('pending')
@@ -477,7 +461,7 @@ describe('deliveries', () => {
     expect(
       await deliverMerchantWebhook(ctx.deps, { deliveryId: String(queued?.id) }, firstTry),
     ).toBe('failed')
-    expect(received).toHaveLength(0)
+    expect(merchant.received).toHaveLength(0)
   })
 
   test('a deleted endpoint takes its deliveries with it', async () => {
@@ -557,8 +541,8 @@ describe('deliveries', () => {
       }
       expect(deliveries).toHaveLength(1)
       expect(deliveries[0]).toMatchObject({ status: 'succeeded', attempts: 1 })
-      expect(received).toHaveLength(1)
-      const sent = JSON.parse(received[0]?.body ?? '{}') as {
+      expect(merchant.received).toHaveLength(1)
+      const sent = JSON.parse(merchant.received[0]?.body ?? '{}') as {
         type: string
         data: { object: { id: string } }
       }
@@ -593,7 +577,7 @@ describe('deliveries', () => {
     const endpoint = await register({ enabled_events: ['invoice.paid'] })
     await payOffline()
     const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
-    answerBody = 'ok\u0000done'
+    merchant.answer.body = 'ok\u0000done'
     expect(
       await deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, firstTry),
     ).toBe('succeeded')
@@ -605,10 +589,10 @@ describe('deliveries', () => {
     const endpoint = await register({ enabled_events: ['invoice.paid'] })
     await payOffline()
     const [delivery] = await deliveriesOf(`&endpoint_id=${endpoint.id}`)
-    delayMs = 300
-    answer = 503
+    merchant.answer.delayMs = 300
+    merchant.answer.status = 503
     const slow = deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, lastTry)
-    while (received.length === 0) await new Promise((r) => setTimeout(r, 5))
+    while (merchant.received.length === 0) await new Promise((r) => setTimeout(r, 5))
     expect((await ctx.post(`/v1/webhook_deliveries/${delivery?.id}/redeliver`)).status).toBe(202)
     expect(await slow).toBe('skipped')
     expect((await deliveriesOf(`&endpoint_id=${endpoint.id}`))[0]).toMatchObject({
@@ -655,7 +639,7 @@ describe('deliveries', () => {
         await expect(
           deliverMerchantWebhook(ctx.deps, { deliveryId: String(delivery?.id) }, firstTry),
         ).rejects.toThrow()
-        expect(received).toHaveLength(0)
+        expect(merchant.received).toHaveLength(0)
         expect((await deliveriesOf(`&endpoint_id=${endpoint.id}`))[0]?.error_message).toMatch(why)
         process.env.PAYRAIL_WEBHOOK_PRIVATE_TARGETS = 'allow'
         expect(
@@ -675,10 +659,10 @@ describe('deliveries', () => {
     // there, so no second resolution can differ from the one checked (DNS rebinding).
     await expect(postJson(local, {}, '{}', options)).rejects.toBeInstanceOf(PrivateTargetError)
     await expect(postJson(receiverUrl, {}, '{}', options)).rejects.toThrow(/private address/)
-    expect(received).toHaveLength(0)
+    expect(merchant.received).toHaveLength(0)
     const sent = await postJson(local, {}, '{}', { ...options, publicOnly: false })
     expect(sent.status).toBe(200)
-    expect(received).toHaveLength(1)
+    expect(merchant.received).toHaveLength(1)
     // A public address passes through the lookup unchanged, in either form the socket asks.
     const lookedUp = (all: boolean) =>
       new Promise<unknown>((resolve, reject) =>

@@ -8,14 +8,8 @@ import type { Payment, PaymentTable, Refund } from '../../db/database.ts'
 import type { PaymentUpdate } from '../../gateways/gateway.ts'
 import { gatewayFor, isGatewayName } from '../../gateways/registry.ts'
 import { completeRefundLocked, failRefundLocked, recordOutsideRefundLocked } from './refunds.ts'
-import {
-  attemptsOf,
-  findRefundByGatewayId,
-  insertAttempt,
-  refundsOf,
-  updatePayment,
-} from './repository.ts'
-import { attemptRow, type PaymentDeps, saveCardFromPayment } from './service.ts'
+import { findRefundByGatewayId, insertAttempt, refundsOf, updatePayment } from './repository.ts'
+import { attemptRecorded, attemptRow, type PaymentDeps, saveCardFromPayment } from './service.ts'
 import { type Cause, movePayment } from './state.ts'
 
 export type UpdateOutcome = 'applied' | 'repeat' | 'ignored' | 'attempt_recorded' | 'refund_applied'
@@ -296,8 +290,7 @@ async function failedBefore(
   gatewayPaymentId: string | undefined,
 ): Promise<boolean> {
   if (gatewayPaymentId === undefined || payment.payment_status === 'FAILED') return false
-  const attempts = await attemptsOf(trx, [payment.id])
-  return attempts.some((a) => a.status === 'failed' && a.gateway_payment_id === gatewayPaymentId)
+  return attemptRecorded(trx, payment.id, { status: 'failed', gatewayPaymentId })
 }
 
 /**

@@ -1079,7 +1079,7 @@ async function failWithAttempt(
  * keeping the gateway's ids on it when the answer carried any.
  */
 /** Whether the payment has an attempt of this charge (its provider id) with this status. */
-async function attemptRecorded(
+export async function attemptRecorded(
   trx: Db,
   paymentId: string,
   attempt: { status: string; gatewayPaymentId: string | null },
