@@ -621,6 +621,24 @@ describe('deliveries', () => {
     expect(isPrivateAddress('2606:2800:220:1::1')).toBe(false)
   })
 
+  test('ranges beyond the private networks, and IPv4 carried in IPv6, are told apart', () => {
+    // The IETF's protocol block and the benchmarking range (RFC 6890) are not the internet.
+    expect(isPrivateAddress('192.0.0.8')).toBe(true)
+    expect(isPrivateAddress('198.18.0.1')).toBe(true)
+    expect(isPrivateAddress('198.19.255.254')).toBe(true)
+    expect(isPrivateAddress('198.20.0.1')).toBe(false)
+    // NAT64 and 6to4 reach the IPv4 address they carry: judged by it, in either spelling.
+    expect(isPrivateAddress('64:ff9b::7f00:1')).toBe(true)
+    expect(isPrivateAddress('64:ff9b::127.0.0.1')).toBe(true)
+    expect(isPrivateAddress('64:ff9b::a9fe:a9fe')).toBe(true)
+    expect(isPrivateAddress('64:ff9b:1::a00:1')).toBe(true)
+    expect(isPrivateAddress('2002:7f00:1::')).toBe(true)
+    expect(isPrivateAddress('2002:c0a8:101::1')).toBe(true)
+    // What a DNS64 resolver gives a public host, and a public 6to4 site, stay reachable.
+    expect(isPrivateAddress('64:ff9b::5db8:d822')).toBe(false)
+    expect(isPrivateAddress('2002:5db8:d822::1')).toBe(false)
+  })
+
   test.each([
     ['an address', '127.0.0.1', /^Not sent: 127\.0\.0\.1 is a private address/],
     ['a host name resolving to one', 'localhost', /^Not sent: localhost is a private address/],

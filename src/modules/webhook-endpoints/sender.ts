@@ -5,8 +5,10 @@ import { BlockList, isIP } from 'node:net'
 
 /**
  * The addresses a tenant must not reach through the worker: this host, private networks,
- * link-local (cloud metadata) and multicast. IPv4 rules also hold for IPv4-mapped IPv6
- * addresses in either spelling (`::ffff:127.0.0.1`, and `::ffff:7f00:1`, as a URL writes it).
+ * link-local (cloud metadata), the carrier-grade NAT and benchmarking ranges, the IETF's
+ * protocol block, and multicast. IPv4 rules also hold for IPv4-mapped IPv6 addresses in
+ * either spelling (`::ffff:127.0.0.1`, and `::ffff:7f00:1`, as a URL writes it); the IPv6
+ * forms that carry an IPv4 address to a gateway (NAT64, 6to4) are judged by that address.
  */
 const PRIVATE = (() => {
   const list = new BlockList()
@@ -17,7 +19,9 @@ const PRIVATE = (() => {
     ['127.0.0.0', 8],
     ['169.254.0.0', 16],
     ['172.16.0.0', 12],
+    ['192.0.0.0', 24],
     ['192.168.0.0', 16],
+    ['198.18.0.0', 15],
     ['224.0.0.0', 3],
   ] as const)
     list.addSubnet(network, prefix, 'ipv4')
@@ -36,7 +40,44 @@ const PRIVATE = (() => {
 export function isPrivateAddress(address: string): boolean {
   const family = isIP(address)
   if (family === 0) return false
-  return PRIVATE.check(address, family === 4 ? 'ipv4' : 'ipv6')
+  if (family === 4) return PRIVATE.check(address, 'ipv4')
+  if (PRIVATE.check(address, 'ipv6')) return true
+  const inner = embeddedIpv4(address)
+  return inner !== null && PRIVATE.check(inner, 'ipv4')
+}
+
+/**
+ * The IPv4 address an IPv6 address hands to a translating gateway: NAT64's well-known and
+ * local-use prefixes (`64:ff9b::/96`, `64:ff9b:1::/48`, the last 32 bits; RFC 6052) and 6to4
+ * (`2002::/16`, the 32 bits after the prefix; RFC 3056). A DNS64 resolver gives public hosts
+ * such addresses, so they are judged by the IPv4 address inside, not refused as a range.
+ */
+function embeddedIpv4(address: string): string | null {
+  const words = ipv6Words(address)
+  if (!words) return null
+  const [w0, w1, w2] = words
+  const nat64 = w0 === 0x64 && w1 === 0xff9b && (w2 === 0 || w2 === 1)
+  const at = nat64 ? 6 : w0 === 0x2002 ? 1 : -1
+  if (at < 0) return null
+  const high = words[at] ?? 0
+  const low = words[at + 1] ?? 0
+  return [high >> 8, high & 0xff, low >> 8, low & 0xff].join('.')
+}
+
+/** The eight 16-bit words of a valid IPv6 address (as `isIP` accepts it), without a zone. */
+function ipv6Words(address: string): number[] | null {
+  let text = address.replace(/%.*$/, '')
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text)
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number]
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
+  const [head = '', tail] = text.split('::')
+  const part = (s: string) => (s === '' ? [] : s.split(':').map((w) => Number.parseInt(w, 16)))
+  const front = part(head)
+  const back = tail === undefined ? [] : part(tail)
+  const words = [...front, ...new Array(8 - front.length - back.length).fill(0), ...back]
+  return words.length === 8 ? words : null
 }
 
 /** A delivery refused before it was sent: its host is (or resolves to) a private address. */
