@@ -139,7 +139,6 @@ export async function buildApp(
         description:
           'Self-hosted payments: customers, invoices, payments and gateways. Authenticate with `Authorization: Bearer sk_test_…` or `x-api-key`.',
       },
-      servers: [{ url: deps.config.publicUrl }],
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer' },
@@ -148,6 +147,12 @@ export async function buildApp(
       },
       security: [{ bearerAuth: [] }, { apiKeyHeader: [] }],
     },
+    // Built at the first request for it, once the server listens: on port 0 the public URL
+    // names its port only then.
+    transformObject: (document) =>
+      'openapiObject' in document
+        ? { ...document.openapiObject, servers: [{ url: deps.config.publicUrl }] }
+        : document.swaggerObject,
   })
   // The API reference is public, like /openapi.json.
   app.addHook('onRoute', (route) => {

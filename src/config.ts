@@ -116,6 +116,18 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
 }
 
 /**
+ * The public URL once the server listens: derived from `HOST` and a `PORT` of 0 (any free
+ * port), it names port 0, which no link can reach, until the port the system chose is known.
+ * A URL given in `PAYRAIL_PUBLIC_URL` names its own port and is kept.
+ */
+export function onListeningPort(publicUrl: string, port: number): string {
+  const url = new URL(publicUrl)
+  if (url.port !== '0') return publicUrl
+  url.port = String(port)
+  return url.href.replace(/\/+$/, '')
+}
+
+/**
  * The key that encrypts secrets at rest: the configured one, or in development
  * one generated once into `dataDir/secret.key` and reused after.
  */

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { type AppDeps, buildApp } from './app.ts'
-import { type Config, resolveSecretKey } from './config.ts'
+import { type Config, onListeningPort, resolveSecretKey } from './config.ts'
 import { systemClock } from './core/clock.ts'
 import { SecretBox } from './core/secret-box.ts'
 import { migrateToLatest } from './db/migrate.ts'
@@ -59,6 +59,10 @@ export async function startServer(
     if (options.worker) runner = await startWorker(deps, { connectionString: database.url })
     app = await buildApp(deps)
     const url = await app.listen({ port: config.port, host: config.host })
+    const address = app.server.address()
+    if (address !== null && typeof address === 'object') {
+      config.publicUrl = onListeningPort(config.publicUrl, address.port)
+    }
     return {
       app,
       url,
@@ -92,7 +96,7 @@ export async function processDeps(
     clock: systemClock,
     secretBox: new SecretBox(await resolveSecretKey(config)),
     jobs: createJobQueue(database.db),
-    loopback: new Loopback(config.publicUrl),
+    loopback: new Loopback(config),
   }
 }
 

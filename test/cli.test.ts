@@ -192,6 +192,11 @@ describe('payrail CLI', () => {
     expect(keys).toHaveLength(1)
     for (const url of urls) {
       expect((await fetch(`${url}/health`)).status).toBe(200)
+      // On port 0 the public URL (links, the OpenAPI servers) names the port the system chose.
+      const document = (await (await fetch(`${url}/openapi.json`)).json()) as {
+        servers: { url: string }[]
+      }
+      expect(document.servers).toEqual([{ url }])
       const list = await fetch(`${url}/v1/api_keys`, {
         headers: { authorization: `Bearer ${keys[0]}` },
       })

@@ -2,7 +2,13 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
-import { ConfigError, loadConfig, parseSecretKey, resolveSecretKey } from '../src/config.ts'
+import {
+  ConfigError,
+  loadConfig,
+  onListeningPort,
+  parseSecretKey,
+  resolveSecretKey,
+} from '../src/config.ts'
 
 const dirs: string[] = []
 afterAll(async () => {
@@ -89,6 +95,20 @@ describe('loadConfig', () => {
 
   test('reports all problems at once', () => {
     expect(problemsOf({ PORT: 'x', LOG_LEVEL: 'y', DATABASE_URL: 'z' })).toHaveLength(3)
+  })
+})
+
+describe('onListeningPort', () => {
+  test('a public URL derived from PORT=0 takes the port the server got; a given one is kept', () => {
+    const derived = loadConfig({ PORT: '0' }).publicUrl
+    expect(onListeningPort(derived, 41234)).toBe('http://127.0.0.1:41234')
+    expect(onListeningPort(loadConfig({ PORT: '0', HOST: '::1' }).publicUrl, 41234)).toBe(
+      'http://[::1]:41234',
+    )
+    expect(onListeningPort('https://pay.example.com/base', 41234)).toBe(
+      'https://pay.example.com/base',
+    )
+    expect(onListeningPort('http://127.0.0.1:8080', 41234)).toBe('http://127.0.0.1:8080')
   })
 })
 

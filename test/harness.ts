@@ -110,7 +110,7 @@ export async function createTestContext(options: TestContextOptions = {}): Promi
     clock,
     secretBox: new SecretBox(TEST_SECRET_KEY),
     jobs: createJobQueue(client.db),
-    loopback: new Loopback(config.publicUrl),
+    loopback: new Loopback(config),
   }
   const apps: FastifyInstance[] = []
   const caches: ApiKeyCache[] = []

@@ -9,10 +9,11 @@ import type { FastifyInstance } from 'fastify'
  */
 export class Loopback {
   #app: FastifyInstance | undefined
-  readonly #publicUrl: string
+  /** Read at each request: a server started on port 0 learns its public URL once it listens. */
+  readonly #config: { readonly publicUrl: string }
 
-  constructor(publicUrl: string) {
-    this.#publicUrl = publicUrl
+  constructor(config: { readonly publicUrl: string }) {
+    this.#config = config
   }
 
   bind(app: FastifyInstance): void {
@@ -30,7 +31,7 @@ export class Loopback {
       })
       return response.statusCode
     }
-    const response = await fetch(`${this.#publicUrl}${path}`, {
+    const response = await fetch(`${this.#config.publicUrl}${path}`, {
       method: 'POST',
       headers: allHeaders,
       body,
