@@ -106,10 +106,8 @@ export function isClusterWorker(): boolean {
  * the primary's), tells the primary it listens, and stops when told or signalled.
  */
 export async function runClusterWorker(config: Config, logger: Logger): Promise<number> {
-  const server = await startServer(config, logger, { worker: false, migrate: false })
-  const listening: ClusterMessage = { type: 'listening', url: server.url }
-  process.send?.(listening)
-  await new Promise<void>((resolve) => {
+  // Listened for before the start, so that a stop during it ends the process once started.
+  const stop = new Promise<void>((resolve) => {
     process.on('message', (message: ClusterMessage) => {
       if (message.type === 'shutdown') resolve()
     })
@@ -118,6 +116,10 @@ export async function runClusterWorker(config: Config, logger: Logger): Promise<
     process.once('SIGTERM', () => resolve())
     process.once('disconnect', () => resolve())
   })
+  const server = await startServer(config, logger, { worker: false, migrate: false })
+  const listening: ClusterMessage = { type: 'listening', url: server.url }
+  process.send?.(listening)
+  await stop
   await server.close()
   return 0
 }

@@ -80,6 +80,10 @@ async function serve(args: string[]): Promise<number> {
   const logger = createLogger(config.logLevel)
   if (isClusterWorker()) return runClusterWorker(config, logger)
   const workers = parseWorkersOption(values.workers)
+  // Listened for from the start: a signal while the server starts (the embedded PostgreSQL
+  // up, migrations running) lets the start finish, then stops everything in order, instead
+  // of killing Node with PostgreSQL left running or being swallowed by a listener.
+  const stop = waitForSignal(logger)
   const server =
     workers > 1
       ? await startCluster(config, logger, { workers, worker: !values['no-worker'] })
@@ -98,7 +102,7 @@ async function serve(args: string[]): Promise<number> {
       '',
     ].join('\n'),
   )
-  await waitForSignal(logger)
+  await stop
   await server.close()
   return 0
 }

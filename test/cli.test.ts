@@ -243,6 +243,50 @@ describe('payrail CLI', () => {
     for (const pid of now) expect(() => process.kill(pid, 0)).toThrow()
   }, 90_000)
 
+  test('a SIGTERM while serve starts, the embedded PostgreSQL up, stops everything in order and exits 0', async () => {
+    const dataDir = await freshDataDir()
+    const server = payrail(['serve', '--port', '0', '--no-worker'], {
+      PAYRAIL_DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+    })
+    // Before it listens: the migrations of a new database follow this line.
+    await waitForOutput(() => server.output().stdout, /embedded PostgreSQL started/, 60_000)
+    server.child.kill('SIGTERM')
+    const exit = await server.done()
+    const left = await runningPostgres(dataDir)
+    if (left !== undefined) strayPostgres.push(left)
+    expect(exit.code).toBe(0)
+    expect(exit.stdout).toMatch(/embedded PostgreSQL stopped/)
+    expect(left).toBeUndefined()
+  }, 90_000)
+
+  test('serve --workers 2 stopped by a SIGTERM while it starts exits 0 with its HTTP processes', async () => {
+    const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: '12'.repeat(32) }
+    const server = payrail(['serve', '--port', '0', '--workers', '2'], {
+      ...env,
+      LOG_LEVEL: 'info',
+    })
+    // After the migrations, before the HTTP processes listen.
+    await waitForOutput(() => server.output().stdout, /migrations applied/)
+    const primary = server.child.pid ?? 0
+    server.child.kill('SIGTERM')
+    const exit = await Promise.race([
+      server.done(),
+      new Promise<undefined>((resolve) => setTimeout(resolve, 30_000)),
+    ])
+    if (exit === undefined) server.child.kill('SIGKILL')
+    // It stopped: a start-up signal was swallowed, and the cluster served on.
+    expect(exit?.code).toBe(0)
+    const children = () => {
+      try {
+        return execFileSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' }).trim()
+      } catch {
+        return ''
+      }
+    }
+    expect(children()).toBe('')
+  }, 90_000)
+
   test('serve with the worker runs and stops cleanly; migrate reports an up-to-date database', async () => {
     const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: 'cd'.repeat(32) }
     const server = payrail(['serve', '--port', '0'], env)
