@@ -272,7 +272,7 @@ describe('payrail CLI', () => {
     server.child.kill('SIGTERM')
     const exit = await Promise.race([
       server.done(),
-      new Promise<undefined>((resolve) => setTimeout(resolve, 30_000)),
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 30_000)),
     ])
     if (exit === undefined) server.child.kill('SIGKILL')
     // It stopped: a start-up signal was swallowed, and the cluster served on.

@@ -1,5 +1,6 @@
 import { parseCronItems, type Runner, run, type TaskList } from 'graphile-worker'
 import pg from 'pg'
+import { endIncompleteAtPeriodEnd } from '../modules/payments/flows.ts'
 import { ASK_REFUND_AGAIN, askRefundAgain } from '../modules/payments/refunds.ts'
 import type { PaymentDeps } from '../modules/payments/service.ts'
 import { renewDueSubscriptions } from '../modules/subscriptions/service.ts'
@@ -66,6 +67,8 @@ export function createTaskList(deps: WorkerDeps): TaskList {
     [RENEW_SUBSCRIPTIONS]: async (_payload, helpers) => {
       const renewed = await renewDueSubscriptions(deps)
       if (renewed > 0) helpers.logger.info(`renewed or ended ${renewed} subscription periods`)
+      const ended = await endIncompleteAtPeriodEnd(deps)
+      if (ended > 0) helpers.logger.info(`ended ${ended} incomplete subscriptions at period end`)
     },
   }
 }

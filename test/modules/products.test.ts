@@ -161,22 +161,27 @@ describe('create a product', () => {
     ])
   })
 
-  test('credit_top_up: no interval, a free price is allowed, can start inactive', async () => {
+  test('credit_top_up: no interval, can start inactive; a free price is refused (it would top up nothing)', async () => {
     const res = await ctx.post<ProductBody>('/v1/products', {
       name: 'Credit 50',
       type: 'credit_top_up',
       active: false,
       prices: [
         { amount: '50.00', currency: 'usd' },
-        { amount: '0', currency: 'usd' },
+        { amount: '20.00', currency: 'eur' },
       ],
     })
     expect(res.status).toBe(201)
     expect(res.body).toMatchObject({ type: 'credit_top_up', active: false, description: null })
     expect(res.body.prices.map((p) => [p.amount, p.interval, p.interval_count])).toEqual([
       ['50.00', null, 1],
-      ['0.00', null, 1],
+      ['20.00', null, 1],
     ])
+    const free = await ctx.patch<ErrorBody>(`/v1/products/${res.body.id}`, {
+      add_prices: [{ amount: '0', currency: 'usd' }],
+    })
+    expect(free.status).toBe(400)
+    expect(free.body.error.details).toMatchObject({ field: 'add_prices[0].amount' })
   })
 
   test.each([

@@ -193,6 +193,9 @@ async function resolveItem(db: Db, scope: Scope, body: CreateOrderBody): Promise
   if (!price.active || !product.active) {
     throw validationError(`Price ${price.id} or its product is not active`, { field: 'price_id' })
   }
+  // A top-up price of 0, made before such prices were refused, would credit nothing.
+  if (body.type === 'CREDIT_TOP_UP' && price.amount <= 0n)
+    throw validationError(`Price ${price.id} tops up nothing`, { field: 'price_id' })
   return {
     product,
     price,

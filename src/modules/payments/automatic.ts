@@ -79,7 +79,9 @@ export async function payInvoiceAutomatically(
   }
   await withdrawOpenPages(deps, access, invoiceId, cause)
   const view = await createPaymentRecord(deps, access, {
-    allocations: [{ invoiceId, amount: invoice.amount_remaining }],
+    // What is owed when the invoice is locked: money that landed since it was read above
+    // (while its pages were withdrawn) is not charged again, nor does it fail the charge.
+    allocations: [{ invoiceId, amount: 'remaining' }],
     destinationType: 'INVOICE',
     destinationId: invoiceId,
     subject: null,

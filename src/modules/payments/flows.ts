@@ -1,6 +1,6 @@
 import { AppError, isRefusalOrUnreachable, notFound, validationError } from '../../core/errors.ts'
 import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
-import type { Access, Principal, Scope } from '../../core/principal.ts'
+import { type Access, adminAccess, type Principal, type Scope } from '../../core/principal.ts'
 import type { Payment, PaymentMethodType } from '../../db/database.ts'
 import type { GatewayName } from '../../gateways/gateway.ts'
 import {
@@ -19,7 +19,7 @@ import {
   cancelSubscriptionAndFirstInvoice,
   voidableFirstInvoice,
 } from '../settlement/service.ts'
-import { findSubscription } from '../subscriptions/repository.ts'
+import { findDueIncompleteCancellations, findSubscription } from '../subscriptions/repository.ts'
 import { openPaymentsForInvoice, setAllocationAmount, updatePayment } from './repository.ts'
 import type { CreatePaymentBody } from './schemas.ts'
 import {
@@ -504,6 +504,37 @@ async function hostedCheckoutGateway(deps: PaymentDeps, scope: Scope): Promise<G
     'No hosted checkout is connected in this environment: connect stripe or checkout, or name payment_gateway',
     { field: 'payment_gateway' },
   )
+}
+
+/**
+ * The renewal job's ending of `incomplete` subscriptions cancelled at the end of their
+ * period: once it has ended, each is cancelled as `POST /v1/subscriptions/:id/cancel` would
+ * cancel it now (its first invoice voided when nothing holds money on it, its order
+ * cancelled), so that paying that invoice later cannot start the subscription the merchant
+ * ended. Before, the renewal job saw only `active` and `past_due` subscriptions, and such a
+ * subscription stayed `incomplete`, payable, for good. Returns how many it ended; one that
+ * fails is logged and left for the next run.
+ */
+export async function endIncompleteAtPeriodEnd(deps: PaymentDeps): Promise<number> {
+  const failed: string[] = []
+  let ended = 0
+  for (;;) {
+    const due = await findDueIncompleteCancellations(deps.db, deps.clock.now(), 100, failed)
+    if (due.length === 0) return ended
+    for (const row of due) {
+      const access = adminAccess({ tenantId: row.tenant_id, environmentId: row.environment_id })
+      try {
+        await cancelSubscriptionNow(deps, access, row.id, false, {
+          cause: 'job',
+          causeId: 'renew_subscriptions',
+        })
+        ended += 1
+      } catch (error) {
+        deps.logger.error({ err: error, subscription_id: row.id }, 'subscription ending failed')
+        failed.push(row.id)
+      }
+    }
+  }
 }
 
 /**

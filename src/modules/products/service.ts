@@ -151,6 +151,12 @@ function priceRow(scope: Scope, type: ProductType, input: PriceInput, field: str
   const amount = toMinorUnits(input.amount, currency, `${field}.amount`)
   if (amount < 0n)
     throw validationError(`${field}.amount must not be negative`, { field: `${field}.amount` })
+  // A top-up credits the customer's balance with its price: a top-up of nothing credits nothing
+  // (the ledger refuses an entry of 0, and the order failed on it).
+  if (amount === 0n && type === 'credit_top_up')
+    throw validationError(`${field}.amount of a credit top-up must be greater than zero`, {
+      field: `${field}.amount`,
+    })
   if (type === 'recurring' && !input.interval) {
     throw validationError(`${field}.interval is required for a recurring product`, {
       field: `${field}.interval`,

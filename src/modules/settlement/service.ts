@@ -15,6 +15,7 @@ import { recordEvents } from '../events/service.ts'
 import { findInvoice, updateInvoice } from '../invoices/repository.ts'
 import {
   applyDiscountCode,
+  assertPayable,
   finalizeLocked,
   type InvoiceChange,
   lockInvoiceOrFail,
@@ -236,6 +237,9 @@ export async function applyDiscountCodeLocked(
   clock: Clock,
   except?: string,
 ): Promise<{ invoice: Invoice; paidByDiscount: boolean }> {
+  // A code is part of paying: an invoice that cannot be paid (its window ended, voided,
+  // already paid) cannot be paid by a code either, and a code covering it all would settle it.
+  assertPayable(invoice, clock.now())
   const taking = (await openPaymentsForInvoice(trx, scope.environmentId, invoice.id)).find(
     (p) => p.id !== except && p.payment_status !== 'INITIATED',
   )

@@ -77,6 +77,26 @@ export async function findDueSubscriptions(
   return query.orderBy('current_period_end').limit(limit).execute()
 }
 
+/**
+ * `incomplete` subscriptions (their first invoice never paid) cancelled at the end of a period
+ * that has ended by `at`: the renewal job's other work list, ended as a cancel now would.
+ */
+export async function findDueIncompleteCancellations(
+  db: Db,
+  at: Date,
+  limit: number,
+  except: string[] = [],
+): Promise<{ id: string; tenant_id: string; environment_id: string }[]> {
+  let query = db
+    .selectFrom('subscriptions')
+    .select(['id', 'tenant_id', 'environment_id'])
+    .where('status', '=', 'incomplete')
+    .where('cancel_at_period_end', '=', true)
+    .where('current_period_end', '<=', at)
+  if (except.length > 0) query = query.where('id', 'not in', except)
+  return query.orderBy('current_period_end').limit(limit).execute()
+}
+
 export interface SubscriptionFilters {
   status?: SubscriptionStatus | undefined
   customerId?: string | undefined

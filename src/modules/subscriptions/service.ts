@@ -189,10 +189,12 @@ export async function onSubscriptionInvoiceVoided(
   const now = clock.now()
   const updated = await updateSubscription(trx, subscription.id, {
     status: 'canceled',
-    canceled_at: now,
+    canceled_at: subscription.canceled_at ?? now,
     ended_at: now,
     updated_at: now,
   })
+  // Ended: its pending changes will never apply, as when a started subscription is cancelled.
+  await markSchedules(trx, subscription.id, 'all-scheduled', 'cancelled', now)
   await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.canceled', updated)])
 }
 
@@ -228,8 +230,12 @@ export async function renewDueSubscriptions(
     for (const row of due) {
       const scope = { tenantId: row.tenant_id, environmentId: row.environment_id }
       try {
-        if (await inTransaction(deps.db, (trx) => renewOne(trx, scope, row.id, deps.clock)))
-          handled += 1
+        const done = await inTransaction(deps.db, (trx) => renewOne(trx, scope, row.id, deps.clock))
+        if (done) handled += 1
+        // Ended: its unpaid invoices stay open to be paid by hand, and no attempt shows
+        // queued (as cancelling now clears them). After the commit, as `cancelSubscription`
+        // does: settling an invoice locks it, then its subscription.
+        if (done === 'ended') await stopAutomaticCharges(deps.db, scope.environmentId, row.id)
       } catch (error) {
         deps.logger.error({ err: error, subscription_id: row.id }, 'subscription renewal failed')
         failed.add(row.id)
@@ -239,7 +245,12 @@ export async function renewDueSubscriptions(
 }
 
 /** Renews (or ends) one due subscription under its row lock; false when another worker already did. */
-async function renewOne(trx: Db, scope: Scope, id: string, clock: Clock): Promise<boolean> {
+async function renewOne(
+  trx: Db,
+  scope: Scope,
+  id: string,
+  clock: Clock,
+): Promise<'renewed' | 'ended' | false> {
   const subscription = await lockSubscription(trx, scope.environmentId, id)
   const now = clock.now()
   if (!subscription || (subscription.status !== 'active' && subscription.status !== 'past_due'))
@@ -255,7 +266,7 @@ async function renewOne(trx: Db, scope: Scope, id: string, clock: Clock): Promis
     })
     await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
     await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.canceled', ended)])
-    return true
+    return 'ended'
   }
 
   const periodStart = subscription.current_period_end
@@ -330,7 +341,7 @@ async function renewOne(trx: Db, scope: Scope, id: string, clock: Clock): Promis
     now,
   )
   await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.renewed', renewed)])
-  return true
+  return 'renewed'
 }
 
 /** The price for a period starting at `periodStart`: the current one, or the last scheduled change due by then. */

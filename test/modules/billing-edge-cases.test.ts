@@ -1,0 +1,263 @@
+/**
+ * Billing paths a review found wrong: an automatic charge racing a payment, a code paying an
+ * invoice past its window, subscriptions ended at the period end, a top-up of nothing.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { chargeDueInvoices } from '../../src/jobs/tasks/charge-due-invoices.ts'
+import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
+import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
+import { endIncompleteAtPeriodEnd } from '../../src/modules/payments/flows.ts'
+import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
+import {
+  createCustomer,
+  createProduct,
+  type InvoiceBody,
+  oneTimePrice,
+  payInvoice,
+} from '../fixtures.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import { createSandboxLink, whileLocked } from '../payments-helpers.ts'
+
+interface SubscriptionBody {
+  id: string
+  status: string
+  current_period_start: string
+  current_period_end: string
+  cancel_at_period_end: boolean
+  latest_invoice_id: string
+  billing_cycle_anchor: string
+}
+interface OrderBody {
+  id: string
+  status: string
+  invoice_id: string
+  subscription_id: string
+  invoice: InvoiceBody
+}
+
+let ctx: TestContext
+const START = new Date('2026-01-15T12:00:00Z')
+
+beforeAll(async () => {
+  ctx = await createTestContext({ start: START })
+})
+afterAll(() => ctx.close())
+
+const renew = async () => {
+  await renewDueSubscriptions({ db: ctx.db, clock: ctx.clock, logger: ctx.deps.logger })
+  await endIncompleteAtPeriodEnd(ctx.deps)
+}
+const subscription = async (id: string) =>
+  (await ctx.get<SubscriptionBody>(`/v1/subscriptions/${id}`)).body
+const invoice = async (id: string) => (await ctx.get<InvoiceBody>(`/v1/invoices/${id}`)).body
+
+async function monthlyPrice(amount = '20.00') {
+  const product = await createProduct(ctx, {
+    name: 'Pro',
+    type: 'recurring',
+    prices: [{ amount, currency: 'usd', interval: 'month' }],
+  })
+  return product.prices[0]!.id
+}
+
+describe('subscriptions', () => {
+  test('an incomplete subscription cancelled at period end is canceled once that period has ended', async () => {
+    ctx.clock.set(START)
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<OrderBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'SUBSCRIPTION',
+      price_id: await monthlyPrice(),
+    })
+    expect(order.status, order.text).toBe(201)
+    const id = order.body.subscription_id
+    const res = await ctx.post(`/v1/subscriptions/${id}/cancel`, { at_period_end: true })
+    expect(res.status, res.text).toBe(200)
+    const before = await subscription(id)
+    ctx.clock.set(new Date(new Date(before.current_period_end).getTime() + 60_000))
+    await renew()
+    // The period it was to end with has ended: it is over, and its first invoice can no
+    // longer start a new period the merchant asked to end.
+    expect((await subscription(id)).status).toBe('canceled')
+  })
+})
+
+describe('orders', () => {
+  test('a credit top-up price of zero is refused up front, and one stored before is refused by name, never a stray 400 from the ledger', async () => {
+    const customer = await createCustomer(ctx)
+    const product = await ctx.post<{ prices: { id: string }[] }>('/v1/products', {
+      name: 'Free credits',
+      type: 'credit_top_up',
+      prices: [{ amount: '0', currency: 'usd' }],
+    })
+    // Refused up front: before, the product was made and every order of it was a 400 from
+    // the ledger ("a balance change needs a non-zero amount").
+    expect(product.status, product.text).toBe(400)
+    expect(product.text).toContain('prices[0].amount of a credit top-up must be greater than zero')
+    // A price of 0 stored before is refused by name when ordered.
+    const legacy = await ctx.post<{ id: string; prices: { id: string }[] }>('/v1/products', {
+      name: 'Old free credits',
+      type: 'credit_top_up',
+      prices: [{ amount: '1.00', currency: 'usd' }],
+    })
+    const priceId = legacy.body.prices[0]!.id
+    await ctx.db.updateTable('prices').set({ amount: 0n }).where('id', '=', priceId).execute()
+    const res = await ctx.post<ErrorBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'CREDIT_TOP_UP',
+      price_id: priceId,
+    })
+    expect(res.status, res.text).toBe(400)
+    expect(res.body.error.message).toBe(`Price ${priceId} tops up nothing`)
+  })
+})
+
+describe('discounts', () => {
+  test('a 100% code does not settle an order whose invoice payment window has ended', async () => {
+    ctx.clock.set(START)
+    const customer = await createCustomer(ctx)
+    await ctx.post('/v1/discounts', { code: 'LATEFREE', percent_off: 100 })
+    const res = await ctx.post<OrderBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'ONE_TIME_PRODUCT',
+      price_id: await oneTimePrice(ctx, '40.00'),
+      payment_window_days: 1,
+    })
+    expect(res.status, res.text).toBe(201)
+    ctx.clock.set(new Date(START.getTime() + 2 * 86_400_000))
+    // Paying without a code is refused: the window has ended.
+    const plain = await ctx.post(`/v1/invoices/${res.body.invoice_id}/pay`, {
+      payment_method_type: 'OFFLINE',
+    })
+    expect(plain.status).toBe(422)
+    await ctx.post(`/v1/invoices/${res.body.invoice_id}/pay`, {
+      payment_method_type: 'OFFLINE',
+      discount_code: 'LATEFREE',
+    })
+    // "An invoice is payable while FINALIZED, not yet paid, and inside its payment window."
+    expect((await invoice(res.body.invoice_id)).payment_status).toBe('PENDING')
+    expect((await ctx.get<OrderBody>(`/v1/orders/${res.body.id}`)).body.status).toBe('PENDING')
+    ctx.clock.set(START)
+  })
+})
+
+describe('automatic charges', () => {
+  test('a subscription ended at its period end leaves no next_payment_attempt on its unpaid invoices', async () => {
+    ctx.clock.set(START)
+    const customer = await createCustomer(ctx, { auto_pay: true })
+    const card = await savePaymentMethod(ctx.db, ctx.scope, {
+      customerId: customer.id,
+      gateway: 'sandbox',
+      gatewayPaymentMethodId: `card_${customer.id}`,
+      last4: '4242',
+    })
+    await ctx.patch(`/v1/customers/${customer.id}`, { default_payment_method_id: card.id })
+    const order = await ctx.post<OrderBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'SUBSCRIPTION',
+      price_id: await monthlyPrice('30.00'),
+    })
+    await payInvoice(ctx, order.body.invoice_id, 3000n)
+    const id = order.body.subscription_id
+    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    await renew()
+    const renewal = (await subscription(id)).latest_invoice_id
+    expect((await invoice(renewal)).next_payment_attempt).not.toBeNull()
+    expect((await ctx.post(`/v1/subscriptions/${id}/cancel`, { at_period_end: true })).status).toBe(
+      200,
+    )
+    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    await renew()
+    expect((await subscription(id)).status).toBe('canceled')
+    // The charge job skips it for good: none is queued (as cancelling now clears it).
+    expect((await invoice(renewal)).next_payment_attempt).toBeNull()
+  })
+})
+
+describe('subscription cancel of an incomplete subscription', () => {
+  test('cancelling an incomplete subscription now also cancels its scheduled changes', async () => {
+    ctx.clock.set(START)
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<OrderBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'SUBSCRIPTION',
+      price_id: await monthlyPrice(),
+    })
+    const id = order.body.subscription_id
+    expect((await ctx.patch(`/v1/subscriptions/${id}`, { quantity: 3 })).status).toBe(200)
+    const res = await ctx.post<{ status: string; scheduled_changes: { status: string }[] }>(
+      `/v1/subscriptions/${id}/cancel`,
+    )
+    expect(res.status, res.text).toBe(200)
+    expect(res.body.status).toBe('canceled')
+    // As a cancel of a started subscription does (`markSchedules(..., 'cancelled')`).
+    expect(res.body.scheduled_changes.map((c) => c.status)).toEqual(['cancelled'])
+  })
+})
+
+/** A customer with auto_pay whose default card (at the sandbox) is `number`. */
+async function customerWithCard(number: string) {
+  const customer = await createCustomer(ctx, { auto_pay: true })
+  const card = await ctx.db
+    .insertInto('sandbox_cards')
+    .values({
+      id: `sbcard_${customer.id}`,
+      environment_id: ctx.main.test.id,
+      customer_id: customer.id,
+      number,
+      brand: 'visa',
+      last4: number.slice(-4),
+      exp_month: 12,
+      exp_year: 2030,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  const method = await savePaymentMethod(ctx.db, ctx.scope, {
+    customerId: customer.id,
+    gateway: 'sandbox',
+    gatewayPaymentMethodId: card.id,
+    last4: card.last4,
+  })
+  await ctx.patch(`/v1/customers/${customer.id}`, { default_payment_method_id: method.id })
+  return customer
+}
+
+describe('charge_due_invoices while money lands', () => {
+  test('a partial payment landing while the job charges does not end the automatic charges of an invoice still owed', async () => {
+    ctx.clock.set(START)
+    const customer = await customerWithCard('4242424242424242')
+    const created = await ctx.post<InvoiceBody>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'usd',
+      collection_method: 'charge_automatically',
+      lines: [{ description: 'Renewal', quantity: 1, unit_amount: '100.00' }],
+    })
+    expect((await ctx.post(`/v1/invoices/${created.body.id}/finalize`)).status).toBe(200)
+    const id = created.body.id
+    // A checkout page opened two days ago: the job withdraws it before charging the card.
+    const link = await createSandboxLink(ctx, { id, amount_due: '100.00' })
+    expect(link.status, link.text).toBe(201)
+    ctx.clock.set(new Date(START.getTime() + 2 * 86_400_000))
+    await queueAutomaticPayment(ctx.db, id, ctx.clock.now())
+    // While the job withdraws the page, 30.00 reaches the invoice (a bank transfer reconciled).
+    const result = await whileLocked(
+      ctx,
+      link.body.id,
+      () => chargeDueInvoices(ctx.deps),
+      async () => {
+        await payInvoice(ctx, id, 3000n)
+      },
+    )
+    // The 70.00 still owed is charged: the charge takes what is owed under the invoice's lock
+    // (it was refused for the 100.00 read before, and the invoice never charged again).
+    expect(result).toMatchObject({ charged: 1, failed: 0 })
+    const after = await invoice(id)
+    expect(after).toMatchObject({
+      amount_paid: '100.00',
+      amount_remaining: '0.00',
+      payment_status: 'SUCCEEDED',
+      next_payment_attempt: null,
+    })
+    ctx.clock.set(START)
+  })
+})
