@@ -614,13 +614,58 @@ export async function processPayment(
   if (result.ok && result.gatewayCustomerId)
     await rememberGatewayCustomer(deps, request.customer, gateway.name, result.gatewayCustomerId)
   let failure: GatewayFailure | undefined
+  let orphaned = false
   const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
     const started = await recordStart(trx, scope, locked, gateway.name, result, cause, deps)
     failure = started.failure
+    orphaned = started.orphaned === true
     return started.payment
   })
   if (failure) throw startFailed(gateway.name, paymentId, failure)
+  if (orphaned && result.ok) {
+    await withdrawOrphanedPage(deps, gateway, ctx, view.payment, result)
+    throw new AppError(
+      'conflict',
+      `Payment ${paymentId} was ${view.payment.active ? view.payment.payment_status : 'deleted'} while its page was being opened; the page was withdrawn`,
+      { payment_id: paymentId, payment_status: view.payment.payment_status },
+    )
+  }
   return view
+}
+
+/**
+ * A page opened for a payment that was cancelled or deleted while the provider was asked
+ * (`recordStart`'s `orphaned`): nobody was given its URL, but the provider would take money
+ * on it that no payment could record, so it is withdrawn as a cancel would withdraw it. A
+ * gateway that cannot withdraw pages, or a withdrawal that fails, leaves it to expire, logged.
+ */
+async function withdrawOrphanedPage(
+  deps: PaymentDeps,
+  gateway: Gateway,
+  ctx: GatewayContext,
+  payment: Payment,
+  opened: Extract<CheckoutResult, { ok: true }>,
+): Promise<void> {
+  const page: Payment = {
+    ...payment,
+    gateway_tracking_id: opened.trackingId,
+    gateway_payment_id: opened.gatewayPaymentId,
+    payment_url: opened.url,
+  }
+  const context = { payment_id: payment.id, gateway: gateway.name, page: opened.trackingId }
+  try {
+    const stopped = gateway.cancel ? await gateway.cancel(ctx, page) : undefined
+    if (stopped?.ok) return
+    deps.logger.error(
+      { ...context, reason: stopped?.reason ?? 'the gateway cannot withdraw pages' },
+      'a page opened for a payment cancelled meanwhile could not be withdrawn; it expires on its own',
+    )
+  } catch (error) {
+    deps.logger.error(
+      { ...context, err: error },
+      'a page opened for a payment cancelled meanwhile could not be withdrawn; it expires on its own',
+    )
+  }
 }
 
 /**
@@ -638,7 +683,7 @@ async function recordStart(
   result: CheckoutResult,
   cause: Cause,
   deps: PaymentDeps,
-): Promise<{ payment: Payment; failure?: GatewayFailure | undefined }> {
+): Promise<{ payment: Payment; failure?: GatewayFailure | undefined; orphaned?: boolean }> {
   if (!result.ok) {
     // Moved on while the gateway was asked (cancelled, or opened by a concurrent call): the
     // failed call is only answered, never written onto what the payment is now.
@@ -663,6 +708,16 @@ async function recordStart(
       updated_at: deps.clock.now(),
     })
     return { payment, failure: result.failure }
+  }
+  if (locked.payment_status !== 'INITIATED' || !locked.active) {
+    // The page a concurrent call opened and recorded (the provider's idempotency gave both
+    // the same one): that call's answer is this one's too.
+    if (locked.active && locked.gateway_tracking_id === result.trackingId)
+      return { payment: locked }
+    // Cancelled or deleted while the provider was asked: nothing is written onto what the
+    // payment is now, and the page is withdrawn after the commit (`withdrawOrphanedPage`).
+    // Before, a deleted payment took the page (PENDING) and its money on a voided invoice.
+    return { payment: locked, orphaned: true }
   }
   const ids = { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
   const moved = await moveWithAttempt(
@@ -806,6 +861,16 @@ async function chargeCard(
   let resumed = false
   const processing = await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
     assertProcessable(locked, deps.clock.now())
+    // The card read before the lock is the one charged: a PATCH that chose another card
+    // meanwhile (allowed while INITIATED) would have the old card charged while the payment
+    // names the new one.
+    if (locked.payment_method_id !== method.id) {
+      throw new AppError(
+        'conflict',
+        `Payment ${locked.id} changed its card while it was being charged; process it again`,
+        { payment_id: locked.id, payment_method_id: locked.payment_method_id },
+      )
+    }
     // Already PROCESSING: an earlier call's outcome is unknown, and this one asks again with its key.
     resumed = locked.payment_status === 'PROCESSING'
     if (resumed) await assertStillReplayable(trx, locked, deps.clock.now())
@@ -1429,6 +1494,15 @@ export async function cancelPayment(
   return withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
     // The provider's report of the expiry we just caused can land first: closed either way.
     if (locked.payment_status === 'FAILED' && payment.payment_status !== 'FAILED') return locked
+    // A page opened (processed) since the payment was read, which was not withdrawn above:
+    // cancelled now, it would stay open at the provider and take money no payment records.
+    if (locked.gateway_tracking_id !== payment.gateway_tracking_id) {
+      throw new AppError(
+        'conflict',
+        `Payment ${paymentId} opened its page (${locked.gateway_tracking_id}) while it was being cancelled; cancel it again`,
+        { payment_id: paymentId, payment_status: locked.payment_status },
+      )
+    }
     const moved = await movePayment(trx, scope, locked, 'CANCELLED', {}, cause, deps)
     if (moved.kind === 'illegal') throw illegal(locked, 'CANCELLED', moved.reason)
     return moved.payment

@@ -1,0 +1,222 @@
+/**
+ * Races between processing a payment and changing it (cancel, delete, another card): the
+ * provider is asked outside any lock, so what the payment became meanwhile is checked again
+ * when the answer is recorded.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import {
+  createPayment,
+  getInvoice,
+  getPayment,
+  invoiceToPay,
+  type PaymentBody,
+  payrailLockWaits,
+  sessionOf,
+  submitCard,
+  unprocessedCardPayment,
+} from '../payments-helpers.ts'
+
+let ctx: TestContext
+beforeAll(async () => {
+  ctx = await createTestContext()
+})
+afterAll(() => ctx.close())
+
+async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+async function sessionRowOf(paymentId: string) {
+  const { rows } = await ctx.pool.query<{ id: string; status: string }>(
+    'select id, status from sandbox_sessions where payment_id = $1',
+    [paymentId],
+  )
+  return rows[0]
+}
+
+/**
+ * Holds `POST /v1/payments/:id/process` of a sandbox page between its first transaction and
+ * its page: the sandbox's session insert waits on this uncommitted row of the same payment
+ * (with no foreign-key check, which would lock the payment row). `release` lets it go on.
+ */
+async function blockSessionOf(payment: { id: string; customer_id: string }) {
+  const client = await ctx.pool.connect()
+  await client.query('begin')
+  await client.query('set local session_replication_role = replica')
+  await client.query(
+    `insert into sandbox_sessions (id, environment_id, tenant_id, payment_id, customer_id, mode, status, amount, currency, expires_at)
+     values ('sbs_blocker_' || md5(random()::text), $1, $2, $3, $4, 'card', 'open', 10000, 'usd', now() + interval '1 day')`,
+    [ctx.main.test.id, ctx.main.tenant.id, payment.id, payment.customer_id],
+  )
+  return {
+    async release() {
+      await client.query('rollback')
+      client.release()
+    },
+  }
+}
+
+/** An unprocessed (INITIATED) sandbox link of a new invoice of 100.00. */
+async function unprocessedLink() {
+  const { invoice } = await invoiceToPay(ctx)
+  const created = await createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'PAYMENT_LINK',
+    payment_gateway: 'sandbox',
+    amount: '100.00',
+    process_payment: false,
+  })
+  expect(created.status, created.text).toBe(201)
+  return { invoice, payment: created.body }
+}
+
+describe('cancel while process opens the page', () => {
+  test('a cancel that read the payment before its page was recorded is refused (409), and cancelling again withdraws the page', async () => {
+    const { invoice, payment: created } = await unprocessedLink()
+    const blocker = await blockSessionOf(created)
+    const paymentLock = await ctx.pool.connect()
+    try {
+      const processing = ctx.post<PaymentBody>(`/v1/payments/${created.id}/process`)
+      await waitFor(async () => (await payrailLockWaits(ctx)) >= 1)
+      // The payment row is held, so that process, once its page is open, waits to record it.
+      await paymentLock.query('begin')
+      await paymentLock.query('select id from payments where id = $1 for no key update', [
+        created.id,
+      ])
+      await blocker.release()
+      await waitFor(async () => (await sessionRowOf(created.id)) !== undefined)
+      await waitFor(async () => (await payrailLockWaits(ctx)) >= 1)
+      // The cancel reads the payment now: INITIATED, no page yet. It then waits behind process.
+      const cancelling = ctx.post<PaymentBody | ErrorBody>(`/v1/payments/${created.id}/cancel`)
+      await waitFor(async () => (await payrailLockWaits(ctx)) >= 2)
+      await paymentLock.query('commit')
+      const [processed, cancelled] = await Promise.all([processing, cancelling])
+      expect(processed.status, processed.text).toBe(200)
+      // Before, the cancel moved the payment to CANCELLED with the page left open, and the
+      // customer's card was taken on it with the invoice unpaid.
+      expect(cancelled.status, cancelled.text).toBe(409)
+      expect((cancelled.body as ErrorBody).error.code).toBe('conflict')
+      expect((await getPayment(ctx, created.id)).payment_status).toBe('PENDING')
+      const again = await ctx.post<PaymentBody>(`/v1/payments/${created.id}/cancel`)
+      expect(again.status, again.text).toBe(200)
+      expect(again.body.payment_status).toBe('CANCELLED')
+      expect((await sessionRowOf(created.id))?.status).toBe('expired')
+      const paid = await submitCard(ctx, sessionOf(processed.body), '4242424242424242')
+      expect(paid.statusCode).not.toBe(200)
+      expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
+    } finally {
+      paymentLock.release()
+    }
+  })
+
+  test('process and cancel sent at once, 40 times: a page handed out never takes a card on a CANCELLED payment', async () => {
+    const leaks: string[] = []
+    for (let round = 0; round < 40; round++) {
+      const { payment } = await unprocessedLink()
+      const processing = ctx.post<PaymentBody>(`/v1/payments/${payment.id}/process`)
+      await new Promise((resolve) => setTimeout(resolve, round % 15))
+      const cancelling = ctx.post(`/v1/payments/${payment.id}/cancel`)
+      const [processed, cancelled] = await Promise.all([processing, cancelling])
+      expect([200, 409, 422]).toContain(processed.status)
+      expect([200, 409]).toContain(cancelled.status)
+      const after = await getPayment(ctx, payment.id)
+      const session = await sessionRowOf(payment.id)
+      // A CANCELLED payment never has a page that is still open, handed out or not.
+      if (after.payment_status === 'CANCELLED' && session?.status === 'open')
+        leaks.push(`${payment.id}: page open on a CANCELLED payment`)
+      if (processed.status === 200 && after.payment_status === 'CANCELLED') {
+        const paid = await submitCard(ctx, sessionOf(processed.body), '4242424242424242')
+        if (paid.statusCode === 200) leaks.push(`${payment.id}: card taken on a CANCELLED payment`)
+      }
+    }
+    expect(leaks).toEqual([])
+  })
+})
+
+describe('delete while process opens the page', () => {
+  test('process is refused (409) and its page withdrawn: a deleted payment takes no money, and its invoice can be voided', async () => {
+    const { invoice, payment: created } = await unprocessedLink()
+    const blocker = await blockSessionOf(created)
+    const processing = ctx.post<PaymentBody | ErrorBody>(`/v1/payments/${created.id}/process`)
+    try {
+      await waitFor(async () => (await payrailLockWaits(ctx)) >= 1)
+      // process has checked the payment (INITIATED, active) and is opening its page.
+      const deleted = await ctx.delete<PaymentBody>(`/v1/payments/${created.id}`)
+      expect(deleted.status, deleted.text).toBe(200)
+      expect(deleted.body.active).toBe(false)
+    } finally {
+      await blocker.release()
+    }
+    const processed = await processing
+    // Before, the deleted payment took the page (PENDING) and then the card on a voided invoice.
+    expect(processed.status, processed.text).toBe(409)
+    expect((processed.body as ErrorBody).error.message).toMatch(/was deleted while its page/)
+    expect(await sessionRowOf(created.id)).toMatchObject({ status: 'expired' })
+    expect((await ctx.post(`/v1/invoices/${invoice.id}/void`)).status).toBe(200)
+    const after = await getPayment(ctx, created.id)
+    expect(after).toMatchObject({ active: false, payment_status: 'INITIATED', payment_url: null })
+    expect((await getInvoice(ctx, invoice.id)).invoice_status).toBe('VOIDED')
+  })
+})
+
+describe('a card changed while process charges', () => {
+  test('process is refused (409) and no card charged; processed again, it charges the card the payment names', async () => {
+    const { payment } = await unprocessedCardPayment(ctx)
+    // A second saved card of the customer (the provider holds it too).
+    const sandboxCardB = `sbcard_b_${payment.id}`
+    await ctx.pool.query(
+      `insert into sandbox_cards (id, environment_id, customer_id, number, brand, last4, exp_month, exp_year, created_at)
+       values ($1, $2, $3, '4242424242424242', 'visa', '4242', 12, 2030, now())`,
+      [sandboxCardB, ctx.main.test.id, payment.customer_id],
+    )
+    const cardB = await savePaymentMethod(ctx.db, ctx.scope, {
+      customerId: payment.customer_id,
+      gateway: 'sandbox',
+      gatewayPaymentMethodId: sandboxCardB,
+      last4: '4242',
+    })
+    expect(payment.payment_method_id).not.toBe(cardB.id)
+    // Reads of saved cards wait: process has read the payment (card A) and waits to read
+    // its card; the PATCH holds the payment's lock and waits to check card B.
+    const tableLock = await ctx.pool.connect()
+    let processing: Promise<{ status: number; text: string; body: PaymentBody | ErrorBody }>
+    let patching: Promise<{ status: number; text: string; body: PaymentBody }>
+    try {
+      await tableLock.query('begin')
+      await tableLock.query('lock table payment_methods in access exclusive mode')
+      processing = ctx.post<PaymentBody | ErrorBody>(`/v1/payments/${payment.id}/process`)
+      await waitFor(async () => (await payrailLockWaits(ctx)) >= 1)
+      patching = ctx.patch<PaymentBody>(`/v1/payments/${payment.id}`, {
+        payment_method_id: cardB.id,
+      })
+      await waitFor(async () => (await payrailLockWaits(ctx)) >= 2)
+    } finally {
+      await tableLock.query('commit')
+      tableLock.release()
+    }
+    const [processed, patched] = await Promise.all([processing, patching])
+    expect(patched.status, patched.text).toBe(200)
+    // Before, card A was charged on a payment that names card B.
+    expect(processed.status, processed.text).toBe(409)
+    const charged = async () =>
+      (
+        await ctx.pool.query<{ card: string }>(
+          `select payload->'data'->'card'->>'id' as card from webhook_events
+           where event_type = 'charge.succeeded' and payload->'data'->>'payment_id' = $1`,
+          [payment.id],
+        )
+      ).rows.map((r) => r.card)
+    expect(await charged()).toEqual([])
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('INITIATED')
+    const again = await ctx.post<PaymentBody>(`/v1/payments/${payment.id}/process`)
+    expect(again.status, again.text).toBe(200)
+    expect(again.body).toMatchObject({ payment_status: 'SUCCEEDED', payment_method_id: cardB.id })
+    expect(await charged()).toEqual([sandboxCardB])
+  })
+})
