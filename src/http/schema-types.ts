@@ -1,4 +1,5 @@
 import { type Static, type TSchema, type TUnsafe, Type } from 'typebox'
+import { validationError } from '../core/errors.ts'
 
 /**
  * A key that is always present and `null` when empty (Flexprice's SDK rejects missing keys).
@@ -15,12 +16,15 @@ export function Nullable<T extends TSchema>(schema: T): TUnsafe<Static<T> | null
 
 export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601' })
 
+/** The most keys an object's metadata holds, as Stripe allows. */
+export const METADATA_MAX_KEYS = 50
+
 /** Metadata: a string-to-string map, at most 50 keys, as Stripe and Flexprice take it. */
 export const Metadata = Type.Record(
   Type.String({ maxLength: 40 }),
   Type.String({ maxLength: 500 }),
   {
-    maxProperties: 50,
+    maxProperties: METADATA_MAX_KEYS,
     // A record's key schema becomes `patternProperties`, which checks no length: the keys'.
     propertyNames: { minLength: 1, maxLength: 40 },
     description: 'String-to-string map (at most 50 keys of 1 to 40 characters)',
@@ -40,7 +44,11 @@ export const CurrencyCode = Type.String({
 
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) })
 
-/** Merges Stripe-style: keys set to "" are removed. */
+/**
+ * Merges Stripe-style: keys set to "" are removed. The result holds at most 50 keys, as
+ * each request's metadata does (400 `validation_error` on `metadata`): checked per request
+ * only, repeated updates grew an object's metadata without end.
+ */
 export function mergeMetadata(
   current: Record<string, string>,
   changes: Record<string, string>,
@@ -49,6 +57,13 @@ export function mergeMetadata(
   for (const [key, value] of Object.entries(changes)) {
     if (value === '') delete merged[key]
     else merged[key] = value
+  }
+  const keys = Object.keys(merged).length
+  if (keys > METADATA_MAX_KEYS && keys > Object.keys(current).length) {
+    throw validationError(
+      `metadata would hold ${keys} keys; at most ${METADATA_MAX_KEYS} (set a key to "" to remove it)`,
+      { field: 'metadata', keys },
+    )
   }
   return merged
 }

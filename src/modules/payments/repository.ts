@@ -960,7 +960,16 @@ function utcDay(at: Date): Date {
   return new Date(Math.floor(at.getTime() / DAY_MS) * DAY_MS)
 }
 
+/**
+ * A UTC day as PostgreSQL's `date` reads it. Past year 9999 JavaScript writes six-digit
+ * years (`+010000-01-01`), which PostgreSQL refuses: such a day, after every payment, is
+ * `infinity`, and one before year 1, before every payment, `-infinity` (a `to_date` of
+ * 9999-12-31, whose next day is in year 10000, was a 400).
+ */
 function isoDay(day: Date): string {
+  const year = day.getUTCFullYear()
+  if (year > 9999) return 'infinity'
+  if (year < 1) return '-infinity'
   return day.toISOString().slice(0, 10)
 }
 
