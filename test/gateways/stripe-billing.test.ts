@@ -427,6 +427,40 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     expect((await mirroredInvoice(ctx, String(invoice.id)))?.amount_paid).toBe('90.00')
   })
 
+  test('Stripe collecting an invoice whose Payrail payment was partly refunded counts the refund once: it keeps what the merchant holds', async () => {
+    const { invoice, mirrored } = await openMirrored('twice-paid-refunded@example.com')
+    const paid = await payOffline(mirrored.id)
+    const refund = await ctx.post(`/v1/payments/${paid.id}/refunds`, { amount: '10.00' })
+    expect(refund.status, refund.text).toBe(201)
+    emulator.sendEvent('invoice.paid', collectedByStripe(invoice))
+    await emulator.waitForDeliveries()
+    // 45.00 through Payrail and 45.00 at Stripe came in, 10.00 went back: it keeps 80.00.
+    // Before, the refund was taken off twice: amount_paid 80.00, keeping 70.00.
+    // A refund recorded here is kept, so is its status (as Stripe's later "paid" keeps it).
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_paid: '90.00',
+      amount_refunded: '10.00',
+      amount_remaining: '0.00',
+    })
+    emulator.sendEvent('invoice.paid', collectedByStripe(invoice))
+    await emulator.waitForDeliveries()
+    expect((await mirroredInvoice(ctx, String(invoice.id)))?.amount_paid).toBe('90.00')
+  })
+
+  test('Stripe collecting an invoice whose Payrail payment was refunded in full: both amounts, paid once, not OVERPAID', async () => {
+    const { invoice, mirrored } = await openMirrored('refunded-then-collected@example.com')
+    const paid = await payOffline(mirrored.id)
+    const refund = await ctx.post(`/v1/payments/${paid.id}/refunds`, {})
+    expect(refund.status, refund.text).toBe(201)
+    emulator.sendEvent('invoice.paid', collectedByStripe(invoice))
+    await emulator.waitForDeliveries()
+    const after = await mirroredInvoice(ctx, String(invoice.id))
+    // Stripe holds 45.00; Payrail's 45.00 went back: kept 45.00, the amount due.
+    expect(after).toMatchObject({ amount_paid: '90.00', amount_refunded: '45.00' })
+    expect(after?.payment_status).not.toBe('OVERPAID')
+  })
+
   test('marked paid out of band at Stripe, the invoice is paid once: no money moved there', async () => {
     const { invoice, mirrored } = await openMirrored('oob@example.com')
     await payOffline(mirrored.id)

@@ -214,13 +214,16 @@ async function mirrorInvoice(
     // could mark it paid at Stripe): the customer paid twice, and both are recorded.
     const collectedAtStripe = paidAtStripe && !stripe.paidOutOfBand ? stripe.amountPaid : 0n
     const payrailKept = collectedAtStripe > 0n ? await moneyAppliedBy(trx, existing.id) : 0n
+    // `amount_paid` counts money as it came in, refunds apart in `amount_refunded`; what
+    // Payrail keeps is net of them, so they are added back (taken off twice, a 10.00 refund
+    // left the invoice keeping 10.00 less than the merchant holds).
     const amountPaid = [
       existing.amount_paid,
       stripe.amountPaid,
-      payrailKept + collectedAtStripe,
+      payrailKept + existing.amount_refunded + collectedAtStripe,
     ].reduce((a, b) => (a > b ? a : b))
     const amountDue = fresh ? stripe.amountDue : existing.amount_due
-    const paidTwice = payrailKept > 0n && amountPaid > amountDue
+    const paidTwice = payrailKept > 0n && payrailKept + collectedAtStripe > amountDue
     // Paid once, it stays paid: a stale "open" snapshot (Stripe's own retry) reopens
     // nothing, and refunds after it neither (as for Payrail's own invoices).
     const paidBefore = existing.paid_at !== null
