@@ -115,4 +115,21 @@ describe('outbound webhooks', () => {
       customer.body.default_payment_method_id,
     )
   })
+
+  test('customer.updated carries the customer as the API shows it, balances included', async () => {
+    const customer = await createCustomer(ctx)
+    const credit = await ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
+      amount: '25.00',
+      currency: 'usd',
+    })
+    expect(credit.status, credit.text).toBe(201)
+    expect((await ctx.patch(`/v1/customers/${customer.id}`, { name: 'Renamed' })).status).toBe(200)
+    const shown = await ctx.get<Record<string, unknown>>(`/v1/customers/${customer.id}`)
+    expect(shown.body.balances).toEqual({ usd: '25.00' })
+    const events = await ctx.get<{
+      items: { type: string; data: { object: Record<string, unknown> } }[]
+    }>(`/v1/events?object_id=${customer.id}&type=customer.updated`)
+    // Before, every customer event said `balances: {}`.
+    expect(events.body.items[0]?.data.object).toEqual(shown.body)
+  })
 })

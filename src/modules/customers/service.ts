@@ -58,7 +58,9 @@ export async function createCustomer(
         updated_at: now,
       }),
     )
-    await recordEvents(trx, scope, clock.now(), [customerEvent('customer.created', customer)])
+    await recordEvents(trx, scope, clock.now(), [
+      await customerEvent(trx, 'customer.created', customer),
+    ])
     return customer
   })
 }
@@ -116,7 +118,9 @@ export async function updateCustomer(
       changes.default_payment_method_id !== current.default_payment_method_id
     )
       await queueDefaultMethodSync(trx, scope, id)
-    await recordEvents(trx, scope, clock.now(), [customerEvent('customer.updated', updated)])
+    await recordEvents(trx, scope, clock.now(), [
+      await customerEvent(trx, 'customer.updated', updated),
+    ])
     return updated
   })
 }
@@ -223,12 +227,19 @@ async function withExternalIdConflict<T>(
   }
 }
 
-/** An event about `customer`, carrying it as the API shows it. */
-export function customerEvent(type: EventType, customer: Customer) {
+/**
+ * An event about `customer`, carrying it as the API shows it, its balances included (they
+ * were always `{}`). A customer just created has none.
+ */
+export async function customerEvent(db: Db, type: EventType, customer: Customer) {
+  const balances =
+    type === 'customer.created'
+      ? undefined
+      : (await balancesByCustomer(db, [customer.id])).get(customer.id)
   return {
     type,
     objectType: 'customer',
     objectId: customer.id,
-    data: toCustomerResponse(customer, undefined),
+    data: toCustomerResponse(customer, balances),
   }
 }

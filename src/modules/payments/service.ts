@@ -1684,7 +1684,9 @@ export async function saveCardFromPayment(
     )
     // As a default set through the API tells it.
     if (customer)
-      await recordEvents(trx, scope, clock.now(), [customerEvent('customer.updated', customer)])
+      await recordEvents(trx, scope, clock.now(), [
+        await customerEvent(trx, 'customer.updated', customer),
+      ])
     // The provider's default follows, once this commits (Stripe Billing charges that one),
     // even when Payrail's was already this card: one the provider never had is set then.
     await queueDefaultMethodSync(trx, scope, payment.customer_id)
