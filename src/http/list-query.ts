@@ -60,12 +60,16 @@ export function listRequestFrom<F extends string>(
   return { page: pageFrom(query), sort: parseSort(query.sort, sortable, fallback), created }
 }
 
-/** Unix seconds (`1735689600`) or ISO 8601 (`2025-01-01`, `2025-01-01T00:00:00Z`). */
+/**
+ * Unix seconds (`1735689600`) or ISO 8601 (`2025-01-01`, `2025-01-01T00:00:00Z`). A time
+ * without a zone is UTC, as a day alone is: `Date` reads it in the server's own time zone.
+ */
 export function parseTimeBound(raw: string, field: string): Date {
   const value = raw.trim()
   if (/^\d{1,12}$/.test(value)) return new Date(Number(value) * 1000)
-  if (/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value)) {
-    const date = new Date(value)
+  const iso = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.exec(value)
+  if (iso) {
+    const date = new Date(iso[1] !== undefined && iso[2] === undefined ? `${value}Z` : value)
     if (!Number.isNaN(date.getTime()) && isCalendarDay(value)) return date
   }
   throw validationError(`${field} must be unix seconds or an ISO 8601 date, got '${raw}'`, {

@@ -3,6 +3,7 @@
  * that updates would grow past 50 keys.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { parseTimeBound } from '../../src/http/list-query.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import { invoiceToPay, offlinePayment, type PaymentBody } from '../payments-helpers.ts'
 
@@ -96,4 +97,22 @@ describe('metadata limits', () => {
       expect(Object.keys(after.body.metadata).sort()).toEqual(Object.keys(fifty('a')).sort())
     },
   )
+})
+
+describe('time bounds', () => {
+  test('a date and time without a zone is UTC, whatever the server time zone', () => {
+    const zone = process.env.TZ
+    process.env.TZ = 'America/New_York'
+    try {
+      for (const value of ['2026-01-20T10:00', '2026-01-20 10:00', '2026-01-20T10:00:00.000'])
+        expect(parseTimeBound(value, 'change_at').toISOString()).toBe('2026-01-20T10:00:00.000Z')
+      expect(parseTimeBound('2026-01-20T10:00-05:00', 'x').toISOString()).toBe(
+        '2026-01-20T15:00:00.000Z',
+      )
+      expect(parseTimeBound('2026-01-20', 'x').toISOString()).toBe('2026-01-20T00:00:00.000Z')
+    } finally {
+      if (zone === undefined) delete process.env.TZ
+      else process.env.TZ = zone
+    }
+  })
 })
