@@ -709,14 +709,12 @@ async function recordStart(
     })
     return { payment, failure: result.failure }
   }
-  if (locked.payment_status !== 'INITIATED' || !locked.active) {
-    // The page a concurrent call opened and recorded (the provider's idempotency gave both
-    // the same one): that call's answer is this one's too.
-    if (locked.active && locked.gateway_tracking_id === result.trackingId)
-      return { payment: locked }
+  if (!locked.active || locked.payment_status === 'CANCELLED') {
     // Cancelled or deleted while the provider was asked: nothing is written onto what the
     // payment is now, and the page is withdrawn after the commit (`withdrawOrphanedPage`).
     // Before, a deleted payment took the page (PENDING) and its money on a voided invoice.
+    // (Moved on otherwise, by the provider's own report of this page, the move below is a
+    // repeat or refused, as before.)
     return { payment: locked, orphaned: true }
   }
   const ids = { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
