@@ -300,6 +300,45 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     expect(all.body.items).toHaveLength(2)
   })
 
+  test('a refund whose answer was lost is found by its job after Checkout.com forgot the key (24 h), not asked for again', async () => {
+    const { payment } = await paidHostedPayment()
+    emulator.holdWebhooks()
+    emulator.timeoutNext({ count: 1, ms: 0, afterProcessing: true, pathPrefix: '/payments/' })
+    const lost = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '30.00',
+    })
+    expect(lost.body).toMatchObject({ status: 'pending', gateway_refund_id: null })
+    const checkoutId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
+    const refundActions = () =>
+      emulator
+        .listEvents('payment_refunded')
+        .filter((e) => (e.data as { id?: string } | undefined)?.id === checkoutId)
+    expect(refundActions()).toHaveLength(1)
+    // The job's tries outlast the key (graphile-worker's backoff spans days).
+    emulator.idempotency.clear()
+    expect(
+      await askRefundAgain(ctx.deps, {
+        tenantId: ctx.main.tenant.id,
+        environmentId: ctx.main.test.id,
+        refundId: lost.body.id,
+      }),
+    ).toBe('pending')
+    // Before, the key was new again, and Checkout.com refunded another 30.00.
+    expect(refundActions()).toHaveLength(1)
+    const action = (refundActions()[0]?.data as { action_id?: string } | undefined)?.action_id
+    expect(action).toMatch(/^act_/)
+    expect((await ctx.get<RefundBody>(`/v1/refunds/${lost.body.id}`)).body.gateway_refund_id).toBe(
+      action,
+    )
+    await emulator.releaseWebhooks()
+    await emulator.waitForDeliveries()
+    expect((await ctx.get<RefundBody>(`/v1/refunds/${lost.body.id}`)).body.status).toBe('succeeded')
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '30.00',
+    })
+  })
+
   test('a refund Checkout.com declines after accepting it fails, and the payment can be refunded again', async () => {
     const { invoice, payment } = await paidHostedPayment()
     emulator.declineRefundNext()

@@ -401,6 +401,39 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     expect(refundedAtStripe(intentId)).toBe(10000)
   })
 
+  test('a refund made whose answer was lost is found by its job after Stripe forgot the key (24 h), not made again', async () => {
+    const { invoice, payment } = await paidLink()
+    // No webhook settles it: the endpoint does not receive refund events, say.
+    emulator.setWebhookDelivery('manual')
+    loseAnswers('/v1/refunds', { afterProcessing: true })
+    const lost = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '30.00',
+    })
+    expect(lost.body.status).toBe('pending')
+    emulator.clearFaults()
+    const intentId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
+    expect(refundedAtStripe(intentId)).toBe(3000)
+    // The job's tries outlast Stripe's keys (graphile-worker's backoff spans days).
+    emulator.forgetIdempotencyKeys()
+    const [job] = await askAgainJob(lost.body.id)
+    expect(await askRefundAgain(ctx.deps, job?.payload)).toBe('succeeded')
+    // Before, the key was new to Stripe again, and it refunded another 30.00.
+    expect(refundedAtStripe(intentId)).toBe(3000)
+    const made = [...emulator.state.refunds.values()].filter((r) => r.paymentIntent === intentId)
+    expect((await ctx.get<RefundBody>(`/v1/refunds/${lost.body.id}`)).body).toMatchObject({
+      status: 'succeeded',
+      gateway_refund_id: made[0]?.id,
+    })
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '30.00',
+    })
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    await emulator.waitForDeliveries()
+    expect((await getInvoice(ctx, invoice.id)).amount_refunded).toBe('30.00')
+  })
+
   test('a KWD refund Stripe cannot take (last decimal not 0) is 400 and writes nothing', async () => {
     const customer = await createCustomer(ctx)
     const invoice = await ctx.post<{ id: string }>('/v1/invoices', {

@@ -147,6 +147,18 @@ export const checkoutGateway: Gateway = {
     }
     try {
       const client = await checkoutClient(ctx)
+      // Asked again after a lost answer (the refund's note says so): the idempotency key
+      // lasts a day at Checkout.com, the job asks for days, so a refund action Checkout.com
+      // made is looked for first, by its reference, and never asked for twice.
+      if (refund.failure_message !== null) {
+        const actions = plain(await client.payments.getActions(payment.gateway_payment_id))
+        const made = Array.isArray(actions)
+          ? (actions as { id?: unknown; type?: unknown; reference?: unknown }[]).find(
+              (action) => action.type === 'Refund' && action.reference === refund.id,
+            )
+          : undefined
+        if (typeof made?.id === 'string') return { status: 'pending', gatewayRefundId: made.id }
+      }
       const answer = plain(
         await client.payments.refund(
           payment.gateway_payment_id,

@@ -163,14 +163,23 @@ export const stripeGateway: Gateway = {
             retryable: false,
           },
         }
-      const created = await stripe.refunds.create(
-        {
-          payment_intent: intentId,
-          amount: refundAmount,
-          metadata: { [PAYRAIL_REFUND_ID]: refund.id, [PAYRAIL_PAYMENT_ID]: payment.id },
-        },
-        { idempotencyKey: `payrail-refund-${refund.id}` },
-      )
+      // Asked again after a lost answer (the refund's note says so): Stripe keeps an
+      // idempotency key for 24 hours only, and the job asks again for days, so a refund
+      // Stripe made is looked for first, by its metadata, and never made twice.
+      const made =
+        refund.failure_message === null
+          ? undefined
+          : await refundMadeFor(stripe, intentId, refund.id)
+      const created =
+        made ??
+        (await stripe.refunds.create(
+          {
+            payment_intent: intentId,
+            amount: refundAmount,
+            metadata: { [PAYRAIL_REFUND_ID]: refund.id, [PAYRAIL_PAYMENT_ID]: payment.id },
+          },
+          { idempotencyKey: `payrail-refund-${refund.id}` },
+        ))
       if (created.status === 'failed' || created.status === 'canceled') {
         return {
           status: 'failed',
@@ -272,6 +281,18 @@ function chargeOfIntent(
       message: 'This payment needs the card holder to authenticate',
     },
   }
+}
+
+/** The refund of `intentId` that Payrail's refund `refundId` made, if Stripe made it. */
+async function refundMadeFor(
+  stripe: Stripe,
+  intentId: string,
+  refundId: string,
+): Promise<Stripe.Refund | undefined> {
+  for await (const made of stripe.refunds.list({ payment_intent: intentId, limit: 100 })) {
+    if (made.metadata?.[PAYRAIL_REFUND_ID] === refundId) return made
+  }
+  return undefined
 }
 
 async function intentOfSession(

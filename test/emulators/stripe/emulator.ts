@@ -301,6 +301,14 @@ export class StripeEmulator {
     this.faults.clear()
   }
 
+  /**
+   * Forgets every idempotency key, as Stripe prunes keys once they are at least 24 hours
+   * old: the same key sent again then makes a new object.
+   */
+  forgetIdempotencyKeys(): void {
+    this.idempotency.clear()
+  }
+
   /** Forgets every object, event, idempotency key, fault, held delivery and logged request. */
   reset(): void {
     this.state.clear()
