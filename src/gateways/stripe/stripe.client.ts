@@ -1,5 +1,5 @@
 import type Stripe from 'stripe'
-import type { GatewayContext } from '../gateway.ts'
+import type { GatewayContext, GatewayFailure } from '../gateway.ts'
 
 let sdk: Promise<typeof Stripe> | undefined
 
@@ -33,4 +33,23 @@ export async function stripeClient(
       protocol: base.protocol === 'http:' ? 'http' : 'https',
     }),
   })
+}
+
+/** What a Stripe call's error says: its code and message, and whether asking again may succeed. */
+export async function failureOf(error: unknown): Promise<GatewayFailure> {
+  const { errors } = await stripeSdk()
+  if (error instanceof errors.StripeError) {
+    // A 429 (rate limit) took nothing: asked again later, with the same key.
+    const retryable =
+      error instanceof errors.StripeConnectionError ||
+      error instanceof errors.StripeAPIError ||
+      error instanceof errors.StripeRateLimitError ||
+      (error.statusCode !== undefined && error.statusCode >= 500)
+    return { code: error.code ?? error.type, message: error.message, retryable }
+  }
+  return {
+    code: 'stripe_error',
+    message: error instanceof Error ? error.message : String(error),
+    retryable: true,
+  }
 }

@@ -4,10 +4,9 @@ import type {
   ChargeLookup,
   ChargeResult,
   Gateway,
-  GatewayFailure,
   GatewayPaymentRequest,
 } from '../gateway.ts'
-import { stripeClient, stripeSdk } from './stripe.client.ts'
+import { failureOf, stripeClient, stripeSdk } from './stripe.client.ts'
 import { toStripeAmount } from './stripe.money.ts'
 import {
   cardFromPaymentMethod,
@@ -304,22 +303,4 @@ async function intentOfSession(
   return typeof session.payment_intent === 'string'
     ? session.payment_intent
     : session.payment_intent?.id
-}
-
-async function failureOf(error: unknown): Promise<GatewayFailure> {
-  const { errors } = await stripeSdk()
-  if (error instanceof errors.StripeError) {
-    // A 429 (rate limit) took nothing: asked again later, with the same key.
-    const retryable =
-      error instanceof errors.StripeConnectionError ||
-      error instanceof errors.StripeAPIError ||
-      error instanceof errors.StripeRateLimitError ||
-      (error.statusCode !== undefined && error.statusCode >= 500)
-    return { code: error.code ?? error.type, message: error.message, retryable }
-  }
-  return {
-    code: 'stripe_error',
-    message: error instanceof Error ? error.message : String(error),
-    retryable: true,
-  }
 }

@@ -7,7 +7,7 @@ import type {
   RawWebhook,
   WebhookParse,
 } from '../gateway.ts'
-import { stripeClient } from './stripe.client.ts'
+import { failureOf, stripeClient, stripeSdk } from './stripe.client.ts'
 import { fromStripeAmount } from './stripe.money.ts'
 import {
   cardFromPaymentMethod,
@@ -62,8 +62,17 @@ export async function parseStripeWebhook(
   const amount = (object as { amount_total?: unknown }).amount_total
   if (amount !== undefined && amount !== null && !Number.isSafeInteger(amount))
     return { ok: false, status: 400, reason: 'amount_total is not an integer' }
-  const events = await mapEvent(stripe, event)
-  return { ok: true, events }
+  // Reading some events asks Stripe (a completed session's PaymentIntent): Stripe down or
+  // slow is a 502, which Stripe redelivers, as BitPay's and CoinPayments' lookups answer.
+  try {
+    return { ok: true, events: await mapEvent(stripe, event) }
+  } catch (error) {
+    // Only Stripe's own errors: anything else is Payrail's, and stays a 500.
+    if (!(error instanceof (await stripeSdk()).errors.StripeError)) throw error
+    const failure = await failureOf(error)
+    if (!failure.retryable) throw error
+    return { ok: false, status: 502, reason: `Stripe could not be asked: ${failure.message}` }
+  }
 }
 
 async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<NormalizedEvent[]> {

@@ -7,6 +7,7 @@ import type { Db } from '../../db/client.ts'
 import type { GatewayConnection } from '../../db/database.ts'
 import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
 import { inTransaction } from '../../db/transaction.ts'
+import { paymentsAwaitingGateway } from '../payments/repository.ts'
 import {
   findActiveConnection,
   findConnection,
@@ -91,6 +92,8 @@ export async function updateGatewayConnection(
 ): Promise<OpenedConnection> {
   const current = await findConnection(deps.db, scope.environmentId, id)
   if (!current) throw notFound('gateway_connection', id)
+  if (current.active && body.active === false)
+    await assertNothingAwaits(deps.db, scope, current.gateway)
   const credentials = { ...openCredentials(deps.secretBox, current), ...body.credentials }
   assertCredentials(current.gateway, credentials, body.credentials ?? {})
   try {
@@ -112,6 +115,24 @@ export async function updateGatewayConnection(
     }
     throw error
   }
+}
+
+/**
+ * A connection is the only way the provider's reports of its payments are read (their
+ * webhooks are verified with its secrets) and the only way they can be cancelled or
+ * refunded: deactivated while a payment through it is open, the money the customer then
+ * paid would be reported to a 404 and recorded nowhere. So it is refused (409) while any is
+ * (`PENDING`, `PROCESSING`, `RESERVED`, `CAPTURED`, `PENDING_REFUND`). Replacing its
+ * credentials (PATCH) keeps it active.
+ */
+async function assertNothingAwaits(db: Db, scope: Scope, gateway: string): Promise<void> {
+  const open = await paymentsAwaitingGateway(db, scope.environmentId, gateway, 10)
+  if (open.length === 0) return
+  throw new AppError(
+    'conflict',
+    `The ${gateway} connection has payments it must still report on (${open.map((p) => `${p.id} ${p.payment_status}`).join(', ')}${open.length === 10 ? ', …' : ''}); cancel or settle them first`,
+    { gateway, payment_ids: open.map((p) => p.id) },
+  )
 }
 
 /** Deactivates the connection (kept for the history of payments that used it). */

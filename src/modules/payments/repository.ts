@@ -584,6 +584,33 @@ export async function openPaymentsForInvoice(
 }
 
 /**
+ * Up to `limit` payments of the environment through `gateway` that the provider may still
+ * report on: a page open, a charge in flight, funds held, a refund pending.
+ */
+export async function paymentsAwaitingGateway(
+  db: Db,
+  environmentId: string,
+  gateway: string,
+  limit: number,
+): Promise<Pick<Payment, 'id' | 'payment_status'>[]> {
+  return db
+    .selectFrom('payments')
+    .select(['id', 'payment_status'])
+    .where('environment_id', '=', environmentId)
+    .where('payment_gateway', '=', gateway)
+    .where('payment_status', 'in', [
+      'PENDING',
+      'PROCESSING',
+      'RESERVED',
+      'CAPTURED',
+      'PENDING_REFUND',
+    ])
+    .orderBy('created_at')
+    .limit(limit)
+    .execute()
+}
+
+/**
  * The newest active payment of an invoice whose `metadata[flag]` is `'true'`: the
  * latest automatic charge, when `flag` is the automatic-charge flag.
  */
