@@ -10,7 +10,7 @@ import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
 import { OPEN_PAGE_GRACE_MS } from '../../src/modules/payments/automatic.ts'
 import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
-import { createTestContext, type TestContext } from '../harness.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createSandboxLink,
   getInvoice,
@@ -80,6 +80,45 @@ describe('charge_due_invoices', () => {
     })
     // Claimed once: running again charges nothing.
     expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 0 })
+  })
+
+  test("the automatic-charge mark is Payrail's: a request cannot set or remove it, so a forged one cannot stand in for the charge", async () => {
+    const customer = await customerWithCard('4242424242424242')
+    const invoice = await finalizedInvoice(ctx, customer.id, {
+      collection_method: 'charge_automatically',
+    })
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    const token = await ctx.post<{ token: string }>(`/v1/customers/${customer.id}/tokens`, {})
+    // Before, a customer's unprocessed crypto payment marked so was taken by the job for its
+    // own charge: the job opened its page and the card was never charged.
+    const forged = await ctx.post<ErrorBody>(
+      '/v1/payments',
+      {
+        destination_type: 'INVOICE',
+        destination_id: invoice.id,
+        currency: 'usd',
+        amount: invoice.amount_due,
+        payment_method_type: 'CRYPTO',
+        payment_gateway: 'sandbox',
+        process_payment: false,
+        metadata: { automatic_charge: 'true' },
+      },
+      { key: token.body.token },
+    )
+    expect(forged.status, forged.text).toBe(400)
+    expect(forged.body.error.details).toMatchObject({ field: 'metadata.automatic_charge' })
+    expect(await payments(invoice.id)).toEqual([])
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    const [charge] = await payments(invoice.id)
+    expect(charge).toMatchObject({ payment_method_type: 'CARD', payment_status: 'SUCCEEDED' })
+    // Nor can the mark be taken off the job's charge (its attempts are counted by it).
+    for (const metadata of [{ automatic_charge: '' }, { automatic_charge: 'false' }]) {
+      const removed = await ctx.patch<ErrorBody>(`/v1/payments/${charge?.id}`, { metadata })
+      expect(removed.status, removed.text).toBe(400)
+    }
+    expect((await getPayment(ctx, String(charge?.id))).metadata).toEqual({
+      automatic_charge: 'true',
+    })
   })
 
   test('a customer who turned automatic payment off since is not charged', async () => {

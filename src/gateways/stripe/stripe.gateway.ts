@@ -1,11 +1,6 @@
 import { createHash } from 'node:crypto'
 import type Stripe from 'stripe'
-import type {
-  ChargeLookup,
-  ChargeResult,
-  Gateway,
-  GatewayPaymentRequest,
-} from '../gateway.ts'
+import type { ChargeLookup, ChargeResult, Gateway, GatewayPaymentRequest } from '../gateway.ts'
 import { failureOf, stripeClient, stripeSdk } from './stripe.client.ts'
 import { toStripeAmount } from './stripe.money.ts'
 import {

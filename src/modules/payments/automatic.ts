@@ -10,6 +10,7 @@ import {
   newestFlaggedPayment,
   openPaymentsForInvoice,
 } from './repository.ts'
+import { AUTOMATIC_METADATA_KEY } from './schemas.ts'
 import {
   cancelPayment,
   createPaymentRecord,
@@ -20,7 +21,6 @@ import {
 } from './service.ts'
 import type { Cause } from './state.ts'
 
-export const AUTOMATIC_METADATA_KEY = 'automatic_charge'
 /** Attempts per invoice before Payrail stops and leaves it to the customer, like Stripe's retry schedule. */
 export const MAX_AUTOMATIC_ATTEMPTS = 4
 /** After a decline, the next attempt (a new payment) comes three days later. */

@@ -21,7 +21,7 @@ import {
 } from '../settlement/service.ts'
 import { findDueIncompleteCancellations, findSubscription } from '../subscriptions/repository.ts'
 import { openPaymentsForInvoice, setAllocationAmount, updatePayment } from './repository.ts'
-import type { CreatePaymentBody } from './schemas.ts'
+import { assertNoAutomaticFlag, type CreatePaymentBody } from './schemas.ts'
 import {
   cancelPayment,
   createPaymentRecord,
@@ -71,6 +71,7 @@ export async function createAndProcess(
   cause: Cause,
 ): Promise<PaymentView> {
   assertMethodAllowed(access, body.payment_method_type)
+  assertNoAutomaticFlag(body.metadata)
   const currency = normalizeCurrency(body.currency)
   const amount = toMinorUnits(body.amount, currency)
   const view = await createPaymentRecord(deps, access, {
@@ -119,6 +120,7 @@ export async function payInvoice(
   cause: Cause,
 ): Promise<PaymentView> {
   assertMethodAllowed(access, input.payment_method_type)
+  assertNoAutomaticFlag(input.metadata)
   const { invoice } = await getInvoice(deps.db, access, invoiceId)
   const view = await createPaymentRecord(deps, access, {
     allocations: [
@@ -155,6 +157,7 @@ export async function payOrders(
   cause: Cause,
 ): Promise<PaymentView> {
   assertMethodAllowed(access, input.payment_method_type)
+  assertNoAutomaticFlag(input.metadata)
   if (new Set(orderIds).size !== orderIds.length)
     throw validationError('orders lists an order twice', { field: 'orders' })
   const allocations: NewPayment['allocations'] = []

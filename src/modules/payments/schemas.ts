@@ -1,4 +1,5 @@
 import { type Static, Type } from 'typebox'
+import { validationError } from '../../core/errors.ts'
 import { formatMinorUnits } from '../../core/money.ts'
 import { currentStateOf, PAYMENT_STATUSES } from '../../core/payment-state.ts'
 import type { Payment, PaymentAttempt, Refund } from '../../db/database.ts'
@@ -11,6 +12,23 @@ import {
   Timestamp,
 } from '../../http/schema-types.ts'
 import { AddressSchema } from '../customers/schemas.ts'
+
+/** `metadata.automatic_charge: "true"` marks the charges the `charge_due_invoices` job makes. */
+export const AUTOMATIC_METADATA_KEY = 'automatic_charge'
+
+/**
+ * The job finds its own charges (and counts an invoice's attempts) by that key, so a request
+ * may neither set it nor remove it: a customer token's payment flagged so was taken for the
+ * job's charge, and the invoice's card was never charged. 400 on `metadata.automatic_charge`.
+ */
+export function assertNoAutomaticFlag(metadata: Record<string, string> | undefined): void {
+  if (metadata !== undefined && Object.hasOwn(metadata, AUTOMATIC_METADATA_KEY)) {
+    throw validationError(
+      `metadata.${AUTOMATIC_METADATA_KEY} is Payrail's own mark of its automatic charges; it cannot be set or removed`,
+      { field: `metadata.${AUTOMATIC_METADATA_KEY}` },
+    )
+  }
+}
 
 export const PaymentMethodTypeSchema = Type.Union([
   Type.Literal('PAYMENT_LINK'),

@@ -74,7 +74,7 @@ import {
   processingSince,
   updatePayment,
 } from './repository.ts'
-import type { UpdatePaymentBody } from './schemas.ts'
+import { assertNoAutomaticFlag, type UpdatePaymentBody } from './schemas.ts'
 import { type Cause, movePayment, recordCreation } from './state.ts'
 
 export interface PaymentDeps extends GatewayDeps {
@@ -1515,6 +1515,7 @@ export async function updatePaymentFields(
   body: UpdatePaymentBody,
   updatedBy: string | null,
 ): Promise<PaymentView> {
+  assertNoAutomaticFlag(body.metadata)
   const scope = scopeOf(access)
   await requirePayment(deps.db, access, paymentId)
   return withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
