@@ -1196,6 +1196,68 @@ describe('DELETE /v1/payments/:id', () => {
   })
 })
 
+describe('a deleted payment the provider reports on', () => {
+  /** An EXTERNAL payment handed to the merchant's system (INITIATED), then deleted. */
+  async function deletedExternal() {
+    await connectExternal()
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const put = await ctx.put<PaymentBody>(`/v1/invoices/${invoice.id}/payment`, {
+      type: 'EXTERNAL',
+      some_data: { ref: 'x' },
+    })
+    expect(put.status, put.text).toBe(201)
+    expect(put.body.payment_status).toBe('INITIATED')
+    expect((await ctx.delete(`/v1/payments/${put.body.id}`)).status).toBe(200)
+    return { customer, invoice, payment: put.body }
+  }
+
+  test('reported paid after its invoice was voided, it is shown again with the money, not hidden', async () => {
+    const { customer, invoice, payment } = await deletedExternal()
+    // A deleted payment no longer holds its invoice open: it can be voided.
+    expect((await ctx.post(`/v1/invoices/${invoice.id}/void`)).status).toBe(200)
+    const report = await externalWebhook({
+      event_id: `ext_evt_${randomUUID()}`,
+      payment_id: payment.id,
+      status: 'succeeded',
+    })
+    expect(report.status).toBe(200)
+    // Before, it was SUCCEEDED and still hidden (active: false): money in no list.
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      active: true,
+    })
+    const listed = await ctx.get<List<PaymentBody>>(`/v1/payments?customer_id=${customer.id}`)
+    expect(listed.body.items.map((p) => p.id)).toContain(payment.id)
+    // Recorded on the voided invoice, for the merchant to refund, as money a voided invoice
+    // receives from a payment in flight is.
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      invoice_status: 'VOIDED',
+      amount_paid: '100.00',
+    })
+  })
+
+  test('reported processing, it is shown again, in flight: the invoice is not paid a second way beside it', async () => {
+    const { invoice, payment } = await deletedExternal()
+    const report = await externalWebhook({
+      event_id: `ext_evt_${randomUUID()}`,
+      payment_id: payment.id,
+      status: 'processing',
+    })
+    expect(report.status).toBe(200)
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'PROCESSING',
+      active: true,
+    })
+    const offline = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'OFFLINE',
+      amount: '100.00',
+    })
+    expectError(offline, 409, 'conflict')
+  })
+})
+
 describe('PUT and PATCH /v1/payments/:id', () => {
   test.each(['PATCH', 'PUT'] as const)(
     '%s changes description and success_url and merges metadata',

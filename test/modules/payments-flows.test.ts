@@ -346,6 +346,31 @@ describe('sandbox CRYPTO', () => {
 })
 
 describe('invoice on-ramp: PUT/PATCH /v1/invoices/:id/payment and confirm', () => {
+  test('PUT on an invoice that an orders payment pays returns that payment with all its invoices', async () => {
+    const customer = await createCustomer(ctx)
+    const product = async (amount: string) =>
+      order({
+        customer_id: customer.id,
+        type: 'ONE_TIME_PRODUCT',
+        price_id: await oneTimePrice(ctx, amount),
+      })
+    const a = await product('30.00')
+    const b = await product('20.00')
+    const paid = await ctx.post<PaymentBody>('/v1/orders/pay', {
+      orders: [a.id, b.id],
+      payment_method_type: 'EXTERNAL',
+    })
+    expect(paid.status, paid.text).toBe(201)
+    const put = await onRamp(b.invoice_id, { type: 'EXTERNAL' })
+    expect(put.status, put.text).toBe(200)
+    // Before, it said it paid [b] alone, for 50.00.
+    expect(put.body).toMatchObject({
+      id: paid.body.id,
+      amount: '50.00',
+      invoice_ids: [a.invoice_id, b.invoice_id],
+    })
+  })
+
   test('PLATFORM: 201 creates an INITIATED CREDITS payment; a second PUT returns it (200)', async () => {
     const { customer, invoice } = await invoiceToPay(ctx)
     const first = await onRamp(invoice.id, { type: 'PLATFORM', account_id: customer.id })

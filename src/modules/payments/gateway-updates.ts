@@ -12,6 +12,15 @@ import { findRefundByGatewayId, insertAttempt, refundsOf, updatePayment } from '
 import { attemptRecorded, attemptRow, type PaymentDeps, saveCardFromPayment } from './service.ts'
 import { type Cause, movePayment } from './state.ts'
 
+/** Where a payment holds money or is taking it: a deleted one moved there is shown again. */
+const HOLDS_MONEY: ReadonlySet<string> = new Set([
+  'PROCESSING',
+  'RESERVED',
+  'CAPTURED',
+  'SUCCEEDED',
+  'OVERPAID',
+])
+
 export type UpdateOutcome = 'applied' | 'repeat' | 'ignored' | 'attempt_recorded' | 'refund_applied'
 
 /**
@@ -157,7 +166,16 @@ export async function applyPaymentUpdate(
       ...(to === 'RESERVED' && { amount_reserved: received }),
       ...(to === 'FAILED' &&
         update.error && { status_code: update.error.code, error_message: update.error.message }),
+      // A payment deleted before the provider took it on (an external payment whose system
+      // had its details, a start whose answer was lost): the money it now holds or is taking
+      // is shown, not hidden, as a payment deleted once it failed is when money comes late.
+      ...(!payment.active && HOLDS_MONEY.has(to) && { active: true }),
     }
+    if (!payment.active && HOLDS_MONEY.has(to))
+      deps.logger.warn(
+        { payment_id: payment.id, gateway: payment.payment_gateway, to },
+        'the provider reports money for a deleted payment; shown again to record it',
+      )
     if (
       (to === 'SUCCEEDED' || to === 'OVERPAID') &&
       payment.payment_status === 'FAILED' &&

@@ -268,7 +268,8 @@ export async function createPaymentRecord(
               { invoice_id: first.id, payment_id: open.id },
             )
           }
-          if (open) return { payment: open, invoiceIds: invoices.map((i) => i.id), reused: true }
+          // The open payment as it is: one of several orders' invoices pays them all.
+          if (open) return { payment: open, invoiceIds: open.invoice_ids, reused: true }
         }
         const amounts = input.allocations.map((allocation, index) => {
           const invoice = invoices[index]
