@@ -34,3 +34,8 @@ export function accessOf(principal: Principal): Access {
 export function adminAccess(scope: Scope): Access {
   return { tenantId: scope.tenantId, environmentId: scope.environmentId, customerId: null }
 }
+
+/** The environment an access reaches, without whose customer it is. */
+export function scopeOf(access: Access): Scope {
+  return { tenantId: access.tenantId, environmentId: access.environmentId }
+}

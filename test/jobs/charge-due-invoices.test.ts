@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { adminAccess } from '../../src/core/principal.ts'
 import { sandboxGateway } from '../../src/gateways/sandbox/sandbox.gateway.ts'
 import {
   chargeDueInvoices,
@@ -8,7 +9,10 @@ import {
 } from '../../src/jobs/tasks/charge-due-invoices.ts'
 import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
-import { OPEN_PAGE_GRACE_MS } from '../../src/modules/payments/automatic.ts'
+import {
+  OPEN_PAGE_GRACE_MS,
+  payInvoiceAutomatically,
+} from '../../src/modules/payments/automatic.ts'
 import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
@@ -119,6 +123,81 @@ describe('charge_due_invoices', () => {
     expect((await getPayment(ctx, String(charge?.id))).metadata).toEqual({
       automatic_charge: 'true',
     })
+  })
+
+  test("the automatic charge that cannot run (its card's gateway disconnected) withdraws none of the customer's open pages", async () => {
+    const other = await ctx.createTenantFixture('Disconnected default')
+    const key = other.key
+    const scope = { tenantId: other.tenant.id, environmentId: other.test.id }
+    const connection = await ctx.post<{ id: string }>(
+      '/v1/gateway_connections',
+      {
+        gateway: 'stripe',
+        credentials: { secret_key: 'sk_test_x', webhook_secret: 'whsec_x' },
+        settings: { base_url: 'http://127.0.0.1:9' },
+      },
+      { key },
+    )
+    expect(connection.status).toBe(201)
+    const customer = await ctx.post<{ id: string }>(
+      '/v1/customers',
+      { name: 'D', email: 'd@example.com', auto_pay: true },
+      { key },
+    )
+    const method = await savePaymentMethod(ctx.db, scope, {
+      customerId: customer.body.id,
+      gateway: 'stripe',
+      gatewayPaymentMethodId: 'pm_stripe_1',
+      last4: '4242',
+    })
+    expect(
+      (
+        await ctx.patch(
+          `/v1/customers/${customer.body.id}`,
+          { default_payment_method_id: method.id },
+          { key },
+        )
+      ).status,
+    ).toBe(200)
+    expect(
+      (await ctx.delete(`/v1/gateway_connections/${connection.body.id}`, { key })).status,
+    ).toBe(200)
+    const invoice = await ctx.post<{ id: string }>(
+      '/v1/invoices',
+      {
+        customer_id: customer.body.id,
+        currency: 'usd',
+        collection_method: 'charge_automatically',
+        lines: [{ description: 'x', quantity: 1, unit_amount: '10.00' }],
+      },
+      { key },
+    )
+    await ctx.post(`/v1/invoices/${invoice.body.id}/finalize`, {}, { key })
+    const link = await ctx.post<PaymentBody>(
+      '/v1/payments',
+      {
+        destination_type: 'INVOICE',
+        destination_id: invoice.body.id,
+        currency: 'usd',
+        amount: '10.00',
+        payment_method_type: 'PAYMENT_LINK',
+        payment_gateway: 'sandbox',
+      },
+      { key },
+    )
+    expect(link.body.payment_status).toBe('PENDING')
+    ctx.clock.advance(OPEN_PAGE_GRACE_MS + 60_000)
+    const outcome = await payInvoiceAutomatically(ctx.deps, adminAccess(scope), invoice.body.id, {
+      cause: 'job',
+      causeId: 'test',
+    }).then(
+      () => 'charged',
+      (error: Error) => error.message,
+    )
+    // Before, the page was withdrawn (CANCELLED), then the charge failed: the invoice had neither.
+    expect(outcome).toMatch(/stripe gateway is not connected/)
+    const shown = await ctx.get<PaymentBody>(`/v1/payments/${link.body.id}`, { key })
+    expect(shown.body.payment_status).toBe('PENDING')
   })
 
   test('a customer who turned automatic payment off since is not charged', async () => {

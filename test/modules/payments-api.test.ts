@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { inTransaction } from '../../src/db/transaction.ts'
 import { findCustomer } from '../../src/modules/customers/repository.ts'
 import { forgetInvoiceLines, lockInvoice } from '../../src/modules/invoices/repository.ts'
+import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
 import { lockPayment, lockPaymentByTracking } from '../../src/modules/payments/repository.ts'
 import {
   createCustomer,
@@ -335,6 +336,101 @@ describe('POST /v1/payments: Flexprice compatibility', () => {
 })
 
 describe('POST /v1/payments: validation refuses and writes nothing', () => {
+  test("a CARD payment naming another gateway than its card's is refused before anything is written", async () => {
+    const other = await ctx.createTenantFixture('Card gateways')
+    const key = other.key
+    const scope = { tenantId: other.tenant.id, environmentId: other.test.id }
+    expect(
+      (
+        await ctx.post(
+          '/v1/gateway_connections',
+          {
+            gateway: 'stripe',
+            credentials: { secret_key: 'sk_test_x', webhook_secret: 'whsec_x' },
+            settings: { base_url: 'http://127.0.0.1:9' },
+          },
+          { key },
+        )
+      ).status,
+    ).toBe(201)
+    const customer = await ctx.post<{ id: string }>(
+      '/v1/customers',
+      { name: 'C', email: 'c@example.com' },
+      { key },
+    )
+    const method = await savePaymentMethod(ctx.db, scope, {
+      customerId: customer.body.id,
+      gateway: 'sandbox',
+      gatewayPaymentMethodId: `sbcard_${customer.body.id}`,
+      last4: '4242',
+    })
+    const invoice = await ctx.post<{ id: string }>(
+      '/v1/invoices',
+      {
+        customer_id: customer.body.id,
+        currency: 'usd',
+        lines: [{ description: 'x', quantity: 1, unit_amount: '10.00' }],
+      },
+      { key },
+    )
+    await ctx.post(`/v1/invoices/${invoice.body.id}/finalize`, {}, { key })
+    const res = await ctx.post(
+      '/v1/payments',
+      {
+        destination_type: 'INVOICE',
+        destination_id: invoice.body.id,
+        currency: 'usd',
+        amount: '10.00',
+        payment_method_type: 'CARD',
+        payment_gateway: 'stripe',
+        payment_method_id: method.id,
+      },
+      { key },
+    )
+    // Before, the payment was written, then refused when its card was charged.
+    expectError(res, 400, 'validation_error')
+    const left = await ctx.get<List<PaymentBody>>(
+      `/v1/payments?destination_id=${invoice.body.id}`,
+      { key },
+    )
+    expect(
+      left.body.items.map((p) => [p.payment_status, p.payment_gateway, p.payment_method_id]),
+    ).toEqual([])
+    // Nor can PATCH give a payment a card its gateway cannot charge.
+    const stripeCard = await savePaymentMethod(ctx.db, scope, {
+      customerId: customer.body.id,
+      gateway: 'stripe',
+      gatewayPaymentMethodId: `pm_${customer.body.id}`,
+      last4: '4242',
+    })
+    const initiated = await ctx.post<PaymentBody>(
+      '/v1/payments',
+      {
+        destination_type: 'INVOICE',
+        destination_id: invoice.body.id,
+        currency: 'usd',
+        amount: '10.00',
+        payment_method_type: 'CARD',
+        payment_gateway: 'stripe',
+        payment_method_id: stripeCard.id,
+        process_payment: false,
+      },
+      { key },
+    )
+    expect(initiated.status, initiated.text).toBe(201)
+    const patched = await ctx.patch(
+      `/v1/payments/${initiated.body.id}`,
+      { payment_method_id: method.id },
+      { key },
+    )
+    expectError(patched, 400, 'validation_error')
+    expect(
+      (await ctx.get<PaymentBody>(`/v1/payments/${initiated.body.id}`, { key })).body,
+    ).toMatchObject({
+      payment_method_id: stripeCard.id,
+    })
+  })
+
   test.each([
     { name: 'amount 0', overrides: { amount: '0' }, status: 400, code: 'validation_error' },
     {

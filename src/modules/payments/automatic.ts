@@ -1,7 +1,8 @@
 import { AppError, isRefusalOrUnreachable } from '../../core/errors.ts'
-import type { Access } from '../../core/principal.ts'
+import { type Access, scopeOf } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment } from '../../db/database.ts'
+import { assertMayTakeMoney, gatewayContext, isGatewayName } from '../../gateways/registry.ts'
 import { getCustomer } from '../customers/service.ts'
 import { getInvoice, queueAutomaticPayment } from '../invoices/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
@@ -76,6 +77,13 @@ export async function payInvoiceAutomatically(
       invoice_id: invoiceId,
       customer_id: customer.id,
     })
+  }
+  // The card's gateway must be able to charge it before any page is withdrawn (connected,
+  // and not the sandbox in a live environment): a charge that cannot run must not close the
+  // customer's pages. Before, a disconnected gateway's card left the invoice with neither.
+  if (isGatewayName(method.gateway)) {
+    await gatewayContext(deps, scopeOf(access), method.gateway)
+    await assertMayTakeMoney(deps, scopeOf(access), method.gateway)
   }
   await withdrawOpenPages(deps, access, invoiceId, cause)
   const view = await createPaymentRecord(deps, access, {

@@ -1,6 +1,12 @@
 import { AppError, isRefusalOrUnreachable, notFound, validationError } from '../../core/errors.ts'
 import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
-import { type Access, adminAccess, type Principal, type Scope } from '../../core/principal.ts'
+import {
+  type Access,
+  adminAccess,
+  type Principal,
+  type Scope,
+  scopeOf,
+} from '../../core/principal.ts'
 import type { Payment, PaymentMethodType } from '../../db/database.ts'
 import type { GatewayName } from '../../gateways/gateway.ts'
 import {
@@ -489,10 +495,6 @@ export async function payOptions(deps: PaymentDeps, access: Access, invoiceId: s
     payment_window_ends_at: invoice.payment_window_ends_at?.toISOString() ?? null,
     options,
   }
-}
-
-function scopeOf(access: Access): Scope {
-  return { tenantId: access.tenantId, environmentId: access.environmentId }
 }
 
 /**

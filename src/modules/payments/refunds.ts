@@ -2,7 +2,7 @@ import { AppError, notFound, validationError } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
 import { formatMinorUnits, toMinorUnits } from '../../core/money.ts'
 import { isSettled } from '../../core/payment-state.ts'
-import type { Access, Scope } from '../../core/principal.ts'
+import { type Access, type Scope, scopeOf } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, Refund } from '../../db/database.ts'
 import { gatewayContext, resolveGateway } from '../../gateways/registry.ts'
@@ -44,7 +44,7 @@ export async function createRefund(
   body: CreateRefundBody,
   cause: Cause,
 ): Promise<Refund> {
-  const scope: Scope = { tenantId: access.tenantId, environmentId: access.environmentId }
+  const scope = scopeOf(access)
   const existing = await findPayment(deps.db, scope.environmentId, paymentId, access.customerId)
   if (!existing) throw notFound('payment', paymentId)
   const gateway = resolveGateway(

@@ -5,7 +5,7 @@ import { AppError, type ErrorCode, notFound, validationError } from '../../core/
 import { compareIds, newId } from '../../core/ids.ts'
 import { formatMinorUnits, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
 import { checkTransition, isSettled, type PaymentStatus } from '../../core/payment-state.ts'
-import type { Access, Scope } from '../../core/principal.ts'
+import { type Access, type Scope, scopeOf } from '../../core/principal.ts'
 import type { SecretBox } from '../../core/secret-box.ts'
 import type { Db } from '../../db/client.ts'
 import type {
@@ -299,6 +299,9 @@ export async function createPaymentRecord(
         const customer =
           toGateway && last ? await takeCustomerOfInvoice(trx, last.invoiceId) : undefined
         const method = await paymentMethodFor(trx, scope, first.customer_id, input, customer)
+        // Before it is written: a payment whose card its gateway cannot charge was created,
+        // then refused (400) when it was charged, left INITIATED for nothing.
+        if (method) assertCardOfGateway(method, gateway.name)
         const now = deps.clock.now()
         // Under the invoices' locks, as a charge Payrail starts reads them (`chargeCard`).
         const inFlight = await inFlightOf(
@@ -525,6 +528,15 @@ async function paymentMethodFor(
     )
   }
   return method
+}
+
+/** A saved card is charged only through the gateway it was saved with (400 otherwise). */
+function assertCardOfGateway(method: PaymentMethod, gateway: string): void {
+  if (method.gateway !== gateway) {
+    throw validationError(`Card ${method.id} was saved with ${method.gateway}, not ${gateway}`, {
+      field: 'payment_gateway',
+    })
+  }
 }
 
 /**
@@ -850,12 +862,7 @@ async function chargeCard(
       payment_id: payment.id,
     })
   }
-  if (method.gateway !== gateway.name) {
-    throw validationError(
-      `Card ${method.id} was saved with ${method.gateway}, not ${gateway.name}`,
-      { field: 'payment_gateway' },
-    )
-  }
+  assertCardOfGateway(method, gateway.name)
   // PROCESSING before the call: a crash mid-charge leaves a payment that says it was being charged.
   let resumed = false
   const processing = await withLockedPayment(deps, scope, payment.id, async (trx, locked) => {
@@ -1542,6 +1549,7 @@ export async function updatePaymentFields(
         body.payment_method_id,
       )
       if (!method) throw notFound('payment_method', body.payment_method_id)
+      if (locked.payment_gateway !== null) assertCardOfGateway(method, locked.payment_gateway)
     }
     const changes: Updateable<PaymentTable> = {
       ...(body.description !== undefined && { description: body.description }),
@@ -1760,7 +1768,3 @@ function attemptRow(
 }
 
 export { attemptRow, isSettled }
-
-function scopeOf(access: Access): Scope {
-  return { tenantId: access.tenantId, environmentId: access.environmentId }
-}
