@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { SecretBox } from '../../src/core/secret-box.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+import { payrailLockWaits } from '../payments-helpers.ts'
 
 let ctx: TestContext
 
@@ -118,5 +120,108 @@ describe('gateway connections: credentials', () => {
       active: true,
       credential_keys: ['token'],
     })
+  })
+})
+
+interface ConnectionBody {
+  id: string
+  gateway: string
+  credential_keys: string[]
+  settings: Record<string, string>
+  active: boolean
+}
+
+async function storedCredentials(id: string): Promise<Record<string, string>> {
+  const row = await ctx.db
+    .selectFrom('gateway_connections')
+    .select('credentials')
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow()
+  return JSON.parse(ctx.deps.secretBox.open(row.credentials)) as Record<string, string>
+}
+
+describe('gateway connections: concurrent and unreadable', () => {
+  test('two PATCHes rotating different credentials at once both take effect (no lost update)', async () => {
+    const { key } = await ctx.createTenantFixture('Rotations')
+    const created = await ctx.post<ConnectionBody>(
+      '/v1/gateway_connections',
+      { gateway: 'checkout', credentials: { secret_key: 'sk_old', signature_key: 'sig_old' } },
+      { key },
+    )
+    expect(created.status, created.text).toBe(201)
+    const id = created.body.id
+    // Another transaction holds the row for a moment (a third PATCH, say): both requests read
+    // the credentials, then wait to write them.
+    const holder = await ctx.pool.connect()
+    try {
+      await holder.query('begin')
+      await holder.query('select id from gateway_connections where id = $1 for update', [id])
+      const a = ctx.patch(
+        `/v1/gateway_connections/${id}`,
+        { credentials: { secret_key: 'sk_new' } },
+        { key },
+      )
+      const b = ctx.patch(
+        `/v1/gateway_connections/${id}`,
+        { credentials: { signature_key: 'sig_new' } },
+        { key },
+      )
+      for (let i = 0; i < 400 && (await payrailLockWaits(ctx)) < 2; i++)
+        await new Promise((r) => setTimeout(r, 5))
+      await holder.query('commit')
+      expect((await a).status).toBe(200)
+      expect((await b).status).toBe(200)
+    } finally {
+      holder.release()
+    }
+    // Before, the later write put back the credentials it had read: one rotation was lost.
+    expect(await storedCredentials(id)).toEqual({ secret_key: 'sk_new', signature_key: 'sig_new' })
+  })
+
+  test('a connection whose credentials cannot be opened does not break the list, and can still be deleted', async () => {
+    const other = await ctx.createTenantFixture('Old key')
+    const key = other.key
+    const created = await ctx.post<ConnectionBody>(
+      '/v1/gateway_connections',
+      { gateway: 'bitpay', credentials: { token: 't1' } },
+      { key },
+    )
+    expect(created.status).toBe(201)
+    // Sealed under a PAYRAIL_SECRET_KEY that is not the server's any more.
+    const foreign = new SecretBox(Buffer.alloc(32, 9)).seal(JSON.stringify({ token: 'old' }))
+    await ctx.db
+      .updateTable('gateway_connections')
+      .set({ credentials: foreign })
+      .where('id', '=', created.body.id)
+      .execute()
+    // Before, the list was a 500 for the whole environment, and so was DELETE.
+    const listed = await ctx.get<{ items: ConnectionBody[] }>('/v1/gateway_connections', { key })
+    expect(listed.status, listed.text).toBe(200)
+    expect(listed.body.items).toMatchObject([{ id: created.body.id, credential_keys: [] }])
+    // Changing it needs every credential again; with them, it works and they open again.
+    const partial = await ctx.patch<ErrorBody>(
+      `/v1/gateway_connections/${created.body.id}`,
+      { settings: {} },
+      { key },
+    )
+    expect(partial.status, partial.text).toBe(400)
+    expect(partial.body.error.message).toMatch(/cannot be opened/)
+    const resealed = await ctx.patch<ConnectionBody>(
+      `/v1/gateway_connections/${created.body.id}`,
+      { credentials: { token: 't2' } },
+      { key },
+    )
+    expect(resealed.status, resealed.text).toBe(200)
+    expect(await storedCredentials(created.body.id)).toEqual({ token: 't2' })
+    await ctx.db
+      .updateTable('gateway_connections')
+      .set({ credentials: foreign })
+      .where('id', '=', created.body.id)
+      .execute()
+    const deleted = await ctx.delete<ConnectionBody>(`/v1/gateway_connections/${created.body.id}`, {
+      key,
+    })
+    expect(deleted.status, deleted.text).toBe(200)
+    expect(deleted.body.active).toBe(false)
   })
 })

@@ -13,13 +13,14 @@ export async function findConnection(
   db: Db,
   environmentId: string,
   id: string,
+  options: { lock?: boolean } = {},
 ): Promise<GatewayConnection | undefined> {
-  return db
+  const query = db
     .selectFrom('gateway_connections')
     .selectAll()
     .where('environment_id', '=', environmentId)
     .where('id', '=', id)
-    .executeTakeFirst()
+  return (options.lock ? query.forUpdate() : query).executeTakeFirst()
 }
 
 export async function findActiveConnection(

@@ -84,37 +84,54 @@ export async function createConnection(
   }
 }
 
+/**
+ * Changes a connection under its row lock: two updates at once (one rotating `secret_key`,
+ * the other `signature_key`) each merge into what the other wrote, where before the later
+ * one wrote back the credentials it had read and the other's change was lost. Stored
+ * credentials that cannot be opened (sealed under another `PAYRAIL_SECRET_KEY`) do not block
+ * a deactivation, nor an update that sends every credential again.
+ */
 export async function updateGatewayConnection(
   deps: ConnectionDeps,
   scope: Scope,
   id: string,
   body: UpdateConnectionBody,
 ): Promise<OpenedConnection> {
-  const current = await findConnection(deps.db, scope.environmentId, id)
-  if (!current) throw notFound('gateway_connection', id)
-  if (current.active && body.active === false)
-    await assertNothingAwaits(deps.db, scope, current.gateway)
-  const credentials = { ...openCredentials(deps.secretBox, current), ...body.credentials }
-  assertCredentials(current.gateway, credentials, body.credentials ?? {})
-  try {
-    const connection = await updateConnection(deps.db, scope.environmentId, id, {
-      credentials: deps.secretBox.seal(JSON.stringify(credentials)),
-      ...(body.settings !== undefined && {
-        settings: JSON.stringify({ ...current.settings, ...body.settings }),
-      }),
-      ...(body.active !== undefined && { active: body.active }),
-      updated_at: deps.clock.now(),
-    })
-    if (!connection) throw notFound('gateway_connection', id)
-    return { connection, credentials }
-  } catch (error) {
-    if (isPgError(error, PG_UNIQUE_VIOLATION)) {
-      throw new AppError('conflict', `Another ${current.gateway} connection is already active`, {
-        gateway: current.gateway,
-      })
+  return inTransaction(deps.db, async (trx) => {
+    const current = await findConnection(trx, scope.environmentId, id, { lock: true })
+    if (!current) throw notFound('gateway_connection', id)
+    if (current.active && body.active === false)
+      await assertNothingAwaits(trx, scope, current.gateway)
+    const stored = openableCredentials(deps.secretBox, current)
+    const rewrite = body.credentials !== undefined || stored !== undefined
+    const credentials = { ...stored, ...body.credentials }
+    if (rewrite) assertCredentials(current.gateway, credentials, body.credentials ?? {})
+    else if (body.active !== false || body.settings !== undefined) {
+      throw validationError(
+        `The stored ${current.gateway} credentials cannot be opened with this PAYRAIL_SECRET_KEY; send all of them again`,
+        { field: 'credentials', missing: credentialsOf(current.gateway) ?? [] },
+      )
     }
-    throw error
-  }
+    try {
+      const connection = await updateConnection(trx, scope.environmentId, id, {
+        ...(rewrite && { credentials: deps.secretBox.seal(JSON.stringify(credentials)) }),
+        ...(body.settings !== undefined && {
+          settings: JSON.stringify({ ...current.settings, ...body.settings }),
+        }),
+        ...(body.active !== undefined && { active: body.active }),
+        updated_at: deps.clock.now(),
+      })
+      if (!connection) throw notFound('gateway_connection', id)
+      return { connection, credentials }
+    } catch (error) {
+      if (isPgError(error, PG_UNIQUE_VIOLATION)) {
+        throw new AppError('conflict', `Another ${current.gateway} connection is already active`, {
+          gateway: current.gateway,
+        })
+      }
+      throw error
+    }
+  })
 }
 
 /**
@@ -149,9 +166,10 @@ export async function listGatewayConnections(
   scope: Scope,
 ): Promise<OpenedConnection[]> {
   const rows = await listConnections(deps.db, scope.environmentId)
+  // One connection whose credentials cannot be opened shows none set; it was a 500 for all.
   return rows.map((connection) => ({
     connection,
-    credentials: openCredentials(deps.secretBox, connection),
+    credentials: openableCredentials(deps.secretBox, connection) ?? {},
   }))
 }
 
@@ -165,6 +183,18 @@ export async function activeConnection(
   return connection
     ? { connection, credentials: openCredentials(deps.secretBox, connection) }
     : undefined
+}
+
+/** The connection's credentials, or `undefined` when they cannot be opened with this key. */
+function openableCredentials(
+  secretBox: SecretBox,
+  connection: GatewayConnection,
+): Record<string, string> | undefined {
+  try {
+    return openCredentials(secretBox, connection)
+  } catch {
+    return undefined
+  }
 }
 
 function openCredentials(
