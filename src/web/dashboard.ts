@@ -38,6 +38,7 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
     const config = { auth: false as const }
     const schema = { hide: true }
     const secure = deps.config.publicUrl.startsWith('https://')
+    const publicOrigin = new URL(deps.config.publicUrl).origin
 
     /** The signed-in key, while its session lasts (its expiry is sealed with it). */
     const keyOf = (request: FastifyRequest): string | undefined => {
@@ -58,7 +59,10 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
       const origin = request.headers.origin
       if (!origin || origin === 'null') return origin === 'null'
       try {
-        return new URL(origin).host !== request.headers.host
+        const from = new URL(origin)
+        // Behind a reverse proxy that rewrites Host (nginx's `proxy_pass` by default), the
+        // page's origin is the public URL's, not the Host the server sees.
+        return from.host !== request.headers.host && from.origin !== publicOrigin
       } catch {
         return true
       }

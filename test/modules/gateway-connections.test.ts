@@ -141,6 +141,44 @@ async function storedCredentials(id: string): Promise<Record<string, string>> {
 }
 
 describe('gateway connections: concurrent and unreadable', () => {
+  test("stripe's base_url takes no path (its SDK would drop it); the other gateways' do", async () => {
+    const { key } = await ctx.createTenantFixture('Stripe base')
+    const stripe = { secret_key: 'sk_test_x', webhook_secret: 'whsec_x' }
+    const refused = await ctx.post<ErrorBody>(
+      '/v1/gateway_connections',
+      {
+        gateway: 'stripe',
+        credentials: stripe,
+        settings: { base_url: 'http://127.0.0.1:9/stripe-proxy' },
+      },
+      { key },
+    )
+    expect(refused.status, refused.text).toBe(400)
+    expect(refused.body.error.details).toMatchObject({ field: 'settings.base_url' })
+    const created = await ctx.post<ConnectionBody>(
+      '/v1/gateway_connections',
+      { gateway: 'stripe', credentials: stripe, settings: { base_url: 'http://127.0.0.1:9/' } },
+      { key },
+    )
+    expect(created.status, created.text).toBe(201)
+    const patched = await ctx.patch(
+      `/v1/gateway_connections/${created.body.id}`,
+      { settings: { base_url: 'https://proxy.example/stripe' } },
+      { key },
+    )
+    expect(patched.status).toBe(400)
+    const checkout = await ctx.post(
+      '/v1/gateway_connections',
+      {
+        gateway: 'checkout',
+        credentials: { secret_key: 'sk', signature_key: 'sig' },
+        settings: { base_url: 'https://proxy.example/checkout' },
+      },
+      { key },
+    )
+    expect(checkout.status, checkout.text).toBe(201)
+  })
+
   test('two PATCHes rotating different credentials at once both take effect (no lost update)', async () => {
     const { key } = await ctx.createTenantFixture('Rotations')
     const created = await ctx.post<ConnectionBody>(

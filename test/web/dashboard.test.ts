@@ -186,6 +186,25 @@ describe('what a dashboard must refuse', () => {
       expect(logout.statusCode).toBe(403)
     }
   })
+
+  test('behind a reverse proxy that rewrites Host, a sign-in from the public URL is not cross-site', async () => {
+    const login = (origin: string) =>
+      ctx.app.inject({
+        method: 'POST',
+        url: '/dashboard/login',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          // nginx's proxy_pass sends its upstream's name, not the browser's host.
+          host: 'payrail-upstream:8080',
+          origin,
+          'sec-fetch-site': 'same-origin',
+        },
+        payload: new URLSearchParams({ key: ctx.main.key }).toString(),
+      })
+    // Before, every dashboard form was refused (403) behind such a proxy.
+    expect((await login(new URL(ctx.config.publicUrl).origin)).statusCode).toBe(303)
+    expect((await login('https://evil.example')).statusCode).toBe(403)
+  })
 })
 
 describe('acting from the dashboard', () => {

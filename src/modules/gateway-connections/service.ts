@@ -54,6 +54,7 @@ export async function createConnection(
     )
   }
   assertCredentials(body.gateway, body.credentials)
+  assertSettings(body.gateway, body.settings ?? {})
   const now = deps.clock.now()
   try {
     // In a transaction (of `inTransaction`), so a keyed request's commit marks its key applied.
@@ -112,6 +113,8 @@ export async function updateGatewayConnection(
         { field: 'credentials', missing: credentialsOf(current.gateway) ?? [] },
       )
     }
+    if (body.settings !== undefined)
+      assertSettings(current.gateway, { ...current.settings, ...body.settings })
     try {
       const connection = await updateConnection(trx, scope.environmentId, id, {
         ...(rewrite && { credentials: deps.secretBox.seal(JSON.stringify(credentials)) }),
@@ -216,6 +219,22 @@ function openCredentials(
  */
 function credentialsOf(gateway: string): readonly string[] | undefined {
   return Object.hasOwn(REQUIRED_CREDENTIALS, gateway) ? REQUIRED_CREDENTIALS[gateway] : undefined
+}
+
+/**
+ * Stripe's SDK takes an API base as host, port and protocol only: a `base_url` with a path
+ * (a proxy under `/stripe`) would be called without it, so it is refused (400). The other
+ * gateways' clients take the whole URL.
+ */
+function assertSettings(gateway: string, settings: Record<string, string>): void {
+  const base = settings.base_url
+  if (gateway !== 'stripe' || base === undefined) return
+  if (new URL(base).pathname !== '/') {
+    throw validationError(
+      "stripe's base_url takes no path: Stripe's SDK calls only its host, port and protocol",
+      { field: 'settings.base_url' },
+    )
+  }
 }
 
 /**
