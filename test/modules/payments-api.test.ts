@@ -848,6 +848,32 @@ describe('rails', () => {
     expect(history).toEqual([{ to_status: 'SUCCEEDED', cause: 'webhook', cause_id: eventId }])
   })
 
+  test('an EXTERNAL payment in flight that its system reports cancelled has failed: its invoice can be paid another way', async () => {
+    await connectExternal()
+    const { invoice } = await invoiceToPay(ctx)
+    const created = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'EXTERNAL',
+      amount: '100.00',
+    })
+    const report = (status: string) =>
+      externalWebhook({
+        event_id: `ext_evt_${randomUUID()}`,
+        payment_id: created.body.id,
+        status,
+      })
+    expect((await report('processing')).status).toBe(200)
+    expect((await getPayment(ctx, created.body.id)).payment_status).toBe('PROCESSING')
+    expect((await report('cancelled')).status).toBe(200)
+    // Before, PROCESSING → CANCELLED was refused and the payment stayed in flight, holding
+    // its invoice until the system reported something else.
+    expect(await getPayment(ctx, created.body.id)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'cancelled',
+    })
+    expect((await offlinePayment(invoice.id, '100.00')).payment_status).toBe('SUCCEEDED')
+  })
+
   test('an external webhook with a bad signature is 400 and changes nothing', async () => {
     await connectExternal()
     const { invoice } = await invoiceToPay(ctx)

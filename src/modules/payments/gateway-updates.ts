@@ -149,12 +149,19 @@ export async function applyPaymentUpdate(
       (share && share.due > 0n ? (payment.amount * share.paid) / share.due : payment.amount)
     // Overpaid is decided in the payment's own minor units: a provider's OVERPAID for a few
     // satoshis more than due, worth less than a cent, is a payment of its amount.
+    // A charge in flight that its provider cancels has failed: PROCESSING cannot become
+    // CANCELLED in the state machine, and refused, the report left the payment in flight,
+    // holding its invoice, until the provider reported something else.
+    const cancelledInFlight =
+      update.status === 'CANCELLED' && payment.payment_status === 'PROCESSING'
     const to =
       update.status === 'SUCCEEDED' || update.status === 'OVERPAID'
         ? received > payment.amount
           ? 'OVERPAID'
           : 'SUCCEEDED'
-        : update.status
+        : cancelledInFlight
+          ? 'FAILED'
+          : update.status
     const changes: Updateable<PaymentTable> = {
       ...(update.gatewayPaymentId && { gateway_payment_id: update.gatewayPaymentId }),
       // Money received ends the story: an error left by a charge call whose answer was lost goes.
@@ -166,6 +173,10 @@ export async function applyPaymentUpdate(
       ...(to === 'RESERVED' && { amount_reserved: received }),
       ...(to === 'FAILED' &&
         update.error && { status_code: update.error.code, error_message: update.error.message }),
+      ...(cancelledInFlight && {
+        status_code: 'cancelled',
+        error_message: 'The provider cancelled the payment while it was in flight',
+      }),
       // A payment deleted before the provider took it on (an external payment whose system
       // had its details, a start whose answer was lost): the money it now holds or is taking
       // is shown, not hidden, as a payment deleted once it failed is when money comes late.
