@@ -4,6 +4,7 @@ import {
   SANDBOX_SIGNATURE_HEADER,
   sandboxWebhookPath,
 } from '../src/gateways/sandbox/sandbox-provider.ts'
+import { savePaymentMethod } from '../src/modules/payment-methods/service.ts'
 import { createCustomer, finalizedInvoice, type InvoiceBody } from './fixtures.ts'
 import type { TestContext } from './harness.ts'
 
@@ -330,4 +331,31 @@ export async function offlinePayment(
 ) {
   const { customer, invoice } = await invoiceToPay(ctx, customerBody)
   return { customer, invoice, payment: await payOffline(ctx, invoice.id, amount) }
+}
+
+/** A customer with auto_pay whose default card, at the sandbox provider, is the test `number`. */
+export async function customerWithCard(ctx: TestContext, number: string) {
+  const customer = await createCustomer(ctx, { auto_pay: true })
+  const card = await ctx.db
+    .insertInto('sandbox_cards')
+    .values({
+      id: `sbcard_${customer.id}`,
+      environment_id: ctx.main.test.id,
+      customer_id: customer.id,
+      number,
+      brand: 'visa',
+      last4: number.slice(-4),
+      exp_month: 12,
+      exp_year: 2030,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  const method = await savePaymentMethod(ctx.db, ctx.scope, {
+    customerId: customer.id,
+    gateway: 'sandbox',
+    gatewayPaymentMethodId: card.id,
+    last4: card.last4,
+  })
+  await ctx.patch(`/v1/customers/${customer.id}`, { default_payment_method_id: method.id })
+  return customer
 }

@@ -9,7 +9,19 @@ import { createTestContext, type ErrorBody, type TestContext } from '../harness.
 import { createPayment, getInvoice, getPayment, invoiceToPay } from '../payments-helpers.ts'
 import { connectStripeEmulator, stripeWebhookPath } from '../stripe-helpers.ts'
 
-function stripeDeliver(ctx: TestContext, emulator: StripeEmulator, body: string) {
+let ctx: TestContext
+let emulator: StripeEmulator
+beforeAll(async () => {
+  ctx = await createTestContext({ start: new Date() })
+  emulator = await connectStripeEmulator(ctx)
+  emulator.setWebhookDelivery('manual')
+})
+afterAll(async () => {
+  await emulator?.close()
+  await ctx?.close()
+})
+
+function stripeDeliver(body: string) {
   const now = Math.floor(ctx.clock.now().getTime() / 1000)
   return ctx.app.inject({
     method: 'POST',
@@ -22,7 +34,7 @@ function stripeDeliver(ctx: TestContext, emulator: StripeEmulator, body: string)
   })
 }
 
-async function openStripeLink(ctx: TestContext) {
+async function openStripeLink() {
   const { invoice } = await invoiceToPay(ctx)
   const res = await createPayment(ctx, {
     destination_id: invoice.id,
@@ -35,7 +47,7 @@ async function openStripeLink(ctx: TestContext) {
   return { invoice, payment: res.body }
 }
 
-function completedEventOf(emulator: StripeEmulator, sessionId: string) {
+function completedEventOf(sessionId: string) {
   const event = emulator
     .listEvents('checkout.session.completed')
     .find((e) => (e.data as { object: { id: string } }).object.id === sessionId)
@@ -44,30 +56,18 @@ function completedEventOf(emulator: StripeEmulator, sessionId: string) {
 }
 
 describe('Stripe: faults while a webhook is verified', () => {
-  let ctx: TestContext
-  let emulator: StripeEmulator
-  beforeAll(async () => {
-    ctx = await createTestContext({ start: new Date() })
-    emulator = await connectStripeEmulator(ctx)
-    emulator.setWebhookDelivery('manual')
-  })
-  afterAll(async () => {
-    await emulator?.close()
-    await ctx?.close()
-  })
-
   test('a checkout.session.completed whose PaymentIntent Stripe cannot serve (5xx) is 502 gateway_error (a 500 internal_error before), which Stripe redelivers; redelivered, it pays', async () => {
-    const { invoice, payment } = await openStripeLink(ctx)
+    const { invoice, payment } = await openStripeLink()
     emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
       paymentMethod: 'pm_card_visa',
     })
-    const body = completedEventOf(emulator, String(payment.gateway_tracking_id))
+    const body = completedEventOf(String(payment.gateway_tracking_id))
     emulator.failNext({ status: 500, count: 3, pathPrefix: '/v1/payment_intents', method: 'GET' })
-    const refused = await stripeDeliver(ctx, emulator, body)
+    const refused = await stripeDeliver(body)
     emulator.clearFaults()
     expect(refused.statusCode, refused.body).toBe(502)
     expect(refused.json().error.code).toBe('gateway_error')
-    const again = await stripeDeliver(ctx, emulator, body)
+    const again = await stripeDeliver(body)
     expect(again.statusCode, again.body).toBe(200)
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
     expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
@@ -75,20 +75,8 @@ describe('Stripe: faults while a webhook is verified', () => {
 })
 
 describe('Stripe: the connection while a link is open', () => {
-  let ctx: TestContext
-  let emulator: StripeEmulator
-  beforeAll(async () => {
-    ctx = await createTestContext({ start: new Date() })
-    emulator = await connectStripeEmulator(ctx)
-    emulator.setWebhookDelivery('manual')
-  })
-  afterAll(async () => {
-    await emulator?.close()
-    await ctx?.close()
-  })
-
   test('cannot be deleted or deactivated (409, naming the payment); the link then settles, and the connection can go', async () => {
-    const { invoice, payment } = await openStripeLink(ctx)
+    const { invoice, payment } = await openStripeLink()
     const connections = await ctx.get<{ items: { id: string }[] }>('/v1/gateway_connections')
     const id = connections.body.items[0]?.id
     // Before, it was deactivated: the customer paid the page, Stripe's report of it was a
@@ -110,8 +98,8 @@ describe('Stripe: the connection while a link is open', () => {
     emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
       paymentMethod: 'pm_card_visa',
     })
-    const body = completedEventOf(emulator, String(payment.gateway_tracking_id))
-    const res = await stripeDeliver(ctx, emulator, body)
+    const body = completedEventOf(String(payment.gateway_tracking_id))
+    const res = await stripeDeliver(body)
     expect(res.statusCode, res.body).toBe(200)
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
     expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')

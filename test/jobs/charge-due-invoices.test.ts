@@ -17,6 +17,7 @@ import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createSandboxLink,
+  customerWithCard,
   getInvoice,
   getPayment,
   type PaymentBody,
@@ -33,40 +34,13 @@ beforeAll(async () => {
 })
 afterAll(() => ctx.close())
 
-/** A customer whose default card (at the sandbox provider) is the given test number. */
-async function customerWithCard(number: string) {
-  const customer = await createCustomer(ctx, { auto_pay: true })
-  const card = await ctx.db
-    .insertInto('sandbox_cards')
-    .values({
-      id: `sbcard_${customer.id}`,
-      environment_id: ctx.main.test.id,
-      customer_id: customer.id,
-      number,
-      brand: 'visa',
-      last4: number.slice(-4),
-      exp_month: 12,
-      exp_year: 2030,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  const method = await savePaymentMethod(ctx.db, ctx.scope, {
-    customerId: customer.id,
-    gateway: 'sandbox',
-    gatewayPaymentMethodId: card.id,
-    last4: card.last4,
-  })
-  await ctx.patch(`/v1/customers/${customer.id}`, { default_payment_method_id: method.id })
-  return customer
-}
-
 const payments = async (invoiceId: string) =>
   (await ctx.get<List<PaymentBody>>(`/v1/payments?destination_id=${invoiceId}&sort=created_at`))
     .body.items
 
 describe('charge_due_invoices', () => {
   test('charges the default card of a queued invoice off-session', async () => {
-    const customer = await customerWithCard('4242424242424242')
+    const customer = await customerWithCard(ctx, '4242424242424242')
     const invoice = await finalizedInvoice(ctx, customer.id, {
       collection_method: 'charge_automatically',
     })
@@ -87,7 +61,7 @@ describe('charge_due_invoices', () => {
   })
 
   test("the automatic-charge mark is Payrail's: a request cannot set or remove it, so a forged one cannot stand in for the charge", async () => {
-    const customer = await customerWithCard('4242424242424242')
+    const customer = await customerWithCard(ctx, '4242424242424242')
     const invoice = await finalizedInvoice(ctx, customer.id, {
       collection_method: 'charge_automatically',
     })
@@ -201,7 +175,7 @@ describe('charge_due_invoices', () => {
   })
 
   test('a customer who turned automatic payment off since is not charged', async () => {
-    const customer = await customerWithCard('4242424242424242')
+    const customer = await customerWithCard(ctx, '4242424242424242')
     const invoice = await finalizedInvoice(ctx, customer.id, {
       collection_method: 'charge_automatically',
     })
@@ -215,7 +189,7 @@ describe('charge_due_invoices', () => {
   })
 
   test('a declined card is retried three days later, up to the limit, then left to the customer', async () => {
-    const customer = await customerWithCard('4000000000000002')
+    const customer = await customerWithCard(ctx, '4000000000000002')
     const invoice = await finalizedInvoice(ctx, customer.id, {
       collection_method: 'charge_automatically',
     })
@@ -242,7 +216,7 @@ describe('charge_due_invoices', () => {
   })
 
   test('invoices not yet due, paid or voided are not charged', async () => {
-    const customer = await customerWithCard('4242424242424242')
+    const customer = await customerWithCard(ctx, '4242424242424242')
     const later = await finalizedInvoice(ctx, customer.id)
     await queueAutomaticPayment(ctx.db, later.id, new Date(ctx.clock.now().getTime() + 60_000))
     const voided = await finalizedInvoice(ctx, customer.id)
@@ -256,7 +230,7 @@ describe('charge_due_invoices', () => {
   /** A customer with a default card, an invoice of theirs charged automatically, and a sandbox link on it. */
   async function invoiceWithOpenLink(card: string | null = '4242424242424242') {
     const customer = card
-      ? await customerWithCard(card)
+      ? await customerWithCard(ctx, card)
       : await createCustomer(ctx, { auto_pay: true })
     const invoice = await finalizedInvoice(ctx, customer.id, {
       collection_method: 'charge_automatically',

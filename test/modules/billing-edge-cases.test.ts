@@ -16,7 +16,7 @@ import {
   payInvoice,
 } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
-import { createSandboxLink, whileLocked } from '../payments-helpers.ts'
+import { createSandboxLink, customerWithCard, whileLocked } from '../payments-helpers.ts'
 
 interface SubscriptionBody {
   id: string
@@ -60,17 +60,22 @@ async function monthlyPrice(amount = '20.00') {
   return product.prices[0]!.id
 }
 
+/** A new monthly subscription, `incomplete` (its first invoice unpaid), at START: its id. */
+async function incompleteSubscription() {
+  ctx.clock.set(START)
+  const customer = await createCustomer(ctx)
+  const order = await ctx.post<OrderBody>('/v1/orders', {
+    customer_id: customer.id,
+    type: 'SUBSCRIPTION',
+    price_id: await monthlyPrice(),
+  })
+  expect(order.status, order.text).toBe(201)
+  return order.body.subscription_id
+}
+
 describe('subscriptions', () => {
   test('an incomplete subscription cancelled at period end is canceled once that period has ended', async () => {
-    ctx.clock.set(START)
-    const customer = await createCustomer(ctx)
-    const order = await ctx.post<OrderBody>('/v1/orders', {
-      customer_id: customer.id,
-      type: 'SUBSCRIPTION',
-      price_id: await monthlyPrice(),
-    })
-    expect(order.status, order.text).toBe(201)
-    const id = order.body.subscription_id
+    const id = await incompleteSubscription()
     const res = await ctx.post(`/v1/subscriptions/${id}/cancel`, { at_period_end: true })
     expect(res.status, res.text).toBe(200)
     const before = await subscription(id)
@@ -176,14 +181,7 @@ describe('automatic charges', () => {
 
 describe('subscription cancel of an incomplete subscription', () => {
   test('cancelling an incomplete subscription now also cancels its scheduled changes', async () => {
-    ctx.clock.set(START)
-    const customer = await createCustomer(ctx)
-    const order = await ctx.post<OrderBody>('/v1/orders', {
-      customer_id: customer.id,
-      type: 'SUBSCRIPTION',
-      price_id: await monthlyPrice(),
-    })
-    const id = order.body.subscription_id
+    const id = await incompleteSubscription()
     expect((await ctx.patch(`/v1/subscriptions/${id}`, { quantity: 3 })).status).toBe(200)
     const res = await ctx.post<{ status: string; scheduled_changes: { status: string }[] }>(
       `/v1/subscriptions/${id}/cancel`,
@@ -195,37 +193,10 @@ describe('subscription cancel of an incomplete subscription', () => {
   })
 })
 
-/** A customer with auto_pay whose default card (at the sandbox) is `number`. */
-async function customerWithCard(number: string) {
-  const customer = await createCustomer(ctx, { auto_pay: true })
-  const card = await ctx.db
-    .insertInto('sandbox_cards')
-    .values({
-      id: `sbcard_${customer.id}`,
-      environment_id: ctx.main.test.id,
-      customer_id: customer.id,
-      number,
-      brand: 'visa',
-      last4: number.slice(-4),
-      exp_month: 12,
-      exp_year: 2030,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  const method = await savePaymentMethod(ctx.db, ctx.scope, {
-    customerId: customer.id,
-    gateway: 'sandbox',
-    gatewayPaymentMethodId: card.id,
-    last4: card.last4,
-  })
-  await ctx.patch(`/v1/customers/${customer.id}`, { default_payment_method_id: method.id })
-  return customer
-}
-
 describe('charge_due_invoices while money lands', () => {
   test('a partial payment landing while the job charges does not end the automatic charges of an invoice still owed', async () => {
     ctx.clock.set(START)
-    const customer = await customerWithCard('4242424242424242')
+    const customer = await customerWithCard(ctx, '4242424242424242')
     const created = await ctx.post<InvoiceBody>('/v1/invoices', {
       customer_id: customer.id,
       currency: 'usd',

@@ -123,14 +123,6 @@ describe('gateway connections: credentials', () => {
   })
 })
 
-interface ConnectionBody {
-  id: string
-  gateway: string
-  credential_keys: string[]
-  settings: Record<string, string>
-  active: boolean
-}
-
 async function storedCredentials(id: string): Promise<Record<string, string>> {
   const row = await ctx.db
     .selectFrom('gateway_connections')

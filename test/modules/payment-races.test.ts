@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
-  createPayment,
+  createSandboxLink,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -65,13 +65,7 @@ async function blockSessionOf(payment: { id: string; customer_id: string }) {
 /** An unprocessed (INITIATED) sandbox link of a new invoice of 100.00. */
 async function unprocessedLink() {
   const { invoice } = await invoiceToPay(ctx)
-  const created = await createPayment(ctx, {
-    destination_id: invoice.id,
-    payment_method_type: 'PAYMENT_LINK',
-    payment_gateway: 'sandbox',
-    amount: '100.00',
-    process_payment: false,
-  })
+  const created = await createSandboxLink(ctx, invoice, '100.00', { process_payment: false })
   expect(created.status, created.text).toBe(201)
   return { invoice, payment: created.body }
 }

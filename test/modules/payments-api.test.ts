@@ -196,6 +196,11 @@ async function externalWebhook(report: Record<string, unknown>, signature?: stri
   return { status: response.statusCode, body: JSON.parse(response.body) as unknown }
 }
 
+/** The external system's report that `paymentId` is now `status`, as a new event. */
+function reportExternal(paymentId: string, status: string) {
+  return externalWebhook({ event_id: `ext_evt_${randomUUID()}`, payment_id: paymentId, status })
+}
+
 async function customerToken(customerId: string) {
   const res = await ctx.post<{ token: string; customer_id: string }>(
     `/v1/customers/${customerId}/tokens`,
@@ -374,19 +379,23 @@ describe('POST /v1/payments: validation refuses and writes nothing', () => {
       { key },
     )
     await ctx.post(`/v1/invoices/${invoice.body.id}/finalize`, {}, { key })
-    const res = await ctx.post(
-      '/v1/payments',
-      {
-        destination_type: 'INVOICE',
-        destination_id: invoice.body.id,
-        currency: 'usd',
-        amount: '10.00',
-        payment_method_type: 'CARD',
-        payment_gateway: 'stripe',
-        payment_method_id: method.id,
-      },
-      { key },
-    )
+    /** A stripe CARD payment of the invoice with `cardId`. */
+    const cardPayment = (cardId: string, extra: Record<string, unknown> = {}) =>
+      ctx.post<PaymentBody>(
+        '/v1/payments',
+        {
+          destination_type: 'INVOICE',
+          destination_id: invoice.body.id,
+          currency: 'usd',
+          amount: '10.00',
+          payment_method_type: 'CARD',
+          payment_gateway: 'stripe',
+          payment_method_id: cardId,
+          ...extra,
+        },
+        { key },
+      )
+    const res = await cardPayment(method.id)
     // Before, the payment was written, then refused when its card was charged.
     expectError(res, 400, 'validation_error')
     const left = await ctx.get<List<PaymentBody>>(
@@ -403,20 +412,7 @@ describe('POST /v1/payments: validation refuses and writes nothing', () => {
       gatewayPaymentMethodId: `pm_${customer.body.id}`,
       last4: '4242',
     })
-    const initiated = await ctx.post<PaymentBody>(
-      '/v1/payments',
-      {
-        destination_type: 'INVOICE',
-        destination_id: invoice.body.id,
-        currency: 'usd',
-        amount: '10.00',
-        payment_method_type: 'CARD',
-        payment_gateway: 'stripe',
-        payment_method_id: stripeCard.id,
-        process_payment: false,
-      },
-      { key },
-    )
+    const initiated = await cardPayment(stripeCard.id, { process_payment: false })
     expect(initiated.status, initiated.text).toBe(201)
     const patched = await ctx.patch(
       `/v1/payments/${initiated.body.id}`,
@@ -856,12 +852,7 @@ describe('rails', () => {
       payment_method_type: 'EXTERNAL',
       amount: '100.00',
     })
-    const report = (status: string) =>
-      externalWebhook({
-        event_id: `ext_evt_${randomUUID()}`,
-        payment_id: created.body.id,
-        status,
-      })
+    const report = (status: string) => reportExternal(created.body.id, status)
     expect((await report('processing')).status).toBe(200)
     expect((await getPayment(ctx, created.body.id)).payment_status).toBe('PROCESSING')
     expect((await report('cancelled')).status).toBe(200)
@@ -910,11 +901,7 @@ describe('rails', () => {
     await connectExternal()
     const { invoice } = await invoiceToPay(ctx)
     const link = await linkPayment(invoice.id)
-    const res = await externalWebhook({
-      event_id: `ext_evt_${randomUUID()}`,
-      payment_id: link.id,
-      status: 'succeeded',
-    })
+    const res = await reportExternal(link.id, 'succeeded')
     expect(res.status).toBe(200)
     expect(res.body).toMatchObject({ events: [{ outcome: 'unknown_payment' }] })
     expect((await getPayment(ctx, link.id)).payment_status).toBe('PENDING')
@@ -1337,11 +1324,7 @@ describe('a deleted payment the provider reports on', () => {
     const { customer, invoice, payment } = await deletedExternal()
     // A deleted payment no longer holds its invoice open: it can be voided.
     expect((await ctx.post(`/v1/invoices/${invoice.id}/void`)).status).toBe(200)
-    const report = await externalWebhook({
-      event_id: `ext_evt_${randomUUID()}`,
-      payment_id: payment.id,
-      status: 'succeeded',
-    })
+    const report = await reportExternal(payment.id, 'succeeded')
     expect(report.status).toBe(200)
     // Before, it was SUCCEEDED and still hidden (active: false): money in no list.
     expect(await getPayment(ctx, payment.id)).toMatchObject({
@@ -1361,11 +1344,7 @@ describe('a deleted payment the provider reports on', () => {
 
   test('reported processing, it is shown again, in flight: the invoice is not paid a second way beside it', async () => {
     const { invoice, payment } = await deletedExternal()
-    const report = await externalWebhook({
-      event_id: `ext_evt_${randomUUID()}`,
-      payment_id: payment.id,
-      status: 'processing',
-    })
+    const report = await reportExternal(payment.id, 'processing')
     expect(report.status).toBe(200)
     expect(await getPayment(ctx, payment.id)).toMatchObject({
       payment_status: 'PROCESSING',
