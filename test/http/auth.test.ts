@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createApiKey, hashSecret, revokeKey } from '../../src/modules/api-keys/service.ts'
+import { createCustomer } from '../fixtures.ts'
 import {
   createTestContext,
   type ErrorBody,
@@ -259,6 +260,57 @@ describe('API key cache', () => {
     })
     expect(revoked.statusCode).toBe(200)
     expect(await statusSoon(key, 401)).toBe(401)
+  })
+
+  test("a customer's tokens are revoked at once, in this process and the others; not by a token, nor another customer's", async () => {
+    await untilLive()
+    const customer = await createCustomer(ctx)
+    const other = await createCustomer(ctx)
+    const token = async (customerId: string) =>
+      (await ctx.post<{ token: string }>(`/v1/customers/${customerId}/tokens`, {})).body.token
+    const [first, second, kept] = [
+      await token(customer.id),
+      await token(customer.id),
+      await token(other.id),
+    ]
+    const own = `/v1/customers/${customer.id}`
+    // What a token may read: its customer's invoices.
+    const readable = '/v1/invoices'
+    for (const key of [first, second]) expect((await ctx.get(readable, { key })).status).toBe(200)
+    const secondApp = await ctx.buildSecondApp()
+    const seen = await secondApp.inject({
+      method: 'GET',
+      url: readable,
+      headers: { authorization: `Bearer ${first}` },
+    })
+    expect(seen.statusCode).toBe(200)
+    // A token cannot revoke (admin route).
+    expect((await ctx.delete(`${own}/tokens`, { key: first })).status).toBe(403)
+    const revoked = await ctx.delete<{ revoked: number; customer_id: string }>(`${own}/tokens`)
+    expect(revoked.status, revoked.text).toBe(200)
+    expect(revoked.body).toEqual({
+      object: 'customer_token_revocation',
+      customer_id: customer.id,
+      revoked: 2,
+    })
+    for (const key of [first, second]) expect((await ctx.get(readable, { key })).status).toBe(401)
+    // The other process, which had it cached, refuses it once the notification arrives.
+    let status = 0
+    for (let i = 0; i < 200 && status !== 401; i++) {
+      status = (
+        await secondApp.inject({
+          method: 'GET',
+          url: readable,
+          headers: { authorization: `Bearer ${first}` },
+        })
+      ).statusCode
+      if (status !== 401) await new Promise((r) => setTimeout(r, 10))
+    }
+    expect(status).toBe(401)
+    // Another customer's token is untouched; revoking again revokes nothing; an unknown customer is 404.
+    expect((await ctx.get(readable, { key: kept })).status).toBe(200)
+    expect((await ctx.delete<{ revoked: number }>(`${own}/tokens`)).body.revoked).toBe(0)
+    expect((await ctx.delete('/v1/customers/cus_unknown/tokens')).status).toBe(404)
   })
 
   test('a lookup that raced a change is not cached', async () => {

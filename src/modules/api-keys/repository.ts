@@ -69,3 +69,21 @@ export async function revokeApiKey(
     .returningAll()
     .executeTakeFirst()
 }
+
+/** Revokes every live token of a customer (role `user`); returns what was revoked. */
+export async function revokeCustomerTokenRows(
+  db: Db,
+  environmentId: string,
+  customerId: string,
+  at: Date,
+): Promise<Pick<ApiKey, 'id' | 'key_hash'>[]> {
+  return db
+    .updateTable('api_keys')
+    .set({ revoked_at: at })
+    .where('environment_id', '=', environmentId)
+    .where('customer_id', '=', customerId)
+    .where('role', '=', 'user')
+    .where('revoked_at', 'is', null)
+    .returning(['id', 'key_hash'])
+    .execute()
+}

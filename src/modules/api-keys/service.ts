@@ -14,6 +14,7 @@ import {
   insertApiKey,
   listApiKeys,
   revokeApiKey,
+  revokeCustomerTokenRows,
 } from './repository.ts'
 
 export interface CreatedApiKey {
@@ -131,6 +132,24 @@ export async function revokeKey(
   if (!key) throw notFound('api_key', id)
   cache?.forget(key.key_hash)
   return key
+}
+
+/**
+ * Revokes every token of a customer at once (`DELETE /v1/customers/:id/tokens`): a token
+ * handed to a browser that leaked, or a customer who left, need not wait for its expiry (up
+ * to 30 days). Dropped from this process's cache at once, from the others' on the change's
+ * notification, as a revoked key is. Returns how many were revoked.
+ */
+export async function revokeCustomerTokens(
+  db: Db,
+  scope: Scope,
+  customerId: string,
+  clock: Clock,
+  cache?: ApiKeyCache,
+): Promise<number> {
+  const revoked = await revokeCustomerTokenRows(db, scope.environmentId, customerId, clock.now())
+  for (const key of revoked) cache?.forget(key.key_hash)
+  return revoked.length
 }
 
 export function hashSecret(secret: string): string {

@@ -8,6 +8,7 @@ import { ErrorResponse } from '../../http/error-handler.ts'
 import { ListQuery, listRequestFrom, pageInMemory } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import { IdParams } from '../../http/schema-types.ts'
+import { revokeCustomerTokens } from '../api-keys/service.ts'
 import { listTransactions } from '../balances/service.ts'
 import { PaymentMethodSchema, toPaymentMethodResponse } from '../payment-methods/schemas.ts'
 import { paymentMethodsOf } from '../payment-methods/service.ts'
@@ -21,6 +22,7 @@ import {
   CustomerPaymentMethodParams,
   CustomerSchema,
   CustomerTokenSchema,
+  RevokedTokensSchema,
   toBalanceTransactionResponse,
   UpdateCustomerBody,
 } from './schemas.ts'
@@ -263,6 +265,35 @@ export function customerRoutes(deps: AppDeps): FastifyPluginAsync {
           customer_id: created.customerId,
           expires_at: created.expiresAt.toISOString(),
         })
+      },
+    )
+
+    app.delete(
+      '/customers/:id/tokens',
+      {
+        schema: {
+          tags,
+          summary:
+            'Revoke every token of this customer at once (a leaked one, a customer who left): they are refused from now on, in every process',
+          params: IdParams,
+          response: { 200: RevokedTokensSchema, ...errors },
+        },
+      },
+      async (request) => {
+        const principal = principalOf(request)
+        await getCustomer(deps.db, principal, request.params.id)
+        const revoked = await revokeCustomerTokens(
+          deps.db,
+          principal,
+          request.params.id,
+          deps.clock,
+          deps.apiKeys,
+        )
+        return {
+          object: 'customer_token_revocation' as const,
+          customer_id: request.params.id,
+          revoked,
+        }
       },
     )
   }

@@ -125,6 +125,12 @@ export const CustomerTokenSchema = Type.Object({
   expires_at: Timestamp,
 })
 
+export const RevokedTokensSchema = Type.Object({
+  object: Type.Literal('customer_token_revocation'),
+  customer_id: Type.String(),
+  revoked: Type.Integer({ description: 'How many live tokens were revoked' }),
+})
+
 export const CustomerPaymentMethodParams = Type.Object({ id: Type.String(), pm: Type.String() })
 
 export const BalanceTransactionSchema = Type.Object(
