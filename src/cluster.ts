@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster'
-import type { Config } from './config.ts'
+import { type Config, onListeningPort } from './config.ts'
 import { openDatabase } from './db/open-database.ts'
 import { type RunningWorker, startWorker } from './jobs/worker.ts'
 import type { Logger } from './logger.ts'
@@ -76,6 +76,10 @@ export async function startCluster(
       })
     }
     const urls = await Promise.all(Array.from({ length: options.workers }, fork))
+    // This process runs the jobs, whose links and sandbox notifications take the public URL:
+    // on port 0, the one its HTTP processes share.
+    const port = urls[0] ? Number(new URL(urls[0]).port) : 0
+    if (port > 0) config.publicUrl = onListeningPort(config.publicUrl, port)
     return { url: urls[0] ?? '', bootstrapKey: bootstrap?.key.key, close }
   } catch (error) {
     await close().catch((closeError) =>

@@ -169,6 +169,17 @@ export type RefundResult =
   | { status: 'failed'; failure: GatewayFailure }
 
 /**
+ * Whether a refund is asked for again rather than for the first time (which follows its
+ * creation at once): its first answer was lost (its note says so), or it is a minute old (the
+ * job asks after a process stopped before any answer). The provider may have made it, and
+ * may have forgotten the idempotency key (a day at Stripe and Checkout.com): it is looked
+ * for there before it is asked for.
+ */
+export function isAskedAgain(refund: Refund, now: Date): boolean {
+  return refund.failure_message !== null || now.getTime() - refund.created_at.getTime() > 60_000
+}
+
+/**
  * What a verified notification says should happen to a payment. `status` is the
  * state it reports; the state machine decides whether that is a move, a repeat or
  * refused. An attempt without a status change (a declined card on a hosted page

@@ -105,4 +105,20 @@ describe('Stripe: the connection while a link is open', () => {
     expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
     expect((await ctx.delete(`/v1/gateway_connections/${id}`)).status).toBe(200)
   })
+
+  test('DELETE with force=true disconnects it with a payment open (the merchant gives up its reports)', async () => {
+    const created = await ctx.post<{ id: string }>('/v1/gateway_connections', {
+      gateway: 'stripe',
+      credentials: { secret_key: emulator.secretKey, webhook_secret: emulator.webhookSecret },
+      settings: { base_url: emulator.url },
+    })
+    expect(created.status, created.text).toBe(201)
+    const { payment } = await openStripeLink()
+    const path = `/v1/gateway_connections/${created.body.id}`
+    expect((await ctx.delete(path)).status).toBe(409)
+    const forced = await ctx.delete<{ active: boolean }>(`${path}?force=true`)
+    expect(forced.status, forced.text).toBe(200)
+    expect(forced.body.active).toBe(false)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+  })
 })

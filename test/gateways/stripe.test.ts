@@ -434,6 +434,32 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
     expect((await getInvoice(ctx, invoice.id)).amount_refunded).toBe('30.00')
   })
 
+  test('a refund whose process stopped before any answer is looked for too when its job asks a day later', async () => {
+    const { payment } = await paidLink()
+    emulator.setWebhookDelivery('manual')
+    loseAnswers('/v1/refunds', { afterProcessing: true })
+    const lost = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '20.00',
+    })
+    emulator.clearFaults()
+    const intentId = String((await getPayment(ctx, payment.id)).gateway_payment_id)
+    expect(refundedAtStripe(intentId)).toBe(2000)
+    // As if the process had stopped before it wrote the lost answer's note.
+    await ctx.db
+      .updateTable('refunds')
+      .set({ failure_message: null })
+      .where('id', '=', lost.body.id)
+      .execute()
+    ctx.clock.advance(25 * 60 * 60 * 1000)
+    emulator.forgetIdempotencyKeys()
+    const [job] = await askAgainJob(lost.body.id)
+    expect(await askRefundAgain(ctx.deps, job?.payload)).toBe('succeeded')
+    expect(refundedAtStripe(intentId)).toBe(2000)
+    emulator.setWebhookDelivery('auto')
+    await emulator.deliverOutbox()
+    await emulator.waitForDeliveries()
+  })
+
   test('a KWD refund Stripe cannot take (last decimal not 0) is 400 and writes nothing', async () => {
     const customer = await createCustomer(ctx)
     const invoice = await ctx.post<{ id: string }>('/v1/invoices', {

@@ -172,6 +172,50 @@ describe('charge_due_invoices', () => {
     expect(outcome).toMatch(/stripe gateway is not connected/)
     const shown = await ctx.get<PaymentBody>(`/v1/payments/${link.body.id}`, { key })
     expect(shown.body.payment_status).toBe('PENDING')
+    // So does a retry of an earlier automatic charge through that gateway (FAILED by an error,
+    // asked again on the same payment), which withdrew the pages first too.
+    await ctx.db
+      .insertInto('payments')
+      .values({
+        ...(await ctx.db
+          .selectFrom('payments')
+          .selectAll()
+          .where('id', '=', link.body.id)
+          .executeTakeFirstOrThrow()),
+        id: `pay_retry_${link.body.id}`,
+        human_id: 'RETRY1',
+        payment_method_type: 'CARD',
+        payment_gateway: 'stripe',
+        payment_method_id: method.id,
+        payment_status: 'FAILED',
+        status_code: 'api_error',
+        gateway_tracking_id: null,
+        gateway_payment_id: null,
+        payment_url: null,
+        metadata: JSON.stringify({ automatic_charge: 'true' }),
+        created_at: ctx.clock.now(),
+      })
+      .execute()
+    await ctx.db
+      .insertInto('payment_allocations')
+      .values({
+        payment_id: `pay_retry_${link.body.id}`,
+        invoice_id: invoice.body.id,
+        position: 0,
+        amount: 1000n,
+      })
+      .execute()
+    const retried = await payInvoiceAutomatically(ctx.deps, adminAccess(scope), invoice.body.id, {
+      cause: 'job',
+      causeId: 'test',
+    }).then(
+      () => 'charged',
+      (error: Error) => error.message,
+    )
+    expect(retried).toMatch(/stripe gateway is not connected/)
+    expect(
+      (await ctx.get<PaymentBody>(`/v1/payments/${link.body.id}`, { key })).body,
+    ).toMatchObject({ payment_status: 'PENDING' })
   })
 
   test('a customer who turned automatic payment off since is not charged', async () => {

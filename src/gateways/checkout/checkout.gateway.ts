@@ -1,5 +1,6 @@
 import { assertNever } from '../../core/errors.ts'
 import type { ChargeLookup, ChargeResult, Gateway, GatewayFailure } from '../gateway.ts'
+import { isAskedAgain } from '../gateway.ts'
 import { checkoutClient, plain } from './checkout.client.ts'
 import { toCheckoutAmount } from './checkout.money.ts'
 import {
@@ -150,7 +151,7 @@ export const checkoutGateway: Gateway = {
       // Asked again after a lost answer (the refund's note says so): the idempotency key
       // lasts a day at Checkout.com, the job asks for days, so a refund action Checkout.com
       // made is looked for first, by its reference, and never asked for twice.
-      if (refund.failure_message !== null) {
+      if (isAskedAgain(refund, ctx.clock.now())) {
         const actions = plain(await client.payments.getActions(payment.gateway_payment_id))
         const made = Array.isArray(actions)
           ? (actions as { id?: unknown; type?: unknown; reference?: unknown }[]).find(

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import type Stripe from 'stripe'
 import type { ChargeLookup, ChargeResult, Gateway, GatewayPaymentRequest } from '../gateway.ts'
+import { isAskedAgain } from '../gateway.ts'
 import { failureOf, stripeClient, stripeSdk } from './stripe.client.ts'
 import { toStripeAmount } from './stripe.money.ts'
 import {
@@ -160,10 +161,9 @@ export const stripeGateway: Gateway = {
       // Asked again after a lost answer (the refund's note says so): Stripe keeps an
       // idempotency key for 24 hours only, and the job asks again for days, so a refund
       // Stripe made is looked for first, by its metadata, and never made twice.
-      const made =
-        refund.failure_message === null
-          ? undefined
-          : await refundMadeFor(stripe, intentId, refund.id)
+      const made = isAskedAgain(refund, ctx.clock.now())
+        ? await refundMadeFor(stripe, intentId, refund.id)
+        : undefined
       const created =
         made ??
         (await stripe.refunds.create(

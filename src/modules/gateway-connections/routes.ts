@@ -1,5 +1,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync } from 'fastify'
+import { Type } from 'typebox'
 import type { AppDeps } from '../../app.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
@@ -94,12 +95,23 @@ export function gatewayConnectionRoutes(deps: AppDeps): FastifyPluginAsync {
         schema: {
           tags,
           summary: 'Disconnect a gateway',
+          description:
+            'Refused (409) while a payment through it may still be reported on; `force=true` disconnects anyway, and those reports are then refused',
           params: IdParams,
+          querystring: Type.Object({
+            force: Type.Optional(
+              Type.Boolean({ description: 'Disconnect even with payments open' }),
+            ),
+          }),
           response: { 200: ConnectionSchema, ...errors },
         },
       },
       async (request) =>
-        show(await deleteGatewayConnection(deps, principalOf(request), request.params.id)),
+        show(
+          await deleteGatewayConnection(deps, principalOf(request), request.params.id, {
+            force: request.query.force === true,
+          }),
+        ),
     )
   }
 }

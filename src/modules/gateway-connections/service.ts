@@ -97,11 +97,12 @@ export async function updateGatewayConnection(
   scope: Scope,
   id: string,
   body: UpdateConnectionBody,
+  options: { force?: boolean } = {},
 ): Promise<OpenedConnection> {
   return inTransaction(deps.db, async (trx) => {
     const current = await findConnection(trx, scope.environmentId, id, { lock: true })
     if (!current) throw notFound('gateway_connection', id)
-    if (current.active && body.active === false)
+    if (current.active && body.active === false && !options.force)
       await assertNothingAwaits(trx, scope, current.gateway)
     const stored = openableCredentials(deps.secretBox, current)
     const rewrite = body.credentials !== undefined || stored !== undefined
@@ -150,18 +151,24 @@ async function assertNothingAwaits(db: Db, scope: Scope, gateway: string): Promi
   if (open.length === 0) return
   throw new AppError(
     'conflict',
-    `The ${gateway} connection has payments it must still report on (${open.map((p) => `${p.id} ${p.payment_status}`).join(', ')}${open.length === 10 ? ', …' : ''}); cancel or settle them first`,
+    `The ${gateway} connection has payments it must still report on (${open.map((p) => `${p.id} ${p.payment_status}`).join(', ')}${open.length === 10 ? ', …' : ''}); settle or cancel them first, or DELETE with force=true to refuse their reports`,
     { gateway, payment_ids: open.map((p) => p.id) },
   )
 }
 
-/** Deactivates the connection (kept for the history of payments that used it). */
+/**
+ * Deactivates the connection (kept for the history of payments that used it). `force`
+ * deactivates it with payments still open through it (a page its provider cannot withdraw
+ * and that nobody will pay, an external system retired): their reports are refused from
+ * then on, as the merchant chose.
+ */
 export async function deleteGatewayConnection(
   deps: ConnectionDeps,
   scope: Scope,
   id: string,
+  options: { force?: boolean } = {},
 ): Promise<OpenedConnection> {
-  return updateGatewayConnection(deps, scope, id, { active: false })
+  return updateGatewayConnection(deps, scope, id, { active: false }, options)
 }
 
 export async function listGatewayConnections(

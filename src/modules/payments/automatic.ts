@@ -56,8 +56,10 @@ export async function payInvoiceAutomatically(
   )
   if (last && !endedDefinitively(last)) {
     // A charge in flight keeps any page from opening beside it; a FAILED one does not.
-    if (last.payment_status !== 'PROCESSING')
+    if (last.payment_status !== 'PROCESSING') {
+      if (last.payment_gateway !== null) await assertCanCharge(deps, access, last.payment_gateway)
       await withdrawOpenPages(deps, access, invoiceId, cause)
+    }
     // Asked again with the same key while the provider surely remembers it; later, looked up.
     return processPayment(deps, access, last, cause)
   }
@@ -78,13 +80,7 @@ export async function payInvoiceAutomatically(
       customer_id: customer.id,
     })
   }
-  // The card's gateway must be able to charge it before any page is withdrawn (connected,
-  // and not the sandbox in a live environment): a charge that cannot run must not close the
-  // customer's pages. Before, a disconnected gateway's card left the invoice with neither.
-  if (isGatewayName(method.gateway)) {
-    await gatewayContext(deps, scopeOf(access), method.gateway)
-    await assertMayTakeMoney(deps, scopeOf(access), method.gateway)
-  }
+  await assertCanCharge(deps, access, method.gateway)
   await withdrawOpenPages(deps, access, invoiceId, cause)
   const view = await createPaymentRecord(deps, access, {
     // What is owed when the invoice is locked: money that landed since it was read above
@@ -101,6 +97,18 @@ export async function payInvoiceAutomatically(
     createdBy: cause.causeId,
   })
   return processPayment(deps, access, view.payment.id, cause)
+}
+
+/**
+ * The card's gateway can charge it now (connected, and not the sandbox in a live
+ * environment), checked before any page is withdrawn: a charge that cannot run must not
+ * close the customer's pages. Before, a disconnected gateway's card left the invoice with
+ * neither, on a first charge and on a retry alike.
+ */
+async function assertCanCharge(deps: PaymentDeps, access: Access, gateway: string) {
+  if (!isGatewayName(gateway)) return
+  await gatewayContext(deps, scopeOf(access), gateway)
+  await assertMayTakeMoney(deps, scopeOf(access), gateway)
 }
 
 /**

@@ -502,7 +502,8 @@ export async function cancelSubscription(
         })
       : await updateSubscription(trx, id, {
           status: 'canceled',
-          canceled_at: now,
+          // Asked before for the period end (the renewal job ends it so): that request's time.
+          canceled_at: current.canceled_at ?? now,
           ended_at: now,
           updated_at: now,
         })
