@@ -11,6 +11,7 @@ import { finalizedInvoice } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import {
   createPayment,
+  getInvoice,
   getPayment,
   invoiceToPay,
   type PaymentBody,
@@ -86,6 +87,49 @@ describe('Stripe payment links', () => {
     )
     expect(sessions).toHaveLength(1)
     expect(retried.body.gateway_tracking_id).toBe(sessions[0]?.id)
+  })
+
+  test('the expiry of a Checkout Session made before a retry gave the payment another one does not fail the payment', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    // The session is created at Stripe, its answer lost: the payment stays INITIATED.
+    emulator.timeoutNext({
+      count: 3,
+      mode: 'destroy',
+      pathPrefix: '/v1/checkout/sessions',
+      afterProcessing: true,
+    })
+    const paymentId = await unansweredPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'stripe',
+    })
+    emulator.clearFaults()
+    // Stripe prunes idempotency keys after 24 h: the retry makes a second session.
+    emulator.forgetIdempotencyKeys()
+    const retried = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(retried.status, retried.text).toBe(200)
+    expect(retried.body.payment_status).toBe('PENDING')
+    const sessions = [...emulator.state.checkoutSessions.values()].filter(
+      (s) => s.metadata.payrail_payment_id === paymentId,
+    )
+    expect(sessions).toHaveLength(2)
+    const tracked = String(retried.body.gateway_tracking_id)
+    const orphan = sessions.find((s) => s.id !== tracked)
+    expect(orphan).toBeDefined()
+    // The first session, never shown to anyone, expires at Stripe.
+    emulator.expireCheckoutSession(String(orphan?.id))
+    await emulator.waitForDeliveries()
+    // Before, it failed the payment (FAILED is final for Stripe), and the money the customer
+    // then paid on the tracked page was refused and recorded nowhere.
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('PENDING')
+    // The customer pays on the page the payment gave them.
+    emulator.completeCheckoutSession(tracked, { paymentMethod: 'pm_card_visa' })
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
   })
 })
 

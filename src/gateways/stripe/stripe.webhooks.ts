@@ -108,7 +108,7 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
     case 'checkout.session.async_payment_failed': {
       const session = event.data.object
       return one(
-        { paymentId: session.metadata?.[PAYRAIL_PAYMENT_ID], trackingId: session.id },
+        sessionTarget(session),
         {
           status: 'FAILED',
           error: { code: 'async_payment_failed', message: 'The delayed payment failed' },
@@ -118,7 +118,7 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
     case 'checkout.session.expired': {
       const session = event.data.object
       return one(
-        { paymentId: session.metadata?.[PAYRAIL_PAYMENT_ID], trackingId: session.id },
+        sessionTarget(session),
         {
           status: 'FAILED',
           error: {
@@ -232,6 +232,19 @@ function refundEvent(
       payload: event,
     },
   ]
+}
+
+/**
+ * A Checkout Session's report names the session Payrail tracks on the payment: one made
+ * before a retry (its answer lost, and Stripe's key forgotten a day later) that expires or
+ * fails ends nothing, while the session the customer was given is still open.
+ */
+function sessionTarget(session: Stripe.Checkout.Session): NormalizedEvent['target'] {
+  return {
+    paymentId: session.metadata?.[PAYRAIL_PAYMENT_ID],
+    trackingId: session.id,
+    trackedObject: true,
+  }
 }
 
 async function paymentIdOfIntent(
