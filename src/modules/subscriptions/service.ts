@@ -244,6 +244,27 @@ export async function renewDueSubscriptions(
   }
 }
 
+/**
+ * The subscription under its row lock, with the renewals that fell due while the renewal job
+ * was behind (a worker down for a period or more) made first: a change "at the period end",
+ * or a cancel, then acts on the period running now. Before, it acted on a period long over:
+ * periods served went unbilled (a cancel ended the subscription at the stale period end) or
+ * were billed at the new price.
+ */
+async function caughtUp(trx: Db, scope: Scope, id: string, clock: Clock): Promise<Subscription> {
+  for (let renewed = 0; renewed < MAX_CATCH_UP; renewed++) {
+    const current = await lockSubscription(trx, scope.environmentId, id)
+    if (!current) throw notFound('subscription', id)
+    if (!(await renewOne(trx, scope, id, clock))) return current
+  }
+  throw new AppError('conflict', `Subscription ${id} has too many periods to renew at once`, {
+    subscription_id: id,
+  })
+}
+
+/** Periods one request renews at most before it changes a subscription (years of months). */
+const MAX_CATCH_UP = 1000
+
 /** Renews (or ends) one due subscription under its row lock; false when another worker already did. */
 async function renewOne(
   trx: Db,
@@ -408,8 +429,7 @@ export async function updateSubscriptionSettings(
   clock: Clock,
 ): Promise<SubscriptionWithSchedules> {
   return inTransaction(db, async (trx) => {
-    const current = await lockSubscription(trx, scope.environmentId, id)
-    if (!current) throw notFound('subscription', id)
+    const current = await caughtUp(trx, scope, id, clock)
     if (current.status === 'canceled') {
       throw new AppError('invalid_state_transition', `Subscription ${id} is canceled`, {
         subscription_id: id,
@@ -420,9 +440,12 @@ export async function updateSubscriptionSettings(
       await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
     if (body.price_id !== undefined || body.quantity !== undefined) {
       const priceId = body.price_id ?? current.price_id
-      const { price } = await getPriceWithProduct(trx, scope, priceId)
-      if (!price.interval || !price.active) {
-        throw validationError(`Price ${priceId} is not an active recurring price`, {
+      const { price, product } = await getPriceWithProduct(trx, scope, priceId)
+      // A new price must be one an order could take (active, of an active product). A change
+      // of the quantity alone keeps the price the subscription bills, retired or not: it was
+      // refused once the price was deactivated, though renewals go on billing it.
+      if (!price.interval || (body.price_id !== undefined && (!price.active || !product.active))) {
+        throw validationError(`Price ${priceId} or its product is not an active recurring price`, {
           field: 'price_id',
         })
       }
@@ -486,8 +509,7 @@ export async function cancelSubscription(
   clock: Clock,
 ): Promise<SubscriptionWithSchedules> {
   const cancelled = await inTransaction(db, async (trx) => {
-    const current = await lockSubscription(trx, scope.environmentId, id)
-    if (!current) throw notFound('subscription', id)
+    const current = await caughtUp(trx, scope, id, clock)
     if (current.status === 'canceled') {
       throw new AppError('invalid_state_transition', `Subscription ${id} is already canceled`, {
         subscription_id: id,

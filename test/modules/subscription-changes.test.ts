@@ -1,0 +1,221 @@
+/**
+ * Changes to a subscription over its life: a retired price it still bills, and changes asked
+ * while the renewal job was behind.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { endIncompleteAtPeriodEnd } from '../../src/modules/payments/flows.ts'
+import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
+import {
+  createCustomer,
+  createProduct,
+  type InvoiceBody,
+  type List,
+  payInvoice,
+} from '../fixtures.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
+
+interface SubscriptionBody {
+  id: string
+  status: string
+  price_id: string
+  quantity: number
+  amount: string
+  billing_cycle_anchor: string
+  current_period_start: string
+  current_period_end: string
+  cancel_at_period_end: boolean
+  canceled_at: string | null
+  ended_at: string | null
+  latest_invoice_id: string
+  scheduled_changes: {
+    price_id: string | null
+    quantity: number | null
+    effective_at: string
+    status: string
+  }[]
+}
+interface OrderBody {
+  id: string
+  invoice_id: string
+  subscription_id: string
+}
+
+let ctx: TestContext
+const START = new Date('2025-01-15T09:00:00Z')
+
+beforeAll(async () => {
+  ctx = await createTestContext({ start: START })
+})
+afterAll(() => ctx.close())
+
+const renew = async () => {
+  const n = await renewDueSubscriptions({ db: ctx.db, clock: ctx.clock, logger: ctx.deps.logger })
+  await endIncompleteAtPeriodEnd(ctx.deps)
+  return n
+}
+const subscription = async (id: string) =>
+  (await ctx.get<SubscriptionBody>(`/v1/subscriptions/${id}`)).body
+const invoice = async (id: string) => (await ctx.get<InvoiceBody>(`/v1/invoices/${id}`)).body
+const invoicesOf = async (subscriptionId: string) =>
+  (
+    await ctx.get<List<InvoiceBody>>(
+      `/v1/invoices?subscription_id=${subscriptionId}&sort=created_at&limit=100`,
+    )
+  ).body.items
+
+async function plan(amount = '20.00', interval = 'month', extra: Record<string, unknown> = {}) {
+  const product = await createProduct(ctx, {
+    name: 'Pro',
+    type: 'recurring',
+    prices: [{ amount, currency: 'usd', interval, ...extra }],
+  })
+  return { productId: product.id, priceId: product.prices[0]!.id }
+}
+
+async function order(customerId: string, priceId: string, extra: Record<string, unknown> = {}) {
+  const res = await ctx.post<OrderBody>('/v1/orders', {
+    customer_id: customerId,
+    type: 'SUBSCRIPTION',
+    price_id: priceId,
+    ...extra,
+  })
+  expect(res.status, res.text).toBe(201)
+  return res.body
+}
+
+async function activeSubscription(priceId: string, customerId?: string) {
+  const cid = customerId ?? (await createCustomer(ctx)).id
+  const o = await order(cid, priceId)
+  const inv = await invoice(o.invoice_id)
+  await payInvoice(ctx, inv.id, BigInt(inv.amount_due.replace('.', '')))
+  expect((await subscription(o.subscription_id)).status).toBe('active')
+  return { customerId: cid, id: o.subscription_id }
+}
+
+describe('deactivated prices', () => {
+  test('a quantity change of a subscription whose price was deactivated is scheduled (the price keeps billing)', async () => {
+    ctx.clock.set(START)
+    const { productId, priceId } = await plan('20.00')
+    const { id } = await activeSubscription(priceId)
+    const off = await ctx.patch(`/v1/products/${productId}`, { deactivate_prices: [priceId] })
+    expect(off.status, off.text).toBe(200)
+    // The renewal keeps billing the deactivated price (as Stripe keeps archived prices on
+    // existing subscriptions) ...
+    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    await renew()
+    expect(await invoicesOf(id)).toHaveLength(2)
+    // ... and so does a seat change of that same subscription (it was refused, 400).
+    const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, { quantity: 3 })
+    expect(res.status, res.text).toBe(200)
+    expect(res.body.scheduled_changes).toMatchObject([{ quantity: 3, status: 'scheduled' }])
+    // A move to the retired price is still refused.
+    const other = await plan('20.00')
+    const { id: second } = await activeSubscription(other.priceId)
+    const refused = await ctx.patch<ErrorBody>(`/v1/subscriptions/${second}`, { price_id: priceId })
+    expect(refused.status).toBe(400)
+  })
+
+  test('a quantity change after a move to a new price is scheduled, the old price deactivated', async () => {
+    ctx.clock.set(START)
+    const { productId, priceId } = await plan('20.00')
+    const { id } = await activeSubscription(priceId)
+    const added = await ctx.patch<{ prices: { id: string; amount: string }[] }>(
+      `/v1/products/${productId}`,
+      { add_prices: [{ amount: '25.00', currency: 'usd', interval: 'month' }] },
+    )
+    const next = added.body.prices.find((p) => p.amount === '25.00')!.id
+    expect((await ctx.patch(`/v1/subscriptions/${id}`, { price_id: next })).status).toBe(200)
+    // The merchant retires the old price: every subscription is moving off it.
+    await ctx.patch(`/v1/products/${productId}`, { deactivate_prices: [priceId] })
+    const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, { quantity: 2 })
+    expect(res.status, res.text).toBe(200)
+    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    await renew()
+    expect((await subscription(id)).amount).toBe('50.00')
+  })
+
+  test('a change to a price of a deactivated product is refused, as an order of it is', async () => {
+    ctx.clock.set(START)
+    const { priceId } = await plan('20.00')
+    const { id } = await activeSubscription(priceId)
+    const other = await plan('30.00')
+    await ctx.patch(`/v1/products/${other.productId}`, { active: false })
+    const customer = await createCustomer(ctx)
+    const refusedOrder = await ctx.post('/v1/orders', {
+      customer_id: customer.id,
+      type: 'SUBSCRIPTION',
+      price_id: other.priceId,
+    })
+    expect(refusedOrder.status).toBe(400)
+    // It was accepted (200) and scheduled.
+    const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, { price_id: other.priceId })
+    expect(res.status, res.text).toBe(400)
+    expect(res.body.error.details).toMatchObject({ field: 'price_id' })
+  })
+})
+
+describe('a worker that was down', () => {
+  test('a change "at period end" made while renewals were behind does not re-price periods already served', async () => {
+    ctx.clock.set(START)
+    const { priceId } = await plan('10.00')
+    const { id } = await activeSubscription(priceId)
+    // Renewals due Feb 15 and Mar 15 never ran; on Mar 20 the merchant adds seats "at period end".
+    ctx.clock.set(new Date('2025-03-20T09:00:00Z'))
+    const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, { quantity: 5 })
+    expect(res.status, res.text).toBe(200)
+    await renew()
+    const invoices = await invoicesOf(id)
+    expect(invoices.map((i) => i.period_start?.slice(0, 10))).toEqual([
+      '2025-01-15',
+      '2025-02-15',
+      '2025-03-15',
+    ])
+    // Feb 15 – Mar 15 was served at one seat before the change was even asked for (it was
+    // billed 50.00, as was the period running).
+    expect(invoices.map((i) => i.amount_due)).toEqual(['10.00', '10.00', '10.00'])
+  })
+
+  test('cancel at period end asked while renewals were behind still bills the periods served', async () => {
+    ctx.clock.set(START)
+    const { priceId } = await plan('10.00')
+    const { id } = await activeSubscription(priceId)
+    ctx.clock.set(new Date('2025-03-20T09:00:00Z'))
+    const res = await ctx.post<SubscriptionBody>(`/v1/subscriptions/${id}/cancel`, {
+      at_period_end: true,
+    })
+    expect(res.status, res.text).toBe(200)
+    // The periods served are billed first; it ends with the period running when asked.
+    expect(res.body).toMatchObject({
+      status: 'past_due',
+      cancel_at_period_end: true,
+      current_period_end: '2025-04-15T09:00:00.000Z',
+    })
+    await renew()
+    ctx.clock.set(new Date('2025-04-15T09:00:00Z'))
+    await renew()
+    // Before, it ended at Feb 15 with one invoice: Feb 15 – Mar 20 was never billed.
+    expect((await subscription(id)).status).toBe('canceled')
+    expect((await invoicesOf(id)).map((i) => i.period_start?.slice(0, 10))).toEqual([
+      '2025-01-15',
+      '2025-02-15',
+      '2025-03-15',
+    ])
+  })
+  test('cancel now while renewals were behind still bills the periods that ended before it', async () => {
+    ctx.clock.set(START)
+    const { priceId } = await plan('10.00')
+    const { id } = await activeSubscription(priceId)
+    // Renewals due Feb 15 and Mar 15 never ran (worker down); cancelled on Mar 20.
+    ctx.clock.set(new Date('2025-03-20T09:00:00Z'))
+    const res = await ctx.post<SubscriptionBody>(`/v1/subscriptions/${id}/cancel`)
+    expect(res.status, res.text).toBe(200)
+    await renew()
+    // Had the job run, Feb 15 and Mar 15 would each have an invoice: service was given
+    // (before, neither was ever billed).
+    expect((await invoicesOf(id)).map((i) => i.period_start?.slice(0, 10))).toEqual([
+      '2025-01-15',
+      '2025-02-15',
+      '2025-03-15',
+    ])
+  })
+})
