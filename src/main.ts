@@ -284,7 +284,8 @@ async function sync(args: string[]): Promise<number> {
     )
     if (values.json) process.stdout.write(`${JSON.stringify(counts)}\n`)
     else process.stderr.write(`\nSynced ${formatCounts(counts)}\n`)
-    return 0
+    // Some objects could not be synced (each logged): a script running it should know.
+    return counts.failed > 0 ? 1 : 0
   })
 }
 

@@ -523,4 +523,102 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
       amount_remaining: '35.00',
     })
   })
+
+  /** How many events of `type` the invoice has. */
+  async function eventsOfType(invoiceId: string, type: string) {
+    const res = await ctx.get<{ items: unknown[] }>(
+      `/v1/events?object_id=${invoiceId}&type=${type}`,
+    )
+    return res.body.items.length
+  }
+
+  test("Stripe's paid delivered before its finalized: the mirror is made paid, and invoice.paid is sent once", async () => {
+    const customer = emulator.seedCustomer({ email: 'paid-first@example.com' })
+    const invoice = emulator.seedInvoice({ customer: String(customer.id), amountDue: 4500 })
+    emulator.sendEvent('invoice.paid', collectedByStripe(invoice))
+    await emulator.waitForDeliveries()
+    const mirrored = await mirroredInvoice(ctx, String(invoice.id))
+    expect(mirrored).toMatchObject({ payment_status: 'SUCCEEDED', amount_remaining: '0.00' })
+    // Before, only invoice.created was sent: the merchant never heard it was paid.
+    expect(await invoicePaidEvents(String(mirrored?.id))).toBe(1)
+    emulator.sendEvent('invoice.finalized', String(invoice.id))
+    await emulator.waitForDeliveries()
+    expect(await invoicePaidEvents(String(mirrored?.id))).toBe(1)
+  })
+
+  test('an invoice Stripe voids is voided as Payrail voids its own: owes nothing, dated, invoice.voided', async () => {
+    const { invoice, mirrored } = await openMirrored('stripe-voids@example.com')
+    emulator.sendEvent('invoice.voided', { ...invoice, status: 'void' })
+    await emulator.waitForDeliveries()
+    const after = await mirroredInvoice(ctx, String(invoice.id))
+    // Before, it said VOIDED yet still owing 45.00, undated, and no event told the merchant.
+    expect(after).toMatchObject({ invoice_status: 'VOIDED', amount_remaining: '0.00' })
+    expect((after as unknown as { voided_at: string | null }).voided_at).not.toBeNull()
+    expect(await eventsOfType(mirrored.id, 'invoice.voided')).toBe(1)
+  })
+
+  test('an invoice Stripe marks uncollectible is dated and told as Payrail does its own', async () => {
+    const { invoice, mirrored } = await openMirrored('stripe-writes-off@example.com')
+    emulator.sendEvent('invoice.marked_uncollectible', { ...invoice, status: 'uncollectible' })
+    await emulator.waitForDeliveries()
+    const after = await mirroredInvoice(ctx, String(invoice.id))
+    expect(after?.invoice_status).toBe('UNCOLLECTIBLE')
+    expect(
+      (after as unknown as { marked_uncollectible_at: string | null }).marked_uncollectible_at,
+    ).not.toBeNull()
+    expect(await eventsOfType(mirrored.id, 'invoice.marked_uncollectible')).toBe(1)
+  })
+
+  test('a credit note at Stripe after Payrail was paid in full: the customer paid more than is due, OVERPAID', async () => {
+    const { invoice, mirrored } = await openMirrored('credit-note@example.com')
+    await payOffline(mirrored.id)
+    // Before the job marks it paid at Stripe, the merchant credits 15.00 there.
+    emulator.sendEvent('invoice.updated', {
+      ...invoice,
+      total: 3000,
+      amount_due: 3000,
+      amount_remaining: 3000,
+    })
+    await emulator.waitForDeliveries()
+    // Before, it stayed SUCCEEDED: the 15.00 paid too much was nowhere to be seen.
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
+      payment_status: 'OVERPAID',
+      amount_due: '30.00',
+      amount_paid: '45.00',
+      amount_remaining: '0.00',
+    })
+    expect(await eventsOfType(mirrored.id, 'invoice.overpaid')).toBe(1)
+  })
+
+  test('payrail sync stripe goes on past an invoice it cannot mirror, and counts it failed', async () => {
+    const customer = emulator.seedCustomer({ email: 'backfill-clash@example.com' })
+    // A Payrail invoice already has the number the Stripe invoice will bring (unique per
+    // environment): that invoice cannot be mirrored.
+    const { mirrored } = await openMirrored('backfill-clash-owner@example.com')
+    await ctx.db
+      .updateTable('invoices')
+      .set({ number: 'CLASH-0001' })
+      .where('id', '=', mirrored.id)
+      .execute()
+    const now = Math.floor(Date.now() / 1000)
+    const older = emulator.seedInvoice({
+      customer: String(customer.id),
+      amountDue: 1200,
+      number: 'OK-0001',
+      created: now + 86_400 - 60,
+    })
+    const clash = emulator.seedInvoice({
+      customer: String(customer.id),
+      amountDue: 1300,
+      number: 'CLASH-0001',
+      // Listed first (newest first), before the invoice whose number it clashes with.
+      created: now + 86_400,
+    })
+    const counts = await backfillStripe(ctx.deps, ctx.scope)
+    expect(await mirroredInvoice(ctx, String(clash.id))).toBeUndefined()
+    // Before, the sync stopped at the clash (listed first, the newest) and mirrored nothing after.
+    expect(counts.failed).toBe(1)
+    expect(await mirroredInvoice(ctx, String(older.id))).toMatchObject({ amount_due: '12.00' })
+    expect(counts.balance_transaction).toBeGreaterThanOrEqual(0)
+  })
 })

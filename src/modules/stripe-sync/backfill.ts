@@ -3,9 +3,11 @@ import { inTransaction } from '../../db/transaction.ts'
 import type { BillingObject } from '../../gateways/gateway.ts'
 import { type GatewayDeps, gatewayContext } from '../../gateways/registry.ts'
 import { BILLING_OBJECT_TYPES, eachBillingObject } from '../../gateways/stripe/stripe.billing.ts'
+import type { Logger } from '../../logger.ts'
 import { applyBillingObject } from './service.ts'
 
-export type BackfillCounts = Record<BillingObject['objectType'], number>
+/** Objects synced by type, and `failed`: those that could not be (each logged). */
+export type BackfillCounts = Record<BillingObject['objectType'] | 'failed', number>
 
 /**
  * `payrail sync stripe`: copies every product, price, subscription, schedule,
@@ -13,7 +15,7 @@ export type BackfillCounts = Record<BillingObject['objectType'], number>
  * environment, one transaction per object. Safe to run again: it updates what is there.
  */
 export async function backfillStripe(
-  deps: GatewayDeps,
+  deps: GatewayDeps & { logger: Logger },
   scope: Scope,
   onProgress: (objectType: BillingObject['objectType'], done: number) => void = () => undefined,
 ): Promise<BackfillCounts> {
@@ -25,10 +27,23 @@ export async function backfillStripe(
     subscription_schedule: 0,
     invoice: 0,
     balance_transaction: 0,
+    failed: 0,
   }
   for (const objectType of BILLING_OBJECT_TYPES) {
     await eachBillingObject(ctx, objectType, async (billing) => {
-      await inTransaction(deps.db, (trx) => applyBillingObject(trx, scope, billing, deps.clock))
+      // One object that cannot be mirrored is logged and counted, and the sync goes on: it
+      // stopped there, and every object after it (older invoices, every balance
+      // transaction) was never synced.
+      try {
+        await inTransaction(deps.db, (trx) => applyBillingObject(trx, scope, billing, deps.clock))
+      } catch (error) {
+        deps.logger.error(
+          { err: error, object_type: objectType, stripe_id: billing.object.id },
+          'Stripe object not synced',
+        )
+        counts.failed += 1
+        return
+      }
       counts[objectType] += 1
       onProgress(objectType, counts[objectType])
     })

@@ -58,7 +58,7 @@ export async function applyBillingObject(
   if (billing.objectType !== 'invoice') return kept ? 'synced' : 'stale'
   const invoice = readStripeInvoice(billing.object)
   if (!invoice) return 'synced'
-  await mirrorInvoice(trx, scope, invoice, kept, clock)
+  await mirrorInvoice(trx, scope, invoice, kept, clock, billing.seenAt !== undefined)
   return 'synced'
 }
 
@@ -204,6 +204,7 @@ async function mirrorInvoice(
   stripe: StripeInvoiceView,
   fresh: boolean,
   clock: Clock,
+  fromEvent: boolean,
 ): Promise<Invoice | undefined> {
   const now = clock.now()
   const existing = await lockInvoiceByStripeId(trx, scope.environmentId, stripe.id)
@@ -213,7 +214,7 @@ async function mirrorInvoice(
     // Stripe collected it itself while Payrail had taken money for it too (before its job
     // could mark it paid at Stripe): the customer paid twice, and both are recorded.
     const collectedAtStripe = paidAtStripe && !stripe.paidOutOfBand ? stripe.amountPaid : 0n
-    const payrailKept = collectedAtStripe > 0n ? await moneyAppliedBy(trx, existing.id) : 0n
+    const payrailKept = existing.amount_paid > 0n ? await moneyAppliedBy(trx, existing.id) : 0n
     // `amount_paid` counts money as it came in, refunds apart in `amount_refunded`; what
     // Payrail keeps is net of them, so they are added back (taken off twice, a 10.00 refund
     // left the invoice keeping 10.00 less than the merchant holds).
@@ -223,6 +224,8 @@ async function mirrorInvoice(
       payrailKept + existing.amount_refunded + collectedAtStripe,
     ].reduce((a, b) => (a > b ? a : b))
     const amountDue = fresh ? stripe.amountDue : existing.amount_due
+    // More than is due now: paid twice (Stripe collected too), or a credit note at Stripe
+    // lowered what is due after Payrail was paid in full (it stayed SUCCEEDED, unflagged).
     const paidTwice = payrailKept > 0n && payrailKept + collectedAtStripe > amountDue
     // Paid once, it stays paid: a stale "open" snapshot (Stripe's own retry) reopens
     // nothing, and refunds after it neither (as for Payrail's own invoices).
@@ -248,11 +251,12 @@ async function mirrorInvoice(
       amount_paid: amountPaid,
       // What Payrail keeps of what it was paid: a refund before the invoice was paid in full
       // leaves that much owed again, as on Payrail's own invoices.
-      amount_remaining: paid
-        ? 0n
-        : amountDue > amountPaid - existing.amount_refunded
-          ? amountDue - (amountPaid - existing.amount_refunded)
-          : 0n,
+      amount_remaining:
+        paid || status === 'VOIDED'
+          ? 0n
+          : amountDue > amountPaid - existing.amount_refunded
+            ? amountDue - (amountPaid - existing.amount_refunded)
+            : 0n,
       // A refund recorded here is kept: Stripe's later "paid" does not undo it.
       payment_status:
         refunded || !paid
@@ -261,6 +265,11 @@ async function mirrorInvoice(
             ? 'OVERPAID'
             : 'SUCCEEDED',
       paid_at: paid ? (existing.paid_at ?? now) : existing.paid_at,
+      // Voided or marked uncollectible at Stripe: dated as Payrail's own are (they stayed null).
+      ...(status === 'VOIDED' && { voided_at: existing.voided_at ?? now }),
+      ...(status === 'UNCOLLECTIBLE' && {
+        marked_uncollectible_at: existing.marked_uncollectible_at ?? now,
+      }),
       updated_at: now,
     })
     const data = toInvoiceResponse(updated, await linesOf(trx, [updated.id]))
@@ -268,9 +277,14 @@ async function mirrorInvoice(
       updated.payment_status === 'OVERPAID' && existing.payment_status !== 'OVERPAID'
     // Paid now (Stripe collected it), as a Payrail invoice's payment says it: `invoice.paid`.
     const paidNow = paid && !paidBefore && !isPaidStatus(existing.payment_status)
+    const movedTo = (to: InvoiceStatus) =>
+      updated.invoice_status === to && existing.invoice_status !== to
     const also: EventType[] = [
       ...(paidNow ? (['invoice.paid'] as const) : []),
       ...(overpaidNow ? (['invoice.overpaid'] as const) : []),
+      // As Payrail's own voids and write-offs tell them (no event said so).
+      ...(movedTo('VOIDED') ? (['invoice.voided'] as const) : []),
+      ...(movedTo('UNCOLLECTIBLE') ? (['invoice.marked_uncollectible'] as const) : []),
     ]
     await recordEvents(trx, scope, now, [
       { type: 'invoice.updated', objectType: 'invoice', objectId: updated.id, data },
@@ -297,7 +311,7 @@ async function mirrorInvoice(
     ...totalsOf(stripe),
     amount_due: stripe.amountDue,
     amount_paid: stripe.amountPaid,
-    amount_remaining: paidAtStripe ? 0n : stripe.amountRemaining,
+    amount_remaining: paidAtStripe || stripe.status === 'void' ? 0n : stripe.amountRemaining,
     due_date: stripe.dueDate,
     period_start: stripe.periodStart,
     period_end: stripe.periodEnd,
@@ -305,6 +319,8 @@ async function mirrorInvoice(
     stripe_invoice_id: stripe.id,
     finalized_at: now,
     paid_at: paidAtStripe ? now : null,
+    voided_at: stripe.status === 'void' ? now : null,
+    marked_uncollectible_at: stripe.status === 'uncollectible' ? now : null,
     created_at: now,
     updated_at: now,
   })
@@ -320,13 +336,22 @@ async function mirrorInvoice(
       amount: line.amount,
     })),
   )
+  const data = toInvoiceResponse(invoice, lines)
   await recordEvents(trx, scope, now, [
-    {
-      type: 'invoice.created',
-      objectType: 'invoice',
-      objectId: invoice.id,
-      data: toInvoiceResponse(invoice, lines),
-    },
+    { type: 'invoice.created', objectType: 'invoice', objectId: invoice.id, data },
+    // First seen already paid, from Stripe's report (its "paid" delivered before its
+    // "finalized"): the merchant is told it was paid, once, as for any invoice. Not from a
+    // backfill, whose invoices were paid long ago.
+    ...(paidAtStripe && fromEvent
+      ? [
+          {
+            type: 'invoice.paid' as const,
+            objectType: 'invoice' as const,
+            objectId: invoice.id,
+            data,
+          },
+        ]
+      : []),
   ])
   return invoice
 }
