@@ -621,4 +621,48 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     expect(await mirroredInvoice(ctx, String(older.id))).toMatchObject({ amount_due: '12.00' })
     expect(counts.balance_transaction).toBeGreaterThanOrEqual(0)
   })
+
+  test('a discounted and taxed invoice shows the discount Stripe gave, not the subtotal less the total', async () => {
+    const customer = emulator.seedCustomer({ email: 'taxed@example.com' })
+    const invoice = emulator.seedInvoice({ customer: String(customer.id), amountDue: 10000 })
+    // 100.00, a 10.00 coupon, 9.00 of tax: 99.00.
+    emulator.sendEvent('invoice.finalized', {
+      ...invoice,
+      subtotal: 10000,
+      total_discount_amounts: [{ amount: 1000, discount: 'di_test' }],
+      total_taxes: [
+        { amount: 900, tax_behavior: 'exclusive', taxability_reason: 'standard_rated' },
+      ],
+      total: 9900,
+      amount_due: 9900,
+      amount_remaining: 9900,
+    })
+    await emulator.waitForDeliveries()
+    // Before, it read a 1.00 discount (100.00 - 99.00).
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
+      subtotal: '100.00',
+      total_discount: '10.00',
+      total: '99.00',
+      amount_due: '99.00',
+    })
+  })
+
+  test('an invoice of more than 10 lines (Stripe embeds 10) is mirrored with all of them', async () => {
+    const customer = emulator.seedCustomer({ email: 'many-lines@example.com' })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      lines: Array.from({ length: 12 }, (_, i) => ({ amount: 1000, description: `Seat ${i + 1}` })),
+    })
+    expect((invoice.lines as { has_more: boolean }).has_more).toBe(true)
+    emulator.sendEvent('invoice.finalized', String(invoice.id))
+    await emulator.waitForDeliveries()
+    const mirrored = await mirroredInvoice(ctx, String(invoice.id))
+    const lines = (mirrored as unknown as { lines: { description: string; amount: string }[] })
+      .lines
+    // Before, ten lines adding up to 100.00 on an invoice of 120.00.
+    expect(lines.map((l) => l.description)).toEqual(
+      Array.from({ length: 12 }, (_, i) => `Seat ${i + 1}`),
+    )
+    expect(mirrored?.amount_due).toBe('120.00')
+  })
 })

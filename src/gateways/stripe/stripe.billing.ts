@@ -1,3 +1,4 @@
+import type Stripe from 'stripe'
 import type { BillingObject, GatewayContext } from '../gateway.ts'
 import { stripeClient } from './stripe.client.ts'
 
@@ -37,8 +38,24 @@ export async function eachBillingObject(
     }
   })()
   for await (const object of list) {
-    await each({ objectType, object })
+    await each({
+      objectType,
+      object: objectType === 'invoice' ? await withAllLines(stripe, object) : object,
+    })
   }
+}
+
+/**
+ * A Stripe invoice object with every line: Stripe embeds the first 10 and says `has_more`,
+ * and the rest are read from its lines (`GET /v1/invoices/:id/lines`). Mirrored from the
+ * embedded ten alone, a 120.00 invoice of twelve lines showed lines adding up to 100.00.
+ */
+export async function withAllLines(stripe: Stripe, object: BillingObject['object']) {
+  const lines = (object as { lines?: { has_more?: unknown } | null }).lines
+  if (lines?.has_more !== true) return object
+  const data: unknown[] = []
+  for await (const line of stripe.invoices.listLineItems(object.id, { limit: 100 })) data.push(line)
+  return { ...object, lines: { ...lines, data, has_more: false } }
 }
 
 /**

@@ -7,6 +7,7 @@ import type {
   RawWebhook,
   WebhookParse,
 } from '../gateway.ts'
+import { withAllLines } from './stripe.billing.ts'
 import { failureOf, stripeClient, stripeSdk } from './stripe.client.ts'
 import { fromStripeAmount } from './stripe.money.ts'
 import {
@@ -107,26 +108,20 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
     }
     case 'checkout.session.async_payment_failed': {
       const session = event.data.object
-      return one(
-        sessionTarget(session),
-        {
-          status: 'FAILED',
-          error: { code: 'async_payment_failed', message: 'The delayed payment failed' },
-        },
-      )
+      return one(sessionTarget(session), {
+        status: 'FAILED',
+        error: { code: 'async_payment_failed', message: 'The delayed payment failed' },
+      })
     }
     case 'checkout.session.expired': {
       const session = event.data.object
-      return one(
-        sessionTarget(session),
-        {
-          status: 'FAILED',
-          error: {
-            code: 'expired',
-            message: 'The customer did not pay before the checkout expired',
-          },
+      return one(sessionTarget(session), {
+        status: 'FAILED',
+        error: {
+          code: 'expired',
+          message: 'The customer did not pay before the checkout expired',
         },
-      )
+      })
     }
     case 'payment_intent.succeeded':
     case 'payment_intent.payment_failed':
@@ -155,6 +150,8 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
     }
     default: {
       const billing = billingObjectOf(event)
+      if (billing?.objectType === 'invoice')
+        billing.object = await withAllLines(stripe, billing.object)
       return billing
         ? [
             {

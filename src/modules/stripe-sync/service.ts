@@ -82,6 +82,8 @@ export interface StripeInvoiceView {
   collectionMethod: 'charge_automatically' | 'send_invoice'
   subtotal: bigint
   total: bigint
+  /** Stripe's discounts (`total_discount_amounts`); `null` when the snapshot lists none. */
+  discount: bigint | null
   amountDue: bigint
   amountPaid: bigint
   /** Marked paid by the merchant (Payrail's job, or by hand): no money moved at Stripe. */
@@ -153,6 +155,12 @@ export function readStripeInvoice(object: unknown): StripeInvoiceView | undefine
       o.collection_method === 'charge_automatically' ? 'charge_automatically' : 'send_invoice',
     subtotal: int(o.subtotal),
     total: int(o.total),
+    discount: Array.isArray(o.total_discount_amounts)
+      ? (o.total_discount_amounts as unknown[]).reduce<bigint>(
+          (sum, d) => sum + int((d as { amount?: unknown } | null)?.amount),
+          0n,
+        )
+      : null,
     amountDue: int(o.amount_due),
     amountPaid: int(o.amount_paid),
     paidOutOfBand: o.paid_out_of_band === true,
@@ -360,7 +368,11 @@ async function mirrorInvoice(
 function totalsOf(stripe: StripeInvoiceView) {
   return {
     subtotal: stripe.subtotal,
-    total_discount: stripe.subtotal > stripe.total ? stripe.subtotal - stripe.total : 0n,
+    // What Stripe's discounts took off; the subtotal less the total counts tax against it (a
+    // 10.00 coupon with 9.00 of tax read as a 1.00 discount), so only a snapshot without
+    // Stripe's list falls back to it.
+    total_discount:
+      stripe.discount ?? (stripe.subtotal > stripe.total ? stripe.subtotal - stripe.total : 0n),
     total: stripe.total,
   }
 }

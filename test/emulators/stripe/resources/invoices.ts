@@ -265,14 +265,36 @@ export function renderInvoice(state: EmulatorState, record: InvoiceRecord): Json
   return withFields(rendered, record.overrides)
 }
 
-function renderInvoiceLines(state: EmulatorState, record: InvoiceRecord): JsonObject {
+/**
+ * An invoice's lines as a list, in the invoice's order: embedded in the invoice, Stripe gives
+ * the first 10 and `has_more`; `GET /v1/invoices/:id/lines` pages with `limit` (default 10,
+ * at most 100) and `starting_after` (a line id).
+ */
+function renderInvoiceLines(
+  state: EmulatorState,
+  record: InvoiceRecord,
+  page: { limit?: number; startingAfter?: string } = {},
+): JsonObject {
+  const limit = page.limit ?? EMBEDDED_LINES
+  if (limit < 1 || limit > 100)
+    throw invalidRequest('Invalid limit: must be between 1 and 100', 'limit')
+  const start =
+    page.startingAfter === undefined
+      ? 0
+      : record.lines.findIndex((line) => line.id === page.startingAfter) + 1
+  if (start === 0 && page.startingAfter !== undefined)
+    throw invalidRequest(`No such line item: '${page.startingAfter}'`, 'starting_after')
+  const lines = record.lines.slice(start, start + limit)
   return {
     object: 'list',
-    data: record.lines.map((line) => renderInvoiceLine(state, record, line)),
-    has_more: false,
+    data: lines.map((line) => renderInvoiceLine(state, record, line)),
+    has_more: start + limit < record.lines.length,
     url: `/v1/invoices/${record.id}/lines`,
   }
 }
+
+/** How many lines an invoice object embeds, as Stripe's does. */
+const EMBEDDED_LINES = 10
 
 function renderInvoiceLine(
   state: EmulatorState,
@@ -493,8 +515,11 @@ export function registerInvoiceRoutes(router: Router): void {
   router.get('/v1/invoices/:id', ({ state, pathParam }) =>
     renderInvoice(state, requireInvoice(state, pathParam('id'))),
   )
-  router.get('/v1/invoices/:id/lines', ({ state, pathParam }) =>
-    renderInvoiceLines(state, requireInvoice(state, pathParam('id'))),
+  router.get('/v1/invoices/:id/lines', ({ state, params, pathParam }) =>
+    renderInvoiceLines(state, requireInvoice(state, pathParam('id')), {
+      limit: params.integer('limit'),
+      startingAfter: params.string('starting_after'),
+    }),
   )
   router.post('/v1/invoices/:id/pay', ({ state, params, origin, pathParam }) =>
     payInvoice(state, requireInvoice(state, pathParam('id')), params, origin),
