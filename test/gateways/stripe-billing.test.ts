@@ -591,15 +591,7 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
   })
 
   test('payrail sync stripe goes on past an invoice it cannot mirror, and counts it failed', async () => {
-    const customer = emulator.seedCustomer({ email: 'backfill-clash@example.com' })
-    // A Payrail invoice already has the number the Stripe invoice will bring (unique per
-    // environment): that invoice cannot be mirrored.
-    const { mirrored } = await openMirrored('backfill-clash-owner@example.com')
-    await ctx.db
-      .updateTable('invoices')
-      .set({ number: 'CLASH-0001' })
-      .where('id', '=', mirrored.id)
-      .execute()
+    const customer = emulator.seedCustomer({ email: 'backfill-failure@example.com' })
     const now = Math.floor(Date.now() / 1000)
     const older = emulator.seedInvoice({
       customer: String(customer.id),
@@ -607,19 +599,62 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
       number: 'OK-0001',
       created: now + 86_400 - 60,
     })
-    const clash = emulator.seedInvoice({
+    // Listed first (newest first); PostgreSQL refuses to store it (a constraint put there for
+    // the test stands for any object that cannot be stored).
+    const refused = emulator.seedInvoice({
+      customer: String(customer.id),
+      amountDue: 1300,
+      number: 'FAIL-0001',
+      created: now + 86_400,
+    })
+    await ctx.pool.query(
+      "alter table invoices add constraint test_refused check (number is distinct from 'FAIL-0001') not valid",
+    )
+    let counts: Awaited<ReturnType<typeof backfillStripe>>
+    try {
+      counts = await backfillStripe(ctx.deps, ctx.scope)
+    } finally {
+      await ctx.pool.query('alter table invoices drop constraint test_refused')
+    }
+    // Before, the sync stopped there and mirrored nothing after it.
+    expect(counts.failed).toBe(1)
+    expect(await mirroredInvoice(ctx, String(refused.id))).toBeUndefined()
+    expect(await mirroredInvoice(ctx, String(older.id))).toMatchObject({ amount_due: '12.00' })
+  })
+
+  test('a Stripe invoice whose number a Payrail invoice already has is mirrored without it (it was refused on every delivery)', async () => {
+    const { mirrored } = await openMirrored('number-owner@example.com')
+    await ctx.db
+      .updateTable('invoices')
+      .set({ number: 'CLASH-0001' })
+      .where('id', '=', mirrored.id)
+      .execute()
+    const customer = emulator.seedCustomer({ email: 'number-clash@example.com' })
+    const invoice = emulator.seedInvoice({
       customer: String(customer.id),
       amountDue: 1300,
       number: 'CLASH-0001',
-      // Listed first (newest first), before the invoice whose number it clashes with.
-      created: now + 86_400,
     })
-    const counts = await backfillStripe(ctx.deps, ctx.scope)
-    expect(await mirroredInvoice(ctx, String(clash.id))).toBeUndefined()
-    // Before, the sync stopped at the clash (listed first, the newest) and mirrored nothing after.
-    expect(counts.failed).toBe(1)
-    expect(await mirroredInvoice(ctx, String(older.id))).toMatchObject({ amount_due: '12.00' })
-    expect(counts.balance_transaction).toBeGreaterThanOrEqual(0)
+    emulator.sendEvent('invoice.finalized', String(invoice.id))
+    await emulator.waitForDeliveries()
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
+      number: null,
+      amount_due: '13.00',
+    })
+  })
+
+  test('a line of 3 for 10.00 is one line of 10.00 naming its quantity (3 × 3.33 made 9.99)', async () => {
+    const customer = emulator.seedCustomer({ email: 'thirds@example.com' })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      lines: [{ amount: 1000, quantity: 3, description: 'Seats' }],
+    })
+    emulator.sendEvent('invoice.finalized', String(invoice.id))
+    await emulator.waitForDeliveries()
+    const mirrored = await mirroredInvoice(ctx, String(invoice.id))
+    expect((mirrored as unknown as { lines: Record<string, unknown>[] }).lines).toMatchObject([
+      { description: 'Seats (× 3)', quantity: 1, unit_amount: '10.00', amount: '10.00' },
+    ])
   })
 
   test('a discounted and taxed invoice shows the discount Stripe gave, not the subtotal less the total', async () => {

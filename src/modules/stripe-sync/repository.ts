@@ -64,6 +64,22 @@ export async function countReplicas(
   return Number(row.n)
 }
 
+/** Whether another invoice of the environment than `except` has `number` (numbers are unique). */
+export async function invoiceNumberTaken(
+  db: Db,
+  environmentId: string,
+  number: string,
+  except: string | undefined,
+): Promise<boolean> {
+  let query = db
+    .selectFrom('invoices')
+    .select('id')
+    .where('environment_id', '=', environmentId)
+    .where('number', '=', number)
+  if (except !== undefined) query = query.where('id', '!=', except)
+  return (await query.executeTakeFirst()) !== undefined
+}
+
 export async function lockInvoiceByStripeId(
   db: Db,
   environmentId: string,

@@ -18,6 +18,7 @@ import {
 import { toInvoiceResponse } from '../invoices/schemas.ts'
 import {
   findCustomerByStripeId,
+  invoiceNumberTaken,
   lockInvoiceByStripeId,
   lockStripeCustomer,
   moneyAppliedBy,
@@ -217,6 +218,14 @@ async function mirrorInvoice(
   const now = clock.now()
   const existing = await lockInvoiceByStripeId(trx, scope.environmentId, stripe.id)
   if (!existing && stripe.status === 'draft') return undefined
+  // Invoice numbers are unique in an environment: a Stripe number a Payrail invoice already
+  // has is kept on Stripe's side only (the mirror is made without it), where it made every
+  // delivery of the invoice fail and it was never mirrored.
+  if (
+    stripe.number !== null &&
+    (await invoiceNumberTaken(trx, scope.environmentId, stripe.number, existing?.id))
+  )
+    stripe = { ...stripe, number: null }
   const paidAtStripe = stripe.status === 'paid'
   if (existing) {
     // Stripe collected it itself while Payrail had taken money for it too (before its job
@@ -338,10 +347,7 @@ async function mirrorInvoice(
       id: newId('invoiceLine'),
       invoice_id: invoice.id,
       position,
-      description: line.description,
-      quantity: line.quantity,
-      unit_amount: line.amount / BigInt(line.quantity),
-      amount: line.amount,
+      ...lineAmounts(line),
     })),
   )
   const data = toInvoiceResponse(invoice, lines)
@@ -364,6 +370,28 @@ async function mirrorInvoice(
   return invoice
 }
 
+/**
+ * A Stripe line as a Payrail line, whose quantity times unit amount is its amount: 3 for 10.00
+ * (a unit of 3.333…) is one line of 10.00 whose description names the quantity (it was 3 ×
+ * 3.33, 9.99, against an amount of 10.00).
+ */
+function lineAmounts(line: StripeInvoiceView['lines'][number]) {
+  const quantity = BigInt(line.quantity)
+  if (line.amount % quantity === 0n)
+    return {
+      description: line.description,
+      quantity: line.quantity,
+      unit_amount: line.amount / quantity,
+      amount: line.amount,
+    }
+  return {
+    description: `${line.description} (× ${line.quantity})`,
+    quantity: 1,
+    unit_amount: line.amount,
+    amount: line.amount,
+  }
+}
+
 /** A Stripe invoice's subtotal, total and the discount between them, as a Payrail invoice holds them. */
 function totalsOf(stripe: StripeInvoiceView) {
   return {
@@ -372,7 +400,13 @@ function totalsOf(stripe: StripeInvoiceView) {
     // 10.00 coupon with 9.00 of tax read as a 1.00 discount), so only a snapshot without
     // Stripe's list falls back to it.
     total_discount:
-      stripe.discount ?? (stripe.subtotal > stripe.total ? stripe.subtotal - stripe.total : 0n),
+      stripe.discount !== null
+        ? stripe.discount < stripe.subtotal
+          ? stripe.discount
+          : stripe.subtotal
+        : stripe.subtotal > stripe.total
+          ? stripe.subtotal - stripe.total
+          : 0n,
     total: stripe.total,
   }
 }
