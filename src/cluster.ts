@@ -47,10 +47,6 @@ export async function startCluster(
   }
   try {
     const { after: bootstrap } = await migrateAndBootstrap(database, logger)
-    if (options.worker) {
-      const deps = await processDeps(config, database, logger)
-      runner = await startWorker(deps, { connectionString: database.url })
-    }
     const env = { DATABASE_URL: database.url, PAYRAIL_CLUSTER_WORKER: '1' }
     const fork = (): Promise<string> => {
       const worker = cluster.fork(env)
@@ -80,6 +76,11 @@ export async function startCluster(
     // on port 0, the one its HTTP processes share.
     const port = urls[0] ? Number(new URL(urls[0]).port) : 0
     if (port > 0) config.publicUrl = onListeningPort(config.publicUrl, port)
+    // The jobs start once the public URL names the port the HTTP processes listen on.
+    if (options.worker) {
+      const deps = await processDeps(config, database, logger)
+      runner = await startWorker(deps, { connectionString: database.url })
+    }
     return { url: urls[0] ?? '', bootstrapKey: bootstrap?.key.key, close }
   } catch (error) {
     await close().catch((closeError) =>

@@ -218,4 +218,25 @@ describe('a worker that was down', () => {
       '2025-03-15',
     ])
   })
+
+  test('a subscription set to cancel at the period end, the period over and the job behind: ended by the next change or cancel', async () => {
+    ctx.clock.set(START)
+    const { priceId } = await plan('10.00')
+    const { id } = await activeSubscription(priceId)
+    const atEnd = await ctx.post(`/v1/subscriptions/${id}/cancel`, { at_period_end: true })
+    expect(atEnd.status, atEnd.text).toBe(200)
+    // The period ended on Feb 15; the renewal job has not run.
+    ctx.clock.set(new Date('2025-02-20T09:00:00Z'))
+    const patched = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, { metadata: { a: 'b' } })
+    // The catch-up commits the ending as the job would: it is canceled (it stayed active,
+    // the 422 rolling the ending back).
+    expect(patched.status).toBe(422)
+    expect(await subscription(id)).toMatchObject({
+      status: 'canceled',
+      ended_at: '2025-02-15T09:00:00.000Z',
+    })
+    const cancelled = await ctx.post<ErrorBody>(`/v1/subscriptions/${id}/cancel`)
+    expect(cancelled.status).toBe(422)
+    expect(await invoicesOf(id)).toHaveLength(1)
+  })
 })

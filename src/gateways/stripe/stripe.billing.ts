@@ -38,10 +38,7 @@ export async function eachBillingObject(
     }
   })()
   for await (const object of list) {
-    await each({
-      objectType,
-      object: objectType === 'invoice' ? await withAllLines(stripe, object) : object,
-    })
+    await each({ objectType, object })
   }
 }
 
@@ -51,10 +48,19 @@ export async function eachBillingObject(
  * embedded ten alone, a 120.00 invoice of twelve lines showed lines adding up to 100.00.
  */
 export async function withAllLines(stripe: Stripe, object: BillingObject['object']) {
-  const lines = (object as { lines?: { has_more?: unknown } | null }).lines
-  if (lines?.has_more !== true) return object
+  const invoice = object as { lines?: { has_more?: unknown } | null; status?: unknown }
+  const lines = invoice.lines
+  // A draft is not mirrored (its lines can still change), nor is a deleted one (a draft).
+  if (lines?.has_more !== true || invoice.status === 'draft') return object
   const data: unknown[] = []
-  for await (const line of stripe.invoices.listLineItems(object.id, { limit: 100 })) data.push(line)
+  try {
+    for await (const line of stripe.invoices.listLineItems(object.id, { limit: 100 }))
+      data.push(line)
+  } catch (error) {
+    // Gone at Stripe since the report (404): the lines it embedded are all there is.
+    if ((error as { statusCode?: unknown }).statusCode === 404) return object
+    throw error
+  }
   return { ...object, lines: { ...lines, data, has_more: false } }
 }
 

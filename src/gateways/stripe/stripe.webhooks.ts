@@ -150,7 +150,7 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
     }
     default: {
       const billing = billingObjectOf(event)
-      if (billing?.objectType === 'invoice')
+      if (billing?.objectType === 'invoice' && event.type !== 'invoice.deleted')
         billing.object = await withAllLines(stripe, billing.object)
       return billing
         ? [

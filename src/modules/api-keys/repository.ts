@@ -77,13 +77,17 @@ export async function revokeCustomerTokenRows(
   customerId: string,
   at: Date,
 ): Promise<Pick<ApiKey, 'id' | 'key_hash'>[]> {
-  return db
-    .updateTable('api_keys')
-    .set({ revoked_at: at })
-    .where('environment_id', '=', environmentId)
-    .where('customer_id', '=', customerId)
-    .where('role', '=', 'user')
-    .where('revoked_at', 'is', null)
-    .returning(['id', 'key_hash'])
-    .execute()
+  return (
+    db
+      .updateTable('api_keys')
+      .set({ revoked_at: at })
+      .where('environment_id', '=', environmentId)
+      .where('customer_id', '=', customerId)
+      .where('role', '=', 'user')
+      .where('revoked_at', 'is', null)
+      // Live ones: an expired token is refused already, and not counted.
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]))
+      .returning(['id', 'key_hash'])
+      .execute()
+  )
 }

@@ -2,7 +2,12 @@ import type { Scope } from '../../core/principal.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { BillingObject } from '../../gateways/gateway.ts'
 import { type GatewayDeps, gatewayContext } from '../../gateways/registry.ts'
-import { BILLING_OBJECT_TYPES, eachBillingObject } from '../../gateways/stripe/stripe.billing.ts'
+import {
+  BILLING_OBJECT_TYPES,
+  eachBillingObject,
+  withAllLines,
+} from '../../gateways/stripe/stripe.billing.ts'
+import { stripeClient } from '../../gateways/stripe/stripe.client.ts'
 import type { Logger } from '../../logger.ts'
 import { applyBillingObject } from './service.ts'
 
@@ -20,6 +25,7 @@ export async function backfillStripe(
   onProgress: (objectType: BillingObject['objectType'], done: number) => void = () => undefined,
 ): Promise<BackfillCounts> {
   const ctx = await gatewayContext(deps, scope, 'stripe')
+  const stripe = await stripeClient(ctx)
   const counts: BackfillCounts = {
     product: 0,
     price: 0,
@@ -35,7 +41,13 @@ export async function backfillStripe(
       // stopped there, and every object after it (older invoices, every balance
       // transaction) was never synced.
       try {
-        await inTransaction(deps.db, (trx) => applyBillingObject(trx, scope, billing, deps.clock))
+        // An invoice's lines past the ten Stripe embeds are read here, where a failure to
+        // read them counts this object failed rather than stopping the sync.
+        const full =
+          objectType === 'invoice'
+            ? { ...billing, object: await withAllLines(stripe, billing.object) }
+            : billing
+        await inTransaction(deps.db, (trx) => applyBillingObject(trx, scope, full, deps.clock))
       } catch (error) {
         deps.logger.error(
           { err: error, object_type: objectType, stripe_id: billing.object.id },

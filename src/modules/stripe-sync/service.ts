@@ -16,6 +16,7 @@ import {
   updateInvoice,
 } from '../invoices/repository.ts'
 import { toInvoiceResponse } from '../invoices/schemas.ts'
+import { settlePaidInvoice } from '../settlement/service.ts'
 import {
   findCustomerByStripeId,
   invoiceNumberTaken,
@@ -246,17 +247,24 @@ async function mirrorInvoice(
     const paidTwice = payrailKept > 0n && payrailKept + collectedAtStripe > amountDue
     // Paid once, it stays paid: a stale "open" snapshot (Stripe's own retry) reopens
     // nothing, and refunds after it neither (as for Payrail's own invoices).
+    // Through the same lifecycle as Payrail's own invoices: a snapshot that would move it
+    // back (a late invoice.finalized after invoice.voided) is older than what is mirrored; and
+    // a paid invoice is not written off (Stripe's late "uncollectible", older than its "paid"),
+    // as Payrail's own refuses it.
+    const target = STATUS[stripe.status]
+    const status =
+      existing.invoice_status === target ||
+      (canTransitionInvoice(existing.invoice_status, target) &&
+        !(target === 'UNCOLLECTIBLE' && (paidAtStripe || existing.paid_at !== null)))
+        ? target
+        : existing.invoice_status
     const paidBefore = existing.paid_at !== null
-    const paid = paidAtStripe || paidBefore || isPaidStatus(existing.payment_status)
+    // Paid by Payrail's payments as it is now: a credit note at Stripe lowered what is due to
+    // what Payrail already holds (it stayed PENDING, owing nothing, and Stripe collected too).
+    const coveredNow = payrailKept > 0n && payrailKept >= amountDue && status !== 'VOIDED'
+    const paid = paidAtStripe || paidBefore || isPaidStatus(existing.payment_status) || coveredNow
     const refunded =
       existing.payment_status === 'PARTIALLY_REFUNDED' || existing.payment_status === 'REFUNDED'
-    // Through the same lifecycle as Payrail's own invoices: a snapshot that would move it
-    // back (a late invoice.finalized after invoice.voided) is older than what is mirrored.
-    const status =
-      existing.invoice_status === STATUS[stripe.status] ||
-      canTransitionInvoice(existing.invoice_status, STATUS[stripe.status])
-        ? STATUS[stripe.status]
-        : existing.invoice_status
     const updated = await updateInvoice(trx, existing.id, {
       invoice_status: status,
       number: stripe.number ?? existing.number,
@@ -294,6 +302,9 @@ async function mirrorInvoice(
       updated.payment_status === 'OVERPAID' && existing.payment_status !== 'OVERPAID'
     // Paid now (Stripe collected it), as a Payrail invoice's payment says it: `invoice.paid`.
     const paidNow = paid && !paidBefore && !isPaidStatus(existing.payment_status)
+    // Paid now by what Payrail already holds: what it was for is settled, and Stripe is told
+    // (the job that marks it paid there), as when a Payrail payment completes it.
+    if (paidNow && coveredNow && !paidAtStripe) await settlePaidInvoice(trx, scope, updated, clock)
     const movedTo = (to: InvoiceStatus) =>
       updated.invoice_status === to && existing.invoice_status !== to
     const also: EventType[] = [
@@ -356,15 +367,13 @@ async function mirrorInvoice(
     // First seen already paid, from Stripe's report (its "paid" delivered before its
     // "finalized"): the merchant is told it was paid, once, as for any invoice. Not from a
     // backfill, whose invoices were paid long ago.
-    ...(paidAtStripe && fromEvent
-      ? [
-          {
-            type: 'invoice.paid' as const,
-            objectType: 'invoice' as const,
-            objectId: invoice.id,
-            data,
-          },
-        ]
+    ...(fromEvent
+      ? firstSeenEvents(stripe.status).map((type) => ({
+          type,
+          objectType: 'invoice' as const,
+          objectId: invoice.id,
+          data,
+        }))
       : []),
   ])
   return invoice
@@ -390,6 +399,18 @@ function lineAmounts(line: StripeInvoiceView['lines'][number]) {
     unit_amount: line.amount,
     amount: line.amount,
   }
+}
+
+/**
+ * What a mirror first seen from Stripe's report (its "paid" or "voided" delivered before its
+ * "finalized") tells beside `invoice.created`, as the later report would have: not from a
+ * backfill, whose invoices were settled long ago.
+ */
+function firstSeenEvents(status: StripeInvoiceView['status']): EventType[] {
+  if (status === 'paid') return ['invoice.paid']
+  if (status === 'void') return ['invoice.voided']
+  if (status === 'uncollectible') return ['invoice.marked_uncollectible']
+  return []
 }
 
 /** A Stripe invoice's subtotal, total and the discount between them, as a Payrail invoice holds them. */

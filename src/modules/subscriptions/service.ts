@@ -245,17 +245,21 @@ export async function renewDueSubscriptions(
 }
 
 /**
- * The subscription under its row lock, with the renewals that fell due while the renewal job
- * was behind (a worker down for a period or more) made first: a change "at the period end",
- * or a cancel, then acts on the period running now. Before, it acted on a period long over:
- * periods served went unbilled (a cancel ended the subscription at the stale period end) or
- * were billed at the new price.
+ * Makes the renewals that fell due while the renewal job was behind (a worker down for a
+ * period or more), each committed as the job would commit it, before a change or a cancel:
+ * which then acts on the period running now. Before, it acted on a period long over: periods
+ * served went unbilled (a cancel ended the subscription at the stale period end) or were
+ * billed at the new price. A subscription that reaches the end it was set to cancel at is
+ * ended here too, and a change or cancel then finds it canceled.
  */
-async function caughtUp(trx: Db, scope: Scope, id: string, clock: Clock): Promise<Subscription> {
+async function catchUp(db: Db, scope: Scope, id: string, clock: Clock): Promise<void> {
   for (let renewed = 0; renewed < MAX_CATCH_UP; renewed++) {
-    const current = await lockSubscription(trx, scope.environmentId, id)
-    if (!current) throw notFound('subscription', id)
-    if (!(await renewOne(trx, scope, id, clock))) return current
+    const done = await inTransaction(db, (trx) => renewOne(trx, scope, id, clock))
+    if (!done) return
+    if (done === 'ended') {
+      await stopAutomaticCharges(db, scope.environmentId, id)
+      return
+    }
   }
   throw new AppError('conflict', `Subscription ${id} has too many periods to renew at once`, {
     subscription_id: id,
@@ -428,8 +432,10 @@ export async function updateSubscriptionSettings(
   body: UpdateSubscriptionBody,
   clock: Clock,
 ): Promise<SubscriptionWithSchedules> {
+  await catchUp(db, scope, id, clock)
   return inTransaction(db, async (trx) => {
-    const current = await caughtUp(trx, scope, id, clock)
+    const current = await lockSubscription(trx, scope.environmentId, id)
+    if (!current) throw notFound('subscription', id)
     if (current.status === 'canceled') {
       throw new AppError('invalid_state_transition', `Subscription ${id} is canceled`, {
         subscription_id: id,
@@ -508,8 +514,10 @@ export async function cancelSubscription(
   atPeriodEnd: boolean,
   clock: Clock,
 ): Promise<SubscriptionWithSchedules> {
+  await catchUp(db, scope, id, clock)
   const cancelled = await inTransaction(db, async (trx) => {
-    const current = await caughtUp(trx, scope, id, clock)
+    const current = await lockSubscription(trx, scope.environmentId, id)
+    if (!current) throw notFound('subscription', id)
     if (current.status === 'canceled') {
       throw new AppError('invalid_state_transition', `Subscription ${id} is already canceled`, {
         subscription_id: id,
