@@ -137,6 +137,18 @@ export async function applyPaymentUpdate(
     return { payment, outcome: refund ? 'repeat' : 'ignored' }
   }
 
+  if (
+    (update.status === 'FAILED' || update.status === 'CANCELLED') &&
+    payment.payment_method_type === 'PAYMENT_LINK' &&
+    update.gatewayPaymentId !== undefined &&
+    payment.gateway_payment_id !== null &&
+    payment.gateway_payment_id !== update.gatewayPaymentId
+  ) {
+    // The end of another attempt on the page (one the customer abandoned, expiring) than
+    // the provider payment that holds this payment's money: it ends nothing. Before, a page
+    // paid with its capture still to come was failed by it, and the capture then refused.
+    return { payment, outcome: 'ignored' }
+  }
   if (update.status === 'FAILED' && (await failedBefore(trx, payment, update.gatewayPaymentId))) {
     // The failure of an earlier charge, already recorded, reported late: the payment was
     // retried since, and the new charge's outcome is its own (a late decline must not fail it).
