@@ -48,16 +48,21 @@ export interface InvoiceAmounts {
  * in full, a refund gives back what was paid and the invoice owes it again: it is paid
  * (SUCCEEDED, OVERPAID above the amount due) when what it keeps covers the amount due,
  * and PENDING (or PROCESSING/FAILED, which only payments set) until then. Once paid, a
- * refund makes it PARTIALLY_REFUNDED or REFUNDED.
+ * refund makes it PARTIALLY_REFUNDED or REFUNDED, unless what it keeps still covers the
+ * amount due (the excess of an overpayment given back): SUCCEEDED, or OVERPAID above it.
  */
 export function paymentStatusFor(
   amounts: InvoiceAmounts,
   current: InvoicePaymentStatus,
 ): InvoicePaymentStatus {
   const { amountDue, amountPaid, amountRefunded, paidBefore } = amounts
-  if (paidBefore && amountRefunded > 0n)
-    return amountRefunded >= amountPaid ? 'REFUNDED' : 'PARTIALLY_REFUNDED'
   const kept = amountPaid - amountRefunded
+  if (paidBefore && amountRefunded > 0n) {
+    // What it keeps still covers what is due (an overpayment's excess given back): paid,
+    // not refunded. It read PARTIALLY_REFUNDED though it kept exactly the amount due.
+    if (amountDue > 0n && kept >= amountDue) return kept > amountDue ? 'OVERPAID' : 'SUCCEEDED'
+    return amountRefunded >= amountPaid ? 'REFUNDED' : 'PARTIALLY_REFUNDED'
+  }
   if (kept > amountDue) return 'OVERPAID'
   if (kept === amountDue) return 'SUCCEEDED'
   return current === 'PROCESSING' || current === 'FAILED' ? current : 'PENDING'

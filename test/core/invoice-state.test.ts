@@ -45,6 +45,11 @@ describe('payment status from amounts', () => {
     [1000n, 1000n, 400n, false, 'PENDING', 'PENDING'],
     [1000n, 1400n, 400n, false, 'PENDING', 'SUCCEEDED'],
     [1000n, 1600n, 400n, false, 'PENDING', 'OVERPAID'],
+    // Paid, then an overpayment's excess given back: it keeps what is due (it read
+    // PARTIALLY_REFUNDED), or still more.
+    [1000n, 1200n, 200n, true, 'OVERPAID', 'SUCCEEDED'],
+    [1000n, 1500n, 200n, true, 'OVERPAID', 'OVERPAID'],
+    [1000n, 1200n, 300n, true, 'SUCCEEDED', 'PARTIALLY_REFUNDED'],
   ] as const)(
     'due %s, paid %s, refunded %s, paid before %s, was %s → %s',
     (amountDue, amountPaid, amountRefunded, paidBefore, current, expected) => {
