@@ -351,3 +351,14 @@ export interface Gateway {
   cancel?(ctx: GatewayContext, payment: Payment): Promise<CancelResult>
   parseWebhook?(ctx: GatewayContext, raw: RawWebhook): Promise<WebhookParse>
 }
+
+/**
+ * A refund of coins is made by the merchant, in the provider's dashboard (it needs the
+ * buyer's address, which only the buyer gives there): Payrail records it, at once, as an
+ * offline refund is recorded, so the payment and its invoice show the money given back (an
+ * OVERPAID invoice's excess, say). Before, every refund was 422 and the excess could not be
+ * accounted for.
+ */
+export function recordedCoinRefund(refund: { id: string }): RefundResult {
+  return { status: 'succeeded', gatewayRefundId: `recorded_${refund.id}` }
+}

@@ -1,4 +1,5 @@
 import type { Gateway, GatewayContext, GatewayFailure, NormalizedEvent } from '../gateway.ts'
+import { recordedCoinRefund } from '../gateway.ts'
 import { invoiceRequest, readBitpayInvoice, updateFromInvoice } from './bitpay.transformers.ts'
 
 const DEFAULT_BASE_URL = 'https://bitpay.com'
@@ -13,13 +14,16 @@ export const bitpayGateway: Gateway = {
   capabilities: {
     hostedCheckout: true,
     savedMethodCharge: false,
-    refund: false,
+    refund: true,
     statusSync: true,
     webhookVerification: true,
     methodTypes: ['CRYPTO'],
     internal: false,
     withdrawsPages: false,
     paysAfterFailure: true,
+  },
+  async refund(_ctx, _payment, refund) {
+    return recordedCoinRefund(refund)
   },
   async startAsync(ctx, request) {
     const { payment } = request

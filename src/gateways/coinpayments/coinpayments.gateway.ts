@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { formatMinorUnits } from '../../core/money.ts'
 import type { Gateway, GatewayContext, NormalizedEvent } from '../gateway.ts'
+import { recordedCoinRefund } from '../gateway.ts'
 import { readIpn, updateFromIpn } from './coinpayments.transformers.ts'
 
 const DEFAULT_BASE_URL = 'https://www.coinpayments.net'
@@ -16,13 +17,16 @@ export const coinpaymentsGateway: Gateway = {
   capabilities: {
     hostedCheckout: true,
     savedMethodCharge: false,
-    refund: false,
+    refund: true,
     statusSync: true,
     webhookVerification: true,
     methodTypes: ['CRYPTO'],
     internal: false,
     withdrawsPages: false,
     paysAfterFailure: true,
+  },
+  async refund(_ctx, _payment, refund) {
+    return recordedCoinRefund(refund)
   },
   async startAsync(ctx, request) {
     const { payment } = request

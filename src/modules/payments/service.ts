@@ -1462,17 +1462,22 @@ export async function cancelPayment(
   const check = checkTransition(payment.payment_status, 'CANCELLED')
   if (check.kind === 'illegal') throw illegal(payment, 'CANCELLED', check.reason)
   const gateway = resolveGateway(payment.payment_method_type, payment.payment_gateway ?? undefined)
+  // What it opened may exist though its answer was lost (the start failed, recorded on the
+  // payment): BitPay made an invoice whose answer never came, the payment stayed INITIATED.
+  const mayHaveOpened =
+    payment.gateway_tracking_id !== null ||
+    (payment.payment_status === 'INITIATED' && payment.status_code !== null)
   if (
     !gateway.cancel &&
     !gateway.capabilities.internal &&
-    payment.gateway_tracking_id &&
+    mayHaveOpened &&
     check.kind === 'apply'
   ) {
     // A page or crypto invoice the provider cannot withdraw: cancelled here, it could still
     // be paid there, and the money would have no payment to land on.
     throw new AppError(
       'conflict',
-      `The ${gateway.name} gateway cannot withdraw what it opened for this payment (${payment.gateway_tracking_id}): the payment is not cancelled, and is settled or failed when ${gateway.name} reports it`,
+      `The ${gateway.name} gateway cannot withdraw what it opened for this payment (${payment.gateway_tracking_id ?? 'its answer was lost'}): the payment is not cancelled, and is settled or failed when ${gateway.name} reports it`,
       { payment_id: paymentId, payment_status: payment.payment_status },
     )
   }
