@@ -790,6 +790,20 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
     return { invoice, payment: res.body, checkoutId }
   }
 
+  test('an authorization that expired, processed again, makes a new charge (its key replayed the dead authorization)', async () => {
+    const { invoice, payment, checkoutId } = await authorizedCharge()
+    await emulator.waitForDeliveries()
+    emulator.expirePayment(checkoutId)
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('FAILED')
+    const again = await ctx.post<PaymentBody>(`/v1/payments/${payment.id}/process`)
+    expect(again.status, again.text).toBe(200)
+    // Before, the same key answered the expired Authorized again: RESERVED for good.
+    expect(again.body).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+    expect(again.body.gateway_payment_id).not.toBe(checkoutId)
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
+  })
+
   test('payment_approved holds the funds (RESERVED, invoice unpaid); payment_captured pays the invoice once', async () => {
     emulator.holdWebhooks()
     const { invoice, payment, checkoutId } = await authorizedCharge()

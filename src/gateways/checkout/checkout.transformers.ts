@@ -286,10 +286,14 @@ export function updateFromEvent(event: CheckoutEventView): PaymentUpdate | undef
 }
 
 function expiredUpdate(gatewayPaymentId: string): PaymentUpdate {
+  const error = { code: 'expired', message: 'The payment expired' }
   return {
     status: 'FAILED',
     gatewayPaymentId,
-    error: { code: 'expired', message: 'The payment expired' },
+    error,
+    // The charge ended at Checkout.com: an attempt, so that processing the payment again
+    // makes a new charge (a new idempotency key) instead of replaying the expired one.
+    attempt: { status: 'failed', errorCode: error.code, errorMessage: error.message },
   }
 }
 

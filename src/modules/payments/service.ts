@@ -1262,8 +1262,11 @@ export async function gatewayRequestFor(
 
 async function chargeKeyFor(db: Db, payment: Payment): Promise<string> {
   if (payment.payment_method_type !== 'CARD') return `payrail-charge-${payment.id}-0`
+  // Charges that ended at the provider: declined, or expired (an authorization never
+  // captured). Replayed, an expired charge's key answered its old authorization, and the
+  // payment stayed RESERVED on a charge that would never settle.
   const declined = (await attemptsOf(db, [payment.id])).filter(
-    (a) => a.status === 'failed' && isDeclineCode(a.error_code),
+    (a) => a.status === 'failed' && (isDeclineCode(a.error_code) || a.error_code === 'expired'),
   ).length
   return `payrail-charge-${payment.id}-${declined}`
 }
