@@ -9,6 +9,7 @@ import { askRefundAgain } from '../../src/modules/payments/refunds.ts'
 import { UNKNOWN_OUTCOME_RETRY_WINDOW_MS } from '../../src/modules/payments/service.ts'
 import { defaultCheckoutCard } from '../checkout-helpers.ts'
 import type { CheckoutEmulator } from '../emulators/checkout/emulator.ts'
+import { insertPendingPayment, storeCard } from '../emulators/checkout/payments.ts'
 import {
   type CheckoutTestCard,
   ckoSignature,
@@ -971,5 +972,56 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
     await emulator.waitForDeliveries()
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('CANCELLED')
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '0.00' })
+  })
+})
+
+/**
+ * An attempt on the hosted page that never completed (the customer abandoned a 3-D Secure
+ * challenge): a `Pending` payment of the page at Checkout.com, with the page's metadata.
+ */
+function abandonedAttempt(hppId: string) {
+  const session = emulator.session(hppId)
+  if (!session) throw new Error('no session')
+  return insertPendingPayment(emulator.state, {
+    amount: session.amount,
+    currency: session.currency,
+    reference: session.reference,
+    description: session.description,
+    card: storeCard(emulator.state, {
+      number: '4242424242424242',
+      expiryMonth: 12,
+      expiryYear: 2099,
+    }),
+    customer: null,
+    metadata: session.metadata,
+    paymentType: session.paymentType,
+    merchantInitiated: false,
+    capture: session.capture,
+    sessionId: session.sessionId,
+  })
+}
+
+describe('Checkout.com hosted pages: attempts on a page', () => {
+  test('an abandoned attempt expiring after the page was paid (capture still to come) does not fail the RESERVED payment', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await hostedPayment(invoice.id)
+    const hpp = String(payment.gateway_tracking_id)
+    const stale = abandonedAttempt(hpp)
+    emulator.deferCaptureNext()
+    const completion = emulator.completeHostedPayment(hpp, { card: '4242424242424242' })
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('RESERVED')
+    // The attempt the customer abandoned expires: it ends nothing (it failed the payment,
+    // RESERVED → FAILED, and the capture after it was refused).
+    emulator.expirePayment(stale.id)
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('RESERVED')
+    emulator.capturePayment(completion.paymentId)
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
   })
 })

@@ -313,6 +313,19 @@ describe('API key cache', () => {
     expect((await ctx.delete('/v1/customers/cus_unknown/tokens')).status).toBe(404)
   })
 
+  test('DELETE /v1/customers/:id/tokens counts only live tokens (one expired already is not)', async () => {
+    const customer = await createCustomer(ctx)
+    const first = await ctx.post(`/v1/customers/${customer.id}/tokens`, { expires_in: 60 })
+    expect(first.status, first.text).toBe(201)
+    ctx.clock.set(new Date(ctx.clock.now().getTime() + 120_000))
+    const second = await ctx.post(`/v1/customers/${customer.id}/tokens`, { expires_in: 3600 })
+    expect(second.status, second.text).toBe(201)
+    const res = await ctx.delete<{ revoked: number }>(`/v1/customers/${customer.id}/tokens`)
+    expect(res.status, res.text).toBe(200)
+    // One token was live; the schema says "How many live tokens were revoked".
+    expect(res.body.revoked).toBe(1)
+  })
+
   test('a lookup that raced a change is not cached', async () => {
     await untilLive()
     const { key } = await newKey()
