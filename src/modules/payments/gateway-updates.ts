@@ -12,6 +12,14 @@ import { findRefundByGatewayId, insertAttempt, refundsOf, updatePayment } from '
 import { attemptRecorded, attemptRow, type PaymentDeps, saveCardFromPayment } from './service.ts'
 import { type Cause, movePayment } from './state.ts'
 
+/** A payment whose money was received, then refunded in part or whole (or being refunded). */
+const REFUND_STATES: ReadonlySet<string> = new Set([
+  'PENDING_REFUND',
+  'PARTIALLY_REFUNDED',
+  'REFUNDED',
+  'REFUND_FAILED',
+])
+
 /** Where a payment holds money or is taking it: a deleted one moved there is shown again. */
 const HOLDS_MONEY: ReadonlySet<string> = new Set([
   'PROCESSING',
@@ -217,7 +225,11 @@ export async function applyPaymentUpdate(
       changes.payment_method_id = method.id
     }
     const moved = await movePayment(trx, scope, payment, to, changes, cause, deps)
-    if (moved.kind === 'illegal' && isSettled(to)) {
+    // Money already recorded and refunded since (a coin refund recorded at once, then the
+    // provider's own later success: BitPay's complete after confirmed) is a repeat, not money
+    // refused.
+    const refundedSince = REFUND_STATES.has(payment.payment_status)
+    if (moved.kind === 'illegal' && isSettled(to) && !refundedSince) {
       // Money the provider says it took that the payment cannot record: for an operator,
       // never only a warning (as a card charge's answer says it: `recordCharge`).
       deps.logger.error(

@@ -1447,6 +1447,9 @@ async function retryIfFailed(
   return processing.payment
 }
 
+/** A start's error that says nothing of what the provider did: no answer, or a 5xx. */
+const ANSWER_LOST = /^(network_error|timeout|http_5\d\d)$/
+
 /**
  * Cancels a payment that has not taken money: INITIATED, PENDING, RESERVED or ON_RETRY.
  * What it started at the provider is stopped first (a hosted page expired, an
@@ -1469,7 +1472,9 @@ export async function cancelPayment(
   // payment): BitPay made an invoice whose answer never came, the payment stayed INITIATED.
   const mayHaveOpened =
     payment.gateway_tracking_id !== null ||
-    (payment.payment_status === 'INITIATED' && payment.status_code !== null)
+    (payment.payment_status === 'INITIATED' &&
+      payment.status_code !== null &&
+      ANSWER_LOST.test(payment.status_code))
   if (
     !gateway.cancel &&
     !gateway.capabilities.internal &&

@@ -224,6 +224,9 @@ function endsFromAnotherObject(payment: Payment, event: NormalizedEvent): boolea
   return (
     trackedObject === true &&
     trackingId !== undefined &&
+    // A payment that tracks nothing (its start's answer was lost) has no other object: the
+    // one reported is the only one it may have, and its expiry ends it.
+    payment.gateway_tracking_id !== null &&
     payment.gateway_tracking_id !== trackingId &&
     (status === 'FAILED' || status === 'CANCELLED')
   )
