@@ -14,6 +14,7 @@ import {
   answerChallenge,
   type CardSubmission,
   cryptoAction,
+  expireIfLapsed,
   expireSession,
   findSession,
   submitCard,
@@ -55,7 +56,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       // was refused there) takes none.
       if (!(await isGatewayAvailable(deps, scope, 'sandbox'))) return undefined
       const ctx = await gatewayContext(deps, scope, 'sandbox')
-      return { session, ctx }
+      return { session: await expireIfLapsed(ctx, session), ctx }
     }
     const missing = (reply: FastifyReply) =>
       reply

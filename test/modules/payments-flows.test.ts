@@ -337,6 +337,22 @@ describe('sandbox CRYPTO', () => {
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('FAILED')
   })
 
+  test('a page past its expiry lapses when it is next opened: its payment FAILED, its buttons refused', async () => {
+    const { invoice, payment, page } = await cryptoPayment()
+    ctx.clock.advance(25 * 60 * 60 * 1000)
+    // Before, it showed "waiting" for good, every button (and "Let it expire") did nothing,
+    // and the payment stayed PENDING.
+    const shown = await ctx.app.inject({ method: 'GET', url: page })
+    expect(shown.statusCode).toBe(200)
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'expired',
+    })
+    await pagePost(ctx, page, 'pay_and_confirm')
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('FAILED')
+    expect((await getInvoice(ctx, invoice.id)).amount_remaining).toBe('100.00')
+  })
+
   test('an unknown action is 400 and an unknown session 404', async () => {
     const { payment, page } = await cryptoPayment()
     expect((await pagePost(ctx, page, 'steal')).statusCode).toBe(400)

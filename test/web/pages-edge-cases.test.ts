@@ -91,8 +91,10 @@ describe('sandbox session expiry', () => {
 
     const approved = await pagePost(ctx, `/sandbox/checkout/${session}/challenge`, 'approve')
     expect(approved.statusCode).toBe(409)
+    // No money; and the page, lapsed, has expired its payment as a provider's page would.
     expect(await getPayment(ctx, link.body.id)).toMatchObject({
-      payment_status: 'PENDING',
+      payment_status: 'FAILED',
+      status_code: 'expired',
       amount_paid: '0.00',
     })
   })

@@ -330,6 +330,22 @@ export async function cryptoAction(
   }
 }
 
+/**
+ * A page past its expiry that nothing expired yet is expired now, as a provider's page lapses
+ * on its own (with its `expired` webhook, which fails the payment). Before, the sandbox had no
+ * clock of its own: such a page showed "waiting", every button did nothing ("Let it expire"
+ * too), and its payment stayed PENDING for good.
+ */
+export async function expireIfLapsed(
+  ctx: GatewayContext,
+  session: SandboxSession,
+): Promise<SandboxSession> {
+  const lapsed =
+    (session.status === 'open' || session.status === 'requires_action') &&
+    session.expires_at.getTime() <= ctx.clock.now().getTime()
+  return lapsed ? expireSession(ctx, session) : session
+}
+
 export async function expireSession(
   ctx: GatewayContext,
   session: SandboxSession,
