@@ -134,6 +134,8 @@ export type ChargeResult =
       outcome: 'succeeded'
       gatewayPaymentId: string
       trackingId: string
+      /** What was taken, when less than the payment's amount (a partial capture). */
+      amountReceived?: bigint | undefined
       card?: CardDetails | undefined
       gatewayCustomerId?: string | undefined
     }

@@ -687,6 +687,34 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
     expect(await eventCount(paymentId, 'payment.succeeded')).toBe(1)
   })
 
+  test('a lost charge found partly captured since (in the Hub) is recorded with what was captured, not a 502 on every lookup', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')
+    emulator.holdWebhooks()
+    emulator.deferCaptureNext()
+    emulator.timeoutNext({
+      count: 1,
+      mode: 'destroy',
+      method: 'POST',
+      pathPrefix: '/payments',
+      afterProcessing: true,
+    })
+    const res = await cardPayment(invoice.id)
+    expect(res.status, res.text).toBe(502)
+    emulator.clearFaults()
+    const paymentId = String((res.body as unknown as ErrorBody).error.details.payment_id)
+    const charge = [...emulator.state.payments.values()].find((p) => p.reference === paymentId)
+    emulator.capturePayment(String(charge?.id), { amount: 6000 })
+    expect(emulator.payment(String(charge?.id))?.status).toBe('Partially Captured')
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    const again = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(again.status, again.text).toBe(200)
+    expect(again.body).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '60.00' })
+    expect((await getInvoice(ctx, invoice.id)).amount_remaining).toBe('40.00')
+    await emulator.releaseWebhooks()
+    await emulator.waitForDeliveries()
+  })
+
   test('a lost charge Checkout.com never received: FAILED charge_not_found, and nothing was taken', async () => {
     const { customer, invoice } = await invoiceToPay(ctx)
     await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')

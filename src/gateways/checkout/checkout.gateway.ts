@@ -277,6 +277,10 @@ function lookupOutcome(found: CheckoutPaymentView): ChargeResult {
     case 'Refunded':
     case 'Partially Refunded':
       return { outcome: 'succeeded', ...ids }
+    // Captured in part since (in the Hub): money taken, what was captured. It was read as a
+    // new payment's impossible answer, a 502 on every lookup, the charge held for good.
+    case 'Partially Captured':
+      return { outcome: 'succeeded', ...ids, amountReceived: found.totalCaptured ?? found.amount }
     case 'Expired':
     case 'Canceled':
     case 'Voided':

@@ -948,7 +948,11 @@ async function recordCharge(
           { gateway: gateway.name, status: 'succeeded', ...ids },
           'SUCCEEDED',
           // A replayed charge clears the error its lost first answer left.
-          { amount_paid: locked.amount, status_code: null, error_message: null },
+          {
+            amount_paid: result.amountReceived ?? locked.amount,
+            status_code: null,
+            error_message: null,
+          },
           cause,
           deps,
         )
