@@ -833,6 +833,33 @@ describe('Checkout.com Authorized → RESERVED, Captured → SUCCEEDED', () => {
     expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
   })
 
+  test('a cancel whose void meets a capture made since its read is 409, and the capture settles the payment', async () => {
+    emulator.holdWebhooks()
+    const { invoice, payment, checkoutId } = await authorizedCharge()
+    // Checkout.com captures it the moment the void arrives: after the cancel read it Authorized.
+    const log = emulator.requestLog
+    const push = log.push.bind(log)
+    log.push = (...entries) => {
+      if (entries.some((e) => e.method === 'POST' && e.path === `/payments/${checkoutId}/voids`))
+        emulator.capturePayment(checkoutId)
+      return push(...entries)
+    }
+    let cancelled: { status: number; body: ErrorBody }
+    try {
+      cancelled = await ctx.post<ErrorBody>(`/v1/payments/${payment.id}/cancel`)
+    } finally {
+      log.push = push
+    }
+    // It was a 502 gateway_error.
+    expect(cancelled.status).toBe(409)
+    expect(cancelled.body.error.code).toBe('conflict')
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('RESERVED')
+    await emulator.releaseWebhooks()
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
+  })
+
   test('payment_approved holds the funds (RESERVED, invoice unpaid); payment_captured pays the invoice once', async () => {
     emulator.holdWebhooks()
     const { invoice, payment, checkoutId } = await authorizedCharge()

@@ -202,7 +202,16 @@ export const checkoutGateway: Gateway = {
         reason: `Checkout.com already captured payment ${id} (${current.status})`,
       }
     if (current?.status !== 'Authorized') return { ok: true }
-    await client.payments.void(id, { reference: payment.id }, `payrail-void-${payment.id}`)
+    try {
+      await client.payments.void(id, { reference: payment.id }, `payrail-void-${payment.id}`)
+    } catch (error) {
+      // Captured between the read and the void (Checkout.com refuses the void): the money is
+      // taken, the cancel is refused (409) and its capture report settles the payment.
+      const now = readCheckoutPayment(plain(await client.payments.get(id).catch(() => null)))
+      if (now && MONEY_TAKEN.some((status) => status === now.status))
+        return { ok: false, reason: `Checkout.com captured payment ${id} (${now.status})` }
+      throw error
+    }
     return { ok: true }
   },
   async parseWebhook(ctx, raw) {
