@@ -507,6 +507,27 @@ async function cardPayment(invoiceId: string, extra: Record<string, unknown> = {
   })
 }
 
+/**
+ * A CARD payment of a new invoice whose charge Checkout.com made but whose answer was lost
+ * (the payment left PROCESSING, 502), its webhooks held.
+ */
+async function chargeAnswerLost() {
+  const { customer, invoice } = await invoiceToPay(ctx)
+  await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')
+  emulator.holdWebhooks()
+  emulator.timeoutNext({
+    count: 1,
+    mode: 'destroy',
+    method: 'POST',
+    pathPrefix: '/payments',
+    afterProcessing: true,
+  })
+  const res = await cardPayment(invoice.id)
+  expect(res.status, res.text).toBe(502)
+  emulator.clearFaults()
+  return { invoice, paymentId: String((res.body as unknown as ErrorBody).error.details.payment_id) }
+}
+
 /** The `POST /payments` requests the emulator received for this Payrail payment. */
 function chargeRequests(paymentId: string) {
   return emulator.requests.filter(
@@ -651,20 +672,7 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
   })
 
   test('an answer lost, then too late to send the charge again: Checkout.com is asked by reference, and the one charge settles the payment', async () => {
-    const { customer, invoice } = await invoiceToPay(ctx)
-    await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')
-    emulator.holdWebhooks()
-    emulator.timeoutNext({
-      count: 1,
-      mode: 'destroy',
-      method: 'POST',
-      pathPrefix: '/payments',
-      afterProcessing: true,
-    })
-    const res = await cardPayment(invoice.id)
-    expect(res.status, res.text).toBe(502)
-    emulator.clearFaults()
-    const paymentId = String((res.body as unknown as ErrorBody).error.details.payment_id)
+    const { invoice, paymentId } = await chargeAnswerLost()
     expect((await getPayment(ctx, paymentId)).payment_status).toBe('PROCESSING')
 
     ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
@@ -688,21 +696,8 @@ describe('Checkout.com CARD payments: merchant-initiated, on a stored source', (
   })
 
   test('a lost charge found partly captured since (in the Hub) is recorded with what was captured, not a 502 on every lookup', async () => {
-    const { customer, invoice } = await invoiceToPay(ctx)
-    await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')
-    emulator.holdWebhooks()
     emulator.deferCaptureNext()
-    emulator.timeoutNext({
-      count: 1,
-      mode: 'destroy',
-      method: 'POST',
-      pathPrefix: '/payments',
-      afterProcessing: true,
-    })
-    const res = await cardPayment(invoice.id)
-    expect(res.status, res.text).toBe(502)
-    emulator.clearFaults()
-    const paymentId = String((res.body as unknown as ErrorBody).error.details.payment_id)
+    const { invoice, paymentId } = await chargeAnswerLost()
     const charge = [...emulator.state.payments.values()].find((p) => p.reference === paymentId)
     emulator.capturePayment(String(charge?.id), { amount: 6000 })
     expect(emulator.payment(String(charge?.id))?.status).toBe('Partially Captured')
