@@ -163,4 +163,24 @@ describe('recorded coin refunds and the later reports of the provider', () => {
     spy.mockRestore()
     expect(messages.filter((m) => m.includes('refund or record it by hand'))).toEqual([])
   })
+
+  test('BitPay declining an invoice it had confirmed is an error for an operator (the payment cannot fail; the money may not arrive)', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await crypto('bitpay', invoice.id)
+    const id = String(payment.gateway_tracking_id)
+    bitpay.pay(id)
+    bitpay.confirm(id)
+    await bitpay.waitForNotifications()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
+    const spy = vi.spyOn(ctx.deps.logger, 'error')
+    bitpay.decline(id)
+    await bitpay.waitForNotifications()
+    const messages = spy.mock.calls.map((c) => String(c[1] ?? c[0]))
+    spy.mockRestore()
+    // Before, only the state machine's warning said so.
+    expect(
+      messages.filter((m) => m.includes('reports failed a payment recorded as paid')),
+    ).toHaveLength(1)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
+  })
 })

@@ -229,6 +229,20 @@ export async function applyPaymentUpdate(
     // provider's own later success: BitPay's complete after confirmed) is a repeat, not money
     // refused.
     const refundedSince = REFUND_STATES.has(payment.payment_status)
+    if (moved.kind === 'illegal' && to === 'FAILED' && isSettled(payment.payment_status)) {
+      // Money recorded that the provider now says it will not settle (BitPay declines an
+      // invoice it had confirmed, and refunds the buyer): SUCCEEDED cannot fail, and the
+      // money may never arrive. For an operator, never only the state machine's warning.
+      deps.logger.error(
+        {
+          payment_id: payment.id,
+          payment_status: payment.payment_status,
+          gateway: payment.payment_gateway,
+          gateway_payment_id: update.gatewayPaymentId ?? null,
+        },
+        'the provider reports failed a payment recorded as paid; check the money with the provider',
+      )
+    }
     if (moved.kind === 'illegal' && isSettled(to) && !refundedSince) {
       // Money the provider says it took that the payment cannot record: for an operator,
       // never only a warning (as a card charge's answer says it: `recordCharge`).
