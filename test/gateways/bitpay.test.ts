@@ -8,6 +8,11 @@ import {
   markStripeInvoicePaid,
   STRIPE_PAID_OUT_OF_BAND,
 } from '../../src/jobs/tasks/stripe-paid-out-of-band.ts'
+import {
+  bitpayPaymentWithLostInvoice,
+  connectBitpay,
+  listenForNotifications,
+} from '../crypto-helpers.ts'
 import type { BitpayEmulator } from '../emulators/bitpay/emulator.ts'
 import { startBitpayEmulator } from '../emulators/bitpay/server.ts'
 import { startStripeEmulator } from '../emulators/stripe/server.ts'
@@ -18,7 +23,6 @@ import {
   getPayment,
   invoiceToPay,
   type PaymentBody,
-  unansweredPayment,
 } from '../payments-helpers.ts'
 
 let ctx: TestContext
@@ -27,16 +31,9 @@ let address: string
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: new Date() })
-  address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
-  // BitPay posts IPNs to the URL Payrail gives it, built from the public URL.
-  ctx.deps.config.publicUrl = address
+  address = await listenForNotifications(ctx)
   bitpay = await startBitpayEmulator({ clock: ctx.clock })
-  const connection = await ctx.post('/v1/gateway_connections', {
-    gateway: 'bitpay',
-    credentials: { token: bitpay.token },
-    settings: { base_url: bitpay.url },
-  })
-  expect(connection.status, connection.text).toBe(201)
+  await connectBitpay(ctx, bitpay)
 })
 afterAll(async () => {
   await bitpay?.close()
@@ -185,27 +182,14 @@ describe('BitPay, against the emulator', () => {
 
   test('an invoice whose answer was lost expires without failing the payment a retry gave another invoice', async () => {
     const { invoice } = await invoiceToPay(ctx)
-    // BitPay does not answer the invoice's creation: 502, the payment INITIATED.
-    bitpay.timeoutNext({ ms: 0 })
-    const paymentId = await unansweredPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'CRYPTO',
-      payment_gateway: 'bitpay',
-    })
-    // BitPay had made it, as a lost answer allows: an invoice for the payment, with its IPN URL.
-    const lost = await fetch(`${bitpay.url}/invoices`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-accept-version': '2.0.0' },
-      body: JSON.stringify({
-        token: bitpay.token,
-        price: 100,
-        currency: 'USD',
-        orderId: paymentId,
-        notificationURL: `${address}/v1/webhooks/bitpay/${ctx.main.tenant.id}/${ctx.main.test.id}`,
-        extendedNotifications: true,
-      }),
-    })
-    const lostId = String(((await lost.json()) as { data: { id: string } }).data.id)
+    // BitPay does not answer the invoice's creation (502, the payment INITIATED), though it
+    // made the invoice, as a lost answer allows.
+    const { paymentId, lostId } = await bitpayPaymentWithLostInvoice(
+      ctx,
+      bitpay,
+      address,
+      invoice.id,
+    )
     // The retry makes the invoice the customer sees.
     const retried = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`, {})
     expect(retried.status, retried.text).toBe(200)

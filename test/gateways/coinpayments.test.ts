@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { connectCoinpayments, listenForNotifications } from '../crypto-helpers.ts'
 import type { CoinpaymentsEmulator } from '../emulators/coinpayments/emulator.ts'
 import { startCoinpaymentsEmulator } from '../emulators/coinpayments/server.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
@@ -10,21 +11,9 @@ let cp: CoinpaymentsEmulator
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: new Date() })
-  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
-  // CoinPayments posts IPNs to the URL Payrail gives it, built from the public URL.
-  ctx.deps.config.publicUrl = address
+  await listenForNotifications(ctx)
   cp = await startCoinpaymentsEmulator({ clock: ctx.clock })
-  const connection = await ctx.post('/v1/gateway_connections', {
-    gateway: 'coinpayments',
-    credentials: {
-      public_key: cp.publicKey,
-      private_key: cp.privateKey,
-      ipn_secret: cp.ipnSecret,
-      merchant_id: cp.merchantId,
-    },
-    settings: { base_url: cp.url },
-  })
-  expect(connection.status, connection.text).toBe(201)
+  await connectCoinpayments(ctx, cp)
 })
 afterAll(async () => {
   await cp?.close()

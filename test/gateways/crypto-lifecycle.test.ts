@@ -1,8 +1,15 @@
 /**
  * The crypto rails over a payment's life: overpayments and their excess refunded (recorded),
- * partial payments, a payment whose BitPay invoice's answer was lost, and sandbox coins.
+ * partial payments, payments whose start failed (cancel, and the lost invoice's expiry),
+ * recorded refunds before the provider's last reports, and sandbox coins.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import {
+  bitpayPaymentWithLostInvoice,
+  connectBitpay,
+  connectCoinpayments,
+  listenForNotifications,
+} from '../crypto-helpers.ts'
 import type { BitpayEmulator } from '../emulators/bitpay/emulator.ts'
 import { startBitpayEmulator } from '../emulators/bitpay/server.ts'
 import { DEFAULT_USD_RATES } from '../emulators/coinpayments/amounts.ts'
@@ -29,30 +36,14 @@ let address: string
 
 beforeAll(async () => {
   ctx = await createTestContext({ start: new Date() })
-  address = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
-  ctx.deps.config.publicUrl = address
+  address = await listenForNotifications(ctx)
   bitpay = await startBitpayEmulator({ clock: ctx.clock })
   cp = await startCoinpaymentsEmulator({
     clock: ctx.clock,
     usdRates: { ...DEFAULT_USD_RATES, JPY: 0.0067, KWD: 3.25 },
   })
-  const b = await ctx.post('/v1/gateway_connections', {
-    gateway: 'bitpay',
-    credentials: { token: bitpay.token },
-    settings: { base_url: bitpay.url },
-  })
-  expect(b.status, b.text).toBe(201)
-  const c = await ctx.post('/v1/gateway_connections', {
-    gateway: 'coinpayments',
-    credentials: {
-      public_key: cp.publicKey,
-      private_key: cp.privateKey,
-      ipn_secret: cp.ipnSecret,
-      merchant_id: cp.merchantId,
-    },
-    settings: { base_url: cp.url },
-  })
-  expect(c.status, c.text).toBe(201)
+  await connectBitpay(ctx, bitpay)
+  await connectCoinpayments(ctx, cp)
 })
 afterAll(async () => {
   await bitpay?.close()
@@ -143,25 +134,12 @@ describe('BitPay', () => {
 
   test('bp: a payment whose invoice creation answer was lost is either not cancelled or records the money BitPay then takes', async () => {
     const { invoice } = await invoiceToPay(ctx)
-    bitpay.timeoutNext({ ms: 0 })
-    const paymentId = await unansweredPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'CRYPTO',
-      payment_gateway: 'bitpay',
-    })
-    const lost = await fetch(`${bitpay.url}/invoices`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-accept-version': '2.0.0' },
-      body: JSON.stringify({
-        token: bitpay.token,
-        price: 100,
-        currency: 'USD',
-        orderId: paymentId,
-        notificationURL: `${address}/v1/webhooks/bitpay/${ctx.main.tenant.id}/${ctx.main.test.id}`,
-        extendedNotifications: true,
-      }),
-    })
-    const lostId = String(((await lost.json()) as { data: { id: string } }).data.id)
+    const { paymentId, lostId } = await bitpayPaymentWithLostInvoice(
+      ctx,
+      bitpay,
+      address,
+      invoice.id,
+    )
     const cancelled = await ctx.post(`/v1/payments/${paymentId}/cancel`)
     bitpay.pay(lostId)
     bitpay.confirm(lostId)
@@ -257,5 +235,112 @@ describe('sandbox crypto', () => {
       pb: 'PENDING',
     })
     void eventsOf
+  })
+})
+
+/** A BitPay payment of `invoiceId`, paid and confirmed: SUCCEEDED. */
+async function confirmedBitpayPayment(invoiceId: string) {
+  const payment = await crypto('bitpay', invoiceId)
+  const id = tracking(payment)
+  bitpay.pay(id)
+  bitpay.confirm(id)
+  await bitpay.waitForNotifications()
+  expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
+  return { payment, id }
+}
+
+/** The messages logged as errors while `run` runs. */
+async function errorsLoggedDuring(run: () => Promise<void>): Promise<string[]> {
+  const spy = vi.spyOn(ctx.deps.logger, 'error')
+  try {
+    await run()
+    return spy.mock.calls.map((c) => String(c[1] ?? c[0]))
+  } finally {
+    spy.mockRestore()
+  }
+}
+
+describe('cancel of an INITIATED coin payment whose start failed', () => {
+  test('a payment BitPay refused to open (400, nothing opened) can be cancelled', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    bitpay.failNext({ status: 400 })
+    const paymentId = await unansweredPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'bitpay',
+    })
+    const p = await getPayment(ctx, paymentId)
+    expect(p.status_code).toBe('http_400')
+    const cancelled = await ctx.post(`/v1/payments/${paymentId}/cancel`)
+    // BitPay refused the request: no invoice exists, nothing could ever be paid. Cancel must work.
+    expect(cancelled.status, cancelled.text).toBe(200)
+  })
+
+  test('the invoice BitPay made for a payment whose answer was lost expires: the payment, tracking nothing, fails', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostId } = await bitpayPaymentWithLostInvoice(
+      ctx,
+      bitpay,
+      address,
+      invoice.id,
+    )
+    expect((await ctx.post(`/v1/payments/${paymentId}/cancel`)).status).toBe(409)
+    bitpay.expire(lostId)
+    await bitpay.waitForNotifications()
+    // Before, the expiry was ignored (another invoice than the one tracked, which was none)
+    // and the cancel stayed 409: the payment could neither fail nor be cancelled.
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'expired',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_remaining).toBe('100.00')
+  })
+})
+
+describe('recorded coin refunds and the later reports of the provider', () => {
+  test('BitPay confirmed, refunded (recorded), then complete: a repeat, not money the payment refuses', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { payment, id } = await confirmedBitpayPayment(invoice.id)
+    const refund = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {})
+    expect(refund.status, refund.text).toBe(201)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('REFUNDED')
+    const messages = await errorsLoggedDuring(async () => {
+      bitpay.complete(id)
+      await bitpay.waitForNotifications()
+    })
+    expect(messages.filter((m) => m.includes('refund or record it by hand'))).toEqual([])
+  })
+
+  test('CoinPayments queued for payout, refunded (recorded), then complete: a repeat, not money refused', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await crypto('coinpayments', invoice.id)
+    const id = String(payment.gateway_tracking_id)
+    cp.receive(id)
+    cp.confirm(id, { payout: 'nightly' })
+    await cp.waitForNotifications()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
+    const refund = await ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '40.00',
+    })
+    expect(refund.status, refund.text).toBe(201)
+    const messages = await errorsLoggedDuring(async () => {
+      cp.confirm(id)
+      await cp.waitForNotifications()
+    })
+    expect(messages.filter((m) => m.includes('refund or record it by hand'))).toEqual([])
+  })
+
+  test('BitPay declining an invoice it had confirmed is an error for an operator (the payment cannot fail; the money may not arrive)', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { payment, id } = await confirmedBitpayPayment(invoice.id)
+    const messages = await errorsLoggedDuring(async () => {
+      bitpay.decline(id)
+      await bitpay.waitForNotifications()
+    })
+    // Before, only the state machine's warning said so.
+    expect(
+      messages.filter((m) => m.includes('reports failed a payment recorded as paid')),
+    ).toHaveLength(1)
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
   })
 })

@@ -116,6 +116,10 @@ describe('Stripe: the connection while a link is open', () => {
     const { payment } = await openStripeLink()
     const path = `/v1/gateway_connections/${created.body.id}`
     expect((await ctx.delete(path)).status).toBe(409)
+    // Only a boolean forces it; another tenant's key does not reach the connection.
+    expect((await ctx.delete(`${path}?force=yes`)).status).toBe(400)
+    const stranger = await ctx.createTenantFixture('Connection stranger')
+    expect((await ctx.delete(`${path}?force=true`, { key: stranger.key })).status).toBe(404)
     const forced = await ctx.delete<{ active: boolean }>(`${path}?force=true`)
     expect(forced.status, forced.text).toBe(200)
     expect(forced.body.active).toBe(false)

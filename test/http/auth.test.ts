@@ -311,6 +311,11 @@ describe('API key cache', () => {
     expect((await ctx.get(readable, { key: kept })).status).toBe(200)
     expect((await ctx.delete<{ revoked: number }>(`${own}/tokens`)).body.revoked).toBe(0)
     expect((await ctx.delete('/v1/customers/cus_unknown/tokens')).status).toBe(404)
+    // Another tenant's key does not reach this customer: 404, and its token still works.
+    const stranger = await ctx.createTenantFixture('Token stranger')
+    const foreign = await ctx.delete(`/v1/customers/${other.id}/tokens`, { key: stranger.key })
+    expect(foreign.status).toBe(404)
+    expect((await ctx.get(readable, { key: kept })).status).toBe(200)
   })
 
   test('DELETE /v1/customers/:id/tokens counts only live tokens (one expired already is not)', async () => {
