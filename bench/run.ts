@@ -33,6 +33,7 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     keep: { type: 'boolean', default: false },
     'node-args': { type: 'string' },
+    'server-log': { type: 'string' },
   },
 })
 const quick = values.quick ?? false
@@ -114,7 +115,8 @@ async function main() {
     const pgbenchRuns = [await runBaseline('before')]
     server = await startServer(
       { DATABASE_URL: db.url, PAYRAIL_SECRET_KEY: SECRET_KEY },
-      { workers, nodeArgs },
+      // `--server-log FILE`: what the server prints (with `--node-args=--trace-gc`, its collections).
+      { workers, nodeArgs, log: values['server-log'] },
     )
     const payInvoice = (invoiceId: string, method: Record<string, string>, idempotent = false) =>
       invoicePayment(db.key, invoiceId, method, idempotent)

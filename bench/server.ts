@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { appendFileSync } from 'node:fs'
 import path from 'node:path'
 import { childrenOf, rssMb } from './proc.ts'
 
@@ -16,7 +17,7 @@ export interface BenchServer {
 /** Starts `payrail serve` as its own process, so the load generator and the server do not share an event loop. */
 export async function startServer(
   env: Record<string, string>,
-  options: { workers?: number; nodeArgs?: string[] } = {},
+  options: { workers?: number; nodeArgs?: string[]; log?: string | undefined } = {},
 ): Promise<BenchServer> {
   const child: ChildProcess = spawn(
     process.execPath,
@@ -40,6 +41,7 @@ export async function startServer(
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 60_000)
     child.stdout?.on('data', (chunk: Buffer) => {
+      if (options.log) appendFileSync(options.log, chunk)
       output += chunk.toString()
       const match = /listening on (http:\/\/\S+)/.exec(output)
       if (match?.[1]) {

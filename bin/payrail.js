@@ -10,11 +10,16 @@
 // Node's default young generation (16 MB per semi-space), not a smaller one: with 4 MB
 // (`--max-semi-space-size=4`, used until the ninth session) the server spent twice as
 // long per request in garbage-collection pauses, on its one event loop, and the bench saw
-// no lower memory for it (docs/performance.md).
+// no lower memory for it (docs/performance.md). The old generation's growth is capped
+// (bin/v8-flags.js).
 import { createHash } from 'node:crypto'
 import { mkdir, readdir, rename, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import v8 from 'node:v8'
+import { v8Flags } from './v8-flags.js'
+
+for (const flag of v8Flags(process.execArgv, process.env.NODE_OPTIONS)) v8.setFlagsFromString(flag)
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const entry = path.join(root, 'src', 'main.ts')

@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm, stat, utimes } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, inject, test } from 'vitest'
+import { v8Flags } from '../bin/v8-flags.js'
 import { ensureEmbeddedPostgres, runningPostmaster } from '../src/db/embedded-postgres.ts'
 import { createLogger } from '../src/logger.ts'
 import { createEmptyDatabase, testDatabasePrefix } from './test-database.ts'
@@ -315,6 +316,16 @@ describe('bin/payrail.js', () => {
     expect(rebuilt).toBeGreaterThan(old.getTime())
     expect((await run(['--help'], {})).code).toBe(0)
     expect((await stat(bundle)).mtimeMs).toBe(rebuilt)
+  })
+
+  test("caps the old generation's growth unless the operator set it", () => {
+    expect(v8Flags([])).toEqual(['--heap-growing-percent=100'])
+    expect(v8Flags(['--max-old-space-size=512'], '--enable-source-maps')).toEqual([
+      '--heap-growing-percent=100',
+    ])
+    // On Node's command line or in NODE_OPTIONS, spelled with dashes or underscores.
+    expect(v8Flags(['--heap-growing-percent=25'])).toEqual([])
+    expect(v8Flags([], '--max-old-space-size=512  --heap_growing_percent=50')).toEqual([])
   })
 
   test('loads the Stripe and Checkout.com SDKs only when a gateway uses them', async () => {

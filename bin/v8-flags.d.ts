@@ -1,0 +1,1 @@
+export function v8Flags(execArgv: readonly string[], nodeOptions?: string): string[]
