@@ -114,6 +114,82 @@ describe('CoinPayments', () => {
   })
 })
 
+describe('CoinPayments: a transaction whose creation answer was lost', () => {
+  /** A CoinPayments payment on `invoiceId` whose transaction was made but whose answer was lost. */
+  async function lostTransaction(invoiceId: string) {
+    cp.timeoutNext({ ms: 0, afterProcessing: true })
+    const paymentId = await unansweredPayment(ctx, {
+      destination_id: invoiceId,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'coinpayments',
+    })
+    const made = cp.transactionsWithCustom(paymentId)
+    expect(made).toHaveLength(1)
+    return { paymentId, lostTxn: String(made[0]?.txnId) }
+  }
+
+  test('paid: the money is recorded on the payment its IPN names (custom), not refused as unknown', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostTxn } = await lostTransaction(invoice.id)
+    cp.receive(lostTxn)
+    cp.confirm(lostTxn)
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      gateway_payment_id: lostTxn,
+    })
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
+  })
+
+  test('timed out, with no retry: the payment, tracking nothing, fails', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostTxn } = await lostTransaction(invoice.id)
+    cp.cancel(lostTxn)
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'cancelled',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_remaining).toBe('100.00')
+  })
+
+  /** `lostTransaction`, then the payment processed again: a new transaction, tracked. */
+  async function retriedAfterLoss(invoiceId: string) {
+    const lost = await lostTransaction(invoiceId)
+    const retried = await ctx.post<PaymentBody>(`/v1/payments/${lost.paymentId}/process`)
+    expect(retried.status, retried.text).toBe(200)
+    expect(retried.body.payment_status).toBe('PENDING')
+    expect(tracking(retried.body)).not.toBe(lost.lostTxn)
+    return { ...lost, trackedTxn: tracking(retried.body) }
+  }
+
+  test('after a retry made another: the lost one timing out ends nothing', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostTxn, trackedTxn } = await retriedAfterLoss(invoice.id)
+    cp.cancel(lostTxn)
+    await cp.waitForNotifications()
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('PENDING')
+    cp.receive(trackedTxn)
+    cp.confirm(trackedTxn)
+    await cp.waitForNotifications()
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('SUCCEEDED')
+  })
+
+  test('after a retry made another: money paid on the lost one still counts', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostTxn } = await retriedAfterLoss(invoice.id)
+    cp.receive(lostTxn)
+    cp.confirm(lostTxn)
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
+  })
+})
+
 describe('BitPay', () => {
   test('bp: a BitPay page left open pays an invoice paid offline meanwhile: OVERPAID, and the merchant can refund (record) the excess as documented', async () => {
     const { invoice } = await invoiceToPay(ctx)

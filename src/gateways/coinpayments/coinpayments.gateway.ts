@@ -110,7 +110,11 @@ export const coinpaymentsGateway: Gateway = {
     const event: NormalizedEvent = {
       eventId: ipn.ipnId,
       type: `status.${ipn.status}`,
-      target: { trackingId: ipn.txnId },
+      // The transaction, and the payment it was made for (`custom`): a payment whose
+      // `create_transaction` answer was lost tracks no transaction, or tracks the one a retry
+      // made, and the money paid on the lost one is still its own. That lost one's
+      // cancellation or time-out does not end a payment tracking another (`trackedObject`).
+      target: { trackingId: ipn.txnId, paymentId: ipn.custom || undefined, trackedObject: true },
       update,
       payload: ipn,
     }

@@ -5,6 +5,8 @@ export interface CoinpaymentsIpn {
   ipnId: string
   merchant: string
   txnId: string
+  /** What Payrail put in `custom`: the payment's id. */
+  custom: string
   status: number
   currency1: string
   amount1: string
@@ -26,6 +28,7 @@ export function readIpn(fields: URLSearchParams): CoinpaymentsIpn | undefined {
     ipnId: get('ipn_id'),
     merchant: get('merchant'),
     txnId: get('txn_id'),
+    custom: get('custom'),
     status,
     currency1: get('currency1').toLowerCase(),
     amount1: get('amount1'),

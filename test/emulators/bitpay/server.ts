@@ -68,6 +68,13 @@ async function serve(
       write(response, renderHostedPage(emulator.findInvoice(url.searchParams.get('id') ?? '')))
       return
     }
+    const handle = () =>
+      handleApiRequest(emulator, {
+        method: request.method ?? 'GET',
+        url,
+        headers: request.headers,
+        body,
+      })
     if (isApiPath(url.pathname)) {
       const fault = emulator.faults.take()
       if (fault?.kind === 'fail') {
@@ -75,19 +82,12 @@ async function serve(
         return
       }
       if (fault?.kind === 'timeout') {
+        if (fault.afterProcessing) handle()
         held.resetAfter(request, fault.ms)
         return
       }
     }
-    write(
-      response,
-      handleApiRequest(emulator, {
-        method: request.method ?? 'GET',
-        url,
-        headers: request.headers,
-        body,
-      }),
-    )
+    write(response, handle())
   } catch (error) {
     console.error('[bitpay-emulator] request failed', error)
     if (!response.headersSent && !response.destroyed) {

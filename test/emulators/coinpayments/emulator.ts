@@ -142,6 +142,11 @@ export class CoinpaymentsEmulator implements CoinpaymentsApiContext {
     return this.transactions.get(txnId)
   }
 
+  /** The transactions made with this `custom` field, oldest first. */
+  transactionsWithCustom(custom: string): CoinpaymentsTransactionRecord[] {
+    return [...this.transactions.values()].filter((record) => record.custom === custom)
+  }
+
   transactionUrls(record: CoinpaymentsTransactionRecord): TransactionUrls {
     const query = `id=${record.txnId}&key=${record.pageKey}`
     return {

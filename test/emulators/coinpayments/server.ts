@@ -74,16 +74,14 @@ async function serve(
       writeJson(response, fault.status, apiError('Injected failure'))
       return
     }
+    const handle = () =>
+      handleApiRequest(emulator, { method: request.method ?? 'GET', headers: request.headers, body })
     if (fault?.kind === 'timeout') {
+      if (fault.afterProcessing) handle()
       held.resetAfter(request, fault.ms)
       return
     }
-    const answer = handleApiRequest(emulator, {
-      method: request.method ?? 'GET',
-      headers: request.headers,
-      body,
-    })
-    writeJson(response, 200, answer)
+    writeJson(response, 200, handle())
   } catch (error) {
     console.error('[coinpayments-emulator] request failed', error)
     if (!response.headersSent && !response.destroyed) {

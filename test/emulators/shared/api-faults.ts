@@ -11,11 +11,16 @@ export interface TimeoutOptions {
   count?: number
   /** How long the request is held before its connection is reset (default 30 s). */
   ms?: number
+  /**
+   * Process the request first (a transaction or invoice made, its notifications to come),
+   * then lose the answer. Default false: the request never reaches the API.
+   */
+  afterProcessing?: boolean
 }
 
 export type ApiFault =
   | { kind: 'fail'; status: number; remaining: number }
-  | { kind: 'timeout'; ms: number; remaining: number }
+  | { kind: 'timeout'; ms: number; afterProcessing: boolean; remaining: number }
 
 /** Faults taken, first queued first, by the next API requests (hosted pages are spared). */
 export class ApiFaults {
@@ -26,7 +31,12 @@ export class ApiFaults {
   }
 
   timeoutNext(options: TimeoutOptions = {}): void {
-    this.queue.push({ kind: 'timeout', ms: options.ms ?? 30_000, remaining: options.count ?? 1 })
+    this.queue.push({
+      kind: 'timeout',
+      ms: options.ms ?? 30_000,
+      afterProcessing: options.afterProcessing ?? false,
+      remaining: options.count ?? 1,
+    })
   }
 
   take(): ApiFault | undefined {
