@@ -599,6 +599,12 @@ export interface StripeReplicaTable {
   seen_at: NullableTimestamp
 }
 
+/** A dashboard session signed out before it lapsed, kept until then (migration 0018). */
+export interface DashboardSignoutTable {
+  session_id: string
+  expires_at: Timestamp
+}
+
 /** Active payments per environment, status and UTC day, in shards; kept by triggers (migration 0006). */
 export interface PaymentDailyCountTable {
   environment_id: string
@@ -641,6 +647,7 @@ export interface Database {
   sandbox_sessions: SandboxSessionTable
   sandbox_cards: SandboxCardTable
   stripe_replicas: StripeReplicaTable
+  dashboard_signouts: DashboardSignoutTable
 }
 
 export type Tenant = Selectable<TenantTable>

@@ -3,12 +3,20 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { AppDeps } from '../app.ts'
 import { PAYMENT_STATUSES as PAYMENT_STATUS_VALUES } from '../core/payment-state.ts'
-import { escapeHtml, registerFormParser } from './html.ts'
+import { isSignedOut, recordSignout } from './dashboard-signouts.ts'
+import { escapeHtml, registerFormParser, sendHtml } from './html.ts'
 
 /** The cookie that holds the signed-in API key, sealed (`SecretBox`): HttpOnly, SameSite=Strict. */
 export const DASHBOARD_COOKIE = 'payrail_dashboard'
 const SESSION_SECONDS = 8 * 60 * 60
 const PAGE_SIZE = 25
+
+/** What the cookie seals: the key, when the session lapses (ms), and its id (to sign it out). */
+interface DashboardSession {
+  key: string
+  exp: number
+  sid: string
+}
 
 type Row = Record<string, unknown>
 interface Listing {
@@ -40,17 +48,25 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
     const secure = deps.config.publicUrl.startsWith('https://')
     const publicOrigin = new URL(deps.config.publicUrl).origin
 
-    /** The signed-in key, while its session lasts (its expiry is sealed with it). */
-    const keyOf = (request: FastifyRequest): string | undefined => {
+    /** The session the cookie holds, while it lasts (its expiry is sealed with it). */
+    const sessionOf = (request: FastifyRequest): DashboardSession | undefined => {
       const sealed = cookieOf(request, DASHBOARD_COOKIE)
       if (!sealed) return undefined
       try {
-        const session = JSON.parse(deps.secretBox.open(sealed)) as { key?: unknown; exp?: unknown }
-        if (typeof session.key !== 'string' || typeof session.exp !== 'number') return undefined
-        return session.exp > deps.clock.now().getTime() ? session.key : undefined
+        const session = JSON.parse(deps.secretBox.open(sealed)) as Partial<DashboardSession>
+        const { key, exp, sid } = session
+        if (typeof key !== 'string' || typeof exp !== 'number' || typeof sid !== 'string')
+          return undefined
+        return exp > deps.clock.now().getTime() ? { key, exp, sid } : undefined
       } catch {
         return undefined
       }
+    }
+    /** The signed-in key, while its session lasts and was not signed out. */
+    const keyOf = async (request: FastifyRequest): Promise<string | undefined> => {
+      const session = sessionOf(request)
+      if (!session || (await isSignedOut(deps.db, session.sid))) return undefined
+      return session.key
     }
     /** A form posted from another site (login CSRF, a forced sign-out) is refused. */
     const crossSite = (request: FastifyRequest): boolean => {
@@ -95,7 +111,7 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
       render: (ask: <T>(p: string) => Promise<T>, request: FastifyRequest) => Promise<string>,
     ) =>
       app.get(path, { config, schema }, async (request, reply) => {
-        const key = keyOf(request)
+        const key = await keyOf(request)
         if (!key) return toLogin(reply)
         const ask = async <T>(p: string): Promise<T> => {
           const answer = await api<T>(key, p)
@@ -104,11 +120,15 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
         }
         try {
           const body = await render(ask, request)
-          return html(reply, 200, layout(body))
+          return html(reply, 200, layout(body, key))
         } catch (error) {
           if (error instanceof DashboardSignedOut) return toLogin(reply)
           if (error instanceof DashboardNotFound)
-            return html(reply, 404, layout('<h1>Not found</h1><p>Nothing here with that id.</p>'))
+            return html(
+              reply,
+              404,
+              layout('<h1>Not found</h1><p>Nothing here with that id.</p>', key),
+            )
           throw error
         }
       })
@@ -132,7 +152,7 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
         async (request, reply) => {
           if (crossSite(request))
             return html(reply, 403, layout('<h1>Refused</h1><p>Act from the dashboard.</p>'))
-          const key = keyOf(request)
+          const key = await keyOf(request)
           if (!key) return toLogin(reply)
           const form = request.body ?? {}
           const idempotencyKey = form.idempotency_key ?? ''
@@ -162,6 +182,7 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
             res.statusCode >= 500 ? 502 : res.statusCode,
             layout(
               `<h1>Not done</h1><p class="error">${escapeHtml(message)}</p><p><a href="${escapeHtml(back)}">Back</a></p>`,
+              key,
             ),
           )
         },
@@ -193,14 +214,23 @@ export function dashboardPages(deps: AppDeps): FastifyPluginAsync {
               : 'That is not a valid API key.'
           return html(reply, status, loginPage(message))
         }
-        const exp = deps.clock.now().getTime() + SESSION_SECONDS * 1000
-        setSession(reply, deps.secretBox.seal(JSON.stringify({ key, exp })), SESSION_SECONDS)
+        const session: DashboardSession = {
+          key,
+          exp: deps.clock.now().getTime() + SESSION_SECONDS * 1000,
+          sid: randomBytes(16).toString('hex'),
+        }
+        setSession(reply, deps.secretBox.seal(JSON.stringify(session)), SESSION_SECONDS)
         return reply.redirect('/dashboard', 303)
       },
     )
-    app.post('/dashboard/logout', { config, schema }, async (request, reply) =>
-      crossSite(request) ? html(reply, 403, loginPage()) : toLogin(reply),
-    )
+    // Signing out ends the session itself, not only the browser's copy of its cookie.
+    app.post('/dashboard/logout', { config, schema }, async (request, reply) => {
+      if (crossSite(request)) return html(reply, 403, loginPage())
+      const session = sessionOf(request)
+      if (session)
+        await recordSignout(deps.db, session.sid, new Date(session.exp), deps.clock.now())
+      return toLogin(reply)
+    })
 
     view('/dashboard', async (ask) => {
       const [payments, invoices, customers, events] = await Promise.all([
@@ -338,16 +368,7 @@ class DashboardSignedOut extends Error {}
 class DashboardNotFound extends Error {}
 
 function html(reply: FastifyReply, status: number, body: string) {
-  return reply
-    .code(status)
-    .header('cache-control', 'no-store')
-    .header('x-frame-options', 'DENY')
-    .header(
-      'content-security-policy',
-      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-    )
-    .type('text/html; charset=utf-8')
-    .send(body)
+  return sendHtml(reply, status, body, { formsToSelf: true })
 }
 
 function cookieOf(request: FastifyRequest, name: string): string | undefined {
@@ -536,12 +557,25 @@ const STYLE = `
   .action { display: inline-flex; gap: 6px; margin: 0 12px 12px 0; }
   .action input { padding: 6px; } .action button { padding: 6px 12px; cursor: pointer; }
   .error { background: #fde8e8; color: #9b1c1c; padding: 10px; border-radius: 6px; }
+  .mode { font-size: 11px; font-weight: 600; padding: 2px 8px; border-radius: 4px; text-transform: uppercase; }
+  .mode.test { background: #fff3c4; color: #7a5b00; } .mode.live { background: #e6f6ec; color: #05603a; }
 `
 
-function layout(body: string): string {
+/**
+ * A page of the signed-in dashboard. With the key, its header says which environment it
+ * acts in (its keys are `sk_live_…` or `sk_test_…`): a refund from a live session moves
+ * real money.
+ */
+function layout(body: string, key?: string): string {
   const nav = NAV.map(([label, href]) => `<a href="${href}">${label}</a>`).join('')
+  const mode =
+    key === undefined
+      ? ''
+      : key.startsWith('sk_live_')
+        ? '<span class="mode live">Live</span>'
+        : '<span class="mode test">Test mode</span>'
   return document(
-    `<header><strong>Payrail</strong>${nav}<form method="post" action="/dashboard/logout"><button>Sign out</button></form></header>
+    `<header><strong>Payrail</strong>${mode}${nav}<form method="post" action="/dashboard/logout"><button>Sign out</button></form></header>
 <main>${body}</main>`,
   )
 }

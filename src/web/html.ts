@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 
 /** Parses the pages' HTML forms (`application/x-www-form-urlencoded`) into plain string fields, in `app`'s scope. */
 export function registerFormParser(app: FastifyInstance): void {
@@ -9,6 +9,31 @@ export function registerFormParser(app: FastifyInstance): void {
       done(null, Object.fromEntries(new URLSearchParams(String(body))))
     },
   )
+}
+
+/**
+ * Sends an HTML page with the headers every page of Payrail's gets: never cached (a page
+ * shows a payment as it stood), never framed by another site (its buttons pay, cancel and
+ * refund: clickjacking), no scripts or assets from anywhere. `formsToSelf` also keeps its
+ * forms' posts on this server (the dashboard's); a hosted page's forms are answered with
+ * a redirect to the merchant's own URLs, which that directive would block.
+ */
+export function sendHtml(
+  reply: FastifyReply,
+  status: number,
+  body: string,
+  options: { formsToSelf?: boolean } = {},
+): FastifyReply {
+  return reply
+    .code(status)
+    .header('cache-control', 'no-store')
+    .header('x-frame-options', 'DENY')
+    .header(
+      'content-security-policy',
+      `default-src 'none'; style-src 'unsafe-inline';${options.formsToSelf ? " form-action 'self';" : ''} frame-ancestors 'none'`,
+    )
+    .type('text/html; charset=utf-8')
+    .send(body)
 }
 
 /** Escapes text for HTML element content and attribute values. */

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
-import { page } from './html.ts'
+import { page, sendHtml } from './html.ts'
 
 /**
  * Where a hosted checkout sends the customer back when the payment set no
@@ -12,26 +12,26 @@ export const paymentPages: FastifyPluginAsync = async (app) => {
     '/pay/:payment_id/complete',
     { config, schema: { hide: true } },
     async (_request, reply) =>
-      reply
-        .type('text/html')
-        .send(
-          page(
-            'Thank you',
-            '<div class="ok"><strong>Thank you.</strong> Your payment is being confirmed; you can close this page.</div>',
-          ),
+      sendHtml(
+        reply,
+        200,
+        page(
+          'Thank you',
+          '<div class="ok"><strong>Thank you.</strong> Your payment is being confirmed; you can close this page.</div>',
         ),
+      ),
   )
   app.get(
     '/pay/:payment_id/cancelled',
     { config, schema: { hide: true } },
     async (_request, reply) =>
-      reply
-        .type('text/html')
-        .send(
-          page(
-            'Cancelled',
-            '<h1>Payment cancelled</h1><p>No money was taken. You can close this page.</p>',
-          ),
+      sendHtml(
+        reply,
+        200,
+        page(
+          'Cancelled',
+          '<h1>Payment cancelled</h1><p>No money was taken. You can close this page.</p>',
         ),
+      ),
   )
 }

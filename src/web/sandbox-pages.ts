@@ -19,7 +19,7 @@ import {
   findSession,
   submitCard,
 } from '../gateways/sandbox/sandbox-provider.ts'
-import { escapeHtml, page, registerFormParser } from './html.ts'
+import { escapeHtml, page, registerFormParser, sendHtml } from './html.ts'
 
 const SessionParams = Type.Object({ session: Type.String({ maxLength: 100 }) })
 const CardForm = Type.Object({
@@ -59,10 +59,11 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       return { session: await expireIfLapsed(ctx, session), ctx }
     }
     const missing = (reply: FastifyReply) =>
-      reply
-        .code(404)
-        .type('text/html')
-        .send(page('Not found', '<h1>Checkout not found</h1><p>This link is not valid.</p>'))
+      sendHtml(
+        reply,
+        404,
+        page('Not found', '<h1>Checkout not found</h1><p>This link is not valid.</p>'),
+      )
 
     app.get(
       '/sandbox/checkout/:session',
@@ -70,7 +71,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       async (request, reply) => {
         const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
-        return reply.type('text/html').send(checkoutPage(found.session, found.ctx))
+        return sendHtml(reply, 200, checkoutPage(found.session))
       },
     )
 
@@ -86,7 +87,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
           expMonth: Number(form.exp_month),
           expYear: normalizeYear(Number(form.exp_year)),
         })
-        return respondToSubmission(reply, result, found.ctx)
+        return respondToSubmission(reply, result)
       },
     )
 
@@ -96,7 +97,9 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       async (request, reply) => {
         const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
-        return reply.type('text/html').send(challengePage(found.session))
+        // No challenge waits (it was answered, or another card replaced it): the form.
+        if (found.session.status === 'open') return reply.redirect(checkoutPath(found.session), 303)
+        return sendHtml(reply, 200, challengePage(found.session))
       },
     )
 
@@ -107,11 +110,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
         const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
         const approve = request.body.action === 'approve'
-        return respondToSubmission(
-          reply,
-          await answerChallenge(found.ctx, found.session, approve),
-          found.ctx,
-        )
+        return respondToSubmission(reply, await answerChallenge(found.ctx, found.session, approve))
       },
     )
 
@@ -121,11 +120,16 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       async (request, reply) => {
         const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
-        const expired = await expireSession(found.ctx, found.session)
-        if (expired.cancel_url) return reply.redirect(expired.cancel_url, 303)
-        return reply
-          .type('text/html')
-          .send(page('Cancelled', '<h1>Checkout cancelled</h1><p>You can close this page.</p>'))
+        const now = await expireSession(found.ctx, found.session)
+        // A page paid meanwhile (in another tab) is answered as it now stands: paid.
+        if (now.status === 'complete')
+          return respondToSubmission(reply, { kind: 'completed', session: now })
+        if (now.cancel_url) return reply.redirect(now.cancel_url, 303)
+        return sendHtml(
+          reply,
+          200,
+          page('Cancelled', '<h1>Checkout cancelled</h1><p>You can close this page.</p>'),
+        )
       },
     )
 
@@ -135,7 +139,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
       async (request, reply) => {
         const found = await load(request.params.session, 'crypto')
         if (!found) return missing(reply)
-        return reply.type('text/html').send(cryptoPage(found.session))
+        return sendHtml(reply, 200, cryptoPage(found.session))
       },
     )
 
@@ -146,11 +150,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
         const found = await load(request.params.session, 'crypto')
         if (!found) return missing(reply)
         const action = SANDBOX_CRYPTO_ACTIONS.find((a) => a === request.body.action)
-        if (!action)
-          return reply
-            .code(400)
-            .type('text/html')
-            .send(page('Unknown action', '<h1>Unknown action</h1>'))
+        if (!action) return sendHtml(reply, 400, page('Unknown action', '<h1>Unknown action</h1>'))
         const updated = await cryptoAction(
           found.ctx,
           found.session,
@@ -158,39 +158,39 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
         )
         if (updated.status === 'complete' && updated.success_url)
           return reply.redirect(updated.success_url, 303)
-        return reply.type('text/html').send(cryptoPage(updated))
+        return sendHtml(reply, 200, cryptoPage(updated))
       },
     )
   }
 }
 
-function respondToSubmission(reply: FastifyReply, result: CardSubmission, _ctx: GatewayContext) {
+function respondToSubmission(reply: FastifyReply, result: CardSubmission) {
   switch (result.kind) {
     case 'completed':
       if (result.session.success_url) return reply.redirect(result.session.success_url, 303)
-      return reply.type('text/html').send(donePage(result.session))
+      return sendHtml(reply, 200, donePage(result.session))
     case 'challenge':
       return reply.redirect(`/sandbox/checkout/${result.session.id}/challenge`, 303)
     case 'declined':
-      return reply
-        .code(402)
-        .type('text/html')
-        .send(checkoutPage(result.session, undefined, result.message))
+      return sendHtml(reply, 402, checkoutPage(result.session, result.message))
     case 'invalid':
-      return reply
-        .code(400)
-        .type('text/html')
-        .send(checkoutPage(result.session, undefined, result.message))
+      return sendHtml(reply, 400, checkoutPage(result.session, result.message))
     case 'closed':
-      return reply.code(409).type('text/html').send(closedPage(result.session))
+      // Still open (a challenge answered from a page another card had replaced): the form.
+      if (result.session.status === 'open') return reply.redirect(checkoutPath(result.session), 303)
+      return sendHtml(reply, 409, closedPage(result.session))
   }
+}
+
+function checkoutPath(session: SandboxSession): string {
+  return `/sandbox/checkout/${encodeURIComponent(session.id)}`
 }
 
 function amountOf(session: SandboxSession): string {
   return `${formatMinorUnits(session.amount, session.currency)} ${session.currency.toUpperCase()}`
 }
 
-function checkoutPage(session: SandboxSession, _ctx?: GatewayContext, error?: string): string {
+function checkoutPage(session: SandboxSession, error?: string): string {
   if (session.status === 'complete') return donePage(session)
   if (session.status !== 'open' && session.status !== 'requires_action') return closedPage(session)
   const id = escapeHtml(session.id)

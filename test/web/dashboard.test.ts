@@ -318,3 +318,32 @@ describe('acting from the dashboard', () => {
     expect((await getPayment(ctx, paid)).amount_refunded).toBe('0.00')
   })
 })
+
+describe('dashboard session', () => {
+  test('the dashboard says which environment (test or live) the signed-in key acts in', async () => {
+    // Same tenant, two keys: refunds and cancels from the live one move real money.
+    const live = await open('/dashboard', await sessionOf(ctx.main.liveKey))
+    const test = await open('/dashboard', await sessionOf(ctx.main.key))
+    expect(live.statusCode).toBe(200)
+    expect(test.statusCode).toBe(200)
+    expect(live.body).toMatch(/\blive\b/i)
+    expect(test.body).toMatch(/\btest\b/i)
+    expect(live.body).not.toBe(test.body)
+  })
+
+  test('after signing out, the session cookie no longer opens the dashboard', async () => {
+    const cookie = await sessionOf(ctx.main.key)
+    expect((await open('/dashboard', cookie)).statusCode).toBe(200)
+    const out = await ctx.app.inject({
+      method: 'POST',
+      url: '/dashboard/logout',
+      headers: { cookie },
+    })
+    expect(out.statusCode).toBe(303)
+    // A copy of the cookie (another tab's, a proxy's log, a shared computer) replayed after
+    // signing out must be refused, as every session-based dashboard does.
+    const replay = await open('/dashboard', cookie)
+    expect(replay.statusCode).toBe(303)
+    expect(replay.headers.location).toBe('/dashboard/login')
+  })
+})

@@ -99,3 +99,110 @@ describe('sandbox session expiry', () => {
     })
   })
 })
+
+const open = (url: string) => ctx.app.inject({ method: 'GET', url })
+
+describe('sandbox checkout as it now stands', () => {
+  test('Cancel pressed on a checkout that is already paid (a second tab) does not send the customer to cancel_url', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice, undefined, {
+      success_url: 'https://merchant.example/thanks',
+      cancel_url: 'https://merchant.example/cancelled',
+    })
+    const session = sessionOf(link.body)
+    const paid = await submitCard(ctx, session, '4242424242424242')
+    expect(paid.statusCode).toBe(303)
+    expect(paid.headers.location).toBe('https://merchant.example/thanks')
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('SUCCEEDED')
+
+    // A second tab, loaded before the payment, presses Cancel: the page as it now stands is paid.
+    const cancel = await ctx.app.inject({
+      method: 'POST',
+      url: `/sandbox/checkout/${session}/cancel`,
+    })
+    expect(cancel.headers.location).not.toBe('https://merchant.example/cancelled')
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('SUCCEEDED')
+  })
+
+  test('Cancel on a paid checkout without cancel_url does not tell the customer "Checkout cancelled"', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const session = sessionOf(link.body)
+    expect((await submitCard(ctx, session, '4242424242424242')).statusCode).toBe(200)
+    const cancel = await ctx.app.inject({
+      method: 'POST',
+      url: `/sandbox/checkout/${session}/cancel`,
+    })
+    expect(cancel.body).not.toContain('Checkout cancelled')
+    expect(cancel.body).toMatch(/paid|complete/i)
+  })
+
+  test('a card entered on the checkout form while a 3-D Secure challenge is pending is not answered "This checkout has expired"', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const session = sessionOf(link.body)
+    const challenged = await submitCard(ctx, session, '4000002760003184')
+    expect(challenged.statusCode).toBe(303)
+    expect(challenged.headers.location).toBe(`/sandbox/checkout/${session}/challenge`)
+
+    // The customer goes back to the checkout page: it offers the card form again...
+    const form = await open(`/sandbox/checkout/${session}`)
+    expect(form.statusCode).toBe(200)
+    expect(form.body).toContain(`action="/sandbox/checkout/${session}"`)
+    // ...and a card sent from it is taken (or sent to the pending challenge), not refused
+    // as if the session, which is still valid for 24 h, had expired.
+    const other = await submitCard(ctx, session, '4242424242424242')
+    expect(other.body).not.toContain('This checkout has expired')
+    expect(other.statusCode).toBe(200)
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('SUCCEEDED')
+    // The abandoned challenge, answered late, takes nothing more: the page is paid.
+    const late = await pagePost(ctx, `/sandbox/checkout/${session}/challenge`, 'approve')
+    expect(late.statusCode).toBe(409)
+    expect(late.body).toContain('already paid')
+    expect(await getPayment(ctx, link.body.id)).toMatchObject({ amount_paid: '100.00' })
+  })
+
+  test('the 3-D Secure challenge URL of a checkout that is still open does not say "This checkout has expired"', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const session = sessionOf(link.body)
+    // The customer failed the challenge (the page stays open for another try), then pressed
+    // Back to the challenge URL: the checkout is open, valid for 24 h, and takes cards.
+    expect((await submitCard(ctx, session, '4000002760003184')).statusCode).toBe(303)
+    expect(
+      (
+        await ctx.app.inject({
+          method: 'POST',
+          url: `/sandbox/checkout/${session}/challenge`,
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          payload: 'action=fail',
+        })
+      ).statusCode,
+    ).toBe(402)
+    const back = await open(`/sandbox/checkout/${session}/challenge`)
+    expect(back.body).not.toContain('This checkout has expired')
+    // And indeed the checkout still takes a card.
+    expect((await submitCard(ctx, session, '4242424242424242')).statusCode).toBe(200)
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('SUCCEEDED')
+  })
+
+  test('the hosted pages cannot be framed by another site and are not cached', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    const { crypto } = await openSandboxCrypto(ctx)
+    for (const url of [
+      `/sandbox/checkout/${sessionOf(link.body)}`,
+      `/sandbox/crypto/${sessionOf(crypto.body)}`,
+      `/pay/${link.body.id}/complete`,
+      `/pay/${link.body.id}/cancelled`,
+    ]) {
+      const page = await open(url)
+      expect(page.statusCode, url).toBe(200)
+      expect(page.headers['x-frame-options'], url).toBe('DENY')
+      expect(page.headers['content-security-policy'], url).toContain("frame-ancestors 'none'")
+      // Their forms are answered with a redirect to the merchant's URLs: no form-action.
+      expect(page.headers['content-security-policy'], url).not.toContain('form-action')
+      expect(page.headers['cache-control'], url).toBe('no-store')
+    }
+  })
+})

@@ -133,6 +133,17 @@ export async function submitCard(
   session: SandboxSession,
   card: { number: string; expMonth: number; expYear: number },
 ): Promise<CardSubmission> {
+  const lapsed = session.expires_at.getTime() <= ctx.clock.now().getTime()
+  if (session.status === 'requires_action' && !lapsed) {
+    // Another card entered while a 3-D Secure challenge waits replaces it, as on Stripe's
+    // page: the challenge is abandoned (answering it later takes nothing).
+    const reopened = await updateSession(ctx, session.id, ['requires_action'], {
+      status: 'open',
+      pending_card_number: null,
+    })
+    if (!reopened) return asItIsNow(ctx, session)
+    return submitCard(ctx, reopened, card)
+  }
   if (!isOpen(session, ctx)) return { kind: 'closed', session }
   const number = normalizeCardNumber(card.number)
   if (!isValidCardNumber(number))
