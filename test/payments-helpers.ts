@@ -333,15 +333,14 @@ export async function offlinePayment(
   return { customer, invoice, payment: await payOffline(ctx, invoice.id, amount) }
 }
 
-/** A customer with auto_pay whose default card, at the sandbox provider, is the test `number`. */
-export async function customerWithCard(ctx: TestContext, number: string) {
-  const customer = await createCustomer(ctx, { auto_pay: true })
+/** A sandbox card of the test `number`, saved as one of the customer's payment methods. */
+export async function savedSandboxCard(ctx: TestContext, customerId: string, number: string) {
   const card = await ctx.db
     .insertInto('sandbox_cards')
     .values({
-      id: `sbcard_${customer.id}`,
+      id: `sbcard_${customerId}_${number.slice(-4)}`,
       environment_id: ctx.main.test.id,
-      customer_id: customer.id,
+      customer_id: customerId,
       number,
       brand: 'visa',
       last4: number.slice(-4),
@@ -350,12 +349,18 @@ export async function customerWithCard(ctx: TestContext, number: string) {
     })
     .returningAll()
     .executeTakeFirstOrThrow()
-  const method = await savePaymentMethod(ctx.db, ctx.scope, {
-    customerId: customer.id,
+  return savePaymentMethod(ctx.db, ctx.scope, {
+    customerId,
     gateway: 'sandbox',
     gatewayPaymentMethodId: card.id,
     last4: card.last4,
   })
+}
+
+/** A customer with auto_pay whose default card, at the sandbox provider, is the test `number`. */
+export async function customerWithCard(ctx: TestContext, number: string) {
+  const customer = await createCustomer(ctx, { auto_pay: true })
+  const method = await savedSandboxCard(ctx, customer.id, number)
   await ctx.patch(`/v1/customers/${customer.id}`, { default_payment_method_id: method.id })
   return customer
 }

@@ -61,8 +61,22 @@ export function errorBody(code: ErrorCode, message: string, details: ErrorDetail
   return { error: { code, message, details } }
 }
 
+/** Requests refused by a lost serialization race or a deadlock (a 409 "retry it"). */
+const transient = new WeakSet<FastifyRequest>()
+
+/**
+ * Whether `request` was refused by a lost serialization race or a deadlock: its
+ * transaction rolled back, and the same request, sent again, may go through. Its
+ * `Idempotency-Key` is then not kept for the refusal (`registerIdempotency`).
+ */
+export function failedTransiently(request: FastifyRequest): boolean {
+  return transient.has(request)
+}
+
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const code = pgErrorCode(error)
+    if (code === PG_SERIALIZATION_FAILURE || code === PG_DEADLOCK_DETECTED) transient.add(request)
     const { status, body } = toErrorBody(error)
     if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ code: body.error.code, message: body.error.message }, 'request refused')

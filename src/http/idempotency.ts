@@ -6,6 +6,7 @@ import type { SecretBox } from '../core/secret-box.ts'
 import type { Db } from '../db/client.ts'
 import type { IdempotencyRecord } from '../db/database.ts'
 import { CommitMark } from '../db/transaction.ts'
+import { failedTransiently } from './error-handler.ts'
 import {
   type ClaimOf,
   completeClaim,
@@ -114,8 +115,14 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
     if (!held) return payload
     request.idempotency = null
     held.mark.end()
-    // A 5xx before any of the work committed: no record, so a retry runs again.
-    if (reply.statusCode >= 500 && (await releaseUnapplied(deps.db, held))) return payload
+    // A 5xx, or a 409 "retry it" (a deadlock or a lost serialization race), before any of the
+    // work committed: no record, so a retry runs again. Kept, the refusal was replayed to
+    // every retry for the key's 24 hours, though the message says to retry.
+    if (
+      (reply.statusCode >= 500 || failedTransiently(request)) &&
+      (await releaseUnapplied(deps.db, held))
+    )
+      return payload
     const body = typeof payload === 'string' ? payload : payload == null ? '' : undefined
     // A stream or a buffer (no route of Payrail's sends one): nothing to replay. Released if
     // nothing committed; else the record stays in flight, applied, until it expires.

@@ -497,6 +497,47 @@ describe('Idempotency-Key', () => {
     expect(again.body.run).toBe(2)
   })
 
+  test('a transient 409 (deadlock / serialization failure, "retry it") whose work rolled back is not stored: the retry with the same key runs', async () => {
+    // A deadlock the first time a customer named 'Deadlock Once' is inserted, as PostgreSQL
+    // reports one under concurrency (40P01); the transaction rolls back, nothing committed.
+    await ctx.pool.query(`
+      create table deadlock_once (n int);
+      create function deadlock_once_trigger() returns trigger language plpgsql as $$
+      begin
+        if new.name = 'Deadlock Once' and not exists (select 1 from deadlock_once) then
+          raise exception 'deadlock detected (injected)' using errcode = '40P01';
+        end if;
+        return new;
+      end $$;
+      create trigger deadlock_once_trigger before insert on customers
+        for each row execute function deadlock_once_trigger();
+    `)
+    try {
+      const key = newKey()
+      const body = { name: 'Deadlock Once', email: 'deadlock@example.com' }
+      const first = await ctx.post<ErrorBody>('/v1/customers', body, { idempotencyKey: key })
+      expect(first.status).toBe(409)
+      expect(first.body.error.message).toMatch(/retry it/)
+      // The collision is over: the next attempt would go through.
+      await ctx.pool.query('insert into deadlock_once values (1)')
+      const created = await ctx.db
+        .selectFrom('customers')
+        .select('id')
+        .where('name', '=', 'Deadlock Once')
+        .execute()
+      expect(created).toHaveLength(0)
+
+      // The client does as told and retries the same request with the same key.
+      const retry = await ctx.post<{ id: string }>('/v1/customers', body, { idempotencyKey: key })
+      expect(retry.headers['idempotent-replayed']).toBeUndefined()
+      expect(retry.status, retry.text).toBe(201)
+    } finally {
+      await ctx.pool.query(
+        'drop trigger deadlock_once_trigger on customers; drop function deadlock_once_trigger(); drop table deadlock_once',
+      )
+    }
+  })
+
   test("a request overtaken by a retry that then fails with a 5xx does not release the retry's key", async () => {
     const key = newKey()
     const first = opener()

@@ -20,6 +20,7 @@ import {
   getPayment,
   invoiceToPay,
   type PaymentBody,
+  savedSandboxCard,
   sessionOf,
   submitCard,
   unprocessedCardPayment,
@@ -952,6 +953,39 @@ describe('idempotency', () => {
       amount_paid: '40.00',
       amount_remaining: '60.00',
     })
+  })
+
+  test("the same idempotency_key naming another card is 422 idempotency_mismatch; the first request's card is not charged", async () => {
+    const customer = await createCustomer(ctx)
+    const declining = await savedSandboxCard(ctx, customer.id, '4000000000000002')
+    const good = await savedSandboxCard(ctx, customer.id, '4242424242424242')
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    const base = flexpriceBody(invoice.id, {
+      payment_method_type: 'CARD',
+      payment_gateway: 'sandbox',
+      amount: '100.00',
+    })
+    const first = await postPayment<PaymentBody>({
+      ...base,
+      payment_method_id: declining.id,
+      process_payment: false,
+    })
+    expect(first.status, first.text).toBe(201)
+    expect(first.body.payment_status).toBe('INITIATED')
+    // Another request (another card, processed now) under the same key: replayed, it would
+    // have charged the first request's card.
+    const second = await postPayment<ErrorBody>({ ...base, payment_method_id: good.id })
+    expect(second.status, second.text).toBe(422)
+    expect(second.body.error.code).toBe('idempotency_mismatch')
+    expect((await getPayment(ctx, first.body.id)).payment_status).toBe('INITIATED')
+    // The same request again is the same payment.
+    const again = await postPayment<PaymentBody>({
+      ...base,
+      payment_method_id: declining.id,
+      process_payment: false,
+    })
+    expect(again.status, again.text).toBe(201)
+    expect(again.body.id).toBe(first.body.id)
   })
 
   test('requests sent at once with one idempotency_key make one payment, and pay the invoice once', async () => {

@@ -164,13 +164,15 @@ export async function createPaymentRecord(
   input: NewPayment,
 ): Promise<PaymentView> {
   const scope = scopeOf(access)
+  // A repeat is compared with the request as it came, before a card or gateway is chosen for it.
+  const requested = input
   if (input.idempotencyKey) {
     const existing = await findPaymentByIdempotencyKey(
       deps.db,
       scope.environmentId,
       input.idempotencyKey,
     )
-    if (existing) return replayByKey(deps, access, existing, input)
+    if (existing) return replayByKey(deps, access, existing, requested)
   }
   input = await withCardGateway(deps, access, input)
   const gateway = resolveGateway(input.methodType, input.gateway)
@@ -412,7 +414,7 @@ export async function createPaymentRecord(
     )
     if (settled === MADE_MEANWHILE) {
       if (!madeMeanwhile) throw new Error('no payment made meanwhile')
-      return replayByKey(deps, access, madeMeanwhile, input)
+      return replayByKey(deps, access, madeMeanwhile, requested)
     }
     if (settled === PAID_BY_DISCOUNT) throw paidByDiscountError(paidByDiscount, input.discountCode)
     const view = settled
@@ -431,7 +433,7 @@ export async function createPaymentRecord(
         scope.environmentId,
         input.idempotencyKey,
       )
-      if (existing) return replayByKey(deps, access, existing, input)
+      if (existing) return replayByKey(deps, access, existing, requested)
     }
     throw error
   }
@@ -464,6 +466,8 @@ async function replayByKey(
     existing.payment_method_type === input.methodType &&
     existing.currency === input.currency &&
     (input.gateway === undefined || existing.payment_gateway === input.gateway) &&
+    // Another card named is another request: replayed, it would charge the first one's card.
+    (input.paymentMethodId === undefined || existing.payment_method_id === input.paymentMethodId) &&
     allocations.length === input.allocations.length &&
     allocations.every(
       (a, i) =>
