@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { applyBalanceChange } from '../../src/modules/balances/service.ts'
-import { createCustomer, type List } from '../fixtures.ts'
+import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
+import { createPayment, type PaymentBody, payrailLockWaits } from '../payments-helpers.ts'
 
 let ctx: TestContext
 
@@ -141,5 +142,104 @@ describe('account balance ledger', () => {
     expect(euroDebit.status).toBe(409)
     const list = await ctx.get<List<unknown>>(`/v1/customers/${customer.id}/balance_transactions`)
     expect(list.body.pagination.total).toBe(2)
+  })
+})
+
+type Answer = { status: number; text: string }
+
+const balances = async (customerId: string) =>
+  (await ctx.get<{ balances: Record<string, string> }>(`/v1/customers/${customerId}`)).body.balances
+
+async function credit(customerId: string, amount: string, currency = 'usd') {
+  const res = await ctx.post(`/v1/customers/${customerId}/balance_transactions`, {
+    amount,
+    currency,
+  })
+  expect(res.status, res.text).toBe(201)
+}
+
+const until = async (waits: number) => {
+  while ((await payrailLockWaits(ctx)) < waits) await new Promise((r) => setTimeout(r, 5))
+}
+
+/**
+ * Runs `first` while another transaction on the customer's balance (any payment, top-up or
+ * refund of that customer) holds the balance row; once `first` waits on it, runs `second`;
+ * once both wait, the holder commits. Both requests then queue on the balance row.
+ */
+async function queuedOnBalance(
+  customerId: string,
+  first: () => Promise<Answer>,
+  second: () => Promise<Answer>,
+): Promise<[Answer, Answer]> {
+  const holder = await ctx.pool.connect()
+  let a: Promise<Answer>
+  let b: Promise<Answer>
+  try {
+    await holder.query('begin')
+    await holder.query('select balance from customer_balances where customer_id = $1 for update', [
+      customerId,
+    ])
+    a = first()
+    await until(1)
+    b = second()
+    await until(2)
+    await holder.query('commit')
+  } finally {
+    holder.release()
+  }
+  return Promise.all([a!, b!])
+}
+
+describe('balance changes queued on one balance, and their refusals', () => {
+  test('a refund to the balance and an admin adjustment queued on the same balance both go through (no deadlock)', async () => {
+    const customer = await createCustomer(ctx)
+    await credit(customer.id, '100.00')
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    const paid = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CREDITS',
+      amount: '40.00',
+    })
+    expect(paid.status, paid.text).toBe(201)
+    const [refund, adjustment] = await queuedOnBalance(
+      customer.id,
+      () => ctx.post(`/v1/payments/${paid.body.id}/refunds`, { amount: '10.00' }),
+      () =>
+        ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
+          amount: '5.00',
+          currency: 'usd',
+        }),
+    )
+    // Before, one of them was 409 "collided with a concurrent change": the adjustment held the
+    // customer FOR UPDATE, which the refund's ledger insert (its foreign key) waited on.
+    expect([refund.status, adjustment.status], `${refund.text}\n${adjustment.text}`).toEqual([
+      201, 201,
+    ])
+    expect(await balances(customer.id)).toEqual({ usd: '75.00' })
+  })
+
+  test('confirming a balance (PLATFORM) payment and an admin adjustment queued on the same balance both go through (no deadlock)', async () => {
+    const customer = await createCustomer(ctx)
+    await credit(customer.id, '100.00')
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    const put = await ctx.put<PaymentBody>(`/v1/invoices/${invoice.id}/payment`, {
+      type: 'PLATFORM',
+      account_id: customer.id,
+    })
+    expect(put.status, put.text).toBe(201)
+    const [confirm, adjustment] = await queuedOnBalance(
+      customer.id,
+      () => ctx.post(`/v1/invoices/${invoice.id}/payment/confirm`, {}),
+      () =>
+        ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
+          amount: '5.00',
+          currency: 'usd',
+        }),
+    )
+    expect([confirm.status, adjustment.status], `${confirm.text}\n${adjustment.text}`).toEqual([
+      200, 201,
+    ])
+    expect(await balances(customer.id)).toEqual({ usd: '5.00' })
   })
 })

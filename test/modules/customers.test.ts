@@ -332,7 +332,8 @@ describe('balance adjustments and ledger', () => {
       currency: 'eur',
     })
     expect(res.status).toBe(409)
-    expect(res.body.error.details).toMatchObject({ balance: '500', requested: '501' })
+    // Amounts at the API edge are decimal strings of the currency, as everywhere else.
+    expect(res.body.error.details).toMatchObject({ balance: '5.00', requested: '5.01' })
     expect((await ctx.get<CustomerBody>(`/v1/customers/${customer.id}`)).body.balances).toEqual({
       eur: '5.00',
     })

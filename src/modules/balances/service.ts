@@ -1,6 +1,7 @@
 import type { Clock } from '../../core/clock.ts'
 import { AppError, validationError } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
+import { formatMinorUnits } from '../../core/money.ts'
 import type { Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { BalanceTransaction, BalanceTransactionType } from '../../db/database.ts'
@@ -104,8 +105,8 @@ export async function requireBalanceChange(
       {
         customer_id: change.customerId,
         currency: change.currency,
-        balance: String(balance),
-        requested: String(-change.amount),
+        balance: formatMinorUnits(balance, change.currency),
+        requested: formatMinorUnits(-change.amount, change.currency),
       },
     )
   }

@@ -78,7 +78,7 @@ export async function lockCustomer(
     .selectAll()
     .where('environment_id', '=', environmentId)
     .where('id', '=', id)
-    .forUpdate()
+    .forNoKeyUpdate()
     .executeTakeFirst()
 }
 

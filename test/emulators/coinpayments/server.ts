@@ -75,7 +75,11 @@ async function serve(
       return
     }
     const handle = () =>
-      handleApiRequest(emulator, { method: request.method ?? 'GET', headers: request.headers, body })
+      handleApiRequest(emulator, {
+        method: request.method ?? 'GET',
+        headers: request.headers,
+        body,
+      })
     if (fault?.kind === 'timeout') {
       if (fault.afterProcessing) handle()
       held.resetAfter(request, fault.ms)
