@@ -202,6 +202,11 @@ export interface PaymentUpdate {
   /** The notification applies only if the payment has this currency and decimal amount (else it is ignored). */
   mustMatch?: { currency: string; amount: string } | undefined
   gatewayPaymentId?: string | undefined
+  /**
+   * The provider's object the payment tracks (`gateway_tracking_id`), for a payment that
+   * tracks none yet: a sandbox charge reported by its webhook before its call answered.
+   */
+  trackingId?: string | undefined
   card?: CardDetails | undefined
   error?: { code: string; message: string } | undefined
   /**

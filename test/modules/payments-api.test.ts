@@ -16,6 +16,7 @@ import { createTestContext, type ErrorBody, type TestContext } from '../harness.
 import {
   createPayment,
   createSandboxLink,
+  customerWithCard,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -2010,5 +2011,57 @@ describe('security', () => {
     expect((await getPayment(ctx, paid.id)).amount_refunded).toBe('0.00')
     expect((await getPayment(ctx, link.id)).payment_status).toBe('PENDING')
     expect((await getPayment(ctx, initiated.id)).active).toBe(true)
+  })
+})
+
+describe('a sandbox card charge names its charge', () => {
+  // DESIGN: "The payment's `gateway_tracking_id` is the provider's object id (Checkout
+  // Session, BitPay invoice, CoinPayments `txn_id`, Checkout.com session or payment)."
+  test("a sandbox CARD charge that succeeded names the provider's charge in gateway_tracking_id", async () => {
+    const customer = await customerWithCard(ctx, '4242424242424242')
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    const res = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      payment_gateway: 'sandbox',
+      amount: '100.00',
+    })
+    expect(res.status, res.text).toBe(201)
+    expect(res.body.payment_status).toBe('SUCCEEDED')
+    const charge = res.body.attempts[0] as unknown as { gateway_tracking_id: string | null }
+    // The provider's object exists: the charge, named by the attempt and gateway_payment_id.
+    expect(charge.gateway_tracking_id).toMatch(/^sbch_/)
+    expect(res.body.gateway_payment_id).toBe(charge.gateway_tracking_id)
+    // The payment itself names it too, in the response and when read again.
+    expect(res.body.gateway_tracking_id).toBe(charge.gateway_tracking_id)
+    expect((await getPayment(ctx, res.body.id)).gateway_tracking_id).toBe(
+      charge.gateway_tracking_id,
+    )
+  })
+
+  // Same DESIGN line: a declined charge is a provider object too (its attempt names it).
+  test("a sandbox CARD charge that was declined names the provider's charge in gateway_tracking_id", async () => {
+    const customer = await customerWithCard(ctx, '4000000000000002')
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    const res = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      payment_gateway: 'sandbox',
+      amount: '100.00',
+    })
+    expect(res.status, res.text).toBe(402)
+    const paymentId = String(
+      (res.body as unknown as { error: { details: { payment_id: string } } }).error.details
+        .payment_id,
+    )
+    const payment = await getPayment(ctx, paymentId)
+    expect(payment.payment_status).toBe('FAILED')
+    const charge = payment.attempts.at(-1)
+    expect(charge?.status).toBe('failed')
+    const chargeId = (charge as unknown as { gateway_tracking_id: string | null })
+      .gateway_tracking_id
+    expect(chargeId).toMatch(/^sbch_/)
+    expect(payment.gateway_payment_id).toBe(chargeId)
+    expect(payment.gateway_tracking_id).toBe(chargeId)
   })
 })

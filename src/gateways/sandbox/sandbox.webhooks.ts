@@ -70,15 +70,30 @@ function updateFor(event: SandboxEvent): PaymentUpdate | undefined {
         status: 'FAILED',
         error: { code: 'expired', message: 'The customer did not pay before the checkout expired' },
       }
+    // An off-session charge, reported before its call answers: the charge is the payment's
+    // attempt and the object it tracks, recorded with the move, so that the move's event
+    // shows them (the answer then finds the attempt recorded, and adds none).
     case 'charge.succeeded':
       return {
         status: 'SUCCEEDED',
         amountReceived: BigInt(data.amount_received),
         currency: data.currency,
         gatewayPaymentId: data.charge_id ?? undefined,
+        trackingId: data.charge_id ?? undefined,
+        attempt: { status: 'succeeded' },
       }
     case 'charge.failed':
-      return { status: 'FAILED', gatewayPaymentId: data.charge_id ?? undefined, error }
+      return {
+        status: 'FAILED',
+        gatewayPaymentId: data.charge_id ?? undefined,
+        trackingId: data.charge_id ?? undefined,
+        error,
+        attempt: {
+          status: 'failed',
+          errorCode: error?.code ?? null,
+          errorMessage: error?.message ?? null,
+        },
+      }
     case 'crypto.paid':
       return { status: 'PROCESSING', gatewayPaymentId: data.session_id ?? undefined }
     case 'crypto.confirmed': {

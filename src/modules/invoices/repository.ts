@@ -214,7 +214,11 @@ export async function lockInvoicesOfPayment(
     }
     return invoice
   })
-  for (const invoice of keepLines(invoiceRows)) remember(db, LOCKED_INVOICES, invoice.id, invoice)
+  // An invoice this transaction already holds is kept as it holds it: its changes may be
+  // held until the commit (or this read may have gone ahead of them), and the row read here
+  // would undo them (an invoice's move out of PROCESSING, undone by the money that followed).
+  for (const invoice of keepLines(invoiceRows))
+    if (!recall(db, LOCKED_INVOICES, invoice.id)) remember(db, LOCKED_INVOICES, invoice.id, invoice)
   return allocations.sort((a, b) => a.position - b.position)
 }
 

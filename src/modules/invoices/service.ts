@@ -16,6 +16,7 @@ import type {
   CollectionMethod,
   Invoice,
   InvoiceLine,
+  InvoicePaymentStatus,
   StringMap,
 } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
@@ -206,13 +207,16 @@ export interface InvoiceChange {
 
 /**
  * DRAFT → FINALIZED on a locked invoice: takes the next number, opens the payment
- * window. An invoice with nothing to pay is paid at once (`becamePaid`).
+ * window. An invoice with nothing to pay is paid at once (`becamePaid`). `chargeAt` queues
+ * its automatic charge (`next_payment_attempt`) in the same change, so `invoice.finalized`
+ * shows it (a renewal of a subscription charged automatically).
  */
 export async function finalizeLocked(
   trx: Db,
   scope: Scope,
   before: Invoice,
   clock: Clock,
+  options: { chargeAt?: Date | undefined } = {},
 ): Promise<InvoiceChange> {
   assertInvoiceTransition(before.invoice_status, 'FINALIZED', before.id)
   const now = clock.now()
@@ -228,6 +232,7 @@ export async function finalizeLocked(
       : null,
     payment_status: paymentStatus,
     paid_at: becamePaid ? now : null,
+    ...(options.chargeAt && !becamePaid && { next_payment_attempt: options.chargeAt }),
     updated_at: now,
   })
   const lines = await linesOf(trx, [invoice.id])
@@ -327,6 +332,29 @@ export async function markUncollectibleLocked(
     invoiceEvent('invoice.marked_uncollectible', invoice, await linesOf(trx, [invoice.id])),
   ])
   return { before, invoice, becamePaid: false }
+}
+
+/**
+ * Moves a locked invoice's `payment_status` as its payments move (`followPaymentMove`: in
+ * flight, failed, neither), announced as `invoice.updated` with the invoice as it now is.
+ * Before, these moves were silent: an invoice left `FAILED` by a declined charge was last
+ * announced `PENDING`.
+ */
+export async function setPaymentStatusLocked(
+  trx: Db,
+  scope: Scope,
+  invoiceId: string,
+  paymentStatus: InvoicePaymentStatus,
+  clock: Clock,
+): Promise<Invoice> {
+  const invoice = await updateInvoice(trx, invoiceId, {
+    payment_status: paymentStatus,
+    updated_at: clock.now(),
+  })
+  await recordEvents(trx, scope, clock.now(), [
+    invoiceEvent('invoice.updated', invoice, await linesOf(trx, [invoice.id])),
+  ])
+  return invoice
 }
 
 /**

@@ -81,7 +81,7 @@ export async function applyPaymentUpdate(
         gateway,
         update.attempt?.status ?? 'unknown',
         update.gatewayPaymentId ?? null,
-        current.gateway_tracking_id,
+        current.gateway_tracking_id ?? update.trackingId ?? null,
         update.attempt?.errorCode ?? null,
         update.attempt?.errorMessage ?? null,
         deps.clock,
@@ -184,6 +184,8 @@ export async function applyPaymentUpdate(
           : update.status
     const changes: Updateable<PaymentTable> = {
       ...(update.gatewayPaymentId && { gateway_payment_id: update.gatewayPaymentId }),
+      ...(update.trackingId &&
+        payment.gateway_tracking_id === null && { gateway_tracking_id: update.trackingId }),
       // Money received ends the story: an error left by a charge call whose answer was lost goes.
       ...((to === 'SUCCEEDED' || to === 'OVERPAID') && {
         amount_paid: received,

@@ -105,9 +105,9 @@ export async function movePayment(
     note: cause.note ?? null,
     created_at: now,
   })
-  if (isSettled(to) && !isSettled(locked.payment_status)) {
-    await reconcilePayment(trx, scope, payment, payment.amount_paid, deps.clock)
-  }
+  // The invoices follow the move first (no longer in flight, failed), then take the money:
+  // the event the money writes (`invoice.payment_applied`, `invoice.paid`) shows each
+  // invoice as it ends, not a status the move then changes.
   await followPaymentMove(
     trx,
     scope,
@@ -115,6 +115,9 @@ export async function movePayment(
     { paymentId: payment.id, from: locked.payment_status, to },
     deps.clock,
   )
+  if (isSettled(to) && !isSettled(locked.payment_status)) {
+    await reconcilePayment(trx, scope, payment, payment.amount_paid, deps.clock)
+  }
   await recordPaymentEvent(trx, scope, payment, EVENT_TYPES[to], deps.clock)
   return { kind: 'applied', payment }
 }

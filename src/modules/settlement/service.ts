@@ -12,7 +12,7 @@ import { STRIPE_PAID_OUT_OF_BAND } from '../../jobs/tasks/stripe-paid-out-of-ban
 import { takenBackFor } from '../balances/repository.ts'
 import { applyBalanceChange, balanceOf } from '../balances/service.ts'
 import { recordEvents } from '../events/service.ts'
-import { findInvoice, updateInvoice } from '../invoices/repository.ts'
+import { findInvoice } from '../invoices/repository.ts'
 import {
   applyDiscountCode,
   assertPayable,
@@ -23,6 +23,7 @@ import {
   paidByDiscountLocked,
   recordPaymentLocked,
   recordRefundLocked,
+  setPaymentStatusLocked,
   voidLocked,
 } from '../invoices/service.ts'
 import { lockOrderByInvoice, updateOrder } from '../orders/repository.ts'
@@ -332,8 +333,7 @@ export async function followPaymentMove(
       const others = await inFlightAmount(trx, invoiceId, paymentId)
       next = others > 0n ? 'PROCESSING' : fails || to === 'ON_RETRY' ? 'FAILED' : 'PENDING'
     }
-    if (next !== status)
-      await updateInvoice(trx, invoiceId, { payment_status: next, updated_at: clock.now() })
+    if (next !== status) await setPaymentStatusLocked(trx, scope, invoiceId, next, clock)
   }
 }
 

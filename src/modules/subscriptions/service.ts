@@ -22,7 +22,7 @@ import { getCustomer } from '../customers/service.ts'
 import { recordEvents } from '../events/service.ts'
 import type { EventType } from '../events/types.ts'
 import { stopAutomaticCharges } from '../invoices/repository.ts'
-import { finalizeLocked, insertDraftInvoice, queueAutomaticPayment } from '../invoices/service.ts'
+import { finalizeLocked, insertDraftInvoice } from '../invoices/service.ts'
 import { getPriceWithProduct } from '../products/service.ts'
 import {
   countUnpaidInvoices,
@@ -93,7 +93,7 @@ export async function insertIncompleteSubscription(
     updated_at: input.start,
   })
   await recordEvents(trx, scope, input.start, [
-    subscriptionEvent('subscription.created', subscription),
+    await subscriptionEvent(trx, 'subscription.created', subscription, []),
   ])
   return subscription
 }
@@ -138,7 +138,7 @@ export async function onSubscriptionInvoicePaid(
       updated_at: now,
     })
     await recordEvents(trx, scope, clock.now(), [
-      subscriptionEvent('subscription.activated', updated),
+      await subscriptionEvent(trx, 'subscription.activated', updated),
     ])
   } else {
     await activeOnceNothingOwed(trx, scope, subscription, invoice.id, clock)
@@ -163,7 +163,9 @@ async function activeOnceNothingOwed(
     status: 'active',
     updated_at: now,
   })
-  await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.updated', updated)])
+  await recordEvents(trx, scope, clock.now(), [
+    await subscriptionEvent(trx, 'subscription.updated', updated),
+  ])
 }
 
 /**
@@ -195,7 +197,9 @@ export async function onSubscriptionInvoiceVoided(
   })
   // Ended: its pending changes will never apply, as when a started subscription is cancelled.
   await markSchedules(trx, subscription.id, 'all-scheduled', 'cancelled', now)
-  await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.canceled', updated)])
+  await recordEvents(trx, scope, clock.now(), [
+    await subscriptionEvent(trx, 'subscription.canceled', updated),
+  ])
 }
 
 export interface RenewalDeps {
@@ -290,7 +294,9 @@ async function renewOne(
       updated_at: now,
     })
     await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
-    await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.canceled', ended)])
+    await recordEvents(trx, scope, clock.now(), [
+      await subscriptionEvent(trx, 'subscription.canceled', ended),
+    ])
     return 'ended'
   }
 
@@ -337,10 +343,10 @@ async function renewOne(
     },
     clock,
   )
-  const { invoice } = await finalizeLocked(trx, scope, draft, clock)
-  if (autoCharge && invoice.amount_remaining > 0n) {
-    await queueAutomaticPayment(trx, invoice.id, now)
-  }
+  // Charged automatically: queued with the finalization, which `invoice.finalized` then shows.
+  const { invoice } = await finalizeLocked(trx, scope, draft, clock, {
+    chargeAt: autoCharge ? now : undefined,
+  })
   const previousUnpaid = await countUnpaidInvoices(trx, id, invoice.id)
   const renewed = await updateSubscription(trx, id, {
     current_period_start: periodStart,
@@ -365,7 +371,9 @@ async function renewOne(
     'applied',
     now,
   )
-  await recordEvents(trx, scope, clock.now(), [subscriptionEvent('subscription.renewed', renewed)])
+  await recordEvents(trx, scope, clock.now(), [
+    await subscriptionEvent(trx, 'subscription.renewed', renewed),
+  ])
   return 'renewed'
 }
 
@@ -499,10 +507,11 @@ export async function updateSubscriptionSettings(
       }),
       updated_at: now,
     })
+    const schedules = await schedulesOf(trx, [id])
     await recordEvents(trx, scope, clock.now(), [
-      subscriptionEvent('subscription.updated', updated),
+      await subscriptionEvent(trx, 'subscription.updated', updated, schedules),
     ])
-    return { subscription: updated, schedules: await schedulesOf(trx, [id]) }
+    return { subscription: updated, schedules }
   })
 }
 
@@ -538,10 +547,16 @@ export async function cancelSubscription(
           updated_at: now,
         })
     if (!atPeriodEnd) await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
+    const schedules = await schedulesOf(trx, [id])
     await recordEvents(trx, scope, clock.now(), [
-      subscriptionEvent(atPeriodEnd ? 'subscription.updated' : 'subscription.canceled', updated),
+      await subscriptionEvent(
+        trx,
+        atPeriodEnd ? 'subscription.updated' : 'subscription.canceled',
+        updated,
+        schedules,
+      ),
     ])
-    return { subscription: updated, schedules: await schedulesOf(trx, [id]) }
+    return { subscription: updated, schedules }
   })
   // Its unpaid invoices stay open, to be paid by hand; the charge job skips a cancelled
   // subscription's invoices, and their next attempt is cleared too. After the commit, not
@@ -596,11 +611,24 @@ function formatPeriod(start: Date, end: Date): string {
   return `${start.toISOString().slice(0, 10)} – ${end.toISOString().slice(0, 10)}`
 }
 
-function subscriptionEvent(type: EventType, subscription: Subscription) {
+/**
+ * An event about `subscription`, carrying it as GET shows it: its scheduled changes read in
+ * the transaction that recorded them (`schedules` when the caller holds them). Before, every
+ * event said `scheduled_changes: []`, even the one of a PATCH that scheduled a change.
+ */
+async function subscriptionEvent(
+  trx: Db,
+  type: EventType,
+  subscription: Subscription,
+  schedules?: SubscriptionSchedule[],
+) {
   return {
     type,
     objectType: 'subscription',
     objectId: subscription.id,
-    data: toSubscriptionResponse(subscription, []),
+    data: toSubscriptionResponse(
+      subscription,
+      schedules ?? (await schedulesOf(trx, [subscription.id])),
+    ),
   }
 }
