@@ -4,6 +4,7 @@ import { applyInvoiceRefund } from '../../src/modules/settlement/service.ts'
 import {
   createCustomer,
   createInvoice,
+  createProduct,
   eventsOf,
   finalizedInvoice,
   type InvoiceBody,
@@ -218,6 +219,57 @@ describe('invoice lifecycle', () => {
     const res = await ctx.post<ErrorBody>(`/v1/invoices/${invoice.id}/void`)
     expect(res.status).toBe(422)
     expect((await getInvoice(invoice.id)).invoice_status).toBe('FINALIZED')
+  })
+
+  test('an invoice with a payment cannot be voided: its amount paid named as a decimal string', async () => {
+    const customer = await createCustomer(ctx)
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    await pay(invoice.id, 1000n)
+    const res = await ctx.post<ErrorBody>(`/v1/invoices/${invoice.id}/void`)
+    expect(res.body.error.details).toMatchObject({ amount_paid: '10.00' })
+  })
+
+  test('an invoice paid with nothing to pay (zero total, 100% code) cannot be voided: what it paid for stands', async () => {
+    const customer = await createCustomer(ctx)
+    const zero = await ctx.post<InvoiceBody>('/v1/invoices', {
+      customer_id: customer.id,
+      currency: 'usd',
+      lines: [{ description: 'Free seat', quantity: 1, unit_amount: '0.00' }],
+    })
+    expect(zero.status, zero.text).toBe(201)
+    const finalized = await ctx.post<InvoiceBody>(`/v1/invoices/${zero.body.id}/finalize`)
+    expect(finalized.body.payment_status).toBe('SUCCEEDED')
+    const voided = await ctx.post<ErrorBody>(`/v1/invoices/${zero.body.id}/void`)
+    expect(voided.status, voided.text).toBe(422)
+    expect(voided.body.error.code).toBe('invalid_state_transition')
+
+    // A credit top-up bought with a 100% code: paid, its credit granted.
+    const code = `FREE${Date.now()}`
+    expect((await ctx.post('/v1/discounts', { code, percent_off: 100 })).status).toBe(201)
+    const product = await createProduct(ctx, {
+      name: 'Credits',
+      type: 'credit_top_up',
+      prices: [{ amount: '50.00', currency: 'usd' }],
+    })
+    const order = await ctx.post<{ invoice_id: string }>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'CREDIT_TOP_UP',
+      price_id: product.prices[0]?.id,
+      discount_code: code,
+    })
+    expect(order.status, order.text).toBe(201)
+    const paid = await getInvoice(order.body.invoice_id)
+    expect(paid).toMatchObject({ invoice_status: 'FINALIZED', payment_status: 'SUCCEEDED' })
+    const refused = await ctx.post<ErrorBody>(`/v1/invoices/${paid.id}/void`)
+    expect(refused.status, refused.text).toBe(422)
+    expect(await getInvoice(paid.id)).toMatchObject({
+      invoice_status: 'FINALIZED',
+      payment_status: 'SUCCEEDED',
+    })
+    const shown = await ctx.get<{ balances: Record<string, string> }>(
+      `/v1/customers/${customer.id}`,
+    )
+    expect(shown.body.balances).toEqual({ usd: '50.00' })
   })
 
   test('an invoice with a page open on it cannot be voided or written off: paid, the money would land on neither', async () => {

@@ -8,7 +8,12 @@ import {
   isPaidStatus,
   paymentStatusFor,
 } from '../../core/invoice-state.ts'
-import { assertWithinLimit, normalizeCurrency, toMinorUnits } from '../../core/money.ts'
+import {
+  assertWithinLimit,
+  formatMinorUnits,
+  normalizeCurrency,
+  toMinorUnits,
+} from '../../core/money.ts'
 import type { Access, Scope } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type {
@@ -289,9 +294,19 @@ export async function voidLocked(
       `Invoice ${before.id} has payments; refund them instead of voiding`,
       {
         invoice_id: before.id,
-        amount_paid: String(before.amount_paid),
+        amount_paid: formatMinorUnits(before.amount_paid, before.currency),
       },
     )
+  }
+  // Paid with nothing to pay (a zero total, a 100% discount code): what it billed for was
+  // delivered (an order fulfilled, credit granted, a subscription started), and a void would
+  // leave all that standing on a VOIDED invoice still marked paid. As Stripe, only an unpaid
+  // invoice is voided; `mark_uncollectible` refuses a paid one too.
+  if (isPaidStatus(before.payment_status) || before.paid_at !== null) {
+    throw new AppError('invalid_state_transition', `Invoice ${before.id} was paid`, {
+      invoice_id: before.id,
+      payment_status: before.payment_status,
+    })
   }
   const now = clock.now()
   const invoice = await updateInvoice(trx, before.id, {
