@@ -385,7 +385,9 @@ export async function recordPaymentLocked(
   clock: Clock,
 ): Promise<InvoiceChange> {
   if (amount <= 0n)
-    throw validationError('A payment amount must be positive', { amount: String(amount) })
+    throw validationError('A payment amount must be positive', {
+      amount: formatMinorUnits(amount, before.currency),
+    })
   // Money that arrives for a voided invoice (a payment in flight when Stripe voided the
   // invoice it mirrors) is recorded on it all the same, for the merchant to refund: refusing
   // it would fail its notification on every delivery and leave the money unrecorded. A
@@ -450,13 +452,15 @@ export async function recordRefundLocked(
   clock: Clock,
 ): Promise<InvoiceChange> {
   if (amount <= 0n)
-    throw validationError('A refund amount must be positive', { amount: String(amount) })
+    throw validationError('A refund amount must be positive', {
+      amount: formatMinorUnits(amount, before.currency),
+    })
   const amountRefunded = before.amount_refunded + amount
   if (amountRefunded > before.amount_paid) {
     throw new AppError('conflict', `Refunds on invoice ${before.id} would exceed what was paid`, {
       invoice_id: before.id,
-      amount_paid: String(before.amount_paid),
-      amount_refunded: String(before.amount_refunded),
+      amount_paid: formatMinorUnits(before.amount_paid, before.currency),
+      amount_refunded: formatMinorUnits(before.amount_refunded, before.currency),
     })
   }
   const now = clock.now()
