@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { type Config, onListeningPort } from './config.ts'
 import { openDatabase } from './db/open-database.ts'
+import { serveClusterMetrics } from './http/metrics.ts'
 import { type RunningWorker, startWorker } from './jobs/worker.ts'
 import type { Logger } from './logger.ts'
 import { migrateAndBootstrap, processDeps, type RunningServer, startServer } from './server.ts'
@@ -22,7 +23,7 @@ export interface RunningCluster extends Pick<RunningServer, 'url' | 'bootstrapKe
 export async function startCluster(
   config: Config,
   logger: Logger,
-  options: { workers: number; worker: boolean },
+  options: { workers: number; worker: boolean; onBootstrap?: (key: string) => void },
 ): Promise<RunningCluster> {
   const database = await openDatabase(config, logger)
   let runner: RunningWorker | undefined
@@ -45,8 +46,10 @@ export async function startCluster(
     process.removeListener('SIGINT', onSignal)
     process.removeListener('SIGTERM', onSignal)
   }
+  const answerMetrics = serveClusterMetrics()
   try {
     const { after: bootstrap } = await migrateAndBootstrap(database, logger)
+    if (bootstrap) options.onBootstrap?.(bootstrap.key.key)
     const env = { DATABASE_URL: database.url, PAYRAIL_CLUSTER_WORKER: '1' }
     const fork = (): Promise<string> => {
       const worker = cluster.fork(env)
@@ -62,6 +65,7 @@ export async function startCluster(
         )
         fork().catch((error: unknown) => logger.error({ err: error }, 'could not replace it'))
       })
+      worker.on('message', (message: unknown) => answerMetrics(worker, message))
       return new Promise((resolve, reject) => {
         worker.on('message', (message: ClusterMessage) => {
           if (message.type !== 'listening') return

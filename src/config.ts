@@ -172,7 +172,8 @@ export function parseSecretKey(raw: string): Buffer | undefined {
 function parsePort(raw: string | undefined, problems: string[]): number {
   const value = nonEmpty(raw)
   if (value === undefined) return 8080
-  const port = Number(value)
+  // Decimal digits only: Number() also reads 0x1F90, 1e3 and 0b1111 as ports.
+  const port = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     problems.push(`PORT must be an integer from 0 to 65535, got '${value}'`)
     return 8080

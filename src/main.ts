@@ -46,6 +46,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`)
     return command === undefined ? 2 : 0
   }
+  // `payrail serve --help`, `payrail keys create -h`: the usage, as for `payrail --help`.
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`)
+    return 0
+  }
   switch (command) {
     case 'serve':
       return serve(rest)
@@ -84,21 +89,32 @@ async function serve(args: string[]): Promise<number> {
   // up, migrations running) lets the start finish, then stops everything in order, instead
   // of killing Node with PostgreSQL left running or being swallowed by a listener.
   const stop = waitForSignal(logger)
-  const server =
-    workers > 1
-      ? await startCluster(config, logger, { workers, worker: !values['no-worker'] })
-      : await startServer(config, logger, { worker: !values['no-worker'] })
+  // The key the bootstrap made, as soon as it is committed: a start that then fails (the port
+  // taken) still shows it, or nobody ever would (the next start finds the tenant, and makes none).
+  let created: string | undefined
+  const onBootstrap = (key: string) => {
+    created = key
+  }
+  const keyLines = (key: string) => [
+    "Created tenant 'default' with environments test and live.",
+    'Test API key (role admin), shown once; store it now:',
+    `  ${key}`,
+  ]
+  let server: { url: string; close(): Promise<void> }
+  try {
+    server =
+      workers > 1
+        ? await startCluster(config, logger, { workers, worker: !values['no-worker'], onBootstrap })
+        : await startServer(config, logger, { worker: !values['no-worker'], onBootstrap })
+  } catch (error) {
+    if (created) process.stdout.write(`${keyLines(created).join('\n')}\n`)
+    throw error
+  }
   // One write: whoever reads the listening line has the bootstrap key with it.
   process.stdout.write(
     [
       `Payrail listening on ${server.url} (API reference: ${server.url}/docs)`,
-      ...(server.bootstrapKey
-        ? [
-            "Created tenant 'default' with environments test and live.",
-            'Test API key (role admin), shown once; store it now:',
-            `  ${server.bootstrapKey}`,
-          ]
-        : []),
+      ...(created ? keyLines(created) : []),
       '',
     ].join('\n'),
   )
@@ -111,6 +127,10 @@ async function worker(args: string[]): Promise<number> {
   parseArgs({ args, options: {} })
   const config = loadConfig(process.env)
   const logger = createLogger(config.logLevel)
+  // Listened for from the start, as `serve` does: a signal while the worker starts lets the
+  // start finish, then stops it and the embedded PostgreSQL it started (before, the signal
+  // killed Node with PostgreSQL left running).
+  const stop = waitForSignal(logger)
   const database = await openDatabase(config, logger)
   try {
     // No bootstrap: the first admin key is `serve`'s to print, and one made here is never shown.
@@ -119,7 +139,7 @@ async function worker(args: string[]): Promise<number> {
     const deps = await processDeps(config, database, logger)
     const runner = await startWorker(deps, { connectionString: database.url })
     logger.info('worker started')
-    await waitForSignal(logger)
+    await stop
     await runner.stop()
   } finally {
     await database.shutdown()
@@ -302,9 +322,20 @@ async function withDatabase(
 ) {
   const config = loadConfig(process.env)
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'stderr')
+  // Ctrl-C (or SIGTERM) during the command: it stops there, and the embedded PostgreSQL it
+  // started is stopped (a signal during the start lets the start finish first). Before, the
+  // signal killed Node with that PostgreSQL left running.
+  const interrupted = waitForSignal(logger)
   const database = await openDatabase(config, logger, { maxConnections: 4 })
   try {
-    return await run(database, logger, config)
+    const work = run(database, logger, config)
+    // Its end after the signal (a query on a pool being closed) is not this command's answer.
+    work.catch(() => undefined)
+    const outcome = await Promise.race([
+      work.then((code) => ({ code })),
+      interrupted.then((signal) => ({ code: signal === 'SIGINT' ? 130 : 143 })),
+    ])
+    return outcome.code
   } finally {
     await database.shutdown()
   }
@@ -336,20 +367,21 @@ function parseWorkersOption(value: string | undefined): number {
 
 function parsePortOption(value: string | undefined): number | undefined {
   if (value === undefined) return undefined
-  const port = Number(value)
+  const port = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new UsageError(`--port must be 0–65535, got '${value}'`)
   return port
 }
 
-function waitForSignal(logger: Logger): Promise<void> {
+/** The first SIGINT or SIGTERM; a second one exits at once. */
+function waitForSignal(logger: Logger): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       logger.info({ signal }, 'shutting down')
       // A second signal means "now".
       process.once('SIGINT', () => process.exit(130))
       process.once('SIGTERM', () => process.exit(143))
-      resolve()
+      resolve(signal)
     }
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)

@@ -28,6 +28,8 @@ export interface StartServerOptions {
   worker: boolean
   /** Migrate (and bootstrap) before serving; false where another process already did. */
   migrate?: boolean
+  /** Told the first admin key as soon as the bootstrap committed it (before the listen). */
+  onBootstrap?: (key: string) => void
 }
 
 /**
@@ -43,7 +45,9 @@ export async function startServer(
   let runner: RunningWorker | undefined
   let app: FastifyInstance | undefined
   const apiKeys = new ApiKeyCache()
+  let closing = false
   const close = async () => {
+    closing = true
     await app?.close()
     await runner?.stop()
     await apiKeys.stop()
@@ -53,11 +57,19 @@ export async function startServer(
   try {
     const bootstrap =
       options.migrate === false ? undefined : (await migrateAndBootstrap(database, logger)).after
+    if (bootstrap) options.onBootstrap?.(bootstrap.key.key)
     const deps = { ...(await processDeps(config, database, logger)), apiKeys }
     apiKeys.start(database.url, logger)
     webhookEndpoints.start(database.url, logger)
     if (options.worker) runner = await startWorker(deps, { connectionString: database.url })
     app = await buildApp(deps)
+    // While closing, each answer closes its connection: a keep-alive client's connection,
+    // idle only once its request is answered, would otherwise hold the close for Node's
+    // keep-alive timeout (72 s), past an orchestrator's grace period.
+    app.addHook('onSend', async (_request, reply, payload) => {
+      if (closing) reply.header('connection', 'close')
+      return payload
+    })
     const url = await app.listen({ port: config.port, host: config.host })
     const address = app.server.address()
     if (address !== null && typeof address === 'object') {

@@ -2,8 +2,11 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm, stat, utimes } from 'node:fs/promises'
+import http from 'node:http'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import pg from 'pg'
 import { afterAll, describe, expect, inject, test } from 'vitest'
 import { v8Flags } from '../bin/v8-flags.js'
 import { ensureEmbeddedPostgres, runningPostmaster } from '../src/db/embedded-postgres.ts'
@@ -60,12 +63,14 @@ function payrail(args: string[], env: Record<string, string>) {
   child.stderr.on('data', (chunk) => {
     stderr += chunk
   })
+  // Listened for at once: a process that ends before `done()` is called is not waited for forever.
+  const exited = once(child, 'exit')
   return {
     child,
     output: () => ({ stdout, stderr }),
     done: async () => {
-      const [code] = await once(child, 'exit')
-      return { code: code as number | null, stdout, stderr }
+      const [code, signal] = await exited
+      return { code: code as number | null, signal: signal as string | null, stdout, stderr }
     },
   }
 }
@@ -388,4 +393,178 @@ describe('processes sharing the embedded PostgreSQL and the first key', () => {
     // …and, the last one out, stopped it as it ended.
     expect(left).toBeUndefined()
   }, 60_000)
+})
+
+/** One GET on a new connection (no keep-alive), so cluster round-robin sees each one. */
+function getFresh(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, headers: { connection: 'close' } }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => {
+        body += c
+      })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+    req.on('error', reject)
+  })
+}
+
+describe('payrail CLI help', () => {
+  test('`payrail serve --help` (and other subcommands) print usage and exit 0, not an unknown-option error', async () => {
+    for (const args of [
+      ['serve', '--help'],
+      ['migrate', '--help'],
+      ['keys', 'create', '--help'],
+    ]) {
+      const result = await payrail(args, { DATABASE_URL: 'postgres://127.0.0.1:1/never' }).done()
+      expect(result.stderr).not.toMatch(/Unknown option '--help'/)
+      expect(result.stdout).toContain('Usage: payrail')
+      expect(result.code).toBe(0)
+    }
+  })
+})
+
+describe('first start', () => {
+  test('a first `serve` that cannot listen (port taken) does not swallow the one-time bootstrap key', async () => {
+    const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: 'a1'.repeat(32) }
+    // Something already listens on the port (8080 taken is the usual first-run surprise).
+    const blocker = createServer()
+    blocker.listen(0, '127.0.0.1')
+    await once(blocker, 'listening')
+    const port = (blocker.address() as { port: number }).port
+    let first: Awaited<ReturnType<ReturnType<typeof payrail>['done']>>
+    try {
+      first = await payrail(['serve', '--port', String(port), '--no-worker'], env).done()
+    } finally {
+      blocker.close()
+    }
+    expect(first.code).not.toBe(0)
+    // The operator frees the port (or picks another) and starts again.
+    const second = payrail(['serve', '--port', '0', '--no-worker'], env)
+    try {
+      await waitForOutput(() => second.output().stdout, /listening on/)
+    } finally {
+      second.child.kill('SIGTERM')
+      await second.done()
+    }
+    const shown = `${first.stdout}${first.stderr}${second.output().stdout}`
+    // DESIGN: on an empty database serve bootstraps tenant `default` and prints a test admin
+    // key once. Either the failed start showed it, or the next start must.
+    expect(shown).toMatch(/sk_test_\w+/)
+  }, 60_000)
+})
+
+describe('shutdown', () => {
+  test('SIGTERM while a request is in flight: the request finishes with its answer, then serve exits 0', async () => {
+    const databaseUrl = await freshDatabase()
+    const env = { DATABASE_URL: databaseUrl, PAYRAIL_SECRET_KEY: 'b2'.repeat(32) }
+    const server = payrail(['serve', '--port', '0'], env)
+    const [, url] = await waitForOutput(() => server.output().stdout, /listening on (http:\/\/\S+)/)
+    const [, key] = await waitForOutput(() => server.output().stdout, /(sk_test_\w+)/)
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' }
+    const created = await fetch(`${url}/v1/customers`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ name: 'Ada', email: 'ada@example.com' }),
+    })
+    expect(created.status).toBe(201)
+    const customer = (await created.json()) as { id: string }
+    // Hold the customer's row so the PATCH waits inside the server.
+    const locker = new pg.Client({ connectionString: databaseUrl })
+    locker.on('error', () => undefined)
+    await locker.connect()
+    try {
+      await locker.query('begin')
+      await locker.query('select id from customers where id = $1 for update', [customer.id])
+      const patch = fetch(`${url}/v1/customers/${customer.id}`, {
+        method: 'PATCH',
+        headers,
+        body: JSON.stringify({ name: 'Ada Lovelace' }),
+      })
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      server.child.kill('SIGTERM')
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      await locker.query('commit')
+      const answer = await patch
+      expect(answer.status).toBe(200)
+      expect(((await answer.json()) as { name: string }).name).toBe('Ada Lovelace')
+    } finally {
+      await locker.end().catch(() => undefined)
+    }
+    // The client (fetch) keeps its connection, as HTTP clients and load balancers do. Once the
+    // last in-flight request is answered, shutdown goes on: the worker, the pools, and exit 0
+    // well inside an orchestrator's grace period (Kubernetes: 30 s), not after Fastify's 72 s
+    // keep-alive timeout.
+    const answeredAt = Date.now()
+    const exit = await Promise.race([
+      server.done(),
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 15_000)),
+    ])
+    const waited = Date.now() - answeredAt
+    if (exit === undefined) server.child.kill('SIGKILL')
+    expect(waited).toBeLessThan(15_000)
+    expect(exit?.code).toBe(0)
+  }, 60_000)
+
+  test('Ctrl-C during a one-shot command that started the embedded PostgreSQL stops it', async () => {
+    const dataDir = await freshDataDir()
+    const demo = payrail(['demo', '--customers', '500'], {
+      PAYRAIL_DATA_DIR: dataDir,
+      LOG_LEVEL: 'debug',
+    })
+    await waitForOutput(() => demo.output().stderr, /embedded PostgreSQL started/, 60_000)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    demo.child.kill('SIGINT')
+    const exit = await demo.done()
+    // Give an orderly stop time to finish.
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const left = await runningPostgres(dataDir)
+    if (left !== undefined) strayPostgres.push(left)
+    // Interrupted: the command stops there, with the shell's code for Ctrl-C.
+    expect(exit.code).toBe(130)
+    // Only the process that started it stops it, and this one did: nothing is left running.
+    expect(left).toBeUndefined()
+  }, 90_000)
+
+  test('SIGTERM while `payrail worker` starts (embedded PostgreSQL up) stops it and exits 0', async () => {
+    const dataDir = await freshDataDir()
+    const worker = payrail(['worker'], { PAYRAIL_DATA_DIR: dataDir, LOG_LEVEL: 'info' })
+    await waitForOutput(() => worker.output().stdout, /embedded PostgreSQL started/, 60_000)
+    worker.child.kill('SIGTERM')
+    const exit = await worker.done()
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const left = await runningPostgres(dataDir)
+    if (left !== undefined) strayPostgres.push(left)
+    expect(left).toBeUndefined()
+    expect(exit.code).toBe(0)
+  }, 90_000)
+})
+
+describe('cluster mode metrics', () => {
+  test('serve --workers 2: /metrics counts every request the server answered, whichever process serves the scrape', async () => {
+    const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: 'c3'.repeat(32) }
+    const server = payrail(['serve', '--port', '0', '--workers', '2', '--no-worker'], env)
+    try {
+      const [, url] = await waitForOutput(
+        () => server.output().stdout,
+        /listening on (http:\/\/\S+)/,
+        60_000,
+      )
+      for (let i = 0; i < 20; i++) expect((await getFresh(`${url}/health`)).status).toBe(200)
+      const counts: number[] = []
+      for (let i = 0; i < 4; i++) {
+        const { body } = await getFresh(`${url}/metrics`)
+        const m = body.match(
+          /payrail_http_request_duration_seconds_count\{method="GET",route="\/health",status="200"\} (\d+)/,
+        )
+        counts.push(Number(m?.[1] ?? 0))
+      }
+      // Prometheus needs one monotonic counter per target: 20 /health answers, in every scrape.
+      for (const n of counts) expect(n).toBeGreaterThanOrEqual(20)
+    } finally {
+      server.child.kill('SIGTERM')
+      await server.done()
+    }
+  }, 90_000)
 })

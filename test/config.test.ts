@@ -76,6 +76,10 @@ describe('loadConfig', () => {
     [{ PORT: '-1' }, /PORT/],
     [{ PORT: '70000' }, /PORT/],
     [{ PORT: '80.5' }, /PORT/],
+    // Decimal digits only: Number() would read these as 8080, 1000 and 15.
+    [{ PORT: '0x1F90' }, /PORT/],
+    [{ PORT: '1e3' }, /PORT/],
+    [{ PORT: '0b1111' }, /PORT/],
     [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
     [{ DATABASE_URL: 'not a url' }, /DATABASE_URL/],
     [{ PAYRAIL_SECRET_KEY: 'short' }, /PAYRAIL_SECRET_KEY must be 32 bytes/],

@@ -168,7 +168,9 @@ async function othersConnected(serverUrl: string): Promise<boolean> {
     await client.connect()
     const { rows } = await client.query<{ others: number }>(
       `select count(*)::int as others from pg_stat_activity
-        where backend_type = 'client backend' and pid <> pg_backend_pid()`,
+        where backend_type = 'client backend' and pid <> pg_backend_pid()
+          and application_name is distinct from $1`,
+      [OWN_APPLICATION],
     )
     return (rows[0]?.others ?? 0) > 0
   } catch {
@@ -233,10 +235,20 @@ function isCredentials(value: unknown): value is Credentials {
   )
 }
 
+/**
+ * This process's connections name it (`application_name`), so that a stop can tell them from
+ * another process's: a command stopped by a signal while its own queries (a migration) were
+ * still connected left the server running, as if another process used it.
+ */
+const OWN_APPLICATION = `payrail-${process.pid}`
+
 function connectionUrls(credentials: Credentials, port: number, database: string) {
   const auth = `${encodeURIComponent(credentials.user)}:${encodeURIComponent(credentials.password)}`
   const serverUrl = `postgres://${auth}@127.0.0.1:${port}/postgres`
-  return { serverUrl, url: `postgres://${auth}@127.0.0.1:${port}/${encodeURIComponent(database)}` }
+  return {
+    serverUrl,
+    url: `postgres://${auth}@127.0.0.1:${port}/${encodeURIComponent(database)}?application_name=${OWN_APPLICATION}`,
+  }
 }
 
 export async function createDatabaseIfMissing(serverUrl: string, database: string): Promise<void> {
