@@ -333,6 +333,22 @@ export async function offlinePayment(
   return { customer, invoice, payment: await payOffline(ctx, invoice.id, amount) }
 }
 
+/**
+ * A CARD payment of 100.00 through the sandbox, on a new invoice of a customer whose default
+ * card is the test `number`, charged at once: its answer (201, or 402 for a decline).
+ */
+export async function sandboxCardCharge(ctx: TestContext, number: string) {
+  const customer = await customerWithCard(ctx, number)
+  const invoice = await finalizedInvoice(ctx, customer.id)
+  const res = await createPayment(ctx, {
+    destination_id: invoice.id,
+    payment_method_type: 'CARD',
+    payment_gateway: 'sandbox',
+    amount: '100.00',
+  })
+  return { invoice, res }
+}
+
 /** A sandbox card of the test `number`, saved as one of the customer's payment methods. */
 export async function savedSandboxCard(ctx: TestContext, customerId: string, number: string) {
   const card = await ctx.db

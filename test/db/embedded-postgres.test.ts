@@ -24,8 +24,14 @@ async function query(url: string, text: string) {
 }
 
 /** A connection held open, as another process's pool holds one. */
+/**
+ * A connection as another process's: the URL names this process (`application_name`), and a
+ * stop does not count its own process's connections as another user's.
+ */
 async function connected(url: string) {
-  const client = new pg.Client({ connectionString: url })
+  const client = new pg.Client({
+    connectionString: url.replace(/application_name=[^&]*/, 'application_name=another-process'),
+  })
   client.on('error', () => undefined)
   await client.connect()
   return client
@@ -67,5 +73,17 @@ describe('embedded PostgreSQL', () => {
     } finally {
       await again.stop()
     }
+  }, 120_000)
+  test("this process's own connections still open (a command stopped mid-query) do not keep the server it started", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'payrail-embedded-'))
+    dirs.push(dataDir)
+    const started = await ensureEmbeddedPostgres({ dataDir, logger })
+    expect(started.startedHere).toBe(true)
+    const own = new pg.Client({ connectionString: started.url })
+    own.on('error', () => undefined)
+    await own.connect()
+    await started.stop()
+    await expect(query(started.url, 'select 1')).rejects.toThrow()
+    await own.end().catch(() => undefined)
   }, 120_000)
 })

@@ -115,6 +115,13 @@ describe('CoinPayments', () => {
 })
 
 describe('CoinPayments: a transaction whose creation answer was lost', () => {
+  /** The buyer pays the transaction in full, and it completes. */
+  async function paid(txnId: string) {
+    cp.receive(txnId)
+    cp.confirm(txnId)
+    await cp.waitForNotifications()
+  }
+
   /** A CoinPayments payment on `invoiceId` whose transaction was made but whose answer was lost. */
   async function lostTransaction(invoiceId: string) {
     cp.timeoutNext({ ms: 0, afterProcessing: true })
@@ -131,9 +138,7 @@ describe('CoinPayments: a transaction whose creation answer was lost', () => {
   test('paid: the money is recorded on the payment its IPN names (custom), not refused as unknown', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const { paymentId, lostTxn } = await lostTransaction(invoice.id)
-    cp.receive(lostTxn)
-    cp.confirm(lostTxn)
-    await cp.waitForNotifications()
+    await paid(lostTxn)
     expect(await getPayment(ctx, paymentId)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
@@ -170,18 +175,14 @@ describe('CoinPayments: a transaction whose creation answer was lost', () => {
     cp.cancel(lostTxn)
     await cp.waitForNotifications()
     expect((await getPayment(ctx, paymentId)).payment_status).toBe('PENDING')
-    cp.receive(trackedTxn)
-    cp.confirm(trackedTxn)
-    await cp.waitForNotifications()
+    await paid(trackedTxn)
     expect((await getPayment(ctx, paymentId)).payment_status).toBe('SUCCEEDED')
   })
 
   test('after a retry made another: money paid on the lost one still counts', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const { paymentId, lostTxn } = await retriedAfterLoss(invoice.id)
-    cp.receive(lostTxn)
-    cp.confirm(lostTxn)
-    await cp.waitForNotifications()
+    await paid(lostTxn)
     expect(await getPayment(ctx, paymentId)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
 import { webhookEndpoints } from '../../src/modules/webhook-endpoints/registry.ts'
-import { createCustomer, createProduct, eventsOf, finalizedInvoice } from '../fixtures.ts'
+import { createCustomer, createProduct, eventsOf } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import {
   chargeDefaultCard,
@@ -16,6 +16,7 @@ import {
   customerWithSavedCard,
   getInvoice,
   getPayment,
+  sandboxCardCharge,
 } from '../payments-helpers.ts'
 
 let ctx: TestContext
@@ -74,14 +75,7 @@ describe('event snapshots', () => {
   })
 
   test("a declined card charge that leaves the invoice FAILED is announced with the invoice's new status", async () => {
-    const customer = await customerWithCard(ctx, '4000000000000002')
-    const created = await finalizedInvoice(ctx, customer.id)
-    const res = await createPayment(ctx, {
-      destination_id: created.id,
-      payment_method_type: 'CARD',
-      payment_gateway: 'sandbox',
-      amount: '100.00',
-    })
+    const { invoice: created, res } = await sandboxCardCharge(ctx, '4000000000000002')
     expect(res.status, res.text).toBe(402)
     const invoice = await getInvoice(ctx, created.id)
     expect(invoice.payment_status).toBe('FAILED')

@@ -16,11 +16,11 @@ import { createTestContext, type ErrorBody, type TestContext } from '../harness.
 import {
   createPayment,
   createSandboxLink,
-  customerWithCard,
   getInvoice,
   getPayment,
   invoiceToPay,
   type PaymentBody,
+  sandboxCardCharge,
   savedSandboxCard,
   sessionOf,
   submitCard,
@@ -2018,14 +2018,7 @@ describe('a sandbox card charge names its charge', () => {
   // DESIGN: "The payment's `gateway_tracking_id` is the provider's object id (Checkout
   // Session, BitPay invoice, CoinPayments `txn_id`, Checkout.com session or payment)."
   test("a sandbox CARD charge that succeeded names the provider's charge in gateway_tracking_id", async () => {
-    const customer = await customerWithCard(ctx, '4242424242424242')
-    const invoice = await finalizedInvoice(ctx, customer.id)
-    const res = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'CARD',
-      payment_gateway: 'sandbox',
-      amount: '100.00',
-    })
+    const { res } = await sandboxCardCharge(ctx, '4242424242424242')
     expect(res.status, res.text).toBe(201)
     expect(res.body.payment_status).toBe('SUCCEEDED')
     const charge = res.body.attempts[0] as unknown as { gateway_tracking_id: string | null }
@@ -2041,14 +2034,7 @@ describe('a sandbox card charge names its charge', () => {
 
   // Same DESIGN line: a declined charge is a provider object too (its attempt names it).
   test("a sandbox CARD charge that was declined names the provider's charge in gateway_tracking_id", async () => {
-    const customer = await customerWithCard(ctx, '4000000000000002')
-    const invoice = await finalizedInvoice(ctx, customer.id)
-    const res = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'CARD',
-      payment_gateway: 'sandbox',
-      amount: '100.00',
-    })
+    const { res } = await sandboxCardCharge(ctx, '4000000000000002')
     expect(res.status, res.text).toBe(402)
     const paymentId = String(
       (res.body as unknown as { error: { details: { payment_id: string } } }).error.details
