@@ -324,9 +324,9 @@ describe('bin/payrail.js', () => {
   })
 
   test("caps the old generation's growth unless the operator set it", () => {
-    expect(v8Flags([])).toEqual(['--heap-growing-percent=100'])
+    expect(v8Flags([])).toEqual(['--heap-growing-percent=150'])
     expect(v8Flags(['--max-old-space-size=512'], '--enable-source-maps')).toEqual([
-      '--heap-growing-percent=100',
+      '--heap-growing-percent=150',
     ])
     // On Node's command line or in NODE_OPTIONS, spelled with dashes or underscores.
     expect(v8Flags(['--heap-growing-percent=25'])).toEqual([])
