@@ -11,7 +11,7 @@ type ClusterMessage = { type: 'listening'; url: string } | { type: 'shutdown' }
 
 const STOP_TIMEOUT_MS = 15_000
 
-export interface RunningCluster extends Pick<RunningServer, 'url' | 'bootstrapKey' | 'close'> {}
+export interface RunningCluster extends Pick<RunningServer, 'url' | 'close'> {}
 
 /**
  * `payrail serve --workers N`: N HTTP processes sharing one port (node:cluster), so
@@ -85,7 +85,7 @@ export async function startCluster(
       const deps = await processDeps(config, database, logger)
       runner = await startWorker(deps, { connectionString: database.url })
     }
-    return { url: urls[0] ?? '', bootstrapKey: bootstrap?.key.key, close }
+    return { url: urls[0] ?? '', close }
   } catch (error) {
     await close().catch((closeError) =>
       logger.error({ err: closeError }, 'shutdown after a failed start failed'),

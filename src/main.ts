@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { isClusterWorker, runClusterWorker, startCluster } from './cluster.ts'
+import { isClusterWorker, type RunningCluster, runClusterWorker, startCluster } from './cluster.ts'
 import { type Config, ConfigError, loadConfig } from './config.ts'
 import { systemClock } from './core/clock.ts'
 import { ENVIRONMENT_TYPES, type EnvironmentType } from './db/database.ts'
@@ -100,7 +100,7 @@ async function serve(args: string[]): Promise<number> {
     'Test API key (role admin), shown once; store it now:',
     `  ${key}`,
   ]
-  let server: { url: string; close(): Promise<void> }
+  let server: RunningCluster
   try {
     server =
       workers > 1

@@ -11,15 +11,12 @@ import { type RunningWorker, startWorker } from './jobs/worker.ts'
 import { workerLoggerFrom } from './jobs/worker-logger.ts'
 import type { Logger } from './logger.ts'
 import { ApiKeyCache } from './modules/api-keys/cache.ts'
-import { bootstrapDefaultTenant, type TenantWithEnvironments } from './modules/tenants/service.ts'
+import { bootstrapDefaultTenant } from './modules/tenants/service.ts'
 import { webhookEndpoints } from './modules/webhook-endpoints/registry.ts'
 
 export interface RunningServer {
   app: FastifyInstance
   url: string
-  /** The bootstrap key, when this start created tenant `default`. */
-  bootstrapKey: string | undefined
-  bootstrapTenant: TenantWithEnvironments | undefined
   /** Ordered shutdown: HTTP, worker, pools, embedded PostgreSQL. */
   close(): Promise<void>
 }
@@ -75,13 +72,7 @@ export async function startServer(
     if (address !== null && typeof address === 'object') {
       config.publicUrl = onListeningPort(config.publicUrl, address.port)
     }
-    return {
-      app,
-      url,
-      bootstrapKey: bootstrap?.key.key,
-      bootstrapTenant: bootstrap,
-      close,
-    }
+    return { app, url, close }
   } catch (error) {
     await close().catch((closeError) =>
       logger.error({ err: closeError }, 'shutdown after a failed start failed'),

@@ -63,10 +63,10 @@ export function registerMetrics(app: FastifyInstance): Registry {
 /** What an HTTP process asks its primary, and the answer: the server's metrics, as text. */
 export type MetricsMessage =
   | { type: 'metrics_request'; id: number }
-  | { type: 'metrics'; id: number; text: string }
+  | { type: 'metrics'; id: number; text: string | null }
 
 let answeringPrimary = false
-const asked = new Map<number, (text: string) => void>()
+const asked = new Map<number, (text: string | null) => void>()
 let lastAsked = 0
 
 function askPrimary(): Promise<string> {
@@ -83,7 +83,8 @@ function askPrimary(): Promise<string> {
     asked.set(id, (text) => {
       clearTimeout(timer)
       asked.delete(id)
-      resolve(text)
+      if (text === null) reject(new Error('the primary could not gather them'))
+      else resolve(text)
     })
     const message: MetricsMessage = { type: 'metrics_request', id }
     process.send?.(message)
@@ -106,7 +107,8 @@ export function serveClusterMetrics(): (
     if (request?.type !== 'metrics_request') return
     aggregator.clusterMetrics().then(
       (text) => worker.send({ type: 'metrics', id: request.id, text }),
-      () => worker.send({ type: 'metrics', id: request.id, text: '' }),
+      // The asker then answers with its own, rather than nothing.
+      () => worker.send({ type: 'metrics', id: request.id, text: null }),
     )
   }
 }

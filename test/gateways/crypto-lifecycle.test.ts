@@ -159,6 +159,22 @@ describe('CoinPayments: a transaction whose creation answer was lost', () => {
     expect((await getInvoice(ctx, invoice.id)).amount_remaining).toBe('100.00')
   })
 
+  test("an IPN whose custom names another rail's payment moves nothing there", async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const mine = await crypto('coinpayments', invoice.id)
+    const other = await crypto('sandbox', (await invoiceToPay(ctx)).invoice.id)
+    const record = cp.findTransaction(tracking(mine))
+    if (!record) throw new Error('no transaction')
+    const stray = cp.createTransaction({ ...record, custom: other.id })
+    if (typeof stray === 'string') throw new Error(stray)
+    await paid(stray.txnId)
+    expect(await getPayment(ctx, other.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '0.00',
+    })
+    expect((await getPayment(ctx, mine.id)).payment_status).toBe('PENDING')
+  })
+
   /** `lostTransaction`, then the payment processed again: a new transaction, tracked. */
   async function retriedAfterLoss(invoiceId: string) {
     const lost = await lostTransaction(invoiceId)

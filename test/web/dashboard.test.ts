@@ -331,6 +331,28 @@ describe('dashboard session', () => {
     expect(live.body).not.toBe(test.body)
   })
 
+  test('a cookie sealed without a session id (before sign-out could end sessions) signs in no more', async () => {
+    const exp = ctx.clock.now().getTime() + 60_000
+    const sealed = ctx.deps.secretBox.seal(JSON.stringify({ key: ctx.main.key, exp }))
+    const res = await open('/dashboard', `${DASHBOARD_COOKIE}=${sealed}`)
+    expect(res.statusCode).toBe(303)
+    expect(res.headers.location).toBe('/dashboard/login')
+  })
+
+  test('signing out without a session, or from another site, changes nothing', async () => {
+    const bare = await ctx.app.inject({ method: 'POST', url: '/dashboard/logout' })
+    expect(bare.statusCode).toBe(303)
+    const cookie = await sessionOf(ctx.main.key)
+    const forged = await ctx.app.inject({
+      method: 'POST',
+      url: '/dashboard/logout',
+      headers: { cookie, origin: 'https://evil.example' },
+    })
+    expect(forged.statusCode).toBe(403)
+    // A forced sign-out from another site ends nothing: the session still works.
+    expect((await open('/dashboard', cookie)).statusCode).toBe(200)
+  })
+
   test('after signing out, the session cookie no longer opens the dashboard', async () => {
     const cookie = await sessionOf(ctx.main.key)
     expect((await open('/dashboard', cookie)).statusCode).toBe(200)
