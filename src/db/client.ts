@@ -181,7 +181,9 @@ function preparingPool(
             ? query.sql
             : [query.sql, ...aheads.map((a) => a.query.sql)].join('\n')
         const held = transaction === undefined ? undefined : heldBefore(transaction, named)
-        const statements = held ? [statementOf(held), statementOf(query)] : [statementOf(query)]
+        const statements = held
+          ? [...held.map(statementOf), statementOf(query)]
+          : [statementOf(query)]
         const mine = statements.length - 1
         for (const ahead of aheads) statements.push(statementOf(ahead.query))
         const begin = owesBegin

@@ -172,7 +172,10 @@ function transaction<T>(
       // Tells the connection the transaction runs on (client.ts) whose held writes it carries.
       await trx.executeQuery(CompiledQuery.raw(BIND_TRANSACTION, [state]))
       const result = await run(trx)
-      const last = takeHeld(state, true)
+      const held = takeHeld(state, true)
+      const last = held.pop()
+      // More values than one statement carries: the others first, each in its round trip.
+      for (const first of held) await trx.executeQuery(first)
       // Handed to the connection, to go with the commit in one round trip (client.ts).
       if (last) {
         const taken = await trx.executeQuery(CompiledQuery.raw(WITH_COMMIT, [last]))
@@ -274,7 +277,7 @@ export const TAKEN_WITH_COMMIT: object = Object.freeze({ taken: WITH_COMMIT })
  * connection) is still running and holds inserts (any statement could read them, or
  * refer to them), or updates of a table `text` names.
  */
-export function heldBefore(transaction: unknown, text: string): CompiledQuery | undefined {
+export function heldBefore(transaction: unknown, text: string): CompiledQuery[] | undefined {
   const state = transaction as TransactionState
   if (state.ended) return undefined
   if (state.inserts.size > 0) return takeHeld(state, false)
@@ -513,17 +516,40 @@ function isPlainValue(value: unknown): boolean {
 }
 
 /**
+ * PostgreSQL's protocol counts a statement's parameters in 16 bits: held writes of more
+ * values than this (a payment of fifty orders in an environment of sixty webhook
+ * endpoints holds thousands of deliveries) go in several statements (`splitHeld`).
+ */
+export const MAX_PARAMETERS = 65_535
+
+/** One held write of `takeHeld`, before its SQL: an insert of rows, an update, the commit mark. */
+type HeldWrite =
+  | { kind: 'insert'; table: string; rows: Record<string, unknown>[] }
+  | {
+      kind: 'update'
+      table: string
+      changes: Record<string, unknown>
+      where: Record<string, unknown>
+    }
+  | {
+      kind: 'mark'
+      table: string
+      changes: Record<string, unknown>
+      where: Record<string, unknown>
+    }
+
+/**
  * The held inserts and updates (and, at the commit, the appended rows) as one
  * statement, taken out of the state: the writes chained as data-modifying CTEs, the
  * inserts of each table as one multi-row insert. Written directly
  * rather than through Kysely's builders, which cost more than the rest of a held
  * write: every table and column name here comes from Payrail's own code, and the
- * values travel as parameters, exactly as Kysely would send them.
+ * values travel as parameters, exactly as Kysely would send them. More values than one
+ * statement may carry go in several, in order, the commit mark's in the last
+ * (`splitHeld`); empty when nothing is held.
  */
-function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | undefined {
-  const parameters: unknown[] = []
-  const param = (value: unknown) => placeholder(parameters.push(value))
-  const writes: string[] = []
+function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery[] {
+  const writes: HeldWrite[] = []
   const inserted = new Map<HeldTable, Record<string, unknown>[]>()
   for (const { table, row } of state.inserts.values()) {
     const rows = inserted.get(table)
@@ -531,14 +557,14 @@ function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | u
     else inserted.set(table, [row])
   }
   state.inserts.clear()
-  for (const [table, rows] of inserted) writes.push(insertSql(table, rows, param))
+  for (const [table, rows] of inserted) writes.push({ kind: 'insert', table, rows })
   for (const { table, key, changes } of state.updates.values())
-    writes.push(updateSql(table, changes, key, param))
+    writes.push({ kind: 'update', table, changes, where: key })
   state.updates.clear()
   if (withRows) {
     for (const table of ['payment_transitions', 'events', 'webhook_deliveries'] as const) {
       const rows: Record<string, unknown>[] = state.rows[table]
-      if (rows.length > 0) writes.push(insertSql(table, rows, param))
+      if (rows.length > 0) writes.push({ kind: 'insert', table, rows })
       state.rows[table] = []
     }
   }
@@ -546,15 +572,78 @@ function takeHeld(state: TransactionState, withRows: boolean): CompiledQuery | u
   // (Not once another transaction of the scope has committed it: the key is then applied
   // for good, and its record may have been completed since.)
   const mark = withRows && state.mark && !state.mark.committed ? state.mark : undefined
-  if (mark) writes.push(`${updateSql(mark.table, mark.changes(), mark.where, param)} returning 1`)
-  const last = mark
-    ? `select payrail_require_row(count(*)) from w${writes.length - 1}`
-    : writes.pop()
-  if (last === undefined) return undefined
+  if (mark)
+    writes.push({ kind: 'mark', table: mark.table, changes: mark.changes(), where: mark.where })
+  if (writes.length === 0) return []
+  const one = heldStatement(writes)
+  return one.parameters.length <= MAX_PARAMETERS ? [one] : splitHeld(writes)
+}
+
+/** `writes` as one statement: all but the last as data-modifying CTEs. */
+function heldStatement(writes: HeldWrite[]): CompiledQuery {
+  const parameters: unknown[] = []
+  const param = (value: unknown) => placeholder(parameters.push(value))
   let text = ''
-  for (let i = 0; i < writes.length; i++)
-    text += `${i === 0 ? 'with ' : ', '}w${i} as (${writes[i]})`
-  return CompiledQuery.raw(text === '' ? last : `${text} ${last}`, parameters)
+  const last = writes.length - 1
+  for (let i = 0; i < last; i++)
+    text += `${i === 0 ? 'with ' : ', '}w${i} as (${writeSql(writes[i] as HeldWrite, param)})`
+  const final = writes[last] as HeldWrite
+  const tail =
+    final.kind === 'mark'
+      ? `${text}${text === '' ? 'with ' : ', '}w${last} as (${writeSql(final, param)}) select payrail_require_row(count(*)) from w${last}`
+      : `${text}${text === '' ? '' : ' '}${writeSql(final, param)}`
+  return CompiledQuery.raw(tail, parameters)
+}
+
+function writeSql(write: HeldWrite, param: (value: unknown) => string): string {
+  if (write.kind === 'insert') return insertSql(write.table, write.rows, param)
+  const sql = updateSql(write.table, write.changes, write.where, param)
+  return write.kind === 'mark' ? `${sql} returning 1` : sql
+}
+
+/**
+ * Writes of more values than a statement carries, as several statements run in order: each
+ * takes whole writes while their values fit, and a table's rows too many for one statement
+ * are inserted in slices. Only the values count; a statement's text has no such limit.
+ */
+function splitHeld(writes: HeldWrite[]): CompiledQuery[] {
+  const statements: CompiledQuery[] = []
+  let batch: HeldWrite[] = []
+  let values = 0
+  const flush = () => {
+    if (batch.length > 0) statements.push(heldStatement(batch))
+    batch = []
+    values = 0
+  }
+  const add = (write: HeldWrite, count: number) => {
+    if (values + count > MAX_PARAMETERS) flush()
+    batch.push(write)
+    values += count
+  }
+  for (const write of writes) {
+    if (write.kind !== 'insert') {
+      add(write, Object.keys(write.changes).length + Object.keys(write.where).length)
+      continue
+    }
+    // The rows fill what the statement has room for, then the next.
+    let slice: Record<string, unknown>[] = []
+    let sliceValues = 0
+    for (const row of write.rows) {
+      // A row's values: at most its columns (the union's others are `default`, not values).
+      const count = Object.keys(row).length
+      if (values + sliceValues + count > MAX_PARAMETERS) {
+        if (slice.length > 0) add({ ...write, rows: slice }, sliceValues)
+        flush()
+        slice = []
+        sliceValues = 0
+      }
+      slice.push(row)
+      sliceValues += count
+    }
+    if (slice.length > 0) add({ ...write, rows: slice }, sliceValues)
+  }
+  flush()
+  return statements
 }
 
 /** `update … set … where …`, every value a parameter. */

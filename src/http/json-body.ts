@@ -27,15 +27,45 @@ export function jsonNestingExceeds(text: string, max: number): boolean {
   return false
 }
 
+/** Decodes UTF-8 and refuses bytes that are not: never a replacement character stored for good. */
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** `charset=…` of a Content-Type, lowercased; undefined when it names none. */
+function charsetOf(contentType: string | undefined): string | undefined {
+  const match = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')
+  return match?.[1]?.toLowerCase()
+}
+
 /**
  * JSON bodies as Fastify parses them (prototype poisoning refused), after refusing one
- * nested deeper than `MAX_JSON_DEPTH` with a 400.
+ * nested deeper than `MAX_JSON_DEPTH` with a 400. JSON on the wire is UTF-8 (RFC 8259): a
+ * body that says it is in another charset is 415, and bytes that are not UTF-8 are 400,
+ * rather than decoded into replacement characters and stored so.
  */
 export function registerJsonParser(app: FastifyInstance): void {
   const parse = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (jsonNestingExceeds(body as string, MAX_JSON_DEPTH)) {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, bytes, done) => {
+    const charset = charsetOf(request.headers['content-type'])
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      done(
+        new AppError(
+          'unsupported_media_type',
+          `Send the request body as JSON in UTF-8, not ${charset}`,
+          { charset },
+        ),
+        undefined,
+      )
+      return
+    }
+    let body: string
+    try {
+      body = utf8.decode(bytes as Buffer)
+    } catch {
+      done(new AppError('validation_error', 'The body is not valid UTF-8', {}), undefined)
+      return
+    }
+    if (jsonNestingExceeds(body, MAX_JSON_DEPTH)) {
       done(
         new AppError(
           'validation_error',
@@ -46,6 +76,6 @@ export function registerJsonParser(app: FastifyInstance): void {
       )
       return
     }
-    parse(request, body as string, done)
+    parse(request, body, done)
   })
 }

@@ -19,10 +19,43 @@ function createAjv(options: Options): Ajv {
   const validate = rfc3339.validate as (value: string) => boolean
   ajv.addFormat('date-time', {
     type: 'string',
-    validate: (value: string) => validate(value) && !Number.isNaN(Date.parse(value)),
+    validate: (value: string) => {
+      if (!validate(value)) return false
+      const at = Date.parse(value)
+      return at >= FIRST_INSTANT && at <= LAST_INSTANT
+    },
     ...(rfc3339.compare && { compare: rfc3339.compare }),
   })
   return ajv
+}
+
+/**
+ * The instants RFC 3339 can write in UTC, years 0001 to 9999. Outside them a time has no
+ * RFC 3339 form to answer with (`+010000-01-01T…`), and PostgreSQL keeps year 0 as 1 BC.
+ */
+const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00Z')
+const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z')
+
+/**
+ * A body schema as the API checks it: an object refuses properties it does not declare, as
+ * Stripe refuses unknown parameters. A misspelt optional field (`ammount` on a refund, which
+ * without its amount refunds the whole payment) is then a 400 naming it, not a request
+ * carried out without it. Objects that take any keys say so (`additionalProperties` or
+ * `patternProperties`: metadata, credentials) and keep them. A copy: the route's schema
+ * itself also documents it.
+ */
+function closedObjects(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(closedObjects)
+  if (schema === null || typeof schema !== 'object') return schema
+  const copy: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(schema)) copy[key] = closedObjects(value)
+  if (
+    'properties' in copy &&
+    copy.additionalProperties === undefined &&
+    copy.patternProperties === undefined
+  )
+    copy.additionalProperties = false
+  return copy
 }
 
 /**
@@ -35,6 +68,8 @@ export function registerValidation(app: FastifyInstance): void {
   const coercing = createAjv({ coerceTypes: 'array' })
   const strict = createAjv({ coerceTypes: false })
   app.setValidatorCompiler(({ schema, httpPart }) =>
-    httpPart === 'body' ? strict.compile(schema) : coercing.compile(schema),
+    httpPart === 'body'
+      ? strict.compile(closedObjects(schema) as object)
+      : coercing.compile(schema),
   )
 }

@@ -176,6 +176,43 @@ describe('inTransaction and appendRows', () => {
     expect(rows[0]?.at.toISOString()).toBe(at.toISOString())
   })
 
+  // PostgreSQL's protocol counts a statement's parameters in 16 bits: 9,000 events of 8
+  // values each (72,000) would wrap, and the whole transaction fail.
+  test('more values than one statement carries go in several statements, in order, in the one transaction', async () => {
+    const many = Array.from({ length: 9_000 }, () => eventRow('probe.many'))
+    const statements = await statementsOf(
+      () =>
+        inTransaction(ctx.db, async (trx) => {
+          await appendRows(trx, 'payment_transitions', [transitionRow('many-1')])
+          await appendRows(trx, 'events', many)
+          await appendRows(trx, 'payment_transitions', [transitionRow('many-2')])
+        }),
+      1_000,
+    )
+    expect(await countEvents('probe.many')).toBe(9_000)
+    expect(await notes('many-')).toEqual(['many-1', 'many-2'])
+    // The transitions and as many events as fit, then the other events with the commit.
+    expect(statements.slice(-2)).toEqual([
+      expect.stringMatching(
+        /^begin; with w0 as \(insert into "payment_transitions" .*\) insert into "events"/,
+      ),
+      expect.stringMatching(/^insert into "events" /),
+    ])
+  })
+
+  test('a row the last of several statements fails rolls back the statements before it', async () => {
+    const many = Array.from({ length: 9_000 }, () => eventRow('probe.many_rolled_back'))
+    await expect(
+      inTransaction(ctx.db, async (trx) => {
+        await appendRows(trx, 'events', many)
+        await appendRows(trx, 'payment_transitions', [
+          { ...transitionRow('many-bad'), cause: 'bogus' as 'api' },
+        ])
+      }),
+    ).rejects.toThrow()
+    expect(await countEvents('probe.many_rolled_back')).toBe(0)
+  })
+
   test('a row with an SQL expression among its values is written at once, as SQL', async () => {
     let seenInside = -1
     await inTransaction(ctx.db, async (trx) => {

@@ -1075,3 +1075,70 @@ describe('Checkout.com hosted pages: attempts on a page', () => {
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '100.00' })
   })
 })
+
+describe('Checkout.com: a charge that ended at the provider while its answer was lost', () => {
+  // Checkout.com cancels the authorization of a charge whose answer Payrail lost, and reports
+  // it before the approval: PROCESSING cannot be CANCELLED, so the payment FAILED `cancelled`.
+  // Processed again under the same `Cko-Idempotency-Key`, it got the old authorization back,
+  // and stayed RESERVED on a charge that would never settle, no card charged.
+  test('processed again, it is a new charge under a new key, not the cancelled authorization replayed', async () => {
+    emulator.deferCaptureNext()
+    const { invoice, paymentId } = await chargeAnswerLost()
+    const authorization = String(emulator.deferredCaptures.at(-1))
+    emulator.cancelPayment(authorization)
+    await emulator.releaseWebhooks({ order: 'reverse' })
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'cancelled',
+    })
+    const attempts = (await getPayment(ctx, paymentId)).attempts
+    expect(attempts.at(-1)).toMatchObject({ status: 'failed', error_code: 'cancelled' })
+    const again = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(again.status, again.text).toBe(200)
+    await emulator.waitForDeliveries()
+    const [first, second, ...more] = chargeRequests(paymentId)
+    expect(more).toHaveLength(0)
+    expect(second?.idempotencyKey).not.toBe(first?.idempotencyKey)
+    const now = await getPayment(ctx, paymentId)
+    expect(now.gateway_payment_id).not.toBe(authorization)
+    expect(now).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
+  })
+})
+
+describe('Checkout.com: amount_reserved is what the authorization still holds', () => {
+  // As Stripe's `amount_capturable`: 0 once the authorization is voided or captured.
+  test('a voided authorization holds nothing: 0.00 once CANCELLED', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    await defaultCheckoutCard(ctx, emulator, customer.id, '4242424242424242')
+    emulator.deferCaptureNext()
+    const card = await cardPayment(invoice.id)
+    expect(card.status, card.text).toBe(201)
+    expect(card.body).toMatchObject({ payment_status: 'RESERVED', amount_reserved: '100.00' })
+    const cancelled = await ctx.post<PaymentBody>(`/v1/payments/${card.body.id}/cancel`)
+    expect(cancelled.status, cancelled.text).toBe(200)
+    expect(cancelled.body).toMatchObject({ payment_status: 'CANCELLED', amount_reserved: '0.00' })
+  })
+
+  test('a captured authorization holds nothing more: 0.00 once SUCCEEDED', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await hostedPayment(invoice.id)
+    emulator.deferCaptureNext()
+    const done = emulator.completeHostedPayment(String(payment.gateway_tracking_id), {
+      card: '4242424242424242',
+    })
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'RESERVED',
+      amount_reserved: '100.00',
+    })
+    emulator.capturePayment(done.paymentId)
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_reserved: '0.00',
+    })
+  })
+})

@@ -5,6 +5,7 @@ import {
   createSandboxLink,
   getPayment,
   invoiceToPay,
+  offlinePayment,
   type PaymentBody,
   sessionOf,
   submitCard,
@@ -188,5 +189,130 @@ describe('every list takes the list query', () => {
     )
     expect(none.body.pagination.total).toBe(0)
     expect(all.body.items.length).toBeGreaterThan(0)
+  })
+})
+
+// As Stripe answers an unknown parameter: a body field a route does not declare is a 400
+// naming it (src/http/validation.ts `closedObjects`), never dropped without a word.
+describe('fields a route does not take are refused by name', () => {
+  test('a refund with a misspelt "ammount" is 400, not a refund of the whole payment', async () => {
+    const { payment } = await offlinePayment(ctx, '100.00')
+    const res = await ctx.post<ErrorBody>(`/v1/payments/${payment.id}/refunds`, {
+      ammount: '1.00',
+    })
+    expect(res.status, res.text).toBe(400)
+    expect(res.body.error).toMatchObject({
+      code: 'validation_error',
+      details: { errors: [{ field: 'body.ammount' }] },
+    })
+    expect((await getPayment(ctx, payment.id)).amount_refunded).toBe('0.00')
+    const { rows } = await ctx.pool.query<{ n: number }>(
+      'select count(*)::int as n from refunds where payment_id = $1',
+      [payment.id],
+    )
+    expect(rows[0]?.n).toBe(0)
+  })
+
+  test('a nested object refuses keys it does not declare; objects of any keys (metadata) keep them', async () => {
+    const bad = await ctx.post<ErrorBody>('/v1/customers', {
+      name: 'Nested',
+      email: 'nested@example.com',
+      billing_address: { line1: '1 Main St', postcode: 'X1' },
+    })
+    expect(bad.status, bad.text).toBe(400)
+    expect(bad.body.error.details).toMatchObject({
+      errors: [{ field: 'body.billing_address.postcode' }],
+    })
+    const good = await ctx.post<{ metadata: Record<string, string> }>('/v1/customers', {
+      name: 'Any keys',
+      email: 'any-keys@example.com',
+      metadata: { anything: 'goes', 'another-key': 'too' },
+    })
+    expect(good.status, good.text).toBe(201)
+    expect(good.body.metadata).toEqual({ anything: 'goes', 'another-key': 'too' })
+  })
+})
+
+// JSON on the wire is UTF-8 (RFC 8259 §8.1): bytes that are not are refused, never stored as
+// replacement characters, and a body that says it is in another charset is 415.
+describe('bodies that are not UTF-8', () => {
+  const send = (payload: Buffer, contentType: string) =>
+    ctx.app.inject({
+      method: 'POST',
+      url: '/v1/customers',
+      headers: { authorization: `Bearer ${ctx.main.key}`, 'content-type': contentType },
+      payload,
+    })
+  const stored = async (email: string) => {
+    const { rows } = await ctx.pool.query<{ n: number }>(
+      'select count(*)::int as n from customers where email = $1',
+      [email],
+    )
+    return rows[0]?.n
+  }
+
+  test('bytes that are not UTF-8 are 400, and nothing is stored', async () => {
+    const latin1 = Buffer.concat([
+      Buffer.from('{"name":"Zo'),
+      Buffer.from([0xeb]), // "ë" in ISO-8859-1
+      Buffer.from('","email":"zoe-utf8@example.com"}'),
+    ])
+    const res = await send(latin1, 'application/json')
+    expect(res.statusCode, res.body).toBe(400)
+    expect(res.json().error.code).toBe('validation_error')
+    expect(await stored('zoe-utf8@example.com')).toBe(0)
+  })
+
+  test('a charset other than UTF-8 is 415; UTF-8, however spelt, is read', async () => {
+    const latin1 = Buffer.from('{"name":"Zoë","email":"zoe-latin1@example.com"}', 'latin1')
+    const refused = await send(latin1, 'application/json; charset=iso-8859-1')
+    expect(refused.statusCode, refused.body).toBe(415)
+    expect(refused.json().error.code).toBe('unsupported_media_type')
+    expect(await stored('zoe-latin1@example.com')).toBe(0)
+    for (const [i, contentType] of [
+      'application/json; charset=utf-8',
+      'application/json;charset="UTF-8"',
+      'application/json; charset=utf8',
+    ].entries()) {
+      const email = `zoe-${i}@example.com`
+      const res = await send(Buffer.from(`{"name":"Zoë","email":"${email}"}`), contentType)
+      expect(res.statusCode, res.body).toBe(201)
+      expect(res.json().name).toBe('Zoë')
+    }
+  })
+})
+
+// A date-time the API takes is one it can give back: RFC 3339 writes years 0001 to 9999 (in
+// UTC), and PostgreSQL keeps year 0 as 1 BC, which the list then wrote as year 1.
+describe('date-times outside years 0001 to 9999 in UTC', () => {
+  test.each([
+    ['year 0000', '0000-01-01T00:00:00Z'],
+    ['year 0001 moved into year 0000 by its offset', '0001-01-01T00:30:00+01:00'],
+    ['year 10000 in UTC', '9999-12-31T23:59:59-23:59'],
+  ])('%s is 400 in a payment_date, a discount and an API key', async (_name, when) => {
+    const { payment } = await offlinePayment(ctx, '10.00')
+    const answers = [
+      await ctx.patch<ErrorBody>(`/v1/payments/${payment.id}`, { payment_date: when }),
+      await ctx.post<ErrorBody>('/v1/discounts', {
+        code: `FAR${Date.now()}`,
+        percent_off: 5,
+        expires_at: when,
+      }),
+      await ctx.post<ErrorBody>('/v1/api_keys', { expires_at: when }),
+    ]
+    for (const res of answers) {
+      expect(res.status, res.text).toBe(400)
+      expect(res.body.error.code).toBe('validation_error')
+    }
+    expect((await getPayment(ctx, payment.id)).payment_date).toBe(payment.payment_date)
+  })
+
+  test('the first and last instants are taken', async () => {
+    const { payment } = await offlinePayment(ctx, '10.00')
+    for (const when of ['0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z']) {
+      const res = await ctx.patch<PaymentBody>(`/v1/payments/${payment.id}`, { payment_date: when })
+      expect(res.status, res.text).toBe(200)
+      expect(res.body.payment_date).toBe(when)
+    }
   })
 })

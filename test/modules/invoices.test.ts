@@ -17,7 +17,7 @@ import {
   type TenantFixture,
   type TestContext,
 } from '../harness.ts'
-import { createSandboxLink } from '../payments-helpers.ts'
+import { createPayment, createSandboxLink } from '../payments-helpers.ts'
 
 let ctx: TestContext
 let other: TenantFixture
@@ -229,6 +229,68 @@ describe('invoice lifecycle', () => {
     expect(res.body.error.details).toMatchObject({ amount_paid: '10.00' })
   })
 
+  // Until it is first paid in full, a refund gives the money back and the invoice owes it
+  // again (docs/billing.md): refunded in full, it keeps nothing a void would lose.
+  test('an invoice whose partial payments were all refunded can be voided, as the refusal advises', async () => {
+    const customer = await createCustomer(ctx)
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    await pay(invoice.id, 4000n)
+    const kept = await ctx.post<ErrorBody>(`/v1/invoices/${invoice.id}/void`)
+    expect(kept.status, kept.text).toBe(422)
+    expect(kept.body.error.message).toContain('refund them instead')
+    await refund(invoice.id, 1000n)
+    // Part of it still kept: refused, with what was paid and refunded.
+    const partly = await ctx.post<ErrorBody>(`/v1/invoices/${invoice.id}/void`)
+    expect(partly.status, partly.text).toBe(422)
+    expect(partly.body.error.details).toMatchObject({
+      amount_paid: '40.00',
+      amount_refunded: '10.00',
+    })
+    await refund(invoice.id, 3000n)
+    expect(await getInvoice(invoice.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '40.00',
+      amount_refunded: '40.00',
+      amount_remaining: '100.00',
+    })
+    const voided = await ctx.post<InvoiceBody>(`/v1/invoices/${invoice.id}/void`)
+    expect(voided.status, voided.text).toBe(200)
+    expect(voided.body).toMatchObject({ invoice_status: 'VOIDED', amount_remaining: '0.00' })
+  })
+
+  test('cancelling an incomplete subscription whose first payment was refunded voids its first invoice: it cannot be paid for later', async () => {
+    const customer = await createCustomer(ctx)
+    const product = await createProduct(ctx, {
+      name: 'Pro',
+      type: 'recurring',
+      prices: [{ amount: '25.00', currency: 'usd', interval: 'month' }],
+    })
+    const order = await ctx.post<{ id: string; invoice_id: string; subscription_id: string }>(
+      '/v1/orders',
+      { customer_id: customer.id, type: 'SUBSCRIPTION', price_id: product.prices[0]?.id },
+    )
+    expect(order.status, order.text).toBe(201)
+    await pay(order.body.invoice_id, 1000n)
+    await refund(order.body.invoice_id, 1000n)
+    const cancelled = await ctx.post<{ status: string }>(
+      `/v1/subscriptions/${order.body.subscription_id}/cancel`,
+    )
+    expect(cancelled.body.status).toBe('canceled')
+    expect((await getInvoice(order.body.invoice_id)).invoice_status).toBe('VOIDED')
+    expect((await ctx.get<{ status: string }>(`/v1/orders/${order.body.id}`)).body.status).toBe(
+      'CANCELLED',
+    )
+    const late = await createPayment(ctx, {
+      destination_id: order.body.invoice_id,
+      payment_method_type: 'OFFLINE',
+      amount: '25.00',
+    })
+    expect(late.status, late.text).toBe(422)
+    expect((await ctx.get<{ status: string }>(`/v1/orders/${order.body.id}`)).body.status).toBe(
+      'CANCELLED',
+    )
+  })
+
   test('an invoice paid with nothing to pay (zero total, 100% code) cannot be voided: what it paid for stands', async () => {
     const customer = await createCustomer(ctx)
     const zero = await ctx.post<InvoiceBody>('/v1/invoices', {
@@ -300,6 +362,67 @@ describe('invoice lifecycle', () => {
       amount_remaining: '0.00',
       paid_at: ctx.clock.now().toISOString(),
     })
+  })
+})
+
+describe('invoice numbers', () => {
+  // A Stripe invoice mirrored with its own number (an account whose prefix is `INV`) may hold
+  // a number the sequence has not reached: given again, it failed every finalization of the
+  // environment on the unique number, the counter rolled back with it each time.
+  test('a number another invoice already holds is passed over: finalizing goes on', async () => {
+    const customer = await createCustomer(ctx)
+    const first = await ctx.post<InvoiceBody>(
+      `/v1/invoices/${(await createInvoice(ctx, customer.id)).id}/finalize`,
+    )
+    expect(first.status, first.text).toBe(200)
+    const last = Number(first.body.number?.slice('INV-'.length))
+    const held = (n: number) => `INV-${String(n).padStart(6, '0')}`
+    for (const [i, n] of [last + 1, last + 2].entries()) {
+      await ctx.pool.query(
+        `insert into invoices (id, tenant_id, environment_id, customer_id, number, currency, invoice_status,
+           payment_status, collection_method, billing_reason, subtotal, total, amount_due, amount_remaining,
+           finalized_at, source)
+         select $1, tenant_id, environment_id, customer_id, $2, currency, invoice_status, payment_status,
+           collection_method, billing_reason, subtotal, total, amount_due, amount_remaining, finalized_at, 'stripe'
+         from invoices where id = $3`,
+        [`${first.body.id}_mirror${i}`, held(n), first.body.id],
+      )
+    }
+    const next = await ctx.post<InvoiceBody>(
+      `/v1/invoices/${(await createInvoice(ctx, customer.id)).id}/finalize`,
+    )
+    expect(next.status, next.text).toBe(200)
+    expect(next.body.number).toBe(held(last + 3))
+    const after = await ctx.post<InvoiceBody>(
+      `/v1/invoices/${(await createInvoice(ctx, customer.id)).id}/finalize`,
+    )
+    expect(after.body.number).toBe(held(last + 4))
+  })
+
+  test('past INV-999999 the number grows a digit, and the check for a held one reads it the same way', async () => {
+    const customer = await createCustomer(ctx)
+    const env = ctx.main.test.id
+    await ctx.pool.query(
+      'update invoice_sequences set last_number = 999998 where environment_id = $1',
+      [env],
+    )
+    const numbers: (string | null)[] = []
+    for (let k = 0; k < 2; k++) {
+      const res = await ctx.post<InvoiceBody>(
+        `/v1/invoices/${(await createInvoice(ctx, customer.id)).id}/finalize`,
+      )
+      expect(res.status, res.text).toBe(200)
+      numbers.push(res.body.number)
+    }
+    expect(numbers).toEqual(['INV-999999', 'INV-1000000'])
+    const held = await ctx.post<InvoiceBody>(
+      `/v1/invoices/${(await createInvoice(ctx, customer.id)).id}/finalize`,
+    )
+    await ctx.pool.query(`update invoices set number = 'INV-1000002' where id = $1`, [held.body.id])
+    const next = await ctx.post<InvoiceBody>(
+      `/v1/invoices/${(await createInvoice(ctx, customer.id)).id}/finalize`,
+    )
+    expect(next.body.number).toBe('INV-1000003')
   })
 })
 

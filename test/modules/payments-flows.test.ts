@@ -602,12 +602,15 @@ describe('invoice on-ramp: PUT/PATCH /v1/invoices/:id/payment and confirm', () =
     const discount = await discountCode({ percent_off: 50 })
     for (const path of ['/v1/payments', `/v1/invoices/${invoice.id}/pay`]) {
       const res = await ctx.post<ErrorBody>(path, {
-        destination_type: 'INVOICE',
-        destination_id: invoice.id,
-        currency: 'usd',
         payment_method_type: 'OFFLINE',
         discount_code: discount.code,
-        ...(path === '/v1/payments' && { amount: '50.00', process_payment: false }),
+        ...(path === '/v1/payments' && {
+          destination_type: 'INVOICE',
+          destination_id: invoice.id,
+          currency: 'usd',
+          amount: '50.00',
+          process_payment: false,
+        }),
       })
       expect(res.status, res.text).toBe(422)
       expect(res.body.error).toMatchObject({

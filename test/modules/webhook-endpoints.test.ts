@@ -14,6 +14,7 @@ import {
   publicOnlyLookup,
 } from '../../src/modules/webhook-endpoints/sender.ts'
 import { MERCHANT_SIGNATURE_HEADER } from '../../src/modules/webhook-endpoints/service.ts'
+import { createCustomer } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   type MerchantReceiver,
@@ -265,6 +266,57 @@ describe('deliveries', () => {
       new Set(events.body.items.map((e) => e.id)),
     )
   })
+
+  // One delivery per event and endpoint, all in the payment's commit: ten orders paid at once
+  // in an environment of 300 endpoints hold some 10,000 deliveries, more values than one
+  // statement may carry (the held writes go in several, src/db/transaction.ts).
+  test('a payment of many orders in an environment of many endpoints: every delivery written, nothing refused', async () => {
+    const first = await register()
+    await ctx.pool.query(
+      `insert into webhook_endpoints (id, tenant_id, environment_id, url, enabled_events, secret)
+       select $1 || '_' || n, tenant_id, environment_id, url, enabled_events, secret
+       from webhook_endpoints, generate_series(2, 300) as n where id = $1`,
+      [first.id],
+    )
+    webhookEndpoints.forget(ctx.main.test.id)
+    const customer = await createCustomer(ctx)
+    const orders: string[] = []
+    for (let i = 0; i < 10; i++) {
+      const order = await ctx.post<{ id: string }>('/v1/orders', {
+        customer_id: customer.id,
+        type: 'CREDIT_TOP_UP',
+        amount: '1.00',
+        currency: 'usd',
+      })
+      expect(order.status, order.text).toBe(201)
+      orders.push(order.body.id)
+    }
+    const paid = await ctx.post<{ id: string; payment_status: string }>('/v1/orders/pay', {
+      orders,
+      payment_method_type: 'OFFLINE',
+    })
+    expect(paid.status, paid.text).toBe(201)
+    expect(paid.body.payment_status).toBe('SUCCEEDED')
+    const { rows } = await ctx.pool.query<{ events: number; deliveries: number }>(
+      `select (select count(*)::int from events e where e.environment_id = $1
+                 and exists (select 1 from webhook_deliveries d where d.event_id = e.id)) as events,
+              (select count(*)::int from webhook_deliveries where environment_id = $1) as deliveries`,
+      [ctx.main.test.id],
+    )
+    expect(rows[0]?.events).toBeGreaterThan(30)
+    expect(rows[0]?.deliveries).toBe((rows[0]?.events ?? 0) * 300)
+    expect(rows[0]?.deliveries).toBeGreaterThan(65_535 / 8)
+    // Each queued its job, as one delivery does (the statement's jobs in one call, migration 0019).
+    const { rows: jobs } = await ctx.pool.query<{ n: number; keyed: number; tries: number }>(
+      `select count(*)::int as n, count(*) filter (where j.key = 'merchant-webhook-' || d.id)::int as keyed,
+              min(j.max_attempts)::int as tries
+       from webhook_deliveries d
+       join graphile_worker._private_jobs j on (j.payload->>'deliveryId') = d.id
+       where d.environment_id = $1`,
+      [ctx.main.test.id],
+    )
+    expect(jobs[0]).toEqual({ n: rows[0]?.deliveries, keyed: rows[0]?.deliveries, tries: 12 })
+  }, 60_000)
 
   test('signed as Standard Webhooks sign: the standardwebhooks library verifies a delivery with the endpoint secret', async () => {
     const endpoint = await register({ enabled_events: ['invoice.paid'] })

@@ -311,17 +311,29 @@ export async function linesOf(db: Db, invoiceIds: string[]): Promise<InvoiceLine
 
 /** The next human-readable number of the environment; the counter row stays locked until commit, so numbers never repeat or skip. */
 export async function nextInvoiceNumber(db: Db, environmentId: string): Promise<bigint> {
-  const row = await db
-    .insertInto('invoice_sequences')
-    .values({ environment_id: environmentId, last_number: 1n })
-    .onConflict((oc) =>
-      oc
-        .column('environment_id')
-        .doUpdateSet({ last_number: sql<bigint>`invoice_sequences.last_number + 1` }),
-    )
-    .returning('last_number')
-    .executeTakeFirstOrThrow()
-  return row.last_number
+  // A number another invoice of the environment holds (a Stripe invoice mirrored with its own
+  // number, `INV-000002` from an account whose prefix is `INV`) is passed over: given again,
+  // it would fail every finalization on the unique number, the counter rolled back with it.
+  // Whether it is taken comes back with it, in the same statement.
+  for (;;) {
+    const row = await db
+      .insertInto('invoice_sequences')
+      .values({ environment_id: environmentId, last_number: 1n })
+      .onConflict((oc) =>
+        oc
+          .column('environment_id')
+          .doUpdateSet({ last_number: sql<bigint>`invoice_sequences.last_number + 1` }),
+      )
+      .returning([
+        'last_number',
+        sql<boolean>`exists (select 1 from invoices where invoices.environment_id = ${environmentId}
+          and invoices.number = 'INV-' || lpad(invoice_sequences.last_number::text, greatest(6, length(invoice_sequences.last_number::text)), '0'))`.as(
+          'taken',
+        ),
+      ])
+      .executeTakeFirstOrThrow()
+    if (!row.taken) return row.last_number
+  }
 }
 
 export interface InvoiceFilters {

@@ -288,13 +288,16 @@ export async function voidLocked(
   clock: Clock,
 ): Promise<InvoiceChange> {
   assertInvoiceTransition(before.invoice_status, 'VOIDED', before.id)
-  if (before.amount_paid > 0n) {
+  // What its payments left on it: money refunded in full (before it was ever paid in full)
+  // is owed again, and such an invoice keeps nothing a void would lose.
+  if (before.amount_paid > before.amount_refunded) {
     throw new AppError(
       'invalid_state_transition',
       `Invoice ${before.id} has payments; refund them instead of voiding`,
       {
         invoice_id: before.id,
         amount_paid: formatMinorUnits(before.amount_paid, before.currency),
+        amount_refunded: formatMinorUnits(before.amount_refunded, before.currency),
       },
     )
   }

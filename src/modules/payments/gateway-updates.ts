@@ -13,6 +13,13 @@ import { attemptRecorded, attemptRow, type PaymentDeps, saveCardFromPayment } fr
 import { type Cause, movePayment } from './state.ts'
 
 /** A payment whose money was received, then refunded in part or whole (or being refunded). */
+/** The failure of a charge its provider cancelled while it was in flight (PROCESSING). */
+const CANCELLED_IN_FLIGHT = {
+  status: 'failed',
+  errorCode: 'cancelled',
+  errorMessage: 'The provider cancelled the payment while it was in flight',
+} as const
+
 const REFUND_STATES: ReadonlySet<string> = new Set([
   'PENDING_REFUND',
   'PARTIALLY_REFUNDED',
@@ -73,17 +80,17 @@ export async function applyPaymentUpdate(
   }
   let outcome: UpdateOutcome = 'repeat'
   const gateway = payment.payment_gateway ?? 'unknown'
-  const recordAttempt = (current: Payment) =>
+  const recordAttempt = (current: Payment, attempt = update.attempt) =>
     insertAttempt(
       trx,
       attemptRow(
         current,
         gateway,
-        update.attempt?.status ?? 'unknown',
+        attempt?.status ?? 'unknown',
         update.gatewayPaymentId ?? null,
         current.gateway_tracking_id ?? update.trackingId ?? null,
-        update.attempt?.errorCode ?? null,
-        update.attempt?.errorMessage ?? null,
+        attempt?.errorCode ?? null,
+        attempt?.errorMessage ?? null,
         deps.clock,
       ),
     )
@@ -196,8 +203,8 @@ export async function applyPaymentUpdate(
       ...(to === 'FAILED' &&
         update.error && { status_code: update.error.code, error_message: update.error.message }),
       ...(cancelledInFlight && {
-        status_code: 'cancelled',
-        error_message: 'The provider cancelled the payment while it was in flight',
+        status_code: CANCELLED_IN_FLIGHT.errorCode,
+        error_message: CANCELLED_IN_FLIGHT.errorMessage,
       }),
       // A payment deleted before the provider took it on (an external payment whose system
       // had its details, a start whose answer was lost): the money it now holds or is taking
@@ -221,7 +228,11 @@ export async function applyPaymentUpdate(
     // An attempt that comes with a move that takes effect is recorded first, so the move's
     // event shows the payment with it (as moveWithAttempt does); so is the card the payment
     // saves as it takes the money, so that `payment.succeeded` names it.
-    if (update.attempt && applies) await recordAttempt(payment)
+    // A charge its provider cancelled in flight ended there, as a decline does: its attempt
+    // says so, and the payment processed again charges under a new key (`chargeKeyFor`),
+    // where the old one would replay the cancelled authorization.
+    const attempt = update.attempt ?? (cancelledInFlight ? CANCELLED_IN_FLIGHT : undefined)
+    if (attempt && applies) await recordAttempt(payment, attempt)
     if (update.card && applies && isSettled(to) && payment.payment_method_id === null) {
       const method = await saveCardFromPayment(trx, scope, payment, update.card, deps.clock)
       changes.payment_method_id = method.id

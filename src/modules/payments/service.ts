@@ -53,7 +53,10 @@ import { recordEvents } from '../events/service.ts'
 import { findInvoice } from '../invoices/repository.ts'
 import { assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
-import { applyDiscountCodeLocked } from '../settlement/service.ts'
+import {
+  applyDiscountCodeLocked,
+  assertStartsNoEndedSubscription,
+} from '../settlement/service.ts'
 import {
   allocationsLockingInvoices,
   allocationsOf,
@@ -1092,6 +1095,7 @@ async function assertStillOwed(
   const shares = lockedShares ?? (await sharesOf(trx, scope, payment))
   for (const { invoice, amount, inFlight } of shares) {
     assertPayable(invoice, clock.now())
+    await assertStartsNoEndedSubscription(trx, scope, invoice, clock.now())
     const owed =
       invoice.amount_remaining - (inFlight ?? (await inFlightAmount(trx, invoice.id, payment.id)))
     if (amount > owed) {
@@ -1270,11 +1274,13 @@ export async function gatewayRequestFor(
 
 async function chargeKeyFor(db: Db, payment: Payment): Promise<string> {
   if (payment.payment_method_type !== 'CARD') return `payrail-charge-${payment.id}-0`
-  // Charges that ended at the provider: declined, or expired (an authorization never
-  // captured). Replayed, an expired charge's key answered its old authorization, and the
-  // payment stayed RESERVED on a charge that would never settle.
+  // Charges that ended at the provider: declined, expired (an authorization never
+  // captured) or cancelled by the provider in flight. Replayed, such a charge's key answered
+  // its old authorization, and the payment stayed RESERVED on a charge that would never settle.
   const declined = (await attemptsOf(db, [payment.id])).filter(
-    (a) => a.status === 'failed' && (isDeclineCode(a.error_code) || a.error_code === 'expired'),
+    (a) =>
+      a.status === 'failed' &&
+      (isDeclineCode(a.error_code) || a.error_code === 'expired' || a.error_code === 'cancelled'),
   ).length
   return `payrail-charge-${payment.id}-${declined}`
 }

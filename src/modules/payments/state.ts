@@ -91,6 +91,9 @@ export async function movePayment(
   }
   const now = deps.clock.now()
   const payment = await updatePayment(trx, locked.id, {
+    // Funds held only while RESERVED: captured, voided or failed, nothing is held any more
+    // (Stripe's `amount_capturable` goes to zero the same way).
+    ...(locked.payment_status === 'RESERVED' && to !== 'RESERVED' && { amount_reserved: 0n }),
     ...changes,
     payment_status: to,
     ...timestampFor(to, now),

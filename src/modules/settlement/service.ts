@@ -29,9 +29,11 @@ import {
 import { lockOrderByInvoice, updateOrder } from '../orders/repository.ts'
 import { toOrderResponse } from '../orders/schemas.ts'
 import { inFlightAmount, openPaymentsForInvoice } from '../payments/repository.ts'
-import { findSubscription, schedulesOf } from '../subscriptions/repository.ts'
+import { findSubscription, lockSubscription, schedulesOf } from '../subscriptions/repository.ts'
 import {
   cancelSubscription,
+  endIncompleteCancellation,
+  isDueIncompleteCancellation,
   onSubscriptionInvoicePaid,
   onSubscriptionInvoiceVoided,
   type SubscriptionWithSchedules,
@@ -133,30 +135,39 @@ export async function voidInvoice(
   invoiceId: string,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  return inTransaction(db, async (trx) => {
-    const locked = await lockInvoiceOrFail(trx, scope, invoiceId)
-    await assertNoPaymentOpen(trx, scope, invoiceId, 'voiding')
-    const change = await voidLocked(trx, scope, locked, clock)
-    const order = await lockOrderByInvoice(trx, scope.environmentId, invoiceId)
-    if (order?.status === 'PENDING') {
-      const now = clock.now()
-      const cancelled = await updateOrder(trx, order.id, {
-        status: 'CANCELLED',
-        cancelled_at: now,
-        updated_at: now,
-      })
-      await recordEvents(trx, scope, clock.now(), [
-        {
-          type: 'order.cancelled',
-          objectType: 'order',
-          objectId: order.id,
-          data: toOrderResponse(cancelled),
-        },
-      ])
-    }
-    await onSubscriptionInvoiceVoided(trx, scope, change.invoice, clock)
-    return change
-  })
+  return inTransaction(db, async (trx) =>
+    voidWithWhatItBills(trx, scope, await lockInvoiceOrFail(trx, scope, invoiceId), clock),
+  )
+}
+
+/** `voidInvoice` of an invoice the caller's transaction holds locked. */
+async function voidWithWhatItBills(
+  trx: Db,
+  scope: Scope,
+  locked: Invoice,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  await assertNoPaymentOpen(trx, scope, locked.id, 'voiding')
+  const change = await voidLocked(trx, scope, locked, clock)
+  const order = await lockOrderByInvoice(trx, scope.environmentId, locked.id)
+  if (order?.status === 'PENDING') {
+    const now = clock.now()
+    const cancelled = await updateOrder(trx, order.id, {
+      status: 'CANCELLED',
+      cancelled_at: now,
+      updated_at: now,
+    })
+    await recordEvents(trx, scope, clock.now(), [
+      {
+        type: 'order.cancelled',
+        objectType: 'order',
+        objectId: order.id,
+        data: toOrderResponse(cancelled),
+      },
+    ])
+  }
+  await onSubscriptionInvoiceVoided(trx, scope, change.invoice, clock)
+  return change
 }
 
 /**
@@ -192,8 +203,79 @@ export async function cancelSubscriptionAndFirstInvoice(
 }
 
 /**
+ * Ends an `incomplete` subscription whose cancel at the period end has come
+ * (`isDueIncompleteCancellation`; the renewal job's work, or a request's that finds the job
+ * behind) as `cancelSubscriptionAndFirstInvoice` cancels one now: its first invoice voided
+ * and its order cancelled when nothing is kept on it, else the subscription alone ended.
+ * Either is decided under the subscription's row lock (taken after the invoice's, as settling
+ * takes them): a payment that started the subscription meanwhile, or a cancel taken back,
+ * leaves it as it is (undefined). Before, the subscription read at the start was cancelled
+ * whatever it had become, and a customer who had just paid had the period paid for ended the
+ * same instant. The invoice's unprocessed payments are the caller's to cancel first
+ * (`endDueIncompleteCancellation`).
+ */
+export async function endIncompleteCancellationAndFirstInvoice(
+  db: Db,
+  scope: Scope,
+  id: string,
+  clock: Clock,
+): Promise<SubscriptionWithSchedules | undefined> {
+  const current = await findSubscription(db, scope.environmentId, id)
+  if (!current || !isDueIncompleteCancellation(current, clock.now())) return undefined
+  const first = await voidableFirstInvoice(db, scope, current)
+  if (first && first.unprocessed.length === 0) {
+    try {
+      const voided = await inTransaction(db, async (trx) => {
+        const invoice = await lockInvoiceOrFail(trx, scope, first.invoice.id)
+        const subscription = await lockSubscription(trx, scope.environmentId, id)
+        if (!subscription || !isDueIncompleteCancellation(subscription, clock.now())) return false
+        await voidWithWhatItBills(trx, scope, invoice, clock)
+        return true
+      })
+      const ended = voided && (await findSubscription(db, scope.environmentId, id))
+      if (ended) return { subscription: ended, schedules: await schedulesOf(db, [id]) }
+    } catch (error) {
+      // Part paid, or a payment opened, meanwhile: the subscription is ended on its own.
+      if (!(error instanceof AppError) || error.code !== 'invalid_state_transition') throw error
+    }
+  }
+  return endIncompleteCancellation(db, scope, id, clock)
+}
+
+/**
+ * Refuses (422) a payment of the first invoice of a subscription the merchant has ended: an
+ * `incomplete` one set to cancel at a period end that has passed, which the renewal job has
+ * not ended yet (`isDueIncompleteCancellation`). Paid, the invoice would start it with a new
+ * period. Called under the invoice's lock before money moves; a subscription's first invoice
+ * costs one read, any other invoice none. The error names the subscription
+ * (`ENDED_SUBSCRIPTION_DETAIL`), for the caller to end it as the job would.
+ */
+export async function assertStartsNoEndedSubscription(
+  trx: Db,
+  scope: Scope,
+  invoice: Invoice,
+  now: Date,
+): Promise<void> {
+  if (invoice.billing_reason !== 'subscription_create' || invoice.subscription_id === null) return
+  const subscription = await findSubscription(trx, scope.environmentId, invoice.subscription_id)
+  if (!subscription || !isDueIncompleteCancellation(subscription, now)) return
+  throw new AppError(
+    'invalid_state_transition',
+    `Subscription ${subscription.id} was cancelled at the end of its period (${subscription.current_period_end.toISOString()}): its first invoice ${invoice.id} can no longer be paid`,
+    {
+      invoice_id: invoice.id,
+      [ENDED_SUBSCRIPTION_DETAIL]: subscription.id,
+      current_period_end: subscription.current_period_end.toISOString(),
+    },
+  )
+}
+
+/** In a 422 of `assertStartsNoEndedSubscription`: the subscription that has ended. */
+export const ENDED_SUBSCRIPTION_DETAIL = 'ended_subscription_id'
+
+/**
  * The first invoice of an `incomplete` subscription, when cancelling the subscription now may
- * void it: finalized, nothing paid on it, and no payment on it that may take money or that
+ * void it: finalized, nothing kept on it (nothing paid, or all of it refunded), and no payment on it that may take money or that
  * pays other invoices too. `unprocessed` are its payments not yet processed (`INITIATED`),
  * which hold no money: the invoice is voided only once they are cancelled
  * (`cancelSubscriptionNow` does). Undefined when the invoice must be kept.
@@ -208,7 +290,7 @@ export async function voidableFirstInvoice(
   if (
     invoice?.invoice_status !== 'FINALIZED' ||
     isPaidStatus(invoice.payment_status) ||
-    invoice.amount_paid !== 0n
+    invoice.amount_paid !== invoice.amount_refunded
   )
     return undefined
   const open = await openPaymentsForInvoice(db, scope.environmentId, invoice.id)
@@ -239,8 +321,10 @@ export async function applyDiscountCodeLocked(
   except?: string,
 ): Promise<{ invoice: Invoice; paidByDiscount: boolean }> {
   // A code is part of paying: an invoice that cannot be paid (its window ended, voided,
-  // already paid) cannot be paid by a code either, and a code covering it all would settle it.
+  // already paid, its subscription ended) cannot be paid by a code either, and a code
+  // covering it all would settle it.
   assertPayable(invoice, clock.now())
+  await assertStartsNoEndedSubscription(trx, scope, invoice, clock.now())
   const taking = (await openPaymentsForInvoice(trx, scope.environmentId, invoice.id)).find(
     (p) => p.id !== except && p.payment_status !== 'INITIATED',
   )
