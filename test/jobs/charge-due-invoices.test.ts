@@ -13,7 +13,15 @@ import {
   OPEN_PAGE_GRACE_MS,
   payInvoiceAutomatically,
 } from '../../src/modules/payments/automatic.ts'
-import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
+import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
+import {
+  createCustomer,
+  eventsOf,
+  finalizedInvoice,
+  type List,
+  payInvoice,
+  recurringPrice,
+} from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createSandboxLink,
@@ -386,5 +394,66 @@ describe('charge_due_invoices', () => {
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
     })
+  })
+})
+
+describe('events of the automatic charge', () => {
+  /** A renewal of a 30.00/month subscription whose customer's card is declined, queued for the charge. */
+  async function declinedRenewal() {
+    const customer = await customerWithCard(ctx, '4000000000000002')
+    const order = await ctx.post<{ invoice_id: string; subscription_id: string }>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'SUBSCRIPTION',
+      price_id: await recurringPrice(ctx, '30.00'),
+    })
+    expect(order.status, order.text).toBe(201)
+    await payInvoice(ctx, order.body.invoice_id, 3000n)
+    const subscription = `/v1/subscriptions/${order.body.subscription_id}`
+    const { current_period_end } = (await ctx.get<{ current_period_end: string }>(subscription))
+      .body
+    ctx.clock.set(new Date(current_period_end))
+    await renewDueSubscriptions({ db: ctx.db, clock: ctx.clock, logger: ctx.deps.logger })
+    const renewed = await ctx.get<{ latest_invoice_id: string }>(subscription)
+    return { subscription, renewalId: renewed.body.latest_invoice_id }
+  }
+
+  /** The invoice's latest event is an `invoice.updated` carrying it as GET shows it. */
+  async function expectLatestEventShows(invoiceId: string) {
+    const shown = await getInvoice(ctx, invoiceId)
+    const [latest] = await eventsOf(ctx, invoiceId)
+    expect(latest?.type).toBe('invoice.updated')
+    expect(latest?.data.object).toEqual(shown)
+    return shown
+  }
+
+  // `next_payment_attempt` is "when the next automatic charge is due; null when none is
+  // queued" (docs/billing.md). The job queued the retry, or stopped the charges, without an
+  // event: the invoice's last event (invoice.updated, FAILED) showed the job's one-hour claim,
+  // and a merchant mailing the customer from it announced a retry "in an hour", or one after
+  // the last attempt that never comes.
+  test('after each declined attempt the latest invoice event shows the real next attempt: three days later, then none', async () => {
+    const { renewalId } = await declinedRenewal()
+    for (let attempt = 1; attempt <= MAX_AUTOMATIC_ATTEMPTS; attempt++) {
+      expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+      const shown = await expectLatestEventShows(renewalId)
+      expect(shown.next_payment_attempt).toBe(
+        attempt < MAX_AUTOMATIC_ATTEMPTS
+          ? new Date(ctx.clock.now().getTime() + RETRY_AFTER_MS).toISOString()
+          : null,
+      )
+      ctx.clock.advance(RETRY_AFTER_MS)
+    }
+  })
+
+  test('cancelling the subscription clears the queued retry, and the latest invoice event says so', async () => {
+    const { subscription, renewalId } = await declinedRenewal()
+    // (Other tests' renewals may come due with it.)
+    await chargeDueInvoices(ctx.deps)
+    expect((await getInvoice(ctx, renewalId)).next_payment_attempt).toBe(
+      new Date(ctx.clock.now().getTime() + RETRY_AFTER_MS).toISOString(),
+    )
+    expect((await ctx.post(`${subscription}/cancel`)).status).toBe(200)
+    const shown = await expectLatestEventShows(renewalId)
+    expect(shown).toMatchObject({ invoice_status: 'FINALIZED', next_payment_attempt: null })
   })
 })

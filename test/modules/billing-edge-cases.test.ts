@@ -7,6 +7,7 @@ import { chargeDueInvoices } from '../../src/jobs/tasks/charge-due-invoices.ts'
 import { queueAutomaticPayment } from '../../src/modules/invoices/service.ts'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
 import { endIncompleteAtPeriodEnd } from '../../src/modules/payments/flows.ts'
+import { applyInvoicePayment } from '../../src/modules/settlement/service.ts'
 import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
 import {
   createCustomer,
@@ -16,13 +17,19 @@ import {
   payInvoice,
 } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
-import { createSandboxLink, customerWithCard, whileLocked } from '../payments-helpers.ts'
+import {
+  createPayment,
+  createSandboxLink,
+  customerWithCard,
+  whileLocked,
+} from '../payments-helpers.ts'
 
 interface SubscriptionBody {
   id: string
   status: string
   current_period_start: string
   current_period_end: string
+  ended_at: string | null
   cancel_at_period_end: boolean
   latest_invoice_id: string
   billing_cycle_anchor: string
@@ -84,6 +91,136 @@ describe('subscriptions', () => {
     // The period it was to end with has ended: it is over, and its first invoice can no
     // longer start a new period the merchant asked to end.
     expect((await subscription(id)).status).toBe('canceled')
+  })
+})
+
+describe('an incomplete subscription set to cancel at its period end', () => {
+  /** An `incomplete` subscription ordered at START, set to cancel at its period end (Feb 15). */
+  async function cancelledAtPeriodEnd() {
+    ctx.clock.set(START)
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<OrderBody>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'SUBSCRIPTION',
+      price_id: await monthlyPrice(),
+    })
+    expect(order.status, order.text).toBe(201)
+    const patched = await ctx.patch<SubscriptionBody>(
+      `/v1/subscriptions/${order.body.subscription_id}`,
+      { cancel_at_period_end: true },
+    )
+    expect(patched.body).toMatchObject({ status: 'incomplete', cancel_at_period_end: true })
+    return { ...order.body, periodEnd: patched.body.current_period_end }
+  }
+
+  /** Ended as the renewal job ends it: canceled at its period end, its invoice voided, its order cancelled. */
+  async function expectEndedAsTheJobEndsIt(order: OrderBody & { periodEnd: string }) {
+    expect(await subscription(order.subscription_id)).toMatchObject({
+      status: 'canceled',
+      ended_at: order.periodEnd,
+    })
+    expect(await invoice(order.invoice_id)).toMatchObject({
+      invoice_status: 'VOIDED',
+      amount_paid: '0.00',
+    })
+    const shown = await ctx.get<OrderBody>(`/v1/orders/${order.id}`)
+    expect(shown.body.status).toBe('CANCELLED')
+  }
+
+  // The job read the subscription, then cancelled whatever it had become: a late payment that
+  // started it in between (the first invoice paid, so no longer voidable) had the period just
+  // paid for ended the same instant. The ending is decided under the subscription's lock.
+  test.each([
+    ['a payment started it', 'paid'],
+    ['the merchant took the cancel back', 'taken back'],
+  ])(
+    'the renewal job leaves alone a subscription that changed as it was ending it: %s',
+    async (_, change) => {
+      const order = await cancelledAtPeriodEnd()
+      ctx.clock.set(new Date(new Date(order.periodEnd).getTime() + 30_000))
+      let job: Promise<number> | undefined
+      // The change commits while the job is between its read and its ending: the invoice's lock
+      // held here lets the job read the subscription, then wait at the invoice.
+      await ctx.db.transaction().execute(async (trx) => {
+        await trx
+          .selectFrom('invoices')
+          .select('id')
+          .where('id', '=', order.invoice_id)
+          .forUpdate()
+          .execute()
+        job = endIncompleteAtPeriodEnd(ctx.deps)
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        if (change === 'paid') {
+          await applyInvoicePayment(trx, ctx.scope, order.invoice_id, 2000n, ctx.clock)
+        } else {
+          await trx
+            .updateTable('subscriptions')
+            .set({ cancel_at_period_end: false, canceled_at: null })
+            .where('id', '=', order.subscription_id)
+            .execute()
+        }
+      })
+      expect(await job).toBe(0)
+      if (change === 'paid') {
+        // The customer keeps the period paid for, from the payment on.
+        expect(await subscription(order.subscription_id)).toMatchObject({
+          status: 'active',
+          current_period_start: ctx.clock.now().toISOString(),
+        })
+        expect(await invoice(order.invoice_id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+      } else {
+        expect((await subscription(order.subscription_id)).status).toBe('incomplete')
+        expect((await invoice(order.invoice_id)).invoice_status).toBe('FINALIZED')
+      }
+    },
+  )
+
+  // docs/billing.md: paying later must not start a subscription the merchant ended. Only the
+  // job ended it: a payment made after the period end, the job behind (a worker down, or just
+  // the next minute), made it active with a new period and billed the customer for it.
+  test.each([
+    [
+      'POST /v1/payments',
+      (invoiceId: string) =>
+        createPayment(ctx, {
+          destination_id: invoiceId,
+          payment_method_type: 'OFFLINE',
+          amount: '20.00',
+        }),
+    ],
+    [
+      'POST /v1/invoices/:id/pay',
+      (invoiceId: string) =>
+        ctx.post(`/v1/invoices/${invoiceId}/pay`, { payment_method_type: 'OFFLINE' }),
+    ],
+  ])(
+    'a payment after the period end, the job behind, is refused and ends it as the job would: %s',
+    async (_, pay) => {
+      const order = await cancelledAtPeriodEnd()
+      ctx.clock.set(new Date(new Date(order.periodEnd).getTime() + 2 * 86_400_000))
+      const res = await pay(order.invoice_id)
+      expect(res.status, res.text).toBe(422)
+      expect(res.text).toContain('"code":"invalid_state_transition"')
+      await expectEndedAsTheJobEndsIt(order)
+    },
+  )
+
+  // docs/billing.md: a PATCH or a cancel made while the job is behind finds a subscription set
+  // to cancel at a period end now over canceled (422). A PATCH took the cancel back instead,
+  // and the subscription stayed incomplete, its first invoice payable.
+  test.each([
+    [
+      'PATCH cancel_at_period_end: false',
+      (id: string) => ctx.patch(`/v1/subscriptions/${id}`, { cancel_at_period_end: false }),
+    ],
+    ['PATCH quantity', (id: string) => ctx.patch(`/v1/subscriptions/${id}`, { quantity: 2 })],
+    ['POST cancel', (id: string) => ctx.post(`/v1/subscriptions/${id}/cancel`)],
+  ])('after the period end, the job behind, %s finds it ended (422)', async (_, change) => {
+    const order = await cancelledAtPeriodEnd()
+    ctx.clock.set(new Date(new Date(order.periodEnd).getTime() + 86_400_000))
+    const res = await change(order.subscription_id)
+    expect(res.status, res.text).toBe(422)
+    await expectEndedAsTheJobEndsIt(order)
   })
 })
 

@@ -1,10 +1,11 @@
 import { AppError } from '../../core/errors.ts'
-import { type Access, adminAccess } from '../../core/principal.ts'
+import { isSettled } from '../../core/payment-state.ts'
+import { type Access, adminAccess, scopeOf } from '../../core/principal.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import {
   claimDueAutomaticCharges,
   releaseAutomaticCharge,
 } from '../../modules/invoices/repository.ts'
-import { queueAutomaticPayment, stopAutomaticPayment } from '../../modules/invoices/service.ts'
 import {
   countAutomaticAttempts,
   MAX_AUTOMATIC_ATTEMPTS,
@@ -14,13 +15,16 @@ import {
   unansweredAutomaticCharge,
 } from '../../modules/payments/automatic.ts'
 import { CHARGE_NOT_FOUND, type PaymentDeps } from '../../modules/payments/service.ts'
+import { setNextPaymentAttemptLocked } from '../../modules/subscriptions/next-payment-attempt.ts'
 
 export const CHARGE_DUE_INVOICES = 'charge_due_invoices'
 export { MAX_AUTOMATIC_ATTEMPTS, RETRY_AFTER_MS } from '../../modules/payments/automatic.ts'
 /**
  * After a charge whose outcome is unknown, the same payment is asked again an hour later:
  * soon, because only while the provider remembers the idempotency key is a retry a replay.
- * A claimed invoice is also held this long, so one whose worker died comes due again.
+ * A claimed invoice is also held this long, so one whose worker died comes due again. That
+ * hold is the job's lease, not a charge scheduled: it is not announced, and the invoice's
+ * real next attempt (or none) is, once the charge has its answer (`setNextPaymentAttemptLocked`).
  */
 export const UNKNOWN_OUTCOME_RETRY_AFTER_MS = 60 * 60 * 1000
 
@@ -58,13 +62,24 @@ export async function chargeDueInvoices(
         environmentId: invoice.environment_id,
       })
       try {
-        await payInvoiceAutomatically(deps, access, invoice.id, {
+        const { payment } = await payInvoiceAutomatically(deps, access, invoice.id, {
           cause: 'job',
           causeId: CHARGE_DUE_INVOICES,
         })
         charged += 1
-        // A charge still processing, or authorized, may yet fail: its report queues the retry.
-        await releaseAutomaticCharge(deps.db, invoice.id, holdUntil)
+        if (isSettled(payment.payment_status)) {
+          // The invoice paid: recording the payment cleared its next attempt, and
+          // `invoice.paid` showed it; this statement then changes nothing, as a rule.
+          await releaseAutomaticCharge(deps.db, invoice.id, holdUntil)
+        } else {
+          // A charge still processing, or authorized, may yet fail: its report queues the
+          // retry. Until then none is queued, and the events say so.
+          await inTransaction(deps.db, (trx) =>
+            setNextPaymentAttemptLocked(trx, scopeOf(access), invoice.id, null, deps.clock, {
+              ifStill: holdUntil,
+            }),
+          )
+        }
       } catch (error) {
         failed += 1
         await scheduleAfterFailure(deps, access, invoice.id, error)
@@ -84,16 +99,21 @@ async function scheduleAfterFailure(
   const unanswered = await unansweredAutomaticCharge(deps.db, access, invoiceId)
   const retryAfter = retryDelayAfter(error, unanswered !== undefined)
   const log = { invoice_id: invoiceId, attempts, payment_id: unanswered?.id, err: error }
-  if (retryAfter !== undefined && attempts < MAX_AUTOMATIC_ATTEMPTS) {
-    await queueAutomaticPayment(
-      deps.db,
+  const retry = retryAfter !== undefined && attempts < MAX_AUTOMATIC_ATTEMPTS
+  // Announced (`invoice.updated`): the last event showed the job's claim, an hour away.
+  await inTransaction(deps.db, (trx) =>
+    setNextPaymentAttemptLocked(
+      trx,
+      scopeOf(access),
       invoiceId,
-      new Date(deps.clock.now().getTime() + retryAfter),
-    )
+      retry ? new Date(deps.clock.now().getTime() + retryAfter) : null,
+      deps.clock,
+    ),
+  )
+  if (retry) {
     deps.logger.info(log, 'automatic charge did not succeed; retry queued')
     return
   }
-  await stopAutomaticPayment(deps.db, invoiceId)
   if (unanswered) {
     deps.logger.warn(
       log,

@@ -2,10 +2,12 @@ import { AppError, isRefusalOrUnreachable } from '../../core/errors.ts'
 import { type Access, scopeOf } from '../../core/principal.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment } from '../../db/database.ts'
+import { inTransaction } from '../../db/transaction.ts'
 import { assertMayTakeMoney, gatewayContext, isGatewayName } from '../../gateways/registry.ts'
 import { getCustomer } from '../customers/service.ts'
-import { getInvoice, queueAutomaticPayment } from '../invoices/service.ts'
+import { getInvoice } from '../invoices/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
+import { setNextPaymentAttemptLocked } from '../subscriptions/next-payment-attempt.ts'
 import {
   countFailedFlaggedAttempts,
   newestFlaggedPayment,
@@ -216,7 +218,8 @@ function endedDefinitively(payment: Payment): boolean {
  * as after a decline, three days later and within the four attempts. `db` is the report's
  * transaction, which holds the invoice's lock (its payment status followed the failure): the
  * next attempt is queued in the commit that records the failure, so a process that stops
- * after that commit loses neither.
+ * after that commit loses neither (from the pool, `resolveLostCharges`, in a transaction of
+ * its own).
  */
 export async function retryAfterLateFailure(
   db: Db,
@@ -229,7 +232,16 @@ export async function retryAfterLateFailure(
   const invoiceId = failed.destination_id
   const attempts = await countAutomaticAttempts(db, access, invoiceId)
   if (attempts >= MAX_AUTOMATIC_ATTEMPTS) return
-  await queueAutomaticPayment(db, invoiceId, new Date(deps.clock.now().getTime() + RETRY_AFTER_MS))
+  // Announced (`invoice.updated`), as the job's retry after a decline is.
+  const queue = (trx: Db) =>
+    setNextPaymentAttemptLocked(
+      trx,
+      scopeOf(access),
+      invoiceId,
+      new Date(deps.clock.now().getTime() + RETRY_AFTER_MS),
+      deps.clock,
+    )
+  await (db.isTransaction ? queue(db) : inTransaction(db, queue))
   deps.logger.info(
     { invoice_id: invoiceId, payment_id: failed.id, attempts },
     'automatic charge failed after its answer; retry queued',

@@ -7,7 +7,7 @@ import {
   type Scope,
   scopeOf,
 } from '../../core/principal.ts'
-import type { Payment, PaymentMethodType } from '../../db/database.ts'
+import type { Payment, PaymentMethodType, Subscription } from '../../db/database.ts'
 import type { GatewayName } from '../../gateways/gateway.ts'
 import {
   availableGatewayNames,
@@ -22,10 +22,19 @@ import { getOrder } from '../orders/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
 import {
   applyDiscountCodeLocked,
+  assertStartsNoEndedSubscription,
   cancelSubscriptionAndFirstInvoice,
+  ENDED_SUBSCRIPTION_DETAIL,
+  endIncompleteCancellationAndFirstInvoice,
   voidableFirstInvoice,
 } from '../settlement/service.ts'
 import { findDueIncompleteCancellations, findSubscription } from '../subscriptions/repository.ts'
+import type { UpdateSubscriptionBody } from '../subscriptions/schemas.ts'
+import {
+  isDueIncompleteCancellation,
+  type SubscriptionWithSchedules,
+  updateSubscriptionSettings,
+} from '../subscriptions/service.ts'
 import { openPaymentsForInvoice, setAllocationAmount, updatePayment } from './repository.ts'
 import { assertNoAutomaticFlag, type CreatePaymentBody } from './schemas.ts'
 import {
@@ -76,33 +85,35 @@ export async function createAndProcess(
   body: CreatePaymentBody,
   cause: Cause,
 ): Promise<PaymentView> {
-  assertMethodAllowed(access, body.payment_method_type)
-  assertNoAutomaticFlag(body.metadata)
-  const currency = normalizeCurrency(body.currency)
-  const amount = toMinorUnits(body.amount, currency)
-  const view = await createPaymentRecord(deps, access, {
-    allocations: [{ invoiceId: body.destination_id, amount }],
-    destinationType: 'INVOICE',
-    destinationId: body.destination_id,
-    subject: null,
-    methodType: body.payment_method_type,
-    gateway: body.payment_gateway,
-    paymentMethodId: body.payment_method_id,
-    currency,
-    successUrl: body.success_url,
-    cancelUrl: body.cancel_url,
-    saveCard: body.save_card_and_make_default,
-    metadata: body.metadata,
-    idempotencyKey: body.idempotency_key,
-    description: body.description,
-    billingAddress: body.billing_address,
-    discountCode: body.discount_code,
-    paymentDate: body.payment_date ? new Date(body.payment_date) : undefined,
-    createdBy: cause.causeId,
-    settleWith: body.process_payment === false ? undefined : cause,
+  return catchingUpEndedSubscription(deps, access, cause, async () => {
+    assertMethodAllowed(access, body.payment_method_type)
+    assertNoAutomaticFlag(body.metadata)
+    const currency = normalizeCurrency(body.currency)
+    const amount = toMinorUnits(body.amount, currency)
+    const view = await createPaymentRecord(deps, access, {
+      allocations: [{ invoiceId: body.destination_id, amount }],
+      destinationType: 'INVOICE',
+      destinationId: body.destination_id,
+      subject: null,
+      methodType: body.payment_method_type,
+      gateway: body.payment_gateway,
+      paymentMethodId: body.payment_method_id,
+      currency,
+      successUrl: body.success_url,
+      cancelUrl: body.cancel_url,
+      saveCard: body.save_card_and_make_default,
+      metadata: body.metadata,
+      idempotencyKey: body.idempotency_key,
+      description: body.description,
+      billingAddress: body.billing_address,
+      discountCode: body.discount_code,
+      paymentDate: body.payment_date ? new Date(body.payment_date) : undefined,
+      createdBy: cause.causeId,
+      settleWith: body.process_payment === false ? undefined : cause,
+    })
+    if (body.process_payment === false) return view
+    return processUnlessSettled(deps, access, view, cause)
   })
-  if (body.process_payment === false) return view
-  return processUnlessSettled(deps, access, view, cause)
 }
 
 export interface PayInvoiceInput {
@@ -125,33 +136,35 @@ export async function payInvoice(
   input: PayInvoiceInput,
   cause: Cause,
 ): Promise<PaymentView> {
-  assertMethodAllowed(access, input.payment_method_type)
-  assertNoAutomaticFlag(input.metadata)
-  const { invoice } = await getInvoice(deps.db, access, invoiceId)
-  const view = await createPaymentRecord(deps, access, {
-    allocations: [
-      {
-        invoiceId,
-        amount:
-          input.amount === undefined ? 'remaining' : toMinorUnits(input.amount, invoice.currency),
-      },
-    ],
-    destinationType: 'INVOICE',
-    destinationId: invoiceId,
-    subject: null,
-    methodType: input.payment_method_type,
-    gateway: input.payment_gateway,
-    paymentMethodId: input.payment_method_id,
-    currency: invoice.currency,
-    successUrl: input.success_url,
-    cancelUrl: input.cancel_url,
-    saveCard: input.save_card_and_make_default,
-    metadata: input.metadata,
-    discountCode: input.discount_code,
-    createdBy: cause.causeId,
-    settleWith: cause,
+  return catchingUpEndedSubscription(deps, access, cause, async () => {
+    assertMethodAllowed(access, input.payment_method_type)
+    assertNoAutomaticFlag(input.metadata)
+    const { invoice } = await getInvoice(deps.db, access, invoiceId)
+    const view = await createPaymentRecord(deps, access, {
+      allocations: [
+        {
+          invoiceId,
+          amount:
+            input.amount === undefined ? 'remaining' : toMinorUnits(input.amount, invoice.currency),
+        },
+      ],
+      destinationType: 'INVOICE',
+      destinationId: invoiceId,
+      subject: null,
+      methodType: input.payment_method_type,
+      gateway: input.payment_gateway,
+      paymentMethodId: input.payment_method_id,
+      currency: invoice.currency,
+      successUrl: input.success_url,
+      cancelUrl: input.cancel_url,
+      saveCard: input.save_card_and_make_default,
+      metadata: input.metadata,
+      discountCode: input.discount_code,
+      createdBy: cause.causeId,
+      settleWith: cause,
+    })
+    return processUnlessSettled(deps, access, view, cause)
   })
-  return processUnlessSettled(deps, access, view, cause)
 }
 
 /** `POST /v1/orders/pay`: one payment for several pending orders of one customer, split over their invoices. */
@@ -162,49 +175,82 @@ export async function payOrders(
   input: Omit<PayInvoiceInput, 'amount' | 'discount_code'>,
   cause: Cause,
 ): Promise<PaymentView> {
-  assertMethodAllowed(access, input.payment_method_type)
-  assertNoAutomaticFlag(input.metadata)
-  if (new Set(orderIds).size !== orderIds.length)
-    throw validationError('orders lists an order twice', { field: 'orders' })
-  const allocations: NewPayment['allocations'] = []
-  let currency: string | undefined
-  for (const id of orderIds) {
-    const order = await getOrder(deps.db, access, id)
-    if (order.status !== 'PENDING') {
-      throw new AppError(
-        'invalid_state_transition',
-        `Order ${id} is ${order.status}; only pending orders can be paid`,
-        {
-          order_id: id,
-          status: order.status,
-        },
-      )
+  return catchingUpEndedSubscription(deps, access, cause, async () => {
+    assertMethodAllowed(access, input.payment_method_type)
+    assertNoAutomaticFlag(input.metadata)
+    if (new Set(orderIds).size !== orderIds.length)
+      throw validationError('orders lists an order twice', { field: 'orders' })
+    const allocations: NewPayment['allocations'] = []
+    let currency: string | undefined
+    for (const id of orderIds) {
+      const order = await getOrder(deps.db, access, id)
+      if (order.status !== 'PENDING') {
+        throw new AppError(
+          'invalid_state_transition',
+          `Order ${id} is ${order.status}; only pending orders can be paid`,
+          {
+            order_id: id,
+            status: order.status,
+          },
+        )
+      }
+      const { invoice } = await getInvoice(deps.db, access, order.invoice_id)
+      currency ??= invoice.currency
+      if (invoice.currency !== currency)
+        throw validationError('All orders paid together must be in one currency', {
+          field: 'orders',
+        })
+      allocations.push({ invoiceId: invoice.id, amount: 'remaining' })
     }
-    const { invoice } = await getInvoice(deps.db, access, order.invoice_id)
-    currency ??= invoice.currency
-    if (invoice.currency !== currency)
-      throw validationError('All orders paid together must be in one currency', { field: 'orders' })
-    allocations.push({ invoiceId: invoice.id, amount: 'remaining' })
-  }
-  if (!currency) throw validationError('orders must list at least one order', { field: 'orders' })
-  const first = orderIds[0] ?? ''
-  const view = await createPaymentRecord(deps, access, {
-    allocations,
-    destinationType: 'ORDERS',
-    destinationId: first,
-    subject: first,
-    methodType: input.payment_method_type,
-    gateway: input.payment_gateway,
-    paymentMethodId: input.payment_method_id,
-    currency,
-    successUrl: input.success_url,
-    cancelUrl: input.cancel_url,
-    saveCard: input.save_card_and_make_default,
-    metadata: input.metadata,
-    createdBy: cause.causeId,
-    settleWith: cause,
+    if (!currency) throw validationError('orders must list at least one order', { field: 'orders' })
+    const first = orderIds[0] ?? ''
+    const view = await createPaymentRecord(deps, access, {
+      allocations,
+      destinationType: 'ORDERS',
+      destinationId: first,
+      subject: first,
+      methodType: input.payment_method_type,
+      gateway: input.payment_gateway,
+      paymentMethodId: input.payment_method_id,
+      currency,
+      successUrl: input.success_url,
+      cancelUrl: input.cancel_url,
+      saveCard: input.save_card_and_make_default,
+      metadata: input.metadata,
+      createdBy: cause.causeId,
+      settleWith: cause,
+    })
+    return processUnlessSettled(deps, access, view, cause)
   })
-  return processUnlessSettled(deps, access, view, cause)
+}
+
+/**
+ * Runs a payment flow. Refused because an invoice it pays is the first of a subscription the
+ * merchant has ended (`assertStartsNoEndedSubscription`: set to cancel at a period end that
+ * has passed, the renewal job behind), that subscription is ended there and then, as the job
+ * would end it (its first invoice voided, its order cancelled), and the refusal stands: as
+ * when the job has run. Before, such a payment started the subscription with a new period.
+ */
+async function catchingUpEndedSubscription<T>(
+  deps: PaymentDeps,
+  access: Access,
+  cause: Cause,
+  pay: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await pay()
+  } catch (error) {
+    const ended = error instanceof AppError ? error.details[ENDED_SUBSCRIPTION_DETAIL] : undefined
+    if (typeof ended === 'string') {
+      try {
+        await endDueIncompleteCancellation(deps, adminAccess(scopeOf(access)), ended, cause)
+      } catch (failure) {
+        // The renewal job ends it on its next run; the payment is refused all the same.
+        deps.logger.error({ err: failure, subscription_id: ended }, 'subscription ending failed')
+      }
+    }
+    throw error
+  }
 }
 
 /** Internal rails settled the payment as they created it; every other rail is processed now. */
@@ -253,43 +299,45 @@ export async function createOrRetrieveInvoicePayment(
   input: OnRampInput,
   cause: Cause,
 ): Promise<PaymentView & { created: boolean }> {
-  const { invoice } = await getInvoice(deps.db, access, invoiceId)
-  const methodType = ON_RAMP_METHOD[input.type]
-  if (input.type === 'PLATFORM') {
-    if (!input.account_id)
-      throw validationError('PLATFORM payments need account_id (the paying customer)', {
-        field: 'account_id',
-      })
-    if (input.account_id !== invoice.customer_id) {
-      throw validationError("account_id must be the invoice's customer", { field: 'account_id' })
+  return catchingUpEndedSubscription(deps, access, cause, async () => {
+    const { invoice } = await getInvoice(deps.db, access, invoiceId)
+    const methodType = ON_RAMP_METHOD[input.type]
+    if (input.type === 'PLATFORM') {
+      if (!input.account_id)
+        throw validationError('PLATFORM payments need account_id (the paying customer)', {
+          field: 'account_id',
+        })
+      if (input.account_id !== invoice.customer_id) {
+        throw validationError("account_id must be the invoice's customer", { field: 'account_id' })
+      }
     }
-  }
-  if (input.payment_id) {
-    const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
-    const named = open.find((p) => p.id === input.payment_id)
-    if (!named) throw notFound('payment', input.payment_id)
-    return { ...(await getPayment(deps.db, access, named.id)), created: false }
-  }
-  const view = await createPaymentRecord(deps, access, {
-    allocations: [{ invoiceId, amount: 'remaining' }],
-    // The open payment of this type is found under the invoice's row lock: concurrent PUTs make one payment.
-    reuseOpen: true,
-    destinationType: 'INVOICE',
-    destinationId: invoiceId,
-    subject: null,
-    methodType,
-    gateway:
-      input.payment_gateway ??
-      (input.type === 'CHECKOUT' ? await hostedCheckoutGateway(deps, access) : undefined),
-    currency: invoice.currency,
-    successUrl: input.success_url,
-    cancelUrl: input.cancel_url,
-    discountCode: input.discount_code,
-    gatewayMetadata:
-      input.some_data === undefined ? undefined : { some_data: JSON.stringify(input.some_data) },
-    createdBy: cause.causeId,
+    if (input.payment_id) {
+      const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
+      const named = open.find((p) => p.id === input.payment_id)
+      if (!named) throw notFound('payment', input.payment_id)
+      return { ...(await getPayment(deps.db, access, named.id)), created: false }
+    }
+    const view = await createPaymentRecord(deps, access, {
+      allocations: [{ invoiceId, amount: 'remaining' }],
+      // The open payment of this type is found under the invoice's row lock: concurrent PUTs make one payment.
+      reuseOpen: true,
+      destinationType: 'INVOICE',
+      destinationId: invoiceId,
+      subject: null,
+      methodType,
+      gateway:
+        input.payment_gateway ??
+        (input.type === 'CHECKOUT' ? await hostedCheckoutGateway(deps, access) : undefined),
+      currency: invoice.currency,
+      successUrl: input.success_url,
+      cancelUrl: input.cancel_url,
+      discountCode: input.discount_code,
+      gatewayMetadata:
+        input.some_data === undefined ? undefined : { some_data: JSON.stringify(input.some_data) },
+      createdBy: cause.causeId,
+    })
+    return { ...view, created: !view.reused }
   })
-  return { ...view, created: !view.reused }
 }
 
 /** `PATCH /v1/invoices/:id/payment`: change the open payment before it is confirmed (discount code, URLs, external data). */
@@ -300,54 +348,56 @@ export async function updateInvoicePayment(
   input: Omit<OnRampInput, 'type'> & { type?: OnRampType | undefined },
   cause: Cause,
 ): Promise<PaymentView> {
-  const current = await openInvoicePayment(deps, access, invoiceId, input.payment_id)
-  assertUnconfirmed(current)
-  if (input.type && ON_RAMP_METHOD[input.type] !== current.payment_method_type) {
-    throw validationError(
-      'type cannot change on an existing payment; cancel it and PUT a new one',
-      { field: 'type' },
-    )
-  }
-  const scope = scopeOf(access)
-  return withLockedPayment(deps, scope, current.id, async (trx, locked) => {
-    // Again under the lock: a confirm that took the payment meanwhile has it charged already.
-    assertUnconfirmed(locked)
-    let amount = locked.amount
-    if (input.discount_code) {
-      // A payment of several invoices (orders/pay) would become this one's amount alone.
-      if (locked.invoice_ids.length > 1) {
-        throw new AppError(
-          'conflict',
-          `Payment ${locked.id} pays ${locked.invoice_ids.length} invoices; a discount code applies to a payment of one invoice only`,
-          { payment_id: locked.id, invoice_ids: locked.invoice_ids },
-        )
-      }
-      // A code that covers the whole invoice finds this payment open: cancel it, then PUT.
-      const { invoice } = await applyDiscountCodeLocked(
-        trx,
-        scope,
-        await lockInvoiceOrFail(trx, scope, invoiceId),
-        input.discount_code,
-        deps.clock,
-        locked.id,
+  return catchingUpEndedSubscription(deps, access, cause, async () => {
+    const current = await openInvoicePayment(deps, access, invoiceId, input.payment_id)
+    assertUnconfirmed(current)
+    if (input.type && ON_RAMP_METHOD[input.type] !== current.payment_method_type) {
+      throw validationError(
+        'type cannot change on an existing payment; cancel it and PUT a new one',
+        { field: 'type' },
       )
-      assertPayable(invoice, deps.clock.now())
-      amount = invoice.amount_remaining
-      await setAllocationAmount(trx, locked.id, invoiceId, amount)
     }
-    return updatePayment(trx, locked.id, {
-      amount,
-      ...(input.discount_code !== undefined && { discount_code: input.discount_code }),
-      ...(input.success_url !== undefined && { success_url: input.success_url }),
-      ...(input.cancel_url !== undefined && { cancel_url: input.cancel_url }),
-      ...(input.some_data !== undefined && {
-        gateway_metadata: JSON.stringify({
-          ...locked.gateway_metadata,
-          some_data: JSON.stringify(input.some_data),
+    const scope = scopeOf(access)
+    return withLockedPayment(deps, scope, current.id, async (trx, locked) => {
+      // Again under the lock: a confirm that took the payment meanwhile has it charged already.
+      assertUnconfirmed(locked)
+      let amount = locked.amount
+      if (input.discount_code) {
+        // A payment of several invoices (orders/pay) would become this one's amount alone.
+        if (locked.invoice_ids.length > 1) {
+          throw new AppError(
+            'conflict',
+            `Payment ${locked.id} pays ${locked.invoice_ids.length} invoices; a discount code applies to a payment of one invoice only`,
+            { payment_id: locked.id, invoice_ids: locked.invoice_ids },
+          )
+        }
+        // A code that covers the whole invoice finds this payment open: cancel it, then PUT.
+        const { invoice } = await applyDiscountCodeLocked(
+          trx,
+          scope,
+          await lockInvoiceOrFail(trx, scope, invoiceId),
+          input.discount_code,
+          deps.clock,
+          locked.id,
+        )
+        assertPayable(invoice, deps.clock.now())
+        amount = invoice.amount_remaining
+        await setAllocationAmount(trx, locked.id, invoiceId, amount)
+      }
+      return updatePayment(trx, locked.id, {
+        amount,
+        ...(input.discount_code !== undefined && { discount_code: input.discount_code }),
+        ...(input.success_url !== undefined && { success_url: input.success_url }),
+        ...(input.cancel_url !== undefined && { cancel_url: input.cancel_url }),
+        ...(input.some_data !== undefined && {
+          gateway_metadata: JSON.stringify({
+            ...locked.gateway_metadata,
+            some_data: JSON.stringify(input.some_data),
+          }),
         }),
-      }),
-      updated_by: cause.causeId,
-      updated_at: deps.clock.now(),
+        updated_by: cause.causeId,
+        updated_at: deps.clock.now(),
+      })
     })
   })
 }
@@ -370,9 +420,11 @@ export async function confirmInvoicePayment(
   paymentId: string | undefined,
   cause: Cause,
 ): Promise<PaymentView> {
-  const payment = await openInvoicePayment(deps, access, invoiceId, paymentId)
-  if (payment.payment_status !== 'INITIATED') return getPayment(deps.db, access, payment.id)
-  return processPayment(deps, scopeOf(access), payment.id, cause)
+  return catchingUpEndedSubscription(deps, access, cause, async () => {
+    const payment = await openInvoicePayment(deps, access, invoiceId, paymentId)
+    if (payment.payment_status !== 'INITIATED') return getPayment(deps.db, access, payment.id)
+    return processPayment(deps, scopeOf(access), payment.id, cause)
+  })
 }
 
 async function openInvoicePayment(
@@ -417,6 +469,7 @@ export async function payOptions(deps: PaymentDeps, access: Access, invoiceId: s
   let reason: string | null = null
   try {
     assertPayable(invoice, deps.clock.now())
+    await assertStartsNoEndedSubscription(deps.db, scope, invoice, deps.clock.now())
   } catch (error) {
     payable = false
     reason = error instanceof Error ? error.message : 'not payable'
@@ -513,33 +566,87 @@ async function hostedCheckoutGateway(deps: PaymentDeps, scope: Scope): Promise<G
 
 /**
  * The renewal job's ending of `incomplete` subscriptions cancelled at the end of their
- * period: once it has ended, each is cancelled as `POST /v1/subscriptions/:id/cancel` would
- * cancel it now (its first invoice voided when nothing holds money on it, its order
- * cancelled), so that paying that invoice later cannot start the subscription the merchant
- * ended. Before, the renewal job saw only `active` and `past_due` subscriptions, and such a
- * subscription stayed `incomplete`, payable, for good. Returns how many it ended; one that
- * fails is logged and left for the next run.
+ * period: once it has ended, each is ended as `POST /v1/subscriptions/:id/cancel` would
+ * cancel it now (`endDueIncompleteCancellation`), so that paying that invoice later cannot
+ * start the subscription the merchant ended. Before, the renewal job saw only `active` and
+ * `past_due` subscriptions, and such a subscription stayed `incomplete`, payable, for good.
+ * Returns how many it ended; one that fails is logged and left for the next run.
  */
 export async function endIncompleteAtPeriodEnd(deps: PaymentDeps): Promise<number> {
-  const failed: string[] = []
+  // Failed (logged), or left as it is (a payment started it meanwhile): not listed again.
+  const leftAsIs: string[] = []
   let ended = 0
   for (;;) {
-    const due = await findDueIncompleteCancellations(deps.db, deps.clock.now(), 100, failed)
+    const due = await findDueIncompleteCancellations(deps.db, deps.clock.now(), 100, leftAsIs)
     if (due.length === 0) return ended
     for (const row of due) {
       const access = adminAccess({ tenantId: row.tenant_id, environmentId: row.environment_id })
       try {
-        await cancelSubscriptionNow(deps, access, row.id, false, {
-          cause: 'job',
-          causeId: 'renew_subscriptions',
-        })
-        ended += 1
+        if (await endDueIncompleteCancellation(deps, access, row.id, RENEWAL_JOB)) ended += 1
+        else leftAsIs.push(row.id)
       } catch (error) {
         deps.logger.error({ err: error, subscription_id: row.id }, 'subscription ending failed')
-        failed.push(row.id)
+        leftAsIs.push(row.id)
       }
     }
   }
+}
+
+const RENEWAL_JOB: Cause = { cause: 'job', causeId: 'renew_subscriptions' }
+
+/**
+ * Ends `id` if it is an `incomplete` subscription whose cancel at the period end has come
+ * (`isDueIncompleteCancellation`), as a cancel now would end it: the unprocessed payments of
+ * its first invoice cancelled (`cancelUnprocessedFirstPayments`), then the invoice voided
+ * and its order cancelled, or the subscription alone ended, each decided again under the
+ * subscription's row lock (`endIncompleteCancellationAndFirstInvoice`). The renewal job does
+ * it once the period has ended, and so does a request that finds the job behind: a change,
+ * a cancel, a payment of that invoice. Returns whether it ended it.
+ */
+export async function endDueIncompleteCancellation(
+  deps: PaymentDeps,
+  access: Access,
+  id: string,
+  cause: Cause,
+): Promise<boolean> {
+  const current = await findSubscription(deps.db, access.environmentId, id)
+  return current !== undefined && (await endIfCancellationDue(deps, access, current, cause))
+}
+
+/** `endDueIncompleteCancellation` of a subscription read by the caller. */
+async function endIfCancellationDue(
+  deps: PaymentDeps,
+  access: Access,
+  current: Subscription,
+  cause: Cause,
+): Promise<boolean> {
+  if (!isDueIncompleteCancellation(current, deps.clock.now())) return false
+  await cancelUnprocessedFirstPayments(deps, access, current, cause)
+  const scope = scopeOf(access)
+  const ended = await endIncompleteCancellationAndFirstInvoice(
+    deps.db,
+    scope,
+    current.id,
+    deps.clock,
+  )
+  return ended !== undefined
+}
+
+/**
+ * `PATCH /v1/subscriptions/:id`. One set to cancel at a period end that has passed, the
+ * renewal job behind, is ended first as the job would end it, and the change then finds it
+ * canceled (422): before, a PATCH took back a cancel whose moment had passed, and the
+ * subscription stayed `incomplete`, its first invoice payable.
+ */
+export async function changeSubscription(
+  deps: PaymentDeps,
+  access: Access,
+  id: string,
+  body: UpdateSubscriptionBody,
+  cause: Cause,
+): Promise<SubscriptionWithSchedules> {
+  await endDueIncompleteCancellation(deps, access, id, cause)
+  return updateSubscriptionSettings(deps.db, scopeOf(access), id, body, deps.clock)
 }
 
 /**
@@ -549,7 +656,8 @@ export async function endIncompleteAtPeriodEnd(deps: PaymentDeps): Promise<numbe
  * the customer for a subscription that no longer exists. The invoice is then voided by
  * `cancelSubscriptionAndFirstInvoice`. A payment that cannot be cancelled (its provider
  * cannot withdraw what it opened, or cannot be reached) leaves the invoice as it is, and the
- * subscription alone is cancelled.
+ * subscription alone is cancelled. One whose cancel at the period end has come is ended as
+ * the renewal job would end it, and the cancel then finds it canceled (422).
  */
 export async function cancelSubscriptionNow(
   deps: PaymentDeps,
@@ -558,17 +666,31 @@ export async function cancelSubscriptionNow(
   atPeriodEnd: boolean,
   cause: Cause,
 ) {
-  const scope = scopeOf(access)
-  const current = atPeriodEnd ? undefined : await findSubscription(deps.db, scope.environmentId, id)
-  const first = current && (await voidableFirstInvoice(deps.db, scope, current))
+  const current = await findSubscription(deps.db, access.environmentId, id)
+  const ended = current !== undefined && (await endIfCancellationDue(deps, access, current, cause))
+  if (current && !ended && !atPeriodEnd)
+    await cancelUnprocessedFirstPayments(deps, access, current, cause)
+  return cancelSubscriptionAndFirstInvoice(deps.db, scopeOf(access), id, atPeriodEnd, deps.clock)
+}
+
+/**
+ * Cancels the payments of an `incomplete` subscription's first invoice that hold no money yet,
+ * when that lets the invoice be voided (`voidableFirstInvoice`). One that cannot be cancelled
+ * (moved on meanwhile, not withdrawable, or its provider unreachable) is left, and the
+ * invoice with it.
+ */
+async function cancelUnprocessedFirstPayments(
+  deps: PaymentDeps,
+  access: Access,
+  subscription: Subscription,
+  cause: Cause,
+): Promise<void> {
+  const first = await voidableFirstInvoice(deps.db, scopeOf(access), subscription)
   for (const payment of first?.unprocessed ?? []) {
     try {
       await cancelPayment(deps, access, payment.id, cause)
     } catch (error) {
-      // Moved on meanwhile, not withdrawable, or its provider unreachable: the invoice stays,
-      // as with any open payment, and the subscription alone is cancelled.
       if (!isRefusalOrUnreachable(error)) throw error
     }
   }
-  return cancelSubscriptionAndFirstInvoice(deps.db, scope, id, atPeriodEnd, deps.clock)
 }

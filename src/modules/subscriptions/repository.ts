@@ -175,6 +175,23 @@ export async function markSchedules(
   await query.execute()
 }
 
+/** The subscription's invoices with an automatic charge queued (`next_payment_attempt` set). */
+export async function invoicesWithQueuedCharge(
+  db: Db,
+  environmentId: string,
+  subscriptionId: string,
+): Promise<string[]> {
+  const rows = await db
+    .selectFrom('invoices')
+    .select('id')
+    .where('environment_id', '=', environmentId)
+    .where('subscription_id', '=', subscriptionId)
+    .where('next_payment_attempt', 'is not', null)
+    .orderBy('id')
+    .execute()
+  return rows.map((row) => row.id)
+}
+
 export async function countUnpaidInvoices(
   db: Db,
   subscriptionId: string,

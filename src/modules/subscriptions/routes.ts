@@ -8,7 +8,7 @@ import { ErrorResponse } from '../../http/error-handler.ts'
 import { listRequestFrom } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import { IdParams } from '../../http/schema-types.ts'
-import { cancelSubscriptionNow } from '../payments/flows.ts'
+import { cancelSubscriptionNow, changeSubscription } from '../payments/flows.ts'
 import { causeOf } from '../payments/routes.ts'
 import {
   CancelSubscriptionBody,
@@ -17,7 +17,7 @@ import {
   toSubscriptionResponse,
   UpdateSubscriptionBody,
 } from './schemas.ts'
-import { getSubscription, listSubscriptions, updateSubscriptionSettings } from './service.ts'
+import { getSubscription, listSubscriptions } from './service.ts'
 
 const tags = ['Subscriptions']
 const errors = { '4xx': ErrorResponse }
@@ -86,12 +86,12 @@ export function subscriptionRoutes(deps: AppDeps): FastifyPluginAsync {
         },
       },
       async (request) => {
-        const { subscription, schedules } = await updateSubscriptionSettings(
-          deps.db,
-          principalOf(request),
+        const { subscription, schedules } = await changeSubscription(
+          deps,
+          accessOf(principalOf(request)),
           request.params.id,
           request.body,
-          deps.clock,
+          causeOf(request),
         )
         return toSubscriptionResponse(subscription, schedules)
       },

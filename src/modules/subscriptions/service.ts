@@ -21,9 +21,9 @@ import type { Logger } from '../../logger.ts'
 import { getCustomer } from '../customers/service.ts'
 import { recordEvents } from '../events/service.ts'
 import type { EventType } from '../events/types.ts'
-import { stopAutomaticCharges } from '../invoices/repository.ts'
 import { finalizeLocked, insertDraftInvoice } from '../invoices/service.ts'
 import { getPriceWithProduct } from '../products/service.ts'
+import { stopAutomaticChargesOf } from './next-payment-attempt.ts'
 import {
   countUnpaidInvoices,
   dueSchedules,
@@ -189,17 +189,75 @@ export async function onSubscriptionInvoiceVoided(
   }
   if (subscription.status !== 'incomplete') return
   const now = clock.now()
-  const updated = await updateSubscription(trx, subscription.id, {
+  // Cancelled at a period end that has passed: it ended then, whenever this catches it up.
+  const endedAt = isDueIncompleteCancellation(subscription, now)
+    ? subscription.current_period_end
+    : now
+  // Ended: its pending changes will never apply, as when a started subscription is cancelled.
+  await endLocked(trx, scope, subscription, endedAt, clock)
+}
+
+/**
+ * An `incomplete` subscription (its first invoice never paid) set to cancel at the end of a
+ * period that has passed: the merchant ended it, whether or not the renewal job has written
+ * that yet. It is ended as a cancel now ends it (`endDueIncompleteCancellation`, its first
+ * invoice voided); until then nothing may start it (`assertStartsNoEndedSubscription`) or
+ * change it.
+ */
+export function isDueIncompleteCancellation(subscription: Subscription, now: Date): boolean {
+  return (
+    subscription.status === 'incomplete' &&
+    subscription.cancel_at_period_end &&
+    subscription.current_period_end.getTime() <= now.getTime()
+  )
+}
+
+/**
+ * Ends `id`, under its row lock, if it is still an `incomplete` subscription whose cancel at
+ * the period end has come (`isDueIncompleteCancellation`): `canceled`, ended at that period
+ * end. One a payment has started meanwhile, or whose cancel the merchant took back, is left
+ * as it is (undefined). Its first invoice is the caller's
+ * (`endIncompleteCancellationAndFirstInvoice`).
+ */
+export async function endIncompleteCancellation(
+  db: Db,
+  scope: Scope,
+  id: string,
+  clock: Clock,
+): Promise<SubscriptionWithSchedules | undefined> {
+  const ended = await inTransaction(db, async (trx) => {
+    const current = await lockSubscription(trx, scope.environmentId, id)
+    if (!current || !isDueIncompleteCancellation(current, clock.now())) return undefined
+    return endLocked(trx, scope, current, current.current_period_end, clock)
+  })
+  if (ended) await stopAutomaticChargesOf(db, scope, id, clock)
+  return ended
+}
+
+/**
+ * Ends a locked subscription at `endedAt`: `canceled` (`canceled_at` kept when the cancel was
+ * asked before, for the period end), its scheduled changes `cancelled`, `subscription.canceled`.
+ */
+async function endLocked(
+  trx: Db,
+  scope: Scope,
+  current: Subscription,
+  endedAt: Date,
+  clock: Clock,
+): Promise<SubscriptionWithSchedules> {
+  const now = clock.now()
+  const subscription = await updateSubscription(trx, current.id, {
     status: 'canceled',
-    canceled_at: subscription.canceled_at ?? now,
-    ended_at: now,
+    canceled_at: current.canceled_at ?? now,
+    ended_at: endedAt,
     updated_at: now,
   })
-  // Ended: its pending changes will never apply, as when a started subscription is cancelled.
-  await markSchedules(trx, subscription.id, 'all-scheduled', 'cancelled', now)
-  await recordEvents(trx, scope, clock.now(), [
-    await subscriptionEvent(trx, 'subscription.canceled', updated),
+  await markSchedules(trx, current.id, 'all-scheduled', 'cancelled', now)
+  const schedules = await schedulesOf(trx, [current.id])
+  await recordEvents(trx, scope, now, [
+    await subscriptionEvent(trx, 'subscription.canceled', subscription, schedules),
   ])
+  return { subscription, schedules }
 }
 
 export interface RenewalDeps {
@@ -239,7 +297,7 @@ export async function renewDueSubscriptions(
         // Ended: its unpaid invoices stay open to be paid by hand, and no attempt shows
         // queued (as cancelling now clears them). After the commit, as `cancelSubscription`
         // does: settling an invoice locks it, then its subscription.
-        if (done === 'ended') await stopAutomaticCharges(deps.db, scope.environmentId, row.id)
+        if (done === 'ended') await stopAutomaticChargesOf(deps.db, scope, row.id, deps.clock)
       } catch (error) {
         deps.logger.error({ err: error, subscription_id: row.id }, 'subscription renewal failed')
         failed.add(row.id)
@@ -254,14 +312,17 @@ export async function renewDueSubscriptions(
  * which then acts on the period running now. Before, it acted on a period long over: periods
  * served went unbilled (a cancel ended the subscription at the stale period end) or were
  * billed at the new price. A subscription that reaches the end it was set to cancel at is
- * ended here too, and a change or cancel then finds it canceled.
+ * ended here too, and a change or cancel then finds it canceled. An `incomplete` one whose
+ * cancel at the period end has come is ended before, by the caller (`changeSubscription`,
+ * `cancelSubscriptionNow`: its first invoice is voided and that invoice's unprocessed
+ * payments cancelled, which this module cannot do), and refused all the same if not.
  */
 async function catchUp(db: Db, scope: Scope, id: string, clock: Clock): Promise<void> {
   for (let renewed = 0; renewed < MAX_CATCH_UP; renewed++) {
     const done = await inTransaction(db, (trx) => renewOne(trx, scope, id, clock))
     if (!done) return
     if (done === 'ended') {
-      await stopAutomaticCharges(db, scope.environmentId, id)
+      await stopAutomaticChargesOf(db, scope, id, clock)
       return
     }
   }
@@ -287,16 +348,7 @@ async function renewOne(
   if (subscription.current_period_end.getTime() > now.getTime()) return false
 
   if (subscription.cancel_at_period_end) {
-    const ended = await updateSubscription(trx, id, {
-      status: 'canceled',
-      ended_at: subscription.current_period_end,
-      canceled_at: subscription.canceled_at ?? now,
-      updated_at: now,
-    })
-    await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
-    await recordEvents(trx, scope, clock.now(), [
-      await subscriptionEvent(trx, 'subscription.canceled', ended),
-    ])
+    await endLocked(trx, scope, subscription, subscription.current_period_end, clock)
     return 'ended'
   }
 
@@ -444,12 +496,14 @@ export async function updateSubscriptionSettings(
   return inTransaction(db, async (trx) => {
     const current = await lockSubscription(trx, scope.environmentId, id)
     if (!current) throw notFound('subscription', id)
-    if (current.status === 'canceled') {
+    const now = clock.now()
+    // Set to cancel at a period end that has passed, it has ended (`changeSubscription` ends
+    // it first): a take-back of that cancel, or any change, comes too late.
+    if (current.status === 'canceled' || isDueIncompleteCancellation(current, now)) {
       throw new AppError('invalid_state_transition', `Subscription ${id} is canceled`, {
         subscription_id: id,
       })
     }
-    const now = clock.now()
     if (body.cancel_scheduled_changes)
       await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
     if (body.price_id !== undefined || body.quantity !== undefined) {
@@ -527,41 +581,32 @@ export async function cancelSubscription(
   const cancelled = await inTransaction(db, async (trx) => {
     const current = await lockSubscription(trx, scope.environmentId, id)
     if (!current) throw notFound('subscription', id)
-    if (current.status === 'canceled') {
+    const now = clock.now()
+    // Set to cancel at a period end that has passed, it has ended already
+    // (`endIncompleteCancellation` writes it so).
+    if (current.status === 'canceled' || isDueIncompleteCancellation(current, now)) {
       throw new AppError('invalid_state_transition', `Subscription ${id} is already canceled`, {
         subscription_id: id,
       })
     }
-    const now = clock.now()
-    const updated = atPeriodEnd
-      ? await updateSubscription(trx, id, {
-          cancel_at_period_end: true,
-          canceled_at: now,
-          updated_at: now,
-        })
-      : await updateSubscription(trx, id, {
-          status: 'canceled',
-          // Asked before for the period end (the renewal job ends it so): that request's time.
-          canceled_at: current.canceled_at ?? now,
-          ended_at: now,
-          updated_at: now,
-        })
-    if (!atPeriodEnd) await markSchedules(trx, id, 'all-scheduled', 'cancelled', now)
+    // Asked before for the period end (the renewal job ends it so): that request's time.
+    if (!atPeriodEnd) return endLocked(trx, scope, current, now, clock)
+    const updated = await updateSubscription(trx, id, {
+      cancel_at_period_end: true,
+      canceled_at: now,
+      updated_at: now,
+    })
     const schedules = await schedulesOf(trx, [id])
     await recordEvents(trx, scope, clock.now(), [
-      await subscriptionEvent(
-        trx,
-        atPeriodEnd ? 'subscription.updated' : 'subscription.canceled',
-        updated,
-        schedules,
-      ),
+      await subscriptionEvent(trx, 'subscription.updated', updated, schedules),
     ])
     return { subscription: updated, schedules }
   })
   // Its unpaid invoices stay open, to be paid by hand; the charge job skips a cancelled
-  // subscription's invoices, and their next attempt is cleared too. After the commit, not
-  // under the subscription's lock: settling an invoice locks it, then its subscription.
-  if (!atPeriodEnd) await stopAutomaticCharges(db, scope.environmentId, id)
+  // subscription's invoices, and their next attempt is cleared too (each announced). After the
+  // commit, not under the subscription's lock: settling an invoice locks it, then its
+  // subscription.
+  if (!atPeriodEnd) await stopAutomaticChargesOf(db, scope, id, clock)
   return cancelled
 }
 
