@@ -229,6 +229,9 @@ export interface PaymentUpdate {
         gatewayRefundId: string
         status: 'succeeded' | 'failed'
         amount: bigint
+        /** Why a failed refund failed, as the provider's code (Stripe's `failure_reason`). */
+        failureCode?: string | undefined
+        /** The same, in a sentence for the merchant. */
         failureMessage?: string | undefined
         /** The provider's reason, kept on a refund Payrail did not make (its dashboard's). */
         reason?: string | undefined

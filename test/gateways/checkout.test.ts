@@ -351,11 +351,11 @@ describe('Checkout.com hosted payments, through checkout-sdk-node and the emulat
     expect(refund.body.status).toBe('pending')
     await emulator.waitForDeliveries()
     expect(emulator.listEvents('payment_refund_declined')).toHaveLength(1)
-    const shown = await ctx.get<{ status: string; failure_message: string | null }>(
-      `/v1/refunds/${refund.body.id}`,
-    )
+    const shown = await ctx.get<RefundBody>(`/v1/refunds/${refund.body.id}`)
+    // The acquirer's response code and its summary.
     expect(shown.body).toMatchObject({
       status: 'failed',
+      failure_code: '20005',
       failure_message: 'Declined - Do Not Honour',
     })
     expect(await getPayment(ctx, payment.id)).toMatchObject({

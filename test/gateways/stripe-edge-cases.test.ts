@@ -1,20 +1,24 @@
 /**
  * Stripe beyond the common path: a link's session asked again after its answer was lost, a
- * redelivered completion of an older link, a decline reported by webhook only, and the
- * Billing mirror's late, draft and malformed snapshots.
+ * redelivered completion of an older link, a decline reported by webhook only, the
+ * Billing mirror's late, draft and malformed snapshots, and refunds that fail after they
+ * succeeded.
  */
+import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { syncDefaultPaymentMethod } from '../../src/jobs/tasks/sync-default-payment-method.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import { signatureHeader } from '../emulators/stripe/signing.ts'
-import { finalizedInvoice } from '../fixtures.ts'
-import { createTestContext, type TestContext } from '../harness.ts'
+import { createCustomer, eventsOf, finalizedInvoice, type List } from '../fixtures.ts'
+import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createPayment,
   getInvoice,
   getPayment,
   invoiceToPay,
   type PaymentBody,
+  payOffline,
+  type RefundBody,
   unansweredPayment,
 } from '../payments-helpers.ts'
 import {
@@ -428,5 +432,452 @@ describe('Stripe Billing mirror', () => {
       },
     })
     expect(res.statusCode, res.body).toBeLessThan(500)
+  })
+})
+
+/** A Stripe link of 100.00 for `invoiceId`, its Checkout Session open. */
+async function stripeLink(invoiceId: string, extra: Record<string, unknown> = {}) {
+  const res = await createPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'PAYMENT_LINK',
+    payment_gateway: 'stripe',
+    amount: '100.00',
+    ...extra,
+  })
+  expect(res.status, res.text).toBe(201)
+  return res.body
+}
+
+/** The events Payrail sent about `paymentId`, of one type. */
+async function paymentEvents(paymentId: string, type: string) {
+  const res = await ctx.get<{
+    items: { data: { object: { payment_method_id: string | null } } }[]
+  }>(`/v1/events?object_id=${paymentId}&type=${type}`)
+  return res.body.items
+}
+
+describe('a paid link, reported twice (payment_intent.succeeded and checkout.session.completed)', () => {
+  test.each([
+    ["in Stripe's order (payment_intent.succeeded first)", 'fifo'],
+    ['completion first', 'reverse'],
+  ] as const)(
+    '%s: one succeeded attempt, and payment.succeeded names the card the link saved',
+    async (_, order) => {
+      const { invoice } = await invoiceToPay(ctx)
+      const payment = await stripeLink(invoice.id, { save_card_and_make_default: true })
+      emulator.setWebhookDelivery('manual')
+      emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
+        paymentMethod: 'pm_card_visa',
+      })
+      const reports = emulator.outbox
+        .map((d) => d.type)
+        .filter(
+          (type) => type === 'payment_intent.succeeded' || type === 'checkout.session.completed',
+        )
+      expect(reports).toEqual(['payment_intent.succeeded', 'checkout.session.completed'])
+      await emulator.deliverOutbox({ order })
+      emulator.setWebhookDelivery('auto')
+      await emulator.waitForDeliveries()
+      const paid = await getPayment(ctx, payment.id)
+      expect(paid.payment_status).toBe('SUCCEEDED')
+      expect(paid.gateway_payment_id).toMatch(/^pi_/)
+      expect(paid.payment_method_id).toBeTruthy()
+      // Whichever report is handled first records the success, naming the PaymentIntent; the
+      // other is a repeat.
+      expect(paid.attempts).toMatchObject([
+        { status: 'pending' },
+        { status: 'succeeded', gateway_payment_id: paid.gateway_payment_id },
+      ])
+      // The card is saved before the move, so the one payment.succeeded names it.
+      const succeeded = await paymentEvents(payment.id, 'payment.succeeded')
+      expect(succeeded).toHaveLength(1)
+      expect(succeeded[0]?.data.object.payment_method_id).toBe(paid.payment_method_id)
+    },
+  )
+})
+
+describe('a link whose card was declined on the page, then whose session expired', () => {
+  /** A link whose customer tried a declined card: the session stays open, its PaymentIntent waiting for another card. */
+  async function declinedLink() {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await stripeLink(invoice.id)
+    const declined = emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
+      paymentMethod: 'pm_card_visa_chargeDeclined',
+    })
+    expect(declined.error).not.toBeNull()
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PENDING')
+    return payment
+  }
+
+  test('expired by Stripe on its own (expires_at) is FAILED (expired), as any expired session is', async () => {
+    const payment = await declinedLink()
+    // Stripe cancels the PaymentIntent (payment_intent.canceled), then reports the expiry:
+    // no API request asked for either.
+    emulator.expireCheckoutSession(String(payment.gateway_tracking_id))
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'expired',
+    })
+    expect(await paymentEvents(payment.id, 'payment.failed')).toHaveLength(1)
+    expect(await paymentEvents(payment.id, 'payment.cancelled')).toHaveLength(0)
+  })
+
+  test('cancelled through Payrail (POST /cancel), its reports delivered after, stays CANCELLED', async () => {
+    const payment = await declinedLink()
+    emulator.setWebhookDelivery('manual')
+    const cancelled = await ctx.post<PaymentBody>(`/v1/payments/${payment.id}/cancel`)
+    expect(cancelled.status, cancelled.text).toBe(200)
+    expect(cancelled.body.payment_status).toBe('CANCELLED')
+    await emulator.deliverOutbox()
+    emulator.setWebhookDelivery('auto')
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('CANCELLED')
+    expect(await paymentEvents(payment.id, 'payment.cancelled')).toHaveLength(1)
+    expect(await paymentEvents(payment.id, 'payment.failed')).toHaveLength(0)
+  })
+
+  test("expired through Stripe's API (the merchant at Stripe), its reports handled first, is CANCELLED", async () => {
+    const payment = await declinedLink()
+    const stripe = new Stripe(emulator.secretKey, emulator.stripeConfig())
+    await stripe.checkout.sessions.expire(String(payment.gateway_tracking_id))
+    await emulator.waitForDeliveries()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('CANCELLED')
+    expect(await paymentEvents(payment.id, 'payment.cancelled')).toHaveLength(1)
+    expect(await paymentEvents(payment.id, 'payment.failed')).toHaveLength(0)
+  })
+})
+
+describe("the Stripe customer's creation answer lost, then the customer edited", () => {
+  /**
+   * A link whose Stripe customer was created but whose answer was lost (stripe-node's own
+   * retries too): the payment stays INITIATED, and Stripe keeps the key
+   * `payrail-customer-<id>` with the customer's first email. The customer's email is then
+   * edited, and a minute passes.
+   */
+  async function lostCustomerThenEdited() {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    emulator.timeoutNext({
+      count: 3,
+      mode: 'destroy',
+      pathPrefix: '/v1/customers',
+      method: 'POST',
+      afterProcessing: true,
+    })
+    const paymentId = await unansweredPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'stripe',
+    })
+    emulator.clearFaults()
+    const made = stripeCustomersOf(customer.id)
+    expect(made).toHaveLength(1)
+    const edited = await ctx.patch(`/v1/customers/${customer.id}`, {
+      email: 'new-address@example.com',
+    })
+    expect(edited.status, edited.text).toBe(200)
+    ctx.clock.advance(60_000)
+    return { customerId: customer.id, paymentId, first: String(made[0]?.id) }
+  }
+
+  /** The live Stripe customers made for Payrail's customer `customerId`. */
+  const stripeCustomersOf = (customerId: string) =>
+    [...emulator.state.customers.values()].filter(
+      (c) => !c.deleted && c.metadata.payrail_customer_id === customerId,
+    )
+
+  /** Processes the payment again: its page opens (the same key with the new email was Stripe's 400 idempotency_error for a day). */
+  async function processAgain(paymentId: string) {
+    const opened = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
+    expect(opened.status, opened.text).toBe(200)
+    expect(opened.body.payment_status).toBe('PENDING')
+    expect(opened.body.payment_url).toBeTruthy()
+    return opened.body
+  }
+
+  const storedStripeId = async (customerId: string) =>
+    (await ctx.get<{ gateway_customer_ids: Record<string, string> }>(`/v1/customers/${customerId}`))
+      .body.gateway_customer_ids.stripe
+
+  test('processing the link again opens it with the Stripe customer the lost call made', async () => {
+    const { customerId, paymentId, first } = await lostCustomerThenEdited()
+    const opened = await processAgain(paymentId)
+    expect(stripeCustomersOf(customerId).map((c) => c.id)).toEqual([first])
+    expect(await storedStripeId(customerId)).toBe(first)
+    expect(emulator.state.checkoutSessions.get(String(opened.gateway_tracking_id))?.customer).toBe(
+      first,
+    )
+  })
+
+  test('if that Stripe customer was deleted since, processing again makes one with the current email', async () => {
+    const { customerId, paymentId, first } = await lostCustomerThenEdited()
+    const stripe = new Stripe(emulator.secretKey, emulator.stripeConfig())
+    await stripe.customers.del(first)
+    const opened = await processAgain(paymentId)
+    const made = stripeCustomersOf(customerId)
+    expect(made).toHaveLength(1)
+    expect(made[0]?.id).not.toBe(first)
+    expect(made[0]?.email).toBe('new-address@example.com')
+    expect(await storedStripeId(customerId)).toBe(made[0]?.id)
+    expect(emulator.state.checkoutSessions.get(String(opened.gateway_tracking_id))?.customer).toBe(
+      made[0]?.id,
+    )
+  })
+})
+
+describe('Stripe refunds that fail after they succeeded', () => {
+  // Stripe's refund to a card account closed since fails days after it succeeded: the money
+  // goes back to the merchant's Stripe balance (https://docs.stripe.com/refunds#failed-refunds).
+  // Before, Payrail found its refund already succeeded and answered `repeat`: the payment kept
+  // the amount as refunded, for good, though the customer got nothing back.
+
+  /** A 100.00 invoice paid with a Stripe link of `amount`. */
+  async function paidLink(amount = '100.00') {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    return { customer, invoice, payment: await payWithLink(invoice.id, amount) }
+  }
+
+  async function payWithLink(invoiceId: string, amount: string) {
+    const link = await createPayment(ctx, {
+      destination_id: invoiceId,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'stripe',
+      amount,
+    })
+    expect(link.status, link.text).toBe(201)
+    emulator.completeCheckoutSession(String(link.body.gateway_tracking_id), {
+      paymentMethod: 'pm_card_visa',
+    })
+    await emulator.waitForDeliveries()
+    const paid = await getPayment(ctx, link.body.id)
+    expect(paid.payment_status).toBe('SUCCEEDED')
+    return paid
+  }
+
+  async function refund(paymentId: string, body: Record<string, unknown> = {}) {
+    const res = await ctx.post<RefundBody>(`/v1/payments/${paymentId}/refunds`, body)
+    expect(res.status, res.text).toBe(201)
+    expect(res.body.status).toBe('succeeded')
+    await emulator.waitForDeliveries()
+    return res.body
+  }
+
+  /** Stripe fails the refund Payrail made as `refundId` (its webhooks delivered). */
+  async function stripeFails(refundId: string) {
+    const made = (await ctx.get<RefundBody>(`/v1/refunds/${refundId}`)).body
+    emulator.failRefund(String(made.gateway_refund_id))
+    await emulator.waitForDeliveries()
+    return (await ctx.get<RefundBody>(`/v1/refunds/${refundId}`)).body
+  }
+
+  const transitionsOf = async (paymentId: string) =>
+    (await eventsOf(ctx, paymentId)).map((e) => e.type).reverse()
+
+  test('a refund.failed for a refund Stripe had reported succeeded fails it, with its reason; sent again, it changes nothing', async () => {
+    const { invoice, payment } = await paidLink()
+    const made = await refund(payment.id, { amount: '40.00' })
+    const event = {
+      id: `evt_refund_failed_${made.id}`,
+      type: 'refund.failed',
+      data: {
+        object: {
+          id: made.gateway_refund_id,
+          object: 'refund',
+          amount: 4000,
+          currency: 'usd',
+          status: 'failed',
+          failure_reason: 'expired_or_canceled_card',
+          payment_intent: payment.gateway_payment_id,
+          metadata: { payrail_refund_id: made.id, payrail_payment_id: payment.id },
+        },
+      },
+    }
+    const res = await deliver(event)
+    expect(res.statusCode, res.body).toBe(200)
+    expect((await ctx.get<RefundBody>(`/v1/refunds/${made.id}`)).body).toMatchObject({
+      status: 'failed',
+      failure_code: 'expired_or_canceled_card',
+      failure_message: "The customer's card has expired or was canceled",
+    })
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUND_FAILED',
+      amount_refunded: '0.00',
+      refunded_at: null,
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_refunded: '0.00',
+      amount_remaining: '0.00',
+    })
+    // The same failure again (a new event id: not a duplicate delivery) is a repeat.
+    const before = (await eventsOf(ctx, payment.id)).length
+    expect((await deliver({ ...event, id: `${event.id}_again` })).statusCode).toBe(200)
+    expect(await eventsOf(ctx, payment.id)).toHaveLength(before)
+    expect((await getPayment(ctx, payment.id)).amount_refunded).toBe('0.00')
+  })
+
+  test('the only refund of a payment refunded in part fails: REFUND_FAILED, the invoice paid again, and all of it refundable again', async () => {
+    const { invoice, payment } = await paidLink()
+    const made = await refund(payment.id, { amount: '40.00' })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '40.00',
+    })
+    const failed = await stripeFails(made.id)
+    expect(failed).toMatchObject({ status: 'failed', failure_code: 'expired_or_canceled_card' })
+    // Through the state machine: PARTIALLY_REFUNDED cannot become REFUND_FAILED directly.
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUND_FAILED',
+      amount_refunded: '0.00',
+      refunded_at: null,
+    })
+    expect(await transitionsOf(payment.id)).toEqual([
+      'payment.created',
+      'payment.pending',
+      'payment.succeeded',
+      'payment.pending_refund',
+      'payment.partially_refunded',
+      'payment.pending_refund',
+      'payment.refund_failed',
+    ])
+    expect((await eventsOf(ctx, made.id)).map((e) => e.type).reverse()).toEqual([
+      'refund.created',
+      'refund.succeeded',
+      'refund.failed',
+    ])
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_refunded: '0.00',
+      amount_remaining: '0.00',
+    })
+    expect((await eventsOf(ctx, invoice.id, 'invoice.updated')).length).toBeGreaterThan(0)
+    // What Stripe gave back to the merchant can be refunded again, all of it.
+    const again = await refund(payment.id)
+    expect(again.amount).toBe('100.00')
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '100.00',
+    })
+    expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('REFUNDED')
+  })
+
+  test('one of two refunds fails: the payment stays PARTIALLY_REFUNDED with the other, and payment.updated says so', async () => {
+    const { invoice, payment } = await paidLink()
+    const first = await refund(payment.id, { amount: '30.00' })
+    await refund(payment.id, { amount: '20.00' })
+    await stripeFails(first.id)
+    const after = await getPayment(ctx, payment.id)
+    expect(after).toMatchObject({ payment_status: 'PARTIALLY_REFUNDED', amount_refunded: '20.00' })
+    const updated = await eventsOf(ctx, payment.id, 'payment.updated')
+    expect(updated).toHaveLength(1)
+    expect(updated[0]?.data.object).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '20.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PARTIALLY_REFUNDED',
+      amount_refunded: '20.00',
+    })
+    // Refundable: all but the refund that stands.
+    expect((await refund(payment.id)).amount).toBe('80.00')
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '100.00',
+    })
+  })
+
+  test("a full refund fails: REFUNDED is final and stays, a new refund is 422 saying why, and one made in Stripe's dashboard is recorded", async () => {
+    const { invoice, payment } = await paidLink()
+    const made = await refund(payment.id)
+    await stripeFails(made.id)
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '0.00',
+    })
+    expect(await eventsOf(ctx, payment.id, 'payment.updated')).toHaveLength(1)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_refunded: '0.00',
+    })
+    const refused = await ctx.post<ErrorBody>(`/v1/payments/${payment.id}/refunds`, {})
+    expect(refused.status).toBe(422)
+    expect(refused.body.error.code).toBe('invalid_state_transition')
+    expect(refused.body.error.message).toMatch(/REFUNDED, which is final.*dashboard/)
+    // The merchant refunds it in Stripe's dashboard: recorded as every dashboard refund is.
+    const stripe = new Stripe(emulator.secretKey, emulator.stripeConfig())
+    await stripe.refunds.create({ payment_intent: String(payment.gateway_payment_id) })
+    await emulator.waitForDeliveries()
+    expect(await getPayment(ctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '100.00',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_refunded).toBe('100.00')
+  })
+
+  test('an invoice that what the failed refund gave back pays in full becomes paid (invoice.paid)', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const part = await payWithLink(invoice.id, '40.00')
+    await refund(part.id)
+    // Paid in full only with the refunded 40.00: owed again, then given back by Stripe.
+    await payOffline(ctx, invoice.id, '60.00')
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_remaining: '40.00',
+      paid_at: null,
+    })
+    const [made] = (await ctx.get<List<RefundBody>>(`/v1/refunds?payment_id=${part.id}`)).body.items
+    await stripeFails(String(made?.id))
+    const paid = await getInvoice(ctx, invoice.id)
+    expect(paid).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_refunded: '0.00',
+      amount_remaining: '0.00',
+    })
+    expect(paid.paid_at).not.toBeNull()
+    expect(await eventsOf(ctx, invoice.id, 'invoice.paid')).toHaveLength(1)
+  })
+
+  test('a credit top-up: the credit the refund took back is not given back, and refunding again takes back only what was missed', async () => {
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<{ id: string; invoice_id: string }>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'CREDIT_TOP_UP',
+      amount: '100.00',
+      currency: 'usd',
+    })
+    expect(order.status, order.text).toBe(201)
+    const payment = await payWithLink(order.body.invoice_id, '100.00')
+    const adjust = (amount: string) =>
+      ctx.post(`/v1/customers/${customer.id}/balance_transactions`, { amount, currency: 'usd' })
+    const ledger = async () =>
+      (
+        await ctx.get<List<{ type: string; amount: string }>>(
+          `/v1/customers/${customer.id}/balance_transactions`,
+        )
+      ).body.items.map((t) => [t.type, t.amount])
+    // 70.00 of the credit is spent: a refund of 50.00 can take back only the 30.00 left.
+    expect((await adjust('-70.00')).status).toBe(201)
+    const made = await refund(payment.id, { amount: '50.00' })
+    await stripeFails(made.id)
+    expect(await ledger()).toEqual([
+      ['refund', '-30.00'],
+      ['adjustment', '-70.00'],
+      ['top_up', '100.00'],
+    ])
+    // 20.00 of credit comes later; the merchant refunds the 50.00 again: the 20.00 the first
+    // refund missed is taken back, the 30.00 it took is not taken twice. (Its ledger entry
+    // was named by the invoice's amount_refunded, 50.00 again: a duplicate, 409.)
+    expect((await adjust('20.00')).status).toBe(201)
+    await refund(payment.id, { amount: '50.00' })
+    expect(await ledger()).toEqual([
+      ['refund', '-20.00'],
+      ['adjustment', '20.00'],
+      ['refund', '-30.00'],
+      ['adjustment', '-70.00'],
+      ['top_up', '100.00'],
+    ])
   })
 })

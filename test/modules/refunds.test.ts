@@ -1,6 +1,8 @@
 import { createHmac } from 'node:crypto'
+import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { SandboxEvent } from '../../src/gateways/sandbox/sandbox-provider.ts'
+import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import { createCustomer, eventsOf, finalizedInvoice, type List } from '../fixtures.ts'
 import {
   createTestContext,
@@ -20,6 +22,7 @@ import {
   sessionOf,
   submitCard,
 } from '../payments-helpers.ts'
+import { connectStripeEmulator } from '../stripe-helpers.ts'
 
 interface BalanceTransactionBody {
   type: string
@@ -717,5 +720,105 @@ describe('refund security', () => {
     expect((await ctx.get('/v1/refunds', { key: null })).status).toBe(401)
     expect((await ctx.get('/v1/refunds/re_x', { key: null })).status).toBe(401)
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
+  })
+})
+
+describe('why a refund failed', () => {
+  // A failed refund keeps its provider's code in `failure_code` and a sentence in
+  // `failure_message`. Before, `failure_code` was never written: Stripe's `failure_reason`, a
+  // code, went to `failure_message`, and a refused refund call's error code was dropped.
+  let sctx: TestContext
+  let stripe: StripeEmulator
+  beforeAll(async () => {
+    sctx = await createTestContext({ start: new Date() })
+    stripe = await connectStripeEmulator(sctx)
+  })
+  afterAll(async () => {
+    await stripe?.close()
+    await sctx?.close()
+  })
+
+  /** A 100.00 invoice paid with a Stripe link. */
+  async function paidStripeLink() {
+    const customer = await createCustomer(sctx)
+    const invoice = await finalizedInvoice(sctx, customer.id)
+    const link = await createPayment(sctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'stripe',
+      amount: '100.00',
+    })
+    expect(link.status, link.text).toBe(201)
+    stripe.completeCheckoutSession(String(link.body.gateway_tracking_id), {
+      paymentMethod: 'pm_card_visa',
+    })
+    await stripe.waitForDeliveries()
+    const payment = await getPayment(sctx, link.body.id)
+    expect(payment.payment_status).toBe('SUCCEEDED')
+    return payment
+  }
+
+  test("a refund Stripe fails keeps Stripe's failure_reason as failure_code, a sentence as failure_message", async () => {
+    const payment = await paidStripeLink()
+    // The refund call never reaches Stripe (pending); Stripe then reports it failed.
+    stripe.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/refunds' })
+    const pending = await sctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '30.00',
+    })
+    expect(pending.body.status).toBe('pending')
+    stripe.clearFaults()
+    stripe.sendEvent('refund.failed', {
+      id: 're_failed_expired_card',
+      object: 'refund',
+      amount: 3000,
+      currency: 'usd',
+      status: 'failed',
+      failure_reason: 'expired_or_canceled_card',
+      payment_intent: String(payment.gateway_payment_id),
+      metadata: { payrail_refund_id: pending.body.id },
+      created: Math.floor(sctx.clock.now().getTime() / 1000),
+    })
+    await stripe.waitForDeliveries()
+    const shown = (await sctx.get<RefundBody>(`/v1/refunds/${pending.body.id}`)).body
+    expect(shown).toMatchObject({
+      status: 'failed',
+      failure_code: 'expired_or_canceled_card',
+      failure_message: "The customer's card has expired or was canceled",
+    })
+    const failed = await eventsOf(sctx, pending.body.id, 'refund.failed')
+    expect(failed).toHaveLength(1)
+    expect(failed[0]?.data.object).toMatchObject({
+      status: 'failed',
+      failure_code: 'expired_or_canceled_card',
+    })
+    expect(await getPayment(sctx, payment.id)).toMatchObject({
+      payment_status: 'REFUND_FAILED',
+      amount_refunded: '0.00',
+    })
+  })
+
+  test("a refund call Stripe refuses keeps Stripe's error code (charge_already_refunded)", async () => {
+    const payment = await paidStripeLink()
+    // All of it is refunded in Stripe's dashboard; Payrail has not heard of it yet.
+    stripe.setWebhookDelivery('manual')
+    const client = new Stripe(stripe.secretKey, stripe.stripeConfig())
+    await client.refunds.create({ payment_intent: String(payment.gateway_payment_id) })
+    const refused = await sctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+      amount: '30.00',
+    })
+    expect(refused.status, refused.text).toBe(201)
+    expect(refused.body).toMatchObject({
+      status: 'failed',
+      failure_code: 'charge_already_refunded',
+      failure_message: expect.stringContaining('has already been refunded'),
+    })
+    // The dashboard's refund, delivered now, is recorded.
+    await stripe.deliverOutbox()
+    stripe.setWebhookDelivery('auto')
+    await stripe.waitForDeliveries()
+    expect(await getPayment(sctx, payment.id)).toMatchObject({
+      payment_status: 'REFUNDED',
+      amount_refunded: '100.00',
+    })
   })
 })

@@ -275,7 +275,11 @@ export function updateFromEvent(event: CheckoutEventView): PaymentUpdate | undef
           matchByAmount: true,
           status: event.type === 'payment_refunded' ? 'succeeded' : 'failed',
           amount: data.amount,
-          failureMessage: data.responseSummary ?? undefined,
+          // The acquirer's response code (`20005`) and its summary ("Declined - Do Not Honour").
+          ...(event.type === 'payment_refund_declined' && {
+            failureCode: data.responseCode ?? undefined,
+            failureMessage: data.responseSummary ?? undefined,
+          }),
         },
       }
     case 'payment_pending':

@@ -11,7 +11,7 @@ import {
   PAYRAIL_PAYMENT_ID,
   PAYRAIL_REFUND_ID,
 } from './stripe.transformers.ts'
-import { parseStripeWebhook } from './stripe.webhooks.ts'
+import { parseStripeWebhook, refundFailure } from './stripe.webhooks.ts'
 
 /**
  * Stripe through the official SDK: hosted Checkout Sessions for payment links,
@@ -37,7 +37,7 @@ export const stripeGateway: Gateway = {
     // An amount Stripe cannot take is the caller's 400 (checked again as the session is built).
     toStripeAmount(request.payment.amount, request.payment.currency)
     try {
-      const customerId = await ensureCustomer(stripe, request)
+      const customerId = await ensureCustomer(stripe, request, ctx.clock.now())
       const { payment } = request
       const params = checkoutSessionParams(payment, customerId, request.description, {
         success: payment.success_url ?? `${ctx.publicUrl}/pay/${payment.id}/complete`,
@@ -47,9 +47,8 @@ export const stripeGateway: Gateway = {
       // what it asks changed since (the payment's description or return URLs), which Stripe
       // would refuse under the first key. A session whose answer was lost has no URL anyone
       // was given, so no customer can pay it.
-      const asked = createHash('sha256').update(JSON.stringify(params)).digest('hex').slice(0, 16)
       const session = await stripe.checkout.sessions.create(params, {
-        idempotencyKey: `payrail-checkout-${payment.id}-${asked}`,
+        idempotencyKey: `payrail-checkout-${payment.id}-${digestOf(params)}`,
       })
       if (!session.url)
         return {
@@ -73,7 +72,7 @@ export const stripeGateway: Gateway = {
     // Before the try: an amount Stripe cannot take is the caller's 400, not Stripe's failure.
     const amount = toStripeAmount(payment.amount, payment.currency)
     try {
-      const customerId = await ensureCustomer(stripe, request)
+      const customerId = await ensureCustomer(stripe, request, ctx.clock.now())
       const intent = await stripe.paymentIntents.create(
         {
           amount,
@@ -175,14 +174,7 @@ export const stripeGateway: Gateway = {
           { idempotencyKey: `payrail-refund-${refund.id}` },
         ))
       if (created.status === 'failed' || created.status === 'canceled') {
-        return {
-          status: 'failed',
-          failure: {
-            code: 'refund_failed',
-            message: created.failure_reason ?? 'Stripe refused the refund',
-            retryable: false,
-          },
-        }
+        return { status: 'failed', failure: { ...refundFailure(created), retryable: false } }
       }
       return {
         status: created.status === 'succeeded' ? 'succeeded' : 'pending',
@@ -214,19 +206,72 @@ export const stripeGateway: Gateway = {
   },
 }
 
-/** The customer's Stripe id, creating the Stripe customer on first use (idempotently, by Payrail's id). */
-async function ensureCustomer(stripe: Stripe, request: GatewayPaymentRequest): Promise<string> {
+/**
+ * The customer's Stripe id, creating the Stripe customer on first use (idempotently, by
+ * Payrail's id). A first call whose answer was lost keeps its key at Stripe for a day, with
+ * the name and email it sent: once the customer is edited, the same key asks another
+ * request, which Stripe refuses (`idempotency_error`). The customer that call made is then
+ * looked for and used; if there is none (deleted at Stripe since), one is made under a key
+ * of the parameters sent.
+ */
+async function ensureCustomer(
+  stripe: Stripe,
+  request: GatewayPaymentRequest,
+  now: Date,
+): Promise<string> {
   const known = request.customer.gatewayCustomerIds.stripe
   if (known) return known
-  const created = await stripe.customers.create(
-    {
-      name: request.customer.name,
-      ...(request.customer.email && { email: request.customer.email }),
-      metadata: { payrail_customer_id: request.customer.id },
-    },
-    { idempotencyKey: `payrail-customer-${request.customer.id}` },
-  )
+  const { customer } = request
+  const params: Stripe.CustomerCreateParams = {
+    name: customer.name,
+    ...(customer.email && { email: customer.email }),
+    metadata: { [PAYRAIL_CUSTOMER_ID]: customer.id },
+  }
+  try {
+    const created = await stripe.customers.create(params, {
+      idempotencyKey: `payrail-customer-${customer.id}`,
+    })
+    return created.id
+  } catch (error) {
+    if (!(error instanceof (await stripeSdk()).errors.StripeIdempotencyError)) throw error
+  }
+  const made = await customerMadeFor(stripe, customer.id, now)
+  if (made) return made
+  const created = await stripe.customers.create(params, {
+    idempotencyKey: `payrail-customer-${customer.id}-${digestOf(params)}`,
+  })
   return created.id
+}
+
+/**
+ * The Stripe customer made for Payrail's customer `customerId` within the last 48 hours
+ * (Stripe keeps a key for 24, with room for the clocks' skew), newest first. A list is read
+ * at once, where search can miss a customer made in the last minutes.
+ */
+async function customerMadeFor(
+  stripe: Stripe,
+  customerId: string,
+  now: Date,
+): Promise<string | undefined> {
+  const since = Math.floor(now.getTime() / 1000) - CUSTOMER_KEY_WINDOW_S
+  for await (const made of stripe.customers.list({ created: { gte: since }, limit: 100 })) {
+    if (made.metadata?.[PAYRAIL_CUSTOMER_ID] === customerId) return made.id
+  }
+  return undefined
+}
+
+/** The metadata key naming Payrail's customer on a Stripe customer. */
+const PAYRAIL_CUSTOMER_ID = 'payrail_customer_id'
+
+/** How far back a customer made under a key Stripe still keeps is looked for. */
+const CUSTOMER_KEY_WINDOW_S = 48 * 60 * 60
+
+/**
+ * A short digest of a request's parameters, for an idempotency key that changes with what
+ * the request asks: the same request sent again has the same key, another one a new key.
+ */
+function digestOf(params: object): string {
+  return createHash('sha256').update(JSON.stringify(params)).digest('hex').slice(0, 16)
 }
 
 /** How far Stripe's clock may be behind Payrail's when a charge's creation time is compared. */

@@ -79,7 +79,18 @@ export function cardFromPaymentMethod(
   }
 }
 
-/** What a PaymentIntent's status says about the payment (`undefined`: nothing to move). */
+/** Whether the PaymentIntent saves its card for later charges (a link's `save_card_and_make_default`). */
+export function savesCard(intent: Stripe.PaymentIntent): boolean {
+  return intent.setup_future_usage === 'off_session'
+}
+
+/**
+ * What a PaymentIntent's status says about the payment (`undefined`: nothing to move).
+ * A success is the payment's attempt, with the card it saves (when `payment_method` is
+ * expanded): Stripe reports a paid link twice (`payment_intent.succeeded`, then
+ * `checkout.session.completed`), and whichever is handled first records both before
+ * `payment.succeeded` goes out; the other is a repeat.
+ */
 export function updateFromPaymentIntent(intent: Stripe.PaymentIntent): PaymentUpdate | undefined {
   switch (intent.status) {
     case 'succeeded':
@@ -88,6 +99,8 @@ export function updateFromPaymentIntent(intent: Stripe.PaymentIntent): PaymentUp
         amountReceived: fromStripeAmount(intent.amount_received, intent.currency),
         currency: intent.currency,
         gatewayPaymentId: intent.id,
+        card: savesCard(intent) ? cardFromPaymentMethod(intent.payment_method) : undefined,
+        attempt: { status: 'succeeded' },
       }
     case 'processing':
       return { status: 'PROCESSING', gatewayPaymentId: intent.id }

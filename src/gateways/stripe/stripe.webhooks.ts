@@ -11,9 +11,9 @@ import { withAllLines } from './stripe.billing.ts'
 import { failureOf, stripeClient, stripeSdk } from './stripe.client.ts'
 import { fromStripeAmount } from './stripe.money.ts'
 import {
-  cardFromPaymentMethod,
   PAYRAIL_PAYMENT_ID,
   PAYRAIL_REFUND_ID,
+  savesCard,
   updateFromPaymentIntent,
 } from './stripe.transformers.ts'
 
@@ -98,13 +98,10 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
           amountReceived: fromStripeAmount(session.amount_total ?? 0, session.currency ?? 'usd'),
           currency: session.currency ?? undefined,
         })
+      // The PaymentIntent's own report (payment_intent.succeeded) maps the same: whichever of
+      // the two is handled first records the attempt and the card, the other is a repeat.
       const intent = await stripe.paymentIntents.retrieve(intentId, { expand: ['payment_method'] })
-      const update = updateFromPaymentIntent(intent)
-      const card =
-        intent.setup_future_usage === 'off_session'
-          ? cardFromPaymentMethod(intent.payment_method)
-          : undefined
-      return one(target, update && { ...update, card, attempt: { status: 'succeeded' } })
+      return one(target, updateFromPaymentIntent(intent))
     }
     case 'checkout.session.async_payment_failed': {
       const session = event.data.object
@@ -115,6 +112,10 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
     }
     case 'checkout.session.expired': {
       const session = event.data.object
+      // An expiry no API request asked for is Stripe's own, at `expires_at`: the customer did
+      // not pay. One a request asked for (Payrail's /cancel, the merchant at Stripe) withdrew
+      // the page.
+      if (event.request?.id) return one(sessionTarget(session), { status: 'CANCELLED' })
       return one(sessionTarget(session), {
         status: 'FAILED',
         error: {
@@ -123,10 +124,25 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
         },
       })
     }
-    case 'payment_intent.succeeded':
+    case 'payment_intent.succeeded': {
+      const intent = await withSavedCard(stripe, event.data.object)
+      return one(
+        { paymentId: intent.metadata?.[PAYRAIL_PAYMENT_ID] },
+        updateFromPaymentIntent(intent),
+      )
+    }
+    case 'payment_intent.canceled': {
+      // Stripe cancels a Checkout Session's PaymentIntent (one a declined card left behind)
+      // only as the session expires, and reports the expiry next: that report decides.
+      const intent = event.data.object
+      if (await isCheckoutIntent(stripe, intent.id)) return []
+      return one(
+        { paymentId: intent.metadata?.[PAYRAIL_PAYMENT_ID] },
+        updateFromPaymentIntent(intent),
+      )
+    }
     case 'payment_intent.payment_failed':
     case 'payment_intent.processing':
-    case 'payment_intent.canceled':
     case 'payment_intent.requires_action': {
       const intent = event.data.object
       return one(
@@ -220,15 +236,47 @@ function refundEvent(
           gatewayRefundId: refund.id,
           status,
           amount: fromStripeAmount(refund.amount, refund.currency),
-          failureMessage:
-            refund.failure_reason ??
-            (refund.status === 'canceled' ? 'Stripe canceled the refund' : undefined),
+          ...(status === 'failed' && {
+            failureCode: refundFailure(refund).code,
+            failureMessage: refundFailure(refund).message,
+          }),
           reason: refund.reason ?? undefined,
         },
       },
       payload: event,
     },
   ]
+}
+
+/**
+ * Why Stripe failed or canceled a refund, in a sentence: its `failure_reason` is a code
+ * (https://docs.stripe.com/refunds#failed-refunds), kept as the refund's `failure_code`.
+ */
+export function refundFailure(refund: Stripe.Refund): { code: string; message: string } {
+  return {
+    code: refund.failure_reason ?? (refund.status === 'canceled' ? 'canceled' : 'unknown'),
+    message: refundFailureMessage(refund),
+  }
+}
+
+function refundFailureMessage(refund: Stripe.Refund): string {
+  if (refund.status === 'canceled') return 'Stripe canceled the refund'
+  switch (refund.failure_reason) {
+    case 'lost_or_stolen_card':
+      return "The customer's card was reported lost or stolen"
+    case 'expired_or_canceled_card':
+      return "The customer's card has expired or was canceled"
+    case 'charge_for_pending_refund_disputed':
+      return 'The customer disputed the charge while its refund was pending'
+    case 'insufficient_funds':
+      return 'The refund needed funds the Stripe balance did not have'
+    case 'declined':
+      return "The customer's bank declined the refund"
+    case 'merchant_request':
+      return "The refund was canceled at the merchant's request"
+    default:
+      return 'Stripe could not refund the customer'
+  }
 }
 
 /**
@@ -242,6 +290,33 @@ function sessionTarget(session: Stripe.Checkout.Session): NormalizedEvent['targe
     trackingId: session.id,
     trackedObject: true,
   }
+}
+
+/**
+ * The PaymentIntent with the card it saves: an event names its `payment_method` by id
+ * only, so the card is fetched, and only when the intent saves it (one call, for a link
+ * paid with `save_card_and_make_default`). A card gone since saves nothing.
+ */
+async function withSavedCard(
+  stripe: Stripe,
+  intent: Stripe.PaymentIntent,
+): Promise<Stripe.PaymentIntent> {
+  if (!savesCard(intent) || typeof intent.payment_method !== 'string') return intent
+  try {
+    return {
+      ...intent,
+      payment_method: await stripe.paymentMethods.retrieve(intent.payment_method),
+    }
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'resource_missing') return intent
+    throw error
+  }
+}
+
+/** Whether the PaymentIntent is a Checkout Session's (one list call). */
+async function isCheckoutIntent(stripe: Stripe, intentId: string): Promise<boolean> {
+  const sessions = await stripe.checkout.sessions.list({ payment_intent: intentId, limit: 1 })
+  return sessions.data.length > 0
 }
 
 async function paymentIdOfIntent(

@@ -32,6 +32,7 @@ export const EVENT_TYPES = [
   'payment.refunded',
   'payment.reserved',
   'payment.succeeded',
+  'payment.updated',
   'refund.created',
   'refund.failed',
   'refund.succeeded',

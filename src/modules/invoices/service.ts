@@ -405,7 +405,6 @@ export async function recordPaymentLocked(
       },
     )
   }
-  const now = clock.now()
   const amountPaid = before.amount_paid + amount
   const amounts = { ...amountsOf(before), amountPaid }
   // Money applied: the invoice's last payment did not fail (FAILED said it had), whatever
@@ -414,13 +413,43 @@ export async function recordPaymentLocked(
     amounts,
     before.payment_status === 'FAILED' ? 'PENDING' : before.payment_status,
   )
+  return moneyOnInvoice(
+    trx,
+    scope,
+    before,
+    { amount_paid: amountPaid },
+    { amounts, paymentStatus, event: 'invoice.payment_applied' },
+    clock,
+  )
+}
+
+/**
+ * Writes money that reached a locked invoice (a payment applied, a refund its provider failed
+ * taken back): its amounts, what it owes, its `payment_status` and `paid_at`, and its events.
+ * An invoice this leaves paid in full for the first time is paid (`becamePaid`,
+ * `invoice.paid`), else `event`; `invoice.overpaid` when it becomes so.
+ */
+async function moneyOnInvoice(
+  trx: Db,
+  scope: Scope,
+  before: Invoice,
+  changed: { amount_paid: bigint } | { amount_refunded: bigint },
+  after: {
+    amounts: Parameters<typeof amountRemaining>[0]
+    paymentStatus: InvoicePaymentStatus
+    event: EventType
+  },
+  clock: Clock,
+): Promise<InvoiceChange> {
+  const { amounts, paymentStatus } = after
+  const now = clock.now()
   const becamePaid =
     isPaidStatus(paymentStatus) &&
     !isPaidStatus(before.payment_status) &&
     before.paid_at === null &&
     before.invoice_status !== 'VOIDED'
   const invoice = await updateInvoice(trx, before.id, {
-    amount_paid: amountPaid,
+    ...changed,
     amount_remaining: owedAfter(before, amounts),
     payment_status: paymentStatus,
     paid_at: before.paid_at ?? (isPaidStatus(paymentStatus) ? now : null),
@@ -428,8 +457,8 @@ export async function recordPaymentLocked(
     updated_at: now,
   })
   const lines = await linesOf(trx, [invoice.id])
-  await recordEvents(trx, scope, clock.now(), [
-    invoiceEvent(becamePaid ? 'invoice.paid' : 'invoice.payment_applied', invoice, lines),
+  await recordEvents(trx, scope, now, [
+    invoiceEvent(becamePaid ? 'invoice.paid' : after.event, invoice, lines),
     ...(paymentStatus === 'OVERPAID' && before.payment_status !== 'OVERPAID'
       ? [invoiceEvent('invoice.overpaid', invoice, lines)]
       : []),
@@ -480,6 +509,38 @@ export async function recordRefundLocked(
     invoiceEvent('invoice.refunded', invoice, await linesOf(trx, [invoice.id])),
   ])
   return { before, invoice, becamePaid: false }
+}
+
+/**
+ * Takes a refund back off a locked invoice: its provider failed it after it had succeeded,
+ * so the money is the invoice's again. `amount_refunded` goes down and the amounts and
+ * `payment_status` follow, as a payment would move them: an invoice this leaves paid in full
+ * for the first time is paid (`becamePaid`, `invoice.paid`), else `invoice.updated`.
+ */
+export async function reverseRefundLocked(
+  trx: Db,
+  scope: Scope,
+  before: Invoice,
+  amount: bigint,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  if (amount <= 0n || amount > before.amount_refunded)
+    throw new AppError('conflict', `Invoice ${before.id} has no refund of this amount to undo`, {
+      invoice_id: before.id,
+      amount: formatMinorUnits(amount, before.currency),
+      amount_refunded: formatMinorUnits(before.amount_refunded, before.currency),
+    })
+  const amountRefunded = before.amount_refunded - amount
+  const amounts = { ...amountsOf(before), amountRefunded }
+  const paymentStatus = paymentStatusFor(amounts, before.payment_status)
+  return moneyOnInvoice(
+    trx,
+    scope,
+    before,
+    { amount_refunded: amountRefunded },
+    { amounts, paymentStatus, event: 'invoice.updated' },
+    clock,
+  )
 }
 
 /**

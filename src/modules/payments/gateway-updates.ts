@@ -7,7 +7,12 @@ import type { Db } from '../../db/client.ts'
 import type { Payment, PaymentTable, Refund } from '../../db/database.ts'
 import type { PaymentUpdate } from '../../gateways/gateway.ts'
 import { gatewayFor, isGatewayName } from '../../gateways/registry.ts'
-import { completeRefundLocked, failRefundLocked, recordOutsideRefundLocked } from './refunds.ts'
+import {
+  completeRefundLocked,
+  failRefundLocked,
+  failSucceededRefundLocked,
+  recordOutsideRefundLocked,
+} from './refunds.ts'
 import { findRefundByGatewayId, insertAttempt, refundsOf, updatePayment } from './repository.ts'
 import { attemptRecorded, attemptRow, type PaymentDeps, saveCardFromPayment } from './service.ts'
 import { type Cause, movePayment } from './state.ts'
@@ -124,13 +129,24 @@ export async function applyPaymentUpdate(
     // The provider declined a refund it had accepted (Checkout.com answers a refund with 202,
     // then `payment_refund_declined`; Stripe's `refund.failed`): it fails, and the payment can
     // be refunded again.
+    const failure = {
+      code: update.refund.failureCode ?? 'declined',
+      message: update.refund.failureMessage ?? 'the provider declined the refund',
+    }
     if (refund && refund.status === 'pending' && update.refund.status === 'failed') {
-      const failed = await failRefundLocked(
+      const failed = await failRefundLocked(trx, scope, payment, refund, failure, cause, deps)
+      return { payment: failed.payment, outcome: 'refund_applied' }
+    }
+    // A refund that failed after it succeeded (Stripe's, to a card account closed since): the
+    // money went back to the merchant, so the refund is undone. A failed refund stays failed:
+    // a success reported after it (an older event, delivered late) is a repeat.
+    if (refund && refund.status === 'succeeded' && update.refund.status === 'failed') {
+      const failed = await failSucceededRefundLocked(
         trx,
         scope,
         payment,
         refund,
-        update.refund.failureMessage ?? 'the provider declined the refund',
+        failure,
         cause,
         deps,
       )

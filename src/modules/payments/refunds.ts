@@ -1,3 +1,4 @@
+import type { Clock } from '../../core/clock.ts'
 import { AppError, notFound, validationError } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
 import { formatMinorUnits, toMinorUnits } from '../../core/money.ts'
@@ -11,6 +12,7 @@ import { stringFields } from '../../jobs/payload.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
 import { recordEvents } from '../events/service.ts'
 import type { EventType } from '../events/types.ts'
+import { reverseInvoiceRefund } from '../settlement/service.ts'
 import {
   allocationsLockingInvoices,
   findPayment,
@@ -25,7 +27,13 @@ import type { CreateRefundBody } from './schemas.ts'
 import { toRefundResponse } from './schemas.ts'
 import type { PaymentDeps } from './service.ts'
 import { withLockedPayment } from './service.ts'
-import { type Cause, movePayment, reconcileRefund } from './state.ts'
+import {
+  type Cause,
+  movePayment,
+  reconcileRefund,
+  recordPaymentEvent,
+  spreadOverAllocations,
+} from './state.ts'
 
 /**
  * Refunds a settled payment, fully (no amount: all that is still refundable) or in
@@ -64,6 +72,21 @@ export async function createRefund(
   let created: Refund | undefined
   await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
     if (locked.payment_status === 'REFUNDED') {
+      if (locked.amount_refunded < locked.amount_paid) {
+        // A refund of it failed after it succeeded (`failSucceededRefundLocked`): REFUNDED is
+        // final, so what that refund gave back is refunded in the provider's dashboard, and
+        // recorded when its webhook arrives.
+        const left = formatMinorUnits(locked.amount_paid - locked.amount_refunded, locked.currency)
+        throw new AppError(
+          'invalid_state_transition',
+          `Payment ${locked.id} is REFUNDED, which is final, though a refund of it failed after it succeeded: refund the ${left} left in the provider's dashboard, and Payrail records it from the provider's webhook`,
+          {
+            payment_id: locked.id,
+            payment_status: locked.payment_status,
+            not_refunded: left,
+          },
+        )
+      }
       throw new AppError('conflict', `Nothing is left to refund on payment ${locked.id}`, {
         refundable: '0.00',
       })
@@ -209,7 +232,9 @@ async function askGateway(
       scope,
       locked,
       current,
-      result?.status === 'failed' ? result.failure.message : 'refund not supported',
+      result?.status === 'failed'
+        ? { code: result.failure.code, message: result.failure.message }
+        : { code: 'not_supported', message: 'refund not supported' },
       cause,
       deps,
     )
@@ -348,21 +373,36 @@ export async function recordOutsideRefundLocked(
   return completeRefundLocked(trx, scope, payment, refund, reported.gatewayRefundId, cause, deps)
 }
 
+/** Why a refund failed: the provider's code (`failure_code`) and its sentence (`failure_message`). */
+export interface RefundFailure {
+  code: string
+  message: string
+}
+
+function markFailed(trx: Db, refund: Refund, failure: RefundFailure, now: Date): Promise<Refund> {
+  return updateRefund(trx, refund.id, {
+    status: 'failed',
+    failure_code: failure.code,
+    failure_message: failure.message,
+    updated_at: now,
+  })
+}
+
+/**
+ * Marks a pending refund failed on a locked payment (the provider refused it): nothing was
+ * refunded, so its amount can be refunded again.
+ */
 export async function failRefundLocked(
   trx: Db,
   scope: Scope,
   locked: Payment,
   refund: Refund,
-  message: string,
+  failure: RefundFailure,
   cause: Cause,
   deps: Pick<PaymentDeps, 'clock' | 'logger'>,
 ): Promise<{ payment: Payment; refund: Refund }> {
   const now = deps.clock.now()
-  const failed = await updateRefund(trx, refund.id, {
-    status: 'failed',
-    failure_message: message,
-    updated_at: now,
-  })
+  const failed = await markFailed(trx, refund, failure, now)
   // REFUND_FAILED only when nothing was refunded and no other refund is pending: a payment
   // partly refunded before stays PARTIALLY_REFUNDED (or REFUNDED), and one with another
   // refund pending stays PENDING_REFUND until that one settles.
@@ -379,6 +419,93 @@ export async function failRefundLocked(
   const moved = await movePayment(trx, scope, locked, to, {}, cause, deps)
   await recordEvents(trx, scope, now, [refundEvent('refund.failed', failed)])
   return { payment: moved.payment, refund: failed }
+}
+
+/**
+ * Fails a refund its provider reported succeeded and now reports failed: Stripe's refund to
+ * a closed card account fails days later, and the money goes back to the merchant's Stripe
+ * balance (https://docs.stripe.com/refunds#failed-refunds). What it refunded is the
+ * payment's again: `amount_refunded` goes down by it, its invoices take it back (first
+ * allocation first, as they are paid) and it can be refunded again. The state machine
+ * decides the payment's status: refunded in part by this refund only, it goes
+ * PARTIALLY_REFUNDED → PENDING_REFUND → REFUND_FAILED (nothing refunded, refundable again);
+ * with another refund that stands or is pending, its status stays and `payment.updated`
+ * says what changed; REFUNDED is final and stays, so the rest is refunded in the provider's
+ * dashboard (`createRefund` says so). Credit a refunded top-up took back is not given back.
+ */
+export async function failSucceededRefundLocked(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  refund: Refund,
+  failure: RefundFailure,
+  cause: Cause,
+  deps: Pick<PaymentDeps, 'clock' | 'logger'>,
+): Promise<{ payment: Payment; refund: Refund }> {
+  const now = deps.clock.now()
+  const failed = await markFailed(trx, refund, failure, now)
+  const refunded =
+    locked.amount_refunded > refund.amount ? locked.amount_refunded - refund.amount : 0n
+  const failedCause = { ...cause, note: `refund ${refund.id} failed after it succeeded` }
+  let payment: Payment
+  if (
+    locked.payment_status === 'PARTIALLY_REFUNDED' &&
+    refunded === 0n &&
+    !(await anotherPending(trx, locked, refund))
+  ) {
+    const changes = { amount_refunded: 0n, refunded_at: null }
+    const pending = await movePayment(
+      trx,
+      scope,
+      locked,
+      'PENDING_REFUND',
+      changes,
+      failedCause,
+      deps,
+    )
+    payment = (
+      await movePayment(trx, scope, pending.payment, 'REFUND_FAILED', changes, failedCause, deps)
+    ).payment
+  } else {
+    payment = await updatePayment(trx, locked.id, { amount_refunded: refunded, updated_at: now })
+    await recordPaymentEvent(trx, scope, payment, 'payment.updated', deps.clock)
+  }
+  await reverseRefundOnInvoices(trx, scope, payment, refund.amount, deps.clock)
+  await recordEvents(trx, scope, now, [refundEvent('refund.failed', failed)])
+  deps.logger.warn(
+    {
+      payment_id: locked.id,
+      refund_id: refund.id,
+      gateway: locked.payment_gateway,
+      gateway_refund_id: refund.gateway_refund_id,
+      failure_code: failure.code,
+      payment_status: payment.payment_status,
+    },
+    "the provider failed a refund it had reported succeeded; the money is the merchant's again",
+  )
+  return { payment, refund: failed }
+}
+
+/**
+ * Puts a failed refund's amount back on the payment's invoices: undoes what
+ * `reconcileRefund` took (last allocation first) by giving it back first allocation first,
+ * each up to its allocated amount, the last taking any rest, as a payment is applied.
+ */
+async function reverseRefundOnInvoices(
+  trx: Db,
+  scope: Scope,
+  payment: Payment,
+  amount: bigint,
+  clock: Clock,
+): Promise<void> {
+  await spreadOverAllocations(
+    trx,
+    scope,
+    payment,
+    amount,
+    (allocation) => allocation.amount - allocation.applied_amount,
+    (invoiceId, share) => reverseInvoiceRefund(trx, scope, invoiceId, share, clock),
+  )
 }
 
 /** A new pending refund of `amount` on the locked payment, and its `refund.created` event. */

@@ -53,10 +53,7 @@ import { recordEvents } from '../events/service.ts'
 import { findInvoice } from '../invoices/repository.ts'
 import { assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
-import {
-  applyDiscountCodeLocked,
-  assertStartsNoEndedSubscription,
-} from '../settlement/service.ts'
+import { applyDiscountCodeLocked, assertStartsNoEndedSubscription } from '../settlement/service.ts'
 import {
   allocationsLockingInvoices,
   allocationsOf,
@@ -1193,8 +1190,7 @@ async function moveWithAttempt(
   // Once per charge and outcome: the provider's report of the same outcome (a decline's
   // webhook, handled before this answer) may have recorded it already, and a second would
   // count one decline twice against the invoice's automatic attempts. A report that moved
-  // the payment without an attempt (the sandbox's `charge.*`, Stripe's
-  // `payment_intent.succeeded`) leaves it to this answer.
+  // the payment without an attempt leaves it to this answer.
   if (
     checkTransition(locked.payment_status, to).kind === 'apply' ||
     !(await attemptRecorded(trx, locked.id, attempt))

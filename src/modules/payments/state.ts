@@ -157,13 +157,37 @@ async function reconcilePayment(
   received: bigint,
   clock: Clock,
 ): Promise<void> {
+  await spreadOverAllocations(
+    trx,
+    scope,
+    payment,
+    received,
+    (allocation) => allocation.amount,
+    (invoiceId, share) => applyInvoicePayment(trx, scope, invoiceId, share, clock),
+  )
+}
+
+/**
+ * Spreads money over the payment's invoices (locked, in allocation order): each takes up to
+ * `room` of its allocation and the last any rest, then `apply` reconciles its share, and the
+ * allocation counts it applied.
+ */
+export async function spreadOverAllocations(
+  trx: Db,
+  scope: Scope,
+  payment: Payment,
+  amount: bigint,
+  room: (allocation: { amount: bigint; applied_amount: bigint }) => bigint,
+  apply: (invoiceId: string, share: bigint) => Promise<unknown>,
+): Promise<void> {
   const allocations = await allocationsLockingInvoices(trx, scope.environmentId, payment)
-  let left = received
+  let left = amount
   for (const [index, allocation] of allocations.entries()) {
     const last = index === allocations.length - 1
-    const share = last ? left : left < allocation.amount ? left : allocation.amount
+    const cap = room(allocation)
+    const share = last ? left : left < cap ? left : cap
     if (share <= 0n) continue
-    await applyInvoicePayment(trx, scope, allocation.invoice_id, share, clock)
+    await apply(allocation.invoice_id, share)
     await setAllocationApplied(
       trx,
       payment.id,

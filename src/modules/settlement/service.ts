@@ -23,6 +23,7 @@ import {
   paidByDiscountLocked,
   recordPaymentLocked,
   recordRefundLocked,
+  reverseRefundLocked,
   setPaymentStatusLocked,
   voidLocked,
 } from '../invoices/service.ts'
@@ -93,18 +94,30 @@ async function fulfilOrder(trx: Db, scope: Scope, order: Order, clock: Clock): P
       clock,
     )
   }
+  await endOrder(trx, scope, order.id, 'FULFILLED', clock)
+}
+
+/** An order FULFILLED or CANCELLED, with its event. */
+async function endOrder(
+  trx: Db,
+  scope: Scope,
+  orderId: string,
+  status: 'FULFILLED' | 'CANCELLED',
+  clock: Clock,
+): Promise<void> {
   const now = clock.now()
-  const fulfilled = await updateOrder(trx, order.id, {
-    status: 'FULFILLED',
-    fulfilled_at: now,
+  const fulfilled = status === 'FULFILLED'
+  const ended = await updateOrder(trx, orderId, {
+    status,
+    ...(fulfilled ? { fulfilled_at: now } : { cancelled_at: now }),
     updated_at: now,
   })
-  await recordEvents(trx, scope, clock.now(), [
+  await recordEvents(trx, scope, now, [
     {
-      type: 'order.fulfilled',
+      type: fulfilled ? 'order.fulfilled' : 'order.cancelled',
       objectType: 'order',
-      objectId: order.id,
-      data: toOrderResponse(fulfilled),
+      objectId: orderId,
+      data: toOrderResponse(ended),
     },
   ])
 }
@@ -150,22 +163,7 @@ async function voidWithWhatItBills(
   await assertNoPaymentOpen(trx, scope, locked.id, 'voiding')
   const change = await voidLocked(trx, scope, locked, clock)
   const order = await lockOrderByInvoice(trx, scope.environmentId, locked.id)
-  if (order?.status === 'PENDING') {
-    const now = clock.now()
-    const cancelled = await updateOrder(trx, order.id, {
-      status: 'CANCELLED',
-      cancelled_at: now,
-      updated_at: now,
-    })
-    await recordEvents(trx, scope, clock.now(), [
-      {
-        type: 'order.cancelled',
-        objectType: 'order',
-        objectId: order.id,
-        data: toOrderResponse(cancelled),
-      },
-    ])
-  }
+  if (order?.status === 'PENDING') await endOrder(trx, scope, order.id, 'CANCELLED', clock)
   await onSubscriptionInvoiceVoided(trx, scope, change.invoice, clock)
   return change
 }
@@ -436,15 +434,27 @@ export async function applyInvoicePayment(
   amount: bigint,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  const change = await recordPaymentLocked(
+  return settlingChange(trx, scope, invoiceId, amount, clock, recordPaymentLocked)
+}
+
+/** `change` of the locked invoice, and, when it leaves the invoice paid in full for the first time, what it billed for fulfilled. */
+async function settlingChange(
+  trx: Db,
+  scope: Scope,
+  invoiceId: string,
+  amount: bigint,
+  clock: Clock,
+  change: typeof recordPaymentLocked,
+): Promise<InvoiceChange> {
+  const changed = await change(
     trx,
     scope,
     await lockInvoiceOrFail(trx, scope, invoiceId),
     amount,
     clock,
   )
-  if (change.becamePaid) await settlePaidInvoice(trx, scope, change.invoice, clock)
-  return change
+  if (changed.becamePaid) await settlePaidInvoice(trx, scope, changed.invoice, clock)
+  return changed
 }
 
 /**
@@ -479,7 +489,8 @@ export async function applyInvoiceRefund(
     const price = invoice.amount_due
     const paid = netPaid < 0n ? 0n : netPaid > price ? price : netPaid
     const uncovered = price > 0n ? (order.amount * (price - paid)) / price : 0n
-    const due = uncovered - (await takenBackFor(trx, order.customer_id, invoiceId))
+    const takenBack = await takenBackFor(trx, order.customer_id, invoiceId)
+    const due = uncovered - takenBack
     const available = await balanceOf(trx, order.customer_id, order.currency, { lock: true })
     const takeBack = available < due ? available : due
     if (takeBack > 0n) {
@@ -491,7 +502,12 @@ export async function applyInvoiceRefund(
           currency: order.currency,
           amount: -takeBack,
           type: 'refund',
-          source: { type: 'invoice_refund', id: `${invoiceId}:${change.invoice.amount_refunded}` },
+          // Unique: a refund that failed after it succeeded (`reverseInvoiceRefund`) lowers
+          // `amount_refunded`, and the next refund reaches the same amount again.
+          source: {
+            type: 'invoice_refund',
+            id: `${invoiceId}:${change.invoice.amount_refunded}:${takenBack}`,
+          },
           description: 'Refunded credit top-up',
         },
         clock,
@@ -499,4 +515,22 @@ export async function applyInvoiceRefund(
     }
   }
   return change
+}
+
+/**
+ * Reconciles, in the caller's transaction, a refund its provider failed after it had
+ * succeeded: the money is the invoice's again (`reverseRefundLocked`), and an invoice this
+ * leaves paid in full for the first time is settled as a payment would settle it (its order
+ * fulfilled). Credit a refunded top-up took back is not given back: the merchant still owes
+ * it to the customer, which a balance adjustment settles, and it stays counted as taken back
+ * (`takenBackFor`), so a later refund takes back only what was not.
+ */
+export async function reverseInvoiceRefund(
+  trx: Db,
+  scope: Scope,
+  invoiceId: string,
+  amount: bigint,
+  clock: Clock,
+): Promise<InvoiceChange> {
+  return settlingChange(trx, scope, invoiceId, amount, clock, reverseRefundLocked)
 }

@@ -11,6 +11,7 @@ import {
 } from './hosted-pages.ts'
 import { isJsonObject, type JsonObject, type JsonValue } from './json.ts'
 import { Params } from './params.ts'
+import { REFUND_FAILURE_REASONS } from './resources/refunds.ts'
 import type { HttpMethod } from './router.ts'
 import {
   balanceTransactionSeed,
@@ -123,6 +124,18 @@ const CONTROL_ROUTES: ControlRoute[] = [
       json(
         200,
         emulator.authenticatePaymentIntent(pathParam, { pass: params.boolean('pass') ?? true }),
+      ),
+  },
+  {
+    method: 'POST',
+    pattern: new RegExp(`^/_emulator/refunds/${ID}/fail$`),
+    description: `fail a succeeded refund {reason?: ${REFUND_FAILURE_REASONS.join('|')}}`,
+    handler: (emulator, { params, pathParam }) =>
+      json(
+        200,
+        emulator.failRefund(pathParam, {
+          reason: params.oneOf('reason', REFUND_FAILURE_REASONS),
+        }),
       ),
   },
   {

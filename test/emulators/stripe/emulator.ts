@@ -31,6 +31,7 @@ import {
 import { createPaymentMethod, renderPaymentMethod } from './resources/payment-methods.ts'
 import { insertPrice, type NewPrice, renderPrice } from './resources/prices.ts'
 import { insertProduct, type NewProduct, renderProduct } from './resources/products.ts'
+import { failRefund, type RefundFailureReason } from './resources/refunds.ts'
 import {
   insertSubscriptionSchedule,
   type NewSubscriptionSchedule,
@@ -184,6 +185,15 @@ export class StripeEmulator {
     const record = requirePaymentIntent(this.state, id)
     completeAuthentication(this.state, record, options.pass ?? true, AUTOMATIC)
     return renderPaymentIntent(record)
+  }
+
+  /**
+   * A succeeded refund fails later, as Stripe's to a card account closed since does:
+   * `failed` with `failure_reason` (default `expired_or_canceled_card`), the money back on
+   * the account, the charge's `amount_refunded` lower; `refund.updated`, then `refund.failed`.
+   */
+  failRefund(id: string, options: { reason?: RefundFailureReason } = {}): JsonObject {
+    return failRefund(this.state, id, options.reason)
   }
 
   // --- Existing data (no events) -------------------------------------------------------

@@ -13,6 +13,7 @@ export const BALANCE_TRANSACTION_TYPES = [
   'payment_refund',
   'payout',
   'refund',
+  'refund_failure',
   'stripe_fee',
 ] as const
 export type BalanceTransactionType = (typeof BALANCE_TRANSACTION_TYPES)[number]
@@ -114,6 +115,8 @@ function reportingCategory(type: BalanceTransactionType): string {
     case 'refund':
     case 'payment_refund':
       return 'refund'
+    case 'refund_failure':
+      return 'refund_failure'
     case 'payout':
       return 'payout'
     case 'stripe_fee':

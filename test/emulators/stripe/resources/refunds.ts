@@ -1,5 +1,5 @@
 import { invalidRequest } from '../errors.ts'
-import { type EventOrigin, previousAttributes } from '../events.ts'
+import { AUTOMATIC, type EventOrigin, previousAttributes } from '../events.ts'
 import { template } from '../fixtures.ts'
 import { newId } from '../ids.ts'
 import { type JsonObject, withFields } from '../json.ts'
@@ -16,6 +16,18 @@ import { requirePaymentIntent } from './payment-intents.ts'
 export const REFUND_REASONS = ['duplicate', 'fraudulent', 'requested_by_customer'] as const
 export type RefundReason = (typeof REFUND_REASONS)[number]
 
+/** Stripe's `failure_reason` values (https://docs.stripe.com/api/refunds/object#refund_object-failure_reason). */
+export const REFUND_FAILURE_REASONS = [
+  'charge_for_pending_refund_disputed',
+  'declined',
+  'expired_or_canceled_card',
+  'insufficient_funds',
+  'lost_or_stolen_card',
+  'merchant_request',
+  'unknown',
+] as const
+export type RefundFailureReason = (typeof REFUND_FAILURE_REASONS)[number]
+
 export interface RefundRecord extends StoredRecord {
   amount: number
   currency: string
@@ -25,8 +37,12 @@ export interface RefundRecord extends StoredRecord {
   paymentMethod: string
   reason: RefundReason | null
   metadata: Metadata
-  status: 'succeeded'
+  status: 'succeeded' | 'failed'
   balanceTransaction: string
+  /** Set once the refund fails after it succeeded (`failRefund`). */
+  failureReason: RefundFailureReason | null
+  /** The balance transaction that gave the money back to the account when it failed. */
+  failureBalanceTransaction: string | null
 }
 
 const CREATE_PARAMS = [
@@ -62,6 +78,11 @@ export function renderRefund(record: RefundRecord): JsonObject {
       },
       type: 'card',
     },
+    // Stripe shows these only on a failed refund.
+    ...(record.status === 'failed' && {
+      failure_balance_transaction: record.failureBalanceTransaction,
+      failure_reason: record.failureReason,
+    }),
     metadata: record.metadata,
     payment_intent: record.paymentIntent,
     payment_method: record.paymentMethod,
@@ -147,6 +168,8 @@ function createRefund(state: EmulatorState, params: Params, origin: EventOrigin)
     metadata: params.metadata(),
     status: 'succeeded',
     balanceTransaction: transaction.id,
+    failureReason: null,
+    failureBalanceTransaction: null,
   }
   const chargeBefore = renderCharge(state, charge)
   state.refunds.set(id, record)
@@ -160,6 +183,42 @@ function createRefund(state: EmulatorState, params: Params, origin: EventOrigin)
     previousAttributes(chargeBefore, chargeAfter),
   )
   return renderRefund(record)
+}
+
+/**
+ * A succeeded refund fails, as Stripe's refund to a card account closed since does days
+ * later (https://docs.stripe.com/refunds#failed-refunds): the refund is `failed` with
+ * `failure_reason`, the money comes back to the account (`failure_balance_transaction`, a
+ * `refund_failure` balance transaction), the charge's `amount_refunded` goes down by it, and
+ * `refund.updated` then `refund.failed` are sent.
+ */
+export function failRefund(
+  state: EmulatorState,
+  id: string,
+  reason: RefundFailureReason = 'expired_or_canceled_card',
+  origin: EventOrigin = AUTOMATIC,
+): JsonObject {
+  const record = requireRecord(state.refunds, 'refund', id)
+  if (record.status !== 'succeeded') {
+    throw invalidRequest(`Refund ${id} is ${record.status}: only a succeeded refund can fail.`)
+  }
+  const charge = requireRecord(state.charges, 'charge', record.charge, 'charge')
+  const transaction = insertBalanceTransaction(state, {
+    amount: record.amount,
+    currency: record.currency,
+    type: 'refund_failure',
+    source: id,
+    description: 'REFUND FAILURE',
+  })
+  const before = renderRefund(record)
+  record.status = 'failed'
+  record.failureReason = reason
+  record.failureBalanceTransaction = transaction.id
+  charge.amountRefunded -= record.amount
+  const after = renderRefund(record)
+  state.events.emit('refund.updated', after, origin, previousAttributes(before, after))
+  state.events.emit('refund.failed', after, origin)
+  return after
 }
 
 export function registerRefundRoutes(router: Router): void {
