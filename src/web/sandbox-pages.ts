@@ -178,6 +178,10 @@ function respondToSubmission(reply: FastifyReply, result: CardSubmission) {
     case 'closed':
       // Still open (a challenge answered from a page another card had replaced): the form.
       if (result.session.status === 'open') return reply.redirect(checkoutPath(result.session), 303)
+      // Paid (Pay or the challenge sent twice, a page paid in another tab): shown paid, as the
+      // first answer was, and nothing charged again.
+      if (result.session.status === 'complete')
+        return respondToSubmission(reply, { kind: 'completed', session: result.session })
       return sendHtml(reply, 409, closedPage(result.session))
   }
 }

@@ -1395,6 +1395,55 @@ describe('a deleted payment the provider reports on', () => {
 })
 
 describe('PUT and PATCH /v1/payments/:id', () => {
+  // Only a CARD payment charges a saved card: a link's card is the one entered on its page,
+  // saved and made the default when the payment asks, which a card named here would hide.
+  test('payment_method_id on a PAYMENT_LINK payment is 400', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const card = await savedSandboxCard(ctx, customer.id, '4242424242424242')
+    const link = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'sandbox',
+      amount: '100.00',
+      process_payment: false,
+      save_card_and_make_default: true,
+    })
+    expect(link.status, link.text).toBe(201)
+    const res = await ctx.patch<ErrorBody>(`/v1/payments/${link.body.id}`, {
+      payment_method_id: card.id,
+    })
+    expectError(res, 400, 'validation_error')
+    expect((await getPayment(ctx, link.body.id)).payment_method_id).toBeNull()
+  })
+
+  // DESIGN: CARD uses payment_method_id or the customer's default. Cleared, it names the
+  // default again, as at creation; processing it then charged nothing (402) for good.
+  test("payment_method_id: null on a CARD payment names the customer's default, which processing then charges", async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const first = await savedSandboxCard(ctx, customer.id, '4242424242424242')
+    const created = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      payment_method_id: first.id,
+      amount: '100.00',
+      process_payment: false,
+    })
+    expect(created.status, created.text).toBe(201)
+    const other = await savedSandboxCard(ctx, customer.id, '5555555555554444')
+    await ctx.patch(`/v1/customers/${customer.id}`, { default_payment_method_id: other.id })
+    const patched = await ctx.patch<PaymentBody>(`/v1/payments/${created.body.id}`, {
+      payment_method_id: null,
+    })
+    expect(patched.status, patched.text).toBe(200)
+    expect(patched.body.payment_method_id).toBe(other.id)
+    const processed = await ctx.post<PaymentBody>(`/v1/payments/${created.body.id}/process`)
+    expect(processed.status, processed.text).toBe(200)
+    expect(processed.body).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      payment_method_id: other.id,
+    })
+  })
+
   test.each(['PATCH', 'PUT'] as const)(
     '%s changes description and success_url and merges metadata',
     async (method) => {
@@ -1453,8 +1502,17 @@ describe('PUT and PATCH /v1/payments/:id', () => {
   )
 
   test('an unknown payment_method_id before processing is 404', async () => {
-    const { invoice } = await invoiceToPay(ctx)
-    const created = await offlinePayment(invoice.id, '10.00', { process_payment: false })
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const card = await savedSandboxCard(ctx, customer.id, '4242424242424242')
+    const created = (
+      await createPayment(ctx, {
+        destination_id: invoice.id,
+        payment_method_type: 'CARD',
+        payment_method_id: card.id,
+        amount: '10.00',
+        process_payment: false,
+      })
+    ).body
     expectError(
       await ctx.patch(`/v1/payments/${created.id}`, {
         payment_method_id: 'pm_01jzzzzzzzzzzzzzzzzzzzzzzz',

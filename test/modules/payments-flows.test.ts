@@ -734,6 +734,88 @@ describe('invoice on-ramp: PUT/PATCH /v1/invoices/:id/payment and confirm', () =
   })
 })
 
+// The amount of a payment is its caller's: a code applied through the on-ramp brings a payment
+// of all the invoice owed down with it, never a payment of part of it up to the rest.
+describe('a discount code applied through PATCH /v1/invoices/:id/payment to a partial payment', () => {
+  const partial = async (invoiceId: string, method: string, amount: string) => {
+    const res = await createPayment(ctx, {
+      destination_id: invoiceId,
+      payment_method_type: method,
+      amount,
+      process_payment: false,
+    })
+    expect(res.status, res.text).toBe(201)
+    return res.body
+  }
+
+  test('a 30.00 CREDITS payment of a 100.00 invoice stays 30.00 and takes 30.00 off the balance', async () => {
+    const customer = await createCustomer(ctx)
+    const discount = await discountCode({ percent_off: 10 })
+    await ctx.post(`/v1/customers/${customer.id}/balance_transactions`, {
+      amount: '100.00',
+      currency: 'usd',
+    })
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    const part = await partial(invoice.id, 'CREDITS', '30.00')
+    const patched = await ctx.patch<PaymentBody>(`/v1/invoices/${invoice.id}/payment`, {
+      discount_code: discount.code,
+      payment_id: part.id,
+    })
+    expect(patched.status, patched.text).toBe(200)
+    expect(patched.body.amount).toBe('30.00')
+    const confirmed = await ctx.post<PaymentBody>(`/v1/invoices/${invoice.id}/payment/confirm`, {
+      payment_id: part.id,
+    })
+    expect(confirmed.body).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '30.00' })
+    const shown = await ctx.get<{ balances: Record<string, string> }>(
+      `/v1/customers/${customer.id}`,
+    )
+    expect(shown.body.balances).toEqual({ usd: '70.00' })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      total: '90.00',
+      amount_remaining: '60.00',
+    })
+  })
+
+  test('the code the invoice already has, sent again, leaves a partial payment as it is', async () => {
+    const customer = await createCustomer(ctx)
+    const discount = await discountCode({ percent_off: 10 })
+    const order = await ctx.post<{ invoice_id: string; invoice: InvoiceBody }>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'ONE_TIME_PRODUCT',
+      price_id: await oneTimePrice(ctx, '100.00'),
+      discount_code: discount.code,
+    })
+    expect(order.body.invoice.total).toBe('90.00')
+    const part = await partial(order.body.invoice_id, 'OFFLINE', '20.00')
+    const patched = await ctx.patch<PaymentBody>(`/v1/invoices/${order.body.invoice_id}/payment`, {
+      discount_code: discount.code,
+      payment_id: part.id,
+    })
+    expect(patched.status, patched.text).toBe(200)
+    expect(patched.body.amount).toBe('20.00')
+  })
+
+  test('a partial payment more than the invoice owes once the code applies is refused, and the code not applied', async () => {
+    const customer = await createCustomer(ctx)
+    const discount = await discountCode({ percent_off: 10 })
+    const invoice = await finalizedInvoice(ctx, customer.id)
+    const part = await partial(invoice.id, 'OFFLINE', '95.00')
+    const refused = await ctx.patch<ErrorBody>(`/v1/invoices/${invoice.id}/payment`, {
+      discount_code: discount.code,
+      payment_id: part.id,
+    })
+    expect(refused.status, refused.text).toBe(422)
+    expect(refused.body.error.details).toMatchObject({ amount: '95.00', amount_remaining: '90.00' })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      total: '100.00',
+      discount_code: null,
+    })
+    expect(await timesRedeemed(discount.id)).toBe(0)
+    expect((await getPayment(ctx, part.id)).amount).toBe('95.00')
+  })
+})
+
 describe('GET /v1/invoices/:id/pay_options', () => {
   const option = (options: PayOptions, type: string) =>
     options.options.find((o) => o.payment_method_type === type)

@@ -10,6 +10,8 @@ import {
   brandOf,
   isValidCardNumber,
   normalizeCardNumber,
+  SANDBOX_TEST_CARDS,
+  type SandboxCardBehaviour,
   type SandboxCryptoAction,
 } from './sandbox.transformers.ts'
 
@@ -157,10 +159,7 @@ export async function submitCard(
   ) {
     return { kind: 'invalid', session, message: "Your card's expiration date is incorrect." }
   }
-  if (
-    card.expYear < now.getUTCFullYear() ||
-    (card.expYear === now.getUTCFullYear() && card.expMonth < now.getUTCMonth() + 1)
-  ) {
+  if (hasExpired(card, now)) {
     return { kind: 'invalid', session, message: "Your card's expiration date is in the past." }
   }
   const behaviour = behaviourOf(number)
@@ -401,6 +400,16 @@ export type SandboxCharge =
   | { kind: 'unknown_card' }
 
 /** An off-session charge of a saved card (no customer present, so no 3-D Secure challenge is possible). */
+/** Whether a card's expiry month has ended by `now` (it is good through its last day, in UTC). */
+function hasExpired(card: { expMonth: number; expYear: number }, now: Date): boolean {
+  return (
+    card.expYear < now.getUTCFullYear() ||
+    (card.expYear === now.getUTCFullYear() && card.expMonth < now.getUTCMonth() + 1)
+  )
+}
+
+const EXPIRED = SANDBOX_TEST_CARDS['4000000000000069'] as SandboxCardBehaviour
+
 export async function chargeCard(
   ctx: GatewayContext,
   payment: Payment,
@@ -414,7 +423,14 @@ export async function chargeCard(
     .executeTakeFirst()
   if (!card) return { kind: 'unknown_card' }
   const chargeId = providerId('sbch')
-  const behaviour = behaviourOf(card.number)
+  // A saved card past its expiry is declined as the card networks decline it (Stripe's
+  // `expired_card`), whatever its number does otherwise.
+  const behaviour = hasExpired(
+    { expMonth: card.exp_month, expYear: card.exp_year },
+    ctx.clock.now(),
+  )
+    ? EXPIRED
+    : behaviourOf(card.number)
   const base = {
     payment_id: payment.id,
     session_id: null,

@@ -372,17 +372,32 @@ export async function updateInvoicePayment(
           )
         }
         // A code that covers the whole invoice finds this payment open: cancel it, then PUT.
+        const before = await lockInvoiceOrFail(trx, scope, invoiceId)
         const { invoice } = await applyDiscountCodeLocked(
           trx,
           scope,
-          await lockInvoiceOrFail(trx, scope, invoiceId),
+          before,
           input.discount_code,
           deps.clock,
           locked.id,
         )
         assertPayable(invoice, deps.clock.now())
-        amount = invoice.amount_remaining
-        await setAllocationAmount(trx, locked.id, invoiceId, amount)
+        // A payment of all the invoice owed follows the code down to what it owes now; a
+        // payment of part of it (the rest paid another way) keeps the amount its caller chose.
+        if (locked.amount >= before.amount_remaining) {
+          amount = invoice.amount_remaining
+          await setAllocationAmount(trx, locked.id, invoiceId, amount)
+        } else if (locked.amount > invoice.amount_remaining) {
+          throw new AppError(
+            'invalid_state_transition',
+            `Payment ${locked.id} is more than the invoice owes once the code applies`,
+            {
+              payment_id: locked.id,
+              amount: formatMinorUnits(locked.amount, locked.currency),
+              amount_remaining: formatMinorUnits(invoice.amount_remaining, invoice.currency),
+            },
+          )
+        }
       }
       return updatePayment(trx, locked.id, {
         amount,

@@ -1564,16 +1564,25 @@ export async function updatePaymentFields(
         },
       )
     }
-    if (body.payment_method_id) {
-      const method = await findCustomerPaymentMethod(
-        trx,
-        scope,
-        locked.customer_id,
-        body.payment_method_id,
-      )
-      if (!method) throw notFound('payment_method', body.payment_method_id)
-      if (locked.payment_gateway !== null) assertCardOfGateway(method, locked.payment_gateway)
+    // Only a CARD payment charges a saved card: a link's card is the one entered on its page
+    // (saved and made the default when it asks), which a card named here would hide.
+    if (body.payment_method_id !== undefined && locked.payment_method_type !== 'CARD') {
+      throw validationError('payment_method_id names the saved card of a CARD payment', {
+        field: 'payment_method_id',
+        payment_method_type: locked.payment_method_type,
+      })
     }
+    // A card named, or (null) the customer's default again, as at creation: the payment always
+    // names the card it will charge.
+    const method =
+      body.payment_method_id === undefined
+        ? undefined
+        : await paymentMethodFor(trx, scope, locked.customer_id, {
+            methodType: 'CARD',
+            paymentMethodId: body.payment_method_id ?? undefined,
+          })
+    if (method && locked.payment_gateway !== null)
+      assertCardOfGateway(method, locked.payment_gateway)
     const changes: Updateable<PaymentTable> = {
       ...(body.description !== undefined && { description: body.description }),
       ...(body.metadata !== undefined && {
@@ -1585,7 +1594,7 @@ export async function updatePaymentFields(
         billing_address:
           body.billing_address === null ? null : JSON.stringify(body.billing_address),
       }),
-      ...(body.payment_method_id !== undefined && { payment_method_id: body.payment_method_id }),
+      ...(method && { payment_method_id: method.id }),
       ...(body.save_card_and_make_default !== undefined && {
         save_card_and_make_default: body.save_card_and_make_default,
       }),
