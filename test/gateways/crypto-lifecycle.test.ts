@@ -3,6 +3,7 @@
  * partial payments, payments whose start failed (cancel, and the lost invoice's expiry),
  * recorded refunds before the provider's last reports, and sandbox coins.
  */
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import {
   bitpayPaymentWithLostInvoice,
@@ -205,7 +206,133 @@ describe('CoinPayments: a transaction whose creation answer was lost', () => {
     })
     expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
   })
+
+  test('cancel is 409: the transaction may exist, and the money then paid on it is recorded', async () => {
+    // CoinPayments emails the buyer the address of the transaction it made. Before, every
+    // failed start was recorded as `coinpayments_error`, which cancel does not take for a lost
+    // answer: the payment was CANCELLED, and the money then paid refused (CANCELLED cannot
+    // become SUCCEEDED), recorded nowhere.
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostTxn } = await lostTransaction(invoice.id)
+    expect((await getPayment(ctx, paymentId)).status_code).toBe('network_error')
+    const cancelled = await ctx.post(`/v1/payments/${paymentId}/cancel`)
+    expect(cancelled.status, cancelled.text).toBe(409)
+    await paid(lostTxn)
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
+  })
+
+  test.each([503, 500])(
+    'a %i answer to create_transaction is a lost answer too: retryable, and cancel is 409',
+    async (status) => {
+      const { invoice } = await invoiceToPay(ctx)
+      cp.failNext({ status })
+      const res = await createPayment(ctx, {
+        destination_id: invoice.id,
+        payment_method_type: 'CRYPTO',
+        payment_gateway: 'coinpayments',
+        amount: '100.00',
+      })
+      expect(res.status, res.text).toBe(502)
+      const details = (res.body as unknown as { error: { details: Record<string, unknown> } }).error
+        .details
+      expect(details).toMatchObject({ retryable: true })
+      const paymentId = String(details.payment_id)
+      expect(await getPayment(ctx, paymentId)).toMatchObject({
+        payment_status: 'INITIATED',
+        status_code: `http_${status}`,
+      })
+      const cancelled = await ctx.post(`/v1/payments/${paymentId}/cancel`)
+      expect(cancelled.status, cancelled.text).toBe(409)
+    },
+  )
+
+  test('after a retry made another: both paid, the second is reported for an operator, not dropped as a repeat', async () => {
+    // The buyer paid both transactions CoinPayments emailed them: 200.00 for one payment of
+    // 100.00. SUCCEEDED cannot take the second, which was taken for a repeat of the first
+    // (same status) and dropped, logged nowhere.
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostTxn, trackedTxn } = await retriedAfterLoss(invoice.id)
+    cp.receive(trackedTxn)
+    cp.confirm(trackedTxn, { payout: 'nightly' })
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      gateway_payment_id: trackedTxn,
+    })
+    const errors = await errorsLoggedDuring(() => paid(lostTxn))
+    expect(errors.filter((m) => m.includes('refund or record it by hand'))).toHaveLength(1)
+    expect(await coinpaymentsOutcomes(lostTxn, 'status.100')).toEqual(['money_refused'])
+    // The paying transaction's own later report (100 after 2) is still a repeat.
+    const repeats = await errorsLoggedDuring(async () => {
+      cp.confirm(trackedTxn)
+      await cp.waitForNotifications()
+    })
+    expect(repeats).toEqual([])
+    expect(await coinpaymentsOutcomes(trackedTxn, 'status.100')).toEqual(['repeat'])
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      gateway_payment_id: trackedTxn,
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('100.00')
+  })
+
+  test('after a retry made another: coins in flight on the lost one, the tracked one timing out ends nothing', async () => {
+    // Before, the tracked transaction's time-out failed the payment whose coins were in flight
+    // on the lost one: the invoice stopped counting them and took a second payment of it all,
+    // and when the coins completed, the invoice was paid twice.
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostTxn, trackedTxn } = await retriedAfterLoss(invoice.id)
+    cp.receive(lostTxn)
+    await cp.waitForNotifications()
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('PROCESSING')
+    cp.cancel(trackedTxn)
+    await cp.waitForNotifications()
+    await expectStillInFlight(invoice.id, paymentId)
+    cp.confirm(lostTxn)
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+
+  test('after a retry made another: coins on the lost one that time out fail the payment, tracking the other', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostTxn, trackedTxn } = await retriedAfterLoss(invoice.id)
+    cp.receive(lostTxn)
+    await cp.waitForNotifications()
+    cp.cancel(trackedTxn)
+    cp.cancel(lostTxn)
+    await cp.waitForNotifications()
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'cancelled',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_remaining).toBe('100.00')
+  })
 })
+
+/** What Payrail made of CoinPayments' IPNs of `type` about `txnId` (their outcomes). */
+async function coinpaymentsOutcomes(txnId: string, type: string) {
+  const rows = await ctx.db
+    .selectFrom('webhook_events')
+    .select('outcome')
+    .where('gateway', '=', 'coinpayments')
+    .where('event_type', '=', type)
+    .where(sql<string>`payload->>'txnId'`, '=', txnId)
+    .execute()
+  return rows.map((row) => row.outcome)
+}
 
 describe('BitPay', () => {
   test('bp: a BitPay page left open pays an invoice paid offline meanwhile: OVERPAID, and the merchant can refund (record) the excess as documented', async () => {
@@ -273,6 +400,84 @@ describe('BitPay', () => {
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
     })
+  })
+})
+
+describe('BitPay: an invoice whose creation answer was lost, and the one a retry made', () => {
+  /** A payment whose first invoice's answer was lost, processed again: a second invoice, tracked. */
+  async function retriedAfterLoss(invoiceId: string) {
+    const lost = await bitpayPaymentWithLostInvoice(ctx, bitpay, address, invoiceId)
+    const retried = await ctx.post<PaymentBody>(`/v1/payments/${lost.paymentId}/process`)
+    expect(retried.status, retried.text).toBe(200)
+    expect(tracking(retried.body)).not.toBe(lost.lostId)
+    return { ...lost, trackedId: tracking(retried.body) }
+  }
+
+  test('both paid: the second is reported for an operator, not dropped as a repeat', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostId, trackedId } = await retriedAfterLoss(invoice.id)
+    bitpay.pay(trackedId)
+    bitpay.confirm(trackedId)
+    await bitpay.waitForNotifications()
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('SUCCEEDED')
+    const errors = await errorsLoggedDuring(async () => {
+      bitpay.pay(lostId)
+      bitpay.confirm(lostId)
+      await bitpay.waitForNotifications()
+    })
+    expect(errors.filter((m) => m.includes('refund or record it by hand'))).toHaveLength(1)
+    const recorded = await ctx.db
+      .selectFrom('webhook_events')
+      .select('outcome')
+      .where('gateway', '=', 'bitpay')
+      .where('event_id', '=', `${lostId}:confirmed:none`)
+      .execute()
+    expect(recorded.map((row) => row.outcome)).toEqual(['money_refused'])
+    // BitPay's complete for the invoice that paid is still a repeat.
+    const repeats = await errorsLoggedDuring(async () => {
+      bitpay.complete(trackedId)
+      await bitpay.waitForNotifications()
+    })
+    expect(repeats).toEqual([])
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      gateway_payment_id: trackedId,
+    })
+  })
+
+  test('coins in flight on the lost one: the tracked one expiring ends nothing, and the coins confirmed pay the invoice once', async () => {
+    // Before, the tracked invoice's expiry failed the payment whose coins were in flight on
+    // the lost one (`payment.failed`): the invoice took a second payment of it all beside them.
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostId, trackedId } = await retriedAfterLoss(invoice.id)
+    bitpay.pay(lostId)
+    await bitpay.waitForNotifications()
+    expect((await getPayment(ctx, paymentId)).payment_status).toBe('PROCESSING')
+    bitpay.expire(trackedId)
+    await bitpay.waitForNotifications()
+    await expectStillInFlight(invoice.id, paymentId)
+    bitpay.confirm(lostId)
+    await bitpay.waitForNotifications()
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+  })
+
+  test('coins on the lost one that never confirm (invalid) fail the payment, tracking the other', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const { paymentId, lostId, trackedId } = await retriedAfterLoss(invoice.id)
+    bitpay.pay(lostId)
+    await bitpay.waitForNotifications()
+    bitpay.expire(trackedId)
+    bitpay.invalidate(lostId)
+    await bitpay.waitForNotifications()
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'invalid',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_remaining).toBe('100.00')
   })
 })
 
@@ -369,6 +574,30 @@ describe('cancel of an INITIATED coin payment whose start failed', () => {
     expect(cancelled.status, cancelled.text).toBe(200)
   })
 
+  test('a transaction CoinPayments refused (an API error: a currency it cannot convert) opened nothing: not retryable, and the payment can be cancelled', async () => {
+    const { invoice } = await invoiceIn('chf', '100.00')
+    const res = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'coinpayments',
+      amount: '100.00',
+      currency: 'chf',
+    })
+    expect(res.status, res.text).toBe(502)
+    const details = (res.body as unknown as { error: { details: Record<string, unknown> } }).error
+      .details
+    // Before, 502 retryable: a retry would be refused the same way.
+    expect(details).toMatchObject({ retryable: false })
+    const paymentId = String(details.payment_id)
+    expect(await getPayment(ctx, paymentId)).toMatchObject({
+      payment_status: 'INITIATED',
+      status_code: 'coinpayments_error',
+    })
+    const cancelled = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/cancel`)
+    expect(cancelled.status, cancelled.text).toBe(200)
+    expect(cancelled.body.payment_status).toBe('CANCELLED')
+  })
+
   test('the invoice BitPay made for a payment whose answer was lost expires: the payment, tracking nothing, fails', async () => {
     const { invoice } = await invoiceToPay(ctx)
     const { paymentId, lostId } = await bitpayPaymentWithLostInvoice(
@@ -437,3 +666,17 @@ describe('recorded coin refunds and the later reports of the provider', () => {
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
   })
 })
+
+/** Coins in flight: the payment stays PROCESSING, and so does its invoice, which takes no second payment. */
+async function expectStillInFlight(invoiceId: string, paymentId: string) {
+  const second = await createPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'OFFLINE',
+    amount: '100.00',
+  })
+  expect({
+    payment: (await getPayment(ctx, paymentId)).payment_status,
+    invoice: (await getInvoice(ctx, invoiceId)).payment_status,
+    second_payment: second.status,
+  }).toEqual({ payment: 'PROCESSING', invoice: 'PROCESSING', second_payment: 409 })
+}

@@ -1,6 +1,7 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest'
 import { adminAccess } from '../../src/core/principal.ts'
 import type { Payment } from '../../src/db/database.ts'
+import { stripeGateway } from '../../src/gateways/stripe/stripe.gateway.ts'
 import {
   CHARGE_DUE_INVOICES,
   chargeDueInvoices,
@@ -602,6 +603,49 @@ describe('resolve_lost_charges', () => {
     // Done: a later run finds nothing left.
     ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
     expect(await resolveLostCharges(ctx.deps)).toEqual({ resolved: 0, left: 0 })
+  })
+
+  // Both jobs run hourly on several workers, and meet on the same lost charge. Before, when
+  // resolve_lost_charges recorded it first (FAILED `charge_not_found`) and queued the retry,
+  // the charge job's own lookup got its 409 `conflict` (the payment had moved) and took it for
+  // a definitive failure: it wrote `next_payment_attempt: null` over that retry, and the
+  // invoice, owing its whole amount after one attempt of four, was never charged again.
+  test('the charge job looking up the charge resolve_lost_charges settles at once leaves the retry it queued', async () => {
+    const { invoice, stripeCustomerId } = await dueInvoice('pm_card_visa')
+    // The charge never reaches Stripe, and its answer is lost.
+    emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/payment_intents' })
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    emulator.clearFaults()
+    // Workers down for the night: the charge is past its key's window, and its retry is due.
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_WINDOW_MS + 60_000)
+    // While the charge job asks Stripe, resolve_lost_charges (another worker) asks too and
+    // records the answer first.
+    const findCharge = stripeGateway.findCharge?.bind(stripeGateway)
+    let resolvedBeside = false
+    const spy = vi.spyOn(stripeGateway, 'findCharge').mockImplementation(async (...args) => {
+      if (!resolvedBeside) {
+        resolvedBeside = true
+        expect(await resolveLostCharges(ctx.deps)).toEqual({ resolved: 1, left: 0 })
+      }
+      return findCharge!(...args)
+    })
+    try {
+      expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    } finally {
+      spy.mockRestore()
+    }
+    expect(resolvedBeside).toBe(true)
+    const [lost] = await paymentsOf(invoice.id)
+    expect(lost).toMatchObject({ payment_status: 'FAILED', status_code: 'charge_not_found' })
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(inMs(RETRY_AFTER_MS))
+    ctx.clock.advance(RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    expect(chargesTaken(stripeCustomerId)).toHaveLength(1)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      next_payment_attempt: null,
+    })
   })
 
   test('a lookup started from a payment that moved meanwhile records nothing', async () => {

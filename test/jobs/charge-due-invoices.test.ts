@@ -12,7 +12,9 @@ import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
 import {
   OPEN_PAGE_GRACE_MS,
   payInvoiceAutomatically,
+  retryAfterLateFailure,
 } from '../../src/modules/payments/automatic.ts'
+import { findPayment } from '../../src/modules/payments/repository.ts'
 import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
 import {
   createCustomer,
@@ -34,6 +36,25 @@ import {
   sessionOf,
   submitCard,
 } from '../payments-helpers.ts'
+
+/**
+ * A fault of the database (a killed connection) under one step of the automatic charge,
+ * before any payment exists: `findCustomerPaymentMethod` reads the customer's default card in
+ * `payInvoiceAutomatically`. Off unless a test sets `dbFault.failNext`.
+ */
+const dbFault = vi.hoisted(() => ({ failNext: false }))
+vi.mock('../../src/modules/payment-methods/service.ts', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/modules/payment-methods/service.ts')>()
+  return {
+    ...real,
+    findCustomerPaymentMethod: (...args: Parameters<typeof real.findCustomerPaymentMethod>) => {
+      if (!dbFault.failNext) return real.findCustomerPaymentMethod(...args)
+      dbFault.failNext = false
+      // What pg throws when the connection is killed under a query.
+      return Promise.reject(new Error('Connection terminated unexpectedly'))
+    },
+  }
+})
 
 let ctx: TestContext
 
@@ -366,6 +387,52 @@ describe('charge_due_invoices', () => {
     expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBeNull()
   })
 
+  // docs/payments.md: "invoice no longer payable | unchanged, and no page withdrawn | none".
+  // Before, the page was withdrawn (CANCELLED) first, and only then was the charge refused.
+  test('an invoice past its payment window has its open page left alone: the charge cannot run', async () => {
+    const customer = await customerWithCard(ctx, '4242424242424242')
+    const invoice = await finalizedInvoice(ctx, customer.id, {
+      collection_method: 'charge_automatically',
+      payment_window_days: 2,
+    })
+    const link = await createSandboxLink(ctx, invoice)
+    expect(link.status, link.text).toBe(201)
+    ctx.clock.advance(3 * 24 * 60 * 60 * 1000)
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    expect(await payments(invoice.id)).toEqual([
+      expect.objectContaining({ id: link.body.id, payment_status: 'PENDING' }),
+    ])
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBeNull()
+  })
+
+  // docs/payments.md: an unknown outcome, or a worker that died, is retried an hour later; only
+  // a definitive answer (no default card, its gateway not connected, the invoice no longer
+  // payable) ends the charges. Before, a fault thrown before any payment existed (a killed
+  // database connection) was taken for one: `next_payment_attempt` was cleared, no attempt was
+  // counted, and the invoice was never charged again.
+  test('a database fault before the charge is made is retried an hour later, not counted as an attempt', async () => {
+    const customer = await customerWithCard(ctx, '4242424242424242')
+    const invoice = await finalizedInvoice(ctx, customer.id, {
+      collection_method: 'charge_automatically',
+    })
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    dbFault.failNext = true
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 0, failed: 1 })
+    expect(await payments(invoice.id)).toEqual([])
+    expect((await getInvoice(ctx, invoice.id)).next_payment_attempt).toBe(inAnHour())
+    // The database back, the next run charges the card.
+    ctx.clock.advance(UNKNOWN_OUTCOME_RETRY_AFTER_MS)
+    expect(await chargeDueInvoices(ctx.deps)).toEqual({ charged: 1, failed: 0 })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      next_payment_attempt: null,
+    })
+    expect(await payments(invoice.id)).toEqual([
+      expect.objectContaining({ payment_status: 'SUCCEEDED', attempts: [expect.anything()] }),
+    ])
+  })
+
   test('an older page the customer has just paid keeps the card from being charged; its report pays the invoice, once', async () => {
     const { invoice, link } = await invoiceWithOpenLink()
     // Paid at the provider; its report is still on the way.
@@ -455,5 +522,53 @@ describe('events of the automatic charge', () => {
     expect((await ctx.post(`${subscription}/cancel`)).status).toBe(200)
     const shown = await expectLatestEventShows(renewalId)
     expect(shown).toMatchObject({ invoice_status: 'FINALIZED', next_payment_attempt: null })
+  })
+
+  // docs/billing.md: a cancelled subscription's invoices are no longer charged, and
+  // `next_payment_attempt` is null on them. Before, a cancel made while the renewal's card was
+  // being declined cleared it, then the job's decline handling queued a retry three days later
+  // over it and announced it (`invoice.updated`): a charge the job would skip, shown for good.
+  test('the subscription cancelled while its renewal is being declined: no retry is queued, and the latest event says so', async () => {
+    const { subscription, renewalId } = await declinedRenewal()
+    const charge = sandboxGateway.chargeSavedMethod?.bind(sandboxGateway)
+    const spy = vi
+      .spyOn(sandboxGateway, 'chargeSavedMethod')
+      .mockImplementation(async (gatewayCtx, request, method) => {
+        // The merchant cancels while the card is being charged (and declined).
+        if (request.payment.destination_id === renewalId)
+          expect((await ctx.post(`${subscription}/cancel`)).status).toBe(200)
+        return charge!(gatewayCtx, request, method)
+      })
+    try {
+      // (Other tests' renewals may come due with it.)
+      await chargeDueInvoices(ctx.deps)
+    } finally {
+      spy.mockRestore()
+    }
+    expect((await ctx.get<{ status: string }>(subscription)).body.status).toBe('canceled')
+    expect(await payments(renewalId)).toEqual([
+      expect.objectContaining({ payment_status: 'FAILED', status_code: 'card_declined' }),
+    ])
+    const shown = await expectLatestEventShows(renewalId)
+    expect(shown.next_payment_attempt).toBeNull()
+    // Three days later nothing is charged.
+    ctx.clock.advance(RETRY_AFTER_MS)
+    await chargeDueInvoices(ctx.deps)
+    expect(await payments(renewalId)).toHaveLength(1)
+  })
+
+  // The provider's report that an automatic charge failed late queues its retry
+  // (`retryAfterLateFailure`): not on a cancelled subscription's invoice, whose charges ended.
+  test("a late failure report of a cancelled subscription's charge queues no retry", async () => {
+    const { subscription, renewalId } = await declinedRenewal()
+    await chargeDueInvoices(ctx.deps)
+    expect((await ctx.post(`${subscription}/cancel`)).status).toBe(200)
+    const eventsBefore = await eventsOf(ctx, renewalId)
+    const [declined] = await payments(renewalId)
+    const failed = await findPayment(ctx.db, ctx.main.test.id, String(declined?.id))
+    const access = adminAccess({ tenantId: ctx.main.tenant.id, environmentId: ctx.main.test.id })
+    await retryAfterLateFailure(ctx.db, ctx.deps, access, failed!)
+    expect((await getInvoice(ctx, renewalId)).next_payment_attempt).toBeNull()
+    expect(await eventsOf(ctx, renewalId)).toEqual(eventsBefore)
   })
 })

@@ -79,7 +79,9 @@ export function readBitpayInvoice(answer: unknown): BitpayInvoice | undefined {
  * above its price, go back to the buyer (BitPay refunds them itself). So paid (seen, not
  * yet confirmed) is PROCESSING; confirmed and complete SUCCEEDED for the payment's amount,
  * the point to fulfil; an invoice that expired, underpaid or unpaid, FAILED, as do invalid
- * and declined ones; a partial payment on an open invoice changes nothing yet.
+ * and declined ones; a partial payment on an open invoice changes nothing yet. Each names
+ * its invoice (`gatewayPaymentId`): the end of one that does not hold the payment's coins
+ * (a retry made another) ends nothing.
  */
 export function updateFromInvoice(invoice: BitpayInvoice): PaymentUpdate | undefined {
   switch (invoice.status) {
@@ -107,16 +109,19 @@ export function updateFromInvoice(invoice: BitpayInvoice): PaymentUpdate | undef
           }
         : {
             status: 'FAILED',
+            gatewayPaymentId: invoice.id,
             error: { code: 'expired', message: 'The BitPay invoice expired unpaid' },
           }
     case 'invalid':
       return {
         status: 'FAILED',
+        gatewayPaymentId: invoice.id,
         error: { code: 'invalid', message: 'The payment was not confirmed in time' },
       }
     case 'declined':
       return {
         status: 'FAILED',
+        gatewayPaymentId: invoice.id,
         error: { code: 'declined', message: 'BitPay declined the payment' },
       }
   }

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { formatMinorUnits } from '../../core/money.ts'
-import type { Gateway, GatewayContext, NormalizedEvent } from '../gateway.ts'
+import type { Gateway, GatewayContext, GatewayFailure, NormalizedEvent } from '../gateway.ts'
 import { recordedCoinRefund } from '../gateway.ts'
 import { readIpn, updateFromIpn } from './coinpayments.transformers.ts'
 
@@ -59,12 +59,16 @@ export const coinpaymentsGateway: Gateway = {
       }
       return { ok: true, url, trackingId: txnId, gatewayPaymentId: txnId }
     } catch (error) {
+      // A lost answer keeps the codes that say so (`network_error`, `timeout`, `http_5xx`):
+      // the transaction may exist all the same, so the payment is not cancelled while it may
+      // be paid. A refusal (an API error, a 4xx, no keys) made nothing and is not retried.
+      if (error instanceof CoinpaymentsCallError) return { ok: false, failure: error.failure }
       return {
         ok: false,
         failure: {
           code: 'coinpayments_error',
           message: error instanceof Error ? error.message : String(error),
-          retryable: true,
+          retryable: false,
         },
       }
     }
@@ -113,7 +117,8 @@ export const coinpaymentsGateway: Gateway = {
       // The transaction, and the payment it was made for (`custom`): a payment whose
       // `create_transaction` answer was lost tracks no transaction, or tracks the one a retry
       // made, and the money paid on the lost one is still its own. That lost one's
-      // cancellation or time-out does not end a payment tracking another (`trackedObject`).
+      // cancellation or time-out does not end a payment tracking another (`trackedObject`),
+      // nor does the tracked one's while coins are on the lost one (`gatewayPaymentId`).
       target: { trackingId: ipn.txnId, paymentId: ipn.custom || undefined, trackedObject: true },
       update,
       payload: ipn,
@@ -122,7 +127,19 @@ export const coinpaymentsGateway: Gateway = {
   },
 }
 
-/** One call of the legacy API: a form body signed with HMAC-SHA512 of the exact bytes with the private key. */
+/** A call of the legacy API that failed, with what its failure says of the call. */
+class CoinpaymentsCallError extends Error {
+  constructor(readonly failure: GatewayFailure) {
+    super(failure.message)
+  }
+}
+
+/**
+ * One call of the legacy API: a form body signed with HMAC-SHA512 of the exact bytes with the
+ * private key. Throws a `CoinpaymentsCallError`: `network_error` or `timeout` when no answer
+ * came, `http_<status>` for an HTTP error (a 5xx or 429 retryable), `coinpayments_error` for
+ * the API's own refusal (`error` other than `ok`), which CoinPayments answers with a 200.
+ */
 async function call(
   ctx: GatewayContext,
   cmd: string,
@@ -139,21 +156,51 @@ async function call(
     ...params,
   }).toString()
   const base = (ctx.settings.base_url ?? DEFAULT_BASE_URL).replace(/\/+$/, '')
-  const response = await fetch(`${base}/api.php`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      hmac: createHmac('sha512', privateKey).update(body).digest('hex'),
-    },
-    body,
-    signal: AbortSignal.timeout(15_000),
-  })
+  let response: Response
+  try {
+    response = await fetch(`${base}/api.php`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        hmac: createHmac('sha512', privateKey).update(body).digest('hex'),
+      },
+      body,
+      signal: AbortSignal.timeout(15_000),
+    })
+  } catch (error) {
+    const timedOut = error instanceof Error && error.name === 'TimeoutError'
+    throw new CoinpaymentsCallError({
+      code: timedOut ? 'timeout' : 'network_error',
+      message: `CoinPayments: ${error instanceof Error ? error.message : String(error)}`,
+      retryable: true,
+    })
+  }
   const answer = (await response.json().catch(() => null)) as {
     error?: unknown
     result?: unknown
   } | null
-  if (!response.ok || answer?.error !== 'ok')
-    throw new Error(`CoinPayments: ${String(answer?.error ?? response.status)}`)
+  if (!response.ok) {
+    const retryable = response.status >= 500 || response.status === 429
+    throw new CoinpaymentsCallError({
+      code: `http_${response.status}`,
+      message: `CoinPayments answered ${response.status}: ${String(answer?.error ?? 'no answer')}`,
+      retryable,
+    })
+  }
+  // A 200 that is not the API's answer (cut short, or a proxy's page) says nothing of what
+  // CoinPayments did: lost, as no answer is.
+  if (answer === null || typeof answer.error !== 'string')
+    throw new CoinpaymentsCallError({
+      code: 'network_error',
+      message: 'CoinPayments: its answer could not be read',
+      retryable: true,
+    })
+  if (answer.error !== 'ok')
+    throw new CoinpaymentsCallError({
+      code: 'coinpayments_error',
+      message: `CoinPayments: ${answer.error}`,
+      retryable: false,
+    })
   return typeof answer.result === 'object' && answer.result !== null
     ? (answer.result as Record<string, unknown>)
     : undefined

@@ -53,6 +53,8 @@ export function updateFromIpn(ipn: CoinpaymentsIpn): PaymentUpdate | undefined {
   if (ipn.status < 0)
     return {
       status: 'FAILED',
+      // The transaction that ended: a payment whose coins are on another ends with that one.
+      gatewayPaymentId: ipn.txnId,
       error: {
         code: 'cancelled',
         message: 'The CoinPayments transaction was cancelled or timed out',

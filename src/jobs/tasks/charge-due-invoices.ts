@@ -43,7 +43,12 @@ export const UNKNOWN_OUTCOME_RETRY_AFTER_MS = 60 * 60 * 1000
  *   that cannot be (the customer just paid it, or its provider cannot withdraw it) leaves
  *   the invoice to it;
  * - a lost charge the provider turns out never to have received is made again an hour later;
+ * - a fault that is no answer (a dropped database connection) is retried an hour later, as
+ *   when the worker dies, not counted as an attempt;
  * - anything else (no default card, invoice no longer payable) is not retried.
+ *
+ * The next attempt is written only while the invoice still holds the job's claim: one moved
+ * meanwhile (a cancel, a provider's report, `resolve_lost_charges`) is left as it is.
  */
 export async function chargeDueInvoices(
   deps: PaymentDeps,
@@ -82,39 +87,53 @@ export async function chargeDueInvoices(
         }
       } catch (error) {
         failed += 1
-        await scheduleAfterFailure(deps, access, invoice.id, error)
+        await scheduleAfterFailure(deps, access, invoice.id, error, holdUntil)
       }
     }
   }
 }
 
-/** Queues the invoice's next attempt after one that did not succeed, or stops its automatic charges. */
+/**
+ * Queues the invoice's next attempt after one that did not succeed, or stops its automatic
+ * charges. Only while the invoice still holds the job's claim (`holdUntil`): one moved since
+ * was moved by someone else, whose word stands (a cancel that cleared it; a lookup by
+ * `resolve_lost_charges` or a provider's report that settled the charge and queued the retry,
+ * the job's own lookup then answered 409 `conflict`).
+ */
 async function scheduleAfterFailure(
   deps: PaymentDeps,
   access: Access,
   invoiceId: string,
   error: unknown,
+  holdUntil: Date,
 ): Promise<void> {
   const attempts = await countAutomaticAttempts(deps.db, access, invoiceId)
   const unanswered = await unansweredAutomaticCharge(deps.db, access, invoiceId)
   const retryAfter = retryDelayAfter(error, unanswered !== undefined)
-  const log = { invoice_id: invoiceId, attempts, payment_id: unanswered?.id, err: error }
   const retry = retryAfter !== undefined && attempts < MAX_AUTOMATIC_ATTEMPTS
   // Announced (`invoice.updated`): the last event showed the job's claim, an hour away.
-  await inTransaction(deps.db, (trx) =>
+  const next = await inTransaction(deps.db, (trx) =>
     setNextPaymentAttemptLocked(
       trx,
       scopeOf(access),
       invoiceId,
       retry ? new Date(deps.clock.now().getTime() + retryAfter) : null,
       deps.clock,
+      { ifStill: holdUntil },
     ),
   )
-  if (retry) {
-    deps.logger.info(log, 'automatic charge did not succeed; retry queued')
-    return
+  const log = {
+    invoice_id: invoiceId,
+    attempts,
+    payment_id: unanswered?.id,
+    next_payment_attempt: next,
+    err: error,
   }
-  if (unanswered) {
+  if (isUnexpected(error)) {
+    deps.logger.error(log, 'automatic charge failed on an unexpected error')
+  } else if (next !== null) {
+    deps.logger.info(log, 'automatic charge did not succeed; next attempt queued')
+  } else if (unanswered) {
     deps.logger.warn(
       log,
       'automatic charge left PROCESSING with an unknown outcome; the provider report settles it',
@@ -126,18 +145,29 @@ async function scheduleAfterFailure(
 
 /** How long until the next attempt after `error`, or `undefined` when there is none to make. */
 function retryDelayAfter(error: unknown, leftProcessing: boolean): number | undefined {
-  // The charge call itself failed (or something after it did): the provider may hold the money.
-  if (leftProcessing && (!(error instanceof AppError) || error.code === 'gateway_error'))
+  // Not an answer but a fault (a dropped database connection, a deadlock, a bug): whatever step
+  // it hit, the charge is asked again an hour later, as when the worker dies there.
+  if (isUnexpected(error)) return UNKNOWN_OUTCOME_RETRY_AFTER_MS
+  if (!(error instanceof AppError)) return undefined
+  // The charge call itself failed: the provider may hold the money.
+  if (leftProcessing && error.code === 'gateway_error') return UNKNOWN_OUTCOME_RETRY_AFTER_MS
+  // A page the customer may be paying now: asked again once it may be closed.
+  if (error.details[OPEN_PAYMENT_DETAIL] !== undefined && error.details.deferred === true)
     return UNKNOWN_OUTCOME_RETRY_AFTER_MS
-  if (error instanceof AppError) {
-    // A page the customer may be paying now: asked again once it may be closed.
-    if (error.details[OPEN_PAYMENT_DETAIL] !== undefined && error.details.deferred === true)
-      return UNKNOWN_OUTCOME_RETRY_AFTER_MS
-    // The provider never received the charge: nothing was taken, and a new one may be made.
-    if (error.code === 'gateway_error' && error.details.status_code === CHARGE_NOT_FOUND)
-      return UNKNOWN_OUTCOME_RETRY_AFTER_MS
-  }
-  const declined =
-    error instanceof AppError && error.status === 402 && error.code !== 'no_default_payment_method'
+  // The provider never received the charge: nothing was taken, and a new one may be made.
+  if (error.code === 'gateway_error' && error.details.status_code === CHARGE_NOT_FOUND)
+    return UNKNOWN_OUTCOME_RETRY_AFTER_MS
+  // A decline. Anything else is a definitive answer (no default card, its gateway not
+  // connected, the invoice no longer payable, a page left to the customer, the provider's
+  // refusal): no further attempt.
+  const declined = error.status === 402 && error.code !== 'no_default_payment_method'
   return declined ? RETRY_AFTER_MS : undefined
+}
+
+/**
+ * An error that is no answer of Payrail's or the provider's: not an `AppError`, or one of
+ * Payrail's own faults (5xx other than the provider's `gateway_error`).
+ */
+function isUnexpected(error: unknown): boolean {
+  return !(error instanceof AppError) || (error.status >= 500 && error.code !== 'gateway_error')
 }

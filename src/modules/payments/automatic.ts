@@ -5,7 +5,7 @@ import type { Payment } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import { assertMayTakeMoney, gatewayContext, isGatewayName } from '../../gateways/registry.ts'
 import { getCustomer } from '../customers/service.ts'
-import { getInvoice } from '../invoices/service.ts'
+import { assertPayable, getInvoice } from '../invoices/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
 import { setNextPaymentAttemptLocked } from '../subscriptions/next-payment-attempt.ts'
 import {
@@ -39,7 +39,8 @@ export const RETRY_AFTER_MS = 3 * 24 * 60 * 60 * 1000
  * last one is processed again: one left PROCESSING by a lost answer or a crash, or
  * FAILED by an error rather than a decline, is asked again with the same idempotency
  * key, so the provider replays a charge it took instead of taking a second. The
- * invoice's open pages are withdrawn first (`withdrawOpenPages`).
+ * invoice's open pages are withdrawn first (`withdrawOpenPages`), once the charge is known
+ * to be possible (the invoice payable, a default card, its gateway connected).
  *
  * @example
  * await payInvoiceAutomatically(deps, access, invoiceId, { cause: 'job', causeId: 'charge_due_invoices' })
@@ -59,13 +60,14 @@ export async function payInvoiceAutomatically(
   if (last && !endedDefinitively(last)) {
     // A charge in flight keeps any page from opening beside it; a FAILED one does not.
     if (last.payment_status !== 'PROCESSING') {
+      await payableInvoice(deps, access, invoiceId)
       if (last.payment_gateway !== null) await assertCanCharge(deps, access, last.payment_gateway)
       await withdrawOpenPages(deps, access, invoiceId, cause)
     }
     // Asked again with the same key while the provider surely remembers it; later, looked up.
     return processPayment(deps, access, last, cause)
   }
-  const { invoice } = await getInvoice(deps.db, access, invoiceId)
+  const invoice = await payableInvoice(deps, access, invoiceId)
   const customer = await getCustomer(deps.db, access, invoice.customer_id)
   const method = customer.default_payment_method_id
     ? await findCustomerPaymentMethod(
@@ -99,6 +101,18 @@ export async function payInvoiceAutomatically(
     createdBy: cause.causeId,
   })
   return processPayment(deps, access, view.payment.id, cause)
+}
+
+/**
+ * The invoice, if a payment of it may be made now (`assertPayable`: finalized, owing, its
+ * payment window open), checked before any page is withdrawn: a charge that cannot run must
+ * not close the customer's pages. Before, an invoice past its window had its pages withdrawn,
+ * and then its charge refused. The charge checks again under the invoice's lock.
+ */
+async function payableInvoice(deps: PaymentDeps, access: Access, invoiceId: string) {
+  const { invoice } = await getInvoice(deps.db, access, invoiceId)
+  assertPayable(invoice, deps.clock.now())
+  return invoice
 }
 
 /**
@@ -232,7 +246,8 @@ export async function retryAfterLateFailure(
   const invoiceId = failed.destination_id
   const attempts = await countAutomaticAttempts(db, access, invoiceId)
   if (attempts >= MAX_AUTOMATIC_ATTEMPTS) return
-  // Announced (`invoice.updated`), as the job's retry after a decline is.
+  // Announced (`invoice.updated`), as the job's retry after a decline is. None for an invoice
+  // no longer owed, or whose subscription is cancelled.
   const queue = (trx: Db) =>
     setNextPaymentAttemptLocked(
       trx,
@@ -241,9 +256,11 @@ export async function retryAfterLateFailure(
       new Date(deps.clock.now().getTime() + RETRY_AFTER_MS),
       deps.clock,
     )
-  await (db.isTransaction ? queue(db) : inTransaction(db, queue))
+  const next = await (db.isTransaction ? queue(db) : inTransaction(db, queue))
   deps.logger.info(
-    { invoice_id: invoiceId, payment_id: failed.id, attempts },
-    'automatic charge failed after its answer; retry queued',
+    { invoice_id: invoiceId, payment_id: failed.id, attempts, next_payment_attempt: next },
+    next
+      ? 'automatic charge failed after its answer; retry queued'
+      : 'automatic charge failed after its answer; the invoice is no longer charged automatically',
   )
 }

@@ -41,7 +41,13 @@ const HOLDS_MONEY: ReadonlySet<string> = new Set([
   'OVERPAID',
 ])
 
-export type UpdateOutcome = 'applied' | 'repeat' | 'ignored' | 'attempt_recorded' | 'refund_applied'
+export type UpdateOutcome =
+  | 'applied'
+  | 'repeat'
+  | 'ignored'
+  | 'attempt_recorded'
+  | 'refund_applied'
+  | 'money_refused'
 
 /**
  * Applies what a verified gateway notification reports to a payment the caller
@@ -170,7 +176,7 @@ export async function applyPaymentUpdate(
 
   if (
     (update.status === 'FAILED' || update.status === 'CANCELLED') &&
-    payment.payment_method_type === 'PAYMENT_LINK' &&
+    (payment.payment_method_type === 'PAYMENT_LINK' || payment.payment_method_type === 'CRYPTO') &&
     update.gatewayPaymentId !== undefined &&
     payment.gateway_payment_id !== null &&
     payment.gateway_payment_id !== update.gatewayPaymentId
@@ -178,6 +184,8 @@ export async function applyPaymentUpdate(
     // The end of another attempt on the page (one the customer abandoned, expiring) than
     // the provider payment that holds this payment's money: it ends nothing. Before, a page
     // paid with its capture still to come was failed by it, and the capture then refused.
+    // So for a crypto payment: the invoice or transaction a retry made (the one tracked)
+    // expiring unpaid while the coins are in flight on the one whose answer was lost.
     return { payment, outcome: 'ignored' }
   }
   if (update.status === 'FAILED' && (await failedBefore(trx, payment, update.gatewayPaymentId))) {
@@ -190,6 +198,29 @@ export async function applyPaymentUpdate(
     const received =
       update.amountReceived ??
       (share && share.due > 0n ? (payment.amount * share.paid) / share.due : payment.amount)
+    if (
+      (update.status === 'SUCCEEDED' || update.status === 'OVERPAID') &&
+      isSettled(payment.payment_status) &&
+      update.gatewayPaymentId !== undefined &&
+      payment.gateway_payment_id !== null &&
+      payment.gateway_payment_id !== update.gatewayPaymentId
+    ) {
+      // Money on another provider object than the one that paid the payment (the crypto
+      // invoice whose answer was lost and the one a retry made, both paid) is no repeat of
+      // its success, and a settled payment cannot take it: never dropped silently.
+      deps.logger.error(
+        {
+          payment_id: payment.id,
+          payment_status: payment.payment_status,
+          gateway: payment.payment_gateway,
+          gateway_payment_id: update.gatewayPaymentId,
+          paid_by: payment.gateway_payment_id,
+          amount_received: String(received),
+        },
+        'the provider reports money the payment refuses; refund or record it by hand',
+      )
+      return { payment, outcome: 'money_refused' }
+    }
     // Overpaid is decided in the payment's own minor units: a provider's OVERPAID for a few
     // satoshis more than due, worth less than a cent, is a payment of its amount.
     // A charge in flight that its provider cancels has failed: PROCESSING cannot become

@@ -216,7 +216,8 @@ async function applyEvent(
 
 /**
  * Whether `event` would fail or cancel `payment` from a gateway object other than the one
- * the payment tracks (`NormalizedEvent.target.trackedObject`).
+ * the payment tracks (`NormalizedEvent.target.trackedObject`) and the one that holds its
+ * money (`gateway_payment_id`).
  */
 function endsFromAnotherObject(payment: Payment, event: NormalizedEvent): boolean {
   const { trackingId, trackedObject } = event.target
@@ -228,6 +229,9 @@ function endsFromAnotherObject(payment: Payment, event: NormalizedEvent): boolea
     // one reported is the only one it may have, and its expiry ends it.
     payment.gateway_tracking_id !== null &&
     payment.gateway_tracking_id !== trackingId &&
+    // Coins in flight on the crypto invoice whose answer was lost, while the payment tracks
+    // the one a retry made: that invoice's end (unconfirmed, underpaid) is the payment's.
+    payment.gateway_payment_id !== trackingId &&
     (status === 'FAILED' || status === 'CANCELLED')
   )
 }
