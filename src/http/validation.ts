@@ -41,8 +41,9 @@ const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z')
  * Stripe refuses unknown parameters. A misspelt optional field (`ammount` on a refund, which
  * without its amount refunds the whole payment) is then a 400 naming it, not a request
  * carried out without it. Objects that take any keys say so (`additionalProperties` or
- * `patternProperties`: metadata, credentials) and keep them. A copy: the route's schema
- * itself also documents it.
+ * `patternProperties`: metadata, credentials) and keep them. Applied to a copy that only the
+ * validator sees: `/openapi.json` shows the route's schema as written (docs/api.md says
+ * unknown fields are refused).
  */
 function closedObjects(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(closedObjects)

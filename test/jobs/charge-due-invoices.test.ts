@@ -572,3 +572,37 @@ describe('events of the automatic charge', () => {
     expect(await eventsOf(ctx, renewalId)).toEqual(eventsBefore)
   })
 })
+
+describe('automatic charge of the first invoice of a subscription the merchant ended', () => {
+  // "invoice no longer payable | unchanged, and no page withdrawn" (docs/payments.md): an
+  // incomplete subscription whose cancel at its period end has come, the renewal job behind,
+  // has a first invoice nothing may pay. The charge withdrew the customer's page, then was
+  // refused.
+  test("the charge is refused, and the customer's open page is left alone", async () => {
+    const customer = await customerWithCard(ctx, '4242424242424242')
+    const order = await ctx.post<{ invoice_id: string; subscription_id: string }>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'SUBSCRIPTION',
+      price_id: await recurringPrice(ctx, '20.00'),
+    })
+    expect(order.status, order.text).toBe(201)
+    const patched = await ctx.patch<{ status: string; current_period_end: string }>(
+      `/v1/subscriptions/${order.body.subscription_id}`,
+      { cancel_at_period_end: true },
+    )
+    expect(patched.body.status).toBe('incomplete')
+    const invoice = await getInvoice(ctx, order.body.invoice_id)
+    const link = await createSandboxLink(ctx, invoice)
+    expect(link.body.payment_status).toBe('PENDING')
+    ctx.clock.set(new Date(new Date(patched.body.current_period_end).getTime() + 60_000))
+    await queueAutomaticPayment(ctx.db, invoice.id, ctx.clock.now())
+    const run = await chargeDueInvoices(ctx.deps)
+    expect(run.charged).toBe(0)
+    const { rows } = await ctx.pool.query<{ n: number }>(
+      'select count(*)::int as n from payments where $1 = any(invoice_ids) and id <> $2',
+      [invoice.id, link.body.id],
+    )
+    expect(rows[0]?.n).toBe(0)
+    expect((await getPayment(ctx, link.body.id)).payment_status).toBe('PENDING')
+  })
+})

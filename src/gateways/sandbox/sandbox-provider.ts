@@ -399,7 +399,6 @@ export type SandboxCharge =
     }
   | { kind: 'unknown_card' }
 
-/** An off-session charge of a saved card (no customer present, so no 3-D Secure challenge is possible). */
 /** Whether a card's expiry month has ended by `now` (it is good through its last day, in UTC). */
 function hasExpired(card: { expMonth: number; expYear: number }, now: Date): boolean {
   return (
@@ -410,6 +409,7 @@ function hasExpired(card: { expMonth: number; expYear: number }, now: Date): boo
 
 const EXPIRED = SANDBOX_TEST_CARDS['4000000000000069'] as SandboxCardBehaviour
 
+/** An off-session charge of a saved card (no customer present, so no 3-D Secure challenge is possible). */
 export async function chargeCard(
   ctx: GatewayContext,
   payment: Payment,

@@ -246,7 +246,9 @@ async function ensureCustomer(
 /**
  * The Stripe customer made for Payrail's customer `customerId` within the last 48 hours
  * (Stripe keeps a key for 24, with room for the clocks' skew), newest first. A list is read
- * at once, where search can miss a customer made in the last minutes.
+ * at once, where search can miss a customer made in the last minutes. At most
+ * `CUSTOMER_LOOKUP_PAGES` pages (of 100), on the request's path: an account making more
+ * customers than that in two days gets a new one under the parameters' key instead.
  */
 async function customerMadeFor(
   stripe: Stripe,
@@ -254,11 +256,15 @@ async function customerMadeFor(
   now: Date,
 ): Promise<string | undefined> {
   const since = Math.floor(now.getTime() / 1000) - CUSTOMER_KEY_WINDOW_S
+  let read = 0
   for await (const made of stripe.customers.list({ created: { gte: since }, limit: 100 })) {
     if (made.metadata?.[PAYRAIL_CUSTOMER_ID] === customerId) return made.id
+    if (++read >= CUSTOMER_LOOKUP_PAGES * 100) break
   }
   return undefined
 }
+
+const CUSTOMER_LOOKUP_PAGES = 10
 
 /** The metadata key naming Payrail's customer on a Stripe customer. */
 const PAYRAIL_CUSTOMER_ID = 'payrail_customer_id'

@@ -362,25 +362,6 @@ export async function listInvoices(
 }
 
 /**
- * Stops the automatic charges of a subscription's invoices (it was cancelled): each is
- * left open, to be paid by hand, as Stripe turns off `auto_advance` on a cancelled
- * subscription's invoices.
- */
-export async function stopAutomaticCharges(
-  db: Db,
-  environmentId: string,
-  subscriptionId: string,
-): Promise<void> {
-  await db
-    .updateTable('invoices')
-    .set({ next_payment_attempt: null })
-    .where('environment_id', '=', environmentId)
-    .where('subscription_id', '=', subscriptionId)
-    .where('next_payment_attempt', 'is not', null)
-    .execute()
-}
-
-/**
  * Takes the invoices whose automatic charge is due, moving their attempt time to
  * `holdUntil` in the same statement: two workers never charge one invoice at once, and
  * an invoice whose worker dies mid-charge comes due again then instead of being forgotten.

@@ -650,11 +650,6 @@ export async function queueAutomaticPayment(trx: Db, invoiceId: string, at: Date
   await updateInvoice(trx, invoiceId, { next_payment_attempt: at })
 }
 
-/** No further automatic charge of the invoice: paid, or left to the customer. */
-export async function stopAutomaticPayment(trx: Db, invoiceId: string): Promise<void> {
-  await updateInvoice(trx, invoiceId, { next_payment_attempt: null })
-}
-
 export async function lockInvoiceOrFail(trx: Db, scope: Scope, id: string): Promise<Invoice> {
   const invoice = await lockInvoice(trx, scope.environmentId, id)
   if (!invoice) throw notFound('invoice', id)

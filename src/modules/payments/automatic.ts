@@ -7,6 +7,7 @@ import { assertMayTakeMoney, gatewayContext, isGatewayName } from '../../gateway
 import { getCustomer } from '../customers/service.ts'
 import { assertPayable, getInvoice } from '../invoices/service.ts'
 import { findCustomerPaymentMethod } from '../payment-methods/service.ts'
+import { assertStartsNoEndedSubscription } from '../settlement/service.ts'
 import { setNextPaymentAttemptLocked } from '../subscriptions/next-payment-attempt.ts'
 import {
   countFailedFlaggedAttempts,
@@ -112,6 +113,9 @@ export async function payInvoiceAutomatically(
 async function payableInvoice(deps: PaymentDeps, access: Access, invoiceId: string) {
   const { invoice } = await getInvoice(deps.db, access, invoiceId)
   assertPayable(invoice, deps.clock.now())
+  // The first invoice of a subscription whose cancel at its period end has come pays nothing
+  // either (the payment would be refused after the page was withdrawn).
+  await assertStartsNoEndedSubscription(deps.db, scopeOf(access), invoice, deps.clock.now())
   return invoice
 }
 

@@ -486,8 +486,10 @@ export async function payOptions(deps: PaymentDeps, access: Access, invoiceId: s
     assertPayable(invoice, deps.clock.now())
     await assertStartsNoEndedSubscription(deps.db, scope, invoice, deps.clock.now())
   } catch (error) {
+    // Only a refusal says the invoice is not payable; a fault (the database gone) is a fault.
+    if (!(error instanceof AppError)) throw error
     payable = false
-    reason = error instanceof Error ? error.message : 'not payable'
+    reason = error.message
   }
   const customer = await getCustomer(deps.db, scope, invoice.customer_id)
   const options: PayOption[] = []

@@ -17,7 +17,6 @@ import { findRefundByGatewayId, insertAttempt, refundsOf, updatePayment } from '
 import { attemptRecorded, attemptRow, type PaymentDeps, saveCardFromPayment } from './service.ts'
 import { type Cause, movePayment } from './state.ts'
 
-/** A payment whose money was received, then refunded in part or whole (or being refunded). */
 /** The failure of a charge its provider cancelled while it was in flight (PROCESSING). */
 const CANCELLED_IN_FLIGHT = {
   status: 'failed',
@@ -25,6 +24,7 @@ const CANCELLED_IN_FLIGHT = {
   errorMessage: 'The provider cancelled the payment while it was in flight',
 } as const
 
+/** A payment whose money was received, then refunded in part or whole (or being refunded). */
 const REFUND_STATES: ReadonlySet<string> = new Set([
   'PENDING_REFUND',
   'PARTIALLY_REFUNDED',

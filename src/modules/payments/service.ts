@@ -1237,11 +1237,6 @@ async function rememberGatewayCustomer(
   await setGatewayCustomerId(deps.db, customer.id, gateway, gatewayCustomerId, deps.clock.now())
 }
 
-/**
- * `payrail-charge-<payment>-<declines so far>`: a retry after a timeout or provider
- * error sends the key of the attempt it retries, so a charge that went through is
- * replayed, not taken again; only a decline (a definitive answer) starts a new key.
- */
 /** What a gateway is asked for `payment`: its customer, a description, and the charge's idempotency key. */
 export async function gatewayRequestFor(
   deps: PaymentDeps,
@@ -1268,6 +1263,12 @@ export async function gatewayRequestFor(
   }
 }
 
+/**
+ * `payrail-charge-<payment>-<charges ended so far>`: a retry after a timeout or provider
+ * error sends the key of the attempt it retries, so a charge that went through is
+ * replayed, not taken again; only a charge that ended at the provider (declined, expired,
+ * cancelled in flight) starts a new key.
+ */
 async function chargeKeyFor(db: Db, payment: Payment): Promise<string> {
   if (payment.payment_method_type !== 'CARD') return `payrail-charge-${payment.id}-0`
   // Charges that ended at the provider: declined, expired (an authorization never
