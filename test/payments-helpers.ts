@@ -161,10 +161,14 @@ export async function submitCard(
 }
 
 /**
- * A customer whose sandbox card was saved as their default by paying a link with it, and
- * a second finalized invoice of theirs (30.00 usd) for that card to pay.
+ * A customer whose sandbox card was saved as their default by paying a link with it (its
+ * expiry `expiry`, else the submitter's default), and a second finalized invoice of theirs
+ * (30.00 usd) for that card to pay.
  */
-export async function customerWithSavedCard(ctx: TestContext) {
+export async function customerWithSavedCard(
+  ctx: TestContext,
+  expiry?: { month: string; year: string },
+) {
   const { customer, invoice } = await invoiceToPay(ctx)
   const link = await createPayment(ctx, {
     destination_id: invoice.id,
@@ -173,7 +177,14 @@ export async function customerWithSavedCard(ctx: TestContext) {
     amount: '100.00',
     save_card_and_make_default: true,
   })
-  expect((await submitCard(ctx, sessionOf(link.body), '4242424242424242')).statusCode).toBe(200)
+  const paid = await submitCard(
+    ctx,
+    sessionOf(link.body),
+    '4242424242424242',
+    expiry?.month,
+    expiry?.year,
+  )
+  expect(paid.statusCode, paid.body).toBe(200)
   const next = await ctx.post<{ id: string }>('/v1/invoices', {
     customer_id: customer.id,
     currency: 'usd',

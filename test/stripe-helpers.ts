@@ -8,6 +8,7 @@ import { startStripeEmulator } from './emulators/stripe/server.ts'
 import type { TestCardAlias } from './emulators/stripe/test-cards.ts'
 import type { InvoiceBody, List } from './fixtures.ts'
 import type { TestContext } from './harness.ts'
+import { createPayment, getPayment, unansweredPayment } from './payments-helpers.ts'
 
 /** Where the emulator posts the main tenant's test-environment webhooks. */
 export function stripeWebhookPath(ctx: TestContext): string {
@@ -82,4 +83,58 @@ export async function mirroredInvoice(ctx: TestContext, stripeInvoiceId: string)
     '/v1/invoices?source=stripe&limit=1000',
   )
   return list.body.items.find((i) => i.stripe_invoice_id === stripeInvoiceId)
+}
+
+/** A Stripe link for `invoiceId`, of 100.00 unless `extra` says otherwise, its Checkout Session open. */
+export async function openStripeLink(
+  ctx: TestContext,
+  invoiceId: string,
+  extra: Record<string, unknown> = {},
+) {
+  const res = await createPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'PAYMENT_LINK',
+    payment_gateway: 'stripe',
+    amount: '100.00',
+    ...extra,
+  })
+  expect(res.status, res.text).toBe(201)
+  return res.body
+}
+
+/** The same, paid on the emulator's Checkout page with a card: SUCCEEDED. */
+export async function paidStripeLink(
+  ctx: TestContext,
+  emulator: StripeEmulator,
+  invoiceId: string,
+  extra: Record<string, unknown> = {},
+) {
+  const link = await openStripeLink(ctx, invoiceId, extra)
+  emulator.completeCheckoutSession(String(link.gateway_tracking_id), {
+    paymentMethod: 'pm_card_visa',
+  })
+  await emulator.waitForDeliveries()
+  const paid = await getPayment(ctx, link.id)
+  expect(paid.payment_status).toBe('SUCCEEDED')
+  return paid
+}
+
+/**
+ * A Stripe link for `invoiceId` whose call to `pathPrefix` Stripe carried out but whose answer
+ * was lost (stripe-node's own retries too): 502, the payment left INITIATED. Its id.
+ */
+export async function unansweredStripeLink(
+  ctx: TestContext,
+  emulator: StripeEmulator,
+  invoiceId: string,
+  lost: { pathPrefix: string; method?: 'POST' },
+) {
+  emulator.timeoutNext({ count: 3, mode: 'destroy', afterProcessing: true, ...lost })
+  const paymentId = await unansweredPayment(ctx, {
+    destination_id: invoiceId,
+    payment_method_type: 'PAYMENT_LINK',
+    payment_gateway: 'stripe',
+  })
+  emulator.clearFaults()
+  return paymentId
 }

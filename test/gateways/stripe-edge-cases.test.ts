@@ -19,14 +19,16 @@ import {
   type PaymentBody,
   payOffline,
   type RefundBody,
-  unansweredPayment,
 } from '../payments-helpers.ts'
 import {
   connectStripeEmulator,
   mirroredInvoice,
+  openStripeLink,
+  paidStripeLink,
   runDefaultMethodJob,
   saveStripeCard,
   stripeWebhookPath,
+  unansweredStripeLink,
 } from '../stripe-helpers.ts'
 
 let ctx: TestContext
@@ -67,18 +69,9 @@ describe('Stripe payment links', () => {
   test('a link whose session answer was lost, processed again a minute later, gets its session (the idempotent request is the same request)', async () => {
     const { invoice } = await invoiceToPay(ctx)
     // Stripe creates the session; its answer is lost (stripe-node's own retries too).
-    emulator.timeoutNext({
-      count: 3,
-      mode: 'destroy',
+    const paymentId = await unansweredStripeLink(ctx, emulator, invoice.id, {
       pathPrefix: '/v1/checkout/sessions',
-      afterProcessing: true,
     })
-    const paymentId = await unansweredPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'stripe',
-    })
-    emulator.clearFaults()
     // A retry comes later than the first call: the session's parameters hold no time, so the
     // key's request is the same (an expires_at of now + 24 h made Stripe refuse the key, 400
     // idempotency_error, on every retry for 24 hours).
@@ -96,18 +89,9 @@ describe('Stripe payment links', () => {
   test('the expiry of a Checkout Session made before a retry gave the payment another one does not fail the payment', async () => {
     const { invoice } = await invoiceToPay(ctx)
     // The session is created at Stripe, its answer lost: the payment stays INITIATED.
-    emulator.timeoutNext({
-      count: 3,
-      mode: 'destroy',
+    const paymentId = await unansweredStripeLink(ctx, emulator, invoice.id, {
       pathPrefix: '/v1/checkout/sessions',
-      afterProcessing: true,
     })
-    const paymentId = await unansweredPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'stripe',
-    })
-    emulator.clearFaults()
     // Stripe prunes idempotency keys after 24 h: the retry makes a second session.
     emulator.forgetIdempotencyKeys()
     const retried = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
@@ -435,19 +419,6 @@ describe('Stripe Billing mirror', () => {
   })
 })
 
-/** A Stripe link of 100.00 for `invoiceId`, its Checkout Session open. */
-async function stripeLink(invoiceId: string, extra: Record<string, unknown> = {}) {
-  const res = await createPayment(ctx, {
-    destination_id: invoiceId,
-    payment_method_type: 'PAYMENT_LINK',
-    payment_gateway: 'stripe',
-    amount: '100.00',
-    ...extra,
-  })
-  expect(res.status, res.text).toBe(201)
-  return res.body
-}
-
 /** The events Payrail sent about `paymentId`, of one type. */
 async function paymentEvents(paymentId: string, type: string) {
   const res = await ctx.get<{
@@ -464,7 +435,7 @@ describe('a paid link, reported twice (payment_intent.succeeded and checkout.ses
     '%s: one succeeded attempt, and payment.succeeded names the card the link saved',
     async (_, order) => {
       const { invoice } = await invoiceToPay(ctx)
-      const payment = await stripeLink(invoice.id, { save_card_and_make_default: true })
+      const payment = await openStripeLink(ctx, invoice.id, { save_card_and_make_default: true })
       emulator.setWebhookDelivery('manual')
       emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
         paymentMethod: 'pm_card_visa',
@@ -500,7 +471,7 @@ describe('a link whose card was declined on the page, then whose session expired
   /** A link whose customer tried a declined card: the session stays open, its PaymentIntent waiting for another card. */
   async function declinedLink() {
     const { invoice } = await invoiceToPay(ctx)
-    const payment = await stripeLink(invoice.id)
+    const payment = await openStripeLink(ctx, invoice.id)
     const declined = emulator.completeCheckoutSession(String(payment.gateway_tracking_id), {
       paymentMethod: 'pm_card_visa_chargeDeclined',
     })
@@ -558,19 +529,10 @@ describe("the Stripe customer's creation answer lost, then the customer edited",
    */
   async function lostCustomerThenEdited() {
     const { customer, invoice } = await invoiceToPay(ctx)
-    emulator.timeoutNext({
-      count: 3,
-      mode: 'destroy',
+    const paymentId = await unansweredStripeLink(ctx, emulator, invoice.id, {
       pathPrefix: '/v1/customers',
       method: 'POST',
-      afterProcessing: true,
     })
-    const paymentId = await unansweredPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'stripe',
-    })
-    emulator.clearFaults()
     const made = stripeCustomersOf(customer.id)
     expect(made).toHaveLength(1)
     const edited = await ctx.patch(`/v1/customers/${customer.id}`, {
@@ -635,24 +597,11 @@ describe('Stripe refunds that fail after they succeeded', () => {
   /** A 100.00 invoice paid with a Stripe link of `amount`. */
   async function paidLink(amount = '100.00') {
     const { customer, invoice } = await invoiceToPay(ctx)
-    return { customer, invoice, payment: await payWithLink(invoice.id, amount) }
-  }
-
-  async function payWithLink(invoiceId: string, amount: string) {
-    const link = await createPayment(ctx, {
-      destination_id: invoiceId,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'stripe',
-      amount,
-    })
-    expect(link.status, link.text).toBe(201)
-    emulator.completeCheckoutSession(String(link.body.gateway_tracking_id), {
-      paymentMethod: 'pm_card_visa',
-    })
-    await emulator.waitForDeliveries()
-    const paid = await getPayment(ctx, link.body.id)
-    expect(paid.payment_status).toBe('SUCCEEDED')
-    return paid
+    return {
+      customer,
+      invoice,
+      payment: await paidStripeLink(ctx, emulator, invoice.id, { amount }),
+    }
   }
 
   async function refund(paymentId: string, body: Record<string, unknown> = {}) {
@@ -818,7 +767,7 @@ describe('Stripe refunds that fail after they succeeded', () => {
 
   test('an invoice that what the failed refund gave back pays in full becomes paid (invoice.paid)', async () => {
     const { invoice } = await invoiceToPay(ctx)
-    const part = await payWithLink(invoice.id, '40.00')
+    const part = await paidStripeLink(ctx, emulator, invoice.id, { amount: '40.00' })
     await refund(part.id)
     // Paid in full only with the refunded 40.00: owed again, then given back by Stripe.
     await payOffline(ctx, invoice.id, '60.00')
@@ -849,7 +798,7 @@ describe('Stripe refunds that fail after they succeeded', () => {
       currency: 'usd',
     })
     expect(order.status, order.text).toBe(201)
-    const payment = await payWithLink(order.body.invoice_id, '100.00')
+    const payment = await paidStripeLink(ctx, emulator, order.body.invoice_id)
     const adjust = (amount: string) =>
       ctx.post(`/v1/customers/${customer.id}/balance_transactions`, { amount, currency: 'usd' })
     const ledger = async () =>

@@ -24,9 +24,11 @@ import {
 } from '../payments-helpers.ts'
 import {
   connectStripeEmulator,
+  openStripeLink,
   runDefaultMethodJob,
   saveStripeCard,
   stripeWebhookPath,
+  unansweredStripeLink,
 } from '../stripe-helpers.ts'
 
 let ctx: TestContext
@@ -51,18 +53,12 @@ function loseAnswers(pathPrefix: string, options: { afterProcessing: boolean }) 
   emulator.timeoutNext({ count: 3, mode: 'destroy', pathPrefix, ...options })
 }
 
-async function link(invoiceId: string, extra: Record<string, unknown> = {}) {
-  const res = await createPayment(ctx, {
-    destination_id: invoiceId,
-    payment_method_type: 'PAYMENT_LINK',
-    payment_gateway: 'stripe',
-    amount: '100.00',
+function link(invoiceId: string, extra: Record<string, unknown> = {}) {
+  return openStripeLink(ctx, invoiceId, {
     success_url: 'https://merchant.example/thanks',
     cancel_url: 'https://merchant.example/cancel',
     ...extra,
   })
-  expect(res.status, res.text).toBe(201)
-  return res.body
 }
 
 describe('Stripe payment links, through the official SDK and the emulator', () => {
@@ -559,18 +555,9 @@ describe('Stripe payment links, through the official SDK and the emulator', () =
 
   test('a Stripe timeout while creating the session leaves the payment INITIATED; a retry makes one session', async () => {
     const { invoice } = await invoiceToPay(ctx)
-    emulator.timeoutNext({
-      count: 3,
-      mode: 'destroy',
+    const paymentId = await unansweredStripeLink(ctx, emulator, invoice.id, {
       pathPrefix: '/v1/checkout/sessions',
-      afterProcessing: true,
     })
-    const paymentId = await unansweredPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'stripe',
-    })
-    emulator.clearFaults()
     const retried = await ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`)
     expect(retried.status, retried.text).toBe(200)
     expect(retried.body.payment_status).toBe('PENDING')

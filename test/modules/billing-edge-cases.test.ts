@@ -69,6 +69,11 @@ async function monthlyPrice(amount = '20.00') {
 
 /** A new monthly subscription, `incomplete` (its first invoice unpaid), at START: its id. */
 async function incompleteSubscription() {
+  return (await incompleteOrder()).subscription_id
+}
+
+/** The order of a new monthly subscription at START, `incomplete` (its first invoice unpaid). */
+async function incompleteOrder() {
   ctx.clock.set(START)
   const customer = await createCustomer(ctx)
   const order = await ctx.post<OrderBody>('/v1/orders', {
@@ -77,7 +82,7 @@ async function incompleteSubscription() {
     price_id: await monthlyPrice(),
   })
   expect(order.status, order.text).toBe(201)
-  return order.body.subscription_id
+  return order.body
 }
 
 describe('subscriptions', () => {
@@ -97,20 +102,13 @@ describe('subscriptions', () => {
 describe('an incomplete subscription set to cancel at its period end', () => {
   /** An `incomplete` subscription ordered at START, set to cancel at its period end (Feb 15). */
   async function cancelledAtPeriodEnd() {
-    ctx.clock.set(START)
-    const customer = await createCustomer(ctx)
-    const order = await ctx.post<OrderBody>('/v1/orders', {
-      customer_id: customer.id,
-      type: 'SUBSCRIPTION',
-      price_id: await monthlyPrice(),
-    })
-    expect(order.status, order.text).toBe(201)
+    const order = await incompleteOrder()
     const patched = await ctx.patch<SubscriptionBody>(
-      `/v1/subscriptions/${order.body.subscription_id}`,
+      `/v1/subscriptions/${order.subscription_id}`,
       { cancel_at_period_end: true },
     )
     expect(patched.body).toMatchObject({ status: 'incomplete', cancel_at_period_end: true })
-    return { ...order.body, periodEnd: patched.body.current_period_end }
+    return { ...order, periodEnd: patched.body.current_period_end }
   }
 
   /** Ended as the renewal job ends it: canceled at its period end, its invoice voided, its order cancelled. */

@@ -1416,6 +1416,34 @@ describe('PUT and PATCH /v1/payments/:id', () => {
     expect((await getPayment(ctx, link.body.id)).payment_method_id).toBeNull()
   })
 
+  test("another customer's card, or null with no default, is refused and the payment keeps its card", async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const own = await savedSandboxCard(ctx, customer.id, '4242424242424242')
+    const created = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CARD',
+      payment_method_id: own.id,
+      amount: '100.00',
+      process_payment: false,
+    })
+    expect(created.status, created.text).toBe(201)
+    const { customer: other } = await invoiceToPay(ctx)
+    const theirs = await savedSandboxCard(ctx, other.id, '4242424242424242')
+    expectError(
+      await ctx.patch(`/v1/payments/${created.body.id}`, { payment_method_id: theirs.id }),
+      404,
+      'not_found',
+    )
+    // The customer has no default (the card was saved without one): null names nothing.
+    await ctx.patch(`/v1/customers/${customer.id}`, { default_payment_method_id: null })
+    expectError(
+      await ctx.patch(`/v1/payments/${created.body.id}`, { payment_method_id: null }),
+      402,
+      'no_default_payment_method',
+    )
+    expect((await getPayment(ctx, created.body.id)).payment_method_id).toBe(own.id)
+  })
+
   // DESIGN: CARD uses payment_method_id or the customer's default. Cleared, it names the
   // default again, as at creation; processing it then charged nothing (402) for good.
   test("payment_method_id: null on a CARD payment names the customer's default, which processing then charges", async () => {

@@ -7,7 +7,7 @@ import {
   findSession,
   submitCard as submitCardOnPage,
 } from '../../src/gateways/sandbox/sandbox-provider.ts'
-import { eventsOf } from '../fixtures.ts'
+import { eventsOf, finalizedInvoice } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   chargeDefaultCard,
@@ -412,44 +412,21 @@ describe('a saved card past its expiry', () => {
   // The hosted page refuses a card whose expiry has passed; a card saved while valid and
   // charged off-session after its expiry month is declined `expired_card`, as Stripe's is.
   test('charged off-session, it is declined expired_card (402), the payment FAILED and the invoice unpaid', async () => {
-    const { customer, invoice } = await invoiceToPay(ctx)
-    const link = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'sandbox',
-      amount: '100.00',
-      save_card_and_make_default: true,
+    const now = ctx.clock.now()
+    const { customer, nextInvoiceId } = await customerWithSavedCard(ctx, {
+      month: String(now.getUTCMonth() + 1).padStart(2, '0'),
+      year: String(now.getUTCFullYear()),
     })
-    const month = ctx.clock.now().getUTCMonth() + 1
-    const year = ctx.clock.now().getUTCFullYear()
-    const paid = await submitCard(
-      ctx,
-      sessionOf(link.body),
-      '4242424242424242',
-      String(month).padStart(2, '0'),
-      String(year),
-    )
-    expect(paid.statusCode, paid.body).toBe(200)
     // Still good until its month ends: charged.
-    const good = await chargeDefaultCard(ctx, (await invoiceToPayFor(customer.id)).id)
+    const good = await chargeDefaultCard(ctx, nextInvoiceId)
     expect(good.status, good.text).toBe(201)
     ctx.clock.advance(92 * 24 * 60 * 60 * 1000)
-    const next = await invoiceToPayFor(customer.id)
+    const next = await finalizedInvoice(ctx, customer.id)
     const res = await chargeDefaultCard(ctx, next.id)
     expect(res.status, res.text).toBe(402)
-    expect((res.body as unknown as ErrorBody).error.code).toBe('expired_card')
+    const { error } = res.body as unknown as ErrorBody
+    expect(error.code).toBe('expired_card')
+    expect((await getPayment(ctx, String(error.details.payment_id))).payment_status).toBe('FAILED')
     expect(await getInvoice(ctx, next.id)).toMatchObject({ amount_paid: '0.00' })
   })
 })
-
-async function invoiceToPayFor(customerId: string) {
-  const res = await ctx.post<{ id: string }>('/v1/invoices', {
-    customer_id: customerId,
-    currency: 'usd',
-    lines: [{ description: 'Seat', quantity: 1, unit_amount: '100.00' }],
-  })
-  expect(res.status, res.text).toBe(201)
-  const finalized = await ctx.post<{ id: string }>(`/v1/invoices/${res.body.id}/finalize`)
-  expect(finalized.status, finalized.text).toBe(200)
-  return finalized.body
-}

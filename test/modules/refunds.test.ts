@@ -22,7 +22,7 @@ import {
   sessionOf,
   submitCard,
 } from '../payments-helpers.ts'
-import { connectStripeEmulator } from '../stripe-helpers.ts'
+import { connectStripeEmulator, paidStripeLink } from '../stripe-helpers.ts'
 
 interface BalanceTransactionBody {
   type: string
@@ -739,27 +739,14 @@ describe('why a refund failed', () => {
   })
 
   /** A 100.00 invoice paid with a Stripe link. */
-  async function paidStripeLink() {
+  async function paidLink() {
     const customer = await createCustomer(sctx)
     const invoice = await finalizedInvoice(sctx, customer.id)
-    const link = await createPayment(sctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'stripe',
-      amount: '100.00',
-    })
-    expect(link.status, link.text).toBe(201)
-    stripe.completeCheckoutSession(String(link.body.gateway_tracking_id), {
-      paymentMethod: 'pm_card_visa',
-    })
-    await stripe.waitForDeliveries()
-    const payment = await getPayment(sctx, link.body.id)
-    expect(payment.payment_status).toBe('SUCCEEDED')
-    return payment
+    return paidStripeLink(sctx, stripe, invoice.id)
   }
 
   test("a refund Stripe fails keeps Stripe's failure_reason as failure_code, a sentence as failure_message", async () => {
-    const payment = await paidStripeLink()
+    const payment = await paidLink()
     // The refund call never reaches Stripe (pending); Stripe then reports it failed.
     stripe.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/refunds' })
     const pending = await sctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
@@ -798,7 +785,7 @@ describe('why a refund failed', () => {
   })
 
   test("a refund call Stripe refuses keeps Stripe's error code (charge_already_refunded)", async () => {
-    const payment = await paidStripeLink()
+    const payment = await paidLink()
     // All of it is refunded in Stripe's dashboard; Payrail has not heard of it yet.
     stripe.setWebhookDelivery('manual')
     const client = new Stripe(stripe.secretKey, stripe.stripeConfig())
