@@ -172,6 +172,13 @@ async function keys(args: string[]): Promise<number> {
   })
   const environmentType = parseEnvironment(values.environment)
   if (sub === 'create') {
+    // A stray word (`keys create live`) is refused, not dropped: the key printed would be
+    // another one than the operator asked for (a test key of tenant `default`).
+    if (positionals.length > 0) {
+      throw new UsageError(
+        `keys create takes no arguments, got '${positionals.join(' ')}' (options: --tenant ID, --environment test|live)`,
+      )
+    }
     if (values.role !== 'admin') {
       throw new UsageError(
         "--role must be 'admin'; customer tokens (role user) come from POST /v1/customers/:id/tokens",
@@ -181,20 +188,31 @@ async function keys(args: string[]): Promise<number> {
       await migrateAndBootstrap(database, logger, { bootstrap: false })
       const tenant = await requireTenantOrDefault(database, values.tenant)
       const environment = await requireEnvironment(database.db, tenant.id, environmentType)
-      const { key } = await createApiKey(database.db, {
-        tenantId: tenant.id,
-        environmentId: environment.id,
-        role: 'admin',
-        name: 'Created with payrail keys create',
-      })
+      const { key } = await createApiKey(
+        database.db,
+        {
+          tenantId: tenant.id,
+          environmentId: environment.id,
+          role: 'admin',
+          name: 'Created with payrail keys create',
+        },
+        systemClock,
+      )
       const out = { key, tenant_id: tenant.id, environment_id: environment.id, role: 'admin' }
       process.stdout.write(values.json ? `${JSON.stringify(out)}\n` : `${key}\n`)
       return 0
     })
   }
   if (sub === 'revoke') {
-    const id = positionals[0]
+    const [id, ...more] = positionals
     if (!id) throw new UsageError('keys revoke needs the key id (key_…)')
+    // One key per command: revoking the first of several and reporting success would leave
+    // the others (maybe the leaked one) working.
+    if (more.length > 0) {
+      throw new UsageError(
+        `keys revoke takes one key id, got ${positionals.length}: ${positionals.join(' ')} (revoke each with its own command)`,
+      )
+    }
     return withDatabase(async (database) => {
       const tenant = await requireTenant(database.db, values.tenant)
       const environment = await requireEnvironment(database.db, tenant.id, environmentType)
@@ -251,14 +269,15 @@ async function demo(args: string[]): Promise<number> {
   if (!Number.isInteger(customers) || customers < 8 || customers > 500) {
     throw new UsageError('--customers must be an integer from 8 to 500')
   }
-  return withDatabase(async (database, logger) => {
+  return withDatabase(async (database, logger, _config, signal) => {
     await migrateAndBootstrap(database, logger, { bootstrap: false })
     const tenant = await requireTenantOrDefault(database, values.tenant)
     const environment = await requireEnvironment(database.db, tenant.id, 'test')
+    // All or nothing: stopped (Ctrl-C), it writes nothing, and it can run again.
     const summary = await seedDemo(
       { db: database.db, logger },
       { tenantId: tenant.id, environmentId: environment.id },
-      { customers },
+      { customers, signal },
     )
     if (values.json) {
       process.stdout.write(`${JSON.stringify(summary)}\n`)
@@ -316,9 +335,18 @@ function formatCounts(counts: Record<string, number>): string {
     .join(', ')
 }
 
-/** Runs a one-shot command against the database, logging to stderr so stdout stays clean for `--json`. */
+/**
+ * Runs a one-shot command against the database, logging to stderr so stdout stays clean
+ * for `--json`. `signal` is aborted on Ctrl-C (or SIGTERM): work that must not stop
+ * half-way (the demo's one transaction) stops at its next statement, and rolls back.
+ */
 async function withDatabase(
-  run: (database: OpenDatabase, logger: Logger, config: Config) => Promise<number>,
+  run: (
+    database: OpenDatabase,
+    logger: Logger,
+    config: Config,
+    signal: AbortSignal,
+  ) => Promise<number>,
 ) {
   const config = loadConfig(process.env)
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'stderr')
@@ -326,9 +354,11 @@ async function withDatabase(
   // started is stopped (a signal during the start lets the start finish first). Before, the
   // signal killed Node with that PostgreSQL left running.
   const interrupted = waitForSignal(logger)
+  const stopping = new AbortController()
+  interrupted.then((signal) => stopping.abort(new Error(`Stopped by ${signal}`)))
   const database = await openDatabase(config, logger, { maxConnections: 4 })
   try {
-    const work = run(database, logger, config)
+    const work = run(database, logger, config, stopping.signal)
     // Its end after the signal (a query on a pool being closed) is not this command's answer.
     work.catch(() => undefined)
     const outcome = await Promise.race([

@@ -131,6 +131,10 @@ describe('payrail CLI', () => {
     [['tenants', 'create'], /needs --name/],
     [['frobnicate'], /Unknown command 'frobnicate'/],
     [['keys', 'create', '--bogus'], /Unknown option '--bogus'/],
+    // `--environment live` meant: not a test key of tenant `default`.
+    [['keys', 'create', 'live'], /keys create takes no arguments, got 'live'/],
+    // Not "Revoked key_a" with key_b still working.
+    [['keys', 'revoke', 'key_a', 'key_b'], /keys revoke takes one key id, got 2: key_a key_b/],
     [['sync', 'paypal'], /payrail sync stripe/],
     [['serve', '--workers', '0'], /--workers must be 1–64, got '0'/],
     [['serve', '--workers', 'two'], /--workers must be 1–64, got 'two'/],
@@ -138,7 +142,34 @@ describe('payrail CLI', () => {
     const result = await run(args, { DATABASE_URL: 'postgres://127.0.0.1:1/never' })
     expect(result.code).toBe(2)
     expect(result.stderr).toMatch(message)
+    expect(result.stdout).toBe('')
   })
+
+  test('Ctrl-C during the demo writes nothing: the demo then runs in full', async () => {
+    const env = { DATABASE_URL: await freshDatabase() }
+    const customers = async () => {
+      const client = new pg.Client({ connectionString: env.DATABASE_URL })
+      await client.connect()
+      try {
+        return (await client.query<{ n: number }>('select count(*)::int as n from customers'))
+          .rows[0]?.n
+      } finally {
+        await client.end()
+      }
+    }
+    const first = payrail(['demo', '--customers', '500'], { ...env, LOG_LEVEL: 'debug' })
+    // Half-way through the story: customers, orders and invoices written by then.
+    await waitForOutput(() => first.output().stderr, /"step":6\b.*"msg":"demo month"/, 60_000)
+    expect(await customers()).toBe(0)
+    first.child.kill('SIGINT')
+    expect((await first.done()).code).toBe(130)
+    expect(await customers()).toBe(0)
+    const again = await run(['demo', '--customers', '8', '--json'], env)
+    expect(again.stderr).toBe('')
+    expect(again.code).toBe(0)
+    expect(JSON.parse(again.stdout).customers).toBe(8)
+    expect(await customers()).toBe(8)
+  }, 120_000)
 
   test('demo fills the test environment once and refuses a second run', async () => {
     const env = { DATABASE_URL: await freshDatabase() }
@@ -453,6 +484,52 @@ describe('first start', () => {
     // key once. Either the failed start showed it, or the next start must.
     expect(shown).toMatch(/sk_test_\w+/)
   }, 60_000)
+})
+
+describe('first start after `payrail demo`', () => {
+  test('serve prints the first admin key of the tenant `default` the demo made; not again, not once revoked', async () => {
+    const env = { DATABASE_URL: await freshDatabase(), PAYRAIL_SECRET_KEY: '5e'.repeat(32) }
+    /** One start: its output, and the answer of GET /v1/api_keys with the key it printed. */
+    const startServe = async () => {
+      const server = payrail(['serve', '--port', '0', '--no-worker'], env)
+      try {
+        const [, url] = await waitForOutput(
+          () => server.output().stdout,
+          /listening on (http:\/\/\S+)/,
+          60_000,
+        )
+        const [, key] = server.output().stdout.match(/^ {2}(sk_test_\w+)$/m) ?? []
+        const status = key
+          ? (await fetch(`${url}/v1/api_keys`, { headers: { authorization: `Bearer ${key}` } }))
+              .status
+          : undefined
+        return { stdout: server.output().stdout, key, status }
+      } finally {
+        server.child.kill('SIGTERM')
+        await server.done()
+      }
+    }
+    // The demo makes tenant `default` (with no key: it prints its summary, not a key).
+    const demo = await run(['demo', '--customers', '8'], env)
+    expect(demo.code).toBe(0)
+    expect(demo.stdout).not.toMatch(/sk_test_/)
+    // DESIGN: the first `serve` prints a test admin key once; a default tenant left keyless
+    // by another command gets it then, as an empty database does.
+    const first = await startServe()
+    expect(first.key).toMatch(/^sk_test_/)
+    expect(first.status).toBe(200)
+    // Shown once: the next start makes none.
+    expect((await startServe()).stdout).not.toMatch(/sk_test_/)
+    // A tenant whose keys were all revoked on purpose gets no new one on every start.
+    const client = new pg.Client({ connectionString: env.DATABASE_URL })
+    await client.connect()
+    const ids = await client
+      .query<{ id: string }>("select id from api_keys where tenant_id = 'default'")
+      .finally(() => client.end())
+    expect(ids.rows).toHaveLength(1)
+    expect((await run(['keys', 'revoke', ids.rows[0]!.id], env)).code).toBe(0)
+    expect((await startServe()).stdout).not.toMatch(/sk_test_/)
+  }, 180_000)
 })
 
 describe('shutdown', () => {

@@ -227,6 +227,60 @@ describe('seedDemo', () => {
     ).rejects.toMatchObject({ code: 'validation_error' })
   })
 
+  test('stopped half-way (its signal aborted), it writes nothing, and runs again in full', async () => {
+    const other = await ctx.createTenantFixture('Demo stopped')
+    const stopped = { tenantId: other.tenant.id, environmentId: other.test.id }
+    const customersOf = async () =>
+      Number(
+        (
+          await ctx.db
+            .selectFrom('customers')
+            .select(sql<string>`count(*)`.as('n'))
+            .where('environment_id', '=', stopped.environmentId)
+            .executeTakeFirstOrThrow()
+        ).n,
+      )
+    const stop = new AbortController()
+    let midway: Promise<number> | undefined
+    // In the seventh month of the story (customers and invoices written by then), another
+    // connection counts the customers, then Ctrl-C.
+    const logger = Object.create(ctx.deps.logger, {
+      debug: {
+        value: (fields: { step?: number }) => {
+          if (fields.step !== 6 || midway) return
+          midway = customersOf().then((n) => {
+            stop.abort(new Error('Stopped by SIGINT'))
+            return n
+          })
+        },
+      },
+    })
+    const run = seedDemo({ db: ctx.db, logger }, stopped, {
+      now: NOW,
+      customers: CUSTOMERS,
+      signal: stop.signal,
+    })
+    await expect(run).rejects.toThrow('Stopped by SIGINT')
+    // Nothing was seen while it ran, and nothing is left: no customer, order or invoice.
+    expect(await midway).toBe(0)
+    expect(await customersOf()).toBe(0)
+    for (const table of ['orders', 'invoices', 'discounts', 'products'] as const) {
+      const rows = await ctx.db
+        .selectFrom(table)
+        .select('id')
+        .where('environment_id', '=', stopped.environmentId)
+        .execute()
+      expect(rows, table).toHaveLength(0)
+    }
+    // Run again: the whole story, as on any environment.
+    const again = await seedDemo({ db: ctx.db, logger: ctx.deps.logger }, stopped, {
+      now: NOW,
+      customers: CUSTOMERS,
+    })
+    expect({ ...again, environmentId: summary.environmentId }).toEqual(summary)
+    expect(await customersOf()).toBe(CUSTOMERS)
+  }, 60_000)
+
   test('the same story on another tenant: same summary but the environment', async () => {
     const other = await ctx.createTenantFixture('Demo twin')
     const twin = await seedDemo(

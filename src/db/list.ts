@@ -1,6 +1,17 @@
-import { type SelectQueryBuilder, sql } from 'kysely'
+import { type Expression, type SelectQueryBuilder, sql } from 'kysely'
 import type { ListRequest, TimeRange } from '../http/list-query.ts'
 import type { Database } from './database.ts'
+
+/** How a list is paged beyond its request. */
+export interface PageOptions<F extends string> {
+  /** Counts the total some faster way than `count(*)` over the filtered rows (it must be exact). */
+  countTotal?: ((range: TimeRange) => Promise<number>) | undefined
+  /**
+   * The keys a sort field orders by in place of its column, ties still by id (the invoice
+   * list orders `number` by its length, then as text).
+   */
+  sortKeys?: Partial<Record<F, Expression<unknown>[]>>
+}
 
 /**
  * One page of a filtered query and the total it has, in two statements run side by
@@ -13,21 +24,19 @@ export async function fetchPage<TB extends keyof Database & string, O, F extends
   filtered: SelectQueryBuilder<Database, TB, O>,
   table: TB,
   request: ListRequest<F>,
-  /** Counts the total some faster way than `count(*)` over the filtered rows (it must be exact). */
-  countTotal?: (range: TimeRange) => Promise<number>,
+  options: PageOptions<F> = {},
 ): Promise<{ items: O[]; total: number }> {
   const ranged = whereCreatedIn(filtered, `${table}.created_at`, request.created)
   const direction = request.sort.direction
+  const keys = options.sortKeys?.[request.sort.field] ?? [sql.ref(`${table}.${request.sort.field}`)]
+  let sorted = ranged
+  // Plain asc/desc (no NULLS FIRST/LAST) so the order matches the (…, created_at desc, id desc) indexes.
+  for (const key of keys) sorted = sorted.orderBy(key, direction)
+  sorted = sorted.orderBy(sql.ref(`${table}.id`), direction)
   const [items, count] = await Promise.all([
-    ranged
-      // Plain asc/desc (no NULLS FIRST/LAST) so the order matches the (…, created_at desc, id desc) indexes.
-      .orderBy(sql.ref(`${table}.${request.sort.field}`), direction)
-      .orderBy(sql.ref(`${table}.id`), direction)
-      .limit(request.page.limit)
-      .offset(request.page.offset)
-      .execute(),
-    countTotal
-      ? countTotal(request.created)
+    sorted.limit(request.page.limit).offset(request.page.offset).execute(),
+    options.countTotal
+      ? options.countTotal(request.created)
       : ranged
           .clearSelect()
           .select(sql<string>`count(*)`.as('total'))

@@ -1,3 +1,4 @@
+import { sql } from 'kysely'
 import { addIntervals } from '../core/billing-period.ts'
 import { ManualClock } from '../core/clock.ts'
 import { AppError, validationError } from '../core/errors.ts'
@@ -36,6 +37,7 @@ import {
   updateSubscriptionSettings,
 } from '../modules/subscriptions/service.ts'
 import { requireEnvironment } from '../modules/tenants/service.ts'
+import { inOneTransaction } from './one-transaction.ts'
 
 /**
  * `payrail demo`: a year of believable billing history in a tenant's test
@@ -60,6 +62,8 @@ export interface DemoOptions {
   now?: Date
   /** How many customers to create (8 to 500; default 24). The first 8 carry the scripted story. */
   customers?: number
+  /** Stops the demo (Ctrl-C): it then fails with the abort reason, and nothing is written. */
+  signal?: AbortSignal
 }
 
 /** What the demo created, each object counted in its final state. */
@@ -107,11 +111,17 @@ const RENEWAL_PAYMENT_DAY = 21
  * Fills the test environment of `scope` with demo customers, products, discounts,
  * orders, invoices, payments and a year of subscription renewals.
  *
+ * All or nothing: everything is written in one transaction (each service's own
+ * transactions are savepoints of it), committed when the story is complete. A run
+ * that fails or is stopped (`signal`, or the process killed) leaves nothing, and the
+ * demo can run again. Meanwhile the environment's invoice numbering waits for it.
+ *
  * Runs once per environment: when the demo's first customer (external id
  * `demo_acct_1001`) or one of its discount codes already exists, it refuses with a
- * 409 `conflict` before writing anything. It also refuses an environment that is
- * not the tenant's `test` one. Everything but ids is the same on every run with
- * the same `now` and `customers`.
+ * 409 `conflict` before writing anything (a second run started meanwhile waits for
+ * the first, then refuses). It also refuses an environment that is not the
+ * tenant's `test` one. Everything but ids is the same on every run with the same
+ * `now` and `customers`.
  *
  * @example
  * const summary = await seedDemo({ db, logger }, { tenantId, environmentId }, { customers: 12 })
@@ -124,7 +134,24 @@ export async function seedDemo(
 ): Promise<DemoSummary> {
   const now = options.now ?? new Date()
   const customerCount = validCustomerCount(options.customers)
+  const summary = await inOneTransaction(
+    deps.db,
+    (db) => tellStory({ db, logger: deps.logger }, scope, now, customerCount),
+    options.signal,
+  )
+  deps.logger.info({ environment_id: scope.environmentId }, 'demo data created')
+  return summary
+}
+
+/** The whole story, on `deps.db`: one transaction (`seedDemo`). */
+async function tellStory(
+  deps: DemoDeps,
+  scope: Scope,
+  now: Date,
+  customerCount: number,
+): Promise<DemoSummary> {
   await assertTestEnvironment(deps.db, scope)
+  await lockDemoOf(deps.db, scope)
   await assertNoDemoData(deps.db, scope)
 
   const start = storyStart(now)
@@ -153,7 +180,6 @@ export async function seedDemo(
   const events = storyEvents(run)
   for (let step = 0; step <= LAST_MONTH_STEP; step++) await playMonth(run, step, events)
   await playFinalStep(run)
-  deps.logger.info({ environment_id: scope.environmentId }, 'demo data created')
   return summarize(run)
 }
 
@@ -257,6 +283,17 @@ async function assertTestEnvironment(db: Db, scope: Scope): Promise<void> {
       test_environment_id: test.id,
     })
   }
+}
+
+/**
+ * One demo at a time per environment, until its transaction ends: a second one started
+ * meanwhile then finds the first one's customers (and refuses), or, the first one rolled
+ * back, none.
+ */
+async function lockDemoOf(db: Db, scope: Scope): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`payrail demo ${scope.environmentId}`}, 0))`.execute(
+    db,
+  )
 }
 
 async function assertNoDemoData(db: Db, scope: Scope): Promise<void> {

@@ -72,6 +72,15 @@ export interface GatewayPaymentRequest {
   }
   description: string
   /**
+   * For a page (a hosted checkout, a crypto invoice; not an off-session charge, made at once):
+   * when the payment's invoices stop taking money, the earliest end of their payment windows,
+   * or null when none has one. The page must take no money after it: a gateway whose provider
+   * lets a page's lifetime be set has it expire by then (the sandbox's session, Stripe's
+   * `expires_at`); one whose page would be refused by its provider for lasting too short a
+   * time refuses to open it (422).
+   */
+  payBy: Date | null
+  /**
    * The idempotency key for a charge of this payment at the provider. It stays the
    * same across retries after an error or timeout (the provider replays what it did,
    * so money is never taken twice) and changes only after a decline, a definitive
@@ -116,6 +125,12 @@ export type CheckoutResult =
       url: string | null
       trackingId: string
       gatewayPaymentId: string | null
+      /**
+       * What the page asks, when the provider may answer with a page it opened earlier for
+       * the payment on other terms (the sandbox keeps one session per payment); otherwise
+       * the page asks the request's amount.
+       */
+      amount?: bigint | undefined
       /** The customer's id at the provider, when the gateway created or used one (stored on the customer). */
       gatewayCustomerId?: string | undefined
     }
@@ -330,6 +345,12 @@ export interface Gateway {
    * tens of fils), before anything is written for it.
    */
   checkAmount?(amount: bigint, currency: string): void
+  /**
+   * Throws a 422 for a page that its provider could not keep from taking money after `payBy`
+   * (`GatewayPaymentRequest.payBy`; Stripe's sessions last at least 30 minutes), before
+   * anything is written for it.
+   */
+  checkPayBy?(payBy: Date | null, now: Date): void
   /**
    * Makes a saved method the customer's default at the provider too (Stripe's
    * `invoice_settings.default_payment_method`, which Stripe Billing charges). Called by

@@ -75,7 +75,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IdempotencyDeps)
     const stored =
       customerId === null
         ? key
-        : await customerKey(deps.db, environmentId, customerId, key, requestHash)
+        : await customerKey(deps, { environmentId, customerId, key, requestHash })
     const claim = await claimKey(deps, {
       environmentId,
       key: stored,
@@ -221,17 +221,21 @@ async function claimKey(
  * customer's key can ever hold one of the merchant's or another customer's (a header value
  * cannot carry the newline that separates the namespace). A record this customer made
  * under the bare key before namespaces (this version) is still replayed under it, until it
- * expires: a lookup that can go once no such record can be alive.
+ * expires: a lookup that can go once no such record can be alive. An expired one is as good
+ * as none: the customer's new use of the key goes to its own namespace, never back to the
+ * bare key, which is the merchant's.
  */
 async function customerKey(
-  db: Db,
-  environmentId: string,
-  customerId: string,
-  key: string,
-  requestHash: string,
+  deps: Pick<IdempotencyDeps, 'db' | 'clock'>,
+  sent: { environmentId: string; customerId: string; key: string; requestHash: string },
 ): Promise<string> {
-  const legacy = await findRecord(db, { environmentId, key })
-  if (legacy?.request_hash === requestHash) return key
+  const { environmentId, customerId, key, requestHash } = sent
+  const legacy = await findRecord(deps.db, { environmentId, key })
+  if (
+    legacy?.request_hash === requestHash &&
+    legacy.expires_at.getTime() > deps.clock.now().getTime()
+  )
+    return key
   return `customer\n${customerId}\n${key}`
 }
 

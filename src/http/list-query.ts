@@ -14,8 +14,13 @@ export const ListQueryFields = {
   sort: Type.Optional(Type.String({ description: 'Field to sort by; `-field` for descending' })),
 }
 
+/**
+ * A list's query string: the common fields and the list's own filters, and no other. A
+ * misspelt filter (`payment_staus=FAILED`) is a 400 naming it, as an unknown body field is,
+ * not a list of everything that a script then acts on as if it were filtered.
+ */
 export function ListQuery<P extends TProperties>(filters: P) {
-  return Type.Object({ ...ListQueryFields, ...filters })
+  return Type.Object({ ...ListQueryFields, ...filters }, { additionalProperties: false })
 }
 const BaseListQuery = Type.Object(ListQueryFields)
 export type BaseListQuery = Static<typeof BaseListQuery>
@@ -58,6 +63,25 @@ export function listRequestFrom<F extends string>(
     })
   }
   return { page: pageFrom(query), sort: parseSort(query.sort, sortable, fallback), created }
+}
+
+/**
+ * The value of a filter a list takes under two names (`status` and `payment_status`): either
+ * one, or both when they agree. Two that disagree are refused, as `limit` and `size` are,
+ * rather than one of them silently preferred.
+ *
+ * @example
+ * aliasedFilter(query, 'payment_status', 'status') // 'SUCCEEDED' for ?status=SUCCEEDED
+ */
+export function aliasedFilter<Q, K extends keyof Q & string>(query: Q, name: K, alias: K): Q[K] {
+  const value = query[name]
+  const other = query[alias]
+  if (value !== undefined && other !== undefined && value !== other) {
+    throw validationError(`Use either ${name} or ${alias}, or both with the same value`, {
+      fields: [name, alias],
+    })
+  }
+  return value === undefined ? other : value
 }
 
 /**

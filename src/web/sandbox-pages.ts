@@ -3,6 +3,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { Type } from 'typebox'
 import type { AppDeps } from '../app.ts'
 import { formatMinorUnits } from '../core/money.ts'
+import type { Db } from '../db/client.ts'
 import type { SandboxSession } from '../db/database.ts'
 import type { GatewayContext } from '../gateways/gateway.ts'
 import { gatewayContext, isGatewayAvailable } from '../gateways/registry.ts'
@@ -13,10 +14,10 @@ import {
 import {
   answerChallenge,
   type CardSubmission,
+  canUnderpay,
   cryptoAction,
   expireIfLapsed,
   expireSession,
-  findSession,
   submitCard,
 } from '../gateways/sandbox/sandbox-provider.ts'
 import { escapeHtml, page, registerFormParser, sendHtml } from './html.ts'
@@ -48,15 +49,16 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
     const load = async (
       id: string,
       mode: SandboxSession['mode'],
-    ): Promise<{ session: SandboxSession; ctx: GatewayContext } | undefined> => {
-      const session = await findSession(deps.db, id)
-      if (!session || session.mode !== mode) return undefined
+    ): Promise<{ session: SandboxSession; ctx: GatewayContext; urls: ReturnUrls } | undefined> => {
+      const found = await findSessionWithUrls(deps.db, id)
+      if (!found || found.session.mode !== mode) return undefined
+      const { session, urls } = found
       const scope = { tenantId: session.tenant_id, environmentId: session.environment_id }
       // Test cards pay nothing: a page of a live environment (one opened before the sandbox
       // was refused there) takes none.
       if (!(await isGatewayAvailable(deps, scope, 'sandbox'))) return undefined
       const ctx = await gatewayContext(deps, scope, 'sandbox')
-      return { session: await expireIfLapsed(ctx, session), ctx }
+      return { session: await expireIfLapsed(ctx, session), ctx, urls }
     }
     const missing = (reply: FastifyReply) =>
       sendHtml(
@@ -87,7 +89,7 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
           expMonth: Number(form.exp_month),
           expYear: normalizeYear(Number(form.exp_year)),
         })
-        return respondToSubmission(reply, result)
+        return respondToSubmission(reply, found.urls, result)
       },
     )
 
@@ -110,7 +112,11 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
         const found = await load(request.params.session, 'card')
         if (!found) return missing(reply)
         const approve = request.body.action === 'approve'
-        return respondToSubmission(reply, await answerChallenge(found.ctx, found.session, approve))
+        return respondToSubmission(
+          reply,
+          found.urls,
+          await answerChallenge(found.ctx, found.session, approve),
+        )
       },
     )
 
@@ -123,8 +129,8 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
         const now = await expireSession(found.ctx, found.session)
         // A page paid meanwhile (in another tab) is answered as it now stands: paid.
         if (now.status === 'complete')
-          return respondToSubmission(reply, { kind: 'completed', session: now })
-        if (now.cancel_url) return reply.redirect(now.cancel_url, 303)
+          return respondToSubmission(reply, found.urls, { kind: 'completed', session: now })
+        if (found.urls.cancel_url) return reply.redirect(found.urls.cancel_url, 303)
         return sendHtml(
           reply,
           200,
@@ -156,18 +162,50 @@ export function sandboxPages(deps: AppDeps): FastifyPluginAsync {
           found.session,
           action satisfies SandboxCryptoAction,
         )
-        if (updated.status === 'complete' && updated.success_url)
-          return reply.redirect(updated.success_url, 303)
+        if (updated.status === 'complete' && found.urls.success_url)
+          return reply.redirect(found.urls.success_url, 303)
         return sendHtml(reply, 200, cryptoPage(updated))
       },
     )
   }
 }
 
-function respondToSubmission(reply: FastifyReply, result: CardSubmission) {
+/** Where the payment sends the customer back: its own URLs as they are now. */
+interface ReturnUrls {
+  success_url: string | null
+  cancel_url: string | null
+}
+
+/**
+ * The session, with its payment's `success_url` and `cancel_url` read in the same query:
+ * the merchant may change them (`PATCH /v1/payments/:id`) while the page is open, and the
+ * customer goes where the payment says, not to the copy the session was opened with.
+ */
+async function findSessionWithUrls(
+  db: Db,
+  id: string,
+): Promise<{ session: SandboxSession; urls: ReturnUrls } | undefined> {
+  const row = await db
+    .selectFrom('sandbox_sessions as s')
+    .leftJoin('payments as p', (join) =>
+      join.onRef('p.id', '=', 's.payment_id').onRef('p.environment_id', '=', 's.environment_id'),
+    )
+    .selectAll('s')
+    .select(['p.success_url as payment_success_url', 'p.cancel_url as payment_cancel_url'])
+    .where('s.id', '=', id)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const { payment_success_url, payment_cancel_url, ...session } = row
+  return {
+    session,
+    urls: { success_url: payment_success_url ?? null, cancel_url: payment_cancel_url ?? null },
+  }
+}
+
+function respondToSubmission(reply: FastifyReply, urls: ReturnUrls, result: CardSubmission) {
   switch (result.kind) {
     case 'completed':
-      if (result.session.success_url) return reply.redirect(result.session.success_url, 303)
+      if (urls.success_url) return reply.redirect(urls.success_url, 303)
       return sendHtml(reply, 200, donePage(result.session))
     case 'challenge':
       return reply.redirect(`/sandbox/checkout/${result.session.id}/challenge`, 303)
@@ -181,7 +219,7 @@ function respondToSubmission(reply: FastifyReply, result: CardSubmission) {
       // Paid (Pay or the challenge sent twice, a page paid in another tab): shown paid, as the
       // first answer was, and nothing charged again.
       if (result.session.status === 'complete')
-        return respondToSubmission(reply, { kind: 'completed', session: result.session })
+        return respondToSubmission(reply, urls, { kind: 'completed', session: result.session })
       return sendHtml(reply, 409, closedPage(result.session))
   }
 }
@@ -257,7 +295,9 @@ function cryptoPage(session: SandboxSession): string {
           : 'Expired'
   const actions: readonly SandboxCryptoAction[] =
     session.status === 'open'
-      ? ['pay_and_confirm', 'pay', 'underpay', 'overpay', 'expire']
+      ? canUnderpay(session)
+        ? ['pay_and_confirm', 'pay', 'underpay', 'overpay', 'expire']
+        : ['pay_and_confirm', 'pay', 'overpay', 'expire']
       : session.status === 'confirming'
         ? ['confirm']
         : []

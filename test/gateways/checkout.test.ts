@@ -1142,3 +1142,98 @@ describe('Checkout.com: amount_reserved is what the authorization still holds', 
     })
   })
 })
+
+describe('Checkout.com return routes when the return cannot be verified', () => {
+  // Its own environment: the connection is broken, then deleted, under it.
+  let own: TestContext
+  let cko: CheckoutEmulator
+  let connectionId: string
+  beforeAll(async () => {
+    own = await createTestContext({ start: new Date() })
+    const address = await own.app.listen({ port: 0, host: '127.0.0.1' })
+    cko = await startCheckoutEmulator({
+      clock: own.clock,
+      webhookUrl: `${address}/v1/webhooks/checkout/${own.main.tenant.id}/${own.main.test.id}`,
+    })
+    const connection = await own.post<{ id: string }>('/v1/gateway_connections', {
+      gateway: 'checkout',
+      credentials: { secret_key: cko.secretKey, signature_key: cko.signatureKey },
+      settings: { base_url: cko.url },
+    })
+    expect(connection.status, connection.text).toBe(201)
+    connectionId = connection.body.id
+  })
+  afterAll(async () => {
+    await cko?.close()
+    await own?.close()
+  })
+
+  /** A hosted payment paid on Checkout.com's page, its webhooks held; the customer's return. */
+  async function paidWithReturnHeld() {
+    const { invoice } = await invoiceToPay(own)
+    const res = await createPayment(own, {
+      destination_id: invoice.id,
+      payment_method_type: 'PAYMENT_LINK',
+      payment_gateway: 'checkout',
+      amount: '100.00',
+      success_url: 'https://merchant.example/thanks',
+      cancel_url: 'https://merchant.example/cancel',
+    })
+    expect(res.status, res.text).toBe(201)
+    cko.holdWebhooks()
+    const completion = cko.completeHostedPayment(String(res.body.gateway_tracking_id), {
+      card: '4242424242424242',
+    })
+    return { invoice, payment: res.body, returnUrl: new URL(completion.redirectUrl) }
+  }
+
+  const follow = (url: URL) =>
+    own.app.inject({ method: 'GET', url: `${url.pathname}${url.search}` })
+
+  test("Checkout.com not answering the check: redirected by the payment's record, the payment left as it is", async () => {
+    const { invoice, payment, returnUrl } = await paidWithReturnHeld()
+    const broken = await own.patch(`/v1/gateway_connections/${connectionId}`, {
+      settings: { base_url: 'http://127.0.0.1:9' },
+    })
+    expect(broken.status, broken.text).toBe(200)
+    const back = await follow(returnUrl)
+    expect(back.statusCode).toBe(303)
+    expect(back.headers.location).toBe('https://merchant.example/cancel')
+    expect(await getPayment(own, payment.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '0.00',
+    })
+    expect((await getInvoice(own, invoice.id)).amount_paid).toBe('0.00')
+    const restored = await own.patch(`/v1/gateway_connections/${connectionId}`, {
+      settings: { base_url: cko.url },
+    })
+    expect(restored.status, restored.text).toBe(200)
+    // The held report still settles it.
+    await cko.releaseWebhooks()
+    await cko.waitForDeliveries()
+    expect((await getPayment(own, payment.id)).payment_status).toBe('SUCCEEDED')
+    // Settled by the webhook, the return unverifiable again: the record says paid.
+    await own.patch(`/v1/gateway_connections/${connectionId}`, {
+      settings: { base_url: 'http://127.0.0.1:9' },
+    })
+    const again = await follow(returnUrl)
+    expect(again.statusCode).toBe(303)
+    expect(again.headers.location).toBe('https://merchant.example/thanks')
+    await own.patch(`/v1/gateway_connections/${connectionId}`, { settings: { base_url: cko.url } })
+  })
+
+  // docs/payments.md: `DELETE …?force=true` disconnects with pages still open; their
+  // customers still come back through /v1/checkout/success, a browser's route (303 only).
+  test('a customer returning from a page whose connection was force-deleted is redirected to cancel_url, not shown a JSON 400', async () => {
+    const { payment, returnUrl } = await paidWithReturnHeld()
+    const deleted = await own.delete(`/v1/gateway_connections/${connectionId}?force=true`)
+    expect(deleted.status, deleted.text).toBe(200)
+    const back = await follow(returnUrl)
+    expect(back.statusCode).toBe(303)
+    expect(back.headers.location).toBe('https://merchant.example/cancel')
+    expect(await getPayment(own, payment.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '0.00',
+    })
+  })
+})

@@ -236,6 +236,57 @@ describe('Idempotency-Key', () => {
     expect(replay.body).toEqual({ stored: 'before the upgrade' })
   })
 
+  test("an expired legacy record of a customer's key leaves the bare key to the merchant: the customer's new use goes to its own namespace", async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const token = (await ctx.post<{ token: string }>(`/v1/customers/${customer.id}/tokens`)).body
+      .token
+    const key = newKey()
+    const url = `/v1/invoices/${invoice.id}/pay`
+    const body = { payment_method_type: 'PAYMENT_LINK', payment_gateway: 'sandbox' }
+    const now = ctx.clock.now()
+    await ctx.db
+      .insertInto('idempotency_keys')
+      .values({
+        environment_id: ctx.main.test.id,
+        key,
+        method: 'POST',
+        path: url,
+        request_hash: hashRequest({ method: 'POST', url, body }, `customer ${customer.id}`),
+        state: 'completed',
+        response_status: 201,
+        response_body: ctx.deps.secretBox.seal('{"stored":"before the upgrade"}'),
+        response_content_type: 'application/json; charset=utf-8',
+        locked_at: new Date(now.getTime() - IDEMPOTENCY_TTL_MS - 3600_000),
+        expires_at: new Date(now.getTime() - 3600_000),
+      })
+      .execute()
+    const fresh = await ctx.post<PaymentBody>(url, body, { key: token, idempotencyKey: key })
+    expect(fresh.status, fresh.text).toBe(201)
+    expect(fresh.headers['idempotent-replayed']).toBeUndefined()
+    expect(fresh.body.payment_status).toBeDefined()
+    const records = await ctx.db
+      .selectFrom('idempotency_keys')
+      .select('key')
+      .where('environment_id', '=', ctx.main.test.id)
+      .where('key', 'in', [key, `customer\n${customer.id}\n${key}`])
+      .orderBy('key')
+      .execute()
+    // The customer's request is held in its namespace; the bare key keeps the expired record.
+    expect(records.map((r) => r.key).sort()).toEqual(
+      [key, `customer\n${customer.id}\n${key}`].sort(),
+    )
+    // The merchant's request under the same key is not held by the customer's: it runs.
+    const other = await invoiceToPay(ctx)
+    const merchant = await ctx.post<PaymentBody>(
+      `/v1/invoices/${other.invoice.id}/pay`,
+      { payment_method_type: 'OFFLINE' },
+      { idempotencyKey: key },
+    )
+    expect(merchant.status, merchant.text).toBe(201)
+    expect(merchant.headers['idempotent-replayed']).toBeUndefined()
+    expect(merchant.body.payment_status).toBe('SUCCEEDED')
+  })
+
   test('a concurrent request with the key in flight is 409, then the result replays', async () => {
     const key = newKey()
     const { promise: held, open } = opener()

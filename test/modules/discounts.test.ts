@@ -6,6 +6,13 @@ import {
   type TenantFixture,
   type TestContext,
 } from '../harness.ts'
+import {
+  createPayment,
+  getInvoice,
+  getPayment,
+  invoiceToPay,
+  type PaymentBody,
+} from '../payments-helpers.ts'
 
 interface DiscountBody {
   id: string
@@ -813,5 +820,91 @@ describe('concurrent redemptions never exceed max_redemptions', () => {
       .where('customer_id', '=', customer)
       .execute()
     expect(invoices.map((i) => i.id).sort()).toEqual([...createdIds].sort())
+  })
+})
+
+describe('a discount code with a payment already made', () => {
+  /** A finalized invoice of 100.00 of a new customer, and a new 10% code. */
+  async function invoiceAndCode() {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    return { customer, invoice, discount: await newDiscount({ percent_off: 10 }) }
+  }
+
+  test('PUT /invoices/:id/payment naming the existing payment with a discount_code is 409, and the code is not used', async () => {
+    const { customer, invoice, discount } = await invoiceAndCode()
+    const created = await ctx.put<PaymentBody>(`/v1/invoices/${invoice.id}/payment`, {
+      type: 'PLATFORM',
+      account_id: customer.id,
+    })
+    expect(created.status, created.text).toBe(201)
+    const res = await ctx.put<ErrorBody>(`/v1/invoices/${invoice.id}/payment`, {
+      type: 'PLATFORM',
+      account_id: customer.id,
+      payment_id: created.body.id,
+      discount_code: discount.code,
+    })
+    // As without payment_id. Before, the code was dropped: 200 with the undiscounted payment.
+    expect(res.status, res.text).toBe(409)
+    expect(res.body.error).toMatchObject({
+      code: 'conflict',
+      details: { invoice_id: invoice.id, payment_id: created.body.id },
+    })
+    expect(res.body.error.message).toMatch(/PATCH \/v1\/invoices\/.*\/payment/)
+    expect(await discountById(discount.id)).toMatchObject({ times_redeemed: 0 })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      total_discount: '0.00',
+      amount_due: '100.00',
+    })
+    expect((await getPayment(ctx, created.body.id)).amount).toBe('100.00')
+  })
+
+  test.each([
+    ['a code the first request did not have', undefined, 'CODE'],
+    ['no code where the first request had one', 'CODE', undefined],
+    ['another code', 'CODE', 'OTHER'],
+  ])(
+    'POST /payments with an idempotency_key used before, with %s, is 422 idempotency_mismatch',
+    async (_, first, repeat) => {
+      const { invoice, discount } = await invoiceAndCode()
+      const other = await newDiscount({ percent_off: 10 })
+      const codes: Record<string, string> = { CODE: discount.code, OTHER: other.code }
+      const key = `idem-${discount.code}`
+      const body = (code: string | undefined) => ({
+        destination_id: invoice.id,
+        payment_method_type: 'OFFLINE',
+        amount: '90.00',
+        process_payment: false,
+        idempotency_key: key,
+        ...(code && { discount_code: codes[code] }),
+      })
+      const made = await createPayment(ctx, body(first))
+      expect(made.status, made.text).toBe(201)
+      const again = await createPayment(ctx, body(repeat))
+      // Before, the first payment was replayed (201) and the code silently not applied.
+      expect(again.status, again.text).toBe(422)
+      expect((again.body as unknown as ErrorBody).error).toMatchObject({
+        code: 'idempotency_mismatch',
+        details: { idempotency_key: key, payment_id: made.body.id },
+      })
+      expect(await discountById(other.id)).toMatchObject({ times_redeemed: 0 })
+    },
+  )
+
+  test('the same idempotency_key and the same code in another case replays the payment', async () => {
+    const { invoice, discount } = await invoiceAndCode()
+    const body = (code: string) => ({
+      destination_id: invoice.id,
+      payment_method_type: 'OFFLINE',
+      amount: '90.00',
+      process_payment: false,
+      idempotency_key: `idem-${discount.code}`,
+      discount_code: code,
+    })
+    const made = await createPayment(ctx, body(discount.code))
+    expect(made.status, made.text).toBe(201)
+    const again = await createPayment(ctx, body(discount.code.toLowerCase()))
+    expect(again.status, again.text).toBe(201)
+    expect(again.body.id).toBe(made.body.id)
+    expect(await discountById(discount.id)).toMatchObject({ times_redeemed: 1 })
   })
 })

@@ -1,7 +1,23 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { SecretBox } from '../../src/core/secret-box.ts'
+import { GATEWAY_NAMES } from '../../src/gateways/gateway.ts'
+import { gatewayFor } from '../../src/gateways/registry.ts'
+import { FAILURES_PAID_LATE } from '../../src/modules/payments/repository.ts'
+import {
+  bitpayPaymentWithLostInvoice,
+  connectBitpay,
+  listenForNotifications,
+} from '../crypto-helpers.ts'
+import type { BitpayEmulator } from '../emulators/bitpay/emulator.ts'
+import { startBitpayEmulator } from '../emulators/bitpay/server.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
-import { payrailLockWaits } from '../payments-helpers.ts'
+import {
+  createPayment,
+  getPayment,
+  invoiceToPay,
+  type PaymentBody,
+  payrailLockWaits,
+} from '../payments-helpers.ts'
 
 let ctx: TestContext
 
@@ -171,6 +187,63 @@ describe('gateway connections: concurrent and unreadable', () => {
     expect(checkout.status, checkout.text).toBe(201)
   })
 
+  test('a base_url that is no http(s) URL is 400 on settings.base_url for every gateway, on create and PATCH, and nothing is stored', async () => {
+    const { key } = await ctx.createTenantFixture('Bad bases')
+    const credentials: Record<string, Record<string, string>> = {
+      stripe: { secret_key: 'sk_test_x', webhook_secret: 'whsec_x' },
+      bitpay: { token: 't' },
+      checkout: { secret_key: 'sk_sbox_x', signature_key: 's' },
+      coinpayments: { public_key: 'p', private_key: 'k', ipn_secret: 'i', merchant_id: 'm' },
+    }
+    // Each passes the schema (`format: uri`, `^https?://`) but does not parse as a URL: it
+    // was a 500 for Stripe, and stored for the others, every call then a retryable 502.
+    const unparseable = ['http://h:99999', 'http://999.1.1.1', 'http://[v1.x]/']
+    for (const gateway of Object.keys(credentials)) {
+      for (const base_url of unparseable) {
+        const res = await ctx.post<ErrorBody>(
+          '/v1/gateway_connections',
+          { gateway, credentials: credentials[gateway], settings: { base_url } },
+          { key },
+        )
+        expect(res.status, `${gateway} ${base_url}: ${res.text}`).toBe(400)
+        expect(res.body.error).toMatchObject({
+          code: 'validation_error',
+          details: { field: 'settings.base_url' },
+        })
+      }
+    }
+    const notHttp = await ctx.post<ErrorBody>(
+      '/v1/gateway_connections',
+      { gateway: 'bitpay', credentials: credentials.bitpay, settings: { base_url: 'ftp://x/' } },
+      { key },
+    )
+    expect(notHttp.status, notHttp.text).toBe(400)
+    const listed = await ctx.get<{ items: ConnectionBody[] }>('/v1/gateway_connections', { key })
+    expect(listed.body.items).toEqual([])
+    const created = await ctx.post<ConnectionBody>(
+      '/v1/gateway_connections',
+      {
+        gateway: 'stripe',
+        credentials: credentials.stripe,
+        settings: { base_url: 'http://127.0.0.1:9' },
+      },
+      { key },
+    )
+    expect(created.status, created.text).toBe(201)
+    const patched = await ctx.patch<ErrorBody>(
+      `/v1/gateway_connections/${created.body.id}`,
+      { settings: { base_url: 'http://999.1.1.1' } },
+      { key },
+    )
+    expect(patched.status, patched.text).toBe(400)
+    expect(patched.body.error).toMatchObject({
+      code: 'validation_error',
+      details: { field: 'settings.base_url' },
+    })
+    const kept = await ctx.get<{ items: ConnectionBody[] }>('/v1/gateway_connections', { key })
+    expect(kept.body.items).toMatchObject([{ settings: { base_url: 'http://127.0.0.1:9' } }])
+  })
+
   test('two PATCHes rotating different credentials at once both take effect (no lost update)', async () => {
     const { key } = await ctx.createTenantFixture('Rotations')
     const created = await ctx.post<ConnectionBody>(
@@ -253,5 +326,140 @@ describe('gateway connections: concurrent and unreadable', () => {
     })
     expect(deleted.status, deleted.text).toBe(200)
     expect(deleted.body.active).toBe(false)
+  })
+})
+
+describe('gateway connections: BitPay payments that may still bring money hold the connection', () => {
+  let bctx: TestContext
+  let bitpay: BitpayEmulator
+  let address: string
+  let connectionId: string
+
+  beforeAll(async () => {
+    bctx = await createTestContext({ start: new Date() })
+    address = await listenForNotifications(bctx)
+    bitpay = await startBitpayEmulator({ clock: bctx.clock })
+    await connectBitpay(bctx, bitpay)
+    const listed = await bctx.get<{ items: ConnectionBody[] }>('/v1/gateway_connections')
+    connectionId = String(listed.body.items[0]?.id)
+  })
+  afterAll(async () => {
+    await bitpay?.close()
+    await bctx?.close()
+  })
+
+  test('the failures that hold a connection are those of the gateways that report money after a failure', () => {
+    const paysAfterFailure = GATEWAY_NAMES.filter(
+      (name) => gatewayFor(name).capabilities.paysAfterFailure,
+    )
+    expect(Object.keys(FAILURES_PAID_LATE).sort()).toEqual([...paysAfterFailure].sort())
+  })
+
+  /** Deactivates the connection (refused while a payment awaits), and connects it again. */
+  async function deleteAndReconnect(): Promise<number> {
+    const deleted = await bctx.delete(`/v1/gateway_connections/${connectionId}`)
+    if (deleted.status === 200) {
+      const again = await bctx.patch(`/v1/gateway_connections/${connectionId}`, { active: true })
+      expect(again.status, again.text).toBe(200)
+    }
+    return deleted.status
+  }
+
+  /** A BitPay payment of a new invoice of 100.00, its invoice paid and then `invalid`. */
+  async function invalidPayment(): Promise<PaymentBody> {
+    const { invoice } = await invoiceToPay(bctx)
+    const created = await createPayment(bctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'bitpay',
+      amount: '100.00',
+    })
+    expect(created.status, created.text).toBe(201)
+    const tracking = String(created.body.gateway_tracking_id)
+    bitpay.pay(tracking)
+    await bitpay.waitForNotifications()
+    bitpay.invalidate(tracking)
+    await bitpay.waitForNotifications()
+    expect(await getPayment(bctx, created.body.id)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'invalid',
+    })
+    return created.body
+  }
+
+  test('a payment whose invoice answer was lost (INITIATED, its invoice may exist) holds it (409) until BitPay reports it', async () => {
+    const { invoice } = await invoiceToPay(bctx)
+    const { paymentId, lostId } = await bitpayPaymentWithLostInvoice(
+      bctx,
+      bitpay,
+      address,
+      invoice.id,
+    )
+    expect(await getPayment(bctx, paymentId)).toMatchObject({ payment_status: 'INITIATED' })
+    // Deactivated, the money paid on that invoice would have been reported to a 404.
+    for (const refused of [
+      await bctx.delete<ErrorBody>(`/v1/gateway_connections/${connectionId}`),
+      await bctx.patch<ErrorBody>(`/v1/gateway_connections/${connectionId}`, { active: false }),
+    ]) {
+      expect(refused.status, refused.text).toBe(409)
+      expect(refused.body.error).toMatchObject({
+        code: 'conflict',
+        details: { gateway: 'bitpay', payment_ids: [paymentId] },
+      })
+    }
+    bitpay.pay(lostId)
+    bitpay.confirm(lostId)
+    await bitpay.waitForNotifications()
+    expect(await getPayment(bctx, paymentId)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    expect(await deleteAndReconnect()).toBe(200)
+  })
+
+  test('a payment FAILED as invalid (paid, unconfirmed in the hour) holds it, as BitPay may still complete it; one expired unpaid does not', async () => {
+    const invalid = await invalidPayment()
+    const refused = await bctx.delete<ErrorBody>(`/v1/gateway_connections/${connectionId}`)
+    expect(refused.status, refused.text).toBe(409)
+    expect(refused.body.error.details).toMatchObject({ payment_ids: [invalid.id] })
+    // The transaction confirms late: BitPay completes the invoice, and the payment records it.
+    const tracking = String(invalid.gateway_tracking_id)
+    const record = bitpay.findInvoice(tracking)
+    if (!record) throw new Error(`no BitPay invoice ${tracking}`)
+    record.status = 'complete'
+    bitpay.resendNotification(tracking)
+    await bitpay.waitForNotifications()
+    expect(await getPayment(bctx, invalid.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+    })
+    // An invoice that expired unpaid ends there: its payment holds nothing.
+    const { invoice } = await invoiceToPay(bctx)
+    const expiring = await createPayment(bctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'bitpay',
+      amount: '100.00',
+    })
+    expect(expiring.status, expiring.text).toBe(201)
+    bitpay.expire(String(expiring.body.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect(await getPayment(bctx, expiring.body.id)).toMatchObject({
+      payment_status: 'FAILED',
+      status_code: 'expired',
+    })
+    expect(await deleteAndReconnect()).toBe(200)
+  })
+
+  test('DELETE with force=true disconnects it all the same, the merchant giving up those reports', async () => {
+    const invalid = await invalidPayment()
+    const refused = await bctx.delete<ErrorBody>(`/v1/gateway_connections/${connectionId}`)
+    expect(refused.status, refused.text).toBe(409)
+    expect(refused.body.error.details).toMatchObject({ payment_ids: [invalid.id] })
+    const forced = await bctx.delete<ConnectionBody>(
+      `/v1/gateway_connections/${connectionId}?force=true`,
+    )
+    expect(forced.status, forced.text).toBe(200)
+    expect(forced.body.active).toBe(false)
   })
 })

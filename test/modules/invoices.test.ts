@@ -424,6 +424,58 @@ describe('invoice numbers', () => {
     )
     expect(next.body.number).toBe('INV-1000003')
   })
+
+  test('sort=number orders the numbers numerically past INV-999999, drafts last', async () => {
+    // An environment of its own, that has issued 999,998 invoices already.
+    const t = await ctx.createTenantFixture('Many invoices')
+    await ctx.db
+      .insertInto('invoice_sequences')
+      .values({ environment_id: t.test.id, last_number: 999_998n })
+      .execute()
+    const customer = await createCustomer(ctx, {}, t.key)
+    const create = async () => {
+      ctx.clock.advance(1000)
+      const res = await ctx.post<InvoiceBody>(
+        '/v1/invoices',
+        {
+          customer_id: customer.id,
+          currency: 'usd',
+          lines: [{ description: 'Consulting', quantity: 1, unit_amount: '10.00' }],
+        },
+        { key: t.key },
+      )
+      expect(res.status, res.text).toBe(201)
+      return res.body
+    }
+    const numbers: (string | null)[] = []
+    for (let i = 0; i < 3; i++) {
+      const res = await ctx.post<InvoiceBody>(
+        `/v1/invoices/${(await create()).id}/finalize`,
+        {},
+        { key: t.key },
+      )
+      expect(res.status, res.text).toBe(200)
+      numbers.push(res.body.number)
+    }
+    expect(numbers).toEqual(['INV-999999', 'INV-1000000', 'INV-1000001'])
+    const draft = await create()
+    const list = async (sort: string) => {
+      const res = await ctx.get<List<InvoiceBody>>(`/v1/invoices?sort=${sort}`, { key: t.key })
+      expect(res.status, res.text).toBe(200)
+      return res.body.items.map((i) => i.number ?? i.id)
+    }
+    expect(await list('number')).toEqual([...numbers, draft.id])
+    expect(await list('-number')).toEqual([draft.id, ...[...numbers].reverse()])
+    // Pages of the sort meet without a gap or an overlap.
+    const pages: string[] = []
+    for (let page = 0; page < 2; page++) {
+      const res = await ctx.get<List<InvoiceBody>>(`/v1/invoices?sort=number&size=2&page=${page}`, {
+        key: t.key,
+      })
+      pages.push(...res.body.items.map((i) => i.number ?? i.id))
+    }
+    expect(pages).toEqual([...numbers, draft.id])
+  })
 })
 
 describe('reconciliation of payments and refunds', () => {

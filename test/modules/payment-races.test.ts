@@ -3,7 +3,8 @@
  * provider is asked outside any lock, so what the payment became meanwhile is checked again
  * when the answer is recorded.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { sandboxGateway } from '../../src/gateways/sandbox/sandbox.gateway.ts'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
@@ -12,6 +13,7 @@ import {
   getPayment,
   invoiceToPay,
   type PaymentBody,
+  payOffline,
   payrailLockWaits,
   sessionOf,
   submitCard,
@@ -212,5 +214,183 @@ describe('a card changed while process charges', () => {
     expect(again.status, again.text).toBe(200)
     expect(again.body).toMatchObject({ payment_status: 'SUCCEEDED', payment_method_id: cardB.id })
     expect(await charged()).toEqual([sandboxCardB])
+  })
+})
+
+describe('what the invoice owes changes while process opens the page', () => {
+  /**
+   * Processes an unprocessed sandbox link of a 100.00 invoice while `meanwhile` runs between
+   * the check before its page and the page's record: the page is open at the provider, not
+   * yet the payment's.
+   */
+  async function whileThePageOpens<T>(meanwhile: (invoiceId: string, customerId: string) => T) {
+    const { invoice, payment: created } = await unprocessedLink()
+    const blocker = await blockSessionOf(created)
+    const processing = ctx.post<PaymentBody | ErrorBody>(`/v1/payments/${created.id}/process`)
+    let during: Awaited<T>
+    try {
+      await waitFor(async () => (await payrailLockWaits(ctx)) >= 1)
+      during = await meanwhile(invoice.id, created.customer_id)
+    } finally {
+      await blocker.release()
+    }
+    return { invoice, created, during, processed: await processing }
+  }
+
+  async function newCode(percentOff: number) {
+    const res = await ctx.post<{ code: string }>('/v1/discounts', {
+      code: `RACE${Date.now()}${Math.floor(Math.random() * 1e6)}`,
+      percent_off: percentOff,
+    })
+    expect(res.status, res.text).toBe(201)
+    return res.body.code
+  }
+
+  test('a code applied to the payment (PATCH /invoices/:id/payment): its page is withdrawn (409), and processed again it asks the new amount', async () => {
+    const code = await newCode(10)
+    const { invoice, created, during, processed } = await whileThePageOpens((invoiceId) =>
+      ctx.patch<PaymentBody>(`/v1/invoices/${invoiceId}/payment`, { discount_code: code }),
+    )
+    expect(during.status, during.text).toBe(200)
+    expect(during.body).toMatchObject({ id: created.id, amount: '90.00' })
+    // Before, the page opened for 100.00 became the payment's, and the customer paid 100.00 of
+    // a 90.00 invoice: payment and invoice OVERPAID.
+    expect(processed.status, processed.text).toBe(409)
+    expect((processed.body as ErrorBody).error).toMatchObject({
+      code: 'conflict',
+      details: { payment_id: created.id, amount: '90.00', page_amount: '100.00' },
+    })
+    expect(await sessionRowOf(created.id)).toMatchObject({ status: 'expired' })
+    expect(await getPayment(ctx, created.id)).toMatchObject({
+      payment_status: 'INITIATED',
+      amount: '90.00',
+      payment_url: null,
+    })
+    const again = await ctx.post<PaymentBody>(`/v1/payments/${created.id}/process`)
+    expect(again.status, again.text).toBe(200)
+    expect(again.body).toMatchObject({ payment_status: 'PENDING', amount: '90.00' })
+    const page = await ctx.app.inject({
+      method: 'GET',
+      url: `/sandbox/checkout/${sessionOf(again.body)}`,
+    })
+    expect(/class="amount">([^<]*)</.exec(page.body)?.[1]).toBe('90.00 USD')
+    const paid = await submitCard(ctx, sessionOf(again.body), '4242424242424242')
+    expect(paid.statusCode).toBeLessThan(400)
+    expect(await getPayment(ctx, created.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '90.00',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      amount_due: '90.00',
+      amount_paid: '90.00',
+      payment_status: 'SUCCEEDED',
+    })
+  })
+
+  test('a code taken by another payment (PUT /invoices/:id/payment): the page for the full amount is withdrawn (409), nothing is paid twice', async () => {
+    const code = await newCode(10)
+    const { invoice, created, during, processed } = await whileThePageOpens(
+      (invoiceId, customerId) =>
+        ctx.put<PaymentBody>(`/v1/invoices/${invoiceId}/payment`, {
+          type: 'PLATFORM',
+          account_id: customerId,
+          discount_code: code,
+        }),
+    )
+    expect(during.status, during.text).toBe(201)
+    expect(during.body.amount).toBe('90.00')
+    // Before, the page took 100.00 of the invoice the code had brought down to 90.00.
+    expect(processed.status, processed.text).toBe(409)
+    expect((processed.body as ErrorBody).error).toMatchObject({
+      code: 'conflict',
+      details: { invoice_id: invoice.id, still_owed: '90.00', payment_id: created.id },
+    })
+    expect(await sessionRowOf(created.id)).toMatchObject({ status: 'expired' })
+    expect(await getPayment(ctx, created.id)).toMatchObject({
+      payment_status: 'INITIATED',
+      amount: '100.00',
+      payment_url: null,
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      amount_due: '90.00',
+      amount_paid: '0.00',
+      amount_remaining: '90.00',
+    })
+  })
+
+  test('an OFFLINE payment of the whole invoice: the page is withdrawn (409), and the invoice is paid once', async () => {
+    const { invoice, created, processed } = await whileThePageOpens((invoiceId) =>
+      payOffline(ctx, invoiceId, '100.00'),
+    )
+    // Before, the page became the payment's on the paid invoice, and a card paid it again.
+    expect(processed.status, processed.text).toBe(409)
+    expect((processed.body as ErrorBody).error.message).toMatch(
+      /page opened for payment .* was withdrawn/,
+    )
+    expect(await sessionRowOf(created.id)).toMatchObject({ status: 'expired' })
+    expect((await getPayment(ctx, created.id)).payment_status).toBe('INITIATED')
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      amount_paid: '100.00',
+      payment_status: 'SUCCEEDED',
+    })
+  })
+})
+
+describe('two process calls with a code applied between them', () => {
+  test("the sandbox's session, opened by the first for the old amount, is taken by neither; processed again it asks the new one", async () => {
+    const { invoice, payment: created } = await unprocessedLink()
+    const code = `TWICE${Date.now()}`
+    expect((await ctx.post('/v1/discounts', { code, percent_off: 10 })).status).toBe(201)
+    // The first call's session (100.00) is opened; its answer is held until the second is done.
+    const open = sandboxGateway.createCheckout?.bind(sandboxGateway)
+    let opened!: () => void
+    const firstOpened = new Promise<void>((resolve) => {
+      opened = resolve
+    })
+    let release!: () => void
+    const released = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const spy = vi
+      .spyOn(sandboxGateway, 'createCheckout')
+      .mockImplementationOnce(async (gctx, request) => {
+        if (!open) throw new Error('the sandbox opens no pages')
+        const page = await open(gctx, request)
+        opened()
+        await released
+        return page
+      })
+    try {
+      const first = ctx.post<PaymentBody | ErrorBody>(`/v1/payments/${created.id}/process`)
+      await firstOpened
+      const patched = await ctx.patch<PaymentBody>(`/v1/invoices/${invoice.id}/payment`, {
+        discount_code: code,
+      })
+      expect(patched.body.amount).toBe('90.00')
+      // The second asks for 90.00 and is given the payment's session as it is: 100.00.
+      const second = await ctx.post<PaymentBody | ErrorBody>(`/v1/payments/${created.id}/process`)
+      // Before, it became the payment's page, and the customer paid 100.00 of 90.00.
+      expect(second.status, second.text).toBe(409)
+      expect((second.body as ErrorBody).error.details).toMatchObject({
+        amount: '90.00',
+        page_amount: '100.00',
+      })
+      release()
+      expect((await first).status).toBe(409)
+    } finally {
+      release()
+      spy.mockRestore()
+    }
+    expect(await sessionRowOf(created.id)).toMatchObject({ status: 'expired' })
+    expect((await getPayment(ctx, created.id)).payment_status).toBe('INITIATED')
+    const again = await ctx.post<PaymentBody>(`/v1/payments/${created.id}/process`)
+    expect(again.status, again.text).toBe(200)
+    expect(again.body).toMatchObject({ payment_status: 'PENDING', amount: '90.00' })
+    const paid = await submitCard(ctx, sessionOf(again.body), '4242424242424242')
+    expect(paid.statusCode).toBeLessThan(400)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      amount_paid: '90.00',
+      payment_status: 'SUCCEEDED',
+    })
   })
 })

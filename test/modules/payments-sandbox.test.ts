@@ -430,3 +430,42 @@ describe('a saved card past its expiry', () => {
     expect(await getInvoice(ctx, next.id)).toMatchObject({ amount_paid: '0.00' })
   })
 })
+
+// Last in the file: it moves the clock on.
+describe("a page opened near the end of its invoice's payment window", () => {
+  // docs/billing.md: after `payment_window_ends_at` the invoice can no longer be paid; a page
+  // opened inside the window expires with it, not 24 h after it opened.
+  test('expires when the window ends, whether opened as the link is made or processed later, and takes no card after', async () => {
+    const { invoice } = await invoiceToPay(ctx, {}, { payment_window_days: 1 })
+    expect(invoice.payment_window_ends_at).not.toBeNull()
+    const windowEnds = String(invoice.payment_window_ends_at)
+    ctx.clock.advance(12 * 60 * 60 * 1000)
+    const opened = await createSandboxLink(ctx, invoice, '50.00')
+    expect(opened.status, opened.text).toBe(201)
+    const unprocessed = await createSandboxLink(ctx, invoice, '50.00', { process_payment: false })
+    expect(unprocessed.status, unprocessed.text).toBe(201)
+    const processed = await ctx.post<PaymentBody>(`/v1/payments/${unprocessed.body.id}/process`)
+    expect(processed.status, processed.text).toBe(200)
+    for (const link of [opened.body, processed.body]) {
+      expect(link.payment_status).toBe('PENDING')
+      const session = await findSession(ctx.db, sessionOf(link))
+      // Before, every page lived 24 h: this one 18 h past the window.
+      expect(session?.expires_at.toISOString()).toBe(new Date(windowEnds).toISOString())
+    }
+    // 18 h later: within the pages' old 24 h, past the window.
+    ctx.clock.advance(18 * 60 * 60 * 1000)
+    for (const link of [opened.body, processed.body]) {
+      const paid = await submitCard(ctx, sessionOf(link), '4242424242424242')
+      expect(paid.statusCode).toBeGreaterThanOrEqual(400)
+      expect(paid.statusCode).toBeLessThan(500)
+      expect(await getPayment(ctx, link.id)).toMatchObject({
+        payment_status: 'FAILED',
+        amount_paid: '0.00',
+      })
+    }
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      amount_paid: '0.00',
+      payment_status: 'FAILED',
+    })
+  })
+})

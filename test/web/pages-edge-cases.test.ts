@@ -3,8 +3,10 @@
  * expiry; the dashboard's action forms take text fields only.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { eventsOf } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import {
+  createPayment,
   createSandboxLink,
   getInvoice,
   getPayment,
@@ -12,6 +14,8 @@ import {
   offlinePayment,
   openSandboxCrypto,
   pagePost,
+  postSandboxWebhook,
+  sandboxEventBody,
   sessionOf,
   submitCard,
 } from '../payments-helpers.ts'
@@ -239,5 +243,142 @@ describe('sandbox checkout as it now stands', () => {
       expect(page.headers['content-security-policy'], url).not.toContain('form-action')
       expect(page.headers['cache-control'], url).toBe('no-store')
     }
+  })
+})
+
+describe('sandbox pages send the customer where the payment now says', () => {
+  // docs/payments.md: success_url and cancel_url are editable while the payment is open.
+  test('a success_url changed by PATCH while the checkout is open is where the paid page redirects', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice, undefined, {
+      success_url: 'https://merchant.example/old-thanks',
+      cancel_url: 'https://merchant.example/old-cancel',
+    })
+    expect(link.status, link.text).toBe(201)
+    const patched = await ctx.patch(`/v1/payments/${link.body.id}`, {
+      success_url: 'https://merchant.example/new-thanks',
+    })
+    expect(patched.status, patched.text).toBe(200)
+    const paid = await submitCard(ctx, sessionOf(link.body), '4242424242424242')
+    expect(paid.statusCode).toBe(303)
+    expect(paid.headers.location).toBe('https://merchant.example/new-thanks')
+  })
+
+  test('a success_url added by PATCH to a checkout opened without one is used once it is paid', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice)
+    expect(link.status, link.text).toBe(201)
+    const patched = await ctx.patch(`/v1/payments/${link.body.id}`, {
+      success_url: 'https://merchant.example/thanks',
+    })
+    expect(patched.status, patched.text).toBe(200)
+    const paid = await submitCard(ctx, sessionOf(link.body), '4242424242424242')
+    expect(paid.statusCode).toBe(303)
+    expect(paid.headers.location).toBe('https://merchant.example/thanks')
+  })
+
+  test('a cancel_url changed by PATCH is where Cancel sends the customer', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await createSandboxLink(ctx, invoice, undefined, {
+      cancel_url: 'https://merchant.example/old-cancel',
+    })
+    const patched = await ctx.patch(`/v1/payments/${link.body.id}`, {
+      cancel_url: 'https://merchant.example/new-cancel',
+    })
+    expect(patched.status, patched.text).toBe(200)
+    const cancel = await ctx.app.inject({
+      method: 'POST',
+      url: `/sandbox/checkout/${sessionOf(link.body)}/cancel`,
+    })
+    expect(cancel.statusCode).toBe(303)
+    expect(cancel.headers.location).toBe('https://merchant.example/new-cancel')
+  })
+
+  test('a crypto page confirmed after its success_url was changed redirects to the new one', async () => {
+    const { crypto } = await openSandboxCrypto(ctx)
+    const patched = await ctx.patch(`/v1/payments/${crypto.body.id}`, {
+      success_url: 'https://merchant.example/crypto-thanks',
+    })
+    expect(patched.status, patched.text).toBe(200)
+    const paid = await pagePost(ctx, `/sandbox/crypto/${sessionOf(crypto.body)}`, 'pay_and_confirm')
+    expect(paid.statusCode).toBe(303)
+    expect(paid.headers.location).toBe('https://merchant.example/crypto-thanks')
+  })
+})
+
+describe('a crypto payment that received nothing has not succeeded', () => {
+  async function cryptoOfOneCent() {
+    const { invoice } = await invoiceToPay(
+      ctx,
+      {},
+      { lines: [{ description: 'Tiny', quantity: 1, unit_amount: '0.01' }] },
+    )
+    const crypto = await createPayment(ctx, {
+      destination_id: invoice.id,
+      payment_method_type: 'CRYPTO',
+      payment_gateway: 'sandbox',
+      amount: '0.01',
+    })
+    expect(crypto.status, crypto.text).toBe(201)
+    return { invoice, crypto: crypto.body }
+  }
+
+  test('"Pay half" is not offered for 0.01, and posted anyway it pays nothing and changes nothing', async () => {
+    const { invoice, crypto } = await cryptoOfOneCent()
+    const url = `/sandbox/crypto/${sessionOf(crypto)}`
+    const page = await open(url)
+    expect(page.statusCode).toBe(200)
+    expect(page.body).not.toContain('value="underpay"')
+    expect(page.body).toContain('value="pay_and_confirm"')
+
+    const posted = await pagePost(ctx, url, 'underpay')
+    expect(posted.statusCode).toBe(200)
+    expect(posted.body).toContain('Waiting for payment')
+    expect(await getPayment(ctx, crypto.id)).toMatchObject({
+      payment_status: 'PENDING',
+      amount_paid: '0.00',
+    })
+    expect(await eventsOf(ctx, crypto.id, 'payment.succeeded')).toHaveLength(0)
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
+    // The page still takes the whole cent.
+    expect((await pagePost(ctx, url, 'pay_and_confirm')).statusCode).toBe(200)
+    expect(await getPayment(ctx, crypto.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '0.01',
+    })
+  })
+
+  test('"Pay 120%" of 0.01 pays one minor unit more: OVERPAID', async () => {
+    const { invoice, crypto } = await cryptoOfOneCent()
+    await pagePost(ctx, `/sandbox/crypto/${sessionOf(crypto)}`, 'overpay')
+    expect(await getPayment(ctx, crypto.id)).toMatchObject({
+      payment_status: 'OVERPAID',
+      amount_paid: '0.02',
+    })
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.02')
+  })
+
+  test('a confirmation reporting nothing received fails the payment (underpaid), with no payment.succeeded', async () => {
+    const { invoice, crypto } = await cryptoOfOneCent()
+    const res = await postSandboxWebhook(
+      ctx,
+      sandboxEventBody(`sbevt_nothing_${crypto.id}`, 'crypto.confirmed', {
+        payment_id: crypto.id,
+        session_id: sessionOf(crypto),
+        amount: 1,
+        amount_received: 0,
+        currency: 'usd',
+      }),
+    )
+    expect(res.statusCode, res.body).toBe(200)
+    expect(res.json().events[0]?.outcome).toBe('applied')
+    expect(await getPayment(ctx, crypto.id)).toMatchObject({
+      payment_status: 'FAILED',
+      amount_paid: '0.00',
+      status_code: 'underpaid',
+    })
+    expect(await eventsOf(ctx, crypto.id, 'payment.succeeded')).toHaveLength(0)
+    expect(await eventsOf(ctx, crypto.id, 'payment.failed')).toHaveLength(1)
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_paid: '0.00' })
   })
 })

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { sql } from 'kysely'
 import { signWebhook } from '../../core/webhook-signature.ts'
 import type { Db } from '../../db/client.ts'
 import type { Payment, SandboxCard, SandboxSession } from '../../db/database.ts'
@@ -54,6 +55,8 @@ export interface SandboxEvent {
 export interface SessionInput {
   payment: Payment
   mode: 'card' | 'crypto'
+  /** When the payment's invoices stop taking money (`GatewayPaymentRequest.payBy`). */
+  payBy?: Date | null | undefined
 }
 
 export async function createSession(
@@ -63,11 +66,22 @@ export async function createSession(
   const now = ctx.clock.now()
   const row = sessionRow(ctx, input, now)
   const { columns, shape, values, slots } = rowOf(row)
+  // The payment's session, asked again (an answer lost), is the same session. One closed
+  // unpaid before it was ever the payment's page (withdrawn: the payment changed while it was
+  // being opened) is opened again on the payment's terms as they are now, as Stripe makes a
+  // new session for a request that asks something else.
   const query = STATEMENTS.compile(shape, [...values, now], ($) =>
     ctx.db
       .insertInto('sandbox_sessions')
       .values(slots($))
-      .onConflict((oc) => oc.column('payment_id').doUpdateSet({ updated_at: $(columns.length) }))
+      .onConflict((oc) =>
+        oc.column('payment_id').doUpdateSet({
+          updated_at: $(columns.length),
+          ...Object.fromEntries(columns.filter(isReopened).map((c) => [c, ifWithdrawn(c)])),
+          amount_received: sql<bigint>`case when ${WITHDRAWN} then 0 else sandbox_sessions.amount_received end`,
+          pending_card_number: sql<null>`case when ${WITHDRAWN} then null else sandbox_sessions.pending_card_number end`,
+        }),
+      )
       .returningAll(),
   )
   const [session] = (await ctx.db.executeQuery(query)).rows
@@ -90,8 +104,35 @@ export async function openSessionWith(
   return (await createSession({ ...ctx, db: trx }, input)).id
 }
 
+/** A session withdrawn before it was the payment's page: the only closed one a start finds. */
+const WITHDRAWN = sql<boolean>`sandbox_sessions.status = 'expired'`
+
+/** The columns a withdrawn session takes anew when its payment is started again. */
+const REOPENED_COLUMNS = [
+  'status',
+  'amount',
+  'currency',
+  'save_card',
+  'success_url',
+  'cancel_url',
+  'expires_at',
+  'created_at',
+] as const
+
+function isReopened(column: string): column is (typeof REOPENED_COLUMNS)[number] {
+  return (REOPENED_COLUMNS as readonly string[]).includes(column)
+}
+
+function ifWithdrawn(column: (typeof REOPENED_COLUMNS)[number]) {
+  return sql`case when ${WITHDRAWN} then ${sql.ref(`excluded.${column}`)} else ${sql.ref(`sandbox_sessions.${column}`)} end`
+}
+
 function sessionRow(ctx: GatewayContext, input: SessionInput, now: Date) {
   const { payment } = input
+  // A page takes no money once the invoices it pays stop taking it (their payment window's
+  // end): it expires then, when that comes before the 24 h a page lives.
+  const lapses = now.getTime() + SESSION_TTL_MS
+  const expiresAt = input.payBy && input.payBy.getTime() < lapses ? input.payBy : new Date(lapses)
   return {
     id: providerId('sbs'),
     environment_id: ctx.scope.environmentId,
@@ -105,7 +146,7 @@ function sessionRow(ctx: GatewayContext, input: SessionInput, now: Date) {
     save_card: payment.save_card_and_make_default,
     success_url: payment.success_url,
     cancel_url: payment.cancel_url,
-    expires_at: new Date(now.getTime() + SESSION_TTL_MS),
+    expires_at: expiresAt,
     created_at: now,
     updated_at: now,
   }
@@ -276,6 +317,14 @@ async function completeWithCard(
   return { kind: 'completed', session: completed }
 }
 
+/**
+ * Whether "Pay half" can underpay the session: half of one minor unit is nothing, and an
+ * invoice confirmed with nothing received is no underpayment (the page does not offer it).
+ */
+export function canUnderpay(session: Pick<SandboxSession, 'amount'>): boolean {
+  return session.amount >= 2n
+}
+
 /** The crypto page's buttons: pay (unconfirmed), confirm, under- or overpay, or let it expire. */
 export async function cryptoAction(
   ctx: GatewayContext,
@@ -284,6 +333,7 @@ export async function cryptoAction(
 ): Promise<SandboxSession> {
   if (!isOpen(session, ctx) && !(session.status === 'confirming' && action === 'confirm'))
     return session
+  if (action === 'underpay' && !canUnderpay(session)) return session
   const amount = session.amount
   switch (action) {
     case 'pay': {
@@ -304,11 +354,12 @@ export async function cryptoAction(
     case 'pay_and_confirm':
     case 'underpay':
     case 'overpay': {
+      // Half, at least one minor unit (`canUnderpay`); 120%, at least one minor unit more.
       const received =
         action === 'underpay'
           ? amount / 2n
           : action === 'overpay'
-            ? (amount * 12n) / 10n
+            ? amount + (amount / 5n > 0n ? amount / 5n : 1n)
             : session.amount_received > 0n
               ? session.amount_received
               : amount

@@ -36,7 +36,8 @@ export const sandboxGateway: Gateway = {
   },
   async startInTransaction(trx, ctx, request) {
     const mode = request.payment.payment_method_type === 'PAYMENT_LINK' ? 'card' : 'crypto'
-    return pageOf(ctx, await openSessionWith(trx, ctx, { payment: request.payment, mode }), mode)
+    const session = { payment: request.payment, mode, payBy: request.payBy } as const
+    return pageOf(ctx, await openSessionWith(trx, ctx, session), mode)
   },
   async chargeSavedMethod(ctx, request, method) {
     const charge = await chargeCard(ctx, request.payment, method.gateway_payment_method_id)
@@ -98,8 +99,9 @@ async function startSession(
   request: GatewayPaymentRequest,
   mode: 'card' | 'crypto',
 ) {
-  const session = await createSession(ctx, { payment: request.payment, mode })
-  return pageOf(ctx, session.id, mode)
+  const session = await createSession(ctx, { payment: request.payment, mode, payBy: request.payBy })
+  // The payment's session may be one an earlier call opened, for the amount it had then.
+  return { ...pageOf(ctx, session.id, mode), amount: session.amount }
 }
 
 function pageOf(ctx: GatewayContext, sessionId: string, mode: 'card' | 'crypto') {

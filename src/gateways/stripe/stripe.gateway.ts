@@ -6,6 +6,7 @@ import { failureOf, stripeClient, stripeSdk } from './stripe.client.ts'
 import { toStripeAmount } from './stripe.money.ts'
 import {
   cardFromPaymentMethod,
+  checkoutSessionExpiry,
   checkoutSessionParams,
   declineFromStripe,
   PAYRAIL_PAYMENT_ID,
@@ -34,15 +35,23 @@ export const stripeGateway: Gateway = {
   },
   async createCheckout(ctx, request) {
     const stripe = await stripeClient(ctx)
-    // An amount Stripe cannot take is the caller's 400 (checked again as the session is built).
+    // An amount Stripe cannot take is the caller's 400 (checked again as the session is built),
+    // and a payment window ending too soon for a session its 422.
     toStripeAmount(request.payment.amount, request.payment.currency)
+    const expiresAt = checkoutSessionExpiry(request.payBy, ctx.clock.now())
     try {
       const customerId = await ensureCustomer(stripe, request, ctx.clock.now())
       const { payment } = request
-      const params = checkoutSessionParams(payment, customerId, request.description, {
-        success: payment.success_url ?? `${ctx.publicUrl}/pay/${payment.id}/complete`,
-        cancel: payment.cancel_url ?? `${ctx.publicUrl}/pay/${payment.id}/cancelled`,
-      })
+      const params = checkoutSessionParams(
+        payment,
+        customerId,
+        request.description,
+        {
+          success: payment.success_url ?? `${ctx.publicUrl}/pay/${payment.id}/complete`,
+          cancel: payment.cancel_url ?? `${ctx.publicUrl}/pay/${payment.id}/cancelled`,
+        },
+        expiresAt,
+      )
       // The same session for the same request sent again (an answer lost); a new one when
       // what it asks changed since (the payment's description or return URLs), which Stripe
       // would refuse under the first key. A session whose answer was lost has no URL anyone
@@ -126,6 +135,9 @@ export const stripeGateway: Gateway = {
   },
   checkAmount(amount, currency) {
     toStripeAmount(amount, currency)
+  },
+  checkPayBy(payBy, now) {
+    checkoutSessionExpiry(payBy, now)
   },
   async makeDefaultMethod(ctx, gatewayCustomerId, gatewayPaymentMethodId) {
     const stripe = await stripeClient(ctx)

@@ -1,4 +1,5 @@
 import type Stripe from 'stripe'
+import { AppError } from '../../core/errors.ts'
 import type { Payment } from '../../db/database.ts'
 import type { CardDetails, Decline, DeclineCode, PaymentUpdate } from '../gateway.ts'
 import { fromStripeAmount, toStripeAmount } from './stripe.money.ts'
@@ -11,8 +12,9 @@ export const PAYRAIL_SAVE_DEFAULT = 'payrail_save_default'
 
 /**
  * The Checkout Session for a payment link: one price_data line, the customer, and Stripe's
- * default of 24 h to pay. Made of the payment's stored fields only, with no time in it: a
- * call sent again under the same idempotency key must be the same request, or Stripe
+ * default of 24 h to pay, or less: `expires_at` at `expiresAt` (`checkoutSessionExpiry`). Made
+ * of stored fields only (the payment's, its invoices' window), with no time of the call in
+ * it: a call sent again under the same idempotency key must be the same request, or Stripe
  * refuses it (`idempotency_error`).
  */
 export function checkoutSessionParams(
@@ -20,10 +22,12 @@ export function checkoutSessionParams(
   stripeCustomerId: string,
   description: string,
   urls: { success: string; cancel: string },
+  expiresAt?: Date,
 ): Stripe.Checkout.SessionCreateParams {
   const metadata = { [PAYRAIL_PAYMENT_ID]: payment.id }
   return {
     mode: 'payment',
+    ...(expiresAt && { expires_at: Math.floor(expiresAt.getTime() / 1000) }),
     customer: stripeCustomerId,
     line_items: [
       {
@@ -46,6 +50,33 @@ export function checkoutSessionParams(
       ...(payment.save_card_and_make_default && { setup_future_usage: 'off_session' as const }),
     },
   }
+}
+
+/** Stripe's bounds on a Checkout Session's `expires_at`, from its creation. */
+const SESSION_LONGEST_MS = 24 * 60 * 60 * 1000
+const SESSION_SHORTEST_MS = 30 * 60 * 1000
+/** Room for the call's time on the way and Stripe's clock, over Stripe's shortest session. */
+const SESSION_SHORTEST_MARGIN_MS = 60 * 1000
+
+/**
+ * When a Checkout Session opened `now` for a payment whose invoices take money until `payBy`
+ * must expire: undefined (Stripe's default, 24 h) when the window outlasts that, else the
+ * window's end. Stripe refuses a session shorter than 30 minutes, and a longer one would take
+ * money after the window: a window ending sooner (a minute's margin for the call and the
+ * clocks) is refused with 422 before anything is asked of Stripe.
+ */
+export function checkoutSessionExpiry(payBy: Date | null, now: Date): Date | undefined {
+  if (payBy === null) return undefined
+  const left = payBy.getTime() - now.getTime()
+  if (left >= SESSION_LONGEST_MS) return undefined
+  if (left < SESSION_SHORTEST_MS + SESSION_SHORTEST_MARGIN_MS) {
+    throw new AppError(
+      'invalid_state_transition',
+      `The invoice's payment window ends at ${payBy.toISOString()}, too soon for a Stripe Checkout Session (Stripe's shortest lasts 30 minutes, and a page must take no money after the window)`,
+      { payment_window_ends_at: payBy.toISOString(), payment_gateway: 'stripe' },
+    )
+  }
+  return payBy
 }
 
 /** Stripe's card error codes, as the decline codes Payrail answers 402 with. */

@@ -114,8 +114,12 @@ async function mapEvent(stripe: Stripe, event: Stripe.Event): Promise<Normalized
       const session = event.data.object
       // An expiry no API request asked for is Stripe's own, at `expires_at`: the customer did
       // not pay. One a request asked for (Payrail's /cancel, the merchant at Stripe) withdrew
-      // the page.
-      if (event.request?.id) return one(sessionTarget(session), { status: 'CANCELLED' })
+      // the page, and ends only the payment whose page it is: one Payrail withdrew before any
+      // payment took it (its payment changed while it was being opened) names a payment that
+      // is still to be paid, with another page or none yet, and is no payment's.
+      if (event.request?.id) {
+        return one({ trackingId: session.id, trackedObject: true }, { status: 'CANCELLED' })
+      }
       return one(sessionTarget(session), {
         status: 'FAILED',
         error: {

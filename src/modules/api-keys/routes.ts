@@ -36,13 +36,17 @@ export function apiKeyRoutes(deps: AppDeps): FastifyPluginAsync {
         if (expiresAt && expiresAt.getTime() <= deps.clock.now().getTime()) {
           throw validationError('expires_at must be in the future', { field: 'expires_at' })
         }
-        const { key, record } = await issueApiKey(deps.db, {
-          tenantId: principal.tenantId,
-          environmentId: principal.environmentId,
-          role: 'admin',
-          name: request.body.name ?? null,
-          expiresAt,
-        })
+        const { key, record } = await issueApiKey(
+          deps.db,
+          {
+            tenantId: principal.tenantId,
+            environmentId: principal.environmentId,
+            role: 'admin',
+            name: request.body.name ?? null,
+            expiresAt,
+          },
+          deps.clock,
+        )
         return reply.code(201).send({ ...toApiKeyResponse(record), key })
       },
     )

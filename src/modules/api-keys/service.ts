@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import type { Clock } from '../../core/clock.ts'
+import { type Clock, systemClock } from '../../core/clock.ts'
 import { AppError, notFound } from '../../core/errors.ts'
 import { newId } from '../../core/ids.ts'
 import type { Principal, Scope } from '../../core/principal.ts'
@@ -34,12 +34,18 @@ const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
 
 /**
  * Creates an API key (`sk_test_…` / `sk_live_…`, role `admin`) or a customer token
- * (`ct_test_…`, role `user`). Only its SHA-256 is stored.
+ * (`ct_test_…`, role `user`). Only its SHA-256 is stored. Its `created_at` is the clock's
+ * (milliseconds, as the API shows it), not the database's `now()` (microseconds), so that
+ * `to_date=<created_at>` includes it as it does every other object.
  *
  * @example
- * const { key } = await createApiKey(db, { tenantId, environmentId, role: 'admin' })
+ * const { key } = await createApiKey(db, { tenantId, environmentId, role: 'admin' }, clock)
  */
-export async function createApiKey(db: Db, input: CreateApiKeyInput): Promise<CreatedApiKey> {
+export async function createApiKey(
+  db: Db,
+  input: CreateApiKeyInput,
+  clock: Clock = systemClock,
+): Promise<CreatedApiKey> {
   const environment = await db
     .selectFrom('environments')
     .select('type')
@@ -59,6 +65,7 @@ export async function createApiKey(db: Db, input: CreateApiKeyInput): Promise<Cr
     name: input.name ?? null,
     customer_id: input.customerId ?? null,
     expires_at: input.expiresAt ?? null,
+    created_at: clock.now(),
   })
   return { key, record }
 }
@@ -68,8 +75,12 @@ export async function createApiKey(db: Db, input: CreateApiKeyInput): Promise<Cr
  * issues a key: a keyed request's commit then marks its `Idempotency-Key` applied.
  * Inside a transaction already, call `createApiKey`.
  */
-export function issueApiKey(db: Db, input: CreateApiKeyInput): Promise<CreatedApiKey> {
-  return inTransaction(db, (trx) => createApiKey(trx, input))
+export function issueApiKey(
+  db: Db,
+  input: CreateApiKeyInput,
+  clock: Clock,
+): Promise<CreatedApiKey> {
+  return inTransaction(db, (trx) => createApiKey(trx, input, clock))
 }
 
 export type AuthenticationFailure = 'unknown' | 'revoked' | 'expired'

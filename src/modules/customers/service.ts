@@ -168,13 +168,11 @@ export async function createCustomerToken(
   const expiresAt = new Date(
     clock.now().getTime() + (expiresInSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000,
   )
-  const { key } = await issueApiKey(db, {
-    ...scope,
-    role: 'user',
-    customerId,
-    expiresAt,
-    name: 'Customer token',
-  })
+  const { key } = await issueApiKey(
+    db,
+    { ...scope, role: 'user', customerId, expiresAt, name: 'Customer token' },
+    clock,
+  )
   return { token: key, customerId, expiresAt }
 }
 

@@ -143,8 +143,10 @@ export async function updateGatewayConnection(
  * webhooks are verified with its secrets) and the only way they can be cancelled or
  * refunded: deactivated while a payment through it is open, the money the customer then
  * paid would be reported to a 404 and recorded nowhere. So it is refused (409) while any is
- * (`PENDING`, `PROCESSING`, `RESERVED`, `CAPTURED`, `PENDING_REFUND`). Replacing its
- * credentials (PATCH) keeps it active.
+ * (`paymentsAwaitingGateway`: `PENDING`, `PROCESSING`, `RESERVED`, `CAPTURED`,
+ * `PENDING_REFUND`; `INITIATED` with its start's answer lost, what it opened may exist; `FAILED`
+ * in a way the provider may still turn into money). Replacing its credentials (PATCH) keeps
+ * it active.
  */
 async function assertNothingAwaits(db: Db, scope: Scope, gateway: string): Promise<void> {
   const open = await paymentsAwaitingGateway(db, scope.environmentId, gateway, 10)
@@ -229,14 +231,23 @@ function credentialsOf(gateway: string): readonly string[] | undefined {
 }
 
 /**
- * Stripe's SDK takes an API base as host, port and protocol only: a `base_url` with a path
- * (a proxy under `/stripe`) would be called without it, so it is refused (400). The other
- * gateways' clients take the whole URL.
+ * `base_url` must be an http(s) URL that parses: the schema's `format: uri` passes some that
+ * do not (`http://h:99999`, `http://999.1.1.1`), which were a 500 here for Stripe and, for the
+ * other gateways, stored to fail every call to the provider as a retryable 502. Stripe's SDK
+ * takes an API base as host, port and protocol only: a `base_url` with a path (a proxy under
+ * `/stripe`) would be called without it, so it is refused (400). The other gateways' clients
+ * take the whole URL.
  */
 function assertSettings(gateway: string, settings: Record<string, string>): void {
   const base = settings.base_url
-  if (gateway !== 'stripe' || base === undefined) return
-  if (new URL(base).pathname !== '/') {
+  if (base === undefined) return
+  const url = URL.canParse(base) ? new URL(base) : undefined
+  if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
+    throw validationError('settings.base_url must be an http or https URL', {
+      field: 'settings.base_url',
+    })
+  }
+  if (gateway === 'stripe' && url.pathname !== '/') {
     throw validationError(
       "stripe's base_url takes no path: Stripe's SDK calls only its host, port and protocol",
       { field: 'settings.base_url' },

@@ -5,7 +5,7 @@ import { normalizeCurrency } from '../../core/money.ts'
 import { accessOf } from '../../core/principal.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
-import { listRequestFrom } from '../../http/list-query.ts'
+import { aliasedFilter, listRequestFrom } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
 import { IdParams } from '../../http/schema-types.ts'
 import { finalizeInvoice, markInvoiceUncollectible, voidInvoice } from '../settlement/service.ts'
@@ -68,7 +68,7 @@ export function invoiceRoutes(deps: AppDeps): FastifyPluginAsync {
           {
             customerId: query.customer_id,
             subscriptionId: query.subscription_id,
-            invoiceStatus: query.invoice_status ?? query.status,
+            invoiceStatus: aliasedFilter(query, 'invoice_status', 'status'),
             paymentStatus: query.payment_status,
             currency: query.currency === undefined ? undefined : normalizeCurrency(query.currency),
             source: query.source,

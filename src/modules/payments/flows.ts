@@ -315,6 +315,9 @@ export async function createOrRetrieveInvoicePayment(
       const open = await openPaymentsForInvoice(deps.db, access.environmentId, invoiceId)
       const named = open.find((p) => p.id === input.payment_id)
       if (!named) throw notFound('payment', input.payment_id)
+      // As without payment_id: the existing payment's amount would not follow the code.
+      // Before, the code was dropped and the undiscounted payment returned with 200.
+      if (input.discount_code) throw discountOnExistingPayment(invoiceId, named)
       return { ...(await getPayment(deps.db, access, named.id)), created: false }
     }
     const view = await createPaymentRecord(deps, access, {
@@ -338,6 +341,15 @@ export async function createOrRetrieveInvoicePayment(
     })
     return { ...view, created: !view.reused }
   })
+}
+
+/** 409 to a `PUT` with a discount code that finds the invoice's payment already made. */
+function discountOnExistingPayment(invoiceId: string, payment: Payment): AppError {
+  return new AppError(
+    'conflict',
+    `Invoice ${invoiceId} already has payment ${payment.id}; apply the discount code with PATCH /v1/invoices/${invoiceId}/payment`,
+    { invoice_id: invoiceId, payment_id: payment.id },
+  )
 }
 
 /** `PATCH /v1/invoices/:id/payment`: change the open payment before it is confirmed (discount code, URLs, external data). */

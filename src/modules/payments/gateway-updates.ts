@@ -63,7 +63,7 @@ export async function applyPaymentUpdate(
   cause: Cause,
   deps: Pick<PaymentDeps, 'clock' | 'logger'>,
 ): Promise<{ payment: Payment; outcome: UpdateOutcome }> {
-  const update = onOpenPage(locked, reported)
+  let update = onOpenPage(locked, reported)
   let payment = locked
   if (update.mustMatch && !matches(locked, update.mustMatch)) {
     deps.logger.warn(
@@ -88,6 +88,22 @@ export async function applyPaymentUpdate(
       'notification reports a negative amount; ignored',
     )
     return { payment, outcome: 'ignored' }
+  }
+  if (
+    (update.status === 'SUCCEEDED' || update.status === 'OVERPAID') &&
+    receivedOf(locked, update) === 0n
+  ) {
+    // A success with nothing received (an invoice confirmed with less than one minor unit
+    // paid) has not paid the payment: like an underpaid crypto invoice that ends, it fails.
+    deps.logger.warn(
+      {
+        payment_id: locked.id,
+        gateway: locked.payment_gateway,
+        gateway_payment_id: update.gatewayPaymentId ?? null,
+      },
+      'the provider reports the payment complete with nothing received; failed as underpaid',
+    )
+    update = nothingReceived(update)
   }
   let outcome: UpdateOutcome = 'repeat'
   const gateway = payment.payment_gateway ?? 'unknown'
@@ -194,10 +210,7 @@ export async function applyPaymentUpdate(
     return { payment, outcome: 'repeat' }
   }
   if (update.status) {
-    const share = update.receivedShare
-    const received =
-      update.amountReceived ??
-      (share && share.due > 0n ? (payment.amount * share.paid) / share.due : payment.amount)
+    const received = receivedOf(payment, update)
     if (
       (update.status === 'SUCCEEDED' || update.status === 'OVERPAID') &&
       isSettled(payment.payment_status) &&
@@ -391,6 +404,40 @@ function onOpenPage(payment: Payment, update: PaymentUpdate): PaymentUpdate {
       status: 'failed',
       errorCode: update.error?.code ?? null,
       errorMessage: update.error?.message ?? null,
+    },
+  }
+}
+
+/**
+ * The money a report says the payment received, in the payment's minor units: the amount it
+ * names, its share of the payment (coins paid of coins due, rounded down), else the payment's
+ * amount.
+ */
+function receivedOf(payment: Payment, update: PaymentUpdate): bigint {
+  const share = update.receivedShare
+  return (
+    update.amountReceived ??
+    (share && share.due > 0n ? (payment.amount * share.paid) / share.due : payment.amount)
+  )
+}
+
+/** A success that received nothing, as the failure it is (`underpaid`): no money, no card. */
+function nothingReceived(update: PaymentUpdate): PaymentUpdate {
+  const error = {
+    code: 'underpaid',
+    message: 'The provider reports the payment complete with nothing received',
+  }
+  return {
+    ...update,
+    status: 'FAILED',
+    amountReceived: undefined,
+    receivedShare: undefined,
+    card: undefined,
+    error,
+    attempt: update.attempt && {
+      status: 'failed',
+      errorCode: error.code,
+      errorMessage: error.message,
     },
   }
 }

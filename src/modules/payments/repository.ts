@@ -583,9 +583,31 @@ export async function openPaymentsForInvoice(
     .execute()
 }
 
+/** A start's error that says nothing of what the provider did: no answer, or a 5xx. */
+export const ANSWER_LOST = /^(network_error|timeout|http_5\d\d)$/
+
+/**
+ * The failures, by the code their gateway records, that a provider documenting money after
+ * a failure (its gateway's `paysAfterFailure`) may still turn into money: BitPay completes an
+ * `invalid` invoice (paid, not confirmed within its hour) once the transaction confirms, and
+ * CoinPayments reopens a transaction that was cancelled or timed out (`cancelled`, its status
+ * -1) when the coins come. BitPay's other failures end with no money kept: an invoice
+ * `expired` unpaid, and one `underpaid` or `declined`, whose coins BitPay refunds itself.
+ */
+export const FAILURES_PAID_LATE: Readonly<Record<string, readonly string[]>> = {
+  bitpay: ['invalid'],
+  coinpayments: ['cancelled'],
+}
+
 /**
  * Up to `limit` payments of the environment through `gateway` that the provider may still
- * report on: a page open, a charge in flight, funds held, a refund pending.
+ * report on: a page open, a charge in flight, funds held, a refund pending; a start whose
+ * answer was lost (`INITIATED`, its error `ANSWER_LOST`: what it opened may exist, which is
+ * why such a payment cannot be cancelled); and a failure the provider may still turn into
+ * money (`FAILURES_PAID_LATE`). Deleted payments count too: money reported for one shows it
+ * again. No index covers (environment, gateway) for every payment (`payments_tracking_key`
+ * holds only tracked ones), so this reads the environment's payments: fine for a rare
+ * `DELETE` of a connection, not for a hot path.
  */
 export async function paymentsAwaitingGateway(
   db: Db,
@@ -593,18 +615,30 @@ export async function paymentsAwaitingGateway(
   gateway: string,
   limit: number,
 ): Promise<Pick<Payment, 'id' | 'payment_status'>[]> {
+  const paidLate = (Object.hasOwn(FAILURES_PAID_LATE, gateway) && FAILURES_PAID_LATE[gateway]) || []
   return db
     .selectFrom('payments')
     .select(['id', 'payment_status'])
     .where('environment_id', '=', environmentId)
     .where('payment_gateway', '=', gateway)
-    .where('payment_status', 'in', [
-      'PENDING',
-      'PROCESSING',
-      'RESERVED',
-      'CAPTURED',
-      'PENDING_REFUND',
-    ])
+    .where((eb) =>
+      eb.or([
+        eb('payment_status', 'in', [
+          'PENDING',
+          'PROCESSING',
+          'RESERVED',
+          'CAPTURED',
+          'PENDING_REFUND',
+        ]),
+        eb.and([
+          eb('payment_status', '=', 'INITIATED'),
+          eb('status_code', '~', ANSWER_LOST.source),
+        ]),
+        ...(paidLate.length > 0
+          ? [eb.and([eb('payment_status', '=', 'FAILED'), eb('status_code', 'in', paidLate)])]
+          : []),
+      ]),
+    )
     .orderBy('created_at')
     .limit(limit)
     .execute()
@@ -835,14 +869,11 @@ export async function listPayments(
   filters: PaymentFilters,
   request: ListRequest<PaymentSortField>,
 ): Promise<{ items: Payment[]; total: number }> {
-  return fetchPage(
-    filteredPayments(db, environmentId, filters).selectAll(),
-    'payments',
-    request,
-    countable(filters)
+  return fetchPage(filteredPayments(db, environmentId, filters).selectAll(), 'payments', request, {
+    countTotal: countable(filters)
       ? (range) => countActivePayments(db, environmentId, filters.status, range)
       : undefined,
-  )
+  })
 }
 
 /**

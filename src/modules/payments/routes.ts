@@ -6,7 +6,7 @@ import { validationError } from '../../core/errors.ts'
 import { normalizeCurrency } from '../../core/money.ts'
 import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
-import { listRequestFrom } from '../../http/list-query.ts'
+import { aliasedFilter, listRequestFrom } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated, sendPaginatedJson } from '../../http/pagination.ts'
 import { DecimalAmount, IdParams, Metadata, Nullable } from '../../http/schema-types.ts'
 import {
@@ -195,7 +195,7 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
           deps.db,
           accessFor(principalOf(request)),
           {
-            status: query.payment_status ?? query.status,
+            status: aliasedFilter(query, 'payment_status', 'status'),
             paymentMethodType: query.payment_method_type,
             gateway: query.payment_gateway,
             destinationId: query.destination_id,

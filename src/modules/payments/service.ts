@@ -55,6 +55,7 @@ import { assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
 import { applyDiscountCodeLocked, assertStartsNoEndedSubscription } from '../settlement/service.ts'
 import {
+  ANSWER_LOST,
   allocationsLockingInvoices,
   allocationsOf,
   attemptsOf,
@@ -297,6 +298,10 @@ export async function createPaymentRecord(
           amounts.reduce((sum, amount) => sum + amount, 0n),
           input.currency,
         )
+        // And a page its provider would keep open past the invoices' payment window, the
+        // caller's 422 (a Stripe session lasts at least 30 minutes).
+        if (input.methodType !== 'CARD')
+          gateway.checkPayBy?.(paymentWindowEnd(invoices), deps.clock.now())
         // Read with the last invoice's lock (`customerOfInvoiceAhead` above).
         const customer =
           toGateway && last ? await takeCustomerOfInvoice(trx, last.invoiceId) : undefined
@@ -372,7 +377,7 @@ export async function createPaymentRecord(
         const startNow =
           input.settleWith && input.methodType !== 'CARD' ? gateway.startInTransaction : undefined
         if (input.settleWith && startNow) {
-          const request = await gatewayRequestFor(deps, scope, payment, customer)
+          const request = await gatewayRequestFor(deps, scope, payment, customer, invoices)
           const result = await startNow.call(gateway, trx, { ...ctx, db: trx }, request)
           const started = await recordStart(
             trx,
@@ -468,6 +473,9 @@ async function replayByKey(
     (input.gateway === undefined || existing.payment_gateway === input.gateway) &&
     // Another card named is another request: replayed, it would charge the first one's card.
     (input.paymentMethodId === undefined || existing.payment_method_id === input.paymentMethodId) &&
+    // A code the first request did not apply (or another one) is another request: replayed,
+    // the caller would believe the code applied while the invoice still owes its full amount.
+    sameDiscountCode(existing.discount_code, input.discountCode) &&
     allocations.length === input.allocations.length &&
     allocations.every(
       (a, i) =>
@@ -484,6 +492,11 @@ async function replayByKey(
     )
   }
   return { payment: existing, invoiceIds: allocations.map((a) => a.invoice_id), replayed: true }
+}
+
+/** Whether two requests name the same discount code (codes match whatever their case), or both none. */
+function sameDiscountCode(first: string | null, repeat: string | undefined): boolean {
+  return (first ?? '').toLowerCase() === (repeat ?? '').toLowerCase()
 }
 
 /**
@@ -631,32 +644,39 @@ export async function processPayment(
   if (result.ok && result.gatewayCustomerId)
     await rememberGatewayCustomer(deps, request.customer, gateway.name, result.gatewayCustomerId)
   let failure: GatewayFailure | undefined
-  let orphaned = false
+  let refused: AppError | undefined
   const view = await withLockedPayment(deps, scope, paymentId, async (trx, locked) => {
-    const started = await recordStart(trx, scope, locked, gateway.name, result, cause, deps)
+    const started = await recordStart(
+      trx,
+      scope,
+      locked,
+      gateway.name,
+      result,
+      cause,
+      deps,
+      request.payment,
+    )
     failure = started.failure
-    orphaned = started.orphaned === true
+    refused = started.refused
     return started.payment
   })
   if (failure) throw startFailed(gateway.name, paymentId, failure)
-  if (orphaned && result.ok) {
-    await withdrawOrphanedPage(deps, gateway, ctx, view.payment, result)
-    throw new AppError(
-      'conflict',
-      `Payment ${paymentId} was ${view.payment.active ? view.payment.payment_status : 'deleted'} while its page was being opened; the page was withdrawn`,
-      { payment_id: paymentId, payment_status: view.payment.payment_status },
-    )
+  if (refused && result.ok) {
+    await withdrawUnrecordedPage(deps, gateway, ctx, view.payment, result)
+    throw refused
   }
   return view
 }
 
 /**
- * A page opened for a payment that was cancelled or deleted while the provider was asked
- * (`recordStart`'s `orphaned`): nobody was given its URL, but the provider would take money
- * on it that no payment could record, so it is withdrawn as a cancel would withdraw it. A
- * gateway that cannot withdraw pages, or a withdrawal that fails, leaves it to expire, logged.
+ * A page the provider opened that its payment did not take (`recordStart`'s `refused`): the
+ * payment was cancelled or deleted, its amount changed, or its invoices came to owe less,
+ * while the provider was asked. Nobody was given its URL, but the provider would take money
+ * on it that no payment could record (or more than the invoice asks), so it is withdrawn as
+ * a cancel would withdraw it. A gateway that cannot withdraw pages, or a withdrawal that
+ * fails, leaves it to expire, logged.
  */
-async function withdrawOrphanedPage(
+async function withdrawUnrecordedPage(
   deps: PaymentDeps,
   gateway: Gateway,
   ctx: GatewayContext,
@@ -675,12 +695,12 @@ async function withdrawOrphanedPage(
     if (stopped?.ok) return
     deps.logger.error(
       { ...context, reason: stopped?.reason ?? 'the gateway cannot withdraw pages' },
-      'a page opened for a payment cancelled meanwhile could not be withdrawn; it expires on its own',
+      'a page its payment did not take could not be withdrawn; it expires on its own',
     )
   } catch (error) {
     deps.logger.error(
       { ...context, err: error },
-      'a page opened for a payment cancelled meanwhile could not be withdrawn; it expires on its own',
+      'a page its payment did not take could not be withdrawn; it expires on its own',
     )
   }
 }
@@ -691,6 +711,12 @@ async function withdrawOrphanedPage(
  * error on the payment, left INITIATED for `POST /v1/payments/:id/process` to try again
  * (`failure`, which the caller answers with 502 once this is committed). A failure that
  * comes back to a payment no longer INITIATED writes nothing.
+ *
+ * `opened` is the payment as the provider was asked for its page, when that was outside any
+ * lock (`processPayment`): what changed meanwhile is checked here, under the payment's and
+ * its invoices' locks, before the page is the payment's. A page the payment does not take
+ * writes nothing and comes back as `refused`, the error the caller answers with once it has
+ * withdrawn the page (`withdrawUnrecordedPage`).
  */
 async function recordStart(
   trx: Db,
@@ -700,7 +726,8 @@ async function recordStart(
   result: CheckoutResult,
   cause: Cause,
   deps: PaymentDeps,
-): Promise<{ payment: Payment; failure?: GatewayFailure | undefined; orphaned?: boolean }> {
+  opened?: Payment,
+): Promise<{ payment: Payment; failure?: GatewayFailure | undefined; refused?: AppError }> {
   if (!result.ok) {
     // Moved on while the gateway was asked (cancelled, or opened by a concurrent call): the
     // failed call is only answered, never written onto what the payment is now.
@@ -728,11 +755,24 @@ async function recordStart(
   }
   if (!locked.active || locked.payment_status === 'CANCELLED') {
     // Cancelled or deleted while the provider was asked: nothing is written onto what the
-    // payment is now, and the page is withdrawn after the commit (`withdrawOrphanedPage`).
+    // payment is now, and the page is withdrawn after the commit (`withdrawUnrecordedPage`).
     // Before, a deleted payment took the page (PENDING) and its money on a voided invoice.
     // (Moved on otherwise, by the provider's own report of this page, the move below is a
     // repeat or refused, as before.)
-    return { payment: locked, orphaned: true }
+    const became = locked.active ? locked.payment_status : 'deleted'
+    return {
+      payment: locked,
+      refused: new AppError(
+        'conflict',
+        `Payment ${locked.id} was ${became} while its page was being opened; the page was withdrawn`,
+        { payment_id: locked.id, payment_status: locked.payment_status },
+      ),
+    }
+  }
+  if (opened && locked.gateway_tracking_id !== result.trackingId) {
+    const page = { ...opened, amount: result.amount ?? opened.amount }
+    const refused = await refusalOfOpenedPage(trx, scope, locked, page, deps.clock)
+    if (refused) return { payment: locked, refused }
   }
   const ids = { gatewayPaymentId: result.gatewayPaymentId, trackingId: result.trackingId }
   const moved = await moveWithAttempt(
@@ -753,6 +793,50 @@ async function recordStart(
   )
   if (moved.kind === 'illegal') throw illegal(locked, 'PENDING', moved.reason)
   return { payment: moved.payment }
+}
+
+/**
+ * Why a page opened outside any lock for `opened` (the payment as it was read, with the
+ * amount the page asks) cannot be the locked payment's, or undefined when it can. The page
+ * must ask the payment's amount: a payment whose amount changed meanwhile (`PATCH
+ * /v1/invoices/:id/payment` applying a discount code) would have its customer pay the old
+ * one. And its invoices must still owe it, checked under their locks as at creation
+ * (`assertStillOwed`): another payment, or a discount code applied with one, may have paid
+ * them, or their window closed, meanwhile. Before, the page was taken whatever happened, and
+ * the customer paid 100.00 of an invoice a code had brought down to 90.00.
+ */
+async function refusalOfOpenedPage(
+  trx: Db,
+  scope: Scope,
+  locked: Payment,
+  opened: Payment,
+  clock: Clock,
+): Promise<AppError | undefined> {
+  if (locked.amount !== opened.amount) {
+    return new AppError(
+      'conflict',
+      `Payment ${locked.id} is for ${formatMinorUnits(locked.amount, locked.currency)}, but its page was opened for ${formatMinorUnits(opened.amount, opened.currency)} (the amount changed while the page was being opened); the page was withdrawn: process the payment again`,
+      {
+        payment_id: locked.id,
+        payment_status: locked.payment_status,
+        amount: formatMinorUnits(locked.amount, locked.currency),
+        page_amount: formatMinorUnits(opened.amount, opened.currency),
+      },
+    )
+  }
+  // Already moved on (a concurrent call recorded its page): the move is a repeat, as before.
+  if (locked.payment_status !== 'INITIATED') return undefined
+  try {
+    await assertStillOwed(trx, scope, locked, clock)
+    return undefined
+  } catch (error) {
+    if (!(error instanceof AppError)) throw error
+    return new AppError(
+      error.code,
+      `${error.message}; the page opened for payment ${locked.id} meanwhile was withdrawn`,
+      { ...error.details, payment_id: locked.id },
+    )
+  }
 }
 
 function startFailed(gateway: GatewayName, paymentId: string, failure: GatewayFailure): AppError {
@@ -1237,18 +1321,27 @@ async function rememberGatewayCustomer(
   await setGatewayCustomerId(deps.db, customer.id, gateway, gatewayCustomerId, deps.clock.now())
 }
 
-/** What a gateway is asked for `payment`: its customer, a description, and the charge's idempotency key. */
+/**
+ * What a gateway is asked for `payment`: its customer, a description, when its page must stop
+ * taking money, and the charge's idempotency key. `invoices` are the payment's, when the
+ * caller has them (else a page's are read).
+ */
 export async function gatewayRequestFor(
   deps: PaymentDeps,
   scope: Scope,
   payment: Payment,
   known?: Customer,
+  invoices?: readonly Invoice[],
 ): Promise<GatewayPaymentRequest> {
   const customer =
     known?.id === payment.customer_id
       ? known
       : await getCustomer(deps.db, scope, payment.customer_id)
   return {
+    payBy:
+      payment.payment_method_type === 'CARD'
+        ? null
+        : paymentWindowEnd(invoices ?? (await invoicesOf(deps.db, scope, payment))),
     payment,
     customer: {
       id: customer.id,
@@ -1261,6 +1354,24 @@ export async function gatewayRequestFor(
       (payment.invoice_number ? `Invoice ${payment.invoice_number}` : 'Payment'),
     chargeKey: await chargeKeyFor(deps.db, payment),
   }
+}
+
+/** The payment's invoices, as they are now. */
+async function invoicesOf(db: Db, scope: Scope, payment: Payment): Promise<Invoice[]> {
+  const invoices: Invoice[] = []
+  for (const id of payment.invoice_ids) {
+    const invoice = await findInvoice(db, scope.environmentId, id)
+    if (invoice) invoices.push(invoice)
+  }
+  return invoices
+}
+
+/** The earliest end of the invoices' payment windows: after it, none of them can be paid. */
+function paymentWindowEnd(invoices: readonly Invoice[]): Date | null {
+  let end: Date | null = null
+  for (const { payment_window_ends_at: ends } of invoices)
+    if (ends && (end === null || ends.getTime() < end.getTime())) end = ends
+  return end
 }
 
 /**
@@ -1457,9 +1568,6 @@ async function retryIfFailed(
   const processing = await movePayment(trx, scope, moved.payment, 'PROCESSING', {}, cause, deps)
   return processing.payment
 }
-
-/** A start's error that says nothing of what the provider did: no answer, or a 5xx. */
-const ANSWER_LOST = /^(network_error|timeout|http_5\d\d)$/
 
 /**
  * Cancels a payment that has not taken money: INITIATED, PENDING, RESERVED or ON_RETRY.

@@ -307,8 +307,11 @@ export async function voidableFirstInvoice(
  *
  * A code that lowers what is owed is refused (422) while another payment on the invoice can
  * still take the old amount (a page open at the provider, a charge in flight, funds held):
- * paid, it would leave the invoice OVERPAID. `except` is the payment the code is applied with
- * (`PATCH /v1/invoices/:id/payment`), whose amount follows the code.
+ * paid, it would leave the invoice OVERPAID. An INITIATED payment holds nothing, even one
+ * whose page is being opened: that page is checked against what the invoice owes, under its
+ * lock, when it is recorded, and withdrawn if the code left too little (`recordStart`).
+ * `except` is the payment the code is applied with (`PATCH /v1/invoices/:id/payment`), whose
+ * amount follows the code.
  */
 export async function applyDiscountCodeLocked(
   trx: Db,

@@ -55,6 +55,42 @@ export async function countTenants(db: Db): Promise<number> {
   return Number(row.n)
 }
 
+export async function lockTenant(db: Db, id: string): Promise<Tenant | undefined> {
+  return db.selectFrom('tenants').selectAll().where('id', '=', id).forUpdate().executeTakeFirst()
+}
+
+/** Whether the tenant has, or ever had, an admin key (a revoked one is still a row). */
+export async function hasAdminKey(db: Db, tenantId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select('id')
+    .where('tenant_id', '=', tenantId)
+    .where('role', '=', 'admin')
+    .limit(1)
+    .executeTakeFirst()
+  return row !== undefined
+}
+
+/** Whether the tenant exists and never had an admin key, in one statement. */
+export async function tenantNeverKeyed(db: Db, id: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('tenants')
+    .select('id')
+    .where('id', '=', id)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('api_keys')
+            .select('id')
+            .whereRef('api_keys.tenant_id', '=', 'tenants.id')
+            .where('api_keys.role', '=', 'admin'),
+        ),
+      ),
+    )
+    .executeTakeFirst()
+  return row !== undefined
+}
+
 /** Environments are never changed or deleted: one that was found stays found. */
 const KNOWN_ENVIRONMENTS = new BoundedCache<string, Pick<Environment, 'id' | 'tenant_id' | 'type'>>(
   10_000,

@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from '../../core/clock.ts'
 import { newId } from '../../core/ids.ts'
 import type { Db } from '../../db/client.ts'
 import { ENVIRONMENT_TYPES, type Environment, type Tenant } from '../../db/database.ts'
@@ -7,8 +8,12 @@ import {
   countTenants,
   findEnvironmentByType,
   findTenant,
+  hasAdminKey,
   insertEnvironments,
   insertTenantIfAbsent,
+  listEnvironments,
+  lockTenant,
+  tenantNeverKeyed,
 } from './repository.ts'
 
 export const DEFAULT_TENANT_ID = 'default'
@@ -56,29 +61,50 @@ async function insertTenantWithEnvironments(
 
 /**
  * On an empty database, creates tenant `default` with its environments and one
- * admin key for `test`, returned so the caller can show it once. Returns
- * `undefined` when any tenant already exists; safe when two processes race.
+ * admin key for `test`, returned so the caller can show it once. Tenant `default`
+ * made by another command (`payrail demo`, `sync stripe`: they create it without a
+ * key) that never had an admin key gets that key here too, or the operator would
+ * have none: one it had, even revoked, means it has its keys, and none is made.
+ * Returns `undefined` when nothing was to be made (any other tenant, and no
+ * `default`, means the operator manages tenants); safe when processes race.
  */
 export async function bootstrapDefaultTenant(
   db: Db,
+  clock: Clock = systemClock,
 ): Promise<(TenantWithEnvironments & { key: CreatedApiKey }) | undefined> {
-  if ((await countTenants(db)) > 0) return undefined
+  const empty = (await countTenants(db)) === 0
+  if (!empty && !(await tenantNeverKeyed(db, DEFAULT_TENANT_ID))) return undefined
   return inTransaction(db, async (trx) => {
-    const created = await insertTenantWithEnvironments(trx, {
-      id: DEFAULT_TENANT_ID,
-      name: 'Default',
-    })
-    if (!created) return undefined
-    const test = created.environments.find((e) => e.type === 'test')
-    if (!test) throw new Error('Bootstrap created no test environment')
-    const key = await createApiKey(trx, {
-      tenantId: created.tenant.id,
-      environmentId: test.id,
-      role: 'admin',
-      name: 'Bootstrap key',
-    })
-    return { ...created, key }
+    const created = empty
+      ? await insertTenantWithEnvironments(trx, { id: DEFAULT_TENANT_ID, name: 'Default' })
+      : undefined
+    const found = created ?? (await keylessDefaultTenant(trx))
+    if (!found) return undefined
+    const test = found.environments.find((e) => e.type === 'test')
+    if (!test) throw new Error('Bootstrap found no test environment')
+    const key = await createApiKey(
+      trx,
+      {
+        tenantId: found.tenant.id,
+        environmentId: test.id,
+        role: 'admin',
+        name: 'Bootstrap key',
+      },
+      clock,
+    )
+    return { ...found, key }
   })
+}
+
+/**
+ * Tenant `default` with its environments, locked until commit, when it never had an
+ * admin key. Under the lock, a process that bootstrapped it first is seen (its key
+ * committed), and no second key is made.
+ */
+async function keylessDefaultTenant(db: Db): Promise<TenantWithEnvironments | undefined> {
+  const tenant = await lockTenant(db, DEFAULT_TENANT_ID)
+  if (!tenant || (await hasAdminKey(db, tenant.id))) return undefined
+  return { tenant, environments: await listEnvironments(db, tenant.id) }
 }
 
 export async function requireTenant(db: Db, id: string): Promise<Tenant> {
