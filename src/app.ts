@@ -113,11 +113,12 @@ export async function buildApp(
   app.removeContentTypeParser('text/plain')
   registerJsonParser(app)
   // A POST whose fields are all optional may come without a body (`POST …/cancel`, a refund
-  // of all that is left): it is read as `{}`, not refused as "body must be object". Only
-  // routes with a body schema: webhook routes read their raw body.
+  // of all that is left), and a DELETE takes none (`EmptyBody`): it is read as `{}`, not
+  // refused as "body must be object". Only routes with a body schema: webhook routes read
+  // their raw body.
   app.addHook('preValidation', async (request) => {
     if (
-      request.method === 'POST' &&
+      (request.method === 'POST' || request.method === 'DELETE') &&
       request.body === undefined &&
       request.routeOptions.schema?.body
     )

@@ -101,28 +101,40 @@ export interface InvoiceBody {
   paid_at: string | null
 }
 
+/** A draft invoice of `customerId`; with `key`, made with that key (another tenant's, say). */
 export async function createInvoice(
   ctx: TestContext,
   customerId: string,
   body: Record<string, unknown> = {},
+  key?: string,
 ) {
-  const res = await ctx.post<InvoiceBody>('/v1/invoices', {
-    customer_id: customerId,
-    currency: 'usd',
-    lines: [{ description: 'Consulting', quantity: 2, unit_amount: '50.00' }],
-    ...body,
-  })
+  const res = await ctx.post<InvoiceBody>(
+    '/v1/invoices',
+    {
+      customer_id: customerId,
+      currency: 'usd',
+      lines: [{ description: 'Consulting', quantity: 2, unit_amount: '50.00' }],
+      ...body,
+    },
+    key === undefined ? {} : { key },
+  )
   expect(res.status).toBe(201)
   return res.body
 }
 
+/** `createInvoice`, finalized (with the same `key`). */
 export async function finalizedInvoice(
   ctx: TestContext,
   customerId: string,
   body: Record<string, unknown> = {},
+  key?: string,
 ) {
-  const invoice = await createInvoice(ctx, customerId, body)
-  const res = await ctx.post<InvoiceBody>(`/v1/invoices/${invoice.id}/finalize`)
+  const invoice = await createInvoice(ctx, customerId, body, key)
+  const res = await ctx.post<InvoiceBody>(
+    `/v1/invoices/${invoice.id}/finalize`,
+    undefined,
+    key === undefined ? {} : { key },
+  )
   expect(res.status).toBe(200)
   return res.body
 }

@@ -282,13 +282,24 @@ export async function whileLocked<T>(
   }
 }
 
-/** Posts `body` to the main test environment's sandbox webhook, signed as the sandbox signs. */
-export function postSandboxWebhook(ctx: TestContext, body: string) {
-  const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${ctx.main.test.id}`)
+/**
+ * Posts `body` to a sandbox webhook path (`to`: the main test environment's by default),
+ * signed as the sandbox signs for the environment `signedFor` (the path's by default).
+ */
+export function postSandboxWebhook(
+  ctx: TestContext,
+  body: string,
+  to: { tenantId: string; environmentId: string } = {
+    tenantId: ctx.main.tenant.id,
+    environmentId: ctx.main.test.id,
+  },
+  signedFor = to.environmentId,
+) {
+  const secret = ctx.deps.secretBox.derive(`sandbox-webhook:${signedFor}`)
   const signature = signWebhook(secret, body, Math.floor(ctx.clock.now().getTime() / 1000))
   return ctx.app.inject({
     method: 'POST',
-    url: sandboxWebhookPath(ctx.main.tenant.id, ctx.main.test.id),
+    url: sandboxWebhookPath(to.tenantId, to.environmentId),
     headers: { 'content-type': 'application/json', [SANDBOX_SIGNATURE_HEADER]: signature },
     payload: body,
   })

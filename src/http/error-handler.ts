@@ -31,12 +31,23 @@ export interface ErrorBody {
 /**
  * Turns anything thrown into the one error shape. App errors pass through as they
  * are; Fastify's own (bad JSON, wrong content type, too large, schema validation)
- * get a code; anything else is a 500 `internal_error` whose detail stays in the log.
+ * get a code; Stripe's SDK's errors (a revoked key, Stripe down) are 502 `gateway_error`;
+ * anything else is a 500 `internal_error` whose detail stays in the log.
  */
 export function toErrorBody(error: unknown): { status: number; body: ErrorBody } {
   if (error instanceof AppError) {
     return { status: error.status, body: errorBody(error.code, error.message, error.details) }
   }
+  // A provider's failure, whatever status it answered with: the status is Stripe's answer to
+  // Payrail (a revoked key's 401 read as the caller's 400 `validation_error`), not Payrail's.
+  if (isStripeError(error))
+    return {
+      status: httpStatusFor('gateway_error'),
+      body: errorBody('gateway_error', `Stripe refused the request: ${error.message}`, {
+        gateway: 'stripe',
+        ...(error.statusCode !== undefined && { status_code: error.statusCode }),
+      }),
+    }
   const database = mapDatabaseError(error)
   if (database)
     return {
@@ -177,8 +188,24 @@ function fieldOf(
   return [context ?? 'body', leaf].filter(Boolean).join('.')
 }
 
+/**
+ * Fastify's own errors (its `FST_…` codes, schema validation), which their `statusCode`
+ * describes. Not any error with a `statusCode`: an SDK's error carries the status a provider
+ * answered Payrail with (a revoked Stripe key's 401 was answered as the caller's 400).
+ */
 function isFastifyError(error: unknown): error is FastifyError {
-  return (
-    error instanceof Error && ('statusCode' in error || 'validation' in error || 'code' in error)
-  )
+  if (!(error instanceof Error)) return false
+  const { code, validation } = error as Partial<FastifyError>
+  return Array.isArray(validation) || (typeof code === 'string' && code.startsWith('FST_'))
+}
+
+/**
+ * An error of Stripe's SDK, known by its shape: the SDK is loaded on its first use
+ * (`stripeSdk`), and its classes are not at hand here. Each sets `type` to its class name
+ * (`StripeAuthenticationError`), and `raw` to Stripe's answer.
+ */
+function isStripeError(error: unknown): error is Error & { statusCode?: number } {
+  if (!(error instanceof Error) || !('raw' in error)) return false
+  const type = (error as { type?: unknown }).type
+  return typeof type === 'string' && /^Stripe[A-Za-z]*Error$/.test(type)
 }

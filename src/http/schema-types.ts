@@ -45,6 +45,14 @@ export const CurrencyCode = Type.String({
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) })
 
 /**
+ * A new object's metadata as stored (JSON text): as Stripe does, a key sent as "" is not set,
+ * just as it would be removed from an object that had it.
+ */
+export function newMetadata(metadata: Record<string, string> | undefined): string {
+  return JSON.stringify(mergeMetadata({}, metadata ?? {}))
+}
+
+/**
  * Merges Stripe-style: keys set to "" are removed. The result holds at most 50 keys, as
  * each request's metadata does (400 `validation_error` on `metadata`): checked per request
  * only, repeated updates grew an object's metadata without end.
@@ -67,3 +75,11 @@ export function mergeMetadata(
   }
   return merged
 }
+
+/**
+ * The body of an action that takes no fields (`POST /payments/:id/cancel`,
+ * `DELETE /api_keys/:id`): none, or `{}`. Closed like every body (src/http/validation.ts): a
+ * field sent to it is 400 `validation_error` naming it, as Stripe refuses an unknown
+ * parameter, not ignored while the action is carried out without it.
+ */
+export const EmptyBody = Type.Object({}, { description: 'Takes no fields: send no body, or `{}`' })

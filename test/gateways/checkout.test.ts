@@ -64,8 +64,9 @@ async function paidHostedPayment() {
   return { invoice, payment }
 }
 
-async function hostedPayment(invoiceId: string) {
-  const res = await createPayment(ctx, {
+/** A Checkout.com hosted payment of the invoice, PENDING on its page (in `on`'s environment). */
+async function hostedPayment(invoiceId: string, on: TestContext = ctx) {
+  const res = await createPayment(on, {
     destination_id: invoiceId,
     payment_method_type: 'PAYMENT_LINK',
     payment_gateway: 'checkout',
@@ -116,9 +117,9 @@ async function deliverSigned(body: string) {
 }
 
 /** Follows Checkout.com's redirect back to Payrail, as the customer's browser would. */
-async function followReturn(redirectUrl: string) {
+async function followReturn(redirectUrl: string | URL, on: TestContext = ctx) {
   const url = new URL(redirectUrl)
-  return ctx.app.inject({ method: 'GET', url: `${url.pathname}${url.search}` })
+  return on.app.inject({ method: 'GET', url: `${url.pathname}${url.search}` })
 }
 
 describe('Checkout.com hosted payments, through checkout-sdk-node and the emulator', () => {
@@ -1171,55 +1172,48 @@ describe('Checkout.com return routes when the return cannot be verified', () => 
   /** A hosted payment paid on Checkout.com's page, its webhooks held; the customer's return. */
   async function paidWithReturnHeld() {
     const { invoice } = await invoiceToPay(own)
-    const res = await createPayment(own, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'checkout',
-      amount: '100.00',
-      success_url: 'https://merchant.example/thanks',
-      cancel_url: 'https://merchant.example/cancel',
-    })
-    expect(res.status, res.text).toBe(201)
+    const payment = await hostedPayment(invoice.id, own)
     cko.holdWebhooks()
-    const completion = cko.completeHostedPayment(String(res.body.gateway_tracking_id), {
+    const completion = cko.completeHostedPayment(String(payment.gateway_tracking_id), {
       card: '4242424242424242',
     })
-    return { invoice, payment: res.body, returnUrl: new URL(completion.redirectUrl) }
+    return { invoice, payment, returnUrl: new URL(completion.redirectUrl) }
   }
 
-  const follow = (url: URL) =>
-    own.app.inject({ method: 'GET', url: `${url.pathname}${url.search}` })
+  /** Points the connection at `baseUrl` (`DEAD`: Checkout.com not answering). */
+  async function pointConnectionAt(baseUrl: string) {
+    const res = await own.patch(`/v1/gateway_connections/${connectionId}`, {
+      settings: { base_url: baseUrl },
+    })
+    expect(res.status, res.text).toBe(200)
+  }
+  const DEAD = 'http://127.0.0.1:9'
+
+  /** The customer's return, followed: a redirect (303) to `location`, never an error body. */
+  async function expectReturnTo(returnUrl: URL, location: string) {
+    const back = await followReturn(returnUrl, own)
+    expect(back.statusCode).toBe(303)
+    expect(back.headers.location).toBe(location)
+  }
 
   test("Checkout.com not answering the check: redirected by the payment's record, the payment left as it is", async () => {
     const { invoice, payment, returnUrl } = await paidWithReturnHeld()
-    const broken = await own.patch(`/v1/gateway_connections/${connectionId}`, {
-      settings: { base_url: 'http://127.0.0.1:9' },
-    })
-    expect(broken.status, broken.text).toBe(200)
-    const back = await follow(returnUrl)
-    expect(back.statusCode).toBe(303)
-    expect(back.headers.location).toBe('https://merchant.example/cancel')
+    await pointConnectionAt(DEAD)
+    await expectReturnTo(returnUrl, 'https://merchant.example/cancel')
     expect(await getPayment(own, payment.id)).toMatchObject({
       payment_status: 'PENDING',
       amount_paid: '0.00',
     })
     expect((await getInvoice(own, invoice.id)).amount_paid).toBe('0.00')
-    const restored = await own.patch(`/v1/gateway_connections/${connectionId}`, {
-      settings: { base_url: cko.url },
-    })
-    expect(restored.status, restored.text).toBe(200)
+    await pointConnectionAt(cko.url)
     // The held report still settles it.
     await cko.releaseWebhooks()
     await cko.waitForDeliveries()
     expect((await getPayment(own, payment.id)).payment_status).toBe('SUCCEEDED')
     // Settled by the webhook, the return unverifiable again: the record says paid.
-    await own.patch(`/v1/gateway_connections/${connectionId}`, {
-      settings: { base_url: 'http://127.0.0.1:9' },
-    })
-    const again = await follow(returnUrl)
-    expect(again.statusCode).toBe(303)
-    expect(again.headers.location).toBe('https://merchant.example/thanks')
-    await own.patch(`/v1/gateway_connections/${connectionId}`, { settings: { base_url: cko.url } })
+    await pointConnectionAt(DEAD)
+    await expectReturnTo(returnUrl, 'https://merchant.example/thanks')
+    await pointConnectionAt(cko.url)
   })
 
   // docs/payments.md: `DELETE …?force=true` disconnects with pages still open; their
@@ -1228,9 +1222,7 @@ describe('Checkout.com return routes when the return cannot be verified', () => 
     const { payment, returnUrl } = await paidWithReturnHeld()
     const deleted = await own.delete(`/v1/gateway_connections/${connectionId}?force=true`)
     expect(deleted.status, deleted.text).toBe(200)
-    const back = await follow(returnUrl)
-    expect(back.statusCode).toBe(303)
-    expect(back.headers.location).toBe('https://merchant.example/cancel')
+    await expectReturnTo(returnUrl, 'https://merchant.example/cancel')
     expect(await getPayment(own, payment.id)).toMatchObject({
       payment_status: 'PENDING',
       amount_paid: '0.00',

@@ -7,9 +7,10 @@ import {
 import { backfillStripe } from '../../src/modules/stripe-sync/backfill.ts'
 import { applyBillingObject } from '../../src/modules/stripe-sync/service.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
+import { signatureHeader } from '../emulators/stripe/signing.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
 import { getPayment, type PaymentBody, pagePost, sessionOf } from '../payments-helpers.ts'
-import { connectStripeEmulator, mirroredInvoice } from '../stripe-helpers.ts'
+import { connectStripeEmulator, mirroredInvoice, stripeWebhookPath } from '../stripe-helpers.ts'
 
 let ctx: TestContext
 let emulator: StripeEmulator
@@ -806,5 +807,215 @@ describe('Stripe Billing sync: events out of order, and money in flight', () => 
     // were read outside the per-object guard, and the sync stopped).
     expect(outcome).not.toBeInstanceOf(Error)
     expect((outcome as { failed: number }).failed).toBeGreaterThan(0)
+  })
+})
+
+describe('Stripe Billing sync: what Payrail cannot hold, and Stripe refusing', () => {
+  /** How many `invoice.voided` events the invoice has. */
+  async function voidedEvents(invoiceId: string) {
+    const res = await ctx.get<{ items: unknown[] }>(
+      `/v1/events?object_id=${invoiceId}&type=invoice.voided`,
+    )
+    return res.body.items.length
+  }
+
+  test('a metered line past what a Payrail line holds (3,000,000,000 free API calls) is one line naming its quantity, accepted', async () => {
+    const customer = emulator.seedCustomer({ email: 'metered@example.com' })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      status: 'open',
+      lines: [
+        { description: 'Base plan', amount: 2000, quantity: 1 },
+        { description: 'API calls (free tier)', amount: 0, quantity: 3_000_000_000 },
+      ],
+    })
+    const sent = emulator.sendEvent('invoice.finalized', String(invoice.id))
+    await emulator.waitForDeliveries()
+    // Before, PostgreSQL refused the quantity (an integer): a 400 on every delivery.
+    const attempts = emulator.deliveries.filter((d) => d.eventId === sent.id)
+    expect(attempts.map((a) => a.status)).toEqual([200])
+    const mirrored = await mirroredInvoice(ctx, String(invoice.id))
+    expect((mirrored as unknown as { lines: Record<string, unknown>[] }).lines).toMatchObject([
+      { description: 'Base plan', quantity: 1, unit_amount: '20.00', amount: '20.00' },
+      {
+        description: 'API calls (free tier) (× 3000000000)',
+        quantity: 1,
+        unit_amount: '0.00',
+        amount: '0.00',
+      },
+    ])
+    expect(mirrored?.amount_due).toBe('20.00')
+  })
+
+  test('an older invoice event delivered after a newer one is recorded stale, and the newer replica kept', async () => {
+    const customer = emulator.seedCustomer({ email: 'stale-invoice@example.com' })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      amountDue: 4500,
+      status: 'open',
+    })
+    emulator.setWebhookDelivery('manual')
+    const older = emulator.sendEvent('invoice.finalized', { ...invoice, status: 'open' })
+    ctx.clock.advance(5_000)
+    const newer = emulator.sendEvent('invoice.updated', {
+      ...invoice,
+      status: 'open',
+      description: 'newer',
+    })
+    await emulator.deliverOutbox({ order: 'reverse' })
+    emulator.setWebhookDelivery('auto')
+    const outcomes = await ctx.db
+      .selectFrom('webhook_events')
+      .select(['event_id', 'outcome'])
+      .where('event_id', 'in', [String(older.id), String(newer.id)])
+      .execute()
+    // Before, an invoice's event read `synced` whether or not its replica was kept.
+    expect(Object.fromEntries(outcomes.map((o) => [o.event_id, o.outcome]))).toEqual({
+      [String(newer.id)]: 'synced',
+      [String(older.id)]: 'stale',
+    })
+    const replica = await ctx.db
+      .selectFrom('stripe_replicas')
+      .select('data')
+      .where('stripe_id', '=', String(invoice.id))
+      .executeTakeFirstOrThrow()
+    expect(replica.data).toMatchObject({ description: 'newer' })
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
+      invoice_status: 'FINALIZED',
+      amount_due: '45.00',
+    })
+  })
+
+  /**
+   * `payrail sync stripe` with Stripe answering 429 to the next `refusals` price-list pages,
+   * and an open invoice to sync after the prices: the sync's counts, its waits, the invoice.
+   */
+  async function syncWithPricesRefused(refusals: number, email: string, amountDue: number) {
+    const customer = emulator.seedCustomer({ email })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      amountDue,
+      status: 'open',
+    })
+    const waits: number[] = []
+    emulator.failNext({ status: 429, count: refusals, pathPrefix: '/v1/prices', method: 'GET' })
+    try {
+      const counts = await backfillStripe(ctx.deps, ctx.scope, undefined, {
+        sleep: async (ms) => {
+          waits.push(ms)
+        },
+      })
+      return { counts, waits, invoiceId: String(invoice.id) }
+    } finally {
+      emulator.clearFaults()
+    }
+  }
+
+  test('payrail sync stripe asks again for a rate-limited list page (429), with backoff, and syncs all', async () => {
+    const { counts, waits, invoiceId } = await syncWithPricesRefused(
+      2,
+      'after-429@example.com',
+      2500,
+    )
+    // Before, the 429 stopped the sync at the prices: no invoice after them was synced.
+    expect(waits).toEqual([1_000, 2_000])
+    expect(counts.failed).toBe(0)
+    expect(counts.price).toBe(emulator.state.prices.size)
+    expect(await mirroredInvoice(ctx, invoiceId)).toMatchObject({ amount_due: '25.00' })
+  })
+
+  test('payrail sync stripe: a list Stripe keeps refusing is counted failed, and the next types are synced', async () => {
+    const { counts, waits, invoiceId } = await syncWithPricesRefused(
+      10,
+      'prices-refused@example.com',
+      2600,
+    )
+    // Three more attempts, then the prices are given up: one failure (the command exits 1).
+    expect(waits).toEqual([1_000, 2_000, 4_000])
+    expect(counts.failed).toBe(1)
+    expect(counts.price).toBe(0)
+    expect(counts.product).toBe(emulator.state.products.size)
+    expect(await mirroredInvoice(ctx, invoiceId)).toMatchObject({ amount_due: '26.00' })
+  })
+
+  test('voiding or writing off a mirrored invoice in Payrail is 409: it is done in Stripe, and the mirror follows', async () => {
+    const { invoice, mirrored } = await openMirrored('void-in-payrail@example.com')
+    for (const action of ['void', 'mark_uncollectible']) {
+      const res = await ctx.post<{
+        error: { code: string; message: string; details: Record<string, unknown> }
+      }>(`/v1/invoices/${mirrored.id}/${action}`, {})
+      // Before, the void went through here while Stripe went on collecting the invoice.
+      expect(res.status, res.text).toBe(409)
+      expect(res.body.error).toMatchObject({
+        code: 'conflict',
+        details: { invoice_id: mirrored.id, stripe_invoice_id: String(invoice.id) },
+      })
+      expect(res.body.error.message).toMatch(/in Stripe/)
+    }
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
+      invoice_status: 'FINALIZED',
+      amount_remaining: '45.00',
+    })
+    expect(await voidedEvents(mirrored.id)).toBe(0)
+    // Stripe's own void still voids the mirror.
+    emulator.sendEvent('invoice.voided', { ...invoice, status: 'void' })
+    await emulator.waitForDeliveries()
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toMatchObject({
+      invoice_status: 'VOIDED',
+      amount_remaining: '0.00',
+    })
+    expect(await voidedEvents(mirrored.id)).toBe(1)
+  })
+
+  test('an invoice event whose lines Stripe refuses to list (key revoked: 401) is 502 gateway_error, for Stripe to send again', async () => {
+    const customer = emulator.seedCustomer({ email: 'revoked-key@example.com' })
+    const invoice = emulator.seedInvoice({
+      customer: String(customer.id),
+      lines: Array.from({ length: 12 }, (_, i) => ({ amount: 100, description: `L${i}` })),
+    })
+    const connections = await ctx.get<{ items: { id: string; gateway: string }[] }>(
+      '/v1/gateway_connections',
+    )
+    const stripe = connections.body.items.find((c) => c.gateway === 'stripe')
+    const setKey = async (secretKey: string) => {
+      const res = await ctx.patch(`/v1/gateway_connections/${stripe?.id}`, {
+        credentials: { secret_key: secretKey, webhook_secret: emulator.webhookSecret },
+      })
+      expect(res.status, res.text).toBe(200)
+    }
+    await setKey('sk_test_revoked')
+    const payload = JSON.stringify({
+      id: 'evt_revoked_key_lines',
+      object: 'event',
+      api_version: '2024-06-20',
+      created: Math.floor(ctx.clock.now().getTime() / 1000),
+      livemode: false,
+      pending_webhooks: 1,
+      request: { id: null, idempotency_key: null },
+      type: 'invoice.finalized',
+      data: { object: { ...invoice, status: 'open' } },
+    })
+    let res: Awaited<ReturnType<typeof ctx.app.inject>>
+    try {
+      res = await ctx.app.inject({
+        method: 'POST',
+        url: stripeWebhookPath(ctx),
+        headers: {
+          'content-type': 'application/json',
+          'stripe-signature': signatureHeader(
+            payload,
+            emulator.webhookSecret,
+            Math.floor(ctx.clock.now().getTime() / 1000),
+          ),
+        },
+        payload,
+      })
+    } finally {
+      await setKey(emulator.secretKey)
+    }
+    // Before, Stripe's 401 to Payrail was answered as the sender's 400 validation_error.
+    expect(res.statusCode, res.body).toBe(502)
+    expect(JSON.parse(res.body).error.code).toBe('gateway_error')
+    expect(await mirroredInvoice(ctx, String(invoice.id))).toBeUndefined()
   })
 })

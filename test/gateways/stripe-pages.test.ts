@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { stripeGateway } from '../../src/gateways/stripe/stripe.gateway.ts'
+import { opener } from '../async-helpers.ts'
 import type { StripeEmulator } from '../emulators/stripe/emulator.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
@@ -114,14 +115,8 @@ describe('a discount code applied to the payment while its Stripe session is bei
     expect(created.status, created.text).toBe(201)
     // Stripe answers only once the code is applied: the session asks the old 100.00.
     const open = stripeGateway.createCheckout?.bind(stripeGateway)
-    let applied!: () => void
-    const codeApplied = new Promise<void>((resolve) => {
-      applied = resolve
-    })
-    let asked!: () => void
-    const stripeAsked = new Promise<void>((resolve) => {
-      asked = resolve
-    })
+    const { promise: codeApplied, open: applied } = opener()
+    const { promise: stripeAsked, open: asked } = opener()
     const spy = vi
       .spyOn(stripeGateway, 'createCheckout')
       .mockImplementationOnce(async (gctx, request) => {

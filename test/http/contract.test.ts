@@ -197,3 +197,51 @@ describe('routes named by DESIGN', () => {
     expect(unknown.body.error.code).toBe('validation_error')
   })
 })
+
+// docs/api.md: an action that takes no fields refuses one by name (Stripe's "unknown
+// parameter"), as every other body does, rather than ignoring it while it acts.
+describe('actions that take no body', () => {
+  const missing = 'x_01jzzzzzzzzzzzzzzzzzzzzzzz'
+  test.each([
+    ['DELETE', `/v1/api_keys/${missing}`],
+    ['POST', `/v1/customers/${missing}/payment_methods/${missing}/default`],
+    ['DELETE', `/v1/customers/${missing}/tokens`],
+    ['DELETE', `/v1/gateway_connections/${missing}`],
+    ['POST', `/v1/invoices/${missing}/finalize`],
+    ['POST', `/v1/invoices/${missing}/void`],
+    ['POST', `/v1/invoices/${missing}/mark_uncollectible`],
+    ['DELETE', `/v1/payments/${missing}`],
+    ['POST', `/v1/payments/${missing}/process`],
+    ['POST', `/v1/payments/${missing}/cancel`],
+    ['DELETE', `/v1/webhook_endpoints/${missing}`],
+    ['POST', `/v1/webhook_deliveries/${missing}/redeliver`],
+    ['POST', `/api/v1/payments/${missing}/cancel`],
+  ] as const)(
+    '%s %s: a field is 400 naming it; no body or {} reach the route',
+    async (method, path) => {
+      const refused = await ctx.request<ErrorBody>(method, path, { note: 'x' })
+      expect(refused.status, refused.text).toBe(400)
+      expect(refused.body.error).toMatchObject({
+        code: 'validation_error',
+        details: {
+          errors: [{ field: 'body.note', message: 'must NOT have additional properties' }],
+        },
+      })
+      // Past validation, the object is not found.
+      for (const body of [undefined, {}]) {
+        const res = await ctx.request<ErrorBody>(method, path, body)
+        expect(res.status, `${JSON.stringify(body)}: ${res.text}`).toBe(404)
+        expect(res.body.error.code).toBe('not_found')
+      }
+    },
+  )
+
+  test('/openapi.json still documents them', async () => {
+    const res = await ctx.get<{ paths: Record<string, Record<string, unknown>> }>('/openapi.json', {
+      key: null,
+    })
+    expect(res.status, res.text).toBe(200)
+    expect(Object.keys(res.body.paths['/v1/payments/{id}/cancel'] ?? {})).toContain('post')
+    expect(Object.keys(res.body.paths['/v1/api_keys/{id}'] ?? {})).toContain('delete')
+  })
+})

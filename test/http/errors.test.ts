@@ -4,6 +4,7 @@ import { sql } from 'kysely'
 import { Type } from 'typebox'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { AppError, ERROR_CODES, httpStatusFor } from '../../src/core/errors.ts'
+import { stripeSdk } from '../../src/gateways/stripe/stripe.client.ts'
 import { toErrorBody } from '../../src/http/error-handler.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 
@@ -199,6 +200,34 @@ describe('error codes', () => {
 
   test('every code maps to a 4xx or 5xx', () => {
     for (const code of ERROR_CODES) expect(httpStatusFor(code)).toBeGreaterThanOrEqual(400)
+  })
+
+  test('a Stripe SDK error is 502 gateway_error, whatever status Stripe answered Payrail with', async () => {
+    const { errors } = await stripeSdk()
+    const revoked = new errors.StripeAuthenticationError({
+      message: 'Invalid API Key provided: sk_test_****oked',
+      statusCode: 401,
+      type: 'invalid_request_error',
+    })
+    // Before, its 401 read as a Fastify error: the caller's 400 validation_error.
+    expect(toErrorBody(revoked)).toEqual({
+      status: 502,
+      body: {
+        error: {
+          code: 'gateway_error',
+          message: 'Stripe refused the request: Invalid API Key provided: sk_test_****oked',
+          details: { gateway: 'stripe', status_code: 401 },
+        },
+      },
+    })
+  })
+
+  test("another library's error carrying a statusCode is no Fastify error: 500 internal_error", () => {
+    const error = Object.assign(new Error('upstream said no'), { statusCode: 401, code: 'E_UP' })
+    expect(toErrorBody(error)).toEqual({
+      status: 500,
+      body: { error: { code: 'internal_error', message: expect.any(String), details: {} } },
+    })
   })
 
   test('a database error becomes internal_error', () => {

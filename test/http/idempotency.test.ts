@@ -8,6 +8,7 @@ import {
   IDEMPOTENCY_LOCK_TIMEOUT_MS,
   IDEMPOTENCY_TTL_MS,
 } from '../../src/http/idempotency.ts'
+import { opener } from '../async-helpers.ts'
 import { createCustomer } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import { invoiceToPay, type PaymentBody } from '../payments-helpers.ts'
@@ -203,14 +204,17 @@ describe('Idempotency-Key', () => {
     expect(replay.body.id).toBe(first.body.id)
   })
 
-  test("a customer's record stored under the bare key before keys had namespaces still replays to that customer", async () => {
+  /**
+   * A customer (with a token) and a completed record of its `POST /v1/invoices/:id/pay` stored
+   * under the bare key, as before keys had namespaces: locked at `lockedAt`, expiring at `expiresAt`.
+   */
+  async function legacyCustomerRecord(lockedAt: Date, expiresAt: Date) {
     const { customer, invoice } = await invoiceToPay(ctx)
     const token = (await ctx.post<{ token: string }>(`/v1/customers/${customer.id}/tokens`)).body
       .token
     const key = newKey()
     const url = `/v1/invoices/${invoice.id}/pay`
     const body = { payment_method_type: 'PAYMENT_LINK', payment_gateway: 'sandbox' }
-    const now = ctx.clock.now()
     await ctx.db
       .insertInto('idempotency_keys')
       .values({
@@ -223,10 +227,19 @@ describe('Idempotency-Key', () => {
         response_status: 201,
         response_body: ctx.deps.secretBox.seal('{"stored":"before the upgrade"}'),
         response_content_type: 'application/json; charset=utf-8',
-        locked_at: now,
-        expires_at: new Date(now.getTime() + 3600_000),
+        locked_at: lockedAt,
+        expires_at: expiresAt,
       })
       .execute()
+    return { customer, token, key, url, body }
+  }
+
+  test("a customer's record stored under the bare key before keys had namespaces still replays to that customer", async () => {
+    const now = ctx.clock.now()
+    const { token, key, url, body } = await legacyCustomerRecord(
+      now,
+      new Date(now.getTime() + 3600_000),
+    )
     const replay = await ctx.post<{ stored: string }>(url, body, {
       key: token,
       idempotencyKey: key,
@@ -237,29 +250,11 @@ describe('Idempotency-Key', () => {
   })
 
   test("an expired legacy record of a customer's key leaves the bare key to the merchant: the customer's new use goes to its own namespace", async () => {
-    const { customer, invoice } = await invoiceToPay(ctx)
-    const token = (await ctx.post<{ token: string }>(`/v1/customers/${customer.id}/tokens`)).body
-      .token
-    const key = newKey()
-    const url = `/v1/invoices/${invoice.id}/pay`
-    const body = { payment_method_type: 'PAYMENT_LINK', payment_gateway: 'sandbox' }
     const now = ctx.clock.now()
-    await ctx.db
-      .insertInto('idempotency_keys')
-      .values({
-        environment_id: ctx.main.test.id,
-        key,
-        method: 'POST',
-        path: url,
-        request_hash: hashRequest({ method: 'POST', url, body }, `customer ${customer.id}`),
-        state: 'completed',
-        response_status: 201,
-        response_body: ctx.deps.secretBox.seal('{"stored":"before the upgrade"}'),
-        response_content_type: 'application/json; charset=utf-8',
-        locked_at: new Date(now.getTime() - IDEMPOTENCY_TTL_MS - 3600_000),
-        expires_at: new Date(now.getTime() - 3600_000),
-      })
-      .execute()
+    const { customer, token, key, url, body } = await legacyCustomerRecord(
+      new Date(now.getTime() - IDEMPOTENCY_TTL_MS - 3600_000),
+      new Date(now.getTime() - 3600_000),
+    )
     const fresh = await ctx.post<PaymentBody>(url, body, { key: token, idempotencyKey: key })
     expect(fresh.status, fresh.text).toBe(201)
     expect(fresh.headers['idempotent-replayed']).toBeUndefined()
@@ -770,15 +765,6 @@ describe('canonicalJson', () => {
     )
   })
 })
-
-/** A gate for a probe to wait on, and its opening. */
-function opener() {
-  let open: () => void = () => undefined
-  const promise = new Promise<void>((resolve) => {
-    open = resolve
-  })
-  return { promise, open }
-}
 
 /** An environment's record of `key` (the main tenant's test environment's by default). */
 function recordOf(key: string, environmentId = ctx.main.test.id) {

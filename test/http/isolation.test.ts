@@ -9,6 +9,7 @@ import {
   type TenantFixture,
   type TestContext,
 } from '../harness.ts'
+import { postSandboxWebhook, sandboxEventBody } from '../payments-helpers.ts'
 
 let ctx: TestContext
 let other: TenantFixture
@@ -635,48 +636,15 @@ describe('more foreign ids', () => {
   })
 
   test('inbound webhook paths: wrong tenant/environment pairs are 404, wrong signature 400 (documented)', async () => {
-    const { signWebhook } = await import('../../src/core/webhook-signature.ts')
-    const { SANDBOX_SIGNATURE_HEADER } = await import(
-      '../../src/gateways/sandbox/sandbox-provider.ts'
-    )
-    const body = JSON.stringify({
-      id: 'evt_iso_1',
-      type: 'payment.succeeded',
-      created: 0,
-      data: {
-        payment_id: foreign.payment.id,
-        session_id: null,
-        charge_id: null,
-        amount: 0,
-        amount_received: 0,
-        currency: 'usd',
-        card: null,
-        error: null,
-        refund_id: null,
-        gateway_refund_id: null,
-      },
+    const body = sandboxEventBody('evt_iso_1', 'payment.succeeded', {
+      payment_id: foreign.payment.id,
     })
-    const sign = (envId: string) =>
-      signWebhook(
-        ctx.deps.secretBox.derive(`sandbox-webhook:${envId}`),
-        body,
-        Math.floor(ctx.clock.now().getTime() / 1000),
-      )
-    const post = (tenant: string, env: string, signature: string) =>
-      ctx.app.inject({
-        method: 'POST',
-        url: `/v1/webhooks/sandbox/${tenant}/${env}`,
-        headers: { 'content-type': 'application/json', [SANDBOX_SIGNATURE_HEADER]: signature },
-        payload: body,
-      })
-    expect((await post(ctx.main.tenant.id, other.test.id, sign(other.test.id))).statusCode).toBe(
-      404,
-    )
-    expect((await post(other.tenant.id, ctx.main.test.id, sign(ctx.main.test.id))).statusCode).toBe(
-      404,
-    )
+    const post = (tenantId: string, environmentId: string, signedFor: string) =>
+      postSandboxWebhook(ctx, body, { tenantId, environmentId }, signedFor)
+    expect((await post(ctx.main.tenant.id, other.test.id, other.test.id)).statusCode).toBe(404)
+    expect((await post(other.tenant.id, ctx.main.test.id, ctx.main.test.id)).statusCode).toBe(404)
     // docs/payments.md: a bad signature is a 400; another environment's signature is a bad one.
-    const wrongSig = await post(other.tenant.id, other.test.id, sign(ctx.main.test.id))
+    const wrongSig = await post(other.tenant.id, other.test.id, ctx.main.test.id)
     expect(wrongSig.statusCode).toBe(400)
     expect(JSON.parse(wrongSig.body).error.code).toBe('validation_error')
   })

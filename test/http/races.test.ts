@@ -5,6 +5,8 @@ import { createCustomer, finalizedInvoice } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createPayment,
+  createSandboxLink,
+  expectPaidInFull,
   getInvoice,
   getPayment,
   invoiceToPay,
@@ -24,6 +26,38 @@ beforeAll(async () => {
   ctx = await createTestContext()
 })
 afterAll(() => ctx.close())
+
+/** `DELETE` and `process` of an INITIATED payment sent at once: neither is a 500; the payment after. */
+async function deleteAndProcessAtOnce(paymentId: string): Promise<PaymentBody> {
+  const [deleted, processed] = await Promise.all([
+    ctx.delete(`/v1/payments/${paymentId}`),
+    ctx.post<PaymentBody>(`/v1/payments/${paymentId}/process`),
+  ])
+  expect(deleted.status, deleted.text).toBeLessThan(500)
+  expect(processed.status, processed.text).toBeLessThan(500)
+  return getPayment(ctx, paymentId)
+}
+
+/**
+ * `times` refunds of the payment sent at once (`{}`: all that is left, each): none is a 500.
+ * How many were made (201).
+ */
+async function refundsAtOnce(
+  paymentId: string,
+  times: number,
+  body: { amount?: string },
+): Promise<number> {
+  const answers = await Promise.all(
+    Array.from({ length: times }, () =>
+      ctx.post<RefundBody>(`/v1/payments/${paymentId}/refunds`, body),
+    ),
+  )
+  expect(
+    answers.every((a) => a.status < 500),
+    answers.map((a) => a.text).join('\n'),
+  ).toBe(true)
+  return answers.filter((a) => a.status === 201).length
+}
 
 describe('idempotency keys on API routes', () => {
   test('a key of exactly 255 characters works, 256 is 400 validation_error', async () => {
@@ -126,14 +160,7 @@ describe('races without keys', () => {
         process_payment: false,
       })
       expect(created.status, created.text).toBe(201)
-      const id = created.body.id
-      const [deleted, processed] = await Promise.all([
-        ctx.delete(`/v1/payments/${id}`),
-        ctx.post<PaymentBody>(`/v1/payments/${id}/process`),
-      ])
-      expect(deleted.status, deleted.text).toBeLessThan(500)
-      expect(processed.status, processed.text).toBeLessThan(500)
-      const after = await getPayment(ctx, id)
+      const after = await deleteAndProcessAtOnce(created.body.id)
       const inv = await getInvoice(ctx, invoice.id)
       if (after.active === false) {
         expect(after.payment_status).not.toBe('SUCCEEDED')
@@ -152,20 +179,9 @@ describe('races without keys', () => {
       amount: '35.00',
     })
     expect(first.status, first.text).toBe(201)
-    const results = await Promise.all(
-      Array.from({ length: 10 }, () =>
-        ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, { amount: '30.00' }),
-      ),
-    )
-    expect(results.every((r) => r.status < 500)).toBe(true)
-    expect(results.filter((r) => r.status === 201)).toHaveLength(2)
+    expect(await refundsAtOnce(payment.id, 10, { amount: '30.00' })).toBe(2)
     expect((await getPayment(ctx, payment.id)).amount_refunded).toBe('95.00')
-    const full = await Promise.all(
-      Array.from({ length: 5 }, () =>
-        ctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {}),
-      ),
-    )
-    expect(full.filter((r) => r.status === 201)).toHaveLength(1)
+    expect(await refundsAtOnce(payment.id, 5, {})).toBe(1)
     expect((await getPayment(ctx, payment.id)).amount_refunded).toBe('100.00')
   })
 
@@ -239,16 +255,7 @@ describe('balance races', () => {
     })
     expect(paid.status, paid.text).toBe(201)
     expect(await balanceOf(customer.id)).toBe('0.00')
-    const results = await Promise.all(
-      Array.from({ length: 10 }, () =>
-        ctx.post<RefundBody>(`/v1/payments/${paid.body.id}/refunds`, { amount: '30.00' }),
-      ),
-    )
-    expect(
-      results.every((r) => r.status < 500),
-      results.map((r) => r.text).join('\n'),
-    ).toBe(true)
-    expect(results.filter((r) => r.status === 201)).toHaveLength(3)
+    expect(await refundsAtOnce(paid.body.id, 10, { amount: '30.00' })).toBe(3)
     expect(await balanceOf(customer.id)).toBe('90.00')
   })
 
@@ -263,14 +270,7 @@ describe('balance races', () => {
         process_payment: false,
       })
       expect(created.status, created.text).toBe(201)
-      const id = created.body.id
-      const [deleted, processed] = await Promise.all([
-        ctx.delete(`/v1/payments/${id}`),
-        ctx.post<PaymentBody>(`/v1/payments/${id}/process`),
-      ])
-      expect(deleted.status, deleted.text).toBeLessThan(500)
-      expect(processed.status, processed.text).toBeLessThan(500)
-      const after = await getPayment(ctx, id)
+      const after = await deleteAndProcessAtOnce(created.body.id)
       if (after.active === false) {
         expect(await balanceOf(customer.id)).toBe('100.00')
       } else {
@@ -337,30 +337,19 @@ describe('body idempotency_key on POST /v1/payments', () => {
       idempotency_key: 'cross',
     })
     expect(a.status, a.text).toBe(201)
-    const c2 = await ctx.post<{ id: string }>(
-      '/v1/customers',
-      { name: 'O', email: 'o@example.com' },
-      { key: other.key },
+    const c2 = await createCustomer(ctx, { name: 'O', email: 'o@example.com' }, other.key)
+    const inv2 = await finalizedInvoice(
+      ctx,
+      c2.id,
+      { lines: [{ description: 'x', quantity: 1, unit_amount: '10.00' }] },
+      other.key,
     )
-    const inv2 = await ctx.post<{ id: string }>(
-      '/v1/invoices',
-      {
-        customer_id: c2.body.id,
-        currency: 'usd',
-        lines: [{ description: 'x', quantity: 1, unit_amount: '10.00' }],
-      },
-      { key: other.key },
-    )
-    expect(
-      (await ctx.post(`/v1/invoices/${inv2.body.id}/finalize`, undefined, { key: other.key }))
-        .status,
-    ).toBe(200)
     const b = await ctx.post<PaymentBody>(
       '/v1/payments',
       {
         destination_type: 'INVOICE',
         currency: 'usd',
-        destination_id: inv2.body.id,
+        destination_id: inv2.id,
         payment_method_type: 'OFFLINE',
         amount: '10.00',
         idempotency_key: 'cross',
@@ -492,37 +481,20 @@ describe('top-up races', () => {
 describe('hosted sandbox page races', () => {
   test('a card form sent 6 times at once pays the link once', async () => {
     const { invoice } = await invoiceToPay(ctx)
-    const link = await createPayment(ctx, {
-      destination_id: invoice.id,
-      payment_method_type: 'PAYMENT_LINK',
-      payment_gateway: 'sandbox',
-      amount: '100.00',
-    })
+    const link = await createSandboxLink(ctx, invoice, '100.00')
     expect(link.status, link.text).toBe(201)
     const session = sessionOf(link.body)
     const answers = await Promise.all(
       Array.from({ length: 6 }, () => submitCard(ctx, session, '4242424242424242')),
     )
     for (const a of answers) expect(a.statusCode, a.body).toBeLessThan(500)
-    expect(await getPayment(ctx, link.body.id)).toMatchObject({
-      payment_status: 'SUCCEEDED',
-      amount_paid: '100.00',
-    })
-    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
-      amount_paid: '100.00',
-      payment_status: 'SUCCEEDED',
-    })
+    await expectPaidInFull(ctx, link.body.id, invoice.id, '100.00')
   })
 
   test('card form and cancel at once: a cancelled link never takes the money', async () => {
     for (let i = 0; i < 5; i++) {
       const { invoice } = await invoiceToPay(ctx)
-      const link = await createPayment(ctx, {
-        destination_id: invoice.id,
-        payment_method_type: 'PAYMENT_LINK',
-        payment_gateway: 'sandbox',
-        amount: '100.00',
-      })
+      const link = await createSandboxLink(ctx, invoice, '100.00')
       const session = sessionOf(link.body)
       const [paid, cancelled, apiCancel] = await Promise.all([
         submitCard(ctx, session, '4242424242424242'),
@@ -694,16 +666,7 @@ describe('refunds of a payment split over invoices', () => {
     })
     expect(paid.status, paid.text).toBe(201)
     expect(paid.body.amount).toBe('100.00')
-    const answers = await Promise.all(
-      Array.from({ length: 10 }, () =>
-        ctx.post<RefundBody>(`/v1/payments/${paid.body.id}/refunds`, { amount: '15.00' }),
-      ),
-    )
-    expect(
-      answers.every((a) => a.status < 500),
-      answers.map((a) => a.text).join('\n'),
-    ).toBe(true)
-    expect(answers.filter((a) => a.status === 201)).toHaveLength(6)
+    expect(await refundsAtOnce(paid.body.id, 10, { amount: '15.00' })).toBe(6)
     expect((await getPayment(ctx, paid.body.id)).amount_refunded).toBe('90.00')
     const invs = await Promise.all(orders.map((o) => getInvoice(ctx, o.invoice_id)))
     const refunded = invs.reduce((s, inv) => s + Math.round(Number(inv.amount_refunded) * 100), 0)
@@ -847,13 +810,7 @@ describe('DELETE and process of an INITIATED CARD payment at once', () => {
   test('a deleted payment never charges the saved card', async () => {
     for (let i = 0; i < 4; i++) {
       const { nextInvoiceId, payment } = await unprocessedCardPayment(ctx)
-      const [deleted, processed] = await Promise.all([
-        ctx.delete(`/v1/payments/${payment.id}`),
-        ctx.post<PaymentBody>(`/v1/payments/${payment.id}/process`),
-      ])
-      expect(deleted.status, deleted.text).toBeLessThan(500)
-      expect(processed.status, processed.text).toBeLessThan(500)
-      const after = await getPayment(ctx, payment.id)
+      const after = await deleteAndProcessAtOnce(payment.id)
       const inv = await getInvoice(ctx, nextInvoiceId)
       if (after.active === false) {
         expect(after.payment_status).not.toBe('SUCCEEDED')

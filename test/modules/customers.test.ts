@@ -266,6 +266,18 @@ describe('customers', () => {
     }
     expect((await ctx.get('/v1/customers', { key: null })).status).toBe(401)
   })
+
+  test('a metadata key sent as "" on create is not set, as Stripe leaves it out', async () => {
+    const res = await ctx.post<CustomerBody>('/v1/customers', {
+      name: 'Ada',
+      email: 'ada.meta@example.com',
+      metadata: { plan: 'pro', removed: '' },
+    })
+    expect(res.status, res.text).toBe(201)
+    expect(res.body.metadata).toEqual({ plan: 'pro' })
+    const read = await ctx.get<CustomerBody>(`/v1/customers/${res.body.id}`)
+    expect(read.body.metadata).toEqual({ plan: 'pro' })
+  })
 })
 
 describe('customer tokens', () => {

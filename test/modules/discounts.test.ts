@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { eventsOf } from '../fixtures.ts'
 import {
   type ApiResponse,
   createTestContext,
@@ -906,5 +907,39 @@ describe('a discount code with a payment already made', () => {
     expect(again.status, again.text).toBe(201)
     expect(again.body.id).toBe(made.body.id)
     expect(await discountById(discount.id)).toMatchObject({ times_redeemed: 1 })
+  })
+})
+
+describe('PATCH /invoices/:id/payment with a discount code', () => {
+  // docs/webhooks.md: `payment.updated` is sent when a payment's amounts change without a move.
+  test('lowers the open payment to what the invoice owes and announces it once (payment.updated)', async () => {
+    const { customer, invoice } = await invoiceToPay(ctx)
+    const discount = await newDiscount({ percent_off: 10 })
+    const put = await ctx.put<PaymentBody>(`/v1/invoices/${invoice.id}/payment`, {
+      type: 'PLATFORM',
+      account_id: customer.id,
+    })
+    expect(put.status, put.text).toBe(201)
+    expect(put.body.amount).toBe('100.00')
+    // Data alone changes no amount: nothing is announced.
+    const data = await ctx.patch<PaymentBody>(`/v1/invoices/${invoice.id}/payment`, {
+      some_data: { order: '42' },
+    })
+    expect(data.status, data.text).toBe(200)
+    expect(await eventsOf(ctx, put.body.id, 'payment.updated')).toEqual([])
+
+    const patched = await ctx.patch<PaymentBody>(`/v1/invoices/${invoice.id}/payment`, {
+      discount_code: discount.code,
+    })
+    expect(patched.status, patched.text).toBe(200)
+    expect(patched.body).toMatchObject({ amount: '90.00', payment_status: 'INITIATED' })
+    const updated = await eventsOf(ctx, put.body.id, 'payment.updated')
+    expect(updated).toHaveLength(1)
+    expect(updated[0]?.data.object).toMatchObject({
+      id: put.body.id,
+      amount: '90.00',
+      payment_status: 'INITIATED',
+    })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({ amount_remaining: '90.00' })
   })
 })

@@ -365,6 +365,13 @@ describe('gateway connections: BitPay payments that may still bring money hold t
     return deleted.status
   }
 
+  /** `DELETE` of the connection is 409, naming the payment that holds it. */
+  async function expectDeleteRefusedFor(paymentId: string): Promise<void> {
+    const refused = await bctx.delete<ErrorBody>(`/v1/gateway_connections/${connectionId}`)
+    expect(refused.status, refused.text).toBe(409)
+    expect(refused.body.error.details).toMatchObject({ payment_ids: [paymentId] })
+  }
+
   /** A BitPay payment of a new invoice of 100.00, its invoice paid and then `invalid`. */
   async function invalidPayment(): Promise<PaymentBody> {
     const { invoice } = await invoiceToPay(bctx)
@@ -419,9 +426,7 @@ describe('gateway connections: BitPay payments that may still bring money hold t
 
   test('a payment FAILED as invalid (paid, unconfirmed in the hour) holds it, as BitPay may still complete it; one expired unpaid does not', async () => {
     const invalid = await invalidPayment()
-    const refused = await bctx.delete<ErrorBody>(`/v1/gateway_connections/${connectionId}`)
-    expect(refused.status, refused.text).toBe(409)
-    expect(refused.body.error.details).toMatchObject({ payment_ids: [invalid.id] })
+    await expectDeleteRefusedFor(invalid.id)
     // The transaction confirms late: BitPay completes the invoice, and the payment records it.
     const tracking = String(invalid.gateway_tracking_id)
     const record = bitpay.findInvoice(tracking)
@@ -453,9 +458,7 @@ describe('gateway connections: BitPay payments that may still bring money hold t
 
   test('DELETE with force=true disconnects it all the same, the merchant giving up those reports', async () => {
     const invalid = await invalidPayment()
-    const refused = await bctx.delete<ErrorBody>(`/v1/gateway_connections/${connectionId}`)
-    expect(refused.status, refused.text).toBe(409)
-    expect(refused.body.error.details).toMatchObject({ payment_ids: [invalid.id] })
+    await expectDeleteRefusedFor(invalid.id)
     const forced = await bctx.delete<ConnectionBody>(
       `/v1/gateway_connections/${connectionId}?force=true`,
     )

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { sandboxGateway } from '../../src/gateways/sandbox/sandbox.gateway.ts'
 import { savePaymentMethod } from '../../src/modules/payment-methods/service.ts'
+import { opener } from '../async-helpers.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
   createSandboxLink,
@@ -343,14 +344,8 @@ describe('two process calls with a code applied between them', () => {
     expect((await ctx.post('/v1/discounts', { code, percent_off: 10 })).status).toBe(201)
     // The first call's session (100.00) is opened; its answer is held until the second is done.
     const open = sandboxGateway.createCheckout?.bind(sandboxGateway)
-    let opened!: () => void
-    const firstOpened = new Promise<void>((resolve) => {
-      opened = resolve
-    })
-    let release!: () => void
-    const released = new Promise<void>((resolve) => {
-      release = resolve
-    })
+    const { promise: firstOpened, open: opened } = opener()
+    const { promise: released, open: release } = opener()
     const spy = vi
       .spyOn(sandboxGateway, 'createCheckout')
       .mockImplementationOnce(async (gctx, request) => {

@@ -1242,6 +1242,26 @@ describe('POST /v1/payments/:id/process', () => {
       amount_paid: '25.00',
     })
   })
+
+  // As Stripe refuses an unknown parameter: the route takes no body field, so an `amount`
+  // is refused by name, not ignored while the payment is taken in full.
+  test('a body field it does not take is 400 naming it, and nothing is taken', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const created = await offlinePayment(invoice.id, '100.00', { process_payment: false })
+    const res = await ctx.post<ErrorBody>(`/v1/payments/${created.id}/process`, {
+      amount: '10.00',
+    })
+    expectError(res, 400, 'validation_error')
+    expect(res.body.error.details).toEqual({
+      errors: [{ field: 'body.amount', message: 'must NOT have additional properties' }],
+    })
+    expect((await getPayment(ctx, created.id)).payment_status).toBe('INITIATED')
+    expect((await getInvoice(ctx, invoice.id)).amount_paid).toBe('0.00')
+    // `{}` is no field at all: the payment is processed.
+    const processed = await ctx.post<PaymentBody>(`/v1/payments/${created.id}/process`, {})
+    expect(processed.status, processed.text).toBe(200)
+    expect(processed.body).toMatchObject({ payment_status: 'SUCCEEDED', amount_paid: '100.00' })
+  })
 })
 
 describe('POST /v1/payments/:id/cancel', () => {
@@ -1280,6 +1300,22 @@ describe('POST /v1/payments/:id/cancel', () => {
     expectError(await ctx.post(`/v1/payments/${paid.id}/cancel`), 422, 'invalid_state_transition')
     expect((await getPayment(ctx, paid.id)).payment_status).toBe('SUCCEEDED')
     expect((await getInvoice(ctx, invoice.id)).payment_status).toBe('SUCCEEDED')
+  })
+
+  test('a body field it does not take is 400 naming it, and the payment is not cancelled', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const link = await linkPayment(invoice.id)
+    const res = await ctx.post<ErrorBody>(`/v1/payments/${link.id}/cancel`, {
+      cancellation_reason: 'duplicate',
+    })
+    expectError(res, 400, 'validation_error')
+    expect(res.body.error.details).toEqual({
+      errors: [
+        { field: 'body.cancellation_reason', message: 'must NOT have additional properties' },
+      ],
+    })
+    expect((await getPayment(ctx, link.id)).payment_status).toBe('PENDING')
+    expect(await eventsOf(ctx, link.id, 'payment.cancelled')).toEqual([])
   })
 })
 
@@ -1337,6 +1373,19 @@ describe('DELETE /v1/payments/:id', () => {
         : await linkPayment(invoice.id)
     expectError(await ctx.delete(`/v1/payments/${payment.id}`), 422, 'invalid_state_transition')
     expect((await getPayment(ctx, payment.id)).active).toBe(true)
+  })
+
+  test('a body field it does not take is 400 naming it, and the payment stays active', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const created = await offlinePayment(invoice.id, '10.00', { process_payment: false })
+    const res = await ctx.request<ErrorBody>('DELETE', `/v1/payments/${created.id}`, {
+      reason: 'duplicate',
+    })
+    expectError(res, 400, 'validation_error')
+    expect(res.body.error.details).toEqual({
+      errors: [{ field: 'body.reason', message: 'must NOT have additional properties' }],
+    })
+    expect((await getPayment(ctx, created.id)).active).toBe(true)
   })
 })
 

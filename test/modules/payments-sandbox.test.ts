@@ -7,6 +7,7 @@ import {
   findSession,
   submitCard as submitCardOnPage,
 } from '../../src/gateways/sandbox/sandbox-provider.ts'
+import { opener } from '../async-helpers.ts'
 import { eventsOf, finalizedInvoice } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import {
@@ -200,14 +201,8 @@ describe('a page the gateway failed to open, answered after the payment moved on
       process_payment: false,
     })
     expect(created.body.payment_status).toBe('INITIATED')
-    let calling!: () => void
-    const called = new Promise<void>((resolve) => {
-      calling = resolve
-    })
-    let answer!: () => void
-    const answered = new Promise<void>((resolve) => {
-      answer = resolve
-    })
+    const { promise: called, open: calling } = opener()
+    const { promise: answered, open: answer } = opener()
     const spy = vi.spyOn(sandboxGateway, 'createCheckout').mockImplementationOnce(async () => {
       calling()
       await answered

@@ -488,6 +488,35 @@ describe('retrieve and update a product', () => {
     expect(res.status).toBe(404)
     expect(res.body.error.code).toBe('not_found')
   })
+
+  test("add_prices appends after the existing prices even when this node's clock is behind the one that made them", async () => {
+    const created = await ctx.post<ProductBody>('/v1/products', {
+      name: 'Skewed',
+      type: 'one_time',
+      metadata: { sku: 'p-1', removed: '' },
+      prices: [
+        { amount: '1.00', currency: 'usd' },
+        { amount: '2.00', currency: 'usd' },
+      ],
+    })
+    expect(created.status, created.text).toBe(201)
+    // A metadata key sent as "" on create is not set (Stripe's rule).
+    expect(created.body.metadata).toEqual({ sku: 'p-1' })
+    // Nodes sharing one database: this one's clock a second behind the one that created it.
+    const start = ctx.clock.now()
+    ctx.clock.set(new Date(start.getTime() - 1000))
+    try {
+      const patched = await ctx.patch<ProductBody>(`/v1/products/${created.body.id}`, {
+        add_prices: [{ amount: '3.00', currency: 'usd' }],
+      })
+      expect(patched.status, patched.text).toBe(200)
+      expect(patched.body.prices.map((p) => p.amount)).toEqual(['1.00', '2.00', '3.00'])
+      const read = await ctx.get<ProductBody>(`/v1/products/${created.body.id}`)
+      expect(read.body.prices.map((p) => p.amount)).toEqual(['1.00', '2.00', '3.00'])
+    } finally {
+      ctx.clock.set(start)
+    }
+  })
 })
 
 describe('list products', () => {

@@ -723,10 +723,7 @@ describe('refund security', () => {
   })
 })
 
-describe('why a refund failed', () => {
-  // A failed refund keeps its provider's code in `failure_code` and a sentence in
-  // `failure_message`. Before, `failure_code` was never written: Stripe's `failure_reason`, a
-  // code, went to `failure_message`, and a refused refund call's error code was dropped.
+describe('refunds through Stripe', () => {
   let sctx: TestContext
   let stripe: StripeEmulator
   beforeAll(async () => {
@@ -738,74 +735,138 @@ describe('why a refund failed', () => {
     await sctx?.close()
   })
 
-  /** A 100.00 invoice paid with a Stripe link. */
-  async function paidLink() {
-    const customer = await createCustomer(sctx)
-    const invoice = await finalizedInvoice(sctx, customer.id)
-    return paidStripeLink(sctx, stripe, invoice.id)
-  }
+  describe('why a refund failed', () => {
+    // A failed refund keeps its provider's code in `failure_code` and a sentence in
+    // `failure_message`. Before, `failure_code` was never written: Stripe's `failure_reason`, a
+    // code, went to `failure_message`, and a refused refund call's error code was dropped.
 
-  test("a refund Stripe fails keeps Stripe's failure_reason as failure_code, a sentence as failure_message", async () => {
-    const payment = await paidLink()
-    // The refund call never reaches Stripe (pending); Stripe then reports it failed.
-    stripe.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/refunds' })
-    const pending = await sctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
-      amount: '30.00',
+    /** A 100.00 invoice paid with a Stripe link. */
+    async function paidLink() {
+      const customer = await createCustomer(sctx)
+      const invoice = await finalizedInvoice(sctx, customer.id)
+      return paidStripeLink(sctx, stripe, invoice.id)
+    }
+
+    test("a refund Stripe fails keeps Stripe's failure_reason as failure_code, a sentence as failure_message", async () => {
+      const payment = await paidLink()
+      // The refund call never reaches Stripe (pending); Stripe then reports it failed.
+      stripe.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/refunds' })
+      const pending = await sctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+        amount: '30.00',
+      })
+      expect(pending.body.status).toBe('pending')
+      stripe.clearFaults()
+      stripe.sendEvent('refund.failed', {
+        id: 're_failed_expired_card',
+        object: 'refund',
+        amount: 3000,
+        currency: 'usd',
+        status: 'failed',
+        failure_reason: 'expired_or_canceled_card',
+        payment_intent: String(payment.gateway_payment_id),
+        metadata: { payrail_refund_id: pending.body.id },
+        created: Math.floor(sctx.clock.now().getTime() / 1000),
+      })
+      await stripe.waitForDeliveries()
+      const shown = (await sctx.get<RefundBody>(`/v1/refunds/${pending.body.id}`)).body
+      expect(shown).toMatchObject({
+        status: 'failed',
+        failure_code: 'expired_or_canceled_card',
+        failure_message: "The customer's card has expired or was canceled",
+      })
+      const failed = await eventsOf(sctx, pending.body.id, 'refund.failed')
+      expect(failed).toHaveLength(1)
+      expect(failed[0]?.data.object).toMatchObject({
+        status: 'failed',
+        failure_code: 'expired_or_canceled_card',
+      })
+      expect(await getPayment(sctx, payment.id)).toMatchObject({
+        payment_status: 'REFUND_FAILED',
+        amount_refunded: '0.00',
+      })
     })
-    expect(pending.body.status).toBe('pending')
-    stripe.clearFaults()
-    stripe.sendEvent('refund.failed', {
-      id: 're_failed_expired_card',
-      object: 'refund',
-      amount: 3000,
-      currency: 'usd',
-      status: 'failed',
-      failure_reason: 'expired_or_canceled_card',
-      payment_intent: String(payment.gateway_payment_id),
-      metadata: { payrail_refund_id: pending.body.id },
-      created: Math.floor(sctx.clock.now().getTime() / 1000),
-    })
-    await stripe.waitForDeliveries()
-    const shown = (await sctx.get<RefundBody>(`/v1/refunds/${pending.body.id}`)).body
-    expect(shown).toMatchObject({
-      status: 'failed',
-      failure_code: 'expired_or_canceled_card',
-      failure_message: "The customer's card has expired or was canceled",
-    })
-    const failed = await eventsOf(sctx, pending.body.id, 'refund.failed')
-    expect(failed).toHaveLength(1)
-    expect(failed[0]?.data.object).toMatchObject({
-      status: 'failed',
-      failure_code: 'expired_or_canceled_card',
-    })
-    expect(await getPayment(sctx, payment.id)).toMatchObject({
-      payment_status: 'REFUND_FAILED',
-      amount_refunded: '0.00',
+
+    test("a refund call Stripe refuses keeps Stripe's error code (charge_already_refunded)", async () => {
+      const payment = await paidLink()
+      // All of it is refunded in Stripe's dashboard; Payrail has not heard of it yet.
+      stripe.setWebhookDelivery('manual')
+      const client = new Stripe(stripe.secretKey, stripe.stripeConfig())
+      await client.refunds.create({ payment_intent: String(payment.gateway_payment_id) })
+      const refused = await sctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
+        amount: '30.00',
+      })
+      expect(refused.status, refused.text).toBe(201)
+      expect(refused.body).toMatchObject({
+        status: 'failed',
+        failure_code: 'charge_already_refunded',
+        failure_message: expect.stringContaining('has already been refunded'),
+      })
+      // The dashboard's refund, delivered now, is recorded.
+      await stripe.deliverOutbox()
+      stripe.setWebhookDelivery('auto')
+      await stripe.waitForDeliveries()
+      expect(await getPayment(sctx, payment.id)).toMatchObject({
+        payment_status: 'REFUNDED',
+        amount_refunded: '100.00',
+      })
     })
   })
 
-  test("a refund call Stripe refuses keeps Stripe's error code (charge_already_refunded)", async () => {
-    const payment = await paidLink()
-    // All of it is refunded in Stripe's dashboard; Payrail has not heard of it yet.
-    stripe.setWebhookDelivery('manual')
-    const client = new Stripe(stripe.secretKey, stripe.stripeConfig())
-    await client.refunds.create({ payment_intent: String(payment.gateway_payment_id) })
-    const refused = await sctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, {
-      amount: '30.00',
-    })
-    expect(refused.status, refused.text).toBe(201)
-    expect(refused.body).toMatchObject({
-      status: 'failed',
-      failure_code: 'charge_already_refunded',
-      failure_message: expect.stringContaining('has already been refunded'),
-    })
-    // The dashboard's refund, delivered now, is recorded.
-    await stripe.deliverOutbox()
-    stripe.setWebhookDelivery('auto')
-    await stripe.waitForDeliveries()
-    expect(await getPayment(sctx, payment.id)).toMatchObject({
-      payment_status: 'REFUNDED',
-      amount_refunded: '100.00',
+  describe('two refunds pending at once', () => {
+    // docs/webhooks.md: `payment.updated` announces amounts that change without a move. The
+    // first refund to succeed raises amount_refunded while the payment stays PENDING_REFUND.
+    test('the first to succeed raises amount_refunded without a move, and payment.updated says so', async () => {
+      const customer = await createCustomer(sctx)
+      const invoice = await finalizedInvoice(sctx, customer.id)
+      const payment = await paidStripeLink(sctx, stripe, invoice.id)
+      /** A refund whose call never reaches Stripe: pending until Stripe reports it. */
+      const pendingRefund = async (amount: string) => {
+        stripe.timeoutNext({ count: 3, mode: 'destroy', pathPrefix: '/v1/refunds' })
+        const res = await sctx.post<RefundBody>(`/v1/payments/${payment.id}/refunds`, { amount })
+        expect(res.body.status, res.text).toBe('pending')
+        stripe.clearFaults()
+        return res.body
+      }
+      const succeeded = async (refund: RefundBody, cents: number) => {
+        stripe.sendEvent('refund.updated', {
+          id: `re_${refund.id}`,
+          object: 'refund',
+          amount: cents,
+          currency: 'usd',
+          status: 'succeeded',
+          payment_intent: String(payment.gateway_payment_id),
+          metadata: { payrail_refund_id: refund.id },
+          created: Math.floor(sctx.clock.now().getTime() / 1000),
+        })
+        await stripe.waitForDeliveries()
+      }
+      const first = await pendingRefund('30.00')
+      const second = await pendingRefund('20.00')
+      expect((await getPayment(sctx, payment.id)).payment_status).toBe('PENDING_REFUND')
+
+      await succeeded(first, 3000)
+      expect(await getPayment(sctx, payment.id)).toMatchObject({
+        payment_status: 'PENDING_REFUND',
+        amount_refunded: '30.00',
+      })
+      const updated = await eventsOf(sctx, payment.id, 'payment.updated')
+      expect(updated).toHaveLength(1)
+      expect(updated[0]?.data.object).toMatchObject({
+        id: payment.id,
+        payment_status: 'PENDING_REFUND',
+        amount_refunded: '30.00',
+      })
+
+      // The last to settle moves the payment; its move's event says so, not another update.
+      await succeeded(second, 2000)
+      expect(await getPayment(sctx, payment.id)).toMatchObject({
+        payment_status: 'PARTIALLY_REFUNDED',
+        amount_refunded: '50.00',
+      })
+      expect(await eventsOf(sctx, payment.id, 'payment.updated')).toHaveLength(1)
+      const moved = await eventsOf(sctx, payment.id, 'payment.partially_refunded')
+      expect(moved).toHaveLength(1)
+      expect(moved[0]?.data.object).toMatchObject({ amount_refunded: '50.00' })
     })
   })
 })

@@ -1,6 +1,6 @@
 import type Stripe from 'stripe'
 import type { BillingObject, GatewayContext } from '../gateway.ts'
-import { stripeClient } from './stripe.client.ts'
+import { stripeClient, stripeSdk } from './stripe.client.ts'
 
 export const BILLING_OBJECT_TYPES = [
   'product',
@@ -11,35 +11,102 @@ export const BILLING_OBJECT_TYPES = [
   'balance_transaction',
 ] as const satisfies readonly BillingObject['objectType'][]
 
+/** How `eachBillingObject` waits before asking again for a list page Stripe refused for now. */
+export interface ListRetry {
+  /** Attempts per page after the first (3: four in all). */
+  retries?: number
+  /** The first wait, doubled each attempt after it, when Stripe names none (`Retry-After`). */
+  baseDelayMs?: number
+  /** Waits `ms` (tests pass one that does not). */
+  sleep?: (ms: number) => Promise<void>
+}
+
+/** The longest Payrail waits for one page, whatever Stripe's `Retry-After` asks. */
+const MAX_LIST_DELAY_MS = 60_000
+
 /**
- * Pages through every object of a type in the connected Stripe account (the SDK's
- * auto-pagination), handing each to `each` in order.
+ * Pages through every object of a type in the connected Stripe account, 100 a page, handing
+ * each to `each` in order. A page Stripe refuses for now (429 rate limited, 5xx, no answer:
+ * the SDK retries only the last two, twice) is asked again a few times with backoff, after
+ * Stripe's `Retry-After` when it sends one; a page still refused then throws, and the pages
+ * after it are not read.
  */
 export async function eachBillingObject(
   ctx: GatewayContext,
   objectType: BillingObject['objectType'],
   each: (object: BillingObject) => Promise<void>,
+  retry: ListRetry = {},
 ): Promise<void> {
   const stripe = await stripeClient(ctx)
-  const list = (() => {
-    switch (objectType) {
-      case 'product':
-        return stripe.products.list({ limit: 100 })
-      case 'price':
-        return stripe.prices.list({ limit: 100 })
-      case 'subscription':
-        return stripe.subscriptions.list({ limit: 100, status: 'all' })
-      case 'subscription_schedule':
-        return stripe.subscriptionSchedules.list({ limit: 100 })
-      case 'invoice':
-        return stripe.invoices.list({ limit: 100 })
-      case 'balance_transaction':
-        return stripe.balanceTransactions.list({ limit: 100 })
+  let startingAfter: string | undefined
+  for (;;) {
+    const params = {
+      limit: 100,
+      ...(startingAfter !== undefined && { starting_after: startingAfter }),
     }
-  })()
-  for await (const object of list) {
-    await each({ objectType, object })
+    const page = await withListRetries(() => listPage(stripe, objectType, params), retry)
+    for (const object of page.data) await each({ objectType, object })
+    const last = page.data.at(-1)
+    if (!page.has_more || !last) return
+    startingAfter = last.id
   }
+}
+
+interface ListParams {
+  limit: number
+  starting_after?: string
+}
+
+/** One page of a type's list. */
+function listPage(
+  stripe: Stripe,
+  objectType: BillingObject['objectType'],
+  params: ListParams,
+): Promise<{ data: BillingObject['object'][]; has_more: boolean }> {
+  switch (objectType) {
+    case 'product':
+      return stripe.products.list(params)
+    case 'price':
+      return stripe.prices.list(params)
+    case 'subscription':
+      return stripe.subscriptions.list({ ...params, status: 'all' })
+    case 'subscription_schedule':
+      return stripe.subscriptionSchedules.list(params)
+    case 'invoice':
+      return stripe.invoices.list(params)
+    case 'balance_transaction':
+      return stripe.balanceTransactions.list(params)
+  }
+}
+
+async function withListRetries<T>(read: () => Promise<T>, retry: ListRetry): Promise<T> {
+  const retries = retry.retries ?? 3
+  const baseDelayMs = retry.baseDelayMs ?? 1_000
+  const sleep = retry.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)))
+  const { errors } = await stripeSdk()
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await read()
+    } catch (error) {
+      const transient =
+        error instanceof errors.StripeConnectionError ||
+        (error instanceof errors.StripeError &&
+          error.statusCode !== undefined &&
+          (error.statusCode === 429 || error.statusCode >= 500))
+      if (!transient || attempt >= retries) throw error
+      const asked = retryAfterMs(error.headers?.['retry-after'])
+      await sleep(Math.min(asked ?? baseDelayMs * 2 ** attempt, MAX_LIST_DELAY_MS))
+    }
+  }
+}
+
+/** `Retry-After` in milliseconds: seconds, or an HTTP date; undefined when absent or unreadable. */
+function retryAfterMs(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined
+  const seconds = Number(header)
+  if (header.trim() !== '' && Number.isFinite(seconds)) return Math.max(0, seconds * 1000)
+  const date = Date.parse(header)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now())
 }
 
 /**

@@ -15,7 +15,8 @@ export const PAYRAIL_SAVE_DEFAULT = 'payrail_save_default'
  * default of 24 h to pay, or less: `expires_at` at `expiresAt` (`checkoutSessionExpiry`). Made
  * of stored fields only (the payment's, its invoices' window), with no time of the call in
  * it: a call sent again under the same idempotency key must be the same request, or Stripe
- * refuses it (`idempotency_error`).
+ * refuses it (`idempotency_error`). (Whether `expires_at` is set depends on when the call is
+ * made: a retry once the window's end is within 24 h asks another session, under another key.)
  */
 export function checkoutSessionParams(
   payment: Payment,

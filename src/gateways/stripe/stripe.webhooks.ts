@@ -63,15 +63,16 @@ export async function parseStripeWebhook(
   const amount = (object as { amount_total?: unknown }).amount_total
   if (amount !== undefined && amount !== null && !Number.isSafeInteger(amount))
     return { ok: false, status: 400, reason: 'amount_total is not an integer' }
-  // Reading some events asks Stripe (a completed session's PaymentIntent): Stripe down or
-  // slow is a 502, which Stripe redelivers, as BitPay's and CoinPayments' lookups answer.
+  // Reading some events asks Stripe (a completed session's PaymentIntent, an invoice's lines
+  // past ten): Stripe down or slow, or refusing the connection's key (401, revoked), is a 502,
+  // which Stripe redelivers, as BitPay's and CoinPayments' lookups answer. (A refusal was
+  // rethrown, and answered as the sender's 400 `validation_error`.)
   try {
     return { ok: true, events: await mapEvent(stripe, event) }
   } catch (error) {
     // Only Stripe's own errors: anything else is Payrail's, and stays a 500.
     if (!(error instanceof (await stripeSdk()).errors.StripeError)) throw error
     const failure = await failureOf(error)
-    if (!failure.retryable) throw error
     return { ok: false, status: 502, reason: `Stripe could not be asked: ${failure.message}` }
   }
 }

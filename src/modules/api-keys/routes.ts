@@ -6,6 +6,7 @@ import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
 import { ListQuery, listRequestFrom } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
+import { EmptyBody } from '../../http/schema-types.ts'
 import {
   ApiKeyParams,
   ApiKeySchema,
@@ -92,6 +93,7 @@ export function apiKeyRoutes(deps: AppDeps): FastifyPluginAsync {
           tags,
           summary: 'Revoke an API key; it stops working at once',
           params: ApiKeyParams,
+          body: EmptyBody,
           response: { 200: ApiKeySchema, '4xx': ErrorResponse },
         },
       },

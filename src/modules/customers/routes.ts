@@ -7,7 +7,7 @@ import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
 import { ListQuery, listRequestFrom, pageInMemory } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
-import { IdParams } from '../../http/schema-types.ts'
+import { EmptyBody, IdParams } from '../../http/schema-types.ts'
 import { revokeCustomerTokens } from '../api-keys/service.ts'
 import { listTransactions } from '../balances/service.ts'
 import { PaymentMethodSchema, toPaymentMethodResponse } from '../payment-methods/schemas.ts'
@@ -168,6 +168,7 @@ export function customerRoutes(deps: AppDeps): FastifyPluginAsync {
           tags,
           summary: "Make a saved payment method the customer's default",
           params: CustomerPaymentMethodParams,
+          body: EmptyBody,
           response: { 200: CustomerSchema, ...errors },
         },
       },
@@ -276,6 +277,7 @@ export function customerRoutes(deps: AppDeps): FastifyPluginAsync {
           summary:
             'Revoke every token of this customer at once (a leaked one, a customer who left): they are refused from now on, in every process',
           params: IdParams,
+          body: EmptyBody,
           response: { 200: RevokedTokensSchema, ...errors },
         },
       },

@@ -9,7 +9,7 @@ import type { BalanceTransaction, Customer, CustomerTable } from '../../db/datab
 import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
-import { mergeMetadata } from '../../http/schema-types.ts'
+import { mergeMetadata, newMetadata } from '../../http/schema-types.ts'
 import { queueDefaultMethodSync } from '../../jobs/tasks/sync-default-payment-method.ts'
 import { issueApiKey } from '../api-keys/service.ts'
 import { balancesByCustomer, requireBalanceChange } from '../balances/service.ts'
@@ -53,7 +53,7 @@ export async function createCustomer(
         external_id: body.external_id ?? null,
         billing_address: body.billing_address ? JSON.stringify(body.billing_address) : null,
         auto_pay: body.auto_pay ?? false,
-        metadata: JSON.stringify(body.metadata ?? {}),
+        metadata: newMetadata(body.metadata),
         created_at: now,
         updated_at: now,
       }),

@@ -8,7 +8,7 @@ import type { Discount } from '../../db/database.ts'
 import { isPgError, PG_UNIQUE_VIOLATION } from '../../db/errors.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
-import { mergeMetadata } from '../../http/schema-types.ts'
+import { mergeMetadata, newMetadata } from '../../http/schema-types.ts'
 import {
   type DiscountFilters,
   findDiscount,
@@ -72,7 +72,7 @@ export async function createDiscount(
         max_redemptions: body.max_redemptions ?? null,
         expires_at: expiresAt,
         active: body.active ?? true,
-        metadata: JSON.stringify(body.metadata ?? {}),
+        metadata: newMetadata(body.metadata),
         created_at: now,
         updated_at: now,
       }),

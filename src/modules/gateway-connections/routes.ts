@@ -6,7 +6,7 @@ import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
 import { ListQuery, listRequestFrom, pageInMemory } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
-import { IdParams } from '../../http/schema-types.ts'
+import { EmptyBody, IdParams } from '../../http/schema-types.ts'
 import {
   ConnectionSchema,
   CreateConnectionBody,
@@ -98,6 +98,7 @@ export function gatewayConnectionRoutes(deps: AppDeps): FastifyPluginAsync {
           description:
             'Refused (409) while a payment through it may still be reported on; `force=true` disconnects anyway, and those reports are then refused',
           params: IdParams,
+          body: EmptyBody,
           querystring: Type.Object({
             force: Type.Optional(
               Type.Boolean({ description: 'Disconnect even with payments open' }),

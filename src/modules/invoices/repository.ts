@@ -52,6 +52,21 @@ export async function findInvoice(
   return query.executeTakeFirst()
 }
 
+/** The environment's invoices of `ids` that exist, in one statement, in no particular order. */
+export async function findInvoices(
+  db: Db,
+  environmentId: string,
+  ids: readonly string[],
+): Promise<Invoice[]> {
+  if (ids.length === 0) return []
+  return db
+    .selectFrom('invoices')
+    .selectAll()
+    .where('environment_id', '=', environmentId)
+    .where('id', 'in', ids)
+    .execute()
+}
+
 /**
  * Invoices the current transaction holds locked (by `SELECT … FOR UPDATE` or an
  * UPDATE), as it last wrote or read them: no other transaction can change them

@@ -7,7 +7,7 @@ import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
 import { aliasedFilter, listRequestFrom } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
-import { IdParams } from '../../http/schema-types.ts'
+import { EmptyBody, IdParams } from '../../http/schema-types.ts'
 import { finalizeInvoice, markInvoiceUncollectible, voidInvoice } from '../settlement/service.ts'
 import { CreateInvoiceBody, InvoiceListQuery, InvoiceSchema, toInvoiceResponse } from './schemas.ts'
 import { createInvoice, getInvoice, linesOfInvoice, listInvoices } from './service.ts'
@@ -121,7 +121,13 @@ export function invoiceRoutes(deps: AppDeps): FastifyPluginAsync {
       app.post(
         `/invoices/:id/${action}`,
         {
-          schema: { tags, summary, params: IdParams, response: { 200: InvoiceSchema, ...errors } },
+          schema: {
+            tags,
+            summary,
+            params: IdParams,
+            body: EmptyBody,
+            response: { 200: InvoiceSchema, ...errors },
+          },
         },
         async (request) => {
           const { invoice } = await run(

@@ -26,6 +26,7 @@ import type {
 } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
+import { newMetadata } from '../../http/schema-types.ts'
 import { getCustomer } from '../customers/service.ts'
 import { discountAmount, findRedeemableDiscount, redeemDiscount } from '../discounts/service.ts'
 import { recordEvents } from '../events/service.ts'
@@ -128,7 +129,7 @@ export async function insertDraftInvoice(
     period_start: draft.periodStart ?? null,
     period_end: draft.periodEnd ?? null,
     description: draft.description ?? null,
-    metadata: JSON.stringify(draft.metadata ?? {}),
+    metadata: newMetadata(draft.metadata),
     created_at: now,
     updated_at: now,
   })
@@ -280,6 +281,24 @@ export async function paidByDiscountLocked(
   return { before, invoice, becamePaid: true }
 }
 
+/**
+ * A mirrored Stripe invoice is voided or written off in Stripe, and its mirror follows
+ * (`invoice.voided`, `invoice.marked_uncollectible`): done here, Stripe went on collecting it,
+ * and the mirror then read voided and paid. 409 `conflict`.
+ */
+function assertNotStripeMirror(invoice: Invoice, action: string): void {
+  if (invoice.source !== 'stripe') return
+  throw new AppError(
+    'conflict',
+    `Invoice ${invoice.id} mirrors Stripe invoice ${invoice.stripe_invoice_id}: ${action} it in Stripe, and the mirror follows`,
+    {
+      invoice_id: invoice.id,
+      stripe_invoice_id: invoice.stripe_invoice_id,
+      source: invoice.source,
+    },
+  )
+}
+
 /** FINALIZED/UNCOLLECTIBLE → VOIDED; an invoice with money on it cannot be voided (refund it instead). */
 export async function voidLocked(
   trx: Db,
@@ -288,6 +307,7 @@ export async function voidLocked(
   clock: Clock,
 ): Promise<InvoiceChange> {
   assertInvoiceTransition(before.invoice_status, 'VOIDED', before.id)
+  assertNotStripeMirror(before, 'void')
   // What its payments left on it: money refunded in full (before it was ever paid in full)
   // is owed again, and such an invoice keeps nothing a void would lose.
   if (before.amount_paid > before.amount_refunded) {
@@ -333,6 +353,7 @@ export async function markUncollectibleLocked(
   clock: Clock,
 ): Promise<InvoiceChange> {
   assertInvoiceTransition(before.invoice_status, 'UNCOLLECTIBLE', before.id)
+  assertNotStripeMirror(before, 'mark it uncollectible')
   // Paid once (refunded since, or not), it owes nothing to write off.
   if (isPaidStatus(before.payment_status) || before.paid_at !== null) {
     throw new AppError('invalid_state_transition', `Invoice ${before.id} was paid`, {

@@ -7,6 +7,7 @@ import type { Db } from '../../db/client.ts'
 import type { Order, OrderType, Price, Product } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
+import { newMetadata } from '../../http/schema-types.ts'
 import { getCustomer } from '../customers/service.ts'
 import { recordEvents } from '../events/service.ts'
 import {
@@ -107,7 +108,7 @@ export async function createOrder(
       currency: item.currency,
       invoice_id: draft.id,
       subscription_id: subscriptionId,
-      metadata: JSON.stringify(body.metadata ?? {}),
+      metadata: newMetadata(body.metadata),
       created_at: now,
       updated_at: now,
     })

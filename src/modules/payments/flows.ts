@@ -47,7 +47,7 @@ import {
   processPayment,
   withLockedPayment,
 } from './service.ts'
-import type { Cause } from './state.ts'
+import { type Cause, recordPaymentEvent } from './state.ts'
 
 /** Method types a customer token may pay with; recording money received offline is for admins. */
 const CUSTOMER_METHOD_TYPES: readonly PaymentMethodType[] = [
@@ -411,7 +411,7 @@ export async function updateInvoicePayment(
           )
         }
       }
-      return updatePayment(trx, locked.id, {
+      const updated = await updatePayment(trx, locked.id, {
         amount,
         ...(input.discount_code !== undefined && { discount_code: input.discount_code }),
         ...(input.success_url !== undefined && { success_url: input.success_url }),
@@ -425,6 +425,11 @@ export async function updateInvoicePayment(
         updated_by: cause.causeId,
         updated_at: deps.clock.now(),
       })
+      // Its amount or code changed without a move (docs/webhooks.md): `payment.updated` says so,
+      // as no transition's event will. URLs and external data alone are not announced.
+      if (updated.amount !== locked.amount || updated.discount_code !== locked.discount_code)
+        await recordPaymentEvent(trx, scope, updated, 'payment.updated', deps.clock)
+      return updated
     })
   })
 }

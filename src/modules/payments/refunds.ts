@@ -8,6 +8,7 @@ import type { Db } from '../../db/client.ts'
 import type { Payment, Refund } from '../../db/database.ts'
 import { gatewayContext, resolveGateway } from '../../gateways/registry.ts'
 import type { ListRequest } from '../../http/list-query.ts'
+import { mergeMetadata } from '../../http/schema-types.ts'
 import { stringFields } from '../../jobs/payload.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
 import { recordEvents } from '../events/service.ts'
@@ -125,7 +126,7 @@ export async function createRefund(
     const now = deps.clock.now()
     const refund = await insertPendingRefund(trx, scope, locked, amount, now, {
       reason: body.reason ?? null,
-      metadata: body.metadata ?? {},
+      metadata: mergeMetadata({}, body.metadata ?? {}),
     })
     if (gateway.capabilities.internal) {
       // The invoices before the balance, in the order a balance payment takes them: the
@@ -303,10 +304,14 @@ export async function completeRefundLocked(
         cause,
         deps,
       )
-  const payment =
-    moved?.kind === 'applied'
-      ? moved.payment
-      : await updatePayment(trx, locked.id, { amount_refunded: refunded, updated_at: now })
+  let payment: Payment
+  if (moved?.kind === 'applied') payment = moved.payment
+  else {
+    payment = await updatePayment(trx, locked.id, { amount_refunded: refunded, updated_at: now })
+    // `amount_refunded` rose without a move (another refund is still pending): no
+    // transition's event shows it, `payment.updated` does.
+    await recordPaymentEvent(trx, scope, payment, 'payment.updated', deps.clock)
+  }
   await reconcileRefund(trx, scope, payment, refund.amount, deps.clock)
   await recordEvents(trx, scope, now, [refundEvent('refund.succeeded', done)])
   return { payment, refund: done }

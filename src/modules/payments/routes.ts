@@ -8,7 +8,7 @@ import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
 import { aliasedFilter, listRequestFrom } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated, sendPaginatedJson } from '../../http/pagination.ts'
-import { DecimalAmount, IdParams, Metadata, Nullable } from '../../http/schema-types.ts'
+import { DecimalAmount, EmptyBody, IdParams, Metadata, Nullable } from '../../http/schema-types.ts'
 import {
   accessFor,
   assertMethodAllowed,
@@ -259,6 +259,7 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
           tags,
           summary: 'Delete (deactivate) a payment that took no money: INITIATED or FAILED',
           params: IdParams,
+          body: EmptyBody,
           response: { 200: PaymentSchema, ...errors },
         },
       },
@@ -278,6 +279,7 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
           tags,
           summary: 'Process an INITIATED (or retry a FAILED) payment',
           params: IdParams,
+          body: EmptyBody,
           response: { 200: PaymentSchema, ...errors },
         },
       },
@@ -296,6 +298,7 @@ export function paymentRoutes(deps: AppDeps): FastifyPluginAsync {
           tags,
           summary: 'Cancel a payment that has not taken money',
           params: IdParams,
+          body: EmptyBody,
           response: { 200: PaymentSchema, ...errors },
         },
       },

@@ -39,7 +39,7 @@ import {
   resolveGateway,
 } from '../../gateways/registry.ts'
 import type { ListRequest } from '../../http/list-query.ts'
-import { mergeMetadata } from '../../http/schema-types.ts'
+import { mergeMetadata, newMetadata } from '../../http/schema-types.ts'
 import { queueDefaultMethodSync } from '../../jobs/tasks/sync-default-payment-method.ts'
 import type { Logger } from '../../logger.ts'
 import {
@@ -50,7 +50,7 @@ import {
 } from '../customers/repository.ts'
 import { customerEvent, getCustomer } from '../customers/service.ts'
 import { recordEvents } from '../events/service.ts'
-import { findInvoice } from '../invoices/repository.ts'
+import { findInvoice, findInvoices } from '../invoices/repository.ts'
 import { assertPayable, lockInvoiceOrFail } from '../invoices/service.ts'
 import { findCustomerPaymentMethod, savePaymentMethod } from '../payment-methods/service.ts'
 import { applyDiscountCodeLocked, assertStartsNoEndedSubscription } from '../settlement/service.ts'
@@ -335,7 +335,7 @@ export async function createPaymentRecord(
             success_url: input.successUrl ?? null,
             cancel_url: input.cancelUrl ?? null,
             save_card_and_make_default: input.saveCard ?? false,
-            metadata: JSON.stringify(input.metadata ?? {}),
+            metadata: newMetadata(input.metadata),
             gateway_metadata: JSON.stringify(input.gatewayMetadata ?? {}),
             idempotency_key: input.idempotencyKey ?? null,
             description: input.description ?? null,
@@ -1341,7 +1341,9 @@ export async function gatewayRequestFor(
     payBy:
       payment.payment_method_type === 'CARD'
         ? null
-        : paymentWindowEnd(invoices ?? (await invoicesOf(deps.db, scope, payment))),
+        : paymentWindowEnd(
+            invoices ?? (await findInvoices(deps.db, scope.environmentId, payment.invoice_ids)),
+          ),
     payment,
     customer: {
       id: customer.id,
@@ -1354,16 +1356,6 @@ export async function gatewayRequestFor(
       (payment.invoice_number ? `Invoice ${payment.invoice_number}` : 'Payment'),
     chargeKey: await chargeKeyFor(deps.db, payment),
   }
-}
-
-/** The payment's invoices, as they are now. */
-async function invoicesOf(db: Db, scope: Scope, payment: Payment): Promise<Invoice[]> {
-  const invoices: Invoice[] = []
-  for (const id of payment.invoice_ids) {
-    const invoice = await findInvoice(db, scope.environmentId, id)
-    if (invoice) invoices.push(invoice)
-  }
-  return invoices
 }
 
 /** The earliest end of the invoices' payment windows: after it, none of them can be paid. */

@@ -72,13 +72,16 @@ export async function deactivatePrices(
 
 export async function pricesOf(db: Db, productIds: string[]): Promise<Price[]> {
   if (productIds.length === 0) return []
-  return db
-    .selectFrom('prices')
-    .selectAll()
-    .where('product_id', 'in', productIds)
-    .orderBy('created_at')
-    .orderBy('id')
-    .execute()
+  return (
+    db
+      .selectFrom('prices')
+      .selectAll()
+      .where('product_id', 'in', productIds)
+      // In the order they were added (`position`), whatever the clocks of the nodes that added them.
+      .orderBy('product_id')
+      .orderBy('position')
+      .execute()
+  )
 }
 
 export async function findPrice(

@@ -7,7 +7,7 @@ import type { Db } from '../../db/client.ts'
 import type { Price, Product, ProductType } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
-import { mergeMetadata } from '../../http/schema-types.ts'
+import { mergeMetadata, newMetadata } from '../../http/schema-types.ts'
 import {
   deactivatePrices,
   findPrice,
@@ -53,7 +53,7 @@ export async function createProduct(
       description: body.description ?? null,
       type: body.type,
       active: body.active ?? true,
-      metadata: JSON.stringify(body.metadata ?? {}),
+      metadata: newMetadata(body.metadata),
       created_at: now,
       updated_at: now,
     })

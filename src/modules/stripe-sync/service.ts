@@ -59,9 +59,10 @@ export async function applyBillingObject(
   // An invoice is still mirrored: the mirror moves only forward on its own terms (below).
   if (billing.objectType !== 'invoice') return kept ? 'synced' : 'stale'
   const invoice = readStripeInvoice(billing.object)
-  if (!invoice) return 'synced'
-  await mirrorInvoice(trx, scope, invoice, kept, clock, billing.seenAt !== undefined)
-  return 'synced'
+  if (invoice) await mirrorInvoice(trx, scope, invoice, kept, clock, billing.seenAt !== undefined)
+  // Older than the newest view seen: its outcome says so, as for any other object (it read
+  // `synced` whether or not the replica was kept).
+  return kept ? 'synced' : 'stale'
 }
 
 /**
@@ -379,14 +380,18 @@ async function mirrorInvoice(
   return invoice
 }
 
+/** The largest quantity a Payrail line holds (`invoice_lines.quantity` is a PostgreSQL integer). */
+const MAX_LINE_QUANTITY = 2_147_483_647
+
 /**
  * A Stripe line as a Payrail line, whose quantity times unit amount is its amount: 3 for 10.00
  * (a unit of 3.333…) is one line of 10.00 whose description names the quantity (it was 3 ×
- * 3.33, 9.99, against an amount of 10.00).
+ * 3.33, 9.99, against an amount of 10.00). So is a quantity past what a Payrail line holds
+ * (metered usage: 3,000,000,000 API calls), which PostgreSQL refused on every delivery.
  */
 function lineAmounts(line: StripeInvoiceView['lines'][number]) {
   const quantity = BigInt(line.quantity)
-  if (line.amount % quantity === 0n)
+  if (line.quantity <= MAX_LINE_QUANTITY && line.amount % quantity === 0n)
     return {
       description: line.description,
       quantity: line.quantity,

@@ -16,7 +16,7 @@ import type {
 import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
 import { parseTimeBound } from '../../http/list-query.ts'
-import { mergeMetadata } from '../../http/schema-types.ts'
+import { mergeMetadata, newMetadata } from '../../http/schema-types.ts'
 import type { Logger } from '../../logger.ts'
 import { getCustomer } from '../customers/service.ts'
 import { recordEvents } from '../events/service.ts'
@@ -88,7 +88,7 @@ export async function insertIncompleteSubscription(
     current_period_end: end,
     order_id: input.orderId,
     latest_invoice_id: input.latestInvoiceId,
-    metadata: JSON.stringify(input.metadata ?? {}),
+    metadata: newMetadata(input.metadata),
     created_at: input.start,
     updated_at: input.start,
   })

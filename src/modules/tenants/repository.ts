@@ -59,19 +59,10 @@ export async function lockTenant(db: Db, id: string): Promise<Tenant | undefined
   return db.selectFrom('tenants').selectAll().where('id', '=', id).forUpdate().executeTakeFirst()
 }
 
-/** Whether the tenant has, or ever had, an admin key (a revoked one is still a row). */
-export async function hasAdminKey(db: Db, tenantId: string): Promise<boolean> {
-  const row = await db
-    .selectFrom('api_keys')
-    .select('id')
-    .where('tenant_id', '=', tenantId)
-    .where('role', '=', 'admin')
-    .limit(1)
-    .executeTakeFirst()
-  return row !== undefined
-}
-
-/** Whether the tenant exists and never had an admin key, in one statement. */
+/**
+ * Whether the tenant exists and never had an admin key (a revoked one is still a row), in
+ * one statement.
+ */
 export async function tenantNeverKeyed(db: Db, id: string): Promise<boolean> {
   const row = await db
     .selectFrom('tenants')

@@ -8,7 +8,6 @@ import {
   countTenants,
   findEnvironmentByType,
   findTenant,
-  hasAdminKey,
   insertEnvironments,
   insertTenantIfAbsent,
   listEnvironments,
@@ -103,7 +102,7 @@ export async function bootstrapDefaultTenant(
  */
 async function keylessDefaultTenant(db: Db): Promise<TenantWithEnvironments | undefined> {
   const tenant = await lockTenant(db, DEFAULT_TENANT_ID)
-  if (!tenant || (await hasAdminKey(db, tenant.id))) return undefined
+  if (!tenant || !(await tenantNeverKeyed(db, tenant.id))) return undefined
   return { tenant, environments: await listEnvironments(db, tenant.id) }
 }
 

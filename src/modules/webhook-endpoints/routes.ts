@@ -5,7 +5,7 @@ import { principalOf } from '../../http/auth.ts'
 import { ErrorResponse } from '../../http/error-handler.ts'
 import { listRequestFrom } from '../../http/list-query.ts'
 import { PaginatedSchema, paginated } from '../../http/pagination.ts'
-import { IdParams } from '../../http/schema-types.ts'
+import { EmptyBody, IdParams } from '../../http/schema-types.ts'
 import {
   CreateWebhookEndpointBody,
   RotateSecretBody,
@@ -135,6 +135,7 @@ export function webhookEndpointRoutes(deps: AppDeps): FastifyPluginAsync {
           tags,
           summary: 'Delete a webhook endpoint and its deliveries',
           params: IdParams,
+          body: EmptyBody,
           response: { 200: WebhookEndpointSchema, ...errors },
         },
       },
@@ -172,6 +173,7 @@ export function webhookEndpointRoutes(deps: AppDeps): FastifyPluginAsync {
           tags,
           summary: 'Send a delivery again (it is pending until its new tries end)',
           params: IdParams,
+          body: EmptyBody,
           response: { 202: WebhookDeliverySchema, ...errors },
         },
       },

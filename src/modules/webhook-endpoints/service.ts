@@ -9,7 +9,7 @@ import type { Db } from '../../db/client.ts'
 import type { Event, WebhookDelivery, WebhookEndpoint } from '../../db/database.ts'
 import { inTransaction } from '../../db/transaction.ts'
 import type { ListRequest } from '../../http/list-query.ts'
-import { mergeMetadata } from '../../http/schema-types.ts'
+import { mergeMetadata, newMetadata } from '../../http/schema-types.ts'
 import { createJobQueue } from '../../jobs/queue.ts'
 import { findEvent } from '../events/repository.ts'
 import { toEventResponse } from '../events/schemas.ts'
@@ -77,7 +77,7 @@ export async function createEndpoint(
       enabled_events: body.enabled_events ?? ['*'],
       status: 'enabled',
       secret: deps.secretBox.seal(secret),
-      metadata: JSON.stringify(body.metadata ?? {}),
+      metadata: newMetadata(body.metadata),
       created_at: now,
       updated_at: now,
     }),
