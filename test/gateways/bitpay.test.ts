@@ -180,6 +180,48 @@ describe('BitPay, against the emulator', () => {
     expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
   })
 
+  // BitPay answers `GET /invoices/:id?token=` 401 for a token it no longer accepts (the
+  // merchant paired again). A genuine IPN is then Payrail's to ask again, not unknown: before,
+  // it was 400 "BitPay does not know invoice", and a confirmation was lost (PROCESSING).
+  test('an IPN while BitPay refuses the token is 502, for BitPay to send again; only its 404 is unknown (400)', async () => {
+    const { invoice } = await invoiceToPay(ctx)
+    const payment = await cryptoPayment(invoice.id)
+    bitpay.pay(String(payment.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
+    const ipn = (id: string) =>
+      ctx.app.inject({
+        method: 'POST',
+        url: `/v1/webhooks/bitpay/${ctx.main.tenant.id}/${ctx.main.test.id}`,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify({
+          event: { code: 1005, name: 'invoice_confirmed' },
+          data: { id, status: 'confirmed', orderId: payment.id, price: 100 },
+        }),
+      })
+    const connections = await ctx.get<{ items: { id: string; gateway: string }[] }>(
+      '/v1/gateway_connections',
+    )
+    const connection = connections.body.items.find((c) => c.gateway === 'bitpay')
+    const withToken = (token: string) =>
+      ctx.patch(`/v1/gateway_connections/${connection?.id}`, { credentials: { token } })
+    expect((await withToken('a-token-bitpay-refuses')).status).toBe(200)
+    try {
+      const refused = await ipn(String(payment.gateway_tracking_id))
+      expect(refused.statusCode, refused.body).toBe(502)
+      expect((refused.json() as ErrorBody).error.code).toBe('gateway_error')
+      expect((await getPayment(ctx, payment.id)).payment_status).toBe('PROCESSING')
+    } finally {
+      expect((await withToken(bitpay.token)).status).toBe(200)
+    }
+    const unknown = await ipn('no-such-invoice')
+    expect(unknown.statusCode, unknown.body).toBe(400)
+    // Sent again once BitPay answers, it applies.
+    bitpay.confirm(String(payment.gateway_tracking_id))
+    await bitpay.waitForNotifications()
+    expect((await getPayment(ctx, payment.id)).payment_status).toBe('SUCCEEDED')
+  })
+
   test('an invoice whose answer was lost expires without failing the payment a retry gave another invoice', async () => {
     const { invoice } = await invoiceToPay(ctx)
     // BitPay does not answer the invoice's creation (502, the payment INITIATED), though it

@@ -85,9 +85,12 @@ export const bitpayGateway: Gateway = {
 const UNREACHABLE = 'unreachable'
 
 /**
- * The invoice as BitPay has it now: `GET /invoices/:id?token=`. `UNREACHABLE` when BitPay
- * did not answer (a refused connection, a timeout, a 5xx): the notification is then
- * refused with a 502, so that BitPay sends it again, instead of being lost as unknown.
+ * The invoice as BitPay has it now: `GET /invoices/:id?token=`; `undefined` only when BitPay
+ * says it has no such invoice (404). `UNREACHABLE` when Payrail could not learn it: no
+ * answer (a refused connection, a timeout), a 5xx or 429, a token BitPay refuses (401/403:
+ * the merchant paired again), any other refusal, or an answer that is no invoice. The
+ * notification is then refused with a 502, so that BitPay sends it again, instead of being
+ * lost as unknown (a 400 for a genuine IPN of a paid invoice left its payment PROCESSING).
  */
 async function fetchInvoice(ctx: GatewayContext, id: string) {
   const url = `${baseUrl(ctx)}/invoices/${encodeURIComponent(id)}?token=${encodeURIComponent(token(ctx))}`
@@ -100,9 +103,9 @@ async function fetchInvoice(ctx: GatewayContext, id: string) {
   } catch {
     return UNREACHABLE
   }
-  if (response.status >= 500 || response.status === 429) return UNREACHABLE
-  if (!response.ok) return undefined
-  return readBitpayInvoice(await response.json().catch(() => null))
+  if (response.status === 404) return undefined
+  if (!response.ok) return UNREACHABLE
+  return readBitpayInvoice(await response.json().catch(() => null)) ?? UNREACHABLE
 }
 
 /** Standard IPNs carry the invoice id at the top, extended ones under `data`. */
