@@ -140,10 +140,21 @@ export function percentOf(amount: bigint, percentHundredths: bigint): bigint {
   return (amount * percentHundredths + 5000n) / 10000n
 }
 
+/**
+ * The number as the client wrote it (JavaScript's shortest round-trip form), in plain
+ * notation: `1e-7` → `0.0000001`, `1.5e21` → `1500000000000000000000`. Exactly: rounding to a
+ * fixed number of decimals made `1e-21` a free `0`, not a 400 for its decimals.
+ */
 function numberToPlainString(value: number): string {
-  if (!Number.isFinite(value)) return String(value)
-  // Avoid exponent notation (1e-7) while keeping exactly what the client sent.
-  return value.toLocaleString('en-US', { useGrouping: false, maximumFractionDigits: 20 })
+  const text = String(value)
+  const match = /^(-?)(\d+)(?:\.(\d+))?e([+-]\d+)$/.exec(text)
+  if (!match) return text
+  const [, sign = '', whole = '', fraction = '', exponent = '0'] = match
+  const digits = whole + fraction
+  const point = whole.length + Number(exponent)
+  if (point <= 0) return `${sign}0.${'0'.repeat(-point)}${digits}`
+  if (point >= digits.length) return `${sign}${digits}${'0'.repeat(point - digits.length)}`
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`
 }
 
 /**

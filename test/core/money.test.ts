@@ -20,6 +20,10 @@ describe('money', () => {
     ['1.234', 'bhd', 1234n],
     ['-3.00', 'eur', -300n],
     ['9999999999999.99', 'usd', 999999999999999n],
+    // Numbers JavaScript writes in exponent notation, read exactly.
+    [1e-2, 'usd', 1n],
+    [1e-4, 'clf', 1n],
+    [-2.5e-1, 'usd', -25n],
   ] as const)('toMinorUnits(%j, %s) = %s', (value, currency, minor) => {
     expect(toMinorUnits(value, currency)).toBe(minor)
   })
@@ -33,6 +37,14 @@ describe('money', () => {
     ['1e3', 'usd'],
     ['.5', 'usd'],
     ['10000000000000.01', 'usd'],
+    // Below the currency's smallest unit, however small: before, a number under 5e-21 was
+    // rounded to 0 (a free line) instead of being refused for its decimals.
+    [1e-7, 'usd'],
+    [1e-21, 'usd'],
+    [-1e-21, 'usd'],
+    [4e-21, 'jpy'],
+    [1.5e-300, 'usd'],
+    [1e21, 'usd'],
   ])('toMinorUnits(%j, %s) is a validation error', (value, currency) => {
     expect(() => toMinorUnits(value, currency)).toThrow(/amount/)
   })
