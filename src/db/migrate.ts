@@ -21,6 +21,7 @@ import * as m0016 from './migrations/0016-webhook-secret-rotation.ts'
 import * as m0017 from './migrations/0017-stripe-replica-event-time.ts'
 import * as m0018 from './migrations/0018-dashboard-signouts.ts'
 import * as m0019 from './migrations/0019-webhook-deliveries-enqueue-once.ts'
+import * as m0020 from './migrations/0020-schedule-quantity-only-price-of-its-day.ts'
 
 /** Every migration, in order. Imported statically so the list is the same under tsx and bundlers. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -43,6 +44,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0017-stripe-replica-event-time': m0017,
   '0018-dashboard-signouts': m0018,
   '0019-webhook-deliveries-enqueue-once': m0019,
+  '0020-schedule-quantity-only-price-of-its-day': m0020,
 }
 
 const migrationProvider: MigrationProvider = {

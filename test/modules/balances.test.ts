@@ -2,7 +2,16 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { applyBalanceChange } from '../../src/modules/balances/service.ts'
 import { createCustomer, finalizedInvoice, type List } from '../fixtures.ts'
 import { createTestContext, type TestContext } from '../harness.ts'
-import { createPayment, type PaymentBody, payrailLockWaits } from '../payments-helpers.ts'
+import {
+  createPayment,
+  createSandboxLink,
+  getInvoice,
+  getPayment,
+  type PaymentBody,
+  payrailLockWaits,
+  sessionOf,
+  submitCard,
+} from '../payments-helpers.ts'
 
 let ctx: TestContext
 
@@ -241,5 +250,95 @@ describe('balance changes queued on one balance, and their refusals', () => {
       200, 201,
     ])
     expect(await balances(customer.id)).toEqual({ usd: '5.00' })
+  })
+})
+
+describe('a credit top-up paid again after a refund took its credit back', () => {
+  const ledgerOf = async (customerId: string) =>
+    (
+      await ctx.get<List<{ type: string; amount: string }>>(
+        `/v1/customers/${customerId}/balance_transactions`,
+      )
+    ).body.items.map((t) => [t.type, t.amount])
+
+  test('paying the top-up again in full after a full refund gives the credit back', async () => {
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<{ invoice_id: string }>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'CREDIT_TOP_UP',
+      amount: '50.00',
+      currency: 'usd',
+    })
+    expect(order.status, order.text).toBe(201)
+    const invoice = await getInvoice(ctx, order.body.invoice_id)
+    const first = await createSandboxLink(ctx, invoice)
+    const second = await createSandboxLink(ctx, invoice)
+    expect((await submitCard(ctx, sessionOf(first.body), '4242424242424242')).statusCode).toBe(200)
+    expect((await ctx.post(`/v1/payments/${first.body.id}/refunds`, {})).status).toBe(201)
+    expect(await balances(customer.id)).toEqual({ usd: '0.00' })
+    expect((await submitCard(ctx, sessionOf(second.body), '4242424242424242')).statusCode).toBe(200)
+    expect(await getPayment(ctx, second.body.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'SUCCEEDED',
+      amount_paid: '100.00',
+      amount_refunded: '50.00',
+    })
+    // 50.00 paid net, and the customer holds the top-up's 50.00 of credit again.
+    expect(await balances(customer.id)).toEqual({ usd: '50.00' })
+    expect(await ledgerOf(customer.id)).toEqual([
+      ['top_up', '50.00'],
+      ['refund', '-50.00'],
+      ['top_up', '50.00'],
+    ])
+  })
+
+  test('each payment gives back the share of credit it pays for again, never more than was taken; refunds take it back again', async () => {
+    const customer = await createCustomer(ctx)
+    const order = await ctx.post<{ invoice_id: string }>('/v1/orders', {
+      customer_id: customer.id,
+      type: 'CREDIT_TOP_UP',
+      amount: '50.00',
+      currency: 'usd',
+    })
+    expect(order.status, order.text).toBe(201)
+    const invoice = await getInvoice(ctx, order.body.invoice_id)
+    // Three hosted pages open for the top-up: an open page holds nothing.
+    const first = await createSandboxLink(ctx, invoice)
+    const part = await createSandboxLink(ctx, invoice, '20.00')
+    const second = await createSandboxLink(ctx, invoice)
+    expect((await submitCard(ctx, sessionOf(first.body), '4242424242424242')).statusCode).toBe(200)
+    expect(await balances(customer.id)).toEqual({ usd: '50.00' })
+    expect((await ctx.post(`/v1/payments/${first.body.id}/refunds`, {})).status).toBe(201)
+    expect(await balances(customer.id)).toEqual({ usd: '0.00' })
+    // 20.00 paid on a page pays for 20.00 of the credit again.
+    expect((await submitCard(ctx, sessionOf(part.body), '4242424242424242')).statusCode).toBe(200)
+    expect(await balances(customer.id)).toEqual({ usd: '20.00' })
+    // The other page pays 50.00: the invoice keeps 70.00 of the 50.00 due, and the customer
+    // holds the top-up's 50.00 of credit again, no more.
+    expect((await submitCard(ctx, sessionOf(second.body), '4242424242424242')).statusCode).toBe(200)
+    expect(await getPayment(ctx, second.body.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+    expect(await getInvoice(ctx, invoice.id)).toMatchObject({
+      payment_status: 'OVERPAID',
+      amount_paid: '120.00',
+      amount_refunded: '50.00',
+    })
+    expect(await balances(customer.id)).toEqual({ usd: '50.00' })
+    expect(await ledgerOf(customer.id)).toEqual([
+      ['top_up', '30.00'],
+      ['top_up', '20.00'],
+      ['refund', '-50.00'],
+      ['top_up', '50.00'],
+    ])
+    expect(await ledgerSum(customer.id, 'usd')).toBe(5000n)
+    // Refunding both leaves the invoice paid for nothing net: the credit given back is taken
+    // back again, as far as each refund uncovers it.
+    expect((await ctx.post(`/v1/payments/${second.body.id}/refunds`, {})).status).toBe(201)
+    expect(await balances(customer.id)).toEqual({ usd: '20.00' })
+    expect((await ctx.post(`/v1/payments/${part.body.id}/refunds`, {})).status).toBe(201)
+    expect(await balances(customer.id)).toEqual({ usd: '0.00' })
+    expect((await ledgerOf(customer.id)).slice(0, 2)).toEqual([
+      ['refund', '-20.00'],
+      ['refund', '-30.00'],
+    ])
   })
 })

@@ -1,8 +1,12 @@
 /**
- * Changes to a subscription over its life: a retired price it still bills, and changes asked
- * while the renewal job was behind.
+ * Changes to a subscription over its life: a retired price it still bills, changes asked
+ * while the renewal job was behind, `change_at`, and pending changes written by the code
+ * before migration 0015.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { newId } from '../../src/core/ids.ts'
+import { up as up0015 } from '../../src/db/migrations/0015-schedule-quantity-only.ts'
+import { up as up0020 } from '../../src/db/migrations/0020-schedule-quantity-only-price-of-its-day.ts'
 import { endIncompleteAtPeriodEnd } from '../../src/modules/payments/flows.ts'
 import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
 import {
@@ -238,5 +242,188 @@ describe('a worker that was down', () => {
     const cancelled = await ctx.post<ErrorBody>(`/v1/subscriptions/${id}/cancel`)
     expect(cancelled.status).toBe(422)
     expect(await invoicesOf(id)).toHaveLength(1)
+  })
+})
+
+describe('change_at', () => {
+  test('is validated whenever it is sent, and alone (no price_id or quantity) is 400', async () => {
+    ctx.clock.set(START)
+    const { priceId } = await plan('20.00')
+    const { id } = await activeSubscription(priceId)
+    for (const changeAt of [
+      'garbage',
+      '2025-02-30',
+      String(Math.floor(START.getTime() / 1000) + 86_400),
+      'period_end',
+    ]) {
+      const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, { change_at: changeAt })
+      expect(res.status, res.text).toBe(400)
+      expect(res.body.error.code).toBe('validation_error')
+      expect(res.body.error.details).toMatchObject({ field: 'change_at' })
+    }
+    // With other settings, nothing of the request applies.
+    const withMetadata = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, {
+      change_at: 'period_end',
+      metadata: { a: 'b' },
+    })
+    expect(withMetadata.status, withMetadata.text).toBe(400)
+    const s = await subscription(id)
+    expect(s.scheduled_changes).toEqual([])
+    expect(
+      (await ctx.get<{ metadata: Record<string, string> }>(`/v1/subscriptions/${id}`)).body
+        .metadata,
+    ).toEqual({})
+    // An invalid one with a quantity is 400 too, and one in the future schedules the change.
+    const bad = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, {
+      quantity: 2,
+      change_at: 'garbage',
+    })
+    expect(bad.status, bad.text).toBe(400)
+    expect(bad.body.error.details).toMatchObject({ field: 'change_at' })
+    const ok = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, {
+      quantity: 2,
+      change_at: '2025-02-15T09:00:00Z',
+    })
+    expect(ok.status, ok.text).toBe(200)
+    expect(ok.body.scheduled_changes).toMatchObject([
+      {
+        price_id: null,
+        quantity: 2,
+        effective_at: '2025-02-15T09:00:00.000Z',
+        status: 'scheduled',
+      },
+    ])
+  })
+})
+
+// Last: the migrations' `up` rewrites every pending change of the database, as an upgrade does.
+describe('pending changes written before migration 0015 (a quantity change carried the price of its day)', () => {
+  /** A pending change as the code before 0015 wrote it: always naming a price. */
+  async function oldStyleChange(
+    subscriptionId: string,
+    priceId: string,
+    quantity: number,
+    effectiveAt: Date,
+    createdAt: Date,
+  ) {
+    const id = newId('subscriptionSchedule')
+    await ctx.db
+      .insertInto('subscription_schedules')
+      .values({
+        id,
+        environment_id: ctx.scope.environmentId,
+        subscription_id: subscriptionId,
+        price_id: priceId,
+        quantity,
+        effective_at: effectiveAt,
+        status: 'scheduled',
+        created_at: createdAt,
+      })
+      .execute()
+    return id
+  }
+  const priceOf = async (scheduleId: string) =>
+    (
+      await ctx.db
+        .selectFrom('subscription_schedules')
+        .select('price_id')
+        .where('id', '=', scheduleId)
+        .executeTakeFirstOrThrow()
+    ).price_id
+
+  async function seats() {
+    const product = await createProduct(ctx, {
+      name: 'Seats',
+      type: 'recurring',
+      prices: [
+        { amount: '10.00', currency: 'usd', interval: 'month' },
+        { amount: '15.00', currency: 'usd', interval: 'month' },
+      ],
+    })
+    return { p1: product.prices[0]!.id, p2: product.prices[1]!.id }
+  }
+
+  test('0020: a quantity change made before a price change that has since applied keeps the new price', async () => {
+    ctx.clock.set(START)
+    const { p1, p2 } = await seats()
+    const { id } = await activeSubscription(p1)
+    // Before the upgrade to 0015: a move to P2 at the period end (Feb 15), then 3 seats from
+    // Mar 15, stored with the price of its day (P1) ...
+    const move = await ctx.patch(`/v1/subscriptions/${id}`, { price_id: p2 })
+    expect(move.status, move.text).toBe(200)
+    const quantityOnly = await oldStyleChange(id, p1, 3, new Date('2025-03-15T09:00:00Z'), START)
+    // ... and a change to P1 with 4 seats from Apr 15, made while it billed P2: the merchant's
+    // choice of P1.
+    ctx.clock.set(new Date('2025-02-15T09:00:00Z'))
+    await renew()
+    expect((await subscription(id)).price_id).toBe(p2)
+    const explicit = await oldStyleChange(
+      id,
+      p1,
+      4,
+      new Date('2025-04-15T09:00:00Z'),
+      new Date('2025-02-20T09:00:00Z'),
+    )
+    // A change written after 0015 ran (the Kysely record of it is the real time of the test
+    // run, after every fake date here) that names the price it bills is the merchant's choice.
+    const since = await oldStyleChange(
+      id,
+      p2,
+      5,
+      new Date('2025-05-15T09:00:00Z'),
+      new Date(Date.now() + 60_000),
+    )
+
+    await up0020(ctx.db as never)
+    expect(await priceOf(quantityOnly)).toBeNull()
+    expect(await priceOf(explicit)).toBe(p1)
+    expect(await priceOf(since)).toBe(p2)
+
+    // Mar 15: 3 seats of the price it bills (P2), not a return to P1.
+    ctx.clock.set(new Date('2025-03-15T09:00:00Z'))
+    await renew()
+    expect(await subscription(id)).toMatchObject({ price_id: p2, quantity: 3, amount: '45.00' })
+    // Apr 15: the move to P1 with 4 seats.
+    ctx.clock.set(new Date('2025-04-15T09:00:00Z'))
+    await renew()
+    expect(await subscription(id)).toMatchObject({ price_id: p1, quantity: 4, amount: '40.00' })
+    const last = await invoice((await subscription(id)).latest_invoice_id)
+    expect(last.total).toBe('40.00')
+  })
+
+  test('0015, for a database upgraded past it now: compares with the price billed when the change was made', async () => {
+    ctx.clock.set(START)
+    const { p1, p2 } = await seats()
+    const { id } = await activeSubscription(p1)
+    // On P1: 3 seats from Mar 15 (the price of its day), and a move to P2 with 2 seats from
+    // Feb 15 (the merchant's choice, the price it bills once the move applies).
+    const quantityOnly = await oldStyleChange(id, p1, 3, new Date('2025-03-15T09:00:00Z'), START)
+    const explicit = await oldStyleChange(id, p2, 2, new Date('2025-02-15T09:00:00Z'), START)
+    // And 6 seats of P2 from Apr 15, asked on Jan 20 (P2 the merchant's choice too).
+    const sixOfP2 = await oldStyleChange(
+      id,
+      p2,
+      6,
+      new Date('2025-04-15T09:00:00Z'),
+      new Date('2025-01-20T09:00:00Z'),
+    )
+    // The move to P2 applies on Feb 15, before the upgrade.
+    ctx.clock.set(new Date('2025-02-15T09:00:00Z'))
+    await renew()
+    expect(await subscription(id)).toMatchObject({ price_id: p2, quantity: 2 })
+
+    await up0015(ctx.db as never)
+    await up0020(ctx.db as never)
+    // Made while it billed P1: the quantity alone.
+    expect(await priceOf(quantityOnly)).toBeNull()
+    // Applied already: untouched.
+    expect(await priceOf(explicit)).toBe(p2)
+    // Made on Jan 20 while it billed P1, naming P2 (the price it bills now): the merchant's
+    // choice, kept (0015 cleared it when it compared with the price billed at the upgrade).
+    expect(await priceOf(sixOfP2)).toBe(p2)
+
+    ctx.clock.set(new Date('2025-03-15T09:00:00Z'))
+    await renew()
+    expect(await subscription(id)).toMatchObject({ price_id: p2, quantity: 3, amount: '45.00' })
   })
 })

@@ -97,13 +97,17 @@ export async function findBalance(
   return row?.balance ?? 0n
 }
 
-/** How much the ledger has taken back for refunds of `invoiceId` (`source_id` `<invoice>:…`). */
+/**
+ * How much credit the ledger holds taken back for refunds of `invoiceId`: what refunds took
+ * (`invoice_refund`) less what payments of it gave back since (`invoice_payment`), both with
+ * `source_id` `<invoice>:…`.
+ */
 export async function takenBackFor(db: Db, customerId: string, invoiceId: string): Promise<bigint> {
   const row = await db
     .selectFrom('balance_transactions')
     .select((eb) => eb.fn.coalesce(eb.fn.sum<bigint>('amount'), eb.val(0n)).as('total'))
     .where('customer_id', '=', customerId)
-    .where('source_type', '=', 'invoice_refund')
+    .where('source_type', 'in', ['invoice_refund', 'invoice_payment'])
     .where('source_id', 'like', `${invoiceId.replace(/[\\%_]/g, '\\$&')}:%`)
     .executeTakeFirstOrThrow()
   return -BigInt(row.total)

@@ -425,7 +425,8 @@ export async function followPaymentMove(
 /**
  * Reconciles an applied payment with its invoice in the caller's transaction:
  * amounts and status move, and if this payment completed the invoice, what it
- * billed for is fulfilled.
+ * billed for is fulfilled. A payment that pays a refunded credit top-up again gives
+ * back the credit refunds took (`recreditRepaidTopUp`).
  *
  * @example
  * await inTransaction(db, (trx) => applyInvoicePayment(trx, scope, invoiceId, 1500n, clock))
@@ -437,27 +438,60 @@ export async function applyInvoicePayment(
   amount: bigint,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  return settlingChange(trx, scope, invoiceId, amount, clock, recordPaymentLocked)
+  const before = await lockInvoiceOrFail(trx, scope, invoiceId)
+  const changed = await recordPaymentLocked(trx, scope, before, amount, clock)
+  if (changed.becamePaid) await settlePaidInvoice(trx, scope, changed.invoice, clock)
+  // Only an order's invoice that refunds took money from can be a top-up whose credit was
+  // taken back: any other payment reads nothing more.
+  if (before.order_id && before.amount_refunded > 0n)
+    await recreditRepaidTopUp(trx, scope, before, changed.invoice, clock)
+  return changed
 }
 
-/** `change` of the locked invoice, and, when it leaves the invoice paid in full for the first time, what it billed for fulfilled. */
-async function settlingChange(
+/**
+ * The share of a credit top-up's credit (`order.amount`) its invoice is not paid for: the
+ * credit times the share of `amount_due` its payments do not cover net after refunds.
+ */
+function uncoveredCredit(order: Order, invoice: Invoice): bigint {
+  const netPaid = invoice.amount_paid - invoice.amount_refunded
+  const price = invoice.amount_due
+  const paid = netPaid < 0n ? 0n : netPaid > price ? price : netPaid
+  return price > 0n ? (order.amount * (price - paid)) / price : 0n
+}
+
+/**
+ * A payment applied to the invoice of a fulfilled credit top-up whose credit refunds took
+ * back gives back the credit the invoice is paid for again: the share of the credit this
+ * payment covers again, and no more than refunds took back net of what earlier payments
+ * gave back (`takenBackFor`), so the customer never holds more than the top-up's credit.
+ */
+async function recreditRepaidTopUp(
   trx: Db,
   scope: Scope,
-  invoiceId: string,
-  amount: bigint,
+  before: Invoice,
+  after: Invoice,
   clock: Clock,
-  change: typeof recordPaymentLocked,
-): Promise<InvoiceChange> {
-  const changed = await change(
+): Promise<void> {
+  const order = await lockOrderByInvoice(trx, scope.environmentId, after.id)
+  if (order?.type !== 'CREDIT_TOP_UP' || order.status !== 'FULFILLED') return
+  const takenBack = await takenBackFor(trx, order.customer_id, after.id)
+  const repaid = uncoveredCredit(order, before) - uncoveredCredit(order, after)
+  const credit = repaid < takenBack ? repaid : takenBack
+  if (credit <= 0n) return
+  await applyBalanceChange(
     trx,
     scope,
-    await lockInvoiceOrFail(trx, scope, invoiceId),
-    amount,
+    {
+      customerId: order.customer_id,
+      currency: order.currency,
+      amount: credit,
+      type: 'top_up',
+      // Unique per payment applied: each raises `amount_paid`.
+      source: { type: 'invoice_payment', id: `${after.id}:${after.amount_paid}:${takenBack}` },
+      description: 'Credit top-up paid again',
+    },
     clock,
   )
-  if (changed.becamePaid) await settlePaidInvoice(trx, scope, changed.invoice, clock)
-  return changed
 }
 
 /**
@@ -487,11 +521,8 @@ export async function applyInvoiceRefund(
     // its lock, so a payment from the balance committing meanwhile is counted.
     // The credit is the order's amount, bought for the invoice's `amount_due` (less when a
     // discount applied): what is no longer paid for takes back its share of the credit.
-    const { invoice } = change
-    const netPaid = invoice.amount_paid - invoice.amount_refunded
-    const price = invoice.amount_due
-    const paid = netPaid < 0n ? 0n : netPaid > price ? price : netPaid
-    const uncovered = price > 0n ? (order.amount * (price - paid)) / price : 0n
+    const uncovered = uncoveredCredit(order, change.invoice)
+    // Net of what payments of the invoice gave back since (`recreditRepaidTopUp`).
     const takenBack = await takenBackFor(trx, order.customer_id, invoiceId)
     const due = uncovered - takenBack
     const available = await balanceOf(trx, order.customer_id, order.currency, { lock: true })
@@ -535,5 +566,13 @@ export async function reverseInvoiceRefund(
   amount: bigint,
   clock: Clock,
 ): Promise<InvoiceChange> {
-  return settlingChange(trx, scope, invoiceId, amount, clock, reverseRefundLocked)
+  const changed = await reverseRefundLocked(
+    trx,
+    scope,
+    await lockInvoiceOrFail(trx, scope, invoiceId),
+    amount,
+    clock,
+  )
+  if (changed.becamePaid) await settlePaidInvoice(trx, scope, changed.invoice, clock)
+  return changed
 }

@@ -24,7 +24,7 @@ export const UpdateSubscriptionBody = Type.Object({
   change_at: Type.Optional(
     Type.String({
       description:
-        "When a price or quantity change takes effect: 'period_end' (default) or an ISO 8601 date; it applies at the first renewal on or after it",
+        "When a price or quantity change takes effect (sent only with price_id or quantity): 'period_end' (default), unix seconds or an ISO 8601 date in the future; it applies at the first renewal on or after it",
     }),
   ),
   cancel_scheduled_changes: Type.Optional(Type.Boolean()),

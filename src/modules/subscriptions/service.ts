@@ -492,6 +492,17 @@ export async function updateSubscriptionSettings(
   body: UpdateSubscriptionBody,
   clock: Clock,
 ): Promise<SubscriptionWithSchedules> {
+  // `change_at` is when a price or quantity change applies: checked whenever it is sent, and
+  // alone it schedules nothing (before, it was not read at all, and the PATCH answered 200).
+  if (body.change_at !== undefined) {
+    if (body.change_at !== 'period_end') parseTimeBound(body.change_at, 'change_at')
+    if (body.price_id === undefined && body.quantity === undefined) {
+      throw validationError(
+        'change_at needs a price_id or quantity: it is when such a change takes effect',
+        { field: 'change_at' },
+      )
+    }
+  }
   await catchUp(db, scope, id, clock)
   return inTransaction(db, async (trx) => {
     const current = await lockSubscription(trx, scope.environmentId, id)
