@@ -261,7 +261,8 @@ describe('a credit top-up paid again after a refund took its credit back', () =>
       )
     ).body.items.map((t) => [t.type, t.amount])
 
-  test('paying the top-up again in full after a full refund gives the credit back', async () => {
+  /** A 50.00 credit top-up with hosted pages open for `amounts` of it (its amount due if none). */
+  async function topUpWithPages<const Amounts extends (string | undefined)[]>(...amounts: Amounts) {
     const customer = await createCustomer(ctx)
     const order = await ctx.post<{ invoice_id: string }>('/v1/orders', {
       customer_id: customer.id,
@@ -271,13 +272,28 @@ describe('a credit top-up paid again after a refund took its credit back', () =>
     })
     expect(order.status, order.text).toBe(201)
     const invoice = await getInvoice(ctx, order.body.invoice_id)
-    const first = await createSandboxLink(ctx, invoice)
-    const second = await createSandboxLink(ctx, invoice)
-    expect((await submitCard(ctx, sessionOf(first.body), '4242424242424242')).statusCode).toBe(200)
-    expect((await ctx.post(`/v1/payments/${first.body.id}/refunds`, {})).status).toBe(201)
+    const pages: PaymentBody[] = []
+    for (const amount of amounts) pages.push((await createSandboxLink(ctx, invoice, amount)).body)
+    return { customer, invoice, pages: pages as { [K in keyof Amounts]: PaymentBody } }
+  }
+
+  const pay = async (page: PaymentBody) =>
+    expect((await submitCard(ctx, sessionOf(page), '4242424242424242')).statusCode).toBe(200)
+
+  const refund = async (page: PaymentBody) =>
+    expect((await ctx.post(`/v1/payments/${page.id}/refunds`, {})).status).toBe(201)
+
+  test('paying the top-up again in full after a full refund gives the credit back', async () => {
+    const {
+      customer,
+      invoice,
+      pages: [first, second],
+    } = await topUpWithPages(undefined, undefined)
+    await pay(first)
+    await refund(first)
     expect(await balances(customer.id)).toEqual({ usd: '0.00' })
-    expect((await submitCard(ctx, sessionOf(second.body), '4242424242424242')).statusCode).toBe(200)
-    expect(await getPayment(ctx, second.body.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+    await pay(second)
+    expect(await getPayment(ctx, second.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
       payment_status: 'SUCCEEDED',
       amount_paid: '100.00',
@@ -293,30 +309,23 @@ describe('a credit top-up paid again after a refund took its credit back', () =>
   })
 
   test('each payment gives back the share of credit it pays for again, never more than was taken; refunds take it back again', async () => {
-    const customer = await createCustomer(ctx)
-    const order = await ctx.post<{ invoice_id: string }>('/v1/orders', {
-      customer_id: customer.id,
-      type: 'CREDIT_TOP_UP',
-      amount: '50.00',
-      currency: 'usd',
-    })
-    expect(order.status, order.text).toBe(201)
-    const invoice = await getInvoice(ctx, order.body.invoice_id)
     // Three hosted pages open for the top-up: an open page holds nothing.
-    const first = await createSandboxLink(ctx, invoice)
-    const part = await createSandboxLink(ctx, invoice, '20.00')
-    const second = await createSandboxLink(ctx, invoice)
-    expect((await submitCard(ctx, sessionOf(first.body), '4242424242424242')).statusCode).toBe(200)
+    const {
+      customer,
+      invoice,
+      pages: [first, part, second],
+    } = await topUpWithPages(undefined, '20.00', undefined)
+    await pay(first)
     expect(await balances(customer.id)).toEqual({ usd: '50.00' })
-    expect((await ctx.post(`/v1/payments/${first.body.id}/refunds`, {})).status).toBe(201)
+    await refund(first)
     expect(await balances(customer.id)).toEqual({ usd: '0.00' })
     // 20.00 paid on a page pays for 20.00 of the credit again.
-    expect((await submitCard(ctx, sessionOf(part.body), '4242424242424242')).statusCode).toBe(200)
+    await pay(part)
     expect(await balances(customer.id)).toEqual({ usd: '20.00' })
     // The other page pays 50.00: the invoice keeps 70.00 of the 50.00 due, and the customer
     // holds the top-up's 50.00 of credit again, no more.
-    expect((await submitCard(ctx, sessionOf(second.body), '4242424242424242')).statusCode).toBe(200)
-    expect(await getPayment(ctx, second.body.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
+    await pay(second)
+    expect(await getPayment(ctx, second.id)).toMatchObject({ payment_status: 'SUCCEEDED' })
     expect(await getInvoice(ctx, invoice.id)).toMatchObject({
       payment_status: 'OVERPAID',
       amount_paid: '120.00',
@@ -332,13 +341,39 @@ describe('a credit top-up paid again after a refund took its credit back', () =>
     expect(await ledgerSum(customer.id, 'usd')).toBe(5000n)
     // Refunding both leaves the invoice paid for nothing net: the credit given back is taken
     // back again, as far as each refund uncovers it.
-    expect((await ctx.post(`/v1/payments/${second.body.id}/refunds`, {})).status).toBe(201)
+    await refund(second)
     expect(await balances(customer.id)).toEqual({ usd: '20.00' })
-    expect((await ctx.post(`/v1/payments/${part.body.id}/refunds`, {})).status).toBe(201)
+    await refund(part)
     expect(await balances(customer.id)).toEqual({ usd: '0.00' })
     expect((await ledgerOf(customer.id)).slice(0, 2)).toEqual([
       ['refund', '-20.00'],
       ['refund', '-30.00'],
     ])
+  })
+
+  test('credit spent before the refund is covered first: a payment gives back only what the invoice is net paid for beyond it', async () => {
+    const {
+      customer,
+      pages: [first, part, second],
+    } = await topUpWithPages(undefined, '20.00', undefined)
+    await pay(first)
+    // 30.00 of the 50.00 spent: the refund can take back only the 20.00 left.
+    await debit(customer.id, 3000n, `spent-${customer.id}`)
+    await refund(first)
+    expect(await balances(customer.id)).toEqual({ usd: '0.00' })
+    // 20.00 paid again covers 20.00 of the 30.00 spent, and gives nothing back: before, it
+    // gave back 20.00, and the customer, 20.00 net paid, had 50.00 of credit to spend.
+    await pay(part)
+    expect(await balances(customer.id)).toEqual({ usd: '0.00' })
+    // Paid in full again (70.00 net of 50.00 due): 30.00 spent and 20.00 held, the top-up's 50.00.
+    await pay(second)
+    expect(await balances(customer.id)).toEqual({ usd: '20.00' })
+    expect(await ledgerOf(customer.id)).toEqual([
+      ['top_up', '20.00'],
+      ['refund', '-20.00'],
+      ['payment', '-30.00'],
+      ['top_up', '50.00'],
+    ])
+    expect(await ledgerSum(customer.id, 'usd')).toBe(2000n)
   })
 })

@@ -107,13 +107,16 @@ describe('lifecycle', () => {
     expect(again.body.error.code).toBe('invalid_state_transition')
   })
 
-  test('payment window closes exactly', async () => {
+  test('the payment window closes exactly at payment_window_ends_at: payable a millisecond before, 422 at it', async () => {
     const customer = await createCustomer(ctx)
     const inv = await finalizedInvoice(ctx, customer.id, { payment_window_days: 2 })
     expect(new Date(inv.payment_window_ends_at!).getTime()).toBe(
       ctx.clock.now().getTime() + 2 * DAY,
     )
-    ctx.clock.advance(2 * DAY)
+    ctx.clock.advance(2 * DAY - 1)
+    const open = await ctx.get<{ payable: boolean }>(`/v1/invoices/${inv.id}/pay_options`)
+    expect(open.body.payable, open.text).toBe(true)
+    ctx.clock.advance(1)
     const opts = await ctx.get<{ payable: boolean }>(`/v1/invoices/${inv.id}/pay_options`)
     expect(opts.body.payable).toBe(false)
     const pay = await ctx.post<ErrorBody>(`/v1/invoices/${inv.id}/pay`, {
@@ -154,7 +157,7 @@ describe('lifecycle', () => {
     })
   })
 
-  test('pay with amount above remaining, zero, negative are 400', async () => {
+  test('pay with an amount above remaining, zero, negative or with too many decimals is 400 and pays nothing', async () => {
     const customer = await createCustomer(ctx)
     const inv = await finalizedInvoice(ctx, customer.id)
     for (const amount of ['100.01', '0', '-1', '0.001']) {
@@ -163,10 +166,15 @@ describe('lifecycle', () => {
         amount,
       })
       expect(res.status, `${amount} ${res.text}`).toBe(400)
+      expect(res.body.error.code, amount).toBe('validation_error')
     }
+    expect(await getInvoice(ctx, inv.id)).toMatchObject({
+      amount_paid: '0.00',
+      amount_remaining: '100.00',
+    })
   })
 
-  test('uncollectible then void; events match', async () => {
+  test('an uncollectible invoice refuses payment (422) and can be voided; each event shows the invoice as its move left it', async () => {
     const customer = await createCustomer(ctx)
     const inv = await finalizedInvoice(ctx, customer.id)
     const u = await ctx.post<InvoiceBody>(`/v1/invoices/${inv.id}/mark_uncollectible`)
@@ -178,6 +186,8 @@ describe('lifecycle', () => {
     const v = await ctx.post<InvoiceBody>(`/v1/invoices/${inv.id}/void`)
     expect(v.status, v.text).toBe(200)
     const final = await getInvoice(ctx, inv.id)
+    expect(u.body.invoice_status).toBe('UNCOLLECTIBLE')
+    expect(final.invoice_status).toBe('VOIDED')
     const last = (await eventsOf(ctx, inv.id, 'invoice.voided'))[0]!
     expect(last.data.object).toEqual(final)
     const mu = (await eventsOf(ctx, inv.id, 'invoice.marked_uncollectible'))[0]!
@@ -189,7 +199,8 @@ async function expectLatestEventMatches(id: string, step: string) {
   const current = await getInvoice(ctx, id)
   const [latest] = await eventsOf(ctx, id)
   const { updated_at: _a, ...shown } = latest!.data.object as Record<string, unknown>
-  const { updated_at: _b, ...now } = current as unknown as Record<string, unknown>
+  const asShown: Record<string, unknown> = { ...current }
+  const { updated_at: _b, ...now } = asShown
   expect(shown, `${step}: latest ${latest!.type}`).toEqual(now)
 }
 

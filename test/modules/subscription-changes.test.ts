@@ -7,42 +7,17 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { newId } from '../../src/core/ids.ts'
 import { up as up0015 } from '../../src/db/migrations/0015-schedule-quantity-only.ts'
 import { up as up0020 } from '../../src/db/migrations/0020-schedule-quantity-only-price-of-its-day.ts'
-import { endIncompleteAtPeriodEnd } from '../../src/modules/payments/flows.ts'
-import { renewDueSubscriptions } from '../../src/modules/subscriptions/service.ts'
-import {
-  createCustomer,
-  createProduct,
-  type InvoiceBody,
-  type List,
-  payInvoice,
-} from '../fixtures.ts'
+import { createCustomer, createProduct } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
-
-interface SubscriptionBody {
-  id: string
-  status: string
-  price_id: string
-  quantity: number
-  amount: string
-  billing_cycle_anchor: string
-  current_period_start: string
-  current_period_end: string
-  cancel_at_period_end: boolean
-  canceled_at: string | null
-  ended_at: string | null
-  latest_invoice_id: string
-  scheduled_changes: {
-    price_id: string | null
-    quantity: number | null
-    effective_at: string
-    status: string
-  }[]
-}
-interface OrderBody {
-  id: string
-  invoice_id: string
-  subscription_id: string
-}
+import { getInvoice } from '../payments-helpers.ts'
+import {
+  activeSubscription,
+  createPlan,
+  getSubscription,
+  invoicesOf,
+  renewAndEndIncomplete,
+  type SubscriptionBody,
+} from '../subscription-helpers.ts'
 
 let ctx: TestContext
 const START = new Date('2025-01-15T09:00:00Z')
@@ -52,77 +27,33 @@ beforeAll(async () => {
 })
 afterAll(() => ctx.close())
 
-const renew = async () => {
-  const n = await renewDueSubscriptions({ db: ctx.db, clock: ctx.clock, logger: ctx.deps.logger })
-  await endIncompleteAtPeriodEnd(ctx.deps)
-  return n
-}
-const subscription = async (id: string) =>
-  (await ctx.get<SubscriptionBody>(`/v1/subscriptions/${id}`)).body
-const invoice = async (id: string) => (await ctx.get<InvoiceBody>(`/v1/invoices/${id}`)).body
-const invoicesOf = async (subscriptionId: string) =>
-  (
-    await ctx.get<List<InvoiceBody>>(
-      `/v1/invoices?subscription_id=${subscriptionId}&sort=created_at&limit=100`,
-    )
-  ).body.items
-
-async function plan(amount = '20.00', interval = 'month', extra: Record<string, unknown> = {}) {
-  const product = await createProduct(ctx, {
-    name: 'Pro',
-    type: 'recurring',
-    prices: [{ amount, currency: 'usd', interval, ...extra }],
-  })
-  return { productId: product.id, priceId: product.prices[0]!.id }
-}
-
-async function order(customerId: string, priceId: string, extra: Record<string, unknown> = {}) {
-  const res = await ctx.post<OrderBody>('/v1/orders', {
-    customer_id: customerId,
-    type: 'SUBSCRIPTION',
-    price_id: priceId,
-    ...extra,
-  })
-  expect(res.status, res.text).toBe(201)
-  return res.body
-}
-
-async function activeSubscription(priceId: string, customerId?: string) {
-  const cid = customerId ?? (await createCustomer(ctx)).id
-  const o = await order(cid, priceId)
-  const inv = await invoice(o.invoice_id)
-  await payInvoice(ctx, inv.id, BigInt(inv.amount_due.replace('.', '')))
-  expect((await subscription(o.subscription_id)).status).toBe('active')
-  return { customerId: cid, id: o.subscription_id }
-}
-
 describe('deactivated prices', () => {
   test('a quantity change of a subscription whose price was deactivated is scheduled (the price keeps billing)', async () => {
     ctx.clock.set(START)
-    const { productId, priceId } = await plan('20.00')
-    const { id } = await activeSubscription(priceId)
+    const { productId, priceId } = await createPlan(ctx, '20.00')
+    const { id } = await activeSubscription(ctx, priceId)
     const off = await ctx.patch(`/v1/products/${productId}`, { deactivate_prices: [priceId] })
     expect(off.status, off.text).toBe(200)
     // The renewal keeps billing the deactivated price (as Stripe keeps archived prices on
     // existing subscriptions) ...
-    ctx.clock.set(new Date((await subscription(id)).current_period_end))
-    await renew()
-    expect(await invoicesOf(id)).toHaveLength(2)
+    ctx.clock.set(new Date((await getSubscription(ctx, id)).current_period_end))
+    await renewAndEndIncomplete(ctx)
+    expect(await invoicesOf(ctx, id)).toHaveLength(2)
     // ... and so does a seat change of that same subscription (it was refused, 400).
     const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, { quantity: 3 })
     expect(res.status, res.text).toBe(200)
     expect(res.body.scheduled_changes).toMatchObject([{ quantity: 3, status: 'scheduled' }])
     // A move to the retired price is still refused.
-    const other = await plan('20.00')
-    const { id: second } = await activeSubscription(other.priceId)
+    const other = await createPlan(ctx, '20.00')
+    const { id: second } = await activeSubscription(ctx, other.priceId)
     const refused = await ctx.patch<ErrorBody>(`/v1/subscriptions/${second}`, { price_id: priceId })
     expect(refused.status).toBe(400)
   })
 
   test('a quantity change after a move to a new price is scheduled, the old price deactivated', async () => {
     ctx.clock.set(START)
-    const { productId, priceId } = await plan('20.00')
-    const { id } = await activeSubscription(priceId)
+    const { productId, priceId } = await createPlan(ctx, '20.00')
+    const { id } = await activeSubscription(ctx, priceId)
     const added = await ctx.patch<{ prices: { id: string; amount: string }[] }>(
       `/v1/products/${productId}`,
       { add_prices: [{ amount: '25.00', currency: 'usd', interval: 'month' }] },
@@ -133,16 +64,16 @@ describe('deactivated prices', () => {
     await ctx.patch(`/v1/products/${productId}`, { deactivate_prices: [priceId] })
     const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, { quantity: 2 })
     expect(res.status, res.text).toBe(200)
-    ctx.clock.set(new Date((await subscription(id)).current_period_end))
-    await renew()
-    expect((await subscription(id)).amount).toBe('50.00')
+    ctx.clock.set(new Date((await getSubscription(ctx, id)).current_period_end))
+    await renewAndEndIncomplete(ctx)
+    expect((await getSubscription(ctx, id)).amount).toBe('50.00')
   })
 
   test('a change to a price of a deactivated product is refused, as an order of it is', async () => {
     ctx.clock.set(START)
-    const { priceId } = await plan('20.00')
-    const { id } = await activeSubscription(priceId)
-    const other = await plan('30.00')
+    const { priceId } = await createPlan(ctx, '20.00')
+    const { id } = await activeSubscription(ctx, priceId)
+    const other = await createPlan(ctx, '30.00')
     await ctx.patch(`/v1/products/${other.productId}`, { active: false })
     const customer = await createCustomer(ctx)
     const refusedOrder = await ctx.post('/v1/orders', {
@@ -161,14 +92,14 @@ describe('deactivated prices', () => {
 describe('a worker that was down', () => {
   test('a change "at period end" made while renewals were behind does not re-price periods already served', async () => {
     ctx.clock.set(START)
-    const { priceId } = await plan('10.00')
-    const { id } = await activeSubscription(priceId)
+    const { priceId } = await createPlan(ctx, '10.00')
+    const { id } = await activeSubscription(ctx, priceId)
     // Renewals due Feb 15 and Mar 15 never ran; on Mar 20 the merchant adds seats "at period end".
     ctx.clock.set(new Date('2025-03-20T09:00:00Z'))
     const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, { quantity: 5 })
     expect(res.status, res.text).toBe(200)
-    await renew()
-    const invoices = await invoicesOf(id)
+    await renewAndEndIncomplete(ctx)
+    const invoices = await invoicesOf(ctx, id)
     expect(invoices.map((i) => i.period_start?.slice(0, 10))).toEqual([
       '2025-01-15',
       '2025-02-15',
@@ -181,8 +112,8 @@ describe('a worker that was down', () => {
 
   test('cancel at period end asked while renewals were behind still bills the periods served', async () => {
     ctx.clock.set(START)
-    const { priceId } = await plan('10.00')
-    const { id } = await activeSubscription(priceId)
+    const { priceId } = await createPlan(ctx, '10.00')
+    const { id } = await activeSubscription(ctx, priceId)
     ctx.clock.set(new Date('2025-03-20T09:00:00Z'))
     const res = await ctx.post<SubscriptionBody>(`/v1/subscriptions/${id}/cancel`, {
       at_period_end: true,
@@ -194,12 +125,12 @@ describe('a worker that was down', () => {
       cancel_at_period_end: true,
       current_period_end: '2025-04-15T09:00:00.000Z',
     })
-    await renew()
+    await renewAndEndIncomplete(ctx)
     ctx.clock.set(new Date('2025-04-15T09:00:00Z'))
-    await renew()
+    await renewAndEndIncomplete(ctx)
     // Before, it ended at Feb 15 with one invoice: Feb 15 – Mar 20 was never billed.
-    expect((await subscription(id)).status).toBe('canceled')
-    expect((await invoicesOf(id)).map((i) => i.period_start?.slice(0, 10))).toEqual([
+    expect((await getSubscription(ctx, id)).status).toBe('canceled')
+    expect((await invoicesOf(ctx, id)).map((i) => i.period_start?.slice(0, 10))).toEqual([
       '2025-01-15',
       '2025-02-15',
       '2025-03-15',
@@ -207,16 +138,16 @@ describe('a worker that was down', () => {
   })
   test('cancel now while renewals were behind still bills the periods that ended before it', async () => {
     ctx.clock.set(START)
-    const { priceId } = await plan('10.00')
-    const { id } = await activeSubscription(priceId)
+    const { priceId } = await createPlan(ctx, '10.00')
+    const { id } = await activeSubscription(ctx, priceId)
     // Renewals due Feb 15 and Mar 15 never ran (worker down); cancelled on Mar 20.
     ctx.clock.set(new Date('2025-03-20T09:00:00Z'))
     const res = await ctx.post<SubscriptionBody>(`/v1/subscriptions/${id}/cancel`)
     expect(res.status, res.text).toBe(200)
-    await renew()
+    await renewAndEndIncomplete(ctx)
     // Had the job run, Feb 15 and Mar 15 would each have an invoice: service was given
     // (before, neither was ever billed).
-    expect((await invoicesOf(id)).map((i) => i.period_start?.slice(0, 10))).toEqual([
+    expect((await invoicesOf(ctx, id)).map((i) => i.period_start?.slice(0, 10))).toEqual([
       '2025-01-15',
       '2025-02-15',
       '2025-03-15',
@@ -225,8 +156,8 @@ describe('a worker that was down', () => {
 
   test('a subscription set to cancel at the period end, the period over and the job behind: ended by the next change or cancel', async () => {
     ctx.clock.set(START)
-    const { priceId } = await plan('10.00')
-    const { id } = await activeSubscription(priceId)
+    const { priceId } = await createPlan(ctx, '10.00')
+    const { id } = await activeSubscription(ctx, priceId)
     const atEnd = await ctx.post(`/v1/subscriptions/${id}/cancel`, { at_period_end: true })
     expect(atEnd.status, atEnd.text).toBe(200)
     // The period ended on Feb 15; the renewal job has not run.
@@ -235,21 +166,21 @@ describe('a worker that was down', () => {
     // The catch-up commits the ending as the job would: it is canceled (it stayed active,
     // the 422 rolling the ending back).
     expect(patched.status).toBe(422)
-    expect(await subscription(id)).toMatchObject({
+    expect(await getSubscription(ctx, id)).toMatchObject({
       status: 'canceled',
       ended_at: '2025-02-15T09:00:00.000Z',
     })
     const cancelled = await ctx.post<ErrorBody>(`/v1/subscriptions/${id}/cancel`)
     expect(cancelled.status).toBe(422)
-    expect(await invoicesOf(id)).toHaveLength(1)
+    expect(await invoicesOf(ctx, id)).toHaveLength(1)
   })
 })
 
 describe('change_at', () => {
   test('is validated whenever it is sent, and alone (no price_id or quantity) is 400', async () => {
     ctx.clock.set(START)
-    const { priceId } = await plan('20.00')
-    const { id } = await activeSubscription(priceId)
+    const { priceId } = await createPlan(ctx, '20.00')
+    const { id } = await activeSubscription(ctx, priceId)
     for (const changeAt of [
       'garbage',
       '2025-02-30',
@@ -267,7 +198,7 @@ describe('change_at', () => {
       metadata: { a: 'b' },
     })
     expect(withMetadata.status, withMetadata.text).toBe(400)
-    const s = await subscription(id)
+    const s = await getSubscription(ctx, id)
     expect(s.scheduled_changes).toEqual([])
     expect(
       (await ctx.get<{ metadata: Record<string, string> }>(`/v1/subscriptions/${id}`)).body
@@ -346,7 +277,7 @@ describe('pending changes written before migration 0015 (a quantity change carri
   test('0020: a quantity change made before a price change that has since applied keeps the new price', async () => {
     ctx.clock.set(START)
     const { p1, p2 } = await seats()
-    const { id } = await activeSubscription(p1)
+    const { id } = await activeSubscription(ctx, p1)
     // Before the upgrade to 0015: a move to P2 at the period end (Feb 15), then 3 seats from
     // Mar 15, stored with the price of its day (P1) ...
     const move = await ctx.patch(`/v1/subscriptions/${id}`, { price_id: p2 })
@@ -355,8 +286,8 @@ describe('pending changes written before migration 0015 (a quantity change carri
     // ... and a change to P1 with 4 seats from Apr 15, made while it billed P2: the merchant's
     // choice of P1.
     ctx.clock.set(new Date('2025-02-15T09:00:00Z'))
-    await renew()
-    expect((await subscription(id)).price_id).toBe(p2)
+    await renewAndEndIncomplete(ctx)
+    expect((await getSubscription(ctx, id)).price_id).toBe(p2)
     const explicit = await oldStyleChange(
       id,
       p1,
@@ -381,20 +312,28 @@ describe('pending changes written before migration 0015 (a quantity change carri
 
     // Mar 15: 3 seats of the price it bills (P2), not a return to P1.
     ctx.clock.set(new Date('2025-03-15T09:00:00Z'))
-    await renew()
-    expect(await subscription(id)).toMatchObject({ price_id: p2, quantity: 3, amount: '45.00' })
+    await renewAndEndIncomplete(ctx)
+    expect(await getSubscription(ctx, id)).toMatchObject({
+      price_id: p2,
+      quantity: 3,
+      amount: '45.00',
+    })
     // Apr 15: the move to P1 with 4 seats.
     ctx.clock.set(new Date('2025-04-15T09:00:00Z'))
-    await renew()
-    expect(await subscription(id)).toMatchObject({ price_id: p1, quantity: 4, amount: '40.00' })
-    const last = await invoice((await subscription(id)).latest_invoice_id)
+    await renewAndEndIncomplete(ctx)
+    expect(await getSubscription(ctx, id)).toMatchObject({
+      price_id: p1,
+      quantity: 4,
+      amount: '40.00',
+    })
+    const last = await getInvoice(ctx, (await getSubscription(ctx, id)).latest_invoice_id)
     expect(last.total).toBe('40.00')
   })
 
   test('0015, for a database upgraded past it now: compares with the price billed when the change was made', async () => {
     ctx.clock.set(START)
     const { p1, p2 } = await seats()
-    const { id } = await activeSubscription(p1)
+    const { id } = await activeSubscription(ctx, p1)
     // On P1: 3 seats from Mar 15 (the price of its day), and a move to P2 with 2 seats from
     // Feb 15 (the merchant's choice, the price it bills once the move applies).
     const quantityOnly = await oldStyleChange(id, p1, 3, new Date('2025-03-15T09:00:00Z'), START)
@@ -409,8 +348,8 @@ describe('pending changes written before migration 0015 (a quantity change carri
     )
     // The move to P2 applies on Feb 15, before the upgrade.
     ctx.clock.set(new Date('2025-02-15T09:00:00Z'))
-    await renew()
-    expect(await subscription(id)).toMatchObject({ price_id: p2, quantity: 2 })
+    await renewAndEndIncomplete(ctx)
+    expect(await getSubscription(ctx, id)).toMatchObject({ price_id: p2, quantity: 2 })
 
     await up0015(ctx.db as never)
     await up0020(ctx.db as never)
@@ -423,7 +362,11 @@ describe('pending changes written before migration 0015 (a quantity change carri
     expect(await priceOf(sixOfP2)).toBe(p2)
 
     ctx.clock.set(new Date('2025-03-15T09:00:00Z'))
-    await renew()
-    expect(await subscription(id)).toMatchObject({ price_id: p2, quantity: 3, amount: '45.00' })
+    await renewAndEndIncomplete(ctx)
+    expect(await getSubscription(ctx, id)).toMatchObject({
+      price_id: p2,
+      quantity: 3,
+      amount: '45.00',
+    })
   })
 })

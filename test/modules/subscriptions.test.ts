@@ -11,30 +11,14 @@ import {
 } from '../fixtures.ts'
 import { createTestContext, type ErrorBody, type TestContext } from '../harness.ts'
 import { createPayment } from '../payments-helpers.ts'
-
-interface SubscriptionBody {
-  id: string
-  status: string
-  price_id: string
-  quantity: number
-  amount: string
-  current_period_start: string
-  current_period_end: string
-  cancel_at_period_end: boolean
-  canceled_at: string | null
-  ended_at: string | null
-  latest_invoice_id: string
-  scheduled_changes: {
-    price_id: string | null
-    quantity: number | null
-    effective_at: string
-    status: string
-  }[]
-}
-interface OrderBody {
-  invoice_id: string
-  subscription_id: string
-}
+import {
+  activeSubscription,
+  createPlan,
+  getSubscription,
+  invoicesOf,
+  type OrderBody,
+  type SubscriptionBody,
+} from '../subscription-helpers.ts'
 
 let ctx: TestContext
 const START = new Date('2025-01-31T09:00:00Z')
@@ -46,41 +30,10 @@ afterAll(() => ctx.close())
 
 const renew = () => renewDueSubscriptions({ db: ctx.db, clock: ctx.clock, logger: ctx.deps.logger })
 const pay = (invoiceId: string, amount: bigint) => payInvoice(ctx, invoiceId, amount)
-const subscription = async (id: string) =>
-  (await ctx.get<SubscriptionBody>(`/v1/subscriptions/${id}`)).body
-const invoicesOf = async (subscriptionId: string) =>
-  (
-    await ctx.get<List<InvoiceBody>>(
-      `/v1/invoices?subscription_id=${subscriptionId}&sort=created_at&limit=100`,
-    )
-  ).body.items
-
-async function plan(amount = '20.00', interval = 'month', extra: Record<string, unknown> = {}) {
-  const product = await createProduct(ctx, {
-    name: 'Pro',
-    type: 'recurring',
-    prices: [{ amount, currency: 'usd', interval, ...extra }],
-  })
-  return product.prices[0]!.id
-}
-
-/** A subscription whose first invoice is paid, started at the clock's current time. */
-async function activeSubscription(priceId: string, customerBody: Record<string, unknown> = {}) {
-  const customer = await createCustomer(ctx, customerBody)
-  const res = await ctx.post<OrderBody>('/v1/orders', {
-    customer_id: customer.id,
-    type: 'SUBSCRIPTION',
-    price_id: priceId,
-  })
-  expect(res.status).toBe(201)
-  const invoice = (await ctx.get<InvoiceBody>(`/v1/invoices/${res.body.invoice_id}`)).body
-  await pay(invoice.id, BigInt(invoice.amount_due.replace('.', '')))
-  return { customerId: customer.id, id: res.body.subscription_id }
-}
 
 /** An active subscription of an auto_pay customer with a default card: renewals are charged. */
 async function autoChargedSubscription(priceId: string) {
-  const auto = await activeSubscription(priceId, { auto_pay: true })
+  const auto = await activeSubscription(ctx, priceId, { customer: { auto_pay: true } })
   const card = await savePaymentMethod(ctx.db, ctx.scope, {
     customerId: auto.customerId,
     gateway: 'sandbox',
@@ -95,13 +48,13 @@ async function autoChargedSubscription(priceId: string) {
 async function incompleteSubscription() {
   ctx.clock.set(START)
   const customer = await createCustomer(ctx)
-  const order = await ctx.post<OrderBody & { id: string }>('/v1/orders', {
+  const order = await ctx.post<OrderBody>('/v1/orders', {
     customer_id: customer.id,
     type: 'SUBSCRIPTION',
-    price_id: await plan('25.00'),
+    price_id: (await createPlan(ctx, '25.00')).priceId,
   })
   expect(order.status, order.text).toBe(201)
-  expect((await subscription(order.body.subscription_id)).status).toBe('incomplete')
+  expect((await getSubscription(ctx, order.body.subscription_id)).status).toBe('incomplete')
   return order
 }
 
@@ -121,16 +74,16 @@ async function unprocessedPayment(invoiceId: string) {
 describe('renewals', () => {
   test('twelve monthly periods from Jan 31 produce twelve paid-in-advance invoices on the anchor day', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('20.00'))
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '20.00')).priceId)
     for (let month = 0; month < 12; month++) {
-      const current = await subscription(id)
+      const current = await getSubscription(ctx, id)
       ctx.clock.set(new Date(current.current_period_end))
       expect(await renew()).toBeGreaterThanOrEqual(1)
-      const latest = (await subscription(id)).latest_invoice_id
+      const latest = (await getSubscription(ctx, id)).latest_invoice_id
       const invoice = (await ctx.get<InvoiceBody>(`/v1/invoices/${latest}`)).body
       await pay(invoice.id, 2000n)
     }
-    const invoices = await invoicesOf(id)
+    const invoices = await invoicesOf(ctx, id)
     expect(invoices).toHaveLength(13)
     expect(invoices.map((i) => i.billing_reason)).toEqual([
       'subscription_create',
@@ -163,62 +116,64 @@ describe('renewals', () => {
     // Each period starts where the previous ended.
     for (let i = 1; i < invoices.length; i++)
       expect(invoices[i]!.period_start).toBe(invoices[i - 1]!.period_end)
-    expect((await subscription(id)).status).toBe('active')
+    expect((await getSubscription(ctx, id)).status).toBe('active')
   })
 
   test('renewing is idempotent: running the job twice for one due period creates one invoice', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('5.00', 'week'))
-    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '5.00', 'week')).priceId)
+    ctx.clock.set(new Date((await getSubscription(ctx, id)).current_period_end))
     await Promise.all([renew(), renew(), renew()])
     await renew()
-    expect(await invoicesOf(id)).toHaveLength(2)
+    expect(await invoicesOf(ctx, id)).toHaveLength(2)
   })
 
   test('a worker that was down catches up period by period', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('1.00', 'day'))
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '1.00', 'day')).priceId)
     ctx.clock.advance(5 * 86_400_000 + 1000)
     await renew()
-    const invoices = await invoicesOf(id)
+    const invoices = await invoicesOf(ctx, id)
     expect(invoices).toHaveLength(6)
-    expect(new Date((await subscription(id)).current_period_end).getTime()).toBeGreaterThan(
+    expect(new Date((await getSubscription(ctx, id)).current_period_end).getTime()).toBeGreaterThan(
       ctx.clock.now().getTime(),
     )
   })
 
   test('an unpaid renewal makes the subscription past_due; paying it makes it active again', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('10.00'))
-    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '10.00')).priceId)
+    ctx.clock.set(new Date((await getSubscription(ctx, id)).current_period_end))
     await renew()
-    const first = (await subscription(id)).latest_invoice_id
-    expect((await subscription(id)).status).toBe('active')
-    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    const first = (await getSubscription(ctx, id)).latest_invoice_id
+    expect((await getSubscription(ctx, id)).status).toBe('active')
+    ctx.clock.set(new Date((await getSubscription(ctx, id)).current_period_end))
     await renew()
-    const second = (await subscription(id)).latest_invoice_id
-    expect((await subscription(id)).status).toBe('past_due')
+    const second = (await getSubscription(ctx, id)).latest_invoice_id
+    expect((await getSubscription(ctx, id)).status).toBe('past_due')
     await pay(first, 1000n)
-    expect((await subscription(id)).status).toBe('past_due')
+    expect((await getSubscription(ctx, id)).status).toBe('past_due')
     await pay(second, 1000n)
-    expect((await subscription(id)).status).toBe('active')
+    expect((await getSubscription(ctx, id)).status).toBe('active')
   })
 
   test('charge_automatically renewals of an auto_pay customer with a default card are queued for the charge', async () => {
     ctx.clock.set(START)
-    const auto = await autoChargedSubscription(await plan('30.00'))
-    const manual = await activeSubscription(await plan('30.00'), { auto_pay: true })
-    ctx.clock.set(new Date((await subscription(auto.id)).current_period_end))
+    const auto = await autoChargedSubscription((await createPlan(ctx, '30.00')).priceId)
+    const manual = await activeSubscription(ctx, (await createPlan(ctx, '30.00')).priceId, {
+      customer: { auto_pay: true },
+    })
+    ctx.clock.set(new Date((await getSubscription(ctx, auto.id)).current_period_end))
     await renew()
     const queued = await ctx.get<InvoiceBody>(
-      `/v1/invoices/${(await subscription(auto.id)).latest_invoice_id}`,
+      `/v1/invoices/${(await getSubscription(ctx, auto.id)).latest_invoice_id}`,
     )
     expect(queued.body).toMatchObject({
       collection_method: 'charge_automatically',
       next_payment_attempt: ctx.clock.now().toISOString(),
     })
     const waiting = await ctx.get<InvoiceBody>(
-      `/v1/invoices/${(await subscription(manual.id)).latest_invoice_id}`,
+      `/v1/invoices/${(await getSubscription(ctx, manual.id)).latest_invoice_id}`,
     )
     expect(waiting.body.next_payment_attempt).toBeNull()
     await pay(queued.body.id, 3000n)
@@ -231,7 +186,7 @@ describe('renewals', () => {
 describe('cancellation', () => {
   test('at period end: no more invoices, ends on the boundary', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan())
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx)).priceId)
     const res = await ctx.post<SubscriptionBody>(`/v1/subscriptions/${id}/cancel`, {
       at_period_end: true,
     })
@@ -243,19 +198,19 @@ describe('cancellation', () => {
     const end = res.body.current_period_end
     ctx.clock.set(new Date(end))
     await renew()
-    expect(await subscription(id)).toMatchObject({ status: 'canceled', ended_at: end })
-    expect(await invoicesOf(id)).toHaveLength(1)
+    expect(await getSubscription(ctx, id)).toMatchObject({ status: 'canceled', ended_at: end })
+    expect(await invoicesOf(ctx, id)).toHaveLength(1)
   })
 
   test('immediately: canceled now, renewals stop, cancelling again is 422', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan())
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx)).priceId)
     ctx.clock.advance(86_400_000)
     const res = await ctx.post<SubscriptionBody>(`/v1/subscriptions/${id}/cancel`)
     expect(res.body).toMatchObject({ status: 'canceled', ended_at: ctx.clock.now().toISOString() })
     ctx.clock.advance(60 * 86_400_000)
     await renew()
-    expect(await invoicesOf(id)).toHaveLength(1)
+    expect(await invoicesOf(ctx, id)).toHaveLength(1)
     const again = await ctx.post<ErrorBody>(`/v1/subscriptions/${id}/cancel`)
     expect(again.status).toBe(422)
     expect(again.body.error.code).toBe('invalid_state_transition')
@@ -264,10 +219,10 @@ describe('cancellation', () => {
 
   test('cancelling now stops the automatic charges of its unpaid invoices', async () => {
     ctx.clock.set(START)
-    const auto = await autoChargedSubscription(await plan('30.00'))
-    ctx.clock.set(new Date((await subscription(auto.id)).current_period_end))
+    const auto = await autoChargedSubscription((await createPlan(ctx, '30.00')).priceId)
+    ctx.clock.set(new Date((await getSubscription(ctx, auto.id)).current_period_end))
     await renew()
-    const invoiceId = (await subscription(auto.id)).latest_invoice_id
+    const invoiceId = (await getSubscription(ctx, auto.id)).latest_invoice_id
     const queued = (await ctx.get<InvoiceBody>(`/v1/invoices/${invoiceId}`)).body
     expect(queued.next_payment_attempt).not.toBeNull()
     const res = await ctx.app.inject({
@@ -341,7 +296,7 @@ describe('cancellation', () => {
     expect(refused.status).toBe(404)
     const payment = await ctx.get<{ payment_status: string }>(`/v1/payments/${later.body.id}`)
     expect(payment.body.payment_status).toBe('INITIATED')
-    expect((await subscription(order.body.subscription_id)).status).toBe('incomplete')
+    expect((await getSubscription(ctx, order.body.subscription_id)).status).toBe('incomplete')
     expect(
       (await ctx.get<InvoiceBody>(`/v1/invoices/${order.body.invoice_id}`)).body.invoice_status,
     ).toBe('FINALIZED')
@@ -387,7 +342,7 @@ describe('cancellation', () => {
 
   test('cancel_at_period_end can be undone with PATCH', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan())
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx)).priceId)
     await ctx.post(`/v1/subscriptions/${id}/cancel`, { at_period_end: true })
     const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, {
       cancel_at_period_end: false,
@@ -395,15 +350,15 @@ describe('cancellation', () => {
     expect(res.body).toMatchObject({ cancel_at_period_end: false, canceled_at: null })
     ctx.clock.set(new Date(res.body.current_period_end))
     await renew()
-    expect((await subscription(id)).status).toBe('active')
+    expect((await getSubscription(ctx, id)).status).toBe('active')
   })
 })
 
 describe('subscription schedules', () => {
   test('a price change takes effect at the period end, and the next invoice uses it', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('20.00'))
-    const bigger = await plan('45.00')
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '20.00')).priceId)
+    const bigger = (await createPlan(ctx, '45.00')).priceId
     const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, {
       price_id: bigger,
       quantity: 2,
@@ -420,7 +375,7 @@ describe('subscription schedules', () => {
     ])
     ctx.clock.set(new Date(res.body.current_period_end))
     await renew()
-    const after = await subscription(id)
+    const after = await getSubscription(ctx, id)
     expect(after).toMatchObject({ price_id: bigger, quantity: 2, amount: '90.00' })
     expect(after.scheduled_changes[0]?.status).toBe('applied')
     const latest = (await ctx.get<InvoiceBody>(`/v1/invoices/${after.latest_invoice_id}`)).body
@@ -429,9 +384,9 @@ describe('subscription schedules', () => {
 
   test('a change dated mid-period applies at the first renewal after it', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('20.00'))
-    const cheaper = await plan('15.00')
-    const sub = await subscription(id)
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '20.00')).priceId)
+    const cheaper = (await createPlan(ctx, '15.00')).priceId
+    const sub = await getSubscription(ctx, id)
     const secondEnd = new Date('2025-03-31T09:00:00Z')
     await ctx.patch(`/v1/subscriptions/${id}`, {
       price_id: cheaper,
@@ -439,10 +394,10 @@ describe('subscription schedules', () => {
     })
     ctx.clock.set(new Date(sub.current_period_end))
     await renew()
-    expect((await subscription(id)).amount).toBe('20.00')
+    expect((await getSubscription(ctx, id)).amount).toBe('20.00')
     ctx.clock.set(secondEnd)
     await renew()
-    expect((await subscription(id)).amount).toBe('15.00')
+    expect((await getSubscription(ctx, id)).amount).toBe('15.00')
   })
 
   test.each<[{ price_id?: string; quantity?: number; change_at?: string }, number]>([
@@ -453,7 +408,7 @@ describe('subscription schedules', () => {
     [{ quantity: 2, change_at: 'someday' }, 400],
   ])('%j is %i', async (body, status) => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan())
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx)).priceId)
     const eur = (
       await createProduct(ctx, {
         name: 'EU',
@@ -479,7 +434,7 @@ describe('subscription schedules', () => {
 
   test('cancel_scheduled_changes drops pending changes', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('20.00'))
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '20.00')).priceId)
     await ctx.patch(`/v1/subscriptions/${id}`, { quantity: 3 })
     const res = await ctx.patch<SubscriptionBody>(`/v1/subscriptions/${id}`, {
       cancel_scheduled_changes: true,
@@ -487,7 +442,7 @@ describe('subscription schedules', () => {
     expect(res.body.scheduled_changes.map((s) => s.status)).toEqual(['cancelled'])
     ctx.clock.set(new Date(res.body.current_period_end))
     await renew()
-    expect((await subscription(id)).quantity).toBe(1)
+    expect((await getSubscription(ctx, id)).quantity).toBe(1)
   })
 })
 
@@ -497,25 +452,25 @@ describe('a first invoice paid late', () => {
     // Paid two and a half months after the order (Jan 31 → Apr 15).
     ctx.clock.set(new Date('2025-04-15T09:00:00Z'))
     await pay(order.body.invoice_id, 2500n)
-    const activated = await subscription(order.body.subscription_id)
+    const activated = await getSubscription(ctx, order.body.subscription_id)
     expect(activated).toMatchObject({
       status: 'active',
       current_period_start: '2025-04-15T09:00:00.000Z',
       current_period_end: '2025-05-15T09:00:00.000Z',
     })
     await renew()
-    expect(await invoicesOf(order.body.subscription_id)).toHaveLength(1)
-    expect((await subscription(order.body.subscription_id)).status).toBe('active')
+    expect(await invoicesOf(ctx, order.body.subscription_id)).toHaveLength(1)
+    expect((await getSubscription(ctx, order.body.subscription_id)).status).toBe('active')
     ctx.clock.set(new Date('2025-05-15T09:00:00Z'))
     await renew()
-    expect(await invoicesOf(order.body.subscription_id)).toHaveLength(2)
+    expect(await invoicesOf(ctx, order.body.subscription_id)).toHaveLength(2)
   })
 
   test('within its first period, the period it was ordered for stands', async () => {
     const order = await incompleteSubscription()
     ctx.clock.set(new Date('2025-02-10T09:00:00Z'))
     await pay(order.body.invoice_id, 2500n)
-    expect(await subscription(order.body.subscription_id)).toMatchObject({
+    expect(await getSubscription(ctx, order.body.subscription_id)).toMatchObject({
       status: 'active',
       current_period_start: START.toISOString(),
       current_period_end: '2025-02-28T09:00:00.000Z',
@@ -526,64 +481,64 @@ describe('a first invoice paid late', () => {
 describe('past_due', () => {
   test('ends when the invoice it owed is voided, and at a renewal that finds nothing owed', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('20.00'))
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '20.00')).priceId)
     // Two renewals unpaid: past_due from the second.
     for (let i = 0; i < 2; i++) {
-      ctx.clock.set(new Date((await subscription(id)).current_period_end))
+      ctx.clock.set(new Date((await getSubscription(ctx, id)).current_period_end))
       await renew()
     }
-    expect((await subscription(id)).status).toBe('past_due')
-    const [, second, third] = await invoicesOf(id)
+    expect((await getSubscription(ctx, id)).status).toBe('past_due')
+    const [, second, third] = await invoicesOf(ctx, id)
     await pay(String(third?.id), 2000n)
-    expect((await subscription(id)).status).toBe('past_due')
+    expect((await getSubscription(ctx, id)).status).toBe('past_due')
     expect((await ctx.post(`/v1/invoices/${second?.id}/void`)).status).toBe(200)
-    expect((await subscription(id)).status).toBe('active')
+    expect((await getSubscription(ctx, id)).status).toBe('active')
     // Past due again; what it owed is written off: the next renewal finds nothing owed.
     for (let i = 0; i < 2; i++) {
-      ctx.clock.set(new Date((await subscription(id)).current_period_end))
+      ctx.clock.set(new Date((await getSubscription(ctx, id)).current_period_end))
       await renew()
     }
-    expect((await subscription(id)).status).toBe('past_due')
-    for (const invoice of (await invoicesOf(id)).slice(-2)) {
+    expect((await getSubscription(ctx, id)).status).toBe('past_due')
+    for (const invoice of (await invoicesOf(ctx, id)).slice(-2)) {
       expect((await ctx.post(`/v1/invoices/${invoice.id}/mark_uncollectible`)).status).toBe(200)
     }
-    ctx.clock.set(new Date((await subscription(id)).current_period_end))
+    ctx.clock.set(new Date((await getSubscription(ctx, id)).current_period_end))
     await renew()
-    expect((await subscription(id)).status).toBe('active')
+    expect((await getSubscription(ctx, id)).status).toBe('active')
   })
 })
 
 describe('changes that would bill wrongly', () => {
   test('a price on another interval is 400: the periods follow the subscription', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('20.00', 'month'))
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '20.00', 'month')).priceId)
     const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, {
-      price_id: await plan('200.00', 'year'),
+      price_id: (await createPlan(ctx, '200.00', 'year')).priceId,
     })
     expect(res.status).toBe(400)
     expect(res.body.error.details).toMatchObject({ field: 'price_id' })
-    expect((await subscription(id)).scheduled_changes).toEqual([])
+    expect((await getSubscription(ctx, id)).scheduled_changes).toEqual([])
   })
 
   test('a price change and a quantity change scheduled apart both apply, in either order', async () => {
     ctx.clock.set(START)
-    const bigger = await plan('45.00')
+    const bigger = (await createPlan(ctx, '45.00')).priceId
     for (const changes of [
       [{ price_id: bigger }, { quantity: 3 }],
       [{ quantity: 3 }, { price_id: bigger }],
     ]) {
-      const { id } = await activeSubscription(await plan('20.00'))
+      const { id } = await activeSubscription(ctx, (await createPlan(ctx, '20.00')).priceId)
       for (const change of changes) {
         expect((await ctx.patch(`/v1/subscriptions/${id}`, change)).status).toBe(200)
       }
-      ctx.clock.set(new Date((await subscription(id)).current_period_end))
+      ctx.clock.set(new Date((await getSubscription(ctx, id)).current_period_end))
       await renew()
-      expect(await subscription(id)).toMatchObject({
+      expect(await getSubscription(ctx, id)).toMatchObject({
         price_id: bigger,
         quantity: 3,
         amount: '135.00',
       })
-      const invoices = await invoicesOf(id)
+      const invoices = await invoicesOf(ctx, id)
       expect(invoices.at(-1)?.amount_due).toBe('135.00')
       ctx.clock.set(START)
     }
@@ -591,37 +546,37 @@ describe('changes that would bill wrongly', () => {
 
   test('a quantity whose amount is larger than Payrail accepts is 400 at PATCH, with the changes already scheduled', async () => {
     ctx.clock.set(START)
-    const { id } = await activeSubscription(await plan('20000000.00'))
+    const { id } = await activeSubscription(ctx, (await createPlan(ctx, '20000000.00')).priceId)
     const res = await ctx.patch<ErrorBody>(`/v1/subscriptions/${id}`, { quantity: 1_000_000 })
     expect(res.status).toBe(400)
     // A price scheduled first, then a quantity: together over the limit.
-    const small = await activeSubscription(await plan('2.00'))
-    const dear = await plan('20000000.00')
+    const small = await activeSubscription(ctx, (await createPlan(ctx, '2.00')).priceId)
+    const dear = (await createPlan(ctx, '20000000.00')).priceId
     expect((await ctx.patch(`/v1/subscriptions/${small.id}`, { price_id: dear })).status).toBe(200)
     const both = await ctx.patch<ErrorBody>(`/v1/subscriptions/${small.id}`, {
       quantity: 1_000_000,
     })
     expect(both.status).toBe(400)
-    expect((await subscription(small.id)).scheduled_changes).toHaveLength(1)
+    expect((await getSubscription(ctx, small.id)).scheduled_changes).toHaveLength(1)
   })
 
   test('a subscription that cannot renew is left for the next run; the others renew', async () => {
     ctx.clock.set(START)
-    const broken = await activeSubscription(await plan('20000000.00'))
-    const healthy = await activeSubscription(await plan('20.00'))
+    const broken = await activeSubscription(ctx, (await createPlan(ctx, '20000000.00')).priceId)
+    const healthy = await activeSubscription(ctx, (await createPlan(ctx, '20.00')).priceId)
     // A quantity written before PATCH checked it: its renewal's invoice is over the limit.
     await ctx.pool.query('update subscriptions set quantity = 1000000 where id = $1', [broken.id])
-    ctx.clock.set(new Date((await subscription(healthy.id)).current_period_end))
+    ctx.clock.set(new Date((await getSubscription(ctx, healthy.id)).current_period_end))
     await expect(renew()).resolves.toBeGreaterThanOrEqual(1)
-    expect(await invoicesOf(healthy.id)).toHaveLength(2)
-    expect(await invoicesOf(broken.id)).toHaveLength(1)
+    expect(await invoicesOf(ctx, healthy.id)).toHaveLength(2)
+    expect(await invoicesOf(ctx, broken.id)).toHaveLength(1)
   })
 })
 
 describe('listing and access', () => {
   test('filters by status and customer; customer tokens cannot use subscription routes', async () => {
     ctx.clock.set(START)
-    const { id, customerId } = await activeSubscription(await plan())
+    const { id, customerId } = await activeSubscription(ctx, (await createPlan(ctx)).priceId)
     const list = await ctx.get<List<SubscriptionBody>>(
       `/v1/subscriptions?customer_id=${customerId}&status=active`,
     )

@@ -461,9 +461,12 @@ function uncoveredCredit(order: Order, invoice: Invoice): bigint {
 
 /**
  * A payment applied to the invoice of a fulfilled credit top-up whose credit refunds took
- * back gives back the credit the invoice is paid for again: the share of the credit this
- * payment covers again, and no more than refunds took back net of what earlier payments
- * gave back (`takenBackFor`), so the customer never holds more than the top-up's credit.
+ * back gives back the credit the invoice is paid for again: what refunds took back net of
+ * what earlier payments gave back (`takenBackFor`) beyond what the invoice still leaves
+ * uncovered, and no more than the share this payment covers again. A refund that found the
+ * credit spent took back less than it uncovered: a payment first covers that spent credit,
+ * so the customer never holds more than the invoice is net paid for, nor more than the
+ * top-up's credit.
  */
 async function recreditRepaidTopUp(
   trx: Db,
@@ -475,8 +478,11 @@ async function recreditRepaidTopUp(
   const order = await lockOrderByInvoice(trx, scope.environmentId, after.id)
   if (order?.type !== 'CREDIT_TOP_UP' || order.status !== 'FULFILLED') return
   const takenBack = await takenBackFor(trx, order.customer_id, after.id)
-  const repaid = uncoveredCredit(order, before) - uncoveredCredit(order, after)
-  const credit = repaid < takenBack ? repaid : takenBack
+  // min(uncovered before, taken back) - uncovered after: a refund failed after it succeeded
+  // (`reverseInvoiceRefund`) leaves more taken back than uncovered, given back by the merchant.
+  const uncoveredBefore = uncoveredCredit(order, before)
+  const owed = uncoveredBefore < takenBack ? uncoveredBefore : takenBack
+  const credit = owed - uncoveredCredit(order, after)
   if (credit <= 0n) return
   await applyBalanceChange(
     trx,
