@@ -54,6 +54,11 @@ export function toErrorBody(error: unknown): { status: number; body: ErrorBody }
       status: httpStatusFor(database.code),
       body: errorBody(database.code, database.message),
     }
+  if (isBrokenBody(error))
+    return {
+      status: 400,
+      body: errorBody('validation_error', 'The request body ended before it was complete'),
+    }
   if (isFastifyError(error)) {
     const mapped = mapFastifyError(error)
     if (mapped)
@@ -197,6 +202,22 @@ function isFastifyError(error: unknown): error is FastifyError {
   if (!(error instanceof Error)) return false
   const { code, validation } = error as Partial<FastifyError>
   return Array.isArray(validation) || (typeof code === 'string' && code.startsWith('FST_'))
+}
+
+/**
+ * The request's body stream broke off while Fastify read it (the client went away: Node's
+ * `aborted`, a reset connection). The client's side, not Payrail's: a 400, not a 500 logged
+ * as Payrail's fault. Fastify passes such a stream error on as it came, marked 400.
+ */
+function isBrokenBody(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  const { code, statusCode } = error as { code?: unknown; statusCode?: unknown }
+  // The 400 is Fastify's mark (content-type-parser's rawBody): a provider call's reset
+  // connection, which carries none, stays Payrail's fault.
+  return (
+    statusCode === 400 &&
+    (code === 'ECONNRESET' || code === 'ECONNABORTED' || code === 'ERR_STREAM_PREMATURE_CLOSE')
+  )
 }
 
 /**

@@ -222,6 +222,24 @@ describe('error codes', () => {
     })
   })
 
+  test('a request body that broke off while read (the client gone) is 400, not a 500 of ours', () => {
+    // As Fastify's body reader passes on Node's `aborted`: the stream's error, marked 400.
+    const aborted = Object.assign(new Error('aborted'), { code: 'ECONNRESET', statusCode: 400 })
+    expect(toErrorBody(aborted)).toEqual({
+      status: 400,
+      body: {
+        error: {
+          code: 'validation_error',
+          message: 'The request body ended before it was complete',
+          details: {},
+        },
+      },
+    })
+    // A provider call's reset connection carries no such mark: Payrail's fault, 500.
+    const outbound = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
+    expect(toErrorBody(outbound).status).toBe(500)
+  })
+
   test("another library's error carrying a statusCode is no Fastify error: 500 internal_error", () => {
     const error = Object.assign(new Error('upstream said no'), { statusCode: 401, code: 'E_UP' })
     expect(toErrorBody(error)).toEqual({
