@@ -262,6 +262,13 @@ describe('pending changes written before migration 0015 (a quantity change carri
         .executeTakeFirstOrThrow()
     ).price_id
 
+  /** The subscription once the renewal job has run at `at`. */
+  async function renewedOn(subscriptionId: string, at: string) {
+    ctx.clock.set(new Date(at))
+    await renewAndEndIncomplete(ctx)
+    return getSubscription(ctx, subscriptionId)
+  }
+
   async function seats() {
     const product = await createProduct(ctx, {
       name: 'Seats',
@@ -311,17 +318,13 @@ describe('pending changes written before migration 0015 (a quantity change carri
     expect(await priceOf(since)).toBe(p2)
 
     // Mar 15: 3 seats of the price it bills (P2), not a return to P1.
-    ctx.clock.set(new Date('2025-03-15T09:00:00Z'))
-    await renewAndEndIncomplete(ctx)
-    expect(await getSubscription(ctx, id)).toMatchObject({
+    expect(await renewedOn(id, '2025-03-15T09:00:00Z')).toMatchObject({
       price_id: p2,
       quantity: 3,
       amount: '45.00',
     })
     // Apr 15: the move to P1 with 4 seats.
-    ctx.clock.set(new Date('2025-04-15T09:00:00Z'))
-    await renewAndEndIncomplete(ctx)
-    expect(await getSubscription(ctx, id)).toMatchObject({
+    expect(await renewedOn(id, '2025-04-15T09:00:00Z')).toMatchObject({
       price_id: p1,
       quantity: 4,
       amount: '40.00',
@@ -361,9 +364,7 @@ describe('pending changes written before migration 0015 (a quantity change carri
     // choice, kept (0015 cleared it when it compared with the price billed at the upgrade).
     expect(await priceOf(sixOfP2)).toBe(p2)
 
-    ctx.clock.set(new Date('2025-03-15T09:00:00Z'))
-    await renewAndEndIncomplete(ctx)
-    expect(await getSubscription(ctx, id)).toMatchObject({
+    expect(await renewedOn(id, '2025-03-15T09:00:00Z')).toMatchObject({
       price_id: p2,
       quantity: 3,
       amount: '45.00',

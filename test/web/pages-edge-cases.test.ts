@@ -248,33 +248,29 @@ describe('sandbox checkout as it now stands', () => {
 
 describe('sandbox pages send the customer where the payment now says', () => {
   // docs/payments.md: success_url and cancel_url are editable while the payment is open.
-  test('a success_url changed by PATCH while the checkout is open is where the paid page redirects', async () => {
+  test.each([
+    [
+      'changed by PATCH while the checkout is open is where the paid page redirects',
+      {
+        success_url: 'https://merchant.example/old-thanks',
+        cancel_url: 'https://merchant.example/old-cancel',
+      },
+      'https://merchant.example/new-thanks',
+    ],
+    [
+      'added by PATCH to a checkout opened without one is used once it is paid',
+      undefined,
+      'https://merchant.example/thanks',
+    ],
+  ])('a success_url %s', async (_name, opened, patchedUrl) => {
     const { invoice } = await invoiceToPay(ctx)
-    const link = await createSandboxLink(ctx, invoice, undefined, {
-      success_url: 'https://merchant.example/old-thanks',
-      cancel_url: 'https://merchant.example/old-cancel',
-    })
+    const link = await createSandboxLink(ctx, invoice, undefined, opened)
     expect(link.status, link.text).toBe(201)
-    const patched = await ctx.patch(`/v1/payments/${link.body.id}`, {
-      success_url: 'https://merchant.example/new-thanks',
-    })
+    const patched = await ctx.patch(`/v1/payments/${link.body.id}`, { success_url: patchedUrl })
     expect(patched.status, patched.text).toBe(200)
     const paid = await submitCard(ctx, sessionOf(link.body), '4242424242424242')
     expect(paid.statusCode).toBe(303)
-    expect(paid.headers.location).toBe('https://merchant.example/new-thanks')
-  })
-
-  test('a success_url added by PATCH to a checkout opened without one is used once it is paid', async () => {
-    const { invoice } = await invoiceToPay(ctx)
-    const link = await createSandboxLink(ctx, invoice)
-    expect(link.status, link.text).toBe(201)
-    const patched = await ctx.patch(`/v1/payments/${link.body.id}`, {
-      success_url: 'https://merchant.example/thanks',
-    })
-    expect(patched.status, patched.text).toBe(200)
-    const paid = await submitCard(ctx, sessionOf(link.body), '4242424242424242')
-    expect(paid.statusCode).toBe(303)
-    expect(paid.headers.location).toBe('https://merchant.example/thanks')
+    expect(paid.headers.location).toBe(patchedUrl)
   })
 
   test('a cancel_url changed by PATCH is where Cancel sends the customer', async () => {
